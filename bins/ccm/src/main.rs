@@ -1,0 +1,3 @@
+//! NIFCLOUD cloud-controller-manager binary.
+
+fn main() {}

@@ -1,0 +1,3 @@
+//! NIFCLOUD additional-storage CSI driver binary.
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! The NIFCLOUD cloud provider: load balancers and instances for the cloud-controller-manager.

@@ -1,0 +1,1 @@
+//! A stateful emulator of the NIFCLOUD computing API, for tests and demos.

@@ -1,0 +1,3 @@
+//! Build-time tasks: SDK code generation, images, manifests, deploy, demo.
+
+fn main() {}
