@@ -1,0 +1,198 @@
+//! The client: signs, sends and retries calls, and reads their replies.
+
+use std::sync::{Arc, Once};
+use std::time::Instant;
+
+use time::OffsetDateTime;
+use tracing::Instrument as _;
+
+use crate::config::Config;
+use crate::error::{Error, parse_error_document};
+use crate::metrics::Outcome;
+use crate::operation::Operation;
+use crate::retry::should_retry;
+use crate::signing::sign_request;
+use crate::wire::Params;
+use crate::xml::{self, FromXml, XmlNode};
+
+/// The API version every request names.
+pub const API_VERSION: &str = "3.0";
+
+/// A client of the computing API. Cheap to clone: clones share one connection pool.
+///
+/// Every call is a future that can be dropped at any point (a timeout, a `select!`): dropping it stops the
+/// request and any backoff sleep at once.
+#[derive(Clone, Debug)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    http: reqwest::Client,
+    config: Config,
+    host: String,
+}
+
+static CRYPTO: Once = Once::new();
+
+/// Installs rustls' ring provider as the process default unless one is installed already.
+fn install_crypto_provider() {
+    CRYPTO.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+impl Client {
+    /// A client for `config`.
+    pub fn new(config: Config) -> Result<Client, Error> {
+        install_crypto_provider();
+        let http = reqwest::Client::builder()
+            .user_agent(config.user_agent.clone())
+            .timeout(config.timeout)
+            .connect_timeout(config.connect_timeout)
+            .pool_idle_timeout(std::time::Duration::from_secs(50))
+            .build()
+            .map_err(|source| Error::Transport {
+                action: "build client".into(),
+                endpoint: config.endpoint.to_string(),
+                source,
+            })?;
+        let url = &config.endpoint;
+        let host = match url.port() {
+            Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
+            None => url.host_str().unwrap_or_default().to_owned(),
+        };
+        Ok(Client {
+            inner: Arc::new(Inner { http, config, host }),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// Sends a typed operation and reads its typed reply.
+    pub async fn send<O: Operation>(&self, op: &O) -> Result<O::Output, Error> {
+        op.validate()?;
+        let mut params = Params::new();
+        op.serialize(&mut params);
+        let (root, _) = self.call_raw(O::ACTION, params).await?;
+        O::Output::from_xml(&root).map_err(|source| Error::Parse {
+            action: O::ACTION.into(),
+            status: 200,
+            source,
+        })
+    }
+
+    /// Sends any action with the given parameters (Action and Version are added) and returns the reply's root
+    /// element and request id. For operations the model does not know yet.
+    pub async fn call_raw(&self, action: &str, params: Params) -> Result<(XmlNode, Option<String>), Error> {
+        let span = tracing::debug_span!(
+            "nifcloud",
+            action,
+            attempt = tracing::field::Empty,
+            request_id = tracing::field::Empty,
+            latency_ms = tracing::field::Empty
+        );
+        let started = Instant::now();
+        let result = self.call_with_retries(action, params).instrument(span.clone()).await;
+        let latency = started.elapsed();
+        span.record("latency_ms", latency.as_millis() as u64);
+        if let Some(hook) = &self.inner.config.metrics {
+            let (outcome, attempts) = match &result {
+                Ok((_, _, attempts)) => (Outcome::Success, *attempts),
+                Err((Error::Api(e), attempts)) => (Outcome::ApiError(&e.code), *attempts),
+                Err((_, attempts)) => (Outcome::Failure, *attempts),
+            };
+            hook.record(action, outcome, attempts, latency);
+        }
+        match result {
+            Ok((root, request_id, _)) => Ok((root, request_id)),
+            Err((e, _)) => Err(e),
+        }
+    }
+
+    async fn call_with_retries(
+        &self,
+        action: &str,
+        params: Params,
+    ) -> Result<(XmlNode, Option<String>, u32), (Error, u32)> {
+        let mut all = Params::new();
+        all.push("Action", action);
+        all.push("Version", API_VERSION);
+        for (k, v) in params.iter() {
+            all.push(k, v);
+        }
+        let retry = &self.inner.config.retry;
+        let mut attempt = 1;
+        loop {
+            tracing::Span::current().record("attempt", attempt);
+            match self.attempt(action, &all).await {
+                Ok((root, rid)) => return Ok((root, rid, attempt)),
+                Err(e) if attempt < retry.max_attempts.max(1) && should_retry(action, &e) => {
+                    let wait = retry.backoff(attempt, &mut rand::rng());
+                    tracing::debug!(error = %e, ?wait, "retrying");
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err((e, attempt)),
+            }
+        }
+    }
+
+    async fn attempt(&self, action: &str, params: &Params) -> Result<(XmlNode, Option<String>), Error> {
+        let cfg = &self.inner.config;
+        let body = sign_request(
+            params,
+            &cfg.credentials,
+            cfg.signature_method,
+            &self.inner.host,
+            cfg.endpoint.path(),
+            OffsetDateTime::now_utc(),
+        );
+        let transport = |source| Error::Transport {
+            action: action.into(),
+            endpoint: cfg.endpoint.to_string(),
+            source,
+        };
+        let response = self
+            .inner
+            .http
+            .post(cfg.endpoint.clone())
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded; charset=utf-8",
+            )
+            .body(body)
+            .send()
+            .await
+            .map_err(transport)?;
+        let status = response.status().as_u16();
+        let text = response.text().await.map_err(transport)?;
+        if (200..300).contains(&status) {
+            let root = xml::parse(&text).map_err(|source| Error::Parse {
+                action: action.into(),
+                status,
+                source,
+            })?;
+            let request_id = xml::request_id(&root);
+            tracing::Span::current().record("request_id", request_id.as_deref().unwrap_or(""));
+            return Ok((root, request_id));
+        }
+        match parse_error_document(action, status, &text) {
+            Some(api) => {
+                tracing::Span::current().record("request_id", api.request_id.as_deref().unwrap_or(""));
+                Err(Error::Api(api))
+            }
+            None => Err(Error::Api(crate::error::ApiError {
+                action: action.into(),
+                code: format!("HTTP.{status}"),
+                message: text.chars().take(200).collect(),
+                request_id: None,
+                status,
+            })),
+        }
+    }
+}
