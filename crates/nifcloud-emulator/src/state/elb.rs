@@ -1,0 +1,715 @@
+//! Elastic load balancers (`Nifty*ElasticLoadBalancer*`). Every change puts the ELB in `State`
+//! `processing` for `delays.elb_ms`; a change while it is processing gets
+//! `Server.ResourceIncorrectState.ElasticLoadBalancer.Processing`* (busy, retry). A listener is
+//! identified by (ElasticLoadBalancerPort, InstancePort, Protocol); deleting the last one deletes
+//! the ELB. (* = emulator choice; the real code is not documented.)
+
+use serde::{Deserialize, Serialize};
+
+use super::{State, after, jst, valid_name};
+use crate::error::ApiError;
+use crate::wire::Params;
+use crate::xml::Xml;
+
+/// One elastic load balancer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ElasticLoadBalancer {
+    /// `elb-…`.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// VIP (`DNSName`).
+    pub vip: String,
+    /// `processing` until this time (epoch ms), then `available`.
+    pub processing_until: i64,
+    /// Bandwidth in Mbps.
+    pub network_volume: i64,
+    /// Accounting type.
+    pub accounting_type: String,
+    /// Accounting type from next month.
+    pub next_month_accounting_type: String,
+    /// Zones.
+    pub zones: Vec<String>,
+    /// Creation time (epoch ms).
+    pub created: i64,
+    /// Listeners.
+    pub listeners: Vec<ElbListener>,
+    /// Network interfaces: (NetworkId, IpAddress, IsVipNetwork).
+    pub network_interfaces: Vec<(String, String, bool)>,
+}
+
+/// One ELB listener.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ElbListener {
+    /// TCP, UDP, HTTP or HTTPS.
+    pub protocol: String,
+    /// ElasticLoadBalancerPort.
+    pub elb_port: i64,
+    /// InstancePort.
+    pub instance_port: i64,
+    /// 1 or 2.
+    pub balancing_type: i64,
+    /// Description.
+    pub description: String,
+    /// Health check target.
+    pub hc_target: String,
+    /// Health check interval.
+    pub hc_interval: i64,
+    /// Unhealthy threshold.
+    pub hc_unhealthy: i64,
+    /// HTTP path.
+    pub hc_path: String,
+    /// Expected HTTP codes.
+    pub hc_expect: Vec<String>,
+    /// Registered instance unique ids.
+    pub instances: Vec<String>,
+    /// Stickiness enabled.
+    pub sticky: bool,
+    /// Stickiness period.
+    pub sticky_period: i64,
+    /// Stickiness method (1 source IP, 2 cookie).
+    pub sticky_method: i64,
+    /// Sorry page enabled.
+    pub sorry: bool,
+    /// Sorry page URL.
+    pub sorry_url: String,
+    /// Certificate id.
+    pub ssl_certificate_id: String,
+}
+
+impl ElasticLoadBalancer {
+    /// `processing` or `available`.
+    pub fn state(&self, now: i64) -> &'static str {
+        if now < self.processing_until {
+            "processing"
+        } else {
+            "available"
+        }
+    }
+}
+
+pub(super) fn settle(_st: &mut State, _now: i64) {}
+
+fn protocol(p: &Params, key: &str) -> Result<String, ApiError> {
+    match p.req(key)? {
+        v @ ("TCP" | "UDP" | "HTTP" | "HTTPS") => Ok(v.to_owned()),
+        v => Err(ApiError::invalid(key, v)),
+    }
+}
+
+fn port(p: &Params, key: &str) -> Result<i64, ApiError> {
+    let v = p.req_int(key)?;
+    if (1..=65535).contains(&v) {
+        Ok(v)
+    } else {
+        Err(ApiError::invalid(key, &v.to_string()))
+    }
+}
+
+fn instance_refs(st: &State, p: &Params, prefix: &str) -> Result<Vec<String>, ApiError> {
+    let mut out = Vec::new();
+    for m in p.members(prefix) {
+        let uid = if let Some(n) = p.opt(&format!("{m}.InstanceId")) {
+            st.instance(n)?.unique_id.clone()
+        } else if let Some(u) = p.opt(&format!("{m}.InstanceUniqueId")) {
+            st.instance_by_uid(u)
+                .ok_or_else(|| ApiError::not_found("Instance", u))?
+                .unique_id
+                .clone()
+        } else {
+            continue;
+        };
+        out.push(uid);
+    }
+    Ok(out)
+}
+
+fn listener(st: &State, p: &Params, m: &str) -> Result<ElbListener, ApiError> {
+    let protocol = protocol(p, &format!("{m}.Protocol"))?;
+    let elb_port = port(p, &format!("{m}.ElasticLoadBalancerPort"))?;
+    let instance_port = port(p, &format!("{m}.InstancePort"))?;
+    let bt_key = format!("{m}.BalancingType");
+    let balancing_type = p.int(&bt_key)?.unwrap_or(1);
+    if !matches!(balancing_type, 1 | 2) {
+        return Err(ApiError::invalid(&bt_key, &balancing_type.to_string()));
+    }
+    let mut l = ElbListener {
+        protocol,
+        elb_port,
+        instance_port,
+        balancing_type,
+        description: p.opt(&format!("{m}.Description")).unwrap_or("").to_owned(),
+        hc_target: format!("TCP:{instance_port}"),
+        hc_interval: 10,
+        hc_unhealthy: 3,
+        hc_path: String::new(),
+        hc_expect: Vec::new(),
+        instances: instance_refs(st, p, &format!("{m}.Instances"))?,
+        sticky: p
+            .bool(&format!("{m}.Session.StickinessPolicy.Enable"))?
+            .unwrap_or(false),
+        sticky_period: p
+            .int(&format!("{m}.Session.StickinessPolicy.ExpirationPeriod"))?
+            .unwrap_or(0),
+        sticky_method: p.int(&format!("{m}.Session.StickinessPolicy.Method"))?.unwrap_or(1),
+        sorry: p.bool(&format!("{m}.SorryPage.Enable"))?.unwrap_or(false),
+        sorry_url: p.opt(&format!("{m}.SorryPage.RedirectUrl")).unwrap_or("").to_owned(),
+        ssl_certificate_id: p.opt(&format!("{m}.SSLCertificateId")).unwrap_or("").to_owned(),
+    };
+    apply_health_check(p, &format!("{m}.HealthCheck"), &mut l)?;
+    Ok(l)
+}
+
+fn apply_health_check(p: &Params, prefix: &str, l: &mut ElbListener) -> Result<(), ApiError> {
+    if let Some(t) = p.opt(&format!("{prefix}.Target")) {
+        let ok = t == "ICMP"
+            || ["TCP:", "HTTP:", "HTTPS:"].iter().any(|pre| {
+                t.strip_prefix(pre)
+                    .and_then(|n| n.parse::<u16>().ok())
+                    .is_some_and(|n| n > 0)
+            });
+        if !ok {
+            return Err(ApiError::invalid(&format!("{prefix}.Target"), t));
+        }
+        l.hc_target = t.to_owned();
+    }
+    if let Some(i) = p.int(&format!("{prefix}.Interval"))? {
+        if !(5..=300).contains(&i) {
+            return Err(ApiError::invalid(&format!("{prefix}.Interval"), &i.to_string()));
+        }
+        l.hc_interval = i;
+    }
+    if let Some(u) = p.int(&format!("{prefix}.UnhealthyThreshold"))? {
+        if !(1..=10).contains(&u) {
+            return Err(ApiError::invalid(
+                &format!("{prefix}.UnhealthyThreshold"),
+                &u.to_string(),
+            ));
+        }
+        l.hc_unhealthy = u;
+    }
+    if let Some(path) = p.opt(&format!("{prefix}.Path")) {
+        l.hc_path = path.to_owned();
+    }
+    let codes: Vec<String> = p
+        .members(&format!("{prefix}.Expectation"))
+        .iter()
+        .filter_map(|m| p.opt(&format!("{m}.HttpCode")).map(str::to_owned))
+        .collect();
+    if !codes.is_empty() {
+        l.hc_expect = codes;
+    }
+    Ok(())
+}
+
+/// Finds the ELB by ElasticLoadBalancerId or ElasticLoadBalancerName; returns its id.
+fn find(st: &State, p: &Params) -> Result<String, ApiError> {
+    if let Some(id) = p.opt("ElasticLoadBalancerId") {
+        return st
+            .elastic_load_balancers
+            .contains_key(id)
+            .then(|| id.to_owned())
+            .ok_or_else(|| ApiError::not_found("ElasticLoadBalancerId", id));
+    }
+    let name = p.req("ElasticLoadBalancerName")?;
+    st.elastic_load_balancers
+        .values()
+        .find(|e| e.name == name)
+        .map(|e| e.id.clone())
+        .ok_or_else(|| ApiError::not_found("ElasticLoadBalancer", name))
+}
+
+/// Finds the ELB and checks it is not processing (for mutations).
+fn find_idle(st: &State, p: &Params, now: i64) -> Result<String, ApiError> {
+    let id = find(st, p)?;
+    let e = &st.elastic_load_balancers[&id];
+    if e.state(now) != "available" {
+        return Err(ApiError::processing("ElasticLoadBalancer", &e.name));
+    }
+    Ok(id)
+}
+
+/// Finds the listener (ElasticLoadBalancerPort, InstancePort, Protocol) of an ELB.
+fn find_listener(st: &State, id: &str, p: &Params) -> Result<usize, ApiError> {
+    let proto = protocol(p, "Protocol")?;
+    let ep = p.req_int("ElasticLoadBalancerPort")?;
+    let ip = p.req_int("InstancePort")?;
+    st.elastic_load_balancers[id]
+        .listeners
+        .iter()
+        .position(|l| l.protocol == proto && l.elb_port == ep && l.instance_port == ip)
+        .ok_or_else(|| ApiError::not_found("Protocol.or.ElasticLoadBalancerPort", &format!("{proto}:{ep}->{ip}")))
+}
+
+fn touch(st: &mut State, id: &str, now: i64) {
+    let until = after(now, st.delays.elb_ms);
+    if let Some(e) = st.elastic_load_balancers.get_mut(id) {
+        e.processing_until = until;
+    }
+}
+
+fn check_network_volume(key: &str, v: i64) -> Result<i64, ApiError> {
+    if matches!(v, 10 | 20 | 30 | 40 | 100 | 200 | 300 | 400 | 500) {
+        Ok(v)
+    } else {
+        Err(ApiError::invalid(key, &v.to_string()))
+    }
+}
+
+fn port_conflict(listeners: &[ElbListener], l: &ElbListener) -> bool {
+    listeners
+        .iter()
+        .any(|o| o.elb_port == l.elb_port && (o.protocol == "UDP") == (l.protocol == "UDP"))
+}
+
+fn already_exists(l: &ElbListener) -> ApiError {
+    ApiError::inoperable(
+        "Client.Inoperable.ElasticLoadBalancerPort.AlreadyExists",
+        format!("The ElasticLoadBalancerPort {} is already in use.", l.elb_port),
+    )
+}
+
+/// `NiftyCreateElasticLoadBalancer`.
+pub fn create(st: &mut State, p: &Params, x: &mut Xml, now: i64) -> Result<(), ApiError> {
+    let zones: Vec<String> = p
+        .list("AvailabilityZones.member")
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    if zones.is_empty() {
+        return Err(ApiError::missing("AvailabilityZones"));
+    }
+    for z in &zones {
+        st.check_zone(z)?;
+    }
+    let name = match p.opt("ElasticLoadBalancerName") {
+        Some(n) if !valid_name(n, 15) => return Err(ApiError::invalid("ElasticLoadBalancerName", n)),
+        Some(n) if st.elastic_load_balancers.values().any(|e| e.name == n) => {
+            return Err(ApiError::duplicate("ElasticLoadBalancer", n));
+        }
+        Some(n) => n.to_owned(),
+        None => String::new(),
+    };
+    let mut listeners: Vec<ElbListener> = Vec::new();
+    for m in p.members("Listeners") {
+        let l = listener(st, p, &m)?;
+        if port_conflict(&listeners, &l) {
+            return Err(already_exists(&l));
+        }
+        listeners.push(l);
+    }
+    if listeners.is_empty() {
+        return Err(ApiError::missing("Listeners"));
+    }
+    let network_volume = check_network_volume("NetworkVolume", p.int("NetworkVolume")?.unwrap_or(10))?;
+    let acct = match p.opt("AccountingType") {
+        None => "1".to_owned(),
+        Some(v @ ("1" | "2")) => v.to_owned(),
+        Some(v) => return Err(ApiError::invalid("AccountingType", v)),
+    };
+    let vip = st.allocate_vip()?;
+    let mut nics = Vec::new();
+    for m in p.items("NetworkInterface") {
+        let net = p.req(&format!("{m}.NetworkId"))?.to_owned();
+        let ip = p.opt(&format!("{m}.IpAddress")).unwrap_or("").to_owned();
+        let is_vip = p.bool(&format!("{m}.IsVipNetwork"))?.unwrap_or(false);
+        nics.push((net, ip, is_vip));
+    }
+    if !nics.iter().any(|n| n.2) {
+        nics.insert(0, ("net-COMMON_GLOBAL".into(), vip.clone(), true));
+    }
+    for n in &mut nics {
+        if n.2 && n.1.is_empty() {
+            n.1 = vip.clone();
+        }
+    }
+    let id = loop {
+        let id = st.new_id("elb");
+        if !st.elastic_load_balancers.contains_key(&id) {
+            break id;
+        }
+    };
+    let name = if name.is_empty() { id.replace('-', "") } else { name };
+    let dns = nics
+        .iter()
+        .find(|n| n.2)
+        .map(|n| n.1.clone())
+        .unwrap_or_else(|| vip.clone());
+    x.leaf("DNSName", &dns);
+    st.elastic_load_balancers.insert(
+        id.clone(),
+        ElasticLoadBalancer {
+            id: id.clone(),
+            name,
+            vip: dns,
+            processing_until: 0,
+            network_volume,
+            accounting_type: acct.clone(),
+            next_month_accounting_type: acct,
+            zones,
+            created: now,
+            listeners,
+            network_interfaces: nics,
+        },
+    );
+    touch(st, &id, now);
+    Ok(())
+}
+
+/// `NiftyDeleteElasticLoadBalancer`: deletes one listener; the last one deletes the ELB.
+pub fn delete(st: &mut State, p: &Params, _x: &mut Xml, now: i64) -> Result<(), ApiError> {
+    let id = find_idle(st, p, now)?;
+    let idx = find_listener(st, &id, p)?;
+    let Some(e) = st.elastic_load_balancers.get_mut(&id) else {
+        return Ok(());
+    };
+    e.listeners.remove(idx);
+    if e.listeners.is_empty() {
+        st.elastic_load_balancers.remove(&id);
+    } else {
+        touch(st, &id, now);
+    }
+    Ok(())
+}
+
+/// `NiftyRegisterPortWithElasticLoadBalancer`.
+pub fn register_port(st: &mut State, p: &Params, x: &mut Xml, now: i64) -> Result<(), ApiError> {
+    let id = find_idle(st, p, now)?;
+    let mut all = st.elastic_load_balancers[&id].listeners.clone();
+    let mut new = Vec::new();
+    for m in p.members("Listeners") {
+        let l = listener(st, p, &m)?;
+        if port_conflict(&all, &l) {
+            return Err(already_exists(&l));
+        }
+        all.push(l.clone());
+        new.push(l);
+    }
+    if new.is_empty() {
+        return Err(ApiError::missing("Listeners"));
+    }
+    x.list("Listeners", "member", &new, |x, l| {
+        x.leaf("Protocol", &l.protocol)
+            .leaf("ElasticLoadBalancerPort", l.elb_port)
+            .leaf("InstancePort", l.instance_port)
+            .leaf("BalancingType", l.balancing_type)
+            .leaf("Description", &l.description)
+            .leaf("SSLCertificateId", &l.ssl_certificate_id);
+    });
+    if let Some(e) = st.elastic_load_balancers.get_mut(&id) {
+        e.listeners = all;
+    }
+    touch(st, &id, now);
+    Ok(())
+}
+
+fn register_impl(st: &mut State, p: &Params, now: i64, register: bool) -> Result<(), ApiError> {
+    let id = find_idle(st, p, now)?;
+    let idx = find_listener(st, &id, p)?;
+    let uids = instance_refs(st, p, "Instances")?;
+    if uids.is_empty() {
+        return Err(ApiError::missing("Instances"));
+    }
+    let current = &st.elastic_load_balancers[&id].listeners[idx].instances;
+    for u in &uids {
+        if register && current.contains(u) {
+            return Err(ApiError::inoperable(
+                "Client.Inoperable.ElasticLoadBalancer.HavingRegisteredInstance",
+                format!("The instance {:?} is already registered.", st.instance_name(u)),
+            ));
+        }
+        if !register && !current.contains(u) {
+            return Err(ApiError::not_found("Instance", &st.instance_name(u)));
+        }
+    }
+    if let Some(l) = st
+        .elastic_load_balancers
+        .get_mut(&id)
+        .and_then(|e| e.listeners.get_mut(idx))
+    {
+        if register {
+            l.instances.extend(uids);
+        } else {
+            l.instances.retain(|u| !uids.contains(u));
+        }
+    }
+    touch(st, &id, now);
+    Ok(())
+}
+
+/// `NiftyRegisterInstancesWithElasticLoadBalancer`.
+pub fn register_instances(st: &mut State, p: &Params, _x: &mut Xml, now: i64) -> Result<(), ApiError> {
+    register_impl(st, p, now, true)
+}
+
+/// `NiftyDeregisterInstancesFromElasticLoadBalancer`.
+pub fn deregister_instances(st: &mut State, p: &Params, _x: &mut Xml, now: i64) -> Result<(), ApiError> {
+    register_impl(st, p, now, false)
+}
+
+/// `NiftyConfigureElasticLoadBalancerHealthCheck`.
+pub fn configure_health_check(st: &mut State, p: &Params, x: &mut Xml, now: i64) -> Result<(), ApiError> {
+    let id = find_idle(st, p, now)?;
+    let idx = find_listener(st, &id, p)?;
+    let mut l = st.elastic_load_balancers[&id].listeners[idx].clone();
+    p.req("HealthCheck.Target")?;
+    apply_health_check(p, "HealthCheck", &mut l)?;
+    x.el("HealthCheck", |x| {
+        x.leaf("Target", &l.hc_target)
+            .leaf("Interval", l.hc_interval)
+            .leaf("UnhealthyThreshold", l.hc_unhealthy)
+            .leaf("Path", &l.hc_path);
+        x.list("Expectation", "member", &l.hc_expect, |x, c| {
+            x.leaf("HttpCode", c);
+        });
+    });
+    if let Some(slot) = st
+        .elastic_load_balancers
+        .get_mut(&id)
+        .and_then(|e| e.listeners.get_mut(idx))
+    {
+        *slot = l;
+    }
+    touch(st, &id, now);
+    Ok(())
+}
+
+/// `NiftyModifyElasticLoadBalancerAttributes`: stickiness, sorry page and AdditionalAttributes
+/// (protocol, elasticLoadBalancerPort, instancePort, description, balancingType, sslCertificateId).
+pub fn modify_attributes(st: &mut State, p: &Params, _x: &mut Xml, now: i64) -> Result<(), ApiError> {
+    let id = find_idle(st, p, now)?;
+    let idx = find_listener(st, &id, p)?;
+    let e = &st.elastic_load_balancers[&id];
+    let mut l = e.listeners[idx].clone();
+    let pre = "LoadBalancerAttributes";
+    if let Some(b) = p.bool(&format!("{pre}.Session.StickinessPolicy.Enable"))? {
+        l.sticky = b;
+    }
+    if let Some(v) = p.int(&format!("{pre}.Session.StickinessPolicy.ExpirationPeriod"))? {
+        l.sticky_period = v;
+    }
+    if let Some(v) = p.int(&format!("{pre}.Session.StickinessPolicy.Method"))? {
+        if !matches!(v, 1 | 2) {
+            return Err(ApiError::invalid("Method", &v.to_string()));
+        }
+        l.sticky_method = v;
+    }
+    if let Some(b) = p.bool(&format!("{pre}.SorryPage.Enable"))? {
+        l.sorry = b;
+    }
+    if let Some(u) = p.opt(&format!("{pre}.SorryPage.RedirectUrl")) {
+        l.sorry_url = u.to_owned();
+    }
+    for m in p.members(&format!("{pre}.AdditionalAttributes")) {
+        let key = p.req(&format!("{m}.Key"))?;
+        let vkey = format!("{m}.Value");
+        let val = p.get(&vkey).unwrap_or("");
+        let num = || {
+            val.parse::<i64>()
+                .ok()
+                .filter(|n| (1..=65535).contains(n))
+                .ok_or_else(|| ApiError::invalid(&vkey, val))
+        };
+        match key {
+            "protocol" if matches!(val, "TCP" | "UDP" | "HTTP" | "HTTPS") => l.protocol = val.to_owned(),
+            "elasticLoadBalancerPort" => l.elb_port = num()?,
+            "instancePort" => l.instance_port = num()?,
+            "description" => l.description = val.to_owned(),
+            "balancingType" if matches!(val, "1" | "2") => l.balancing_type = num()?,
+            "sslCertificateId" => l.ssl_certificate_id = val.to_owned(),
+            _ => return Err(ApiError::invalid(&vkey, val)),
+        }
+    }
+    let others: Vec<ElbListener> = e
+        .listeners
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != idx)
+        .map(|(_, o)| o.clone())
+        .collect();
+    if port_conflict(&others, &l) {
+        return Err(already_exists(&l));
+    }
+    if let Some(slot) = st
+        .elastic_load_balancers
+        .get_mut(&id)
+        .and_then(|e| e.listeners.get_mut(idx))
+    {
+        *slot = l;
+    }
+    touch(st, &id, now);
+    Ok(())
+}
+
+/// `NiftyUpdateElasticLoadBalancer`: ElasticLoadBalancerNameUpdate, NetworkVolumeUpdate, AccountingTypeUpdate.
+pub fn update(st: &mut State, p: &Params, _x: &mut Xml, now: i64) -> Result<(), ApiError> {
+    let id = find_idle(st, p, now)?;
+    let new_name = match p.opt("ElasticLoadBalancerNameUpdate") {
+        Some(n) if !valid_name(n, 15) => return Err(ApiError::invalid("ElasticLoadBalancerNameUpdate", n)),
+        Some(n) if st.elastic_load_balancers.values().any(|e| e.name == n && e.id != id) => {
+            return Err(ApiError::duplicate("ElasticLoadBalancer", n));
+        }
+        other => other.map(str::to_owned),
+    };
+    let nv = p
+        .int("NetworkVolumeUpdate")?
+        .map(|v| check_network_volume("NetworkVolumeUpdate", v))
+        .transpose()?;
+    let acct = p.int("AccountingTypeUpdate")?;
+    if let Some(a) = acct
+        && !matches!(a, 1 | 2)
+    {
+        return Err(ApiError::invalid("AccountingTypeUpdate", &a.to_string()));
+    }
+    if let Some(e) = st.elastic_load_balancers.get_mut(&id) {
+        if let Some(n) = new_name {
+            e.name = n;
+        }
+        if let Some(v) = nv {
+            e.network_volume = v;
+        }
+        if let Some(a) = acct {
+            e.next_month_accounting_type = a.to_string();
+        }
+    }
+    touch(st, &id, now);
+    Ok(())
+}
+
+fn write_states(st: &State, x: &mut Xml, uids: &[String]) {
+    x.list("InstanceStates", "member", uids, |x, u| {
+        let running = st
+            .instance_by_uid(u)
+            .is_some_and(|i| i.phase == super::instances::InstancePhase::Running);
+        x.leaf("InstanceId", st.instance_name(u))
+            .leaf("InstanceUniqueId", u)
+            .leaf("State", if running { "InService" } else { "OutOfService" })
+            .leaf("ReasonCode", if running { "" } else { "Instance" })
+            .leaf("Description", if running { "" } else { "Instance is not running." });
+    });
+}
+
+/// `NiftyDescribeInstanceElasticLoadBalancerHealth`.
+pub fn describe_instance_health(st: &mut State, p: &Params, x: &mut Xml, _now: i64) -> Result<(), ApiError> {
+    let id = find(st, p)?;
+    let idx = find_listener(st, &id, p)?;
+    let registered = &st.elastic_load_balancers[&id].listeners[idx].instances;
+    let wanted = instance_refs(st, p, "Instances")?;
+    for w in &wanted {
+        if !registered.contains(w) {
+            return Err(ApiError::not_found("Instance", &st.instance_name(w)));
+        }
+    }
+    let uids = if wanted.is_empty() { registered.clone() } else { wanted };
+    write_states(st, x, &uids);
+    Ok(())
+}
+
+/// `NiftyDescribeElasticLoadBalancers`: ElasticLoadBalancers.{ElasticLoadBalancerName,ElasticLoadBalancerId}.N
+/// and Filter.N (elastic-loadbalancer-name, elastic-loadbalancer-id, state, availability-zone).
+pub fn describe(st: &mut State, p: &Params, x: &mut Xml, now: i64) -> Result<(), ApiError> {
+    let names = p.list("ElasticLoadBalancers.ElasticLoadBalancerName");
+    let ids = p.list("ElasticLoadBalancers.ElasticLoadBalancerId");
+    for n in &names {
+        if !st.elastic_load_balancers.values().any(|e| e.name == *n) {
+            return Err(ApiError::not_found("ElasticLoadBalancer", n));
+        }
+    }
+    for i in &ids {
+        if !st.elastic_load_balancers.contains_key(*i) {
+            return Err(ApiError::not_found("ElasticLoadBalancerId", i));
+        }
+    }
+    let mut filters = Vec::new();
+    for f in p.items("Filter") {
+        let name = p.req(&format!("{f}.Name"))?.to_owned();
+        let values: Vec<String> = p.list(&format!("{f}.Value")).into_iter().map(str::to_owned).collect();
+        filters.push((name, values));
+    }
+    let elbs: Vec<&ElasticLoadBalancer> = st
+        .elastic_load_balancers
+        .values()
+        .filter(|e| {
+            (names.is_empty() && ids.is_empty()) || names.contains(&e.name.as_str()) || ids.contains(&e.id.as_str())
+        })
+        .filter(|e| {
+            filters.iter().all(|(n, vs)| match n.as_str() {
+                "elastic-loadbalancer-name" => vs.contains(&e.name),
+                "elastic-loadbalancer-id" => vs.contains(&e.id),
+                "state" => vs.iter().any(|v| v == e.state(now)),
+                "availability-zone" => e.zones.iter().any(|z| vs.contains(z)),
+                "ip-address" => vs.contains(&e.vip),
+                _ => true,
+            })
+        })
+        .collect();
+    x.list("ElasticLoadBalancerDescriptions", "member", elbs, |x, e| {
+        x.leaf("ElasticLoadBalancerId", &e.id)
+            .leaf("ElasticLoadBalancerName", &e.name)
+            .leaf("DNSName", &e.vip);
+        x.list(
+            "ElasticLoadBalancerListenerDescriptions",
+            "member",
+            &e.listeners,
+            |x, l| {
+                x.el("Listener", |x| {
+                    x.leaf("Protocol", &l.protocol)
+                        .leaf("Description", &l.description)
+                        .leaf("ElasticLoadBalancerPort", l.elb_port)
+                        .leaf("InstancePort", l.instance_port)
+                        .leaf("BalancingType", l.balancing_type)
+                        .leaf("SSLCertificateId", &l.ssl_certificate_id);
+                    x.el("HealthCheck", |x| {
+                        x.leaf("Target", &l.hc_target)
+                            .leaf("Interval", l.hc_interval)
+                            .leaf("UnhealthyThreshold", l.hc_unhealthy)
+                            .leaf("Path", &l.hc_path);
+                        x.list("Expectation", "member", &l.hc_expect, |x, c| {
+                            x.leaf("HttpCode", c);
+                        });
+                        write_states(st, x, &l.instances);
+                    });
+                    x.list("Instances", "member", &l.instances, |x, u| {
+                        x.leaf("InstanceId", st.instance_name(u)).leaf("InstanceUniqueId", u);
+                    });
+                    x.el("SessionStickinessPolicy", |x| {
+                        x.leaf("Enabled", l.sticky)
+                            .leaf("Method", l.sticky_method)
+                            .leaf("ExpirationPeriod", l.sticky_period);
+                    });
+                    x.el("SorryPage", |x| {
+                        x.leaf("Enabled", l.sorry).leaf("RedirectUrl", &l.sorry_url);
+                    });
+                });
+            },
+        );
+        x.list("AvailabilityZones", "member", &e.zones, |x, z| {
+            x.text(z);
+        });
+        x.leaf("NetworkVolume", e.network_volume)
+            .leaf("CreatedTime", jst(e.created))
+            .leaf("AccountingType", &e.accounting_type)
+            .leaf("NextMonthAccountingType", &e.next_month_accounting_type)
+            .leaf("State", e.state(now))
+            .leaf("RouteTableId", "")
+            .leaf("RouteTableAssociationId", "");
+        x.el("VersionInformation", |x| {
+            x.leaf("Version", "1.0").leaf("IsLatest", "true");
+        });
+        x.list(
+            "NetworkInterfaces",
+            "member",
+            e.network_interfaces.iter().enumerate(),
+            |x, (i, (net, ip, is_vip))| {
+                x.leaf("NetworkId", net)
+                    .leaf("NetworkName", "")
+                    .leaf("DeviceIndex", i)
+                    .leaf("IpAddress", ip)
+                    .leaf("IsVipNetwork", is_vip)
+                    .leaf("Description", "");
+                x.list("SystemIpAddresses", "member", std::iter::empty::<()>(), |_, _| {});
+            },
+        );
+    });
+    Ok(())
+}

@@ -1,0 +1,151 @@
+//! A tiny XML writer for replies, with the two envelope styles the API uses.
+
+use std::fmt::Write as _;
+
+/// The computing API's XML namespace.
+pub const NAMESPACE: &str = "https://computing.api.nifcloud.com/api/";
+
+/// Reply envelope style.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    /// EC2 style: lowerCamel elements, `item` list entries, `<requestId>`.
+    Ec2,
+    /// ELB style: `<OpResult>` wrapper, `member` list entries, `<ResponseMetadata><RequestId>`.
+    Elb,
+}
+
+/// Appends escaped text.
+pub fn escape_into(out: &mut String, s: &str) {
+    for c in s.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c if (c as u32) < 0x20 && !matches!(c, '\n' | '\r' | '\t') => {}
+            c => out.push(c),
+        }
+    }
+}
+
+/// An XML body under construction.
+#[derive(Debug, Default)]
+pub struct Xml {
+    buf: String,
+}
+
+impl Xml {
+    /// An empty body.
+    pub fn new() -> Self {
+        Self {
+            buf: String::with_capacity(1024),
+        }
+    }
+
+    /// `<tag>` + children written by `f` + `</tag>`.
+    pub fn el(&mut self, tag: &str, f: impl FnOnce(&mut Self)) -> &mut Self {
+        let _ = write!(self.buf, "<{tag}>");
+        f(self);
+        let _ = write!(self.buf, "</{tag}>");
+        self
+    }
+
+    /// `<tag>text</tag>` (escaped); an empty value gives `<tag></tag>`.
+    pub fn leaf(&mut self, tag: &str, text: impl std::fmt::Display) -> &mut Self {
+        let s = text.to_string();
+        let _ = write!(self.buf, "<{tag}>");
+        escape_into(&mut self.buf, &s);
+        let _ = write!(self.buf, "</{tag}>");
+        self
+    }
+
+    /// `<tag>` wrapping one `<item_tag>` per element, each written by `f`.
+    pub fn list<T>(
+        &mut self,
+        tag: &str,
+        item_tag: &str,
+        items: impl IntoIterator<Item = T>,
+        mut f: impl FnMut(&mut Self, T),
+    ) -> &mut Self {
+        let _ = write!(self.buf, "<{tag}>");
+        for it in items {
+            let _ = write!(self.buf, "<{item_tag}>");
+            f(self, it);
+            let _ = write!(self.buf, "</{item_tag}>");
+        }
+        let _ = write!(self.buf, "</{tag}>");
+        self
+    }
+
+    /// Escaped text inside the current element.
+    pub fn text(&mut self, text: &str) -> &mut Self {
+        escape_into(&mut self.buf, text);
+        self
+    }
+
+    /// The body written so far.
+    pub fn as_str(&self) -> &str {
+        &self.buf
+    }
+
+    /// Wraps the body in the success envelope of `action`.
+    pub fn into_response(self, action: &str, style: Style, request_id: &str) -> String {
+        let mut out = String::with_capacity(self.buf.len() + 256);
+        let _ = write!(
+            out,
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<{action}Response xmlns=\"{NAMESPACE}\">"
+        );
+        match style {
+            Style::Ec2 => {
+                let _ = write!(out, "<requestId>{request_id}</requestId>");
+                out.push_str(&self.buf);
+            }
+            Style::Elb => {
+                let _ = write!(out, "<{action}Result>");
+                out.push_str(&self.buf);
+                let _ = write!(
+                    out,
+                    "</{action}Result><ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata>"
+                );
+            }
+        }
+        let _ = write!(out, "</{action}Response>");
+        out
+    }
+}
+
+/// The error document: `<Response><Errors><Error><Code/><Message/></Error></Errors><RequestID/></Response>`.
+pub fn error_document(code: &str, message: &str, request_id: &str) -> String {
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>");
+    escape_into(&mut out, code);
+    out.push_str("</Code><Message>");
+    escape_into(&mut out, message);
+    out.push_str("</Message></Error></Errors><RequestID>");
+    escape_into(&mut out, request_id);
+    out.push_str("</RequestID></Response>");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelopes_and_escaping() {
+        let mut x = Xml::new();
+        x.list("volumeSet", "item", ["a<b"], |x, v| {
+            x.leaf("volumeId", v);
+        });
+        let ec2 = x.into_response("DescribeVolumes", Style::Ec2, "r1");
+        assert!(ec2.contains("<DescribeVolumesResponse xmlns=\"https://computing.api.nifcloud.com/api/\"><requestId>r1</requestId><volumeSet><item><volumeId>a&lt;b</volumeId></item></volumeSet></DescribeVolumesResponse>"));
+        let mut y = Xml::new();
+        y.leaf("DNSName", "10.0.0.1");
+        let elb = y.into_response("CreateLoadBalancer", Style::Elb, "r2");
+        assert!(elb.contains("<CreateLoadBalancerResult><DNSName>10.0.0.1</DNSName></CreateLoadBalancerResult><ResponseMetadata><RequestId>r2</RequestId></ResponseMetadata>"));
+        assert!(
+            error_document("Client.X", "a&b", "r3")
+                .contains("<Code>Client.X</Code><Message>a&amp;b</Message></Error></Errors><RequestID>r3</RequestID>")
+        );
+    }
+}
