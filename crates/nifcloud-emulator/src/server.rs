@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State as AxState};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use serde::{Deserialize, Serialize};
@@ -108,7 +108,7 @@ fn xml_response(status: u16, body: String) -> Response {
     (code, [(header::CONTENT_TYPE, "text/xml;charset=UTF-8")], body).into_response()
 }
 
-async fn api_handler(AxState(sh): AxState<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn api_handler(AxState(sh): AxState<Arc<Shared>>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let params = Params::parse(&body);
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
     let (creds, skew) = {
@@ -286,7 +286,18 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/admin/delays", put(admin_put_delays))
         .route("/admin/instances", post(admin_add_instance))
         .route("/admin/instances/{name}/{op}", post(admin_instance_op))
+        .fallback(not_found)
         .with_state(shared)
+}
+
+async fn not_found(uri: Uri) -> Response {
+    let e = ApiError::with_status(
+        "Client.InvalidAction",
+        format!("No API at {:?}: the computing API is POST /api/ and the admin API lives under /admin/.", uri.path()),
+        404,
+    );
+    let reply = Reply::error(&e, "");
+    xml_response(reply.status, reply.body)
 }
 
 /// Builds and starts an [`Emulator`].
@@ -415,6 +426,12 @@ impl Emulator {
     /// The API endpoint, `http://127.0.0.1:PORT/api/`.
     pub fn endpoint(&self) -> String {
         format!("http://{}/api/", self.addr)
+    }
+
+    /// The base URL without the path, `http://127.0.0.1:PORT` (what botocore-style clients take as
+    /// `endpoint_url`; they append the model's `/api/` themselves).
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
     }
 
     /// The admin base URL, `http://127.0.0.1:PORT/admin/`.
