@@ -1,0 +1,248 @@
+//! The cloud node controller: initializes Nodes tainted `node.cloudprovider.kubernetes.io/uninitialized` and keeps
+//! their addresses current every `--node-status-update-frequency`.
+
+mod decide;
+pub mod lifecycle;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node, NodeAddress};
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::watcher;
+use kube::{Api, Resource, ResourceExt};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+pub use decide::{
+    LABEL_INSTANCE_TYPE, LABEL_INSTANCE_TYPE_BETA, LABEL_PAIRS, LABEL_REGION, LABEL_REGION_BETA, LABEL_ZONE,
+    LABEL_ZONE_BETA, NodeDecisionError, NodeInitPlan, PROVIDED_NODE_IP_ANNOTATION, UNINITIALIZED_TAINT,
+    add_taint_patch, beta_label_sync, has_taint, init_patch, is_restricted_label, is_uninitialized, plan_addresses,
+    plan_initialization, remove_taint_patch, same_addresses,
+};
+
+use crate::backoff::KeyedBackoff;
+use crate::events::EventSink;
+use crate::metrics::Metrics;
+use crate::provider::{CloudProvider, ProviderError};
+
+const CONTROLLER: &str = "cloud-node";
+
+/// A failure while syncing one Node.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeSyncError {
+    /// The provider failed.
+    #[error("instance metadata for node {node}")]
+    Provider {
+        /// Node name.
+        node: String,
+        /// The provider's error.
+        #[source]
+        source: ProviderError,
+    },
+    /// The metadata cannot be applied.
+    #[error(transparent)]
+    Decision(#[from] NodeDecisionError),
+    /// A Kubernetes API call failed.
+    #[error("{operation} on node {node}")]
+    Kube {
+        /// What was patched.
+        operation: &'static str,
+        /// Node name.
+        node: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// Shared state of the cloud node controller.
+pub struct NodeContext {
+    client: kube::Client,
+    provider: Arc<dyn CloudProvider>,
+    events: EventSink,
+    status_update_frequency: Duration,
+    backoff: KeyedBackoff,
+    last_sync: Mutex<HashMap<String, Instant>>,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for NodeContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeContext")
+            .field("status_update_frequency", &self.status_update_frequency)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NodeContext {
+    /// Builds the context.
+    pub fn new(
+        client: kube::Client,
+        provider: Arc<dyn CloudProvider>,
+        events: EventSink,
+        status_update_frequency: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            client,
+            provider,
+            events,
+            status_update_frequency,
+            backoff: KeyedBackoff::new(Duration::from_secs(1), Duration::from_secs(300)),
+            last_sync: Mutex::new(HashMap::new()),
+            metrics,
+        }
+    }
+
+    fn last_sync(&self, node: &str) -> Option<Instant> {
+        self.last_sync
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(node)
+            .copied()
+    }
+
+    fn mark_synced(&self, node: &str) {
+        self.last_sync
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(node.to_owned(), Instant::now());
+    }
+}
+
+/// Applies a strategic merge patch to a Node.
+pub(crate) async fn patch_node(
+    api: &Api<Node>,
+    node: &str,
+    patch: &Value,
+    operation: &'static str,
+) -> Result<(), NodeSyncError> {
+    api.patch(node, &PatchParams::default(), &Patch::Strategic(patch))
+        .await
+        .map(|_| ())
+        .map_err(|source| NodeSyncError::Kube {
+            operation,
+            node: node.to_owned(),
+            source,
+        })
+}
+
+async fn patch_addresses(api: &Api<Node>, node: &str, addresses: &[NodeAddress]) -> Result<(), NodeSyncError> {
+    let patch = json!({"status": {"addresses": addresses}});
+    api.patch_status(node, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map(|_| ())
+        .map_err(|source| NodeSyncError::Kube {
+            operation: "patch addresses",
+            node: node.to_owned(),
+            source,
+        })
+}
+
+/// Reconciles one Node (never fails: failures become a backoff). Tests call it directly.
+pub async fn reconcile(node: Arc<Node>, ctx: Arc<NodeContext>) -> Result<Action, Infallible> {
+    let start = Instant::now();
+    let name = node.name_any();
+    ctx.metrics.in_flight(CONTROLLER, 1);
+    let result = sync(&node, &ctx).await;
+    ctx.metrics.in_flight(CONTROLLER, -1);
+    let (label, action) = match result {
+        Ok(action) => {
+            ctx.backoff.reset(&name);
+            ("ok", action)
+        }
+        Err(NodeSyncError::Provider {
+            source: ProviderError::RetryAfter { delay, .. },
+            ..
+        }) => ("retry_after", Action::requeue(delay)),
+        Err(error) => {
+            let delay = ctx.backoff.fail(&name);
+            tracing::warn!(node = %name, error = %crate::error_chain(&error), ?delay, "node sync failed");
+            ("error", Action::requeue(delay))
+        }
+    };
+    ctx.metrics.set_retrying(CONTROLLER, ctx.backoff.failing_keys());
+    ctx.metrics.reconciled(CONTROLLER, label, start.elapsed());
+    Ok(action)
+}
+
+async fn sync(node: &Node, ctx: &NodeContext) -> Result<Action, NodeSyncError> {
+    let Some(instances) = ctx.provider.instances_v2() else {
+        return Ok(Action::await_change());
+    };
+    let name = node.name_any();
+    let api: Api<Node> = Api::all(ctx.client.clone());
+    let freq = ctx.status_update_frequency;
+    if is_uninitialized(node) {
+        let meta = instances
+            .instance_metadata(node)
+            .await
+            .map_err(|source| NodeSyncError::Provider {
+                node: name.clone(),
+                source,
+            })?;
+        let plan = plan_initialization(node, &meta)?;
+        if let Some(addresses) = &plan.addresses {
+            patch_addresses(&api, &name, addresses).await?;
+        }
+        patch_node(&api, &name, &init_patch(&plan), "initialize").await?;
+        tracing::info!(node = %name, provider_id = ?plan.provider_id, labels = ?plan.labels, "node initialized");
+        ctx.events
+            .normal(
+                &node.object_ref(&()),
+                "Synced",
+                "InitializeNode",
+                "Node synced successfully".into(),
+            )
+            .await;
+        ctx.mark_synced(&name);
+        return Ok(Action::requeue(freq));
+    }
+    if let Some(last) = ctx.last_sync(&name) {
+        let age = last.elapsed();
+        if age < freq {
+            return Ok(Action::requeue(freq.saturating_sub(age).max(Duration::from_secs(1))));
+        }
+    }
+    let meta = instances
+        .instance_metadata(node)
+        .await
+        .map_err(|source| NodeSyncError::Provider {
+            node: name.clone(),
+            source,
+        })?;
+    if let Some(addresses) = plan_addresses(node, &meta.node_addresses)? {
+        tracing::info!(node = %name, ?addresses, "node addresses changed");
+        patch_addresses(&api, &name, &addresses).await?;
+    }
+    let beta = beta_label_sync(node);
+    if !beta.is_empty() {
+        patch_node(&api, &name, &json!({"metadata": {"labels": beta}}), "sync beta labels").await?;
+    }
+    ctx.mark_synced(&name);
+    Ok(Action::requeue(freq))
+}
+
+/// Runs the cloud node controller until `shutdown` fires.
+pub async fn run(ctx: Arc<NodeContext>, shutdown: CancellationToken) {
+    let api: Api<Node> = Api::all(ctx.client.clone());
+    Controller::new(api, watcher::Config::default())
+        .with_config(ControllerConfig::default().concurrency(4))
+        .graceful_shutdown_on(async move { shutdown.cancelled().await })
+        .run(reconcile, |_node, error: &Infallible, _ctx| match *error {}, ctx)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(error = %crate::error_chain(&error), "node controller event");
+            }
+        })
+        .await;
+}
+
+#[cfg(test)]
+#[path = "controller_tests.rs"]
+mod controller_tests;

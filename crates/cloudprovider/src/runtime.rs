@@ -1,0 +1,345 @@
+//! Wiring: client, logging, signals, HTTP server, leader election and the controllers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Node;
+use kube::runtime::reflector;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client};
+use prometheus_client::registry::Registry;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::args::{ArgsError, ControllerManagerArgs, LogFormat};
+use crate::events::EventSink;
+use crate::leader::{LeaderElectionConfig, LeaderElector, LeaderError, default_identity};
+use crate::metrics::Metrics;
+use crate::node::{self, NodeContext, lifecycle};
+use crate::provider::{CloudProvider, ProviderContext, ProviderError};
+use crate::server::{self, Readiness};
+use crate::service::{self, ServiceContext};
+
+/// Why the controller manager stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A flag is invalid.
+    #[error("invalid arguments")]
+    Args(#[from] ArgsError),
+    /// The kubeconfig cannot be read.
+    #[error("read kubeconfig {path}")]
+    Kubeconfig {
+        /// The path given.
+        path: String,
+        /// Why.
+        #[source]
+        source: kube::config::KubeconfigError,
+    },
+    /// No usable client configuration.
+    #[error("infer kubernetes client configuration")]
+    InferConfig(#[source] kube::config::InferConfigError),
+    /// The client cannot be built.
+    #[error("build kubernetes client")]
+    Client(#[source] kube::Error),
+    /// The HTTP server cannot bind.
+    #[error("bind {address}")]
+    Bind {
+        /// The address.
+        address: std::net::SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The provider failed to initialize.
+    #[error("initialize cloud provider {provider}")]
+    ProviderInit {
+        /// Provider name.
+        provider: String,
+        /// Why.
+        #[source]
+        source: ProviderError,
+    },
+    /// Leadership was lost: the controllers were stopped.
+    #[error("leader election")]
+    LeadershipLost(#[from] LeaderError),
+}
+
+/// Installs a `tracing` subscriber (text or JSON, filtered by `RUST_LOG`, default `info`). Does nothing if one is
+/// already installed.
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+async fn build_client(args: &ControllerManagerArgs) -> Result<Client, Error> {
+    let config = match &args.kubeconfig {
+        Some(path) => {
+            let kubeconfig = kube::config::Kubeconfig::read_from(path).map_err(|source| Error::Kubeconfig {
+                path: path.display().to_string(),
+                source,
+            })?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(|source| Error::Kubeconfig {
+                    path: path.display().to_string(),
+                    source,
+                })?
+        }
+        None => kube::Config::infer().await.map_err(Error::InferConfig)?,
+    };
+    Client::try_from(config).map_err(Error::Client)
+}
+
+/// Runs the cloud controller manager until SIGTERM/SIGINT (returns `Ok`) or until leadership is lost (returns
+/// `Err`, so the process exits non-zero and restarts as a candidate).
+pub async fn run<P: CloudProvider>(args: ControllerManagerArgs, provider: Arc<P>) -> Result<(), Error> {
+    init_logging(args.log_format);
+    args.validate()?;
+    let client = build_client(&args).await?;
+    let shutdown = CancellationToken::new();
+    let on_signal = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("signal received, shutting down");
+        on_signal.cancel();
+    });
+    run_with_client(client, args, provider, shutdown).await
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; only SIGINT stops the process");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Like [`run`] with a given client and a shutdown token instead of signal handling (for tests and embedding).
+pub async fn run_with_client(
+    client: Client,
+    args: ControllerManagerArgs,
+    provider: Arc<dyn CloudProvider>,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    args.validate()?;
+    let identity = default_identity();
+    let metrics = Arc::new(Metrics::default());
+    let mut registry = Registry::default();
+    metrics.register(&mut registry);
+    let readiness = Arc::new(Readiness::default());
+    let server = match args.metrics_bind_address.0 {
+        Some(address) => Some(
+            server::serve(address, Arc::new(registry), readiness.clone(), shutdown.clone())
+                .await
+                .map_err(|source| Error::Bind { address, source })?,
+        ),
+        None => None,
+    };
+    let events = EventSink::new(client.clone(), "cloud-controller-manager", Some(identity.clone()));
+    let provider_events = EventSink::new(client.clone(), provider.provider_name(), Some(identity.clone()));
+    provider
+        .initialize(ProviderContext {
+            client: client.clone(),
+            cluster_name: args.cluster_name.clone(),
+            events: provider_events,
+        })
+        .await
+        .map_err(|source| Error::ProviderInit {
+            provider: provider.provider_name().to_owned(),
+            source,
+        })?;
+
+    let mut elector = args.leader_election.enabled.then(|| {
+        let le = &args.leader_election;
+        LeaderElector::new(
+            client.clone(),
+            LeaderElectionConfig {
+                namespace: le.resource_namespace.clone(),
+                name: le.resource_name.clone(),
+                identity: identity.clone(),
+                lease_duration: le.lease_duration,
+                renew_deadline: le.renew_deadline,
+                retry_period: le.retry_period,
+            },
+        )
+    });
+    if let Some(elector) = elector.as_mut() {
+        tracing::info!(identity = %identity, "waiting for leader lease");
+        if !elector.acquire(&shutdown).await {
+            return Ok(());
+        }
+    }
+    metrics.set_leader(true);
+    readiness.set_leading(true);
+
+    let controllers = shutdown.child_token();
+    let mut tasks = start_controllers(&client, &args, &provider, &events, &metrics, &readiness, &controllers).await;
+
+    let result = match elector.as_mut() {
+        Some(elector) => tokio::select! {
+            held = elector.hold(&shutdown) => held.map_err(Error::from),
+            () = drain_first(&mut tasks) => Ok(()),
+        },
+        None => {
+            shutdown.cancelled().await;
+            Ok(())
+        }
+    };
+    if let Err(error) = &result {
+        tracing::error!(error = %crate::error_chain(error), "stopping controllers");
+    }
+    metrics.set_leader(false);
+    readiness.set_leading(false);
+    controllers.cancel();
+    if tokio::time::timeout(Duration::from_secs(20), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
+    {
+        tracing::warn!("controllers did not stop within 20 s");
+        tasks.abort_all();
+    }
+    if result.is_ok()
+        && let Some(elector) = elector.as_mut()
+    {
+        elector.release().await;
+    }
+    shutdown.cancel();
+    if let Some((_, handle)) = server {
+        let _ = handle.await;
+    }
+    result
+}
+
+/// Resolves when any controller task ends (they only end on shutdown).
+async fn drain_first(tasks: &mut JoinSet<()>) {
+    if tasks.join_next().await.is_none() {
+        std::future::pending::<()>().await;
+    }
+}
+
+async fn start_controllers(
+    client: &Client,
+    args: &ControllerManagerArgs,
+    provider: &Arc<dyn CloudProvider>,
+    events: &EventSink,
+    metrics: &Arc<Metrics>,
+    readiness: &Arc<Readiness>,
+    token: &CancellationToken,
+) -> JoinSet<()> {
+    let mut tasks = JoinSet::new();
+    let want_service = args.controller_enabled("service") && provider.load_balancer().is_some();
+    let want_node = args.controller_enabled("cloud-node") && provider.instances_v2().is_some();
+    let want_lifecycle = args.controller_enabled("cloud-node-lifecycle") && provider.instances_v2().is_some();
+    for (name, enabled, wanted) in [
+        ("service", args.controller_enabled("service"), want_service),
+        ("cloud-node", args.controller_enabled("cloud-node"), want_node),
+        (
+            "cloud-node-lifecycle",
+            args.controller_enabled("cloud-node-lifecycle"),
+            want_lifecycle,
+        ),
+    ] {
+        if enabled && !wanted {
+            tracing::warn!(controller = name, "not started: the provider does not support it");
+        } else if wanted {
+            tracing::info!(controller = name, "starting");
+        }
+    }
+
+    // One node informer for the service and lifecycle controllers.
+    let (store, writer) = reflector::store::<Node>();
+    let (tick_tx, tick_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    if want_service || want_lifecycle {
+        let api: Api<Node> = Api::all(client.clone());
+        let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()))
+            .default_backoff()
+            .touched_objects();
+        let watch_token = token.clone();
+        tasks.spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            loop {
+                tokio::select! {
+                    () = watch_token.cancelled() => return,
+                    item = stream.next() => match item {
+                        Some(Ok(_)) => { let _ = tick_tx.send(()); }
+                        Some(Err(error)) => tracing::warn!(%error, "node watch"),
+                        None => return,
+                    }
+                }
+            }
+        });
+        tokio::select! {
+            () = token.cancelled() => return tasks,
+            _ = store.wait_until_ready() => {}
+        }
+    }
+    readiness.set_synced(true);
+
+    if want_service {
+        let ctx = Arc::new(ServiceContext::new(
+            client.clone(),
+            provider.clone(),
+            args.cluster_name.clone(),
+            store.clone(),
+            events.clone(),
+            args.service_resync(),
+            metrics.clone(),
+        ));
+        let ticks = tokio_stream_from(tick_rx);
+        let changes = service::node_set_changes(store.clone(), ticks);
+        tasks.spawn(service::run(ctx, args.concurrent_service_syncs, changes, token.clone()));
+    }
+    if want_node {
+        let ctx = Arc::new(NodeContext::new(
+            client.clone(),
+            provider.clone(),
+            events.clone(),
+            args.node_status_update_frequency,
+            metrics.clone(),
+        ));
+        tasks.spawn(node::run(ctx, token.clone()));
+    }
+    if want_lifecycle {
+        tasks.spawn(lifecycle::run(
+            client.clone(),
+            provider.clone(),
+            store.clone(),
+            events.clone(),
+            args.node_monitor_period,
+            metrics.clone(),
+            token.clone(),
+        ));
+    }
+    tasks
+}
+
+fn tokio_stream_from(
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<()>,
+) -> impl futures::Stream<Item = ()> + Send + 'static {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}

@@ -1,0 +1,257 @@
+//! Pure decisions of the service controller: which Services get a load balancer, which nodes are backends, and
+//! what to do on each reconcile.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Node, Service};
+
+use crate::provider::TargetNode;
+
+/// The finalizer that keeps a Service until its load balancer is gone.
+pub const LB_CLEANUP_FINALIZER: &str = "service.kubernetes.io/load-balancer-cleanup";
+/// Nodes with this label set to true (or to a value that is not a boolean) are not backends.
+pub const EXCLUDE_LB_LABEL: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
+/// Nodes with this taint (cluster-autoscaler is removing them) are not backends.
+pub const TO_BE_DELETED_TAINT: &str = "ToBeDeletedByClusterAutoscaler";
+
+/// Go's `strconv.ParseBool`.
+pub fn parse_go_bool(value: &str) -> Option<bool> {
+    match value {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// Whether a node is a load-balancer backend (upstream `stableNodeSetPredicates`). Readiness is not used.
+pub fn node_is_lb_target(node: &Node) -> bool {
+    if node.metadata.deletion_timestamp.is_some() {
+        return false;
+    }
+    if let Some(value) = node.metadata.labels.as_ref().and_then(|l| l.get(EXCLUDE_LB_LABEL)) {
+        // A true value, or a value that does not parse, excludes the node.
+        if parse_go_bool(value) != Some(false) {
+            return false;
+        }
+    }
+    let tainted = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.taints.as_ref())
+        .is_some_and(|taints| taints.iter().any(|t| t.key == TO_BE_DELETED_TAINT));
+    !tainted
+}
+
+/// The eligible backends, sorted by name.
+pub fn target_nodes<'a>(nodes: impl IntoIterator<Item = &'a Node>) -> Vec<TargetNode> {
+    let mut out: Vec<TargetNode> = nodes
+        .into_iter()
+        .filter(|n| node_is_lb_target(n))
+        .map(TargetNode::from_node)
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+/// What identifies a node set for "did it really change": each eligible node's name and providerID.
+pub type NodeSetKey = Vec<(String, Option<String>)>;
+
+/// The [`NodeSetKey`] of a list of targets.
+pub fn node_set_key(targets: &[TargetNode]) -> NodeSetKey {
+    let mut key: NodeSetKey = targets
+        .iter()
+        .map(|t| (t.name.clone(), t.provider_id.clone()))
+        .collect();
+    key.sort();
+    key
+}
+
+/// The Service fields whose change makes upstream re-ensure the load balancer (`needsUpdate`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LbSpecView {
+    type_: Option<String>,
+    source_ranges: Option<Vec<String>>,
+    /// (name, protocol, port, nodePort, targetPort, appProtocol)
+    ports: Vec<(
+        Option<String>,
+        Option<String>,
+        i32,
+        Option<i32>,
+        Option<String>,
+        Option<String>,
+    )>,
+    session_affinity: Option<String>,
+    load_balancer_ip: Option<String>,
+    external_ips: Option<Vec<String>>,
+    annotations: BTreeMap<String, String>,
+    uid: Option<String>,
+    external_traffic_policy: Option<String>,
+    health_check_node_port: Option<i32>,
+    ip_families: usize,
+}
+
+impl LbSpecView {
+    /// Extracts the relevant fields.
+    pub fn of(service: &Service) -> Self {
+        let spec = service.spec.clone().unwrap_or_default();
+        let ports = spec
+            .ports
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| {
+                let target = p.target_port.map(|t| match t {
+                    k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(i) => i.to_string(),
+                    k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(s) => s,
+                });
+                (p.name, p.protocol, p.port, p.node_port, target, p.app_protocol)
+            })
+            .collect();
+        Self {
+            type_: spec.type_,
+            source_ranges: spec.load_balancer_source_ranges,
+            ports,
+            session_affinity: spec.session_affinity,
+            load_balancer_ip: spec.load_balancer_ip,
+            external_ips: spec.external_ips,
+            annotations: service.metadata.annotations.clone().unwrap_or_default(),
+            uid: service.metadata.uid.clone(),
+            external_traffic_policy: spec.external_traffic_policy,
+            health_check_node_port: spec.health_check_node_port,
+            ip_families: spec.ip_families.map_or(0, |f| f.len()),
+        }
+    }
+}
+
+/// A Service wants a load balancer from us: `type: LoadBalancer` and no `spec.loadBalancerClass`.
+pub fn wants_load_balancer(service: &Service) -> bool {
+    let Some(spec) = service.spec.as_ref() else {
+        return false;
+    };
+    spec.type_.as_deref() == Some("LoadBalancer") && spec.load_balancer_class.is_none()
+}
+
+/// Whether the Service carries our finalizer.
+pub fn has_finalizer(service: &Service) -> bool {
+    service
+        .metadata
+        .finalizers
+        .as_ref()
+        .is_some_and(|f| f.iter().any(|x| x == LB_CLEANUP_FINALIZER))
+}
+
+/// Upstream `needsCleanup`: our finalizer is present and the Service is being deleted or no longer a LoadBalancer.
+pub fn needs_cleanup(service: &Service) -> bool {
+    if !has_finalizer(service) {
+        return false;
+    }
+    service.metadata.deletion_timestamp.is_some()
+        || service.spec.as_ref().and_then(|s| s.type_.as_deref()) != Some("LoadBalancer")
+}
+
+/// What the controller last did successfully for a Service (kept in memory; lost on restart, which makes the
+/// first reconcile after a restart an ensure, as upstream).
+#[derive(Clone, Debug)]
+pub struct SyncedState {
+    /// The Service fields at the last ensure.
+    pub spec: LbSpecView,
+    /// The backends at the last ensure or update.
+    pub nodes: NodeSetKey,
+    /// When the load balancer was last ensured.
+    pub ensured_at: Instant,
+}
+
+/// Why the load balancer is ensured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EnsureReason {
+    /// Never ensured by this process (new Service, or a restart).
+    NotSynced,
+    /// A relevant Service field changed.
+    SpecChanged,
+    /// The periodic drift repair (`--service-resync-period`) is due.
+    Resync,
+}
+
+/// The service controller's decision for one Service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServiceAction {
+    /// Nothing to do.
+    Skip(&'static str),
+    /// Delete the load balancer (if it exists), clear the status, remove the finalizer.
+    Cleanup,
+    /// Add the finalizer if missing, then ensure the load balancer.
+    Ensure {
+        /// Whether the finalizer must be added first.
+        add_finalizer: bool,
+        /// Why.
+        reason: EnsureReason,
+    },
+    /// Only the node set changed: call `update_load_balancer`.
+    UpdateHosts,
+}
+
+/// Decides what to do with a Service.
+pub fn decide_service(
+    service: &Service,
+    synced: Option<&SyncedState>,
+    nodes: &NodeSetKey,
+    now: Instant,
+    resync_period: Option<Duration>,
+) -> ServiceAction {
+    if needs_cleanup(service) || (!wants_load_balancer(service) && has_finalizer(service)) {
+        return ServiceAction::Cleanup;
+    }
+    if service.metadata.deletion_timestamp.is_some() {
+        return ServiceAction::Skip("being deleted and has no load-balancer finalizer");
+    }
+    if !wants_load_balancer(service) {
+        let has_class = service.spec.as_ref().is_some_and(|s| s.load_balancer_class.is_some());
+        return ServiceAction::Skip(if has_class {
+            "spec.loadBalancerClass is set: another controller owns it"
+        } else {
+            "not type LoadBalancer"
+        });
+    }
+    let add_finalizer = !has_finalizer(service);
+    let Some(synced) = synced else {
+        return ServiceAction::Ensure {
+            add_finalizer,
+            reason: EnsureReason::NotSynced,
+        };
+    };
+    if add_finalizer {
+        // Someone removed the finalizer: put it back and re-ensure.
+        return ServiceAction::Ensure {
+            add_finalizer,
+            reason: EnsureReason::NotSynced,
+        };
+    }
+    if synced.spec != LbSpecView::of(service) {
+        return ServiceAction::Ensure {
+            add_finalizer,
+            reason: EnsureReason::SpecChanged,
+        };
+    }
+    if let Some(period) = resync_period
+        && now.saturating_duration_since(synced.ensured_at) >= period
+    {
+        return ServiceAction::Ensure {
+            add_finalizer,
+            reason: EnsureReason::Resync,
+        };
+    }
+    if &synced.nodes != nodes {
+        return ServiceAction::UpdateHosts;
+    }
+    ServiceAction::Skip("in sync")
+}
+
+/// When the next periodic drift repair is due for a synced Service, if resync is on.
+pub fn next_resync(synced: &SyncedState, now: Instant, resync_period: Option<Duration>) -> Option<Duration> {
+    let period = resync_period?;
+    Some(period.saturating_sub(now.saturating_duration_since(synced.ensured_at)))
+}
+
+#[cfg(test)]
+#[path = "decide_tests.rs"]
+mod tests;

@@ -1,0 +1,362 @@
+use super::*;
+use k8s_openapi::api::core::v1::{NodeSpec, ServicePort, ServiceSpec, Taint};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::jiff::Timestamp;
+
+fn svc(type_: &str) -> Service {
+    Service {
+        metadata: ObjectMeta {
+            name: Some("web".into()),
+            namespace: Some("default".into()),
+            uid: Some("11111111-2222-3333-4444-555555555555".into()),
+            ..Default::default()
+        },
+        spec: Some(ServiceSpec {
+            type_: Some(type_.into()),
+            ports: Some(vec![ServicePort {
+                port: 80,
+                node_port: Some(30080),
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn with_finalizer(mut s: Service) -> Service {
+    s.metadata.finalizers = Some(vec![LB_CLEANUP_FINALIZER.into()]);
+    s
+}
+
+fn deleting(mut s: Service) -> Service {
+    s.metadata.deletion_timestamp = Some(Time(Timestamp::UNIX_EPOCH));
+    s
+}
+
+fn with_class(mut s: Service) -> Service {
+    s.spec.as_mut().unwrap().load_balancer_class = Some("example.com/other".into());
+    s
+}
+
+fn node(name: &str, pid: Option<&str>) -> Node {
+    Node {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        spec: Some(NodeSpec {
+            provider_id: pid.map(Into::into),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn labelled(mut n: Node, value: &str) -> Node {
+    n.metadata.labels = Some([(EXCLUDE_LB_LABEL.to_owned(), value.to_owned())].into());
+    n
+}
+
+fn tainted(mut n: Node, key: &str) -> Node {
+    n.spec.as_mut().unwrap().taints = Some(vec![Taint {
+        key: key.into(),
+        effect: "NoSchedule".into(),
+        ..Default::default()
+    }]);
+    n
+}
+
+#[test]
+fn node_predicates_table() {
+    let mut being_deleted = node("n", Some("p"));
+    being_deleted.metadata.deletion_timestamp = Some(Time(Timestamp::UNIX_EPOCH));
+    let table: Vec<(&str, Node, bool)> = vec![
+        ("plain node", node("n", Some("p")), true),
+        ("no providerID still a target", node("n", None), true),
+        ("being deleted", being_deleted, false),
+        ("exclude=true", labelled(node("n", None), "true"), false),
+        ("exclude=True", labelled(node("n", None), "True"), false),
+        ("exclude=1", labelled(node("n", None), "1"), false),
+        ("exclude=false", labelled(node("n", None), "false"), true),
+        ("exclude=0", labelled(node("n", None), "0"), true),
+        ("exclude=empty does not parse", labelled(node("n", None), ""), false),
+        ("exclude=yes does not parse", labelled(node("n", None), "yes"), false),
+        ("autoscaler taint", tainted(node("n", None), TO_BE_DELETED_TAINT), false),
+        ("other taint", tainted(node("n", None), "dedicated"), true),
+    ];
+    for (what, n, expected) in table {
+        assert_eq!(node_is_lb_target(&n), expected, "{what}");
+    }
+}
+
+#[test]
+fn target_nodes_filters_and_sorts() {
+    let nodes = [
+        node("b", Some("p-b")),
+        labelled(node("x", None), "true"),
+        node("a", Some("p-a")),
+    ];
+    let targets = target_nodes(nodes.iter());
+    let names: Vec<_> = targets.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["a", "b"]);
+    assert_eq!(
+        node_set_key(&targets),
+        vec![
+            ("a".to_owned(), Some("p-a".to_owned())),
+            ("b".to_owned(), Some("p-b".to_owned()))
+        ]
+    );
+}
+
+#[test]
+fn node_set_change_detection() {
+    let base = target_nodes([node("a", Some("p-a")), node("b", Some("p-b"))].iter());
+    let same_other_order = target_nodes([node("b", Some("p-b")), node("a", Some("p-a"))].iter());
+    let mut relabelled_node = node("a", Some("p-a"));
+    relabelled_node.metadata.labels = Some([("team".to_owned(), "x".to_owned())].into());
+    let relabelled = target_nodes([relabelled_node, node("b", Some("p-b"))].iter());
+    let pid_changed = target_nodes([node("a", Some("p-a2")), node("b", Some("p-b"))].iter());
+    let removed = target_nodes([node("a", Some("p-a"))].iter());
+    let excluded = target_nodes([node("a", Some("p-a")), labelled(node("b", Some("p-b")), "true")].iter());
+    let table = [
+        ("same set, other order", &same_other_order, false),
+        ("unrelated label change", &relabelled, false),
+        ("providerID changed", &pid_changed, true),
+        ("node removed", &removed, true),
+        ("node excluded", &excluded, true),
+    ];
+    for (what, other, changed) in table {
+        assert_eq!(node_set_key(&base) != node_set_key(other), changed, "{what}");
+    }
+}
+
+#[test]
+fn wants_and_cleanup_table() {
+    let table = [
+        ("LB", svc("LoadBalancer"), true, false),
+        ("ClusterIP", svc("ClusterIP"), false, false),
+        ("LB with class", with_class(svc("LoadBalancer")), false, false),
+        ("LB with finalizer", with_finalizer(svc("LoadBalancer")), true, false),
+        (
+            "LB deleting with finalizer",
+            deleting(with_finalizer(svc("LoadBalancer"))),
+            true,
+            true,
+        ),
+        (
+            "changed to NodePort with finalizer",
+            with_finalizer(svc("NodePort")),
+            false,
+            true,
+        ),
+        (
+            "ClusterIP deleting without finalizer",
+            deleting(svc("ClusterIP")),
+            false,
+            false,
+        ),
+    ];
+    for (what, s, wants, cleanup) in table {
+        assert_eq!(wants_load_balancer(&s), wants, "wants: {what}");
+        assert_eq!(needs_cleanup(&s), cleanup, "cleanup: {what}");
+    }
+}
+
+fn synced(s: &Service, nodes: NodeSetKey, at: Instant) -> SyncedState {
+    SyncedState {
+        spec: LbSpecView::of(s),
+        nodes,
+        ensured_at: at,
+    }
+}
+
+#[test]
+fn decide_service_table() {
+    let now = Instant::now();
+    let nodes = vec![("a".to_owned(), Some("p-a".to_owned()))];
+    let other_nodes = vec![("b".to_owned(), Some("p-b".to_owned()))];
+    let lb = with_finalizer(svc("LoadBalancer"));
+    let mut port_changed = lb.clone();
+    port_changed.spec.as_mut().unwrap().ports.as_mut().unwrap()[0].port = 8080;
+    let mut annotated = lb.clone();
+    annotated.metadata.annotations = Some([("example.com/lb-size".to_owned(), "large".to_owned())].into());
+    let mut labelled_only = lb.clone();
+    labelled_only.metadata.labels = Some([("app".to_owned(), "web".to_owned())].into());
+    let fresh = synced(&lb, nodes.clone(), now);
+    let old = synced(
+        &lb,
+        nodes.clone(),
+        now.checked_sub(Duration::from_secs(700)).unwrap_or(now),
+    );
+    let ten_min = Some(Duration::from_secs(600));
+
+    use EnsureReason::*;
+    use ServiceAction::*;
+    let table: Vec<(
+        &str,
+        Service,
+        Option<&SyncedState>,
+        &NodeSetKey,
+        Option<Duration>,
+        ServiceAction,
+    )> = vec![
+        (
+            "new LB service",
+            svc("LoadBalancer"),
+            None,
+            &nodes,
+            None,
+            Ensure {
+                add_finalizer: true,
+                reason: NotSynced,
+            },
+        ),
+        (
+            "restart: has finalizer, no memory",
+            lb.clone(),
+            None,
+            &nodes,
+            None,
+            Ensure {
+                add_finalizer: false,
+                reason: NotSynced,
+            },
+        ),
+        (
+            "finalizer removed by someone",
+            svc("LoadBalancer"),
+            Some(&fresh),
+            &nodes,
+            None,
+            Ensure {
+                add_finalizer: true,
+                reason: NotSynced,
+            },
+        ),
+        ("in sync", lb.clone(), Some(&fresh), &nodes, None, Skip("in sync")),
+        (
+            "label change is not relevant",
+            labelled_only,
+            Some(&fresh),
+            &nodes,
+            None,
+            Skip("in sync"),
+        ),
+        (
+            "port changed",
+            port_changed,
+            Some(&fresh),
+            &nodes,
+            None,
+            Ensure {
+                add_finalizer: false,
+                reason: SpecChanged,
+            },
+        ),
+        (
+            "annotation changed",
+            annotated,
+            Some(&fresh),
+            &nodes,
+            None,
+            Ensure {
+                add_finalizer: false,
+                reason: SpecChanged,
+            },
+        ),
+        (
+            "node set changed",
+            lb.clone(),
+            Some(&fresh),
+            &other_nodes,
+            None,
+            UpdateHosts,
+        ),
+        (
+            "resync off: old sync stays",
+            lb.clone(),
+            Some(&old),
+            &nodes,
+            None,
+            Skip("in sync"),
+        ),
+        (
+            "resync due",
+            lb.clone(),
+            Some(&old),
+            &other_nodes,
+            ten_min,
+            Ensure {
+                add_finalizer: false,
+                reason: Resync,
+            },
+        ),
+        (
+            "resync not due",
+            lb.clone(),
+            Some(&fresh),
+            &nodes,
+            ten_min,
+            Skip("in sync"),
+        ),
+        ("deleting", deleting(lb.clone()), Some(&fresh), &nodes, None, Cleanup),
+        (
+            "type changed away",
+            with_finalizer(svc("ClusterIP")),
+            Some(&fresh),
+            &nodes,
+            None,
+            Cleanup,
+        ),
+        (
+            "class with finalizer",
+            with_class(lb.clone()),
+            None,
+            &nodes,
+            None,
+            Cleanup,
+        ),
+        (
+            "class without finalizer",
+            with_class(svc("LoadBalancer")),
+            None,
+            &nodes,
+            None,
+            Skip("spec.loadBalancerClass is set: another controller owns it"),
+        ),
+        (
+            "ClusterIP",
+            svc("ClusterIP"),
+            None,
+            &nodes,
+            None,
+            Skip("not type LoadBalancer"),
+        ),
+        (
+            "deleting without finalizer",
+            deleting(svc("LoadBalancer")),
+            None,
+            &nodes,
+            None,
+            Skip("being deleted and has no load-balancer finalizer"),
+        ),
+    ];
+    for (what, s, state, n, resync, expected) in table {
+        assert_eq!(decide_service(&s, state, n, now, resync), expected, "{what}");
+    }
+}
+
+#[test]
+fn next_resync_counts_down() {
+    let now = Instant::now();
+    let s = with_finalizer(svc("LoadBalancer"));
+    let state = synced(&s, vec![], now.checked_sub(Duration::from_secs(100)).unwrap_or(now));
+    assert_eq!(next_resync(&state, now, None), None);
+    let left = next_resync(&state, now, Some(Duration::from_secs(600))).unwrap();
+    assert!(
+        left <= Duration::from_secs(500) && left >= Duration::from_secs(499),
+        "{left:?}"
+    );
+}

@@ -1,0 +1,510 @@
+//! The service controller: load balancers for `type: LoadBalancer` Services.
+//!
+//! Decisions live in [`decide`]; this module does the IO (patches, Events, provider calls). Semantics follow
+//! `k8s.io/cloud-provider/controllers/service`; the differences are listed in the crate documentation.
+
+mod decide;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{LoadBalancerStatus, Node, ObjectReference, Service};
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::reflector::Store;
+use kube::runtime::watcher;
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+pub use decide::{
+    EXCLUDE_LB_LABEL, EnsureReason, LB_CLEANUP_FINALIZER, LbSpecView, NodeSetKey, ServiceAction, SyncedState,
+    TO_BE_DELETED_TAINT, decide_service, has_finalizer, needs_cleanup, next_resync, node_is_lb_target, node_set_key,
+    parse_go_bool, target_nodes, wants_load_balancer,
+};
+
+use crate::backoff::KeyedBackoff;
+use crate::events::EventSink;
+use crate::metrics::Metrics;
+use crate::provider::{CloudProvider, LoadBalancer, ProviderError, TargetNode};
+
+const CONTROLLER: &str = "service";
+
+/// A failure of one step of a Service sync. The step names the Kubernetes call that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// The provider failed.
+    #[error("provider {operation} for service {service}")]
+    Provider {
+        /// `ensure`, `update`, `get` or `delete`.
+        operation: &'static str,
+        /// `namespace/name`.
+        service: String,
+        /// The provider's error.
+        #[source]
+        source: ProviderError,
+    },
+    /// A Kubernetes API call failed.
+    #[error("{operation} for service {service}")]
+    Kube {
+        /// `add finalizer`, `remove finalizer` or `patch status`.
+        operation: &'static str,
+        /// `namespace/name`.
+        service: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// Shared state of the service controller.
+pub struct ServiceContext {
+    client: kube::Client,
+    provider: Arc<dyn CloudProvider>,
+    cluster_name: String,
+    nodes: Store<Node>,
+    events: EventSink,
+    backoff: KeyedBackoff,
+    synced: Mutex<HashMap<String, SyncedState>>,
+    resync_period: Option<Duration>,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for ServiceContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceContext")
+            .field("cluster_name", &self.cluster_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServiceContext {
+    /// Builds the context. `nodes` must be a synced node store; `resync_period` of `None` turns drift repair off.
+    pub fn new(
+        client: kube::Client,
+        provider: Arc<dyn CloudProvider>,
+        cluster_name: String,
+        nodes: Store<Node>,
+        events: EventSink,
+        resync_period: Option<Duration>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            client,
+            provider,
+            cluster_name,
+            nodes,
+            events,
+            backoff: KeyedBackoff::service_default(),
+            synced: Mutex::new(HashMap::new()),
+            resync_period,
+            metrics,
+        }
+    }
+
+    fn synced(&self, key: &str) -> Option<SyncedState> {
+        self.synced
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(key)
+            .cloned()
+    }
+
+    fn set_synced(&self, key: &str, state: Option<SyncedState>) {
+        let mut map = self.synced.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match state {
+            Some(s) => map.insert(key.to_owned(), s),
+            None => map.remove(key),
+        };
+    }
+}
+
+fn key_of(svc: &Service) -> String {
+    format!("{}/{}", svc.namespace().unwrap_or_default(), svc.name_any())
+}
+
+fn obj_ref(svc: &Service) -> ObjectReference {
+    svc.object_ref(&())
+}
+
+/// Reconciles one Service and turns the outcome into the next requeue (never fails: failures become Events and
+/// a backoff). This is the function the controller runs; tests call it directly.
+pub async fn reconcile(svc: Arc<Service>, ctx: Arc<ServiceContext>) -> Result<Action, Infallible> {
+    let start = Instant::now();
+    let key = key_of(&svc);
+    ctx.metrics.in_flight(CONTROLLER, 1);
+    let result = sync(&svc, &ctx).await;
+    ctx.metrics.in_flight(CONTROLLER, -1);
+    let (label, action) = match result {
+        Ok(action) => {
+            ctx.backoff.reset(&key);
+            ("ok", action)
+        }
+        Err(SyncError::Provider {
+            source: ProviderError::RetryAfter { delay, message },
+            ..
+        }) => {
+            tracing::info!(service = %key, ?delay, %message, "load balancer not ready, retrying");
+            ctx.backoff.reset(&key);
+            ("retry_after", Action::requeue(delay))
+        }
+        Err(SyncError::Provider {
+            source: ProviderError::InvalidConfiguration { reason, message },
+            ..
+        }) => {
+            tracing::warn!(service = %key, %reason, %message, "invalid load balancer configuration");
+            ctx.events
+                .warn(&obj_ref(&svc), &reason, "EnsureLoadBalancer", message)
+                .await;
+            ctx.backoff.reset(&key);
+            ("invalid", Action::requeue(ctx.backoff.max()))
+        }
+        Err(error) => {
+            let delay = ctx.backoff.fail(&key);
+            tracing::warn!(service = %key, error = %crate::error_chain(&error), ?delay, "service sync failed");
+            ("error", Action::requeue(delay))
+        }
+    };
+    ctx.metrics.set_retrying(CONTROLLER, ctx.backoff.failing_keys());
+    ctx.metrics.reconciled(CONTROLLER, label, start.elapsed());
+    Ok(action)
+}
+
+async fn sync(svc: &Service, ctx: &ServiceContext) -> Result<Action, SyncError> {
+    let Some(lb) = ctx.provider.load_balancer() else {
+        return Ok(Action::await_change());
+    };
+    let key = key_of(svc);
+    let nodes = ctx.nodes.state();
+    let targets = target_nodes(nodes.iter().map(|n| n.as_ref()));
+    let node_key = node_set_key(&targets);
+    let synced = ctx.synced(&key);
+    let now = Instant::now();
+    let decision = decide_service(svc, synced.as_ref(), &node_key, now, ctx.resync_period);
+    tracing::debug!(service = %key, ?decision, "service decision");
+    match decision {
+        ServiceAction::Skip(_) => Ok(idle_action(synced.as_ref(), now, ctx.resync_period)),
+        ServiceAction::Cleanup => cleanup(svc, ctx, lb, &key).await,
+        ServiceAction::Ensure { add_finalizer, reason } => {
+            ensure(svc, ctx, lb, &key, &targets, node_key, add_finalizer, reason).await
+        }
+        ServiceAction::UpdateHosts => update_hosts(svc, ctx, lb, &key, &targets, node_key, synced).await,
+    }
+}
+
+fn idle_action(synced: Option<&SyncedState>, now: Instant, resync: Option<Duration>) -> Action {
+    match synced.and_then(|s| next_resync(s, now, resync)) {
+        Some(left) => Action::requeue(left.max(Duration::from_secs(1))),
+        None => Action::await_change(),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn ensure(
+    svc: &Service,
+    ctx: &ServiceContext,
+    lb: &dyn LoadBalancer,
+    key: &str,
+    targets: &[TargetNode],
+    node_key: NodeSetKey,
+    add_finalizer: bool,
+    reason: EnsureReason,
+) -> Result<Action, SyncError> {
+    let api: Api<Service> = Api::namespaced(ctx.client.clone(), &svc.namespace().unwrap_or_default());
+    let name = svc.name_any();
+    let reference = obj_ref(svc);
+    let loud = reason != EnsureReason::Resync;
+    if add_finalizer {
+        let patch = json!({"metadata": {"finalizers": [LB_CLEANUP_FINALIZER]}});
+        api.patch(&name, &PatchParams::default(), &Patch::Strategic(&patch))
+            .await
+            .map_err(|source| SyncError::Kube {
+                operation: "add finalizer",
+                service: key.to_owned(),
+                source,
+            })?;
+    }
+    if loud {
+        ctx.events
+            .normal(
+                &reference,
+                "EnsuringLoadBalancer",
+                "EnsureLoadBalancer",
+                "Ensuring load balancer".into(),
+            )
+            .await;
+    }
+    if targets.is_empty() {
+        ctx.events
+            .warn(
+                &reference,
+                "UnAvailableLoadBalancer",
+                "EnsureLoadBalancer",
+                "There are no available nodes for LoadBalancer".into(),
+            )
+            .await;
+    }
+    ctx.metrics.lb_synced();
+    let status = match lb.ensure_load_balancer(&ctx.cluster_name, svc, targets).await {
+        Ok(status) => status,
+        Err(ProviderError::ImplementedElsewhere) => return Ok(Action::await_change()),
+        Err(source) => {
+            if !matches!(
+                source,
+                ProviderError::RetryAfter { .. } | ProviderError::InvalidConfiguration { .. }
+            ) {
+                ctx.events
+                    .warn(
+                        &reference,
+                        "SyncLoadBalancerFailed",
+                        "EnsureLoadBalancer",
+                        format!("Error syncing load balancer: {source}"),
+                    )
+                    .await;
+            }
+            return Err(SyncError::Provider {
+                operation: "ensure",
+                service: key.to_owned(),
+                source,
+            });
+        }
+    };
+    let changed = patch_status_if_changed(&api, svc, key, status).await?;
+    if loud || changed {
+        ctx.events
+            .normal(
+                &reference,
+                "EnsuredLoadBalancer",
+                "EnsureLoadBalancer",
+                "Ensured load balancer".into(),
+            )
+            .await;
+    }
+    let state = SyncedState {
+        spec: LbSpecView::of(svc),
+        nodes: node_key,
+        ensured_at: Instant::now(),
+    };
+    let action = idle_action(Some(&state), Instant::now(), ctx.resync_period);
+    ctx.set_synced(key, Some(state));
+    Ok(action)
+}
+
+/// Patches `status.loadBalancer` only when it differs; returns whether it patched.
+async fn patch_status_if_changed(
+    api: &Api<Service>,
+    svc: &Service,
+    key: &str,
+    new: LoadBalancerStatus,
+) -> Result<bool, SyncError> {
+    let old = svc
+        .status
+        .as_ref()
+        .and_then(|s| s.load_balancer.clone())
+        .unwrap_or_default();
+    if load_balancer_status_equal(&old, &new) {
+        return Ok(false);
+    }
+    let patch = json!({"status": {"loadBalancer": new}});
+    api.patch_status(&svc.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(|source| SyncError::Kube {
+            operation: "patch status",
+            service: key.to_owned(),
+            source,
+        })?;
+    Ok(true)
+}
+
+/// Whether two statuses are the same (an absent ingress list equals an empty one).
+pub fn load_balancer_status_equal(a: &LoadBalancerStatus, b: &LoadBalancerStatus) -> bool {
+    a.ingress.as_deref().unwrap_or_default() == b.ingress.as_deref().unwrap_or_default()
+}
+
+async fn update_hosts(
+    svc: &Service,
+    ctx: &ServiceContext,
+    lb: &dyn LoadBalancer,
+    key: &str,
+    targets: &[TargetNode],
+    node_key: NodeSetKey,
+    synced: Option<SyncedState>,
+) -> Result<Action, SyncError> {
+    let reference = obj_ref(svc);
+    if targets.is_empty() {
+        ctx.events
+            .warn(
+                &reference,
+                "UnAvailableLoadBalancer",
+                "UpdateLoadBalancer",
+                "There are no available nodes for LoadBalancer".into(),
+            )
+            .await;
+    }
+    let start = Instant::now();
+    ctx.metrics.lb_synced();
+    let result = lb.update_load_balancer(&ctx.cluster_name, svc, targets).await;
+    ctx.metrics.hosts_updated(start.elapsed(), result.is_err());
+    match result {
+        Ok(()) => {
+            ctx.events
+                .normal(
+                    &reference,
+                    "UpdatedLoadBalancer",
+                    "UpdateLoadBalancer",
+                    "Updated load balancer with new hosts".into(),
+                )
+                .await;
+        }
+        Err(ProviderError::ImplementedElsewhere) => {}
+        Err(source) => {
+            let names: Vec<&str> = targets.iter().take(10).map(|t| t.name.as_str()).collect();
+            ctx.events
+                .warn(
+                    &reference,
+                    "UpdateLoadBalancerFailed",
+                    "UpdateLoadBalancer",
+                    format!(
+                        "Error updating load balancer with new hosts {names:?} [node names limited, total number of nodes: {}], error: {source}",
+                        targets.len()
+                    ),
+                )
+                .await;
+            return Err(SyncError::Provider {
+                operation: "update",
+                service: key.to_owned(),
+                source,
+            });
+        }
+    }
+    let now = Instant::now();
+    let state = match synced {
+        Some(s) => SyncedState { nodes: node_key, ..s },
+        None => SyncedState {
+            spec: LbSpecView::of(svc),
+            nodes: node_key,
+            ensured_at: now,
+        },
+    };
+    let action = idle_action(Some(&state), now, ctx.resync_period);
+    ctx.set_synced(key, Some(state));
+    Ok(action)
+}
+
+async fn cleanup(svc: &Service, ctx: &ServiceContext, lb: &dyn LoadBalancer, key: &str) -> Result<Action, SyncError> {
+    let api: Api<Service> = Api::namespaced(ctx.client.clone(), &svc.namespace().unwrap_or_default());
+    let reference = obj_ref(svc);
+    let fail = |operation, source: ProviderError| SyncError::Provider {
+        operation,
+        service: key.to_owned(),
+        source,
+    };
+    let exists = match lb.get_load_balancer(&ctx.cluster_name, svc).await {
+        Ok(status) => status.is_some(),
+        Err(ProviderError::ImplementedElsewhere) => false,
+        Err(source) => {
+            ctx.events
+                .warn(
+                    &reference,
+                    "DeleteLoadBalancerFailed",
+                    "DeleteLoadBalancer",
+                    format!("Error deleting load balancer: {source}"),
+                )
+                .await;
+            return Err(fail("get", source));
+        }
+    };
+    if exists {
+        ctx.events
+            .normal(
+                &reference,
+                "DeletingLoadBalancer",
+                "DeleteLoadBalancer",
+                "Deleting load balancer".into(),
+            )
+            .await;
+        match lb.ensure_load_balancer_deleted(&ctx.cluster_name, svc).await {
+            Ok(()) | Err(ProviderError::ImplementedElsewhere) => {}
+            Err(source) => {
+                if !matches!(source, ProviderError::RetryAfter { .. }) {
+                    ctx.events
+                        .warn(
+                            &reference,
+                            "DeleteLoadBalancerFailed",
+                            "DeleteLoadBalancer",
+                            format!("Error deleting load balancer: {source}"),
+                        )
+                        .await;
+                }
+                return Err(fail("delete", source));
+            }
+        }
+    }
+    if svc.metadata.deletion_timestamp.is_none() {
+        patch_status_if_changed(&api, svc, key, LoadBalancerStatus::default()).await?;
+    }
+    let patch = json!({"metadata": {"$deleteFromPrimitiveList/finalizers": [LB_CLEANUP_FINALIZER]}});
+    api.patch(&svc.name_any(), &PatchParams::default(), &Patch::Strategic(&patch))
+        .await
+        .map_err(|source| SyncError::Kube {
+            operation: "remove finalizer",
+            service: key.to_owned(),
+            source,
+        })?;
+    ctx.events
+        .normal(
+            &reference,
+            "DeletedLoadBalancer",
+            "DeleteLoadBalancer",
+            "Deleted load balancer".into(),
+        )
+        .await;
+    ctx.set_synced(key, None);
+    Ok(Action::await_change())
+}
+
+/// Runs the service controller until `shutdown` fires. `node_changes` yields whenever the eligible node set (names
+/// and providerIDs) changed; every Service is then reconciled, and only those whose set really changed call
+/// `update_load_balancer`.
+pub async fn run(
+    ctx: Arc<ServiceContext>,
+    concurrency: u16,
+    node_changes: impl futures::Stream<Item = ()> + Send + 'static,
+    shutdown: CancellationToken,
+) {
+    let api: Api<Service> = Api::all(ctx.client.clone());
+    Controller::new(api, watcher::Config::default())
+        .with_config(ControllerConfig::default().concurrency(concurrency.max(1)))
+        .reconcile_all_on(node_changes)
+        .graceful_shutdown_on(async move { shutdown.cancelled().await })
+        .run(reconcile, |_svc, error: &Infallible, _ctx| match *error {}, ctx)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(error = %crate::error_chain(&error), "service controller event");
+            }
+        })
+        .await;
+}
+
+/// Turns a node watch into "the eligible node set changed" ticks: one per change of [`node_set_key`].
+pub fn node_set_changes(
+    nodes: Store<Node>,
+    events: impl futures::Stream<Item = ()> + Send + 'static,
+) -> impl futures::Stream<Item = ()> + Send + 'static {
+    let mut last: Option<NodeSetKey> = None;
+    events.filter_map(move |()| {
+        let current = node_set_key(&target_nodes(nodes.state().iter().map(|n| n.as_ref())));
+        let changed = last.as_ref() != Some(&current);
+        let first = last.is_none();
+        last = Some(current);
+        // The first observation is the initial state: every Service is reconciled at start anyway.
+        futures::future::ready((changed && !first).then_some(()))
+    })
+}
+
+#[cfg(test)]
+#[path = "controller_tests.rs"]
+mod controller_tests;
