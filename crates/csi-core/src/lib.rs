@@ -15,6 +15,7 @@ pub mod identity;
 pub mod instrument;
 pub mod locks;
 pub mod metrics;
+pub mod node;
 pub mod pagination;
 pub mod proto;
 pub mod server;
