@@ -1,0 +1,311 @@
+//! `cargo xtask render`: builds `deploy/overlays/<overlay>` in Rust (no kubectl) and applies the command-line
+//! substitutions (registry, tag, region, credentials Secret, CCM replicas), then prints multi-document YAML in
+//! apply order.
+
+pub mod kinds;
+pub mod kustomize;
+pub mod rbac;
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use kustomize::{ImageOverride, KustomizeError, apply_image_override, containers_mut, split_image, str_at};
+
+/// Repository part of our three images in `deploy/base` (short name, repository).
+pub const OUR_IMAGES: &[(&str, &str)] = &[
+    ("ccm", "ghcr.io/nifcloud-k8s/ccm"),
+    ("csi", "ghcr.io/nifcloud-k8s/csi"),
+    ("emulator", "ghcr.io/nifcloud-k8s/emulator"),
+];
+
+/// The credentials Secret the bases refer to.
+pub const DEFAULT_SECRET: &str = "nifcloud-credentials";
+/// Name of the CCM Deployment.
+pub const CCM_DEPLOYMENT: &str = "nifcloud-cloud-controller-manager";
+/// Environment variables that carry credentials from the Secret.
+const CREDENTIAL_ENV: &[&str] = &["NIFCLOUD_ACCESS_KEY_ID", "NIFCLOUD_SECRET_ACCESS_KEY"];
+
+/// Which overlay to build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Overlay {
+    /// CCM + CSI against the real NIFCLOUD API.
+    Production,
+    /// CCM + CSI + the in-cluster emulator.
+    Emulator,
+}
+
+impl Overlay {
+    /// Directory name under `deploy/overlays`.
+    pub fn dir_name(self) -> &'static str {
+        match self {
+            Overlay::Production => "production",
+            Overlay::Emulator => "emulator",
+        }
+    }
+}
+
+/// Substitutions on top of the overlay. `None` keeps what the YAML says.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct RenderOptions {
+    /// Registry (and path) for our images: `R/ccm`, `R/csi`, `R/emulator`.
+    #[arg(long)]
+    pub registry: Option<String>,
+    /// Tag for our images.
+    #[arg(long)]
+    pub tag: Option<String>,
+    /// NIFCLOUD region (NIFCLOUD_REGION of every container), e.g. jp-east-1.
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Name of the credentials Secret in kube-system (keys access-key-id, secret-access-key).
+    #[arg(long)]
+    pub secret: Option<String>,
+    /// Replicas of the CCM Deployment.
+    #[arg(long)]
+    pub ccm_replicas: Option<u16>,
+    /// Which overlay to build.
+    #[arg(long, value_enum, default_value_t = Overlay::Production)]
+    pub overlay: Overlay,
+}
+
+impl Default for RenderOptions {
+    fn default() -> Self {
+        Self {
+            registry: None,
+            tag: None,
+            region: None,
+            secret: None,
+            ccm_replicas: None,
+            overlay: Overlay::Production,
+        }
+    }
+}
+
+/// Errors of `render`.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    /// The overlay could not be built.
+    #[error(transparent)]
+    Kustomize(#[from] KustomizeError),
+    /// An option cannot be applied.
+    #[error("option {option}: {message}")]
+    Option {
+        /// The flag.
+        option: &'static str,
+        /// Why.
+        message: String,
+    },
+    /// An object has a kind the tooling does not know (the manifests must stay CRD-free).
+    #[error("object {id}: kind {api_version} {kind} is not one of the known built-in kinds")]
+    UnknownKind {
+        /// `kind/namespace/name`.
+        id: String,
+        /// Its apiVersion.
+        api_version: String,
+        /// Its kind.
+        kind: String,
+    },
+    /// Output could not be serialized.
+    #[error("serialize {id}: {message}")]
+    Serialize {
+        /// The object.
+        id: String,
+        /// Why.
+        message: String,
+    },
+}
+
+/// `deploy/` under the workspace root.
+pub fn deploy_dir(root: &Path) -> PathBuf {
+    root.join("deploy")
+}
+
+/// Builds the overlay and applies `opts`; the result is sorted in apply order.
+pub fn render(deploy: &Path, opts: &RenderOptions) -> Result<Vec<Value>, RenderError> {
+    let mut objs = kustomize::build(&deploy.join("overlays").join(opts.overlay.dir_name()))?;
+    apply_options(&mut objs, opts)?;
+    for obj in &objs {
+        let (api_version, kind) = (str_at(obj, &["apiVersion"]), str_at(obj, &["kind"]));
+        if kinds::lookup(api_version, kind).is_none() {
+            return Err(RenderError::UnknownKind {
+                id: kustomize::object_id(obj),
+                api_version: api_version.into(),
+                kind: kind.into(),
+            });
+        }
+    }
+    sort_for_apply(&mut objs);
+    Ok(objs)
+}
+
+/// Sorts objects into apply order: by kind rank, then namespace, then name.
+pub fn sort_for_apply(objs: &mut [Value]) {
+    objs.sort_by_key(|o| {
+        (
+            kinds::apply_rank(str_at(o, &["apiVersion"]), str_at(o, &["kind"])),
+            str_at(o, &["metadata", "namespace"]).to_owned(),
+            str_at(o, &["metadata", "name"]).to_owned(),
+        )
+    });
+}
+
+/// Applies the command-line substitutions.
+pub fn apply_options(objs: &mut [Value], opts: &RenderOptions) -> Result<(), RenderError> {
+    if opts.registry.is_some() || opts.tag.is_some() {
+        for (short, repo) in OUR_IMAGES {
+            let new_name = opts
+                .registry
+                .as_ref()
+                .map(|r| format!("{}/{short}", r.trim_end_matches('/')));
+            let ov = ImageOverride {
+                name: (*repo).into(),
+                new_name,
+                new_tag: opts.tag.clone(),
+                digest: None,
+            };
+            for obj in objs.iter_mut() {
+                apply_image_override(obj, &ov);
+            }
+        }
+    }
+    if let Some(region) = &opts.region {
+        if region.is_empty() || !region.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return Err(RenderError::Option {
+                option: "--region",
+                message: format!("{region:?} is not a region name"),
+            });
+        }
+        if let Some(emulated) = emulator_region(objs) {
+            if &emulated != region {
+                return Err(RenderError::Option {
+                    option: "--region",
+                    message: format!("the emulator overlay emulates {emulated}; edit its ConfigMap to use {region}"),
+                });
+            }
+        }
+        for obj in objs.iter_mut() {
+            for c in containers_mut(obj) {
+                for e in env_mut(c) {
+                    if e.get("name").and_then(Value::as_str) == Some("NIFCLOUD_REGION") {
+                        e["value"] = Value::String(region.clone());
+                    }
+                }
+            }
+        }
+    }
+    if let Some(secret) = &opts.secret {
+        if secret.is_empty() || secret.len() > 253 {
+            return Err(RenderError::Option {
+                option: "--secret",
+                message: "not a valid object name".into(),
+            });
+        }
+        let mut old_names = Vec::new();
+        for obj in objs.iter_mut() {
+            for c in containers_mut(obj) {
+                for e in env_mut(c) {
+                    let is_cred = e
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .is_some_and(|n| CREDENTIAL_ENV.contains(&n));
+                    if let Some(Value::Object(r)) = e.pointer_mut("/valueFrom/secretKeyRef").filter(|_| is_cred) {
+                        if let Some(Value::String(old)) = r.insert("name".into(), Value::String(secret.clone())) {
+                            old_names.push(old);
+                        }
+                    }
+                }
+            }
+        }
+        for obj in objs.iter_mut() {
+            let name = str_at(obj, &["metadata", "name"]).to_owned();
+            if str_at(obj, &["kind"]) == "Secret" && old_names.contains(&name) {
+                obj["metadata"]["name"] = Value::String(secret.clone());
+            }
+        }
+    }
+    if let Some(n) = opts.ccm_replicas {
+        if n == 0 {
+            return Err(RenderError::Option {
+                option: "--ccm-replicas",
+                message: "must be at least 1".into(),
+            });
+        }
+        let mut found = false;
+        for obj in objs.iter_mut() {
+            if str_at(obj, &["kind"]) == "Deployment" && str_at(obj, &["metadata", "name"]) == CCM_DEPLOYMENT {
+                obj["spec"]["replicas"] = Value::from(n);
+                found = true;
+            }
+        }
+        if !found {
+            return Err(RenderError::Option {
+                option: "--ccm-replicas",
+                message: "no CCM Deployment rendered".into(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn env_mut(container: &mut Value) -> Vec<&mut Value> {
+    match container.get_mut("env") {
+        Some(Value::Array(list)) => list.iter_mut().collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The region in the emulator's ConfigMap, if the emulator is part of the rendered set.
+fn emulator_region(objs: &[Value]) -> Option<String> {
+    let cm = objs.iter().find(|o| {
+        str_at(o, &["kind"]) == "ConfigMap" && str_at(o, &["metadata", "name"]) == "nifcloud-emulator-config"
+    })?;
+    let text = str_at(cm, &["data", "config.yaml"]);
+    let cfg: Value = serde_yaml::from_str(text).ok()?;
+    Some(
+        cfg.get("region")
+            .and_then(Value::as_str)
+            .unwrap_or("jp-east-1")
+            .to_owned(),
+    )
+}
+
+/// The images of our own components referenced by `objs` (for `images`/`deploy` messages).
+pub fn our_image_refs(objs: &mut [Value]) -> Vec<String> {
+    let mut out = Vec::new();
+    for obj in objs.iter_mut() {
+        for c in containers_mut(obj) {
+            if let Some(img) = c.get("image").and_then(Value::as_str) {
+                let (name, _, _) = split_image(img);
+                if OUR_IMAGES.iter().any(|(short, _)| name.ends_with(&format!("/{short}")))
+                    && !out.contains(&img.to_owned())
+                {
+                    out.push(img.to_owned());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Serializes objects as a multi-document YAML stream.
+pub fn to_yaml(objs: &[Value]) -> Result<String, RenderError> {
+    let mut out = String::new();
+    for obj in objs {
+        out.push_str("---\n");
+        let doc = serde_yaml::to_string(obj).map_err(|e| RenderError::Serialize {
+            id: kustomize::object_id(obj),
+            message: e.to_string(),
+        })?;
+        out.push_str(&doc);
+    }
+    Ok(out)
+}
+
+/// Entry point of `cargo xtask render`.
+pub fn run(root: &Path, opts: &RenderOptions) -> anyhow::Result<()> {
+    let objs = render(&deploy_dir(root), opts)?;
+    print!("{}", to_yaml(&objs)?);
+    Ok(())
+}
