@@ -311,6 +311,16 @@ mod tests {
     }
 
     #[test]
+    fn latency_per_action_overrides_default() {
+        let mut l = LatencyConfig {
+            default_ms: 5,
+            ..LatencyConfig::default()
+        };
+        l.per_action.insert("DescribeVolumes".into(), 50);
+        assert_eq!((l.for_action("DescribeVolumes"), l.for_action("AttachVolume")), (50, 5));
+    }
+
+    #[test]
     fn minimal_yaml_uses_defaults_and_rejects_bad_zone() {
         let cfg: EmulatorConfig = serde_yaml::from_str("instances:\n  - name: a1\n    zone: east-12\n").unwrap();
         assert_eq!(cfg.region, "jp-east-1");

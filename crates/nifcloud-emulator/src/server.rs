@@ -119,7 +119,7 @@ async fn api_handler(AxState(sh): AxState<Arc<Shared>>, uri: Uri, headers: Heade
     if let Err(e) = wire::verify(
         &params,
         host,
-        "/api/",
+        uri.path(),
         |k| creds.get(k).map(String::as_str),
         now_dt,
         skew,
@@ -293,7 +293,10 @@ fn router(shared: Arc<Shared>) -> Router {
 async fn not_found(uri: Uri) -> Response {
     let e = ApiError::with_status(
         "Client.InvalidAction",
-        format!("No API at {:?}: the computing API is POST /api/ and the admin API lives under /admin/.", uri.path()),
+        format!(
+            "No API at {:?}: the computing API is POST /api/ and the admin API lives under /admin/.",
+            uri.path()
+        ),
         404,
     );
     let reply = Reply::error(&e, "");

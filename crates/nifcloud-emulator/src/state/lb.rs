@@ -258,7 +258,7 @@ pub fn register_port(st: &mut State, p: &Params, x: &mut Xml, _now: i64) -> Resu
             return Err(already_exists(l.lb_port));
         }
     }
-    x.list("Listeners", "member", &new, |x, l| write_listener(x, l));
+    x.list("Listeners", "member", &new, write_listener);
     if let Some(l) = st.load_balancers.get_mut(name) {
         l.ports.extend(new);
     }
@@ -573,10 +573,15 @@ pub fn describe_instance_health(st: &mut State, p: &Params, x: &mut Xml, _now: i
     Ok(())
 }
 
-/// Name/port filters of DescribeLoadBalancers in both encodings (Python: `LoadBalancerNames.member.N`
-/// + `LoadBalancerNames.LoadBalancerPort.N` + `LoadBalancerNames.InstancePort.N`; Go:
-/// `LoadBalancerNames.member.N.{LoadBalancerName,LoadBalancerPort,InstancePort}`).
-fn lb_filters(p: &Params) -> Result<Vec<(String, Option<i64>, Option<i64>)>, ApiError> {
+/// One DescribeLoadBalancers filter: name, optional LoadBalancerPort, optional InstancePort.
+type LbFilter = (String, Option<i64>, Option<i64>);
+
+/// Name/port filters of DescribeLoadBalancers in both encodings.
+///
+/// Python sends `LoadBalancerNames.member.N` plus `LoadBalancerNames.LoadBalancerPort.N` and
+/// `LoadBalancerNames.InstancePort.N`; Go sends `LoadBalancerNames.member.N.LoadBalancerName`,
+/// `.LoadBalancerPort` and `.InstancePort`.
+fn lb_filters(p: &Params) -> Result<Vec<LbFilter>, ApiError> {
     let mut out = Vec::new();
     for n in p.indices("LoadBalancerNames.member") {
         let base = format!("LoadBalancerNames.member.{n}");
