@@ -1,0 +1,655 @@
+//! Reply parsing: a small, tolerant XML tree and the scalar conversions the generated output types use.
+//!
+//! The API's replies do not always match the model: element names change case (`AccountingType` for
+//! `accountingType`), numbers come typed as strings, numeric and timestamp elements are sent empty
+//! (`<size/>`), and timestamps carry offsets (`2024-06-25T16:21:47.000+09:00`). The lookups here therefore
+//! compare names ASCII-case-insensitively, empty numbers and timestamps become `None`, surrounding whitespace is
+//! ignored for non-string scalars, and unknown elements are skipped.
+
+use std::fmt;
+use std::str::FromStr;
+
+use quick_xml::events::Event;
+use quick_xml::reader::Reader;
+use time::{Date, Month, OffsetDateTime, Time, UtcOffset};
+
+/// One XML element: its name without namespace prefix, its text and its child elements (attributes are dropped).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct XmlNode {
+    name: Box<str>,
+    text: String,
+    children: Vec<XmlNode>,
+}
+
+impl XmlNode {
+    /// A node built by hand (mostly for tests).
+    pub fn new(name: impl Into<Box<str>>, text: impl Into<String>, children: Vec<XmlNode>) -> Self {
+        Self {
+            name: name.into(),
+            text: text.into(),
+            children,
+        }
+    }
+
+    /// The element name, without namespace prefix.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The element's text, entities resolved (empty for elements that have child elements).
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// All child elements in document order.
+    pub fn elements(&self) -> &[XmlNode] {
+        &self.children
+    }
+
+    /// The first child element called `name` (ASCII case-insensitive).
+    pub fn child(&self, name: &str) -> Option<&XmlNode> {
+        self.children.iter().find(|c| c.name.eq_ignore_ascii_case(name))
+    }
+
+    /// Every child element called `name` (ASCII case-insensitive).
+    pub fn children<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a XmlNode> + 'a {
+        self.children.iter().filter(move |c| c.name.eq_ignore_ascii_case(name))
+    }
+
+    /// Follows `path` one child name at a time from this node (ASCII case-insensitive).
+    pub fn find_path(&self, path: &[&str]) -> Option<&XmlNode> {
+        path.iter().try_fold(self, |node, name| node.child(name))
+    }
+}
+
+/// A reply could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum XmlError {
+    /// The body is not well-formed XML.
+    #[error("malformed XML at byte {position}: {message}")]
+    Syntax {
+        /// Byte offset where the reader stopped.
+        position: u64,
+        /// What the XML reader reported.
+        message: String,
+    },
+    /// The body holds no element at all.
+    #[error("the reply holds no XML element")]
+    NoRootElement,
+    /// An element's text is not a valid value of the model's type.
+    #[error("element {path}: {value:?} is not a valid {kind}")]
+    InvalidValue {
+        /// Slash-separated element path, outermost first.
+        path: String,
+        /// The expected type (`integer`, `boolean`, `double`, `timestamp`).
+        kind: &'static str,
+        /// The offending text.
+        value: String,
+    },
+}
+
+impl XmlError {
+    /// The same error with `parent` prepended to its element path.
+    pub fn within(self, parent: &str) -> Self {
+        match self {
+            XmlError::InvalidValue { path, kind, value } => XmlError::InvalidValue {
+                path: format!("{parent}/{path}"),
+                kind,
+                value,
+            },
+            other => other,
+        }
+    }
+}
+
+/// A type that can be read from an XML element (every generated output type).
+pub trait FromXml: Sized {
+    /// Reads the value from `node`, whose child elements are the members.
+    fn from_xml(node: &XmlNode) -> Result<Self, XmlError>;
+}
+
+/// Parses `body` and returns its root element.
+pub fn parse(body: &str) -> Result<XmlNode, XmlError> {
+    let mut reader = Reader::from_str(body);
+    let mut stack: Vec<XmlNode> = Vec::with_capacity(16);
+    let syntax = |reader: &Reader<&[u8]>, message: String| XmlError::Syntax {
+        position: reader.buffer_position(),
+        message,
+    };
+    loop {
+        let event = reader.read_event().map_err(|e| syntax(&reader, e.to_string()))?;
+        match event {
+            Event::Start(e) => {
+                let name =
+                    std::str::from_utf8(e.local_name().into_inner()).map_err(|e| syntax(&reader, e.to_string()))?;
+                stack.push(XmlNode {
+                    name: name.into(),
+                    text: String::new(),
+                    children: Vec::new(),
+                });
+            }
+            Event::Empty(e) => {
+                let name =
+                    std::str::from_utf8(e.local_name().into_inner()).map_err(|e| syntax(&reader, e.to_string()))?;
+                let node = XmlNode {
+                    name: name.into(),
+                    text: String::new(),
+                    children: Vec::new(),
+                };
+                match stack.last_mut() {
+                    Some(parent) => parent.children.push(node),
+                    None => return Ok(node),
+                }
+            }
+            Event::End(_) => {
+                let Some(mut node) = stack.pop() else {
+                    return Err(syntax(&reader, "unexpected end tag".into()));
+                };
+                if !node.children.is_empty() {
+                    node.text = String::new();
+                }
+                match stack.last_mut() {
+                    Some(parent) => parent.children.push(node),
+                    None => return Ok(node),
+                }
+            }
+            Event::Text(t) => {
+                if let Some(top) = stack.last_mut() {
+                    let s = t.decode().map_err(|e| syntax(&reader, e.to_string()))?;
+                    // Whitespace between child elements is layout, not content.
+                    if top.children.is_empty() || !s.trim().is_empty() {
+                        top.text.push_str(&s);
+                    }
+                }
+            }
+            Event::CData(t) => {
+                if let Some(top) = stack.last_mut() {
+                    let s = t.decode().map_err(|e| syntax(&reader, e.to_string()))?;
+                    top.text.push_str(&s);
+                }
+            }
+            Event::GeneralRef(r) => {
+                if let Some(top) = stack.last_mut() {
+                    if r.is_char_ref() {
+                        match r.resolve_char_ref() {
+                            Ok(Some(c)) => top.text.push(c),
+                            Ok(None) => {}
+                            Err(e) => return Err(syntax(&reader, e.to_string())),
+                        }
+                    } else {
+                        let name = r.decode().map_err(|e| syntax(&reader, e.to_string()))?;
+                        match &*name {
+                            "amp" => top.text.push('&'),
+                            "lt" => top.text.push('<'),
+                            "gt" => top.text.push('>'),
+                            "quot" => top.text.push('"'),
+                            "apos" => top.text.push('\''),
+                            other => {
+                                // Unknown entity: keep it as written rather than fail the whole reply.
+                                top.text.push('&');
+                                top.text.push_str(other);
+                                top.text.push(';');
+                            }
+                        }
+                    }
+                }
+            }
+            Event::Eof => {
+                return Err(if stack.is_empty() {
+                    XmlError::NoRootElement
+                } else {
+                    syntax(&reader, "unexpected end of document".into())
+                });
+            }
+            Event::Decl(_) | Event::PI(_) | Event::DocType(_) | Event::Comment(_) => {}
+        }
+    }
+}
+
+/// The request ID of a reply: `requestId` (EC2 style), `ResponseMetadata/RequestId` (ELB style) or
+/// `RequestID`/`RequestId` (error documents), trimmed; `None` when absent or empty.
+pub fn request_id(root: &XmlNode) -> Option<String> {
+    let node = root
+        .child("requestId")
+        .or_else(|| root.find_path(&["ResponseMetadata", "RequestId"]))?;
+    let id = node.text().trim();
+    (!id.is_empty()).then(|| id.to_owned())
+}
+
+/// A scalar type the generated code reads from an element's text.
+pub trait XmlScalar: Sized {
+    /// The type's name in error messages.
+    const KIND: &'static str;
+    /// Converts the element text; `Ok(None)` for an empty value, `Err(())` for an invalid one.
+    #[allow(clippy::result_unit_err)]
+    fn from_text(text: &str) -> Result<Option<Self>, ()>;
+}
+
+impl XmlScalar for String {
+    const KIND: &'static str = "string";
+    fn from_text(text: &str) -> Result<Option<Self>, ()> {
+        Ok(Some(text.to_owned()))
+    }
+}
+
+impl XmlScalar for i64 {
+    const KIND: &'static str = "integer";
+    fn from_text(text: &str) -> Result<Option<Self>, ()> {
+        let t = text.trim();
+        if t.is_empty() {
+            return Ok(None);
+        }
+        t.parse().map(Some).map_err(|_| ())
+    }
+}
+
+impl XmlScalar for f64 {
+    const KIND: &'static str = "double";
+    fn from_text(text: &str) -> Result<Option<Self>, ()> {
+        let t = text.trim();
+        if t.is_empty() {
+            return Ok(None);
+        }
+        t.parse().map(Some).map_err(|_| ())
+    }
+}
+
+impl XmlScalar for bool {
+    const KIND: &'static str = "boolean";
+    fn from_text(text: &str) -> Result<Option<Self>, ()> {
+        let t = text.trim();
+        if t.is_empty() {
+            Ok(None)
+        } else if t.eq_ignore_ascii_case("true") || t == "1" {
+            Ok(Some(true))
+        } else if t.eq_ignore_ascii_case("false") || t == "0" {
+            Ok(Some(false))
+        } else {
+            Err(())
+        }
+    }
+}
+
+impl XmlScalar for Timestamp {
+    const KIND: &'static str = "timestamp";
+    fn from_text(text: &str) -> Result<Option<Self>, ()> {
+        let t = text.trim();
+        if t.is_empty() {
+            return Ok(None);
+        }
+        Timestamp::parse(t).map(Some).map_err(|_| ())
+    }
+}
+
+/// Reads a scalar member from `node`'s text (`None` for empty numbers, booleans and timestamps).
+pub fn scalar<T: XmlScalar>(node: &XmlNode) -> Result<Option<T>, XmlError> {
+    T::from_text(node.text()).map_err(|()| XmlError::InvalidValue {
+        path: node.name().to_owned(),
+        kind: T::KIND,
+        value: node.text().to_owned(),
+    })
+}
+
+/// Reads a list of structures: every child element of `node` (`item`, `member` or anything else) is one entry.
+pub fn list<T: FromXml>(node: &XmlNode) -> Result<Vec<T>, XmlError> {
+    node.elements()
+        .iter()
+        .map(T::from_xml)
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.within(node.name()))
+}
+
+/// Reads a list of scalars: every child element of `node` is one entry; empty numbers are skipped.
+pub fn scalar_list<T: XmlScalar>(node: &XmlNode) -> Result<Vec<T>, XmlError> {
+    let mut out = Vec::with_capacity(node.elements().len());
+    for child in node.elements() {
+        if let Some(v) = scalar(child).map_err(|e| e.within(node.name()))? {
+            out.push(v);
+        }
+    }
+    Ok(out)
+}
+
+/// Reads a structure: `f` is called once per child element with the element's name in ASCII lower case
+/// (names longer than 64 bytes are passed as `""`, so no member matches them).
+pub fn parse_struct<T: Default>(
+    node: &XmlNode,
+    mut f: impl FnMut(&mut T, &str, &XmlNode) -> Result<(), XmlError>,
+) -> Result<T, XmlError> {
+    let mut out = T::default();
+    let mut buf = [0u8; 64];
+    for child in node.elements() {
+        let lower = lower_name(child.name(), &mut buf);
+        f(&mut out, lower, child).map_err(|e| e.within(node.name()))?;
+    }
+    Ok(out)
+}
+
+fn lower_name<'b>(name: &str, buf: &'b mut [u8; 64]) -> &'b str {
+    let bytes = name.as_bytes();
+    let Some(dst) = buf.get_mut(..bytes.len()) else {
+        return "";
+    };
+    for (d, s) in dst.iter_mut().zip(bytes) {
+        *d = s.to_ascii_lowercase();
+    }
+    std::str::from_utf8(dst).unwrap_or("")
+}
+
+/// A point in time as the API sent it, offset kept (`2024-06-25T16:21:47.000+09:00`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(pub OffsetDateTime);
+
+/// A text is not a timestamp this SDK understands.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a timestamp (expected YYYY-MM-DD[Thh:mm[:ss[.f]]][Z|±hh:mm])")]
+pub struct TimestampError(pub String);
+
+impl Timestamp {
+    /// Parses `YYYY-MM-DD`, optionally followed by `T` (or a space) and `hh:mm[:ss[.fraction]]`, optionally
+    /// followed by `Z` or an offset `±hh[:mm]`/`±hhmm`. A missing offset means UTC. `/` may separate the date.
+    pub fn parse(s: &str) -> Result<Self, TimestampError> {
+        parse_timestamp(s.trim()).ok_or_else(|| TimestampError(s.to_owned()))
+    }
+
+    /// The instant as a `time` value.
+    pub fn into_inner(self) -> OffsetDateTime {
+        self.0
+    }
+
+    /// Seconds since the Unix epoch.
+    pub fn unix_timestamp(&self) -> i64 {
+        self.0.unix_timestamp()
+    }
+}
+
+impl From<OffsetDateTime> for Timestamp {
+    fn from(t: OffsetDateTime) -> Self {
+        Timestamp(t)
+    }
+}
+
+impl FromStr for Timestamp {
+    type Err = TimestampError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Timestamp::parse(s)
+    }
+}
+
+impl fmt::Display for Timestamp {
+    /// RFC 3339 with the original offset, e.g. `2024-06-25T16:21:47+09:00`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let t = self.0;
+        write!(
+            f,
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        )?;
+        let nanos = t.nanosecond();
+        if nanos != 0 {
+            let frac = format!("{nanos:09}");
+            write!(f, ".{}", frac.trim_end_matches('0'))?;
+        }
+        let (h, m, _) = t.offset().as_hms();
+        if h == 0 && m == 0 {
+            f.write_str("Z")
+        } else {
+            let sign = if h < 0 || m < 0 { '-' } else { '+' };
+            write!(f, "{sign}{:02}:{:02}", h.unsigned_abs(), m.unsigned_abs())
+        }
+    }
+}
+
+#[cfg(feature = "serde")]
+impl serde::Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for Timestamp {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Timestamp::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+struct Cursor<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl Cursor<'_> {
+    fn digits(&mut self, n: usize) -> Option<u32> {
+        let part = self.b.get(self.i..self.i + n)?;
+        let mut v = 0u32;
+        for &c in part {
+            if !c.is_ascii_digit() {
+                return None;
+            }
+            v = v * 10 + u32::from(c - b'0');
+        }
+        self.i += n;
+        Some(v)
+    }
+    fn eat(&mut self, c: u8) -> bool {
+        if self.b.get(self.i) == Some(&c) {
+            self.i += 1;
+            true
+        } else {
+            false
+        }
+    }
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+}
+
+fn parse_timestamp(s: &str) -> Option<Timestamp> {
+    let mut c = Cursor { b: s.as_bytes(), i: 0 };
+    let year = c.digits(4)?;
+    let sep = c.peek()?;
+    if sep != b'-' && sep != b'/' {
+        return None;
+    }
+    c.i += 1;
+    let month = c.digits(2)?;
+    if !c.eat(sep) {
+        return None;
+    }
+    let day = c.digits(2)?;
+    let date = Date::from_calendar_date(
+        i32::try_from(year).ok()?,
+        Month::try_from(u8::try_from(month).ok()?).ok()?,
+        u8::try_from(day).ok()?,
+    )
+    .ok()?;
+    let mut time = Time::MIDNIGHT;
+    if c.eat(b'T') || c.eat(b't') || c.eat(b' ') {
+        let h = c.digits(2)?;
+        if !c.eat(b':') {
+            return None;
+        }
+        let m = c.digits(2)?;
+        let mut sec = 0;
+        let mut nanos = 0u32;
+        if c.eat(b':') {
+            sec = c.digits(2)?;
+            if c.eat(b'.') || c.eat(b',') {
+                let start = c.i;
+                let mut scale = 100_000_000u32;
+                while let Some(d) = c.peek().filter(u8::is_ascii_digit) {
+                    nanos += u32::from(d - b'0') * scale;
+                    scale /= 10;
+                    c.i += 1;
+                }
+                if c.i == start {
+                    return None;
+                }
+            }
+        }
+        time = Time::from_hms_nano(
+            u8::try_from(h).ok()?,
+            u8::try_from(m).ok()?,
+            u8::try_from(sec).ok()?,
+            nanos,
+        )
+        .ok()?;
+    }
+    let offset = match c.peek() {
+        None => UtcOffset::UTC,
+        Some(b'Z' | b'z') => {
+            c.i += 1;
+            UtcOffset::UTC
+        }
+        Some(sign @ (b'+' | b'-')) => {
+            c.i += 1;
+            let h = c.digits(2)?;
+            c.eat(b':');
+            let m = if c.peek().is_some() { c.digits(2)? } else { 0 };
+            let (h, m) = (i8::try_from(h).ok()?, i8::try_from(m).ok()?);
+            if sign == b'-' {
+                UtcOffset::from_hms(-h, -m, 0).ok()?
+            } else {
+                UtcOffset::from_hms(h, m, 0).ok()?
+            }
+        }
+        Some(_) => return None,
+    };
+    if c.i != c.b.len() {
+        return None;
+    }
+    Some(Timestamp(date.with_time(time).assume_offset(offset)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_tree_with_namespaces_entities_and_empty_elements() {
+        let body = r#"<?xml version="1.0" encoding="UTF-8"?>
+<n:DescribeVolumesResponse xmlns:n="https://computing.api.nifcloud.com/api/">
+  <requestId> 5ec8 </requestId>
+  <volumeSet>
+    <item><volumeId>a&amp;b&#x41;</volumeId><size/><x><![CDATA[<raw>]]></x></item>
+    <ITEM><VolumeId>c</VolumeId></ITEM>
+  </volumeSet>
+</n:DescribeVolumesResponse>"#;
+        let root = parse(body).unwrap();
+        assert_eq!(root.name(), "DescribeVolumesResponse");
+        assert_eq!(request_id(&root).as_deref(), Some("5ec8"));
+        let set = root.child("VOLUMESET").unwrap();
+        assert_eq!(set.text(), "");
+        assert_eq!(set.children("item").count(), 2);
+        assert_eq!(
+            root.find_path(&["volumeSet", "item", "volumeid"]).unwrap().text(),
+            "a&bA"
+        );
+        assert_eq!(root.find_path(&["volumeSet", "item", "x"]).unwrap().text(), "<raw>");
+        assert_eq!(
+            scalar::<i64>(root.find_path(&["volumeSet", "item", "size"]).unwrap()),
+            Ok(None)
+        );
+        assert!(root.find_path(&["volumeSet", "nope"]).is_none());
+    }
+
+    #[test]
+    fn request_id_in_all_three_places() {
+        let elb = parse("<R><ResponseMetadata><RequestId>r1</RequestId></ResponseMetadata></R>").unwrap();
+        assert_eq!(request_id(&elb).as_deref(), Some("r1"));
+        let err = parse("<Response><Errors><Error><Code>C</Code></Error></Errors><RequestID>r2</RequestID></Response>")
+            .unwrap();
+        assert_eq!(request_id(&err).as_deref(), Some("r2"));
+        assert_eq!(request_id(&parse("<R/>").unwrap()), None);
+    }
+
+    #[test]
+    fn rejects_malformed_documents() {
+        assert!(matches!(parse("<a><b></a>"), Err(XmlError::Syntax { .. })));
+        assert!(matches!(parse("<a><b>"), Err(XmlError::Syntax { .. })));
+        assert_eq!(parse("   "), Err(XmlError::NoRootElement));
+    }
+
+    #[test]
+    fn scalars_are_tolerant_but_not_silent() {
+        let n = |t: &str| XmlNode::new("size", t, vec![]);
+        assert_eq!(scalar::<i64>(&n(" 100 \n")), Ok(Some(100)));
+        assert_eq!(scalar::<i64>(&n("")), Ok(None));
+        assert_eq!(scalar::<bool>(&n("true")), Ok(Some(true)));
+        assert_eq!(scalar::<bool>(&n("")), Ok(None));
+        assert_eq!(scalar::<f64>(&n("1.5")), Ok(Some(1.5)));
+        assert_eq!(scalar::<String>(&n(" x ")), Ok(Some(" x ".to_owned())));
+        let err = scalar::<i64>(&n("ten")).unwrap_err().within("item").within("volumeSet");
+        assert_eq!(
+            err.to_string(),
+            "element volumeSet/item/size: \"ten\" is not a valid integer"
+        );
+    }
+
+    #[test]
+    fn timestamps_with_offsets_fractions_and_without_zone() {
+        let t = Timestamp::parse("2024-06-25T16:21:47.000+09:00").unwrap();
+        assert_eq!(t.unix_timestamp(), 1_719_300_107);
+        assert_eq!(t.to_string(), "2024-06-25T16:21:47+09:00");
+        assert_eq!(Timestamp::parse("2024-06-25T07:21:47Z").unwrap(), t);
+        assert_eq!(Timestamp::parse("2024-06-25 07:21:47").unwrap(), t);
+        assert_eq!(
+            Timestamp::parse("2024-06-25T07:21:47.5Z").unwrap().to_string(),
+            "2024-06-25T07:21:47.5Z"
+        );
+        assert_eq!(Timestamp::parse("2024-06-25T01:21:47-0600").unwrap(), t);
+        assert_eq!(
+            Timestamp::parse("2024/06/25").unwrap().to_string(),
+            "2024-06-25T00:00:00Z"
+        );
+        assert!(Timestamp::parse("2024-13-25").is_err());
+        assert!(Timestamp::parse("yesterday").is_err());
+        assert!(Timestamp::parse("2024-06-25T07:21:47Zjunk").is_err());
+    }
+
+    #[derive(Debug, Default, PartialEq)]
+    struct Vol {
+        id: Option<String>,
+        size: Option<i64>,
+        tags: Vec<String>,
+    }
+
+    impl FromXml for Vol {
+        fn from_xml(node: &XmlNode) -> Result<Self, XmlError> {
+            parse_struct(node, |out: &mut Self, name, child| {
+                match name {
+                    "volumeid" => out.id = scalar(child)?,
+                    "size" => out.size = scalar(child)?,
+                    "tagset" => out.tags = scalar_list(child)?,
+                    _ => {}
+                }
+                Ok(())
+            })
+        }
+    }
+
+    #[test]
+    fn struct_and_list_helpers_match_names_case_insensitively() {
+        let root = parse("<r><set><item><VOLUMEID>v</VOLUMEID><size>2</size><tagSet><item>a</item><item>b</item></tagSet><unknown/></item></set></r>")
+            .unwrap();
+        let vols: Vec<Vol> = list(root.child("set").unwrap()).unwrap();
+        assert_eq!(
+            vols,
+            vec![Vol {
+                id: Some("v".into()),
+                size: Some(2),
+                tags: vec!["a".into(), "b".into()]
+            }]
+        );
+        let bad = parse("<r><set><item><size>x</size></item></set></r>").unwrap();
+        let err = list::<Vol>(bad.child("set").unwrap()).unwrap_err();
+        assert!(err.to_string().contains("set/item/size"), "{err}");
+    }
+}
