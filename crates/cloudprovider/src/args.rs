@@ -201,9 +201,7 @@ impl ControllerManagerArgs {
         let mut enabled = false;
         for entry in &self.controllers {
             let entry = entry.trim();
-            if entry == "*" {
-                enabled = true;
-            } else if entry == name {
+            if entry == "*" || entry == name {
                 enabled = true;
             } else if entry.strip_prefix('-') == Some(name) {
                 enabled = false;

@@ -368,6 +368,27 @@ pub mod mock {
             .unwrap_or_else(|_| Response::new(Body::empty()))
     }
 
+    /// A ready store holding `objects`, and its writer (to change it later with
+    /// `writer.apply_watcher_event(&Event::Apply(obj))`).
+    pub fn store_with<K>(
+        objects: Vec<K>,
+    ) -> (
+        kube::runtime::reflector::Store<K>,
+        kube::runtime::reflector::store::Writer<K>,
+    )
+    where
+        K: kube::Resource<DynamicType = ()> + Clone + 'static,
+    {
+        use kube::runtime::watcher::Event;
+        let (store, mut writer) = kube::runtime::reflector::store();
+        writer.apply_watcher_event(&Event::Init);
+        for o in objects {
+            writer.apply_watcher_event(&Event::InitApply(o));
+        }
+        writer.apply_watcher_event(&Event::InitDone);
+        (store, writer)
+    }
+
     /// A `metav1.Status` failure response (`reason` such as `NotFound`, `Conflict`).
     pub fn status_response(code: u16, reason: &str) -> Response<Body> {
         json_response(

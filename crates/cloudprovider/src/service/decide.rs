@@ -67,20 +67,23 @@ pub fn node_set_key(targets: &[TargetNode]) -> NodeSetKey {
     key
 }
 
+/// (name, protocol, port, nodePort, targetPort, appProtocol) of a Service port.
+type PortView = (
+    Option<String>,
+    Option<String>,
+    i32,
+    Option<i32>,
+    Option<String>,
+    Option<String>,
+);
+
 /// The Service fields whose change makes upstream re-ensure the load balancer (`needsUpdate`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LbSpecView {
     type_: Option<String>,
     source_ranges: Option<Vec<String>>,
     /// (name, protocol, port, nodePort, targetPort, appProtocol)
-    ports: Vec<(
-        Option<String>,
-        Option<String>,
-        i32,
-        Option<i32>,
-        Option<String>,
-        Option<String>,
-    )>,
+    ports: Vec<PortView>,
     session_affinity: Option<String>,
     load_balancer_ip: Option<String>,
     external_ips: Option<Vec<String>>,

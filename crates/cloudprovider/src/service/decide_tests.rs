@@ -194,14 +194,15 @@ fn decide_service_table() {
 
     use EnsureReason::*;
     use ServiceAction::*;
-    let table: Vec<(
-        &str,
+    type Row<'a> = (
+        &'a str,
         Service,
-        Option<&SyncedState>,
-        &NodeSetKey,
+        Option<&'a SyncedState>,
+        &'a NodeSetKey,
         Option<Duration>,
         ServiceAction,
-    )> = vec![
+    );
+    let table: Vec<Row<'_>> = vec![
         (
             "new LB service",
             svc("LoadBalancer"),

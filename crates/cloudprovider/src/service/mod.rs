@@ -283,12 +283,13 @@ async fn ensure(
             )
             .await;
     }
+    let now = Instant::now();
     let state = SyncedState {
         spec: LbSpecView::of(svc),
         nodes: node_key,
-        ensured_at: Instant::now(),
+        ensured_at: now,
     };
-    let action = idle_action(Some(&state), Instant::now(), ctx.resync_period);
+    let action = idle_action(Some(&state), now, ctx.resync_period);
     ctx.set_synced(key, Some(state));
     Ok(action)
 }
@@ -308,7 +309,8 @@ async fn patch_status_if_changed(
     if load_balancer_status_equal(&old, &new) {
         return Ok(false);
     }
-    let patch = json!({"status": {"loadBalancer": new}});
+    // Always name `ingress`: a JSON merge patch only clears a field set to null.
+    let patch = json!({"status": {"loadBalancer": {"ingress": new.ingress}}});
     api.patch_status(&svc.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .map_err(|source| SyncError::Kube {
