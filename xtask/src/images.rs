@@ -129,6 +129,9 @@ pub fn base_entries() -> anyhow::Result<Vec<Entry>> {
         Entry::file("etc/group", 0o644, b"root:x:0:\nnonroot:x:65532:\n".to_vec()),
         Entry::file("etc/nsswitch.conf", 0o644, b"hosts: files dns\n".to_vec()),
         Entry::dir("tmp", 0o1777),
+        // usr-merged layout, like the Debian host the tools come from
+        Entry::symlink("bin", "usr/bin"),
+        Entry::symlink("sbin", "usr/sbin"),
         Entry::dir("home/nonroot", 0o755),
         Entry::dir("root", 0o700),
     ];

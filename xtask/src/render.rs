@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use kustomize::{ImageOverride, KustomizeError, apply_image_override, containers_mut, split_image, str_at};
+use kustomize::{ImageOverride, KustomizeError, apply_image_override, containers_mut, str_at};
 
 /// Repository part of our three images in `deploy/base` (short name, repository).
 pub const OUR_IMAGES: &[(&str, &str)] = &[
@@ -22,6 +22,7 @@ pub const OUR_IMAGES: &[(&str, &str)] = &[
 ];
 
 /// The credentials Secret the bases refer to.
+#[cfg(test)]
 pub const DEFAULT_SECRET: &str = "nifcloud-credentials";
 /// Name of the CCM Deployment.
 pub const CCM_DEPLOYMENT: &str = "nifcloud-cloud-controller-manager";
@@ -68,6 +69,9 @@ pub struct RenderOptions {
     /// Which overlay to build.
     #[arg(long, value_enum, default_value_t = Overlay::Production)]
     pub overlay: Overlay,
+    /// Instead of printing, compare the rendered RBAC with deploy/rbac-needs.yaml (fails on any difference).
+    #[arg(long)]
+    pub check_rbac: bool,
 }
 
 impl Default for RenderOptions {
@@ -79,6 +83,7 @@ impl Default for RenderOptions {
             secret: None,
             ccm_replicas: None,
             overlay: Overlay::Production,
+            check_rbac: false,
         }
     }
 }
@@ -177,13 +182,11 @@ pub fn apply_options(objs: &mut [Value], opts: &RenderOptions) -> Result<(), Ren
                 message: format!("{region:?} is not a region name"),
             });
         }
-        if let Some(emulated) = emulator_region(objs) {
-            if &emulated != region {
-                return Err(RenderError::Option {
-                    option: "--region",
-                    message: format!("the emulator overlay emulates {emulated}; edit its ConfigMap to use {region}"),
-                });
-            }
+        if let Some(emulated) = emulator_region(objs).filter(|e| e != region) {
+            return Err(RenderError::Option {
+                option: "--region",
+                message: format!("the emulator overlay emulates {emulated}; edit its ConfigMap to use {region}"),
+            });
         }
         for obj in objs.iter_mut() {
             for c in containers_mut(obj) {
@@ -210,10 +213,10 @@ pub fn apply_options(objs: &mut [Value], opts: &RenderOptions) -> Result<(), Ren
                         .get("name")
                         .and_then(Value::as_str)
                         .is_some_and(|n| CREDENTIAL_ENV.contains(&n));
-                    if let Some(Value::Object(r)) = e.pointer_mut("/valueFrom/secretKeyRef").filter(|_| is_cred) {
-                        if let Some(Value::String(old)) = r.insert("name".into(), Value::String(secret.clone())) {
-                            old_names.push(old);
-                        }
+                    if let Some(Value::Object(r)) = e.pointer_mut("/valueFrom/secretKeyRef").filter(|_| is_cred)
+                        && let Some(Value::String(old)) = r.insert("name".into(), Value::String(secret.clone()))
+                    {
+                        old_names.push(old);
                     }
                 }
             }
@@ -271,13 +274,14 @@ fn emulator_region(objs: &[Value]) -> Option<String> {
     )
 }
 
-/// The images of our own components referenced by `objs` (for `images`/`deploy` messages).
+/// The images of our own components referenced by `objs`.
+#[cfg(test)]
 pub fn our_image_refs(objs: &mut [Value]) -> Vec<String> {
     let mut out = Vec::new();
     for obj in objs.iter_mut() {
         for c in containers_mut(obj) {
             if let Some(img) = c.get("image").and_then(Value::as_str) {
-                let (name, _, _) = split_image(img);
+                let (name, _, _) = kustomize::split_image(img);
                 if OUR_IMAGES.iter().any(|(short, _)| name.ends_with(&format!("/{short}")))
                     && !out.contains(&img.to_owned())
                 {
@@ -306,6 +310,30 @@ pub fn to_yaml(objs: &[Value]) -> Result<String, RenderError> {
 /// Entry point of `cargo xtask render`.
 pub fn run(root: &Path, opts: &RenderOptions) -> anyhow::Result<()> {
     let objs = render(&deploy_dir(root), opts)?;
+    if opts.check_rbac {
+        let (needs, accounts) = rbac::load_needs(&deploy_dir(root).join("rbac-needs.yaml"))?;
+        let diff = rbac::compare(&needs, &accounts, &objs)?;
+        for g in &diff.missing {
+            println!("missing: {g}");
+        }
+        for g in &diff.extra {
+            println!("extra:   {g}");
+        }
+        for a in &diff.unlisted_accounts {
+            println!("account not in rbac-needs.yaml: {a}");
+        }
+        anyhow::ensure!(
+            diff.is_empty(),
+            "RBAC of overlay {} differs from deploy/rbac-needs.yaml",
+            opts.overlay.dir_name()
+        );
+        println!(
+            "RBAC of overlay {} matches deploy/rbac-needs.yaml ({} grants)",
+            opts.overlay.dir_name(),
+            needs.len()
+        );
+        return Ok(());
+    }
     print!("{}", to_yaml(&objs)?);
     Ok(())
 }

@@ -425,10 +425,8 @@ pub fn containers_mut(obj: &mut Value) -> Vec<&mut Value> {
     };
     if let Some(Value::Object(spec)) = spec {
         for (key, list) in spec.iter_mut() {
-            if key == "containers" || key == "initContainers" {
-                if let Value::Array(items) = list {
-                    out.extend(items.iter_mut());
-                }
+            if let (true, Value::Array(items)) = (key == "containers" || key == "initContainers", list) {
+                out.extend(items.iter_mut());
             }
         }
     }

@@ -77,6 +77,7 @@ fn every_rendered_object_parses_into_its_kubernetes_type() {
         secret: Some("my-creds".into()),
         ccm_replicas: Some(3),
         overlay: Overlay::Emulator,
+        check_rbac: false,
     };
     let mut all = both();
     all.push((Overlay::Emulator, render(&deploy(), &with_options).unwrap()));
@@ -204,6 +205,7 @@ fn options_substitute_images_region_secret_and_replicas() {
         secret: Some("my-creds".into()),
         ccm_replicas: Some(3),
         overlay: Overlay::Production,
+        check_rbac: false,
     };
     let mut objs = render(&deploy(), &o).unwrap();
     let images = our_image_refs(&mut objs);
