@@ -1,3 +1,30 @@
-//! NIFCLOUD additional-storage CSI driver binary.
+//! NIFCLOUD additional-storage CSI driver binary: parses flags, builds the driver, serves it.
 
-fn main() {}
+mod args;
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = args::Args::parse();
+    args.init_logging();
+    let (options, client) = args.into_driver()?;
+    nifcloud_csi::driver::run(options, client, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGTERM; stopping on Ctrl-C only");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("shutting down");
+}

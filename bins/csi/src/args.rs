@@ -1,0 +1,161 @@
+//! Command-line flags (each with an environment fallback).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, ValueEnum};
+use nifcloud_csi::driver::{DriverOptions, Mode};
+use nifcloud_csi::plan::Membership;
+
+/// Which services to serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModeArg {
+    /// Identity + Controller (the Deployment).
+    Controller,
+    /// Identity + Node (the DaemonSet).
+    Node,
+    /// Everything in one process.
+    All,
+}
+
+/// NIFCLOUD additional-storage CSI driver (additional-storage.csi.nifcloud.com).
+///
+/// NIFCLOUD credentials and region come from the SDK's usual sources: NIFCLOUD_ACCESS_KEY_ID,
+/// NIFCLOUD_SECRET_ACCESS_KEY, NIFCLOUD_DEFAULT_REGION (or NIFCLOUD_REGION), optionally
+/// NIFCLOUD_ENDPOINT_URL, or the official CLI's profile files.
+#[derive(Debug, Parser)]
+#[command(name = "nifcloud-csi-driver", version)]
+pub struct Args {
+    /// Services to serve.
+    #[arg(long, value_enum, env = "CSI_MODE", default_value = "all")]
+    pub mode: ModeArg,
+    /// CSI endpoint (unix:///path/to/csi.sock).
+    #[arg(long, env = "CSI_ENDPOINT", default_value = "unix:///csi/csi.sock")]
+    pub endpoint: String,
+    /// Node: this server's name (default: NODE_NAME, then VMware guestinfo.hostname).
+    #[arg(long, env = "NODE_NAME")]
+    pub node_id: Option<String>,
+    /// Node: this server's zone (default: asked from DescribeInstances).
+    #[arg(long, env = "NIFCLOUD_ZONE")]
+    pub zone: Option<String>,
+    /// Node: compute the volume limit from local SCSI devices instead of the API (no credentials
+    /// needed on nodes then; set --zone too).
+    #[arg(long, env = "CSI_NODE_LOCAL_LIMITS")]
+    pub node_local_limits: bool,
+    /// Node: sysfs root.
+    #[arg(long, default_value = "/sys")]
+    pub sys_root: PathBuf,
+    /// Node: /dev root.
+    #[arg(long, default_value = "/dev")]
+    pub dev_root: PathBuf,
+    /// Node: seconds to wait for an attached disk to appear.
+    #[arg(long, default_value_t = 60)]
+    pub device_timeout_secs: u64,
+    /// Controller: the servers of this cluster, as comma-separated shell patterns on server
+    /// names (e.g. "k8sworker*,k8smaster1"). New disks are created on one of them and detached;
+    /// no other server is ever used. Required in controller mode.
+    #[arg(long, env = "NIFCLOUD_CLUSTER_INSTANCES", value_delimiter = ',')]
+    pub cluster_instances: Vec<String>,
+    /// Controller: milliseconds between DescribeVolumes polls (one poll serves every waiter).
+    #[arg(long, default_value_t = 2000)]
+    pub poll_interval_ms: u64,
+    /// Controller: longest wait, in seconds, for one volume state change.
+    #[arg(long, default_value_t = 300)]
+    pub wait_timeout_secs: u64,
+    /// Controller: seconds the server list is cached.
+    #[arg(long, default_value_t = 10)]
+    pub server_cache_secs: u64,
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+}
+
+impl Args {
+    /// Installs the tracing subscriber (RUST_LOG, default info).
+    pub fn init_logging(&self) {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        let builder = tracing_subscriber::fmt().with_env_filter(filter);
+        if self.log_format == "json" {
+            builder.json().init();
+        } else {
+            builder.init();
+        }
+    }
+
+    /// The driver options and, when configured, the NIFCLOUD client.
+    pub fn into_driver(self) -> anyhow::Result<(DriverOptions, Option<nifcloud_sdk::Client>)> {
+        let mode = match self.mode {
+            ModeArg::Controller => Mode::Controller,
+            ModeArg::Node => Mode::Node,
+            ModeArg::All => Mode::All,
+        };
+        let needs_client = mode != Mode::Node || !self.node_local_limits || self.zone.is_none();
+        let client = if needs_client {
+            let config = nifcloud_sdk::Config::from_env().context("NIFCLOUD configuration")?;
+            Some(nifcloud_sdk::Client::new(config).context("NIFCLOUD client")?)
+        } else {
+            None
+        };
+        let membership = Membership::patterns(self.cluster_instances.iter().map(|s| s.trim().to_string()));
+        if mode != Mode::Node && membership.is_empty() {
+            anyhow::bail!(
+                "--cluster-instances (NIFCLOUD_CLUSTER_INSTANCES) is required in controller mode: \
+                 new disks are created on a server of this cluster and no other"
+            );
+        }
+        let options = DriverOptions {
+            mode,
+            endpoint: self.endpoint,
+            node_id: self.node_id,
+            zone: self.zone,
+            node_api_limits: !self.node_local_limits,
+            sys_root: self.sys_root,
+            dev_root: self.dev_root,
+            device_timeout: Duration::from_secs(self.device_timeout_secs),
+            membership,
+            poll_interval: Duration::from_millis(self.poll_interval_ms.max(100)),
+            wait_timeout: Duration::from_secs(self.wait_timeout_secs.max(1)),
+            server_cache_ttl: Duration::from_secs(self.server_cache_secs),
+            ..DriverOptions::default()
+        };
+        Ok((options, client))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn flags_are_well_formed() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn node_mode_without_api() {
+        let args = Args::parse_from([
+            "csi",
+            "--mode",
+            "node",
+            "--node-local-limits",
+            "--zone",
+            "east-11",
+            "--node-id",
+            "node1",
+        ]);
+        let (opts, client) = args.into_driver().unwrap();
+        assert!(client.is_none());
+        assert_eq!(opts.mode, Mode::Node);
+        assert!(!opts.node_api_limits);
+    }
+
+    #[test]
+    fn controller_needs_membership() {
+        // SAFETY-free env use: only read by Config::from_env; set via explicit endpoint instead.
+        let args = Args::parse_from(["csi", "--mode", "controller", "--cluster-instances", ""]);
+        assert!(args.into_driver().is_err());
+    }
+}

@@ -1,0 +1,329 @@
+//! Thin IO over the NIFCLOUD SDK for the controller: the volume and instance calls it makes, their
+//! errors with context, and a short-lived coalescing cache of the server list.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nifcloud_sdk::types::{
+    AttachVolumeRequest, CreateVolumeRequest, DeleteVolumeRequest, DescribeInstanceAttributeRequest,
+    DescribeInstancesRequest, DescribeVolumesRequest, DetachVolumeRequest, ExtendVolumeSizeRequest,
+    ModifyVolumeAttributeRequest,
+};
+use nifcloud_sdk::{Client, ErrorKind};
+use tokio::sync::Mutex;
+
+use crate::disk::Disk;
+use crate::params::{AccountingType, DiskType};
+use crate::plan::Server;
+
+/// An error of a cloud call or of waiting for a volume state.
+#[derive(Debug, thiserror::Error)]
+pub enum CloudError {
+    /// A NIFCLOUD call failed.
+    #[error("{action} {target}: {source}")]
+    Api {
+        /// The operation.
+        action: &'static str,
+        /// The volume or server it was about.
+        target: String,
+        /// The SDK error (code, message, request id).
+        source: nifcloud_sdk::Error,
+    },
+    /// DescribeVolumes failed while polling.
+    #[error("DescribeVolumes failed while waiting: {message}")]
+    Describe {
+        /// The error, as text (shared by every waiter of the poll).
+        message: String,
+        /// Its class.
+        kind: ErrorKind,
+    },
+    /// A wait did not end in time.
+    #[error("timed out after {waited:?} waiting for {what}; last seen: {last}")]
+    WaitTimeout {
+        /// What was awaited.
+        what: String,
+        /// The last observed state.
+        last: String,
+        /// How long.
+        waited: Duration,
+    },
+    /// The poller stopped (the driver is shutting down).
+    #[error("the volume poller stopped")]
+    PollerGone,
+}
+
+impl CloudError {
+    fn api(action: &'static str, target: &str, source: nifcloud_sdk::Error) -> Self {
+        CloudError::Api {
+            action,
+            target: target.to_string(),
+            source,
+        }
+    }
+
+    /// The class of the underlying error (`Other` for waits).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            CloudError::Api { source, .. } => source.kind(),
+            CloudError::Describe { kind, .. } => *kind,
+            CloudError::WaitTimeout { .. } | CloudError::PollerGone => ErrorKind::Other,
+        }
+    }
+
+    /// The NIFCLOUD error code, if any.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            CloudError::Api { source, .. } => source.code(),
+            _ => None,
+        }
+    }
+
+    /// Whether NIFCLOUD said the resource does not exist.
+    pub fn is_not_found(&self) -> bool {
+        self.kind() == ErrorKind::NotFound
+    }
+}
+
+impl From<CloudError> for tonic::Status {
+    fn from(e: CloudError) -> Self {
+        let msg = e.to_string();
+        match &e {
+            CloudError::WaitTimeout { .. } => tonic::Status::deadline_exceeded(msg),
+            CloudError::PollerGone => tonic::Status::unavailable(msg),
+            _ => match e.kind() {
+                ErrorKind::NotFound => tonic::Status::not_found(msg),
+                ErrorKind::Duplicate => tonic::Status::already_exists(msg),
+                ErrorKind::Inoperable => tonic::Status::failed_precondition(msg),
+                ErrorKind::Busy | ErrorKind::Unavailable | ErrorKind::Transport => tonic::Status::unavailable(msg),
+                ErrorKind::Auth => tonic::Status::permission_denied(msg),
+                ErrorKind::InvalidRequest => tonic::Status::invalid_argument(msg),
+                _ => tonic::Status::internal(msg),
+            },
+        }
+    }
+}
+
+/// What CreateVolume sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDisk {
+    /// VolumeId.
+    pub id: String,
+    /// Size in GB.
+    pub size_gb: i64,
+    /// Disk type.
+    pub disk_type: DiskType,
+    /// Accounting type.
+    pub accounting_type: AccountingType,
+    /// Description (the CSI name).
+    pub description: String,
+    /// The helper server it is created on.
+    pub server: String,
+}
+
+#[derive(Debug)]
+struct ServerCache {
+    at: Option<Instant>,
+    servers: Arc<Vec<Server>>,
+}
+
+/// The controller's NIFCLOUD calls.
+#[derive(Debug, Clone)]
+pub struct Cloud {
+    client: Client,
+    /// The same endpoint without SDK retries, for ExtendVolumeSize: a "busy" reply there may
+    /// mean an extension we cannot see yet, and a blind retry would grow the disk past its target.
+    once: Client,
+    servers: Arc<Mutex<ServerCache>>,
+    server_ttl: Duration,
+}
+
+impl Cloud {
+    /// Wraps `client`; the server list is cached for `server_ttl` (concurrent callers share one call).
+    pub fn new(client: Client, server_ttl: Duration) -> Self {
+        let cfg = client.config();
+        let once = nifcloud_sdk::Config::builder()
+            .region(cfg.region().clone())
+            .endpoint(cfg.endpoint())
+            .credentials(cfg.credentials().clone())
+            .retry(nifcloud_sdk::retry::RetryConfig::disabled())
+            .build()
+            .ok()
+            .and_then(|c| Client::new(c).ok())
+            .unwrap_or_else(|| {
+                tracing::warn!("could not build a no-retry client; ExtendVolumeSize will use SDK retries");
+                client.clone()
+            });
+        Self {
+            client,
+            once,
+            servers: Arc::new(Mutex::new(ServerCache {
+                at: None,
+                servers: Arc::new(Vec::new()),
+            })),
+            server_ttl,
+        }
+    }
+
+    /// The SDK client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Every disk of the account.
+    pub async fn list_disks(&self) -> Result<Vec<Disk>, CloudError> {
+        let out = self
+            .client
+            .describe_volumes(DescribeVolumesRequest::default())
+            .await
+            .map_err(|e| CloudError::api("DescribeVolumes", "(all)", e))?;
+        Ok(out.volume_set.iter().filter_map(Disk::from_api).collect())
+    }
+
+    /// One disk (`None` when it does not exist).
+    pub async fn get_disk(&self, id: &str) -> Result<Option<Disk>, CloudError> {
+        let req = DescribeVolumesRequest::default().volume_id([id.to_string()]);
+        match self.client.describe_volumes(req).await {
+            Ok(out) => Ok(out.volume_set.iter().filter_map(Disk::from_api).find(|d| d.id == id)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(CloudError::api("DescribeVolumes", id, e)),
+        }
+    }
+
+    /// Every server of the account, from a cache at most `server_ttl` old (or fresh if `refresh`).
+    pub async fn servers(&self, refresh: bool) -> Result<Arc<Vec<Server>>, CloudError> {
+        let mut cache = self.servers.lock().await;
+        if !refresh
+            && let Some(at) = cache.at
+            && at.elapsed() < self.server_ttl
+        {
+            return Ok(Arc::clone(&cache.servers));
+        }
+        let out = self
+            .client
+            .describe_instances(DescribeInstancesRequest::default())
+            .await
+            .map_err(|e| CloudError::api("DescribeInstances", "(all)", e))?;
+        let servers: Vec<Server> = out
+            .reservation_set
+            .iter()
+            .flat_map(|r| r.instances_set.iter())
+            .filter_map(|i| {
+                Some(Server {
+                    name: i.instance_id.clone().filter(|s| !s.is_empty())?,
+                    zone: i
+                        .placement
+                        .as_ref()
+                        .and_then(|p| p.availability_zone.clone())
+                        .unwrap_or_default(),
+                    state: i
+                        .instance_state
+                        .as_ref()
+                        .and_then(|s| s.name.clone())
+                        .unwrap_or_default(),
+                })
+            })
+            .collect();
+        cache.servers = Arc::new(servers);
+        cache.at = Some(Instant::now());
+        Ok(Arc::clone(&cache.servers))
+    }
+
+    /// Server `name` (looked up again when the cached list does not have it), `None` if unknown.
+    pub async fn server(&self, name: &str) -> Result<Option<Server>, CloudError> {
+        if let Some(s) = self.servers(false).await?.iter().find(|s| s.name == name) {
+            return Ok(Some(s.clone()));
+        }
+        Ok(self.servers(true).await?.iter().find(|s| s.name == name).cloned())
+    }
+
+    /// CreateVolume, attached to `d.server`.
+    pub async fn create_disk(&self, d: &NewDisk) -> Result<(), CloudError> {
+        let req = CreateVolumeRequest::default()
+            .size(d.size_gb)
+            .volume_id(d.id.clone())
+            .disk_type(d.disk_type.code().to_string())
+            .accounting_type(d.accounting_type.code())
+            .description(d.description.clone())
+            .instance_id(d.server.clone());
+        self.client
+            .create_volume(req)
+            .await
+            .map(|_| ())
+            .map_err(|e| CloudError::api("CreateVolume", &d.id, e))
+    }
+
+    /// AttachVolume.
+    pub async fn attach(&self, id: &str, server: &str) -> Result<(), CloudError> {
+        let req = AttachVolumeRequest::default().volume_id(id).instance_id(server);
+        self.client
+            .attach_volume(req)
+            .await
+            .map(|_| ())
+            .map_err(|e| CloudError::api("AttachVolume", &format!("{id} to {server}"), e))
+    }
+
+    /// DetachVolume with `Agreement=true`.
+    pub async fn detach(&self, id: &str, server: &str) -> Result<(), CloudError> {
+        let req = DetachVolumeRequest::default()
+            .volume_id(id)
+            .instance_id(server)
+            .agreement(true);
+        self.client
+            .detach_volume(req)
+            .await
+            .map(|_| ())
+            .map_err(|e| CloudError::api("DetachVolume", &format!("{id} from {server}"), e))
+    }
+
+    /// DeleteVolume.
+    pub async fn delete(&self, id: &str) -> Result<(), CloudError> {
+        self.client
+            .delete_volume(DeleteVolumeRequest::default().volume_id(id))
+            .await
+            .map(|_| ())
+            .map_err(|e| CloudError::api("DeleteVolume", id, e))
+    }
+
+    /// ExtendVolumeSize (+100 GB) without rebooting the server.
+    pub async fn extend(&self, id: &str) -> Result<(), CloudError> {
+        let req = ExtendVolumeSizeRequest::default().volume_id(id).nifty_reboot("false");
+        self.once
+            .extend_volume_size(req)
+            .await
+            .map(|_| ())
+            .map_err(|e| CloudError::api("ExtendVolumeSize", id, e))
+    }
+
+    /// Renames a disk (ModifyVolumeAttribute volumeName).
+    pub async fn rename(&self, id: &str, new_id: &str) -> Result<(), CloudError> {
+        let req = ModifyVolumeAttributeRequest {
+            volume_id: Some(id.to_string()),
+            attribute: Some("volumeName".into()),
+            value: Some(new_id.to_string()),
+        };
+        self.client
+            .modify_volume_attribute(req)
+            .await
+            .map(|_| ())
+            .map_err(|e| CloudError::api("ModifyVolumeAttribute", &format!("{id} -> {new_id}"), e))
+    }
+
+    /// The `SCSI (0:N)` name of disk `id` on `server`, from DescribeInstanceAttribute.
+    pub async fn device_name(&self, server: &str, id: &str) -> Result<Option<String>, CloudError> {
+        let req = DescribeInstanceAttributeRequest {
+            instance_id: Some(server.to_string()),
+            attribute: Some("blockDeviceMapping".into()),
+        };
+        let out = self
+            .client
+            .describe_instance_attribute(req)
+            .await
+            .map_err(|e| CloudError::api("DescribeInstanceAttribute", server, e))?;
+        Ok(out
+            .block_device_mapping
+            .iter()
+            .find(|m| m.ebs.as_ref().and_then(|e| e.volume_id.as_deref()) == Some(id))
+            .and_then(|m| m.device_name.clone())
+            .filter(|d| crate::disk::parse_scsi_unit(d).is_some()))
+    }
+}

@@ -1,0 +1,228 @@
+//! The domain model of additional disks as DescribeVolumes shows them, and the naming scheme that
+//! ties a CSI volume name to a disk.
+//!
+//! # Naming
+//! The CSI name (`pvc-…`) is kept verbatim in the disk's `Description`, and the lookup is an exact
+//! match. The disk's `VolumeId` (the API name, 1-32 alphanumerics, unique per account) is derived
+//! from the CSI name:
+//! - while the driver is still creating the disk (attached to a helper server): [`creating_id`],
+//!   `csin` + 24 hex digits of SHA-256(name);
+//! - once created and detached: [`final_id`], `csi` + the same 24 hex digits.
+//!
+//! The deterministic id makes NIFCLOUD itself refuse a duplicate create
+//! (`Client.InvalidParameterDuplicate.Volume`), and the id tells a retry whether an attachment it
+//! finds is the helper attachment of an interrupted create (safe to detach) or a real publish
+//! (never touched by CreateVolume).
+
+use sha2::{Digest, Sha256};
+
+use crate::params::DiskType;
+
+/// Bytes per GB as NIFCLOUD counts sizes (decimal).
+pub const GB: i64 = 1_000_000_000;
+/// Smallest disk, in GB.
+pub const MIN_SIZE_GB: i64 = 100;
+/// Largest disk, in GB.
+pub const MAX_SIZE_GB: i64 = 4000;
+/// Size step, in GB (CreateVolume sizes and each ExtendVolumeSize).
+pub const STEP_GB: i64 = 100;
+/// Additional disks a server can hold (SCSI units 1-15 except 7).
+pub const MAX_DISKS_PER_SERVER: usize = 14;
+
+fn digest24(name: &str) -> String {
+    let hash = Sha256::digest(name.as_bytes());
+    hash.iter().take(12).map(|b| format!("{b:02x}")).collect()
+}
+
+/// The VolumeId of a disk that is still being created for CSI volume `name`.
+pub fn creating_id(name: &str) -> String {
+    format!("csin{}", digest24(name))
+}
+
+/// The VolumeId of a finished disk for CSI volume `name`.
+pub fn final_id(name: &str) -> String {
+    format!("csi{}", digest24(name))
+}
+
+/// One attachment of a disk to a server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    /// The server's name (`instanceId`, the Kubernetes node name).
+    pub instance_id: String,
+    /// `SCSI (0:N)`, when known.
+    pub device: Option<String>,
+    /// `attaching`, `attached`, `detaching`.
+    pub status: String,
+}
+
+impl Attachment {
+    /// Whether the attachment is complete.
+    pub fn is_attached(&self) -> bool {
+        self.status == "attached"
+    }
+}
+
+/// An additional disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Disk {
+    /// `volumeId` (the CSI volume id once created).
+    pub id: String,
+    /// `volumeUniqueId`.
+    pub unique_id: String,
+    /// Size in GB (0 when the API sent none).
+    pub size_gb: i64,
+    /// Disk type, when recognised.
+    pub disk_type: Option<DiskType>,
+    /// Zone.
+    pub zone: String,
+    /// Description (the CSI name for disks of this driver).
+    pub description: String,
+    /// `creating`, `available`, `in-use`, ...
+    pub status: String,
+    /// Attachments (NIFCLOUD disks have at most one).
+    pub attachments: Vec<Attachment>,
+}
+
+impl Disk {
+    /// Reads a DescribeVolumes item; `None` without a `volumeId`.
+    pub fn from_api(v: &nifcloud_sdk::types::VolumeSet) -> Option<Disk> {
+        let id = v.volume_id.clone().filter(|s| !s.is_empty())?;
+        Some(Disk {
+            id,
+            unique_id: v.volume_unique_id.clone().unwrap_or_default(),
+            size_gb: v.size.as_deref().and_then(|s| s.trim().parse().ok()).unwrap_or(0),
+            disk_type: v.disk_type.as_deref().and_then(DiskType::from_api),
+            zone: v.availability_zone.clone().unwrap_or_default(),
+            description: v.description.clone().unwrap_or_default(),
+            status: v.status.clone().unwrap_or_default(),
+            attachments: v
+                .attachment_set
+                .iter()
+                .filter_map(|a| {
+                    let instance_id = a.instance_id.clone().filter(|s| !s.is_empty())?;
+                    Some(Attachment {
+                        instance_id,
+                        device: a.device.clone().filter(|d| parse_scsi_unit(d).is_some()),
+                        status: a.status.clone().unwrap_or_default(),
+                    })
+                })
+                .collect(),
+        })
+    }
+
+    /// The attachment to `instance`, if any.
+    pub fn attachment_to(&self, instance: &str) -> Option<&Attachment> {
+        self.attachments.iter().find(|a| a.instance_id == instance)
+    }
+
+    /// Whether the disk is attached (in any phase) to some server.
+    pub fn is_attached(&self) -> bool {
+        !self.attachments.is_empty()
+    }
+
+    /// Capacity in bytes.
+    pub fn capacity_bytes(&self) -> i64 {
+        self.size_gb.saturating_mul(GB)
+    }
+
+    /// Whether this disk was created by this driver (or by the original Go driver, whose disks
+    /// carry a `pvc-` name in the description and a random id).
+    pub fn is_managed(&self) -> bool {
+        !self.description.is_empty()
+            && (self.id == final_id(&self.description)
+                || self.id == creating_id(&self.description)
+                || self.description.starts_with("pvc-"))
+    }
+
+    /// Whether this is a disk of this driver whose creation has not finished.
+    pub fn is_creating(&self) -> bool {
+        !self.description.is_empty() && self.id == creating_id(&self.description)
+    }
+}
+
+/// Parses `SCSI (0:N)` into N.
+pub fn parse_scsi_unit(device: &str) -> Option<u8> {
+    let inner = device
+        .trim()
+        .strip_prefix("SCSI")?
+        .trim()
+        .strip_prefix('(')?
+        .strip_suffix(')')?;
+    let (bus, unit) = inner.split_once(':')?;
+    bus.trim().parse::<u8>().ok()?;
+    unit.trim().parse::<u8>().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nifcloud_sdk::types::{AttachmentSet, VolumeSet};
+
+    #[test]
+    fn ids_are_deterministic_valid_and_distinct() {
+        let name = "pvc-0a1b2c3d-1111-2222-3333-444455556666";
+        let (c, f) = (creating_id(name), final_id(name));
+        assert_eq!(c, creating_id(name));
+        assert_ne!(c, f);
+        assert_ne!(final_id("pvc-a"), final_id("pvc-ab"), "no prefix aliasing");
+        for id in [&c, &f] {
+            assert!(
+                id.len() <= 32 && id.chars().all(|ch| ch.is_ascii_alphanumeric()),
+                "{id}"
+            );
+        }
+    }
+
+    #[test]
+    fn scsi_units() {
+        assert_eq!(parse_scsi_unit("SCSI (0:1)"), Some(1));
+        assert_eq!(parse_scsi_unit("SCSI (0:15)"), Some(15));
+        assert_eq!(parse_scsi_unit(" SCSI(0:3) "), Some(3));
+        for bad in ["", "SCSI", "SCSI (0:x)", "/dev/sdb", "SCSI (0:300)"] {
+            assert_eq!(parse_scsi_unit(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn reads_api_items_and_classifies_ownership() {
+        let item = VolumeSet {
+            volume_id: Some(final_id("pvc-x")),
+            volume_unique_id: Some("vol-1".into()),
+            size: Some("200".into()),
+            disk_type: Some("High-Speed Flash Storage B".into()),
+            availability_zone: Some("east-11".into()),
+            description: Some("pvc-x".into()),
+            status: Some("in-use".into()),
+            attachment_set: vec![AttachmentSet {
+                instance_id: Some("node1".into()),
+                device: Some("SCSI (0:2)".into()),
+                status: Some("attached".into()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let d = Disk::from_api(&item).unwrap();
+        assert_eq!((d.size_gb, d.capacity_bytes()), (200, 200 * GB));
+        assert_eq!(d.disk_type, Some(DiskType::HighSpeedFlashB));
+        assert!(d.attachment_to("node1").unwrap().is_attached());
+        assert!(d.is_managed() && !d.is_creating());
+        let foreign = Disk {
+            id: "data01".into(),
+            description: "my database".into(),
+            ..d.clone()
+        };
+        assert!(!foreign.is_managed());
+        let original = Disk {
+            id: "abcd1234".into(),
+            description: "pvc-y".into(),
+            ..d.clone()
+        };
+        assert!(original.is_managed() && !original.is_creating());
+        let creating = Disk {
+            id: creating_id("pvc-x"),
+            ..d
+        };
+        assert!(creating.is_creating());
+        assert!(Disk::from_api(&VolumeSet::default()).is_none());
+    }
+}

@@ -1,0 +1,328 @@
+//! StorageClass parameters of CreateVolume: disk type, accounting type, filesystem type.
+//!
+//! Pure parsing with table tests. Keys are matched case-insensitively (as the original driver
+//! did); an unknown key is an error, except the keys the external-provisioner adds itself
+//! (`csi.storage.k8s.io/pvc/name`, `.../pvc/namespace`, `.../pv/name` with
+//! `--extra-create-metadata`, and any other `csi.storage.k8s.io/` key it may pass through).
+//!
+//! Default disk type: **standard-flash-a (code 6)**, the original driver's default, chosen
+//! deterministically. The original picked A or B at random for `standard-flash`, `high-speed`
+//! and `high-speed-flash`; here those short names always mean the A variant.
+
+use std::collections::HashMap;
+
+/// Key of the disk type parameter.
+pub const KEY_TYPE: &str = "type";
+/// Key of the accounting type parameter.
+pub const KEY_ACCOUNTING_TYPE: &str = "accountingtype";
+/// Key of the filesystem type parameter (also accepted without the prefix, deprecated).
+pub const KEY_FSTYPE: &str = "csi.storage.k8s.io/fstype";
+/// Prefix of the keys the Kubernetes sidecars add.
+pub const SIDECAR_PREFIX: &str = "csi.storage.k8s.io/";
+
+/// A NIFCLOUD additional-storage disk type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DiskType {
+    /// Standard Storage (code 2, legacy).
+    Standard,
+    /// High-Speed Storage A (code 3, legacy).
+    HighSpeedA,
+    /// High-Speed Storage B (code 4, legacy).
+    HighSpeedB,
+    /// Flash Storage (code 5, legacy).
+    Flash,
+    /// Standard Flash Storage A (code 6).
+    StandardFlashA,
+    /// Standard Flash Storage B (code 7).
+    StandardFlashB,
+    /// High-Speed Flash Storage A (code 8).
+    HighSpeedFlashA,
+    /// High-Speed Flash Storage B (code 9).
+    HighSpeedFlashB,
+}
+
+impl DiskType {
+    /// Every type, in code order.
+    pub const ALL: [DiskType; 8] = [
+        DiskType::Standard,
+        DiskType::HighSpeedA,
+        DiskType::HighSpeedB,
+        DiskType::Flash,
+        DiskType::StandardFlashA,
+        DiskType::StandardFlashB,
+        DiskType::HighSpeedFlashA,
+        DiskType::HighSpeedFlashB,
+    ];
+
+    /// The default when the StorageClass names none.
+    pub const DEFAULT: DiskType = DiskType::StandardFlashA;
+
+    /// The numeric code CreateVolume's `DiskType` takes.
+    pub fn code(self) -> u8 {
+        match self {
+            DiskType::Standard => 2,
+            DiskType::HighSpeedA => 3,
+            DiskType::HighSpeedB => 4,
+            DiskType::Flash => 5,
+            DiskType::StandardFlashA => 6,
+            DiskType::StandardFlashB => 7,
+            DiskType::HighSpeedFlashA => 8,
+            DiskType::HighSpeedFlashB => 9,
+        }
+    }
+
+    /// The English name DescribeVolumes returns.
+    pub fn api_name(self) -> &'static str {
+        match self {
+            DiskType::Standard => "Standard Storage",
+            DiskType::HighSpeedA => "High-Speed Storage A",
+            DiskType::HighSpeedB => "High-Speed Storage B",
+            DiskType::Flash => "Flash Storage",
+            DiskType::StandardFlashA => "Standard Flash Storage A",
+            DiskType::StandardFlashB => "Standard Flash Storage B",
+            DiskType::HighSpeedFlashA => "High-Speed Flash Storage A",
+            DiskType::HighSpeedFlashB => "High-Speed Flash Storage B",
+        }
+    }
+
+    /// The StorageClass name.
+    pub fn param_name(self) -> &'static str {
+        match self {
+            DiskType::Standard => "standard",
+            DiskType::HighSpeedA => "high-speed-a",
+            DiskType::HighSpeedB => "high-speed-b",
+            DiskType::Flash => "flash",
+            DiskType::StandardFlashA => "standard-flash-a",
+            DiskType::StandardFlashB => "standard-flash-b",
+            DiskType::HighSpeedFlashA => "high-speed-flash-a",
+            DiskType::HighSpeedFlashB => "high-speed-flash-b",
+        }
+    }
+
+    /// Parses a StorageClass value: a name, a short name (A variant) or a code 2-9.
+    pub fn parse(value: &str) -> Option<DiskType> {
+        let v = value.trim().to_ascii_lowercase();
+        match v.as_str() {
+            "high-speed" => return Some(DiskType::HighSpeedA),
+            "standard-flash" => return Some(DiskType::StandardFlashA),
+            "high-speed-flash" => return Some(DiskType::HighSpeedFlashA),
+            _ => {}
+        }
+        Self::ALL
+            .into_iter()
+            .find(|t| t.param_name() == v || t.code().to_string() == v)
+    }
+
+    /// Reads the `diskType` of a DescribeVolumes reply (English name, or a code).
+    pub fn from_api(value: &str) -> Option<DiskType> {
+        let v = value.trim();
+        Self::ALL
+            .into_iter()
+            .find(|t| t.api_name().eq_ignore_ascii_case(v) || t.code().to_string() == v)
+    }
+}
+
+/// How the disk is billed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountingType {
+    /// Monthly (code 1).
+    Monthly,
+    /// Pay per use (code 2); the default, as in the original driver.
+    PayPerUse,
+}
+
+impl AccountingType {
+    /// The code CreateVolume takes.
+    pub fn code(self) -> &'static str {
+        match self {
+            AccountingType::Monthly => "1",
+            AccountingType::PayPerUse => "2",
+        }
+    }
+
+    /// Parses `monthly`, `pay-per-use` (also `hourly`, `payperuse`), `1` or `2`.
+    pub fn parse(value: &str) -> Option<AccountingType> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "1" | "monthly" => Some(AccountingType::Monthly),
+            "2" | "pay-per-use" | "payperuse" | "hourly" => Some(AccountingType::PayPerUse),
+            _ => None,
+        }
+    }
+}
+
+/// The parsed parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeParams {
+    /// Disk type.
+    pub disk_type: DiskType,
+    /// Accounting type.
+    pub accounting_type: AccountingType,
+    /// Filesystem type from the parameters (lower-case), if given.
+    pub fs_type: Option<String>,
+}
+
+impl Default for VolumeParams {
+    fn default() -> Self {
+        Self {
+            disk_type: DiskType::DEFAULT,
+            accounting_type: AccountingType::PayPerUse,
+            fs_type: None,
+        }
+    }
+}
+
+/// A parameter could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParamError {
+    /// The key is not one this driver knows.
+    #[error("unknown parameter {key:?} (known: type, accountingType, csi.storage.k8s.io/fstype)")]
+    UnknownKey {
+        /// The key as sent.
+        key: String,
+    },
+    /// The value of a known key is invalid.
+    #[error("parameter {key:?} has invalid value {value:?}; expected one of {expected}")]
+    BadValue {
+        /// The key.
+        key: &'static str,
+        /// The value as sent.
+        value: String,
+        /// What is accepted.
+        expected: &'static str,
+    },
+}
+
+impl From<ParamError> for tonic::Status {
+    fn from(e: ParamError) -> Self {
+        tonic::Status::invalid_argument(e.to_string())
+    }
+}
+
+const FS_TYPES: &[&str] = &["ext2", "ext3", "ext4", "xfs"];
+
+/// Parses CreateVolume (or ValidateVolumeCapabilities) parameters.
+pub fn parse_params(params: &HashMap<String, String>) -> Result<VolumeParams, ParamError> {
+    let mut out = VolumeParams::default();
+    for (key, value) in params {
+        let k = key.to_ascii_lowercase();
+        match k.as_str() {
+            KEY_TYPE => {
+                out.disk_type = DiskType::parse(value).ok_or_else(|| ParamError::BadValue {
+                    key: "type",
+                    value: value.clone(),
+                    expected: "standard, high-speed-a, high-speed-b, flash, standard-flash-a, standard-flash-b, \
+                               high-speed-flash-a, high-speed-flash-b (or high-speed, standard-flash, \
+                               high-speed-flash for the A variant) or a code 2-9",
+                })?;
+            }
+            KEY_ACCOUNTING_TYPE => {
+                out.accounting_type = AccountingType::parse(value).ok_or_else(|| ParamError::BadValue {
+                    key: "accountingType",
+                    value: value.clone(),
+                    expected: "monthly, pay-per-use, 1 or 2",
+                })?;
+            }
+            KEY_FSTYPE | "fstype" => {
+                let fs = value.trim().to_ascii_lowercase();
+                if !fs.is_empty() {
+                    if !FS_TYPES.contains(&fs.as_str()) {
+                        return Err(ParamError::BadValue {
+                            key: "csi.storage.k8s.io/fstype",
+                            value: value.clone(),
+                            expected: "ext2, ext3, ext4 or xfs",
+                        });
+                    }
+                    if k == "fstype" {
+                        tracing::warn!("parameter \"fstype\" is deprecated; use \"csi.storage.k8s.io/fstype\"");
+                    }
+                    out.fs_type = Some(fs);
+                }
+            }
+            _ if k.starts_with(SIDECAR_PREFIX) => {}
+            _ => return Err(ParamError::UnknownKey { key: key.clone() }),
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn disk_type_table() {
+        let cases = [
+            ("standard", Some(2)),
+            ("high-speed-a", Some(3)),
+            ("HIGH-SPEED-B", Some(4)),
+            ("flash", Some(5)),
+            ("standard-flash-a", Some(6)),
+            ("standard-flash-b", Some(7)),
+            ("high-speed-flash-a", Some(8)),
+            ("high-speed-flash-b", Some(9)),
+            ("high-speed", Some(3)),
+            ("standard-flash", Some(6)),
+            ("high-speed-flash", Some(8)),
+            ("2", Some(2)),
+            ("9", Some(9)),
+            ("1", None),
+            ("10", None),
+            ("ssd", None),
+            ("", None),
+        ];
+        for (input, want) in cases {
+            assert_eq!(DiskType::parse(input).map(DiskType::code), want, "{input}");
+        }
+        for t in DiskType::ALL {
+            assert_eq!(DiskType::from_api(t.api_name()), Some(t));
+            assert_eq!(DiskType::parse(t.param_name()), Some(t));
+        }
+        assert_eq!(
+            DiskType::from_api("standard flash storage a"),
+            Some(DiskType::StandardFlashA)
+        );
+    }
+
+    #[test]
+    fn params_table() {
+        let ok = |pairs: &[(&str, &str)]| parse_params(&p(pairs)).unwrap();
+        assert_eq!(ok(&[]), VolumeParams::default());
+        assert_eq!(ok(&[]).disk_type.code(), 6);
+        let v = ok(&[
+            ("type", "high-speed-flash-b"),
+            ("accountingType", "monthly"),
+            ("csi.storage.k8s.io/fstype", "XFS"),
+            ("csi.storage.k8s.io/pvc/name", "data"),
+            ("csi.storage.k8s.io/pvc/namespace", "default"),
+            ("csi.storage.k8s.io/pv/name", "pvc-1"),
+        ]);
+        assert_eq!(v.disk_type, DiskType::HighSpeedFlashB);
+        assert_eq!(v.accounting_type, AccountingType::Monthly);
+        assert_eq!(v.fs_type.as_deref(), Some("xfs"));
+        assert_eq!(
+            ok(&[("accountingtype", "2")]).accounting_type,
+            AccountingType::PayPerUse
+        );
+        assert_eq!(ok(&[("fstype", "ext3")]).fs_type.as_deref(), Some("ext3"));
+
+        let err = |pairs: &[(&str, &str)]| parse_params(&p(pairs)).unwrap_err();
+        assert!(matches!(err(&[("iops", "3000")]), ParamError::UnknownKey { .. }));
+        assert!(matches!(
+            err(&[("type", "gp3")]),
+            ParamError::BadValue { key: "type", .. }
+        ));
+        assert!(matches!(err(&[("accountingType", "3")]), ParamError::BadValue { .. }));
+        assert!(matches!(
+            err(&[("csi.storage.k8s.io/fstype", "btrfs")]),
+            ParamError::BadValue { .. }
+        ));
+        assert_eq!(
+            tonic::Status::from(err(&[("x", "y")])).code(),
+            tonic::Code::InvalidArgument
+        );
+    }
+}
