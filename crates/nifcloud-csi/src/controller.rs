@@ -29,6 +29,9 @@ use crate::topology::{candidate_zones, zone_allowed, zone_topology};
 
 /// Publish-context key of the device name (`SCSI (0:N)`).
 pub const DEVICE_PATH_KEY: &str = "devicePath";
+/// Poll ticks to wait for an extension to show after ExtendVolumeSize said "busy".
+const BUSY_POLLS: u32 = 10;
+
 /// CreateVolume calls one CreateVolume RPC may make before giving up (each on fresh state).
 const MAX_CREATE_ATTEMPTS: u32 = 3;
 
@@ -432,9 +435,24 @@ impl NifcloudController {
                         }
                         Err(e) if e.is_not_found() => return Err(Status::not_found(e.to_string())),
                         Err(e) if e.kind().is_retryable() => {
-                            // Busy: possibly an extension we cannot see yet. Never extend again
-                            // before the size is seen to change or the disk is idle again.
+                            // Busy: possibly an extension we cannot see (a detached disk shows no
+                            // progress). Give it a while to show up before deciding again; while
+                            // it runs, NIFCLOUD refuses another extension, so deciding again is
+                            // safe.
                             tracing::debug!(volume = id, error = %e, "ExtendVolumeSize refused; looking again");
+                            let window = (self.watch.interval() * BUSY_POLLS).min(self.watch.timeout());
+                            let grown = self
+                                .watch
+                                .wait_within(id, &format!("volume {id} to grow beyond {before} GB"), window, |d| {
+                                    d.iter().find(|x| x.id == id).is_none_or(|x| x.size_gb > before)
+                                })
+                                .await;
+                            disks = match grown {
+                                Ok(d) => d,
+                                Err(CloudError::WaitTimeout { .. }) => self.watch.fresh().await?,
+                                Err(e) => return Err(e.into()),
+                            };
+                            continue;
                         }
                         Err(e) => return Err(e.into()),
                     }

@@ -158,6 +158,22 @@ impl VolumeWatch {
         &self,
         id: &str,
         what: &str,
+        done: impl FnMut(&[Disk]) -> bool,
+    ) -> Result<Arc<Vec<Disk>>, CloudError> {
+        self.wait_within(id, what, self.timeout, done).await
+    }
+
+    /// The poll interval.
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    /// [`Self::wait_until`] with its own limit `within` instead of the configured timeout.
+    pub async fn wait_within(
+        &self,
+        id: &str,
+        what: &str,
+        within: Duration,
         mut done: impl FnMut(&[Disk]) -> bool,
     ) -> Result<Arc<Vec<Disk>>, CloudError> {
         let started = tokio::time::Instant::now();
@@ -188,7 +204,7 @@ impl VolumeWatch {
                 }
             }
         };
-        match tokio::time::timeout(self.timeout, wait).await {
+        match tokio::time::timeout(within, wait).await {
             Ok(result) => result,
             Err(_) => Err(CloudError::WaitTimeout {
                 what: what.to_string(),
