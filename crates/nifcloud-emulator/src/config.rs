@@ -311,6 +311,15 @@ mod tests {
     }
 
     #[test]
+    fn shipped_sample_yaml_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/sample.yaml");
+        let cfg = EmulatorConfig::from_file(&path).unwrap();
+        assert_eq!(cfg.instances.len(), 3);
+        assert_eq!(cfg.instances[2].state, InitialState::Stopped);
+        assert_eq!(cfg.faults.rules[0].status, 503);
+    }
+
+    #[test]
     fn latency_per_action_overrides_default() {
         let mut l = LatencyConfig {
             default_ms: 5,

@@ -29,6 +29,22 @@ pub fn escape_into(out: &mut String, s: &str) {
     }
 }
 
+/// A `fmt::Write` that escapes everything written through it.
+struct Escaper<'a>(&'a mut String);
+
+impl std::fmt::Write for Escaper<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        if s.bytes()
+            .all(|b| !matches!(b, b'<' | b'>' | b'&' | b'"' | b'\'') && b >= 0x20)
+        {
+            self.0.push_str(s);
+        } else {
+            escape_into(self.0, s);
+        }
+        Ok(())
+    }
+}
+
 /// An XML body under construction.
 #[derive(Debug, Default)]
 pub struct Xml {
@@ -43,20 +59,31 @@ impl Xml {
         }
     }
 
+    fn open(&mut self, tag: &str) {
+        self.buf.push('<');
+        self.buf.push_str(tag);
+        self.buf.push('>');
+    }
+
+    fn close(&mut self, tag: &str) {
+        self.buf.push_str("</");
+        self.buf.push_str(tag);
+        self.buf.push('>');
+    }
+
     /// `<tag>` + children written by `f` + `</tag>`.
     pub fn el(&mut self, tag: &str, f: impl FnOnce(&mut Self)) -> &mut Self {
-        let _ = write!(self.buf, "<{tag}>");
+        self.open(tag);
         f(self);
-        let _ = write!(self.buf, "</{tag}>");
+        self.close(tag);
         self
     }
 
     /// `<tag>text</tag>` (escaped); an empty value gives `<tag></tag>`.
     pub fn leaf(&mut self, tag: &str, text: impl std::fmt::Display) -> &mut Self {
-        let s = text.to_string();
-        let _ = write!(self.buf, "<{tag}>");
-        escape_into(&mut self.buf, &s);
-        let _ = write!(self.buf, "</{tag}>");
+        self.open(tag);
+        let _ = write!(Escaper(&mut self.buf), "{text}");
+        self.close(tag);
         self
     }
 
@@ -68,13 +95,13 @@ impl Xml {
         items: impl IntoIterator<Item = T>,
         mut f: impl FnMut(&mut Self, T),
     ) -> &mut Self {
-        let _ = write!(self.buf, "<{tag}>");
+        self.open(tag);
         for it in items {
-            let _ = write!(self.buf, "<{item_tag}>");
+            self.open(item_tag);
             f(self, it);
-            let _ = write!(self.buf, "</{item_tag}>");
+            self.close(item_tag);
         }
-        let _ = write!(self.buf, "</{tag}>");
+        self.close(tag);
         self
     }
 

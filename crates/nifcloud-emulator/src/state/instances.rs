@@ -176,6 +176,18 @@ fn selected<'a>(st: &'a State, p: &Params) -> Result<Vec<&'a Instance>, ApiError
     ids.iter().map(|id| st.instance(id)).collect()
 }
 
+/// A stable MAC address derived from the instance's unique id and the interface index.
+fn mac_address(unique_id: &str, index: usize) -> String {
+    let hex: Vec<u8> = unique_id.bytes().filter(u8::is_ascii_hexdigit).collect();
+    let pair = |k: usize| {
+        hex.get(2 * k..2 * k + 2)
+            .and_then(|p| std::str::from_utf8(p).ok())
+            .unwrap_or("00")
+            .to_owned()
+    };
+    format!("00:50:56:{}:{}:{:02x}", pair(0), pair(1), index)
+}
+
 fn write_interfaces(x: &mut Xml, inst: &Instance) {
     x.list(
         "networkInterfaceSet",
@@ -191,7 +203,7 @@ fn write_interfaces(x: &mut Xml, inst: &Instance) {
             .leaf("description", "")
             .leaf("ownerId", "")
             .leaf("status", "in-use")
-            .leaf("macAddress", format!("00:50:56:00:{:02x}:{:02x}", i, inst.name.len()))
+            .leaf("macAddress", mac_address(&inst.unique_id, i))
             .leaf("privateIpAddress", n.private_ip.as_deref().unwrap_or(""))
             .leaf("privateIpAddressV6", n.ipv6.as_deref().unwrap_or(""))
             .leaf("privateDnsName", n.private_ip.as_deref().unwrap_or(""))
@@ -241,7 +253,7 @@ fn write_block_devices(st: &State, x: &mut Xml, inst: &Instance, with_names: boo
     });
 }
 
-fn write_lb_membership(st: &State, x: &mut Xml, inst: &Instance, ec2_case: bool) {
+fn write_lb_membership(st: &State, x: &mut Xml, inst: &Instance) {
     let lbs: Vec<_> = st
         .load_balancers
         .values()
@@ -267,7 +279,6 @@ fn write_lb_membership(st: &State, x: &mut Xml, inst: &Instance, ec2_case: bool)
         .flat_map(|e| e.listeners.iter().map(move |l| (e, l)))
         .filter(|(_, l)| l.instances.contains(&inst.unique_id))
         .collect();
-    let _ = ec2_case;
     x.list("niftyElasticLoadBalancing", "item", elbs, |x, (e, l)| {
         x.leaf("elasticLoadBalancerId", &e.id)
             .leaf("elasticLoadBalancerName", &e.name)
@@ -326,7 +337,7 @@ pub fn describe_instances(st: &mut State, p: &Params, x: &mut Xml, now: i64) -> 
                 .leaf("nextMonthAccountingType", "2")
                 .leaf("tenancy", "default");
             write_block_devices(st, x, inst, false, now);
-            write_lb_membership(st, x, inst, true);
+            write_lb_membership(st, x, inst);
             write_interfaces(x, inst);
         });
     });
@@ -350,7 +361,7 @@ pub fn describe_instance_attribute(st: &mut State, p: &Params, x: &mut Xml, now:
         "blockDeviceMapping" => write_block_devices(st, x, inst, true, now),
         "accountingType" => value(x, "accountingType", "2"),
         "nextMonthAccountingType" => value(x, "nextMonthAccountingType", "2"),
-        "loadbalancing" | "elasticloadbalancing" => write_lb_membership(st, x, inst, true),
+        "loadbalancing" | "elasticloadbalancing" => write_lb_membership(st, x, inst),
         "copyInfo" => value(x, "copyInfo", ""),
         "autoscaling" => {
             x.el("autoscaling", |x| {

@@ -501,6 +501,11 @@ pub fn describe_volumes(st: &mut State, p: &Params, x: &mut Xml, now: i64) -> Re
     } else {
         names.iter().map(|n| volume(st, n)).collect::<Result<_, _>>()?
     };
+    let names: std::collections::HashMap<&str, &str> = st
+        .instances
+        .values()
+        .map(|i| (i.unique_id.as_str(), i.name.as_str()))
+        .collect();
     x.list("volumeSet", "item", vols, |x, v| {
         x.leaf("volumeId", &v.name)
             .leaf("volumeUniqueId", &v.unique_id)
@@ -516,7 +521,10 @@ pub fn describe_volumes(st: &mut State, p: &Params, x: &mut Xml, now: i64) -> Re
         x.list("attachmentSet", "item", v.attachment.iter(), |x, a| {
             x.leaf("volumeId", &v.name)
                 .leaf("volumeUniqueId", &v.unique_id)
-                .leaf("instanceId", st.instance_name(&a.instance_unique_id))
+                .leaf(
+                    "instanceId",
+                    names.get(a.instance_unique_id.as_str()).copied().unwrap_or(""),
+                )
                 .leaf("instanceUniqueId", &a.instance_unique_id)
                 .leaf("device", device_name(a.device_index))
                 .leaf("status", v.attachment_status(now))
