@@ -18,4 +18,6 @@ pub mod metrics;
 pub mod node;
 pub mod pagination;
 pub mod proto;
+#[cfg(feature = "sanity")]
+pub mod sanity;
 pub mod server;

@@ -295,3 +295,4 @@ pub fn has_cap_sys_resource() -> bool {
         .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
         .is_some_and(|caps| caps & (1 << 24) != 0)
 }
+pub mod memctl;
