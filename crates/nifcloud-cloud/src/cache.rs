@@ -73,7 +73,7 @@ impl<T, E: Clone> CoalescingCache<T, E> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        self.get_inner(Instant::now(), true, fetch).await
+        self.get_inner(Instant::now(), true, fetch).await.map(|(v, _)| v)
     }
 
     /// The result of a fetch that started no earlier than this call (shared with concurrent callers).
@@ -82,7 +82,16 @@ impl<T, E: Clone> CoalescingCache<T, E> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        self.get_inner(Instant::now(), false, fetch).await
+        self.get_inner(Instant::now(), false, fetch).await.map(|(v, _)| v)
+    }
+
+    /// Like [`get`](Self::get), with the instant the fetch that produced the value started.
+    pub async fn get_stamped<F, Fut>(&self, fetch: F) -> Result<(Arc<T>, Instant), E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        self.get_inner(Instant::now(), true, fetch).await
     }
 
     /// The result of a fetch that started no earlier than `asked` (an instant taken by the caller earlier, for
@@ -92,7 +101,7 @@ impl<T, E: Clone> CoalescingCache<T, E> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        self.get_inner(asked, false, fetch).await
+        self.get_inner(asked, false, fetch).await.map(|(v, _)| v)
     }
 
     /// Drops the cached value: the next [`get`](Self::get) fetches.
@@ -109,7 +118,7 @@ impl<T, E: Clone> CoalescingCache<T, E> {
         }
     }
 
-    async fn get_inner<F, Fut>(&self, asked: Instant, allow_ttl: bool, fetch: F) -> Result<Arc<T>, E>
+    async fn get_inner<F, Fut>(&self, asked: Instant, allow_ttl: bool, fetch: F) -> Result<(Arc<T>, Instant), E>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
@@ -121,7 +130,7 @@ impl<T, E: Clone> CoalescingCache<T, E> {
             let fresh_for_caller = entry.started >= asked;
             let within_ttl = allow_ttl && entry.result.is_ok() && entry.started.elapsed() < self.ttl;
             if fresh_for_caller || within_ttl {
-                return entry.result.clone();
+                return entry.result.clone().map(|v| (v, entry.started));
             }
         }
         let started = Instant::now();
@@ -131,7 +140,7 @@ impl<T, E: Clone> CoalescingCache<T, E> {
             started,
             result: result.clone(),
         });
-        result
+        result.map(|v| (v, started))
     }
 }
 

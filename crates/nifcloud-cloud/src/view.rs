@@ -185,6 +185,11 @@ impl InstanceView {
         self.cache.get_fresh(|| self.list()).await
     }
 
+    /// An index from a listing that started no earlier than `asked`.
+    pub async fn fresh_since(&self, asked: tokio::time::Instant) -> Result<Arc<InstanceIndex>, CloudError> {
+        self.cache.get_since(asked, || self.list()).await
+    }
+
     /// Forgets the cached listing.
     pub async fn invalidate(&self) {
         self.cache.invalidate().await;

@@ -1,0 +1,582 @@
+//! Service annotations: names, allowed values, and validation of all of them at once.
+//!
+//! Every key starts with `service.beta.kubernetes.io/nifcloud-load-balancer-`. A key with that prefix that this
+//! provider does not know is an error too (a typo must not be silently ignored).
+//!
+//! | Suffix | Values | Default |
+//! |---|---|---|
+//! | `type` | `lb` (L4) or `elb` (elastic) | `lb` (or `loadBalancer.defaultType` in the cloud config) |
+//! | `name` | 1-15 ASCII letters/digits | derived from the cluster name and the Service UID |
+//! | `accounting-type` | `1` monthly, `2` pay-per-use | left as the API creates it |
+//! | `network-volume` | Mbps; L4: 10, 20, 30, 40, 100…2000 step 100; ELB: 10, 20, 30, 40, 100…500 step 100 | API default |
+//! | `policy-type` | `standard` or `ats` (L4 only) | API default |
+//! | `balancing-type` | `1` round-robin, `2` least-connection | `1` |
+//! | `healthcheck-protocol` | `TCP` or `ICMP` (L4); `TCP`, `ICMP` or `HTTP` (ELB) | `TCP` |
+//! | `healthcheck-unhealthy-threshold` | 1-10 | `1` |
+//! | `healthcheck-interval` | 5-300 seconds | `10` |
+//! | `network-interface-{1,2}-network-id` | `net-COMMON_GLOBAL`, `net-COMMON_PRIVATE` or a private LAN `net-…` (ELB) | interface 1 = `net-COMMON_GLOBAL` |
+//! | `network-interface-{1,2}-ip-address` | an IPv4 address, or `static` (ELB; private LAN only) | DHCP |
+//! | `network-interface-{1,2}-system-ip-addresses` | two comma-separated IPv4 addresses (ELB; private LAN) | none |
+//! | `vip-network` | `1` or `2`: which interface carries the VIP (ELB) | `1` |
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+/// The common prefix of every annotation of this provider.
+pub const PREFIX: &str = "service.beta.kubernetes.io/nifcloud-load-balancer-";
+/// `lb` or `elb`.
+pub const TYPE: &str = "service.beta.kubernetes.io/nifcloud-load-balancer-type";
+/// Overrides the load balancer's name.
+pub const NAME: &str = "service.beta.kubernetes.io/nifcloud-load-balancer-name";
+/// `1` monthly, `2` pay-per-use.
+pub const ACCOUNTING_TYPE: &str = "service.beta.kubernetes.io/nifcloud-load-balancer-accounting-type";
+/// Bandwidth in Mbps.
+pub const NETWORK_VOLUME: &str = "service.beta.kubernetes.io/nifcloud-load-balancer-network-volume";
+/// `standard` or `ats`.
+pub const POLICY_TYPE: &str = "service.beta.kubernetes.io/nifcloud-load-balancer-policy-type";
+/// `1` round-robin, `2` least-connection.
+pub const BALANCING_TYPE: &str = "service.beta.kubernetes.io/nifcloud-load-balancer-balancing-type";
+/// `TCP`, `ICMP` (or `HTTP` for ELB).
+pub const HC_PROTOCOL: &str = "service.beta.kubernetes.io/nifcloud-load-balancer-healthcheck-protocol";
+/// 1-10.
+pub const HC_UNHEALTHY_THRESHOLD: &str =
+    "service.beta.kubernetes.io/nifcloud-load-balancer-healthcheck-unhealthy-threshold";
+/// 5-300 seconds.
+pub const HC_INTERVAL: &str = "service.beta.kubernetes.io/nifcloud-load-balancer-healthcheck-interval";
+/// `1` or `2`: the ELB interface that carries the VIP.
+pub const VIP_NETWORK: &str = "service.beta.kubernetes.io/nifcloud-load-balancer-vip-network";
+/// Written by this provider: which load balancer it created for the Service (`<cluster tag>:<name>`). Not for
+/// users.
+pub const OWNER: &str = "service.beta.kubernetes.io/nifcloud-load-balancer-owner";
+
+/// The ELB network-interface annotation for interface `n` (1 or 2) and `field` (`network-id`, `ip-address`,
+/// `system-ip-addresses`).
+pub fn network_interface(n: u8, field: &str) -> String {
+    format!("{PREFIX}network-interface-{n}-{field}")
+}
+
+/// L4 or elastic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum LbKind {
+    /// The classic L4 load balancer (`lb`).
+    #[default]
+    L4,
+    /// The elastic ("multi") load balancer (`elb`).
+    Elastic,
+}
+
+impl LbKind {
+    /// Parses `lb` / `elb`.
+    pub fn parse(value: &str) -> Option<Self> {
+        match value.trim() {
+            "lb" => Some(Self::L4),
+            "elb" => Some(Self::Elastic),
+            _ => None,
+        }
+    }
+}
+
+/// `standard` or `ats`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PolicyType {
+    /// `standard`.
+    Standard,
+    /// `ats`.
+    Ats,
+}
+
+impl PolicyType {
+    /// The wire value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Standard => "standard",
+            Self::Ats => "ats",
+        }
+    }
+}
+
+/// The health-check protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum HealthCheckProtocol {
+    /// `TCP:<port>`.
+    #[default]
+    Tcp,
+    /// `ICMP`.
+    Icmp,
+    /// `HTTP:<port>` with a path (ELB only).
+    Http,
+}
+
+/// One ELB network interface from the annotations.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ElbInterface {
+    /// `net-COMMON_GLOBAL`, `net-COMMON_PRIVATE` or `net-…`.
+    pub network_id: String,
+    /// A fixed address, `static`, or none (DHCP).
+    pub ip_address: Option<String>,
+    /// The two system addresses (private LAN only).
+    pub system_ip_addresses: Vec<Ipv4Addr>,
+}
+
+/// Everything the annotations say, validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LbOptions {
+    /// L4 or elastic.
+    pub kind: LbKind,
+    /// The name override.
+    pub name: Option<String>,
+    /// `1` or `2`, when set.
+    pub accounting_type: Option<u8>,
+    /// Mbps, when set.
+    pub network_volume: Option<i64>,
+    /// When set (L4 only).
+    pub policy_type: Option<PolicyType>,
+    /// `1` or `2`.
+    pub balancing_type: i64,
+    /// The health-check protocol.
+    pub hc_protocol: HealthCheckProtocol,
+    /// 1-10.
+    pub hc_unhealthy_threshold: i64,
+    /// 5-300 s.
+    pub hc_interval: i64,
+    /// ELB interfaces (empty for L4).
+    pub elb_interfaces: Vec<ElbInterface>,
+    /// Index into `elb_interfaces` of the VIP interface.
+    pub elb_vip_interface: usize,
+}
+
+/// Defaults the cloud config may set for Services that do not say.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LbDefaults {
+    /// The default kind.
+    pub kind: LbKind,
+    /// The default accounting type.
+    pub accounting_type: Option<u8>,
+    /// The default network volume.
+    pub network_volume: Option<i64>,
+}
+
+fn l4_volume_ok(v: i64) -> bool {
+    matches!(v, 10 | 20 | 30 | 40) || ((100..=2000).contains(&v) && v % 100 == 0)
+}
+
+fn elb_volume_ok(v: i64) -> bool {
+    matches!(v, 10 | 20 | 30 | 40) || ((100..=500).contains(&v) && v % 100 == 0)
+}
+
+/// Whether `name` is a valid NIFCLOUD load balancer name (1-15 ASCII letters/digits).
+pub fn valid_lb_name(name: &str) -> bool {
+    (1..=15).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// Reads and validates the annotations. Every problem is reported, one sentence each.
+pub fn parse(annotations: &BTreeMap<String, String>, defaults: &LbDefaults) -> Result<LbOptions, Vec<String>> {
+    let mut problems = Vec::new();
+    let get = |k: &str| annotations.get(k).map(|v| v.trim());
+    let kind = match get(TYPE) {
+        None => defaults.kind,
+        Some(v) => LbKind::parse(v).unwrap_or_else(|| {
+            problems.push(format!("{TYPE}: {v:?} is not one of lb, elb"));
+            defaults.kind
+        }),
+    };
+    let name = match get(NAME) {
+        None => None,
+        Some(v) if valid_lb_name(v) => Some(v.to_owned()),
+        Some(v) => {
+            problems.push(format!("{NAME}: {v:?} must be 1-15 ASCII letters or digits"));
+            None
+        }
+    };
+    let accounting_type = match get(ACCOUNTING_TYPE) {
+        None => defaults.accounting_type,
+        Some("1") => Some(1),
+        Some("2") => Some(2),
+        Some(v) => {
+            problems.push(format!(
+                "{ACCOUNTING_TYPE}: {v:?} is not 1 (monthly) or 2 (pay-per-use)"
+            ));
+            None
+        }
+    };
+    let volume_ok: fn(i64) -> bool = match kind {
+        LbKind::L4 => l4_volume_ok,
+        LbKind::Elastic => elb_volume_ok,
+    };
+    let volume_allowed = match kind {
+        LbKind::L4 => "10, 20, 30, 40 or 100-2000 in steps of 100",
+        LbKind::Elastic => "10, 20, 30, 40 or 100-500 in steps of 100",
+    };
+    let network_volume = match get(NETWORK_VOLUME) {
+        None => defaults.network_volume.filter(|v| volume_ok(*v)),
+        Some(v) => match v.parse::<i64>() {
+            Ok(n) if volume_ok(n) => Some(n),
+            _ => {
+                problems.push(format!("{NETWORK_VOLUME}: {v:?} is not {volume_allowed}"));
+                None
+            }
+        },
+    };
+    let policy_type = match get(POLICY_TYPE) {
+        None => None,
+        Some("standard") => Some(PolicyType::Standard),
+        Some("ats") => Some(PolicyType::Ats),
+        Some(v) => {
+            problems.push(format!("{POLICY_TYPE}: {v:?} is not standard or ats"));
+            None
+        }
+    };
+    if policy_type.is_some() && kind == LbKind::Elastic {
+        problems.push(format!(
+            "{POLICY_TYPE}: only L4 load balancers (type lb) have a policy type"
+        ));
+    }
+    let balancing_type = match get(BALANCING_TYPE) {
+        None => 1,
+        Some("1") => 1,
+        Some("2") => 2,
+        Some(v) => {
+            problems.push(format!(
+                "{BALANCING_TYPE}: {v:?} is not 1 (round-robin) or 2 (least-connection)"
+            ));
+            1
+        }
+    };
+    let hc_protocol = match get(HC_PROTOCOL).map(str::to_ascii_uppercase).as_deref() {
+        None | Some("TCP") => HealthCheckProtocol::Tcp,
+        Some("ICMP") => HealthCheckProtocol::Icmp,
+        Some("HTTP") if kind == LbKind::Elastic => HealthCheckProtocol::Http,
+        Some(_) => {
+            let allowed = if kind == LbKind::Elastic {
+                "TCP, ICMP or HTTP"
+            } else {
+                "TCP or ICMP"
+            };
+            problems.push(format!(
+                "{HC_PROTOCOL}: {:?} is not {allowed}",
+                get(HC_PROTOCOL).unwrap_or_default()
+            ));
+            HealthCheckProtocol::Tcp
+        }
+    };
+    let mut int_in = |key: &str, lo: i64, hi: i64, default: i64| match get(key) {
+        None => default,
+        Some(v) => match v.parse::<i64>() {
+            Ok(n) if (lo..=hi).contains(&n) => n,
+            _ => {
+                problems.push(format!("{key}: {v:?} is not an integer from {lo} to {hi}"));
+                default
+            }
+        },
+    };
+    let hc_unhealthy_threshold = int_in(HC_UNHEALTHY_THRESHOLD, 1, 10, 1);
+    let hc_interval = int_in(HC_INTERVAL, 5, 300, 10);
+    let (elb_interfaces, elb_vip_interface) = parse_elb_interfaces(annotations, kind, &mut problems);
+    for key in annotations.keys() {
+        if let Some(suffix) = key.strip_prefix(PREFIX)
+            && !known_suffix(suffix)
+        {
+            problems.push(format!("{key}: unknown annotation"));
+        }
+    }
+    if problems.is_empty() {
+        Ok(LbOptions {
+            kind,
+            name,
+            accounting_type,
+            network_volume,
+            policy_type,
+            balancing_type,
+            hc_protocol,
+            hc_unhealthy_threshold,
+            hc_interval,
+            elb_interfaces,
+            elb_vip_interface,
+        })
+    } else {
+        Err(problems)
+    }
+}
+
+fn known_suffix(suffix: &str) -> bool {
+    const KNOWN: [&str; 11] = [
+        "type",
+        "name",
+        "accounting-type",
+        "network-volume",
+        "policy-type",
+        "balancing-type",
+        "healthcheck-protocol",
+        "healthcheck-unhealthy-threshold",
+        "healthcheck-interval",
+        "vip-network",
+        "owner",
+    ];
+    if KNOWN.contains(&suffix) {
+        return true;
+    }
+    ["1", "2"].iter().any(|n| {
+        ["network-id", "ip-address", "system-ip-addresses"]
+            .iter()
+            .any(|f| suffix == format!("network-interface-{n}-{f}"))
+    })
+}
+
+fn parse_elb_interfaces(
+    annotations: &BTreeMap<String, String>,
+    kind: LbKind,
+    problems: &mut Vec<String>,
+) -> (Vec<ElbInterface>, usize) {
+    let get = |k: &str| annotations.get(k).map(|v| v.trim().to_owned());
+    let mut interfaces = Vec::new();
+    for n in [1u8, 2] {
+        let id_key = network_interface(n, "network-id");
+        let ip_key = network_interface(n, "ip-address");
+        let sys_key = network_interface(n, "system-ip-addresses");
+        let (id, ip, sys) = (get(&id_key), get(&ip_key), get(&sys_key));
+        if kind == LbKind::L4 {
+            for (k, v) in [(&id_key, &id), (&ip_key, &ip), (&sys_key, &sys)] {
+                if v.is_some() {
+                    problems.push(format!(
+                        "{k}: only elastic load balancers (type elb) have network interfaces"
+                    ));
+                }
+            }
+            continue;
+        }
+        let Some(network_id) = id else {
+            if ip.is_some() || sys.is_some() {
+                problems.push(format!("{id_key}: required when {ip_key} or {sys_key} is set"));
+            }
+            continue;
+        };
+        let valid_net = network_id == "net-COMMON_GLOBAL"
+            || network_id == "net-COMMON_PRIVATE"
+            || (network_id.starts_with("net-")
+                && network_id.len() > 4
+                && network_id[4..].bytes().all(|b| b.is_ascii_alphanumeric()));
+        if !valid_net {
+            problems.push(format!("{id_key}: {network_id:?} is not a network id (net-…)"));
+        }
+        let private_lan = !matches!(network_id.as_str(), "net-COMMON_GLOBAL" | "net-COMMON_PRIVATE");
+        if let Some(ip) = &ip {
+            if !private_lan {
+                problems.push(format!("{ip_key}: only interfaces on a private LAN take an address"));
+            } else if ip != "static" && ip.parse::<Ipv4Addr>().is_err() {
+                problems.push(format!("{ip_key}: {ip:?} is not an IPv4 address or \"static\""));
+            }
+        }
+        let mut system_ip_addresses = Vec::new();
+        if let Some(sys) = &sys {
+            if !private_lan {
+                problems.push(format!(
+                    "{sys_key}: only interfaces on a private LAN take system addresses"
+                ));
+            }
+            for part in sys.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                match part.parse::<Ipv4Addr>() {
+                    Ok(a) => system_ip_addresses.push(a),
+                    Err(_) => problems.push(format!("{sys_key}: {part:?} is not an IPv4 address")),
+                }
+            }
+            if system_ip_addresses.len() != 2 {
+                problems.push(format!("{sys_key}: exactly two addresses are needed"));
+            }
+        }
+        interfaces.push(ElbInterface {
+            network_id,
+            ip_address: ip,
+            system_ip_addresses,
+        });
+    }
+    let vip = match annotations.get(VIP_NETWORK).map(|v| v.trim()) {
+        None | Some("1") => 0,
+        Some("2") => 1,
+        Some(v) => {
+            problems.push(format!("{VIP_NETWORK}: {v:?} is not 1 or 2"));
+            0
+        }
+    };
+    if kind == LbKind::L4 && annotations.contains_key(VIP_NETWORK) {
+        problems.push(format!(
+            "{VIP_NETWORK}: only elastic load balancers (type elb) have a VIP network"
+        ));
+    }
+    if kind == LbKind::Elastic {
+        if interfaces.is_empty() {
+            interfaces.push(ElbInterface {
+                network_id: "net-COMMON_GLOBAL".into(),
+                ip_address: None,
+                system_ip_addresses: Vec::new(),
+            });
+        }
+        if vip >= interfaces.len() {
+            problems.push(format!("{VIP_NETWORK}: interface {} is not configured", vip + 1));
+        }
+    }
+    let vip = vip.min(interfaces.len().saturating_sub(1));
+    (interfaces, vip)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ann(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_without_annotations() {
+        let o = parse(&BTreeMap::new(), &LbDefaults::default()).unwrap();
+        assert_eq!(o.kind, LbKind::L4);
+        assert_eq!((o.balancing_type, o.hc_unhealthy_threshold, o.hc_interval), (1, 1, 10));
+        assert_eq!(o.hc_protocol, HealthCheckProtocol::Tcp);
+        assert_eq!((o.accounting_type, o.network_volume, o.policy_type), (None, None, None));
+        assert!(o.elb_interfaces.is_empty());
+        let d = LbDefaults {
+            kind: LbKind::Elastic,
+            accounting_type: Some(2),
+            network_volume: Some(100),
+        };
+        let o = parse(&BTreeMap::new(), &d).unwrap();
+        assert_eq!(
+            (o.kind, o.accounting_type, o.network_volume),
+            (LbKind::Elastic, Some(2), Some(100))
+        );
+        assert_eq!(o.elb_interfaces[0].network_id, "net-COMMON_GLOBAL");
+    }
+
+    #[test]
+    fn valid_values() {
+        let o = parse(
+            &ann(&[
+                (TYPE, "lb"),
+                (NAME, "web01"),
+                (ACCOUNTING_TYPE, "2"),
+                (NETWORK_VOLUME, "2000"),
+                (POLICY_TYPE, "ats"),
+                (BALANCING_TYPE, "2"),
+                (HC_PROTOCOL, "icmp"),
+                (HC_UNHEALTHY_THRESHOLD, "10"),
+                (HC_INTERVAL, "300"),
+                ("service.beta.kubernetes.io/aws-load-balancer-type", "nlb"),
+            ]),
+            &LbDefaults::default(),
+        )
+        .unwrap();
+        assert_eq!(o.name.as_deref(), Some("web01"));
+        assert_eq!(o.accounting_type, Some(2));
+        assert_eq!(o.network_volume, Some(2000));
+        assert_eq!(o.policy_type, Some(PolicyType::Ats));
+        assert_eq!(o.balancing_type, 2);
+        assert_eq!(o.hc_protocol, HealthCheckProtocol::Icmp);
+        assert_eq!((o.hc_unhealthy_threshold, o.hc_interval), (10, 300));
+    }
+
+    #[test]
+    fn every_invalid_value_is_reported_together() {
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str]);
+        let cases: &[Case<'_>] = &[
+            (&[(TYPE, "nlb")], &["is not one of lb, elb"]),
+            (&[(NAME, "my-lb")], &["1-15 ASCII"]),
+            (&[(NAME, "abcdefghijklmnop")], &["1-15 ASCII"]),
+            (&[(ACCOUNTING_TYPE, "3")], &["not 1 (monthly)"]),
+            (&[(NETWORK_VOLUME, "50")], &["100-2000"]),
+            (&[(NETWORK_VOLUME, "2100")], &["100-2000"]),
+            (&[(TYPE, "elb"), (NETWORK_VOLUME, "1000")], &["100-500"]),
+            (&[(POLICY_TYPE, "fast")], &["standard or ats"]),
+            (&[(TYPE, "elb"), (POLICY_TYPE, "ats")], &["only L4"]),
+            (&[(BALANCING_TYPE, "0")], &["round-robin"]),
+            (&[(HC_PROTOCOL, "HTTP")], &["TCP or ICMP"]),
+            (&[(HC_UNHEALTHY_THRESHOLD, "11")], &["from 1 to 10"]),
+            (&[(HC_INTERVAL, "4")], &["from 5 to 300"]),
+            (&[(HC_INTERVAL, "ten")], &["from 5 to 300"]),
+            (
+                &[("service.beta.kubernetes.io/nifcloud-load-balancer-netwrok-volume", "10")],
+                &["unknown annotation"],
+            ),
+            (&[(VIP_NETWORK, "1")], &["only elastic"]),
+            (&[(TYPE, "elb"), (VIP_NETWORK, "3")], &["not 1 or 2"]),
+            (&[(TYPE, "elb"), (VIP_NETWORK, "2")], &["interface 2 is not configured"]),
+            (
+                &[
+                    (TYPE, "elb"),
+                    (
+                        "service.beta.kubernetes.io/nifcloud-load-balancer-network-interface-1-network-id",
+                        "vpc-1",
+                    ),
+                ],
+                &["not a network id"],
+            ),
+            (
+                &[
+                    (TYPE, "elb"),
+                    (
+                        "service.beta.kubernetes.io/nifcloud-load-balancer-network-interface-1-network-id",
+                        "net-COMMON_GLOBAL",
+                    ),
+                    (
+                        "service.beta.kubernetes.io/nifcloud-load-balancer-network-interface-1-ip-address",
+                        "10.0.0.1",
+                    ),
+                ],
+                &["only interfaces on a private LAN"],
+            ),
+            (
+                &[
+                    (TYPE, "elb"),
+                    (
+                        "service.beta.kubernetes.io/nifcloud-load-balancer-network-interface-2-network-id",
+                        "net-abc",
+                    ),
+                    (
+                        "service.beta.kubernetes.io/nifcloud-load-balancer-network-interface-2-system-ip-addresses",
+                        "10.0.0.1,x",
+                    ),
+                ],
+                &["\"x\" is not an IPv4", "exactly two"],
+            ),
+            (
+                &[(
+                    "service.beta.kubernetes.io/nifcloud-load-balancer-network-interface-1-network-id",
+                    "net-abc",
+                )],
+                &["only elastic"],
+            ),
+            // Several at once.
+            (
+                &[(TYPE, "x"), (HC_INTERVAL, "1"), (BALANCING_TYPE, "9")],
+                &["lb, elb", "5 to 300", "round-robin"],
+            ),
+        ];
+        for (pairs, needles) in cases {
+            let problems = parse(&ann(pairs), &LbDefaults::default()).expect_err(&format!("{pairs:?}"));
+            let text = problems.join("\n");
+            for n in *needles {
+                assert!(text.contains(n), "{pairs:?}: {text}");
+            }
+            assert!(problems.len() >= needles.len(), "{pairs:?}: {text}");
+        }
+    }
+
+    #[test]
+    fn elb_interfaces() {
+        let o = parse(
+            &ann(&[
+                (TYPE, "elb"),
+                (&network_interface(1, "network-id"), "net-COMMON_GLOBAL"),
+                (&network_interface(2, "network-id"), "net-lan01"),
+                (&network_interface(2, "ip-address"), "static"),
+                (&network_interface(2, "system-ip-addresses"), "192.168.0.2, 192.168.0.3"),
+                (VIP_NETWORK, "2"),
+            ]),
+            &LbDefaults::default(),
+        )
+        .unwrap();
+        assert_eq!(o.elb_interfaces.len(), 2);
+        assert_eq!(o.elb_vip_interface, 1);
+        assert_eq!(o.elb_interfaces[1].ip_address.as_deref(), Some("static"));
+        assert_eq!(o.elb_interfaces[1].system_ip_addresses.len(), 2);
+    }
+}

@@ -1,0 +1,358 @@
+//! From a Service to what its load balancer should look like (pure).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use k8s_openapi::api::core::v1::Service;
+
+use crate::annotations::{self, HealthCheckProtocol, LbDefaults, LbKind, LbOptions};
+
+/// The standard annotation that lists source ranges when `spec.loadBalancerSourceRanges` is empty.
+pub const SOURCE_RANGES_ANNOTATION: &str = "service.beta.kubernetes.io/load-balancer-source-ranges";
+
+/// The filter address meaning "any source".
+pub const ANY_SOURCE: &str = "*.*.*.*";
+
+/// One listener a Service needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DesiredListener {
+    /// The Service port (the load balancer port).
+    pub port: i64,
+    /// The NodePort (the instance port).
+    pub node_port: i64,
+    /// `TCP` or `UDP`.
+    pub protocol: String,
+    /// The health-check target: `TCP:<port>`, `ICMP` or `HTTP:<port>`.
+    pub hc_target: String,
+    /// For HTTP health checks, the path.
+    pub hc_path: Option<String>,
+}
+
+/// What a Service asks of its load balancer, before the backends are known.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceLb {
+    /// The annotations' options.
+    pub options: LbOptions,
+    /// The listeners, ordered by port.
+    pub listeners: Vec<DesiredListener>,
+    /// The allowed sources in NIFCLOUD filter syntax (`a.b.c.d`, `a.b.c.d/n`), or `{"*.*.*.*"}` for any.
+    pub filter: BTreeSet<String>,
+    /// Things the load balancer cannot express but that do not stop it (each becomes a Warning Event).
+    pub warnings: Vec<String>,
+}
+
+/// Reads the Service. Every problem is reported, one sentence each.
+pub fn service_lb(service: &Service, defaults: &LbDefaults) -> Result<ServiceLb, Vec<String>> {
+    let empty = BTreeMap::new();
+    let ann = service.metadata.annotations.as_ref().unwrap_or(&empty);
+    let mut problems = Vec::new();
+    let mut warnings = Vec::new();
+    let options = match annotations::parse(ann, defaults) {
+        Ok(o) => Some(o),
+        Err(p) => {
+            problems.extend(p);
+            None
+        }
+    };
+    let kind = options.as_ref().map(|o| o.kind).unwrap_or(defaults.kind);
+    let spec = service.spec.clone().unwrap_or_default();
+    if spec.load_balancer_ip.as_deref().is_some_and(|ip| !ip.is_empty()) {
+        problems.push("spec.loadBalancerIP is not supported: NIFCLOUD assigns the VIP".to_owned());
+    }
+    let local = spec.external_traffic_policy.as_deref() == Some("Local");
+    let hc_node_port = spec.health_check_node_port.filter(|p| *p > 0).map(i64::from);
+    if local && hc_node_port.is_none() {
+        warnings.push(
+            "externalTrafficPolicy is Local but healthCheckNodePort is not set: checking the traffic NodePort"
+                .to_owned(),
+        );
+    }
+    let ports = spec.ports.unwrap_or_default();
+    if ports.is_empty() {
+        problems.push("the Service has no ports".to_owned());
+    }
+    let mut listeners: Vec<DesiredListener> = Vec::new();
+    for p in &ports {
+        let label = p
+            .name
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| p.port.to_string());
+        let protocol = p.protocol.clone().unwrap_or_else(|| "TCP".into()).to_ascii_uppercase();
+        let allowed = match kind {
+            LbKind::L4 => protocol == "TCP",
+            LbKind::Elastic => protocol == "TCP" || protocol == "UDP",
+        };
+        if !allowed {
+            let which = if kind == LbKind::L4 { "TCP" } else { "TCP and UDP" };
+            problems.push(format!(
+                "port {label}: protocol {protocol} is not supported (only {which})"
+            ));
+            continue;
+        }
+        let Some(node_port) = p.node_port.filter(|n| *n > 0).map(i64::from) else {
+            problems.push(format!(
+                "port {label}: no NodePort (allocateLoadBalancerNodePorts=false is not supported)"
+            ));
+            continue;
+        };
+        if listeners
+            .iter()
+            .any(|l| l.port == i64::from(p.port) && l.protocol == protocol)
+        {
+            problems.push(format!("port {label}: port {} is listed twice", p.port));
+            continue;
+        }
+        let hc_port = if local {
+            hc_node_port.unwrap_or(node_port)
+        } else {
+            node_port
+        };
+        let hc_proto = options.as_ref().map(|o| o.hc_protocol).unwrap_or_default();
+        let (hc_target, hc_path) = match hc_proto {
+            HealthCheckProtocol::Tcp => (format!("TCP:{hc_port}"), None),
+            HealthCheckProtocol::Icmp => ("ICMP".to_owned(), None),
+            HealthCheckProtocol::Http => (
+                format!("HTTP:{hc_port}"),
+                Some(
+                    if local && hc_node_port.is_some() {
+                        "/healthz"
+                    } else {
+                        "/"
+                    }
+                    .to_owned(),
+                ),
+            ),
+        };
+        listeners.push(DesiredListener {
+            port: i64::from(p.port),
+            node_port,
+            protocol,
+            hc_target,
+            hc_path,
+        });
+    }
+    listeners.sort_by(|a, b| (a.port, &a.protocol).cmp(&(b.port, &b.protocol)));
+    let mut ranges: Vec<String> = spec.load_balancer_source_ranges.unwrap_or_default();
+    if ranges.is_empty()
+        && let Some(v) = ann.get(SOURCE_RANGES_ANNOTATION)
+    {
+        ranges = v
+            .split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect();
+    }
+    let filter = source_filter(&ranges, kind, &mut problems, &mut warnings);
+    match (options, problems.is_empty()) {
+        (Some(options), true) => Ok(ServiceLb {
+            options,
+            listeners,
+            filter,
+            warnings,
+        }),
+        _ => Err(problems),
+    }
+}
+
+/// Turns source ranges into NIFCLOUD filter addresses.
+fn source_filter(
+    ranges: &[String],
+    kind: LbKind,
+    problems: &mut Vec<String>,
+    warnings: &mut Vec<String>,
+) -> BTreeSet<String> {
+    let any: BTreeSet<String> = [ANY_SOURCE.to_owned()].into();
+    if ranges.is_empty() {
+        return any;
+    }
+    if kind == LbKind::Elastic {
+        problems.push(
+            "loadBalancerSourceRanges cannot be enforced by an elastic load balancer (it has no filter); \
+             use type lb or remove them"
+                .to_owned(),
+        );
+        return any;
+    }
+    let mut out = BTreeSet::new();
+    let mut ipv6 = Vec::new();
+    for r in ranges {
+        match parse_cidr(r) {
+            Some((IpAddr::V4(ip), prefix)) => {
+                if prefix == 0 {
+                    return any;
+                }
+                let bits = u32::from(ip) & (u32::MAX << (32 - u32::from(prefix)));
+                let net = std::net::Ipv4Addr::from(bits);
+                if net != ip {
+                    warnings.push(format!("source range {r}: host bits set, using {net}/{prefix}"));
+                }
+                out.insert(if prefix == 32 {
+                    net.to_string()
+                } else {
+                    format!("{net}/{prefix}")
+                });
+            }
+            Some((IpAddr::V6(_), _)) => ipv6.push(r.clone()),
+            None => problems.push(format!("source range {r:?} is not a CIDR")),
+        }
+    }
+    if !ipv6.is_empty() {
+        if out.is_empty() {
+            problems.push(format!(
+                "source ranges {ipv6:?} are IPv6, which the load balancer filter cannot express; \
+                 with no IPv4 range left the filter would allow everyone"
+            ));
+        } else {
+            warnings.push(format!(
+                "source ranges {ipv6:?} are IPv6, which the load balancer filter cannot express; ignored"
+            ));
+        }
+    }
+    out
+}
+
+fn parse_cidr(s: &str) -> Option<(IpAddr, u8)> {
+    let (ip, prefix) = match s.trim().split_once('/') {
+        Some((ip, p)) => (ip.parse::<IpAddr>().ok()?, p.parse::<u8>().ok()?),
+        None => {
+            let ip = s.trim().parse::<IpAddr>().ok()?;
+            (ip, if ip.is_ipv4() { 32 } else { 128 })
+        }
+    };
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    (prefix <= max).then_some((ip, prefix))
+}
+
+/// Test helpers shared by this crate's unit tests.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
+
+    pub(crate) fn svc(ports: &[(i32, i32)], ann: &[(&str, &str)]) -> Service {
+        let mut s = Service::default();
+        s.metadata.name = Some("web".into());
+        s.metadata.namespace = Some("default".into());
+        s.metadata.uid = Some("0f3c1d2e-aaaa-bbbb-cccc-1234567890ab".into());
+        s.metadata.annotations = Some(ann.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+        s.spec = Some(ServiceSpec {
+            type_: Some("LoadBalancer".into()),
+            ports: Some(
+                ports
+                    .iter()
+                    .map(|(p, np)| ServicePort {
+                        port: *p,
+                        node_port: Some(*np),
+                        protocol: Some("TCP".into()),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        });
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tests_support::svc;
+    use super::*;
+    use crate::annotations as a;
+    use k8s_openapi::api::core::v1::ServicePort;
+
+    #[test]
+    fn listeners_and_health_checks() {
+        let s = svc(&[(443, 30443), (80, 30080)], &[]);
+        let lb = service_lb(&s, &LbDefaults::default()).unwrap();
+        let got: Vec<(i64, i64, &str)> = lb
+            .listeners
+            .iter()
+            .map(|l| (l.port, l.node_port, l.hc_target.as_str()))
+            .collect();
+        assert_eq!(got, vec![(80, 30080, "TCP:30080"), (443, 30443, "TCP:30443")]);
+        assert_eq!(lb.filter, [ANY_SOURCE.to_owned()].into());
+
+        let mut local = svc(&[(80, 30080)], &[(a::HC_PROTOCOL, "TCP")]);
+        let spec = local.spec.as_mut().unwrap();
+        spec.external_traffic_policy = Some("Local".into());
+        spec.health_check_node_port = Some(32000);
+        let lb = service_lb(&local, &LbDefaults::default()).unwrap();
+        assert_eq!(lb.listeners[0].hc_target, "TCP:32000");
+
+        let icmp = svc(&[(80, 30080)], &[(a::HC_PROTOCOL, "ICMP")]);
+        assert_eq!(
+            service_lb(&icmp, &LbDefaults::default()).unwrap().listeners[0].hc_target,
+            "ICMP"
+        );
+
+        let mut http = svc(&[(80, 30080)], &[(a::TYPE, "elb"), (a::HC_PROTOCOL, "HTTP")]);
+        let spec = http.spec.as_mut().unwrap();
+        spec.external_traffic_policy = Some("Local".into());
+        spec.health_check_node_port = Some(32001);
+        let l = &service_lb(&http, &LbDefaults::default()).unwrap().listeners[0];
+        assert_eq!(
+            (l.hc_target.as_str(), l.hc_path.as_deref()),
+            ("HTTP:32001", Some("/healthz"))
+        );
+    }
+
+    #[test]
+    fn source_ranges_become_filters() {
+        let cases: &[(&[&str], &[&str], usize)] = &[
+            (&["10.0.0.5/32"], &["10.0.0.5"], 0),
+            (&["10.0.0.0/8", "192.168.1.7"], &["10.0.0.0/8", "192.168.1.7"], 0),
+            (&["10.1.2.3/16"], &["10.1.0.0/16"], 1),
+            (&["0.0.0.0/0", "10.0.0.0/8"], &[ANY_SOURCE], 0),
+            (&["10.0.0.0/8", "2001:db8::/32"], &["10.0.0.0/8"], 1),
+        ];
+        for (ranges, want, nwarn) in cases {
+            let mut s = svc(&[(80, 30080)], &[]);
+            s.spec.as_mut().unwrap().load_balancer_source_ranges = Some(ranges.iter().map(|r| r.to_string()).collect());
+            let lb = service_lb(&s, &LbDefaults::default()).unwrap();
+            let want: BTreeSet<String> = want.iter().map(|w| w.to_string()).collect();
+            assert_eq!(lb.filter, want, "{ranges:?}");
+            assert_eq!(lb.warnings.len(), *nwarn, "{ranges:?}: {:?}", lb.warnings);
+        }
+        // The annotation form.
+        let s = svc(&[(80, 30080)], &[(SOURCE_RANGES_ANNOTATION, "1.2.3.4/32, 5.6.7.0/24")]);
+        let lb = service_lb(&s, &LbDefaults::default()).unwrap();
+        assert_eq!(lb.filter, ["1.2.3.4".to_owned(), "5.6.7.0/24".to_owned()].into());
+    }
+
+    #[test]
+    fn problems_are_reported_together() {
+        let mut s = svc(&[(80, 30080), (80, 30081)], &[(a::HC_INTERVAL, "1")]);
+        let spec = s.spec.as_mut().unwrap();
+        spec.load_balancer_ip = Some("1.2.3.4".into());
+        spec.load_balancer_source_ranges = Some(vec!["2001:db8::/32".into(), "bogus".into()]);
+        spec.ports.as_mut().unwrap().push(ServicePort {
+            port: 53,
+            protocol: Some("UDP".into()),
+            node_port: Some(30053),
+            ..Default::default()
+        });
+        spec.ports.as_mut().unwrap().push(ServicePort {
+            port: 81,
+            node_port: None,
+            ..Default::default()
+        });
+        let problems = service_lb(&s, &LbDefaults::default()).unwrap_err().join("\n");
+        for needle in [
+            "from 5 to 300",
+            "loadBalancerIP",
+            "listed twice",
+            "UDP is not supported",
+            "no NodePort",
+            "is not a CIDR",
+            "allow everyone",
+        ] {
+            assert!(problems.contains(needle), "{needle}: {problems}");
+        }
+        let mut elb = svc(&[(80, 30080)], &[(a::TYPE, "elb")]);
+        elb.spec.as_mut().unwrap().load_balancer_source_ranges = Some(vec!["10.0.0.0/8".into()]);
+        assert!(service_lb(&elb, &LbDefaults::default()).unwrap_err()[0].contains("elastic"));
+        let empty = svc(&[], &[]);
+        assert!(service_lb(&empty, &LbDefaults::default()).unwrap_err()[0].contains("no ports"));
+    }
+}
