@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 mod codegen;
+mod demo;
 mod deploy;
 mod images;
 mod oci;
@@ -28,6 +29,8 @@ enum Command {
     Codegen(codegen::Args),
     /// Run every test of the workspace, with the official NIFCLOUD Python SDK and CLI installed in `.venv`.
     Test(test::Args),
+    /// Replay the 2019 article locally against the embedded emulator (the README's first command).
+    Demo(demo::Args),
     /// Build static binaries and OCI images of ccm, csi and emulator (layouts + archives); `--push` uploads them.
     Images(images::Args),
     /// Print the deploy/ manifests with substitutions (plain Rust, no kubectl needed).
@@ -49,6 +52,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Codegen(args) => codegen::run(&workspace_root(), &args),
         Command::Test(args) => test::run(&workspace_root(), &args),
+        Command::Demo(args) => demo::run(&args),
         Command::Images(args) => images::run(&workspace_root(), &args),
         Command::Render(args) => render::run(&workspace_root(), &args),
         Command::Deploy(args) => deploy::run(&workspace_root(), &args),

@@ -22,7 +22,9 @@ pub struct Args {
 /// Runs the test suite.
 pub fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
     let mut test = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    test.current_dir(root).args(["test", "--workspace", "--all-features"]).args(&args.cargo_args);
+    test.current_dir(root)
+        .args(["test", "--workspace", "--all-features"])
+        .args(&args.cargo_args);
     if !args.no_python {
         let python = ensure_venv(root)?;
         test.env("NIFCLOUD_PYTHON", &python);
@@ -41,17 +43,26 @@ pub fn ensure_venv(root: &Path) -> anyhow::Result<PathBuf> {
     let python = venv.join("bin").join("python");
     let requirements = root.join("tools").join("python-requirements.txt");
     let stamp = venv.join(".requirements-installed");
-    let wanted = std::fs::read_to_string(&requirements).with_context(|| format!("cannot read {}", requirements.display()))?;
+    let wanted =
+        std::fs::read_to_string(&requirements).with_context(|| format!("cannot read {}", requirements.display()))?;
     if python.exists() && std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
         return Ok(python);
     }
     if !python.exists() {
         eprintln!("xtask test: creating {}", venv.display());
-        run_checked(Command::new("python3").args(["-m", "venv"]).arg(&venv), "python3 -m venv")?;
+        run_checked(
+            Command::new("python3").args(["-m", "venv"]).arg(&venv),
+            "python3 -m venv",
+        )?;
     }
-    eprintln!("xtask test: installing the official NIFCLOUD SDK and CLI into {}", venv.display());
+    eprintln!(
+        "xtask test: installing the official NIFCLOUD SDK and CLI into {}",
+        venv.display()
+    );
     run_checked(
-        Command::new(&python).args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"]).arg(&requirements),
+        Command::new(&python)
+            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"])
+            .arg(&requirements),
         "pip install",
     )?;
     std::fs::write(&stamp, wanted).with_context(|| format!("cannot write {}", stamp.display()))?;
