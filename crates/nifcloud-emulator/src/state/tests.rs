@@ -357,3 +357,206 @@ fn same_seed_same_ids() {
     };
     assert_eq!(run(), run());
 }
+
+/// Random requests against every operation (seeded): nothing panics, every reply is 200, a
+/// `Client.*` 400 or a `Server.*` 500, and the state invariants hold throughout.
+#[test]
+fn random_requests_keep_invariants() {
+    const KEYS: &[&str] = &[
+        "VolumeId",
+        "VolumeId.1",
+        "InstanceId",
+        "InstanceId.1",
+        "InstanceUniqueId",
+        "Size",
+        "DiskType",
+        "Agreement",
+        "Attribute",
+        "Value",
+        "NiftyReboot",
+        "AccountingType",
+        "Description",
+        "LoadBalancerName",
+        "LoadBalancerPort",
+        "InstancePort",
+        "Listeners.member.1.LoadBalancerPort",
+        "Listeners.member.1.InstancePort",
+        "Listeners.member.1.Protocol",
+        "Listeners.member.1.ElasticLoadBalancerPort",
+        "Listeners.member.2.LoadBalancerPort",
+        "Listeners.member.2.InstancePort",
+        "Instances.member.1.InstanceId",
+        "Instances.member.2.InstanceUniqueId",
+        "HealthCheck.Target",
+        "HealthCheck.Interval",
+        "FilterType",
+        "IPAddresses.member.1.IPAddress",
+        "IPAddresses.member.1.AddOnFilter",
+        "LoadBalancerNameUpdate",
+        "ListenerUpdate.LoadBalancerPort",
+        "ListenerUpdate.InstancePort",
+        "ListenerUpdate.Listener.LoadBalancerPort",
+        "NetworkVolume",
+        "NetworkVolumeUpdate",
+        "LoadBalancerNames.member.1",
+        "LoadBalancerNames.LoadBalancerPort.1",
+        "LoadBalancerNames.member.1.LoadBalancerName",
+        "ElasticLoadBalancerName",
+        "ElasticLoadBalancerId",
+        "ElasticLoadBalancerPort",
+        "Protocol",
+        "AvailabilityZones.member.1",
+        "ElasticLoadBalancerNameUpdate",
+        "NetworkInterface.1.NetworkId",
+        "NetworkInterface.1.IsVipNetwork",
+        "LoadBalancerAttributes.AdditionalAttributes.member.1.Key",
+        "LoadBalancerAttributes.AdditionalAttributes.member.1.Value",
+        "GroupName",
+        "GroupName.1",
+        "GroupDescription",
+        "IpPermissions.1.IpProtocol",
+        "IpPermissions.1.FromPort",
+        "IpPermissions.1.IpRanges.1.CidrIp",
+        "IpPermissions.1.Groups.1.GroupName",
+        "Filter.1.Name",
+        "Filter.1.Value.1",
+        "ZoneName.1",
+        "RegionName.1",
+        "SessionStickinessPolicyUpdate.Enable",
+        "SorryPageUpdate.StatusCode",
+        "ElasticLoadBalancers.ElasticLoadBalancerName.1",
+    ];
+    const VALUES: &[&str] = &[
+        "",
+        "0",
+        "1",
+        "2",
+        "6",
+        "-1",
+        "100",
+        "200",
+        "4000",
+        "99999999999999999999",
+        "true",
+        "false",
+        "node1",
+        "node2",
+        "node5",
+        "ghost",
+        "v1",
+        "v2",
+        "lb1",
+        "lb2",
+        "elb1",
+        "sg1",
+        "sg2",
+        "TCP",
+        "HTTP",
+        "UDP",
+        "*.*.*.*",
+        "10.0.0.0/8",
+        "east-11",
+        "east-12",
+        "TCP:80",
+        "ICMP",
+        "日本",
+        "<&>",
+        "80",
+        "443",
+        "30080",
+        "net-COMMON_GLOBAL",
+        "description",
+        "volumeName",
+        "accountingType",
+        "instanceType",
+        "blockDeviceMapping",
+        "state",
+        "available",
+        "IN",
+        "10",
+    ];
+    let ops = crate::api::action_names();
+    let mut st = world();
+    let mut rng = crate::faults::Rng::new(99);
+    let mut now = 0i64;
+    let pick =
+        |rng: &mut crate::faults::Rng, list: &[&'static str]| list[(rng.next_u64() % list.len() as u64) as usize];
+    let mut ok = 0;
+    for i in 0..20_000 {
+        if i % 500 == 0 {
+            st.delays = DelayConfig::uniform(rng.next_u64() % 3 * 100);
+        }
+        now += (rng.next_u64() % 150) as i64;
+        let mut p = Params::from_pairs([("Action", pick(&mut rng, &ops))]);
+        for _ in 0..(rng.next_u64() % 9) {
+            p.insert(pick(&mut rng, KEYS), pick(&mut rng, VALUES));
+        }
+        let r = process(&mut st, &p, now);
+        match (r.status, r.error_code.as_deref()) {
+            (200, None) => ok += 1,
+            (400, Some(c)) => assert!(c.starts_with("Client."), "{c} for {p:?}"),
+            (500, Some(c)) => assert!(c.starts_with("Server."), "{c} for {p:?}"),
+            other => panic!("unexpected reply {other:?} for {p:?}"),
+        }
+        check_invariants(&st);
+    }
+    assert!(
+        ok > 1000,
+        "only {ok} of 20000 random requests succeeded; the generator is too weak"
+    );
+}
+
+fn check_invariants(st: &State) {
+    let mut per_instance: std::collections::BTreeMap<&str, Vec<u8>> = std::collections::BTreeMap::new();
+    for v in st.volumes.values() {
+        assert!(
+            (100..=4000).contains(&v.size_gb) && v.size_gb % 100 == 0,
+            "size {}",
+            v.size_gb
+        );
+        if let Some(a) = &v.attachment {
+            assert!(
+                st.instance_by_uid(&a.instance_unique_id).is_some(),
+                "attached to a missing instance"
+            );
+            per_instance
+                .entry(a.instance_unique_id.as_str())
+                .or_default()
+                .push(a.device_index);
+        }
+    }
+    for units in per_instance.values() {
+        assert!(units.len() <= volumes::MAX_DISKS_PER_INSTANCE);
+        let mut u = units.clone();
+        u.sort_unstable();
+        u.dedup();
+        assert_eq!(u.len(), units.len(), "duplicate SCSI unit");
+        assert!(u.iter().all(|n| *n != 0 && *n != 7 && *n <= 15));
+    }
+    let mut vips: Vec<&str> = st
+        .load_balancers
+        .values()
+        .map(|l| l.vip.as_str())
+        .chain(st.elastic_load_balancers.values().map(|e| e.vip.as_str()))
+        .collect();
+    let n = vips.len();
+    vips.sort_unstable();
+    vips.dedup();
+    assert_eq!(vips.len(), n, "VIP handed out twice");
+    for lb in st.load_balancers.values() {
+        assert!(!lb.ports.is_empty(), "LB without ports");
+        let mut ports: Vec<i64> = lb.ports.iter().map(|p| p.lb_port).collect();
+        ports.sort_unstable();
+        ports.dedup();
+        assert_eq!(ports.len(), lb.ports.len(), "duplicate LoadBalancerPort on {}", lb.name);
+    }
+    for e in st.elastic_load_balancers.values() {
+        assert!(!e.listeners.is_empty(), "ELB without listeners");
+    }
+    for (name, v) in &st.volumes {
+        assert_eq!(name, &v.name);
+    }
+    for (name, l) in &st.load_balancers {
+        assert_eq!(name, &l.name);
+    }
+}
