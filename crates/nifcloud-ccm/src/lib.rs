@@ -18,6 +18,7 @@
 //! load balancers with an overridden name).
 
 pub mod annotations;
+pub mod cli;
 pub mod config;
 pub mod elb;
 pub mod l4;
@@ -30,3 +31,17 @@ pub mod spec;
 
 pub use config::{ConfigError, NifcloudArgs, Settings};
 pub use provider::{Instances, LoadBalancers, NifcloudProvider};
+
+/// Builds the provider from the process environment and `args` at start-up. `framework` is the result of the
+/// framework's own argument validation, so that every problem is reported in one message.
+pub fn startup(args: &NifcloudArgs, framework: Result<(), String>) -> Result<NifcloudProvider, String> {
+    let mut problems: Vec<String> = framework.err().into_iter().collect();
+    match Settings::from_env(args) {
+        Ok(settings) if problems.is_empty() => {
+            return NifcloudProvider::new(settings).map_err(|e| cloudprovider::error_chain(&e));
+        }
+        Ok(_) => {}
+        Err(e) => problems.extend(e.problems),
+    }
+    Err(format!("invalid configuration:\n  - {}", problems.join("\n  - ")))
+}
