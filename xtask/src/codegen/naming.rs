@@ -85,17 +85,12 @@ pub fn type_name(shape: &str, taken: &dyn Fn(&str) -> bool) -> String {
 
 /// Method names a setter must not take (they would shadow trait methods callers use).
 pub fn setter_name(field_snake: &str) -> String {
+    #[rustfmt::skip]
     const SHADOWING: &[&str] = &[
-        "default",
-        "clone",
-        "eq",
-        "ne",
-        "fmt",
-        "serialize",
-        "validate",
-        "to_params",
-        "missing_required",
-        "from_xml",
+        "default", "clone", "eq", "ne", "fmt", "serialize", "validate", "to_params", "missing_required", "from_xml",
+        "add", "sub", "mul", "div", "rem", "neg", "not", "shl", "shr", "bitand", "bitor", "bitxor", "deref",
+        "deref_mut", "drop", "index", "index_mut", "from_str", "hash", "cmp", "partial_cmp", "as_ref", "as_mut",
+        "borrow", "borrow_mut", "into_iter", "next", "from", "into",
     ];
     if SHADOWING.contains(&field_snake) {
         format!("set_{field_snake}")
@@ -132,5 +127,6 @@ mod tests {
         assert_eq!(type_name("Volume", &|_| false), "Volume");
         assert_eq!(setter_name("default"), "set_default");
         assert_eq!(setter_name("type"), "r#type");
+        assert_eq!(setter_name("add"), "set_add");
     }
 }

@@ -341,24 +341,36 @@ fn render_from_xml(plan: &Plan, s: &StructPlan, out: &mut String) {
         out.push_str("crate::xml::parse_struct(node, |_: &mut Self, _, _| Ok(()))\n}\n}\n\n");
         return;
     }
+    if let [f] = s.fields.as_slice() {
+        let _ = writeln!(
+            out,
+            "crate::xml::parse_struct(node, |out: &mut Self, name, child| {{\nif name == \"{}\" {{ {}; }}\nOk(())\n}})\n}}\n}}\n",
+            f.member.location.to_ascii_lowercase(),
+            from_xml_expr(plan, f)
+        );
+        return;
+    }
     out.push_str("crate::xml::parse_struct(node, |out: &mut Self, name, child| {\nmatch name {\n");
     for f in &s.fields {
         let lower = f.member.location.to_ascii_lowercase();
-        let id = &f.ident;
-        let expr = match &f.ty {
-            FieldType::Scalar(_) => format!("out.{id} = crate::xml::scalar(child)?"),
-            FieldType::Struct(n) => {
-                format!(
-                    "out.{id} = Some(<{} as crate::xml::FromXml>::from_xml(child)?)",
-                    plan.rust_name(n)
-                )
-            }
-            FieldType::ScalarList(_) => format!("out.{id}.extend(crate::xml::scalar_list(child)?)"),
-            FieldType::StructList(n) => {
-                format!("out.{id}.extend(crate::xml::list::<{}>(child)?)", plan.rust_name(n))
-            }
-        };
-        let _ = writeln!(out, "\"{lower}\" => {expr},");
+        let _ = writeln!(out, "\"{lower}\" => {},", from_xml_expr(plan, f));
     }
     out.push_str("_ => {}\n}\nOk(())\n})\n}\n}\n\n");
+}
+
+fn from_xml_expr(plan: &Plan, f: &Field) -> String {
+    let id = &f.ident;
+    match &f.ty {
+        FieldType::Scalar(_) => format!("out.{id} = crate::xml::scalar(child)?"),
+        FieldType::Struct(n) => {
+            format!(
+                "out.{id} = Some(<{} as crate::xml::FromXml>::from_xml(child)?)",
+                plan.rust_name(n)
+            )
+        }
+        FieldType::ScalarList(_) => format!("out.{id}.extend(crate::xml::scalar_list(child)?)"),
+        FieldType::StructList(n) => {
+            format!("out.{id}.extend(crate::xml::list::<{}>(child)?)", plan.rust_name(n))
+        }
+    }
 }

@@ -19,9 +19,8 @@ pub struct BackupInformation {
 impl crate::xml::FromXml for BackupInformation {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "isbackup" => out.is_backup = crate::xml::scalar(child)?,
-                _ => {}
+            if name == "isbackup" {
+                out.is_backup = crate::xml::scalar(child)?;
             }
             Ok(())
         })
@@ -70,9 +69,8 @@ pub struct Description {
 impl crate::xml::FromXml for Description {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
+            if name == "value" {
+                out.value = crate::xml::scalar(child)?;
             }
             Ok(())
         })
@@ -94,9 +92,8 @@ pub struct GroupSet {
 impl crate::xml::FromXml for GroupSet {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "groupid" => out.group_id = crate::xml::scalar(child)?,
-                _ => {}
+            if name == "groupid" {
+                out.group_id = crate::xml::scalar(child)?;
             }
             Ok(())
         })
@@ -262,9 +259,8 @@ pub struct Placement {
 impl crate::xml::FromXml for Placement {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "availabilityzone" => out.availability_zone = crate::xml::scalar(child)?,
-                _ => {}
+            if name == "availabilityzone" {
+                out.availability_zone = crate::xml::scalar(child)?;
             }
             Ok(())
         })
@@ -286,9 +282,8 @@ pub struct ProductCodes {
 impl crate::xml::FromXml for ProductCodes {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "productcode" => out.product_code = crate::xml::scalar(child)?,
-                _ => {}
+            if name == "productcode" {
+                out.product_code = crate::xml::scalar(child)?;
             }
             Ok(())
         })
@@ -352,9 +347,8 @@ pub struct ResponseMetadata {
 impl crate::xml::FromXml for ResponseMetadata {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                _ => {}
+            if name == "requestid" {
+                out.request_id = crate::xml::scalar(child)?;
             }
             Ok(())
         })

@@ -89,12 +89,9 @@ pub struct ElasticLoadBalancerListenerDescriptions {
 impl crate::xml::FromXml for ElasticLoadBalancerListenerDescriptions {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "listener" => {
-                    out.listener =
-                        Some(<ListenerOfNiftyDescribeElasticLoadBalancers as crate::xml::FromXml>::from_xml(child)?)
-                }
-                _ => {}
+            if name == "listener" {
+                out.listener =
+                    Some(<ListenerOfNiftyDescribeElasticLoadBalancers as crate::xml::FromXml>::from_xml(child)?);
             }
             Ok(())
         })
@@ -116,9 +113,8 @@ pub struct Expectation {
 impl crate::xml::FromXml for Expectation {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "httpcode" => out.http_code = crate::xml::scalar(child)?,
-                _ => {}
+            if name == "httpcode" {
+                out.http_code = crate::xml::scalar(child)?;
             }
             Ok(())
         })
@@ -551,15 +547,12 @@ pub struct NiftyConfigureElasticLoadBalancerHealthCheckResult {
 impl crate::xml::FromXml for NiftyConfigureElasticLoadBalancerHealthCheckResult {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "healthcheck" => {
-                    out.health_check = Some(
-                        <HealthCheckOfNiftyConfigureElasticLoadBalancerHealthCheck as crate::xml::FromXml>::from_xml(
-                            child,
-                        )?,
-                    )
-                }
-                _ => {}
+            if name == "healthcheck" {
+                out.health_check = Some(
+                    <HealthCheckOfNiftyConfigureElasticLoadBalancerHealthCheck as crate::xml::FromXml>::from_xml(
+                        child,
+                    )?,
+                );
             }
             Ok(())
         })
@@ -721,9 +714,8 @@ pub struct NiftyCreateElasticLoadBalancerResult {
 impl crate::xml::FromXml for NiftyCreateElasticLoadBalancerResult {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "dnsname" => out.dns_name = crate::xml::scalar(child)?,
-                _ => {}
+            if name == "dnsname" {
+                out.dns_name = crate::xml::scalar(child)?;
             }
             Ok(())
         })
@@ -1076,12 +1068,9 @@ pub struct NiftyDescribeElasticLoadBalancersResult {
 impl crate::xml::FromXml for NiftyDescribeElasticLoadBalancersResult {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "elasticloadbalancerdescriptions" => {
-                    out.elastic_load_balancer_descriptions
-                        .extend(crate::xml::list::<ElasticLoadBalancerDescriptions>(child)?)
-                }
-                _ => {}
+            if name == "elasticloadbalancerdescriptions" {
+                out.elastic_load_balancer_descriptions
+                    .extend(crate::xml::list::<ElasticLoadBalancerDescriptions>(child)?);
             }
             Ok(())
         })
@@ -1233,9 +1222,8 @@ pub struct NiftyDescribeInstanceElasticLoadBalancerHealthResult {
 impl crate::xml::FromXml for NiftyDescribeInstanceElasticLoadBalancerHealthResult {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "instancestates" => out.instance_states.extend(crate::xml::list::<InstanceStates>(child)?),
-                _ => {}
+            if name == "instancestates" {
+                out.instance_states.extend(crate::xml::list::<InstanceStates>(child)?);
             }
             Ok(())
         })
@@ -1462,11 +1450,8 @@ pub struct NiftyModifyElasticLoadBalancerAttributesResult {
 impl crate::xml::FromXml for NiftyModifyElasticLoadBalancerAttributesResult {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "responsemetadata" => {
-                    out.response_metadata = Some(<ResponseMetadata as crate::xml::FromXml>::from_xml(child)?)
-                }
-                _ => {}
+            if name == "responsemetadata" {
+                out.response_metadata = Some(<ResponseMetadata as crate::xml::FromXml>::from_xml(child)?);
             }
             Ok(())
         })
@@ -1688,11 +1673,11 @@ pub struct NiftyRegisterPortWithElasticLoadBalancerResult {
 impl crate::xml::FromXml for NiftyRegisterPortWithElasticLoadBalancerResult {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "listeners" => out.listeners.extend(crate::xml::list::<
-                    ListenersOfNiftyRegisterPortWithElasticLoadBalancer,
-                >(child)?),
-                _ => {}
+            if name == "listeners" {
+                out.listeners
+                    .extend(crate::xml::list::<ListenersOfNiftyRegisterPortWithElasticLoadBalancer>(
+                        child,
+                    )?);
             }
             Ok(())
         })
@@ -2140,11 +2125,8 @@ pub struct NiftyUpdateElasticLoadBalancerResult {
 impl crate::xml::FromXml for NiftyUpdateElasticLoadBalancerResult {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "responsemetadata" => {
-                    out.response_metadata = Some(<ResponseMetadata as crate::xml::FromXml>::from_xml(child)?)
-                }
-                _ => {}
+            if name == "responsemetadata" {
+                out.response_metadata = Some(<ResponseMetadata as crate::xml::FromXml>::from_xml(child)?);
             }
             Ok(())
         })
@@ -3234,9 +3216,8 @@ pub struct SystemIpAddresses {
 impl crate::xml::FromXml for SystemIpAddresses {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "systemipaddress" => out.system_ip_address = crate::xml::scalar(child)?,
-                _ => {}
+            if name == "systemipaddress" {
+                out.system_ip_address = crate::xml::scalar(child)?;
             }
             Ok(())
         })

@@ -19,9 +19,8 @@ pub struct AccountingType {
 impl crate::xml::FromXml for AccountingType {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
+            if name == "value" {
+                out.value = crate::xml::scalar(child)?;
             }
             Ok(())
         })
@@ -526,9 +525,8 @@ pub struct CancelCopyInstancesResult {
 impl crate::xml::FromXml for CancelCopyInstancesResult {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                _ => {}
+            if name == "requestid" {
+                out.request_id = crate::xml::scalar(child)?;
             }
             Ok(())
         })
@@ -741,9 +739,8 @@ pub struct CopyInfo {
 impl crate::xml::FromXml for CopyInfo {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
+            if name == "value" {
+                out.value = crate::xml::scalar(child)?;
             }
             Ok(())
         })
@@ -1624,9 +1621,8 @@ pub struct DisableApiTermination {
 impl crate::xml::FromXml for DisableApiTermination {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
+            if name == "value" {
+                out.value = crate::xml::scalar(child)?;
             }
             Ok(())
         })
@@ -1717,9 +1713,8 @@ pub struct GroupId {
 impl crate::xml::FromXml for GroupId {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
+            if name == "value" {
+                out.value = crate::xml::scalar(child)?;
             }
             Ok(())
         })
@@ -1968,11 +1963,8 @@ pub struct ImportInstanceResult {
 impl crate::xml::FromXml for ImportInstanceResult {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "conversiontask" => {
-                    out.conversion_task = Some(<ConversionTask as crate::xml::FromXml>::from_xml(child)?)
-                }
-                _ => {}
+            if name == "conversiontask" {
+                out.conversion_task = Some(<ConversionTask as crate::xml::FromXml>::from_xml(child)?);
             }
             Ok(())
         })
@@ -2334,9 +2326,8 @@ pub struct InstanceType {
 impl crate::xml::FromXml for InstanceType {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
+            if name == "value" {
+                out.value = crate::xml::scalar(child)?;
             }
             Ok(())
         })
@@ -2927,9 +2918,8 @@ pub struct IpType {
 impl crate::xml::FromXml for IpType {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
+            if name == "value" {
+                out.value = crate::xml::scalar(child)?;
             }
             Ok(())
         })
@@ -3268,9 +3258,8 @@ pub struct Monitoring {
 impl crate::xml::FromXml for Monitoring {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "state" => out.state = crate::xml::scalar(child)?,
-                _ => {}
+            if name == "state" {
+                out.state = crate::xml::scalar(child)?;
             }
             Ok(())
         })
@@ -3319,9 +3308,8 @@ pub struct MultiIpAddressesSet {
 impl crate::xml::FromXml for MultiIpAddressesSet {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "ipaddress" => out.ip_address = crate::xml::scalar(child)?,
-                _ => {}
+            if name == "ipaddress" {
+                out.ip_address = crate::xml::scalar(child)?;
             }
             Ok(())
         })
@@ -3714,9 +3702,8 @@ pub struct NextMonthAccountingType {
 impl crate::xml::FromXml for NextMonthAccountingType {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
+            if name == "value" {
+                out.value = crate::xml::scalar(child)?;
             }
             Ok(())
         })
@@ -4535,9 +4522,8 @@ pub struct NiftyPrivateIpType {
 impl crate::xml::FromXml for NiftyPrivateIpType {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
+            if name == "value" {
+                out.value = crate::xml::scalar(child)?;
             }
             Ok(())
         })
@@ -4823,9 +4809,8 @@ pub struct NiftySnapshotting {
 impl crate::xml::FromXml for NiftySnapshotting {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "state" => out.state = crate::xml::scalar(child)?,
-                _ => {}
+            if name == "state" {
+                out.state = crate::xml::scalar(child)?;
             }
             Ok(())
         })

@@ -231,9 +231,8 @@ pub struct ConfigureHealthCheckResult {
 impl crate::xml::FromXml for ConfigureHealthCheckResult {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "healthcheck" => out.health_check = Some(<HealthCheck as crate::xml::FromXml>::from_xml(child)?),
-                _ => {}
+            if name == "healthcheck" {
+                out.health_check = Some(<HealthCheck as crate::xml::FromXml>::from_xml(child)?);
             }
             Ok(())
         })
@@ -389,9 +388,8 @@ pub struct CreateLoadBalancerResult {
 impl crate::xml::FromXml for CreateLoadBalancerResult {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "dnsname" => out.dns_name = crate::xml::scalar(child)?,
-                _ => {}
+            if name == "dnsname" {
+                out.dns_name = crate::xml::scalar(child)?;
             }
             Ok(())
         })
@@ -630,9 +628,8 @@ pub struct DeregisterInstancesFromLoadBalancerResult {
 impl crate::xml::FromXml for DeregisterInstancesFromLoadBalancerResult {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "instances" => out.instances.extend(crate::xml::list::<Instances>(child)?),
-                _ => {}
+            if name == "instances" {
+                out.instances.extend(crate::xml::list::<Instances>(child)?);
             }
             Ok(())
         })
@@ -765,9 +762,8 @@ pub struct DescribeInstanceHealthResult {
 impl crate::xml::FromXml for DescribeInstanceHealthResult {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "instancestates" => out.instance_states.extend(crate::xml::list::<InstanceStates>(child)?),
-                _ => {}
+            if name == "instancestates" {
+                out.instance_states.extend(crate::xml::list::<InstanceStates>(child)?);
             }
             Ok(())
         })
@@ -885,11 +881,9 @@ pub struct DescribeLoadBalancersResult {
 impl crate::xml::FromXml for DescribeLoadBalancersResult {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "loadbalancerdescriptions" => out
-                    .load_balancer_descriptions
-                    .extend(crate::xml::list::<LoadBalancerDescriptions>(child)?),
-                _ => {}
+            if name == "loadbalancerdescriptions" {
+                out.load_balancer_descriptions
+                    .extend(crate::xml::list::<LoadBalancerDescriptions>(child)?);
             }
             Ok(())
         })
@@ -1044,9 +1038,8 @@ pub struct IPAddresses {
 impl crate::xml::FromXml for IPAddresses {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "ipaddress" => out.ip_address = crate::xml::scalar(child)?,
-                _ => {}
+            if name == "ipaddress" {
+                out.ip_address = crate::xml::scalar(child)?;
             }
             Ok(())
         })
@@ -1136,9 +1129,8 @@ pub struct ListenerDescriptions {
 impl crate::xml::FromXml for ListenerDescriptions {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "listener" => out.listener = Some(<Listener as crate::xml::FromXml>::from_xml(child)?),
-                _ => {}
+            if name == "listener" {
+                out.listener = Some(<Listener as crate::xml::FromXml>::from_xml(child)?);
             }
             Ok(())
         })
@@ -1467,11 +1459,8 @@ pub struct NiftySetLoadBalancerSSLPoliciesOfListenerResult {
 impl crate::xml::FromXml for NiftySetLoadBalancerSSLPoliciesOfListenerResult {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "responsemetadata" => {
-                    out.response_metadata = Some(<ResponseMetadata as crate::xml::FromXml>::from_xml(child)?)
-                }
-                _ => {}
+            if name == "responsemetadata" {
+                out.response_metadata = Some(<ResponseMetadata as crate::xml::FromXml>::from_xml(child)?);
             }
             Ok(())
         })
@@ -1564,11 +1553,8 @@ pub struct NiftyUnsetLoadBalancerSSLPoliciesOfListenerResult {
 impl crate::xml::FromXml for NiftyUnsetLoadBalancerSSLPoliciesOfListenerResult {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "responsemetadata" => {
-                    out.response_metadata = Some(<ResponseMetadata as crate::xml::FromXml>::from_xml(child)?)
-                }
-                _ => {}
+            if name == "responsemetadata" {
+                out.response_metadata = Some(<ResponseMetadata as crate::xml::FromXml>::from_xml(child)?);
             }
             Ok(())
         })
@@ -1737,9 +1723,8 @@ pub struct RegisterInstancesWithLoadBalancerResult {
 impl crate::xml::FromXml for RegisterInstancesWithLoadBalancerResult {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "instances" => out.instances.extend(crate::xml::list::<Instances>(child)?),
-                _ => {}
+            if name == "instances" {
+                out.instances.extend(crate::xml::list::<Instances>(child)?);
             }
             Ok(())
         })
@@ -1853,9 +1838,8 @@ pub struct RegisterPortWithLoadBalancerResult {
 impl crate::xml::FromXml for RegisterPortWithLoadBalancerResult {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "listeners" => out.listeners.extend(crate::xml::list::<Listeners>(child)?),
-                _ => {}
+            if name == "listeners" {
+                out.listeners.extend(crate::xml::list::<Listeners>(child)?);
             }
             Ok(())
         })
@@ -2438,9 +2422,8 @@ pub struct SSLPolicySet {
 impl crate::xml::FromXml for SSLPolicySet {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "cipher" => out.cipher = crate::xml::scalar(child)?,
-                _ => {}
+            if name == "cipher" {
+                out.cipher = crate::xml::scalar(child)?;
             }
             Ok(())
         })
@@ -2577,9 +2560,8 @@ pub struct SetFilterForLoadBalancerResult {
 impl crate::xml::FromXml for SetFilterForLoadBalancerResult {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "filter" => out.filter = Some(<Filter as crate::xml::FromXml>::from_xml(child)?),
-                _ => {}
+            if name == "filter" {
+                out.filter = Some(<Filter as crate::xml::FromXml>::from_xml(child)?);
             }
             Ok(())
         })
@@ -2971,11 +2953,8 @@ pub struct UpdateLoadBalancerOptionResult {
 impl crate::xml::FromXml for UpdateLoadBalancerOptionResult {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "responsemetadata" => {
-                    out.response_metadata = Some(<ResponseMetadata as crate::xml::FromXml>::from_xml(child)?)
-                }
-                _ => {}
+            if name == "responsemetadata" {
+                out.response_metadata = Some(<ResponseMetadata as crate::xml::FromXml>::from_xml(child)?);
             }
             Ok(())
         })
@@ -3078,11 +3057,8 @@ pub struct UpdateLoadBalancerResult {
 impl crate::xml::FromXml for UpdateLoadBalancerResult {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "responsemetadata" => {
-                    out.response_metadata = Some(<ResponseMetadata as crate::xml::FromXml>::from_xml(child)?)
-                }
-                _ => {}
+            if name == "responsemetadata" {
+                out.response_metadata = Some(<ResponseMetadata as crate::xml::FromXml>::from_xml(child)?);
             }
             Ok(())
         })

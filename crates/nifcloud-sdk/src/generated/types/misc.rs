@@ -195,9 +195,8 @@ pub struct AlarmTargetsSet {
 impl crate::xml::FromXml for AlarmTargetsSet {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "resourcename" => out.resource_name = crate::xml::scalar(child)?,
-                _ => {}
+            if name == "resourcename" {
+                out.resource_name = crate::xml::scalar(child)?;
             }
             Ok(())
         })
@@ -282,9 +281,8 @@ pub struct AssociateUsersResult {
 impl crate::xml::FromXml for AssociateUsersResult {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "users" => out.users.extend(crate::xml::list::<Users>(child)?),
-                _ => {}
+            if name == "users" {
+                out.users.extend(crate::xml::list::<Users>(child)?);
             }
             Ok(())
         })
@@ -610,9 +608,8 @@ pub struct CaState {
 impl crate::xml::FromXml for CaState {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
+            if name == "value" {
+                out.value = crate::xml::scalar(child)?;
             }
             Ok(())
         })
@@ -710,9 +707,8 @@ pub struct CertAuthority {
 impl crate::xml::FromXml for CertAuthority {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
+            if name == "value" {
+                out.value = crate::xml::scalar(child)?;
             }
             Ok(())
         })
@@ -773,9 +769,8 @@ pub struct CertState {
 impl crate::xml::FromXml for CertState {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
+            if name == "value" {
+                out.value = crate::xml::scalar(child)?;
             }
             Ok(())
         })
@@ -878,9 +873,8 @@ pub struct ChargeDetailInfo {
 impl crate::xml::FromXml for ChargeDetailInfo {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "chargedetail" => out.charge_detail = Some(<ChargeDetail as crate::xml::FromXml>::from_xml(child)?),
-                _ => {}
+            if name == "chargedetail" {
+                out.charge_detail = Some(<ChargeDetail as crate::xml::FromXml>::from_xml(child)?);
             }
             Ok(())
         })
@@ -902,9 +896,8 @@ pub struct CopyInfoOfDescribeUsage {
 impl crate::xml::FromXml for CopyInfoOfDescribeUsage {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "instancecopy" => out.instance_copy = Some(<InstanceCopy as crate::xml::FromXml>::from_xml(child)?),
-                _ => {}
+            if name == "instancecopy" {
+                out.instance_copy = Some(<InstanceCopy as crate::xml::FromXml>::from_xml(child)?);
             }
             Ok(())
         })
@@ -926,9 +919,8 @@ pub struct Count {
 impl crate::xml::FromXml for Count {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
+            if name == "value" {
+                out.value = crate::xml::scalar(child)?;
             }
             Ok(())
         })
@@ -1671,9 +1663,8 @@ pub struct DeleteImageResult {
 impl crate::xml::FromXml for DeleteImageResult {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                _ => {}
+            if name == "requestid" {
+                out.request_id = crate::xml::scalar(child)?;
             }
             Ok(())
         })
@@ -2059,9 +2050,8 @@ pub struct DescribeAssociatedUsersResult {
 impl crate::xml::FromXml for DescribeAssociatedUsersResult {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "users" => out.users.extend(crate::xml::list::<Users>(child)?),
-                _ => {}
+            if name == "users" {
+                out.users.extend(crate::xml::list::<Users>(child)?);
             }
             Ok(())
         })
@@ -2761,9 +2751,8 @@ pub struct DescribeUploadsResult {
 impl crate::xml::FromXml for DescribeUploadsResult {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "uploads" => out.uploads.extend(crate::xml::list::<Uploads>(child)?),
-                _ => {}
+            if name == "uploads" {
+                out.uploads.extend(crate::xml::list::<Uploads>(child)?);
             }
             Ok(())
         })
@@ -3272,9 +3261,8 @@ pub struct DissociateUsersResult {
 impl crate::xml::FromXml for DissociateUsersResult {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "users" => out.users.extend(crate::xml::list::<Users>(child)?),
-                _ => {}
+            if name == "users" {
+                out.users.extend(crate::xml::list::<Users>(child)?);
             }
             Ok(())
         })
@@ -3519,9 +3507,8 @@ pub struct ElasticIpInfo {
 impl crate::xml::FromXml for ElasticIpInfo {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "elasticipset" => out.elastic_ip_set.extend(crate::xml::list::<ElasticIpSet>(child)?),
-                _ => {}
+            if name == "elasticipset" {
+                out.elastic_ip_set.extend(crate::xml::list::<ElasticIpSet>(child)?);
             }
             Ok(())
         })
@@ -3632,9 +3619,8 @@ pub struct EmailAddressSet {
 impl crate::xml::FromXml for EmailAddressSet {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "emailaddress" => out.email_address = crate::xml::scalar(child)?,
-                _ => {}
+            if name == "emailaddress" {
+                out.email_address = crate::xml::scalar(child)?;
             }
             Ok(())
         })
@@ -3656,11 +3642,9 @@ pub struct ExtraChargeInfo {
 impl crate::xml::FromXml for ExtraChargeInfo {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "extrachargemonthlyrateset" => out
-                    .extra_charge_monthly_rate_set
-                    .extend(crate::xml::list::<ExtraChargeMonthlyRateSet>(child)?),
-                _ => {}
+            if name == "extrachargemonthlyrateset" {
+                out.extra_charge_monthly_rate_set
+                    .extend(crate::xml::list::<ExtraChargeMonthlyRateSet>(child)?);
             }
             Ok(())
         })
@@ -4602,9 +4586,8 @@ pub struct KeyLength {
 impl crate::xml::FromXml for KeyLength {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
+            if name == "value" {
+                out.value = crate::xml::scalar(child)?;
             }
             Ok(())
         })
@@ -4661,11 +4644,9 @@ pub struct LicenseInfo {
 impl crate::xml::FromXml for LicenseInfo {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "licensemonthlyrateset" => out
-                    .license_monthly_rate_set
-                    .extend(crate::xml::list::<LicenseMonthlyRateSet>(child)?),
-                _ => {}
+            if name == "licensemonthlyrateset" {
+                out.license_monthly_rate_set
+                    .extend(crate::xml::list::<LicenseMonthlyRateSet>(child)?);
             }
             Ok(())
         })
@@ -5190,9 +5171,8 @@ pub struct MultiAccountInfo {
 impl crate::xml::FromXml for MultiAccountInfo {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "multiaccount" => out.multi_account = Some(<MultiAccount as crate::xml::FromXml>::from_xml(child)?),
-                _ => {}
+            if name == "multiaccount" {
+                out.multi_account = Some(<MultiAccount as crate::xml::FromXml>::from_xml(child)?);
             }
             Ok(())
         })
@@ -5214,12 +5194,9 @@ pub struct MultiIpAddressInfo {
 impl crate::xml::FromXml for MultiIpAddressInfo {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "multiipaddressmonthlyrateset" => {
-                    out.multi_ip_address_monthly_rate_set
-                        .extend(crate::xml::list::<MultiIpAddressMonthlyRateSet>(child)?)
-                }
-                _ => {}
+            if name == "multiipaddressmonthlyrateset" {
+                out.multi_ip_address_monthly_rate_set
+                    .extend(crate::xml::list::<MultiIpAddressMonthlyRateSet>(child)?);
             }
             Ok(())
         })
@@ -5367,9 +5344,8 @@ pub struct NetworkInfo {
 impl crate::xml::FromXml for NetworkInfo {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "networkflowset" => out.network_flow_set.extend(crate::xml::list::<NetworkFlowSet>(child)?),
-                _ => {}
+            if name == "networkflowset" {
+                out.network_flow_set.extend(crate::xml::list::<NetworkFlowSet>(child)?);
             }
             Ok(())
         })
@@ -5391,12 +5367,9 @@ pub struct NetworkInterfaceInfo {
 impl crate::xml::FromXml for NetworkInterfaceInfo {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "networkinterfacemonthlyrateset" => {
-                    out.network_interface_monthly_rate_set
-                        .extend(crate::xml::list::<NetworkInterfaceMonthlyRateSet>(child)?)
-                }
-                _ => {}
+            if name == "networkinterfacemonthlyrateset" {
+                out.network_interface_monthly_rate_set
+                    .extend(crate::xml::list::<NetworkInterfaceMonthlyRateSet>(child)?);
             }
             Ok(())
         })
@@ -7001,9 +6974,8 @@ pub struct NiftyDistributionIds {
 impl crate::xml::FromXml for NiftyDistributionIds {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "distributionid" => out.distribution_id = crate::xml::scalar(child)?,
-                _ => {}
+            if name == "distributionid" {
+                out.distribution_id = crate::xml::scalar(child)?;
             }
             Ok(())
         })
@@ -7641,9 +7613,8 @@ pub struct OptionOfNiftyDescribeWebProxies {
 impl crate::xml::FromXml for OptionOfNiftyDescribeWebProxies {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "nameserver" => out.name_server = crate::xml::scalar(child)?,
-                _ => {}
+            if name == "nameserver" {
+                out.name_server = crate::xml::scalar(child)?;
             }
             Ok(())
         })
@@ -7764,12 +7735,9 @@ pub struct OsOptionChargeInfo {
 impl crate::xml::FromXml for OsOptionChargeInfo {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "osoptionchargemonthlyrateset" => {
-                    out.os_option_charge_monthly_rate_set
-                        .extend(crate::xml::list::<OsOptionChargeMonthlyRateSet>(child)?)
-                }
-                _ => {}
+            if name == "osoptionchargemonthlyrateset" {
+                out.os_option_charge_monthly_rate_set
+                    .extend(crate::xml::list::<OsOptionChargeMonthlyRateSet>(child)?);
             }
             Ok(())
         })
@@ -7824,9 +7792,8 @@ pub struct PartitionsSet {
 impl crate::xml::FromXml for PartitionsSet {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "partition" => out.partition = crate::xml::scalar(child)?,
-                _ => {}
+            if name == "partition" {
+                out.partition = crate::xml::scalar(child)?;
             }
             Ok(())
         })
@@ -7848,9 +7815,8 @@ pub struct PatternAuthInfo {
 impl crate::xml::FromXml for PatternAuthInfo {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "patternauthset" => out.pattern_auth_set.extend(crate::xml::list::<PatternAuthSet>(child)?),
-                _ => {}
+            if name == "patternauthset" {
+                out.pattern_auth_set.extend(crate::xml::list::<PatternAuthSet>(child)?);
             }
             Ok(())
         })
@@ -7992,11 +7958,9 @@ pub struct PremiumSupportInfo {
 impl crate::xml::FromXml for PremiumSupportInfo {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "premiumsupportset" => out
-                    .premium_support_set
-                    .extend(crate::xml::list::<PremiumSupportSetOfDescribeUsage>(child)?),
-                _ => {}
+            if name == "premiumsupportset" {
+                out.premium_support_set
+                    .extend(crate::xml::list::<PremiumSupportSetOfDescribeUsage>(child)?);
             }
             Ok(())
         })
@@ -8018,9 +7982,8 @@ pub struct PremiumSupportSet {
 impl crate::xml::FromXml for PremiumSupportSet {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "supportname" => out.support_name = crate::xml::scalar(child)?,
-                _ => {}
+            if name == "supportname" {
+                out.support_name = crate::xml::scalar(child)?;
             }
             Ok(())
         })
@@ -8108,9 +8071,8 @@ pub struct PrivateLanInfo {
 impl crate::xml::FromXml for PrivateLanInfo {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "privatelan" => out.private_lan = Some(<PrivateLan as crate::xml::FromXml>::from_xml(child)?),
-                _ => {}
+            if name == "privatelan" {
+                out.private_lan = Some(<PrivateLan as crate::xml::FromXml>::from_xml(child)?);
             }
             Ok(())
         })
@@ -9214,7 +9176,7 @@ pub struct RequestLaunchPermission {
 
 impl RequestLaunchPermission {
     /// Sets [`add`](Self::add) and returns the input.
-    pub fn add(mut self, items: impl IntoIterator<Item = RequestAdd>) -> Self {
+    pub fn set_add(mut self, items: impl IntoIterator<Item = RequestAdd>) -> Self {
         self.add = items.into_iter().collect();
         self
     }
@@ -10652,9 +10614,8 @@ pub struct SnapshotInfo {
 impl crate::xml::FromXml for SnapshotInfo {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "snapshot" => out.snap_shot = Some(<SnapShot as crate::xml::FromXml>::from_xml(child)?),
-                _ => {}
+            if name == "snapshot" {
+                out.snap_shot = Some(<SnapShot as crate::xml::FromXml>::from_xml(child)?);
             }
             Ok(())
         })
@@ -10676,11 +10637,9 @@ pub struct SslCertInfo {
 impl crate::xml::FromXml for SslCertInfo {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "createsslcertset" => out
-                    .create_ssl_cert_set
-                    .extend(crate::xml::list::<CreateSslCertSet>(child)?),
-                _ => {}
+            if name == "createsslcertset" {
+                out.create_ssl_cert_set
+                    .extend(crate::xml::list::<CreateSslCertSet>(child)?);
             }
             Ok(())
         })
@@ -11060,9 +11019,8 @@ pub struct UploadState {
 impl crate::xml::FromXml for UploadState {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
+            if name == "value" {
+                out.value = crate::xml::scalar(child)?;
             }
             Ok(())
         })
@@ -11163,9 +11121,8 @@ pub struct Users {
 impl crate::xml::FromXml for Users {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "userid" => out.user_id = crate::xml::scalar(child)?,
-                _ => {}
+            if name == "userid" {
+                out.user_id = crate::xml::scalar(child)?;
             }
             Ok(())
         })

@@ -1949,9 +1949,8 @@ pub struct Destination {
 impl crate::xml::FromXml for Destination {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "port" => out.port = crate::xml::scalar(child)?,
-                _ => {}
+            if name == "port" {
+                out.port = crate::xml::scalar(child)?;
             }
             Ok(())
         })
@@ -2057,9 +2056,8 @@ pub struct DhcpConfig {
 impl crate::xml::FromXml for DhcpConfig {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "dhcpconfigid" => out.dhcp_config_id = crate::xml::scalar(child)?,
-                _ => {}
+            if name == "dhcpconfigid" {
+                out.dhcp_config_id = crate::xml::scalar(child)?;
             }
             Ok(())
         })
@@ -2912,9 +2910,8 @@ pub struct IpAddressesSet {
 impl crate::xml::FromXml for IpAddressesSet {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "ipaddress" => out.ip_address = crate::xml::scalar(child)?,
-                _ => {}
+            if name == "ipaddress" {
+                out.ip_address = crate::xml::scalar(child)?;
             }
             Ok(())
         })
@@ -2936,9 +2933,8 @@ pub struct Ipv6AddressesSet {
 impl crate::xml::FromXml for Ipv6AddressesSet {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "ipv6address" => out.ipv6_address = crate::xml::scalar(child)?,
-                _ => {}
+            if name == "ipv6address" {
+                out.ipv6_address = crate::xml::scalar(child)?;
             }
             Ok(())
         })
@@ -7528,9 +7524,8 @@ pub struct OptionOfNiftyCreateWebProxy {
 impl crate::xml::FromXml for OptionOfNiftyCreateWebProxy {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "nameserver" => out.name_server = crate::xml::scalar(child)?,
-                _ => {}
+            if name == "nameserver" {
+                out.name_server = crate::xml::scalar(child)?;
             }
             Ok(())
         })
@@ -9524,9 +9519,8 @@ pub struct ValueSet {
 impl crate::xml::FromXml for ValueSet {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
+            if name == "value" {
+                out.value = crate::xml::scalar(child)?;
             }
             Ok(())
         })

@@ -216,9 +216,8 @@ pub struct MessageSet {
 impl crate::xml::FromXml for MessageSet {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "message" => out.message = crate::xml::scalar(child)?,
-                _ => {}
+            if name == "message" {
+                out.message = crate::xml::scalar(child)?;
             }
             Ok(())
         })

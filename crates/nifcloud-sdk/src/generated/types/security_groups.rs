@@ -578,9 +578,8 @@ pub struct InstanceUniqueIdsSet {
 impl crate::xml::FromXml for InstanceUniqueIdsSet {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "instanceuniqueid" => out.instance_unique_id = crate::xml::scalar(child)?,
-                _ => {}
+            if name == "instanceuniqueid" {
+                out.instance_unique_id = crate::xml::scalar(child)?;
             }
             Ok(())
         })
@@ -602,9 +601,8 @@ pub struct InstancesSetOfDeregisterInstancesFromSecurityGroup {
 impl crate::xml::FromXml for InstancesSetOfDeregisterInstancesFromSecurityGroup {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "instanceid" => out.instance_id = crate::xml::scalar(child)?,
-                _ => {}
+            if name == "instanceid" {
+                out.instance_id = crate::xml::scalar(child)?;
             }
             Ok(())
         })
@@ -626,9 +624,8 @@ pub struct InstancesSetOfDescribeSecurityGroups {
 impl crate::xml::FromXml for InstancesSetOfDescribeSecurityGroups {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "instanceid" => out.instance_id = crate::xml::scalar(child)?,
-                _ => {}
+            if name == "instanceid" {
+                out.instance_id = crate::xml::scalar(child)?;
             }
             Ok(())
         })
@@ -650,9 +647,8 @@ pub struct InstancesSetOfRegisterInstancesWithSecurityGroup {
 impl crate::xml::FromXml for InstancesSetOfRegisterInstancesWithSecurityGroup {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "instanceid" => out.instance_id = crate::xml::scalar(child)?,
-                _ => {}
+            if name == "instanceid" {
+                out.instance_id = crate::xml::scalar(child)?;
             }
             Ok(())
         })
@@ -719,9 +715,8 @@ pub struct IpRanges {
 impl crate::xml::FromXml for IpRanges {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "cidrip" => out.cidr_ip = crate::xml::scalar(child)?,
-                _ => {}
+            if name == "cidrip" {
+                out.cidr_ip = crate::xml::scalar(child)?;
             }
             Ok(())
         })

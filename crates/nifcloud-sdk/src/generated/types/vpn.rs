@@ -208,9 +208,8 @@ pub struct AuthTypeSet {
 impl crate::xml::FromXml for AuthTypeSet {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "authtype" => out.auth_type = crate::xml::scalar(child)?,
-                _ => {}
+            if name == "authtype" {
+                out.auth_type = crate::xml::scalar(child)?;
             }
             Ok(())
         })
@@ -259,9 +258,8 @@ pub struct CipherSuiteSet {
 impl crate::xml::FromXml for CipherSuiteSet {
     fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
         crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "ciphersuite" => out.cipher_suite = crate::xml::scalar(child)?,
-                _ => {}
+            if name == "ciphersuite" {
+                out.cipher_suite = crate::xml::scalar(child)?;
             }
             Ok(())
         })
