@@ -132,41 +132,67 @@ pub fn run(root: &Path, args: &DeployArgs) -> anyhow::Result<()> {
                 );
             }
         }
-        let mut params = PatchParams::apply(FIELD_MANAGER).force();
-        params.dry_run = args.dry_run;
-        let mut counts = [0usize; 3];
-        for p in &planned {
-            let api = api_for(&client, p);
-            let live = if args.dry_run { api.get_opt(&p.name).await?.map(serde_json::to_value).transpose()? } else { None };
-            let applied = api.patch(&p.name, &params, &Patch::Apply(&p.object)).await.with_context(|| format!("apply {}", p.label()))?;
-            if args.dry_run {
-                match plan::classify(live.as_ref(), &serde_json::to_value(applied)?) {
-                    Change::Create => {
+        let results = apply_all(&client, &planned, args.dry_run).await?;
+        if args.dry_run {
+            let mut counts = [0usize; 3];
+            for (p, change) in planned.iter().zip(&results) {
+                match change {
+                    Some(Change::Create) | None => {
                         counts[0] += 1;
                         println!("create    {}", p.label());
                     }
-                    Change::Unchanged => {
+                    Some(Change::Unchanged) => {
                         counts[1] += 1;
                         println!("unchanged {}", p.label());
                     }
-                    Change::Update(paths) => {
+                    Some(Change::Update(paths)) => {
                         counts[2] += 1;
                         println!("update    {}: {}", p.label(), paths.join(", "));
                     }
                 }
-            } else {
-                println!("applied {}", p.label());
             }
-        }
-        if args.dry_run {
             println!("dry run: {} to create, {} unchanged, {} to update; nothing was changed", counts[0], counts[1], counts[2]);
             return Ok(());
         }
-        wait_for_rollouts(&client, &planned, Duration::from_secs(args.timeout)).await
+        wait_for_rollouts(&client, &planned, Duration::from_secs(args.timeout), Duration::from_secs(2)).await
     })
 }
 
-async fn wait_for_rollouts(client: &Client, planned: &[Planned], timeout: Duration) -> anyhow::Result<()> {
+/// Server-side applies every object in order (field manager [`FIELD_MANAGER`], forcing conflicts: these objects
+/// are ours). With `dry_run` the server only validates, and each result is compared with the live object.
+pub async fn apply_all(client: &Client, planned: &[Planned], dry_run: bool) -> anyhow::Result<Vec<Option<Change>>> {
+    let mut params = PatchParams::apply(FIELD_MANAGER).force();
+    params.dry_run = dry_run;
+    let mut out = Vec::new();
+    for p in planned {
+        let api = api_for(client, p);
+        let live = if dry_run {
+            api.get_opt(&p.name).await?.map(serde_json::to_value).transpose()?
+        } else {
+            None
+        };
+        let applied = api
+            .patch(&p.name, &params, &Patch::Apply(&p.object))
+            .await
+            .with_context(|| format!("apply {}", p.label()))?;
+        if dry_run {
+            out.push(Some(plan::classify(live.as_ref(), &serde_json::to_value(applied)?)));
+        } else {
+            println!("applied {}", p.label());
+            out.push(None);
+        }
+    }
+    Ok(out)
+}
+
+/// Polls the Deployments and DaemonSets every `poll` until all are rolled out, or fails after `timeout` naming
+/// what is still waiting.
+pub async fn wait_for_rollouts(
+    client: &Client,
+    planned: &[Planned],
+    timeout: Duration,
+    poll: Duration,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
     let workloads: Vec<&Planned> = planned
         .iter()
@@ -201,7 +227,7 @@ async fn wait_for_rollouts(client: &Client, planned: &[Planned], timeout: Durati
                 waiting.join("; ")
             );
         }
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        tokio::time::sleep(poll).await;
     }
 }
 
@@ -239,16 +265,24 @@ pub fn run_undeploy(root: &Path, args: &UndeployArgs) -> anyhow::Result<()> {
                 ours.join(", ")
             );
         }
-        for p in plan::undeploy_order(&planned) {
-            match api_for(&client, p).delete(&p.name, &DeleteParams::background()).await {
-                Ok(_) => println!("deleted {}", p.label()),
-                Err(kube::Error::Api(s)) if s.is_not_found() => println!("absent  {}", p.label()),
-                Err(e) => return Err(anyhow::Error::new(e).context(format!("delete {}", p.label()))),
-            }
-        }
-        Ok(())
+        delete_all(&client, &planned).await
     })
 }
+
+/// Deletes every object in reverse apply order; absent objects are fine.
+pub async fn delete_all(client: &Client, planned: &[Planned]) -> anyhow::Result<()> {
+    for p in plan::undeploy_order(planned) {
+        match api_for(client, p).delete(&p.name, &DeleteParams::background()).await {
+            Ok(_) => println!("deleted {}", p.label()),
+            Err(kube::Error::Api(s)) if s.is_not_found() => println!("absent  {}", p.label()),
+            Err(e) => return Err(anyhow::Error::new(e).context(format!("delete {}", p.label()))),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod api_tests;
 
 #[cfg(test)]
 mod tests {

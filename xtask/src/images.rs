@@ -446,6 +446,33 @@ mod tests {
             let meta = std::fs::metadata(out.path().join(format!("{}.oci.tar", spec.name))).unwrap();
             eprintln!("{}: archive {:.1} MiB", spec.name, meta.len() as f64 / 1048576.0);
         }
+        // the static emulator binary runs from the unpacked image (root + umoci only)
+        let umoci = Command::new("umoci")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if umoci && Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout == b"0\n") {
+            let bundle = out.path().join("bundle");
+            let st = Command::new("umoci")
+                .arg("unpack")
+                .arg("--image")
+                .arg(format!("{}:test", out.path().join("emulator").display()))
+                .arg(&bundle)
+                .status()
+                .unwrap();
+            assert!(st.success());
+            let help = Command::new("chroot")
+                .arg(bundle.join("rootfs"))
+                .args(["/usr/local/bin/nifcloud-emulator", "--help"])
+                .output()
+                .unwrap();
+            assert!(
+                help.status.success(),
+                "emulator --help in the image: {}",
+                String::from_utf8_lossy(&help.stderr)
+            );
+            assert!(String::from_utf8_lossy(&help.stdout).contains("--listen"));
+        }
         let again = tempfile::tempdir().unwrap();
         run(
             &root,
