@@ -5,7 +5,8 @@
 //! to be visible, decide again. Nothing is remembered between calls, so a retry (or a new
 //! process after a crash) resumes from what NIFCLOUD shows.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use csi_core::capability::{AccessKind, CapabilityPolicy, validate_capabilities, validate_capability};
 use csi_core::capacity::{CapacityPolicy, pick_capacity};
@@ -22,7 +23,7 @@ use crate::disk::{Disk, GB, MAX_SIZE_GB, MIN_SIZE_GB, STEP_GB, creating_id, fina
 use crate::params::parse_params;
 use crate::plan::{
     self, CreateSpec, CreateStep, ExpandStep, Membership, PublishStep, attached_count, find_by_name, next_create_step,
-    next_expand_step, next_publish_step,
+    next_expand_step, next_publish_step, transient_count,
 };
 use crate::poller::VolumeWatch;
 use crate::topology::{candidate_zones, zone_allowed, zone_topology};
@@ -33,7 +34,7 @@ pub const DEVICE_PATH_KEY: &str = "devicePath";
 const BUSY_POLLS: u32 = 10;
 
 /// CreateVolume calls one CreateVolume RPC may make before giving up (each on fresh state).
-const MAX_CREATE_ATTEMPTS: u32 = 3;
+const MAX_CREATE_ATTEMPTS: u32 = 5;
 
 /// Volume-context key of the disk type.
 pub const CONTEXT_DISK_TYPE: &str = "type";
@@ -69,7 +70,50 @@ pub struct NifcloudController {
     cloud: Cloud,
     watch: VolumeWatch,
     locks: InFlight,
+    helpers: HelperSlots,
     config: ControllerConfig,
+}
+
+/// Helper-server slots this process is using for creations in flight.
+#[derive(Debug, Clone, Default)]
+struct HelperSlots(Arc<Mutex<BTreeMap<String, usize>>>);
+
+/// Gives a reserved helper slot back on drop.
+#[derive(Debug)]
+struct SlotGuard {
+    slots: HelperSlots,
+    server: String,
+}
+
+impl HelperSlots {
+    fn snapshot(&self) -> BTreeMap<String, usize> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    fn reserve(&self, server: &str) -> SlotGuard {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(server.to_string())
+            .or_insert(0) += 1;
+        SlotGuard {
+            slots: self.clone(),
+            server: server.to_string(),
+        }
+    }
+}
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        let mut map = self.slots.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = map.get_mut(&self.server) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&self.server);
+            }
+        }
+    }
 }
 
 fn required<'a>(value: &'a str, what: &str) -> Result<&'a str, Status> {
@@ -126,6 +170,7 @@ impl NifcloudController {
             cloud,
             watch,
             locks: InFlight::new(),
+            helpers: HelperSlots::default(),
             config,
         }
     }
@@ -157,6 +202,7 @@ impl NifcloudController {
         let creating = creating_id(name);
         let mut disks = self.watch.fresh().await?;
         let mut create_attempts = 0u32;
+        let mut helper_slot: Option<SlotGuard> = None;
         loop {
             let found = find_by_name(&disks, name);
             if let Some(d) = found
@@ -171,7 +217,10 @@ impl NifcloudController {
             let step = next_create_step(found, &spec);
             tracing::debug!(name, ?step, "create step");
             match step {
-                CreateStep::Done(d) => return Ok(d),
+                CreateStep::Done(d) => {
+                    drop(helper_slot);
+                    return Ok(d);
+                }
                 CreateStep::Incompatible(msg) => return Err(Status::already_exists(msg)),
                 CreateStep::Create => {
                     create_attempts += 1;
@@ -181,16 +230,19 @@ impl NifcloudController {
                         )));
                     }
                     let servers = self.cloud.servers(false).await?;
-                    let zone = plan::pick_zone(&zones, &servers, &disks, &self.config.membership).ok_or_else(|| {
+                    let reserved = self.helpers.snapshot();
+                    let zone = plan::pick_zone(&zones, &servers, &disks, &self.config.membership, &reserved)
+                        .ok_or_else(|| {
                         Status::resource_exhausted(format!(
                             "no server of this cluster (patterns {:?}) that accepts disks and has a free slot in zone(s) {}",
                             self.config.membership,
                             if zones.is_empty() { "any".to_string() } else { zones.join(", ") }
                         ))
                     })?;
-                    let server = plan::pick_server(&servers, &disks, &zone, &self.config.membership)
+                    let server = plan::pick_server(&servers, &disks, &zone, &self.config.membership, name, &reserved)
                         .map(|s| s.name.clone())
                         .ok_or_else(|| Status::resource_exhausted(format!("no helper server in zone {zone}")))?;
+                    helper_slot = Some(self.helpers.reserve(&server));
                     let new = NewDisk {
                         id: creating.clone(),
                         size_gb,
@@ -296,7 +348,12 @@ impl NifcloudController {
                 .iter()
                 .find(|d| d.id == id)
                 .ok_or_else(|| Status::not_found(format!("volume {id:?} no longer exists")))?;
-            let step = next_publish_step(disk, &node, attached_count(&disks, node_id));
+            let step = next_publish_step(
+                disk,
+                &node,
+                attached_count(&disks, node_id),
+                transient_count(&disks, node_id),
+            );
             tracing::debug!(volume = id, node = node_id, ?step, "publish step");
             match step {
                 PublishStep::Done(Some(device)) => return Ok(device),
@@ -342,7 +399,7 @@ impl NifcloudController {
                 .wait_until(id, &format!("volume {id} to attach to {node_id}"), |d| {
                     d.iter().find(|x| x.id == id).is_none_or(|x| {
                         !matches!(
-                            next_publish_step(x, &node, attached_count(d, node_id)),
+                            next_publish_step(x, &node, attached_count(d, node_id), transient_count(d, node_id)),
                             PublishStep::Wait | PublishStep::Attach
                         )
                     })

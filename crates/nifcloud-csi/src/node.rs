@@ -228,7 +228,7 @@ mod tests {
         assert_eq!(volume_limit(&[0]), 14, "the boot disk is outside the 14 slots");
         assert_eq!(volume_limit(&[0, 1, 2]), 12);
         assert_eq!(volume_limit(&[7]), 14, "unit 7 is the controller's");
-        assert_eq!(volume_limit(&[1, 1, 3]), 13);
+        assert_eq!(volume_limit(&[1, 1, 3]), 12, "a unit counts once");
         let all: Vec<u8> = (0..=15).collect();
         assert_eq!(volume_limit(&all), 0);
     }

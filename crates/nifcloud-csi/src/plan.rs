@@ -2,6 +2,8 @@
 //! next action. The IO in [`crate::controller`] loops: observe, decide, act, until done, so a
 //! retry after a crash or an error always resumes from the observed state.
 
+use std::collections::BTreeMap;
+
 use crate::disk::{Disk, MAX_DISKS_PER_SERVER, creating_id};
 use crate::params::DiskType;
 
@@ -85,34 +87,63 @@ pub fn attached_count(disks: &[Disk], server: &str) -> usize {
     disks.iter().filter(|d| d.attachment_to(server).is_some()).count()
 }
 
-/// Picks the helper server for creating a disk in `zone`: a cluster member that accepts disks and
-/// has a free slot; the one with the fewest attached disks, ties broken by name.
-pub fn pick_server<'a>(servers: &'a [Server], disks: &[Disk], zone: &str, members: &Membership) -> Option<&'a Server> {
+/// A stable pseudo-random rank of `server` for volume `volume` (rendezvous hashing), so that
+/// many concurrent creations spread over the helper servers instead of all picking the same one.
+fn rank(volume: &str, server: &str) -> u64 {
+    // FNV-1a: stable across processes and versions (unlike std's RandomState).
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in volume.bytes().chain([0u8]).chain(server.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// Picks the helper server for creating disk `volume` in `zone`: a cluster member that accepts
+/// disks and has a free slot; among those with the fewest attached disks, the one that ranks
+/// first for this volume.
+///
+/// `reserved` counts slots this process is about to use on each server (creations in flight that
+/// DescribeVolumes may not show yet).
+pub fn pick_server<'a>(
+    servers: &'a [Server],
+    disks: &[Disk],
+    zone: &str,
+    members: &Membership,
+    volume: &str,
+    reserved: &BTreeMap<String, usize>,
+) -> Option<&'a Server> {
     servers
         .iter()
         .filter(|s| s.zone == zone && s.accepts_disks() && members.contains(&s.name))
-        .map(|s| (attached_count(disks, &s.name), s))
+        .map(|s| {
+            (
+                attached_count(disks, &s.name) + reserved.get(&s.name).copied().unwrap_or(0),
+                s,
+            )
+        })
         .filter(|(n, _)| *n < MAX_DISKS_PER_SERVER)
-        .min_by(|(na, a), (nb, b)| na.cmp(nb).then_with(|| a.name.cmp(&b.name)))
+        .min_by_key(|(n, s)| (*n, rank(volume, &s.name), s.name.clone()))
         .map(|(_, s)| s)
 }
 
 /// Picks the zone: the first candidate that has a helper server; without candidates, the first
 /// zone (by name) that has one.
-pub fn pick_zone(candidates: &[String], servers: &[Server], disks: &[Disk], members: &Membership) -> Option<String> {
+pub fn pick_zone(
+    candidates: &[String],
+    servers: &[Server],
+    disks: &[Disk],
+    members: &Membership,
+    reserved: &BTreeMap<String, usize>,
+) -> Option<String> {
+    let has_helper = |z: &str| pick_server(servers, disks, z, members, "", reserved).is_some();
     if candidates.is_empty() {
         let mut zones: Vec<&str> = servers.iter().map(|s| s.zone.as_str()).collect();
         zones.sort_unstable();
         zones.dedup();
-        return zones
-            .into_iter()
-            .find(|z| pick_server(servers, disks, z, members).is_some())
-            .map(str::to_string);
+        return zones.into_iter().find(|z| has_helper(z)).map(str::to_string);
     }
-    candidates
-        .iter()
-        .find(|z| pick_server(servers, disks, z, members).is_some())
-        .cloned()
+    candidates.iter().find(|z| has_helper(z)).cloned()
 }
 
 /// What a CreateVolume asks for, as far as matching an existing disk goes.
@@ -217,8 +248,18 @@ pub enum PublishStep {
     WrongZone(String),
 }
 
-/// Decides the next ControllerPublishVolume step.
-pub fn next_publish_step(disk: &Disk, node: &Server, node_disks: usize) -> PublishStep {
+/// Number of disks on `server` that are only there while this driver creates them (they leave
+/// within seconds).
+pub fn transient_count(disks: &[Disk], server: &str) -> usize {
+    disks
+        .iter()
+        .filter(|d| d.is_creating() && d.attachment_to(server).is_some())
+        .count()
+}
+
+/// Decides the next ControllerPublishVolume step. `node_disks` counts every disk on the node,
+/// `node_transient` those only there while being created (a full node waits for them to leave).
+pub fn next_publish_step(disk: &Disk, node: &Server, node_disks: usize, node_transient: usize) -> PublishStep {
     if let Some(a) = disk.attachment_to(&node.name) {
         return match a.status.as_str() {
             "attached" => PublishStep::Done(a.device.clone()),
@@ -235,7 +276,11 @@ pub fn next_publish_step(disk: &Disk, node: &Server, node_disks: usize) -> Publi
         return PublishStep::Wait;
     }
     if node_disks >= MAX_DISKS_PER_SERVER {
-        return PublishStep::NodeFull;
+        return if node_transient > 0 {
+            PublishStep::Wait
+        } else {
+            PublishStep::NodeFull
+        };
     }
     PublishStep::Attach
 }

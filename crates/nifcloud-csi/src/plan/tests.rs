@@ -1,3 +1,5 @@
+use std::collections::BTreeMap;
+
 use super::*;
 use crate::disk::{Attachment, final_id};
 
@@ -73,31 +75,60 @@ fn helper_server_choice() {
         server("node5", "east-12"),
     ];
     let members = Membership::patterns(["node*"]);
+    let none = BTreeMap::new();
     let busy = vec![disk("a", "x", 100, "in-use", Some(("node1", "attached")))];
-    assert_eq!(pick_server(&servers, &[], "east-11", &members).unwrap().name, "node1");
+    let first = pick_server(&servers, &[], "east-11", &members, "pvc-1", &none)
+        .unwrap()
+        .name
+        .clone();
+    assert!(first == "node1" || first == "node2", "{first}");
     assert_eq!(
-        pick_server(&servers, &busy, "east-11", &members).unwrap().name,
+        pick_server(&servers, &[], "east-11", &members, "pvc-1", &none)
+            .unwrap()
+            .name,
+        first,
+        "stable"
+    );
+    assert_eq!(
+        pick_server(&servers, &busy, "east-11", &members, "pvc-1", &none)
+            .unwrap()
+            .name,
         "node2",
         "fewest disks"
     );
-    assert!(pick_server(&servers, &[], "east-13", &members).is_none());
+    assert!(pick_server(&servers, &[], "east-13", &members, "pvc-1", &none).is_none());
+    let outside = Membership::patterns(["db*x"]);
     assert!(
-        pick_server(&servers, &[], "east-11", &Membership::patterns(["db*x"])).is_none(),
+        pick_server(&servers, &[], "east-11", &outside, "pvc-1", &none).is_none(),
         "never outside"
     );
+    let many: Vec<Server> = (0..10).map(|i| server(&format!("node{i:02}"), "east-11")).collect();
+    let mut used = std::collections::BTreeSet::new();
+    for v in 0..100 {
+        used.insert(
+            pick_server(&many, &[], "east-11", &members, &format!("pvc-{v}"), &none)
+                .unwrap()
+                .name
+                .clone(),
+        );
+    }
+    assert!(used.len() >= 8, "concurrent creations spread: {used:?}");
     let full: Vec<Disk> = (0..14)
         .map(|i| disk(&format!("d{i}"), "x", 100, "in-use", Some(("node5", "attached"))))
         .collect();
     assert!(
-        pick_server(&servers, &full, "east-12", &members).is_none(),
+        pick_server(&servers, &full, "east-12", &members, "pvc-1", &none).is_none(),
         "full server"
     );
     assert_eq!(
-        pick_zone(&["east-13".into(), "east-12".into()], &servers, &[], &members).as_deref(),
+        pick_zone(&["east-13".into(), "east-12".into()], &servers, &[], &members, &none).as_deref(),
         Some("east-12")
     );
-    assert_eq!(pick_zone(&[], &servers, &[], &members).as_deref(), Some("east-11"));
-    assert_eq!(pick_zone(&["east-12".into()], &servers, &full, &members), None);
+    assert_eq!(
+        pick_zone(&[], &servers, &[], &members, &none).as_deref(),
+        Some("east-11")
+    );
+    assert_eq!(pick_zone(&["east-12".into()], &servers, &full, &members, &none), None);
 }
 
 #[test]
@@ -189,23 +220,36 @@ fn create_steps() {
 fn publish_steps() {
     let node = server("node1", "east-11");
     let free = disk("v", "pvc-1", 100, "available", None);
-    assert_eq!(next_publish_step(&free, &node, 0), PublishStep::Attach);
-    assert_eq!(next_publish_step(&free, &node, 14), PublishStep::NodeFull);
+    assert_eq!(next_publish_step(&free, &node, 0, 0), PublishStep::Attach);
+    assert_eq!(next_publish_step(&free, &node, 14, 0), PublishStep::NodeFull);
     let mine = disk("v", "pvc-1", 100, "in-use", Some(("node1", "attached")));
     assert_eq!(
-        next_publish_step(&mine, &node, 14),
+        next_publish_step(&mine, &node, 14, 0),
         PublishStep::Done(Some("SCSI (0:1)".into()))
     );
     let coming = disk("v", "pvc-1", 100, "in-use", Some(("node1", "attaching")));
-    assert_eq!(next_publish_step(&coming, &node, 1), PublishStep::Wait);
+    assert_eq!(next_publish_step(&coming, &node, 1, 0), PublishStep::Wait);
     let elsewhere = disk("v", "pvc-1", 100, "in-use", Some(("node2", "attached")));
     assert_eq!(
-        next_publish_step(&elsewhere, &node, 0),
+        next_publish_step(&elsewhere, &node, 0, 0),
         PublishStep::AttachedElsewhere("node2".into())
+    );
+    let reserved = BTreeMap::from([("node1".to_string(), 14usize)]);
+    let servers = vec![server("node1", "east-11"), server("node2", "east-11")];
+    assert_eq!(
+        pick_server(&servers, &[], "east-11", &Membership::patterns(["*"]), "v", &reserved)
+            .unwrap()
+            .name,
+        "node2"
+    );
+    assert_eq!(
+        next_publish_step(&free, &node, 14, 1),
+        PublishStep::Wait,
+        "helper disks leave soon"
     );
     let far = server("node5", "east-12");
     assert_eq!(
-        next_publish_step(&free, &far, 0),
+        next_publish_step(&free, &far, 0, 0),
         PublishStep::WrongZone("east-11".into())
     );
 }
