@@ -1,0 +1,231 @@
+//! Elastic load balancers and security-group rules against the emulator.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use cloudprovider::LoadBalancer;
+use common::*;
+use nifcloud_ccm::annotations as a;
+use nifcloud_ccm::config::SecurityGroupSettings;
+use nifcloud_ccm::naming;
+use nifcloud_emulator::{Emulator, EmulatorConfig};
+
+/// (port, instance port, protocol, balancing, description, hc target, interval, members)
+type ElbListenerState = (i64, i64, String, i64, String, String, i64, BTreeSet<String>);
+
+fn elb_state(emu: &Emulator, name: &str) -> Option<(String, i64, Vec<ElbListenerState>, Vec<String>)> {
+    emu.with_state(|st| {
+        let names = |ids: &[String]| -> BTreeSet<String> {
+            st.instances
+                .values()
+                .filter(|i| ids.contains(&i.unique_id))
+                .map(|i| i.name.clone())
+                .collect()
+        };
+        st.elastic_load_balancers.values().find(|e| e.name == name).map(|e| {
+            let mut ls: Vec<ElbListenerState> = e
+                .listeners
+                .iter()
+                .map(|l| {
+                    (
+                        l.elb_port,
+                        l.instance_port,
+                        l.protocol.clone(),
+                        l.balancing_type,
+                        l.description.clone(),
+                        l.hc_target.clone(),
+                        l.hc_interval,
+                        names(&l.instances),
+                    )
+                })
+                .collect();
+            ls.sort();
+            (
+                e.vip.clone(),
+                e.network_volume,
+                ls,
+                e.network_interfaces.iter().map(|n| n.0.clone()).collect(),
+            )
+        })
+    })
+}
+
+fn set(names: &[&str]) -> BTreeSet<String> {
+    names.iter().map(|s| s.to_string()).collect()
+}
+
+#[tokio::test]
+async fn elastic_load_balancer_lifecycle() {
+    let (emu, p) = setup().await;
+    let lbs = p.load_balancers();
+    let svc = service(
+        &uid(20),
+        &[(80, 30080)],
+        &[(a::TYPE, "elb"), (a::NETWORK_VOLUME, "100")],
+    );
+    let name = naming::generated_name(CLUSTER, &uid(20)).unwrap();
+    let marker = naming::elb_marker(CLUSTER, &name);
+    let status = lbs
+        .ensure_load_balancer(CLUSTER, &svc, &targets(&["node1", "node2", "node3"]))
+        .await
+        .unwrap();
+    let (vip, volume, listeners, nets) = elb_state(&emu, &name).expect("created");
+    assert_eq!(status.ingress.unwrap()[0].ip.as_deref(), Some(vip.as_str()));
+    assert_eq!(volume, 100);
+    assert_eq!(nets, vec!["net-COMMON_GLOBAL".to_string()]);
+    assert_eq!(
+        listeners,
+        vec![(
+            80,
+            30080,
+            "TCP".into(),
+            1,
+            marker.clone(),
+            "TCP:30080".into(),
+            10,
+            set(&["node1", "node2", "node3"])
+        )]
+    );
+    assert_eq!(emu.call_count("NiftyCreateElasticLoadBalancer"), 1);
+    // Converged: no mutation.
+    emu.reset_calls();
+    lbs.ensure_load_balancer(CLUSTER, &svc, &targets(&["node1", "node2", "node3"]))
+        .await
+        .unwrap();
+    assert_eq!(mutations(&emu), 0, "{:?}", emu.calls());
+    // NodePort, balancing type, health check, members and bandwidth change; a UDP port is added.
+    let mut changed = service(
+        &uid(20),
+        &[(80, 31080)],
+        &[
+            (a::TYPE, "elb"),
+            (a::NETWORK_VOLUME, "200"),
+            (a::BALANCING_TYPE, "2"),
+            (a::HC_INTERVAL, "30"),
+        ],
+    );
+    changed.spec.as_mut().unwrap().ports.as_mut().unwrap().push(
+        cloudprovider::k8s_openapi::api::core::v1::ServicePort {
+            port: 53,
+            node_port: Some(30053),
+            protocol: Some("UDP".into()),
+            ..Default::default()
+        },
+    );
+    lbs.ensure_load_balancer(CLUSTER, &changed, &targets(&["node2", "node4"]))
+        .await
+        .unwrap();
+    let (vip2, volume, listeners, _) = elb_state(&emu, &name).unwrap();
+    assert_eq!(vip2, vip);
+    assert_eq!(volume, 200);
+    assert_eq!(
+        listeners,
+        vec![
+            (
+                53,
+                30053,
+                "UDP".into(),
+                2,
+                marker.clone(),
+                "TCP:30053".into(),
+                30,
+                set(&["node2", "node4"])
+            ),
+            (
+                80,
+                31080,
+                "TCP".into(),
+                2,
+                marker.clone(),
+                "TCP:31080".into(),
+                30,
+                set(&["node2", "node4"])
+            ),
+        ]
+    );
+    emu.reset_calls();
+    lbs.ensure_load_balancer(CLUSTER, &changed, &targets(&["node2", "node4"]))
+        .await
+        .unwrap();
+    assert_eq!(mutations(&emu), 0, "{:?}", emu.calls());
+    // Deleted with its listeners.
+    lbs.ensure_load_balancer_deleted(CLUSTER, &changed).await.unwrap();
+    assert!(elb_state(&emu, &name).is_none());
+    lbs.ensure_load_balancer_deleted(CLUSTER, &changed).await.unwrap();
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn switching_type_replaces_the_load_balancer() {
+    let (emu, p) = setup().await;
+    let lbs = p.load_balancers();
+    let name = naming::generated_name(CLUSTER, &uid(21)).unwrap();
+    let l4 = service(&uid(21), &[(80, 30080)], &[]);
+    lbs.ensure_load_balancer(CLUSTER, &l4, &targets(&["node1"]))
+        .await
+        .unwrap();
+    assert!(emu.with_state(|st| st.load_balancers.contains_key(&name)));
+    let elb = service(&uid(21), &[(80, 30080)], &[(a::TYPE, "elb")]);
+    lbs.ensure_load_balancer(CLUSTER, &elb, &targets(&["node1"]))
+        .await
+        .unwrap();
+    assert!(elb_state(&emu, &name).is_some());
+    assert!(
+        !emu.with_state(|st| st.load_balancers.contains_key(&name)),
+        "the L4 one is gone"
+    );
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn security_group_rules_follow_the_service() {
+    let mut cfg = EmulatorConfig::sample();
+    for i in &mut cfg.instances {
+        i.security_group = Some("fwk8s".into());
+    }
+    let emu = emulator(cfg).await;
+    let p =
+        nifcloud_ccm::NifcloudProvider::new(settings(&emu, Some(SecurityGroupSettings { group_name: None }))).unwrap();
+    let lbs = p.load_balancers();
+    let svc = service(&uid(22), &[(80, 30080), (443, 30443)], &[]);
+    let name = naming::generated_name(CLUSTER, &uid(22)).unwrap();
+    let status = lbs
+        .ensure_load_balancer(CLUSTER, &svc, &targets(&["node1", "node2"]))
+        .await
+        .unwrap();
+    let vip = status.ingress.unwrap()[0].ip.clone().unwrap();
+    let rules = |emu: &Emulator| -> BTreeSet<(Option<i64>, Option<String>, String)> {
+        emu.with_state(|st| {
+            st.security_groups["fwk8s"]
+                .rules
+                .iter()
+                .map(|r| (r.from_port, r.cidr.clone(), r.description.clone()))
+                .collect()
+        })
+    };
+    let desc = format!("k8s lb {name}");
+    let cidr = Some(format!("{vip}/32"));
+    assert_eq!(
+        rules(&emu),
+        [
+            (Some(30080), cidr.clone(), desc.clone()),
+            (Some(30443), cidr.clone(), desc.clone())
+        ]
+        .into()
+    );
+    // Unchanged: one read, no change. A port change swaps its rule.
+    emu.reset_calls();
+    lbs.ensure_load_balancer(CLUSTER, &svc, &targets(&["node1", "node2"]))
+        .await
+        .unwrap();
+    assert_eq!(mutations(&emu), 0, "{:?}", emu.calls());
+    let svc2 = service(&uid(22), &[(80, 30080)], &[]);
+    lbs.ensure_load_balancer(CLUSTER, &svc2, &targets(&["node1", "node2"]))
+        .await
+        .unwrap();
+    assert_eq!(rules(&emu), [(Some(30080), cidr.clone(), desc.clone())].into());
+    lbs.ensure_load_balancer_deleted(CLUSTER, &svc2).await.unwrap();
+    assert!(rules(&emu).is_empty());
+    emu.shutdown().await;
+}
