@@ -124,7 +124,7 @@ pub fn validate_capability(cap: &VolumeCapability, policy: &CapabilityPolicy) ->
         Some(AccessType::Mount(_)) if !policy.mount => Err(CapabilityError::MountNotSupported),
         Some(AccessType::Mount(m)) => {
             let fs_type = m.fs_type.trim().to_ascii_lowercase();
-            if !fs_type.is_empty() && !policy.fs_types.iter().any(|t| *t == fs_type) {
+            if !fs_type.is_empty() && !policy.fs_types.contains(&fs_type) {
                 return Err(CapabilityError::UnsupportedFsType {
                     fs_type,
                     supported: policy.fs_types.join(", "),

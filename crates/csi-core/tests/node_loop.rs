@@ -149,7 +149,10 @@ async fn lifecycle(fs: &str) {
         .unwrap();
     assert!(!is_mounted(&staging));
     assert_eq!(tree.delete_written(&disk), "1", "SCSI device deleted after unstage");
-    assert_eq!(a.platform.cleaned.lock().unwrap().as_slice(), [disk.device.clone()]);
+    assert_eq!(
+        a.platform.cleaned.lock().unwrap().as_slice(),
+        std::slice::from_ref(&disk.device)
+    );
     a.client
         .node_unstage_volume(unstage_req("vol-1", &staging))
         .await

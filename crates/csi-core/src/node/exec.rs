@@ -114,12 +114,11 @@ pub async fn run(program: &str, args: &[String], timeout: Duration) -> Result<Co
     }
 }
 
-/// `args!["a", x, ...]`: a `Vec<String>` from anything `Display`/`AsRef<str>`-like.
-#[macro_export]
-#[doc(hidden)]
+/// `args!["a", x, ...]`: an array of `String`s from anything `Display`.
 macro_rules! args {
-    ($($a:expr),* $(,)?) => { vec![$(::std::string::ToString::to_string(&$a)),*] };
+    ($($a:expr),* $(,)?) => { [$(::std::string::ToString::to_string(&$a)),*] };
 }
+pub(crate) use args;
 
 #[cfg(test)]
 mod tests {

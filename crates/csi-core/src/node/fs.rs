@@ -7,8 +7,8 @@
 use std::path::Path;
 use std::time::Duration;
 
+use super::exec::args;
 use super::exec::{self, ExecError};
-use crate::args;
 
 /// Filesystems the node service can create, mount and grow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

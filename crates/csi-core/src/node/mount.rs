@@ -3,8 +3,8 @@
 use std::path::Path;
 use std::time::Duration;
 
+use super::exec::args;
 use super::exec::{self, ExecError};
-use crate::args;
 
 /// Mounts the filesystem of type `fs_type` on `device` at `target` with `options`.
 pub async fn mount_fs(
@@ -14,7 +14,7 @@ pub async fn mount_fs(
     options: &[String],
     timeout: Duration,
 ) -> Result<(), ExecError> {
-    let mut argv = args!["-t", fs_type];
+    let mut argv = args!["-t", fs_type].to_vec();
     if !options.is_empty() {
         argv.push("-o".into());
         argv.push(options.join(","));

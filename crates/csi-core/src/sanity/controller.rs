@@ -148,9 +148,10 @@ impl<'a> ControllerSuite<'a> {
                 .get_ref()
                 .capabilities
                 .iter()
-                .filter_map(|c| match &c.r#type {
-                    Some(controller_service_capability::Type::Rpc(rpc)) => Some(rpc.r#type),
-                    None => None,
+                .filter_map(|c| {
+                    c.r#type
+                        .as_ref()
+                        .map(|controller_service_capability::Type::Rpc(rpc)| rpc.r#type)
                 })
                 .collect();
         }
