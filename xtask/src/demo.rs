@@ -24,6 +24,7 @@ use nifcloud_sdk::{Client, Config, Credentials};
 use tokio::sync::watch;
 use tonic::transport::Channel;
 
+mod cluster;
 mod lb;
 
 /// Options of `cargo xtask demo`.
@@ -114,7 +115,12 @@ async fn demo(args: &Args) -> anyhow::Result<()> {
         storage(&mut n, &emu, &client, work.path(), block_reason.as_deref()).await?;
         say_calls("API calls of the storage part", &emu);
         emu.reset_calls();
-        lb::load_balancer(&mut n, &emu, &client).await
+        let on_cluster = std::env::var_os("KUBECONFIG").is_some() && cluster::nginx_on_cluster(&mut n).await?;
+        if on_cluster {
+            Ok(())
+        } else {
+            lb::load_balancer(&mut n, &emu, &client).await
+        }
     }
     .await;
 

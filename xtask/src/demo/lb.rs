@@ -57,10 +57,6 @@ fn nginx_service() -> Service {
 
 /// Runs the load-balancer part of the demo.
 pub async fn load_balancer(n: &mut u32, emu: &Emulator, client: &Client) -> anyhow::Result<()> {
-    if std::env::var_os("KUBECONFIG").is_some() {
-        say("KUBECONFIG is set: to see the CCM on your cluster, run `cargo xtask deploy --emulator` and apply");
-        say("deploy/examples/nginx.yaml; this local demo still drives the provider directly, as below.");
-    }
     step(
         n,
         "The CCM's side, without a cluster: the NIFCLOUD provider's load-balancer logic called directly",
@@ -147,11 +143,31 @@ pub async fn load_balancer(n: &mut u32, emu: &Emulator, client: &Client) -> anyh
         ));
     }
 
+    let behind = super::cluster::registered_behind(&emu.state_dump(), &ip);
+    say(format!(
+        "the emulator's own state agrees: servers behind {ip}: {}",
+        behind.join(", ")
+    ));
+    if behind.len() != nodes.len() {
+        anyhow::bail!(
+            "{} servers registered behind {ip}, expected {}",
+            behind.len(),
+            nodes.len()
+        );
+    }
     super::say_calls("calls of the first ensure", emu);
     step(n, "A second ensure with nothing changed makes no mutating call");
     emu.reset_calls();
     lbs.ensure_load_balancer(CLUSTER, &service, &nodes).await?;
     super::say_calls("calls of the second ensure", emu);
+    let mutating: Vec<String> = emu
+        .calls()
+        .into_keys()
+        .filter(|a| !nifcloud_sdk::retry::is_read_only(a))
+        .collect();
+    if !mutating.is_empty() {
+        anyhow::bail!("an ensure with nothing to change made mutating calls: {mutating:?}");
+    }
     emu.reset_calls();
 
     step(n, "kubectl delete service nginx -> EnsureLoadBalancerDeleted");
