@@ -5,6 +5,8 @@
 //! `<dir>/<instanceId>/disk/by-path/pci-0000:0b:00.0-scsi-0:0:N:0` points at the loop device, as
 //! `/dev/disk/by-path` does on a NIFCLOUD VM. Detach removes loop device and symlink (the file and
 //! its data stay), extend grows the file and runs `losetup -c`, delete removes the file.
+//! Devices appear and disappear when the request is accepted (not when a configured attach or
+//! detach delay ends); an extend takes effect when it completes. Shutdown detaches every device.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -472,6 +472,16 @@ impl Emulator {
         lock(&self.shared.calls).log.iter().cloned().collect()
     }
 
+    /// The logged calls of one action, oldest first (for asserting on the parameters sent).
+    pub fn calls_of(&self, action: &str) -> Vec<CallRecord> {
+        lock(&self.shared.calls)
+            .log
+            .iter()
+            .filter(|r| r.action == action)
+            .cloned()
+            .collect()
+    }
+
     /// Clears call counts and the call log.
     pub fn reset_calls(&self) {
         *lock(&self.shared.calls) = Calls::default();

@@ -282,6 +282,14 @@ async fn admin_api_counts_resets_and_manages_instances() {
         .unwrap();
     assert_eq!(log[0]["action"], "DescribeInstances");
     assert!(log[0]["params"].get("Signature").is_none());
+    assert_eq!(emu.calls_of("DescribeInstances").len(), 2);
+    assert_eq!(
+        emu.calls_of("DescribeInstances")[0]
+            .params
+            .get("Version")
+            .map(String::as_str),
+        Some("3.0")
+    );
 
     assert_eq!(
         h.post(format!("{admin}instances/node2/stop"))
