@@ -44,6 +44,9 @@ pub struct DeployArgs {
     /// Replicas of the CCM.
     #[arg(long)]
     pub ccm_replicas: Option<u16>,
+    /// NIFCLOUD_CLUSTER_INSTANCES of the CSI controller (required for production unless set in the YAML).
+    #[arg(long)]
+    pub cluster_instances: Option<String>,
     /// Seconds to wait for the rollouts.
     #[arg(long, default_value_t = 300)]
     pub timeout: u64,
@@ -58,6 +61,7 @@ impl DeployArgs {
             secret: self.secret.clone(),
             ccm_replicas: self.ccm_replicas,
             check_rbac: false,
+            cluster_instances: self.cluster_instances.clone(),
             overlay: if self.emulator {
                 Overlay::Emulator
             } else {
@@ -117,9 +121,26 @@ fn external_secret(planned: &[Planned]) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// A setting the rendered objects leave empty that the components refuse to start without.
+fn missing_settings(planned: &[Planned]) -> Option<String> {
+    let objs: Vec<Value> = planned.iter().map(|p| p.object.clone()).collect();
+    render::env_values(&objs, render::CLUSTER_INSTANCES_ENV)
+        .into_iter()
+        .find(|(_, v)| v.trim().is_empty())
+        .map(|(id, _)| {
+            format!(
+                "{id}: {} is empty; pass --cluster-instances with this cluster's server name patterns",
+                render::CLUSTER_INSTANCES_ENV
+            )
+        })
+}
+
 /// Entry point of `cargo xtask deploy`.
 pub fn run(root: &Path, args: &DeployArgs) -> anyhow::Result<()> {
     let planned = planned(root, &args.render_options())?;
+    if let Some(problem) = missing_settings(&planned) {
+        anyhow::bail!("{problem}");
+    }
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
         let client = client().await?;
@@ -287,6 +308,31 @@ mod api_tests;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn production_deploy_requires_cluster_instances() {
+        let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        let prod = planned(&root, &RenderOptions::default()).unwrap();
+        let msg = missing_settings(&prod).unwrap();
+        assert!(
+            msg.contains("Deployment/kube-system/nifcloud-csi-controller") && msg.contains("--cluster-instances"),
+            "{msg}"
+        );
+        let set = RenderOptions {
+            cluster_instances: Some("k8sworker*,k8smaster1".into()),
+            ..RenderOptions::default()
+        };
+        assert_eq!(missing_settings(&planned(&root, &set).unwrap()), None);
+        let emu = planned(
+            &root,
+            &RenderOptions {
+                overlay: Overlay::Emulator,
+                ..RenderOptions::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(missing_settings(&emu), None, "the emulator overlay sets it");
+    }
 
     #[test]
     fn production_deploy_requires_the_external_secret_and_emulator_does_not() {

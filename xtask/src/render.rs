@@ -26,6 +26,8 @@ pub const OUR_IMAGES: &[(&str, &str)] = &[
 pub const DEFAULT_SECRET: &str = "nifcloud-credentials";
 /// Name of the CCM Deployment.
 pub const CCM_DEPLOYMENT: &str = "nifcloud-cloud-controller-manager";
+/// The CSI controller's list of this cluster's servers.
+pub const CLUSTER_INSTANCES_ENV: &str = "NIFCLOUD_CLUSTER_INSTANCES";
 /// Environment variables that carry credentials from the Secret.
 const CREDENTIAL_ENV: &[&str] = &["NIFCLOUD_ACCESS_KEY_ID", "NIFCLOUD_SECRET_ACCESS_KEY"];
 
@@ -66,6 +68,9 @@ pub struct RenderOptions {
     /// Replicas of the CCM Deployment.
     #[arg(long)]
     pub ccm_replicas: Option<u16>,
+    /// NIFCLOUD_CLUSTER_INSTANCES of the CSI controller: comma-separated shell patterns of this cluster's servers.
+    #[arg(long)]
+    pub cluster_instances: Option<String>,
     /// Which overlay to build.
     #[arg(long, value_enum, default_value_t = Overlay::Production)]
     pub overlay: Overlay,
@@ -82,6 +87,7 @@ impl Default for RenderOptions {
             region: None,
             secret: None,
             ccm_replicas: None,
+            cluster_instances: None,
             overlay: Overlay::Production,
             check_rbac: false,
         }
@@ -188,15 +194,7 @@ pub fn apply_options(objs: &mut [Value], opts: &RenderOptions) -> Result<(), Ren
                 message: format!("the emulator overlay emulates {emulated}; edit its ConfigMap to use {region}"),
             });
         }
-        for obj in objs.iter_mut() {
-            for c in containers_mut(obj) {
-                for e in env_mut(c) {
-                    if e.get("name").and_then(Value::as_str) == Some("NIFCLOUD_REGION") {
-                        e["value"] = Value::String(region.clone());
-                    }
-                }
-            }
-        }
+        set_env(objs, "NIFCLOUD_REGION", region);
     }
     if let Some(secret) = &opts.secret {
         if secret.is_empty() || secret.len() > 253 {
@@ -228,6 +226,21 @@ pub fn apply_options(objs: &mut [Value], opts: &RenderOptions) -> Result<(), Ren
             }
         }
     }
+    if let Some(patterns) = &opts.cluster_instances {
+        if patterns.split(',').all(|p| p.trim().is_empty()) {
+            return Err(RenderError::Option {
+                option: "--cluster-instances",
+                message: "no server name pattern given".into(),
+            });
+        }
+        let n = set_env(objs, CLUSTER_INSTANCES_ENV, patterns);
+        if n == 0 {
+            return Err(RenderError::Option {
+                option: "--cluster-instances",
+                message: "no CSI controller rendered".into(),
+            });
+        }
+    }
     if let Some(n) = opts.ccm_replicas {
         if n == 0 {
             return Err(RenderError::Option {
@@ -250,6 +263,40 @@ pub fn apply_options(objs: &mut [Value], opts: &RenderOptions) -> Result<(), Ren
         }
     }
     Ok(())
+}
+
+/// Sets the value of env var `name` wherever a container declares it; returns how many were set.
+fn set_env(objs: &mut [Value], name: &str, value: &str) -> usize {
+    let mut n = 0;
+    for obj in objs.iter_mut() {
+        for c in containers_mut(obj) {
+            for e in env_mut(c) {
+                if e.get("name").and_then(Value::as_str) == Some(name) {
+                    e["value"] = Value::String(value.to_owned());
+                    n += 1;
+                }
+            }
+        }
+    }
+    n
+}
+
+/// Values of env var `name` across the rendered containers (`(object id, value)`), for deploy's checks.
+pub fn env_values(objs: &[Value], name: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for obj in objs {
+        for list in ["/spec/template/spec/containers", "/spec/template/spec/initContainers"] {
+            for c in obj.pointer(list).and_then(Value::as_array).into_iter().flatten() {
+                for e in c.get("env").and_then(Value::as_array).into_iter().flatten() {
+                    if e.get("name").and_then(Value::as_str) == Some(name) {
+                        let v = e.get("value").and_then(Value::as_str).unwrap_or("").to_owned();
+                        out.push((kustomize::object_id(obj), v));
+                    }
+                }
+            }
+        }
+    }
+    out
 }
 
 fn env_mut(container: &mut Value) -> Vec<&mut Value> {

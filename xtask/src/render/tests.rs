@@ -78,6 +78,7 @@ fn every_rendered_object_parses_into_its_kubernetes_type() {
         ccm_replicas: Some(3),
         overlay: Overlay::Emulator,
         check_rbac: false,
+        cluster_instances: Some("k8sworker*,k8smaster1".into()),
     };
     let mut all = both();
     all.push((Overlay::Emulator, render(&deploy(), &with_options).unwrap()));
@@ -206,6 +207,7 @@ fn options_substitute_images_region_secret_and_replicas() {
         ccm_replicas: Some(3),
         overlay: Overlay::Production,
         check_rbac: false,
+        cluster_instances: Some("k8sworker*,k8smaster1".into()),
     };
     let mut objs = render(&deploy(), &o).unwrap();
     let images = our_image_refs(&mut objs);
@@ -218,6 +220,13 @@ fn options_substitute_images_region_secret_and_replicas() {
     );
     let ccm = find(&objs, "Deployment", CCM_DEPLOYMENT);
     assert_eq!(ccm.pointer("/spec/replicas"), Some(&Value::from(3)));
+    assert_eq!(
+        env_values(&objs, CLUSTER_INSTANCES_ENV),
+        vec![(
+            "Deployment/kube-system/nifcloud-csi-controller".to_owned(),
+            "k8sworker*,k8smaster1".to_owned()
+        )]
+    );
     for (kind, name) in [
         ("Deployment", CCM_DEPLOYMENT),
         ("Deployment", "nifcloud-csi-controller"),
