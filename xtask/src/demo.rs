@@ -351,10 +351,7 @@ struct DiskFacts {
 
 async fn describe(client: &Client, volume_id: &str) -> anyhow::Result<DiskFacts> {
     let out = client
-        .describe_volumes(DescribeVolumesRequest {
-            volume_id: vec![volume_id.to_owned()],
-            ..Default::default()
-        })
+        .describe_volumes(DescribeVolumesRequest { volume_id: vec![volume_id.to_owned()] })
         .await?;
     let v = out.volume_set.first().context("DescribeVolumes returned nothing")?;
     Ok(DiskFacts {

@@ -258,10 +258,10 @@ pub fn parse_ini_section(text: &str, section: &str) -> Option<HashMap<String, St
             }
             continue;
         }
-        if current == Some(section) {
-            if let (Some(map), Some((k, v))) = (out.as_mut(), line.split_once('=')) {
-                map.insert(k.trim().to_owned(), v.trim().to_owned());
-            }
+        if current == Some(section)
+            && let (Some(map), Some((k, v))) = (out.as_mut(), line.split_once('='))
+        {
+            map.insert(k.trim().to_owned(), v.trim().to_owned());
         }
     }
     out

@@ -72,7 +72,7 @@ pub fn should_retry(action: &str, error: &Error) -> bool {
             ErrorKind::Unavailable => is_read_only(action) || matches!(api.status, 429 | 503),
             _ => false,
         },
-        Error::Parse { status, .. } => is_read_only(action) && matches!(status, 502 | 503 | 504),
+        Error::Parse { status, .. } => is_read_only(action) && matches!(status, 502..=504),
         _ => false,
     }
 }

@@ -110,10 +110,7 @@ impl Client {
     ) -> Result<(), Error> {
         let what = format!("volume {volume_id} {state:?}");
         wait_until(&what, options, || async {
-            let req = DescribeVolumesRequest {
-                volume_id: vec![volume_id.to_owned()],
-                ..Default::default()
-            };
+            let req = DescribeVolumesRequest { volume_id: vec![volume_id.to_owned()] };
             let out = match self.describe_volumes(req).await {
                 Ok(out) => out,
                 Err(e) if e.is_not_found() && state == VolumeState::Deleted => return Ok(Observation::Done(())),
@@ -193,11 +190,13 @@ impl Client {
     pub async fn wait_for_load_balancer_in_service(&self, name: &str, options: WaitOptions) -> Result<(), Error> {
         let what = format!("load balancer {name} InService");
         wait_until(&what, options, || async {
-            let mut req = DescribeLoadBalancersRequest::default();
-            req.load_balancer_names = vec![crate::types::RequestLoadBalancerNames {
-                load_balancer_name: Some(name.to_owned()),
+            let req = DescribeLoadBalancersRequest {
+                load_balancer_names: vec![crate::types::RequestLoadBalancerNames {
+                    load_balancer_name: Some(name.to_owned()),
+                    ..Default::default()
+                }],
                 ..Default::default()
-            }];
+            };
             let out = self.describe_load_balancers(req).await?;
             let states: Vec<String> = out
                 .describe_load_balancers_result
@@ -219,11 +218,13 @@ impl Client {
     pub async fn wait_for_elastic_load_balancer(&self, name: &str, options: WaitOptions) -> Result<(), Error> {
         let what = format!("elastic load balancer {name} available");
         wait_until(&what, options, || async {
-            let mut req = NiftyDescribeElasticLoadBalancersRequest::default();
-            req.elastic_load_balancers = Some(crate::types::RequestElasticLoadBalancers {
-                elastic_load_balancer_name: vec![name.to_owned()],
+            let req = NiftyDescribeElasticLoadBalancersRequest {
+                elastic_load_balancers: Some(crate::types::RequestElasticLoadBalancers {
+                    elastic_load_balancer_name: vec![name.to_owned()],
+                    ..Default::default()
+                }),
                 ..Default::default()
-            });
+            };
             let out = self.nifty_describe_elastic_load_balancers(req).await?;
             let states: Vec<String> = out
                 .nifty_describe_elastic_load_balancers_result
