@@ -56,6 +56,16 @@ impl Drop for CallGuard<'_> {
     }
 }
 
+/// Read-only calls that sidecars make every few seconds: successful ones are logged at `debug`.
+const QUIET: [&str; 6] = [
+    "Probe",
+    "GetPluginInfo",
+    "GetPluginCapabilities",
+    "ControllerGetCapabilities",
+    "NodeGetCapabilities",
+    "NodeGetVolumeStats",
+];
+
 async fn observe<Req, Resp, Fut>(
     metrics: &CsiMetrics,
     method: &'static str,
@@ -80,7 +90,11 @@ where
     let elapsed_ms = elapsed.as_millis() as u64;
     match &result {
         Ok(resp) => {
-            tracing::info!(method, code = "Ok", elapsed_ms, "CSI call");
+            if QUIET.contains(&method) {
+                tracing::debug!(method, code = "Ok", elapsed_ms, "CSI call");
+            } else {
+                tracing::info!(method, code = "Ok", elapsed_ms, "CSI call");
+            }
             tracing::debug!(method, response = ?resp.get_ref(), "CSI response");
             metrics.observe(method, tonic::Code::Ok, elapsed);
         }

@@ -45,6 +45,14 @@ pub fn skip_reason() -> Option<String> {
             ));
         }
     }
+    if Command::new("losetup")
+        .arg("-f")
+        .output()
+        .map(|o| !o.status.success())
+        .unwrap_or(true)
+    {
+        return Some("no free loop device (losetup -f failed; is /dev/loop-control available?)".into());
+    }
     None
 }
 
@@ -296,3 +304,4 @@ pub fn has_cap_sys_resource() -> bool {
         .is_some_and(|caps| caps & (1 << 24) != 0)
 }
 pub mod memctl;
+pub mod requests;
