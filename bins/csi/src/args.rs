@@ -66,6 +66,9 @@ pub struct Args {
     /// Controller: seconds the server list is cached.
     #[arg(long, default_value_t = 10)]
     pub server_cache_secs: u64,
+    /// Serve Prometheus metrics (CSI RPCs, NIFCLOUD API calls) on this address, e.g. 0.0.0.0:9809.
+    #[arg(long, env = "CSI_METRICS_ADDRESS")]
+    pub metrics_address: Option<std::net::SocketAddr>,
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -91,13 +94,6 @@ impl Args {
             ModeArg::Node => Mode::Node,
             ModeArg::All => Mode::All,
         };
-        let needs_client = mode != Mode::Node || !self.node_local_limits || self.zone.is_none();
-        let client = if needs_client {
-            let config = nifcloud_sdk::Config::from_env().context("NIFCLOUD configuration")?;
-            Some(nifcloud_sdk::Client::new(config).context("NIFCLOUD client")?)
-        } else {
-            None
-        };
         let membership = Membership::patterns(self.cluster_instances.iter().map(|s| s.trim().to_string()));
         if mode != Mode::Node && membership.is_empty() {
             anyhow::bail!(
@@ -105,6 +101,13 @@ impl Args {
                  new disks are created on a server of this cluster and no other"
             );
         }
+        let needs_client = mode != Mode::Node || !self.node_local_limits || self.zone.is_none();
+        let client = if needs_client {
+            let config = nifcloud_sdk::Config::from_env().context("NIFCLOUD configuration")?;
+            Some(nifcloud_sdk::Client::new(config).context("NIFCLOUD client")?)
+        } else {
+            None
+        };
         let options = DriverOptions {
             mode,
             endpoint: self.endpoint,
@@ -118,6 +121,7 @@ impl Args {
             poll_interval: Duration::from_millis(self.poll_interval_ms.max(100)),
             wait_timeout: Duration::from_secs(self.wait_timeout_secs.max(1)),
             server_cache_ttl: Duration::from_secs(self.server_cache_secs),
+            metrics_address: self.metrics_address,
             ..DriverOptions::default()
         };
         Ok((options, client))
@@ -154,8 +158,10 @@ mod tests {
 
     #[test]
     fn controller_needs_membership() {
-        // SAFETY-free env use: only read by Config::from_env; set via explicit endpoint instead.
         let args = Args::parse_from(["csi", "--mode", "controller", "--cluster-instances", ""]);
-        assert!(args.into_driver().is_err());
+        let err = args.into_driver().unwrap_err().to_string();
+        assert!(err.contains("--cluster-instances"), "{err}");
+        let args = Args::parse_from(["csi", "--mode", "controller", "--cluster-instances", "k8s*, node1"]);
+        assert_eq!(args.cluster_instances, ["k8s*", " node1"]);
     }
 }

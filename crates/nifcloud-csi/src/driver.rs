@@ -68,6 +68,8 @@ pub struct DriverOptions {
     pub wait_timeout: Duration,
     /// Controller: age of the cached server list.
     pub server_cache_ttl: Duration,
+    /// Where to serve Prometheus metrics (`None`: not served).
+    pub metrics_address: Option<std::net::SocketAddr>,
 }
 
 impl Default for DriverOptions {
@@ -86,6 +88,7 @@ impl Default for DriverOptions {
             poll_interval: Duration::from_secs(2),
             wait_timeout: Duration::from_secs(300),
             server_cache_ttl: Duration::from_secs(10),
+            metrics_address: None,
         }
     }
 }
@@ -146,6 +149,19 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), DriverError> {
     let metrics = Arc::new(CsiMetrics::new());
+    let api_metrics = Arc::new(crate::metrics::ApiMetrics::default());
+    let mut registry = prometheus_client::registry::Registry::default();
+    metrics.register(&mut registry);
+    api_metrics.register(&mut registry);
+    let client = client.map(|c| crate::metrics::instrument_client(&c, api_metrics.clone()));
+    let _metrics_task = opts.metrics_address.map(|addr| {
+        let registry = Arc::new(registry);
+        AbortOnDrop(tokio::spawn(async move {
+            if let Err(e) = crate::metrics::serve_metrics(addr, registry).await {
+                tracing::error!(%addr, error = %e, "metrics server failed");
+            }
+        }))
+    });
     let mut readiness: Arc<dyn Readiness> = Arc::new(AlwaysReady);
     let node = if opts.mode.node() {
         let platform = Arc::new(build_node(client.clone(), &opts).await?);
@@ -176,6 +192,14 @@ pub async fn run(
     }
     server.serve(&opts.endpoint, shutdown).await?;
     Ok(())
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl NifcloudNode {

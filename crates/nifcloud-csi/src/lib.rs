@@ -12,6 +12,7 @@ pub mod cloud;
 pub mod controller;
 pub mod disk;
 pub mod driver;
+pub mod metrics;
 pub mod node;
 pub mod params;
 pub mod plan;

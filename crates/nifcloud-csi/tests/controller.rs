@@ -561,9 +561,10 @@ async fn list_get_validate_and_unimplemented() {
     let caps: Vec<i32> = cap_resp
         .capabilities
         .iter()
-        .filter_map(|c| match &c.r#type {
-            Some(csi::controller_service_capability::Type::Rpc(r)) => Some(r.r#type),
-            None => None,
+        .filter_map(|c| {
+            c.r#type
+                .as_ref()
+                .map(|csi::controller_service_capability::Type::Rpc(r)| r.r#type)
         })
         .collect();
     for want in [
