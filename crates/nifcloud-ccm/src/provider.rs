@@ -37,6 +37,8 @@ pub struct Shared {
     pub elb: LbView<ObservedElb>,
     ctx: OnceLock<ProviderContext>,
     created: Mutex<HashSet<String>>,
+    /// Nodes that matched no server in a fresh listing, and when: not re-checked for a TTL.
+    unmatched: Mutex<std::collections::HashMap<String, tokio::time::Instant>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -95,6 +97,7 @@ impl NifcloudProvider {
             settings,
             ctx: OnceLock::new(),
             created: Mutex::new(HashSet::new()),
+            unmatched: Mutex::new(std::collections::HashMap::new()),
         });
         Self {
             lbs: LoadBalancers { shared: shared.clone() },
@@ -258,7 +261,8 @@ impl Shared {
     }
 
     /// The servers behind `nodes`. Nodes that match no server are skipped (and logged), so one odd node does
-    /// not block every Service.
+    /// not block every Service. A miss in the cached listing is re-checked in a fresh one, at most once per TTL
+    /// per node (a node that is not a NIFCLOUD server does not cost a call per Service).
     pub async fn members(&self, nodes: &[TargetNode]) -> Result<Vec<Instance>, ProviderError> {
         let asked = tokio::time::Instant::now();
         let mut index = self.instances.index().await.map_err(cloud_error)?;
@@ -280,11 +284,14 @@ impl Shared {
                     }
                     i += 1;
                 }
-                Ok(None) if !retried => {
+                Ok(None) if !retried && !self.recently_unmatched(&n.name) => {
                     retried = true;
                     index = self.instances.fresh_since(asked).await.map_err(cloud_error)?;
                 }
                 Ok(None) => {
+                    if retried && let Ok(mut u) = self.unmatched.lock() {
+                        u.insert(n.name.clone(), tokio::time::Instant::now());
+                    }
                     tracing::warn!(node = %n.name, "no NIFCLOUD server matches this node; not a load balancer backend");
                     i += 1;
                 }
@@ -295,6 +302,16 @@ impl Shared {
             }
         }
         Ok(out)
+    }
+}
+
+impl Shared {
+    fn recently_unmatched(&self, node: &str) -> bool {
+        let ttl = self.settings.cache_ttl;
+        self.unmatched
+            .lock()
+            .map(|u| u.get(node).is_some_and(|t| t.elapsed() < ttl))
+            .unwrap_or(false)
     }
 }
 
@@ -357,8 +374,8 @@ impl LoadBalancers {
         };
         // A Service that switched type leaves the other kind behind: remove it once the new one works.
         match lb.options.kind {
-            LbKind::L4 => elb::delete_if_owned(sh, cluster, svc, &name).await?,
-            LbKind::Elastic => reconcile::delete_l4_if_owned(sh, cluster, svc, &name).await?,
+            LbKind::L4 => elb::delete_if_owned(sh, cluster, svc, &name, false).await?,
+            LbKind::Elastic => reconcile::delete_l4_if_owned(sh, cluster, svc, &name, false).await?,
         }
         if sh.settings.security_group.is_some() {
             sg::ensure_rules(sh, svc, &name, &lb, &members, &vip).await?;
@@ -421,8 +438,8 @@ impl LoadBalancer for LoadBalancers {
     async fn ensure_load_balancer_deleted(&self, cluster_name: &str, service: &Service) -> Result<(), ProviderError> {
         let sh = &self.shared;
         let (name, _) = self.lookup_name(cluster_name, service)?;
-        reconcile::delete_l4_if_owned(sh, cluster_name, service, &name).await?;
-        elb::delete_if_owned(sh, cluster_name, service, &name).await?;
+        reconcile::delete_l4_if_owned(sh, cluster_name, service, &name, true).await?;
+        elb::delete_if_owned(sh, cluster_name, service, &name, true).await?;
         if sh.settings.security_group.is_some() {
             sg::remove_rules(sh, &name).await?;
         }

@@ -112,10 +112,18 @@ pub async fn ensure_l4(
 }
 
 /// Deletes the L4 load balancer `name` if it exists and this cluster owns it; a foreign one gets an Event and
-/// is left alone.
-pub async fn delete_l4_if_owned(sh: &Shared, cluster: &str, svc: &Service, name: &str) -> Result<(), ProviderError> {
-    // Deletion decides on a fresh read, not the shared listing.
-    sh.l4.mark_dirty(name);
+/// is left alone. With `fresh`, the decision rests on a read of that name rather than the shared listing (for
+/// Service deletion; the type-switch clean-up uses the listing).
+pub async fn delete_l4_if_owned(
+    sh: &Shared,
+    cluster: &str,
+    svc: &Service,
+    name: &str,
+    fresh: bool,
+) -> Result<(), ProviderError> {
+    if fresh {
+        sh.l4.mark_dirty(name);
+    }
     let Some(observed) = sh.get_l4(name).await? else {
         return Ok(());
     };

@@ -348,14 +348,22 @@ async fn unknown_nodes_are_skipped_not_fatal() {
     assert_eq!(lb_state(&emu, &name).unwrap().3[0].6, set(&["node1"]));
     // The listing started after the question, so it is already fresh: the unknown node costs no second call.
     assert_eq!(emu.call_count("DescribeInstances"), 1);
-    // With a warm cache, an unknown node triggers exactly one fresh re-check.
+    // With a warm cache, a new unknown node triggers exactly one fresh re-check; a node already known to be
+    // unmatched is not re-checked within the TTL.
     let svc2 = service(&uid(90), &[(80, 30090)], &[]);
     emu.reset_calls();
     p.load_balancers()
-        .ensure_load_balancer(CLUSTER, &svc2, &targets(&["node1", "not-a-server"]))
+        .ensure_load_balancer(CLUSTER, &svc2, &targets(&["node1", "not-a-server", "also-not"]))
         .await
         .unwrap();
     assert_eq!(emu.call_count("DescribeInstances"), 1);
+    let svc3 = service(&uid(91), &[(80, 30091)], &[]);
+    emu.reset_calls();
+    p.load_balancers()
+        .ensure_load_balancer(CLUSTER, &svc3, &targets(&["node1", "not-a-server", "also-not"]))
+        .await
+        .unwrap();
+    assert_eq!(emu.call_count("DescribeInstances"), 0);
     emu.shutdown().await;
 }
 

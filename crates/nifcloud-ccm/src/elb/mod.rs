@@ -437,8 +437,18 @@ pub async fn ensure(
     Ok(vip)
 }
 
-/// Deletes the elastic load balancer `name` if it exists and this cluster owns it.
-pub async fn delete_if_owned(sh: &Shared, cluster: &str, svc: &Service, name: &str) -> Result<(), ProviderError> {
+/// Deletes the elastic load balancer `name` if it exists and this cluster owns it (`fresh`: decide on a read of
+/// that name rather than the shared listing).
+pub async fn delete_if_owned(
+    sh: &Shared,
+    cluster: &str,
+    svc: &Service,
+    name: &str,
+    fresh: bool,
+) -> Result<(), ProviderError> {
+    if fresh {
+        sh.elb.mark_dirty(name);
+    }
     let Some(observed) = sh.get_elb(name).await? else {
         return Ok(());
     };
