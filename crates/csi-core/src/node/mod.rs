@@ -69,7 +69,9 @@ impl From<scsi::ScsiError> for PlatformError {
     fn from(e: scsi::ScsiError) -> Self {
         use scsi::ScsiError as S;
         match e {
-            S::BadDevicePath(_) | S::UnsupportedController(..) => PlatformError::InvalidArgument(e.to_string()),
+            S::MissingDevicePath | S::BadDevicePath(_) | S::UnsupportedController(..) => {
+                PlatformError::InvalidArgument(e.to_string())
+            }
             S::Timeout { .. } => PlatformError::Timeout(e.to_string()),
             S::Cancelled(_) => PlatformError::Unavailable(e.to_string()),
             S::Ambiguous { .. } | S::Io { .. } => PlatformError::Internal(e.to_string()),

@@ -13,9 +13,15 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+/// Publish-context key under which the controller reports `SCSI (C:U)`.
+pub const DEVICE_PATH_KEY: &str = "devicePath";
+
 /// Errors of locating or removing a SCSI disk.
 #[derive(Debug, thiserror::Error)]
 pub enum ScsiError {
+    /// The publish context has no [`DEVICE_PATH_KEY`].
+    #[error("publish context has no {DEVICE_PATH_KEY:?} entry")]
+    MissingDevicePath,
     /// The device path is not `SCSI (C:U)`.
     #[error("device path {0:?} is not of the form \"SCSI (C:U)\"")]
     BadDevicePath(String),
@@ -282,6 +288,17 @@ impl ScsiLocator {
                 _ = tokio::time::sleep(self.poll) => {}
             }
         }
+    }
+
+    /// [`ScsiLocator::locate`] on the publish context's [`DEVICE_PATH_KEY`] entry.
+    pub async fn locate_from_context(
+        &self,
+        publish_context: &std::collections::HashMap<String, String>,
+    ) -> Result<PathBuf, ScsiError> {
+        let path = publish_context
+            .get(DEVICE_PATH_KEY)
+            .ok_or(ScsiError::MissingDevicePath)?;
+        self.locate(path).await
     }
 
     /// After unstage: deletes the SCSI device behind `device` (`1` into

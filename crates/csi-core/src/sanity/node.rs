@@ -234,6 +234,26 @@ impl<'a> NodeSuite<'a> {
             )
         })
         .await;
+        let mut c = self.client.clone();
+        r.check("node/expand-missing-args", async {
+            expect_code(
+                c.node_expand_volume(NodeExpandVolumeRequest {
+                    volume_path: "/".into(),
+                    ..Default::default()
+                })
+                .await,
+                &[Code::InvalidArgument],
+            )?;
+            expect_code(
+                c.node_expand_volume(NodeExpandVolumeRequest {
+                    volume_id: "v".into(),
+                    ..Default::default()
+                })
+                .await,
+                &[Code::InvalidArgument],
+            )
+        })
+        .await;
         if self.node.full_lifecycle {
             self.lifecycle(r, ctl, node_id, stage, publish).await;
         }

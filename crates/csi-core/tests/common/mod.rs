@@ -186,10 +186,7 @@ impl NodePlatform for TestPlatform {
     }
     async fn resolve_device(&self, _volume_id: &str, ctx: &HashMap<String, String>) -> Result<PathBuf, PlatformError> {
         tokio::time::sleep(self.resolve_delay).await;
-        let path = ctx
-            .get("devicePath")
-            .ok_or_else(|| PlatformError::InvalidArgument("publish context has no devicePath".into()))?;
-        Ok(self.locator.locate(path).await?)
+        Ok(self.locator.locate_from_context(ctx).await?)
     }
     async fn cleanup_device(&self, _volume_id: &str, device: &Path) -> Result<(), PlatformError> {
         self.locator.remove(device)?;
