@@ -41,6 +41,25 @@ fn node(taints: Vec<Taint>, ready: &str) -> Node {
     }
 }
 
+fn other_taint() -> Taint {
+    Taint {
+        key: "dedicated".into(),
+        effect: "NoSchedule".into(),
+        ..Default::default()
+    }
+}
+
+fn versioned(mut n: Node, rv: &str) -> Node {
+    n.metadata.resource_version = Some(rv.into());
+    n
+}
+
+async fn expect_get(mock: &mut ApiMock, n: &Node) {
+    let (req, _) = mock.next().await;
+    assert_eq!((req.method(), req.uri().path()), (&Method::GET, NODE_PATH));
+    mock.respond(reply(n));
+}
+
 fn uninit_taint() -> Taint {
     Taint {
         key: UNINITIALIZED_TAINT.into(),
@@ -80,9 +99,10 @@ async fn uninitialized_node_gets_addresses_then_labels_provider_id_and_loses_tai
     let provider = Arc::new(FakeProvider::new());
     provider.add_instance("w1", "10.0.0.7");
     let ctx = make_ctx(client, provider.clone());
-    let n = node(vec![uninit_taint()], "True");
+    let n = versioned(node(vec![uninit_taint(), other_taint()], "True"), "5");
     let task = start(n.clone(), &ctx);
 
+    expect_get(&mut mock, &n).await;
     let (req, body) = mock.next().await;
     assert_eq!(
         (req.method(), req.uri().path()),
@@ -94,15 +114,19 @@ async fn uninitialized_node_gets_addresses_then_labels_provider_id_and_loses_tai
             {"type": "InternalIP", "address": "10.0.0.7"}, {"type": "Hostname", "address": "w1"}
         ]}})
     );
-    mock.respond(reply(&n));
+    mock.respond(reply(&versioned(n.clone(), "6")));
 
     let (req, body) = mock.next().await;
     assert_eq!((req.method(), req.uri().path()), (&Method::PATCH, NODE_PATH));
-    assert_eq!(req.headers()["content-type"], "application/strategic-merge-patch+json");
+    assert_eq!(req.headers()["content-type"], "application/merge-patch+json");
+    assert_eq!(
+        body["metadata"]["resourceVersion"], "6",
+        "guarded by the version after the status write"
+    );
     assert_eq!(body["spec"]["providerID"], "fake://w1");
     assert_eq!(
         body["spec"]["taints"],
-        serde_json::json!([{"key": UNINITIALIZED_TAINT, "$patch": "delete"}])
+        serde_json::json!([{"key": "dedicated", "effect": "NoSchedule"}])
     );
     let labels = &body["metadata"]["labels"];
     for (k, v) in [
@@ -186,7 +210,9 @@ async fn provided_node_ip_not_in_cloud_blocks_initialization() {
     let ctx = make_ctx(client, provider);
     let mut n = node(vec![uninit_taint()], "True");
     n.metadata.annotations = Some([(PROVIDED_NODE_IP_ANNOTATION.to_owned(), "10.9.9.9".to_owned())].into());
-    assert_eq!(start(n, &ctx).await.unwrap(), Action::requeue(Duration::from_secs(1)));
+    let task = start(n.clone(), &ctx);
+    expect_get(&mut mock, &n).await;
+    assert_eq!(task.await.unwrap(), Action::requeue(Duration::from_secs(1)));
     mock.assert_idle().await;
 }
 
@@ -206,13 +232,19 @@ async fn monitor(
 async fn lifecycle_ready_node_loses_shutdown_taint_without_cloud_call() {
     let (client, mut mock) = ApiMock::new();
     let provider = Arc::new(FakeProvider::new());
-    let n = node(vec![shutdown_taint()], "True");
+    let n = versioned(node(vec![shutdown_taint(), other_taint()], "True"), "9");
     let task = monitor(n.clone(), &provider, client).await;
+    expect_get(&mut mock, &n).await;
     let (req, body) = mock.next().await;
     assert_eq!((req.method(), req.uri().path()), (&Method::PATCH, NODE_PATH));
+    assert_eq!(req.headers()["content-type"], "application/merge-patch+json");
+    let expected = serde_json::json!({
+        "metadata": {"resourceVersion": "9"},
+        "spec": {"taints": [{"key": "dedicated", "effect": "NoSchedule"}]}
+    });
     assert_eq!(
-        body,
-        serde_json::json!({"spec": {"taints": [{"key": SHUTDOWN_TAINT, "$patch": "delete"}]}})
+        body, expected,
+        "the whole (atomic) taint list, guarded by resourceVersion"
     );
     mock.respond(reply(&n));
     assert_eq!(task.await.unwrap(), LifecycleAction::RemoveShutdownTaint);
@@ -245,6 +277,7 @@ async fn lifecycle_shut_down_instance_gets_taint_and_running_one_loses_it() {
     provider.set_shutdown("w1", true);
     let n = node(vec![], "False");
     let task = monitor(n.clone(), &provider, client.clone()).await;
+    expect_get(&mut mock, &n).await;
     let (req, body) = mock.next().await;
     assert_eq!((req.method(), req.uri().path()), (&Method::PATCH, NODE_PATH));
     assert_eq!(body["spec"]["taints"][0]["key"], SHUTDOWN_TAINT);
@@ -255,10 +288,52 @@ async fn lifecycle_shut_down_instance_gets_taint_and_running_one_loses_it() {
     provider.set_shutdown("w1", false);
     let tainted = node(vec![shutdown_taint()], "False");
     let task = monitor(tainted.clone(), &provider, client).await;
+    expect_get(&mut mock, &tainted).await;
     let (req, body) = mock.next().await;
     assert_eq!(req.method(), Method::PATCH);
-    assert_eq!(body["spec"]["taints"][0]["$patch"], "delete");
+    assert_eq!(body["spec"]["taints"], serde_json::json!([]));
     mock.respond(reply(&tainted));
     assert_eq!(task.await.unwrap(), LifecycleAction::RemoveShutdownTaint);
     mock.assert_idle().await;
+}
+
+#[tokio::test]
+async fn initialization_conflict_rereads_and_retries() {
+    let (client, mut mock) = ApiMock::new();
+    let provider = Arc::new(FakeProvider::new());
+    let mut meta = crate::provider::InstanceMetadata {
+        provider_id: "fake://w1".into(),
+        ..Default::default()
+    };
+    meta.zone = "z".into();
+    provider.set_instance(
+        "w1",
+        crate::testing::FakeInstance {
+            metadata: meta,
+            shutdown: false,
+        },
+    );
+    let ctx = make_ctx(client, provider);
+    let n = versioned(node(vec![uninit_taint()], "True"), "1");
+    let task = start(n.clone(), &ctx);
+    expect_get(&mut mock, &n).await;
+    let (req, body) = mock.next().await;
+    assert_eq!(req.method(), Method::PATCH);
+    assert_eq!(body["metadata"]["resourceVersion"], "1");
+    mock.respond(crate::testing::mock::status_response(409, "Conflict"));
+    // Someone added a taint meanwhile: it is kept.
+    let newer = versioned(node(vec![uninit_taint(), other_taint()], "True"), "2");
+    expect_get(&mut mock, &newer).await;
+    let (_, body) = mock.next().await;
+    assert_eq!(body["metadata"]["resourceVersion"], "2");
+    assert_eq!(
+        body["spec"]["taints"],
+        serde_json::json!([{"key": "dedicated", "effect": "NoSchedule"}])
+    );
+    mock.respond(reply(&newer));
+    let (req, body) = mock.next().await;
+    assert_eq!(body["reason"], "Synced");
+    assert_eq!(req.method(), Method::POST);
+    mock.respond(json_response(201, &body));
+    assert_eq!(task.await.unwrap(), Action::requeue(Duration::from_secs(300)));
 }

@@ -229,28 +229,43 @@ pub fn beta_label_sync(node: &Node) -> BTreeMap<String, String> {
     out
 }
 
-/// The strategic merge patch that initializes a Node: labels, providerID, and the removal of the uninitialized
-/// taint (a `$patch: delete` on the taint key, so concurrent changes to other taints are kept).
-pub fn init_patch(plan: &NodeInitPlan) -> serde_json::Value {
-    let mut spec = serde_json::json!({"taints": [{"key": UNINITIALIZED_TAINT, "$patch": "delete"}]});
+// `spec.taints` is an atomic list (no strategic merge by key): every write carries the whole list, and the
+// `resourceVersion` it was computed from, so a concurrent change makes the write fail with a conflict (then the
+// caller reads the Node again) instead of being lost.
+
+/// The JSON merge patch that initializes `node` (as just read): labels, providerID, and its taints without the
+/// uninitialized taint, guarded by its resourceVersion.
+pub fn init_patch(node: &Node, plan: &NodeInitPlan) -> serde_json::Value {
+    let remaining: Vec<&Taint> = taints(node).iter().filter(|t| t.key != UNINITIALIZED_TAINT).collect();
+    let mut spec = serde_json::json!({"taints": remaining});
     if let Some(pid) = &plan.provider_id {
         spec["providerID"] = serde_json::Value::String(pid.clone());
     }
-    let mut patch = serde_json::json!({"spec": spec});
+    let mut metadata = serde_json::json!({"resourceVersion": node.metadata.resource_version});
     if !plan.labels.is_empty() {
-        patch["metadata"] = serde_json::json!({"labels": plan.labels});
+        metadata["labels"] = serde_json::json!(plan.labels);
     }
-    patch
+    serde_json::json!({"metadata": metadata, "spec": spec})
 }
 
-/// A strategic merge patch that adds (or replaces) a taint, matched by key.
-pub fn add_taint_patch(taint: &Taint) -> serde_json::Value {
-    serde_json::json!({"spec": {"taints": [taint]}})
+/// The JSON merge patch that sets `node`'s taints to `new`, guarded by its resourceVersion.
+pub fn taints_patch(node: &Node, new: &[Taint]) -> serde_json::Value {
+    serde_json::json!({"metadata": {"resourceVersion": node.metadata.resource_version}, "spec": {"taints": new}})
 }
 
-/// A strategic merge patch that removes the taint with `key`.
-pub fn remove_taint_patch(key: &str) -> serde_json::Value {
-    serde_json::json!({"spec": {"taints": [{"key": key, "$patch": "delete"}]}})
+/// The Node's taints plus `taint`, or `None` if a taint with that key is already there.
+pub fn with_taint(node: &Node, taint: &Taint) -> Option<Vec<Taint>> {
+    if has_taint(node, &taint.key) {
+        return None;
+    }
+    let mut out = taints(node).to_vec();
+    out.push(taint.clone());
+    Some(out)
+}
+
+/// The Node's taints without `key`, or `None` if there is no such taint.
+pub fn without_taint(node: &Node, key: &str) -> Option<Vec<Taint>> {
+    has_taint(node, key).then(|| taints(node).iter().filter(|t| t.key != key).cloned().collect())
 }
 
 /// Whether the Node has a taint with `key`.

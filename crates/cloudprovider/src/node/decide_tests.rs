@@ -90,12 +90,14 @@ fn initialization_sets_everything_and_drops_taint() {
         plan.labels, expected,
         "restricted and already-present extra labels are dropped"
     );
+    n.metadata.resource_version = Some("42".into());
     assert_eq!(
-        init_patch(&plan),
+        init_patch(&n, &plan),
         serde_json::json!({
-            "metadata": {"labels": expected},
-            "spec": {"providerID": "fake://i-1", "taints": [{"key": UNINITIALIZED_TAINT, "$patch": "delete"}]}
-        })
+            "metadata": {"labels": expected, "resourceVersion": "42"},
+            "spec": {"providerID": "fake://i-1", "taints": [{"key": "dedicated", "effect": "NoSchedule"}]}
+        }),
+        "the whole taint list (atomic) without the uninitialized taint, guarded by resourceVersion"
     );
     assert_eq!(
         plan.addresses,
@@ -239,4 +241,25 @@ fn beta_labels_follow_ga() {
     );
     let sync = beta_label_sync(&n);
     assert_eq!(sync, [(LABEL_ZONE_BETA.to_owned(), "z1".to_owned())].into());
+}
+
+#[test]
+fn taint_edits_table() {
+    let n = node(); // uninitialized + dedicated
+    assert_eq!(with_taint(&n, &taint("dedicated")), None, "already there");
+    assert_eq!(
+        with_taint(&n, &taint("x")),
+        Some(vec![taint(UNINITIALIZED_TAINT), taint("dedicated"), taint("x")])
+    );
+    assert_eq!(without_taint(&n, "x"), None, "absent");
+    assert_eq!(without_taint(&n, UNINITIALIZED_TAINT), Some(vec![taint("dedicated")]));
+    let mut bare = node();
+    bare.spec = None;
+    assert_eq!(with_taint(&bare, &taint("x")), Some(vec![taint("x")]));
+    let mut versioned = node();
+    versioned.metadata.resource_version = Some("7".into());
+    assert_eq!(
+        taints_patch(&versioned, &[]),
+        serde_json::json!({"metadata": {"resourceVersion": "7"}, "spec": {"taints": []}})
+    );
 }

@@ -11,7 +11,7 @@ use kube::runtime::reflector::Store;
 use kube::{Api, Resource, ResourceExt};
 use tokio_util::sync::CancellationToken;
 
-use super::{NodeSyncError, add_taint_patch, has_taint, patch_node, remove_taint_patch};
+use super::{NodeSyncError, edit_taints, has_taint, with_taint, without_taint};
 use crate::events::EventSink;
 use crate::metrics::Metrics;
 use crate::provider::{CloudProvider, InstancesV2};
@@ -124,15 +124,13 @@ pub async fn monitor_node(
     match action {
         LifecycleAction::None => {}
         LifecycleAction::AddShutdownTaint => {
-            patch_node(&api, &name, &add_taint_patch(&shutdown_taint()), "add shutdown taint").await?;
+            let taint = shutdown_taint();
+            edit_taints(&api, &name, "add shutdown taint", |n| with_taint(n, &taint)).await?;
         }
         LifecycleAction::RemoveShutdownTaint => {
-            patch_node(
-                &api,
-                &name,
-                &remove_taint_patch(SHUTDOWN_TAINT),
-                "remove shutdown taint",
-            )
+            edit_taints(&api, &name, "remove shutdown taint", |n| {
+                without_taint(n, SHUTDOWN_TAINT)
+            })
             .await?;
         }
         LifecycleAction::DeleteNode => {

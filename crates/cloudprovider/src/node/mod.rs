@@ -21,8 +21,8 @@ use tokio_util::sync::CancellationToken;
 pub use decide::{
     LABEL_INSTANCE_TYPE, LABEL_INSTANCE_TYPE_BETA, LABEL_PAIRS, LABEL_REGION, LABEL_REGION_BETA, LABEL_ZONE,
     LABEL_ZONE_BETA, NodeDecisionError, NodeInitPlan, PROVIDED_NODE_IP_ANNOTATION, UNINITIALIZED_TAINT,
-    add_taint_patch, beta_label_sync, has_taint, init_patch, is_restricted_label, is_uninitialized, plan_addresses,
-    plan_initialization, remove_taint_patch, same_addresses,
+    beta_label_sync, has_taint, init_patch, is_restricted_label, is_uninitialized, plan_addresses, plan_initialization,
+    same_addresses, taints_patch, with_taint, without_taint,
 };
 
 use crate::backoff::KeyedBackoff;
@@ -115,16 +115,19 @@ impl NodeContext {
     }
 }
 
-/// Applies a strategic merge patch to a Node.
+/// How many times a write refused for a stale resourceVersion is retried with a fresh read (client-go's
+/// `RetryOnConflict` does 20 in the node controller; conflicts on one Node are short-lived).
+pub(crate) const CONFLICT_RETRIES: usize = 5;
+
+/// Applies a JSON merge patch to a Node.
 pub(crate) async fn patch_node(
     api: &Api<Node>,
     node: &str,
     patch: &Value,
     operation: &'static str,
-) -> Result<(), NodeSyncError> {
-    api.patch(node, &PatchParams::default(), &Patch::Strategic(patch))
+) -> Result<Node, NodeSyncError> {
+    api.patch(node, &PatchParams::default(), &Patch::Merge(patch))
         .await
-        .map(|_| ())
         .map_err(|source| NodeSyncError::Kube {
             operation,
             node: node.to_owned(),
@@ -132,16 +135,75 @@ pub(crate) async fn patch_node(
         })
 }
 
-async fn patch_addresses(api: &Api<Node>, node: &str, addresses: &[NodeAddress]) -> Result<(), NodeSyncError> {
+/// Reads a Node fresh from the API server.
+pub(crate) async fn get_node(api: &Api<Node>, node: &str) -> Result<Node, NodeSyncError> {
+    api.get(node).await.map_err(|source| NodeSyncError::Kube {
+        operation: "get",
+        node: node.to_owned(),
+        source,
+    })
+}
+
+/// Whether the error is a 409 Conflict (the Node changed since it was read).
+pub(crate) fn is_conflict(error: &NodeSyncError) -> bool {
+    matches!(error, NodeSyncError::Kube { source: kube::Error::Api(status), .. } if status.is_conflict())
+}
+
+/// Sets a Node's taints with `edit` (which returns `None` when nothing must change) on a fresh read, retrying on
+/// conflicts. Returns whether it wrote.
+pub(crate) async fn edit_taints(
+    api: &Api<Node>,
+    node: &str,
+    operation: &'static str,
+    edit: impl Fn(&Node) -> Option<Vec<k8s_openapi::api::core::v1::Taint>>,
+) -> Result<bool, NodeSyncError> {
+    let mut attempt = 0;
+    loop {
+        let fresh = get_node(api, node).await?;
+        let Some(new) = edit(&fresh) else { return Ok(false) };
+        match patch_node(api, node, &taints_patch(&fresh, &new), operation).await {
+            Ok(_) => return Ok(true),
+            Err(e) if is_conflict(&e) && attempt + 1 < CONFLICT_RETRIES => attempt += 1,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn patch_addresses(api: &Api<Node>, node: &str, addresses: &[NodeAddress]) -> Result<Node, NodeSyncError> {
     let patch = json!({"status": {"addresses": addresses}});
     api.patch_status(node, &PatchParams::default(), &Patch::Merge(&patch))
         .await
-        .map(|_| ())
         .map_err(|source| NodeSyncError::Kube {
             operation: "patch addresses",
             node: node.to_owned(),
             source,
         })
+}
+
+/// Applies the cloud's metadata to an uninitialized Node: addresses first (so the Node is not schedulable before
+/// it has them), then labels, providerID and the taint removal in one write guarded by the resourceVersion;
+/// a conflict re-reads the Node and plans again.
+async fn initialize(
+    api: &Api<Node>,
+    name: &str,
+    meta: &crate::provider::InstanceMetadata,
+) -> Result<NodeInitPlan, NodeSyncError> {
+    let mut attempt = 0;
+    loop {
+        let mut fresh = get_node(api, name).await?;
+        let plan = plan_initialization(&fresh, meta)?;
+        if !is_uninitialized(&fresh) {
+            return Ok(plan);
+        }
+        if let Some(addresses) = &plan.addresses {
+            fresh = patch_addresses(api, name, addresses).await?;
+        }
+        match patch_node(api, name, &init_patch(&fresh, &plan), "initialize").await {
+            Ok(_) => return Ok(plan),
+            Err(e) if is_conflict(&e) && attempt + 1 < CONFLICT_RETRIES => attempt += 1,
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Reconciles one Node (never fails: failures become a backoff). Tests call it directly.
@@ -186,11 +248,7 @@ async fn sync(node: &Node, ctx: &NodeContext) -> Result<Action, NodeSyncError> {
                 node: name.clone(),
                 source,
             })?;
-        let plan = plan_initialization(node, &meta)?;
-        if let Some(addresses) = &plan.addresses {
-            patch_addresses(&api, &name, addresses).await?;
-        }
-        patch_node(&api, &name, &init_patch(&plan), "initialize").await?;
+        let plan = initialize(&api, &name, &meta).await?;
         tracing::info!(node = %name, provider_id = ?plan.provider_id, labels = ?plan.labels, "node initialized");
         ctx.events
             .normal(
