@@ -268,6 +268,7 @@ impl Shared {
         let mut index = self.instances.index().await.map_err(cloud_error)?;
         let mut retried = false;
         let mut out: Vec<Instance> = Vec::new();
+        let mut seen: HashSet<String> = HashSet::new();
         let mut i = 0;
         while i < nodes.len() {
             let n = &nodes[i];
@@ -279,7 +280,7 @@ impl Shared {
             };
             match index.find(&r) {
                 Ok(Some(inst)) => {
-                    if !out.iter().any(|o| o.unique_id == inst.unique_id) {
+                    if seen.insert(inst.unique_id.clone()) {
                         out.push(inst.clone());
                     }
                     i += 1;

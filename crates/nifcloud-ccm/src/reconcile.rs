@@ -4,7 +4,7 @@ use cloudprovider::ProviderError;
 use cloudprovider::k8s_openapi::api::core::v1::Service;
 use nifcloud_cloud::Instance;
 
-use crate::l4::plan::{self, DesiredL4, L4Action, WantListener};
+use crate::l4::plan::{self, DesiredL4, L4Action, ObservedL4, ObservedListener, WantListener};
 use crate::l4::{self};
 use crate::provider::{NOT_VISIBLE_RETRY, Shared, cloud_error, member_names};
 use crate::spec::ServiceLb;
@@ -37,6 +37,31 @@ pub fn desired_l4(name: &str, lb: &ServiceLb, members: &[Instance]) -> DesiredL4
     }
 }
 
+/// What a load balancer just created from `desired` is known to look like: its listeners, bandwidth, accounting
+/// and policy as sent, the API's default allow-any filter, no members and an unknown health check.
+pub fn assumed_after_create(desired: &DesiredL4, vip: &str) -> ObservedL4 {
+    ObservedL4 {
+        name: desired.name.clone(),
+        vip: vip.to_owned(),
+        network_volume: desired.network_volume,
+        accounting_type: desired.accounting_type.map(|a| a.to_string()),
+        next_month_accounting_type: None,
+        policy_type: desired.policy_type.map(str::to_owned),
+        listeners: desired
+            .listeners
+            .iter()
+            .map(|l| ObservedListener {
+                port: l.port,
+                instance_port: l.instance_port,
+                balancing_type: l.balancing_type,
+                filter_type: "1".into(),
+                filter: [crate::spec::ANY_SOURCE.to_owned()].into(),
+                ..Default::default()
+            })
+            .collect(),
+    }
+}
+
 /// Brings the Service's L4 load balancer `name` in line and returns its VIP.
 pub async fn ensure_l4(
     sh: &Shared,
@@ -57,6 +82,7 @@ pub async fn ensure_l4(
         return Err(ProviderError::invalid("LoadBalancerNotOwned", note));
     }
     let mut vip = observed.as_ref().map(|o| o.vip.clone()).unwrap_or_default();
+    let mut freshly_created: Option<ObservedL4> = None;
     for round in 0..MAX_ROUNDS {
         let p = plan::plan(&desired, observed.as_ref());
         if round == 0 {
@@ -84,12 +110,21 @@ pub async fn ensure_l4(
                     sh.record_created(cluster, svc, name).await;
                 }
                 if let Some(v) = outcome.created_vip {
+                    if !outcome.already_existed && p.actions.len() == 1 {
+                        freshly_created = Some(assumed_after_create(&desired, &v));
+                    }
                     vip = v;
                 }
             }
         }
         if !structural {
             break;
+        }
+        if let Some(assumed) = freshly_created.take() {
+            // Just created by this call: its listeners and load-balancer settings are what was sent, and its
+            // per-listener settings are unknown, so the next round sets them all without re-reading.
+            observed = Some(assumed);
+            continue;
         }
         observed = sh.get_l4(name).await?;
         match &observed {

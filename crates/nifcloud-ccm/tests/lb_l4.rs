@@ -94,12 +94,12 @@ async fn creates_an_l4_load_balancer_with_every_node_and_reports_its_vip() {
             set(&["*.*.*.*"])
         )]
     );
-    // Exactly: one listing of servers, one of load balancers, one targeted read after the create, and the
-    // create, health check and registration. The default filter already allows everyone: no SetFilter.
+    // Exactly: one listing of servers, one of load balancers (none re-read after the create: its state is
+    // known), and the create, health check and registration. The default filter allows everyone: no SetFilter.
     let calls = emu.calls();
     let count = |a: &str| calls.get(a).copied().unwrap_or(0);
     assert_eq!(count("DescribeInstances"), 1);
-    assert_eq!(count("DescribeLoadBalancers"), 2);
+    assert_eq!(count("DescribeLoadBalancers"), 1);
     assert_eq!(count("CreateLoadBalancer"), 1);
     assert_eq!(count("ConfigureHealthCheck"), 1);
     assert_eq!(count("RegisterInstancesWithLoadBalancer"), 1);
@@ -234,6 +234,27 @@ async fn local_traffic_policy_checks_the_health_check_node_port() {
         .unwrap();
     let name = naming::generated_name(CLUSTER, &uid(3)).unwrap();
     assert_eq!(lb_state(&emu, &name).unwrap().3[0].3, "TCP:32123");
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn source_ranges_at_creation_replace_the_allow_any_filter() {
+    let (emu, p) = setup().await;
+    let mut svc = service(&uid(12), &[(80, 30080)], &[]);
+    svc.spec.as_mut().unwrap().load_balancer_source_ranges = Some(vec!["192.0.2.0/24".into()]);
+    p.load_balancers()
+        .ensure_load_balancer(CLUSTER, &svc, &targets(&["node1"]))
+        .await
+        .unwrap();
+    let name = naming::generated_name(CLUSTER, &uid(12)).unwrap();
+    let port = &lb_state(&emu, &name).unwrap().3[0];
+    assert_eq!((port.7.as_str(), &port.8), ("1", &set(&["192.0.2.0/24"])));
+    emu.reset_calls();
+    p.load_balancers()
+        .ensure_load_balancer(CLUSTER, &svc, &targets(&["node1"]))
+        .await
+        .unwrap();
+    assert_eq!(mutations(&emu), 0);
     emu.shutdown().await;
 }
 
