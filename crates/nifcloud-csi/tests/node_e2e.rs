@@ -194,6 +194,7 @@ async fn write_on_one_node_read_on_another() {
     n2.client.node_publish_volume(publish(&ctx)).await.unwrap();
     let text = std::fs::read_to_string(target_dir.join("hello.txt")).unwrap();
     assert_eq!(text, "written on node1\n");
+
     n2.client.node_unpublish_volume(unpublish).await.unwrap();
     n2.client.node_unstage_volume(unstage).await.unwrap();
     ctl.client
@@ -260,4 +261,170 @@ async fn volume_limit_subtracts_disks_this_driver_does_not_manage() {
         .unwrap();
     assert_eq!(limit, 11);
     s.stop().await;
+}
+
+/// Online expansion on a real filesystem: NIFCLOUD grows the disk by 100 GB steps while it is
+/// attached, the node grows xfs (ext4 online growth needs CAP_SYS_RESOURCE, which this sandbox
+/// lacks; csi-core's own tests cover ext4 where it is available).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn online_expansion_grows_the_filesystem() {
+    if let Some(reason) = skip_reason() {
+        eprintln!("skipping node expansion test: {reason}");
+        return;
+    }
+    for tool in ["mkfs.xfs", "xfs_growfs"] {
+        if !std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file())) {
+            eprintln!("skipping node expansion test: {tool} is not installed");
+            return;
+        }
+    }
+    let work = tempfile::tempdir().unwrap();
+    let devs = work.path().join("servers");
+    let fake_sys = work.path().join("sys");
+    std::fs::create_dir_all(fake_sys.join("class/scsi_host")).unwrap();
+    let mut cfg = EmulatorConfig::sample();
+    cfg.block_devices = Some(BlockDeviceConfig {
+        dir: devs.clone(),
+        backing_dir: work.path().join("backing"),
+    });
+    let emu = Emulator::builder().config(cfg).start().await.unwrap();
+    let mut ctl = serve(controller(&emu)).await;
+    let xfs = csi_core::capability::mount_capability(
+        "xfs",
+        csi_core::proto::volume_capability::access_mode::Mode::SingleNodeWriter,
+    );
+    let mut req = create_req("pvc-grow", 100 * GB);
+    req.volume_capabilities = vec![xfs.clone()];
+    let id = ctl
+        .client
+        .create_volume(req)
+        .await
+        .unwrap()
+        .into_inner()
+        .volume
+        .unwrap()
+        .volume_id;
+    let mut n = node_plugin(&emu, &devs, &fake_sys, "node3").await;
+    let mut publish = publish_req(&id, "node3");
+    publish.volume_capability = Some(xfs.clone());
+    let ctx = ctl
+        .client
+        .controller_publish_volume(publish)
+        .await
+        .unwrap()
+        .into_inner()
+        .publish_context;
+    let (stage_dir, target_dir) = (work.path().join("staging"), work.path().join("target"));
+    n.client
+        .node_stage_volume(csi::NodeStageVolumeRequest {
+            volume_id: id.clone(),
+            publish_context: ctx.clone(),
+            staging_target_path: stage_dir.display().to_string(),
+            volume_capability: Some(xfs.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    n.client
+        .node_publish_volume(csi::NodePublishVolumeRequest {
+            volume_id: id.clone(),
+            publish_context: ctx,
+            staging_target_path: stage_dir.display().to_string(),
+            target_path: target_dir.display().to_string(),
+            volume_capability: Some(xfs.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    std::fs::write(target_dir.join("keep.txt"), b"before growth\n").unwrap();
+    let stats_req = csi::NodeGetVolumeStatsRequest {
+        volume_id: id.clone(),
+        volume_path: target_dir.display().to_string(),
+        staging_target_path: stage_dir.display().to_string(),
+    };
+    let total = |r: csi::NodeGetVolumeStatsResponse| {
+        r.usage
+            .iter()
+            .find(|u| u.unit == csi::volume_usage::Unit::Bytes as i32)
+            .map(|u| u.total)
+            .unwrap_or(0)
+    };
+    let before = total(
+        n.client
+            .node_get_volume_stats(stats_req.clone())
+            .await
+            .unwrap()
+            .into_inner(),
+    );
+    let range = csi::CapacityRange {
+        required_bytes: 300 * GB,
+        limit_bytes: 0,
+    };
+    let grown = ctl
+        .client
+        .controller_expand_volume(csi::ControllerExpandVolumeRequest {
+            volume_id: id.clone(),
+            capacity_range: Some(range),
+            volume_capability: Some(xfs.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((grown.capacity_bytes, grown.node_expansion_required), (300 * GB, true));
+    assert_eq!(volumes_named(&emu, "pvc-grow")[0].size_gb, 300);
+    let t = Instant::now();
+    let node_grown = n
+        .client
+        .node_expand_volume(csi::NodeExpandVolumeRequest {
+            volume_id: id.clone(),
+            volume_path: target_dir.display().to_string(),
+            capacity_range: Some(range),
+            staging_target_path: stage_dir.display().to_string(),
+            volume_capability: Some(xfs),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    eprintln!("node3: NodeExpandVolume (xfs_growfs) {} ms", t.elapsed().as_millis());
+    assert!(node_grown.capacity_bytes >= 300 * GB, "{node_grown:?}");
+    let after = total(n.client.node_get_volume_stats(stats_req).await.unwrap().into_inner());
+    assert!(after > before + 150 * GB, "filesystem grew: {before} -> {after}");
+    assert_eq!(
+        std::fs::read_to_string(target_dir.join("keep.txt")).unwrap(),
+        "before growth\n"
+    );
+    n.client
+        .node_unpublish_volume(csi::NodeUnpublishVolumeRequest {
+            volume_id: id.clone(),
+            target_path: target_dir.display().to_string(),
+        })
+        .await
+        .unwrap();
+    n.client
+        .node_unstage_volume(csi::NodeUnstageVolumeRequest {
+            volume_id: id.clone(),
+            staging_target_path: stage_dir.display().to_string(),
+        })
+        .await
+        .unwrap();
+    let _ = n.stop.send(());
+    ctl.client
+        .controller_unpublish_volume(csi::ControllerUnpublishVolumeRequest {
+            volume_id: id.clone(),
+            node_id: "node3".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    ctl.client
+        .delete_volume(csi::DeleteVolumeRequest {
+            volume_id: id,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    ctl.stop().await;
+    emu.shutdown().await;
 }
