@@ -343,3 +343,93 @@ fn tokio_stream_from(
 ) -> impl futures::Stream<Item = ()> + Send + 'static {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::FakeProvider;
+    use crate::testing::mock::{ApiMock, json_response, status_response};
+    use clap::Parser;
+    use http::Method;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ControllerManagerArgs,
+    }
+
+    fn args(extra: &[&str]) -> ControllerManagerArgs {
+        let mut argv = vec![
+            "ccm",
+            "--metrics-bind-address=0",
+            "--controllers=-service,-cloud-node,-cloud-node-lifecycle",
+        ];
+        argv.extend_from_slice(extra);
+        Cli::try_parse_from(argv).unwrap().args
+    }
+
+    const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases";
+
+    #[tokio::test]
+    async fn leader_acquires_then_releases_on_graceful_shutdown() {
+        let (client, mut mock) = ApiMock::new();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(run_with_client(
+            client,
+            args(&[]),
+            Arc::new(FakeProvider::new()),
+            shutdown.clone(),
+        ));
+
+        let (req, _) = mock.next().await;
+        assert_eq!(
+            (req.method(), req.uri().path()),
+            (&Method::GET, format!("{LEASES}/cloud-controller-manager").as_str())
+        );
+        mock.respond(status_response(404, "NotFound"));
+        let (req, mut lease) = mock.next().await;
+        assert_eq!((req.method(), req.uri().path()), (&Method::POST, LEASES));
+        let identity = lease["spec"]["holderIdentity"].as_str().unwrap().to_owned();
+        lease["metadata"]["resourceVersion"] = "1".into();
+        mock.respond(json_response(201, &lease));
+
+        shutdown.cancel();
+        let (req, _) = mock.next().await;
+        assert_eq!(req.method(), Method::GET, "release reads the lease");
+        mock.respond(json_response(200, &lease));
+        let (req, body) = mock.next().await;
+        assert_eq!(req.method(), Method::PUT);
+        assert_eq!(body["metadata"]["resourceVersion"], "1");
+        assert!(
+            body["spec"].get("holderIdentity").is_none(),
+            "released: {body} (was {identity})"
+        );
+        assert_eq!(body["spec"]["leaseDurationSeconds"], 1);
+        mock.respond(json_response(200, &body));
+        assert!(task.await.unwrap().is_ok());
+    }
+
+    #[tokio::test]
+    async fn without_leader_election_runs_until_shutdown() {
+        let (client, mut mock) = ApiMock::new();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(run_with_client(
+            client,
+            args(&["--leader-elect=false"]),
+            Arc::new(FakeProvider::new()),
+            shutdown.clone(),
+        ));
+        mock.assert_idle().await;
+        assert!(!task.is_finished());
+        shutdown.cancel();
+        assert!(task.await.unwrap().is_ok());
+    }
+
+    #[tokio::test]
+    async fn invalid_args_are_refused() {
+        let (client, _mock) = ApiMock::new();
+        let bad = args(&["--leader-elect-retry-period=20s"]);
+        let result = run_with_client(client, bad, Arc::new(FakeProvider::new()), CancellationToken::new()).await;
+        assert!(matches!(result, Err(Error::Args(_))), "{result:?}");
+    }
+}
