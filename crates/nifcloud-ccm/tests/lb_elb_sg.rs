@@ -157,6 +157,61 @@ async fn elastic_load_balancer_lifecycle() {
 }
 
 #[tokio::test]
+async fn every_elb_change_waits_for_available_and_survives_faults() {
+    let (emu, p) = setup().await;
+    // Each change keeps the ELB "processing" for 300 ms; a change meanwhile would be refused as busy.
+    emu.set_delays(nifcloud_emulator::DelayConfig {
+        elb_ms: 300,
+        ..Default::default()
+    });
+    let lbs = p.load_balancers();
+    let svc = service(&uid(23), &[(80, 30080), (443, 30443)], &[(a::TYPE, "elb")]);
+    let name = naming::generated_name(CLUSTER, &uid(23)).unwrap();
+    lbs.ensure_load_balancer(CLUSTER, &svc, &targets(&["node1"]))
+        .await
+        .unwrap();
+    let changed = service(
+        &uid(23),
+        &[(80, 31080), (443, 30443)],
+        &[(a::TYPE, "elb"), (a::HC_INTERVAL, "20"), (a::NETWORK_VOLUME, "20")],
+    );
+    // A 500 in the middle of the multi-call change surfaces; the retry converges.
+    emu.set_faults(
+        nifcloud_emulator::FaultConfig::none().with(nifcloud_emulator::FaultRule::fail_next(
+            "NiftyConfigureElasticLoadBalancerHealthCheck",
+            1,
+            "Server.InternalError",
+            500,
+        )),
+    );
+    assert!(
+        lbs.ensure_load_balancer(CLUSTER, &changed, &targets(&["node1", "node2"]))
+            .await
+            .is_err()
+    );
+    lbs.ensure_load_balancer(CLUSTER, &changed, &targets(&["node1", "node2"]))
+        .await
+        .unwrap();
+    let (_, volume, listeners, _) = elb_state(&emu, &name).unwrap();
+    assert_eq!(volume, 20);
+    assert_eq!(listeners.len(), 2);
+    for l in &listeners {
+        assert_eq!((l.6, &l.7), (20, &set(&["node1", "node2"])), "{l:?}");
+    }
+    assert_eq!((listeners[0].0, listeners[0].1), (80, 31080));
+    let busy: Vec<_> = emu
+        .call_log()
+        .into_iter()
+        .filter(|c| c.error_code.as_deref().is_some_and(|e| e.contains("Processing")))
+        .collect();
+    assert!(busy.is_empty(), "no change was sent while processing: {busy:?}");
+    assert_eq!(emu.with_state(|st| st.elastic_load_balancers.len()), 1);
+    lbs.ensure_load_balancer_deleted(CLUSTER, &changed).await.unwrap();
+    assert!(elb_state(&emu, &name).is_none());
+    emu.shutdown().await;
+}
+
+#[tokio::test]
 async fn switching_type_replaces_the_load_balancer() {
     let (emu, p) = setup().await;
     let lbs = p.load_balancers();

@@ -87,7 +87,7 @@ pub async fn describe(client: &Client, name: &str) -> Result<Option<ObservedElb>
 
 async fn wait_available(sh: &Shared, name: &str) -> Result<(), CloudError> {
     let opts = WaitOptions {
-        interval: Duration::from_secs(2).min(sh.settings.elb_wait_timeout),
+        interval: (sh.settings.elb_wait_timeout / 60).clamp(Duration::from_millis(200), Duration::from_secs(2)),
         timeout: sh.settings.elb_wait_timeout,
     };
     match sh.client.wait_for_elastic_load_balancer(name, opts).await {

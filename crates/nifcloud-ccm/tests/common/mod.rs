@@ -33,7 +33,7 @@ pub fn settings(emu: &Emulator, sg: Option<SecurityGroupSettings>) -> Settings {
     };
     let mut st = Settings::resolve(&args, &env).unwrap();
     st.cache_ttl = Duration::from_secs(30);
-    st.elb_wait_timeout = Duration::from_secs(20);
+    st.elb_wait_timeout = Duration::from_secs(12);
     st.security_group = sg;
     st
 }
