@@ -186,6 +186,11 @@ async fn sync(svc: &Service, ctx: &ServiceContext) -> Result<Action, SyncError> 
     let decision = decide_service(svc, synced.as_ref(), &node_key, now, ctx.resync_period);
     tracing::debug!(service = %key, ?decision, "service decision");
     match decision {
+        ServiceAction::Skip(_) if !wants_load_balancer(svc) => {
+            // Nothing of ours to remember for it (a Service that lost its LB, or never had one).
+            ctx.set_synced(&key, None);
+            Ok(Action::await_change())
+        }
         ServiceAction::Skip(_) => Ok(idle_action(synced.as_ref(), now, ctx.resync_period)),
         ServiceAction::Cleanup => cleanup(svc, ctx, lb, &key).await,
         ServiceAction::Ensure { add_finalizer, reason } => {
@@ -193,6 +198,14 @@ async fn sync(svc: &Service, ctx: &ServiceContext) -> Result<Action, SyncError> 
         }
         ServiceAction::UpdateHosts => update_hosts(svc, ctx, lb, &key, &targets, node_key, synced).await,
     }
+}
+
+/// Errors whose Event (or absence of one) [`reconcile`] handles: no generic failure Event for them.
+fn handled_by_reconcile(error: &ProviderError) -> bool {
+    matches!(
+        error,
+        ProviderError::RetryAfter { .. } | ProviderError::InvalidConfiguration { .. }
+    )
 }
 
 fn idle_action(synced: Option<&SyncedState>, now: Instant, resync: Option<Duration>) -> Action {
@@ -252,10 +265,7 @@ async fn ensure(
         Ok(status) => status,
         Err(ProviderError::ImplementedElsewhere) => return Ok(Action::await_change()),
         Err(source) => {
-            if !matches!(
-                source,
-                ProviderError::RetryAfter { .. } | ProviderError::InvalidConfiguration { .. }
-            ) {
+            if !handled_by_reconcile(&source) {
                 ctx.events
                     .warn(
                         &reference,
@@ -362,6 +372,13 @@ async fn update_hosts(
                 .await;
         }
         Err(ProviderError::ImplementedElsewhere) => {}
+        Err(source) if handled_by_reconcile(&source) => {
+            return Err(SyncError::Provider {
+                operation: "update",
+                service: key.to_owned(),
+                source,
+            });
+        }
         Err(source) => {
             let names: Vec<&str> = targets.iter().take(10).map(|t| t.name.as_str()).collect();
             ctx.events
@@ -407,6 +424,7 @@ async fn cleanup(svc: &Service, ctx: &ServiceContext, lb: &dyn LoadBalancer, key
     let exists = match lb.get_load_balancer(&ctx.cluster_name, svc).await {
         Ok(status) => status.is_some(),
         Err(ProviderError::ImplementedElsewhere) => false,
+        Err(source) if handled_by_reconcile(&source) => return Err(fail("get", source)),
         Err(source) => {
             ctx.events
                 .warn(
@@ -431,7 +449,7 @@ async fn cleanup(svc: &Service, ctx: &ServiceContext, lb: &dyn LoadBalancer, key
         match lb.ensure_load_balancer_deleted(&ctx.cluster_name, svc).await {
             Ok(()) | Err(ProviderError::ImplementedElsewhere) => {}
             Err(source) => {
-                if !matches!(source, ProviderError::RetryAfter { .. }) {
+                if !handled_by_reconcile(&source) {
                     ctx.events
                         .warn(
                             &reference,
