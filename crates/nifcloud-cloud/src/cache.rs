@@ -192,6 +192,27 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn stamps_and_since() {
+        let cache: CoalescingCache<u32, String> = CoalescingCache::new(Duration::from_secs(5));
+        let t0 = Instant::now();
+        let (v, started) = cache.get_stamped(|| async { Ok::<u32, String>(1) }).await.unwrap();
+        assert_eq!((*v, started), (1, t0));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let (_, again) = cache.get_stamped(|| async { Ok::<u32, String>(2) }).await.unwrap();
+        assert_eq!(again, t0, "served from the cache with the original stamp");
+        // A listing that started at t0 satisfies a question asked at t0, not one asked later.
+        assert_eq!(
+            *cache.get_since(t0, || async { Ok::<u32, String>(3) }).await.unwrap(),
+            1
+        );
+        let later = Instant::now();
+        assert_eq!(
+            *cache.get_since(later, || async { Ok::<u32, String>(4) }).await.unwrap(),
+            4
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn errors_are_shared_with_waiters_but_not_cached() {
         let cache: Arc<CoalescingCache<u32, String>> = Arc::new(CoalescingCache::new(Duration::from_secs(5)));
         let calls = Arc::new(AtomicU32::new(0));
