@@ -66,6 +66,10 @@ pub struct Args {
     /// Controller: seconds the server list is cached.
     #[arg(long, default_value_t = 10)]
     pub server_cache_secs: u64,
+    /// Controller: delete a disk left half-created (never returned to Kubernetes, e.g. its PVC
+    /// was deleted mid-creation) after this many seconds; 0 never deletes.
+    #[arg(long, default_value_t = 1800)]
+    pub reap_abandoned_after_secs: u64,
     /// Serve Prometheus metrics (CSI RPCs, NIFCLOUD API calls) on this address, e.g. 0.0.0.0:9809.
     #[arg(long, env = "CSI_METRICS_ADDRESS")]
     pub metrics_address: Option<std::net::SocketAddr>,
@@ -122,6 +126,8 @@ impl Args {
             wait_timeout: Duration::from_secs(self.wait_timeout_secs.max(1)),
             server_cache_ttl: Duration::from_secs(self.server_cache_secs),
             metrics_address: self.metrics_address,
+            reap_abandoned_after: (self.reap_abandoned_after_secs > 0)
+                .then(|| Duration::from_secs(self.reap_abandoned_after_secs)),
             ..DriverOptions::default()
         };
         Ok((options, client))

@@ -67,9 +67,9 @@ pub struct ControllerConfig {
 /// The controller service.
 #[derive(Debug, Clone)]
 pub struct NifcloudController {
-    cloud: Cloud,
-    watch: VolumeWatch,
-    locks: InFlight,
+    pub(crate) cloud: Cloud,
+    pub(crate) watch: VolumeWatch,
+    pub(crate) locks: InFlight,
     helpers: HelperSlots,
     config: ControllerConfig,
 }

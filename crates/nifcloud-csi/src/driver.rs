@@ -68,6 +68,9 @@ pub struct DriverOptions {
     pub wait_timeout: Duration,
     /// Controller: age of the cached server list.
     pub server_cache_ttl: Duration,
+    /// Controller: delete disks left in the creating state (never returned to Kubernetes) after
+    /// this long (`None`: never).
+    pub reap_abandoned_after: Option<Duration>,
     /// Where to serve Prometheus metrics (`None`: not served).
     pub metrics_address: Option<std::net::SocketAddr>,
 }
@@ -88,6 +91,7 @@ impl Default for DriverOptions {
             poll_interval: Duration::from_secs(2),
             wait_timeout: Duration::from_secs(300),
             server_cache_ttl: Duration::from_secs(10),
+            reap_abandoned_after: Some(Duration::from_secs(1800)),
             metrics_address: None,
         }
     }
@@ -183,14 +187,23 @@ pub async fn run(
         identity = identity.with_service(ServiceType::ControllerService);
     }
     let mut server = CsiServer::new(identity, metrics);
+    let mut reaper_task = None;
     if opts.mode.controller() {
         let client = client.ok_or(DriverError::NoClient)?;
-        server = server.with_controller(build_controller(client, &opts, PollMode::Shared));
+        let controller = build_controller(client, &opts, PollMode::Shared);
+        if let Some(grace) = opts.reap_abandoned_after {
+            let reaper = crate::reaper::Reaper::new(&controller, grace);
+            reaper_task = Some(AbortOnDrop(tokio::spawn(
+                reaper.run((grace / 6).max(Duration::from_secs(10))),
+            )));
+        }
+        server = server.with_controller(controller);
     }
     if let Some(node) = node {
         server = server.with_node(node);
     }
     server.serve(&opts.endpoint, shutdown).await?;
+    drop(reaper_task);
     Ok(())
 }
 

@@ -17,6 +17,7 @@ pub mod node;
 pub mod params;
 pub mod plan;
 pub mod poller;
+pub mod reaper;
 pub mod topology;
 
 /// The CSI driver name.

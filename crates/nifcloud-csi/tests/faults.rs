@@ -338,3 +338,39 @@ async fn random_faults_everywhere_still_converge() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandoned_creations_are_reaped_but_live_ones_are_not() {
+    let emu = emulator().await;
+    emu.set_delays(slow());
+    // A creation killed for good right after CreateVolume: its disk sits on a helper server.
+    let first = controller(&emu);
+    assert!(
+        kill_after(&emu, "CreateVolume", 1, create(&first, "pvc-gone"))
+            .await
+            .is_none()
+    );
+    drop(first);
+    let ctl = controller(&emu);
+    let reaper = nifcloud_csi::reaper::Reaper::new(&ctl, Duration::from_millis(300));
+    assert!(
+        reaper.pass().await.unwrap().is_empty(),
+        "first sighting starts the grace period"
+    );
+    assert_eq!(volumes_named(&emu, "pvc-gone").len(), 1);
+    // A live creation of another name runs while the grace period passes.
+    let live = {
+        let ctl = ctl.clone();
+        tokio::spawn(async move { create(&ctl, "pvc-live").await })
+    };
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let deleted = reaper.pass().await.unwrap();
+    assert_eq!(deleted, [nifcloud_csi::disk::creating_id("pvc-gone")]);
+    let v = live.await.unwrap().unwrap();
+    assert!(volumes_named(&emu, "pvc-gone").is_empty());
+    assert_one_clean_disk(&emu, "pvc-live", &v.volume_id);
+    // Finished disks are never touched.
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert!(reaper.pass().await.unwrap().is_empty());
+    assert_eq!(volumes(&emu).len(), 1);
+}
