@@ -75,21 +75,26 @@ async fn e2e_against_a_cluster() {
     .expect("kube config");
     let client = kube::Client::try_from(config).expect("client");
     let nodes: Api<Node> = Api::all(client.clone());
-    let node_names: Vec<String> = nodes
-        .list(&ListParams::default())
-        .await
-        .expect("list nodes")
-        .items
-        .into_iter()
-        .filter_map(|n| n.metadata.name)
-        .collect();
-    // The emulated cloud has one server per node (plus one to terminate), named like the nodes.
+    let cluster_nodes = nodes.list(&ListParams::default()).await.expect("list nodes").items;
+    let node_names: Vec<String> = cluster_nodes.iter().filter_map(|n| n.metadata.name.clone()).collect();
+    // The emulated cloud has one server per node (plus one to terminate). Server names differ from node
+    // names on purpose: the provider matches the nodes by their InternalIP, which the servers carry.
     let mut cfg = EmulatorConfig::sample();
-    cfg.instances = node_names
+    let mut server_names = BTreeSet::new();
+    cfg.instances = cluster_nodes
         .iter()
         .enumerate()
         .map(|(i, n)| {
-            InstanceConfig::new(n, "east-11").with_ips(&format!("203.0.113.{}", 10 + i), &format!("10.0.0.{}", 10 + i))
+            let ip = n
+                .status
+                .as_ref()
+                .and_then(|s| s.addresses.as_ref())
+                .and_then(|a| a.iter().find(|a| a.type_ == "InternalIP"))
+                .map(|a| a.address.clone())
+                .unwrap_or_else(|| format!("10.0.0.{}", 10 + i));
+            let server = format!("e2enode{i}");
+            server_names.insert(server.clone());
+            InstanceConfig::new(&server, "east-11").with_ips(&format!("203.0.113.{}", 10 + i), &ip)
         })
         .collect();
     cfg.instances.push(InstanceConfig::new("e2eghost", "east-11"));
@@ -156,10 +161,9 @@ async fn e2e_against_a_cluster() {
         }
     })
     .await;
-    let all: BTreeSet<String> = node_names.iter().cloned().collect();
     let members = lb_members(&emu);
     assert_eq!(members.len(), 1, "{members:?}");
-    assert_eq!(members[0].4, all, "every node registered behind {ip}");
+    assert_eq!(members[0].4, server_names, "every node registered behind {ip}");
 
     // 3. Annotation and port changes are applied.
     let patch = serde_json::json!({
