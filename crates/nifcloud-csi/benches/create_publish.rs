@@ -147,13 +147,17 @@ fn rss_kib(pid: u32) -> Option<u64> {
 }
 
 fn node_idle_rss() {
-    let Some(dir) = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent()?.parent().map(|d| d.to_path_buf()))
-    else {
-        return;
+    // CSI_DRIVER_BIN names the binary to measure; else the one built next to this benchmark.
+    let bin = match std::env::var_os("CSI_DRIVER_BIN") {
+        Some(p) => std::path::PathBuf::from(p),
+        None => match std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent()?.parent().map(|d| d.to_path_buf()))
+        {
+            Some(dir) => dir.join("nifcloud-csi-driver"),
+            None => return,
+        },
     };
-    let bin = dir.join("nifcloud-csi-driver");
     if !bin.is_file() {
         println!(
             "node idle RSS: skipped ({} not built; run `cargo build --release -p nifcloud-csi-driver` first)",
@@ -183,7 +187,11 @@ fn node_idle_rss() {
     };
     std::thread::sleep(Duration::from_secs(2));
     match rss_kib(child.id()) {
-        Some(kib) => println!("node plugin idle RSS: {kib} KiB ({:.1} MiB)", kib as f64 / 1024.0),
+        Some(kib) => println!(
+            "node plugin idle RSS: {kib} KiB ({:.1} MiB), {}",
+            kib as f64 / 1024.0,
+            bin.display()
+        ),
         None => println!("node idle RSS: process exited early"),
     }
     let _ = child.kill();
