@@ -351,7 +351,9 @@ struct DiskFacts {
 
 async fn describe(client: &Client, volume_id: &str) -> anyhow::Result<DiskFacts> {
     let out = client
-        .describe_volumes(DescribeVolumesRequest { volume_id: vec![volume_id.to_owned()] })
+        .describe_volumes(DescribeVolumesRequest {
+            volume_id: vec![volume_id.to_owned()],
+        })
         .await?;
     let v = out.volume_set.first().context("DescribeVolumes returned nothing")?;
     Ok(DiskFacts {

@@ -110,7 +110,9 @@ impl Client {
     ) -> Result<(), Error> {
         let what = format!("volume {volume_id} {state:?}");
         wait_until(&what, options, || async {
-            let req = DescribeVolumesRequest { volume_id: vec![volume_id.to_owned()] };
+            let req = DescribeVolumesRequest {
+                volume_id: vec![volume_id.to_owned()],
+            };
             let out = match self.describe_volumes(req).await {
                 Ok(out) => out,
                 Err(e) if e.is_not_found() && state == VolumeState::Deleted => return Ok(Observation::Done(())),
