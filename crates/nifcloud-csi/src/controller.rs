@@ -538,9 +538,17 @@ impl Controller for NifcloudController {
         request: Request<csi::CreateVolumeRequest>,
     ) -> Result<Response<csi::CreateVolumeResponse>, Status> {
         let d = self.create(request.get_ref()).await?;
-        Ok(Response::new(csi::CreateVolumeResponse {
-            volume: Some(to_volume(&d)),
-        }))
+        let mut volume = to_volume(&d);
+        // Validated by `create`; the node formats with these arguments (csi-core reads them from the context).
+        if let Some(opts) = parse_params(&request.get_ref().parameters)
+            .ok()
+            .and_then(|p| p.mkfs_options)
+        {
+            volume
+                .volume_context
+                .insert(csi_core::node::MKFS_OPTIONS_KEY.to_string(), opts);
+        }
+        Ok(Response::new(csi::CreateVolumeResponse { volume: Some(volume) }))
     }
 
     async fn delete_volume(

@@ -17,6 +17,9 @@ pub const KEY_TYPE: &str = "type";
 pub const KEY_ACCOUNTING_TYPE: &str = "accountingtype";
 /// Key of the filesystem type parameter (also accepted without the prefix, deprecated).
 pub const KEY_FSTYPE: &str = "csi.storage.k8s.io/fstype";
+/// Key of the mkfs options parameter (lower-cased for matching), handed to the node in the volume context under
+/// csi-core's `mkfsOptions` key: whitespace-separated arguments, passed to mkfs as an argument vector (no shell).
+pub const KEY_MKFS_OPTIONS: &str = "mkfsoptions";
 /// Prefix of the keys the Kubernetes sidecars add.
 pub const SIDECAR_PREFIX: &str = "csi.storage.k8s.io/";
 
@@ -159,6 +162,8 @@ pub struct VolumeParams {
     pub accounting_type: AccountingType,
     /// Filesystem type from the parameters (lower-case), if given.
     pub fs_type: Option<String>,
+    /// Extra mkfs arguments from the StorageClass (`mkfsOptions`), if given.
+    pub mkfs_options: Option<String>,
 }
 
 impl Default for VolumeParams {
@@ -167,6 +172,7 @@ impl Default for VolumeParams {
             disk_type: DiskType::DEFAULT,
             accounting_type: AccountingType::PayPerUse,
             fs_type: None,
+            mkfs_options: None,
         }
     }
 }
@@ -175,7 +181,7 @@ impl Default for VolumeParams {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParamError {
     /// The key is not one this driver knows.
-    #[error("unknown parameter {key:?} (known: type, accountingType, csi.storage.k8s.io/fstype)")]
+    #[error("unknown parameter {key:?} (known: type, accountingType, csi.storage.k8s.io/fstype, mkfsOptions)")]
     UnknownKey {
         /// The key as sent.
         key: String,
@@ -238,6 +244,17 @@ pub fn parse_params(params: &HashMap<String, String>) -> Result<VolumeParams, Pa
                     out.fs_type = Some(fs);
                 }
             }
+            KEY_MKFS_OPTIONS => {
+                let opts = value.split_whitespace().collect::<Vec<_>>().join(" ");
+                if opts.chars().any(|c| c.is_control()) {
+                    return Err(ParamError::BadValue {
+                        key: "mkfsOptions",
+                        value: value.clone(),
+                        expected: "whitespace-separated mkfs arguments without control characters",
+                    });
+                }
+                out.mkfs_options = (!opts.is_empty()).then_some(opts);
+            }
             _ if k.starts_with(SIDECAR_PREFIX) => {}
             _ => return Err(ParamError::UnknownKey { key: key.clone() }),
         }
@@ -285,6 +302,15 @@ mod tests {
             DiskType::from_api("standard flash storage a"),
             Some(DiskType::StandardFlashA)
         );
+    }
+
+    #[test]
+    fn mkfs_options_are_normalised_and_checked() {
+        let v = parse_params(&p(&[("mkfsOptions", "  -m 0   -E lazy_itable_init=0 ")])).unwrap();
+        assert_eq!(v.mkfs_options.as_deref(), Some("-m 0 -E lazy_itable_init=0"));
+        assert_eq!(parse_params(&p(&[("MKFSOPTIONS", " ")])).unwrap().mkfs_options, None);
+        let err = parse_params(&p(&[("mkfsOptions", "-m\u{0}0")])).unwrap_err();
+        assert!(matches!(err, ParamError::BadValue { key: "mkfsOptions", .. }), "{err}");
     }
 
     #[test]

@@ -23,6 +23,32 @@ fn topo(zone: &str) -> csi::Topology {
 }
 
 #[tokio::test]
+async fn mkfs_options_reach_the_node_through_the_volume_context() {
+    let emu = emulator().await;
+    let mut s = serve(controller(&emu)).await;
+    let mut req = create_req("pvc-mkfs", 10 * GI);
+    req.parameters.insert("mkfsOptions".into(), " -m 0  -L data ".into());
+    let v = s
+        .client
+        .create_volume(req.clone())
+        .await
+        .unwrap()
+        .into_inner()
+        .volume
+        .unwrap();
+    assert_eq!(
+        v.volume_context
+            .get(csi_core::node::MKFS_OPTIONS_KEY)
+            .map(String::as_str),
+        Some("-m 0 -L data")
+    );
+    req.parameters.insert("mkfsOptions".into(), "-m\u{7}0".into());
+    let err = s.client.create_volume(req).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn create_is_idempotent_rounds_to_100_gb_and_leaves_the_disk_detached() {
     let emu = emulator().await;
     let mut s = serve(controller(&emu)).await;
