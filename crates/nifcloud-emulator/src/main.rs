@@ -37,7 +37,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let emu = b.start().await?;
     println!("nifcloud-emulator listening on {}", emu.endpoint());
-    tokio::signal::ctrl_c().await?;
+    // SIGTERM (a pod being stopped, where this runs as PID 1) or Ctrl-C.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        r = tokio::signal::ctrl_c() => r?,
+    }
     emu.shutdown().await;
     Ok(())
 }
