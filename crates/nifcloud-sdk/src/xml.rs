@@ -8,6 +8,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use quick_xml::events::Event;
 use quick_xml::reader::Reader;
@@ -16,14 +17,14 @@ use time::{Date, Month, OffsetDateTime, Time, UtcOffset};
 /// One XML element: its name without namespace prefix, its text and its child elements (attributes are dropped).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct XmlNode {
-    name: Box<str>,
+    name: Arc<str>,
     text: String,
     children: Vec<XmlNode>,
 }
 
 impl XmlNode {
     /// A node built by hand (mostly for tests).
-    pub fn new(name: impl Into<Box<str>>, text: impl Into<String>, children: Vec<XmlNode>) -> Self {
+    pub fn new(name: impl Into<Arc<str>>, text: impl Into<String>, children: Vec<XmlNode>) -> Self {
         Self {
             name: name.into(),
             text: text.into(),
@@ -111,7 +112,7 @@ pub trait FromXml: Sized {
 /// Parses `body` and returns its root element.
 pub fn parse(body: &str) -> Result<XmlNode, XmlError> {
     let mut reader = Reader::from_str(body);
-    let mut stack: Vec<XmlNode> = Vec::with_capacity(16);
+    let mut b = TreeBuilder::default();
     let syntax = |reader: &Reader<&[u8]>, message: String| XmlError::Syntax {
         position: reader.buffer_position(),
         message,
@@ -120,82 +121,58 @@ pub fn parse(body: &str) -> Result<XmlNode, XmlError> {
         let event = reader.read_event().map_err(|e| syntax(&reader, e.to_string()))?;
         match event {
             Event::Start(e) => {
-                let name =
-                    std::str::from_utf8(e.local_name().into_inner()).map_err(|e| syntax(&reader, e.to_string()))?;
-                stack.push(XmlNode {
-                    name: name.into(),
-                    text: String::new(),
-                    children: Vec::new(),
-                });
+                let name = b
+                    .intern(e.local_name().into_inner())
+                    .map_err(|e| syntax(&reader, e.to_string()))?;
+                b.open(name);
             }
             Event::Empty(e) => {
-                let name =
-                    std::str::from_utf8(e.local_name().into_inner()).map_err(|e| syntax(&reader, e.to_string()))?;
-                let node = XmlNode {
-                    name: name.into(),
-                    text: String::new(),
-                    children: Vec::new(),
-                };
-                match stack.last_mut() {
-                    Some(parent) => parent.children.push(node),
-                    None => return Ok(node),
+                let name = b
+                    .intern(e.local_name().into_inner())
+                    .map_err(|e| syntax(&reader, e.to_string()))?;
+                b.open(name);
+                if let Some(root) = b.close() {
+                    return Ok(root);
                 }
             }
             Event::End(_) => {
-                let Some(mut node) = stack.pop() else {
+                if b.open.is_empty() {
                     return Err(syntax(&reader, "unexpected end tag".into()));
-                };
-                if !node.children.is_empty() {
-                    node.text = String::new();
                 }
-                match stack.last_mut() {
-                    Some(parent) => parent.children.push(node),
-                    None => return Ok(node),
+                if let Some(root) = b.close() {
+                    return Ok(root);
                 }
             }
             Event::Text(t) => {
-                if let Some(top) = stack.last_mut() {
-                    let s = t.decode().map_err(|e| syntax(&reader, e.to_string()))?;
-                    // Whitespace between child elements is layout, not content.
-                    if top.children.is_empty() || !s.trim().is_empty() {
-                        top.text.push_str(&s);
-                    }
-                }
+                let s = t.decode().map_err(|e| syntax(&reader, e.to_string()))?;
+                b.text(&s);
             }
             Event::CData(t) => {
-                if let Some(top) = stack.last_mut() {
-                    let s = t.decode().map_err(|e| syntax(&reader, e.to_string()))?;
-                    top.text.push_str(&s);
-                }
+                let s = t.decode().map_err(|e| syntax(&reader, e.to_string()))?;
+                b.text(&s);
             }
             Event::GeneralRef(r) => {
-                if let Some(top) = stack.last_mut() {
-                    if r.is_char_ref() {
-                        match r.resolve_char_ref() {
-                            Ok(Some(c)) => top.text.push(c),
-                            Ok(None) => {}
-                            Err(e) => return Err(syntax(&reader, e.to_string())),
-                        }
-                    } else {
-                        let name = r.decode().map_err(|e| syntax(&reader, e.to_string()))?;
-                        match &*name {
-                            "amp" => top.text.push('&'),
-                            "lt" => top.text.push('<'),
-                            "gt" => top.text.push('>'),
-                            "quot" => top.text.push('"'),
-                            "apos" => top.text.push('\''),
-                            other => {
-                                // Unknown entity: keep it as written rather than fail the whole reply.
-                                top.text.push('&');
-                                top.text.push_str(other);
-                                top.text.push(';');
-                            }
-                        }
+                if r.is_char_ref() {
+                    match r.resolve_char_ref() {
+                        Ok(Some(c)) => b.text(c.encode_utf8(&mut [0u8; 4])),
+                        Ok(None) => {}
+                        Err(e) => return Err(syntax(&reader, e.to_string())),
+                    }
+                } else {
+                    let name = r.decode().map_err(|e| syntax(&reader, e.to_string()))?;
+                    match &*name {
+                        "amp" => b.text("&"),
+                        "lt" => b.text("<"),
+                        "gt" => b.text(">"),
+                        "quot" => b.text("\""),
+                        "apos" => b.text("'"),
+                        // Unknown entity: keep it as written rather than fail the whole reply.
+                        other => b.text(&format!("&{other};")),
                     }
                 }
             }
             Event::Eof => {
-                return Err(if stack.is_empty() {
+                return Err(if b.open.is_empty() {
                     XmlError::NoRootElement
                 } else {
                     syntax(&reader, "unexpected end of document".into())
@@ -203,6 +180,80 @@ pub fn parse(body: &str) -> Result<XmlNode, XmlError> {
             }
             Event::Decl(_) | Event::PI(_) | Event::DocType(_) | Event::Comment(_) => {}
         }
+    }
+}
+
+/// Builds the tree with few allocations: element names are shared, finished siblings wait in one buffer and
+/// move into an exactly-sized `Vec` when their parent closes, and layout whitespace is never stored.
+#[derive(Default)]
+struct TreeBuilder {
+    /// Open elements: the node (without children yet) and where its children start in `done`.
+    open: Vec<(XmlNode, usize)>,
+    /// Finished elements whose parent is still open, in document order.
+    done: Vec<XmlNode>,
+    /// Whitespace-only text seen in the innermost element before any child: content if the element turns out
+    /// to be a leaf, layout otherwise.
+    pending_ws: String,
+    names: std::collections::HashMap<Box<[u8]>, Arc<str>>,
+}
+
+impl TreeBuilder {
+    fn intern(&mut self, raw: &[u8]) -> Result<Arc<str>, std::str::Utf8Error> {
+        if let Some(n) = self.names.get(raw) {
+            return Ok(Arc::clone(n));
+        }
+        let name: Arc<str> = Arc::from(std::str::from_utf8(raw)?);
+        self.names.insert(raw.into(), Arc::clone(&name));
+        Ok(name)
+    }
+
+    fn open(&mut self, name: Arc<str>) {
+        self.pending_ws.clear();
+        let node = XmlNode {
+            name,
+            text: String::new(),
+            children: Vec::new(),
+        };
+        self.open.push((node, self.done.len()));
+    }
+
+    fn text(&mut self, s: &str) {
+        let Some((top, start)) = self.open.last_mut() else {
+            return;
+        };
+        let has_children = self.done.len() > *start;
+        if s.trim().is_empty() {
+            if !has_children {
+                if top.text.is_empty() {
+                    self.pending_ws.push_str(s);
+                } else {
+                    top.text.push_str(s);
+                }
+            }
+            return;
+        }
+        if !self.pending_ws.is_empty() {
+            top.text.push_str(&self.pending_ws);
+            self.pending_ws.clear();
+        }
+        top.text.push_str(s);
+    }
+
+    /// Closes the innermost element; returns it when it is the root.
+    fn close(&mut self) -> Option<XmlNode> {
+        let (mut node, start) = self.open.pop()?;
+        if self.done.len() > start {
+            node.children = self.done.drain(start..).collect();
+            node.text = String::new();
+        } else if !self.pending_ws.is_empty() {
+            node.text.push_str(&self.pending_ws);
+        }
+        self.pending_ws.clear();
+        if self.open.is_empty() {
+            return Some(node);
+        }
+        self.done.push(node);
+        None
     }
 }
 
@@ -558,6 +609,18 @@ mod tests {
             Ok(None)
         );
         assert!(root.find_path(&["volumeSet", "nope"]).is_none());
+    }
+
+    #[test]
+    fn whitespace_is_content_in_leaves_and_layout_between_children() {
+        let root = parse("<r>\n  <a> </a>\n  <b> x &amp; y </b>\n  <c>  &lt;</c><d>\n<e/>\n</d></r>").unwrap();
+        assert_eq!(root.text(), "");
+        assert_eq!(root.child("a").unwrap().text(), " ");
+        assert_eq!(root.child("b").unwrap().text(), " x & y ");
+        assert_eq!(root.child("c").unwrap().text(), "  <");
+        assert_eq!(root.child("d").unwrap().text(), "");
+        assert_eq!(root.find_path(&["d", "e"]).unwrap().elements().len(), 0);
+        assert_eq!(root.elements().len(), 4);
     }
 
     #[test]
