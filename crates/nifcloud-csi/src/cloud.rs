@@ -140,19 +140,7 @@ pub struct Cloud {
 impl Cloud {
     /// Wraps `client`; the server list is cached for `server_ttl` (concurrent callers share one call).
     pub fn new(client: Client, server_ttl: Duration) -> Self {
-        let cfg = client.config();
-        let once = nifcloud_sdk::Config::builder()
-            .region(cfg.region().clone())
-            .endpoint(cfg.endpoint())
-            .credentials(cfg.credentials().clone())
-            .retry(nifcloud_sdk::retry::RetryConfig::disabled())
-            .build()
-            .ok()
-            .and_then(|c| Client::new(c).ok())
-            .unwrap_or_else(|| {
-                tracing::warn!("could not build a no-retry client; ExtendVolumeSize will use SDK retries");
-                client.clone()
-            });
+        let once = client.with_retry(nifcloud_sdk::retry::RetryConfig::disabled());
         Self {
             client,
             once,

@@ -79,17 +79,7 @@ impl MetricsHook for ApiMetrics {
 
 /// The same client configuration with `hook` recording every call.
 pub fn instrument_client(client: &nifcloud_sdk::Client, hook: Arc<dyn MetricsHook>) -> nifcloud_sdk::Client {
-    let cfg = client.config();
-    nifcloud_sdk::Config::builder()
-        .region(cfg.region().clone())
-        .endpoint(cfg.endpoint())
-        .credentials(cfg.credentials().clone())
-        .retry(cfg.retry().clone())
-        .metrics(hook)
-        .build()
-        .ok()
-        .and_then(|c| nifcloud_sdk::Client::new(c).ok())
-        .unwrap_or_else(|| client.clone())
+    client.with_metrics(hook)
 }
 
 /// Serves `GET /metrics` (OpenMetrics text) on `addr` until the task is dropped.

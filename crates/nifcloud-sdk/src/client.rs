@@ -8,8 +8,9 @@ use tracing::Instrument as _;
 
 use crate::config::Config;
 use crate::error::{Error, parse_error_document};
-use crate::metrics::Outcome;
+use crate::metrics::{MetricsHook, Outcome};
 use crate::operation::Operation;
+use crate::retry::RetryConfig;
 use crate::retry::should_retry;
 use crate::signing::sign_request;
 use crate::wire::Params;
@@ -71,6 +72,29 @@ impl Client {
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    /// The same client (same connection pool, endpoint and credentials) with another retry policy; for example
+    /// [`RetryConfig::disabled`] for a call whose "busy" reply must be looked into rather than repeated.
+    pub fn with_retry(&self, retry: RetryConfig) -> Client {
+        self.derive(|config| config.retry = retry)
+    }
+
+    /// The same client with `hook` recording every call.
+    pub fn with_metrics(&self, hook: Arc<dyn MetricsHook>) -> Client {
+        self.derive(|config| config.metrics = Some(hook))
+    }
+
+    fn derive(&self, change: impl FnOnce(&mut Config)) -> Client {
+        let mut config = self.inner.config.clone();
+        change(&mut config);
+        Client {
+            inner: Arc::new(Inner {
+                http: self.inner.http.clone(),
+                config,
+                host: self.inner.host.clone(),
+            }),
+        }
     }
 
     /// Sends a typed operation and reads its typed reply.

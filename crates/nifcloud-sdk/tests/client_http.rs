@@ -255,3 +255,36 @@ async fn the_metrics_hook_sees_each_call_once_with_its_attempts() {
         vec![("DescribeInstances".to_owned(), "success".to_owned(), 2)]
     );
 }
+
+#[tokio::test]
+async fn derived_clients_change_only_their_policy() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503).set_body_string("busy"))
+        .mount(&server)
+        .await;
+    let base = client(&server, 4);
+    let once = base.with_retry(RetryConfig::disabled());
+    let err = once.call_raw("DescribeVolumes", Params::new()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable);
+    assert_eq!(
+        server.received_requests().await.unwrap().len(),
+        1,
+        "no retry on the derived client"
+    );
+    base.call_raw("DescribeVolumes", Params::new()).await.unwrap_err();
+    assert_eq!(
+        server.received_requests().await.unwrap().len(),
+        5,
+        "the original still retries 3 more times"
+    );
+
+    let recorder = Arc::new(Recorder::default());
+    let measured = once.with_metrics(recorder.clone());
+    measured.call_raw("DescribeInstances", Params::new()).await.unwrap_err();
+    assert_eq!(
+        *recorder.0.lock().unwrap(),
+        vec![("DescribeInstances".to_owned(), "HTTP.503".to_owned(), 1)]
+    );
+    assert_eq!(measured.config().endpoint(), base.config().endpoint());
+}
