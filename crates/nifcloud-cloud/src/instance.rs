@@ -49,6 +49,18 @@ impl InstanceState {
         }
     }
 
+    /// The wire name of the state (`running`, `stopped`, …).
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Stopping => "stopping",
+            Self::Stopped => "stopped",
+            Self::Terminated => "terminated",
+            Self::Other(name) => name,
+        }
+    }
+
     /// Whether the server is shut down but still exists (the Kubernetes "shutdown" notion).
     pub fn is_shut_down(&self) -> bool {
         matches!(self, Self::Stopped)

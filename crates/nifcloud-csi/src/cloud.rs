@@ -1,16 +1,15 @@
 //! Thin IO over the NIFCLOUD SDK for the controller: the volume and instance calls it makes, their
-//! errors with context, and a short-lived coalescing cache of the server list.
+//! errors with context; the server list comes from `nifcloud-cloud`'s shared, coalescing [`InstanceView`].
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use nifcloud_cloud::InstanceView;
 use nifcloud_sdk::types::{
     AttachVolumeRequest, CreateVolumeRequest, DeleteVolumeRequest, DescribeInstanceAttributeRequest,
-    DescribeInstancesRequest, DescribeVolumesRequest, DetachVolumeRequest, ExtendVolumeSizeRequest,
-    ModifyVolumeAttributeRequest,
+    DescribeVolumesRequest, DetachVolumeRequest, ExtendVolumeSizeRequest, ModifyVolumeAttributeRequest,
 };
 use nifcloud_sdk::{Client, ErrorKind};
-use tokio::sync::Mutex;
 
 use crate::disk::Disk;
 use crate::params::{AccountingType, DiskType};
@@ -120,12 +119,6 @@ pub struct NewDisk {
     pub server: String,
 }
 
-#[derive(Debug)]
-struct ServerCache {
-    at: Option<Instant>,
-    servers: Arc<Vec<Server>>,
-}
-
 /// The controller's NIFCLOUD calls.
 #[derive(Debug, Clone)]
 pub struct Cloud {
@@ -133,22 +126,16 @@ pub struct Cloud {
     /// The same endpoint without SDK retries, for ExtendVolumeSize: a "busy" reply there may
     /// mean an extension we cannot see yet, and a blind retry would grow the disk past its target.
     once: Client,
-    servers: Arc<Mutex<ServerCache>>,
-    server_ttl: Duration,
+    instances: Arc<InstanceView>,
 }
 
 impl Cloud {
     /// Wraps `client`; the server list is cached for `server_ttl` (concurrent callers share one call).
     pub fn new(client: Client, server_ttl: Duration) -> Self {
-        let once = client.with_retry(nifcloud_sdk::retry::RetryConfig::disabled());
         Self {
+            once: client.with_retry(nifcloud_sdk::retry::RetryConfig::disabled()),
+            instances: Arc::new(InstanceView::new(client.clone(), server_ttl)),
             client,
-            once,
-            servers: Arc::new(Mutex::new(ServerCache {
-                at: None,
-                servers: Arc::new(Vec::new()),
-            })),
-            server_ttl,
         }
     }
 
@@ -179,41 +166,25 @@ impl Cloud {
 
     /// Every server of the account, from a cache at most `server_ttl` old (or fresh if `refresh`).
     pub async fn servers(&self, refresh: bool) -> Result<Arc<Vec<Server>>, CloudError> {
-        let mut cache = self.servers.lock().await;
-        if !refresh
-            && let Some(at) = cache.at
-            && at.elapsed() < self.server_ttl
-        {
-            return Ok(Arc::clone(&cache.servers));
-        }
-        let out = self
-            .client
-            .describe_instances(DescribeInstancesRequest::default())
-            .await
-            .map_err(|e| CloudError::api("DescribeInstances", "(all)", e))?;
-        let servers: Vec<Server> = out
-            .reservation_set
+        let index = if refresh {
+            self.instances.fresh_index().await
+        } else {
+            self.instances.index().await
+        };
+        let index = index.map_err(|e| CloudError::Describe {
+            message: format!("DescribeInstances: {}", e.source),
+            kind: e.source.kind(),
+        })?;
+        let servers = index
+            .instances()
             .iter()
-            .flat_map(|r| r.instances_set.iter())
-            .filter_map(|i| {
-                Some(Server {
-                    name: i.instance_id.clone().filter(|s| !s.is_empty())?,
-                    zone: i
-                        .placement
-                        .as_ref()
-                        .and_then(|p| p.availability_zone.clone())
-                        .unwrap_or_default(),
-                    state: i
-                        .instance_state
-                        .as_ref()
-                        .and_then(|s| s.name.clone())
-                        .unwrap_or_default(),
-                })
+            .map(|i| Server {
+                name: i.name.clone(),
+                zone: i.zone.clone(),
+                state: i.state.as_str().to_owned(),
             })
             .collect();
-        cache.servers = Arc::new(servers);
-        cache.at = Some(Instant::now());
-        Ok(Arc::clone(&cache.servers))
+        Ok(Arc::new(servers))
     }
 
     /// Server `name` (looked up again when the cached list does not have it), `None` if unknown.
