@@ -63,10 +63,14 @@ pub struct CapabilityPolicy {
 }
 
 impl CapabilityPolicy {
-    /// A disk that attaches to one node at a time: single-node modes, block and mount, ext2/3/4 and xfs.
+    /// A disk that attaches to one node at a time: every single-node mode, block and mount, ext4 and xfs (the
+    /// filesystems whose tools [`crate::node::NodeConfig`] checks for by default).
     ///
-    /// `SINGLE_NODE_MULTI_WRITER` and `SINGLE_NODE_SINGLE_WRITER` are included: several pods on one
-    /// node may share the mounted filesystem (each publish is its own bind mount).
+    /// `SINGLE_NODE_MULTI_WRITER` (Kubernetes' ReadWriteOnce once the capability is advertised: several pods on
+    /// one node share the staged filesystem, each publish is its own bind mount) and `SINGLE_NODE_SINGLE_WRITER`
+    /// (ReadWriteOncePod: the node refuses a second target path) are both accepted, so
+    /// [`Self::single_node_multi_writer`] is true and the plugin advertises the capability that makes the CO
+    /// send them.
     pub fn single_node_disk() -> Self {
         Self {
             access_modes: vec![
@@ -77,7 +81,35 @@ impl CapabilityPolicy {
             ],
             block: true,
             mount: true,
-            fs_types: ["ext2", "ext3", "ext4", "xfs"].map(String::from).to_vec(),
+            fs_types: ["ext4", "xfs"].map(String::from).to_vec(),
+        }
+    }
+
+    /// Whether the plugin must advertise the `SINGLE_NODE_MULTI_WRITER` controller and node capabilities.
+    ///
+    /// The capability tells the CO to use the two modes it introduced: with it, Kubernetes sends
+    /// `SINGLE_NODE_MULTI_WRITER` for ReadWriteOnce and `SINGLE_NODE_SINGLE_WRITER` for ReadWriteOncePod; without
+    /// it, `SINGLE_NODE_WRITER` for both. So it is advertised exactly when the policy accepts both modes: derive
+    /// the advertised capabilities from here, never list them by hand.
+    pub fn single_node_multi_writer(&self) -> bool {
+        self.access_modes.contains(&Mode::SingleNodeMultiWriter)
+            && self.access_modes.contains(&Mode::SingleNodeSingleWriter)
+    }
+
+    /// The access mode Kubernetes' sidecars send for a claim access mode (`ReadWriteOnce`, `ReadWriteOncePod`,
+    /// `ReadOnlyMany`, `ReadWriteMany`) to a plugin with this policy, as Kubernetes' sidecars and kubelet map
+    /// them (a fact of the CO, restated here so tests can check a policy against what it will really be asked);
+    /// `None` for an unknown claim mode.
+    pub fn co_mode_for(&self, pv_access_mode: &str) -> Option<Mode> {
+        let multi = self.single_node_multi_writer();
+        match pv_access_mode {
+            "ReadWriteOnce" if multi => Some(Mode::SingleNodeMultiWriter),
+            "ReadWriteOnce" => Some(Mode::SingleNodeWriter),
+            "ReadWriteOncePod" if multi => Some(Mode::SingleNodeSingleWriter),
+            "ReadWriteOncePod" => Some(Mode::SingleNodeWriter),
+            "ReadOnlyMany" => Some(Mode::MultiNodeReaderOnly),
+            "ReadWriteMany" => Some(Mode::MultiNodeMultiWriter),
+            _ => None,
         }
     }
 }
@@ -138,6 +170,14 @@ pub fn validate_capability(cap: &VolumeCapability, policy: &CapabilityPolicy) ->
     }
 }
 
+/// The access mode of a capability (`Unknown` when it has none).
+pub fn access_mode(cap: &VolumeCapability) -> Mode {
+    cap.access_mode
+        .as_ref()
+        .and_then(|m| Mode::try_from(m.mode).ok())
+        .unwrap_or(Mode::Unknown)
+}
+
 /// Validates a non-empty list of capabilities (CreateVolume, ValidateVolumeCapabilities).
 pub fn validate_capabilities(
     caps: &[VolumeCapability],
@@ -195,7 +235,9 @@ mod tests {
             ("block refused", block_capability(Mode::SingleNodeWriter), &mount_only,
                 Err(CapabilityError::BlockNotSupported)),
             ("btrfs", mount_capability("btrfs", Mode::SingleNodeWriter), &p,
-                Err(CapabilityError::UnsupportedFsType { fs_type: "btrfs".into(), supported: "ext2, ext3, ext4, xfs".into() })),
+                Err(CapabilityError::UnsupportedFsType { fs_type: "btrfs".into(), supported: "ext4, xfs".into() })),
+            ("ext3 (no mkfs.ext3 checked for)", mount_capability("ext3", Mode::SingleNodeWriter), &p,
+                Err(CapabilityError::UnsupportedFsType { fs_type: "ext3".into(), supported: "ext4, xfs".into() })),
             ("multi node", mount_capability("ext4", Mode::MultiNodeMultiWriter), &p,
                 Err(CapabilityError::UnsupportedAccessMode { mode: "MULTI_NODE_MULTI_WRITER".into(),
                     supported: "SINGLE_NODE_WRITER, SINGLE_NODE_READER_ONLY, SINGLE_NODE_SINGLE_WRITER, SINGLE_NODE_MULTI_WRITER".into() })),
@@ -220,5 +262,43 @@ mod tests {
         assert!(validate_capabilities(&mixed, &p).is_err());
         let status: tonic::Status = CapabilityError::Missing.into();
         assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    }
+
+    #[test]
+    fn what_the_co_sends_is_what_the_policy_accepts() {
+        let p = CapabilityPolicy::single_node_disk();
+        assert!(p.single_node_multi_writer());
+        for (claim, want) in [
+            ("ReadWriteOnce", Some(Mode::SingleNodeMultiWriter)),
+            ("ReadWriteOncePod", Some(Mode::SingleNodeSingleWriter)),
+        ] {
+            let mode = p.co_mode_for(claim);
+            assert_eq!(mode, want, "{claim}");
+            for cap in [mount_capability("", mode.unwrap()), block_capability(mode.unwrap())] {
+                assert!(
+                    validate_capability(&cap, &p).is_ok(),
+                    "{claim} must be accepted as it is sent"
+                );
+            }
+        }
+        for claim in ["ReadOnlyMany", "ReadWriteMany"] {
+            let mode = p.co_mode_for(claim).unwrap();
+            assert!(validate_capability(&mount_capability("", mode), &p).is_err(), "{claim}");
+        }
+        // A policy without the two newer modes advertises nothing, and ReadWriteOnce arrives as SINGLE_NODE_WRITER.
+        let old = CapabilityPolicy {
+            access_modes: vec![Mode::SingleNodeWriter],
+            ..p.clone()
+        };
+        assert!(!old.single_node_multi_writer());
+        assert_eq!(old.co_mode_for("ReadWriteOnce"), Some(Mode::SingleNodeWriter));
+        assert_eq!(old.co_mode_for("ReadWriteOncePod"), Some(Mode::SingleNodeWriter));
+        assert_eq!(old.co_mode_for("ReadWriteSometimes"), None);
+        // Half of the pair is not enough to advertise the capability.
+        let half = CapabilityPolicy {
+            access_modes: vec![Mode::SingleNodeWriter, Mode::SingleNodeMultiWriter],
+            ..p
+        };
+        assert!(!half.single_node_multi_writer());
     }
 }

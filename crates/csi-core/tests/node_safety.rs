@@ -428,5 +428,111 @@ async fn required_arguments_are_invalid_argument() {
         .unwrap()
         .into_inner();
     assert_eq!(caps.capabilities.len(), 5);
+    // A volume path that is not there (relative: no place a CO publishes to) holds no volume: NotFound.
+    for missing in [Path::new("some/path"), &dir.join("never-published")] {
+        let status = n
+            .client
+            .node_get_volume_stats(stats_req("v", missing))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::NotFound, "stats {}: {status:?}", missing.display());
+        let status = n
+            .client
+            .node_expand_volume(NodeExpandVolumeRequest {
+                volume_id: "v".into(),
+                volume_path: missing.display().to_string(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(
+            status.code(),
+            Code::NotFound,
+            "expand {}: {status:?}",
+            missing.display()
+        );
+    }
+    n.stop().await;
+}
+
+/// ReadWriteOncePod arrives as SINGLE_NODE_SINGLE_WRITER: the node publishes it at one target path only
+/// (FailedPrecondition for a second, nothing left behind there); ReadWriteOnce (SINGLE_NODE_MULTI_WRITER) serves
+/// several pods of the node.
+#[tokio::test]
+async fn single_writer_volumes_are_published_at_one_target_only() {
+    if should_skip("single_writer_volumes_are_published_at_one_target_only") {
+        return;
+    }
+    let tmp = TestDir::new();
+    let dir = tmp.path();
+    let tree = FakeScsiTree::new(dir);
+    let (fs_disk, blk_disk) = (LoopDevice::new(dir, "fs.img", 64), LoopDevice::new(dir, "blk.img", 64));
+    tree.attach(3, &fs_disk);
+    tree.attach(4, &blk_disk);
+    let mut n = NodeHarness::start(dir, "node-rwop", &tree).await;
+    let cases = [
+        (
+            "vol-fs",
+            3,
+            mount_capability("ext4", Mode::SingleNodeSingleWriter),
+            mount_capability("ext4", Mode::SingleNodeMultiWriter),
+        ),
+        (
+            "vol-blk",
+            4,
+            block_capability(Mode::SingleNodeSingleWriter),
+            block_capability(Mode::SingleNodeMultiWriter),
+        ),
+    ];
+    for (vol, unit, single, multi) in cases {
+        let staging = dir.join(format!("staging/{vol}"));
+        let first = dir.join(format!("pods/a/{vol}"));
+        let second = dir.join(format!("pods/b/{vol}"));
+        n.client
+            .node_stage_volume(stage_req(vol, unit, &staging, single.clone()))
+            .await
+            .unwrap();
+        for _ in 0..2 {
+            n.client
+                .node_publish_volume(publish_req(vol, unit, &staging, &first, single.clone(), false))
+                .await
+                .expect("the first target, and again (idempotent)");
+        }
+        let err = n
+            .client
+            .node_publish_volume(publish_req(vol, unit, &staging, &second, single.clone(), false))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::FailedPrecondition, "{vol}: {err:?}");
+        assert!(err.message().contains("SINGLE_NODE_SINGLE_WRITER"), "{err:?}");
+        assert!(!second.exists(), "{vol}: a refused publish leaves no target behind");
+        // Once the first pod is gone, the next one may have it.
+        n.client
+            .node_unpublish_volume(unpublish_req(vol, &first))
+            .await
+            .unwrap();
+        n.client
+            .node_publish_volume(publish_req(vol, unit, &staging, &second, single.clone(), false))
+            .await
+            .unwrap();
+        n.client
+            .node_unpublish_volume(unpublish_req(vol, &second))
+            .await
+            .unwrap();
+        // ReadWriteOnce: two pods of this node at once.
+        for target in [&first, &second] {
+            n.client
+                .node_publish_volume(publish_req(vol, unit, &staging, target, multi.clone(), false))
+                .await
+                .unwrap();
+        }
+        for target in [&first, &second] {
+            n.client
+                .node_unpublish_volume(unpublish_req(vol, target))
+                .await
+                .unwrap();
+        }
+        n.client.node_unstage_volume(unstage_req(vol, &staging)).await.unwrap();
+    }
     n.stop().await;
 }

@@ -119,6 +119,14 @@ pub struct NewDisk {
     pub server: String,
 }
 
+fn server_of(i: &nifcloud_cloud::Instance) -> Server {
+    Server {
+        name: i.name.clone(),
+        zone: i.zone.clone(),
+        state: i.state.as_str().to_owned(),
+    }
+}
+
 /// The controller's NIFCLOUD calls.
 #[derive(Debug, Clone)]
 pub struct Cloud {
@@ -175,24 +183,42 @@ impl Cloud {
             message: format!("DescribeInstances: {}", e.source),
             kind: e.source.kind(),
         })?;
-        let servers = index
-            .instances()
-            .iter()
-            .map(|i| Server {
-                name: i.name.clone(),
-                zone: i.zone.clone(),
-                state: i.state.as_str().to_owned(),
-            })
-            .collect();
+        let servers = index.instances().iter().map(server_of).collect();
         Ok(Arc::new(servers))
     }
 
-    /// Server `name` (looked up again when the cached list does not have it), `None` if unknown.
+    /// The server a node name means (looked up again when the cached list does not have it), `None` if unknown.
+    ///
+    /// Matched as the CCM matches nodes to servers ([`nifcloud_cloud::InstanceIndex::find`]): the exact server
+    /// name, else the one server whose name differs only in case. The returned [`Server::name`] is the server's
+    /// own, for API calls and for comparing with attachments.
     pub async fn server(&self, name: &str) -> Result<Option<Server>, CloudError> {
-        if let Some(s) = self.servers(false).await?.iter().find(|s| s.name == name) {
-            return Ok(Some(s.clone()));
+        for refresh in [false, true] {
+            let index = if refresh {
+                self.instances.fresh_index().await
+            } else {
+                self.instances.index().await
+            }
+            .map_err(|e| CloudError::Describe {
+                message: format!("DescribeInstances: {}", e.source),
+                kind: e.source.kind(),
+            })?;
+            let node = nifcloud_cloud::NodeRef {
+                name,
+                ..Default::default()
+            };
+            match index.find(&node) {
+                Ok(Some(i)) => return Ok(Some(server_of(i))),
+                Ok(None) => {}
+                Err(e) => {
+                    return Err(CloudError::Describe {
+                        message: e.to_string(),
+                        kind: ErrorKind::InvalidRequest,
+                    });
+                }
+            }
         }
-        Ok(self.servers(true).await?.iter().find(|s| s.name == name).cloned())
+        Ok(None)
     }
 
     /// CreateVolume, attached to `d.server`.

@@ -14,19 +14,18 @@ use csi_core::locks::InFlight;
 use csi_core::pagination::paginate;
 use csi_core::proto::controller_server::Controller;
 use csi_core::proto::controller_service_capability::rpc::Type as Cap;
-use csi_core::proto::volume_capability::access_mode::Mode;
 use csi_core::proto::{self as csi};
 use tonic::{Request, Response, Status};
 
 use crate::cloud::{Cloud, CloudError, NewDisk};
-use crate::disk::{Disk, GB, MAX_SIZE_GB, MIN_SIZE_GB, STEP_GB, creating_id, final_id};
+use crate::disk::{Disk, GIB, MAX_SIZE_GB, MIN_SIZE_GB, STEP_GB, creating_id, final_id};
 use crate::params::parse_params;
 use crate::plan::{
     self, CreateSpec, CreateStep, ExpandStep, Membership, PublishStep, attached_count, find_by_name, next_create_step,
     next_expand_step, next_publish_step, transient_count,
 };
 use crate::poller::VolumeWatch;
-use crate::topology::{candidate_zones, zone_allowed, zone_topology};
+use crate::topology::{creation_zones, zone_allowed, zone_topology};
 
 /// Publish-context key of the device name (`SCSI (0:N)`).
 pub const DEVICE_PATH_KEY: &str = "devicePath";
@@ -39,20 +38,27 @@ const MAX_CREATE_ATTEMPTS: u32 = 5;
 /// Volume-context key of the disk type.
 pub const CONTEXT_DISK_TYPE: &str = "type";
 
-/// The capacity rule: 100 GB (decimal) steps from 100 to 4000 GB; 100 GB when unspecified.
+/// The capacity rule: 100 GB steps from 100 to 4000 GB, where a NIFCLOUD GB is a GiB ([`GIB`]); 100 GB when
+/// unspecified. So a 10Gi claim gets a 100 GB disk of exactly 100Gi, and a 100Gi claim a 100 GB disk.
 pub fn capacity_policy() -> CapacityPolicy {
     CapacityPolicy {
-        step_bytes: STEP_GB * GB,
-        min_bytes: MIN_SIZE_GB * GB,
-        max_bytes: MAX_SIZE_GB * GB,
-        default_bytes: MIN_SIZE_GB * GB,
+        step_bytes: STEP_GB * GIB,
+        min_bytes: MIN_SIZE_GB * GIB,
+        max_bytes: MAX_SIZE_GB * GIB,
+        default_bytes: MIN_SIZE_GB * GIB,
     }
 }
 
-/// The access modes and access types this driver supports.
+/// The one policy of access modes, access types and filesystems: the controller and the node validate every
+/// request with it, and both advertise `SINGLE_NODE_MULTI_WRITER` from it
+/// ([`CapabilityPolicy::single_node_multi_writer`]), so what is advertised is always accepted.
+///
+/// Every single-node mode (ReadWriteOnce arrives as `SINGLE_NODE_MULTI_WRITER`, ReadWriteOncePod as
+/// `SINGLE_NODE_SINGLE_WRITER`, enforced by the node); block and mount; the filesystems of
+/// [`crate::params::FS_TYPES`], whose tools the node image ships.
 pub fn capability_policy() -> CapabilityPolicy {
     CapabilityPolicy {
-        access_modes: vec![Mode::SingleNodeWriter, Mode::SingleNodeSingleWriter],
+        fs_types: crate::params::FS_TYPES.iter().map(|s| s.to_string()).collect(),
         ..CapabilityPolicy::single_node_disk()
     }
 }
@@ -71,7 +77,7 @@ pub struct NifcloudController {
     pub(crate) watch: VolumeWatch,
     pub(crate) locks: InFlight,
     helpers: HelperSlots,
-    config: ControllerConfig,
+    pub(crate) config: ControllerConfig,
 }
 
 /// Helper-server slots this process is using for creations in flight.
@@ -184,7 +190,7 @@ impl NifcloudController {
                 "volume content sources (snapshots, clones) are not supported: NIFCLOUD has no volume snapshot API",
             ));
         }
-        let size_gb = pick_capacity(req.capacity_range.as_ref(), &capacity_policy())? / GB;
+        let size_gb = pick_capacity(req.capacity_range.as_ref(), &capacity_policy())? / GIB;
         let (required_b, limit_b) = req
             .capacity_range
             .as_ref()
@@ -192,12 +198,13 @@ impl NifcloudController {
         let spec = CreateSpec {
             name: name.to_string(),
             size_gb,
-            min_gb: ((required_b + GB - 1) / GB).max(1),
-            max_gb: if limit_b > 0 { limit_b / GB } else { i64::MAX },
+            min_gb: required_b.saturating_add(GIB - 1) / GIB,
+            max_gb: if limit_b > 0 { limit_b / GIB } else { i64::MAX },
             disk_type: params.disk_type,
         };
         let topo = req.accessibility_requirements.as_ref();
-        let zones = candidate_zones(topo)?;
+        let zones = creation_zones(topo)?;
+        let pinned = topo.is_some_and(|t| !t.preferred.is_empty()) && zones.len() == 1;
         let _lock = self.locks.try_lock(&format!("name/{name}"))?;
         let creating = creating_id(name);
         let mut disks = self.watch.fresh().await?;
@@ -234,9 +241,17 @@ impl NifcloudController {
                     let zone = plan::pick_zone(&zones, &servers, &disks, &self.config.membership, &reserved)
                         .ok_or_else(|| {
                         Status::resource_exhausted(format!(
-                            "no server of this cluster (patterns {:?}) that accepts disks and has a free slot in zone(s) {}",
+                            "no server of this cluster (patterns {:?}) that accepts disks and has a free slot in {}; \
+                             NIFCLOUD creates a disk attached to a server, so one is needed there",
                             self.config.membership,
-                            if zones.is_empty() { "any".to_string() } else { zones.join(", ") }
+                            match zones.as_slice() {
+                                [] => "any zone".to_string(),
+                                [zone] if pinned => format!(
+                                    "zone {zone}, the first preferred zone (the selected node's: a disk in another \
+                                     zone could never be attached to it)"
+                                ),
+                                _ => format!("zone(s) {}", zones.join(", ")),
+                            }
                         ))
                     })?;
                     let server = plan::pick_server(&servers, &disks, &zone, &self.config.membership, name, &reserved)
@@ -339,6 +354,8 @@ impl NifcloudController {
             self.cloud.server(node_id).await?.ok_or_else(|| {
                 Status::not_found(format!("node {node_id:?} is not a NIFCLOUD server of this account"))
             })?;
+        // The server's own name from here on (a node name may differ from it in case).
+        let node_id = node.name.as_str();
         let (_, mut disks) = self
             .find(id)
             .await?
@@ -421,7 +438,7 @@ impl NifcloudController {
             let target = disk
                 .attachments
                 .iter()
-                .find(|a| req.node_id.is_empty() || a.instance_id == req.node_id)
+                .find(|a| req.node_id.is_empty() || a.instance_id.eq_ignore_ascii_case(&req.node_id))
                 .cloned();
             let Some(att) = target else { return Ok(()) };
             if att.status != "detaching" {
@@ -453,7 +470,7 @@ impl NifcloudController {
             .capacity_range
             .as_ref()
             .ok_or_else(|| Status::invalid_argument("capacity_range is required"))?;
-        let target_gb = pick_capacity(Some(range), &capacity_policy())? / GB;
+        let target_gb = pick_capacity(Some(range), &capacity_policy())? / GIB;
         let block = req
             .volume_capability
             .as_ref()
@@ -680,11 +697,14 @@ impl Controller for NifcloudController {
             Cap::ExpandVolume,
             Cap::GetVolume,
             Cap::VolumeCondition,
-            Cap::SingleNodeMultiWriter,
         ];
+        let multi_writer = capability_policy()
+            .single_node_multi_writer()
+            .then_some(Cap::SingleNodeMultiWriter);
         Ok(Response::new(csi::ControllerGetCapabilitiesResponse {
             capabilities: caps
                 .into_iter()
+                .chain(multi_writer)
                 .map(|t| csi::ControllerServiceCapability {
                     r#type: Some(csi::controller_service_capability::Type::Rpc(
                         csi::controller_service_capability::Rpc { r#type: t as i32 },

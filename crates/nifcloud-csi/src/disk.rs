@@ -18,8 +18,9 @@ use sha2::{Digest, Sha256};
 
 use crate::params::DiskType;
 
-/// Bytes per GB as NIFCLOUD counts sizes (decimal).
-pub const GB: i64 = 1_000_000_000;
+/// Bytes in one NIFCLOUD "GB": 2^30. NIFCLOUD runs on VMware, whose "GB" is a GiB; the original driver, its
+/// 2024 successor and the article's `kubectl get pv` (a 10Gi claim shown as `100Gi`) all count it so.
+pub const GIB: i64 = 1 << 30;
 /// Smallest disk, in GB.
 pub const MIN_SIZE_GB: i64 = 100;
 /// Largest disk, in GB.
@@ -122,7 +123,7 @@ impl Disk {
 
     /// Capacity in bytes.
     pub fn capacity_bytes(&self) -> i64 {
-        self.size_gb.saturating_mul(GB)
+        self.size_gb.saturating_mul(GIB)
     }
 
     /// Whether this disk was created by this driver (or by the original Go driver, whose disks
@@ -202,7 +203,7 @@ mod tests {
             ..Default::default()
         };
         let d = Disk::from_api(&item).unwrap();
-        assert_eq!((d.size_gb, d.capacity_bytes()), (200, 200 * GB));
+        assert_eq!((d.size_gb, d.capacity_bytes()), (200, 200 * GIB));
         assert_eq!(d.disk_type, Some(DiskType::HighSpeedFlashB));
         assert!(d.attachment_to("node1").unwrap().is_attached());
         assert!(d.is_managed() && !d.is_creating());

@@ -14,7 +14,7 @@ use nifcloud_sdk::Client;
 
 use crate::cloud::Cloud;
 use crate::controller::{ControllerConfig, NifcloudController};
-use crate::node::{NifcloudNode, discover_node_id, discover_zone};
+use crate::node::{NifcloudNode, discover_node_id, discover_server};
 use crate::plan::Membership;
 use crate::poller::{PollMode, VolumeWatch};
 
@@ -130,9 +130,14 @@ pub fn build_controller(client: Client, opts: &DriverOptions, mode: PollMode) ->
 /// The node platform built from `opts` (discovering node id and zone as needed).
 pub async fn build_node(client: Option<Client>, opts: &DriverOptions) -> Result<NifcloudNode, DriverError> {
     let node_id = discover_node_id(opts.node_id.clone()).await?;
+    let mut server = node_id.clone();
     let zone = match (&opts.zone, &client) {
         (Some(z), _) if !z.is_empty() => z.clone(),
-        (_, Some(c)) => discover_zone(c, &node_id).await?,
+        (_, Some(c)) => {
+            let (name, zone) = discover_server(c, &node_id).await?;
+            server = name;
+            zone
+        }
         _ => {
             return Err(crate::node::IdentityError::NoZone {
                 node: node_id,
@@ -143,7 +148,7 @@ pub async fn build_node(client: Option<Client>, opts: &DriverOptions) -> Result<
     };
     let locator = ScsiLocator::with_roots(&opts.sys_root, &opts.dev_root, opts.device_timeout);
     let api = if opts.node_api_limits { client } else { None };
-    Ok(NifcloudNode::new(node_id, zone, locator, api))
+    Ok(NifcloudNode::new(node_id, zone, locator, api).with_server_name(server))
 }
 
 /// Serves the driver until `shutdown` completes.
@@ -172,6 +177,7 @@ pub async fn run(
         tracing::info!(node = %platform.node_id_str(), zone = platform.zone(), "node identity");
         let config = NodeConfig {
             sys_root: opts.sys_root.clone(),
+            policy: crate::controller::capability_policy(),
             ..NodeConfig::default()
         };
         let service = NodeService::new(platform, config);

@@ -11,9 +11,19 @@
 //! - [`driver`]: assembling and serving the services; [`metrics`]: Prometheus metrics.
 //!
 //! # Choices
-//! - **Sizes** are decimal GB as the API counts them: requests round up to 100 GB steps within
-//!   100-4000 GB (10Gi -> 100 GB, 100Gi -> 200 GB); `limit_bytes` is checked after rounding;
-//!   capacities are reported as GB x 10^9 bytes.
+//! - **Sizes**: a NIFCLOUD "GB" is a GiB (2^30 bytes; NIFCLOUD runs on VMware), as the original
+//!   driver and its 2024 successor count it. Requests round up to 100 GB steps within 100-4000 GB
+//!   (10Gi -> 100 GB shown as `100Gi`, 100Gi -> 100 GB, 150Gi -> 200 GB); `limit_bytes` is checked
+//!   after rounding; capacities are reported as Size x 2^30 bytes, so a disk of the original driver
+//!   expands to exactly the next step.
+//! - **Access modes**: every single-node mode, from one policy ([`controller::capability_policy`])
+//!   that validates every request and from which the controller and the node advertise
+//!   `SINGLE_NODE_MULTI_WRITER`: ReadWriteOnce arrives as `SINGLE_NODE_MULTI_WRITER` (several pods
+//!   of one node), ReadWriteOncePod as `SINGLE_NODE_SINGLE_WRITER` (the node refuses a second
+//!   target path). Filesystems: ext4 and xfs, whose tools ship in the node image.
+//! - **Zones**: with preferred topologies (WaitForFirstConsumer) a disk is created only in the first
+//!   preferred zone, the selected node's; without a helper server there the answer is
+//!   ResourceExhausted, and the provisioner retries.
 //! - **Disk type** default: `standard-flash-a` (code 6), as the original driver. The short names
 //!   `high-speed`, `standard-flash`, `high-speed-flash` mean the A variant (never random).
 //!   `accountingType` defaults to pay-per-use (2).
@@ -21,6 +31,7 @@
 //!   never any other) in the zone with a free slot, spread by rendezvous hashing and in-flight
 //!   reservations. The disk is created under a deterministic *creating* id, detached, then renamed
 //!   to its final id, so a retry always knows whether an attachment it finds is the helper one.
+//!   Server names match node names as in the CCM (exactly, else without regard to case).
 //! - **Waiting**: one DescribeVolumes per poll tick for every waiter and reader; every wait is
 //!   bounded and ends when its RPC is cancelled.
 //! - **Volume limit** on a node: the 14 additional-disk SCSI slots minus those held by disks this

@@ -77,29 +77,33 @@ pub async fn discover_node_id(explicit: Option<String>) -> Result<String, Identi
     }
 }
 
-/// Reads the zone of server `node` from DescribeInstances.
-pub async fn discover_zone(client: &Client, node: &str) -> Result<String, IdentityError> {
-    let req = DescribeInstancesRequest {
-        instance_id: vec![node.to_string()],
-        ..Default::default()
+/// The server a node name means, and its zone, from DescribeInstances: matched as the controller and the CCM
+/// match it ([`nifcloud_cloud::InstanceIndex::find`]: the exact name, else the one name that differs only in
+/// case). Returns `(server name, zone)`.
+pub async fn discover_server(client: &Client, node: &str) -> Result<(String, String), IdentityError> {
+    let no_zone = |reason: String| IdentityError::NoZone {
+        node: node.to_string(),
+        reason,
     };
     let out = client
-        .describe_instances(req)
+        .describe_instances(DescribeInstancesRequest::default())
         .await
-        .map_err(|e| IdentityError::NoZone {
-            node: node.to_string(),
-            reason: e.to_string(),
-        })?;
-    out.reservation_set
-        .iter()
-        .flat_map(|r| r.instances_set.iter())
-        .find(|i| i.instance_id.as_deref() == Some(node))
-        .and_then(|i| i.placement.as_ref()?.availability_zone.clone())
-        .filter(|z| !z.is_empty())
-        .ok_or_else(|| IdentityError::NoZone {
-            node: node.to_string(),
-            reason: "DescribeInstances shows no zone".into(),
+        .map_err(|e| no_zone(e.to_string()))?;
+    let index = nifcloud_cloud::InstanceIndex::new(nifcloud_cloud::Instance::all_from_describe(&out));
+    let found = index
+        .find(&nifcloud_cloud::NodeRef {
+            name: node,
+            ..Default::default()
         })
+        .map_err(|e| no_zone(e.to_string()))?
+        .ok_or_else(|| no_zone("DescribeInstances shows no server of that name".into()))?;
+    if found.zone.is_empty() {
+        return Err(no_zone(format!(
+            "DescribeInstances shows no zone for server {}",
+            found.name
+        )));
+    }
+    Ok((found.name.clone(), found.zone.clone()))
 }
 
 /// The SCSI units on `node` held by disks this driver does not manage (API view).
@@ -147,6 +151,7 @@ pub async fn foreign_units_from_api(client: &Client, node: &str) -> Result<Vec<u
 #[derive(Debug, Clone)]
 pub struct NifcloudNode {
     node_id: String,
+    server: String,
     zone: String,
     locator: ScsiLocator,
     client: Option<Client>,
@@ -163,12 +168,19 @@ impl NifcloudNode {
             .filter_map(|u| u8::try_from(u).ok())
             .collect();
         Self {
+            server: node_id.clone(),
             node_id,
             zone,
             locator,
             client,
             startup_units,
         }
+    }
+
+    /// The same platform, naming the server `server` in API calls when the node id differs from it (in case).
+    pub fn with_server_name(mut self, server: String) -> Self {
+        self.server = server;
+        self
     }
 
     /// The zone.
@@ -189,9 +201,9 @@ impl NodePlatform for NifcloudNode {
 
     async fn max_volumes_per_node(&self) -> Result<i64, PlatformError> {
         let foreign = match &self.client {
-            Some(client) => foreign_units_from_api(client, &self.node_id).await.map_err(|e| {
-                PlatformError::Unavailable(format!("reading the disks of server {}: {e}", self.node_id))
-            })?,
+            Some(client) => foreign_units_from_api(client, &self.server)
+                .await
+                .map_err(|e| PlatformError::Unavailable(format!("reading the disks of server {}: {e}", self.server)))?,
             None => self.startup_units.clone(),
         };
         let limit = volume_limit(&foreign);

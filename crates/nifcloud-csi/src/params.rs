@@ -204,7 +204,10 @@ impl From<ParamError> for tonic::Status {
     }
 }
 
-const FS_TYPES: &[&str] = &["ext2", "ext3", "ext4", "xfs"];
+/// Filesystem types a StorageClass may ask for: those whose mkfs and grow tools ship in the node image
+/// (`mkfs.ext4`, `resize2fs`, `mkfs.xfs`, `xfs_growfs`; ext2 and ext3 tools do not). The driver's capability
+/// policy takes its list from here.
+pub const FS_TYPES: &[&str] = &["ext4", "xfs"];
 
 /// Parses CreateVolume (or ValidateVolumeCapabilities) parameters.
 pub fn parse_params(params: &HashMap<String, String>) -> Result<VolumeParams, ParamError> {
@@ -235,7 +238,7 @@ pub fn parse_params(params: &HashMap<String, String>) -> Result<VolumeParams, Pa
                         return Err(ParamError::BadValue {
                             key: "csi.storage.k8s.io/fstype",
                             value: value.clone(),
-                            expected: "ext2, ext3, ext4 or xfs",
+                            expected: "ext4 or xfs (the filesystems whose tools the node image ships)",
                         });
                     }
                     if k == "fstype" {
@@ -333,9 +336,18 @@ mod tests {
             ok(&[("accountingtype", "2")]).accounting_type,
             AccountingType::PayPerUse
         );
-        assert_eq!(ok(&[("fstype", "ext3")]).fs_type.as_deref(), Some("ext3"));
+        assert_eq!(ok(&[("fstype", "ext4")]).fs_type.as_deref(), Some("ext4"));
 
         let err = |pairs: &[(&str, &str)]| parse_params(&p(pairs)).unwrap_err();
+        for no_tools in ["ext2", "ext3"] {
+            assert!(
+                matches!(
+                    err(&[("csi.storage.k8s.io/fstype", no_tools)]),
+                    ParamError::BadValue { .. }
+                ),
+                "{no_tools}: its mkfs is not in the node image"
+            );
+        }
         assert!(matches!(err(&[("iops", "3000")]), ParamError::UnknownKey { .. }));
         assert!(matches!(
             err(&[("type", "gp3")]),

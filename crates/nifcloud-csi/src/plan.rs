@@ -25,7 +25,9 @@ impl Server {
     }
 }
 
-/// Which servers belong to this cluster: shell-style patterns (`*` and `?`) on server names.
+/// Which servers belong to this cluster: shell-style patterns (`*` and `?`) on server names, matched without
+/// regard to case (as `nifcloud-cloud` matches node names to server names: a node `k8sworker1` is the server
+/// `K8sWorker1`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Membership {
     patterns: Vec<String>,
@@ -50,7 +52,8 @@ impl Membership {
 
     /// Whether server `name` is a member.
     pub fn contains(&self, name: &str) -> bool {
-        self.patterns.iter().any(|p| glob_match(p, name))
+        let name = name.to_ascii_lowercase();
+        self.patterns.iter().any(|p| glob_match(&p.to_ascii_lowercase(), &name))
     }
 }
 

@@ -2,8 +2,13 @@
 //! still attached to a helper server) leaves a disk under its *creating* id that nobody will ever
 //! finish: it was never returned to Kubernetes, so it holds no data, but it holds a helper slot.
 //! The reaper deletes such disks once they have been seen in the creating state, untouched by
-//! this process, for longer than a grace period (far longer than a creation takes). Only disks
-//! under this driver's creating ids are ever considered.
+//! this process, for longer than a grace period (far longer than a creation takes).
+//!
+//! Only disks of *this* cluster are considered: under this driver's creating id and attached to one of this
+//! cluster's helper servers (the `--cluster-instances` membership). Another cluster sharing the account runs
+//! its own driver, whose half-created disks sit on its own servers and are never touched here; a creating
+//! disk attached to no server (a creation interrupted after its helper detach) cannot be told apart, so it is
+//! left alone and logged: a retried CreateVolume of the same name finishes it.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -31,6 +36,11 @@ pub fn due<'a>(
         .collect()
 }
 
+/// Pure: whether a creating disk belongs to this cluster (attached to one of its helper servers).
+pub fn ours(d: &Disk, members: &crate::plan::Membership) -> bool {
+    d.attachments.iter().any(|a| members.contains(&a.instance_id))
+}
+
 /// Deletes abandoned creations; see the module docs.
 #[derive(Debug)]
 pub struct Reaper {
@@ -52,7 +62,18 @@ impl Reaper {
     /// One pass; returns the ids of the disks it deleted.
     pub async fn pass(&self) -> Result<Vec<String>, CloudError> {
         let disks = self.ctl.watch.fresh().await?;
-        let creating: Vec<&Disk> = disks.iter().filter(|d| d.is_creating()).collect();
+        let members = &self.ctl.config.membership;
+        let creating: Vec<&Disk> = disks
+            .iter()
+            .filter(|d| d.is_creating())
+            .filter(|d| {
+                let ours = ours(d, members);
+                if !ours && d.attachments.is_empty() {
+                    tracing::debug!(disk = %d.id, name = %d.description, "half-created disk on no server: not reaped");
+                }
+                ours
+            })
+            .collect();
         let now = Instant::now();
         let due: Vec<Disk> = {
             let mut seen = self
@@ -124,9 +145,9 @@ impl Reaper {
 mod tests {
     use super::*;
 
-    #[test]
-    fn only_disks_seen_long_enough_are_due() {
-        let mk = |id: &str| Disk {
+    /// A creating disk `id` attached to `server` (to none when empty).
+    fn disk(id: &str, server: &str) -> Disk {
+        Disk {
             id: id.into(),
             unique_id: String::new(),
             size_gb: 100,
@@ -134,9 +155,20 @@ mod tests {
             zone: "east-11".into(),
             description: "pvc-x".into(),
             status: "in-use".into(),
-            attachments: vec![],
-        };
-        let (a, b, c) = (mk("a"), mk("b"), mk("c"));
+            attachments: (!server.is_empty())
+                .then(|| crate::disk::Attachment {
+                    instance_id: server.into(),
+                    device: None,
+                    status: "attached".into(),
+                })
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn only_disks_seen_long_enough_are_due() {
+        let (a, b, c) = (disk("a", ""), disk("b", ""), disk("c", ""));
         let now = Instant::now();
         let seen = HashMap::from([
             ("a".to_string(), now - Duration::from_secs(3600)),
@@ -147,5 +179,21 @@ mod tests {
             .map(|d| d.id.as_str())
             .collect();
         assert_eq!(got, ["a"]);
+    }
+
+    #[test]
+    fn only_disks_on_this_clusters_servers_are_ours() {
+        let members = crate::plan::Membership::patterns(["k8sworker*"]);
+        let on = |server: &str| disk("csinabc", server);
+        assert!(ours(&on("k8sworker2"), &members));
+        assert!(
+            ours(&on("K8sWorker2"), &members),
+            "server names match without regard to case"
+        );
+        assert!(
+            !ours(&on("othercluster1"), &members),
+            "another cluster's half-created disk"
+        );
+        assert!(!ours(&on(""), &members), "on no server: cannot tell whose");
     }
 }

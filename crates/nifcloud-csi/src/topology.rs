@@ -76,6 +76,20 @@ pub fn candidate_zones(req: Option<&TopologyRequirement>) -> Result<Vec<String>,
     Ok(out)
 }
 
+/// The zones CreateVolume may create a disk in, best first (empty: any zone).
+///
+/// With preferred topologies, only the first one's zone: under WaitForFirstConsumer it is the selected node's
+/// zone, and a disk created anywhere else could never be attached to the pod's node. Without, every zone of
+/// [`candidate_zones`].
+pub fn creation_zones(req: Option<&TopologyRequirement>) -> Result<Vec<String>, TopologyError> {
+    if let Some(first) = req.and_then(|r| r.preferred.first())
+        && let Some(zone) = zone_of(first)?
+    {
+        return Ok(vec![zone]);
+    }
+    candidate_zones(req)
+}
+
 /// Whether `zone` satisfies the request's requisite topologies (vacuously true without any).
 pub fn zone_allowed(req: Option<&TopologyRequirement>, zone: &str) -> Result<bool, TopologyError> {
     let Some(req) = req else { return Ok(true) };
@@ -107,6 +121,26 @@ mod tests {
         assert!(!zone_allowed(Some(&req), "east-13").unwrap());
         assert!(candidate_zones(None).unwrap().is_empty());
         assert!(zone_allowed(None, "x").unwrap());
+    }
+
+    #[test]
+    fn a_preferred_zone_pins_the_creation() {
+        let wffc = TopologyRequirement {
+            requisite: vec![t(&[(ZONE_KEY, "east-11")]), t(&[(ZONE_KEY, "east-12")])],
+            preferred: vec![t(&[(ZONE_KEY, "east-12")]), t(&[(ZONE_KEY, "east-11")])],
+        };
+        assert_eq!(creation_zones(Some(&wffc)).unwrap(), ["east-12"]);
+        let requisite_only = TopologyRequirement {
+            requisite: wffc.requisite.clone(),
+            preferred: vec![],
+        };
+        assert_eq!(creation_zones(Some(&requisite_only)).unwrap(), ["east-11", "east-12"]);
+        let empty_preferred = TopologyRequirement {
+            requisite: wffc.requisite.clone(),
+            preferred: vec![t(&[])],
+        };
+        assert_eq!(creation_zones(Some(&empty_preferred)).unwrap(), ["east-11", "east-12"]);
+        assert!(creation_zones(None).unwrap().is_empty());
     }
 
     #[test]

@@ -13,7 +13,8 @@ use csi_core::proto::{self as csi};
 use nifcloud_csi::topology::{DRIVER_ZONE_KEY, ZONE_KEY};
 use tonic::Code;
 
-const GB: i64 = 1_000_000_000;
+/// One NIFCLOUD "GB": a GiB.
+const GB: i64 = 1 << 30;
 const GI: i64 = 1 << 30;
 
 fn topo(zone: &str) -> csi::Topology {
@@ -63,7 +64,7 @@ async fn create_is_idempotent_rounds_to_100_gb_and_leaves_the_disk_detached() {
         .unwrap();
     let v2 = s.client.create_volume(req).await.unwrap().into_inner().volume.unwrap();
     assert_eq!(v1.volume_id, v2.volume_id);
-    assert_eq!(v1.capacity_bytes, 100 * GB, "10Gi -> 100 GB (decimal)");
+    assert_eq!(v1.capacity_bytes, 100 * GI, "10Gi -> 100 GB, shown as exactly 100Gi");
     let seg = &v1.accessible_topology[0].segments;
     assert_eq!(seg.get(ZONE_KEY), seg.get(DRIVER_ZONE_KEY));
     assert!(seg.get(ZONE_KEY).is_some());
@@ -74,14 +75,19 @@ async fn create_is_idempotent_rounds_to_100_gb_and_leaves_the_disk_detached() {
     assert_eq!(vols[0].attached_to, None, "helper attachment undone");
     let disk_type = emu.with_state(|st| st.volumes[&v1.volume_id].disk_type);
     assert_eq!(disk_type, 6, "default standard-flash-a");
-    // 100Gi is more than 100 GB: it needs 200 GB.
-    let big = s
-        .client
-        .create_volume(create_req("pvc-bbbb", 100 * GI))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(big.volume.unwrap().capacity_bytes, 200 * GB);
+    // A NIFCLOUD GB is a GiB: 100Gi fits a 100 GB disk, 101Gi needs 200 GB.
+    for (name, gi, want_gb) in [("pvc-bbbb", 100, 100), ("pvc-cccc", 101, 200)] {
+        let v = s
+            .client
+            .create_volume(create_req(name, gi * GI))
+            .await
+            .unwrap()
+            .into_inner()
+            .volume
+            .unwrap();
+        assert_eq!(v.capacity_bytes, want_gb * GI, "{gi}Gi");
+        assert_eq!(i64::from(volumes_named(&emu, name)[0].size_gb), want_gb, "{gi}Gi");
+    }
     s.stop().await;
 }
 
@@ -196,6 +202,106 @@ async fn topology_preferred_then_requisite_and_cluster_membership() {
     let err = s.client.create_volume(far).await.unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
     assert_eq!(volumes(&emu).len(), before);
+    // WaitForFirstConsumer picked a node in east-12: the disk is never created in east-11 instead, where the
+    // pod could not reach it; the provisioner retries on ResourceExhausted.
+    let mut selected = create_req("pvc-selected", GB);
+    selected.accessibility_requirements = Some(csi::TopologyRequirement {
+        requisite: vec![topo("east-11"), topo("east-12")],
+        preferred: vec![topo("east-12"), topo("east-11")],
+    });
+    let err = s.client.create_volume(selected).await.unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(
+        err.message().contains("east-12") && err.message().contains("first preferred zone"),
+        "{err:?}"
+    );
+    assert_eq!(volumes(&emu).len(), before);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn advertised_access_modes_are_accepted_and_node_names_match_without_case() {
+    use csi_core::capability::block_capability;
+    use csi_core::proto::controller_service_capability::rpc::Type as Cap;
+    let emu = emulator().await;
+    let mut s = serve(controller(&emu)).await;
+    let caps = s
+        .client
+        .controller_get_capabilities(csi::ControllerGetCapabilitiesRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .capabilities;
+    let policy = nifcloud_csi::controller::capability_policy();
+    let advertised = caps.iter().any(|c| {
+        matches!(&c.r#type, Some(csi::controller_service_capability::Type::Rpc(r)) if r.r#type == Cap::SingleNodeMultiWriter as i32)
+    });
+    assert_eq!(advertised, policy.single_node_multi_writer());
+    assert!(advertised, "ReadWriteOncePod needs SINGLE_NODE_MULTI_WRITER advertised");
+    // What the provisioner and attacher send for each claim mode, given what was advertised, is accepted by
+    // CreateVolume, ValidateVolumeCapabilities and ControllerPublishVolume.
+    for (i, claim) in ["ReadWriteOnce", "ReadWriteOncePod"].into_iter().enumerate() {
+        let mode = policy.co_mode_for(claim).unwrap();
+        for (j, capability) in [mount_capability("ext4", mode), block_capability(mode)]
+            .into_iter()
+            .enumerate()
+        {
+            let name = format!("pvc-mode-{i}-{j}");
+            let mut req = create_req(&name, 10 * GI);
+            req.volume_capabilities = vec![capability.clone()];
+            let v = s.client.create_volume(req).await.unwrap().into_inner().volume.unwrap();
+            let confirmed = s
+                .client
+                .validate_volume_capabilities(csi::ValidateVolumeCapabilitiesRequest {
+                    volume_id: v.volume_id.clone(),
+                    volume_capabilities: vec![capability.clone()],
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            assert!(confirmed.confirmed.is_some(), "{claim}: {}", confirmed.message);
+            let mut publish = publish_req(&v.volume_id, "node1");
+            publish.volume_capability = Some(capability);
+            s.client.controller_publish_volume(publish.clone()).await.unwrap();
+            s.client
+                .controller_unpublish_volume(csi::ControllerUnpublishVolumeRequest {
+                    volume_id: v.volume_id.clone(),
+                    node_id: "node1".into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+        }
+    }
+    // A node whose name differs from its server's only in case (Kubernetes lower-cases node names) is that server,
+    // as in the CCM.
+    let v = s
+        .client
+        .create_volume(create_req("pvc-case", GB))
+        .await
+        .unwrap()
+        .into_inner()
+        .volume
+        .unwrap();
+    let ctx = s
+        .client
+        .controller_publish_volume(publish_req(&v.volume_id, "NODE2"))
+        .await
+        .unwrap()
+        .into_inner()
+        .publish_context;
+    assert!(ctx["devicePath"].starts_with("SCSI (0:"), "{ctx:?}");
+    assert_eq!(volumes_named(&emu, "pvc-case")[0].attached_to.as_deref(), Some("node2"));
+    s.client
+        .controller_unpublish_volume(csi::ControllerUnpublishVolumeRequest {
+            volume_id: v.volume_id.clone(),
+            node_id: "Node2".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(volumes_named(&emu, "pvc-case")[0].attached_to, None);
     s.stop().await;
 }
 
@@ -407,6 +513,15 @@ async fn expand_is_exact_online_and_offline() {
         (100 * GB, 0),
         "equal size: no call"
     );
+    // A PV of the original driver (Size x 2^30 bytes) resized to 150Gi ends at exactly the next step, 200Gi.
+    let r = s
+        .client
+        .controller_expand_volume(expand(150 * GI, false))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((r.capacity_bytes, emu.call_count("ExtendVolumeSize")), (200 * GI, 1));
+    assert_eq!(volumes_named(&emu, "pvc-grow")[0].size_gb, 200, "one step, never two");
     let r = s
         .client
         .controller_expand_volume(expand(250 * GB, false))

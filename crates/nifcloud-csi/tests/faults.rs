@@ -15,7 +15,8 @@ use nifcloud_csi::controller::NifcloudController;
 use nifcloud_emulator::{DelayConfig, Emulator, FaultConfig, FaultRule};
 use tonic::Request;
 
-const GB: i64 = 1_000_000_000;
+/// One NIFCLOUD "GB": a GiB.
+const GB: i64 = 1 << 30;
 
 /// Runs `fut` until the emulator has seen `count` calls of `action`, then drops it ("kill -9").
 /// Returns the output if the future finished first.

@@ -23,7 +23,8 @@ use nifcloud_csi::node::NifcloudNode;
 use nifcloud_emulator::{BlockDeviceConfig, Emulator, EmulatorConfig};
 use tonic::transport::Channel;
 
-const GB: i64 = 1_000_000_000;
+/// One NIFCLOUD "GB": a GiB.
+const GB: i64 = 1 << 30;
 
 fn skip_reason() -> Option<String> {
     if let Some(r) = nifcloud_emulator::blockdev::unsupported_reason() {

@@ -1,7 +1,7 @@
 //! Optional loop-device backing of attached volumes (Linux, root, `losetup` present).
 //!
-//! Each volume has a sparse file `<backing_dir>/<volumeUniqueId>.img` (1 GB = 10^9 bytes). While
-//! it is attached, a loop device shows it and a symlink
+//! Each volume has a sparse file `<backing_dir>/<volumeUniqueId>.img` (1 GB = 2^30 bytes: NIFCLOUD runs on
+//! VMware, whose "GB" is a GiB). While it is attached, a loop device shows it and a symlink
 //! `<dir>/<instanceId>/disk/by-path/pci-0000:0b:00.0-scsi-0:0:N:0` points at the loop device, as
 //! `/dev/disk/by-path` does on a NIFCLOUD VM. Detach removes loop device and symlink (the file and
 //! its data stay), extend grows the file and runs `losetup -c`, delete removes the file.
@@ -15,8 +15,8 @@ use std::process::Command;
 use crate::config::BlockDeviceConfig;
 use crate::error::ApiError;
 
-/// Bytes per GB as the API counts them.
-const GB: u64 = 1_000_000_000;
+/// Bytes per GB as the API counts them: a GiB (NIFCLOUD runs on VMware).
+const GB: u64 = 1 << 30;
 
 /// Why loop-device backing cannot run here, or `None` if it can.
 pub fn unsupported_reason() -> Option<String> {

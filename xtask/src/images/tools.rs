@@ -151,6 +151,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_image_ships_every_tool_the_node_plugin_checks_for() {
+        // The node's Probe checks for these, derived from the filesystems the driver accepts: a filesystem the
+        // driver accepts but the image cannot format would fail every claim that asks for it.
+        let node = csi_core::node::NodeConfig {
+            policy: nifcloud_csi::controller::capability_policy(),
+            ..Default::default()
+        };
+        for tool in node.required_tools() {
+            assert!(CSI_TOOLS.contains(&tool), "the csi image lacks {tool}");
+        }
+    }
+
+    #[test]
     fn parses_ldd_output() {
         let text = "\tlinux-vdso.so.1 (0x00007ffd3c5f2000)\n\
                     \tlibext2fs.so.2 => /lib/x86_64-linux-gnu/libext2fs.so.2 (0x00007f0b2a000000)\n\

@@ -55,6 +55,14 @@ impl FsType {
             FsType::Xfs => "mkfs.xfs",
         }
     }
+
+    /// The program that grows a mounted filesystem of this type.
+    pub fn grow_program(self) -> &'static str {
+        match self {
+            FsType::Ext2 | FsType::Ext3 | FsType::Ext4 => "resize2fs",
+            FsType::Xfs => "xfs_growfs",
+        }
+    }
 }
 
 /// What `blkid -p` says is on a device.

@@ -13,11 +13,12 @@ use super::{
     BLOCK_DEVICE_FILE, MKFS_OPTIONS_KEY, NodeError, NodePlatform, StageStep, decide_stage, device, mount,
     per_mount_flags, stage_mount_options, stats,
 };
-use crate::capability::{AccessKind, CapabilityPolicy, validate_capability};
+use crate::capability::{AccessKind, CapabilityPolicy, access_mode, validate_capability};
 use crate::identity::Readiness;
 use crate::locks::InFlight;
 use crate::proto;
 use crate::proto::node_service_capability::rpc::Type as NodeCap;
+use crate::proto::volume_capability::access_mode::Mode;
 
 /// Tunables of the node service.
 #[derive(Debug, Clone)]
@@ -32,10 +33,9 @@ pub struct NodeConfig {
     pub mountinfo: PathBuf,
     /// Filesystem used when the capability names none.
     pub default_fs: FsType,
-    /// Capabilities accepted.
+    /// Capabilities accepted; the node's advertised capabilities and the tools Probe checks for
+    /// ([`Self::required_tools`]) derive from it.
     pub policy: CapabilityPolicy,
-    /// Tools Probe checks for in `PATH`.
-    pub required_tools: Vec<String>,
 }
 
 impl Default for NodeConfig {
@@ -47,18 +47,29 @@ impl Default for NodeConfig {
             mountinfo: PathBuf::from("/proc/self/mountinfo"),
             default_fs: FsType::Ext4,
             policy: CapabilityPolicy::single_node_disk(),
-            required_tools: [
-                "blkid",
-                "mount",
-                "umount",
-                "mkfs.ext4",
-                "mkfs.xfs",
-                "resize2fs",
-                "xfs_growfs",
-            ]
-            .map(String::from)
-            .to_vec(),
         }
+    }
+}
+
+impl NodeConfig {
+    /// The programs the node runs: blkid, mount and umount, and for every filesystem type the policy accepts
+    /// (and the default one) its mkfs and grow programs. Probe fails while one is missing from `PATH`.
+    pub fn required_tools(&self) -> Vec<&'static str> {
+        let mut tools = vec!["blkid", "mount", "umount"];
+        let types = self
+            .policy
+            .fs_types
+            .iter()
+            .filter_map(|t| FsType::parse(t, self.default_fs))
+            .chain([self.default_fs]);
+        for fs in types {
+            for tool in [fs.mkfs_program(), fs.grow_program()] {
+                if !tools.contains(&tool) {
+                    tools.push(tool);
+                }
+            }
+        }
+        tools
     }
 }
 
@@ -103,6 +114,36 @@ fn require_path(value: &str, field: &str) -> Result<PathBuf, NodeError> {
         )));
     }
     Ok(PathBuf::from(value))
+}
+
+/// A `volume_path` of NodeGetVolumeStats or NodeExpandVolume: required, and NotFound unless it is an absolute
+/// path that exists (a relative path names no place a CO publishes to, so no volume is there).
+fn existing_volume_path(value: &str) -> Result<PathBuf, NodeError> {
+    require(value, "volume_path")?;
+    let path = PathBuf::from(value);
+    if !path.is_absolute() || !path.exists() {
+        return Err(NodeError::NotFound(format!(
+            "no volume at volume_path {value:?}: the path does not exist"
+        )));
+    }
+    Ok(path)
+}
+
+/// Where else a staged volume is published: mount points other than `exclude` that show the staged filesystem
+/// (`staged` is its mount at the staging path), or, for a raw block volume (`block_dev` set), the same device
+/// node bind-mounted (`staged` is then the mount of the device node at the staging file).
+fn other_publishes(
+    mounts: &[MountEntry],
+    staged: &MountEntry,
+    block_dev: Option<(u32, u32)>,
+    exclude: &[PathBuf],
+) -> Vec<PathBuf> {
+    mountinfo::mounts_of_device(mounts, staged.major, staged.minor)
+        .into_iter()
+        .filter(|m| !exclude.contains(&m.mount_point))
+        .filter(|m| block_dev.is_none_or(|want| device::block_dev_number(&m.mount_point).is_ok_and(|n| n == want)))
+        .map(|m| m.mount_point.clone())
+        .collect()
 }
 
 /// The path with symlinks resolved when it exists (mountinfo lists resolved paths).
@@ -339,6 +380,10 @@ impl<P: NodePlatform> NodeService<P> {
         let target = require_path(&req.target_path, "target_path")?;
         let staging = require_path(&req.staging_target_path, "staging_target_path")?;
         let kind = self.access_kind(req.volume_capability.as_ref())?;
+        let single_writer = req
+            .volume_capability
+            .as_ref()
+            .is_some_and(|c| access_mode(c) == Mode::SingleNodeSingleWriter);
         let _guard = self
             .locks
             .try_lock(volume_id)
@@ -346,17 +391,38 @@ impl<P: NodePlatform> NodeService<P> {
         let mounts = self.mounts(volume_id).await?;
         let not_staged =
             || NodeError::FailedPrecondition(format!("volume {volume_id} is not staged at {}", staging.display()));
+        // SINGLE_NODE_SINGLE_WRITER (ReadWriteOncePod): one target path at a time.
+        let refuse_second_target = |others: Vec<PathBuf>| {
+            if single_writer && !others.is_empty() {
+                Err(NodeError::FailedPrecondition(format!(
+                    "volume {volume_id} has access mode SINGLE_NODE_SINGLE_WRITER (ReadWriteOncePod) and is already \
+                     published at {}; unpublish it there first",
+                    others
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )))
+            } else {
+                Ok(())
+            }
+        };
         match kind {
             AccessKind::Block => {
                 let source = staging.join(BLOCK_DEVICE_FILE);
-                if mountinfo::mount_at(&mounts, &canonical(&source)).is_none() {
-                    return Err(not_staged());
-                }
+                let source_canon = canonical(&source);
+                let staged = mountinfo::mount_at(&mounts, &source_canon).ok_or_else(not_staged)?;
                 let src_num = device::block_dev_number(&source).map_err(Self::dev(volume_id))?;
                 if let Some(m) = mountinfo::mount_at(&mounts, &canonical(&target)) {
                     let num = device::block_dev_number(&target).map_err(Self::dev(volume_id))?;
                     return Self::check_published(volume_id, num == src_num, m.mount_read_only(), req.readonly);
                 }
+                refuse_second_target(other_publishes(
+                    &mounts,
+                    staged,
+                    Some(src_num),
+                    &[source_canon, canonical(&target)],
+                ))?;
                 if let Some(parent) = target.parent() {
                     std::fs::create_dir_all(parent).map_err(Self::io(volume_id, "create", parent))?;
                 }
@@ -370,7 +436,6 @@ impl<P: NodePlatform> NodeService<P> {
             AccessKind::Mount { mount_flags, .. } => {
                 let staged = mountinfo::mount_at(&mounts, &canonical(&staging)).ok_or_else(not_staged)?;
                 let src_num = (staged.major, staged.minor);
-                std::fs::create_dir_all(&target).map_err(Self::io(volume_id, "create", &target))?;
                 if let Some(m) = mountinfo::mount_at(&mounts, &canonical(&target)) {
                     return Self::check_published(
                         volume_id,
@@ -379,6 +444,14 @@ impl<P: NodePlatform> NodeService<P> {
                         req.readonly,
                     );
                 }
+                refuse_second_target(other_publishes(
+                    &mounts,
+                    staged,
+                    None,
+                    &[canonical(&staging), canonical(&target)],
+                ))?;
+                // Created only once the publish is allowed: a refused one leaves nothing behind.
+                std::fs::create_dir_all(&target).map_err(Self::io(volume_id, "create", &target))?;
                 mount::bind(
                     &staging,
                     &target,
@@ -428,17 +501,11 @@ impl<P: NodePlatform> NodeService<P> {
 
     async fn expand(&self, req: proto::NodeExpandVolumeRequest) -> Result<i64, NodeError> {
         let volume_id = require(&req.volume_id, "volume_id")?;
-        let path = require_path(&req.volume_path, "volume_path")?;
+        let path = existing_volume_path(&req.volume_path)?;
         let _guard = self
             .locks
             .try_lock(volume_id)
             .map_err(|_| NodeError::Busy(volume_id.to_string()))?;
-        if !path.exists() {
-            return Err(NodeError::NotFound(format!(
-                "volume path {} does not exist",
-                path.display()
-            )));
-        }
         let required = req.capacity_range.as_ref().map_or(0, |r| r.required_bytes);
         if device::is_block_device(&path) {
             let num = device::block_dev_number(&path).map_err(Self::dev(volume_id))?;
@@ -476,13 +543,7 @@ impl<P: NodePlatform> NodeService<P> {
         req: proto::NodeGetVolumeStatsRequest,
     ) -> Result<proto::NodeGetVolumeStatsResponse, NodeError> {
         let volume_id = require(&req.volume_id, "volume_id")?;
-        let path = require_path(&req.volume_path, "volume_path")?;
-        if !path.exists() {
-            return Err(NodeError::NotFound(format!(
-                "volume path {} does not exist",
-                path.display()
-            )));
-        }
+        let path = existing_volume_path(&req.volume_path)?;
         if device::is_block_device(&path) {
             let num = device::block_dev_number(&path).map_err(Self::dev(volume_id))?;
             let (name, _) = self.device_path(volume_id, num)?;
@@ -527,9 +588,8 @@ impl<P: NodePlatform> Readiness for NodeReadiness<P> {
     async fn ready(&self) -> Result<bool, String> {
         let missing: Vec<&str> = self
             .config
-            .required_tools
-            .iter()
-            .map(String::as_str)
+            .required_tools()
+            .into_iter()
             .filter(|t| !tool_in_path(t))
             .collect();
         if !missing.is_empty() {
@@ -609,12 +669,7 @@ impl<P: NodePlatform> proto::node_server::Node for NodeService<P> {
             node_cap(NodeCap::GetVolumeStats),
             node_cap(NodeCap::VolumeCondition),
         ];
-        if self
-            .config
-            .policy
-            .access_modes
-            .contains(&proto::volume_capability::access_mode::Mode::SingleNodeMultiWriter)
-        {
+        if self.config.policy.single_node_multi_writer() {
             caps.push(node_cap(NodeCap::SingleNodeMultiWriter));
         }
         Ok(Response::new(proto::NodeGetCapabilitiesResponse { capabilities: caps }))
