@@ -243,8 +243,13 @@ fn node_options(work: &Path, node: &str) -> DriverOptions {
     }
 }
 
+/// The capability Kubernetes sends for the article's ReadWriteOnce claim to this driver (it advertises
+/// SINGLE_NODE_MULTI_WRITER, so ReadWriteOnce arrives as that mode).
 fn capability() -> csi::VolumeCapability {
-    mount_capability("ext4", Mode::SingleNodeWriter)
+    let mode = nifcloud_csi::controller::capability_policy()
+        .co_mode_for("ReadWriteOnce")
+        .unwrap_or(Mode::SingleNodeWriter);
+    mount_capability("ext4", mode)
 }
 
 async fn storage(
@@ -291,8 +296,13 @@ async fn storage(
     let volume = created.volume.context("CreateVolume returned no volume")?;
     let disk = describe(client, &volume.volume_id).await?;
     say(format!(
-        "volume {} : {} GB {} in {} ({} bytes reported to Kubernetes)",
-        volume.volume_id, disk.size, disk.disk_type, disk.zone, volume.capacity_bytes
+        "volume {} : {} GB {} in {} ({} bytes reported to Kubernetes: {}Gi, a NIFCLOUD GB being a GiB)",
+        volume.volume_id,
+        disk.size,
+        disk.disk_type,
+        disk.zone,
+        volume.capacity_bytes,
+        volume.capacity_bytes >> 30
     ));
     say(format!(
         "topology: {:?}",

@@ -5,9 +5,20 @@ mod args;
 use clap::Parser;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     let args = args::Args::parse();
     args.init_logging();
+    match run(args).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line with the whole cause chain, whatever RUST_BACKTRACE says.
+            eprintln!("nifcloud-csi-driver: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: args::Args) -> anyhow::Result<()> {
     let (options, client) = args.into_driver()?;
     nifcloud_csi::driver::run(options, client, shutdown_signal()).await?;
     Ok(())

@@ -92,9 +92,11 @@ fn controller_mode_refuses_to_start_without_cluster_membership() {
     let out = Command::new(env!("CARGO_BIN_EXE_nifcloud-csi-driver"))
         .args(["--mode", "controller", "--endpoint", "unix:///tmp/never.sock"])
         .env_clear()
+        .env("RUST_BACKTRACE", "1")
         .output()
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--cluster-instances"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one clear line, no backtrace: {err}");
 }
