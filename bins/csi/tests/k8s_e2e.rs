@@ -10,6 +10,8 @@
 //! - attaching sets `attached: true` with the disk's SCSI device in the attachment metadata;
 //! - a resize to 150Gi ends at `200Gi` (one NIFCLOUD step, not two);
 //! - a StorageClass with a bad parameter gets a ProvisioningFailed Event naming the parameter, and no disk;
+//! - a claim created with VolumeAttributesClass `payg` (pay-per-use) and switched to class `monthly` gets its
+//!   `status.currentVolumeAttributesClassName` updated by csi-resizer, and its disk monthly billing from next month;
 //! - detaching and deleting the claims leave no disk in the emulator.
 //!
 //! Needs the harness; says why it skips without it (fails instead under `NIFCLOUD_REQUIRE_HARNESS=1`, as in CI).
@@ -32,7 +34,7 @@ use k8s_openapi::api::storage::v1::{
     VolumeAttachmentSource, VolumeAttachmentSpec, VolumeNodeResources,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{ApiResource, DeleteParams, DynamicObject, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use nifcloud_csi::DRIVER_NAME;
 use nifcloud_csi::topology::{DRIVER_ZONE_KEY, ZONE_KEY};
@@ -81,6 +83,54 @@ fn meta(name: &str) -> ObjectMeta {
         labels: Some(BTreeMap::from([(OWNER_LABEL.0.to_string(), OWNER_LABEL.1.to_string())])),
         ..Default::default()
     }
+}
+
+/// `storage.k8s.io/v1` VolumeAttributesClass (GA in Kubernetes 1.34; newer than the API types this workspace
+/// builds with, so handled as a dynamic object).
+fn vac_resource() -> ApiResource {
+    ApiResource {
+        group: "storage.k8s.io".into(),
+        version: "v1".into(),
+        api_version: "storage.k8s.io/v1".into(),
+        kind: "VolumeAttributesClass".into(),
+        plural: "volumeattributesclasses".into(),
+    }
+}
+
+fn attributes_class(name: &str, accounting: &str) -> DynamicObject {
+    let mut vac = DynamicObject::new(name, &vac_resource()).data(serde_json::json!({
+        "driverName": DRIVER_NAME,
+        "parameters": {"accountingType": accounting},
+    }));
+    vac.metadata.labels = meta(name).labels;
+    vac
+}
+
+/// (accountingType, nextMonthAccountingType) of emulated disk `id`.
+fn billing(emu: &Emulator, id: &str) -> (String, String) {
+    emu.with_state(|st| {
+        let v = &st.volumes[id];
+        (v.accounting_type.clone(), v.next_month_accounting_type.clone())
+    })
+}
+
+/// A claim's `status.currentVolumeAttributesClassName` and `status.modifyVolumeStatus`, as printed.
+fn vac_status(c: &PersistentVolumeClaim) -> (Option<String>, String) {
+    let status = c.status.clone().unwrap_or_default();
+    let modify = status
+        .modify_volume_status
+        .map(|m| format!("{} -> {:?}", m.status, m.target_volume_attributes_class_name))
+        .unwrap_or_else(|| "none".into());
+    (status.current_volume_attributes_class_name, modify)
+}
+
+/// Waits until claim `name`'s current VolumeAttributesClass is `class`; returns its [`vac_status`].
+async fn current_class(claims: &Api<PersistentVolumeClaim>, name: &str, class: &str) -> (Option<String>, String) {
+    eventually(&format!("claim {name}'s current class {class}"), WAIT, || async {
+        let c = claims.get(name).await.ok()?;
+        (vac_status(&c).0.as_deref() == Some(class)).then(|| vac_status(&c))
+    })
+    .await
 }
 
 /// Deletes every object of this test (labelled, or a PV of one of its classes), finalizers included: the
@@ -137,6 +187,8 @@ async fn remove_test_objects(client: &Client) {
     let _ = nodes.delete_collection(&dp, &labelled).await;
     let drivers: Api<CSIDriver> = Api::all(client.clone());
     let _ = drivers.delete_collection(&dp, &labelled).await;
+    let vacs: Api<DynamicObject> = Api::all_with(client.clone(), &vac_resource());
+    let _ = vacs.delete_collection(&dp, &labelled).await;
 }
 
 fn node(name: &str, zone: &str) -> Node {
@@ -537,14 +589,61 @@ async fn claims_provision_attach_resize_and_delete_through_the_real_sidecars() {
     );
     observed.push(format!("bad StorageClass -> ProvisioningFailed: {message}"));
 
-    // 5. Detach, delete the claims: every disk is gone.
+    // 5. VolumeAttributesClass: created pay-per-use, switched to monthly (from next month, as NIFCLOUD bills).
+    let (payg, monthly) = (format!("payg-{sfx}"), format!("monthly-{sfx}"));
+    let vacs: Api<DynamicObject> = Api::all_with(client.clone(), &vac_resource());
+    for (name, accounting) in [(&payg, "pay-per-use"), (&monthly, "monthly")] {
+        vacs.create(&pp, &attributes_class(name, accounting))
+            .await
+            .expect("create VolumeAttributesClass");
+    }
+    let mut billed = claim("billing", &good_class, "ReadWriteOnce", "10Gi", &node_a);
+    if let Some(spec) = billed.spec.as_mut() {
+        spec.volume_attributes_class_name = Some(payg.clone());
+    }
+    claims.create(&pp, &billed).await.unwrap();
+    let billing_pv = bound_pv(&claims, &pvs, "billing").await;
+    let billing_disk = volume_handle(&billing_pv);
+    let before = current_class(&claims, "billing", &payg).await;
+    assert_eq!(
+        billing(&emu, &billing_disk),
+        ("2".to_string(), "2".to_string()),
+        "pay-per-use"
+    );
+    claims
+        .patch(
+            "billing",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"volumeAttributesClassName": monthly}})),
+        )
+        .await
+        .expect("switch the claim's class");
+    let after = current_class(&claims, "billing", &monthly).await;
+    assert_eq!(
+        billing(&emu, &billing_disk),
+        ("2".to_string(), "1".to_string()),
+        "billed pay-per-use this month, monthly from next month"
+    );
+    let line = format!(
+        "claim billing: status.currentVolumeAttributesClassName {:?} (modifyVolumeStatus {}) -> {:?} \
+         (modifyVolumeStatus {}); disk {billing_disk} accountingType 2, nextMonthAccountingType 1",
+        before.0, before.1, after.0, after.1
+    );
+    println!("{line}");
+    observed.push(line);
+    handles.insert(
+        "billing",
+        (billing_disk, billing_pv.metadata.name.clone().unwrap_or_default()),
+    );
+
+    // 6. Detach, delete the claims: every disk is gone.
     attachments.delete(&va_name, &DeleteParams::default()).await.unwrap();
     eventually("the VolumeAttachment removed after detach", WAIT, || async {
         attachments.get_opt(&va_name).await.ok()?.is_none().then_some(())
     })
     .await;
     assert_eq!(disk(&emu, &www_disk).unwrap().2, None, "detached");
-    for name in ["www", "db", "bad"] {
+    for name in ["www", "db", "bad", "billing"] {
         claims.delete(name, &DeleteParams::default()).await.unwrap();
     }
     eventually("every disk deleted", WAIT, || async {

@@ -279,6 +279,20 @@ impl Cloud {
             .map_err(|e| CloudError::api("ExtendVolumeSize", id, e))
     }
 
+    /// Sets how a disk is billed from next month (ModifyVolumeAttribute accountingType).
+    pub async fn set_accounting(&self, id: &str, accounting: AccountingType) -> Result<(), CloudError> {
+        let req = ModifyVolumeAttributeRequest {
+            volume_id: Some(id.to_string()),
+            attribute: Some("accountingType".into()),
+            value: Some(accounting.code().to_string()),
+        };
+        self.client
+            .modify_volume_attribute(req)
+            .await
+            .map(|_| ())
+            .map_err(|e| CloudError::api("ModifyVolumeAttribute", &format!("{id} accountingType"), e))
+    }
+
     /// Renames a disk (ModifyVolumeAttribute volumeName).
     pub async fn rename(&self, id: &str, new_id: &str) -> Result<(), CloudError> {
         let req = ModifyVolumeAttributeRequest {

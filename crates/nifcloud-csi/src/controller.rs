@@ -19,10 +19,10 @@ use tonic::{Request, Response, Status};
 
 use crate::cloud::{Cloud, CloudError, NewDisk};
 use crate::disk::{Disk, GIB, MAX_SIZE_GB, MIN_SIZE_GB, STEP_GB, creating_id, final_id};
-use crate::params::parse_params;
+use crate::params::{AccountingType, parse_mutable_params, parse_params};
 use crate::plan::{
-    self, CreateSpec, CreateStep, ExpandStep, Membership, PublishStep, attached_count, find_by_name, next_create_step,
-    next_expand_step, next_publish_step, transient_count,
+    self, CreateSpec, CreateStep, ExpandStep, Membership, ModifyStep, PublishStep, attached_count, find_by_name,
+    next_create_step, next_expand_step, next_modify_step, next_publish_step, transient_count,
 };
 use crate::poller::VolumeWatch;
 use crate::topology::{creation_zones, zone_allowed, zone_topology};
@@ -37,6 +37,10 @@ const MAX_CREATE_ATTEMPTS: u32 = 5;
 
 /// Volume-context key of the disk type.
 pub const CONTEXT_DISK_TYPE: &str = "type";
+/// Volume-context key (ListVolumes, ControllerGetVolume) of how the disk is billed this month.
+pub const CONTEXT_ACCOUNTING: &str = "accountingType";
+/// Volume-context key (ListVolumes, ControllerGetVolume) of how it is billed from next month.
+pub const CONTEXT_NEXT_MONTH_ACCOUNTING: &str = "nextMonthAccountingType";
 
 /// The capacity rule: 100 GB steps from 100 to 4000 GB, where a NIFCLOUD GB is a GiB ([`GIB`]); 100 GB when
 /// unspecified. So a 10Gi claim gets a 100 GB disk of exactly 100Gi, and a 100Gi claim a 100 GB disk.
@@ -130,14 +134,26 @@ fn required<'a>(value: &'a str, what: &str) -> Result<&'a str, Status> {
     }
 }
 
+/// How a disk is billed, for messages: `pay-per-use`, or `pay-per-use (monthly from next month)`.
+fn accounting_text(d: &Disk) -> String {
+    let name = |a: Option<AccountingType>| a.map_or("unknown", AccountingType::name);
+    match d.next_month_accounting {
+        Some(next) if Some(next) != d.accounting => {
+            format!("{} ({} from next month)", name(d.accounting), next.name())
+        }
+        _ => name(d.accounting).to_string(),
+    }
+}
+
 fn condition(d: &Disk) -> csi::VolumeCondition {
     let abnormal = !matches!(d.status.as_str(), "available" | "in-use" | "creating") || d.attachments.len() > 1;
     csi::VolumeCondition {
         abnormal,
         message: format!(
-            "disk {} status {:?}, {} attachment(s){}",
+            "disk {} status {:?}, billed {}, {} attachment(s){}",
             d.id,
             d.status,
+            accounting_text(d),
             d.attachments.len(),
             d.attachments
                 .iter()
@@ -145,6 +161,22 @@ fn condition(d: &Disk) -> csi::VolumeCondition {
                 .collect::<String>()
         ),
     }
+}
+
+/// A volume as ListVolumes and ControllerGetVolume show it: [`to_volume`] plus the accounting types now and
+/// from next month (not in CreateVolume's context, which Kubernetes keeps in the PV for good).
+fn to_listed_volume(d: &Disk) -> csi::Volume {
+    let mut v = to_volume(d);
+    let billing = [
+        (CONTEXT_ACCOUNTING, d.accounting),
+        (CONTEXT_NEXT_MONTH_ACCOUNTING, d.next_month_accounting),
+    ];
+    for (key, value) in billing {
+        if let Some(a) = value {
+            v.volume_context.insert(key.to_string(), a.name().to_string());
+        }
+    }
+    v
 }
 
 fn to_volume(d: &Disk) -> csi::Volume {
@@ -185,6 +217,8 @@ impl NifcloudController {
         let name = required(&req.name, "name")?;
         validate_capabilities(&req.volume_capabilities, &capability_policy())?;
         let params = parse_params(&req.parameters)?;
+        // A VolumeAttributesClass's parameters take precedence over the StorageClass's (CSI spec).
+        let accounting_type = parse_mutable_params(&req.mutable_parameters)?.unwrap_or(params.accounting_type);
         if req.volume_content_source.is_some() {
             return Err(Status::unimplemented(
                 "volume content sources (snapshots, clones) are not supported: NIFCLOUD has no volume snapshot API",
@@ -262,7 +296,7 @@ impl NifcloudController {
                         id: creating.clone(),
                         size_gb,
                         disk_type: params.disk_type,
-                        accounting_type: params.accounting_type,
+                        accounting_type,
                         description: name.to_string(),
                         server: server.clone(),
                     };
@@ -464,6 +498,58 @@ impl NifcloudController {
         }
     }
 
+    async fn modify(&self, req: &csi::ControllerModifyVolumeRequest) -> Result<(), Status> {
+        let id = required(&req.volume_id, "volume_id")?;
+        let wanted = parse_mutable_params(&req.mutable_parameters)?;
+        let _lock = self.locks.try_lock(&format!("volume/{id}"))?;
+        let (disk, _) = self
+            .find(id)
+            .await?
+            .ok_or_else(|| Status::not_found(format!("volume {id:?} does not exist")))?;
+        let Some(wanted) = wanted else { return Ok(()) };
+        if !disk.is_managed() {
+            return Err(Status::failed_precondition(format!(
+                "disk {id} (description {:?}) was not created by this driver; refusing to change its billing",
+                disk.description
+            )));
+        }
+        match next_modify_step(&disk, wanted) {
+            ModifyStep::Done => return Ok(()),
+            ModifyStep::Pending => {
+                tracing::info!(
+                    volume = id,
+                    accounting = wanted.name(),
+                    "accounting type change already pending for next month; not repeated"
+                );
+                return Ok(());
+            }
+            ModifyStep::Modify => {}
+        }
+        match self.cloud.set_accounting(id, wanted).await {
+            Ok(()) => {}
+            Err(e) if e.is_not_found() => return Err(Status::not_found(e.to_string())),
+            Err(e) => return Err(e.into()),
+        }
+        tracing::info!(
+            volume = id,
+            from = %accounting_text(&disk),
+            to = wanted.name(),
+            "accounting type changed from next month"
+        );
+        self.watch
+            .wait_until(
+                id,
+                &format!("volume {id} to be billed {} from next month", wanted.name()),
+                |d| {
+                    d.iter()
+                        .find(|x| x.id == id)
+                        .is_none_or(|x| next_modify_step(x, wanted) != ModifyStep::Modify)
+                },
+            )
+            .await?;
+        Ok(())
+    }
+
     async fn expand(&self, req: &csi::ControllerExpandVolumeRequest) -> Result<(i64, bool), Status> {
         let id = required(&req.volume_id, "volume_id")?;
         let range = req
@@ -637,6 +723,9 @@ impl Controller for NifcloudController {
         if let Err(e) = parse_params(&req.parameters) {
             return unconfirmed(e.to_string());
         }
+        if let Err(e) = parse_mutable_params(&req.mutable_parameters) {
+            return unconfirmed(e.to_string());
+        }
         if let Err(e) = validate_capabilities(&req.volume_capabilities, &capability_policy()) {
             return unconfirmed(e.to_string());
         }
@@ -663,7 +752,7 @@ impl Controller for NifcloudController {
         let entries = page
             .iter()
             .map(|d| csi::list_volumes_response::Entry {
-                volume: Some(to_volume(d)),
+                volume: Some(to_listed_volume(d)),
                 status: Some(csi::list_volumes_response::VolumeStatus {
                     published_node_ids: published_nodes(d),
                     volume_condition: Some(condition(d)),
@@ -697,6 +786,7 @@ impl Controller for NifcloudController {
             Cap::ExpandVolume,
             Cap::GetVolume,
             Cap::VolumeCondition,
+            Cap::ModifyVolume,
         ];
         let multi_writer = capability_policy()
             .single_node_multi_writer()
@@ -763,7 +853,7 @@ impl Controller for NifcloudController {
             .await?
             .ok_or_else(|| Status::not_found(format!("volume {id:?} does not exist")))?;
         Ok(Response::new(csi::ControllerGetVolumeResponse {
-            volume: Some(to_volume(&d)),
+            volume: Some(to_listed_volume(&d)),
             status: Some(csi::controller_get_volume_response::VolumeStatus {
                 published_node_ids: published_nodes(&d),
                 volume_condition: Some(condition(&d)),
@@ -773,8 +863,9 @@ impl Controller for NifcloudController {
 
     async fn controller_modify_volume(
         &self,
-        _request: Request<csi::ControllerModifyVolumeRequest>,
+        request: Request<csi::ControllerModifyVolumeRequest>,
     ) -> Result<Response<csi::ControllerModifyVolumeResponse>, Status> {
-        Err(Status::unimplemented("ControllerModifyVolume is not supported"))
+        self.modify(request.get_ref()).await?;
+        Ok(Response::new(csi::ControllerModifyVolumeResponse {}))
     }
 }

@@ -16,7 +16,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::params::DiskType;
+use crate::params::{AccountingType, DiskType};
 
 /// Bytes in one NIFCLOUD "GB": 2^30. NIFCLOUD runs on VMware, whose "GB" is a GiB; the original driver, its
 /// 2024 successor and the article's `kubectl get pv` (a 10Gi claim shown as `100Gi`) all count it so.
@@ -80,6 +80,11 @@ pub struct Disk {
     pub description: String,
     /// `creating`, `available`, `in-use`, ...
     pub status: String,
+    /// How the disk is billed this month (`accountingType`), when the API says.
+    pub accounting: Option<AccountingType>,
+    /// How it will be billed from next month (`nextMonthAccountingType`): differs from [`Self::accounting`]
+    /// while a change made with ModifyVolumeAttribute is pending.
+    pub next_month_accounting: Option<AccountingType>,
     /// Attachments (NIFCLOUD disks have at most one).
     pub attachments: Vec<Attachment>,
 }
@@ -96,6 +101,8 @@ impl Disk {
             zone: v.availability_zone.clone().unwrap_or_default(),
             description: v.description.clone().unwrap_or_default(),
             status: v.status.clone().unwrap_or_default(),
+            accounting: v.accounting_type.as_deref().and_then(AccountingType::parse),
+            next_month_accounting: v.next_month_accounting_type.as_deref().and_then(AccountingType::parse),
             attachments: v
                 .attachment_set
                 .iter()
@@ -194,6 +201,8 @@ mod tests {
             availability_zone: Some("east-11".into()),
             description: Some("pvc-x".into()),
             status: Some("in-use".into()),
+            accounting_type: Some("2".into()),
+            next_month_accounting_type: Some("1".into()),
             attachment_set: vec![AttachmentSet {
                 instance_id: Some("node1".into()),
                 device: Some("SCSI (0:2)".into()),
@@ -205,6 +214,10 @@ mod tests {
         let d = Disk::from_api(&item).unwrap();
         assert_eq!((d.size_gb, d.capacity_bytes()), (200, 200 * GIB));
         assert_eq!(d.disk_type, Some(DiskType::HighSpeedFlashB));
+        assert_eq!(
+            (d.accounting, d.next_month_accounting),
+            (Some(AccountingType::PayPerUse), Some(AccountingType::Monthly))
+        );
         assert!(d.attachment_to("node1").unwrap().is_attached());
         assert!(d.is_managed() && !d.is_creating());
         let foreign = Disk {

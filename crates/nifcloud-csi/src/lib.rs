@@ -24,6 +24,10 @@
 //! - **Zones**: with preferred topologies (WaitForFirstConsumer) a disk is created only in the first
 //!   preferred zone, the selected node's; without a helper server there the answer is
 //!   ResourceExhausted, and the provisioner retries.
+//! - **Billing** (`accountingType`) is the one mutable parameter (VolumeAttributesClass): CreateVolume's
+//!   `mutable_parameters` win over the StorageClass's; ControllerModifyVolume calls
+//!   ModifyVolumeAttribute once (NIFCLOUD applies it from next month; a pending change is not repeated)
+//!   and waits until DescribeVolumes shows it; the disk type cannot change.
 //! - **Disk type** default: `standard-flash-a` (code 6), as the original driver. The short names
 //!   `high-speed`, `standard-flash`, `high-speed-flash` mean the A variant (never random).
 //!   `accountingType` defaults to pay-per-use (2).

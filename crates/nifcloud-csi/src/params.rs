@@ -135,6 +135,14 @@ pub enum AccountingType {
 }
 
 impl AccountingType {
+    /// The name used in parameters and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            AccountingType::Monthly => "monthly",
+            AccountingType::PayPerUse => "pay-per-use",
+        }
+    }
+
     /// The code CreateVolume takes.
     pub fn code(self) -> &'static str {
         match self {
@@ -208,6 +216,73 @@ impl From<ParamError> for tonic::Status {
 /// (`mkfs.ext4`, `resize2fs`, `mkfs.xfs`, `xfs_growfs`; ext2 and ext3 tools do not). The driver's capability
 /// policy takes its list from here.
 pub const FS_TYPES: &[&str] = &["ext4", "xfs"];
+
+/// A mutable parameter (VolumeAttributesClass) could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MutableParamError {
+    /// A parameter that is fixed once the disk exists.
+    #[error(
+        "mutable parameter {key:?} cannot change on an existing disk: {why}; only accountingType can (monthly or \
+         pay-per-use)"
+    )]
+    Immutable {
+        /// The key as sent.
+        key: String,
+        /// Why it cannot change.
+        why: &'static str,
+    },
+    /// A key this driver does not know.
+    #[error(
+        "unknown mutable parameter {key:?}: only accountingType (monthly or pay-per-use) can change on a live disk"
+    )]
+    UnknownKey {
+        /// The key as sent.
+        key: String,
+    },
+    /// `accountingType` with a value that is not one.
+    #[error("mutable parameter \"accountingType\" has invalid value {value:?}; expected monthly, pay-per-use, 1 or 2")]
+    BadValue {
+        /// The value as sent.
+        value: String,
+    },
+}
+
+impl From<MutableParamError> for tonic::Status {
+    fn from(e: MutableParamError) -> Self {
+        tonic::Status::invalid_argument(e.to_string())
+    }
+}
+
+/// The mutable parameters (a VolumeAttributesClass's, in CreateVolume's `mutable_parameters` and in
+/// ControllerModifyVolume): only `accountingType`, which NIFCLOUD changes on a live disk from the next month
+/// (ModifyVolumeAttribute). The disk type cannot change, nor anything else. Returns the accounting type asked
+/// for, if any. Keys are matched case-insensitively, as in [`parse_params`].
+pub fn parse_mutable_params(params: &HashMap<String, String>) -> Result<Option<AccountingType>, MutableParamError> {
+    let mut out = None;
+    for (key, value) in params {
+        match key.to_ascii_lowercase().as_str() {
+            KEY_ACCOUNTING_TYPE => {
+                out = Some(
+                    AccountingType::parse(value).ok_or_else(|| MutableParamError::BadValue { value: value.clone() })?,
+                );
+            }
+            KEY_TYPE => {
+                return Err(MutableParamError::Immutable {
+                    key: key.clone(),
+                    why: "NIFCLOUD cannot change a disk's type",
+                });
+            }
+            KEY_FSTYPE | "fstype" | KEY_MKFS_OPTIONS => {
+                return Err(MutableParamError::Immutable {
+                    key: key.clone(),
+                    why: "the filesystem is made once, when the disk is first staged",
+                });
+            }
+            _ => return Err(MutableParamError::UnknownKey { key: key.clone() }),
+        }
+    }
+    Ok(out)
+}
 
 /// Parses CreateVolume (or ValidateVolumeCapabilities) parameters.
 pub fn parse_params(params: &HashMap<String, String>) -> Result<VolumeParams, ParamError> {
@@ -305,6 +380,37 @@ mod tests {
             DiskType::from_api("standard flash storage a"),
             Some(DiskType::StandardFlashA)
         );
+    }
+
+    #[test]
+    fn mutable_params_table() {
+        let ok = |pairs: &[(&str, &str)]| parse_mutable_params(&p(pairs)).unwrap();
+        assert_eq!(ok(&[]), None);
+        assert_eq!(ok(&[("accountingType", "1")]), Some(AccountingType::Monthly));
+        assert_eq!(ok(&[("AccountingType", "monthly")]), Some(AccountingType::Monthly));
+        assert_eq!(
+            ok(&[("accountingtype", "pay-per-use")]),
+            Some(AccountingType::PayPerUse)
+        );
+        assert_eq!(ok(&[("accountingType", "2")]), Some(AccountingType::PayPerUse));
+        let err = |pairs: &[(&str, &str)]| parse_mutable_params(&p(pairs)).unwrap_err();
+        assert!(matches!(
+            err(&[("accountingType", "3")]),
+            MutableParamError::BadValue { .. }
+        ));
+        let e = err(&[("type", "high-speed-flash-a")]);
+        assert!(matches!(e, MutableParamError::Immutable { .. }));
+        assert!(e.to_string().contains("cannot change a disk's type"), "{e}");
+        assert!(matches!(
+            err(&[("csi.storage.k8s.io/fstype", "xfs")]),
+            MutableParamError::Immutable { .. }
+        ));
+        assert!(matches!(err(&[("iops", "3000")]), MutableParamError::UnknownKey { .. }));
+        assert_eq!(
+            tonic::Status::from(err(&[("x", "y")])).code(),
+            tonic::Code::InvalidArgument
+        );
+        assert_eq!(AccountingType::Monthly.name(), "monthly");
     }
 
     #[test]

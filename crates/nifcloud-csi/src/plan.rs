@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::disk::{Disk, MAX_DISKS_PER_SERVER, creating_id};
-use crate::params::DiskType;
+use crate::params::{AccountingType, DiskType};
 
 /// A server as the controller needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -308,6 +308,29 @@ pub fn next_expand_step(disk: &Disk, target_gb: i64) -> ExpandStep {
         ExpandStep::Wait
     } else {
         ExpandStep::Extend
+    }
+}
+
+/// The next step of a ControllerModifyVolume towards accounting type `wanted`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModifyStep {
+    /// The disk is billed `wanted` now and next month: nothing to do.
+    Done,
+    /// The change to `wanted` is already pending for next month (NIFCLOUD changes billing at the month's
+    /// turn): reported, not repeated.
+    Pending,
+    /// Call ModifyVolumeAttribute(accountingType = wanted).
+    Modify,
+}
+
+/// Decides the next modify step from what DescribeVolumes shows. Next month's accounting type is what a change
+/// sets, so only it decides: a pending change to something else (or back to this month's type) is overridden.
+pub fn next_modify_step(disk: &Disk, wanted: AccountingType) -> ModifyStep {
+    let next = disk.next_month_accounting.or(disk.accounting);
+    match (next == Some(wanted), disk.accounting == Some(wanted)) {
+        (true, true) => ModifyStep::Done,
+        (true, false) => ModifyStep::Pending,
+        (false, _) => ModifyStep::Modify,
     }
 }
 

@@ -155,6 +155,8 @@ mod tests {
             zone: "east-11".into(),
             description: "pvc-x".into(),
             status: "in-use".into(),
+            accounting: None,
+            next_month_accounting: None,
             attachments: (!server.is_empty())
                 .then(|| crate::disk::Attachment {
                     instance_id: server.into(),

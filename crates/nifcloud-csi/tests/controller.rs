@@ -720,3 +720,109 @@ async fn list_get_validate_and_unimplemented() {
     assert!(!caps.contains(&(Cap::CloneVolume as i32)));
     s.stop().await;
 }
+
+#[tokio::test]
+async fn modify_switches_billing_from_next_month_once() {
+    let emu = emulator().await;
+    let mut s = serve(controller(&emu)).await;
+    let billing = |id: &str| {
+        emu.with_state(|st| {
+            let v = &st.volumes[id];
+            (v.accounting_type.clone(), v.next_month_accounting_type.clone())
+        })
+    };
+    let mutable = |value: &str| HashMap::from([("accountingType".to_string(), value.to_string())]);
+    // A VolumeAttributesClass at creation wins over the StorageClass's accountingType.
+    let mut req = create_req("pvc-vac", GB);
+    req.parameters.insert("accountingType".into(), "pay-per-use".into());
+    req.mutable_parameters = mutable("monthly");
+    let v = s.client.create_volume(req).await.unwrap().into_inner().volume.unwrap();
+    assert_eq!(billing(&v.volume_id), ("1".to_string(), "1".to_string()));
+
+    let id = s
+        .client
+        .create_volume(create_req("pvc-bill", GB))
+        .await
+        .unwrap()
+        .into_inner()
+        .volume
+        .unwrap()
+        .volume_id;
+    assert_eq!(
+        billing(&id),
+        ("2".to_string(), "2".to_string()),
+        "pay-per-use by default"
+    );
+    let modify = |value: &str| csi::ControllerModifyVolumeRequest {
+        volume_id: id.clone(),
+        mutable_parameters: mutable(value),
+        ..Default::default()
+    };
+    emu.reset_calls();
+    s.client.controller_modify_volume(modify("monthly")).await.unwrap();
+    assert_eq!(
+        billing(&id),
+        ("2".to_string(), "1".to_string()),
+        "monthly from next month"
+    );
+    assert_eq!(emu.call_count("ModifyVolumeAttribute"), 1);
+    let got = s
+        .client
+        .controller_get_volume(csi::ControllerGetVolumeRequest { volume_id: id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    let ctx = &got.volume.as_ref().unwrap().volume_context;
+    assert_eq!(
+        (ctx["accountingType"].as_str(), ctx["nextMonthAccountingType"].as_str()),
+        ("pay-per-use", "monthly")
+    );
+    let message = got.status.unwrap().volume_condition.unwrap().message;
+    assert!(
+        message.contains("billed pay-per-use (monthly from next month)"),
+        "{message}"
+    );
+    // Already pending: reported, not repeated.
+    s.client.controller_modify_volume(modify("1")).await.unwrap();
+    assert_eq!(
+        emu.call_count("ModifyVolumeAttribute"),
+        1,
+        "a pending change is not repeated"
+    );
+    // Back before the month turns: one call cancels it.
+    s.client.controller_modify_volume(modify("pay-per-use")).await.unwrap();
+    assert_eq!(billing(&id), ("2".to_string(), "2".to_string()));
+    assert_eq!(emu.call_count("ModifyVolumeAttribute"), 2);
+    s.client.controller_modify_volume(modify("2")).await.unwrap();
+    assert_eq!(emu.call_count("ModifyVolumeAttribute"), 2, "nothing to change");
+
+    // What cannot change on a live disk, and what does not exist.
+    for (key, value) in [
+        ("type", "high-speed-flash-a"),
+        ("iops", "3000"),
+        ("accountingType", "yearly"),
+    ] {
+        let mut bad = modify("1");
+        bad.mutable_parameters = HashMap::from([(key.to_string(), value.to_string())]);
+        let err = s.client.controller_modify_volume(bad).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{key}: {err:?}");
+        assert!(err.message().contains(key), "{key}: {err:?}");
+    }
+    let mut bad_create = create_req("pvc-vac-bad", GB);
+    bad_create.mutable_parameters = HashMap::from([("type".to_string(), "flash".to_string())]);
+    let err = s.client.create_volume(bad_create).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("cannot change a disk's type"), "{err:?}");
+    let mut missing = modify("1");
+    missing.volume_id = "csinosuchdisk".into();
+    assert_eq!(
+        s.client.controller_modify_volume(missing).await.unwrap_err().code(),
+        Code::NotFound
+    );
+    assert_eq!(
+        emu.call_count("ModifyVolumeAttribute"),
+        2,
+        "no call for a refused request"
+    );
+    s.stop().await;
+}

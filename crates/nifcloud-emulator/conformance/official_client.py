@@ -154,6 +154,12 @@ def test_volumes(c):
     check("modify.return", r.get("Return") is True, r)
     v = volume(c, "confvol2")
     check("modify.applied", v["Description"] == "renamed-pvc" and v["NextMonthAccountingType"] == "1", v)
+    # Billing changes from next month: this month's type stays as created (pay-per-use) until the month turns.
+    check("modify.accounting_from_next_month", v["AccountingType"] == "2" and v["NextMonthAccountingType"] == "1", v)
+    c.modify_volume_attribute(VolumeId="confvol2", Attribute="accountingType", Value="2")
+    v = volume(c, "confvol2")
+    check("modify.accounting_back_before_the_month_turns", v["AccountingType"] == "2" and v["NextMonthAccountingType"] == "2", v)
+    expect_error("modify.accounting_bad_value", "Client.InvalidParameter.Value", c.modify_volume_attribute, VolumeId="confvol2", Attribute="accountingType", Value="3")
     expect_error("modify.old_name_gone", "Client.InvalidParameterNotFound.Volume", c.describe_volumes, VolumeId=["confvol1"])
 
     r = c.delete_volume(VolumeId="confvol2")

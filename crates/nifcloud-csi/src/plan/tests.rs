@@ -20,6 +20,8 @@ fn disk(id: &str, desc: &str, size: i64, status: &str, att: Option<(&str, &str)>
         zone: "east-11".into(),
         description: desc.into(),
         status: status.into(),
+        accounting: Some(AccountingType::PayPerUse),
+        next_month_accounting: Some(AccountingType::PayPerUse),
         attachments: att
             .map(|(i, s)| Attachment {
                 instance_id: i.into(),
@@ -281,4 +283,55 @@ fn expand_steps_never_overshoot() {
         next_expand_step(&d(200, Some(("n", "attaching"))), 300),
         ExpandStep::Wait
     );
+}
+
+#[test]
+fn modify_decides_from_next_months_accounting() {
+    use AccountingType::{Monthly, PayPerUse};
+    let with = |now, next| Disk {
+        accounting: now,
+        next_month_accounting: next,
+        ..disk(&final_id("pvc-m"), "pvc-m", 100, "in-use", None)
+    };
+    let cases = [
+        (
+            "already billed so",
+            Some(PayPerUse),
+            Some(PayPerUse),
+            PayPerUse,
+            ModifyStep::Done,
+        ),
+        (
+            "a change",
+            Some(PayPerUse),
+            Some(PayPerUse),
+            Monthly,
+            ModifyStep::Modify,
+        ),
+        (
+            "pending for next month",
+            Some(PayPerUse),
+            Some(Monthly),
+            Monthly,
+            ModifyStep::Pending,
+        ),
+        (
+            "back before the month turns",
+            Some(PayPerUse),
+            Some(Monthly),
+            PayPerUse,
+            ModifyStep::Modify,
+        ),
+        (
+            "no next-month field: this month's",
+            Some(Monthly),
+            None,
+            Monthly,
+            ModifyStep::Done,
+        ),
+        ("nothing known", None, None, Monthly, ModifyStep::Modify),
+    ];
+    for (name, now, next, wanted, want) in cases {
+        assert_eq!(next_modify_step(&with(now, next), wanted), want, "{name}");
+    }
 }
