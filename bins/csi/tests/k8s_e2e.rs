@@ -4,6 +4,9 @@
 //! `volume.kubernetes.io/selected-node` annotation), the kubelet's registration (Node labels and the CSINode
 //! object with the driver's topology keys) and the attach-detach controller (VolumeAttachment objects).
 //!
+//! The sidecars run as the controller's ServiceAccount with the RBAC the project ships
+//! (`deploy/base/csi/rbac-controller.yaml`, applied as it is): a permission missing there fails here.
+//!
 //! Checks, as a new user's claims would meet them:
 //! - a ReadWriteOnce and a ReadWriteOncePod claim of 10Gi (the article's) are Bound to PVs of `100Gi` in the
 //!   selected node's zone, backed by 100 GB disks there;
@@ -189,6 +192,20 @@ async fn remove_test_objects(client: &Client) {
     let _ = drivers.delete_collection(&dp, &labelled).await;
     let vacs: Api<DynamicObject> = Api::all_with(client.clone(), &vac_resource());
     let _ = vacs.delete_collection(&dp, &labelled).await;
+    for (group, version, kind, ns) in [
+        ("", "v1", "ServiceAccount", Some("kube-system")),
+        ("rbac.authorization.k8s.io", "v1", "ClusterRole", None),
+        ("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", None),
+        ("rbac.authorization.k8s.io", "v1", "Role", Some("kube-system")),
+        ("rbac.authorization.k8s.io", "v1", "RoleBinding", Some("kube-system")),
+    ] {
+        let resource = ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(group, version, kind));
+        let api: Api<DynamicObject> = match ns {
+            Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+            None => Api::all_with(client.clone(), &resource),
+        };
+        let _ = api.delete_collection(&dp, &labelled).await;
+    }
 }
 
 fn node(name: &str, zone: &str) -> Node {
@@ -253,11 +270,87 @@ fn claim(name: &str, class: &str, mode: &str, size: &str, selected_node: &str) -
     }
 }
 
-fn sidecar(harness: &k8s_harness::Harness, name: &str, sock: &Path, dir: &Path, extra: &[&str]) -> (Proc, PathBuf) {
+/// The controller's ServiceAccount and RBAC as shipped.
+const RBAC_FILE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../deploy/base/csi/rbac-controller.yaml"
+);
+
+/// Applies the shipped RBAC of the CSI controller (labelled as this test's) and returns a kubeconfig that
+/// authenticates as its ServiceAccount, for the sidecars.
+async fn controller_identity(client: &Client, admin_kubeconfig: &Path, dir: &Path) -> PathBuf {
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    let text = std::fs::read_to_string(RBAC_FILE).expect("read the shipped RBAC");
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).expect("parse the shipped RBAC");
+    let mut account = None;
+    for doc in docs.into_iter().filter(|d| !d.is_null()) {
+        let mut obj: DynamicObject = serde_json::from_value(doc).expect("a Kubernetes object");
+        let types = obj.types.clone().expect("apiVersion and kind");
+        let gvk = kube::api::GroupVersionKind::try_from(&types).expect("group/version/kind");
+        let resource = ApiResource::from_gvk(&gvk);
+        obj.metadata
+            .labels
+            .get_or_insert_default()
+            .insert(OWNER_LABEL.0.into(), OWNER_LABEL.1.into());
+        let name = obj.metadata.name.clone().unwrap_or_default();
+        let api: Api<DynamicObject> = match obj.metadata.namespace.as_deref() {
+            Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+            None => Api::all_with(client.clone(), &resource),
+        };
+        api.patch(
+            &name,
+            &PatchParams::apply("nifcloud-csi-k8s-e2e").force(),
+            &Patch::Apply(&obj),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("apply {} {name}: {e}", types.kind));
+        if types.kind == "ServiceAccount" {
+            account = Some((obj.metadata.namespace.clone().unwrap_or_default(), name));
+        }
+    }
+    let (ns, name) = account.expect("the shipped RBAC has the controller's ServiceAccount");
+    let token = Api::<ServiceAccount>::namespaced(client.clone(), &ns)
+        .create_token_request(
+            &name,
+            &PostParams::default(),
+            &TokenRequest {
+                spec: TokenRequestSpec {
+                    audiences: vec![],
+                    expiration_seconds: Some(3600),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("a token of the controller's ServiceAccount")
+        .status
+        .expect("token")
+        .token;
+    let mut kubeconfig = kube::config::Kubeconfig::read_from(admin_kubeconfig).expect("admin kubeconfig");
+    for user in &mut kubeconfig.auth_infos {
+        if let Some(auth) = user.auth_info.as_mut() {
+            auth.token = Some(token.clone().into());
+        }
+    }
+    let path = dir.join("controller.kubeconfig");
+    std::fs::write(&path, serde_json::to_vec(&kubeconfig).expect("kubeconfig JSON")).expect("write kubeconfig");
+    path
+}
+
+fn sidecar(
+    kubeconfig: &Path,
+    harness: &k8s_harness::Harness,
+    name: &str,
+    sock: &Path,
+    dir: &Path,
+    extra: &[&str],
+) -> (Proc, PathBuf) {
     let log = dir.join(format!("{name}.log"));
     let mut cmd = Command::new(harness.tool(name));
     cmd.arg(format!("--csi-address={}", sock.display()))
-        .arg(format!("--kubeconfig={}", harness.kubeconfig.display()))
+        .arg(format!("--kubeconfig={}", kubeconfig.display()))
         .args(["--leader-election=false", "--v=4"])
         .args(extra);
     (Proc::spawn(name, &mut cmd, &log), log)
@@ -360,12 +453,14 @@ async fn claims_provision_attach_resize_and_delete_through_the_real_sidecars() {
         &driver_log,
     );
     wait_for_socket(&sock, &mut drv, &driver_log).await;
+    let identity = controller_identity(&client, &harness.kubeconfig, dir).await;
     // The deployed sidecars' flags (deploy/base/csi/controller.yaml), without leader election and with short
     // retries for a test.
     let mut stack = Stack {
         procs: vec![
             (drv, driver_log),
             sidecar(
+                &identity,
                 &harness,
                 "csi-provisioner",
                 &sock,
@@ -379,8 +474,8 @@ async fn claims_provision_attach_resize_and_delete_through_the_real_sidecars() {
                     "--retry-interval-max=5s",
                 ],
             ),
-            sidecar(&harness, "csi-attacher", &sock, dir, &["--timeout=60s"]),
-            sidecar(&harness, "csi-resizer", &sock, dir, &["--timeout=60s"]),
+            sidecar(&identity, &harness, "csi-attacher", &sock, dir, &["--timeout=60s"]),
+            sidecar(&identity, &harness, "csi-resizer", &sock, dir, &["--timeout=60s"]),
         ],
     };
 
