@@ -1,28 +1,47 @@
-//! End-to-end tests of the controllers against a real cluster, with the in-memory [`FakeProvider`] as the cloud.
+//! End-to-end tests of the controllers against a real API server, with the in-memory [`FakeProvider`] as the cloud.
 //!
-//! They run only when `NIFCLOUD_E2E_KUBECONFIG` names a kubeconfig; otherwise each test prints why it skips.
+//! The API server is the cluster named by `NIFCLOUD_E2E_KUBECONFIG` when that is set (a real, disposable cluster),
+//! else the project's test harness (a real kube-apiserver and kube-controller-manager of Kubernetes 1.36, without
+//! kubelets; `../shared/harness`), started or reused by [`k8s_harness::cluster`]. When neither is available each
+//! test prints why it skips (and fails instead under `NIFCLOUD_REQUIRE_HARNESS=1`, as in CI).
 //!
-//! Use a disposable cluster with **no other cloud controller manager** running (for example kind or k3s with
-//! `--cloud-provider=external` on the kubelets and no CCM installed): the fake CCM started here reconciles every
-//! `type: LoadBalancer` Service in the cluster. The controller test refuses to start if a LoadBalancer Service
-//! exists outside its own namespace. Real Nodes are registered in the fake cloud with their current providerID
-//! and addresses, so the fake never changes or deletes them; the tests create their own Node objects (no kubelet
-//! behind them) to exercise initialization and deletion.
+//! The API server is shared: by the tests of this file (they run in parallel), by the other suites of the
+//! workspace, and on a real cluster by its own workloads. So every name carries a random suffix, every object a
+//! test creates (Nodes, Namespace, Services, Leases) is deleted at the end, also when the test fails, and the fake
+//! cloud knows only the test's own objects ([`Scoped`]): for any other Node it answers with an error, which the
+//! node controllers treat as "unknown" (no initialization, no address change, no deletion), and for a Service
+//! outside the test's namespace it answers `ImplementedElsewhere` (no load balancer, no status). The framework's
+//! service controller still adds its cleanup finalizer to every LoadBalancer Service before asking the cloud, so
+//! on a real cluster (use one with **no other cloud controller manager**, for example kind or k3s with
+//! `--cloud-provider=external` on the kubelets) the controller test refuses to start if a LoadBalancer Service
+//! exists outside its own namespace. On the harness, where such Services can only be other suites' test objects,
+//! it runs anyway; another cloud controller manager serving the same API server at the same time (such as the
+//! CCM binary's end-to-end suite, `bins/ccm/tests/e2e.rs`) would fight over the test's Service, so do not run the
+//! two at once (cargo runs test binaries one after another). The test creates its own Node objects (no kubelet
+//! behind them, so never Ready) to exercise initialization, load balancer targets and deletion.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use cloudprovider::testing::{FakeInstance, FakeProvider};
-use cloudprovider::{ControllerManagerArgs, InstanceMetadata};
+use cloudprovider::testing::FakeProvider;
+use cloudprovider::{
+    CloudProvider, ControllerManagerArgs, InstanceMetadata, InstancesV2, LoadBalancer, ProviderError, TargetNode,
+};
+use k8s_harness::eventually;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Namespace, Node, NodeAddress, NodeSpec, Service, ServicePort, ServiceSpec, Taint};
-use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::{
+    LoadBalancerStatus, Namespace, Node, NodeAddress, NodeSpec, Service, ServicePort, ServiceSpec, Taint,
+};
+use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use tokio_util::sync::CancellationToken;
 
 const FINALIZER: &str = "service.kubernetes.io/load-balancer-cleanup";
 const UNINITIALIZED: &str = "node.cloudprovider.kubernetes.io/uninitialized";
+/// Label on every Node this suite creates.
+const OWNER_LABEL: (&str, &str) = ("app.kubernetes.io/managed-by", "cloudprovider-e2e");
 
 #[derive(Parser)]
 struct Cli {
@@ -39,38 +58,85 @@ fn args(extra: &[&str]) -> ControllerManagerArgs {
     }
 }
 
-async fn client() -> Option<Client> {
-    let Ok(path) = std::env::var("NIFCLOUD_E2E_KUBECONFIG") else {
-        eprintln!("skipping: NIFCLOUD_E2E_KUBECONFIG is not set (it must name a kubeconfig of a disposable cluster)");
-        return None;
-    };
-    let kubeconfig = kube::config::Kubeconfig::read_from(&path).expect("read NIFCLOUD_E2E_KUBECONFIG");
+/// A client of the cluster for `test` and whether it is a real cluster; `None` (after saying why) to skip.
+async fn client(test: &str) -> Option<(Client, bool)> {
+    let cluster = k8s_harness::cluster(test)?;
+    let kubeconfig = kube::config::Kubeconfig::read_from(&cluster.kubeconfig)
+        .unwrap_or_else(|e| panic!("read kubeconfig {}: {e}", cluster.kubeconfig.display()));
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
         .await
         .expect("kubeconfig");
-    Some(Client::try_from(config).expect("client"))
+    Some((Client::try_from(config).expect("client"), cluster.real))
 }
 
 fn suffix() -> String {
     format!("{:08x}", rand::random::<u32>())
 }
 
-/// Polls `check` every 500 ms until it returns `Some` or `timeout` passes.
-async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+/// Runs `scenario` in a task, then `cleanup` whether the scenario passed or panicked, then passes the scenario's
+/// panic on. The scenario's locals (controller tasks included) are dropped before the cleanup starts.
+async fn with_cleanup(scenario: impl Future<Output = ()> + Send + 'static, cleanup: impl Future<Output = ()>) {
+    let outcome = tokio::spawn(scenario).await;
+    cleanup.await;
+    if let Err(error) = outcome {
+        match error.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(error) => panic!("test scenario did not finish: {error}"),
+        }
+    }
+}
+
+/// A spawned controller manager that is aborted when dropped (also when the test panics), so that it cannot
+/// recreate what the cleanup deletes.
+struct Running<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Running<T> {
+    fn spawn(future: impl Future<Output = T> + Send + 'static) -> Self
+    where
+        T: Send + 'static,
+    {
+        Self(tokio::spawn(future))
+    }
+
+    /// Waits for it to finish.
+    async fn join(mut self) -> T {
+        (&mut self.0).await.expect("controller manager task")
+    }
+
+    fn abort(&self) {
+        self.0.abort();
+    }
+}
+
+impl<T> Drop for Running<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Polls until `get_opt` says the object is gone; `false` after `timeout` (cleanup reports, never panics).
+async fn gone<K>(api: &Api<K>, name: &str, timeout: Duration) -> bool
 where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        if let Some(v) = check().await {
-            return v;
+        if matches!(api.get_opt(name).await, Ok(None)) {
+            return true;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for: {what}"
-        );
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Deletes the Lease `name` of kube-system (the controller manager under test created it).
+async fn delete_lease(client: &Client, name: &str) {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-system");
+    let _ = leases.delete(name, &DeleteParams::default()).await;
+    if !gone(&leases, name, Duration::from_secs(10)).await {
+        eprintln!("cleanup: Lease kube-system/{name} is still there");
     }
 }
 
@@ -78,6 +144,7 @@ fn fake_node(name: &str) -> Node {
     Node {
         metadata: ObjectMeta {
             name: Some(name.into()),
+            labels: Some([(OWNER_LABEL.0.to_owned(), OWNER_LABEL.1.to_owned())].into()),
             ..Default::default()
         },
         spec: Some(NodeSpec {
@@ -113,46 +180,121 @@ fn lb_service(name: &str, port: i32) -> Service {
     }
 }
 
-/// Registers every real Node in the fake cloud exactly as it is, so the controllers leave it unchanged.
-async fn register_real_nodes(nodes: &Api<Node>, provider: &FakeProvider) {
-    for node in nodes.list(&Default::default()).await.expect("list nodes").items {
-        let name = node.metadata.name.clone().unwrap_or_default();
-        let metadata = InstanceMetadata {
-            provider_id: node
-                .spec
-                .as_ref()
-                .and_then(|s| s.provider_id.clone())
-                .unwrap_or_else(|| format!("fake://{name}")),
-            node_addresses: node
-                .status
-                .as_ref()
-                .and_then(|s| s.addresses.clone())
-                .unwrap_or_default(),
-            ..InstanceMetadata::default()
-        };
-        provider.set_instance(
-            &name,
-            FakeInstance {
-                metadata,
-                shutdown: false,
-            },
-        );
+/// The fake cloud as one test sees it: its own Nodes and the Services of its own namespace are the
+/// [`FakeProvider`]'s; every other Node gets an error (the controllers then leave it alone: no initialization,
+/// no address or taint change, no deletion) and every other Service `ImplementedElsewhere` (no load balancer,
+/// no status; `get_load_balancer` errs, so the controller never removes a finalizer it did not add). So the
+/// controllers under test never change or delete the objects of other tests or a real cluster's own Nodes.
+struct Scoped {
+    fake: Arc<FakeProvider>,
+    namespace: String,
+    nodes: Vec<String>,
+}
+
+impl Scoped {
+    fn node(&self, node: &Node) -> Result<(), ProviderError> {
+        let name = node.metadata.name.as_deref().unwrap_or_default();
+        if self.nodes.iter().any(|n| n == name) {
+            Ok(())
+        } else {
+            Err(ProviderError::cloud(format!("node {name} is not this test's")))
+        }
+    }
+
+    fn owns(&self, service: &Service) -> bool {
+        service.metadata.namespace.as_deref() == Some(self.namespace.as_str())
     }
 }
 
-#[tokio::test]
-async fn controllers_against_a_real_cluster() {
-    let Some(client) = client().await else { return };
-    let run_id = suffix();
-    let ns_name = format!("ccm-e2e-{run_id}");
-    let services_all: Api<Service> = Api::all(client.clone());
-    let foreign_lbs: Vec<String> = services_all
-        .list(&Default::default())
+#[cloudprovider::async_trait]
+impl InstancesV2 for Scoped {
+    async fn instance_exists(&self, node: &Node) -> Result<bool, ProviderError> {
+        self.node(node)?;
+        self.fake.instance_exists(node).await
+    }
+
+    async fn instance_shutdown(&self, node: &Node) -> Result<bool, ProviderError> {
+        self.node(node)?;
+        self.fake.instance_shutdown(node).await
+    }
+
+    async fn instance_metadata(&self, node: &Node) -> Result<InstanceMetadata, ProviderError> {
+        self.node(node)?;
+        self.fake.instance_metadata(node).await
+    }
+}
+
+#[cloudprovider::async_trait]
+impl LoadBalancer for Scoped {
+    async fn get_load_balancer(
+        &self,
+        cluster: &str,
+        service: &Service,
+    ) -> Result<Option<LoadBalancerStatus>, ProviderError> {
+        if !self.owns(service) {
+            return Err(ProviderError::cloud("not this test's Service"));
+        }
+        self.fake.get_load_balancer(cluster, service).await
+    }
+
+    async fn ensure_load_balancer(
+        &self,
+        cluster: &str,
+        service: &Service,
+        nodes: &[TargetNode],
+    ) -> Result<LoadBalancerStatus, ProviderError> {
+        if !self.owns(service) {
+            return Err(ProviderError::ImplementedElsewhere);
+        }
+        self.fake.ensure_load_balancer(cluster, service, nodes).await
+    }
+
+    async fn update_load_balancer(
+        &self,
+        cluster: &str,
+        service: &Service,
+        nodes: &[TargetNode],
+    ) -> Result<(), ProviderError> {
+        if !self.owns(service) {
+            return Err(ProviderError::ImplementedElsewhere);
+        }
+        self.fake.update_load_balancer(cluster, service, nodes).await
+    }
+
+    async fn ensure_load_balancer_deleted(&self, cluster: &str, service: &Service) -> Result<(), ProviderError> {
+        if !self.owns(service) {
+            return Err(ProviderError::cloud("not this test's Service"));
+        }
+        self.fake.ensure_load_balancer_deleted(cluster, service).await
+    }
+}
+
+#[cloudprovider::async_trait]
+impl CloudProvider for Scoped {
+    fn provider_name(&self) -> &str {
+        self.fake.provider_name()
+    }
+
+    fn load_balancer(&self) -> Option<&dyn LoadBalancer> {
+        Some(self)
+    }
+
+    fn instances_v2(&self) -> Option<&dyn InstancesV2> {
+        Some(self)
+    }
+}
+
+/// The LoadBalancer Services of `client`'s cluster outside `namespace`, as `namespace/name`.
+async fn load_balancers_outside(client: &Client, namespace: &str) -> Vec<String> {
+    let services: Api<Service> = Api::all(client.clone());
+    services
+        .list(&ListParams::default())
         .await
         .expect("list services")
         .items
         .into_iter()
         .filter(|s| s.spec.as_ref().and_then(|sp| sp.type_.as_deref()) == Some("LoadBalancer"))
+        .filter(|s| s.metadata.namespace.as_deref() != Some(namespace))
         .map(|s| {
             format!(
                 "{}/{}",
@@ -160,12 +302,72 @@ async fn controllers_against_a_real_cluster() {
                 s.metadata.name.unwrap_or_default()
             )
         })
-        .collect();
-    if !foreign_lbs.is_empty() {
-        eprintln!("skipping: LoadBalancer Services already exist ({foreign_lbs:?}); the fake CCM would take them over");
-        return;
-    }
+        .collect()
+}
 
+#[tokio::test]
+async fn controllers_against_a_real_cluster() {
+    const TEST: &str = "controllers_against_a_real_cluster";
+    let Some((client, real)) = client(TEST).await else {
+        return;
+    };
+    let run_id = suffix();
+    let ns_name = format!("ccm-e2e-{run_id}");
+    if real {
+        let foreign_lbs = load_balancers_outside(&client, &ns_name).await;
+        if !foreign_lbs.is_empty() {
+            k8s_harness::skip(
+                TEST,
+                &format!(
+                    "LoadBalancer Services already exist ({foreign_lbs:?}); the fake CCM's service controller would add its finalizer to them"
+                ),
+            );
+            return;
+        }
+    }
+    // Node names are valid NIFCLOUD server names (alphanumerics, at most 15), so that the CCM binary's
+    // end-to-end test, if it runs at the same time, can keep its controllers off them.
+    let node_a = format!("e2ea{run_id}");
+    let node_b = format!("e2eb{run_id}");
+    let lease = format!("ccm-e2e-{run_id}");
+    let scenario = controllers_scenario(
+        client.clone(),
+        ns_name.clone(),
+        node_a.clone(),
+        node_b.clone(),
+        lease.clone(),
+    );
+    with_cleanup(scenario, async {
+        let nodes: Api<Node> = Api::all(client.clone());
+        for name in [&node_a, &node_b] {
+            let _ = nodes.delete(name, &DeleteParams::default()).await;
+            if !gone(&nodes, name, Duration::from_secs(30)).await {
+                eprintln!("cleanup: Node {name} is still there");
+            }
+        }
+        // The Service normally went away in the scenario; after a failure its finalizer may keep it.
+        let services: Api<Service> = Api::namespaced(client.clone(), &ns_name);
+        for s in services
+            .list(&ListParams::default())
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default()
+        {
+            let name = s.metadata.name.unwrap_or_default();
+            let unfinalize = Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}}));
+            let _ = services.patch(&name, &PatchParams::default(), &unfinalize).await;
+        }
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        let _ = namespaces.delete(&ns_name, &DeleteParams::default()).await;
+        if !gone(&namespaces, &ns_name, Duration::from_secs(60)).await {
+            eprintln!("cleanup: Namespace {ns_name} is still there");
+        }
+        delete_lease(&client, &lease).await;
+    })
+    .await;
+}
+
+async fn controllers_scenario(client: Client, ns_name: String, node_a: String, node_b: String, lease: String) {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let ns = Namespace {
         metadata: ObjectMeta {
@@ -180,18 +382,20 @@ async fn controllers_against_a_real_cluster() {
         .expect("create namespace");
 
     let nodes: Api<Node> = Api::all(client.clone());
-    let provider = Arc::new(FakeProvider::new());
-    register_real_nodes(&nodes, &provider).await;
-    let node_a = format!("e2e-a-{run_id}");
-    let node_b = format!("e2e-b-{run_id}");
-    provider.add_instance(&node_a, "10.250.0.1");
-    provider.add_instance(&node_b, "10.250.0.2");
+    let fake = Arc::new(FakeProvider::new());
+    fake.add_instance(&node_a, "10.250.0.1");
+    fake.add_instance(&node_b, "10.250.0.2");
+    let provider = Arc::new(Scoped {
+        fake: fake.clone(),
+        namespace: ns_name.clone(),
+        nodes: vec![node_a.clone(), node_b.clone()],
+    });
 
     let shutdown = CancellationToken::new();
-    let ccm = tokio::spawn(cloudprovider::run_with_client(
+    let ccm = Running::spawn(cloudprovider::run_with_client(
         client.clone(),
-        args(&["--leader-elect-resource-name", &format!("ccm-e2e-{run_id}")]),
-        provider.clone(),
+        args(&["--leader-elect-resource-name", &lease]),
+        provider,
         shutdown.clone(),
     ));
 
@@ -273,7 +477,7 @@ async fn controllers_against_a_real_cluster() {
             .unwrap_or_default()
             .contains(&FINALIZER.to_owned())
     );
-    let lb = provider.load_balancer_of(&key).expect("fake LB exists");
+    let lb = fake.load_balancer_of(&key).expect("fake LB exists");
     assert!(lb.nodes.contains(&node_a) && lb.nodes.contains(&node_b), "{lb:?}");
 
     // 3. A port change updates the load balancer.
@@ -283,8 +487,7 @@ async fn controllers_against_a_real_cluster() {
         .await
         .expect("patch port");
     eventually("LB port 8080", Duration::from_secs(60), || async {
-        provider
-            .load_balancer_of(&key)
+        fake.load_balancer_of(&key)
             .filter(|lb| lb.ports.iter().any(|p| p.0 == 8080))
             .map(|_| ())
     })
@@ -297,8 +500,7 @@ async fn controllers_against_a_real_cluster() {
         .await
         .expect("label node");
     eventually("node b dropped from LB", Duration::from_secs(60), || async {
-        provider
-            .load_balancer_of(&key)
+        fake.load_balancer_of(&key)
             .filter(|lb| !lb.nodes.contains(&node_b) && lb.nodes.contains(&node_a))
             .map(|_| ())
     })
@@ -313,32 +515,23 @@ async fn controllers_against_a_real_cluster() {
         matches!(services.get_opt("web").await, Ok(None)).then_some(())
     })
     .await;
-    assert!(provider.load_balancer_of(&key).is_none(), "fake LB deleted");
+    assert!(fake.load_balancer_of(&key).is_none(), "fake LB deleted");
 
-    // 6. A Node whose instance is gone is deleted (fake nodes have no kubelet, so they are never Ready).
-    provider.remove_instance(&node_a);
+    // 6. A Node whose instance is gone is deleted (these nodes have no kubelet, so they are never Ready).
+    fake.remove_instance(&node_a);
     eventually("node a deleted", Duration::from_secs(60), || async {
         matches!(nodes.get_opt(&node_a).await, Ok(None)).then_some(())
     })
     .await;
+    assert!(
+        nodes.get_opt(&node_b).await.expect("get node b").is_some(),
+        "the node whose instance still exists is kept"
+    );
 
-    // Clean up.
-    provider.remove_instance(&node_b);
-    eventually("node b deleted", Duration::from_secs(60), || async {
-        matches!(nodes.get_opt(&node_b).await, Ok(None)).then_some(())
-    })
-    .await;
+    // The controller manager stops gracefully; the caller deletes what is left (node b, the namespace, the Lease).
     shutdown.cancel();
-    let result = ccm.await.expect("ccm task");
+    let result = ccm.join().await;
     assert!(result.is_ok(), "graceful shutdown: {result:?}");
-    namespaces
-        .delete(&ns_name, &DeleteParams::default())
-        .await
-        .expect("delete namespace");
-    let leases: Api<Lease> = Api::namespaced(client, "kube-system");
-    let _ = leases
-        .delete(&format!("ccm-e2e-{run_id}"), &DeleteParams::default())
-        .await;
 }
 
 async fn holder(leases: &Api<Lease>, name: &str) -> Option<String> {
@@ -351,24 +544,35 @@ async fn holder(leases: &Api<Lease>, name: &str) -> Option<String> {
         .filter(|h| !h.is_empty())
 }
 
-#[tokio::test]
-async fn leader_election_hands_over_when_the_leader_dies() {
-    let Some(client) = client().await else { return };
-    let lease_name = format!("ccm-e2e-le-{}", suffix());
-    let le = [
+/// Leader election flags for Lease `lease_name`, with no controllers (the Lease is all these tests look at).
+fn leader_args(lease_name: &str) -> ControllerManagerArgs {
+    args(&[
         "--leader-elect-resource-name",
-        lease_name.as_str(),
+        lease_name,
         "--leader-elect-lease-duration=4s",
         "--leader-elect-renew-deadline=3s",
         "--leader-elect-retry-period=1s",
         "--controllers=-service,-cloud-node,-cloud-node-lifecycle",
-    ];
+    ])
+}
+
+#[tokio::test]
+async fn leader_election_hands_over_when_the_leader_dies() {
+    let Some((client, _)) = client("leader_election_hands_over_when_the_leader_dies").await else {
+        return;
+    };
+    let lease_name = format!("ccm-e2e-le-{}", suffix());
+    let scenario = handover_scenario(client.clone(), lease_name.clone());
+    with_cleanup(scenario, delete_lease(&client, &lease_name)).await;
+}
+
+async fn handover_scenario(client: Client, lease_name: String) {
     let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-system");
     let provider = Arc::new(FakeProvider::new());
 
-    let first = tokio::spawn(cloudprovider::run_with_client(
+    let first = Running::spawn(cloudprovider::run_with_client(
         client.clone(),
-        args(&le),
+        leader_args(&lease_name),
         provider.clone(),
         CancellationToken::new(),
     ));
@@ -377,9 +581,9 @@ async fn leader_election_hands_over_when_the_leader_dies() {
     })
     .await;
     let second_token = CancellationToken::new();
-    let second = tokio::spawn(cloudprovider::run_with_client(
+    let second = Running::spawn(cloudprovider::run_with_client(
         client.clone(),
-        args(&le),
+        leader_args(&lease_name),
         provider.clone(),
         second_token.clone(),
     ));
@@ -401,28 +605,26 @@ async fn leader_election_hands_over_when_the_leader_dies() {
 
     // Graceful shutdown releases the lease.
     second_token.cancel();
-    assert!(second.await.expect("second task").is_ok());
+    assert!(second.join().await.is_ok());
     let after = holder(&leases, &lease_name).await;
     assert_ne!(after, Some(new_holder), "released on shutdown");
-    let _ = leases.delete(&lease_name, &DeleteParams::default()).await;
 }
 
 #[tokio::test]
 async fn leader_that_loses_its_lease_stops_with_an_error() {
-    let Some(client) = client().await else { return };
+    let Some((client, _)) = client("leader_that_loses_its_lease_stops_with_an_error").await else {
+        return;
+    };
     let lease_name = format!("ccm-e2e-lost-{}", suffix());
-    let le = [
-        "--leader-elect-resource-name",
-        lease_name.as_str(),
-        "--leader-elect-lease-duration=4s",
-        "--leader-elect-renew-deadline=3s",
-        "--leader-elect-retry-period=1s",
-        "--controllers=-service,-cloud-node,-cloud-node-lifecycle",
-    ];
+    let scenario = lost_lease_scenario(client.clone(), lease_name.clone());
+    with_cleanup(scenario, delete_lease(&client, &lease_name)).await;
+}
+
+async fn lost_lease_scenario(client: Client, lease_name: String) {
     let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-system");
-    let run = tokio::spawn(cloudprovider::run_with_client(
+    let run = Running::spawn(cloudprovider::run_with_client(
         client.clone(),
-        args(&le),
+        leader_args(&lease_name),
         Arc::new(FakeProvider::new()),
         CancellationToken::new(),
     ));
@@ -431,7 +633,7 @@ async fn leader_that_loses_its_lease_stops_with_an_error() {
     })
     .await;
     // Someone else takes the lease and keeps renewing it: our leader can no longer renew.
-    let thief = tokio::spawn({
+    let _thief = Running::spawn({
         let leases = leases.clone();
         let lease_name = lease_name.clone();
         async move {
@@ -446,14 +648,11 @@ async fn leader_that_loses_its_lease_stops_with_an_error() {
             }
         }
     });
-    let result = tokio::time::timeout(Duration::from_secs(30), run)
+    let result = tokio::time::timeout(Duration::from_secs(30), run.join())
         .await
-        .expect("leader stops in time")
-        .expect("task");
-    thief.abort();
+        .expect("leader stops in time");
     assert!(
         matches!(result, Err(cloudprovider::Error::LeadershipLost(_))),
         "{result:?}"
     );
-    let _ = leases.delete(&lease_name, &DeleteParams::default()).await;
 }
