@@ -50,11 +50,11 @@ async fn attached_volumes_are_loop_devices_that_keep_their_data() {
     assert_eq!(r.status, 200, "{}", r.body);
     let uid = r.first("volumeUniqueId").unwrap();
     let file = backing.join(format!("{uid}.img"));
-    assert_eq!(std::fs::metadata(&file).unwrap().len(), 100_000_000_000);
+    assert_eq!(std::fs::metadata(&file).unwrap().len(), 100 << 30);
     let l1 = link(&dir, "node1", 1);
     let dev1 = std::fs::read_link(&l1).expect("by-path symlink on node1");
     assert!(dev1.to_string_lossy().starts_with("/dev/loop"), "{dev1:?}");
-    assert_eq!(sectors(&dev1) * 512, 100_000_000_000);
+    assert_eq!(sectors(&dev1) * 512, 100 << 30);
     {
         let mut f = std::fs::OpenOptions::new().write(true).open(&l1).unwrap();
         f.seek(SeekFrom::Start(4096)).unwrap();
@@ -66,7 +66,11 @@ async fn attached_volumes_are_loop_devices_that_keep_their_data() {
         .call(&[("Action", "DetachVolume"), ("VolumeId", "blk1"), ("Agreement", "true")])
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    assert!(std::fs::symlink_metadata(&l1).is_err(), "symlink removed on detach");
+    assert_eq!(
+        std::fs::symlink_metadata(&l1).unwrap_err().kind(),
+        std::io::ErrorKind::NotFound,
+        "symlink removed on detach"
+    );
     assert!(file.exists(), "backing file kept on detach");
 
     // Occupy node2's first slot so the volume lands on SCSI (0:2) there.
@@ -101,8 +105,8 @@ async fn attached_volumes_are_loop_devices_that_keep_their_data() {
     // The extend finishes on the next request (zero delay), which grows file and loop device.
     c.call(&[("Action", "DescribeVolumes"), ("VolumeId.1", "blk1")]).await;
     let dev2 = std::fs::read_link(&l2).unwrap();
-    assert_eq!(std::fs::metadata(&file).unwrap().len(), 200_000_000_000);
-    assert_eq!(sectors(&dev2) * 512, 200_000_000_000);
+    assert_eq!(std::fs::metadata(&file).unwrap().len(), 200 << 30);
+    assert_eq!(sectors(&dev2) * 512, 200 << 30);
 
     for v in ["blk1", "blk2"] {
         assert_eq!(
@@ -114,6 +118,10 @@ async fn attached_volumes_are_loop_devices_that_keep_their_data() {
         assert_eq!(c.call(&[("Action", "DeleteVolume"), ("VolumeId", v)]).await.status, 200);
     }
     assert!(!file.exists(), "backing file removed on delete");
-    assert!(std::fs::symlink_metadata(&l2).is_err());
+    assert_eq!(
+        std::fs::symlink_metadata(&l2).unwrap_err().kind(),
+        std::io::ErrorKind::NotFound,
+        "symlink removed on delete"
+    );
     emu.shutdown().await;
 }
