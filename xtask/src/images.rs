@@ -9,13 +9,14 @@
 pub mod push;
 pub mod tools;
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::Context as _;
+use oci_spec::image::{ANNOTATION_LICENSES, ANNOTATION_SOURCE, ANNOTATION_TITLE, ANNOTATION_VERSION, Config};
 
-use crate::oci::{self, Entry, Layer, RuntimeConfig};
+use crate::oci::{self, Entry, Layer};
 
 /// The musl target the images are built for.
 pub const TARGET: &str = "x86_64-unknown-linux-musl";
@@ -151,24 +152,24 @@ pub fn base_entries() -> anyhow::Result<Vec<Entry>> {
     Ok(e)
 }
 
-/// The runtime config of `spec` at `version`.
-pub fn runtime_config(spec: &ImageSpec, version: &str) -> RuntimeConfig {
-    RuntimeConfig {
-        entrypoint: vec![format!("/usr/local/bin/{}", spec.binary)],
-        cmd: spec.cmd.iter().map(|s| (*s).to_owned()).collect(),
-        env: vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()],
-        user: spec.user.map(str::to_owned),
-        working_dir: Some("/".into()),
-        labels: BTreeMap::from([
-            ("org.opencontainers.image.title".to_owned(), spec.package.to_owned()),
-            ("org.opencontainers.image.version".to_owned(), version.to_owned()),
-            (
-                "org.opencontainers.image.source".to_owned(),
-                "https://github.com/nifcloud-k8s/nifcloud-k8s".to_owned(),
-            ),
-            ("org.opencontainers.image.licenses".to_owned(), "Apache-2.0".to_owned()),
-        ]),
-    }
+/// The runtime part of the image config of `spec` at `version` (what the container runs, as whom).
+pub fn runtime_config(spec: &ImageSpec, version: &str) -> Config {
+    let mut config = Config::default();
+    config.set_entrypoint(Some(vec![format!("/usr/local/bin/{}", spec.binary)]));
+    config.set_cmd((!spec.cmd.is_empty()).then(|| spec.cmd.iter().map(|s| (*s).to_owned()).collect()));
+    config.set_env(Some(vec![
+        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+    ]));
+    config.set_user(spec.user.map(str::to_owned));
+    config.set_working_dir(Some("/".into()));
+    let labels = [
+        (ANNOTATION_TITLE, spec.package),
+        (ANNOTATION_VERSION, version),
+        (ANNOTATION_SOURCE, "https://github.com/nifcloud-k8s/nifcloud-k8s"),
+        (ANNOTATION_LICENSES, "Apache-2.0"),
+    ];
+    config.set_labels(Some(HashMap::from(labels.map(|(k, v)| (k.to_owned(), v.to_owned())))));
+    config
 }
 
 /// Builds the image of `spec` from a binary's bytes; `base` and `tools` are prebuilt layers.
@@ -188,7 +189,7 @@ pub fn build_image(
         layers.push(tools.context("the csi image needs the tools layer")?.clone());
     }
     layers.push(app);
-    Ok(oci::assemble(&runtime_config(spec, version), &layers))
+    Ok(oci::assemble(&runtime_config(spec, version), &layers)?)
 }
 
 fn musl_cc() -> Option<String> {
@@ -291,7 +292,7 @@ pub fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
         let bin_size = binary.len() as u64;
         let image = build_image(spec, version, binary, &base, tools.as_ref())?;
         let reference = format!("{repository}/{}:{tag}", spec.name);
-        let files = oci::layout_files(&image, &tag, &reference);
+        let files = oci::layout_files(&image, &tag, &reference)?;
         let dir = out.join(spec.name);
         oci::write_layout(&dir, &files)?;
         let verified = oci::verify_layout(&dir)?;
@@ -306,7 +307,7 @@ pub fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
         built.push(Built {
             name: spec.name,
             reference,
-            digest: image.manifest.digest.clone(),
+            digest: image.manifest.digest.to_string(),
             compressed: image.compressed_size(),
             binary: bin_size,
             image,

@@ -1,31 +1,32 @@
 //! A reproducible OCI image writer (no Docker): gzip'd tar layers, config, manifest, image layout and archive.
 //!
-//! Reproducibility: tar entries are sorted, parents are created explicitly, every entry has uid/gid 0, empty
-//! user/group names and mtime [`MTIME`]; gzip has no name and mtime 0; JSON objects have a fixed key order.
-//! So the same inputs always give the same bytes, hence the same digests.
+//! The documents are oci-spec's types ([`ImageConfiguration`], [`ImageManifest`], [`ImageIndex`]); the layers are
+//! ours, written so that the same inputs always give the same bytes, hence the same digests: tar entries are
+//! sorted, parents are created explicitly, every entry has uid/gid 0, empty user/group names and mtime [`MTIME`];
+//! gzip has no name and mtime 0; JSON documents have every object's keys sorted ([`canonical_json`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::path::Path;
+use std::str::FromStr;
 
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use oci_spec::OciSpecError;
+use oci_spec::image::{
+    ANNOTATION_REF_NAME, Arch, Config, Descriptor, Digest, HistoryBuilder, ImageConfiguration,
+    ImageConfigurationBuilder, ImageIndex, ImageIndexBuilder, ImageManifest, ImageManifestBuilder, MediaType,
+    OciLayout, OciLayoutBuilder, Os, PlatformBuilder, RootFsBuilder, SCHEMA_VERSION, Sha256Digest,
+};
+use serde::Serialize;
+use sha2::Digest as _;
 
 /// mtime of every tar entry (the epoch, like `SOURCE_DATE_EPOCH=0`).
 pub const MTIME: u64 = 0;
 /// `created` of every image config (matches [`MTIME`]).
 pub const CREATED: &str = "1970-01-01T00:00:00Z";
-/// OCI media types.
-pub mod media {
-    /// Image index.
-    pub const INDEX: &str = "application/vnd.oci.image.index.v1+json";
-    /// Image manifest.
-    pub const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-    /// Image config.
-    pub const CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-    /// gzip'd tar layer.
-    pub const LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-}
+/// The `imageLayoutVersion` of the layouts we write and accept.
+pub const LAYOUT_VERSION: &str = "1.0.0";
+/// Annotation that names the image for `ctr import` and `kind load` (containerd).
+pub const ANNOTATION_CONTAINERD_NAME: &str = "io.containerd.image.name";
 
 /// Errors of the writer.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +55,22 @@ pub enum OciError {
         /// The IO error.
         source: std::io::Error,
     },
+    /// oci-spec refused to build a document (a required field is missing).
+    #[error("build the {document}: {source}")]
+    Build {
+        /// Which document (`image config`, `manifest`, ...).
+        document: &'static str,
+        /// oci-spec's error.
+        source: OciSpecError,
+    },
+    /// A document could not be encoded as JSON.
+    #[error("encode the {document}: {source}")]
+    Encode {
+        /// Which document.
+        document: &'static str,
+        /// serde_json's error.
+        source: serde_json::Error,
+    },
     /// A layout does not verify.
     #[error("layout {dir}: {message}")]
     Invalid {
@@ -69,15 +86,26 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> OciError {
     move |source| OciError::Io { what, source }
 }
 
-/// `sha256:<hex>` of `data`.
-pub fn sha256_digest(data: &[u8]) -> String {
-    let hash = Sha256::digest(data);
-    let mut s = String::with_capacity(71);
-    s.push_str("sha256:");
-    for b in hash {
-        s.push_str(&format!("{b:02x}"));
-    }
-    s
+fn build(document: &'static str) -> impl FnOnce(OciSpecError) -> OciError {
+    move |source| OciError::Build { document, source }
+}
+
+/// The `sha256:<hex>` digest of `data`.
+pub fn sha256_digest(data: &[u8]) -> Digest {
+    let hex: String = sha2::Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect();
+    Sha256Digest::from_str(&hex)
+        .expect("a sha256 is 64 lowercase hex digits")
+        .into()
+}
+
+/// `value` as compact JSON with the keys of every object sorted. oci-spec keeps labels and annotations in
+/// `HashMap`s, whose order changes from run to run; sorted keys make the bytes depend on the content only (and
+/// are the canonical form the image spec recommends).
+pub fn canonical_json(document: &'static str, value: &impl Serialize) -> Result<Vec<u8>, OciError> {
+    let encode = |source| OciError::Encode { document, source };
+    let mut value = serde_json::to_value(value).map_err(encode)?;
+    value.sort_all_objects();
+    serde_json::to_vec(&value).map_err(encode)
 }
 
 /// What a tar entry is.
@@ -137,7 +165,7 @@ pub struct Layer {
     /// The gzip'd tar.
     pub gz: Vec<u8>,
     /// `sha256:` of the uncompressed tar (the config's diff_id).
-    pub diff_id: String,
+    pub diff_id: Digest,
 }
 
 /// Normalises, completes (parent directories, mode 0755) and sorts entries; rejects conflicts.
@@ -239,50 +267,29 @@ pub fn build_layer(name: &str, entries: Vec<Entry>) -> Result<Layer, OciError> {
     })
 }
 
-/// The runtime part of an image config.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RuntimeConfig {
-    /// Entrypoint.
-    pub entrypoint: Vec<String>,
-    /// Default arguments.
-    pub cmd: Vec<String>,
-    /// `KEY=value` environment.
-    pub env: Vec<String>,
-    /// `uid:gid`, or None for root.
-    pub user: Option<String>,
-    /// Working directory.
-    pub working_dir: Option<String>,
-    /// Labels.
-    pub labels: BTreeMap<String, String>,
-}
-
 /// A content-addressed blob.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Blob {
     /// Media type.
-    pub media_type: &'static str,
-    /// `sha256:<hex>`.
-    pub digest: String,
+    pub media_type: MediaType,
+    /// `sha256:<hex>` of `data`.
+    pub digest: Digest,
     /// The bytes.
     pub data: Vec<u8>,
 }
 
 impl Blob {
-    fn new(media_type: &'static str, data: Vec<u8>) -> Self {
+    fn new(media_type: MediaType, data: Vec<u8>) -> Self {
         Self {
             media_type,
             digest: sha256_digest(&data),
             data,
         }
     }
-    fn descriptor(&self) -> Descriptor {
-        Descriptor {
-            media_type: self.media_type.into(),
-            digest: self.digest.clone(),
-            size: self.data.len() as u64,
-            platform: None,
-            annotations: None,
-        }
+
+    /// The descriptor that points at this blob.
+    pub fn descriptor(&self) -> Descriptor {
+        Descriptor::new(self.media_type.clone(), self.data.len() as u64, self.digest.clone())
     }
 }
 
@@ -306,149 +313,96 @@ impl Image {
     }
 }
 
-/// OCI descriptor.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Descriptor {
-    /// Media type.
-    #[serde(rename = "mediaType")]
-    pub media_type: String,
-    /// Digest.
-    pub digest: String,
-    /// Size in bytes.
-    pub size: u64,
-    /// Platform (index entries).
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub platform: Option<Platform>,
-    /// Annotations.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub annotations: Option<BTreeMap<String, String>>,
-}
-
-/// OCI platform.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Platform {
-    /// CPU architecture.
-    pub architecture: String,
-    /// Operating system.
-    pub os: String,
-}
-
-/// Image manifest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Manifest {
-    /// Always 2.
-    #[serde(rename = "schemaVersion")]
-    pub schema_version: u32,
-    /// The manifest media type.
-    #[serde(rename = "mediaType")]
-    pub media_type: String,
-    /// The config.
-    pub config: Descriptor,
-    /// The layers.
-    pub layers: Vec<Descriptor>,
-}
-
-/// Image index (`index.json`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Index {
-    /// Always 2.
-    #[serde(rename = "schemaVersion")]
-    pub schema_version: u32,
-    /// The index media type.
-    #[serde(rename = "mediaType")]
-    pub media_type: String,
-    /// The manifests.
-    pub manifests: Vec<Descriptor>,
-}
-
-/// Assembles config and manifest for `layers` (bottom first).
-pub fn assemble(runtime: &RuntimeConfig, layers: &[Layer]) -> Image {
-    let mut cfg = serde_json::Map::new();
-    let strings = |v: &[String]| serde_json::Value::from(v.to_vec());
-    if !runtime.entrypoint.is_empty() {
-        cfg.insert("Entrypoint".into(), strings(&runtime.entrypoint));
-    }
-    if !runtime.cmd.is_empty() {
-        cfg.insert("Cmd".into(), strings(&runtime.cmd));
-    }
-    if !runtime.env.is_empty() {
-        cfg.insert("Env".into(), strings(&runtime.env));
-    }
-    if let Some(u) = &runtime.user {
-        cfg.insert("User".into(), u.clone().into());
-    }
-    if let Some(w) = &runtime.working_dir {
-        cfg.insert("WorkingDir".into(), w.clone().into());
-    }
-    if !runtime.labels.is_empty() {
-        cfg.insert(
-            "Labels".into(),
-            serde_json::to_value(&runtime.labels).unwrap_or_default(),
-        );
-    }
-    let config = serde_json::json!({
-        "created": CREATED,
-        "architecture": "amd64",
-        "os": "linux",
-        "config": cfg,
-        "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>()},
-        "history": layers.iter().map(|l| serde_json::json!({"created": CREATED, "created_by": format!("cargo xtask images: {}", l.name)})).collect::<Vec<_>>(),
-    });
-    // serde_json's Map is ordered (BTreeMap without preserve_order), so the bytes are stable.
-    let config = Blob::new(media::CONFIG, serde_json::to_vec(&config).unwrap_or_default());
-    let layer_blobs: Vec<Blob> = layers
+/// Assembles the linux/amd64 config (running `runtime`) and the manifest for `layers` (bottom first).
+pub fn assemble(runtime: &Config, layers: &[Layer]) -> Result<Image, OciError> {
+    let history = layers
         .iter()
-        .map(|l| Blob::new(media::LAYER_GZIP, l.gz.clone()))
+        .map(|l| {
+            HistoryBuilder::default()
+                .created(CREATED)
+                .created_by(format!("cargo xtask images: {}", l.name))
+                .build()
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(build("image history"))?;
+    let rootfs = RootFsBuilder::default()
+        .typ("layers")
+        .diff_ids(layers.iter().map(|l| l.diff_id.to_string()).collect::<Vec<_>>())
+        .build()
+        .map_err(build("rootfs"))?;
+    let config: ImageConfiguration = ImageConfigurationBuilder::default()
+        .created(CREATED)
+        .architecture(Arch::Amd64)
+        .os(Os::Linux)
+        .config(runtime.clone())
+        .rootfs(rootfs)
+        .history(history)
+        .build()
+        .map_err(build("image config"))?;
+    let config = Blob::new(MediaType::ImageConfig, canonical_json("image config", &config)?);
+    let layers: Vec<Blob> = layers
+        .iter()
+        .map(|l| Blob::new(MediaType::ImageLayerGzip, l.gz.clone()))
         .collect();
-    let manifest = Manifest {
-        schema_version: 2,
-        media_type: media::MANIFEST.into(),
-        config: config.descriptor(),
-        layers: layer_blobs.iter().map(Blob::descriptor).collect(),
-    };
-    let manifest = Blob::new(media::MANIFEST, serde_json::to_vec(&manifest).unwrap_or_default());
-    Image {
+    let manifest: ImageManifest = ImageManifestBuilder::default()
+        .schema_version(SCHEMA_VERSION)
+        .media_type(MediaType::ImageManifest)
+        .config(config.descriptor())
+        .layers(layers.iter().map(Blob::descriptor).collect::<Vec<_>>())
+        .build()
+        .map_err(build("manifest"))?;
+    let manifest = Blob::new(MediaType::ImageManifest, canonical_json("manifest", &manifest)?);
+    Ok(Image {
         config,
         manifest,
-        layers: layer_blobs,
-    }
+        layers,
+    })
 }
 
 /// Every file of an OCI layout holding `image` under tag `tag`, plus a Docker-style `manifest.json` so the
 /// tarred layout also loads with `docker load`. `full_name` (e.g. `ghcr.io/org/ccm:0.1.0`) goes into the
 /// `io.containerd.image.name` annotation (containerd/kind import) and `RepoTags` (docker load).
-pub fn layout_files(image: &Image, tag: &str, full_name: &str) -> Vec<(String, Vec<u8>)> {
+pub fn layout_files(image: &Image, tag: &str, full_name: &str) -> Result<Vec<(String, Vec<u8>)>, OciError> {
     let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-    let blob_path = |d: &str| format!("blobs/sha256/{}", d.trim_start_matches("sha256:"));
+    let blob_path = |d: &Digest| format!("blobs/sha256/{}", d.digest());
     for b in std::iter::once(&image.config)
         .chain(std::iter::once(&image.manifest))
         .chain(&image.layers)
     {
         files.insert(blob_path(&b.digest), b.data.clone());
     }
-    let mut desc = image.manifest.descriptor();
-    desc.platform = Some(Platform {
-        architecture: "amd64".into(),
-        os: "linux".into(),
-    });
-    desc.annotations = Some(BTreeMap::from([
-        ("io.containerd.image.name".to_owned(), full_name.to_owned()),
-        ("org.opencontainers.image.ref.name".to_owned(), tag.to_owned()),
-    ]));
-    let index = Index {
-        schema_version: 2,
-        media_type: media::INDEX.into(),
-        manifests: vec![desc],
-    };
-    files.insert("index.json".into(), serde_json::to_vec(&index).unwrap_or_default());
-    files.insert("oci-layout".into(), br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec());
+    let mut entry = image.manifest.descriptor();
+    entry.set_platform(Some(
+        PlatformBuilder::default()
+            .architecture(Arch::Amd64)
+            .os(Os::Linux)
+            .build()
+            .map_err(build("platform"))?,
+    ));
+    entry.set_annotations(Some(HashMap::from([
+        (ANNOTATION_CONTAINERD_NAME.to_owned(), full_name.to_owned()),
+        (ANNOTATION_REF_NAME.to_owned(), tag.to_owned()),
+    ])));
+    let index: ImageIndex = ImageIndexBuilder::default()
+        .schema_version(SCHEMA_VERSION)
+        .media_type(MediaType::ImageIndex)
+        .manifests(vec![entry])
+        .build()
+        .map_err(build("index"))?;
+    files.insert("index.json".into(), canonical_json("index", &index)?);
+    let layout: OciLayout = OciLayoutBuilder::default()
+        .image_layout_version(LAYOUT_VERSION)
+        .build()
+        .map_err(build("oci-layout"))?;
+    files.insert("oci-layout".into(), canonical_json("oci-layout", &layout)?);
+    // Docker's `docker save` format has no type in oci-spec.
     let docker = serde_json::json!([{
         "Config": blob_path(&image.config.digest),
         "RepoTags": [full_name],
         "Layers": image.layers.iter().map(|l| blob_path(&l.digest)).collect::<Vec<_>>(),
     }]);
-    files.insert("manifest.json".into(), serde_json::to_vec(&docker).unwrap_or_default());
-    files.into_iter().collect()
+    files.insert("manifest.json".into(), canonical_json("docker manifest", &docker)?);
+    Ok(files.into_iter().collect())
 }
 
 /// Writes the layout files into `dir` (replacing a previous layout there).
@@ -479,9 +433,9 @@ pub struct VerifiedImage {
     /// `org.opencontainers.image.ref.name`.
     pub tag: String,
     /// Manifest digest.
-    pub manifest_digest: String,
+    pub manifest_digest: Digest,
     /// Layer digests.
-    pub layers: Vec<String>,
+    pub layers: Vec<Digest>,
     /// diff_ids from the config (each checked against the decompressed layer).
     pub diff_ids: Vec<String>,
     /// Paths in each layer.
@@ -496,88 +450,86 @@ pub fn verify_layout(dir: &Path) -> Result<Vec<VerifiedImage>, OciError> {
         message,
     };
     let read = |rel: &str| std::fs::read(dir.join(rel)).map_err(io(format!("read {}/{rel}", dir.display())));
-    let layout: serde_json::Value = serde_json::from_slice(&read("oci-layout")?).map_err(|e| bad(e.to_string()))?;
-    if layout["imageLayoutVersion"] != "1.0.0" {
-        return Err(bad("oci-layout: imageLayoutVersion is not 1.0.0".into()));
+    let layout: OciLayout =
+        serde_json::from_slice(&read("oci-layout")?).map_err(|e| bad(format!("oci-layout: {e}")))?;
+    if layout.image_layout_version() != LAYOUT_VERSION {
+        return Err(bad(format!("oci-layout: imageLayoutVersion is not {LAYOUT_VERSION}")));
     }
-    let blob = |d: &Descriptor, want: &str| -> Result<Vec<u8>, OciError> {
-        if d.media_type != want {
+    let blob = |d: &Descriptor, want: &MediaType| -> Result<Vec<u8>, OciError> {
+        let digest = d.digest();
+        if d.media_type() != want {
             return Err(bad(format!(
-                "{}: media type {} instead of {want}",
-                d.digest, d.media_type
+                "{digest}: media type {} instead of {want}",
+                d.media_type()
             )));
         }
         let hex = d
-            .digest
-            .strip_prefix("sha256:")
-            .ok_or_else(|| bad(format!("{}: not sha256", d.digest)))?;
+            .as_digest_sha256()
+            .ok_or_else(|| bad(format!("{digest}: not sha256")))?;
         let data = read(&format!("blobs/sha256/{hex}"))?;
-        if data.len() as u64 != d.size {
+        if data.len() as u64 != d.size() {
             return Err(bad(format!(
-                "{}: size {} but descriptor says {}",
-                d.digest,
+                "{digest}: size {} but descriptor says {}",
                 data.len(),
-                d.size
+                d.size()
             )));
         }
-        if sha256_digest(&data) != d.digest {
-            return Err(bad(format!("{}: content does not match its digest", d.digest)));
+        if &sha256_digest(&data) != digest {
+            return Err(bad(format!("{digest}: content does not match its digest")));
         }
         Ok(data)
     };
-    let index: Index = serde_json::from_slice(&read("index.json")?).map_err(|e| bad(format!("index.json: {e}")))?;
-    if index.schema_version != 2 {
+    let index: ImageIndex =
+        serde_json::from_slice(&read("index.json")?).map_err(|e| bad(format!("index.json: {e}")))?;
+    if index.schema_version() != SCHEMA_VERSION {
         return Err(bad("index.json: schemaVersion is not 2".into()));
     }
     let mut out = Vec::new();
-    for m in &index.manifests {
+    for m in index.manifests() {
         let tag = m
-            .annotations
+            .annotations()
             .as_ref()
-            .and_then(|a| a.get("org.opencontainers.image.ref.name"))
+            .and_then(|a| a.get(ANNOTATION_REF_NAME))
             .cloned()
-            .ok_or_else(|| bad(format!("{}: no ref.name annotation", m.digest)))?;
-        let manifest: Manifest =
-            serde_json::from_slice(&blob(m, media::MANIFEST)?).map_err(|e| bad(format!("manifest: {e}")))?;
-        if manifest.schema_version != 2 || manifest.media_type != media::MANIFEST {
-            return Err(bad(format!("{}: bad schemaVersion or mediaType", m.digest)));
+            .ok_or_else(|| bad(format!("{}: no ref.name annotation", m.digest())))?;
+        let manifest: ImageManifest =
+            serde_json::from_slice(&blob(m, &MediaType::ImageManifest)?).map_err(|e| bad(format!("manifest: {e}")))?;
+        if manifest.schema_version() != SCHEMA_VERSION || manifest.media_type() != &Some(MediaType::ImageManifest) {
+            return Err(bad(format!("{}: bad schemaVersion or mediaType", m.digest())));
         }
-        let config: serde_json::Value =
-            serde_json::from_slice(&blob(&manifest.config, media::CONFIG)?).map_err(|e| bad(format!("config: {e}")))?;
-        let diff_ids: Vec<String> = config["rootfs"]["diff_ids"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
-            .unwrap_or_default();
-        if diff_ids.len() != manifest.layers.len() {
+        let config: ImageConfiguration = serde_json::from_slice(&blob(manifest.config(), &MediaType::ImageConfig)?)
+            .map_err(|e| bad(format!("config: {e}")))?;
+        let diff_ids = config.rootfs().diff_ids().clone();
+        if diff_ids.len() != manifest.layers().len() {
             return Err(bad(format!(
                 "{} diff_ids for {} layers",
                 diff_ids.len(),
-                manifest.layers.len()
+                manifest.layers().len()
             )));
         }
-        if config["architecture"] != "amd64" || config["os"] != "linux" {
+        if config.architecture() != &Arch::Amd64 || config.os() != &Os::Linux {
             return Err(bad("config: platform is not linux/amd64".into()));
         }
         let mut paths = Vec::new();
-        for (l, diff_id) in manifest.layers.iter().zip(&diff_ids) {
-            let gz = blob(l, media::LAYER_GZIP)?;
+        for (l, diff_id) in manifest.layers().iter().zip(&diff_ids) {
+            let gz = blob(l, &MediaType::ImageLayerGzip)?;
             let mut tar = Vec::new();
             flate2::read::GzDecoder::new(gz.as_slice())
                 .read_to_end(&mut tar)
-                .map_err(io(format!("gunzip {}", l.digest)))?;
-            if &sha256_digest(&tar) != diff_id {
+                .map_err(io(format!("gunzip {}", l.digest())))?;
+            if sha256_digest(&tar).as_ref() != diff_id {
                 return Err(bad(format!(
                     "{}: diff_id {diff_id} does not match the uncompressed layer",
-                    l.digest
+                    l.digest()
                 )));
             }
             let mut names = Vec::new();
             let mut ar = tar::Archive::new(tar.as_slice());
-            for e in ar.entries().map_err(io(format!("read tar {}", l.digest)))? {
-                let e = e.map_err(io(format!("read tar {}", l.digest)))?;
+            for e in ar.entries().map_err(io(format!("read tar {}", l.digest())))? {
+                let e = e.map_err(io(format!("read tar {}", l.digest())))?;
                 let h = e.header();
                 if h.uid().ok() != Some(0) || h.gid().ok() != Some(0) || h.mtime().ok() != Some(MTIME) {
-                    return Err(bad(format!("{}: entry with non-zero uid/gid or mtime", l.digest)));
+                    return Err(bad(format!("{}: entry with non-zero uid/gid or mtime", l.digest())));
                 }
                 names.push(e.path().map_err(io("tar path"))?.to_string_lossy().into_owned());
             }
@@ -585,8 +537,8 @@ pub fn verify_layout(dir: &Path) -> Result<Vec<VerifiedImage>, OciError> {
         }
         out.push(VerifiedImage {
             tag,
-            manifest_digest: m.digest.clone(),
-            layers: manifest.layers.iter().map(|l| l.digest.clone()).collect(),
+            manifest_digest: m.digest().clone(),
+            layers: manifest.layers().iter().map(|l| l.digest().clone()).collect(),
             diff_ids,
             paths,
         });

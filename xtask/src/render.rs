@@ -312,7 +312,7 @@ fn emulator_region(objs: &[Value]) -> Option<String> {
         str_at(o, &["kind"]) == "ConfigMap" && str_at(o, &["metadata", "name"]) == "nifcloud-emulator-config"
     })?;
     let text = str_at(cm, &["data", "config.yaml"]);
-    let cfg: Value = serde_yaml::from_str(text).ok()?;
+    let cfg: Value = serde_saphyr::from_str_with_options(text, kustomize::yaml_options()).ok()?;
     Some(
         cfg.get("region")
             .and_then(Value::as_str)
@@ -345,7 +345,7 @@ pub fn to_yaml(objs: &[Value]) -> Result<String, RenderError> {
     let mut out = String::new();
     for obj in objs {
         out.push_str("---\n");
-        let doc = serde_yaml::to_string(obj).map_err(|e| RenderError::Serialize {
+        let doc = serde_saphyr::to_string(obj).map_err(|e| RenderError::Serialize {
             id: kustomize::object_id(obj),
             message: e.to_string(),
         })?;

@@ -8,7 +8,6 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use serde::Deserialize;
 use serde_json::Value;
 
 fn render(overlay: &str) -> Vec<Value> {
@@ -22,10 +21,8 @@ fn render(overlay: &str) -> Vec<Value> {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8(out.stdout).unwrap();
-    serde_yaml::Deserializer::from_str(&text)
-        .map(|d| Value::deserialize(d).unwrap())
-        .filter(|v| !v.is_null())
-        .collect()
+    // as kustomize reads YAML: only true/false are booleans
+    serde_saphyr::from_multiple_with_options(&text, serde_saphyr::options! { strict_booleans: true }).unwrap()
 }
 
 #[test]

@@ -12,9 +12,9 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
-use serde::Deserialize as _;
 
 use super::{say, step};
+use crate::render::kustomize::yaml_options;
 
 const MANAGER: &str = "nifcloud-xtask-demo";
 const CCM_NAMESPACE: &str = "kube-system";
@@ -45,8 +45,9 @@ pub async fn nginx_on_cluster(n: &mut u32) -> anyhow::Result<bool> {
         return Ok(false);
     }
     let params = PatchParams::apply(MANAGER).force();
-    for doc in serde_yaml::Deserializer::from_str(EXAMPLE) {
-        let value = serde_yaml::Value::deserialize(doc)?;
+    let docs: Vec<serde_json::Value> =
+        serde_saphyr::from_multiple_with_options(EXAMPLE, yaml_options()).context("parse the nginx example")?;
+    for value in docs {
         let kind = value
             .get("kind")
             .and_then(|k| k.as_str())
@@ -60,13 +61,13 @@ pub async fn nginx_on_cluster(n: &mut u32) -> anyhow::Result<bool> {
             .to_owned();
         match (kind.as_str(), name.as_str()) {
             ("Deployment", "nginx") => {
-                let d: Deployment = serde_yaml::from_value(value)?;
+                let d: Deployment = serde_json::from_value(value)?;
                 Api::<Deployment>::namespaced(client.clone(), "default")
                     .patch("nginx", &params, &Patch::Apply(&d))
                     .await?;
             }
             ("Service", "nginx") => {
-                let s: Service = serde_yaml::from_value(value)?;
+                let s: Service = serde_json::from_value(value)?;
                 Api::<Service>::namespaced(client.clone(), "default")
                     .patch("nginx", &params, &Patch::Apply(&s))
                     .await?;
@@ -156,13 +157,10 @@ mod tests {
 
     #[test]
     fn the_example_holds_the_article_objects() {
-        let kinds: Vec<String> = serde_yaml::Deserializer::from_str(EXAMPLE)
-            .map(|d| {
-                serde_yaml::Value::deserialize(d).unwrap()["kind"]
-                    .as_str()
-                    .unwrap()
-                    .to_owned()
-            })
+        let kinds: Vec<String> = serde_saphyr::from_multiple_with_options::<serde_json::Value>(EXAMPLE, yaml_options())
+            .unwrap()
+            .iter()
+            .map(|d| d["kind"].as_str().unwrap().to_owned())
             .collect();
         assert_eq!(kinds, ["Deployment", "Service", "PersistentVolumeClaim", "Deployment"]);
     }

@@ -234,10 +234,11 @@ mod tests {
         let base = crate::oci::build_layer("base", crate::images::base_entries().unwrap()).unwrap();
         let (entries, _) = collect(CSI_TOOLS).unwrap();
         let tools = crate::oci::build_layer("tools", entries).unwrap();
-        let image = crate::oci::assemble(&crate::oci::RuntimeConfig::default(), &[base, tools]);
+        let image = crate::oci::assemble(&oci_spec::image::Config::default(), &[base, tools]).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let layout = dir.path().join("layout");
-        crate::oci::write_layout(&layout, &crate::oci::layout_files(&image, "t", "example.test/csi:t")).unwrap();
+        let files = crate::oci::layout_files(&image, "t", "example.test/csi:t").unwrap();
+        crate::oci::write_layout(&layout, &files).unwrap();
         let bundle = dir.path().join("bundle");
         let out = Command::new("umoci")
             .arg("unpack")

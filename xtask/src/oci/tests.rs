@@ -2,6 +2,8 @@
 
 use std::process::Command;
 
+use oci_spec::image::ConfigBuilder;
+
 use super::*;
 
 fn stand_in_image(payload: &[u8]) -> (Image, Vec<(String, Vec<u8>)>) {
@@ -19,14 +21,19 @@ fn stand_in_image(payload: &[u8]) -> (Image, Vec<(String, Vec<u8>)>) {
         vec![Entry::file("/usr/local/bin/stand-in", 0o755, payload.to_vec())],
     )
     .unwrap();
-    let rt = RuntimeConfig {
-        entrypoint: vec!["/usr/local/bin/stand-in".into()],
-        env: vec!["PATH=/usr/local/bin:/usr/bin".into()],
-        user: Some("65532:65532".into()),
-        ..RuntimeConfig::default()
-    };
-    let image = assemble(&rt, &[base, app]);
-    let files = layout_files(&image, "0.1.0", "example.test/stand-in:0.1.0");
+    let rt = ConfigBuilder::default()
+        .entrypoint(vec!["/usr/local/bin/stand-in".to_owned()])
+        .env(vec!["PATH=/usr/local/bin:/usr/bin".to_owned()])
+        .user("65532:65532")
+        .labels(HashMap::from([
+            ("a".to_owned(), "1".to_owned()),
+            ("b".to_owned(), "2".to_owned()),
+            ("c".to_owned(), "3".to_owned()),
+        ]))
+        .build()
+        .unwrap();
+    let image = assemble(&rt, &[base, app]).unwrap();
+    let files = layout_files(&image, "0.1.0", "example.test/stand-in:0.1.0").unwrap();
     (image, files)
 }
 
@@ -97,6 +104,26 @@ fn two_builds_are_byte_identical_and_inputs_change_digests() {
 }
 
 #[test]
+fn documents_are_canonical_json_whatever_the_hashmap_order() {
+    // oci-spec keeps labels and annotations in HashMaps, each iterating in its own random order: every build must
+    // still give the same bytes, with sorted keys.
+    let (first, files) = stand_in_image(b"p");
+    for _ in 0..16 {
+        let (again, again_files) = stand_in_image(b"p");
+        assert_eq!(again.config.data, first.config.data);
+        assert_eq!(again_files, files);
+    }
+    let config = String::from_utf8(first.config.data.clone()).unwrap();
+    assert!(config.contains(r#""Labels":{"a":"1","b":"2","c":"3"}"#), "{config}");
+    let index = &files.iter().find(|(p, _)| p == "index.json").unwrap().1;
+    let index = String::from_utf8(index.clone()).unwrap();
+    assert!(
+        index.contains(r#""annotations":{"io.containerd.image.name":"example.test/stand-in:0.1.0","org.opencontainers.image.ref.name":"0.1.0"}"#),
+        "{index}"
+    );
+}
+
+#[test]
 fn layout_verifies_digests_sizes_media_types_and_diff_ids() {
     let (image, files) = stand_in_image(b"hello");
     let dir = tempfile::tempdir().unwrap();
@@ -108,14 +135,14 @@ fn layout_verifies_digests_sizes_media_types_and_diff_ids() {
     // recompute independently: digest = sha256(blob), diff_id = sha256(gunzip(blob))
     for (layer, diff_id) in image.layers.iter().zip(&v[0].diff_ids) {
         assert_eq!(
-            sha256_digest(&std::fs::read(dir.path().join("blobs/sha256").join(&layer.digest[7..])).unwrap()),
+            sha256_digest(&std::fs::read(dir.path().join("blobs/sha256").join(layer.digest.digest())).unwrap()),
             layer.digest
         );
         let mut raw = Vec::new();
         flate2::read::GzDecoder::new(layer.data.as_slice())
             .read_to_end(&mut raw)
             .unwrap();
-        assert_eq!(&sha256_digest(&raw), diff_id);
+        assert_eq!(sha256_digest(&raw).as_ref(), diff_id);
     }
     assert_eq!(v[0].paths[0], vec!["bin", "etc/", "etc/passwd", "tmp/"]);
     assert_eq!(
@@ -125,12 +152,12 @@ fn layout_verifies_digests_sizes_media_types_and_diff_ids() {
     let config: serde_json::Value = serde_json::from_slice(&image.config.data).unwrap();
     assert_eq!(config["config"]["User"], "65532:65532");
     assert_eq!(config["history"].as_array().unwrap().len(), 2);
-    let index: Index = serde_json::from_slice(&std::fs::read(dir.path().join("index.json")).unwrap()).unwrap();
-    assert_eq!(index.manifests[0].media_type, media::MANIFEST);
-    assert_eq!(index.manifests[0].size, image.manifest.data.len() as u64);
+    let index: ImageIndex = serde_json::from_slice(&std::fs::read(dir.path().join("index.json")).unwrap()).unwrap();
+    assert_eq!(index.manifests()[0].media_type(), &MediaType::ImageManifest);
+    assert_eq!(index.manifests()[0].size(), image.manifest.data.len() as u64);
 
     // tampering is detected
-    let layer_path = dir.path().join("blobs/sha256").join(&image.layers[1].digest[7..]);
+    let layer_path = dir.path().join("blobs/sha256").join(image.layers[1].digest.digest());
     let mut data = std::fs::read(&layer_path).unwrap();
     let last = data.len() - 1;
     data[last] ^= 1;
@@ -160,7 +187,7 @@ fn archive_holds_the_layout_and_a_docker_manifest() {
     assert_eq!(docker[0]["RepoTags"][0], "example.test/stand-in:0.1.0");
     assert_eq!(
         docker[0]["Config"],
-        format!("blobs/sha256/{}", &image.config.digest[7..])
+        format!("blobs/sha256/{}", image.config.digest.digest())
     );
     assert_eq!(docker[0]["Layers"].as_array().unwrap().len(), 2);
 }
@@ -231,7 +258,7 @@ fn skopeo_inspects_the_layout() {
         String::from_utf8_lossy(&out.stderr)
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["Digest"], image.manifest.digest);
+    assert_eq!(v["Digest"], image.manifest.digest.as_ref());
     assert_eq!(v["Layers"].as_array().unwrap().len(), 2);
     assert_eq!(v["Architecture"], "amd64");
     // and the archive form

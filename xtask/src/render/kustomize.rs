@@ -2,8 +2,9 @@
 //!
 //! Supported fields: `resources` (files or directories with their own kustomization), `images` (`name`, `newName`,
 //! `newTag`, `digest`), `replicas` (`name`, `count`) and `patches` whose content is a JSON 6902 operation list
-//! (`add`, `replace`, `remove`) selected by `target`. Any other field is an error naming the field, so a
-//! kustomization that `kubectl kustomize` would treat differently is refused rather than rendered wrongly.
+//! selected by `target` (applied by the `json-patch` crate: every RFC 6902 op, all or nothing per object). Any
+//! other field is an error naming the field, so a kustomization that `kubectl kustomize` would treat differently
+//! is refused rather than rendered wrongly.
 //! The `kubectl_kustomize_agrees` test checks the result against kubectl's on our overlays.
 
 use std::path::{Path, PathBuf};
@@ -30,19 +31,21 @@ pub enum KustomizeError {
         /// What is wrong.
         message: String,
     },
-    /// A JSON 6902 operation failed.
-    #[error("{path}: patch op {index} ({op} {pointer}): {message}")]
+    /// A JSON 6902 operation failed on an object (which is then left unpatched).
+    #[error("{path}: patch op {index} ({op} {pointer}) on {object}: {kind}")]
     Patch {
         /// The patch file (or kustomization for inline patches).
         path: PathBuf,
+        /// `kind/namespace/name` of the object.
+        object: String,
         /// Index of the operation in the patch.
         index: usize,
         /// The operation name.
-        op: String,
+        op: &'static str,
         /// Its JSON pointer.
         pointer: String,
         /// What went wrong.
-        message: String,
+        kind: json_patch::PatchErrorKind,
     },
     /// A patch selected no object.
     #[error("{path}: patch target {target} matches no object")]
@@ -184,14 +187,21 @@ pub fn object_id(obj: &Value) -> String {
     )
 }
 
+/// How we read manifests into untyped values, the way kustomize (yaml.v3) reads them: only `true` and `false`
+/// are booleans, so YAML 1.1's `y`, `n`, `yes`, `no`, `on` and `off` stay strings (`namespace: n` is a name).
+pub fn yaml_options() -> serde_saphyr::Options {
+    serde_saphyr::options! { strict_booleans: true }
+}
+
 /// Parses a multi-document YAML stream into JSON values (empty documents are skipped).
 pub fn parse_documents(path: &Path, text: &str) -> Result<Vec<Value>, KustomizeError> {
     let mut out = Vec::new();
-    for doc in serde_yaml::Deserializer::from_str(text) {
-        let value = Value::deserialize(doc).map_err(|e| KustomizeError::Parse {
+    let docs: Vec<Value> =
+        serde_saphyr::from_multiple_with_options(text, yaml_options()).map_err(|e| KustomizeError::Parse {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
+    for value in docs {
         match value {
             Value::Null => {}
             Value::Object(_) => out.push(value),
@@ -217,10 +227,11 @@ fn read(path: &Path) -> Result<String, KustomizeError> {
 pub fn build(dir: &Path) -> Result<Vec<Value>, KustomizeError> {
     let kpath = dir.join("kustomization.yaml");
     let text = read(&kpath)?;
-    let k: Kustomization = serde_yaml::from_str(&text).map_err(|e| KustomizeError::Parse {
-        path: kpath.clone(),
-        message: e.to_string(),
-    })?;
+    let k: Kustomization =
+        serde_saphyr::from_str_with_options(&text, yaml_options()).map_err(|e| KustomizeError::Parse {
+            path: kpath.clone(),
+            message: e.to_string(),
+        })?;
 
     let mut objects: Vec<Value> = Vec::new();
     for res in &k.resources {
@@ -261,12 +272,13 @@ pub fn build(dir: &Path) -> Result<Vec<Value>, KustomizeError> {
         let mut hit = false;
         for obj in objects.iter_mut().filter(|o| target.matches(o)) {
             hit = true;
-            apply_json6902(obj, &ops).map_err(|(index, message)| KustomizeError::Patch {
+            json_patch::patch(obj, &ops).map_err(|e| KustomizeError::Patch {
                 path: ppath.clone(),
-                index,
-                op: ops[index].op.clone(),
-                pointer: ops[index].path.clone(),
-                message,
+                object: object_id(obj),
+                index: e.operation,
+                op: ops.get(e.operation).map_or("?", op_name),
+                pointer: e.path.to_string(),
+                kind: e.kind,
             })?;
         }
         if !hit {
@@ -301,106 +313,31 @@ pub fn build(dir: &Path) -> Result<Vec<Value>, KustomizeError> {
     Ok(objects)
 }
 
-/// One JSON 6902 operation.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct PatchOp {
-    /// `add`, `replace` or `remove`.
-    pub op: String,
-    /// JSON pointer.
-    pub path: String,
-    /// The value (for add and replace).
-    #[serde(default)]
-    pub value: Option<Value>,
-}
-
-fn parse_json6902(path: &Path, text: &str) -> Result<Vec<PatchOp>, KustomizeError> {
-    let value: Value = serde_yaml::from_str(text).map_err(|e| KustomizeError::Parse {
+/// Reads a patch file: a YAML list of RFC 6902 operations (a strategic-merge patch, a mapping, is refused).
+fn parse_json6902(path: &Path, text: &str) -> Result<json_patch::Patch, KustomizeError> {
+    let parse = |message: String| KustomizeError::Parse {
         path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    if !value.is_array() {
-        return Err(KustomizeError::Parse {
-            path: path.to_path_buf(),
-            message: "only JSON 6902 patches (a list of operations) are supported, not strategic-merge patches".into(),
-        });
-    }
-    serde_json::from_value(value).map_err(|e| KustomizeError::Parse {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })
-}
-
-fn unescape(token: &str) -> String {
-    token.replace("~1", "/").replace("~0", "~")
-}
-
-/// Applies JSON 6902 operations in order; on failure returns the failing op's index and why.
-pub fn apply_json6902(doc: &mut Value, ops: &[PatchOp]) -> Result<(), (usize, String)> {
-    for (i, op) in ops.iter().enumerate() {
-        apply_one(doc, op).map_err(|m| (i, m))?;
-    }
-    Ok(())
-}
-
-fn apply_one(doc: &mut Value, op: &PatchOp) -> Result<(), String> {
-    let Some(rest) = op.path.strip_prefix('/') else {
-        return Err("the pointer must start with '/'".into());
+        message,
     };
-    let tokens: Vec<String> = rest.split('/').map(unescape).collect();
-    let (last, parents) = tokens.split_last().ok_or("empty pointer")?;
-    let mut cur = doc;
-    for t in parents {
-        cur = match cur {
-            Value::Object(m) => m.get_mut(t).ok_or_else(|| format!("no member {t:?}"))?,
-            Value::Array(a) => {
-                let idx: usize = t.parse().map_err(|_| format!("{t:?} is not an array index"))?;
-                a.get_mut(idx).ok_or_else(|| format!("index {idx} out of range"))?
-            }
-            _ => return Err(format!("cannot descend into a scalar at {t:?}")),
-        };
+    let value: Value = serde_saphyr::from_str_with_options(text, yaml_options()).map_err(|e| parse(e.to_string()))?;
+    if !value.is_array() {
+        return Err(parse(
+            "only JSON 6902 patches (a list of operations) are supported, not strategic-merge patches".into(),
+        ));
     }
-    let value = || op.value.clone().ok_or_else(|| format!("`{}` needs a value", op.op));
-    match (op.op.as_str(), cur) {
-        ("add", Value::Object(m)) => {
-            m.insert(last.clone(), value()?);
-        }
-        ("add", Value::Array(a)) => {
-            if last == "-" {
-                a.push(value()?);
-            } else {
-                let idx: usize = last.parse().map_err(|_| format!("{last:?} is not an array index"))?;
-                if idx > a.len() {
-                    return Err(format!("index {idx} out of range"));
-                }
-                a.insert(idx, value()?);
-            }
-        }
-        ("replace", Value::Object(m)) => {
-            let slot = m
-                .get_mut(last)
-                .ok_or_else(|| format!("no member {last:?} to replace"))?;
-            *slot = value()?;
-        }
-        ("replace", Value::Array(a)) => {
-            let idx: usize = last.parse().map_err(|_| format!("{last:?} is not an array index"))?;
-            let slot = a.get_mut(idx).ok_or_else(|| format!("index {idx} out of range"))?;
-            *slot = value()?;
-        }
-        ("remove", Value::Object(m)) => {
-            m.remove(last).ok_or_else(|| format!("no member {last:?} to remove"))?;
-        }
-        ("remove", Value::Array(a)) => {
-            let idx: usize = last.parse().map_err(|_| format!("{last:?} is not an array index"))?;
-            if idx >= a.len() {
-                return Err(format!("index {idx} out of range"));
-            }
-            a.remove(idx);
-        }
-        ("add" | "replace" | "remove", _) => return Err("the parent is a scalar".into()),
-        (other, _) => return Err(format!("unsupported op {other:?} (add, replace and remove are)")),
+    serde_json::from_value(value).map_err(|e| parse(e.to_string()))
+}
+
+fn op_name(op: &json_patch::PatchOperation) -> &'static str {
+    use json_patch::PatchOperation as Op;
+    match op {
+        Op::Add(_) => "add",
+        Op::Remove(_) => "remove",
+        Op::Replace(_) => "replace",
+        Op::Move(_) => "move",
+        Op::Copy(_) => "copy",
+        Op::Test(_) => "test",
     }
-    Ok(())
 }
 
 /// Splits an image reference into (name, tag, digest); a registry port is not mistaken for a tag.
@@ -462,50 +399,96 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn op(op: &str, path: &str, value: Option<Value>) -> PatchOp {
-        PatchOp {
-            op: op.into(),
-            path: path.into(),
-            value,
-        }
+    /// Builds a kustomization of one ConfigMap `n/c` patched by `patch` (the content of `p.yaml`).
+    fn patched_config_map(dir: &Path, patch: &str) -> Result<Vec<Value>, KustomizeError> {
+        std::fs::write(
+            dir.join("cm.yaml"),
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: n}\ndata: {x: old, k/e~y: '1'}\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("p.yaml"), patch).unwrap();
+        std::fs::write(
+            dir.join("kustomization.yaml"),
+            "resources: [cm.yaml]\npatches:\n  - path: p.yaml\n    target: {version: v1, kind: ConfigMap}\n",
+        )
+        .unwrap();
+        build(dir)
     }
 
     #[test]
-    fn json6902_add_replace_remove() {
-        let mut doc = json!({"a": {"list": [1, 2], "x": "old"}, "k/e~y": 1});
-        let ops = vec![
-            op("add", "/a/list/-", Some(json!(3))),
-            op("add", "/a/list/0", Some(json!(0))),
-            op("replace", "/a/x", Some(json!("new"))),
-            op("add", "/a/y", Some(json!({"z": true}))),
-            op("remove", "/a/list/1", None),
-            op("replace", "/k~1e~0y", Some(json!(2))),
-        ];
-        apply_json6902(&mut doc, &ops).unwrap();
+    fn json6902_patches_apply_every_op_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let objs = patched_config_map(
+            dir.path(),
+            "- {op: add, path: /data/list, value: [1, 2]}
+- {op: add, path: /data/list/-, value: 3}
+- {op: add, path: /data/list/0, value: 0}
+- {op: replace, path: /data/x, value: new}
+- {op: remove, path: /data/list/1}
+- {op: replace, path: /data/k~1e~0y, value: '2'}
+- {op: copy, from: /data/x, path: /data/y}
+- {op: move, from: /data/y, path: /data/z}
+- {op: test, path: /data/z, value: new}
+",
+        )
+        .unwrap();
         assert_eq!(
-            doc,
-            json!({"a": {"list": [0, 2, 3], "x": "new", "y": {"z": true}}, "k/e~y": 2})
+            objs[0]["data"],
+            json!({"list": [0, 2, 3], "x": "new", "z": "new", "k/e~y": "2"})
         );
     }
 
     #[test]
-    fn json6902_errors_name_the_op() {
-        let mut doc = json!({"a": [1]});
+    fn json6902_errors_name_the_file_the_op_and_the_object() {
+        let dir = tempfile::tempdir().unwrap();
         let table = [
-            (op("replace", "/b", Some(json!(1))), "no member"),
-            (op("add", "/a/5", Some(json!(1))), "out of range"),
-            (op("remove", "/a/1", None), "out of range"),
-            (op("add", "/a/-", None), "needs a value"),
-            (op("move", "/a", None), "unsupported op"),
-            (op("add", "a", Some(json!(1))), "must start"),
-            (op("add", "/a/0/x", Some(json!(1))), "scalar"),
+            (
+                "- {op: replace, path: /data/nope, value: 1}",
+                0,
+                "replace",
+                "/data/nope",
+            ),
+            (
+                "- {op: add, path: /data/list, value: [1]}\n- {op: add, path: /data/list/5, value: 1}",
+                1,
+                "add",
+                "/data/list/5",
+            ),
+            ("- {op: remove, path: /data/x/y}", 0, "remove", "/data/x/y"),
+            ("- {op: test, path: /data/x, value: other}", 0, "test", "/data/x"),
         ];
-        for (o, want) in table {
-            let err = apply_json6902(&mut doc, std::slice::from_ref(&o)).unwrap_err();
-            assert_eq!(err.0, 0);
-            assert!(err.1.contains(want), "{o:?}: {}", err.1);
+        for (patch, index, op, pointer) in table {
+            let err = patched_config_map(dir.path(), patch).unwrap_err();
+            match &err {
+                KustomizeError::Patch {
+                    path,
+                    object,
+                    index: i,
+                    op: o,
+                    pointer: p,
+                    ..
+                } => {
+                    assert!(path.ends_with("p.yaml"), "{err}");
+                    assert_eq!(
+                        (object.as_str(), *i, *o, p.as_str()),
+                        ("ConfigMap/n/c", index, op, pointer)
+                    );
+                }
+                other => panic!("{patch}: {other:?}"),
+            }
         }
-        assert_eq!(doc, json!({"a": [1]}), "failed ops leave the document alone");
+        // malformed operations are refused when the patch is read
+        for patch in [
+            "- {op: frobnicate, path: /data/x}",
+            "- {op: add, path: /data/x}",
+            "- {op: add, path: data/x, value: 1}",
+        ] {
+            let err = patched_config_map(dir.path(), patch).unwrap_err();
+            assert!(
+                matches!(&err, KustomizeError::Parse { path, .. } if path.ends_with("p.yaml")),
+                "{patch}: {err:?}"
+            );
+        }
     }
 
     #[test]

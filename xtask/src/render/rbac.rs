@@ -96,7 +96,7 @@ pub fn load_needs(path: &Path) -> Result<(BTreeSet<Grant>, BTreeSet<String>), Rb
         message,
     };
     let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-    let file: NeedsFile = serde_yaml::from_str(&text).map_err(|e| err(e.to_string()))?;
+    let file: NeedsFile = serde_saphyr::from_str(&text).map_err(|e| err(e.to_string()))?;
     let mut grants = BTreeSet::new();
     let mut accounts = BTreeSet::new();
     for c in file.components {

@@ -316,10 +316,13 @@ fn production_ships_no_secret_and_emulator_uses_its_own() {
     let ccm = pod_spec(find(&emu, "Deployment", CCM_DEPLOYMENT));
     assert_eq!(ccm.dns_policy.as_deref(), Some("ClusterFirstWithHostNet"));
     // the emulator's config and its Secret carry the same keys
-    let cfg: Value = serde_yaml::from_str(str_at(
-        find(&emu, "ConfigMap", "nifcloud-emulator-config"),
-        &["data", "config.yaml"],
-    ))
+    let cfg: Value = serde_saphyr::from_str_with_options(
+        str_at(
+            find(&emu, "ConfigMap", "nifcloud-emulator-config"),
+            &["data", "config.yaml"],
+        ),
+        kustomize::yaml_options(),
+    )
     .unwrap();
     let key = str_at(secret, &["stringData", "access-key-id"]);
     assert_eq!(
