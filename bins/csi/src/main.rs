@@ -20,22 +20,6 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(args: args::Args) -> anyhow::Result<()> {
     let (options, client) = args.into_driver()?;
-    nifcloud_csi::driver::run(options, client, shutdown_signal()).await?;
+    nifcloud_csi::driver::run(options, client, csi_core::server::shutdown_signal()).await?;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch SIGTERM; stopping on Ctrl-C only");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-    tracing::info!("shutting down");
 }

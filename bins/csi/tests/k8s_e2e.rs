@@ -130,7 +130,10 @@ fn vac_status(c: &PersistentVolumeClaim) -> (Option<String>, String) {
 /// Waits until claim `name`'s current VolumeAttributesClass is `class`; returns its [`vac_status`].
 async fn current_class(claims: &Api<PersistentVolumeClaim>, name: &str, class: &str) -> (Option<String>, String) {
     eventually(&format!("claim {name}'s current class {class}"), WAIT, || async {
-        let c = claims.get(name).await.ok()?;
+        let c = claims
+            .get(name)
+            .await
+            .unwrap_or_else(|e| panic!("get claim {name}: {e}"));
         (vac_status(&c).0.as_deref() == Some(class)).then(|| vac_status(&c))
     })
     .await
@@ -359,7 +362,10 @@ fn sidecar(
 /// The PV a claim is bound to, once Bound.
 async fn bound_pv(claims: &Api<PersistentVolumeClaim>, pvs: &Api<PersistentVolume>, name: &str) -> PersistentVolume {
     let pv_name = eventually(&format!("claim {name} Bound"), WAIT, || async move {
-        let c = claims.get(name).await.ok()?;
+        let c = claims
+            .get(name)
+            .await
+            .unwrap_or_else(|e| panic!("get claim {name}: {e}"));
         (c.status.as_ref()?.phase.as_deref() == Some("Bound"))
             .then(|| c.spec?.volume_name)
             .flatten()
@@ -605,7 +611,11 @@ async fn claims_provision_attach_resize_and_delete_through_the_real_sidecars() {
         .await
         .expect("create VolumeAttachment");
     let device = eventually("the VolumeAttachment attached", WAIT, || async {
-        let status = attachments.get(&va_name).await.ok()?.status?;
+        let status = attachments
+            .get(&va_name)
+            .await
+            .unwrap_or_else(|e| panic!("get VolumeAttachment {va_name}: {e}"))
+            .status?;
         status
             .attached
             .then(|| {
@@ -633,7 +643,10 @@ async fn claims_provision_attach_resize_and_delete_through_the_real_sidecars() {
         .await
         .expect("resize the claim");
     let grown = eventually("the PV grown to 200Gi", WAIT, || async {
-        let pv = pvs.get(&www_pv).await.ok()?;
+        let pv = pvs
+            .get(&www_pv)
+            .await
+            .unwrap_or_else(|e| panic!("get PV {www_pv}: {e}"));
         (capacity(&pv) == "200Gi").then_some(pv)
     })
     .await;
@@ -665,7 +678,7 @@ async fn claims_provision_attach_resize_and_delete_through_the_real_sidecars() {
         let list = events
             .list(&ListParams::default().fields("involvedObject.name=bad"))
             .await
-            .ok()?;
+            .unwrap_or_else(|e| panic!("list the bad claim's Events: {e}"));
         list.items
             .into_iter()
             .find(|e| e.reason.as_deref() == Some("ProvisioningFailed"))
@@ -734,7 +747,11 @@ async fn claims_provision_attach_resize_and_delete_through_the_real_sidecars() {
     // 6. Detach, delete the claims: every disk is gone.
     attachments.delete(&va_name, &DeleteParams::default()).await.unwrap();
     eventually("the VolumeAttachment removed after detach", WAIT, || async {
-        attachments.get_opt(&va_name).await.ok()?.is_none().then_some(())
+        let attachment = attachments.get_opt(&va_name).await;
+        attachment
+            .unwrap_or_else(|e| panic!("get VolumeAttachment {va_name}: {e}"))
+            .is_none()
+            .then_some(())
     })
     .await;
     assert_eq!(disk(&emu, &www_disk).unwrap().2, None, "detached");
@@ -750,7 +767,10 @@ async fn claims_provision_attach_resize_and_delete_through_the_real_sidecars() {
         let pvs = pvs.clone();
         eventually(&format!("PV {pv} deleted"), WAIT, move || {
             let (pvs, pv) = (pvs.clone(), pv.clone());
-            async move { pvs.get_opt(&pv).await.ok()?.is_none().then_some(()) }
+            async move {
+                let found = pvs.get_opt(&pv).await.unwrap_or_else(|e| panic!("get PV {pv}: {e}"));
+                found.is_none().then_some(())
+            }
         })
         .await;
     }

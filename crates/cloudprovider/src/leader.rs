@@ -33,7 +33,7 @@ pub enum LeaderError {
     },
 }
 
-/// Timings and identity.
+/// Which Lease to compete for, as whom, and the client-go timings (lease duration, renew deadline, retry period).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LeaderElectionConfig {
     /// Lease namespace.
@@ -201,7 +201,7 @@ impl LeaderElector {
         }
     }
 
-    /// The configuration.
+    /// The Lease this elector competes for, its identity and its timings.
     pub fn config(&self) -> &LeaderElectionConfig {
         &self.config
     }

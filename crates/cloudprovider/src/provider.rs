@@ -207,7 +207,8 @@ pub trait InstancesV2: Send + Sync {
 pub struct ProviderContext {
     /// A Kubernetes client (the same one the controllers use).
     pub client: kube::Client,
-    /// `--cluster-name`.
+    /// `--cluster-name`: what the provider names and tags its cloud resources after, so that several clusters
+    /// can share an account.
     pub cluster_name: String,
     /// Emits Events on behalf of the provider (reporting controller = the provider name).
     pub events: EventSink,

@@ -30,7 +30,7 @@ impl Readiness {
         self.synced.store(v, Ordering::SeqCst);
     }
 
-    /// Both.
+    /// What `/readyz` answers: both [`Self::set_leading`] and [`Self::set_synced`] were last told `true`.
     pub fn is_ready(&self) -> bool {
         self.leading.load(Ordering::SeqCst) && self.synced.load(Ordering::SeqCst)
     }

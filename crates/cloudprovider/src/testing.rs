@@ -88,7 +88,7 @@ fn node_name(node: &Node) -> String {
 }
 
 impl FakeProvider {
-    /// An empty cloud.
+    /// A cloud with no instances and no load balancers yet (add them with its other methods).
     pub fn new() -> Self {
         Self::default()
     }

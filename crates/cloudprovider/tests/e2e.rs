@@ -408,7 +408,7 @@ async fn controllers_scenario(client: Client, ns_name: String, node_a: String, n
     }
     for (name, ip) in [(&node_a, "10.250.0.1"), (&node_b, "10.250.0.2")] {
         let node = eventually("node initialized", Duration::from_secs(60), || async {
-            let n = nodes.get(name).await.ok()?;
+            let n = nodes.get(name).await.unwrap_or_else(|e| panic!("get node {name}: {e}"));
             let tainted = n
                 .spec
                 .as_ref()?
@@ -455,7 +455,7 @@ async fn controllers_scenario(client: Client, ns_name: String, node_a: String, n
         .expect("create service");
     let key = format!("{ns_name}/web");
     let svc = eventually("ingress IP", Duration::from_secs(60), || async {
-        let s = services.get("web").await.ok()?;
+        let s = services.get("web").await.expect("get service web");
         let ip = s
             .status
             .as_ref()?
@@ -538,7 +538,7 @@ async fn holder(leases: &Api<Lease>, name: &str) -> Option<String> {
     leases
         .get_opt(name)
         .await
-        .ok()??
+        .unwrap_or_else(|e| panic!("get Lease {name}: {e}"))?
         .spec?
         .holder_identity
         .filter(|h| !h.is_empty())

@@ -29,10 +29,11 @@ impl NodePlatform for Platform {
         Ok(14)
     }
     async fn resolve_device(&self, _v: &str, ctx: &HashMap<String, String>) -> Result<PathBuf, PlatformError> {
-        let p = ctx
-            .get("devicePath")
-            .ok_or_else(|| PlatformError::InvalidArgument("no devicePath".into()))?;
-        Ok(self.0.locate(p).await?)
+        let unit = ctx
+            .get("scsiUnit")
+            .and_then(|u| u.parse().ok())
+            .ok_or_else(|| PlatformError::InvalidArgument("no scsiUnit".into()))?;
+        Ok(self.0.locate_unit(unit).await?)
     }
     async fn cleanup_device(&self, _v: &str, device: &Path) -> Result<(), PlatformError> {
         self.0.remove(device)?;

@@ -41,7 +41,7 @@ async fn main() {
         let cap = mount_capability(fs, Mode::SingleNodeWriter);
         let staging = dir.join("staging");
         let target = dir.join("target");
-        let ctx = std::collections::HashMap::from([("devicePath".to_string(), "SCSI (0:3)".to_string())]);
+        let ctx = requests::ctx(3);
         let stage = NodeStageVolumeRequest {
             volume_id: "vol-bench".into(),
             publish_context: ctx.clone(),

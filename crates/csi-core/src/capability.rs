@@ -259,7 +259,15 @@ mod tests {
             mount_capability("ext4", Mode::SingleNodeWriter),
             mount_capability("ext4", Mode::MultiNodeReaderOnly),
         ];
-        assert!(validate_capabilities(&mixed, &p).is_err());
+        let supported =
+            "SINGLE_NODE_WRITER, SINGLE_NODE_READER_ONLY, SINGLE_NODE_SINGLE_WRITER, SINGLE_NODE_MULTI_WRITER";
+        assert_eq!(
+            validate_capabilities(&mixed, &p),
+            Err(CapabilityError::UnsupportedAccessMode {
+                mode: "MULTI_NODE_READER_ONLY".into(),
+                supported: supported.into()
+            })
+        );
         let status: tonic::Status = CapabilityError::Missing.into();
         assert_eq!(status.code(), tonic::Code::InvalidArgument);
     }
@@ -281,9 +289,21 @@ mod tests {
                 );
             }
         }
-        for claim in ["ReadOnlyMany", "ReadWriteMany"] {
+        for (claim, sent) in [
+            ("ReadOnlyMany", "MULTI_NODE_READER_ONLY"),
+            ("ReadWriteMany", "MULTI_NODE_MULTI_WRITER"),
+        ] {
             let mode = p.co_mode_for(claim).unwrap();
-            assert!(validate_capability(&mount_capability("", mode), &p).is_err(), "{claim}");
+            assert_eq!(
+                validate_capability(&mount_capability("", mode), &p),
+                Err(CapabilityError::UnsupportedAccessMode {
+                    mode: sent.into(),
+                    supported: "SINGLE_NODE_WRITER, SINGLE_NODE_READER_ONLY, SINGLE_NODE_SINGLE_WRITER, \
+                                SINGLE_NODE_MULTI_WRITER"
+                        .into()
+                }),
+                "{claim}"
+            );
         }
         // A policy without the two newer modes advertises nothing, and ReadWriteOnce arrives as SINGLE_NODE_WRITER.
         let old = CapabilityPolicy {

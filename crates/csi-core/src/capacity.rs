@@ -35,11 +35,11 @@ pub enum CapacityError {
         required: i64,
         /// Requested maximum (0 = unspecified).
         limit: i64,
-        /// Backend step.
+        /// The backend's size step, in bytes ([`CapacityPolicy::step_bytes`]).
         step: i64,
-        /// Backend minimum.
+        /// The backend's smallest size, in bytes.
         min: i64,
-        /// Backend maximum.
+        /// The backend's largest size, in bytes.
         max: i64,
         /// The size rounding produced.
         candidate: i64,

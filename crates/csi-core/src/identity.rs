@@ -59,7 +59,8 @@ pub fn validate_plugin_name(name: &str) -> Result<(), InvalidPluginName> {
     Ok(())
 }
 
-/// The Identity service.
+/// The CSI Identity service: GetPluginInfo (name, version, manifest), GetPluginCapabilities (the services added
+/// with [`Self::with_service`] and the expansion mode) and Probe (asks its [`Readiness`]).
 #[derive(Clone)]
 pub struct IdentityService {
     name: String,
@@ -167,8 +168,23 @@ mod tests {
         for ok in ["additional-storage.csi.nifcloud.com", "a", "x1.y-2"] {
             assert!(validate_plugin_name(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "-a", "a-", "a_b", "a b", &"a".repeat(64)] {
-            assert!(validate_plugin_name(bad).is_err(), "{bad}");
+        let long = "a".repeat(64);
+        for (bad, reason) in [
+            ("", "must be 1 to 63 characters"),
+            (long.as_str(), "must be 1 to 63 characters"),
+            ("-a", "must begin and end with an alphanumeric character"),
+            ("a-", "must begin and end with an alphanumeric character"),
+            ("a_b", "may contain only alphanumerics, '-' and '.'"),
+            ("a b", "may contain only alphanumerics, '-' and '.'"),
+        ] {
+            assert_eq!(
+                validate_plugin_name(bad),
+                Err(InvalidPluginName {
+                    name: bad.to_string(),
+                    reason
+                }),
+                "{bad}"
+            );
         }
     }
 

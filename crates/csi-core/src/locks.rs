@@ -25,7 +25,7 @@ pub struct InFlight {
 }
 
 impl InFlight {
-    /// An empty set.
+    /// A set with no operation in flight.
     pub fn new() -> Self {
         Self::default()
     }

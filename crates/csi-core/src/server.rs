@@ -170,6 +170,30 @@ impl CsiServer {
     }
 }
 
+/// Completes when the process is asked to stop: on SIGTERM (what the kubelet sends a plugin's container) or
+/// SIGINT (Ctrl-C), logging "shutting down". Pass it as the `shutdown` of [`CsiServer::serve`]: in-flight calls
+/// finish, then the socket file is removed. Where SIGTERM cannot be watched (no signal handler could be
+/// installed), it warns and completes on SIGINT only.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let sigterm = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot watch SIGTERM; stopping on Ctrl-C only");
+                std::future::pending().await
+            }
+        }
+    };
+    tokio::select! {
+        () = sigterm => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("shutting down");
+}
+
 /// Connects a gRPC channel to a CSI unix-socket endpoint (used by the sanity suite and tests).
 pub async fn connect(endpoint: &str) -> Result<Channel, ServerError> {
     let path = parse_endpoint(endpoint)?;
@@ -202,7 +226,10 @@ mod tests {
         );
         assert_eq!(parse_endpoint("/csi/csi.sock").unwrap(), PathBuf::from("/csi/csi.sock"));
         for bad in ["tcp://1.2.3.4:5", "unix://relative", "csi.sock", "", "unix://"] {
-            assert!(parse_endpoint(bad).is_err(), "{bad}");
+            assert!(
+                matches!(parse_endpoint(bad), Err(ServerError::BadEndpoint(e)) if e == bad),
+                "{bad}"
+            );
         }
     }
 

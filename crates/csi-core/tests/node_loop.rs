@@ -97,8 +97,9 @@ async fn lifecycle(fs: &str) {
         std::fs::read(target.join("hello.txt")).unwrap(),
         b"data written on node-a"
     );
-    assert!(
-        std::fs::write(target.join("ro.txt"), b"x").is_err(),
+    assert_eq!(
+        std::fs::write(target.join("ro.txt"), b"x").unwrap_err().kind(),
+        std::io::ErrorKind::ReadOnlyFilesystem,
         "read-only publish refuses writes"
     );
     a.client

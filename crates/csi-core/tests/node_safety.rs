@@ -408,7 +408,11 @@ async fn required_arguments_are_invalid_argument() {
         })
         .await
         .unwrap_err();
-    assert_eq!(err.code(), Code::InvalidArgument, "missing devicePath: {err:?}");
+    assert_eq!(err.code(), Code::InvalidArgument, "missing {UNIT_KEY}: {err:?}");
+    assert_eq!(
+        err.message(),
+        format!("volume v: publish context has no {UNIT_KEY:?} entry")
+    );
     let info = n
         .client
         .node_get_info(NodeGetInfoRequest {})

@@ -62,7 +62,7 @@ impl<T, E: Clone> CoalescingCache<T, E> {
         }
     }
 
-    /// The TTL.
+    /// How long a fetched value is served before the next caller fetches again.
     pub fn ttl(&self) -> Duration {
         self.ttl
     }

@@ -102,7 +102,7 @@ pub struct Instance {
     pub zone: String,
     /// The instance type (`e-large`).
     pub instance_type: String,
-    /// The state.
+    /// Where the server is in its life (`instanceState`): running, stopped, …
     pub state: InstanceState,
     /// Every address of every network interface, deduplicated, in a stable order (interfaces in order, then the
     /// top-level fields).

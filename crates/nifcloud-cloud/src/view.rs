@@ -72,7 +72,7 @@ pub struct InstanceIndex {
 }
 
 impl InstanceIndex {
-    /// Indexes `instances`.
+    /// Indexes `instances` by unique id, by name (exactly and without regard to case) and by address.
     pub fn new(instances: Vec<Instance>) -> Self {
         let mut index = Self::default();
         for (i, inst) in instances.iter().enumerate() {
@@ -91,7 +91,7 @@ impl InstanceIndex {
         index
     }
 
-    /// Every server.
+    /// Every server of the account, in DescribeInstances order.
     pub fn instances(&self) -> &[Instance] {
         &self.instances
     }
@@ -165,7 +165,7 @@ impl InstanceView {
         }
     }
 
-    /// The client.
+    /// The SDK client the view's DescribeInstances calls go through.
     pub fn client(&self) -> &Client {
         &self.client
     }

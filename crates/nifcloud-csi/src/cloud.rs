@@ -11,6 +11,7 @@ use nifcloud_sdk::types::{
 };
 use nifcloud_sdk::{Client, ErrorKind};
 
+use crate::device::ScsiDevice;
 use crate::disk::Disk;
 use crate::params::{AccountingType, DiskType};
 use crate::plan::Server;
@@ -21,7 +22,7 @@ pub enum CloudError {
     /// A NIFCLOUD call failed.
     #[error("{action} {target}: {source}")]
     Api {
-        /// The operation.
+        /// The API action, e.g. `AttachVolume`.
         action: &'static str,
         /// The volume or server it was about.
         target: String,
@@ -34,6 +35,15 @@ pub enum CloudError {
         /// The error, as text (shared by every waiter of the poll).
         message: String,
         /// Its class.
+        kind: ErrorKind,
+    },
+    /// The server list could not be read (DescribeInstances through the shared, cached view), or a node name
+    /// matched several servers that differ only in case.
+    #[error("finding servers: {message}")]
+    Servers {
+        /// The error, as text (shared by every caller of the cached view).
+        message: String,
+        /// Its class (`InvalidRequest` for an ambiguous node name).
         kind: ErrorKind,
     },
     /// A wait did not end in time.
@@ -64,7 +74,7 @@ impl CloudError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             CloudError::Api { source, .. } => source.kind(),
-            CloudError::Describe { kind, .. } => *kind,
+            CloudError::Describe { kind, .. } | CloudError::Servers { kind, .. } => *kind,
             CloudError::WaitTimeout { .. } | CloudError::PollerGone => ErrorKind::Other,
         }
     }
@@ -105,13 +115,13 @@ impl From<CloudError> for tonic::Status {
 /// What CreateVolume sends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewDisk {
-    /// VolumeId.
+    /// `VolumeId`: the *creating* id ([`crate::disk::creating_id`]) of the CSI name.
     pub id: String,
     /// Size in GB.
     pub size_gb: i64,
-    /// Disk type.
+    /// `DiskType`, sent as its code.
     pub disk_type: DiskType,
-    /// Accounting type.
+    /// `AccountingType`: how the disk is billed from the start.
     pub accounting_type: AccountingType,
     /// Description (the CSI name).
     pub description: String,
@@ -147,7 +157,7 @@ impl Cloud {
         }
     }
 
-    /// The SDK client.
+    /// The SDK client the calls go through (with the configured retries).
     pub fn client(&self) -> &Client {
         &self.client
     }
@@ -179,8 +189,8 @@ impl Cloud {
         } else {
             self.instances.index().await
         };
-        let index = index.map_err(|e| CloudError::Describe {
-            message: format!("DescribeInstances: {}", e.source),
+        let index = index.map_err(|e| CloudError::Servers {
+            message: e.source.to_string(),
             kind: e.source.kind(),
         })?;
         let servers = index.instances().iter().map(server_of).collect();
@@ -199,8 +209,8 @@ impl Cloud {
             } else {
                 self.instances.index().await
             }
-            .map_err(|e| CloudError::Describe {
-                message: format!("DescribeInstances: {}", e.source),
+            .map_err(|e| CloudError::Servers {
+                message: e.source.to_string(),
                 kind: e.source.kind(),
             })?;
             let node = nifcloud_cloud::NodeRef {
@@ -211,7 +221,7 @@ impl Cloud {
                 Ok(Some(i)) => return Ok(Some(server_of(i))),
                 Ok(None) => {}
                 Err(e) => {
-                    return Err(CloudError::Describe {
+                    return Err(CloudError::Servers {
                         message: e.to_string(),
                         kind: ErrorKind::InvalidRequest,
                     });
@@ -237,7 +247,8 @@ impl Cloud {
             .map_err(|e| CloudError::api("CreateVolume", &d.id, e))
     }
 
-    /// AttachVolume.
+    /// AttachVolume of disk `id` to `server` (NIFCLOUD picks the SCSI unit); the attachment completes
+    /// asynchronously.
     pub async fn attach(&self, id: &str, server: &str) -> Result<(), CloudError> {
         let req = AttachVolumeRequest::default().volume_id(id).instance_id(server);
         self.client
@@ -260,7 +271,7 @@ impl Cloud {
             .map_err(|e| CloudError::api("DetachVolume", &format!("{id} from {server}"), e))
     }
 
-    /// DeleteVolume.
+    /// DeleteVolume of disk `id`, which must be detached.
     pub async fn delete(&self, id: &str) -> Result<(), CloudError> {
         self.client
             .delete_volume(DeleteVolumeRequest::default().volume_id(id))
@@ -323,6 +334,6 @@ impl Cloud {
             .iter()
             .find(|m| m.ebs.as_ref().and_then(|e| e.volume_id.as_deref()) == Some(id))
             .and_then(|m| m.device_name.clone())
-            .filter(|d| crate::disk::parse_scsi_unit(d).is_some()))
+            .filter(|d| d.parse::<ScsiDevice>().is_ok()))
     }
 }

@@ -18,6 +18,7 @@ use csi_core::proto::{self as csi};
 use tonic::{Request, Response, Status};
 
 use crate::cloud::{Cloud, CloudError, NewDisk};
+use crate::device::DEVICE_PATH_KEY;
 use crate::disk::{Disk, GIB, MAX_SIZE_GB, MIN_SIZE_GB, STEP_GB, creating_id, final_id};
 use crate::params::{AccountingType, parse_mutable_params, parse_params};
 use crate::plan::{
@@ -27,8 +28,6 @@ use crate::plan::{
 use crate::poller::VolumeWatch;
 use crate::topology::{creation_zones, zone_allowed, zone_topology};
 
-/// Publish-context key of the device name (`SCSI (0:N)`).
-pub const DEVICE_PATH_KEY: &str = "devicePath";
 /// Poll ticks to wait for an extension to show after ExtendVolumeSize said "busy".
 const BUSY_POLLS: u32 = 10;
 
@@ -74,7 +73,8 @@ pub struct ControllerConfig {
     pub membership: Membership,
 }
 
-/// The controller service.
+/// The CSI Controller service for NIFCLOUD additional disks (see the module documentation for the pattern
+/// every RPC follows). Clones share the cloud client, the volume poller and the in-flight locks.
 #[derive(Debug, Clone)]
 pub struct NifcloudController {
     pub(crate) cloud: Cloud,

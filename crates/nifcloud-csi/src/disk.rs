@@ -16,6 +16,7 @@
 
 use sha2::{Digest, Sha256};
 
+use crate::device::ScsiDevice;
 use crate::params::{AccountingType, DiskType};
 
 /// Bytes in one NIFCLOUD "GB": 2^30. NIFCLOUD runs on VMware, whose "GB" is a GiB; the original driver, its
@@ -50,7 +51,7 @@ pub fn final_id(name: &str) -> String {
 pub struct Attachment {
     /// The server's name (`instanceId`, the Kubernetes node name).
     pub instance_id: String,
-    /// `SCSI (0:N)`, when known.
+    /// Where it is attached, `SCSI (0:N)` ([`ScsiDevice`]), when the API sent a name of that form.
     pub device: Option<String>,
     /// `attaching`, `attached`, `detaching`.
     pub status: String,
@@ -63,18 +64,18 @@ impl Attachment {
     }
 }
 
-/// An additional disk.
+/// An additional disk as one DescribeVolumes item shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Disk {
     /// `volumeId` (the CSI volume id once created).
     pub id: String,
-    /// `volumeUniqueId`.
+    /// `volumeUniqueId` (`vol-…`): immutable, unlike `id`, which the driver renames once the disk is created.
     pub unique_id: String,
     /// Size in GB (0 when the API sent none).
     pub size_gb: i64,
     /// Disk type, when recognised.
     pub disk_type: Option<DiskType>,
-    /// Zone.
+    /// The availability zone (`east-11`, …): the disk attaches only to servers of this zone.
     pub zone: String,
     /// Description (the CSI name for disks of this driver).
     pub description: String,
@@ -110,7 +111,7 @@ impl Disk {
                     let instance_id = a.instance_id.clone().filter(|s| !s.is_empty())?;
                     Some(Attachment {
                         instance_id,
-                        device: a.device.clone().filter(|d| parse_scsi_unit(d).is_some()),
+                        device: a.device.clone().filter(|d| d.parse::<ScsiDevice>().is_ok()),
                         status: a.status.clone().unwrap_or_default(),
                     })
                 })
@@ -148,19 +149,6 @@ impl Disk {
     }
 }
 
-/// Parses `SCSI (0:N)` into N.
-pub fn parse_scsi_unit(device: &str) -> Option<u8> {
-    let inner = device
-        .trim()
-        .strip_prefix("SCSI")?
-        .trim()
-        .strip_prefix('(')?
-        .strip_suffix(')')?;
-    let (bus, unit) = inner.split_once(':')?;
-    bus.trim().parse::<u8>().ok()?;
-    unit.trim().parse::<u8>().ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,16 +166,6 @@ mod tests {
                 id.len() <= 32 && id.chars().all(|ch| ch.is_ascii_alphanumeric()),
                 "{id}"
             );
-        }
-    }
-
-    #[test]
-    fn scsi_units() {
-        assert_eq!(parse_scsi_unit("SCSI (0:1)"), Some(1));
-        assert_eq!(parse_scsi_unit("SCSI (0:15)"), Some(15));
-        assert_eq!(parse_scsi_unit(" SCSI(0:3) "), Some(3));
-        for bad in ["", "SCSI", "SCSI (0:x)", "/dev/sdb", "SCSI (0:300)"] {
-            assert_eq!(parse_scsi_unit(bad), None, "{bad}");
         }
     }
 

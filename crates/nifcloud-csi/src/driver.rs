@@ -25,7 +25,7 @@ pub enum Mode {
     Controller,
     /// Identity + Node.
     Node,
-    /// All three.
+    /// Identity + Controller + Node in one process (a single-node setup, tests).
     All,
 }
 
@@ -97,7 +97,7 @@ impl Default for DriverOptions {
     }
 }
 
-/// Start-up failures.
+/// Why the driver could not start, or stopped serving.
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
     /// The controller needs NIFCLOUD credentials.
@@ -109,7 +109,7 @@ pub enum DriverError {
     /// The plugin name is invalid.
     #[error(transparent)]
     Name(#[from] csi_core::identity::InvalidPluginName),
-    /// Serving failed.
+    /// The CSI socket could not be bound, or the gRPC server failed.
     #[error(transparent)]
     Server(#[from] csi_core::server::ServerError),
 }

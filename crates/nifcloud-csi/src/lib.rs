@@ -5,7 +5,7 @@
 //!   shared [`poller::VolumeWatch`]; [`reaper::Reaper`] removes abandoned half-created disks.
 //! - [`plan`]: the pure decisions behind every controller RPC, table-tested.
 //! - [`params`], [`topology`], [`disk`]: StorageClass parameters, zones, the disk model and the
-//!   naming scheme.
+//!   naming scheme; [`device`]: the `SCSI (C:U)` device names and the publish-context key that carries them.
 //! - [`node::NifcloudNode`]: csi-core's `NodePlatform` for NIFCLOUD servers (node id, zone,
 //!   volume limit, `SCSI (0:N)` devices).
 //! - [`driver`]: assembling and serving the services; [`metrics`]: Prometheus metrics.
@@ -43,6 +43,7 @@
 
 pub mod cloud;
 pub mod controller;
+pub mod device;
 pub mod disk;
 pub mod driver;
 pub mod metrics;

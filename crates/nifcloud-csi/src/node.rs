@@ -11,8 +11,9 @@
 //!   and the disks' descriptions ([`Disk::is_managed`]); without, from the SCSI units visible
 //!   under `/dev/disk/by-path` at start-up (conservative: a driver disk still attached across a
 //!   plugin restart is counted as foreign).
-//! - Devices: `SCSI (0:N)` from the publish context is resolved by csi-core's
-//!   [`ScsiLocator`] (rescan of the one SCSI host, bounded wait), and deleted after unstage.
+//! - Devices: `SCSI (0:N)` from the publish context becomes unit N ([`published_unit`]), which csi-core's
+//!   [`ScsiLocator`] finds on the boot disk's SCSI host (rescan of that one host, bounded wait) and deletes
+//!   after unstage.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -23,8 +24,8 @@ use csi_core::node::{NodePlatform, PlatformError};
 use nifcloud_sdk::Client;
 use nifcloud_sdk::types::{DescribeInstanceAttributeRequest, DescribeInstancesRequest, DescribeVolumesRequest};
 
-use crate::controller::DEVICE_PATH_KEY;
-use crate::disk::{Disk, MAX_DISKS_PER_SERVER, parse_scsi_unit};
+use crate::device::{ScsiDevice, published_unit};
+use crate::disk::{Disk, MAX_DISKS_PER_SERVER};
 
 /// Errors of finding out who and where this node is.
 #[derive(Debug, thiserror::Error)]
@@ -35,9 +36,9 @@ pub enum IdentityError {
     /// The zone is not configured and the API could not tell.
     #[error("cannot tell the zone of server {node}: {reason}")]
     NoZone {
-        /// The server name.
+        /// The node's server name.
         node: String,
-        /// Why.
+        /// Why neither the configuration nor DescribeInstances gave it.
         reason: String,
     },
 }
@@ -116,7 +117,7 @@ pub async fn foreign_units_from_api(client: &Client, node: &str) -> Result<Vec<u
     let attached: Vec<(u8, String)> = mapping
         .iter()
         .filter_map(|m| {
-            let unit = parse_scsi_unit(m.device_name.as_deref()?)?;
+            let unit = m.device_name.as_deref()?.parse::<ScsiDevice>().ok()?.unit;
             let id = m.ebs.as_ref()?.volume_id.clone().unwrap_or_default();
             Some((unit, id))
         })
@@ -183,7 +184,8 @@ impl NifcloudNode {
         self
     }
 
-    /// The zone.
+    /// The availability zone of this node's server: its topology segment, and the only zone whose disks can
+    /// attach here.
     pub fn zone(&self) -> &str {
         &self.zone
     }
@@ -213,15 +215,11 @@ impl NodePlatform for NifcloudNode {
 
     async fn resolve_device(
         &self,
-        volume_id: &str,
+        _volume_id: &str,
         publish_context: &HashMap<String, String>,
     ) -> Result<PathBuf, PlatformError> {
-        let path = publish_context.get(DEVICE_PATH_KEY).ok_or_else(|| {
-            PlatformError::InvalidArgument(format!(
-                "volume {volume_id}: publish context has no {DEVICE_PATH_KEY:?} (was it ControllerPublished?)"
-            ))
-        })?;
-        Ok(self.locator.locate(path).await?)
+        let unit = published_unit(publish_context)?;
+        Ok(self.locator.locate_unit(u32::from(unit)).await?)
     }
 
     async fn cleanup_device(&self, _volume_id: &str, device: &Path) -> Result<(), PlatformError> {

@@ -88,7 +88,7 @@ impl DiskType {
         }
     }
 
-    /// The StorageClass name.
+    /// The name a StorageClass's `type` parameter uses for it (`standard-flash-a`, …).
     pub fn param_name(self) -> &'static str {
         match self {
             DiskType::Standard => "standard",
@@ -161,12 +161,12 @@ impl AccountingType {
     }
 }
 
-/// The parsed parameters.
+/// The StorageClass parameters of a CreateVolume, validated (defaults filled in).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VolumeParams {
-    /// Disk type.
+    /// `type`: the disk type (default [`DiskType::DEFAULT`], `standard-flash-a`).
     pub disk_type: DiskType,
-    /// Accounting type.
+    /// `accountingType`: how the disk is billed (default pay-per-use).
     pub accounting_type: AccountingType,
     /// Filesystem type from the parameters (lower-case), if given.
     pub fs_type: Option<String>,

@@ -12,7 +12,7 @@ use crate::params::{AccountingType, DiskType};
 pub struct Server {
     /// `instanceId` (the Kubernetes node name).
     pub name: String,
-    /// Zone.
+    /// Its availability zone: disks are created in and attached within it.
     pub zone: String,
     /// `instanceState/name`.
     pub state: String,
@@ -152,7 +152,7 @@ pub fn pick_zone(
 /// What a CreateVolume asks for, as far as matching an existing disk goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreateSpec {
-    /// The CSI name.
+    /// The CSI volume name (`pvc-…`), kept as the disk's description.
     pub name: String,
     /// Chosen size in GB.
     pub size_gb: i64,
@@ -160,7 +160,7 @@ pub struct CreateSpec {
     pub min_gb: i64,
     /// Largest acceptable size in GB (from limit_bytes; `i64::MAX` when unlimited).
     pub max_gb: i64,
-    /// Disk type.
+    /// The disk type asked for: an existing disk of another type is a conflict (ALREADY_EXISTS).
     pub disk_type: DiskType,
 }
 

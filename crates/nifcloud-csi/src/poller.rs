@@ -118,7 +118,8 @@ impl VolumeWatch {
         }
     }
 
-    /// The wait timeout.
+    /// How long [`Self::wait_until`] waits for a state change before giving up with
+    /// [`CloudError::WaitTimeout`].
     pub fn timeout(&self) -> Duration {
         self.timeout
     }
@@ -163,7 +164,7 @@ impl VolumeWatch {
         self.wait_within(id, what, self.timeout, done).await
     }
 
-    /// The poll interval.
+    /// How often DescribeVolumes is called while someone waits.
     pub fn interval(&self) -> Duration {
         self.interval
     }

@@ -49,6 +49,34 @@ async fn create(ctl: &NifcloudController, name: &str) -> Result<csi::Volume, ton
         .map(|r| r.into_inner().volume.unwrap_or_default())
 }
 
+/// The one way an injected `Server.InternalError` (HTTP 500, not retried: the call may have acted) may fail an
+/// RPC: INTERNAL, naming the call that failed (`context`, the start of the message) and the fault.
+fn assert_injected_internal_error(status: &tonic::Status, context: &str) {
+    assert_eq!(status.code(), tonic::Code::Internal, "{context}: {status:?}");
+    let message = status.message();
+    assert!(message.starts_with(context), "expected {context:?}…, got {message:?}");
+    assert!(
+        message.contains("NIFCLOUD error Server.InternalError (HTTP 500, request id ")
+            && message.ends_with(": injected fault"),
+        "{message}"
+    );
+}
+
+/// Calls `rpc` as a CO would until it succeeds (at most 30 times): under random `Server.ServiceUnavailable`
+/// faults the only failure allowed is UNAVAILABLE naming that fault (the SDK's own retries ran out).
+async fn until_ok<T, F: Future<Output = Result<T, tonic::Status>>>(what: &str, mut rpc: impl FnMut() -> F) -> T {
+    for _ in 0..30 {
+        match rpc().await {
+            Ok(v) => return v,
+            Err(e) => {
+                assert_eq!(e.code(), tonic::Code::Unavailable, "{what}: {e:?}");
+                assert!(e.message().contains("Server.ServiceUnavailable"), "{what}: {e:?}");
+            }
+        }
+    }
+    panic!("{what}: still UNAVAILABLE after 30 attempts");
+}
+
 /// Exactly one disk named `name`, finished (final id), detached, 100 GB.
 fn assert_one_clean_disk(emu: &Emulator, name: &str, id: &str) {
     let vols = volumes_named(emu, name);
@@ -72,9 +100,19 @@ async fn create_survives_a_kill_at_every_step() {
         let out = kill_after(&emu, action, 1, create(&first, &name)).await;
         assert!(out.is_none(), "{action}: the kill came too late");
         drop(first);
-        // Also kill the second process while it waits, for the first steps.
         let second = controller(&emu);
-        let _ = tokio::time::timeout(Duration::from_millis(40), create(&second, &name)).await;
+        if *action == "ModifyVolumeAttribute" {
+            // The rename was sent: the disk is finished and detached, so a new process just finds it.
+            let v = create(&second, &name)
+                .await
+                .unwrap_or_else(|e| panic!("{action}: second process: {e}"));
+            assert_eq!(v.volume_id, nifcloud_csi::disk::final_id(&name));
+        } else {
+            // The helper attachment is still changing (150 ms): a new process waits on it, and is killed too.
+            tokio::time::timeout(Duration::from_millis(40), create(&second, &name))
+                .await
+                .expect_err("the second process is still waiting when it is killed");
+        }
         drop(second);
         let third = controller(&emu);
         let v = create(&third, &name)
@@ -108,18 +146,27 @@ async fn create_survives_errors_and_busy_replies_at_every_step() {
     {
         let emu = emulator().await;
         emu.set_delays(slow());
-        // A hard error: the RPC fails, the retry (new process) finishes the job.
+        // A hard error: the RPC fails naming the call, the retry (new process) finishes the job.
         emu.set_faults(FaultConfig::none().with(FaultRule::fail_next(action, 1, "Server.InternalError", 500)));
         let name = format!("pvc-err-{i}");
-        let first = controller(&emu);
-        let r = create(&first, &name).await;
-        drop(first);
-        let v = match r {
-            Ok(v) => v,
-            Err(_) => create(&controller(&emu), &name)
-                .await
-                .unwrap_or_else(|e| panic!("{action}: {e}")),
+        let (creating, done) = (
+            nifcloud_csi::disk::creating_id(&name),
+            nifcloud_csi::disk::final_id(&name),
+        );
+        let context = match *action {
+            "DescribeInstances" => "finding servers: DescribeInstances: ".to_string(),
+            "CreateVolume" => format!("CreateVolume {creating}: "),
+            "DetachVolume" => format!("DetachVolume {creating} from "),
+            "ModifyVolumeAttribute" => format!("ModifyVolumeAttribute {creating} -> {done}: "),
+            _ => "DescribeVolumes failed while waiting: DescribeVolumes (all): ".to_string(),
         };
+        let first = controller(&emu);
+        let err = create(&first, &name).await.unwrap_err();
+        drop(first);
+        assert_injected_internal_error(&err, &context);
+        let v = create(&controller(&emu), &name)
+            .await
+            .unwrap_or_else(|e| panic!("{action}: {e}"));
         assert_one_clean_disk(&emu, &name, &v.volume_id);
 
         // Busy replies are waited out within one RPC.
@@ -192,7 +239,8 @@ async fn publish_survives_kill_errors_and_busy_replies() {
 
     // Errors: the RPC fails, the retry succeeds; busy replies are absorbed.
     emu.set_faults(FaultConfig::none().with(FaultRule::fail_next("AttachVolume", 1, "Server.InternalError", 500)));
-    assert!(publish(controller(&emu), "node2").await.is_err());
+    let err = publish(controller(&emu), "node2").await.unwrap_err();
+    assert_injected_internal_error(&err, &format!("AttachVolume {id} to node2: "));
     let ctx = publish(controller(&emu), "node2").await.unwrap();
     assert!(ctx["devicePath"].starts_with("SCSI (0:"));
     controller(&emu)
@@ -261,12 +309,11 @@ async fn expand_never_overshoots_after_kill_error_or_busy() {
             "Server.InternalError",
             500,
         )));
-        assert!(
-            controller(&emu)
-                .controller_expand_volume(Request::new(req(500)))
-                .await
-                .is_err()
-        );
+        let err = controller(&emu)
+            .controller_expand_volume(Request::new(req(500)))
+            .await
+            .unwrap_err();
+        assert_injected_internal_error(&err, &format!("ExtendVolumeSize {id}: "));
         controller(&emu)
             .controller_expand_volume(Request::new(req(500)))
             .await
@@ -301,29 +348,17 @@ async fn random_faults_everywhere_still_converge() {
     let names: Vec<String> = (0..6).map(|i| format!("pvc-chaos-{i}")).collect();
     for (i, name) in names.iter().enumerate() {
         let node = format!("node{}", 1 + i % 4);
-        let mut id = None;
-        for _ in 0..30 {
-            match create(&controller(&emu), name).await {
-                Ok(v) => {
-                    id = Some(v.volume_id);
-                    break;
-                }
-                Err(_) => continue,
-            }
-        }
-        let id = id.expect("create converged");
-        let mut ok = false;
-        for _ in 0..30 {
-            if controller(&emu)
+        let id = until_ok(&format!("create {name}"), || async {
+            create(&controller(&emu), name).await
+        })
+        .await
+        .volume_id;
+        until_ok(&format!("publish {name} to {node}"), || async {
+            controller(&emu)
                 .controller_publish_volume(Request::new(publish_req(&id, &node)))
                 .await
-                .is_ok()
-            {
-                ok = true;
-                break;
-            }
-        }
-        assert!(ok, "publish converged");
+        })
+        .await;
     }
     emu.set_faults(FaultConfig::none());
     let vols = volumes(&emu);

@@ -70,7 +70,7 @@ async fn dropped_waiters_stop_the_polling_and_waits_are_bounded() {
     assert!(started.elapsed() < Duration::from_secs(3));
     // A waiter cancelled by its caller (RPC deadline, client gone) withdraws its interest.
     let cancelled = tokio::time::timeout(Duration::from_millis(120), w.wait_until("x", "never", |_| false)).await;
-    assert!(cancelled.is_err());
+    cancelled.expect_err("the caller's 120 ms deadline ends a wait that never succeeds");
     tokio::time::sleep(Duration::from_millis(150)).await;
     let before = emu.call_count("DescribeVolumes");
     tokio::time::sleep(Duration::from_millis(400)).await;

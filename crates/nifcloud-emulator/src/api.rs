@@ -12,13 +12,14 @@ pub type Handler = fn(&mut State, &Params, &mut Xml, i64) -> Result<(), ApiError
 /// One emulated operation.
 #[derive(Debug, Clone, Copy)]
 pub struct Operation {
-    /// Action name.
+    /// The `Action` form value that selects it, e.g. `DescribeVolumes`.
     pub name: &'static str,
     /// Envelope style of its reply.
     pub style: Style,
     /// Whether it changes state (persisted to the state file after success).
     pub mutating: bool,
-    /// Handler.
+    /// Reads the parameters, changes the state and writes the reply's inner elements (the envelope and
+    /// `requestId` are added around them).
     pub handler: Handler,
 }
 
@@ -137,9 +138,9 @@ pub fn action_names() -> Vec<&'static str> {
 /// The outcome of one authenticated request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
-    /// HTTP status.
+    /// HTTP status: 200, or the error's ([`ApiError::status`]).
     pub status: u16,
-    /// XML body.
+    /// The XML document sent: the operation's response envelope, or an error document.
     pub body: String,
     /// Error code, if the reply is an error.
     pub error_code: Option<String>,
@@ -148,7 +149,7 @@ pub struct Reply {
 }
 
 impl Reply {
-    /// An error reply.
+    /// The error document of `e` with `request_id`, sent with `e`'s HTTP status.
     pub fn error(e: &ApiError, request_id: &str) -> Self {
         Self {
             status: e.status,

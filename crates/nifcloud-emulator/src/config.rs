@@ -17,7 +17,7 @@ pub const TEST_ACCESS_KEY: &str = "EMULATORTESTACCESSKEY";
 /// The secret key of the default test credentials.
 pub const TEST_SECRET_KEY: &str = "emulator/Test+Secret/Key0123456789";
 
-/// Top-level configuration.
+/// Everything an emulator starts from (a config file's top level); any field left out takes its default.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct EmulatorConfig {
@@ -37,7 +37,7 @@ pub struct EmulatorConfig {
     pub latency: LatencyConfig,
     /// Durations of asynchronous state transitions.
     pub delays: DelayConfig,
-    /// Injected errors.
+    /// Errors to inject, checked in order on every authenticated call.
     pub faults: FaultConfig,
     /// Seed for every random choice (fault draws, generated names and IDs).
     pub seed: u64,
@@ -87,11 +87,15 @@ impl EmulatorConfig {
             source,
         })?;
         let is_yaml = matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"));
-        let cfg: Self = if is_yaml {
-            serde_yaml::from_str(&text).map_err(|e| EmulatorError::Config(e.to_string()))?
+        let parsed = if is_yaml {
+            serde_saphyr::from_str(&text).map_err(|e| e.to_string())
         } else {
-            serde_json::from_str(&text).map_err(|e| EmulatorError::Config(e.to_string()))?
+            serde_json::from_str(&text).map_err(|e| e.to_string())
         };
+        let cfg: Self = parsed.map_err(|message| EmulatorError::ParseConfig {
+            path: path.display().to_string(),
+            message,
+        })?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -145,7 +149,7 @@ pub struct InstanceConfig {
     pub name: String,
     /// Immutable `instanceUniqueId` (`i-…`); generated from the seed when absent.
     pub unique_id: Option<String>,
-    /// Availability zone.
+    /// Availability zone; must be one of [`EmulatorConfig::zones`].
     pub zone: String,
     /// Instance type, e.g. `e-large`.
     pub instance_type: String,
@@ -156,7 +160,7 @@ pub struct InstanceConfig {
     pub network_interfaces: Vec<NetworkInterfaceConfig>,
     /// Security group (firewall) the instance belongs to, if any.
     pub security_group: Option<String>,
-    /// Free text.
+    /// The server's free-text `description`.
     pub description: String,
 }
 
@@ -219,9 +223,9 @@ pub struct NetworkInterfaceConfig {
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct VipRange {
-    /// First address.
+    /// First address of the pool (handed out first).
     pub first: Ipv4Addr,
-    /// Last address.
+    /// Last address of the pool, included; not before `first`.
     pub last: Ipv4Addr,
 }
 
@@ -305,8 +309,8 @@ mod tests {
         let cfg = EmulatorConfig::sample();
         cfg.validate().unwrap();
         assert_eq!(cfg.instances.iter().filter(|i| i.zone == "east-11").count(), 4);
-        let yaml = serde_yaml::to_string(&cfg).unwrap();
-        let back: EmulatorConfig = serde_yaml::from_str(&yaml).unwrap();
+        let yaml = serde_saphyr::to_string(&cfg).unwrap();
+        let back: EmulatorConfig = serde_saphyr::from_str(&yaml).unwrap();
         assert_eq!(back, cfg);
     }
 
@@ -331,11 +335,32 @@ mod tests {
 
     #[test]
     fn minimal_yaml_uses_defaults_and_rejects_bad_zone() {
-        let cfg: EmulatorConfig = serde_yaml::from_str("instances:\n  - name: a1\n    zone: east-12\n").unwrap();
+        let cfg: EmulatorConfig = serde_saphyr::from_str("instances:\n  - name: a1\n    zone: east-12\n").unwrap();
         assert_eq!(cfg.region, "jp-east-1");
         cfg.validate().unwrap();
-        let bad: EmulatorConfig = serde_yaml::from_str("instances:\n  - name: a1\n    zone: west-99\n").unwrap();
-        assert!(bad.validate().is_err());
-        assert!(serde_yaml::from_str::<EmulatorConfig>("nonsense_field: 1\n").is_err());
+        let bad: EmulatorConfig = serde_saphyr::from_str("instances:\n  - name: a1\n    zone: west-99\n").unwrap();
+        assert_eq!(
+            bad.validate().unwrap_err().to_string(),
+            r#"invalid config: instance "a1" is in unknown zone "west-99""#
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_with_the_file_named() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in [
+            ("c.yaml", "nonsense_field: 1\n"),
+            ("c.json", r#"{"nonsense_field": 1}"#),
+        ] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            match EmulatorConfig::from_file(&path) {
+                Err(EmulatorError::ParseConfig { path: p, message }) => {
+                    assert_eq!(p, path.display().to_string());
+                    assert!(message.contains("unknown field `nonsense_field`"), "{name}: {message}");
+                }
+                other => panic!("{name}: expected ParseConfig, got {other:?}"),
+            }
+        }
     }
 }

@@ -14,7 +14,7 @@ use std::fmt;
 pub struct ApiError {
     /// Hierarchical code, e.g. `Client.InvalidParameterNotFound.Volume`.
     pub code: String,
-    /// Human-readable message.
+    /// Human-readable message, sent as `Message` in the error document.
     pub message: String,
     /// HTTP status to send.
     pub status: u16,
@@ -114,7 +114,16 @@ pub enum EmulatorError {
         /// Underlying IO error.
         source: std::io::Error,
     },
-    /// The configuration is malformed or inconsistent.
+    /// The configuration file is not valid YAML or JSON, or does not fit [`crate::config::EmulatorConfig`]
+    /// (an unknown field, a wrong type).
+    #[error("parsing config {path}: {message}")]
+    ParseConfig {
+        /// File path.
+        path: String,
+        /// What the YAML or JSON parser reported, with line and column.
+        message: String,
+    },
+    /// The configuration is inconsistent (see [`crate::config::EmulatorConfig::validate`]).
     #[error("invalid config: {0}")]
     Config(String),
     /// The state file could not be read or written.

@@ -37,7 +37,7 @@ const SIGNING_KEYS: &[&str] = &[
 /// One authenticated API call, as recorded for tests.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CallRecord {
-    /// Action name.
+    /// The `Action` called (also when it is unknown).
     pub action: String,
     /// Request parameters without the signing ones.
     pub params: BTreeMap<String, String>,

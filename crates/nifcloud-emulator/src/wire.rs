@@ -138,7 +138,7 @@ pub fn rfc3986(s: &str) -> String {
 
 const HEX: &[u8; 16] = b"0123456789ABCDEF";
 
-/// The Signature Version 2 string to sign for a POST to `path` on `host` (host[:port]).
+/// The Signature Version 2 string to sign for a POST to `path` on `host` (`host[:port]`).
 pub fn string_to_sign(host: &str, path: &str, params: &Params) -> String {
     let query: Vec<String> = params
         .iter()

@@ -69,7 +69,7 @@ impl Client {
         })
     }
 
-    /// The configuration.
+    /// The configuration this client was built from (region, endpoint, credentials, retries).
     pub fn config(&self) -> &Config {
         &self.inner.config
     }

@@ -88,7 +88,7 @@ impl Config {
         builder.build_with(problems)
     }
 
-    /// The region.
+    /// The region (`jp-east-1`, …): requests go to its computing endpoint unless an endpoint was set explicitly.
     pub fn region(&self) -> &Region {
         &self.region
     }
@@ -96,11 +96,11 @@ impl Config {
     pub fn endpoint(&self) -> &str {
         self.endpoint.as_str()
     }
-    /// The credentials.
+    /// The access key pair every request is signed with.
     pub fn credentials(&self) -> &Credentials {
         &self.credentials
     }
-    /// The retry policy.
+    /// How often and how patiently calls are retried (which failures are retried: [`crate::retry::should_retry`]).
     pub fn retry(&self) -> &RetryConfig {
         &self.retry
     }

@@ -54,7 +54,8 @@ pub enum ErrorKind {
     Transport,
     /// The server answered something the SDK cannot read.
     Protocol,
-    /// Anything else.
+    /// A code this SDK does not classify, such as `Server.InternalError`: the call may have acted, so it is
+    /// not retried.
     Other,
 }
 

@@ -9,7 +9,7 @@ pub trait Operation: Send + Sync {
     /// The `Action` parameter, e.g. `DescribeVolumes`.
     const ACTION: &'static str;
 
-    /// The parsed reply.
+    /// What the reply parses into: the generated `<Op>Result` type.
     type Output: FromXml + Send + 'static;
 
     /// Writes every set member of the input as form parameters, except `Action`, `Version` and the signature

@@ -19,7 +19,7 @@ pub struct RetryConfig {
     pub max_attempts: u32,
     /// The backoff ceiling of the first retry; it doubles on each attempt.
     pub initial_backoff: Duration,
-    /// The largest backoff.
+    /// The cap on the doubling backoff ceiling; each wait is drawn between half the ceiling and the ceiling.
     pub max_backoff: Duration,
 }
 

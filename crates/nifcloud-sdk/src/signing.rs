@@ -8,6 +8,7 @@ use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use time::OffsetDateTime;
 use time::format_description::well_known::Iso8601;
+use time::macros::format_description;
 
 use crate::credentials::Credentials;
 use crate::wire::{Params, encode_rfc3986};
@@ -34,16 +35,9 @@ impl SignatureMethod {
 
 /// Formats a timestamp as the API wants it: `YYYY-MM-DDThh:mm:ssZ` in UTC.
 pub fn format_timestamp(at: OffsetDateTime) -> String {
-    let at = at.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        at.year(),
-        u8::from(at.month()),
-        at.day(),
-        at.hour(),
-        at.minute(),
-        at.second()
-    )
+    at.to_offset(time::UtcOffset::UTC)
+        .format(format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z"))
+        .expect("every OffsetDateTime has the components of this format")
 }
 
 /// The canonical query: every parameter but `Signature`, sorted by key in byte order, RFC 3986 encoded.

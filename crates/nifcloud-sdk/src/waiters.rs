@@ -94,9 +94,9 @@ pub enum VolumeState {
 /// The instance states a waiter can wait for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum InstanceState {
-    /// `running`.
+    /// `running` (state code 16): the server is up.
     Running,
-    /// `stopped`.
+    /// `stopped` (state code 80): the server is shut down, its disks still attached.
     Stopped,
 }
 
@@ -343,7 +343,7 @@ mod tests {
             Ok(Observation::Pending("p".into()))
         });
         let r = tokio::time::timeout(Duration::from_secs(150), wait).await;
-        assert!(r.is_err(), "the timeout must win");
+        r.expect_err("the caller's 150 s timeout ends the wait, not the waiter's own 10 000 s");
         assert_eq!(
             calls.load(Ordering::SeqCst),
             2,

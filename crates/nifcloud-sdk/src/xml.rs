@@ -12,7 +12,11 @@ use std::sync::Arc;
 
 use quick_xml::events::Event;
 use quick_xml::reader::Reader;
-use time::{Date, Month, OffsetDateTime, Time, UtcOffset};
+use time::OffsetDateTime;
+use time::format_description::BorrowedFormatItem;
+use time::format_description::well_known::Rfc3339;
+use time::macros::format_description;
+use time::parsing::Parsed;
 
 /// One XML element: its name without namespace prefix, its text and its child elements (attributes are dropped).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -396,9 +400,19 @@ pub struct Timestamp(pub OffsetDateTime);
 #[error("{0:?} is not a timestamp (expected YYYY-MM-DD[Thh:mm[:ss[.f]]][Z|±hh:mm])")]
 pub struct TimestampError(pub String);
 
+/// Every form [`Timestamp::parse`] accepts: the date with `-` or `/`, then optionally `T`, `t` or a space and
+/// `hh:mm[:ss[.fraction]]` (`.` or `,` before the fraction), then optionally `Z`, `z` or `±hh[[:]mm]`.
+const TIMESTAMP_FORMAT: &[BorrowedFormatItem<'_>] = format_description!(
+    version = 2,
+    "[first [[year]-[month]-[day]] [[year]/[month]/[day]]]\
+     [optional [[first [T] [t] [ ]][hour]:[minute][optional [:[second][optional [[first [.] [,]][subsecond]]]]]]]\
+     [optional [[first [Z] [z] [[offset_hour sign:mandatory][optional [[optional [:]][offset_minute]]]]]]]"
+);
+
 impl Timestamp {
     /// Parses `YYYY-MM-DD`, optionally followed by `T` (or a space) and `hh:mm[:ss[.fraction]]`, optionally
-    /// followed by `Z` or an offset `±hh[:mm]`/`±hhmm`. A missing offset means UTC. `/` may separate the date.
+    /// followed by `Z` or an offset `±hh[:mm]`/`±hhmm`. A missing time means midnight, a missing offset UTC.
+    /// `/` may separate the date. Surrounding whitespace is ignored.
     pub fn parse(s: &str) -> Result<Self, TimestampError> {
         parse_timestamp(s.trim()).ok_or_else(|| TimestampError(s.to_owned()))
     }
@@ -428,30 +442,13 @@ impl FromStr for Timestamp {
 }
 
 impl fmt::Display for Timestamp {
-    /// RFC 3339 with the original offset, e.g. `2024-06-25T16:21:47+09:00`.
+    /// RFC 3339 with the original offset, e.g. `2024-06-25T16:21:47+09:00` (fraction only when not zero, `Z` for
+    /// UTC). A value RFC 3339 cannot hold (a year outside 0–9999 or an offset with seconds, which no parsed
+    /// timestamp has) is shown in `time`'s own notation.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let t = self.0;
-        write!(
-            f,
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second()
-        )?;
-        let nanos = t.nanosecond();
-        if nanos != 0 {
-            let frac = format!("{nanos:09}");
-            write!(f, ".{}", frac.trim_end_matches('0'))?;
-        }
-        let (h, m, _) = t.offset().as_hms();
-        if h == 0 && m == 0 {
-            f.write_str("Z")
-        } else {
-            let sign = if h < 0 || m < 0 { '-' } else { '+' };
-            write!(f, "{sign}{:02}:{:02}", h.unsigned_abs(), m.unsigned_abs())
+        match self.0.format(&Rfc3339) {
+            Ok(s) => f.write_str(&s),
+            Err(_) => write!(f, "{}", self.0),
         }
     }
 }
@@ -471,112 +468,23 @@ impl<'de> serde::Deserialize<'de> for Timestamp {
     }
 }
 
-struct Cursor<'a> {
-    b: &'a [u8],
-    i: usize,
-}
-
-impl Cursor<'_> {
-    fn digits(&mut self, n: usize) -> Option<u32> {
-        let part = self.b.get(self.i..self.i + n)?;
-        let mut v = 0u32;
-        for &c in part {
-            if !c.is_ascii_digit() {
-                return None;
-            }
-            v = v * 10 + u32::from(c - b'0');
-        }
-        self.i += n;
-        Some(v)
-    }
-    fn eat(&mut self, c: u8) -> bool {
-        if self.b.get(self.i) == Some(&c) {
-            self.i += 1;
-            true
-        } else {
-            false
-        }
-    }
-    fn peek(&self) -> Option<u8> {
-        self.b.get(self.i).copied()
-    }
-}
-
 fn parse_timestamp(s: &str) -> Option<Timestamp> {
-    let mut c = Cursor { b: s.as_bytes(), i: 0 };
-    let year = c.digits(4)?;
-    let sep = c.peek()?;
-    if sep != b'-' && sep != b'/' {
+    // `time` reads a sign before the year (`-2024-06-25`); the API never sends one.
+    if s.starts_with(['+', '-']) {
         return None;
     }
-    c.i += 1;
-    let month = c.digits(2)?;
-    if !c.eat(sep) {
+    let mut parsed = Parsed::new();
+    let rest = parsed.parse_items(s.as_bytes(), TIMESTAMP_FORMAT).ok()?;
+    if !rest.is_empty() {
         return None;
     }
-    let day = c.digits(2)?;
-    let date = Date::from_calendar_date(
-        i32::try_from(year).ok()?,
-        Month::try_from(u8::try_from(month).ok()?).ok()?,
-        u8::try_from(day).ok()?,
-    )
-    .ok()?;
-    let mut time = Time::MIDNIGHT;
-    if c.eat(b'T') || c.eat(b't') || c.eat(b' ') {
-        let h = c.digits(2)?;
-        if !c.eat(b':') {
-            return None;
-        }
-        let m = c.digits(2)?;
-        let mut sec = 0;
-        let mut nanos = 0u32;
-        if c.eat(b':') {
-            sec = c.digits(2)?;
-            if c.eat(b'.') || c.eat(b',') {
-                let start = c.i;
-                let mut scale = 100_000_000u32;
-                while let Some(d) = c.peek().filter(u8::is_ascii_digit) {
-                    nanos += u32::from(d - b'0') * scale;
-                    scale /= 10;
-                    c.i += 1;
-                }
-                if c.i == start {
-                    return None;
-                }
-            }
-        }
-        time = Time::from_hms_nano(
-            u8::try_from(h).ok()?,
-            u8::try_from(m).ok()?,
-            u8::try_from(sec).ok()?,
-            nanos,
-        )
-        .ok()?;
+    if parsed.hour_24().is_none() {
+        parsed = parsed.with_hour_24(0)?;
     }
-    let offset = match c.peek() {
-        None => UtcOffset::UTC,
-        Some(b'Z' | b'z') => {
-            c.i += 1;
-            UtcOffset::UTC
-        }
-        Some(sign @ (b'+' | b'-')) => {
-            c.i += 1;
-            let h = c.digits(2)?;
-            c.eat(b':');
-            let m = if c.peek().is_some() { c.digits(2)? } else { 0 };
-            let (h, m) = (i8::try_from(h).ok()?, i8::try_from(m).ok()?);
-            if sign == b'-' {
-                UtcOffset::from_hms(-h, -m, 0).ok()?
-            } else {
-                UtcOffset::from_hms(h, m, 0).ok()?
-            }
-        }
-        Some(_) => return None,
-    };
-    if c.i != c.b.len() {
-        return None;
+    if parsed.offset_hour().is_none() {
+        parsed = parsed.with_offset_hour(0)?;
     }
-    Some(Timestamp(date.with_time(time).assume_offset(offset)))
+    OffsetDateTime::try_from(parsed).ok().map(Timestamp)
 }
 
 #[cfg(test)]
@@ -672,9 +580,26 @@ mod tests {
             Timestamp::parse("2024/06/25").unwrap().to_string(),
             "2024-06-25T00:00:00Z"
         );
-        assert!(Timestamp::parse("2024-13-25").is_err());
-        assert!(Timestamp::parse("yesterday").is_err());
-        assert!(Timestamp::parse("2024-06-25T07:21:47Zjunk").is_err());
+        assert_eq!(
+            Timestamp::parse("2024-06-25t07:21z").unwrap().to_string(),
+            "2024-06-25T07:21:00Z"
+        );
+        assert_eq!(
+            Timestamp::parse("2024-06-25T07:21:47,25-00:30").unwrap().to_string(),
+            "2024-06-25T07:21:47.25-00:30"
+        );
+        assert_eq!(Timestamp::parse(" 2024-06-25T16:21:47+09 ").unwrap(), t);
+        for bad in [
+            "2024-13-25",
+            "yesterday",
+            "2024-06-25T07:21:47Zjunk",
+            "2024-06/25",
+            "-2024-06-25",
+            "2024-06-25T07",
+            "2024-06-25T07:21:47.Z",
+        ] {
+            assert_eq!(Timestamp::parse(bad), Err(TimestampError(bad.to_owned())), "{bad}");
+        }
     }
 
     #[derive(Debug, Default, PartialEq)]

@@ -217,7 +217,11 @@ fn invalid_numbers_fail_with_the_element_path() {
     let body = "<DescribeVolumesResponse><volumeSet><item><attachmentSet><item><attachTime>yesterday</attachTime></item></attachmentSet></item></volumeSet></DescribeVolumesResponse>";
     let root = xml::parse(body).unwrap();
     // attachTime is a string in the model: no error.
-    assert!(DescribeVolumesResult::from_xml(&root).is_ok());
+    let out = DescribeVolumesResult::from_xml(&root).unwrap();
+    assert_eq!(
+        out.volume_set[0].attachment_set[0].attach_time.as_deref(),
+        Some("yesterday")
+    );
     let body = "<DescribeInstancesResponse><reservationSet><item><instancesSet><item><instanceState><code>x</code></instanceState></item></instancesSet></item></reservationSet></DescribeInstancesResponse>";
     let err = DescribeInstancesResult::from_xml(&xml::parse(body).unwrap()).unwrap_err();
     assert_eq!(

@@ -24,7 +24,8 @@ const CONTROLLER: &str = "cloud-node-lifecycle";
 /// What the lifecycle controller does with one Node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LifecycleAction {
-    /// Nothing.
+    /// Leave the Node as it is: it is Ready without the taint, or the cloud's answer changes nothing (or the
+    /// cloud could not tell).
     None,
     /// Add the shutdown taint.
     AddShutdownTaint,

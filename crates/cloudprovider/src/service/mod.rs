@@ -1,7 +1,8 @@
 //! The service controller: load balancers for `type: LoadBalancer` Services.
 //!
-//! Decisions live in [`decide`]; this module does the IO (patches, Events, provider calls). Semantics follow
-//! `k8s.io/cloud-provider/controllers/service`; the differences are listed in the crate documentation.
+//! Decisions live in the private `decide` module (pure functions, table-tested); this module does the IO
+//! (patches, Events, provider calls). Semantics follow `k8s.io/cloud-provider/controllers/service`; the
+//! differences are listed in the crate documentation.
 
 mod decide;
 

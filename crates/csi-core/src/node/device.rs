@@ -139,6 +139,13 @@ mod tests {
             std::fs::read_to_string(sys.join("class/block/sdb/device/rescan")).unwrap(),
             "1"
         );
-        assert!(kernel_name(sys, 9, 9).is_err());
+        match kernel_name(sys, 9, 9) {
+            Err(DeviceError::Io { action, path, source }) => {
+                assert_eq!(action, "read");
+                assert_eq!(path, sys.join("dev/block/9:9/uevent"));
+                assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+            }
+            other => panic!("expected the missing uevent file, got {other:?}"),
+        }
     }
 }

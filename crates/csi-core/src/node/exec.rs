@@ -42,9 +42,9 @@ pub enum ExecError {
 pub struct CommandOutput {
     /// Exit code (`None` if killed by a signal).
     pub code: Option<i32>,
-    /// Standard output.
+    /// Standard output, as text (invalid UTF-8 replaced).
     pub stdout: String,
-    /// Standard error.
+    /// Standard error, as text (invalid UTF-8 replaced).
     pub stderr: String,
 }
 

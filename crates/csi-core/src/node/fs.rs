@@ -46,7 +46,7 @@ impl FsType {
         }
     }
 
-    /// The mkfs program.
+    /// The program that creates this filesystem on a blank device (`mkfs.ext4`, `mkfs.xfs`, …).
     pub fn mkfs_program(self) -> &'static str {
         match self {
             FsType::Ext2 => "mkfs.ext2",

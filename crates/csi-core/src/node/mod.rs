@@ -69,9 +69,6 @@ impl From<scsi::ScsiError> for PlatformError {
     fn from(e: scsi::ScsiError) -> Self {
         use scsi::ScsiError as S;
         match e {
-            S::MissingDevicePath | S::BadDevicePath(_) | S::UnsupportedController(..) => {
-                PlatformError::InvalidArgument(e.to_string())
-            }
             S::Timeout { .. } => PlatformError::Timeout(e.to_string()),
             S::Cancelled(_) => PlatformError::Unavailable(e.to_string()),
             S::Ambiguous { .. } | S::Io { .. } => PlatformError::Internal(e.to_string()),
@@ -293,7 +290,7 @@ mod tests {
             }),
             Code::DeadlineExceeded
         );
-        let scsi: PlatformError = scsi::ScsiError::BadDevicePath("x".into()).into();
-        assert_eq!(tonic::Status::from(scsi).code(), Code::InvalidArgument);
+        let scsi: PlatformError = scsi::ScsiError::Cancelled(3).into();
+        assert_eq!(tonic::Status::from(scsi).code(), Code::Unavailable);
     }
 }

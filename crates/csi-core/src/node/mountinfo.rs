@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 /// One line of mountinfo.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MountEntry {
-    /// Mount ID.
+    /// Unique ID of the mount (field 1), which children's `parent_id` refers to.
     pub mount_id: u32,
-    /// Parent mount ID.
+    /// ID of the mount this one is mounted on (field 2).
     pub parent_id: u32,
     /// Major number of the device holding the filesystem (`st_dev`).
     pub major: u32,
@@ -19,7 +19,7 @@ pub struct MountEntry {
     pub mount_point: PathBuf,
     /// Per-mount options (`rw`/`ro`, `nosuid`, ...).
     pub mount_options: Vec<String>,
-    /// Filesystem type.
+    /// Filesystem type (`ext4`, `xfs`, `tmpfs`, …), as `mount -t` names it.
     pub fs_type: String,
     /// Mount source (device path for block filesystems).
     pub source: String,

@@ -1,33 +1,21 @@
-//! Finding a SCSI disk from a NIFCLOUD-style device path such as `SCSI (0:3)`.
+//! Finding the disk at a SCSI unit (target id) on the node's SCSI host, and removing it again.
 //!
-//! The controller reports where a disk was attached as `SCSI (C:U)` (controller C, unit U).
-//! On the node the disk appears as `<dev>/disk/by-path/<bus address>-scsi-0:0:U:0` once the
-//! SCSI host has been rescanned. [`ScsiLocator`] rescans only the host that serves controller 0
-//! (found from a disk that is already visible on it), waits with a bounded timeout for the
-//! by-path link, and after unstage deletes the SCSI device so the detach is clean.
-//!
-//! Only controller 0 is supported; another controller number is an explicit error.
+//! A cloud attaches a disk at some SCSI unit U and says so in its own words; its node platform turns those
+//! words into U (csi-core knows no cloud's device naming) and hands it to [`ScsiLocator::locate_unit`]. On the
+//! node the disk appears as `<dev>/disk/by-path/<bus address>-scsi-0:0:U:0` (channel 0, target U, LUN 0) once
+//! the SCSI host has been rescanned. The locator works on the host that serves the disks already visible
+//! (normally the boot disk, at unit 0), so it serves platforms that attach disks to the boot disk's adapter: it
+//! rescans only that host, waits with a bounded timeout for the by-path link, and [`ScsiLocator::remove`]
+//! deletes the SCSI device after unstage so the detach is clean.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-/// Publish-context key under which the controller reports `SCSI (C:U)`.
-pub const DEVICE_PATH_KEY: &str = "devicePath";
-
 /// Errors of locating or removing a SCSI disk.
 #[derive(Debug, thiserror::Error)]
 pub enum ScsiError {
-    /// The publish context has no [`DEVICE_PATH_KEY`].
-    #[error("publish context has no {DEVICE_PATH_KEY:?} entry")]
-    MissingDevicePath,
-    /// The device path is not `SCSI (C:U)`.
-    #[error("device path {0:?} is not of the form \"SCSI (C:U)\"")]
-    BadDevicePath(String),
-    /// Only SCSI controller 0 is supported.
-    #[error("device path {0:?} names SCSI controller {1}; only controller 0 is supported")]
-    UnsupportedController(String, u32),
     /// The disk did not appear in time.
     #[error("no disk at SCSI unit {unit} appeared under {dir} within {timeout:?}")]
     Timeout {
@@ -38,12 +26,12 @@ pub enum ScsiError {
         /// How long we waited.
         timeout: Duration,
     },
-    /// Several by-path entries match and none can be preferred.
+    /// Several by-path entries match and none is on the host of the disks already visible.
     #[error("several disks match SCSI unit {unit}: {candidates:?}")]
     Ambiguous {
         /// The SCSI unit.
         unit: u32,
-        /// The matching links.
+        /// The matching by-path link names.
         candidates: Vec<String>,
     },
     /// The wait was cancelled (shutdown).
@@ -61,35 +49,6 @@ pub enum ScsiError {
     },
 }
 
-/// A parsed `SCSI (C:U)` address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ScsiAddress {
-    /// Controller number (C).
-    pub controller: u32,
-    /// Unit / target number (U).
-    pub unit: u32,
-}
-
-/// Parses `SCSI (C:U)` (spaces optional, case-insensitive prefix).
-pub fn parse_device_path(s: &str) -> Result<ScsiAddress, ScsiError> {
-    let bad = || ScsiError::BadDevicePath(s.to_string());
-    let t = s.trim();
-    let rest = t
-        .get(..4)
-        .filter(|p| p.eq_ignore_ascii_case("scsi"))
-        .map(|_| &t[4..])
-        .ok_or_else(bad)?;
-    let inner = rest
-        .trim()
-        .strip_prefix('(')
-        .and_then(|r| r.strip_suffix(')'))
-        .ok_or_else(bad)?;
-    let (c, u) = inner.split_once(':').ok_or_else(bad)?;
-    let controller = c.trim().parse().map_err(|_| bad())?;
-    let unit = u.trim().parse().map_err(|_| bad())?;
-    Ok(ScsiAddress { controller, unit })
-}
-
 /// If the by-path name is `<prefix>-scsi-0:0:U:0` (not a partition), returns (prefix, U).
 pub fn parse_by_path_name(name: &str) -> Option<(&str, u32)> {
     let (prefix, scsi) = name.rsplit_once("-scsi-")?;
@@ -100,8 +59,8 @@ pub fn parse_by_path_name(name: &str) -> Option<(&str, u32)> {
     }
 }
 
-/// Pure choice among by-path names for `unit`: prefer the bus `anchor_prefix` (where other
-/// controller-0 disks live) when several match.
+/// Pure choice among by-path names for `unit`: when several match, the one on the bus `anchor_prefix` (where
+/// the disks already visible live).
 pub fn choose_by_path(names: &[String], unit: u32, anchor_prefix: Option<&str>) -> Result<Option<String>, ScsiError> {
     let matching: Vec<&String> = names
         .iter()
@@ -187,7 +146,8 @@ impl ScsiLocator {
             .unwrap_or_default()
     }
 
-    /// Units currently visible on controller 0 (for computing free attachment slots).
+    /// The SCSI units of every `…-scsi-0:0:U:0` disk now under `<dev>/disk/by-path`, ascending, each once (for
+    /// computing free attachment slots).
     pub fn visible_units(&self) -> Vec<u32> {
         let mut units: Vec<u32> = self
             .by_path_names()
@@ -199,8 +159,8 @@ impl ScsiLocator {
         units
     }
 
-    /// The SCSI host and bus prefix serving controller 0, found from any disk already visible
-    /// there (normally the boot disk at unit 0).
+    /// The SCSI host number and by-path bus prefix of the first visible disk whose sysfs device names its
+    /// host (normally the boot disk at unit 0).
     fn anchor(&self) -> Option<(u32, String)> {
         let dir = self.by_path_dir();
         for name in self.by_path_names() {
@@ -223,8 +183,9 @@ impl ScsiLocator {
         None
     }
 
-    /// Writes `- - -` to the scan file of the host serving controller 0, or, when no disk on it
-    /// is visible yet, to every `<sys>/class/scsi_host/host*/scan` (never walking /sys/devices).
+    /// Writes `- - -` to the scan file of the host serving the disks already visible, or, when none is
+    /// visible yet, to every `<sys>/class/scsi_host/host*/scan` (never walking /sys/devices). Returns the
+    /// scan files written.
     pub fn rescan(&self) -> Result<Vec<PathBuf>, ScsiError> {
         let hosts_dir = self.sys_root.join("class/scsi_host");
         let targets: Vec<PathBuf> = match self.anchor() {
@@ -248,22 +209,15 @@ impl ScsiLocator {
         Ok(targets)
     }
 
-    /// Resolves `SCSI (0:U)` to a device node, rescanning once if it is not visible yet and then
-    /// polling until the timeout.
-    pub async fn locate(&self, device_path: &str) -> Result<PathBuf, ScsiError> {
-        let addr = parse_device_path(device_path)?;
-        if addr.controller != 0 {
-            return Err(ScsiError::UnsupportedController(
-                device_path.to_string(),
-                addr.controller,
-            ));
-        }
+    /// The device node of the disk at SCSI unit `unit` on the host serving the disks already visible,
+    /// rescanning that host once if it is not visible yet and then polling until the timeout.
+    pub async fn locate_unit(&self, unit: u32) -> Result<PathBuf, ScsiError> {
         let dir = self.by_path_dir();
         let deadline = tokio::time::Instant::now() + self.timeout;
         let mut rescanned = false;
         loop {
             let anchor = self.anchor().map(|(_, p)| p);
-            if let Some(name) = choose_by_path(&self.by_path_names(), addr.unit, anchor.as_deref())? {
+            if let Some(name) = choose_by_path(&self.by_path_names(), unit, anchor.as_deref())? {
                 let link = dir.join(&name);
                 return std::fs::canonicalize(&link).map_err(|source| ScsiError::Io {
                     action: "resolve",
@@ -273,32 +227,21 @@ impl ScsiLocator {
             }
             if !rescanned {
                 let hosts = self.rescan()?;
-                tracing::info!(unit = addr.unit, hosts = ?hosts, "rescanned SCSI host for new disk");
+                tracing::info!(unit, hosts = ?hosts, "rescanned SCSI host for new disk");
                 rescanned = true;
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(ScsiError::Timeout {
-                    unit: addr.unit,
+                    unit,
                     dir,
                     timeout: self.timeout,
                 });
             }
             tokio::select! {
-                _ = self.cancel.cancelled() => return Err(ScsiError::Cancelled(addr.unit)),
+                _ = self.cancel.cancelled() => return Err(ScsiError::Cancelled(unit)),
                 _ = tokio::time::sleep(self.poll) => {}
             }
         }
-    }
-
-    /// [`ScsiLocator::locate`] on the publish context's [`DEVICE_PATH_KEY`] entry.
-    pub async fn locate_from_context(
-        &self,
-        publish_context: &std::collections::HashMap<String, String>,
-    ) -> Result<PathBuf, ScsiError> {
-        let path = publish_context
-            .get(DEVICE_PATH_KEY)
-            .ok_or(ScsiError::MissingDevicePath)?;
-        self.locate(path).await
     }
 
     /// After unstage: deletes the SCSI device behind `device` (`1` into
@@ -323,31 +266,6 @@ impl ScsiLocator {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn device_path_table() {
-        let ok = |s, c, u| {
-            assert_eq!(
-                parse_device_path(s).unwrap(),
-                ScsiAddress { controller: c, unit: u },
-                "{s}"
-            )
-        };
-        ok("SCSI (0:1)", 0, 1);
-        ok("SCSI(0:15)", 0, 15);
-        ok(" scsi ( 1 : 2 ) ", 1, 2);
-        for bad in [
-            "",
-            "SCSI",
-            "SCSI (0-1)",
-            "SCSI (a:1)",
-            "IDE (0:1)",
-            "SCSI 0:1",
-            "SCSI (0:1",
-        ] {
-            assert!(parse_device_path(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn by_path_table() {
@@ -424,7 +342,7 @@ mod tests {
                     .unwrap();
             })
         };
-        let found = loc.locate("SCSI (0:3)").await.unwrap();
+        let found = loc.locate_unit(3).await.unwrap();
         appear.await.unwrap();
         assert_eq!(found, std::fs::canonicalize(dev.join("sdb")).unwrap());
         assert_eq!(
@@ -441,19 +359,12 @@ mod tests {
     #[tokio::test]
     async fn times_out_and_cancels() {
         let (_root, loc) = tree();
-        let err = loc.locate("SCSI (0:5)").await.unwrap_err();
+        let err = loc.locate_unit(5).await.unwrap_err();
         assert!(matches!(err, ScsiError::Timeout { unit: 5, .. }), "{err}");
         let token = CancellationToken::new();
         let loc = loc.with_cancellation(token.clone());
         token.cancel();
-        assert!(matches!(
-            loc.locate("SCSI (0:5)").await.unwrap_err(),
-            ScsiError::Cancelled(5)
-        ));
-        assert!(matches!(
-            loc.locate("SCSI (1:5)").await.unwrap_err(),
-            ScsiError::UnsupportedController(_, 1)
-        ));
+        assert!(matches!(loc.locate_unit(5).await.unwrap_err(), ScsiError::Cancelled(5)));
     }
 
     #[test]

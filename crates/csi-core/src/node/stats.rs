@@ -12,11 +12,11 @@ pub struct FsStats {
     pub fragment_size: u64,
     /// Total blocks (fragments).
     pub blocks: u64,
-    /// Free blocks.
+    /// Free blocks (fragments), including those reserved for root.
     pub blocks_free: u64,
-    /// Blocks available to unprivileged users.
+    /// Free blocks (fragments) unprivileged users may use: what is reported as available.
     pub blocks_available: u64,
-    /// Total inodes.
+    /// Total inodes (0 on filesystems without a fixed inode table).
     pub files: u64,
     /// Free inodes.
     pub files_free: u64,

@@ -48,7 +48,7 @@ pub struct SanityConfig {
     pub node: Option<NodeSanityConfig>,
 }
 
-/// Node-side settings.
+/// Where and how to exercise the Node service (the node checks run only when [`SanityConfig::node`] is set).
 #[derive(Debug, Clone)]
 pub struct NodeSanityConfig {
     /// The node plugin's endpoint (may equal the controller's).
@@ -94,7 +94,7 @@ pub enum Outcome {
 pub struct Check {
     /// `area/what`, e.g. `create/idempotent`.
     pub name: String,
-    /// The result.
+    /// Whether it passed, failed (with why) or was skipped (with why).
     pub outcome: Outcome,
 }
 

@@ -1,5 +1,5 @@
 //! A small in-memory CSI controller, written from the spec, for exercising the sanity suite.
-//! Each volume gets a SCSI unit; ControllerPublishVolume returns `devicePath = SCSI (0:N)`.
+//! Each volume gets a SCSI unit; ControllerPublishVolume returns it as `scsiUnit = N` ([`super::UNIT_KEY`]).
 //! An optional [`Backing`] turns volumes into real loop devices.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -188,7 +188,7 @@ impl controller_server::Controller for MemController {
             b.attach(v.unit);
         }
         Ok(Response::new(ControllerPublishVolumeResponse {
-            publish_context: HashMap::from([("devicePath".to_string(), format!("SCSI (0:{})", v.unit))]),
+            publish_context: HashMap::from([(super::UNIT_KEY.to_string(), v.unit.to_string())]),
         }))
     }
 

@@ -15,6 +15,10 @@ use csi_core::proto::node_client::NodeClient;
 use csi_core::server::{CsiServer, connect};
 use tonic::transport::Channel;
 
+/// The publish-context key under which the test controller ([`memctl`]) hands the node a volume's SCSI unit:
+/// these tests' own convention, as a cloud's driver has its own.
+pub const UNIT_KEY: &str = "scsiUnit";
+
 /// Why root-only tests cannot run here, if they cannot.
 pub fn skip_reason() -> Option<String> {
     let uid = Command::new("id")
@@ -115,7 +119,7 @@ impl Drop for LoopDevice {
     }
 }
 
-/// A prepared `/sys` + `/dev` tree: `SCSI (0:N)` resolves to the loop device attached as unit N.
+/// A prepared `/sys` + `/dev` tree: SCSI unit N resolves to the loop device attached as unit N.
 pub struct FakeScsiTree {
     pub sys: PathBuf,
     pub dev: PathBuf,
@@ -165,7 +169,7 @@ impl FakeScsiTree {
     }
 }
 
-/// A platform using [`ScsiLocator`] over a fake tree.
+/// A platform using [`ScsiLocator`] over a fake tree: the device is the one at the unit named by [`UNIT_KEY`].
 pub struct TestPlatform {
     pub node_id: String,
     pub locator: ScsiLocator,
@@ -186,7 +190,13 @@ impl NodePlatform for TestPlatform {
     }
     async fn resolve_device(&self, _volume_id: &str, ctx: &HashMap<String, String>) -> Result<PathBuf, PlatformError> {
         tokio::time::sleep(self.resolve_delay).await;
-        Ok(self.locator.locate_from_context(ctx).await?)
+        let entry = ctx
+            .get(UNIT_KEY)
+            .ok_or_else(|| PlatformError::InvalidArgument(format!("publish context has no {UNIT_KEY:?} entry")))?;
+        let unit = entry
+            .parse()
+            .map_err(|_| PlatformError::InvalidArgument(format!("{UNIT_KEY} {entry:?} is not a SCSI unit")))?;
+        Ok(self.locator.locate_unit(unit).await?)
     }
     async fn cleanup_device(&self, _volume_id: &str, device: &Path) -> Result<(), PlatformError> {
         self.locator.remove(device)?;

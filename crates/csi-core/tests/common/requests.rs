@@ -6,8 +6,9 @@ use std::path::Path;
 use csi_core::proto::volume_usage::Unit;
 use csi_core::proto::*;
 
+/// The publish context the test controller returns for a volume at SCSI unit `unit`.
 pub fn ctx(unit: u32) -> HashMap<String, String> {
-    HashMap::from([("devicePath".to_string(), format!("SCSI (0:{unit})"))])
+    HashMap::from([(super::UNIT_KEY.to_string(), unit.to_string())])
 }
 
 pub fn stage_req(vol: &str, unit: u32, staging: &Path, cap: VolumeCapability) -> NodeStageVolumeRequest {

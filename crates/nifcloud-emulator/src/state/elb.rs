@@ -16,7 +16,7 @@ use crate::xml::Xml;
 pub struct ElasticLoadBalancer {
     /// `elb-…`.
     pub id: String,
-    /// Name.
+    /// `ElasticLoadBalancerName` (1-15 alphanumerics), unique in the account.
     pub name: String,
     /// VIP (`DNSName`).
     pub vip: String,
@@ -24,15 +24,16 @@ pub struct ElasticLoadBalancer {
     pub processing_until: i64,
     /// Bandwidth in Mbps.
     pub network_volume: i64,
-    /// Accounting type.
+    /// `AccountingType` in force: `1` monthly, `2` pay-per-use (default `1`).
     pub accounting_type: String,
-    /// Accounting type from next month.
+    /// `NextMonthAccountingType`: what `accounting_type` becomes next month (`1` or `2`).
     pub next_month_accounting_type: String,
-    /// Zones.
+    /// `AvailabilityZones` given at creation (at least one, each a zone of the region).
     pub zones: Vec<String>,
     /// Creation time (epoch ms).
     pub created: i64,
-    /// Listeners.
+    /// Listeners, each identified by (`elb_port`, `instance_port`, `protocol`); never empty (the last one's
+    /// deletion deletes the ELB).
     pub listeners: Vec<ElbListener>,
     /// Network interfaces: (NetworkId, IpAddress, IsVipNetwork).
     pub network_interfaces: Vec<(String, String, bool)>,
@@ -43,29 +44,30 @@ pub struct ElasticLoadBalancer {
 pub struct ElbListener {
     /// TCP, UDP, HTTP or HTTPS.
     pub protocol: String,
-    /// ElasticLoadBalancerPort.
+    /// `ElasticLoadBalancerPort`: the port clients connect to on the VIP.
     pub elb_port: i64,
-    /// InstancePort.
+    /// `InstancePort`: the port traffic is forwarded to on each registered instance.
     pub instance_port: i64,
-    /// 1 or 2.
+    /// `BalancingType`: 1 round-robin (default), 2 least-connection.
     pub balancing_type: i64,
-    /// Description.
+    /// The listener's free-text `Description`.
     pub description: String,
-    /// Health check target.
+    /// Health check target: `TCP:<InstancePort>` by default, `ICMP`, or `HTTP:<port>`/`HTTPS:<port>`.
     pub hc_target: String,
-    /// Health check interval.
+    /// Health check interval in seconds, 5-300 (default 10).
     pub hc_interval: i64,
-    /// Unhealthy threshold.
+    /// `UnhealthyThreshold`: failed checks in a row that make an instance unhealthy, 1-10 (default 3; stored and
+    /// reported, health is not simulated).
     pub hc_unhealthy: i64,
-    /// HTTP path.
+    /// Path an HTTP(S) health check requests (empty for TCP and ICMP checks).
     pub hc_path: String,
     /// Expected HTTP codes.
     pub hc_expect: Vec<String>,
     /// Registered instance unique ids.
     pub instances: Vec<String>,
-    /// Stickiness enabled.
+    /// Whether a client keeps going to the same instance (`Session.StickinessPolicy.Enable`).
     pub sticky: bool,
-    /// Stickiness period.
+    /// `Session.StickinessPolicy.ExpirationPeriod` as given (0 when not given).
     pub sticky_period: i64,
     /// Stickiness method (1 source IP, 2 cookie).
     pub sticky_method: i64,
@@ -73,7 +75,7 @@ pub struct ElbListener {
     pub sorry: bool,
     /// Sorry page URL.
     pub sorry_url: String,
-    /// Certificate id.
+    /// `SSLCertificateId` of an HTTPS listener (empty otherwise).
     pub ssl_certificate_id: String,
 }
 

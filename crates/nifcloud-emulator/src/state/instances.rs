@@ -40,21 +40,22 @@ impl InstancePhase {
 pub struct Instance {
     /// Server name (`instanceId`).
     pub name: String,
-    /// `instanceUniqueId`.
+    /// `instanceUniqueId` (`i-…`): immutable, what load balancers and attachments refer to.
     pub unique_id: String,
-    /// Zone.
+    /// The availability zone it runs in (`placement.availabilityZone`).
     pub zone: String,
-    /// Instance type.
+    /// `instanceType`, e.g. `e-large`.
     pub instance_type: String,
-    /// Phase.
+    /// Where it is in its life (`instanceState`).
     pub phase: InstancePhase,
     /// When a `pending`/`stopping` phase ends (epoch ms).
     pub phase_until: i64,
-    /// Interfaces.
+    /// Network interfaces as configured (the first with a public IP gives `ipAddress`, the first with a
+    /// private IP `privateIpAddress`).
     pub network_interfaces: Vec<NetworkInterfaceConfig>,
-    /// Security group.
+    /// The security group (firewall) it belongs to, if any.
     pub security_group: Option<String>,
-    /// Description.
+    /// The server's free-text `description`.
     pub description: String,
     /// Launch time (epoch ms).
     pub launch_time: i64,

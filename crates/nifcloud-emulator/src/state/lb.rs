@@ -21,30 +21,32 @@ pub struct LoadBalancer {
     pub vip: String,
     /// Bandwidth in Mbps.
     pub network_volume: i64,
-    /// Accounting type.
+    /// `AccountingType` in force: `1` monthly, `2` pay-per-use (default `1`).
     pub accounting_type: String,
-    /// Accounting type from next month.
+    /// `NextMonthAccountingType`: what `accounting_type` becomes next month (`1` or `2`).
     pub next_month_accounting_type: String,
     /// `v4` or `v6`.
     pub ip_version: String,
     /// `standard` or `ats`.
     pub policy_type: String,
-    /// Zones.
+    /// `AvailabilityZones`: the zones given at creation, else the region's first zone.
     pub zones: Vec<String>,
     /// Creation time (epoch ms).
     pub created: i64,
-    /// Port pairs.
+    /// Port pairs, each identified by (`lb_port`, `instance_port`); never empty (the last one's deletion
+    /// deletes the load balancer).
     pub ports: Vec<LbPort>,
 }
 
 /// One port pair with its per-pair settings.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct LbPort {
-    /// LoadBalancerPort.
+    /// `LoadBalancerPort`: the port clients connect to on the VIP.
     pub lb_port: i64,
-    /// InstancePort.
+    /// `InstancePort`: the port traffic is forwarded to on each registered instance.
     pub instance_port: i64,
-    /// Protocol.
+    /// `Protocol` as reported: the one given, else `HTTP` for port 80, `HTTPS` for 443, `FTP` for 21, else
+    /// `custom`.
     pub protocol: String,
     /// 1 round-robin, 2 least-connection.
     pub balancing_type: i64,
@@ -54,15 +56,16 @@ pub struct LbPort {
     pub hc_interval: i64,
     /// Health check timeout (s).
     pub hc_timeout: i64,
-    /// Unhealthy threshold.
+    /// `UnhealthyThreshold`: failed checks in a row that make an instance unhealthy (default 1; stored and
+    /// reported: health follows the instance's state).
     pub hc_unhealthy: i64,
-    /// Healthy threshold.
+    /// `HealthyThreshold`: passed checks in a row that make it healthy again (default 1; stored and reported).
     pub hc_healthy: i64,
     /// Registered instance unique ids.
     pub instances: Vec<String>,
     /// 1 allow-list, 2 deny-list.
     pub filter_type: String,
-    /// Filter addresses.
+    /// The filter's addresses (`*.*.*.*` by default: everyone), read as `filter_type` says.
     pub filter_ips: Vec<String>,
     /// Session stickiness enabled.
     pub sticky: bool,

@@ -30,13 +30,13 @@ pub use volumes::Volume;
 /// The whole mutable world of one emulator.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct State {
-    /// Region name.
+    /// Region name, e.g. `jp-east-1`.
     pub region: String,
     /// Zones of the region.
     pub zones: Vec<String>,
-    /// VIP pool.
+    /// The addresses load balancers get their VIPs from (the lowest free one first).
     pub vip_range: VipRange,
-    /// Transition delays.
+    /// How long each asynchronous transition lasts (milliseconds; changed at runtime through the admin API).
     pub delays: DelayConfig,
     /// Fault rules (with their live `remaining` counters).
     pub faults: FaultConfig,

@@ -13,17 +13,17 @@ use crate::xml::Xml;
 /// One security group.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SecurityGroup {
-    /// Name.
+    /// `GroupName` (1-15 alphanumerics), unique in the account.
     pub name: String,
-    /// Description.
+    /// `GroupDescription`, free text.
     pub description: String,
-    /// Zone.
+    /// `Placement.AvailabilityZone` given at creation, else the region's first zone.
     pub zone: String,
     /// `processing` until this time (epoch ms).
     pub processing_until: i64,
     /// Member instance unique ids.
     pub instances: Vec<String>,
-    /// Rules.
+    /// Its ingress and egress rules, in the order added (a rule equal to an existing one is refused).
     pub rules: Vec<Rule>,
     /// Creation time (epoch ms).
     pub created: i64,
@@ -40,11 +40,11 @@ pub struct Rule {
     pub to_port: Option<i64>,
     /// IN or OUT.
     pub in_out: String,
-    /// Source CIDR, or
+    /// The peer as an address range (`IpRanges.N.CidrIp`); exactly one of `cidr` and `group` is set.
     pub cidr: Option<String>,
-    /// source group.
+    /// The peer as the members of another security group (`Groups.N.GroupName`).
     pub group: Option<String>,
-    /// Description.
+    /// The rule's free-text `Description`.
     pub description: String,
     /// When added (epoch ms).
     pub added: i64,

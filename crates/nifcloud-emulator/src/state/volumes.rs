@@ -65,11 +65,11 @@ pub enum AttachPhase {
 /// A volume's attachment to an instance.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Attachment {
-    /// Instance unique id.
+    /// `instanceUniqueId` of the server it is attached to.
     pub instance_unique_id: String,
-    /// SCSI unit N.
+    /// The SCSI unit N of the device name `SCSI (0:N)`: 1-15 except 7.
     pub device_index: u8,
-    /// Phase.
+    /// Where the attachment is in its life; `until` ends a transition.
     pub phase: AttachPhase,
     /// End of the current phase (epoch ms).
     pub until: i64,
@@ -86,21 +86,21 @@ pub struct Volume {
     pub unique_id: String,
     /// Size in GB.
     pub size_gb: u32,
-    /// DiskType code.
+    /// `DiskType` code, 2-9 (reported by its English name, [`disk_type_name`]).
     pub disk_type: u8,
-    /// Zone.
+    /// The availability zone: the one of the server it was created attached to.
     pub zone: String,
-    /// Description.
+    /// `Description`, free text (the CSI driver keeps the volume's CSI name here).
     pub description: String,
-    /// Accounting type in force.
+    /// `AccountingType` in force: `1` monthly, `2` pay-per-use.
     pub accounting_type: String,
-    /// Accounting type from next month.
+    /// `NextMonthAccountingType`: what `accounting_type` becomes next month (`1` or `2`).
     pub next_month_accounting_type: String,
     /// Creation time (epoch ms).
     pub create_time: i64,
-    /// `creating` until this time.
+    /// `creating` until this time (epoch ms).
     pub creating_until: i64,
-    /// Current attachment.
+    /// The server it is attached to, in whatever phase (a volume attaches to one server at a time).
     pub attachment: Option<Attachment>,
     /// An ExtendVolumeSize in progress finishes at this time.
     pub extend_until: Option<i64>,

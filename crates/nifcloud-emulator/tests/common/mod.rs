@@ -17,7 +17,7 @@ pub struct Client {
     pub clock_offset_secs: i64,
 }
 
-/// One reply.
+/// What the emulator answered one call: HTTP status and XML body.
 #[derive(Debug)]
 pub struct Reply {
     pub status: u16,
