@@ -1,24 +1,25 @@
 //! NIFCLOUD cloud-controller-manager binary: parse flags, build the provider, run the controllers.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
 use nifcloud_ccm::cli::Cli;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let framework = cli.ccm.validate().map_err(|e| e.to_string());
-    let provider = match nifcloud_ccm::startup(&cli.nifcloud, framework) {
-        Ok(provider) => std::sync::Arc::new(provider),
-        Err(problems) => {
-            eprintln!("nifcloud-cloud-controller-manager: {problems}");
-            return ExitCode::from(2);
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line with the whole cause chain, whatever RUST_BACKTRACE says.
+            eprintln!("nifcloud-cloud-controller-manager: {e:#}");
+            ExitCode::FAILURE
         }
-    };
-    if let Err(e) = cloudprovider::run(cli.ccm, provider).await {
-        eprintln!("nifcloud-cloud-controller-manager: {}", cloudprovider::error_chain(&e));
-        return ExitCode::FAILURE;
     }
-    ExitCode::SUCCESS
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let provider = Arc::new(nifcloud_ccm::startup(&cli)?);
+    cloudprovider::run(cli.ccm, provider).await?;
+    Ok(())
 }

@@ -22,28 +22,32 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-/// The common prefix of every annotation of this provider.
+use crate::model::{AccountingType, BalancingType, PolicyType};
+
+/// The common prefix of every annotation of this provider; an unknown key with this prefix is an error.
 pub const PREFIX: &str = "service.beta.kubernetes.io/nifcloud-load-balancer-";
-/// `lb` or `elb`.
+/// Which kind of load balancer serves the Service: `lb` (L4) or `elb` (elastic). Changing it replaces the load
+/// balancer (the new one gets a new VIP).
 pub const TYPE: &str = "service.beta.kubernetes.io/nifcloud-load-balancer-type";
-/// Overrides the load balancer's name.
+/// The load balancer's name on NIFCLOUD (1-15 ASCII letters or digits) instead of the generated one; see
+/// [`crate::naming`] for how ownership of such a name is proven.
 pub const NAME: &str = "service.beta.kubernetes.io/nifcloud-load-balancer-name";
-/// `1` monthly, `2` pay-per-use.
+/// Billing: `1` monthly, `2` pay-per-use (a change applies from next month).
 pub const ACCOUNTING_TYPE: &str = "service.beta.kubernetes.io/nifcloud-load-balancer-accounting-type";
-/// Bandwidth in Mbps.
+/// Bandwidth of the load balancer in Mbps (allowed values depend on the kind; see the module table).
 pub const NETWORK_VOLUME: &str = "service.beta.kubernetes.io/nifcloud-load-balancer-network-volume";
-/// `standard` or `ats`.
+/// L4 only, fixed at creation: `standard`, or `ats` to pass client addresses through.
 pub const POLICY_TYPE: &str = "service.beta.kubernetes.io/nifcloud-load-balancer-policy-type";
-/// `1` round-robin, `2` least-connection.
+/// How connections are spread: `1` round-robin, `2` least-connection.
 pub const BALANCING_TYPE: &str = "service.beta.kubernetes.io/nifcloud-load-balancer-balancing-type";
-/// `TCP`, `ICMP` (or `HTTP` for ELB).
+/// What the health check probes on each node: `TCP` (the NodePort), `ICMP`, or `HTTP` (elastic only).
 pub const HC_PROTOCOL: &str = "service.beta.kubernetes.io/nifcloud-load-balancer-healthcheck-protocol";
-/// 1-10.
+/// How many failed probes in a row take a node out of rotation: 1-10.
 pub const HC_UNHEALTHY_THRESHOLD: &str =
     "service.beta.kubernetes.io/nifcloud-load-balancer-healthcheck-unhealthy-threshold";
-/// 5-300 seconds.
+/// Seconds between two probes of a node: 5-300.
 pub const HC_INTERVAL: &str = "service.beta.kubernetes.io/nifcloud-load-balancer-healthcheck-interval";
-/// `1` or `2`: the ELB interface that carries the VIP.
+/// Elastic only: `1` or `2`, the network interface that carries the VIP.
 pub const VIP_NETWORK: &str = "service.beta.kubernetes.io/nifcloud-load-balancer-vip-network";
 /// Written by this provider: which load balancer it created for the Service (`<cluster tag>:<name>`). Not for
 /// users.
@@ -55,7 +59,7 @@ pub fn network_interface(n: u8, field: &str) -> String {
     format!("{PREFIX}network-interface-{n}-{field}")
 }
 
-/// L4 or elastic.
+/// The kind of NIFCLOUD load balancer behind a Service.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum LbKind {
     /// The classic L4 load balancer (`lb`).
@@ -76,83 +80,95 @@ impl LbKind {
     }
 }
 
-/// `standard` or `ats`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PolicyType {
-    /// `standard`.
-    Standard,
-    /// `ats`.
-    Ats,
-}
-
-impl PolicyType {
-    /// The wire value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Standard => "standard",
-            Self::Ats => "ats",
-        }
+impl std::fmt::Display for LbKind {
+    /// How messages name this kind: `L4 load balancer` or `elastic load balancer`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::L4 => "L4 load balancer",
+            Self::Elastic => "elastic load balancer",
+        })
     }
 }
 
-/// The health-check protocol.
+/// What the health check probes on each node, from [`HC_PROTOCOL`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum HealthCheckProtocol {
-    /// `TCP:<port>`.
+    /// A TCP connection to the NodePort (or `healthCheckNodePort`).
     #[default]
     Tcp,
-    /// `ICMP`.
+    /// A ping.
     Icmp,
-    /// `HTTP:<port>` with a path (ELB only).
+    /// An HTTP request (elastic only): `/` on the NodePort, or `/healthz` on `healthCheckNodePort`.
     Http,
 }
 
-/// One ELB network interface from the annotations.
+/// One network interface of an elastic load balancer, from the `network-interface-N-*` annotations; chosen at
+/// creation only.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ElbInterface {
-    /// `net-COMMON_GLOBAL`, `net-COMMON_PRIVATE` or `net-…`.
+    /// The network: `net-COMMON_GLOBAL` (internet), `net-COMMON_PRIVATE` (the shared private network) or the id
+    /// of a private LAN (`net-…`).
     pub network_id: String,
-    /// A fixed address, `static`, or none (DHCP).
-    pub ip_address: Option<String>,
-    /// The two system addresses (private LAN only).
+    /// On a private LAN: how the interface gets its address; `None` lets DHCP choose.
+    pub ip_address: Option<ElbAddress>,
+    /// On a private LAN: the two addresses the load balancer's redundant pair uses for itself.
     pub system_ip_addresses: Vec<Ipv4Addr>,
+}
+
+/// How an elastic load balancer's interface on a private LAN gets its address (`IpAddress` on the wire).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ElbAddress {
+    /// `static`: NIFCLOUD assigns a fixed address from the LAN.
+    Static,
+    /// This address.
+    Fixed(Ipv4Addr),
+}
+
+impl std::fmt::Display for ElbAddress {
+    /// The wire value: `static` or the address.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Static => f.write_str("static"),
+            Self::Fixed(ip) => write!(f, "{ip}"),
+        }
+    }
 }
 
 /// Everything the annotations say, validated.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LbOptions {
-    /// L4 or elastic.
+    /// Which kind of load balancer.
     pub kind: LbKind,
-    /// The name override.
+    /// The name from [`NAME`]; `None`: the generated one.
     pub name: Option<String>,
-    /// `1` or `2`, when set.
-    pub accounting_type: Option<u8>,
-    /// Mbps, when set.
+    /// Billing; `None`: whatever the API chooses at creation, never changed afterwards.
+    pub accounting_type: Option<AccountingType>,
+    /// Bandwidth in Mbps; `None`: the API's default at creation, never changed afterwards.
     pub network_volume: Option<i64>,
-    /// When set (L4 only).
+    /// L4 only, fixed at creation; `None`: the API's default.
     pub policy_type: Option<PolicyType>,
-    /// `1` or `2`.
-    pub balancing_type: i64,
-    /// The health-check protocol.
+    /// How connections are spread, on every listener.
+    pub balancing: BalancingType,
+    /// What the health check probes.
     pub hc_protocol: HealthCheckProtocol,
-    /// 1-10.
+    /// Failed probes in a row before a node is taken out (1-10).
     pub hc_unhealthy_threshold: i64,
-    /// 5-300 s.
+    /// Seconds between probes (5-300).
     pub hc_interval: i64,
-    /// ELB interfaces (empty for L4).
+    /// Elastic only: the interfaces, in order (at least one); empty for L4.
     pub elb_interfaces: Vec<ElbInterface>,
-    /// Index into `elb_interfaces` of the VIP interface.
+    /// Elastic only: the index into `elb_interfaces` of the interface that carries the VIP.
     pub elb_vip_interface: usize,
 }
 
-/// Defaults the cloud config may set for Services that do not say.
+/// What the cloud config's `loadBalancer` section sets for Services whose annotations do not say.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LbDefaults {
-    /// The default kind.
+    /// `loadBalancer.defaultType`.
     pub kind: LbKind,
-    /// The default accounting type.
-    pub accounting_type: Option<u8>,
-    /// The default network volume.
+    /// `loadBalancer.accountingType`.
+    pub accounting_type: Option<AccountingType>,
+    /// `loadBalancer.networkVolume`, in Mbps (ignored for a kind that does not allow the value).
     pub network_volume: Option<i64>,
 }
 
@@ -190,14 +206,12 @@ pub fn parse(annotations: &BTreeMap<String, String>, defaults: &LbDefaults) -> R
     };
     let accounting_type = match get(ACCOUNTING_TYPE) {
         None => defaults.accounting_type,
-        Some("1") => Some(1),
-        Some("2") => Some(2),
-        Some(v) => {
+        Some(v) => AccountingType::parse(v).or_else(|| {
             problems.push(format!(
                 "{ACCOUNTING_TYPE}: {v:?} is not 1 (monthly) or 2 (pay-per-use)"
             ));
             None
-        }
+        }),
     };
     let volume_ok: fn(i64) -> bool = match kind {
         LbKind::L4 => l4_volume_ok,
@@ -217,30 +231,25 @@ pub fn parse(annotations: &BTreeMap<String, String>, defaults: &LbDefaults) -> R
             }
         },
     };
-    let policy_type = match get(POLICY_TYPE) {
-        None => None,
-        Some("standard") => Some(PolicyType::Standard),
-        Some("ats") => Some(PolicyType::Ats),
-        Some(v) => {
+    let policy_type = get(POLICY_TYPE).and_then(|v| {
+        PolicyType::parse(v).or_else(|| {
             problems.push(format!("{POLICY_TYPE}: {v:?} is not standard or ats"));
             None
-        }
-    };
+        })
+    });
     if policy_type.is_some() && kind == LbKind::Elastic {
         problems.push(format!(
             "{POLICY_TYPE}: only L4 load balancers (type lb) have a policy type"
         ));
     }
-    let balancing_type = match get(BALANCING_TYPE) {
-        None => 1,
-        Some("1") => 1,
-        Some("2") => 2,
-        Some(v) => {
+    let balancing = match get(BALANCING_TYPE) {
+        None => BalancingType::RoundRobin,
+        Some(v) => BalancingType::parse(v).unwrap_or_else(|| {
             problems.push(format!(
                 "{BALANCING_TYPE}: {v:?} is not 1 (round-robin) or 2 (least-connection)"
             ));
-            1
-        }
+            BalancingType::RoundRobin
+        }),
     };
     let hc_protocol = match get(HC_PROTOCOL).map(str::to_ascii_uppercase).as_deref() {
         None | Some("TCP") => HealthCheckProtocol::Tcp,
@@ -286,7 +295,7 @@ pub fn parse(annotations: &BTreeMap<String, String>, defaults: &LbDefaults) -> R
             accounting_type,
             network_volume,
             policy_type,
-            balancing_type,
+            balancing,
             hc_protocol,
             hc_unhealthy_threshold,
             hc_interval,
@@ -359,13 +368,18 @@ fn parse_elb_interfaces(
             problems.push(format!("{id_key}: {network_id:?} is not a network id (net-…)"));
         }
         let private_lan = !matches!(network_id.as_str(), "net-COMMON_GLOBAL" | "net-COMMON_PRIVATE");
-        if let Some(ip) = &ip {
+        let ip_address = ip.as_deref().and_then(|ip| {
+            let address = match ip {
+                "static" => Some(ElbAddress::Static),
+                other => other.parse::<Ipv4Addr>().ok().map(ElbAddress::Fixed),
+            };
             if !private_lan {
                 problems.push(format!("{ip_key}: only interfaces on a private LAN take an address"));
-            } else if ip != "static" && ip.parse::<Ipv4Addr>().is_err() {
+            } else if address.is_none() {
                 problems.push(format!("{ip_key}: {ip:?} is not an IPv4 address or \"static\""));
             }
-        }
+            address
+        });
         let mut system_ip_addresses = Vec::new();
         if let Some(sys) = &sys {
             if !private_lan {
@@ -385,7 +399,7 @@ fn parse_elb_interfaces(
         }
         interfaces.push(ElbInterface {
             network_id,
-            ip_address: ip,
+            ip_address,
             system_ip_addresses,
         });
     }
@@ -430,19 +444,22 @@ mod tests {
     fn defaults_without_annotations() {
         let o = parse(&BTreeMap::new(), &LbDefaults::default()).unwrap();
         assert_eq!(o.kind, LbKind::L4);
-        assert_eq!((o.balancing_type, o.hc_unhealthy_threshold, o.hc_interval), (1, 1, 10));
+        assert_eq!(
+            (o.balancing, o.hc_unhealthy_threshold, o.hc_interval),
+            (BalancingType::RoundRobin, 1, 10)
+        );
         assert_eq!(o.hc_protocol, HealthCheckProtocol::Tcp);
         assert_eq!((o.accounting_type, o.network_volume, o.policy_type), (None, None, None));
         assert!(o.elb_interfaces.is_empty());
         let d = LbDefaults {
             kind: LbKind::Elastic,
-            accounting_type: Some(2),
+            accounting_type: Some(AccountingType::PayPerUse),
             network_volume: Some(100),
         };
         let o = parse(&BTreeMap::new(), &d).unwrap();
         assert_eq!(
             (o.kind, o.accounting_type, o.network_volume),
-            (LbKind::Elastic, Some(2), Some(100))
+            (LbKind::Elastic, Some(AccountingType::PayPerUse), Some(100))
         );
         assert_eq!(o.elb_interfaces[0].network_id, "net-COMMON_GLOBAL");
     }
@@ -466,10 +483,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(o.name.as_deref(), Some("web01"));
-        assert_eq!(o.accounting_type, Some(2));
+        assert_eq!(o.accounting_type, Some(AccountingType::PayPerUse));
         assert_eq!(o.network_volume, Some(2000));
         assert_eq!(o.policy_type, Some(PolicyType::Ats));
-        assert_eq!(o.balancing_type, 2);
+        assert_eq!(o.balancing, BalancingType::LeastConnection);
         assert_eq!(o.hc_protocol, HealthCheckProtocol::Icmp);
         assert_eq!((o.hc_unhealthy_threshold, o.hc_interval), (10, 300));
     }
@@ -576,7 +593,7 @@ mod tests {
         .unwrap();
         assert_eq!(o.elb_interfaces.len(), 2);
         assert_eq!(o.elb_vip_interface, 1);
-        assert_eq!(o.elb_interfaces[1].ip_address.as_deref(), Some("static"));
+        assert_eq!(o.elb_interfaces[1].ip_address, Some(ElbAddress::Static));
         assert_eq!(o.elb_interfaces[1].system_ip_addresses.len(), 2);
     }
 }

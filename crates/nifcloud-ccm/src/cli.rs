@@ -4,10 +4,11 @@
 #[derive(clap::Parser, Debug)]
 #[command(name = "nifcloud-cloud-controller-manager", version, about)]
 pub struct Cli {
-    /// The framework's flags (leader election, controllers, cluster name, metrics, …).
+    /// The framework's flags (leader election, controllers, cluster name, metrics, …), `CCM_*` in the
+    /// environment.
     #[command(flatten)]
     pub ccm: cloudprovider::ControllerManagerArgs,
-    /// This provider's flags.
+    /// This provider's flags (`--cloud-config`, `--nifcloud-endpoint`).
     #[command(flatten)]
     pub nifcloud: crate::NifcloudArgs,
 }

@@ -6,15 +6,15 @@
 //! | secret key | `NIFCLOUD_SECRET_ACCESS_KEY` | — | required |
 //! | region | `NIFCLOUD_REGION` or `NIFCLOUD_DEFAULT_REGION` (wins over the file) | `region` | required |
 //! | endpoint | `--nifcloud-endpoint`, `NIFCLOUD_ENDPOINT_URL` | `endpoint` | the region's |
-//! | describe cache TTL | — | `cacheTTL` (`8s`, `500ms`) | `8s` |
+//! | describe cache TTL | — | `cacheTTL` (a Go duration: `8s`, `500ms`, `1m30s`) | `8s` |
 //! | default LB type | — | `loadBalancer.defaultType` (`lb`/`elb`) | `lb` |
-//! | default accounting type | — | `loadBalancer.accountingType` (`1`/`2`) | API default |
-//! | default network volume | — | `loadBalancer.networkVolume` | API default |
-//! | ELB wait timeout | — | `loadBalancer.elbWaitTimeout` | `10m` |
+//! | default accounting type | — | `loadBalancer.accountingType` (`1` monthly / `2` pay-per-use) | API default |
+//! | default network volume | — | `loadBalancer.networkVolume` (Mbps) | API default |
+//! | ELB wait timeout | — | `loadBalancer.elbWaitTimeout` (a Go duration) | `10m` |
 //! | security-group rules | — | `securityGroup.manageRules` (bool), `securityGroup.groupName` | off |
 //!
-//! Credentials are never read from the file (keep them in a Secret). Every problem is collected and reported at
-//! once.
+//! Credentials are never read from the file (keep them in a Secret). Durations use Go syntax, as the framework's
+//! flags do ([`cloudprovider::args::parse_duration`]). Every problem is collected and reported at once.
 //!
 //! ```yaml
 //! region: jp-east-1
@@ -33,6 +33,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::annotations::{LbDefaults, LbKind};
+use crate::error::Error;
+use crate::model::AccountingType;
 
 /// The provider's own command-line flags (flatten into the binary's parser).
 #[derive(clap::Args, Clone, Debug, Default)]
@@ -43,14 +45,6 @@ pub struct NifcloudArgs {
     /// NIFCLOUD API endpoint override (for example an emulator); wins over NIFCLOUD_ENDPOINT_URL and the file.
     #[arg(long = "nifcloud-endpoint")]
     pub endpoint: Option<String>,
-}
-
-/// Everything wrong with the configuration.
-#[derive(Debug, thiserror::Error)]
-#[error("invalid NIFCLOUD cloud-provider configuration:\n  - {}", problems.join("\n  - "))]
-pub struct ConfigError {
-    /// One sentence per problem.
-    pub problems: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -88,58 +82,48 @@ struct SgSection {
     group_name: Option<String>,
 }
 
-/// Security-group rule management.
+/// Security-group rule management (`securityGroup` in the cloud config, present when `manageRules: true`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SecurityGroupSettings {
-    /// The group the nodes are in; `None`: the group of the backend servers (they must agree).
+    /// `securityGroup.groupName`: the security group the nodes are in. `None`: the one group every backend server
+    /// of a Service is in (when they are in several, no rule is written and the Service gets a Warning Event).
     pub group_name: Option<String>,
 }
 
 /// The resolved settings.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// The region.
+    /// The NIFCLOUD region, such as `jp-east-1`: the API endpoint and the region label of every Node.
     pub region: String,
-    /// The endpoint override.
+    /// An API endpoint URL instead of the region's (an emulator, a proxy).
     pub endpoint: Option<String>,
-    /// Access key id.
+    /// The API access key id (`NIFCLOUD_ACCESS_KEY_ID`).
     pub access_key_id: String,
-    /// Secret access key.
+    /// The API secret key (`NIFCLOUD_SECRET_ACCESS_KEY`); never printed.
     pub secret_access_key: nifcloud_sdk::credentials::Secret,
-    /// TTL of the shared describe views.
+    /// How long a region-wide describe (servers, load balancers) is reused by every Service and Node before the
+    /// next one.
     pub cache_ttl: Duration,
-    /// Defaults for Services.
+    /// What a Service gets when its annotations do not say.
     pub lb_defaults: LbDefaults,
-    /// How long to wait for an elastic load balancer to become available after a change.
+    /// How long a change to an elastic load balancer may wait for it to be `available` (the API refuses changes
+    /// meanwhile) before the reconcile fails and is retried.
     pub elb_wait_timeout: Duration,
-    /// Security-group rule management, when enabled.
+    /// Security-group rule management; `None`: off (rules are neither written nor removed).
     pub security_group: Option<SecurityGroupSettings>,
 }
 
-/// Parses `8s`, `500ms`, `10m`, `1h` or a bare number of seconds.
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let (num, unit) = s.find(|c: char| !c.is_ascii_digit()).map_or((s, ""), |i| s.split_at(i));
-    let n: u64 = num.parse().ok()?;
-    match unit {
-        "" | "s" => Some(Duration::from_secs(n)),
-        "ms" => Some(Duration::from_millis(n)),
-        "m" => Some(Duration::from_secs(n * 60)),
-        "h" => Some(Duration::from_secs(n * 3600)),
-        _ => None,
-    }
-}
-
 impl Settings {
-    /// Resolves flags, environment (through `env`) and the file; reports every problem at once.
-    pub fn resolve(args: &NifcloudArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
+    /// Resolves flags, environment (through `env`) and the file; reports every problem at once
+    /// ([`Error::Configuration`]).
+    pub fn resolve(args: &NifcloudArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<Settings, Error> {
         let mut problems = Vec::new();
         let env = |k: &str| env(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
         let file = match &args.cloud_config {
             None => File::default(),
             Some(path) => match std::fs::read_to_string(path) {
                 Ok(text) if text.trim().is_empty() => File::default(),
-                Ok(text) => serde_yaml::from_str::<File>(&text).unwrap_or_else(|e| {
+                Ok(text) => serde_saphyr::from_str::<File>(&text).unwrap_or_else(|e| {
                     problems.push(format!("cloud config {}: {e}", path.display()));
                     File::default()
                 }),
@@ -180,8 +164,8 @@ impl Settings {
         }
         let mut duration = |what: &str, v: Option<String>, default: Duration| match v {
             None => default,
-            Some(s) => parse_duration(&s).unwrap_or_else(|| {
-                problems.push(format!("{what}: {s:?} is not a duration (like 8s, 500ms, 10m)"));
+            Some(s) => cloudprovider::args::parse_duration(&s).unwrap_or_else(|e| {
+                problems.push(format!("{what}: {e}"));
                 default
             }),
         };
@@ -199,15 +183,12 @@ impl Settings {
                 LbKind::L4
             }),
         };
-        let accounting_type = match lb.accounting_type.as_deref() {
-            None => None,
-            Some("1") => Some(1),
-            Some("2") => Some(2),
-            Some(v) => {
+        let accounting_type = lb.accounting_type.as_deref().and_then(|v| {
+            AccountingType::parse(v).or_else(|| {
                 problems.push(format!("loadBalancer.accountingType: {v:?} is not 1 or 2"));
                 None
-            }
-        };
+            })
+        });
         if let Some(v) = lb.network_volume
             && !(matches!(v, 10 | 20 | 30 | 40) || ((100..=2000).contains(&v) && v % 100 == 0))
         {
@@ -240,16 +221,16 @@ impl Settings {
                 elb_wait_timeout,
                 security_group,
             }),
-            _ => Err(ConfigError { problems }),
+            _ => Err(Error::Configuration { problems }),
         }
     }
 
     /// Resolves with the process environment.
-    pub fn from_env(args: &NifcloudArgs) -> Result<Settings, ConfigError> {
+    pub fn from_env(args: &NifcloudArgs) -> Result<Settings, Error> {
         Self::resolve(args, &|k| std::env::var(k).ok())
     }
 
-    /// The SDK configuration.
+    /// The SDK configuration: region, endpoint, credentials and this binary's user agent.
     pub fn sdk_config(&self) -> Result<nifcloud_sdk::Config, nifcloud_sdk::config::ConfigError> {
         let mut b = nifcloud_sdk::Config::builder()
             .region_name(&self.region)
@@ -276,6 +257,24 @@ mod tests {
     }
 
     const CREDS: [(&str, &str); 2] = [("NIFCLOUD_ACCESS_KEY_ID", "AK"), ("NIFCLOUD_SECRET_ACCESS_KEY", "SK")];
+
+    fn problems(result: Result<Settings, Error>) -> Vec<String> {
+        match result {
+            Err(Error::Configuration { problems }) => problems,
+            other => panic!("not a configuration error: {other:?}"),
+        }
+    }
+
+    fn with_file(yaml: &str) -> (tempfile::TempDir, NifcloudArgs) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cloud.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        let args = NifcloudArgs {
+            cloud_config: Some(path),
+            endpoint: None,
+        };
+        (dir, args)
+    }
 
     #[test]
     fn env_like_the_original() {
@@ -315,7 +314,7 @@ mod tests {
         assert_eq!(s.lb_defaults.kind, LbKind::Elastic);
         assert_eq!(
             (s.lb_defaults.accounting_type, s.lb_defaults.network_volume),
-            (Some(2), Some(100))
+            (Some(AccountingType::PayPerUse), Some(100))
         );
         assert_eq!(s.security_group.unwrap().group_name.as_deref(), Some("fwk8s"));
         // The environment's region wins over the file's.
@@ -343,8 +342,8 @@ mod tests {
             cloud_config: Some(path),
             endpoint: Some("ftp://x".into()),
         };
-        let err = Settings::resolve(&args, &env_of(&[("NIFCLOUD_REGION", "mars-1")])).unwrap_err();
-        let text = err.to_string();
+        let err = problems(Settings::resolve(&args, &env_of(&[("NIFCLOUD_REGION", "mars-1")])));
+        let text = err.join("\n");
         for needle in [
             "NIFCLOUD_ACCESS_KEY_ID",
             "NIFCLOUD_SECRET_ACCESS_KEY",
@@ -356,18 +355,10 @@ mod tests {
         ] {
             assert!(text.contains(needle), "{needle}: {text}");
         }
-        assert_eq!(err.problems.len(), 7, "{text}");
-        let unknown = dir.path().join("bad.yaml");
-        std::fs::write(&unknown, "regoin: jp-east-1\n").unwrap();
-        let err = Settings::resolve(
-            &NifcloudArgs {
-                cloud_config: Some(unknown),
-                endpoint: None,
-            },
-            &env_of(&CREDS),
-        )
-        .unwrap_err();
-        assert!(err.to_string().contains("regoin"), "{err}");
+        assert_eq!(err.len(), 7, "{text}");
+        let (_dir, unknown) = with_file("regoin: jp-east-1\n");
+        let err = problems(Settings::resolve(&unknown, &env_of(&CREDS)));
+        assert!(err.iter().any(|p| p.contains("regoin")), "{err:?}");
         let missing = Settings::resolve(
             &NifcloudArgs {
                 cloud_config: Some("/nonexistent/cloud.yaml".into()),
@@ -376,22 +367,40 @@ mod tests {
             &env_of(&CREDS),
         )
         .unwrap_err();
-        assert_eq!(missing.problems.len(), 2, "{missing}");
+        // One line, every problem: the missing file and the missing region.
+        assert_eq!(
+            missing.to_string(),
+            "invalid configuration: cloud config /nonexistent/cloud.yaml: No such file or directory (os error 2); \
+             no region: set NIFCLOUD_REGION or `region` in the cloud config"
+        );
     }
 
     #[test]
-    fn durations() {
-        let cases = [
-            ("8s", Some(8_000)),
-            ("500ms", Some(500)),
-            ("2m", Some(120_000)),
-            ("1h", Some(3_600_000)),
-            ("7", Some(7_000)),
-            ("x", None),
-            ("5d", None),
-        ];
-        for (s, ms) in cases {
-            assert_eq!(parse_duration(s).map(|d| d.as_millis() as u64), ms, "{s}");
+    fn durations_use_go_syntax_like_the_framework_flags() {
+        let env = env_of(&[CREDS[0], CREDS[1], ("NIFCLOUD_REGION", "jp-east-1")]);
+        let (_dir, args) = with_file("cacheTTL: 1m30s\nloadBalancer:\n  elbWaitTimeout: 1.5s\n");
+        let s = Settings::resolve(&args, &env).unwrap();
+        assert_eq!(
+            (s.cache_ttl, s.elb_wait_timeout),
+            (Duration::from_secs(90), Duration::from_millis(1500))
+        );
+        for bad in ["7", "5d", "x"] {
+            let (_dir, args) = with_file(&format!("cacheTTL: \"{bad}\"\n"));
+            let err = problems(Settings::resolve(&args, &env));
+            assert_eq!(
+                err,
+                vec![format!(
+                    "cacheTTL: invalid duration {bad:?}: use Go syntax such as 500ms, 15s, 5m or 1h30m"
+                )]
+            );
         }
+    }
+
+    #[test]
+    fn unquoted_numbers_are_read_as_the_strings_they_spell() {
+        let env = env_of(&[CREDS[0], CREDS[1], ("NIFCLOUD_REGION", "jp-east-1")]);
+        let (_dir, args) = with_file("loadBalancer:\n  accountingType: 1\n");
+        let s = Settings::resolve(&args, &env).unwrap();
+        assert_eq!(s.lb_defaults.accounting_type, Some(AccountingType::Monthly));
     }
 }

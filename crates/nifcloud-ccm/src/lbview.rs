@@ -14,9 +14,9 @@ use std::time::Duration;
 use nifcloud_cloud::{CloudError, CoalescingCache};
 use tokio::time::Instant;
 
-/// Something with a name.
+/// A load balancer as listed: the view finds it in a listing by its name.
 pub trait Named {
-    /// The name.
+    /// Its name on NIFCLOUD (unique per kind in a region).
     fn name(&self) -> &str;
 }
 
@@ -26,7 +26,8 @@ enum Override<T> {
     Known(Instant, Option<T>),
 }
 
-/// See the module documentation.
+/// The shared view of every load balancer of one kind: one coalesced listing per TTL, plus targeted reads of the
+/// ones this process changed since (see the module documentation).
 pub struct LbView<T> {
     cache: CoalescingCache<Vec<T>, CloudError>,
     overrides: Mutex<HashMap<String, Override<T>>>,

@@ -11,6 +11,15 @@
 //!   providerID, then name, then address; addresses of every interface; "exists" false only on a definite
 //!   not-found; shutdown = stopped.
 //!
+//! Layers, bottom up (nothing imports a layer above it):
+//! - [`model`], [`annotations`], [`spec`], [`naming`], [`config`], [`error`]: pure types and parsing;
+//! - [`context`]: the client, settings, shared server view, Events, ownership records, Node-to-server matching;
+//! - [`backend`]: the [`backend::Backend`] trait and [`backend::Fleet`], the one converge and delete loop over
+//!   the shared listing of one kind ([`lbview`]); [`call`]: "already done" answers of NIFCLOUD calls;
+//! - [`l4`] and [`elb`]: the two kinds behind that trait; [`sg`]: security-group rules;
+//! - [`lb`]: a Service's load balancer over both kinds;
+//! - [`provider`]: the adapter implementing the framework's traits.
+//!
 //! Describe calls go through shared, short-lived, coalescing views ([`nifcloud_cloud::InstanceView`],
 //! [`lbview::LbView`]), so their number does not grow with Services or nodes. Configuration: [`config`].
 //!
@@ -18,30 +27,35 @@
 //! load balancers with an overridden name).
 
 pub mod annotations;
+pub mod backend;
+pub mod call;
 pub mod cli;
 pub mod config;
+pub mod context;
 pub mod elb;
+pub mod error;
 pub mod l4;
+pub mod lb;
 pub mod lbview;
+pub mod model;
 pub mod naming;
 pub mod provider;
-pub mod reconcile;
 pub mod sg;
 pub mod spec;
 
-pub use config::{ConfigError, NifcloudArgs, Settings};
+pub use config::{NifcloudArgs, Settings};
+pub use error::Error;
 pub use provider::{Instances, LoadBalancers, NifcloudProvider};
 
-/// Builds the provider from the process environment and `args` at start-up. `framework` is the result of the
-/// framework's own argument validation, so that every problem is reported in one message.
-pub fn startup(args: &NifcloudArgs, framework: Result<(), String>) -> Result<NifcloudProvider, String> {
-    let mut problems: Vec<String> = framework.err().into_iter().collect();
-    match Settings::from_env(args) {
-        Ok(settings) if problems.is_empty() => {
-            return NifcloudProvider::new(settings).map_err(|e| cloudprovider::error_chain(&e));
-        }
+/// Builds the provider at start-up from the command line and the process environment. The framework's flag
+/// problems and this provider's configuration problems are reported together, in one [`Error::Configuration`].
+pub fn startup(cli: &cli::Cli) -> Result<NifcloudProvider, Error> {
+    let mut problems: Vec<String> = cli.ccm.validate().err().map(|e| e.to_string()).into_iter().collect();
+    match Settings::from_env(&cli.nifcloud) {
+        Ok(settings) if problems.is_empty() => return NifcloudProvider::new(settings),
         Ok(_) => {}
-        Err(e) => problems.extend(e.problems),
+        Err(Error::Configuration { problems: more }) => problems.extend(more),
+        Err(other) => return Err(other),
     }
-    Err(format!("invalid configuration:\n  - {}", problems.join("\n  - ")))
+    Err(Error::Configuration { problems })
 }

@@ -8,7 +8,6 @@
 
 use std::collections::BTreeSet;
 
-use cloudprovider::ProviderError;
 use cloudprovider::k8s_openapi::api::core::v1::Service;
 use nifcloud_cloud::{CloudError, Instance};
 use nifcloud_sdk::types::{
@@ -16,11 +15,32 @@ use nifcloud_sdk::types::{
     RequestIpPermissionsOfRevokeSecurityGroupIngress, RequestIpRanges, RevokeSecurityGroupIngressRequest,
 };
 
-use crate::provider::{Shared, cloud_error};
+use crate::call::{AlreadyDone, answer};
+use crate::context::Context;
+use crate::error::Error;
+use crate::model::Protocol;
 use crate::spec::ServiceLb;
 
-/// One ingress rule: (protocol, port, source CIDR).
-pub type Rule = (String, i64, String);
+/// One `IN` rule: traffic of `protocol` to `port` of the nodes from `source`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Rule {
+    /// The listener's protocol: TCP or UDP (health checks are TCP).
+    pub protocol: Protocol,
+    /// The NodePort (from = to).
+    pub port: i64,
+    /// The source CIDR: the load balancer's VIP `/32`.
+    pub source: String,
+}
+
+impl Rule {
+    fn new(protocol: Protocol, port: i64, source: &str) -> Self {
+        Self {
+            protocol,
+            port,
+            source: source.to_owned(),
+        }
+    }
+}
 
 /// The description marking the rules of load balancer `name`.
 pub fn rule_description(name: &str) -> String {
@@ -32,11 +52,11 @@ pub fn desired_rules(lb: &ServiceLb, vip: &str) -> BTreeSet<Rule> {
     let source = format!("{vip}/32");
     let mut out = BTreeSet::new();
     for l in &lb.listeners {
-        out.insert((l.protocol.clone(), l.node_port, source.clone()));
-        if let Some(port) = l.hc_target.split_once(':').and_then(|(_, p)| p.parse::<i64>().ok())
-            && port != l.node_port
+        out.insert(Rule::new(l.protocol.clone(), l.instance_port, &source));
+        if let Some(port) = l.health_check.target.port()
+            && port != l.instance_port
         {
-            out.insert(("TCP".to_owned(), port, source.clone()));
+            out.insert(Rule::new(Protocol::Tcp, port, &source));
         }
     }
     out
@@ -51,16 +71,20 @@ pub fn diff(desired: &BTreeSet<Rule>, observed: &BTreeSet<Rule>) -> (Vec<Rule>, 
 }
 
 /// Our rules in each group: (group, rules with our description).
-async fn observe(sh: &Shared, groups: Vec<String>, name: &str) -> Result<Vec<(String, BTreeSet<Rule>)>, CloudError> {
+async fn observe(ctx: &Context, groups: Vec<String>, name: &str) -> Result<Vec<(String, BTreeSet<Rule>)>, Error> {
     let desc = rule_description(name);
-    let reply = sh
+    let reply = ctx
         .client
         .describe_security_groups(DescribeSecurityGroupsRequest {
             group_name: groups,
             ..Default::default()
         })
         .await
-        .map_err(CloudError::wrap("DescribeSecurityGroups", "security groups"))?;
+        .map_err(CloudError::wrap("DescribeSecurityGroups", "security groups"))
+        .map_err(|source| Error::ReadSecurityGroups {
+            name: name.to_owned(),
+            source,
+        })?;
     Ok(reply
         .security_group_info
         .iter()
@@ -72,11 +96,11 @@ async fn observe(sh: &Shared, groups: Vec<String>, name: &str) -> Result<Vec<(St
                 .filter(|p| p.description.as_deref() == Some(desc.as_str()))
                 .filter(|p| p.in_out.as_deref().is_none_or(|d| d == "IN"))
                 .flat_map(|p| {
-                    let proto = p.ip_protocol.clone().unwrap_or_default();
+                    let proto = Protocol::parse(p.ip_protocol.as_deref().unwrap_or_default());
                     let port = p.from_port.unwrap_or_default();
                     p.ip_ranges
                         .iter()
-                        .filter_map(move |r| r.cidr_ip.clone().map(|c| (proto.clone(), port, c)))
+                        .filter_map(move |r| r.cidr_ip.as_deref().map(|c| Rule::new(proto.clone(), port, c)))
                 })
                 .collect();
             Some((group, rules))
@@ -84,81 +108,70 @@ async fn observe(sh: &Shared, groups: Vec<String>, name: &str) -> Result<Vec<(St
         .collect())
 }
 
-async fn apply(sh: &Shared, group: &str, name: &str, add: &[Rule], remove: &[Rule]) -> Result<(), CloudError> {
+async fn apply(ctx: &Context, group: &str, name: &str, add: &[Rule], remove: &[Rule]) -> Result<(), Error> {
+    let resource = format!("security group {group}");
+    let ranges = |r: &Rule| {
+        vec![RequestIpRanges {
+            cidr_ip: Some(r.source.clone()),
+        }]
+    };
+    let failed = |source| Error::ChangeSecurityGroup {
+        name: name.to_owned(),
+        group: group.to_owned(),
+        source,
+    };
     if !add.is_empty() {
         let req = AuthorizeSecurityGroupIngressRequest {
             group_name: Some(group.to_owned()),
             ip_permissions: add
                 .iter()
-                .map(|(proto, port, cidr)| RequestIpPermissions {
-                    ip_protocol: Some(proto.clone()),
-                    from_port: Some(*port),
-                    to_port: Some(*port),
+                .map(|r| RequestIpPermissions {
+                    ip_protocol: Some(r.protocol.to_string()),
+                    from_port: Some(r.port),
+                    to_port: Some(r.port),
                     in_out: Some("IN".into()),
-                    ip_ranges: vec![RequestIpRanges {
-                        cidr_ip: Some(cidr.clone()),
-                    }],
+                    ip_ranges: ranges(r),
                     description: Some(rule_description(name)),
                     ..Default::default()
                 })
                 .collect(),
             ..Default::default()
         };
-        match sh.client.authorize_security_group_ingress(req).await {
-            Ok(_) => {}
-            Err(e) if e.kind() == nifcloud_sdk::ErrorKind::Duplicate => {}
-            Err(e) => {
-                return Err(CloudError::new(
-                    "AuthorizeSecurityGroupIngress",
-                    format!("security group {group}"),
-                    e,
-                ));
-            }
-        }
+        let reply = ctx.client.authorize_security_group_ingress(req).await;
+        answer("AuthorizeSecurityGroupIngress", &resource, reply, AlreadyDone::IfExists).map_err(failed)?;
     }
     if !remove.is_empty() {
         let req = RevokeSecurityGroupIngressRequest {
             group_name: Some(group.to_owned()),
             ip_permissions: remove
                 .iter()
-                .map(|(proto, port, cidr)| RequestIpPermissionsOfRevokeSecurityGroupIngress {
-                    ip_protocol: Some(proto.clone()),
-                    from_port: Some(*port),
-                    to_port: Some(*port),
+                .map(|r| RequestIpPermissionsOfRevokeSecurityGroupIngress {
+                    ip_protocol: Some(r.protocol.to_string()),
+                    from_port: Some(r.port),
+                    to_port: Some(r.port),
                     in_out: Some("IN".into()),
-                    ip_ranges: vec![RequestIpRanges {
-                        cidr_ip: Some(cidr.clone()),
-                    }],
+                    ip_ranges: ranges(r),
                     ..Default::default()
                 })
                 .collect(),
             ..Default::default()
         };
-        match sh.client.revoke_security_group_ingress(req).await {
-            Ok(_) => {}
-            Err(e) if e.is_not_found() => {}
-            Err(e) => {
-                return Err(CloudError::new(
-                    "RevokeSecurityGroupIngress",
-                    format!("security group {group}"),
-                    e,
-                ));
-            }
-        }
+        let reply = ctx.client.revoke_security_group_ingress(req).await;
+        answer("RevokeSecurityGroupIngress", &resource, reply, AlreadyDone::IfNotFound).map_err(failed)?;
     }
     Ok(())
 }
 
 /// Makes the nodes' security group admit the load balancer `name` (VIP `vip`) to the Service's NodePorts.
 pub async fn ensure_rules(
-    sh: &Shared,
+    ctx: &Context,
     svc: &Service,
     name: &str,
     lb: &ServiceLb,
     members: &[Instance],
     vip: &str,
-) -> Result<(), ProviderError> {
-    let Some(cfg) = &sh.settings.security_group else {
+) -> Result<(), Error> {
+    let Some(cfg) = &ctx.settings.security_group else {
         return Ok(());
     };
     let group = match &cfg.group_name {
@@ -168,7 +181,7 @@ pub async fn ensure_rules(
             match groups.into_iter().collect::<Vec<_>>().as_slice() {
                 [one] => (*one).clone(),
                 [] => {
-                    sh.warn(
+                    ctx.warn(
                         svc,
                         "SecurityGroupRulesSkipped",
                         "no backend server is in a security group; no rules added".to_owned(),
@@ -177,7 +190,7 @@ pub async fn ensure_rules(
                     return Ok(());
                 }
                 many => {
-                    sh.warn(
+                    ctx.warn(
                         svc,
                         "SecurityGroupRulesSkipped",
                         format!("backend servers are in several security groups {many:?}; set securityGroup.groupName"),
@@ -189,7 +202,7 @@ pub async fn ensure_rules(
         }
     };
     let desired = desired_rules(lb, vip);
-    let observed = observe(sh, vec![group.clone()], name).await.map_err(cloud_error)?;
+    let observed = observe(ctx, vec![group.clone()], name).await?;
     let have = observed
         .into_iter()
         .find(|(g, _)| *g == group)
@@ -198,24 +211,24 @@ pub async fn ensure_rules(
     let (add, remove) = diff(&desired, &have);
     if !add.is_empty() || !remove.is_empty() {
         tracing::info!(lb = name, group, ?add, ?remove, "security group rules");
-        apply(sh, &group, name, &add, &remove).await.map_err(cloud_error)?;
+        apply(ctx, &group, name, &add, &remove).await?;
     }
     Ok(())
 }
 
 /// Revokes every rule of load balancer `name` in any security group.
-pub async fn remove_rules(sh: &Shared, name: &str) -> Result<(), ProviderError> {
-    let groups = sh
+pub async fn remove_rules(ctx: &Context, name: &str) -> Result<(), Error> {
+    let groups = ctx
         .settings
         .security_group
         .as_ref()
         .and_then(|c| c.group_name.clone())
         .into_iter()
         .collect();
-    for (group, rules) in observe(sh, groups, name).await.map_err(cloud_error)? {
+    for (group, rules) in observe(ctx, groups, name).await? {
         if !rules.is_empty() {
             let remove: Vec<Rule> = rules.into_iter().collect();
-            apply(sh, &group, name, &[], &remove).await.map_err(cloud_error)?;
+            apply(ctx, &group, name, &[], &remove).await?;
         }
     }
     Ok(())
@@ -234,21 +247,13 @@ mod tests {
         spec.health_check_node_port = Some(32000);
         let lb = crate::spec::service_lb(&s, &LbDefaults::default()).unwrap();
         let rules = desired_rules(&lb, "198.51.100.7");
-        let want: BTreeSet<Rule> = [
-            ("TCP".to_string(), 30080, "198.51.100.7/32".to_string()),
-            ("TCP".to_string(), 30443, "198.51.100.7/32".to_string()),
-            ("TCP".to_string(), 32000, "198.51.100.7/32".to_string()),
-        ]
-        .into();
+        let tcp = |port| Rule::new(Protocol::Tcp, port, "198.51.100.7/32");
+        let want: BTreeSet<Rule> = [tcp(30080), tcp(30443), tcp(32000)].into();
         assert_eq!(rules, want);
-        let have: BTreeSet<Rule> = [
-            ("TCP".to_string(), 30080, "198.51.100.7/32".to_string()),
-            ("TCP".to_string(), 31111, "198.51.100.7/32".to_string()),
-        ]
-        .into();
+        let have: BTreeSet<Rule> = [tcp(30080), tcp(31111)].into();
         let (add, remove) = diff(&rules, &have);
-        assert_eq!(add.len(), 2);
-        assert_eq!(remove, vec![("TCP".to_string(), 31111, "198.51.100.7/32".to_string())]);
+        assert_eq!(add, vec![tcp(30443), tcp(32000)]);
+        assert_eq!(remove, vec![tcp(31111)]);
         assert_eq!(diff(&rules, &rules), (vec![], vec![]));
     }
 }

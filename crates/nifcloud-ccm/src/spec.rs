@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use k8s_openapi::api::core::v1::Service;
 
 use crate::annotations::{self, HealthCheckProtocol, LbDefaults, LbKind, LbOptions};
+use crate::model::{HealthCheck, HealthCheckTarget, Listener, Protocol};
 
 /// The standard annotation that lists source ranges when `spec.loadBalancerSourceRanges` is empty.
 pub const SOURCE_RANGES_ANNOTATION: &str = "service.beta.kubernetes.io/load-balancer-source-ranges";
@@ -13,28 +14,14 @@ pub const SOURCE_RANGES_ANNOTATION: &str = "service.beta.kubernetes.io/load-bala
 /// The filter address meaning "any source".
 pub const ANY_SOURCE: &str = "*.*.*.*";
 
-/// One listener a Service needs.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DesiredListener {
-    /// The Service port (the load balancer port).
-    pub port: i64,
-    /// The NodePort (the instance port).
-    pub node_port: i64,
-    /// `TCP` or `UDP`.
-    pub protocol: String,
-    /// The health-check target: `TCP:<port>`, `ICMP` or `HTTP:<port>`.
-    pub hc_target: String,
-    /// For HTTP health checks, the path.
-    pub hc_path: Option<String>,
-}
-
 /// What a Service asks of its load balancer, before the backends are known.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServiceLb {
-    /// The annotations' options.
+    /// What the annotations (and the cloud config's defaults) say.
     pub options: LbOptions,
-    /// The listeners, ordered by port.
-    pub listeners: Vec<DesiredListener>,
+    /// One listener per Service port, ordered by port and protocol; every listener carries the balancing type and
+    /// health check of the options.
+    pub listeners: Vec<Listener>,
     /// The allowed sources in NIFCLOUD filter syntax (`a.b.c.d`, `a.b.c.d/n`), or `{"*.*.*.*"}` for any.
     pub filter: BTreeSet<String>,
     /// Things the load balancer cannot express but that do not stop it (each becomes a Warning Event).
@@ -71,17 +58,17 @@ pub fn service_lb(service: &Service, defaults: &LbDefaults) -> Result<ServiceLb,
     if ports.is_empty() {
         problems.push("the Service has no ports".to_owned());
     }
-    let mut listeners: Vec<DesiredListener> = Vec::new();
+    let mut listeners: Vec<Listener> = Vec::new();
     for p in &ports {
         let label = p
             .name
             .clone()
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| p.port.to_string());
-        let protocol = p.protocol.clone().unwrap_or_else(|| "TCP".into()).to_ascii_uppercase();
+        let protocol = Protocol::parse(p.protocol.as_deref().unwrap_or("TCP"));
         let allowed = match kind {
-            LbKind::L4 => protocol == "TCP",
-            LbKind::Elastic => protocol == "TCP" || protocol == "UDP",
+            LbKind::L4 => protocol == Protocol::Tcp,
+            LbKind::Elastic => matches!(protocol, Protocol::Tcp | Protocol::Udp),
         };
         if !allowed {
             let which = if kind == LbKind::L4 { "TCP" } else { "TCP and UDP" };
@@ -108,12 +95,12 @@ pub fn service_lb(service: &Service, defaults: &LbDefaults) -> Result<ServiceLb,
         } else {
             node_port
         };
-        let hc_proto = options.as_ref().map(|o| o.hc_protocol).unwrap_or_default();
-        let (hc_target, hc_path) = match hc_proto {
-            HealthCheckProtocol::Tcp => (format!("TCP:{hc_port}"), None),
-            HealthCheckProtocol::Icmp => ("ICMP".to_owned(), None),
+        let defaults = options.as_ref();
+        let (target, path) = match defaults.map(|o| o.hc_protocol).unwrap_or_default() {
+            HealthCheckProtocol::Tcp => (HealthCheckTarget::Tcp(hc_port), None),
+            HealthCheckProtocol::Icmp => (HealthCheckTarget::Icmp, None),
             HealthCheckProtocol::Http => (
-                format!("HTTP:{hc_port}"),
+                HealthCheckTarget::Http(hc_port),
                 Some(
                     if local && hc_node_port.is_some() {
                         "/healthz"
@@ -124,12 +111,17 @@ pub fn service_lb(service: &Service, defaults: &LbDefaults) -> Result<ServiceLb,
                 ),
             ),
         };
-        listeners.push(DesiredListener {
+        listeners.push(Listener {
             port: i64::from(p.port),
-            node_port,
+            instance_port: node_port,
             protocol,
-            hc_target,
-            hc_path,
+            balancing: defaults.map(|o| o.balancing).unwrap_or_default(),
+            health_check: HealthCheck {
+                target,
+                interval: defaults.map_or(10, |o| o.hc_interval),
+                unhealthy_threshold: defaults.map_or(1, |o| o.hc_unhealthy_threshold),
+                path,
+            },
         });
     }
     listeners.sort_by(|a, b| (a.port, &a.protocol).cmp(&(b.port, &b.protocol)));
@@ -265,12 +257,17 @@ mod tests {
     fn listeners_and_health_checks() {
         let s = svc(&[(443, 30443), (80, 30080)], &[]);
         let lb = service_lb(&s, &LbDefaults::default()).unwrap();
-        let got: Vec<(i64, i64, &str)> = lb
+        let got: Vec<(i64, i64, String)> = lb
             .listeners
             .iter()
-            .map(|l| (l.port, l.node_port, l.hc_target.as_str()))
+            .map(|l| (l.port, l.instance_port, l.health_check.target.to_string()))
             .collect();
-        assert_eq!(got, vec![(80, 30080, "TCP:30080"), (443, 30443, "TCP:30443")]);
+        assert_eq!(
+            got,
+            vec![(80, 30080, "TCP:30080".into()), (443, 30443, "TCP:30443".into())]
+        );
+        let hc = &lb.listeners[0].health_check;
+        assert_eq!((hc.interval, hc.unhealthy_threshold, hc.path.as_deref()), (10, 1, None));
         assert_eq!(lb.filter, [ANY_SOURCE.to_owned()].into());
 
         let mut local = svc(&[(80, 30080)], &[(a::HC_PROTOCOL, "TCP")]);
@@ -278,22 +275,24 @@ mod tests {
         spec.external_traffic_policy = Some("Local".into());
         spec.health_check_node_port = Some(32000);
         let lb = service_lb(&local, &LbDefaults::default()).unwrap();
-        assert_eq!(lb.listeners[0].hc_target, "TCP:32000");
+        assert_eq!(lb.listeners[0].health_check.target, HealthCheckTarget::Tcp(32000));
 
         let icmp = svc(&[(80, 30080)], &[(a::HC_PROTOCOL, "ICMP")]);
         assert_eq!(
-            service_lb(&icmp, &LbDefaults::default()).unwrap().listeners[0].hc_target,
-            "ICMP"
+            service_lb(&icmp, &LbDefaults::default()).unwrap().listeners[0]
+                .health_check
+                .target,
+            HealthCheckTarget::Icmp
         );
 
         let mut http = svc(&[(80, 30080)], &[(a::TYPE, "elb"), (a::HC_PROTOCOL, "HTTP")]);
         let spec = http.spec.as_mut().unwrap();
         spec.external_traffic_policy = Some("Local".into());
         spec.health_check_node_port = Some(32001);
-        let l = &service_lb(&http, &LbDefaults::default()).unwrap().listeners[0];
+        let hc = &service_lb(&http, &LbDefaults::default()).unwrap().listeners[0].health_check;
         assert_eq!(
-            (l.hc_target.as_str(), l.hc_path.as_deref()),
-            ("HTTP:32001", Some("/healthz"))
+            (&hc.target, hc.path.as_deref()),
+            (&HealthCheckTarget::Http(32001), Some("/healthz"))
         );
     }
 

@@ -4,6 +4,8 @@ mod common;
 
 use cloudprovider::InstancesV2;
 use common::*;
+use nifcloud_ccm::Error;
+use nifcloud_cloud::LookupError;
 use nifcloud_emulator::{EmulatorConfig, InstanceConfig, NetworkInterfaceConfig};
 
 #[tokio::test]
@@ -70,17 +72,26 @@ async fn node_names_need_not_equal_server_names() {
             .ends_with(&emu.with_state(|st| st.instances["node3"].unique_id.clone()))
     );
     // A node that matches nothing is an error for metadata, and "gone" for exists.
+    let err = inst
+        .instance_metadata(&node("ghost", None, &["10.9.9.9"]))
+        .await
+        .unwrap_err();
     assert!(
-        inst.instance_metadata(&node("ghost", None, &["10.9.9.9"]))
-            .await
-            .is_err()
+        matches!(ccm_error(&err), Error::NoServer { node } if node == "ghost"),
+        "{err:?}"
     );
     assert!(!inst.instance_exists(&node("ghost", None, &["10.9.9.9"])).await.unwrap());
     // A foreign providerID is an error, never "gone".
+    let err = inst
+        .instance_exists(&node("x", Some("aws:///us-east-1a/i-1"), &[]))
+        .await
+        .unwrap_err();
     assert!(
-        inst.instance_exists(&node("x", Some("aws:///us-east-1a/i-1"), &[]))
-            .await
-            .is_err()
+        matches!(
+            ccm_error(&err),
+            Error::FindServer { node, source: LookupError::ProviderId { .. } } if node == "x"
+        ),
+        "{err:?}"
     );
     // Everything above came from one listing, plus one fresh re-check for each miss.
     assert!(emu.call_count("DescribeInstances") <= 3, "{:?}", emu.calls());
@@ -100,7 +111,7 @@ async fn terminated_means_gone_and_stopped_means_shutdown() {
     // Wait out the emulator's stopping phase, then read a fresh listing.
     let mut stopped = false;
     for _ in 0..50 {
-        p.shared().instances.invalidate().await;
+        p.context().instances.invalidate().await;
         if inst.instance_shutdown(&n4).await.unwrap() {
             stopped = true;
             break;
@@ -111,13 +122,13 @@ async fn terminated_means_gone_and_stopped_means_shutdown() {
     assert!(inst.instance_exists(&n4).await.unwrap(), "and still exists");
     emu.terminate_instance("node4").unwrap();
     // The cached listing still has it; a miss is only believed from a listing newer than the question.
-    p.shared().instances.invalidate().await;
+    p.context().instances.invalidate().await;
     emu.reset_calls();
     assert!(!inst.instance_exists(&n4).await.unwrap());
     assert_eq!(emu.call_count("DescribeInstances"), 1);
     // A new server reusing the name is not the old node's server.
     emu.add_instance(&InstanceConfig::new("node4", "east-11")).unwrap();
-    p.shared().instances.invalidate().await;
+    p.context().instances.invalidate().await;
     assert!(!inst.instance_exists(&n4).await.unwrap());
     emu.shutdown().await;
 }
@@ -131,6 +142,18 @@ async fn api_errors_never_mean_gone() {
             "Server.InternalError",
         )),
     );
-    assert!(p.instances().instance_exists(&node("node1", None, &[])).await.is_err());
+    let err = p
+        .instances()
+        .instance_exists(&node("node1", None, &[]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        failure(&err),
+        (
+            "cannot find the NIFCLOUD server of node node1".to_owned(),
+            "DescribeInstances",
+            Some("Server.InternalError")
+        )
+    );
     emu.shutdown().await;
 }

@@ -184,10 +184,17 @@ async fn every_elb_change_waits_for_available_and_survives_faults() {
             500,
         )),
     );
-    assert!(
-        lbs.ensure_load_balancer(CLUSTER, &changed, &targets(&["node1", "node2"]))
-            .await
-            .is_err()
+    let err = lbs
+        .ensure_load_balancer(CLUSTER, &changed, &targets(&["node1", "node2"]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        failure(&err),
+        (
+            format!("cannot change elastic load balancer {name}"),
+            "NiftyConfigureElasticLoadBalancerHealthCheck",
+            Some("Server.InternalError")
+        )
     );
     lbs.ensure_load_balancer(CLUSTER, &changed, &targets(&["node1", "node2"]))
         .await

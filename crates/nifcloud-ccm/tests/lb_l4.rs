@@ -411,8 +411,16 @@ async fn faults_mid_reconcile_end_in_the_right_state_with_nothing_leaked() {
                 400,
             )),
     );
-    let first = lbs.ensure_load_balancer(CLUSTER, &svc, &nodes).await;
-    assert!(first.is_err(), "the 500 surfaces: {first:?}");
+    let first = lbs.ensure_load_balancer(CLUSTER, &svc, &nodes).await.unwrap_err();
+    assert_eq!(
+        failure(&first),
+        (
+            format!("cannot change L4 load balancer {name}"),
+            "ConfigureHealthCheck",
+            Some("Server.InternalError")
+        ),
+        "the 500 surfaces"
+    );
     // The retry (as the framework would) converges.
     lbs.ensure_load_balancer(CLUSTER, &svc, &nodes).await.unwrap();
     let (_, _, _, ports) = lb_state(&emu, &name).unwrap();
@@ -438,11 +446,17 @@ async fn faults_mid_reconcile_end_in_the_right_state_with_nothing_leaked() {
             )),
     );
     let svc2 = service(&uid(11), &[(80, 30081)], &[]);
-    let mut ok = lbs.ensure_load_balancer(CLUSTER, &svc2, &nodes).await;
-    if ok.is_err() {
-        ok = lbs.ensure_load_balancer(CLUSTER, &svc2, &nodes).await;
-    }
-    ok.unwrap();
+    // The SDK repeats a call answered 503 (the server did not act on it), so the first ensure succeeds: the
+    // create is sent twice.
+    lbs.ensure_load_balancer(CLUSTER, &svc2, &nodes).await.unwrap();
+    let statuses = |action: &str| -> Vec<u16> {
+        emu.call_log()
+            .into_iter()
+            .filter(|c| c.action == action)
+            .map(|c| c.status)
+            .collect()
+    };
+    assert_eq!(statuses("CreateLoadBalancer"), vec![200, 503, 200]);
     assert_eq!(emu.with_state(|st| st.load_balancers.len()), 2);
     // Deletion interrupted by a 500 finishes on retry.
     emu.set_faults(FaultConfig::none().with(FaultRule::fail_next(
@@ -451,7 +465,15 @@ async fn faults_mid_reconcile_end_in_the_right_state_with_nothing_leaked() {
         "Server.InternalError",
         500,
     )));
-    assert!(lbs.ensure_load_balancer_deleted(CLUSTER, &svc).await.is_err());
+    let err = lbs.ensure_load_balancer_deleted(CLUSTER, &svc).await.unwrap_err();
+    assert_eq!(
+        failure(&err),
+        (
+            format!("cannot delete L4 load balancer {name}"),
+            "DeleteLoadBalancer",
+            Some("Server.InternalError")
+        )
+    );
     lbs.ensure_load_balancer_deleted(CLUSTER, &svc).await.unwrap();
     assert!(lb_state(&emu, &name).is_none());
     emu.shutdown().await;

@@ -7,70 +7,81 @@
 
 use std::collections::BTreeSet;
 
-use nifcloud_sdk::types::ElasticLoadBalancerDescriptions;
+use nifcloud_cloud::Instance;
+use nifcloud_sdk::types::{ElasticLoadBalancerDescriptions, NiftyDescribeElasticLoadBalancersResultWrapper};
 
 use crate::annotations::ElbInterface;
+use crate::backend::Plan;
+use crate::model::{
+    AccountingType, BalancingType, Billing, HealthCheck, HealthCheckTarget, Listener, ListenerKey, Protocol,
+    member_changes, pair_listeners,
+};
+use crate::naming;
+use crate::spec::ServiceLb;
 
-/// (port, instance port, protocol).
-pub type ListenerKey = (i64, i64, String);
-
-/// One listener as observed.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ObservedElbListener {
-    /// ElasticLoadBalancerPort.
-    pub port: i64,
-    /// InstancePort.
-    pub instance_port: i64,
-    /// TCP, UDP, HTTP, HTTPS.
-    pub protocol: String,
-    /// 1 or 2.
-    pub balancing_type: i64,
-    /// Description.
-    pub description: String,
-    /// Health-check target.
-    pub hc_target: String,
-    /// Health-check interval.
-    pub hc_interval: i64,
-    /// Unhealthy threshold.
-    pub hc_unhealthy: i64,
-    /// Health-check path.
-    pub hc_path: String,
-    /// Member server names.
-    pub instances: BTreeSet<String>,
+/// The lifecycle state of an elastic load balancer (`State`); the API refuses changes unless it is available.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ElbState {
+    /// `available`: changes are accepted.
+    Available,
+    /// A transient state (`processing`, …) or an unknown one, as reported.
+    Other(String),
 }
 
-impl ObservedElbListener {
-    /// The identity.
-    pub fn key(&self) -> ListenerKey {
-        (self.port, self.instance_port, self.protocol.clone())
+impl ElbState {
+    /// Reads the wire state.
+    pub fn from_wire(value: Option<&str>) -> Self {
+        match value.map(str::trim) {
+            Some("available") => Self::Available,
+            other => Self::Other(other.unwrap_or_default().to_owned()),
+        }
+    }
+}
+
+/// One listener of an elastic load balancer as observed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObservedElbListener {
+    /// Its ports, protocol, balancing type and health check.
+    pub listener: Listener,
+    /// Its free-text description; this provider writes its ownership marker there.
+    pub description: String,
+    /// Names of the servers registered on it.
+    pub members: BTreeSet<String>,
+}
+
+impl AsRef<Listener> for ObservedElbListener {
+    fn as_ref(&self) -> &Listener {
+        &self.listener
     }
 }
 
 /// An elastic load balancer as observed.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObservedElb {
-    /// Name.
+    /// Its name on NIFCLOUD (unique per kind in the region).
     pub name: String,
-    /// `elb-…`.
-    pub id: String,
-    /// VIP.
+    /// The VIP (`DNSName` on the wire); empty while it has none.
     pub vip: String,
-    /// `available` or a transient state.
-    pub state: String,
-    /// Mbps.
+    /// Whether it accepts changes now.
+    pub state: ElbState,
+    /// Bandwidth in Mbps.
     pub network_volume: Option<i64>,
-    /// `1` or `2`.
-    pub accounting_type: Option<String>,
-    /// Pending accounting type.
-    pub next_month_accounting_type: Option<String>,
-    /// Network ids of the interfaces, in order.
+    /// How it is billed, this month and from next month.
+    pub billing: Billing,
+    /// The network id of each interface, in order.
     pub networks: Vec<String>,
-    /// Listeners.
+    /// The listeners, ordered by key.
     pub listeners: Vec<ObservedElbListener>,
 }
 
 impl ObservedElb {
     /// Reads a `NiftyDescribeElasticLoadBalancers` reply.
+    pub fn from_reply(reply: NiftyDescribeElasticLoadBalancersResultWrapper) -> Vec<ObservedElb> {
+        let result = reply.nifty_describe_elastic_load_balancers_result;
+        Self::from_descriptions(&result.map(|r| r.elastic_load_balancer_descriptions).unwrap_or_default())
+    }
+
+    /// Reads the load balancers of a `NiftyDescribeElasticLoadBalancers` reply.
     pub fn from_descriptions(items: &[ElasticLoadBalancerDescriptions]) -> Vec<ObservedElb> {
         items
             .iter()
@@ -83,28 +94,30 @@ impl ObservedElb {
                     .map(|l| {
                         let hc = l.health_check.clone().unwrap_or_default();
                         ObservedElbListener {
-                            port: l.elastic_load_balancer_port.unwrap_or_default(),
-                            instance_port: l.instance_port.unwrap_or_default(),
-                            protocol: l.protocol.clone().unwrap_or_default().to_ascii_uppercase(),
-                            balancing_type: l.balancing_type.unwrap_or(1),
+                            listener: Listener {
+                                port: l.elastic_load_balancer_port.unwrap_or_default(),
+                                instance_port: l.instance_port.unwrap_or_default(),
+                                protocol: Protocol::parse(l.protocol.as_deref().unwrap_or_default()),
+                                balancing: BalancingType::from_code(l.balancing_type),
+                                health_check: HealthCheck {
+                                    target: HealthCheckTarget::parse(hc.target.as_deref().unwrap_or_default()),
+                                    interval: hc.interval.unwrap_or_default(),
+                                    unhealthy_threshold: hc.unhealthy_threshold.unwrap_or_default(),
+                                    path: hc.path.filter(|p| !p.is_empty()),
+                                },
+                            },
                             description: l.description.clone().unwrap_or_default(),
-                            hc_target: hc.target.unwrap_or_default(),
-                            hc_interval: hc.interval.unwrap_or_default(),
-                            hc_unhealthy: hc.unhealthy_threshold.unwrap_or_default(),
-                            hc_path: hc.path.unwrap_or_default(),
-                            instances: l.instances.iter().filter_map(|i| i.instance_id.clone()).collect(),
+                            members: l.instances.iter().filter_map(|i| i.instance_id.clone()).collect(),
                         }
                     })
                     .collect();
-                listeners.sort_by_key(ObservedElbListener::key);
+                listeners.sort_by_key(|l| l.listener.key());
                 Some(ObservedElb {
                     name,
-                    id: d.elastic_load_balancer_id.clone().unwrap_or_default(),
                     vip: d.dns_name.clone().unwrap_or_default(),
-                    state: d.state.clone().unwrap_or_default(),
+                    state: ElbState::from_wire(d.state.as_deref()),
                     network_volume: d.network_volume.as_deref().and_then(|v| v.trim().parse().ok()),
-                    accounting_type: d.accounting_type.clone().filter(|s| !s.is_empty()),
-                    next_month_accounting_type: d.next_month_accounting_type.clone().filter(|s| !s.is_empty()),
+                    billing: Billing::from_wire(d.accounting_type.as_deref(), d.next_month_accounting_type.as_deref()),
                     networks: d
                         .network_interfaces
                         .iter()
@@ -122,150 +135,159 @@ impl ObservedElb {
     }
 }
 
-/// One listener as desired.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct WantElbListener {
-    /// ElasticLoadBalancerPort.
-    pub port: i64,
-    /// InstancePort.
-    pub instance_port: i64,
-    /// TCP or UDP.
-    pub protocol: String,
-    /// 1 or 2.
-    pub balancing_type: i64,
-    /// Health-check target.
-    pub hc_target: String,
-    /// Health-check interval.
-    pub hc_interval: i64,
-    /// Unhealthy threshold.
-    pub hc_unhealthy: i64,
-    /// Health-check path (HTTP checks).
-    pub hc_path: Option<String>,
-}
-
-impl WantElbListener {
-    /// The identity.
-    pub fn key(&self) -> ListenerKey {
-        (self.port, self.instance_port, self.protocol.clone())
-    }
-}
-
 /// An elastic load balancer as desired.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DesiredElb {
-    /// Name.
+    /// Its name on NIFCLOUD (unique per kind in the region).
     pub name: String,
     /// The ownership marker written as every listener's description.
     pub marker: String,
-    /// The zone to create it in.
+    /// The zone to create it in (that of the first member server, else the region's first).
     pub zone: String,
-    /// Mbps.
+    /// Bandwidth in Mbps, if the Service says.
     pub network_volume: Option<i64>,
-    /// 1 or 2.
-    pub accounting_type: Option<u8>,
-    /// Interfaces (creation only).
+    /// Billing, if the Service says.
+    pub accounting_type: Option<AccountingType>,
+    /// The network interfaces (applied at creation only).
     pub interfaces: Vec<ElbInterface>,
-    /// Index of the VIP interface.
+    /// The index into `interfaces` of the one that carries the VIP.
     pub vip_interface: usize,
-    /// Listeners.
-    pub listeners: Vec<WantElbListener>,
-    /// Member server names.
-    pub instances: BTreeSet<String>,
+    /// The listeners, ordered by port and protocol.
+    pub listeners: Vec<Listener>,
+    /// Names of the member servers (the same on every listener).
+    pub members: BTreeSet<String>,
 }
 
-/// One call.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ElbAction {
-    /// `NiftyCreateElasticLoadBalancer` with every listener, its health check and members.
-    Create,
-    /// `NiftyUpdateElasticLoadBalancer`.
-    Update {
-        /// New network volume.
-        network_volume: Option<i64>,
-        /// New accounting type.
-        accounting_type: Option<u8>,
-    },
-    /// `NiftyModifyElasticLoadBalancerAttributes` with `AdditionalAttributes`.
-    Modify {
-        /// The listener as it is now.
-        listener: ListenerKey,
-        /// (key, value) pairs.
-        attributes: Vec<(&'static str, String)>,
-    },
-    /// `NiftyRegisterPortWithElasticLoadBalancer`.
-    RegisterPort {
-        /// The desired listener.
-        listener: WantElbListener,
-    },
-    /// `NiftyDeleteElasticLoadBalancer` of one listener.
-    DeleteListener {
-        /// The listener.
-        listener: ListenerKey,
-    },
-    /// `NiftyConfigureElasticLoadBalancerHealthCheck`.
-    HealthCheck {
-        /// The listener (after any Modify).
-        listener: ListenerKey,
-        /// Target.
-        target: String,
-        /// Interval.
-        interval: i64,
-        /// Unhealthy threshold.
-        unhealthy: i64,
-        /// Path.
-        path: Option<String>,
-    },
-    /// `NiftyRegisterInstancesWithElasticLoadBalancer`.
-    Register {
-        /// The listener.
-        listener: ListenerKey,
-        /// Names.
-        names: Vec<String>,
-    },
-    /// `NiftyDeregisterInstancesFromElasticLoadBalancer`.
-    Deregister {
-        /// The listener.
-        listener: ListenerKey,
-        /// Names.
-        names: Vec<String>,
-    },
-}
-
-impl ElbAction {
-    /// Whether listeners appear or change identity (re-read before planning their settings).
-    pub fn is_structural(&self) -> bool {
-        matches!(self, Self::Create | Self::RegisterPort { .. })
+impl DesiredElb {
+    /// The elastic load balancer `name` of `cluster` the Service `spec` asks for, with these member servers, to be
+    /// created in `zone`.
+    pub fn new(cluster: &str, name: &str, spec: &ServiceLb, members: &[Instance], zone: String) -> Self {
+        let o = &spec.options;
+        Self {
+            name: name.to_owned(),
+            marker: naming::elb_marker(cluster, name),
+            zone,
+            network_volume: o.network_volume,
+            accounting_type: o.accounting_type,
+            interfaces: o.elb_interfaces.clone(),
+            vip_interface: o.elb_vip_interface,
+            listeners: spec.listeners.clone(),
+            members: members.iter().map(|m| m.name.clone()).collect(),
+        }
     }
 }
 
-/// The plan and what it cannot do.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ElbPlan {
-    /// Calls, in order.
-    pub actions: Vec<ElbAction>,
-    /// Differences no call can fix.
-    pub warnings: Vec<String>,
+/// One listener setting changed in place by `NiftyModifyElasticLoadBalancerAttributes`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ElbAttribute {
+    /// `protocol`: TCP or UDP.
+    Protocol(Protocol),
+    /// `elasticLoadBalancerPort`: the port on the VIP.
+    Port(i64),
+    /// `instancePort`: the NodePort on each server.
+    InstancePort(i64),
+    /// `balancingType`.
+    Balancing(BalancingType),
+    /// The description (this provider's ownership marker).
+    Description(String),
+}
+
+/// One call on an elastic load balancer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ElbAction {
+    /// `NiftyCreateElasticLoadBalancer` of all of it: listeners with their health checks and members, interfaces.
+    Create(Box<DesiredElb>),
+    /// `NiftyUpdateElasticLoadBalancer`: bandwidth and billing of the whole load balancer.
+    Update {
+        /// New bandwidth in Mbps, if it changes.
+        network_volume: Option<i64>,
+        /// New billing (from next month), if it changes.
+        accounting_type: Option<AccountingType>,
+    },
+    /// `NiftyModifyElasticLoadBalancerAttributes` of one listener.
+    Modify {
+        /// The listener as it is now.
+        listener: ListenerKey,
+        /// The settings that change, each sent as one `AdditionalAttributes` key and value.
+        attributes: Vec<ElbAttribute>,
+    },
+    /// `NiftyRegisterPortWithElasticLoadBalancer`: a new listener.
+    RegisterPort {
+        /// The listener (its health check follows as its own call).
+        listener: Listener,
+        /// Its description (the ownership marker).
+        description: String,
+    },
+    /// `NiftyDeleteElasticLoadBalancer` of one listener (of the last one: the whole load balancer).
+    DeleteListener {
+        /// The listener to delete.
+        listener: ListenerKey,
+    },
+    /// `NiftyConfigureElasticLoadBalancerHealthCheck` of one listener.
+    HealthCheck {
+        /// The listener (after any Modify).
+        listener: ListenerKey,
+        /// The health check to set.
+        health_check: HealthCheck,
+    },
+    /// `NiftyRegisterInstancesWithElasticLoadBalancer` on one listener.
+    Register {
+        /// The listener (after any Modify).
+        listener: ListenerKey,
+        /// The servers to add, by name (`InstanceId` on the wire).
+        names: Vec<String>,
+    },
+    /// `NiftyDeregisterInstancesFromElasticLoadBalancer` from one listener.
+    Deregister {
+        /// The listener (after any Modify).
+        listener: ListenerKey,
+        /// The servers to remove, by name.
+        names: Vec<String>,
+    },
+}
+
+/// The calls that delete `observed`: each listener, the last one taking the load balancer along.
+pub fn teardown(observed: &ObservedElb) -> Vec<ElbAction> {
+    let keys = observed.listeners.iter().map(|l| l.listener.key());
+    keys.map(|listener| ElbAction::DeleteListener { listener }).collect()
+}
+
+/// The in-place changes that turn the listener `have` into `want` with `marker` as its description.
+fn attribute_changes(want: &Listener, have: &ObservedElbListener, marker: &str) -> Vec<ElbAttribute> {
+    let o = &have.listener;
+    let mut out = Vec::new();
+    if o.protocol != want.protocol {
+        out.push(ElbAttribute::Protocol(want.protocol.clone()));
+    }
+    if o.port != want.port {
+        out.push(ElbAttribute::Port(want.port));
+    }
+    if o.instance_port != want.instance_port {
+        out.push(ElbAttribute::InstancePort(want.instance_port));
+    }
+    if o.balancing != want.balancing {
+        out.push(ElbAttribute::Balancing(want.balancing));
+    }
+    if have.description != marker {
+        out.push(ElbAttribute::Description(marker.to_owned()));
+    }
+    out
 }
 
 /// The calls that turn `observed` into `desired`.
-pub fn plan(desired: &DesiredElb, observed: Option<&ObservedElb>) -> ElbPlan {
-    let mut p = ElbPlan::default();
+pub fn plan(desired: &DesiredElb, observed: Option<&ObservedElb>) -> Plan<ElbAction> {
+    let mut p = Plan::default();
     let Some(obs) = observed else {
-        p.actions.push(ElbAction::Create);
+        p.actions.push(ElbAction::Create(Box::new(desired.clone())));
+        p.reshapes = true;
         return p;
     };
-    let nv = desired.network_volume.filter(|v| obs.network_volume != Some(*v));
-    let at = desired.accounting_type.filter(|a| {
-        let want = a.to_string();
-        obs.next_month_accounting_type
-            .as_deref()
-            .or(obs.accounting_type.as_deref())
-            != Some(want.as_str())
-    });
-    if nv.is_some() || at.is_some() {
+    let network_volume = desired.network_volume.filter(|v| obs.network_volume != Some(*v));
+    let accounting_type = obs.billing.change_to(desired.accounting_type);
+    if network_volume.is_some() || accounting_type.is_some() {
         p.actions.push(ElbAction::Update {
-            network_volume: nv,
-            accounting_type: at,
+            network_volume,
+            accounting_type,
         });
     }
     let want_nets: Vec<&str> = desired.interfaces.iter().map(|i| i.network_id.as_str()).collect();
@@ -277,75 +299,32 @@ pub fn plan(desired: &DesiredElb, observed: Option<&ObservedElb>) -> ElbPlan {
             obs.name
         ));
     }
-    let mut unmatched: Vec<&ObservedElbListener> = obs.listeners.iter().collect();
-    let mut pairs: Vec<(&WantElbListener, Option<&ObservedElbListener>)> = Vec::new();
-    let mut rest = Vec::new();
-    for w in &desired.listeners {
-        match unmatched.iter().position(|o| o.key() == w.key()) {
-            Some(i) => pairs.push((w, Some(unmatched.remove(i)))),
-            None => rest.push(w),
-        }
-    }
-    let mut rest2 = Vec::new();
-    for w in rest {
-        match unmatched
-            .iter()
-            .position(|o| o.port == w.port && o.protocol == w.protocol)
-        {
-            Some(i) => pairs.push((w, Some(unmatched.remove(i)))),
-            None => rest2.push(w),
-        }
-    }
-    for w in rest2 {
-        if unmatched.is_empty() {
-            pairs.push((w, None));
-        } else {
-            pairs.push((w, Some(unmatched.remove(0))));
-        }
-    }
+    let pairing = pair_listeners(&desired.listeners, &obs.listeners);
     let mut settings = Vec::new();
-    for (w, o) in pairs {
+    for (w, o) in pairing.pairs {
         let Some(o) = o else {
-            p.actions.push(ElbAction::RegisterPort { listener: w.clone() });
+            p.actions.push(ElbAction::RegisterPort {
+                listener: w.clone(),
+                description: desired.marker.clone(),
+            });
+            p.reshapes = true;
             continue;
         };
-        let mut attributes = Vec::new();
-        if o.protocol != w.protocol {
-            attributes.push(("protocol", w.protocol.clone()));
-        }
-        if o.port != w.port {
-            attributes.push(("elasticLoadBalancerPort", w.port.to_string()));
-        }
-        if o.instance_port != w.instance_port {
-            attributes.push(("instancePort", w.instance_port.to_string()));
-        }
-        if o.balancing_type != w.balancing_type {
-            attributes.push(("balancingType", w.balancing_type.to_string()));
-        }
-        if o.description != desired.marker {
-            attributes.push(("description", desired.marker.clone()));
-        }
+        let attributes = attribute_changes(w, o, &desired.marker);
         if !attributes.is_empty() {
             p.actions.push(ElbAction::Modify {
-                listener: o.key(),
+                listener: o.listener.key(),
                 attributes,
             });
         }
         let key = w.key();
-        let path = w.hc_path.clone().unwrap_or_default();
-        if (o.hc_target.as_str(), o.hc_interval, o.hc_unhealthy, o.hc_path.as_str())
-            != (w.hc_target.as_str(), w.hc_interval, w.hc_unhealthy, path.as_str())
-        {
+        if o.listener.health_check != w.health_check {
             settings.push(ElbAction::HealthCheck {
                 listener: key.clone(),
-                target: w.hc_target.clone(),
-                interval: w.hc_interval,
-                unhealthy: w.hc_unhealthy,
-                path: w.hc_path.clone(),
+                health_check: w.health_check.clone(),
             });
         }
-        let add: Vec<String> = desired.instances.difference(&o.instances).cloned().collect();
-        let remove: Vec<String> = o.instances.difference(&desired.instances).cloned().collect();
+        let (add, remove) = member_changes(&desired.members, &o.members);
         if !add.is_empty() {
             settings.push(ElbAction::Register {
                 listener: key.clone(),
@@ -360,8 +339,10 @@ pub fn plan(desired: &DesiredElb, observed: Option<&ObservedElb>) -> ElbPlan {
         }
     }
     p.actions.extend(settings);
-    for o in unmatched {
-        p.actions.push(ElbAction::DeleteListener { listener: o.key() });
+    for o in pairing.surplus {
+        p.actions.push(ElbAction::DeleteListener {
+            listener: o.listener.key(),
+        });
     }
     p
 }
@@ -369,17 +350,13 @@ pub fn plan(desired: &DesiredElb, observed: Option<&ObservedElb>) -> ElbPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::tests_support::{tcp_check, tcp_listener as want};
 
-    fn want(port: i64, iport: i64) -> WantElbListener {
-        WantElbListener {
+    fn key(port: i64, instance_port: i64) -> ListenerKey {
+        ListenerKey {
             port,
-            instance_port: iport,
-            protocol: "TCP".into(),
-            balancing_type: 1,
-            hc_target: format!("TCP:{iport}"),
-            hc_interval: 10,
-            hc_unhealthy: 1,
-            hc_path: None,
+            instance_port,
+            protocol: Protocol::Tcp,
         }
     }
 
@@ -397,34 +374,28 @@ mod tests {
             }],
             vip_interface: 0,
             listeners: vec![want(80, 30080)],
-            instances: ["node1".to_string(), "node2".to_string()].into(),
+            members: ["node1".to_string(), "node2".to_string()].into(),
         }
     }
 
     fn converged(d: &DesiredElb) -> ObservedElb {
         ObservedElb {
             name: d.name.clone(),
-            id: "elb-1".into(),
             vip: "198.51.100.9".into(),
-            state: "available".into(),
+            state: ElbState::Available,
             network_volume: Some(10),
-            accounting_type: Some("1".into()),
-            next_month_accounting_type: Some("1".into()),
+            billing: Billing {
+                current: Some(AccountingType::Monthly),
+                next_month: Some(AccountingType::Monthly),
+            },
             networks: vec!["net-COMMON_GLOBAL".into()],
             listeners: d
                 .listeners
                 .iter()
                 .map(|w| ObservedElbListener {
-                    port: w.port,
-                    instance_port: w.instance_port,
-                    protocol: w.protocol.clone(),
-                    balancing_type: w.balancing_type,
+                    listener: w.clone(),
                     description: d.marker.clone(),
-                    hc_target: w.hc_target.clone(),
-                    hc_interval: w.hc_interval,
-                    hc_unhealthy: w.hc_unhealthy,
-                    hc_path: String::new(),
-                    instances: d.instances.clone(),
+                    members: d.members.clone(),
                 })
                 .collect(),
         }
@@ -433,8 +404,10 @@ mod tests {
     #[test]
     fn create_then_nothing() {
         let d = desired();
-        assert_eq!(plan(&d, None).actions, vec![ElbAction::Create]);
-        assert_eq!(plan(&d, Some(&converged(&d))), ElbPlan::default());
+        let create = plan(&d, None);
+        assert_eq!(create.actions, vec![ElbAction::Create(Box::new(d.clone()))]);
+        assert!(create.reshapes);
+        assert_eq!(plan(&d, Some(&converged(&d))), Plan::default());
     }
 
     #[test]
@@ -442,34 +415,36 @@ mod tests {
         let mut d = desired();
         let o = converged(&d);
         d.network_volume = Some(100);
-        d.accounting_type = Some(2);
+        d.accounting_type = Some(AccountingType::PayPerUse);
         d.listeners[0].instance_port = 31000;
-        d.listeners[0].hc_target = "TCP:31000".into();
-        d.listeners[0].balancing_type = 2;
-        d.instances = ["node1".to_string(), "node3".to_string()].into();
+        d.listeners[0].health_check.target = HealthCheckTarget::Tcp(31000);
+        d.listeners[0].balancing = BalancingType::LeastConnection;
+        d.members = ["node1".to_string(), "node3".to_string()].into();
         d.listeners.push(want(443, 30443));
         let p = plan(&d, Some(&o));
-        let k = (80, 31000, "TCP".to_string());
+        assert!(p.reshapes, "a listener is added");
+        let k = key(80, 31000);
         assert_eq!(
             p.actions,
             vec![
                 ElbAction::Update {
                     network_volume: Some(100),
-                    accounting_type: Some(2)
+                    accounting_type: Some(AccountingType::PayPerUse)
                 },
                 ElbAction::Modify {
-                    listener: (80, 30080, "TCP".into()),
-                    attributes: vec![("instancePort", "31000".into()), ("balancingType", "2".into())],
+                    listener: key(80, 30080),
+                    attributes: vec![
+                        ElbAttribute::InstancePort(31000),
+                        ElbAttribute::Balancing(BalancingType::LeastConnection)
+                    ],
                 },
                 ElbAction::RegisterPort {
-                    listener: want(443, 30443)
+                    listener: want(443, 30443),
+                    description: "k8s abcd web".into(),
                 },
                 ElbAction::HealthCheck {
                     listener: k.clone(),
-                    target: "TCP:31000".into(),
-                    interval: 10,
-                    unhealthy: 1,
-                    path: None
+                    health_check: tcp_check(31000, 10, 1),
                 },
                 ElbAction::Register {
                     listener: k.clone(),
@@ -484,27 +459,59 @@ mod tests {
     }
 
     #[test]
+    fn a_foreign_description_and_an_empty_path_are_read_as_such() {
+        let d = desired();
+        let mut o = converged(&d);
+        o.listeners[0].description = "made by hand".into();
+        let p = plan(&d, Some(&o));
+        assert_eq!(
+            p.actions,
+            vec![ElbAction::Modify {
+                listener: key(80, 30080),
+                attributes: vec![ElbAttribute::Description("k8s abcd web".into())],
+            }]
+        );
+        assert!(!o.has_marker(&d.marker));
+        assert_eq!(
+            ElbState::from_wire(Some("processing")),
+            ElbState::Other("processing".into())
+        );
+    }
+
+    #[test]
     fn surplus_listener_deleted_last_and_interfaces_warned() {
         let d = desired();
         let mut o = converged(&d);
         let mut extra = o.listeners[0].clone();
-        extra.port = 8080;
-        extra.instance_port = 30880;
+        extra.listener.port = 8080;
+        extra.listener.instance_port = 30880;
         o.listeners.push(extra);
         o.networks = vec!["net-COMMON_PRIVATE".into()];
         let p = plan(&d, Some(&o));
         assert_eq!(
             p.actions,
             vec![ElbAction::DeleteListener {
-                listener: (8080, 30880, "TCP".into())
+                listener: key(8080, 30880)
             }]
         );
         assert_eq!(p.warnings.len(), 1);
-        assert!(
-            !ElbAction::DeleteListener {
-                listener: (1, 2, "TCP".into())
-            }
-            .is_structural()
+        assert!(!p.reshapes, "deleting a listener needs no re-read");
+    }
+
+    #[test]
+    fn teardown_deletes_every_listener() {
+        let mut d = desired();
+        d.listeners.push(want(443, 30443));
+        assert_eq!(
+            teardown(&converged(&d)),
+            vec![
+                ElbAction::DeleteListener {
+                    listener: key(80, 30080)
+                },
+                ElbAction::DeleteListener {
+                    listener: key(443, 30443)
+                },
+            ]
         );
     }
 }

@@ -1,8 +1,8 @@
-//! L4 load balancers: reading them and carrying out [`plan::L4Action`]s.
+//! L4 load balancers behind the [`Backend`] seam: reading them and carrying out [`plan::L4Action`]s.
 
 pub mod plan;
 
-use nifcloud_cloud::{CloudError, Disposition};
+use nifcloud_cloud::{CloudError, Instance};
 use nifcloud_sdk::Client;
 use nifcloud_sdk::types::{
     ConfigureHealthCheckRequest, CreateLoadBalancerRequest, DeleteLoadBalancerRequest,
@@ -12,8 +12,14 @@ use nifcloud_sdk::types::{
     SetFilterForLoadBalancerRequest, UpdateLoadBalancerRequest,
 };
 
+use crate::annotations::LbKind;
+use crate::backend::{Backend, Outcome, Plan, Subject};
+use crate::call::{AlreadyDone, answer, applied};
+use crate::context::Context;
 use crate::lbview::Named;
-use plan::{L4Action, ObservedL4};
+use crate::model::{FilterType, PortPair};
+use crate::spec::ServiceLb;
+use plan::{DesiredL4, L4Action, ObservedL4};
 
 impl Named for ObservedL4 {
     fn name(&self) -> &str {
@@ -21,63 +27,82 @@ impl Named for ObservedL4 {
     }
 }
 
-/// Every L4 load balancer in the region (one call).
-pub async fn list(client: &Client) -> Result<Vec<ObservedL4>, CloudError> {
-    let reply = client
-        .describe_load_balancers(DescribeLoadBalancersRequest::default())
-        .await
-        .map_err(CloudError::wrap("DescribeLoadBalancers", "all load balancers"))?;
-    let items = reply
-        .describe_load_balancers_result
-        .map(|r| r.load_balancer_descriptions)
-        .unwrap_or_default();
-    Ok(ObservedL4::from_descriptions(&items))
-}
+/// The L4 kind of load balancer.
+#[derive(Debug)]
+pub struct L4Backend;
 
-/// One L4 load balancer by name; `None` when it does not exist.
-pub async fn describe(client: &Client, name: &str) -> Result<Option<ObservedL4>, CloudError> {
-    let req = DescribeLoadBalancersRequest {
-        load_balancer_names: vec![RequestLoadBalancerNames {
-            load_balancer_name: Some(name.to_owned()),
+impl Backend for L4Backend {
+    type Desired = DesiredL4;
+    type Observed = ObservedL4;
+    type Action = L4Action;
+
+    const KIND: LbKind = LbKind::L4;
+
+    fn assumed_after_create(desired: &DesiredL4, vip: &str) -> Option<ObservedL4> {
+        Some(desired.as_created(vip))
+    }
+
+    fn desired(&self, _: &Context, subject: &Subject<'_>, spec: &ServiceLb, members: &[Instance]) -> DesiredL4 {
+        DesiredL4::new(subject.name, spec, members)
+    }
+
+    async fn describe(&self, client: &Client, name: Option<&str>) -> Result<Vec<ObservedL4>, CloudError> {
+        let names = name.iter().map(|n| RequestLoadBalancerNames {
+            load_balancer_name: Some((*n).to_owned()),
             ..Default::default()
-        }],
-        ..Default::default()
-    };
-    match client.describe_load_balancers(req).await {
-        Ok(reply) => {
-            let items = reply
-                .describe_load_balancers_result
-                .map(|r| r.load_balancer_descriptions)
-                .unwrap_or_default();
-            Ok(ObservedL4::from_descriptions(&items)
-                .into_iter()
-                .find(|o| o.name == name))
-        }
-        Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(CloudError::new(
-            "DescribeLoadBalancers",
-            format!("load balancer {name}"),
-            e,
-        )),
+        });
+        let req = DescribeLoadBalancersRequest {
+            load_balancer_names: names.collect(),
+            ..Default::default()
+        };
+        let which = name.map_or_else(|| "all load balancers".to_owned(), |n| format!("load balancer {n}"));
+        let reply = client.describe_load_balancers(req).await;
+        reply
+            .map(ObservedL4::from_reply)
+            .map_err(CloudError::wrap("DescribeLoadBalancers", which))
+    }
+
+    fn plan(desired: &DesiredL4, observed: Option<&ObservedL4>) -> Plan<L4Action> {
+        plan::plan(desired, observed)
+    }
+
+    async fn execute(&self, ctx: &Context, name: &str, action: &L4Action) -> Result<Outcome, CloudError> {
+        execute(&ctx.client, name, action).await
+    }
+
+    fn vip(observed: &ObservedL4) -> &str {
+        &observed.vip
+    }
+
+    fn teardown(observed: &ObservedL4) -> Vec<L4Action> {
+        plan::teardown(observed)
     }
 }
 
-/// What an executed action produced.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Outcome {
-    /// The VIP, when the action created the load balancer.
-    pub created_vip: Option<String>,
-    /// Whether the create found the name taken.
-    pub already_existed: bool,
+fn update(name: &str) -> UpdateLoadBalancerRequest {
+    UpdateLoadBalancerRequest {
+        load_balancer_name: Some(name.to_owned()),
+        ..Default::default()
+    }
+}
+
+fn instances(names: &[String]) -> Vec<RequestInstances> {
+    names
+        .iter()
+        .map(|n| RequestInstances {
+            instance_id: Some(n.clone()),
+        })
+        .collect()
 }
 
 /// Carries out one action on the load balancer `name`. Answers that mean "already done" (a port or member that
 /// is already there, one that is already gone) count as success.
-pub async fn execute(client: &Client, name: &str, action: &L4Action) -> Result<Outcome, CloudError> {
+async fn execute(client: &Client, name: &str, action: &L4Action) -> Result<Outcome, CloudError> {
+    use AlreadyDone::{IfCode, IfExists, IfNotFound, Never};
     let lb = || Some(name.to_owned());
     let resource = format!("load balancer {name}");
-    let mut outcome = Outcome::default();
-    let result = match action {
+    let pair = |p: &PortPair| (lb(), Some(p.port), Some(p.instance_port));
+    let outcome = match action {
         L4Action::Create {
             listeners,
             network_volume,
@@ -88,179 +113,161 @@ pub async fn execute(client: &Client, name: &str, action: &L4Action) -> Result<O
                 load_balancer_name: lb(),
                 listeners: listeners
                     .iter()
-                    .map(|(p, ip, b)| RequestListeners {
-                        load_balancer_port: Some(*p),
-                        instance_port: Some(*ip),
-                        balancing_type: Some(*b),
+                    .map(|l| RequestListeners {
+                        load_balancer_port: Some(l.port),
+                        instance_port: Some(l.instance_port),
+                        balancing_type: Some(l.balancing.code()),
                         ..Default::default()
                     })
                     .collect(),
                 network_volume: *network_volume,
-                accounting_type: accounting_type.map(|a| a.to_string()),
-                policy_type: policy_type.map(str::to_owned),
+                accounting_type: accounting_type.map(|a| a.code().to_string()),
+                policy_type: policy_type.map(|p| p.as_str().to_owned()),
                 ..Default::default()
             };
-            match client.create_load_balancer(req).await {
-                Ok(r) => {
-                    outcome.created_vip = r.create_load_balancer_result.and_then(|r| r.dns_name);
-                    Ok(())
-                }
-                Err(e) if Disposition::of(&e) == Disposition::AlreadyExists => {
-                    outcome.already_existed = true;
-                    Ok(())
-                }
-                Err(e) => Err(("CreateLoadBalancer", e)),
+            let reply = client.create_load_balancer(req).await;
+            match answer("CreateLoadBalancer", &resource, reply, IfExists)? {
+                Some(r) => Outcome::Created {
+                    vip: r.create_load_balancer_result.and_then(|r| r.dns_name),
+                },
+                None => Outcome::NameTaken,
             }
         }
-        L4Action::SetNetworkVolume(v) => client
-            .update_load_balancer(UpdateLoadBalancerRequest {
-                load_balancer_name: lb(),
+        L4Action::SetNetworkVolume(v) => {
+            let req = UpdateLoadBalancerRequest {
                 network_volume_update: Some(*v),
-                ..Default::default()
-            })
-            .await
-            .map(drop)
-            .map_err(|e| ("UpdateLoadBalancer", e)),
-        L4Action::SetAccountingType(a) => client
-            .update_load_balancer(UpdateLoadBalancerRequest {
-                load_balancer_name: lb(),
-                accounting_type_update: Some(i64::from(*a)),
-                ..Default::default()
-            })
-            .await
-            .map(drop)
-            .map_err(|e| ("UpdateLoadBalancer", e)),
-        L4Action::UpdateListener { from, to } => client
-            .update_load_balancer(UpdateLoadBalancerRequest {
-                load_balancer_name: lb(),
+                ..update(name)
+            };
+            applied(
+                "UpdateLoadBalancer",
+                &resource,
+                client.update_load_balancer(req).await,
+                Never,
+            )?
+        }
+        L4Action::SetAccountingType(a) => {
+            let req = UpdateLoadBalancerRequest {
+                accounting_type_update: Some(a.code()),
+                ..update(name)
+            };
+            applied(
+                "UpdateLoadBalancer",
+                &resource,
+                client.update_load_balancer(req).await,
+                Never,
+            )?
+        }
+        L4Action::UpdateListener { from, to, balancing } => {
+            let req = UpdateLoadBalancerRequest {
                 listener_update: Some(RequestListenerUpdate {
-                    load_balancer_port: Some(from.0),
-                    instance_port: Some(from.1),
+                    load_balancer_port: Some(from.port),
+                    instance_port: Some(from.instance_port),
                     listener: Some(RequestListener {
-                        load_balancer_port: Some(to.0),
-                        instance_port: Some(to.1),
-                        balancing_type: Some(to.2),
+                        load_balancer_port: Some(to.port),
+                        instance_port: Some(to.instance_port),
+                        balancing_type: Some(balancing.code()),
                         ..Default::default()
                     }),
                 }),
-                ..Default::default()
-            })
-            .await
-            .map(drop)
-            .map_err(|e| ("UpdateLoadBalancer", e)),
-        L4Action::RegisterPort { listener } => {
+                ..update(name)
+            };
+            applied(
+                "UpdateLoadBalancer",
+                &resource,
+                client.update_load_balancer(req).await,
+                Never,
+            )?
+        }
+        L4Action::RegisterPort { ports, balancing } => {
             let req = RegisterPortWithLoadBalancerRequest {
                 load_balancer_name: lb(),
                 listeners: vec![RequestListenersOfRegisterPortWithLoadBalancer {
-                    load_balancer_port: Some(listener.0),
-                    instance_port: Some(listener.1),
-                    balancing_type: Some(listener.2),
+                    load_balancer_port: Some(ports.port),
+                    instance_port: Some(ports.instance_port),
+                    balancing_type: Some(balancing.code()),
                     ..Default::default()
                 }],
             };
-            match client.register_port_with_load_balancer(req).await {
-                Ok(_) => Ok(()),
-                Err(e) if e.has_code("Client.Inoperable.LoadBalancerPort.AlreadyExists") => Ok(()),
-                Err(e) => Err(("RegisterPortWithLoadBalancer", e)),
-            }
+            let reply = client.register_port_with_load_balancer(req).await;
+            let taken = IfCode("Client.Inoperable.LoadBalancerPort.AlreadyExists");
+            applied("RegisterPortWithLoadBalancer", &resource, reply, taken)?
         }
-        L4Action::DeletePort { listener } => {
+        L4Action::DeletePort { ports } => {
+            let (load_balancer_name, load_balancer_port, instance_port) = pair(ports);
             let req = DeleteLoadBalancerRequest {
-                load_balancer_name: lb(),
-                load_balancer_port: Some(listener.0),
-                instance_port: Some(listener.1),
+                load_balancer_name,
+                load_balancer_port,
+                instance_port,
             };
-            match client.delete_load_balancer(req).await {
-                Ok(_) => Ok(()),
-                Err(e) if e.is_not_found() => Ok(()),
-                Err(e) => Err(("DeleteLoadBalancer", e)),
-            }
+            let reply = client.delete_load_balancer(req).await;
+            applied("DeleteLoadBalancer", &resource, reply, IfNotFound)?
         }
-        L4Action::ConfigureHealthCheck {
-            listener,
-            target,
-            interval,
-            unhealthy,
-        } => client
-            .configure_health_check(ConfigureHealthCheckRequest {
-                load_balancer_name: lb(),
-                load_balancer_port: Some(listener.0),
-                instance_port: Some(listener.1),
+        L4Action::ConfigureHealthCheck { ports, health_check } => {
+            let (load_balancer_name, load_balancer_port, instance_port) = pair(ports);
+            let req = ConfigureHealthCheckRequest {
+                load_balancer_name,
+                load_balancer_port,
+                instance_port,
                 health_check: Some(RequestHealthCheck {
-                    target: Some(target.clone()),
-                    interval: Some(*interval),
-                    unhealthy_threshold: Some(*unhealthy),
+                    target: Some(health_check.target.to_string()),
+                    interval: Some(health_check.interval),
+                    unhealthy_threshold: Some(health_check.unhealthy_threshold),
                     ..Default::default()
                 }),
-            })
-            .await
-            .map(drop)
-            .map_err(|e| ("ConfigureHealthCheck", e)),
-        L4Action::RegisterInstances { listener, names } => {
-            let req = RegisterInstancesWithLoadBalancerRequest {
-                load_balancer_name: lb(),
-                load_balancer_port: Some(listener.0),
-                instance_port: Some(listener.1),
-                instances: instances(names),
             };
-            match client.register_instances_with_load_balancer(req).await {
-                Ok(_) => Ok(()),
-                Err(e) if e.has_code("Client.Inoperable.LoadBalancer.HavingRegisteredInstance") => Ok(()),
-                Err(e) => Err(("RegisterInstancesWithLoadBalancer", e)),
-            }
+            let reply = client.configure_health_check(req).await;
+            applied("ConfigureHealthCheck", &resource, reply, Never)?
         }
-        L4Action::DeregisterInstances { listener, names } => {
-            let req = DeregisterInstancesFromLoadBalancerRequest {
-                load_balancer_name: lb(),
-                load_balancer_port: Some(listener.0),
-                instance_port: Some(listener.1),
+        L4Action::RegisterInstances { ports, names } => {
+            let (load_balancer_name, load_balancer_port, instance_port) = pair(ports);
+            let req = RegisterInstancesWithLoadBalancerRequest {
+                load_balancer_name,
+                load_balancer_port,
+                instance_port,
                 instances: instances(names),
             };
-            match client.deregister_instances_from_load_balancer(req).await {
-                Ok(_) => Ok(()),
-                Err(e) if e.is_not_found() => Ok(()),
-                Err(e) => Err(("DeregisterInstancesFromLoadBalancer", e)),
-            }
+            let reply = client.register_instances_with_load_balancer(req).await;
+            let registered = IfCode("Client.Inoperable.LoadBalancer.HavingRegisteredInstance");
+            applied("RegisterInstancesWithLoadBalancer", &resource, reply, registered)?
+        }
+        L4Action::DeregisterInstances { ports, names } => {
+            let (load_balancer_name, load_balancer_port, instance_port) = pair(ports);
+            let req = DeregisterInstancesFromLoadBalancerRequest {
+                load_balancer_name,
+                load_balancer_port,
+                instance_port,
+                instances: instances(names),
+            };
+            let reply = client.deregister_instances_from_load_balancer(req).await;
+            applied("DeregisterInstancesFromLoadBalancer", &resource, reply, IfNotFound)?
         }
         L4Action::SetFilter {
-            listener,
+            ports,
             add,
             remove,
             set_allow,
         } => {
-            let mut members: Vec<RequestIPAddresses> = add
-                .iter()
-                .map(|ip| RequestIPAddresses {
+            let entry = |on: bool| {
+                move |ip: &String| RequestIPAddresses {
                     ip_address: Some(ip.clone()),
-                    add_on_filter: Some(true),
-                })
-                .collect();
-            members.extend(remove.iter().map(|ip| RequestIPAddresses {
-                ip_address: Some(ip.clone()),
-                add_on_filter: Some(false),
-            }));
-            client
-                .set_filter_for_load_balancer(SetFilterForLoadBalancerRequest {
-                    load_balancer_name: lb(),
-                    load_balancer_port: Some(listener.0),
-                    instance_port: Some(listener.1),
-                    filter_type: set_allow.then(|| "1".to_owned()),
-                    ip_addresses: members,
-                })
-                .await
-                .map(drop)
-                .map_err(|e| ("SetFilterForLoadBalancer", e))
+                    add_on_filter: Some(on),
+                }
+            };
+            let (load_balancer_name, load_balancer_port, instance_port) = pair(ports);
+            let req = SetFilterForLoadBalancerRequest {
+                load_balancer_name,
+                load_balancer_port,
+                instance_port,
+                filter_type: set_allow.then(|| FilterType::Allow.as_str().to_owned()),
+                ip_addresses: add
+                    .iter()
+                    .map(entry(true))
+                    .chain(remove.iter().map(entry(false)))
+                    .collect(),
+            };
+            let reply = client.set_filter_for_load_balancer(req).await;
+            applied("SetFilterForLoadBalancer", &resource, reply, Never)?
         }
     };
-    result.map_err(|(op, e)| CloudError::new(op, resource, e))?;
     Ok(outcome)
-}
-
-fn instances(names: &[String]) -> Vec<RequestInstances> {
-    names
-        .iter()
-        .map(|n| RequestInstances {
-            instance_id: Some(n.clone()),
-        })
-        .collect()
 }

@@ -9,58 +9,67 @@
 //!    loses its last listener (which would delete it and its VIP);
 //! 3. per listener: health check, members (register, deregister), filter (one call adding and removing).
 //!
-//! When nothing differs the plan is empty. Structural changes (create, register, update ports) are followed by
-//! a re-read and a second plan, because the settings of a new listener are only known once it exists.
+//! When nothing differs the plan is empty. Structural changes (create, register, update ports) mark the plan as
+//! reshaping: a re-read and a second plan follow, because the settings of a new listener are only known once it
+//! exists.
 
 use std::collections::BTreeSet;
 
-use nifcloud_sdk::types::LoadBalancerDescriptions;
+use nifcloud_cloud::Instance;
+use nifcloud_sdk::types::{DescribeLoadBalancersResultWrapper, LoadBalancerDescriptions};
 
-use crate::spec::ANY_SOURCE;
+use crate::backend::Plan;
+use crate::model::{
+    AccountingType, BalancingType, Billing, FilterType, HealthCheck, HealthCheckTarget, Listener, PolicyType, PortPair,
+    Protocol, member_changes, pair_listeners,
+};
+use crate::spec::{ANY_SOURCE, ServiceLb};
 
-/// One listener as observed.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ObservedListener {
-    /// LoadBalancerPort.
-    pub port: i64,
-    /// InstancePort.
-    pub instance_port: i64,
-    /// 1 or 2.
-    pub balancing_type: i64,
-    /// Health-check target.
-    pub hc_target: String,
-    /// Health-check interval.
-    pub hc_interval: i64,
-    /// Unhealthy threshold.
-    pub hc_unhealthy: i64,
-    /// Member server names.
-    pub instances: BTreeSet<String>,
-    /// `1` allow, `2` deny.
-    pub filter_type: String,
-    /// Filter addresses; empty means any.
+/// One port pair of an L4 load balancer as observed, with its members and source filter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObservedPort {
+    /// The listener (always TCP; no health-check path).
+    pub listener: Listener,
+    /// Names of the servers registered on this port pair.
+    pub members: BTreeSet<String>,
+    /// Whether `filter` lists who may connect or who may not.
+    pub filter_type: FilterType,
+    /// The filter's addresses (`a.b.c.d`, `a.b.c.d/n`); empty, like `*.*.*.*`, means any source.
     pub filter: BTreeSet<String>,
 }
 
+impl AsRef<Listener> for ObservedPort {
+    fn as_ref(&self) -> &Listener {
+        &self.listener
+    }
+}
+
 /// An L4 load balancer as observed.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObservedL4 {
-    /// Name.
+    /// Its name on NIFCLOUD (unique per kind in the region).
     pub name: String,
-    /// VIP.
+    /// The VIP (`DNSName` on the wire); empty while it has none.
     pub vip: String,
-    /// Mbps.
+    /// Bandwidth in Mbps.
     pub network_volume: Option<i64>,
-    /// `1` or `2`.
-    pub accounting_type: Option<String>,
-    /// The accounting type from next month (a pending change).
-    pub next_month_accounting_type: Option<String>,
-    /// `standard` or `ats`.
-    pub policy_type: Option<String>,
-    /// Listeners.
-    pub listeners: Vec<ObservedListener>,
+    /// How it is billed, this month and from next month.
+    pub billing: Billing,
+    /// The traffic policy chosen at creation.
+    pub policy_type: Option<PolicyType>,
+    /// The port pairs, ordered by ports.
+    pub ports: Vec<ObservedPort>,
 }
 
 impl ObservedL4 {
+    /// Reads a `DescribeLoadBalancers` reply.
+    pub fn from_reply(reply: DescribeLoadBalancersResultWrapper) -> Vec<ObservedL4> {
+        let items = reply
+            .describe_load_balancers_result
+            .map(|r| r.load_balancer_descriptions);
+        Self::from_descriptions(&items.unwrap_or_default())
+    }
+
     /// Groups `DescribeLoadBalancers` members (one per port pair) by name.
     pub fn from_descriptions(items: &[LoadBalancerDescriptions]) -> Vec<ObservedL4> {
         let mut out: Vec<ObservedL4> = Vec::new();
@@ -75,10 +84,12 @@ impl ObservedL4 {
                         name: name.clone(),
                         vip: d.dns_name.clone().unwrap_or_default(),
                         network_volume: d.network_volume,
-                        accounting_type: d.accounting_type.clone().filter(|s| !s.is_empty()),
-                        next_month_accounting_type: d.next_month_accounting_type.clone().filter(|s| !s.is_empty()),
-                        policy_type: d.policy_type.clone().filter(|s| !s.is_empty()),
-                        listeners: Vec::new(),
+                        billing: Billing::from_wire(
+                            d.accounting_type.as_deref(),
+                            d.next_month_accounting_type.as_deref(),
+                        ),
+                        policy_type: d.policy_type.as_deref().and_then(PolicyType::parse),
+                        ports: Vec::new(),
                     });
                     out.len() - 1
                 }
@@ -87,15 +98,21 @@ impl ObservedL4 {
             let filter = d.filter.clone().unwrap_or_default();
             for ld in &d.listener_descriptions {
                 let Some(l) = &ld.listener else { continue };
-                out[idx].listeners.push(ObservedListener {
-                    port: l.load_balancer_port.unwrap_or_default(),
-                    instance_port: l.instance_port.unwrap_or_default(),
-                    balancing_type: l.balancing_type.unwrap_or(1),
-                    hc_target: hc.target.clone().unwrap_or_default(),
-                    hc_interval: hc.interval.unwrap_or_default(),
-                    hc_unhealthy: hc.unhealthy_threshold.unwrap_or_default(),
-                    instances: d.instances.iter().filter_map(|i| i.instance_id.clone()).collect(),
-                    filter_type: filter.filter_type.clone().unwrap_or_else(|| "1".into()),
+                out[idx].ports.push(ObservedPort {
+                    listener: Listener {
+                        port: l.load_balancer_port.unwrap_or_default(),
+                        instance_port: l.instance_port.unwrap_or_default(),
+                        protocol: Protocol::Tcp,
+                        balancing: BalancingType::from_code(l.balancing_type),
+                        health_check: HealthCheck {
+                            target: HealthCheckTarget::parse(hc.target.as_deref().unwrap_or_default()),
+                            interval: hc.interval.unwrap_or_default(),
+                            unhealthy_threshold: hc.unhealthy_threshold.unwrap_or_default(),
+                            path: None,
+                        },
+                    },
+                    members: d.instances.iter().filter_map(|i| i.instance_id.clone()).collect(),
+                    filter_type: FilterType::from_wire(filter.filter_type.as_deref()),
                     filter: filter
                         .ip_addresses
                         .iter()
@@ -105,138 +122,153 @@ impl ObservedL4 {
             }
         }
         for o in &mut out {
-            o.listeners.sort_by_key(|l| (l.port, l.instance_port));
+            o.ports.sort_by_key(|p| p.listener.ports());
         }
         out
     }
 }
 
-/// One listener as desired.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct WantListener {
-    /// LoadBalancerPort.
-    pub port: i64,
-    /// InstancePort.
-    pub instance_port: i64,
-    /// 1 or 2.
-    pub balancing_type: i64,
-    /// Health-check target.
-    pub hc_target: String,
-    /// Health-check interval.
-    pub hc_interval: i64,
-    /// Unhealthy threshold.
-    pub hc_unhealthy: i64,
-}
-
 /// An L4 load balancer as desired.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DesiredL4 {
-    /// Name.
+    /// Its name on NIFCLOUD (unique per kind in the region).
     pub name: String,
-    /// Mbps, if the Service says.
+    /// Bandwidth in Mbps, if the Service says.
     pub network_volume: Option<i64>,
-    /// `1` or `2`, if the Service says.
-    pub accounting_type: Option<u8>,
-    /// `standard` or `ats`, if the Service says.
-    pub policy_type: Option<&'static str>,
-    /// Listeners, ordered by port.
-    pub listeners: Vec<WantListener>,
-    /// Member server names (the same for every listener).
-    pub instances: BTreeSet<String>,
+    /// Billing, if the Service says.
+    pub accounting_type: Option<AccountingType>,
+    /// The traffic policy, if the Service says (applied at creation only).
+    pub policy_type: Option<PolicyType>,
+    /// The listeners, ordered by port.
+    pub listeners: Vec<Listener>,
+    /// Names of the member servers (the same on every port pair).
+    pub members: BTreeSet<String>,
     /// Allowed sources; `{"*.*.*.*"}` for any.
     pub filter: BTreeSet<String>,
 }
 
-/// One call.
+impl DesiredL4 {
+    /// The L4 load balancer `name` the Service `spec` asks for, with these member servers.
+    pub fn new(name: &str, spec: &ServiceLb, members: &[Instance]) -> Self {
+        let o = &spec.options;
+        Self {
+            name: name.to_owned(),
+            network_volume: o.network_volume,
+            accounting_type: o.accounting_type,
+            policy_type: o.policy_type,
+            listeners: spec.listeners.clone(),
+            members: members.iter().map(|m| m.name.clone()).collect(),
+            filter: spec.filter.clone(),
+        }
+    }
+
+    /// What a load balancer just created from this is known to look like: its listeners, bandwidth, accounting
+    /// and policy as sent, the API's default allow-any filter, no members and an unknown health check.
+    pub fn as_created(&self, vip: &str) -> ObservedL4 {
+        ObservedL4 {
+            name: self.name.clone(),
+            vip: vip.to_owned(),
+            network_volume: self.network_volume,
+            billing: Billing {
+                current: self.accounting_type,
+                next_month: None,
+            },
+            policy_type: self.policy_type,
+            ports: self
+                .listeners
+                .iter()
+                .map(|l| ObservedPort {
+                    listener: Listener {
+                        health_check: HealthCheck::default(),
+                        ..l.clone()
+                    },
+                    members: BTreeSet::new(),
+                    filter_type: FilterType::Allow,
+                    filter: [ANY_SOURCE.to_owned()].into(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// One call on an L4 load balancer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum L4Action {
-    /// `CreateLoadBalancer` with every listener.
+    /// `CreateLoadBalancer` with every listener's ports and balancing type (their other settings follow).
     Create {
-        /// (port, instance port, balancing type).
-        listeners: Vec<(i64, i64, i64)>,
-        /// Mbps.
+        /// Every listener: their ports and balancing types are sent; health checks, members and filters follow as
+        /// their own calls.
+        listeners: Vec<Listener>,
+        /// Bandwidth in Mbps; `None`: the API's default.
         network_volume: Option<i64>,
-        /// 1 or 2.
-        accounting_type: Option<u8>,
-        /// standard or ats.
-        policy_type: Option<&'static str>,
+        /// Billing; `None`: the API's default.
+        accounting_type: Option<AccountingType>,
+        /// Traffic policy; `None`: the API's default.
+        policy_type: Option<PolicyType>,
     },
-    /// `UpdateLoadBalancer` with `NetworkVolumeUpdate`.
+    /// `UpdateLoadBalancer` with `NetworkVolumeUpdate`, in Mbps.
     SetNetworkVolume(i64),
-    /// `UpdateLoadBalancer` with `AccountingTypeUpdate`.
-    SetAccountingType(u8),
-    /// `UpdateLoadBalancer` with `ListenerUpdate`: change a listener's ports and balancing type in place.
+    /// `UpdateLoadBalancer` with `AccountingTypeUpdate` (applies from next month).
+    SetAccountingType(AccountingType),
+    /// `UpdateLoadBalancer` with `ListenerUpdate`: a listener's ports and balancing type changed in place.
     UpdateListener {
-        /// The current (port, instance port).
-        from: (i64, i64),
-        /// The new (port, instance port, balancing type).
-        to: (i64, i64, i64),
+        /// Its current ports.
+        from: PortPair,
+        /// Its new ports.
+        to: PortPair,
+        /// Its new balancing type.
+        balancing: BalancingType,
     },
-    /// `RegisterPortWithLoadBalancer`.
+    /// `RegisterPortWithLoadBalancer`: a new listener.
     RegisterPort {
-        /// (port, instance port, balancing type).
-        listener: (i64, i64, i64),
+        /// Its ports.
+        ports: PortPair,
+        /// Its balancing type.
+        balancing: BalancingType,
     },
-    /// `DeleteLoadBalancer` of one port pair.
+    /// `DeleteLoadBalancer` of one port pair (of the last one: the whole load balancer and its VIP).
     DeletePort {
-        /// (port, instance port).
-        listener: (i64, i64),
+        /// The listener.
+        ports: PortPair,
     },
-    /// `ConfigureHealthCheck`.
+    /// `ConfigureHealthCheck` of one port pair.
     ConfigureHealthCheck {
-        /// (port, instance port).
-        listener: (i64, i64),
-        /// Target.
-        target: String,
-        /// Interval.
-        interval: i64,
-        /// Unhealthy threshold.
-        unhealthy: i64,
+        /// The listener.
+        ports: PortPair,
+        /// The health check to set (no path: L4 checks are TCP or ICMP).
+        health_check: HealthCheck,
     },
-    /// `RegisterInstancesWithLoadBalancer`.
+    /// `RegisterInstancesWithLoadBalancer` on one port pair.
     RegisterInstances {
-        /// (port, instance port).
-        listener: (i64, i64),
-        /// Server names.
+        /// The listener.
+        ports: PortPair,
+        /// The servers to add, by name (`InstanceId` on the wire).
         names: Vec<String>,
     },
-    /// `DeregisterInstancesFromLoadBalancer`.
+    /// `DeregisterInstancesFromLoadBalancer` from one port pair.
     DeregisterInstances {
-        /// (port, instance port).
-        listener: (i64, i64),
-        /// Server names.
+        /// The listener.
+        ports: PortPair,
+        /// The servers to remove, by name.
         names: Vec<String>,
     },
-    /// `SetFilterForLoadBalancer` (FilterType 1).
+    /// `SetFilterForLoadBalancer` on one port pair: addresses added and removed in one call.
     SetFilter {
-        /// (port, instance port).
-        listener: (i64, i64),
-        /// Addresses to add.
+        /// The listener.
+        ports: PortPair,
+        /// Addresses (`a.b.c.d`, `a.b.c.d/n`, `*.*.*.*` for any) to add to the filter.
         add: Vec<String>,
-        /// Addresses to remove.
+        /// Addresses to remove from the filter.
         remove: Vec<String>,
-        /// Whether the filter type must change to 1 (allow).
+        /// Whether the filter type must change to allow.
         set_allow: bool,
     },
 }
 
-impl L4Action {
-    /// Whether the load balancer's listener set changes, so that it must be re-read before planning settings.
-    pub fn is_structural(&self) -> bool {
-        matches!(
-            self,
-            Self::Create { .. } | Self::UpdateListener { .. } | Self::RegisterPort { .. }
-        )
-    }
-}
-
-/// The plan and what it cannot do.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct L4Plan {
-    /// Calls, in order.
-    pub actions: Vec<L4Action>,
-    /// Differences no call can fix (each becomes a Warning Event).
-    pub warnings: Vec<String>,
+/// The calls that delete `observed`: each port pair, the last one taking the load balancer and its VIP along.
+pub fn teardown(observed: &ObservedL4) -> Vec<L4Action> {
+    let ports = observed.ports.iter().map(|p| p.listener.ports());
+    ports.map(|ports| L4Action::DeletePort { ports }).collect()
 }
 
 fn normalize_filter(set: &BTreeSet<String>) -> BTreeSet<String> {
@@ -247,20 +279,35 @@ fn normalize_filter(set: &BTreeSet<String>) -> BTreeSet<String> {
     }
 }
 
+/// The filter call one port pair needs, if any.
+fn filter_change(ports: PortPair, want: &BTreeSet<String>, have: &ObservedPort) -> Option<L4Action> {
+    let normalized = normalize_filter(&have.filter);
+    let set_allow = have.filter_type != FilterType::Allow;
+    let add: Vec<String> = want.difference(&normalized).cloned().collect();
+    let mut remove: Vec<String> = normalized.difference(want).cloned().collect();
+    // The emulator and the API report an implicit "any" as an empty list: nothing to remove then.
+    if have.filter.is_empty() {
+        remove.retain(|r| r != ANY_SOURCE);
+    }
+    (set_allow || !add.is_empty() || !remove.is_empty()).then_some(L4Action::SetFilter {
+        ports,
+        add,
+        remove,
+        set_allow,
+    })
+}
+
 /// The calls that turn `observed` into `desired` (see the module documentation).
-pub fn plan(desired: &DesiredL4, observed: Option<&ObservedL4>) -> L4Plan {
-    let mut p = L4Plan::default();
+pub fn plan(desired: &DesiredL4, observed: Option<&ObservedL4>) -> Plan<L4Action> {
+    let mut p = Plan::default();
     let Some(obs) = observed else {
         p.actions.push(L4Action::Create {
-            listeners: desired
-                .listeners
-                .iter()
-                .map(|l| (l.port, l.instance_port, l.balancing_type))
-                .collect(),
+            listeners: desired.listeners.clone(),
             network_volume: desired.network_volume,
             accounting_type: desired.accounting_type,
             policy_type: desired.policy_type,
         });
+        p.reshapes = true;
         return p;
     };
     if let Some(v) = desired.network_volume
@@ -268,117 +315,60 @@ pub fn plan(desired: &DesiredL4, observed: Option<&ObservedL4>) -> L4Plan {
     {
         p.actions.push(L4Action::SetNetworkVolume(v));
     }
-    if let Some(a) = desired.accounting_type {
-        let want = a.to_string();
-        let pending = obs
-            .next_month_accounting_type
-            .as_deref()
-            .or(obs.accounting_type.as_deref());
-        if pending != Some(want.as_str()) {
-            p.actions.push(L4Action::SetAccountingType(a));
-        }
+    if let Some(a) = obs.billing.change_to(desired.accounting_type) {
+        p.actions.push(L4Action::SetAccountingType(a));
     }
-    if let Some(pt) = desired.policy_type
-        && obs.policy_type.as_deref().is_some_and(|o| o != pt)
+    if let (Some(want), Some(have)) = (desired.policy_type, obs.policy_type)
+        && want != have
     {
         p.warnings.push(format!(
-            "load balancer {}: policy type is {} and cannot be changed to {pt} after creation; \
+            "load balancer {}: policy type is {} and cannot be changed to {} after creation; \
              delete and re-create the Service to change it",
             obs.name,
-            obs.policy_type.as_deref().unwrap_or("?")
+            have.as_str(),
+            want.as_str()
         ));
     }
-    // Match listeners: same ports first, then same LB port, then any (in order).
-    let mut unmatched_obs: Vec<&ObservedListener> = obs.listeners.iter().collect();
-    let mut pairs: Vec<(&WantListener, Option<&ObservedListener>)> = Vec::new();
-    let mut pending: Vec<&WantListener> = Vec::new();
-    for w in &desired.listeners {
-        if let Some(i) = unmatched_obs
-            .iter()
-            .position(|o| o.port == w.port && o.instance_port == w.instance_port)
-        {
-            pairs.push((w, Some(unmatched_obs.remove(i))));
-        } else {
-            pending.push(w);
-        }
-    }
-    let mut still: Vec<&WantListener> = Vec::new();
-    for w in pending {
-        if let Some(i) = unmatched_obs.iter().position(|o| o.port == w.port) {
-            pairs.push((w, Some(unmatched_obs.remove(i))));
-        } else {
-            still.push(w);
-        }
-    }
-    for w in still {
-        if unmatched_obs.is_empty() {
-            pairs.push((w, None));
-        } else {
-            pairs.push((w, Some(unmatched_obs.remove(0))));
-        }
-    }
-    pairs.sort_by_key(|(w, _)| (w.port, w.instance_port));
+    let pairing = pair_listeners(&desired.listeners, &obs.ports);
     let want_filter = normalize_filter(&desired.filter);
     let mut settings = Vec::new();
-    for (w, o) in pairs {
-        let key = (w.port, w.instance_port);
+    for (w, o) in pairing.pairs {
+        let ports = w.ports();
         let Some(o) = o else {
             p.actions.push(L4Action::RegisterPort {
-                listener: (w.port, w.instance_port, w.balancing_type),
+                ports,
+                balancing: w.balancing,
             });
+            p.reshapes = true;
             continue;
         };
-        if (o.port, o.instance_port, o.balancing_type) != (w.port, w.instance_port, w.balancing_type) {
+        if (o.listener.ports(), o.listener.balancing) != (ports, w.balancing) {
             p.actions.push(L4Action::UpdateListener {
-                from: (o.port, o.instance_port),
-                to: (w.port, w.instance_port, w.balancing_type),
+                from: o.listener.ports(),
+                to: ports,
+                balancing: w.balancing,
             });
+            p.reshapes = true;
         }
-        if (o.hc_target.as_str(), o.hc_interval, o.hc_unhealthy)
-            != (w.hc_target.as_str(), w.hc_interval, w.hc_unhealthy)
-        {
+        if o.listener.health_check != w.health_check {
             settings.push(L4Action::ConfigureHealthCheck {
-                listener: key,
-                target: w.hc_target.clone(),
-                interval: w.hc_interval,
-                unhealthy: w.hc_unhealthy,
+                ports,
+                health_check: w.health_check.clone(),
             });
         }
-        let add: Vec<String> = desired.instances.difference(&o.instances).cloned().collect();
-        let remove: Vec<String> = o.instances.difference(&desired.instances).cloned().collect();
+        let (add, remove) = member_changes(&desired.members, &o.members);
         if !add.is_empty() {
-            settings.push(L4Action::RegisterInstances {
-                listener: key,
-                names: add,
-            });
+            settings.push(L4Action::RegisterInstances { ports, names: add });
         }
         if !remove.is_empty() {
-            settings.push(L4Action::DeregisterInstances {
-                listener: key,
-                names: remove,
-            });
+            settings.push(L4Action::DeregisterInstances { ports, names: remove });
         }
-        let have = normalize_filter(&o.filter);
-        let set_allow = o.filter_type != "1";
-        let add: Vec<String> = want_filter.difference(&have).cloned().collect();
-        let mut remove: Vec<String> = have.difference(&want_filter).cloned().collect();
-        // The emulator and the API report an implicit "any" as an empty list: nothing to remove then.
-        if o.filter.is_empty() {
-            remove.retain(|r| r != ANY_SOURCE);
-        }
-        if set_allow || !add.is_empty() || !remove.is_empty() {
-            settings.push(L4Action::SetFilter {
-                listener: key,
-                add,
-                remove,
-                set_allow,
-            });
-        }
+        settings.extend(filter_change(ports, &want_filter, o));
     }
     p.actions.extend(settings);
-    for o in unmatched_obs {
+    for o in pairing.surplus {
         p.actions.push(L4Action::DeletePort {
-            listener: (o.port, o.instance_port),
+            ports: o.listener.ports(),
         });
     }
     p

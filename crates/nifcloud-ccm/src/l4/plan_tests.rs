@@ -1,28 +1,22 @@
 use super::*;
+use crate::model::tests_support::{tcp_check, tcp_listener as want};
 
-fn want(port: i64, iport: i64) -> WantListener {
-    WantListener {
-        port,
-        instance_port: iport,
-        balancing_type: 1,
-        hc_target: format!("TCP:{iport}"),
-        hc_interval: 10,
-        hc_unhealthy: 1,
-    }
+fn pp(port: i64, instance_port: i64) -> PortPair {
+    PortPair { port, instance_port }
 }
 
 fn names(n: &[&str]) -> BTreeSet<String> {
     n.iter().map(|s| s.to_string()).collect()
 }
 
-fn desired(listeners: Vec<WantListener>) -> DesiredL4 {
+fn desired(listeners: Vec<Listener>) -> DesiredL4 {
     DesiredL4 {
         name: "k1234abcdef0123".into(),
         network_volume: None,
         accounting_type: None,
         policy_type: None,
         listeners,
-        instances: names(&["node1", "node2"]),
+        members: names(&["node1", "node2"]),
         filter: [ANY_SOURCE.to_owned()].into(),
     }
 }
@@ -33,21 +27,18 @@ fn converged(d: &DesiredL4) -> ObservedL4 {
         name: d.name.clone(),
         vip: "198.51.100.1".into(),
         network_volume: Some(10),
-        accounting_type: Some("1".into()),
-        next_month_accounting_type: Some("1".into()),
-        policy_type: Some("standard".into()),
-        listeners: d
+        billing: Billing {
+            current: Some(AccountingType::Monthly),
+            next_month: Some(AccountingType::Monthly),
+        },
+        policy_type: Some(PolicyType::Standard),
+        ports: d
             .listeners
             .iter()
-            .map(|w| ObservedListener {
-                port: w.port,
-                instance_port: w.instance_port,
-                balancing_type: w.balancing_type,
-                hc_target: w.hc_target.clone(),
-                hc_interval: w.hc_interval,
-                hc_unhealthy: w.hc_unhealthy,
-                instances: d.instances.clone(),
-                filter_type: "1".into(),
+            .map(|w| ObservedPort {
+                listener: w.clone(),
+                members: d.members.clone(),
+                filter_type: FilterType::Allow,
                 filter: [ANY_SOURCE.to_owned()].into(),
             })
             .collect(),
@@ -61,7 +52,7 @@ fn creates_when_missing() {
     assert_eq!(
         p.actions,
         vec![L4Action::Create {
-            listeners: vec![(80, 30080, 1), (443, 30443, 1)],
+            listeners: vec![want(80, 30080), want(443, 30443)],
             network_volume: None,
             accounting_type: None,
             policy_type: None,
@@ -73,11 +64,11 @@ fn creates_when_missing() {
 fn nothing_to_do_when_converged() {
     let d = desired(vec![want(80, 30080), want(443, 30443)]);
     let p = plan(&d, Some(&converged(&d)));
-    assert_eq!(p, L4Plan::default());
+    assert_eq!(p, Plan::default());
     // An implicit "any" filter (empty list) equals an explicit one.
     let mut o = converged(&d);
-    o.listeners[0].filter.clear();
-    assert_eq!(plan(&d, Some(&o)), L4Plan::default());
+    o.ports[0].filter.clear();
+    assert_eq!(plan(&d, Some(&o)), Plan::default());
 }
 
 #[test]
@@ -93,48 +84,47 @@ fn every_attribute_is_reconciled() {
         ),
         (
             "accounting type",
-            |d, _| d.accounting_type = Some(2),
-            vec![L4Action::SetAccountingType(2)],
+            |d, _| d.accounting_type = Some(AccountingType::PayPerUse),
+            vec![L4Action::SetAccountingType(AccountingType::PayPerUse)],
         ),
         (
             "accounting change already pending",
             |d, o| {
-                d.accounting_type = Some(2);
-                o.next_month_accounting_type = Some("2".into());
+                d.accounting_type = Some(AccountingType::PayPerUse);
+                o.billing.next_month = Some(AccountingType::PayPerUse);
             },
             vec![],
         ),
         (
             "balancing type",
-            |d, _| d.listeners[0].balancing_type = 2,
+            |d, _| d.listeners[0].balancing = BalancingType::LeastConnection,
             vec![L4Action::UpdateListener {
-                from: (80, 30080),
-                to: (80, 30080, 2),
+                from: pp(80, 30080),
+                to: pp(80, 30080),
+                balancing: BalancingType::LeastConnection,
             }],
         ),
         (
             "health check",
             |d, _| {
-                d.listeners[0].hc_interval = 30;
-                d.listeners[0].hc_unhealthy = 3;
+                d.listeners[0].health_check.interval = 30;
+                d.listeners[0].health_check.unhealthy_threshold = 3;
             },
             vec![L4Action::ConfigureHealthCheck {
-                listener: (80, 30080),
-                target: "TCP:30080".into(),
-                interval: 30,
-                unhealthy: 3,
+                ports: pp(80, 30080),
+                health_check: tcp_check(30080, 30, 3),
             }],
         ),
         (
             "members",
-            |d, _| d.instances = names(&["node2", "node3"]),
+            |d, _| d.members = names(&["node2", "node3"]),
             vec![
                 L4Action::RegisterInstances {
-                    listener: (80, 30080),
+                    ports: pp(80, 30080),
                     names: vec!["node3".into()],
                 },
                 L4Action::DeregisterInstances {
-                    listener: (80, 30080),
+                    ports: pp(80, 30080),
                     names: vec!["node1".into()],
                 },
             ],
@@ -143,7 +133,7 @@ fn every_attribute_is_reconciled() {
             "filter from any to a list",
             |d, _| d.filter = names(&["10.0.0.0/8", "1.2.3.4"]),
             vec![L4Action::SetFilter {
-                listener: (80, 30080),
+                ports: pp(80, 30080),
                 add: vec!["1.2.3.4".into(), "10.0.0.0/8".into()],
                 remove: vec![ANY_SOURCE.into()],
                 set_allow: false,
@@ -152,11 +142,11 @@ fn every_attribute_is_reconciled() {
         (
             "filter from a list back to any, and a deny filter becomes allow",
             |_, o| {
-                o.listeners[0].filter = names(&["1.2.3.4"]);
-                o.listeners[0].filter_type = "2".into();
+                o.ports[0].filter = names(&["1.2.3.4"]);
+                o.ports[0].filter_type = FilterType::Deny;
             },
             vec![L4Action::SetFilter {
-                listener: (80, 30080),
+                ports: pp(80, 30080),
                 add: vec![ANY_SOURCE.into()],
                 remove: vec!["1.2.3.4".into()],
                 set_allow: true,
@@ -166,18 +156,17 @@ fn every_attribute_is_reconciled() {
             "node port changed: updated in place",
             |d, _| {
                 d.listeners[0].instance_port = 31000;
-                d.listeners[0].hc_target = "TCP:31000".into();
+                d.listeners[0].health_check.target = HealthCheckTarget::Tcp(31000);
             },
             vec![
                 L4Action::UpdateListener {
-                    from: (80, 30080),
-                    to: (80, 31000, 1),
+                    from: pp(80, 30080),
+                    to: pp(80, 31000),
+                    balancing: BalancingType::RoundRobin,
                 },
                 L4Action::ConfigureHealthCheck {
-                    listener: (80, 31000),
-                    target: "TCP:31000".into(),
-                    interval: 10,
-                    unhealthy: 1,
+                    ports: pp(80, 31000),
+                    health_check: tcp_check(31000, 10, 1),
                 },
             ],
         ),
@@ -187,33 +176,34 @@ fn every_attribute_is_reconciled() {
                 d.listeners[0].port = 8080;
             },
             vec![L4Action::UpdateListener {
-                from: (80, 30080),
-                to: (8080, 30080, 1),
+                from: pp(80, 30080),
+                to: pp(8080, 30080),
+                balancing: BalancingType::RoundRobin,
             }],
         ),
         (
             "port added",
             |d, _| d.listeners.push(want(443, 30443)),
             vec![L4Action::RegisterPort {
-                listener: (443, 30443, 1),
+                ports: pp(443, 30443),
+                balancing: BalancingType::RoundRobin,
             }],
         ),
         (
             "port removed: deleted last",
             |d, o| {
-                o.listeners.push(ObservedListener {
-                    port: 443,
-                    instance_port: 30443,
-                    ..o.listeners[0].clone()
-                });
-                d.instances = names(&["node1"]);
+                let mut extra = o.ports[0].clone();
+                extra.listener.port = 443;
+                extra.listener.instance_port = 30443;
+                o.ports.push(extra);
+                d.members = names(&["node1"]);
             },
             vec![
                 L4Action::DeregisterInstances {
-                    listener: (80, 30080),
+                    ports: pp(80, 30080),
                     names: vec!["node2".into()],
                 },
-                L4Action::DeletePort { listener: (443, 30443) },
+                L4Action::DeletePort { ports: pp(443, 30443) },
             ],
         ),
     ];
@@ -231,15 +221,68 @@ fn every_attribute_is_reconciled() {
 fn policy_type_change_is_a_warning_not_a_call() {
     let mut d = desired(vec![want(80, 30080)]);
     let o = converged(&d);
-    d.policy_type = Some("ats");
+    d.policy_type = Some(PolicyType::Ats);
     let p = plan(&d, Some(&o));
     assert!(p.actions.is_empty());
     assert!(p.warnings[0].contains("cannot be changed"), "{:?}", p.warnings);
 }
 
 #[test]
-fn structural_actions() {
-    assert!(L4Action::RegisterPort { listener: (1, 2, 1) }.is_structural());
-    assert!(!L4Action::DeletePort { listener: (1, 2) }.is_structural());
-    assert!(!L4Action::SetNetworkVolume(10).is_structural());
+fn only_new_or_moved_listeners_call_for_a_re_read() {
+    let d = desired(vec![want(80, 30080)]);
+    assert!(plan(&d, None).reshapes, "a create");
+    let o = converged(&d);
+    let mut added = d.clone();
+    added.listeners.push(want(443, 30443));
+    let mut moved = d.clone();
+    moved.listeners[0].instance_port = 31000;
+    let mut members = d.clone();
+    members.members = names(&["node9"]);
+    let mut removed = d.clone();
+    removed.listeners.clear();
+    let cases = [
+        ("a listener added", added, true),
+        ("a listener moved", moved, true),
+        ("members changed", members, false),
+        ("a listener removed", removed, false),
+    ];
+    for (what, d2, reshapes) in cases {
+        let p = plan(&d2, Some(&o));
+        assert!(!p.actions.is_empty(), "{what}");
+        assert_eq!(p.reshapes, reshapes, "{what}");
+    }
+}
+
+#[test]
+fn a_created_load_balancer_needs_its_settings_and_nothing_else() {
+    let mut d = desired(vec![want(80, 30080)]);
+    d.network_volume = Some(100);
+    d.accounting_type = Some(AccountingType::PayPerUse);
+    let p = plan(&d, Some(&d.as_created("198.51.100.1")));
+    assert_eq!(
+        p.actions,
+        vec![
+            L4Action::ConfigureHealthCheck {
+                ports: pp(80, 30080),
+                health_check: tcp_check(30080, 10, 1),
+            },
+            L4Action::RegisterInstances {
+                ports: pp(80, 30080),
+                names: vec!["node1".into(), "node2".into()],
+            },
+        ],
+        "the default allow-any filter stays"
+    );
+}
+
+#[test]
+fn teardown_deletes_every_port_pair() {
+    let d = desired(vec![want(80, 30080), want(443, 30443)]);
+    assert_eq!(
+        teardown(&converged(&d)),
+        vec![
+            L4Action::DeletePort { ports: pp(80, 30080) },
+            L4Action::DeletePort { ports: pp(443, 30443) },
+        ]
+    );
 }

@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use cloudprovider::TargetNode;
 use cloudprovider::k8s_openapi::api::core::v1::{
     Node, NodeAddress, NodeSpec, NodeStatus, Service, ServicePort, ServiceSpec,
 };
+use cloudprovider::{ProviderError, TargetNode};
 use nifcloud_ccm::config::SecurityGroupSettings;
 use nifcloud_ccm::{NifcloudArgs, NifcloudProvider, Settings};
 use nifcloud_emulator::{Emulator, EmulatorConfig};
@@ -115,4 +115,23 @@ pub fn mutations(emu: &Emulator) -> u64 {
         .filter(|(a, _)| !a.trim_start_matches("Nifty").starts_with("Describe"))
         .map(|(_, n)| *n)
         .sum()
+}
+
+/// The provider's own error behind a framework error: a failed call reaches the framework as
+/// `ProviderError::Cloud` with the provider's [`nifcloud_ccm::Error`] as its source.
+pub fn ccm_error(e: &ProviderError) -> &nifcloud_ccm::Error {
+    match e {
+        ProviderError::Cloud { source: Some(s), .. } => s
+            .downcast_ref::<nifcloud_ccm::Error>()
+            .unwrap_or_else(|| panic!("not a provider error: {s:?}")),
+        other => panic!("not a failed call: {other:?}"),
+    }
+}
+
+/// What failed, for exact assertions: the provider's message for the failed step (it names the step and the
+/// load balancer or node), the NIFCLOUD operation that failed, and its error code.
+pub fn failure(e: &ProviderError) -> (String, &'static str, Option<&str>) {
+    let step = ccm_error(e);
+    let call = step.failed_call().unwrap_or_else(|| panic!("no failed call: {step:?}"));
+    (step.to_string(), call.operation, call.code())
 }

@@ -1,0 +1,94 @@
+//! [`Balancers`]: a Service's load balancer over both kinds. Ensuring validates the Service, converges the load
+//! balancer of its kind, removes one of the other kind it may have left behind, and keeps the security-group rules;
+//! deleting removes both kinds and the rules.
+
+use std::sync::Arc;
+
+use cloudprovider::TargetNode;
+use cloudprovider::k8s_openapi::api::core::v1::Service;
+
+use crate::annotations::LbKind;
+use crate::backend::{Fleet, Read, Subject};
+use crate::context::Context;
+use crate::elb::ElbBackend;
+use crate::error::Error;
+use crate::l4::L4Backend;
+use crate::{sg, spec};
+
+/// The load balancers of every Service, of both kinds.
+#[derive(Debug)]
+pub struct Balancers {
+    /// Client, settings, server view and ownership records, shared with the instance half.
+    pub context: Arc<Context>,
+    /// The L4 load balancers and their shared listing.
+    pub l4: Fleet<L4Backend>,
+    /// The elastic load balancers and their shared listing.
+    pub elb: Fleet<ElbBackend>,
+}
+
+impl Balancers {
+    /// Both kinds over `context`, their shared listings living for the configured cache TTL.
+    pub fn new(context: Arc<Context>) -> Self {
+        let ttl = context.settings.cache_ttl;
+        Self {
+            context,
+            l4: Fleet::new(L4Backend, ttl),
+            elb: Fleet::new(ElbBackend, ttl),
+        }
+    }
+
+    /// Creates the Service's load balancer or brings it in line, with the servers behind `nodes` as members, and
+    /// returns its VIP.
+    pub async fn ensure(&self, cluster: &str, svc: &Service, nodes: &[TargetNode]) -> Result<String, Error> {
+        let ctx = &*self.context;
+        let spec =
+            spec::service_lb(svc, &ctx.settings.lb_defaults).map_err(|problems| Error::InvalidService { problems })?;
+        for w in &spec.warnings {
+            ctx.warn(svc, "LoadBalancerSourceRanges", w.clone()).await;
+        }
+        let name = ctx.lb_name(cluster, svc, Some(&spec.options))?;
+        let members = ctx.members(nodes).await?;
+        let subject = Subject::new(cluster, svc, &name);
+        // A Service that switched kinds leaves the other kind behind: remove it once the new one works.
+        let vip = match spec.options.kind {
+            LbKind::L4 => {
+                let vip = self.l4.converge(ctx, &subject, &spec, &members).await?;
+                self.elb.delete(ctx, &subject, Read::Listing).await?;
+                vip
+            }
+            LbKind::Elastic => {
+                let vip = self.elb.converge(ctx, &subject, &spec, &members).await?;
+                self.l4.delete(ctx, &subject, Read::Listing).await?;
+                vip
+            }
+        };
+        if ctx.settings.security_group.is_some() {
+            sg::ensure_rules(ctx, svc, &name, &spec, &members, &vip).await?;
+        }
+        Ok(vip)
+    }
+
+    /// The VIP of the Service's load balancer, if it exists, this cluster owns it and it has one.
+    pub async fn vip(&self, cluster: &str, svc: &Service) -> Result<Option<String>, Error> {
+        let ctx = &*self.context;
+        let (name, kind) = ctx.lookup(cluster, svc)?;
+        let subject = Subject::new(cluster, svc, &name);
+        match kind {
+            LbKind::L4 => self.l4.vip(ctx, &subject).await,
+            LbKind::Elastic => self.elb.vip(ctx, &subject).await,
+        }
+    }
+
+    /// Deletes the Service's load balancer (of either kind, if this cluster owns it) and its security-group rules.
+    pub async fn delete(&self, cluster: &str, svc: &Service) -> Result<(), Error> {
+        let ctx = &*self.context;
+        let (name, _) = ctx.lookup(cluster, svc)?;
+        let subject = Subject::new(cluster, svc, &name);
+        self.l4.delete(ctx, &subject, Read::Fresh).await?;
+        self.elb.delete(ctx, &subject, Read::Fresh).await?;
+        if ctx.settings.security_group.is_some() {
+            sg::remove_rules(ctx, &name).await?;
+        }
+        Ok(())
+    }
+}
