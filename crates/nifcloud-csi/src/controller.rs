@@ -19,7 +19,7 @@ use tonic::{Request, Response, Status};
 
 use crate::cloud::{Cloud, CloudError, NewDisk};
 use crate::device::DEVICE_PATH_KEY;
-use crate::disk::{Disk, GIB, MAX_SIZE_GB, MIN_SIZE_GB, STEP_GB, creating_id, final_id};
+use crate::disk::{AttachState, Disk, DiskStatus, GIB, MAX_SIZE_GB, MIN_SIZE_GB, STEP_GB, creating_id, final_id};
 use crate::params::{AccountingType, parse_mutable_params, parse_params};
 use crate::plan::{
     self, CreateSpec, CreateStep, ExpandStep, Membership, ModifyStep, PublishStep, attached_count, find_by_name,
@@ -146,7 +146,7 @@ fn accounting_text(d: &Disk) -> String {
 }
 
 fn condition(d: &Disk) -> csi::VolumeCondition {
-    let abnormal = !matches!(d.status.as_str(), "available" | "in-use" | "creating") || d.attachments.len() > 1;
+    let abnormal = matches!(d.status, DiskStatus::Other(_)) || d.attachments.len() > 1;
     csi::VolumeCondition {
         abnormal,
         message: format!(
@@ -475,7 +475,7 @@ impl NifcloudController {
                 .find(|a| req.node_id.is_empty() || a.instance_id.eq_ignore_ascii_case(&req.node_id))
                 .cloned();
             let Some(att) = target else { return Ok(()) };
-            if att.status != "detaching" {
+            if att.status != AttachState::Detaching {
                 match self.cloud.detach(id, &att.instance_id).await {
                     Ok(()) => {}
                     Err(e) if e.is_not_found() => return Ok(()),
@@ -491,7 +491,7 @@ impl NifcloudController {
                 .wait_until(id, &format!("volume {id} to detach from {node}"), |d| {
                     d.iter().find(|x| x.id == id).is_none_or(|x| {
                         x.attachment_to(&node)
-                            .is_none_or(|a| a.status != "detaching" && a.status != "attached")
+                            .is_none_or(|a| !matches!(a.status, AttachState::Detaching | AttachState::Attached))
                     })
                 })
                 .await?;

@@ -46,6 +46,88 @@ pub fn final_id(name: &str) -> String {
     format!("csi{}", digest24(name))
 }
 
+/// A disk's `status` in DescribeVolumes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DiskStatus {
+    /// `creating`: CreateVolume accepted, the disk not ready yet.
+    Creating,
+    /// `available`: attached to no server.
+    Available,
+    /// `in-use`: attached (in any phase) to a server.
+    InUse,
+    /// Anything else the API reports (kept for messages; treated as abnormal).
+    Other(String),
+}
+
+impl DiskStatus {
+    /// Reads the wire value.
+    pub fn from_wire(s: &str) -> Self {
+        match s {
+            "creating" => DiskStatus::Creating,
+            "available" => DiskStatus::Available,
+            "in-use" => DiskStatus::InUse,
+            other => DiskStatus::Other(other.to_string()),
+        }
+    }
+
+    /// The wire value.
+    pub fn as_str(&self) -> &str {
+        match self {
+            DiskStatus::Creating => "creating",
+            DiskStatus::Available => "available",
+            DiskStatus::InUse => "in-use",
+            DiskStatus::Other(s) => s,
+        }
+    }
+}
+
+impl std::fmt::Display for DiskStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The phase of an attachment (`attachmentSet/item/status`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttachState {
+    /// `attaching`: AttachVolume (or the attach of CreateVolume) in progress.
+    Attaching,
+    /// `attached`: usable on the server.
+    Attached,
+    /// `detaching`: DetachVolume in progress.
+    Detaching,
+    /// Anything else the API reports.
+    Other(String),
+}
+
+impl AttachState {
+    /// Reads the wire value.
+    pub fn from_wire(s: &str) -> Self {
+        match s {
+            "attaching" => AttachState::Attaching,
+            "attached" => AttachState::Attached,
+            "detaching" => AttachState::Detaching,
+            other => AttachState::Other(other.to_string()),
+        }
+    }
+
+    /// The wire value.
+    pub fn as_str(&self) -> &str {
+        match self {
+            AttachState::Attaching => "attaching",
+            AttachState::Attached => "attached",
+            AttachState::Detaching => "detaching",
+            AttachState::Other(s) => s,
+        }
+    }
+}
+
+impl std::fmt::Display for AttachState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One attachment of a disk to a server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attachment {
@@ -53,14 +135,14 @@ pub struct Attachment {
     pub instance_id: String,
     /// Where it is attached, `SCSI (0:N)` ([`ScsiDevice`]), when the API sent a name of that form.
     pub device: Option<String>,
-    /// `attaching`, `attached`, `detaching`.
-    pub status: String,
+    /// Its phase.
+    pub status: AttachState,
 }
 
 impl Attachment {
     /// Whether the attachment is complete.
     pub fn is_attached(&self) -> bool {
-        self.status == "attached"
+        self.status == AttachState::Attached
     }
 }
 
@@ -80,7 +162,7 @@ pub struct Disk {
     /// Description (the CSI name for disks of this driver).
     pub description: String,
     /// `creating`, `available`, `in-use`, ...
-    pub status: String,
+    pub status: DiskStatus,
     /// How the disk is billed this month (`accountingType`), when the API says.
     pub accounting: Option<AccountingType>,
     /// How it will be billed from next month (`nextMonthAccountingType`): differs from [`Self::accounting`]
@@ -101,7 +183,7 @@ impl Disk {
             disk_type: v.disk_type.as_deref().and_then(DiskType::from_api),
             zone: v.availability_zone.clone().unwrap_or_default(),
             description: v.description.clone().unwrap_or_default(),
-            status: v.status.clone().unwrap_or_default(),
+            status: DiskStatus::from_wire(v.status.as_deref().unwrap_or_default()),
             accounting: v.accounting_type.as_deref().and_then(AccountingType::parse),
             next_month_accounting: v.next_month_accounting_type.as_deref().and_then(AccountingType::parse),
             attachments: v
@@ -112,7 +194,7 @@ impl Disk {
                     Some(Attachment {
                         instance_id,
                         device: a.device.clone().filter(|d| d.parse::<ScsiDevice>().is_ok()),
-                        status: a.status.clone().unwrap_or_default(),
+                        status: AttachState::from_wire(a.status.as_deref().unwrap_or_default()),
                     })
                 })
                 .collect(),

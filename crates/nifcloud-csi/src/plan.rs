@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::disk::{Disk, MAX_DISKS_PER_SERVER, creating_id};
+use crate::disk::{AttachState, Disk, DiskStatus, MAX_DISKS_PER_SERVER, creating_id};
 use crate::params::{AccountingType, DiskType};
 
 /// A server as the controller needs it.
@@ -225,11 +225,11 @@ pub fn next_create_step(found: Option<&Disk>, spec: &CreateSpec) -> CreateStep {
         return CreateStep::Done(d.clone());
     }
     match d.attachments.first() {
-        Some(a) if a.status == "detaching" => CreateStep::WaitAvailable,
-        Some(a) if a.is_attached() && d.status == "in-use" => CreateStep::Detach(a.instance_id.clone()),
+        Some(a) if a.status == AttachState::Detaching => CreateStep::WaitAvailable,
+        Some(a) if a.is_attached() && d.status == DiskStatus::InUse => CreateStep::Detach(a.instance_id.clone()),
         Some(_) => CreateStep::WaitAttached,
-        None if d.status == "available" => CreateStep::Finish,
-        None if d.status == "creating" => CreateStep::WaitAttached,
+        None if d.status == DiskStatus::Available => CreateStep::Finish,
+        None if d.status == DiskStatus::Creating => CreateStep::WaitAttached,
         None => CreateStep::WaitAvailable,
     }
 }
@@ -264,9 +264,10 @@ pub fn transient_count(disks: &[Disk], server: &str) -> usize {
 /// `node_transient` those only there while being created (a full node waits for them to leave).
 pub fn next_publish_step(disk: &Disk, node: &Server, node_disks: usize, node_transient: usize) -> PublishStep {
     if let Some(a) = disk.attachment_to(&node.name) {
-        return match a.status.as_str() {
-            "attached" => PublishStep::Done(a.device.clone()),
-            _ => PublishStep::Wait,
+        return if a.is_attached() {
+            PublishStep::Done(a.device.clone())
+        } else {
+            PublishStep::Wait
         };
     }
     if let Some(a) = disk.attachments.first() {
@@ -275,7 +276,7 @@ pub fn next_publish_step(disk: &Disk, node: &Server, node_disks: usize, node_tra
     if !disk.zone.is_empty() && !node.zone.is_empty() && disk.zone != node.zone {
         return PublishStep::WrongZone(disk.zone.clone());
     }
-    if disk.status == "creating" {
+    if disk.status == DiskStatus::Creating {
         return PublishStep::Wait;
     }
     if node_disks >= MAX_DISKS_PER_SERVER {
@@ -304,7 +305,7 @@ pub enum ExpandStep {
 pub fn next_expand_step(disk: &Disk, target_gb: i64) -> ExpandStep {
     if disk.size_gb >= target_gb {
         ExpandStep::Done
-    } else if disk.attachments.iter().any(|a| !a.is_attached()) || disk.status == "creating" {
+    } else if disk.attachments.iter().any(|a| !a.is_attached()) || disk.status == DiskStatus::Creating {
         ExpandStep::Wait
     } else {
         ExpandStep::Extend

@@ -109,7 +109,7 @@ impl Reaper {
     async fn remove(&self, d: &Disk) -> Result<(), CloudError> {
         let cloud = &self.ctl.cloud;
         if let Some(a) = d.attachments.first() {
-            if a.status != "detaching" {
+            if a.status != crate::disk::AttachState::Detaching {
                 match cloud.detach(&d.id, &a.instance_id).await {
                     Ok(()) => {}
                     Err(e) if e.is_not_found() || e.kind() == nifcloud_sdk::ErrorKind::Inoperable => {}
@@ -154,14 +154,14 @@ mod tests {
             disk_type: None,
             zone: "east-11".into(),
             description: "pvc-x".into(),
-            status: "in-use".into(),
+            status: crate::disk::DiskStatus::InUse,
             accounting: None,
             next_month_accounting: None,
             attachments: (!server.is_empty())
                 .then(|| crate::disk::Attachment {
                     instance_id: server.into(),
                     device: None,
-                    status: "attached".into(),
+                    status: crate::disk::AttachState::Attached,
                 })
                 .into_iter()
                 .collect(),

@@ -19,14 +19,14 @@ fn disk(id: &str, desc: &str, size: i64, status: &str, att: Option<(&str, &str)>
         disk_type: Some(DiskType::StandardFlashA),
         zone: "east-11".into(),
         description: desc.into(),
-        status: status.into(),
+        status: DiskStatus::from_wire(status),
         accounting: Some(AccountingType::PayPerUse),
         next_month_accounting: Some(AccountingType::PayPerUse),
         attachments: att
             .map(|(i, s)| Attachment {
                 instance_id: i.into(),
                 device: Some("SCSI (0:1)".into()),
-                status: s.into(),
+                status: AttachState::from_wire(s),
             })
             .into_iter()
             .collect(),
