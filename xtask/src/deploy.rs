@@ -1,8 +1,12 @@
 //! `cargo xtask deploy` / `undeploy`: server-side apply of the rendered manifests to the cluster in `KUBECONFIG`
 //! (field manager `nifcloud-xtask`), then wait for the rollouts. The decisions live in [`plan`]; this file is IO.
 //!
-//! Needs a cluster, so only the pure parts are tested here (object addressing and order, namespace defaulting,
-//! rollout readiness, dry-run classification, the volume guard of undeploy).
+//! What "rolled out" means: every replica of a workload updated and available (ready, for a DaemonSet), except
+//! for the leader-elected CCM, which needs one available replica and accepts the others being unschedulable
+//! ([`plan::Readiness::OneAvailable`]): on a single control-plane node its second replica never fits.
+//!
+//! The pure parts are tested in [`plan`]; the IO against a mocked API server in `api_tests` and, through the
+//! binary, in `xtask/tests/deploy_cli.rs`.
 
 pub mod plan;
 
@@ -11,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use kube::Client;
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams};
 use serde_json::Value;
 
 use crate::render::{self, Overlay, RenderOptions};
@@ -47,6 +51,12 @@ pub struct DeployArgs {
     /// NIFCLOUD_CLUSTER_INSTANCES of the CSI controller (required for production unless set in the YAML).
     #[arg(long)]
     pub cluster_instances: Option<String>,
+    /// Let the CCM add security-group rules that admit each load balancer to the NodePorts.
+    #[arg(long)]
+    pub security_group_rules: bool,
+    /// The nodes' security group for those rules (default: the one group all backend servers of a Service are in).
+    #[arg(long, value_name = "NAME")]
+    pub security_group_name: Option<String>,
     /// Seconds to wait for the rollouts.
     #[arg(long, default_value_t = 300)]
     pub timeout: u64,
@@ -62,6 +72,8 @@ impl DeployArgs {
             ccm_replicas: self.ccm_replicas,
             check_rbac: false,
             cluster_instances: self.cluster_instances.clone(),
+            security_group_rules: self.security_group_rules,
+            security_group_name: self.security_group_name.clone(),
             overlay: if self.emulator {
                 Overlay::Emulator
             } else {
@@ -206,8 +218,8 @@ pub async fn apply_all(client: &Client, planned: &[Planned], dry_run: bool) -> a
     Ok(out)
 }
 
-/// Polls the Deployments and DaemonSets every `poll` until all are rolled out, or fails after `timeout` naming
-/// what is still waiting.
+/// Polls the Deployments and DaemonSets every `poll` until all are rolled out (per [`plan::readiness`]), or fails
+/// after `timeout` naming what is still waiting.
 pub async fn wait_for_rollouts(
     client: &Client,
     planned: &[Planned],
@@ -224,7 +236,11 @@ pub async fn wait_for_rollouts(
         let mut waiting = Vec::new();
         for (i, p) in workloads.iter().enumerate() {
             let live = serde_json::to_value(api_for(client, p).get(&p.name).await?)?;
-            let state = plan::rollout(p.kind.kind, &live).unwrap_or(Rollout::Waiting("unknown kind".into()));
+            let mut state = plan::rollout(p.kind.kind, &live).unwrap_or(Rollout::Waiting("unknown kind".into()));
+            if matches!(state, Rollout::Waiting(_)) && plan::readiness(p) == plan::Readiness::OneAvailable {
+                let pods = pods_of(client, p, &live).await?;
+                state = plan::rollout_one_available(&live, &pods);
+            }
             let text = match &state {
                 Rollout::Ready(t) => format!("ready    {}: {t}", p.label()),
                 Rollout::Waiting(t) => format!("waiting  {}: {t}", p.label()),
@@ -250,6 +266,23 @@ pub async fn wait_for_rollouts(
         }
         tokio::time::sleep(poll).await;
     }
+}
+
+/// The pods a Deployment selects (by its `matchLabels`), as JSON.
+async fn pods_of(client: &Client, p: &Planned, live: &Value) -> anyhow::Result<Vec<Value>> {
+    let Some(selector) = plan::label_selector(live) else {
+        return Ok(Vec::new());
+    };
+    let ns = p.namespace.as_deref().unwrap_or(plan::DEFAULT_NAMESPACE);
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), ns);
+    let list = pods
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .with_context(|| format!("list the pods of {}", p.label()))?;
+    list.items
+        .into_iter()
+        .map(|pod| serde_json::to_value(pod).map_err(Into::into))
+        .collect()
 }
 
 /// Entry point of `cargo xtask undeploy`.

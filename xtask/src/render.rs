@@ -1,6 +1,6 @@
 //! `cargo xtask render`: builds `deploy/overlays/<overlay>` in Rust (no kubectl) and applies the command-line
-//! substitutions (registry, tag, region, credentials Secret, CCM replicas), then prints multi-document YAML in
-//! apply order.
+//! substitutions (registry, tag, region, credentials Secret, CCM replicas, the CSI controller's cluster servers,
+//! the CCM's security-group rules), then prints multi-document YAML in apply order.
 
 pub mod kinds;
 pub mod kustomize;
@@ -26,6 +26,8 @@ pub const OUR_IMAGES: &[(&str, &str)] = &[
 pub const DEFAULT_SECRET: &str = "nifcloud-credentials";
 /// Name of the CCM Deployment.
 pub const CCM_DEPLOYMENT: &str = "nifcloud-cloud-controller-manager";
+/// Name of the CCM's container in that Deployment.
+const CCM_CONTAINER: &str = "cloud-controller-manager";
 /// The CSI controller's list of this cluster's servers.
 pub const CLUSTER_INSTANCES_ENV: &str = "NIFCLOUD_CLUSTER_INSTANCES";
 /// Environment variables that carry credentials from the Secret.
@@ -71,6 +73,14 @@ pub struct RenderOptions {
     /// NIFCLOUD_CLUSTER_INSTANCES of the CSI controller: comma-separated shell patterns of this cluster's servers.
     #[arg(long)]
     pub cluster_instances: Option<String>,
+    /// Let the CCM add security-group rules that admit each load balancer to the NodePorts
+    /// (`--security-group-rules=true` on the CCM; without it the cloud config's `securityGroup.manageRules` decides).
+    #[arg(long)]
+    pub security_group_rules: bool,
+    /// The nodes' security group for those rules (`--security-group-name` on the CCM); default: the one group all
+    /// backend servers of a Service are in.
+    #[arg(long, value_name = "NAME")]
+    pub security_group_name: Option<String>,
     /// Which overlay to build.
     #[arg(long, value_enum, default_value_t = Overlay::Production)]
     pub overlay: Overlay,
@@ -88,6 +98,8 @@ impl Default for RenderOptions {
             secret: None,
             ccm_replicas: None,
             cluster_instances: None,
+            security_group_rules: false,
+            security_group_name: None,
             overlay: Overlay::Production,
             check_rbac: false,
         }
@@ -241,6 +253,31 @@ pub fn apply_options(objs: &mut [Value], opts: &RenderOptions) -> Result<(), Ren
             });
         }
     }
+    if let Some(name) = &opts.security_group_name
+        && !((1..=15).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric()))
+    {
+        return Err(RenderError::Option {
+            option: "--security-group-name",
+            message: format!("{name:?} is not a security group name (1-15 ASCII letters or digits)"),
+        });
+    }
+    let ccm_args = [
+        (
+            "--security-group-rules",
+            opts.security_group_rules.then(|| "true".to_owned()),
+        ),
+        ("--security-group-name", opts.security_group_name.clone()),
+    ];
+    for (option, value) in ccm_args {
+        if let Some(value) = value
+            && add_ccm_arg(objs, option, &value) == 0
+        {
+            return Err(RenderError::Option {
+                option,
+                message: "no CCM Deployment rendered".into(),
+            });
+        }
+    }
     if let Some(n) = opts.ccm_replicas {
         if n == 0 {
             return Err(RenderError::Option {
@@ -263,6 +300,34 @@ pub fn apply_options(objs: &mut [Value], opts: &RenderOptions) -> Result<(), Ren
         }
     }
     Ok(())
+}
+
+/// Sets `flag=value` in the CCM container's args (replacing that flag if present); returns how many containers got
+/// it.
+fn add_ccm_arg(objs: &mut [Value], flag: &str, value: &str) -> usize {
+    let same_flag = |a: &Value| {
+        a.as_str()
+            .is_some_and(|a| a == flag || a.strip_prefix(flag).is_some_and(|rest| rest.starts_with('=')))
+    };
+    let mut n = 0;
+    for obj in objs.iter_mut() {
+        if str_at(obj, &["kind"]) != "Deployment" || str_at(obj, &["metadata", "name"]) != CCM_DEPLOYMENT {
+            continue;
+        }
+        for c in containers_mut(obj) {
+            if c.get("name").and_then(Value::as_str) != Some(CCM_CONTAINER) {
+                continue;
+            }
+            if let Some(c) = c.as_object_mut()
+                && let Value::Array(args) = c.entry("args").or_insert_with(|| Value::Array(Vec::new()))
+            {
+                args.retain(|a| !same_flag(a));
+                args.push(Value::String(format!("{flag}={value}")));
+                n += 1;
+            }
+        }
+    }
+    n
 }
 
 /// Sets the value of env var `name` wherever a container declares it; returns how many were set.

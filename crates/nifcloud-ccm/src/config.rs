@@ -11,10 +11,13 @@
 //! | default accounting type | — | `loadBalancer.accountingType` (`1` monthly / `2` pay-per-use) | API default |
 //! | default network volume | — | `loadBalancer.networkVolume` (Mbps) | API default |
 //! | ELB wait timeout | — | `loadBalancer.elbWaitTimeout` (a Go duration) | `10m` |
-//! | security-group rules | — | `securityGroup.manageRules` (bool), `securityGroup.groupName` | off |
+//! | security-group rules | `--security-group-rules`, `NIFCLOUD_SECURITY_GROUP_RULES` (wins over the file) | `securityGroup.manageRules` (bool) | off |
+//! | the nodes' security group | `--security-group-name`, `NIFCLOUD_SECURITY_GROUP_NAME` (wins over the file) | `securityGroup.groupName` | the one group of the backend servers |
+//! | the file itself | `--cloud-config`, `NIFCLOUD_CLOUD_CONFIG` | — | none |
 //!
 //! Credentials are never read from the file (keep them in a Secret). Durations use Go syntax, as the framework's
-//! flags do ([`cloudprovider::args::parse_duration`]). Every problem is collected and reported at once.
+//! flags do ([`cloudprovider::args::parse_duration`]). Booleans from the command line or the environment accept
+//! `true`/`false`, `yes`/`no`, `on`/`off`, `1`/`0`. Every problem is collected and reported at once.
 //!
 //! ```yaml
 //! region: jp-east-1
@@ -39,12 +42,51 @@ use crate::model::AccountingType;
 /// The provider's own command-line flags (flatten into the binary's parser).
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct NifcloudArgs {
-    /// Path of the NIFCLOUD cloud-config YAML file.
-    #[arg(long = "cloud-config", env = "NIFCLOUD_CLOUD_CONFIG")]
-    pub cloud_config: Option<PathBuf>,
+    /// The cloud config: `--cloud-config` and the flags that set its keys directly. `None` when none of them is
+    /// given (on the command line or in the environment).
+    #[command(flatten)]
+    pub cloud_config: Option<CloudConfigArgs>,
     /// NIFCLOUD API endpoint override (for example an emulator); wins over NIFCLOUD_ENDPOINT_URL and the file.
     #[arg(long = "nifcloud-endpoint")]
     pub endpoint: Option<String>,
+}
+
+/// `--cloud-config` and the flags that set cloud-config keys directly; a flag (or its environment variable) wins
+/// over the file's key, so a setting can be switched without mounting or editing a file.
+#[derive(clap::Args, Clone, Debug, Default, PartialEq, Eq)]
+pub struct CloudConfigArgs {
+    /// Path of the NIFCLOUD cloud-config YAML file.
+    #[arg(long = "cloud-config", env = "NIFCLOUD_CLOUD_CONFIG")]
+    pub file: Option<PathBuf>,
+    /// Write security-group rules that admit each load balancer to the NodePorts (`securityGroup.manageRules`);
+    /// `--security-group-rules` alone means true.
+    #[arg(
+        long = "security-group-rules",
+        env = "NIFCLOUD_SECURITY_GROUP_RULES",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub security_group_rules: Option<bool>,
+    /// The nodes' security group, for the rules (`securityGroup.groupName`).
+    #[arg(
+        long = "security-group-name",
+        env = "NIFCLOUD_SECURITY_GROUP_NAME",
+        value_name = "NAME"
+    )]
+    pub security_group_name: Option<String>,
+}
+
+impl CloudConfigArgs {
+    /// Only a file.
+    pub fn file(path: impl Into<PathBuf>) -> Self {
+        Self {
+            file: Some(path.into()),
+            ..Self::default()
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -119,14 +161,18 @@ impl Settings {
     pub fn resolve(args: &NifcloudArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<Settings, Error> {
         let mut problems = Vec::new();
         let env = |k: &str| env(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-        let file = match &args.cloud_config {
+        let overrides = args.cloud_config.clone().unwrap_or_default();
+        let file = match &overrides.file {
             None => File::default(),
             Some(path) => match std::fs::read_to_string(path) {
                 Ok(text) if text.trim().is_empty() => File::default(),
-                Ok(text) => serde_saphyr::from_str::<File>(&text).unwrap_or_else(|e| {
-                    problems.push(format!("cloud config {}: {e}", path.display()));
-                    File::default()
-                }),
+                // A document with nothing in it (only comments, a bare `---`) sets nothing.
+                Ok(text) => serde_saphyr::from_str::<Option<File>>(&text)
+                    .map(Option::unwrap_or_default)
+                    .unwrap_or_else(|e| {
+                        problems.push(format!("cloud config {}: {e}", path.display()));
+                        File::default()
+                    }),
                 Err(e) => {
                     problems.push(format!("cloud config {}: {e}", path.display()));
                     File::default()
@@ -196,16 +242,23 @@ impl Settings {
                 "loadBalancer.networkVolume: {v} is not 10, 20, 30, 40 or 100-2000 step 100"
             ));
         }
-        let security_group = file.security_group.manage_rules.then(|| SecurityGroupSettings {
-            group_name: file.security_group.group_name.clone(),
-        });
-        if let Some(g) = &file.security_group.group_name
+        // A flag (or its environment variable) wins over the file's key.
+        let manage_rules = overrides
+            .security_group_rules
+            .unwrap_or(file.security_group.manage_rules);
+        let (group_name, group_source) = match overrides.security_group_name.as_deref().map(str::trim) {
+            Some(g) if !g.is_empty() => (
+                Some(g.to_owned()),
+                "--security-group-name (NIFCLOUD_SECURITY_GROUP_NAME)",
+            ),
+            _ => (file.security_group.group_name.clone(), "securityGroup.groupName"),
+        };
+        if let Some(g) = &group_name
             && !crate::annotations::valid_lb_name(g)
         {
-            problems.push(format!(
-                "securityGroup.groupName: {g:?} must be 1-15 ASCII letters or digits"
-            ));
+            problems.push(format!("{group_source}: {g:?} must be 1-15 ASCII letters or digits"));
         }
+        let security_group = manage_rules.then_some(SecurityGroupSettings { group_name });
         match (region, access_key_id, secret) {
             (Some(region), Some(access_key_id), Some(secret)) if problems.is_empty() => Ok(Settings {
                 region,
@@ -270,7 +323,7 @@ mod tests {
         let path = dir.path().join("cloud.yaml");
         std::fs::write(&path, yaml).unwrap();
         let args = NifcloudArgs {
-            cloud_config: Some(path),
+            cloud_config: Some(CloudConfigArgs::file(path)),
             endpoint: None,
         };
         (dir, args)
@@ -303,7 +356,7 @@ mod tests {
         )
         .unwrap();
         let args = NifcloudArgs {
-            cloud_config: Some(path),
+            cloud_config: Some(CloudConfigArgs::file(path)),
             endpoint: Some("http://127.0.0.1:1/api/".into()),
         };
         let s = Settings::resolve(&args, &env_of(&CREDS)).unwrap();
@@ -339,7 +392,7 @@ mod tests {
         )
         .unwrap();
         let args = NifcloudArgs {
-            cloud_config: Some(path),
+            cloud_config: Some(CloudConfigArgs::file(path)),
             endpoint: Some("ftp://x".into()),
         };
         let err = problems(Settings::resolve(&args, &env_of(&[("NIFCLOUD_REGION", "mars-1")])));
@@ -361,7 +414,7 @@ mod tests {
         assert!(err.iter().any(|p| p.contains("regoin")), "{err:?}");
         let missing = Settings::resolve(
             &NifcloudArgs {
-                cloud_config: Some("/nonexistent/cloud.yaml".into()),
+                cloud_config: Some(CloudConfigArgs::file("/nonexistent/cloud.yaml")),
                 endpoint: None,
             },
             &env_of(&CREDS),
@@ -393,6 +446,106 @@ mod tests {
                     "cacheTTL: invalid duration {bad:?}: use Go syntax such as 500ms, 15s, 5m or 1h30m"
                 )]
             );
+        }
+    }
+
+    #[test]
+    fn security_group_flags_win_over_the_file() {
+        let env = env_of(&[CREDS[0], CREDS[1], ("NIFCLOUD_REGION", "jp-east-1")]);
+        let on_in_file = "securityGroup:\n  manageRules: true\n  groupName: fwk8s\n";
+        let sg = |name: Option<&str>| {
+            Some(SecurityGroupSettings {
+                group_name: name.map(str::to_owned),
+            })
+        };
+        // (file, --security-group-rules, --security-group-name, resolved)
+        let table = [
+            ("", None, None, None),
+            ("", Some(true), None, sg(None)),
+            ("", Some(true), Some("k8snodes"), sg(Some("k8snodes"))),
+            ("", None, Some("k8snodes"), None),
+            (on_in_file, None, None, sg(Some("fwk8s"))),
+            (on_in_file, Some(false), None, None),
+            (on_in_file, None, Some("k8snodes"), sg(Some("k8snodes"))),
+            (on_in_file, Some(true), Some("  "), sg(Some("fwk8s"))),
+            ("securityGroup:\n  manageRules: false\n", Some(true), None, sg(None)),
+        ];
+        for (i, (yaml, rules, name, want)) in table.into_iter().enumerate() {
+            let (_dir, mut args) = with_file(yaml);
+            let cc = args.cloud_config.as_mut().unwrap();
+            cc.security_group_rules = rules;
+            cc.security_group_name = name.map(str::to_owned);
+            let s = Settings::resolve(&args, &env).unwrap();
+            assert_eq!(s.security_group, want, "row {i}");
+        }
+        // the flags work without a file
+        let args = NifcloudArgs {
+            cloud_config: Some(CloudConfigArgs {
+                file: None,
+                security_group_rules: Some(true),
+                security_group_name: Some("k8snodes".into()),
+            }),
+            endpoint: None,
+        };
+        assert_eq!(
+            Settings::resolve(&args, &env).unwrap().security_group,
+            sg(Some("k8snodes"))
+        );
+        // the name that wins is checked, and the message says where it came from
+        let (_dir, mut args) = with_file(on_in_file);
+        args.cloud_config.as_mut().unwrap().security_group_name = Some("k8s-nodes".into());
+        assert_eq!(
+            problems(Settings::resolve(&args, &env)),
+            vec![
+                "--security-group-name (NIFCLOUD_SECURITY_GROUP_NAME): \"k8s-nodes\" must be 1-15 ASCII letters or digits"
+                    .to_owned()
+            ]
+        );
+        let (_dir, args) = with_file("securityGroup:\n  groupName: k8s_nodes\n");
+        assert_eq!(
+            problems(Settings::resolve(&args, &env)),
+            vec!["securityGroup.groupName: \"k8s_nodes\" must be 1-15 ASCII letters or digits".to_owned()]
+        );
+    }
+
+    /// The cloud config the manifests ship (`deploy/base/ccm/cloud-config.yaml`, mounted with `--cloud-config`)
+    /// parses and changes nothing: every setting is the default.
+    #[test]
+    fn the_shipped_cloud_config_is_the_defaults() {
+        let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/base/ccm/cloud-config.yaml");
+        let text = std::fs::read_to_string(&manifest).unwrap();
+        let cm: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+        assert_eq!(cm["kind"], "ConfigMap");
+        let yaml = cm["data"]["cloud.yaml"].as_str().expect("data.cloud.yaml");
+        let env = env_of(&[CREDS[0], CREDS[1], ("NIFCLOUD_REGION", "jp-east-1")]);
+        let (_dir, args) = with_file(yaml);
+        let shipped = Settings::resolve(&args, &env).unwrap();
+        let none = Settings::resolve(&NifcloudArgs::default(), &env).unwrap();
+        assert_eq!(
+            (
+                shipped.cache_ttl,
+                &shipped.lb_defaults,
+                shipped.elb_wait_timeout,
+                &shipped.security_group,
+                &shipped.endpoint
+            ),
+            (
+                none.cache_ttl,
+                &none.lb_defaults,
+                none.elb_wait_timeout,
+                &none.security_group,
+                &none.endpoint
+            )
+        );
+    }
+
+    #[test]
+    fn a_file_of_comments_only_is_the_defaults() {
+        let env = env_of(&[CREDS[0], CREDS[1], ("NIFCLOUD_REGION", "jp-east-1")]);
+        for yaml in ["# nothing set\n", "", "{}\n", "---\n# only a comment\n"] {
+            let (_dir, args) = with_file(yaml);
+            let s = Settings::resolve(&args, &env).unwrap_or_else(|e| panic!("{yaml:?}: {e}"));
+            assert!(s.security_group.is_none(), "{yaml:?}");
         }
     }
 

@@ -161,6 +161,86 @@ pub fn rollout(kind: &str, live: &Value) -> Option<Rollout> {
     })
 }
 
+/// What it takes for a workload to count as rolled out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    /// Every replica updated and available (Deployment) / ready (DaemonSet): [`rollout`].
+    All,
+    /// Leader-elected replicas, of which one does the work: rolled out when no pod of an older template is left,
+    /// every replica of the new one exists, at least one is available and each of the others is one the scheduler
+    /// found no node for (`PodScheduled=False`, reason `Unschedulable`): [`rollout_one_available`]. A replica that
+    /// is scheduled but not (yet) available is waited for.
+    OneAvailable,
+}
+
+/// The readiness rule of a planned workload: [`Readiness::OneAvailable`] for the CCM's Deployment (hostNetwork
+/// and leader election: with one control-plane node its second replica never fits, and need not), otherwise
+/// [`Readiness::All`].
+pub fn readiness(p: &Planned) -> Readiness {
+    if p.kind.kind == "Deployment" && p.name == crate::render::CCM_DEPLOYMENT {
+        Readiness::OneAvailable
+    } else {
+        Readiness::All
+    }
+}
+
+/// The label selector (`k=v,k2=v2`) of a workload's `spec.selector.matchLabels`; `None` when it has none.
+pub fn label_selector(obj: &Value) -> Option<String> {
+    let labels = obj.pointer("/spec/selector/matchLabels")?.as_object()?;
+    let parts: Vec<String> = labels
+        .iter()
+        .filter_map(|(k, v)| v.as_str().map(|v| format!("{k}={v}")))
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(","))
+}
+
+/// Why the scheduler could not place `pod`, if that is where it stands: a live, pending pod whose `PodScheduled`
+/// condition is `False` with reason `Unschedulable` (the message, or the reason when there is none).
+pub fn unschedulable(pod: &Value) -> Option<String> {
+    if pod.pointer("/metadata/deletionTimestamp").is_some() || str_at(pod, &["status", "phase"]) != "Pending" {
+        return None;
+    }
+    pod.pointer("/status/conditions")?
+        .as_array()?
+        .iter()
+        .find(|c| {
+            str_at(c, &["type"]) == "PodScheduled"
+                && str_at(c, &["status"]) == "False"
+                && str_at(c, &["reason"]) == "Unschedulable"
+        })
+        .map(|c| match str_at(c, &["message"]).trim() {
+            "" => "Unschedulable".to_owned(),
+            m => m.to_owned(),
+        })
+}
+
+/// Rollout state of a Deployment under [`Readiness::OneAvailable`], from the live object and the pods it selects.
+pub fn rollout_one_available(live: &Value, pods: &[Value]) -> Rollout {
+    let generation = int_at(live, "/metadata/generation");
+    let observed = int_at(live, "/status/observedGeneration");
+    if observed < generation {
+        return Rollout::Waiting(format!("controller has not observed generation {generation} yet"));
+    }
+    let want = live.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
+    let updated = int_at(live, "/status/updatedReplicas");
+    let available = int_at(live, "/status/availableReplicas");
+    let total = int_at(live, "/status/replicas");
+    let mut reasons: Vec<String> = pods.iter().filter_map(unschedulable).collect();
+    let stuck = reasons.len() as i64;
+    reasons.sort();
+    reasons.dedup();
+    let mut text = format!("{available}/{want} available, {updated}/{want} updated");
+    if stuck > 0 {
+        text.push_str(&format!(", {stuck} unschedulable ({})", reasons.join("; ")));
+    }
+    let new_template_complete = updated >= want && total <= updated;
+    if new_template_complete && (want == 0 || (available >= 1 && available + stuck >= want)) {
+        Rollout::Ready(text)
+    } else {
+        Rollout::Waiting(text)
+    }
+}
+
 /// Drops server-managed fields so a live object and an applied one compare by content.
 pub fn strip_server_fields(obj: &Value) -> Value {
     let mut v = obj.clone();
@@ -325,6 +405,117 @@ mod tests {
         assert!(matches!(rollout("DaemonSet", &ds(3, 2, 3)), Some(Rollout::Waiting(_))));
         assert!(matches!(rollout("DaemonSet", &ds(3, 3, 2)), Some(Rollout::Waiting(_))));
         assert_eq!(rollout("Service", &json!({})), None);
+    }
+
+    fn pod(phase: &str, scheduled: Option<(&str, &str, &str)>) -> Value {
+        let conditions: Vec<Value> = scheduled
+            .map(|(status, reason, message)| {
+                json!({"type": "PodScheduled", "status": status, "reason": reason, "message": message})
+            })
+            .into_iter()
+            .collect();
+        json!({"metadata": {"name": "p"}, "status": {"phase": phase, "conditions": conditions}})
+    }
+
+    const NO_PORT: &str = "0/1 nodes are available: 1 node(s) didn't have free ports for the requested pod ports.";
+
+    #[test]
+    fn unschedulable_pods_are_pending_ones_the_scheduler_gave_up_on() {
+        assert_eq!(
+            unschedulable(&pod("Pending", Some(("False", "Unschedulable", NO_PORT)))).as_deref(),
+            Some(NO_PORT)
+        );
+        assert_eq!(
+            unschedulable(&pod("Pending", Some(("False", "Unschedulable", "")))).as_deref(),
+            Some("Unschedulable")
+        );
+        // not yet tried, scheduled, or going away: not unschedulable
+        assert_eq!(unschedulable(&pod("Pending", None)), None);
+        assert_eq!(unschedulable(&pod("Pending", Some(("True", "", "")))), None);
+        assert_eq!(
+            unschedulable(&pod("Pending", Some(("False", "SchedulerError", "x")))),
+            None
+        );
+        assert_eq!(unschedulable(&pod("Running", Some(("True", "", "")))), None);
+        let mut going = pod("Pending", Some(("False", "Unschedulable", NO_PORT)));
+        going["metadata"]["deletionTimestamp"] = json!("2025-01-01T00:00:00Z");
+        assert_eq!(unschedulable(&going), None);
+    }
+
+    #[test]
+    fn leader_elected_rollout_needs_one_available_and_the_rest_unschedulable() {
+        let dep = |generation: i64, obs: i64, want: i64, upd: i64, avail: i64, total: i64| {
+            json!({"metadata": {"generation": generation}, "spec": {"replicas": want},
+                   "status": {"observedGeneration": obs, "updatedReplicas": upd, "availableReplicas": avail, "replicas": total}})
+        };
+        let running = pod("Running", Some(("True", "", "")));
+        let stuck = pod("Pending", Some(("False", "Unschedulable", NO_PORT)));
+        let not_tried = pod("Pending", None);
+        let starting = pod("Running", Some(("True", "", "")));
+        let one_node = [running.clone(), stuck.clone()];
+        let table: [(Value, &[Value], bool); 9] = [
+            // one control-plane node: one replica runs, the other cannot fit
+            (dep(1, 1, 2, 2, 1, 2), &one_node, true),
+            // three nodes: both run
+            (dep(1, 1, 2, 2, 2, 2), &[], true),
+            // three nodes, the second replica scheduled but not ready yet: wait for it
+            (dep(1, 1, 2, 2, 1, 2), &[running.clone(), starting], false),
+            // the scheduler has not looked at it yet
+            (dep(1, 1, 2, 2, 1, 2), &[running.clone(), not_tried], false),
+            // nothing available, even if the rest is unschedulable
+            (dep(1, 1, 2, 2, 0, 2), &[stuck.clone(), stuck.clone()], false),
+            // not observed yet
+            (dep(2, 1, 2, 2, 1, 2), &one_node, false),
+            // a pod of the old template is still there (Recreate: before the new ones)
+            (dep(2, 2, 2, 1, 1, 2), &one_node, false),
+            // more pods than replicas
+            (dep(2, 2, 2, 2, 1, 3), &one_node, false),
+            // scaled to zero
+            (dep(1, 1, 0, 0, 0, 0), &[], true),
+        ];
+        for (i, (obj, pods, ready)) in table.iter().enumerate() {
+            assert_eq!(
+                matches!(rollout_one_available(obj, pods), Rollout::Ready(_)),
+                *ready,
+                "row {i}: {obj} {pods:?}"
+            );
+        }
+        assert_eq!(
+            rollout_one_available(&dep(1, 1, 2, 2, 1, 2), &one_node),
+            Rollout::Ready(format!("1/2 available, 2/2 updated, 1 unschedulable ({NO_PORT})"))
+        );
+        assert_eq!(
+            rollout_one_available(&dep(1, 1, 2, 2, 0, 2), &[stuck.clone(), stuck]),
+            Rollout::Waiting(format!("0/2 available, 2/2 updated, 2 unschedulable ({NO_PORT})"))
+        );
+    }
+
+    #[test]
+    fn only_the_ccm_is_leader_elected_and_selectors_come_from_match_labels() {
+        for overlay in [crate::render::Overlay::Production, crate::render::Overlay::Emulator] {
+            let deploy = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+            let objs = crate::render::render(
+                &deploy,
+                &crate::render::RenderOptions {
+                    overlay,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            let relaxed: Vec<String> = plan(&objs)
+                .unwrap()
+                .iter()
+                .filter(|p| readiness(p) == Readiness::OneAvailable)
+                .map(Planned::label)
+                .collect();
+            assert_eq!(
+                relaxed,
+                vec!["Deployment kube-system/nifcloud-cloud-controller-manager".to_owned()]
+            );
+        }
+        let d = json!({"spec": {"selector": {"matchLabels": {"a.io/name": "x", "b": "y"}}}});
+        assert_eq!(label_selector(&d).as_deref(), Some("a.io/name=x,b=y"));
+        assert_eq!(label_selector(&json!({"spec": {}})), None);
     }
 
     #[test]

@@ -79,6 +79,8 @@ fn every_rendered_object_parses_into_its_kubernetes_type() {
         overlay: Overlay::Emulator,
         check_rbac: false,
         cluster_instances: Some("k8sworker*,k8smaster1".into()),
+        security_group_rules: true,
+        security_group_name: Some("k8snodes".into()),
     };
     let mut all = both();
     all.push((Overlay::Emulator, render(&deploy(), &with_options).unwrap()));
@@ -208,6 +210,8 @@ fn options_substitute_images_region_secret_and_replicas() {
         overlay: Overlay::Production,
         check_rbac: false,
         cluster_instances: Some("k8sworker*,k8smaster1".into()),
+        security_group_rules: true,
+        security_group_name: Some("k8snodes".into()),
     };
     let mut objs = render(&deploy(), &o).unwrap();
     let images = our_image_refs(&mut objs);
@@ -278,6 +282,143 @@ fn options_substitute_images_region_secret_and_replicas() {
         assert!(
             matches!(render(&deploy(), &b), Err(RenderError::Option { .. })),
             "{b:?} accepted"
+        );
+    }
+}
+
+fn ccm_args(objs: &[Value]) -> Vec<String> {
+    pod_spec(find(objs, "Deployment", CCM_DEPLOYMENT)).containers[0]
+        .args
+        .clone()
+        .unwrap_or_default()
+}
+
+#[test]
+fn security_group_options_become_ccm_flags() {
+    for overlay in [Overlay::Production, Overlay::Emulator] {
+        let plain = render(&deploy(), &opts(overlay)).unwrap();
+        assert!(
+            !ccm_args(&plain).iter().any(|a| a.starts_with("--security-group")),
+            "{overlay:?}: off unless asked for (the cloud config decides)"
+        );
+        let o = RenderOptions {
+            security_group_rules: true,
+            security_group_name: Some("k8snodes".into()),
+            ..opts(overlay)
+        };
+        let mut objs = render(&deploy(), &o).unwrap();
+        let args = ccm_args(&objs);
+        assert_eq!(
+            args[args.len() - 2..],
+            ["--security-group-rules=true", "--security-group-name=k8snodes"],
+            "{overlay:?}"
+        );
+        // applied again, a flag replaces itself; only the CCM gets them
+        apply_options(&mut objs, &o).unwrap();
+        assert_eq!(ccm_args(&objs), args);
+        let others = objs
+            .iter()
+            .filter(|o| str_at(o, &["metadata", "name"]) != CCM_DEPLOYMENT)
+            .map(Value::to_string)
+            .collect::<String>();
+        assert!(!others.contains("--security-group"));
+        // the name alone (the cloud config may switch the rules on)
+        let name_only = RenderOptions {
+            security_group_name: Some("fw1".into()),
+            ..opts(overlay)
+        };
+        let args = ccm_args(&render(&deploy(), &name_only).unwrap());
+        assert_eq!(args.last().map(String::as_str), Some("--security-group-name=fw1"));
+        assert!(!args.iter().any(|a| a.starts_with("--security-group-rules")));
+    }
+    for bad in ["", "k8s-nodes", "k8s_nodes", "abcdefghijklmnop"] {
+        let o = RenderOptions {
+            security_group_rules: true,
+            security_group_name: Some(bad.into()),
+            ..RenderOptions::default()
+        };
+        assert!(
+            matches!(
+                render(&deploy(), &o),
+                Err(RenderError::Option {
+                    option: "--security-group-name",
+                    ..
+                })
+            ),
+            "{bad:?} accepted"
+        );
+    }
+}
+
+/// The CCM's placement works on one control-plane node and spreads over several: replicas that the port keeps
+/// apart, preferred (never required) anti-affinity, an update strategy that does not need two nodes, and a
+/// disruption budget that never blocks a drain.
+#[test]
+fn ccm_fits_one_or_several_control_plane_nodes() {
+    for (overlay, objs) in both() {
+        let dep: Deployment = serde_json::from_value(find(&objs, "Deployment", CCM_DEPLOYMENT).clone()).unwrap();
+        let spec = dep.spec.unwrap();
+        let want = if overlay == Overlay::Production { 2 } else { 1 };
+        assert_eq!(spec.replicas, Some(want), "{overlay:?}");
+        assert_eq!(
+            spec.strategy.and_then(|s| s.type_).as_deref(),
+            Some("Recreate"),
+            "{overlay:?}: a rolling update cannot progress on one node when the old pod holds the port"
+        );
+        let pod = spec.template.spec.unwrap();
+        assert_eq!(pod.host_network, Some(true));
+        let port = &pod.containers[0].ports.as_ref().unwrap()[0];
+        assert_eq!(
+            port.container_port, 10258,
+            "the port that keeps replicas on different nodes"
+        );
+        let anti = pod.affinity.unwrap().pod_anti_affinity.unwrap();
+        assert!(
+            anti.required_during_scheduling_ignored_during_execution.is_none(),
+            "required anti-affinity is not needed"
+        );
+        let preferred = anti.preferred_during_scheduling_ignored_during_execution.unwrap();
+        assert_eq!(preferred[0].pod_affinity_term.topology_key, "kubernetes.io/hostname");
+
+        let pdb: PodDisruptionBudget =
+            serde_json::from_value(find(&objs, "PodDisruptionBudget", CCM_DEPLOYMENT).clone()).unwrap();
+        let pdb = pdb.spec.unwrap();
+        assert_eq!(pdb.min_available, None);
+        assert_eq!(
+            pdb.max_unavailable,
+            Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(
+                "100%".into()
+            )),
+            "{overlay:?}: a budget below 100% blocks draining a single control-plane node"
+        );
+    }
+}
+
+#[test]
+fn ccm_mounts_the_cloud_config_it_is_given() {
+    for (overlay, objs) in both() {
+        let pod = pod_spec(find(&objs, "Deployment", CCM_DEPLOYMENT));
+        let c = &pod.containers[0];
+        let path = c
+            .args
+            .iter()
+            .flatten()
+            .find_map(|a| a.strip_prefix("--cloud-config="))
+            .expect("--cloud-config");
+        let (dir, file) = path.rsplit_once('/').unwrap();
+        let mount = c
+            .volume_mounts
+            .iter()
+            .flatten()
+            .find(|m| m.mount_path == dir)
+            .unwrap_or_else(|| panic!("{overlay:?}: nothing mounted at {dir}"));
+        assert_eq!(mount.read_only, Some(true));
+        let volume = pod.volumes.iter().flatten().find(|v| v.name == mount.name).unwrap();
+        let cm_name = volume.config_map.as_ref().unwrap().name.clone();
+        let cm = find(&objs, "ConfigMap", &cm_name);
+        assert!(
+            str_at(cm, &["data", file]).contains("manageRules: false"),
+            "{overlay:?}: ConfigMap {cm_name} has no {file} with the defaults"
         );
     }
 }
