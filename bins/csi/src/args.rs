@@ -1,5 +1,6 @@
 //! Command-line flags (each with an environment fallback).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -70,12 +71,28 @@ pub struct Args {
     /// was deleted mid-creation) after this many seconds; 0 never deletes.
     #[arg(long, default_value_t = 1800)]
     pub reap_abandoned_after_secs: u64,
-    /// Serve Prometheus metrics (CSI RPCs, NIFCLOUD API calls) on this address, e.g. 0.0.0.0:9809.
-    #[arg(long, env = "CSI_METRICS_ADDRESS")]
-    pub metrics_address: Option<std::net::SocketAddr>,
+    /// Serve Prometheus metrics (CSI RPCs, NIFCLOUD API calls) at /metrics on this address, over plain HTTP
+    /// without authentication; `0` turns it off. The default listens on loopback only (read it through
+    /// `kubectl port-forward`); an address others can reach (e.g. 0.0.0.0:9809) exposes the metrics to them.
+    #[arg(long, env = "CSI_METRICS_ADDRESS", default_value = "127.0.0.1:9809", value_parser = parse_metrics_address)]
+    pub metrics_address: MetricsAddress,
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
+}
+
+/// Where metrics are served, or nowhere (`0`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsAddress(pub Option<SocketAddr>);
+
+fn parse_metrics_address(value: &str) -> Result<MetricsAddress, String> {
+    match value.trim() {
+        "" | "0" => Ok(MetricsAddress(None)),
+        address => address
+            .parse()
+            .map(|a| MetricsAddress(Some(a)))
+            .map_err(|e| format!("{value:?}: {e} (use HOST:PORT, e.g. 127.0.0.1:9809, or 0 to turn metrics off)")),
+    }
 }
 
 impl Args {
@@ -125,7 +142,7 @@ impl Args {
             poll_interval: Duration::from_millis(self.poll_interval_ms.max(100)),
             wait_timeout: Duration::from_secs(self.wait_timeout_secs.max(1)),
             server_cache_ttl: Duration::from_secs(self.server_cache_secs),
-            metrics_address: self.metrics_address,
+            metrics_address: self.metrics_address.0,
             reap_abandoned_after: (self.reap_abandoned_after_secs > 0)
                 .then(|| Duration::from_secs(self.reap_abandoned_after_secs)),
             ..DriverOptions::default()
@@ -160,6 +177,25 @@ mod tests {
         assert!(client.is_none());
         assert_eq!(opts.mode, Mode::Node);
         assert!(!opts.node_api_limits);
+    }
+
+    #[test]
+    fn metrics_listen_on_loopback_unless_told_otherwise() {
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["csi", "--mode", "node", "--node-local-limits", "--zone", "east-11"];
+            argv.extend_from_slice(extra);
+            Args::parse_from(argv).into_driver().unwrap().0.metrics_address
+        };
+        assert_eq!(parse(&[]), Some("127.0.0.1:9809".parse().unwrap()));
+        assert_eq!(parse(&["--metrics-address=0"]), None);
+        assert_eq!(
+            parse(&["--metrics-address=0.0.0.0:9809"]),
+            Some("0.0.0.0:9809".parse().unwrap())
+        );
+        let err = Args::try_parse_from(["csi", "--metrics-address=9809"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("HOST:PORT"), "{err}");
     }
 
     #[test]

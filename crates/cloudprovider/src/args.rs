@@ -1,10 +1,13 @@
 //! Command-line flags in kube-controller-manager style. Each group is a clap `Args` struct a binary can flatten
 //! into its own; every flag also reads an environment variable (`CCM_*`).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{ArgAction, Args, ValueEnum};
+
+use crate::server::{AuthConfig, CertificateSource, ServingConfig};
 
 /// The controllers this crate runs.
 pub const ALL_CONTROLLERS: [&str; 3] = ["service", "cloud-node", "cloud-node-lifecycle"];
@@ -172,12 +175,99 @@ pub struct ControllerManagerArgs {
     /// The cluster name given to the provider (for tagging what it creates).
     #[arg(long, env = "CCM_CLUSTER_NAME", default_value = "kubernetes")]
     pub cluster_name: String,
-    /// Plain-HTTP address for /healthz, /readyz and /metrics; `0` turns the server off.
-    #[arg(long, env = "CCM_METRICS_BIND_ADDRESS", default_value = "0.0.0.0:10258", value_parser = parse_bind)]
-    pub metrics_bind_address: BindAddress,
+    /// The HTTPS server of /healthz, /readyz, /livez and /metrics.
+    #[command(flatten)]
+    pub serving: SecureServingArgs,
     /// Log format.
     #[arg(long, env = "CCM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+/// The secure port, in kube-controller-manager's terms: `/healthz`, `/readyz`, `/livez` and `/metrics` over HTTPS,
+/// `/metrics` only for bearer tokens the API server accepts and allows to `get` it (TokenReview and
+/// SubjectAccessReview, cached briefly).
+#[derive(Args, Clone, Debug, PartialEq, Eq)]
+pub struct SecureServingArgs {
+    /// The IP address to serve on (`0.0.0.0` or `::`: every interface).
+    #[arg(long, env = "CCM_BIND_ADDRESS", default_value = "0.0.0.0")]
+    pub bind_address: IpAddr,
+    /// The HTTPS port; `0` turns the server off.
+    #[arg(long, env = "CCM_SECURE_PORT", default_value_t = 10258)]
+    pub secure_port: u16,
+    /// Shorthand kept from earlier releases: ADDRESS:PORT sets --bind-address and --secure-port together (still
+    /// HTTPS with authentication), `0` turns the server off.
+    #[arg(
+        long,
+        env = "CCM_METRICS_BIND_ADDRESS",
+        value_parser = parse_bind,
+        conflicts_with_all = ["bind_address", "secure_port"]
+    )]
+    pub metrics_bind_address: Option<BindAddress>,
+    /// PEM certificate chain to serve (leaf first). Without it (and --tls-private-key-file), a self-signed
+    /// certificate is generated at every start.
+    #[arg(long, env = "CCM_TLS_CERT_FILE", requires = "tls_private_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of --tls-cert-file.
+    #[arg(long, env = "CCM_TLS_PRIVATE_KEY_FILE", requires = "tls_cert_file")]
+    pub tls_private_key_file: Option<PathBuf>,
+    /// How long TokenReview answers (accepted or rejected) are reused for the same token; 0 disables the cache.
+    #[arg(long, env = "CCM_AUTHENTICATION_TOKEN_WEBHOOK_CACHE_TTL", default_value = "10s", value_parser = duration_arg)]
+    pub authentication_token_webhook_cache_ttl: Duration,
+    /// How long allowing SubjectAccessReview answers are reused; 0 disables the cache.
+    #[arg(long, env = "CCM_AUTHORIZATION_WEBHOOK_CACHE_AUTHORIZED_TTL", default_value = "10s", value_parser = duration_arg)]
+    pub authorization_webhook_cache_authorized_ttl: Duration,
+    /// How long denying SubjectAccessReview answers are reused; 0 disables the cache.
+    #[arg(long, env = "CCM_AUTHORIZATION_WEBHOOK_CACHE_UNAUTHORIZED_TTL", default_value = "10s", value_parser = duration_arg)]
+    pub authorization_webhook_cache_unauthorized_ttl: Duration,
+    /// Paths served without credentials (a trailing `*` matches a prefix). Adding /metrics opens it to anyone
+    /// who can reach the port.
+    #[arg(
+        long,
+        env = "CCM_AUTHORIZATION_ALWAYS_ALLOW_PATHS",
+        value_delimiter = ',',
+        default_value = "/healthz,/readyz,/livez"
+    )]
+    pub authorization_always_allow_paths: Vec<String>,
+}
+
+impl SecureServingArgs {
+    /// Where to serve, `None` when the server is off (`--secure-port=0` or `--metrics-bind-address=0`).
+    pub fn address(&self) -> Option<SocketAddr> {
+        match self.metrics_bind_address {
+            Some(BindAddress(address)) => address,
+            None => (self.secure_port != 0).then(|| SocketAddr::new(self.bind_address, self.secure_port)),
+        }
+    }
+
+    /// The server's configuration, `None` when it is off. A self-signed certificate covers `hosts` (see
+    /// [`crate::server::tls::self_signed_hosts`]).
+    pub fn serving_config(&self, self_signed_hosts: impl FnOnce(IpAddr) -> Vec<String>) -> Option<ServingConfig> {
+        let address = self.address()?;
+        let certificate = match (&self.tls_cert_file, &self.tls_private_key_file) {
+            (Some(cert), Some(key)) => CertificateSource::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            },
+            _ => CertificateSource::SelfSigned {
+                hosts: self_signed_hosts(address.ip()),
+            },
+        };
+        Some(ServingConfig {
+            address,
+            certificate,
+            auth: AuthConfig {
+                token_ttl: self.authentication_token_webhook_cache_ttl,
+                authorized_ttl: self.authorization_webhook_cache_authorized_ttl,
+                unauthorized_ttl: self.authorization_webhook_cache_unauthorized_ttl,
+                always_allow_paths: self
+                    .authorization_always_allow_paths
+                    .iter()
+                    .map(|p| p.trim().to_owned())
+                    .filter(|p| !p.is_empty())
+                    .collect(),
+            },
+        })
+    }
 }
 
 /// A listen address, or none (`0`) to turn the listener off.
@@ -258,10 +348,15 @@ mod tests {
         assert_eq!(a.node_monitor_period, Duration::from_secs(5));
         assert_eq!(a.service_resync(), None);
         assert_eq!(a.cluster_name, "kubernetes");
+        assert_eq!(a.serving.address(), Some("0.0.0.0:10258".parse().unwrap()));
+        let serving = a.serving.serving_config(|_| vec!["localhost".into()]).unwrap();
         assert_eq!(
-            a.metrics_bind_address,
-            BindAddress(Some("0.0.0.0:10258".parse().unwrap()))
+            serving.certificate,
+            CertificateSource::SelfSigned {
+                hosts: vec!["localhost".into()]
+            }
         );
+        assert_eq!(serving.auth, AuthConfig::default());
         assert!(ALL_CONTROLLERS.iter().all(|c| a.controller_enabled(c)));
         a.validate().unwrap();
     }
@@ -282,7 +377,8 @@ mod tests {
         assert!(!a.controller_enabled("service"));
         assert!(a.controller_enabled("cloud-node"));
         assert_eq!(a.service_resync(), Some(Duration::from_secs(600)));
-        assert_eq!(a.metrics_bind_address, BindAddress(None));
+        assert_eq!(a.serving.address(), None);
+        assert_eq!(a.serving.serving_config(|_| Vec::new()), None);
         assert_eq!(a.log_format, LogFormat::Json);
     }
 
@@ -312,6 +408,52 @@ mod tests {
             bad.validate(),
             Err(ArgsError::UnknownController { name: "route".into() })
         );
+    }
+
+    #[test]
+    fn secure_serving_flags() {
+        let cli = Cli::try_parse_from([
+            "ccm",
+            "--bind-address=10.0.0.5",
+            "--secure-port=9443",
+            "--tls-cert-file=/etc/ccm/tls.crt",
+            "--tls-private-key-file=/etc/ccm/tls.key",
+            "--authentication-token-webhook-cache-ttl=1m",
+            "--authorization-webhook-cache-authorized-ttl=30s",
+            "--authorization-webhook-cache-unauthorized-ttl=0",
+            "--authorization-always-allow-paths=/healthz,/metrics",
+        ])
+        .unwrap();
+        let serving = cli.args.serving.serving_config(|_| unreachable!()).unwrap();
+        assert_eq!(serving.address, "10.0.0.5:9443".parse().unwrap());
+        assert_eq!(
+            serving.certificate,
+            CertificateSource::Files {
+                cert: "/etc/ccm/tls.crt".into(),
+                key: "/etc/ccm/tls.key".into()
+            }
+        );
+        assert_eq!(
+            serving.auth,
+            AuthConfig {
+                token_ttl: Duration::from_secs(60),
+                authorized_ttl: Duration::from_secs(30),
+                unauthorized_ttl: Duration::ZERO,
+                always_allow_paths: vec!["/healthz".into(), "/metrics".into()],
+            }
+        );
+        let off = Cli::try_parse_from(["ccm", "--secure-port=0"]).unwrap();
+        assert_eq!(off.args.serving.address(), None);
+        let old = Cli::try_parse_from(["ccm", "--metrics-bind-address=127.0.0.1:10258"]).unwrap();
+        assert_eq!(old.args.serving.address(), Some("127.0.0.1:10258".parse().unwrap()));
+        for bad in [
+            &["ccm", "--metrics-bind-address=0", "--secure-port=1"][..],
+            &["ccm", "--tls-cert-file=/c"],
+            &["ccm", "--tls-private-key-file=/k"],
+            &["ccm", "--bind-address=example.com"],
+        ] {
+            assert!(Cli::try_parse_from(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

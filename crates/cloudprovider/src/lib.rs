@@ -24,8 +24,10 @@
 //!   the `service.kubernetes.io/load-balancer-cleanup` finalizer, upstream's node-set predicates, Events and
 //!   5 s → 300 s per-Service backoff. Beyond upstream: optional drift repair (`--service-resync-period`, off by
 //!   default), a [`ProviderError::InvalidConfiguration`] kind that becomes a Warning Event and a slow retry, the
-//!   finalizer removed even when the provider says "implemented elsewhere", and status equality that ignores
-//!   absent-vs-empty.
+//!   finalizer removed even when the provider says "implemented elsewhere", status equality that ignores
+//!   absent-vs-empty, and, for a provider that [wants endpoint nodes](LoadBalancer::wants_endpoint_nodes), backends
+//!   of `externalTrafficPolicy: Local` Services that follow their ready endpoints (an EndpointSlice watch; the
+//!   backends are re-synced only when the set of nodes with a ready endpoint changes).
 //! - `cloud-node` ([`node`]): initializes Nodes tainted `node.cloudprovider.kubernetes.io/uninitialized`, and
 //!   refreshes addresses every `--node-status-update-frequency`.
 //! - `cloud-node-lifecycle` ([`node::lifecycle`]): deletes Nodes whose instance is gone and manages the shutdown

@@ -100,6 +100,11 @@ pub struct TargetNode {
     pub labels: BTreeMap<String, String>,
     /// `status.addresses`.
     pub addresses: Vec<NodeAddress>,
+    /// Whether the node hosts a ready endpoint of the Service being balanced. Set (`Some`) only for a Service with
+    /// `externalTrafficPolicy: Local` whose provider asked for it ([`LoadBalancer::wants_endpoint_nodes`]): the
+    /// controller reads the Service's EndpointSlices and calls `update_load_balancer` when the set of nodes marked
+    /// `Some(true)` changes. `None` otherwise: every node is an equally good backend.
+    pub has_ready_endpoint: Option<bool>,
 }
 
 impl TargetNode {
@@ -118,7 +123,14 @@ impl TargetNode {
                 .as_ref()
                 .and_then(|s| s.addresses.clone())
                 .unwrap_or_default(),
+            has_ready_endpoint: None,
         }
+    }
+
+    /// Whether traffic sent to this node can be served: `false` only for a node known to host no ready endpoint
+    /// of an `externalTrafficPolicy: Local` Service (kube-proxy drops external traffic there).
+    pub fn can_serve_local_traffic(&self) -> bool {
+        self.has_ready_endpoint != Some(false)
     }
 }
 
@@ -142,8 +154,20 @@ pub trait LoadBalancer: Send + Sync {
         default_load_balancer_name(service)
     }
 
+    /// Whether this provider places the backends of `service` by where its endpoints run. When it returns `true`
+    /// for a Service with `externalTrafficPolicy: Local`, the controller watches the Service's EndpointSlices,
+    /// marks every node it hands over with [`TargetNode::has_ready_endpoint`], and calls `update_load_balancer`
+    /// whenever the set of nodes hosting a ready endpoint changes. The default, `false`, suits a provider whose
+    /// load balancer finds those nodes itself (an HTTP check of `healthCheckNodePort`, as upstream providers do).
+    fn wants_endpoint_nodes(&self, cluster_name: &str, service: &Service) -> bool {
+        let _ = (cluster_name, service);
+        false
+    }
+
     /// Creates the load balancer or brings it in line with the Service, and returns its status. `nodes` are the
-    /// eligible backends (already filtered: see [`crate::service::node_is_lb_target`]); it may be empty.
+    /// eligible backends (already filtered: see [`crate::service::node_is_lb_target`]); it may be empty. For an
+    /// `externalTrafficPolicy: Local` Service of a provider that [wants endpoint
+    /// nodes](LoadBalancer::wants_endpoint_nodes), each says whether it hosts a ready endpoint.
     async fn ensure_load_balancer(
         &self,
         cluster_name: &str,
@@ -151,7 +175,8 @@ pub trait LoadBalancer: Send + Sync {
         nodes: &[TargetNode],
     ) -> Result<LoadBalancerStatus, ProviderError>;
 
-    /// Changes only the backends of an existing load balancer (the node set changed, the Service did not).
+    /// Changes only the backends of an existing load balancer (the node set, or which nodes host a ready endpoint
+    /// of a [`wants_endpoint_nodes`](LoadBalancer::wants_endpoint_nodes) Service, changed; the Service did not).
     async fn update_load_balancer(
         &self,
         cluster_name: &str,

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::reflector;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
@@ -42,15 +43,9 @@ pub enum Error {
     /// The client cannot be built.
     #[error("build kubernetes client")]
     Client(#[source] kube::Error),
-    /// The HTTP server cannot bind.
-    #[error("bind {address}")]
-    Bind {
-        /// The address.
-        address: std::net::SocketAddr,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
+    /// The HTTPS server of /healthz, /readyz and /metrics cannot start.
+    #[error("serve /healthz, /readyz and /metrics")]
+    Serve(#[from] server::ServeError),
     /// The provider failed to initialize.
     #[error("initialize cloud provider {provider}")]
     ProviderInit {
@@ -150,11 +145,16 @@ pub async fn run_with_client(
     let mut registry = Registry::default();
     metrics.register(&mut registry);
     let readiness = Arc::new(Readiness::default());
-    let server = match args.metrics_bind_address.0 {
-        Some(address) => Some(
-            server::serve(address, Arc::new(registry), readiness.clone(), shutdown.clone())
-                .await
-                .map_err(|source| Error::Bind { address, source })?,
+    let server = match args.serving.serving_config(server::tls::self_signed_hosts) {
+        Some(config) => Some(
+            server::serve(
+                config,
+                client.clone(),
+                Arc::new(registry),
+                readiness.clone(),
+                shutdown.clone(),
+            )
+            .await?,
         ),
         None => None,
     };
@@ -229,8 +229,8 @@ pub async fn run_with_client(
         elector.release().await;
     }
     shutdown.cancel();
-    if let Some((_, handle)) = server {
-        let _ = handle.await;
+    if let Some(server) = server {
+        let _ = server.task.await;
     }
     result
 }
@@ -298,10 +298,39 @@ async fn start_controllers(
             _ = store.wait_until_ready() => {}
         }
     }
+    // One EndpointSlice informer (slices of Services only) for the service controller: the backends of
+    // `externalTrafficPolicy: Local` Services follow their endpoints for a provider that wants it.
+    let (slices, slice_writer) = reflector::store::<EndpointSlice>();
+    let (slice_tx, slice_rx) = tokio::sync::mpsc::unbounded_channel::<EndpointSlice>();
+    if want_service {
+        let api: Api<EndpointSlice> = Api::all(client.clone());
+        let config = watcher::Config::default().labels(service::SERVICE_NAME_LABEL);
+        let stream = reflector::reflector(slice_writer, watcher(api, config).modify(slim_slice))
+            .default_backoff()
+            .touched_objects();
+        let watch_token = token.clone();
+        tasks.spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            loop {
+                tokio::select! {
+                    () = watch_token.cancelled() => return,
+                    item = stream.next() => match item {
+                        Some(Ok(slice)) => { let _ = slice_tx.send(slice); }
+                        Some(Err(error)) => tracing::warn!(%error, "endpointslice watch"),
+                        None => return,
+                    }
+                }
+            }
+        });
+        tokio::select! {
+            () = token.cancelled() => return tasks,
+            _ = slices.wait_until_ready() => {}
+        }
+    }
     readiness.set_synced(true);
 
     if want_service {
-        let ctx = Arc::new(ServiceContext::new(
+        let ctx = ServiceContext::new(
             client.clone(),
             provider.clone(),
             args.cluster_name.clone(),
@@ -309,10 +338,18 @@ async fn start_controllers(
             events.clone(),
             args.service_resync(),
             metrics.clone(),
-        ));
+        )
+        .with_endpoint_slices(slices);
         let ticks = tokio_stream_from(tick_rx);
         let changes = service::node_set_changes(store.clone(), ticks);
-        tasks.spawn(service::run(ctx, args.concurrent_service_syncs, changes, token.clone()));
+        let slice_changes = tokio_stream_from(slice_rx);
+        tasks.spawn(service::run(
+            Arc::new(ctx),
+            args.concurrent_service_syncs,
+            changes,
+            slice_changes,
+            token.clone(),
+        ));
     }
     if want_node {
         let ctx = Arc::new(NodeContext::new(
@@ -338,10 +375,17 @@ async fn start_controllers(
     tasks
 }
 
-fn tokio_stream_from(
-    mut rx: tokio::sync::mpsc::UnboundedReceiver<()>,
-) -> impl futures::Stream<Item = ()> + Send + 'static {
+fn tokio_stream_from<T: Send + 'static>(
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<T>,
+) -> impl futures::Stream<Item = T> + Send + 'static {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// What the service controller does not read of an EndpointSlice, dropped before the store keeps it.
+fn slim_slice(slice: &mut EndpointSlice) {
+    slice.metadata.managed_fields = None;
+    slice.metadata.annotations = None;
+    slice.ports = None;
 }
 
 #[cfg(test)]

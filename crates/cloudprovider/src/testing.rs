@@ -1,8 +1,9 @@
 //! Test helpers for providers and controllers (feature `testing`).
 //!
 //! - [`FakeProvider`]: an in-memory cloud with load balancers and instances, a call log, and knobs to inject
-//!   failures. The end-to-end tests run the real controllers with it; a provider crate can use it to test code
-//!   that sits on top of the traits.
+//!   failures. Its backends follow the endpoints of `externalTrafficPolicy: Local` Services
+//!   ([`LoadBalancer::wants_endpoint_nodes`]). The end-to-end tests run the real controllers with it; a provider
+//!   crate can use it to test code that sits on top of the traits.
 //! - [`mock`]: a scripted fake Kubernetes API server on kube's `tower_test` idiom.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -41,6 +42,9 @@ pub struct FakeLoadBalancer {
     pub ports: Vec<(i32, Option<i32>, String)>,
     /// Backend node names.
     pub nodes: Vec<String>,
+    /// The backends marked as hosting a ready endpoint of the Service; `None` when no node was marked (the
+    /// Service's backends do not follow its endpoints).
+    pub endpoint_nodes: Option<Vec<String>>,
 }
 
 /// An instance in the fake cloud.
@@ -174,8 +178,19 @@ fn names(nodes: &[TargetNode]) -> Vec<String> {
     nodes.iter().map(|n| n.name.clone()).collect()
 }
 
+fn endpoint_names(nodes: &[TargetNode]) -> Option<Vec<String>> {
+    nodes.iter().any(|n| n.has_ready_endpoint.is_some()).then(|| {
+        let ready = nodes.iter().filter(|n| n.has_ready_endpoint == Some(true));
+        ready.map(|n| n.name.clone()).collect()
+    })
+}
+
 #[async_trait]
 impl LoadBalancer for FakeProvider {
+    fn wants_endpoint_nodes(&self, _cluster: &str, _service: &Service) -> bool {
+        true
+    }
+
     async fn get_load_balancer(
         &self,
         _cluster: &str,
@@ -217,6 +232,7 @@ impl LoadBalancer for FakeProvider {
                 ip: ip.clone(),
                 ports,
                 nodes: names(nodes),
+                endpoint_nodes: endpoint_names(nodes),
             },
         );
         Ok(status(&ip))
@@ -232,6 +248,7 @@ impl LoadBalancer for FakeProvider {
         match self.lock().lbs.get_mut(&key(service)) {
             Some(lb) => {
                 lb.nodes = names(nodes);
+                lb.endpoint_nodes = endpoint_names(nodes);
                 Ok(())
             }
             None => Err(ProviderError::cloud(format!("no load balancer for {}", key(service)))),

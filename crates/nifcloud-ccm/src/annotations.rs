@@ -11,7 +11,7 @@
 //! | `network-volume` | Mbps; L4: 10, 20, 30, 40, 100…2000 step 100; ELB: 10, 20, 30, 40, 100…500 step 100 | API default |
 //! | `policy-type` | `standard` or `ats` (L4 only) | API default |
 //! | `balancing-type` | `1` round-robin, `2` least-connection | `1` |
-//! | `healthcheck-protocol` | `TCP` or `ICMP` (L4); `TCP`, `ICMP` or `HTTP` (ELB) | `TCP` |
+//! | `healthcheck-protocol` | `TCP` or `ICMP` (L4); `TCP`, `ICMP` or `HTTP` (ELB) | `TCP`; ELB with `externalTrafficPolicy: Local`: `HTTP` (`/healthz` on `healthCheckNodePort`) |
 //! | `healthcheck-unhealthy-threshold` | 1-10 | `1` |
 //! | `healthcheck-interval` | 5-300 seconds | `10` |
 //! | `network-interface-{1,2}-network-id` | `net-COMMON_GLOBAL`, `net-COMMON_PRIVATE` or a private LAN `net-…` (ELB) | interface 1 = `net-COMMON_GLOBAL` |
@@ -40,7 +40,9 @@ pub const NETWORK_VOLUME: &str = "service.beta.kubernetes.io/nifcloud-load-balan
 pub const POLICY_TYPE: &str = "service.beta.kubernetes.io/nifcloud-load-balancer-policy-type";
 /// How connections are spread: `1` round-robin, `2` least-connection.
 pub const BALANCING_TYPE: &str = "service.beta.kubernetes.io/nifcloud-load-balancer-balancing-type";
-/// What the health check probes on each node: `TCP` (the NodePort), `ICMP`, or `HTTP` (elastic only).
+/// What the health check probes on each node: `TCP` (the NodePort), `ICMP`, or `HTTP` (elastic only). Unset, an
+/// elastic load balancer of an `externalTrafficPolicy: Local` Service checks `HTTP` `/healthz` on the
+/// `healthCheckNodePort` (see [`crate::spec`]); anything else checks `TCP`.
 pub const HC_PROTOCOL: &str = "service.beta.kubernetes.io/nifcloud-load-balancer-healthcheck-protocol";
 /// How many failed probes in a row take a node out of rotation: 1-10.
 pub const HC_UNHEALTHY_THRESHOLD: &str =
@@ -149,8 +151,9 @@ pub struct LbOptions {
     pub policy_type: Option<PolicyType>,
     /// How connections are spread, on every listener.
     pub balancing: BalancingType,
-    /// What the health check probes.
-    pub hc_protocol: HealthCheckProtocol,
+    /// What the health check probes, if the Service says ([`HC_PROTOCOL`]); `None`: the default of its kind and
+    /// traffic policy (see [`crate::spec`]).
+    pub hc_protocol: Option<HealthCheckProtocol>,
     /// Failed probes in a row before a node is taken out (1-10).
     pub hc_unhealthy_threshold: i64,
     /// Seconds between probes (5-300).
@@ -252,9 +255,10 @@ pub fn parse(annotations: &BTreeMap<String, String>, defaults: &LbDefaults) -> R
         }),
     };
     let hc_protocol = match get(HC_PROTOCOL).map(str::to_ascii_uppercase).as_deref() {
-        None | Some("TCP") => HealthCheckProtocol::Tcp,
-        Some("ICMP") => HealthCheckProtocol::Icmp,
-        Some("HTTP") if kind == LbKind::Elastic => HealthCheckProtocol::Http,
+        None => None,
+        Some("TCP") => Some(HealthCheckProtocol::Tcp),
+        Some("ICMP") => Some(HealthCheckProtocol::Icmp),
+        Some("HTTP") if kind == LbKind::Elastic => Some(HealthCheckProtocol::Http),
         Some(_) => {
             let allowed = if kind == LbKind::Elastic {
                 "TCP, ICMP or HTTP"
@@ -265,7 +269,7 @@ pub fn parse(annotations: &BTreeMap<String, String>, defaults: &LbDefaults) -> R
                 "{HC_PROTOCOL}: {:?} is not {allowed}",
                 get(HC_PROTOCOL).unwrap_or_default()
             ));
-            HealthCheckProtocol::Tcp
+            None
         }
     };
     let mut int_in = |key: &str, lo: i64, hi: i64, default: i64| match get(key) {
@@ -448,7 +452,7 @@ mod tests {
             (o.balancing, o.hc_unhealthy_threshold, o.hc_interval),
             (BalancingType::RoundRobin, 1, 10)
         );
-        assert_eq!(o.hc_protocol, HealthCheckProtocol::Tcp);
+        assert_eq!(o.hc_protocol, None);
         assert_eq!((o.accounting_type, o.network_volume, o.policy_type), (None, None, None));
         assert!(o.elb_interfaces.is_empty());
         let d = LbDefaults {
@@ -487,7 +491,7 @@ mod tests {
         assert_eq!(o.network_volume, Some(2000));
         assert_eq!(o.policy_type, Some(PolicyType::Ats));
         assert_eq!(o.balancing, BalancingType::LeastConnection);
-        assert_eq!(o.hc_protocol, HealthCheckProtocol::Icmp);
+        assert_eq!(o.hc_protocol, Some(HealthCheckProtocol::Icmp));
         assert_eq!((o.hc_unhealthy_threshold, o.hc_interval), (10, 300));
     }
 

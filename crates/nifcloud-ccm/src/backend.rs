@@ -3,6 +3,10 @@
 //! that converges a load balancer ([`Fleet::converge`]), deletes it ([`Fleet::delete`]) or reads its VIP
 //! ([`Fleet::vip`]) for either kind.
 //!
+//! The members of a load balancer are the servers of the eligible nodes; for an `externalTrafficPolicy: Local`
+//! Service of a kind whose health check cannot tell which nodes host a ready endpoint
+//! ([`Backend::FOLLOWS_ENDPOINTS`]), only the servers of the nodes that do ([`members`]).
+//!
 //! Converging is: check ownership, then up to [`Backend::MAX_ROUNDS`] rounds of plan (pure) → execute each action
 //! (marking the load balancer dirty in the shared view) → re-read when the plan changed the listener set, because
 //! the settings of a new listener can only be planned once it exists. A load balancer this process has just
@@ -16,7 +20,7 @@ use nifcloud_cloud::{CloudError, Instance};
 use nifcloud_sdk::Client;
 
 use crate::annotations::LbKind;
-use crate::context::Context;
+use crate::context::{Context, NodeServer};
 use crate::error::{Error, LbRef};
 use crate::lbview::{LbView, Named};
 use crate::spec::ServiceLb;
@@ -93,6 +97,11 @@ pub trait Backend: Send + Sync {
     /// At most this many plan-execute rounds per converge: a create, then the settings of its listeners, then a
     /// safety margin.
     const MAX_ROUNDS: usize = 4;
+    /// Whether, for a Service with `externalTrafficPolicy: Local`, only the servers of nodes hosting a ready
+    /// endpoint are members ([`members`]). The default, `false`: every eligible node's server is a member and the
+    /// health check tells them apart (kube-proxy answers an HTTP check of `healthCheckNodePort` with 200 only
+    /// where an endpoint is ready). A kind whose checks are only TCP or ICMP, which pass on every node, sets it.
+    const FOLLOWS_ENDPOINTS: bool = false;
 
     /// Whether `observed` carries `cluster`'s ownership marker. The default: this kind has no marker.
     fn marked(_observed: &Self::Observed, _cluster: &str) -> bool {
@@ -145,6 +154,22 @@ pub trait Backend: Send + Sync {
 
     /// The calls that delete `observed` entirely.
     fn teardown(observed: &Self::Observed) -> Vec<Self::Action>;
+}
+
+/// The Event reason of the warning that a load balancer following its Service's endpoints has no member.
+pub const NO_READY_ENDPOINTS_REASON: &str = "NoReadyEndpoints";
+
+/// The member servers of a load balancer of a kind that does (`follows_endpoints`) or does not follow endpoints:
+/// every server in `servers`, except, for an `externalTrafficPolicy: Local` Service of a kind that follows its
+/// endpoints, the servers of nodes known to host no ready endpoint. With no ready endpoint anywhere that is none:
+/// kube-proxy would drop the traffic on every node anyway.
+pub fn members(spec: &ServiceLb, follows_endpoints: bool, servers: &[NodeServer]) -> Vec<Instance> {
+    let only_ready = follows_endpoints && spec.local_traffic_policy;
+    servers
+        .iter()
+        .filter(|s| !only_ready || s.has_ready_endpoint != Some(false))
+        .map(|s| s.server.clone())
+        .collect()
 }
 
 /// Which read a deletion decides on.
@@ -223,17 +248,27 @@ impl<B: Backend> Fleet<B> {
         result.map_err(failed)
     }
 
-    /// Brings the load balancer of `subject` in line with `spec` and `members` (creating it if needed) and
-    /// returns its VIP. A load balancer this cluster does not own is left untouched ([`Error::NotOwned`]).
+    /// Brings the load balancer of `subject` in line with `spec`, with the [`members`] of `servers` (the servers
+    /// of the eligible nodes), creating it if needed, and returns its VIP. A load balancer this cluster does not
+    /// own is left untouched ([`Error::NotOwned`]).
     pub async fn converge(
         &self,
         ctx: &Context,
         subject: &Subject<'_>,
         spec: &ServiceLb,
-        members: &[Instance],
+        servers: &[NodeServer],
     ) -> Result<String, Error> {
         let name = subject.name;
-        let desired = self.backend.desired(ctx, subject, spec, members);
+        let members = members(spec, B::FOLLOWS_ENDPOINTS, servers);
+        if members.is_empty() && !servers.is_empty() {
+            let note = format!(
+                "externalTrafficPolicy is Local and no node hosts a ready endpoint of the Service: {} {name} has \
+                 no member until one does",
+                B::KIND
+            );
+            ctx.warn(subject.service, NO_READY_ENDPOINTS_REASON, note).await;
+        }
+        let desired = self.backend.desired(ctx, subject, spec, &members);
         let mut observed = self.observed(ctx, name).await?;
         if observed.is_some() && !self.backend.owned(ctx, subject, observed.as_ref()) {
             return Err(Error::NotOwned { lb: Self::lb(name) });
@@ -325,5 +360,91 @@ impl<B: Backend> Fleet<B> {
             .filter(|o| self.backend.owned(ctx, subject, Some(o)))
             .map(|o| B::vip(&o).to_owned())
             .filter(|v| !v.is_empty()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::annotations::LbDefaults;
+    use crate::spec::tests_support::svc;
+
+    fn server(name: &str, has_ready_endpoint: Option<bool>) -> NodeServer {
+        NodeServer {
+            server: Instance {
+                name: name.into(),
+                unique_id: format!("i-{name}"),
+                zone: "east-11".into(),
+                instance_type: "e-small".into(),
+                state: nifcloud_cloud::InstanceState::Running,
+                addresses: Vec::new(),
+                security_groups: Vec::new(),
+            },
+            has_ready_endpoint,
+        }
+    }
+
+    #[test]
+    fn members_follow_endpoints_only_for_local_services_of_kinds_that_need_it() {
+        let marked = [
+            server("n1", Some(true)),
+            server("n2", Some(false)),
+            server("n3", Some(true)),
+        ];
+        let none_ready = [server("n1", Some(false)), server("n2", Some(false))];
+        let unmarked = [server("n1", None), server("n2", None)];
+        /// (what, policy, follows endpoints, servers, members)
+        type Row<'a> = (&'a str, &'a str, bool, &'a [NodeServer], &'a [&'a str]);
+        let table: Vec<Row<'_>> = vec![
+            (
+                "Local, following: nodes with a ready endpoint",
+                "Local",
+                true,
+                &marked,
+                &["n1", "n3"],
+            ),
+            (
+                "Local, following, no ready endpoint: none",
+                "Local",
+                true,
+                &none_ready,
+                &[],
+            ),
+            (
+                "Local, following, nothing marked (unknown): all",
+                "Local",
+                true,
+                &unmarked,
+                &["n1", "n2"],
+            ),
+            (
+                "Local, not following (elastic): all",
+                "Local",
+                false,
+                &marked,
+                &["n1", "n2", "n3"],
+            ),
+            (
+                "Cluster, following: all, marks ignored",
+                "Cluster",
+                true,
+                &marked,
+                &["n1", "n2", "n3"],
+            ),
+            (
+                "Cluster, not following: all",
+                "Cluster",
+                false,
+                &none_ready,
+                &["n1", "n2"],
+            ),
+        ];
+        for (what, policy, follows, servers, want) in table {
+            let mut s = svc(&[(80, 30080)], &[]);
+            s.spec.as_mut().unwrap().external_traffic_policy = Some(policy.into());
+            let spec = crate::spec::service_lb(&s, &LbDefaults::default()).unwrap();
+            let got: Vec<String> = members(&spec, follows, servers).into_iter().map(|m| m.name).collect();
+            assert_eq!(got, want, "{what}");
+        }
     }
 }

@@ -40,6 +40,17 @@ impl std::fmt::Debug for Context {
     }
 }
 
+/// The server behind an eligible node, as [`Context::servers`] found it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeServer {
+    /// The server.
+    pub server: Instance,
+    /// Whether the node hosts a ready endpoint of the Service ([`TargetNode::has_ready_endpoint`]): `None` when
+    /// the Service's backends do not follow its endpoints. Should two nodes match one server, it hosts one if
+    /// either does.
+    pub has_ready_endpoint: Option<bool>,
+}
+
 /// `namespace/name` of a Service, for logs and messages.
 pub fn service_key(svc: &Service) -> String {
     format!(
@@ -179,16 +190,17 @@ impl Context {
         }
     }
 
-    /// The servers behind `nodes`. Nodes that match no server are skipped (and logged), so one odd node does
-    /// not block every Service. A miss in the cached listing is re-checked in a fresh one, at most once per TTL
-    /// per node (a node that is not a NIFCLOUD server does not cost a call per Service).
-    pub async fn members(&self, nodes: &[TargetNode]) -> Result<Vec<Instance>, Error> {
+    /// The servers behind `nodes`, each once, in the order of the nodes. Nodes that match no server are skipped
+    /// (and logged), so one odd node does not block every Service. A miss in the cached listing is re-checked in a
+    /// fresh one, at most once per TTL per node (a node that is not a NIFCLOUD server does not cost a call per
+    /// Service).
+    pub async fn servers(&self, nodes: &[TargetNode]) -> Result<Vec<NodeServer>, Error> {
         let list_failed = |source| Error::ListServers { source };
         let asked = Instant::now();
         let mut index = self.instances.index().await.map_err(list_failed)?;
         let mut retried = false;
-        let mut out: Vec<Instance> = Vec::new();
-        let mut seen: HashSet<String> = HashSet::new();
+        let mut out: Vec<NodeServer> = Vec::new();
+        let mut position: HashMap<String, usize> = HashMap::new();
         let mut i = 0;
         while i < nodes.len() {
             let n = &nodes[i];
@@ -200,8 +212,21 @@ impl Context {
             };
             match index.find(&r) {
                 Ok(Some(inst)) => {
-                    if seen.insert(inst.unique_id.clone()) {
-                        out.push(inst.clone());
+                    match position.get(&inst.unique_id) {
+                        Some(&at) => {
+                            let m = &mut out[at];
+                            m.has_ready_endpoint = match (m.has_ready_endpoint, n.has_ready_endpoint) {
+                                (Some(a), Some(b)) => Some(a || b),
+                                (a, b) => a.or(b),
+                            }
+                        }
+                        None => {
+                            position.insert(inst.unique_id.clone(), out.len());
+                            out.push(NodeServer {
+                                server: inst.clone(),
+                                has_ready_endpoint: n.has_ready_endpoint,
+                            });
+                        }
                     }
                     i += 1;
                 }

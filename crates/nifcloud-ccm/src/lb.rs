@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use cloudprovider::TargetNode;
 use cloudprovider::k8s_openapi::api::core::v1::Service;
+use nifcloud_cloud::Instance;
 
 use crate::annotations::LbKind;
-use crate::backend::{Fleet, Read, Subject};
+use crate::backend::{Backend, Fleet, Read, Subject};
 use crate::context::Context;
 use crate::elb::ElbBackend;
 use crate::error::Error;
@@ -44,28 +45,41 @@ impl Balancers {
         let spec =
             spec::service_lb(svc, &ctx.settings.lb_defaults).map_err(|problems| Error::InvalidService { problems })?;
         for w in &spec.warnings {
-            ctx.warn(svc, "LoadBalancerSourceRanges", w.clone()).await;
+            ctx.warn(svc, w.reason, w.message.clone()).await;
         }
         let name = ctx.lb_name(cluster, svc, Some(&spec.options))?;
-        let members = ctx.members(nodes).await?;
+        let servers = ctx.servers(nodes).await?;
         let subject = Subject::new(cluster, svc, &name);
         // A Service that switched kinds leaves the other kind behind: remove it once the new one works.
         let vip = match spec.options.kind {
             LbKind::L4 => {
-                let vip = self.l4.converge(ctx, &subject, &spec, &members).await?;
+                let vip = self.l4.converge(ctx, &subject, &spec, &servers).await?;
                 self.elb.delete(ctx, &subject, Read::Listing).await?;
                 vip
             }
             LbKind::Elastic => {
-                let vip = self.elb.converge(ctx, &subject, &spec, &members).await?;
+                let vip = self.elb.converge(ctx, &subject, &spec, &servers).await?;
                 self.l4.delete(ctx, &subject, Read::Listing).await?;
                 vip
             }
         };
         if ctx.settings.security_group.is_some() {
-            sg::ensure_rules(ctx, svc, &name, &spec, &members, &vip).await?;
+            // Every eligible node's server, members or not: the group is theirs, and endpoints move.
+            let all: Vec<Instance> = servers.into_iter().map(|s| s.server).collect();
+            sg::ensure_rules(ctx, svc, &name, &spec, &all, &vip).await?;
         }
         Ok(vip)
+    }
+
+    /// Whether the members of the Service's load balancer follow its endpoints under `externalTrafficPolicy:
+    /// Local` ([`crate::backend::Backend::FOLLOWS_ENDPOINTS`] of its kind), so that the framework marks the nodes
+    /// hosting a ready endpoint and re-syncs when they change.
+    pub fn wants_endpoint_nodes(&self, cluster: &str, svc: &Service) -> bool {
+        match self.context.lookup(cluster, svc) {
+            Ok((_, LbKind::L4)) => L4Backend::FOLLOWS_ENDPOINTS,
+            Ok((_, LbKind::Elastic)) => ElbBackend::FOLLOWS_ENDPOINTS,
+            Err(_) => false,
+        }
     }
 
     /// The VIP of the Service's load balancer, if it exists, this cluster owns it and it has one.

@@ -5,8 +5,12 @@
 //!   `service.beta.kubernetes.io/nifcloud-load-balancer-type`, configured by the annotations in [`annotations`]
 //!   (validated up front: an invalid Service gets a Warning Event and is left untouched), every attribute
 //!   reconciled by a pure planner ([`l4::plan`], [`elb::plan`]) that issues no call when nothing differs,
-//!   `loadBalancerSourceRanges` as filters, `externalTrafficPolicy: Local` health checks, names and ownership
-//!   per [`naming`], and opt-in security-group rules ([`sg`]);
+//!   `loadBalancerSourceRanges` as filters, names and ownership per [`naming`], and opt-in security-group rules
+//!   ([`sg`]); `externalTrafficPolicy: Local` keeps the client's address and sends traffic only to nodes with a
+//!   ready endpoint: an L4 load balancer registers only those nodes' servers (the framework marks them from the
+//!   Service's EndpointSlices and re-syncs when they change; with no ready endpoint, no server is registered and
+//!   a `NoReadyEndpoints` Warning Event says so), an elastic one keeps every node and checks HTTP `/healthz` on
+//!   `healthCheckNodePort` (see [`spec`]);
 //! - **instances** ([`Instances`]): providerID `nifcloud:///<zone>/<instanceUniqueId>`, nodes matched by
 //!   providerID, then name, then address; addresses of every interface; "exists" false only on a definite
 //!   not-found; shutdown = stopped.
@@ -23,8 +27,8 @@
 //! Describe calls go through shared, short-lived, coalescing views ([`nifcloud_cloud::InstanceView`],
 //! [`lbview::LbView`]), so their number does not grow with Services or nodes. Configuration: [`config`].
 //!
-//! RBAC this provider needs beyond the framework's: `patch` on `services` (the ownership annotation of
-//! load balancers with an overridden name).
+//! RBAC this provider needs beyond the framework's (which includes `list`/`watch` on `discovery.k8s.io`
+//! `endpointslices`): `patch` on `services` (the ownership annotation of load balancers with an overridden name).
 
 pub mod annotations;
 pub mod backend;

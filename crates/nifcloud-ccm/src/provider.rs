@@ -122,6 +122,10 @@ fn status(vip: &str) -> LoadBalancerStatus {
 
 #[async_trait]
 impl LoadBalancer for LoadBalancers {
+    fn wants_endpoint_nodes(&self, cluster_name: &str, service: &Service) -> bool {
+        self.balancers.wants_endpoint_nodes(cluster_name, service)
+    }
+
     async fn get_load_balancer(
         &self,
         cluster_name: &str,

@@ -1,4 +1,21 @@
 //! From a Service to what its load balancer should look like (pure).
+//!
+//! Health checks by kind and `externalTrafficPolicy`:
+//!
+//! | kind | policy | `healthcheck-protocol` | check |
+//! |---|---|---|---|
+//! | any | Cluster | unset or `TCP` / `ICMP` / `HTTP` (ELB) | `TCP:<NodePort>` / `ICMP` / `HTTP:<NodePort>` `/` |
+//! | L4 | Local | unset or `TCP` / `ICMP` | `TCP:<healthCheckNodePort>` / `ICMP`; only nodes with a ready endpoint are members |
+//! | ELB | Local | unset or `HTTP` | `HTTP:<healthCheckNodePort>` `/healthz`, 2xx expected |
+//! | ELB | Local | `TCP` / `ICMP` | as asked, with a Warning Event: such a check passes on every node |
+//!
+//! kube-proxy listens on `healthCheckNodePort` on every node and answers `/healthz` with 200 where the Service has
+//! a ready endpoint, 503 elsewhere. An L4 load balancer can only check TCP or ICMP, which pass on every node, so
+//! its members are the nodes with a ready endpoint ([`crate::backend::members`]); an elastic one keeps every node
+//! and lets its HTTP check tell them apart.
+//!
+//! Without a `healthCheckNodePort` (the API server always allocates one for a Local LoadBalancer Service) the
+//! traffic NodePort is checked instead, with a Warning Event.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -14,18 +31,84 @@ pub const SOURCE_RANGES_ANNOTATION: &str = "service.beta.kubernetes.io/load-bala
 /// The filter address meaning "any source".
 pub const ANY_SOURCE: &str = "*.*.*.*";
 
+/// The Event reason of warnings about source ranges.
+pub const SOURCE_RANGES_REASON: &str = "LoadBalancerSourceRanges";
+/// The Event reason of warnings about a health check that does not serve `externalTrafficPolicy: Local`.
+pub const LOCAL_HEALTH_CHECK_REASON: &str = "LocalTrafficPolicyHealthCheck";
+
+/// Something the load balancer cannot do as asked, but that does not stop it: a Warning Event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Warning {
+    /// The Event reason (CamelCase).
+    pub reason: &'static str,
+    /// What the user should know, one sentence or two.
+    pub message: String,
+}
+
+impl Warning {
+    fn new(reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
 /// What a Service asks of its load balancer, before the backends are known.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServiceLb {
     /// What the annotations (and the cloud config's defaults) say.
     pub options: LbOptions,
+    /// `externalTrafficPolicy: Local`: external traffic must only reach nodes with a ready endpoint (kube-proxy
+    /// drops it on the others, and keeps the client's source address).
+    pub local_traffic_policy: bool,
     /// One listener per Service port, ordered by port and protocol; every listener carries the balancing type and
     /// health check of the options.
     pub listeners: Vec<Listener>,
     /// The allowed sources in NIFCLOUD filter syntax (`a.b.c.d`, `a.b.c.d/n`), or `{"*.*.*.*"}` for any.
     pub filter: BTreeSet<String>,
     /// Things the load balancer cannot express but that do not stop it (each becomes a Warning Event).
-    pub warnings: Vec<String>,
+    pub warnings: Vec<Warning>,
+}
+
+/// The health check protocol of a load balancer of `kind`: what the Service `asked`, else HTTP for an elastic
+/// load balancer of a Service with `externalTrafficPolicy: Local` and a `healthCheckNodePort`, else TCP.
+pub fn health_check_protocol(
+    kind: LbKind,
+    local_with_hc_port: bool,
+    asked: Option<HealthCheckProtocol>,
+) -> HealthCheckProtocol {
+    asked.unwrap_or(if kind == LbKind::Elastic && local_with_hc_port {
+        HealthCheckProtocol::Http
+    } else {
+        HealthCheckProtocol::Tcp
+    })
+}
+
+/// The warning for an elastic load balancer of a Local Service whose annotation asks for a check that passes on
+/// every node (TCP or ICMP), if that is the case.
+fn ineffective_local_check(kind: LbKind, hc_node_port: i64, asked: Option<HealthCheckProtocol>) -> Option<Warning> {
+    let why = match (kind, asked?) {
+        (LbKind::Elastic, HealthCheckProtocol::Tcp) => format!(
+            "a TCP check connects on every node (kube-proxy listens on healthCheckNodePort {hc_node_port} everywhere)"
+        ),
+        (LbKind::Elastic, HealthCheckProtocol::Icmp) => "an ICMP check only asks whether a node answers pings".into(),
+        _ => return None,
+    };
+    Some(Warning::new(
+        LOCAL_HEALTH_CHECK_REASON,
+        format!(
+            "externalTrafficPolicy is Local but {} asks for a {} check: {why}, so every node looks healthy and \
+             connections reaching a node without a ready endpoint are dropped; remove the annotation (the default \
+             is HTTP /healthz on healthCheckNodePort) or set it to HTTP",
+            annotations::HC_PROTOCOL,
+            if asked == Some(HealthCheckProtocol::Tcp) {
+                "TCP"
+            } else {
+                "ICMP"
+            },
+        ),
+    ))
 }
 
 /// Reads the Service. Every problem is reported, one sentence each.
@@ -48,11 +131,15 @@ pub fn service_lb(service: &Service, defaults: &LbDefaults) -> Result<ServiceLb,
     }
     let local = spec.external_traffic_policy.as_deref() == Some("Local");
     let hc_node_port = spec.health_check_node_port.filter(|p| *p > 0).map(i64::from);
-    if local && hc_node_port.is_none() {
-        warnings.push(
-            "externalTrafficPolicy is Local but healthCheckNodePort is not set: checking the traffic NodePort"
-                .to_owned(),
-        );
+    let asked = options.as_ref().and_then(|o| o.hc_protocol);
+    let hc_protocol = health_check_protocol(kind, local && hc_node_port.is_some(), asked);
+    match (local, hc_node_port) {
+        (true, None) => warnings.push(Warning::new(
+            LOCAL_HEALTH_CHECK_REASON,
+            "externalTrafficPolicy is Local but healthCheckNodePort is not set: checking the traffic NodePort",
+        )),
+        (true, Some(port)) => warnings.extend(ineffective_local_check(kind, port, asked)),
+        (false, _) => {}
     }
     let ports = spec.ports.unwrap_or_default();
     if ports.is_empty() {
@@ -96,7 +183,7 @@ pub fn service_lb(service: &Service, defaults: &LbDefaults) -> Result<ServiceLb,
             node_port
         };
         let defaults = options.as_ref();
-        let (target, path) = match defaults.map(|o| o.hc_protocol).unwrap_or_default() {
+        let (target, path) = match hc_protocol {
             HealthCheckProtocol::Tcp => (HealthCheckTarget::Tcp(hc_port), None),
             HealthCheckProtocol::Icmp => (HealthCheckTarget::Icmp, None),
             HealthCheckProtocol::Http => (
@@ -139,6 +226,7 @@ pub fn service_lb(service: &Service, defaults: &LbDefaults) -> Result<ServiceLb,
     match (options, problems.is_empty()) {
         (Some(options), true) => Ok(ServiceLb {
             options,
+            local_traffic_policy: local,
             listeners,
             filter,
             warnings,
@@ -152,7 +240,7 @@ fn source_filter(
     ranges: &[String],
     kind: LbKind,
     problems: &mut Vec<String>,
-    warnings: &mut Vec<String>,
+    warnings: &mut Vec<Warning>,
 ) -> BTreeSet<String> {
     let any: BTreeSet<String> = [ANY_SOURCE.to_owned()].into();
     if ranges.is_empty() {
@@ -177,7 +265,10 @@ fn source_filter(
                 let bits = u32::from(ip) & (u32::MAX << (32 - u32::from(prefix)));
                 let net = std::net::Ipv4Addr::from(bits);
                 if net != ip {
-                    warnings.push(format!("source range {r}: host bits set, using {net}/{prefix}"));
+                    warnings.push(Warning::new(
+                        SOURCE_RANGES_REASON,
+                        format!("source range {r}: host bits set, using {net}/{prefix}"),
+                    ));
                 }
                 out.insert(if prefix == 32 {
                     net.to_string()
@@ -196,8 +287,9 @@ fn source_filter(
                  with no IPv4 range left the filter would allow everyone"
             ));
         } else {
-            warnings.push(format!(
-                "source ranges {ipv6:?} are IPv6, which the load balancer filter cannot express; ignored"
+            warnings.push(Warning::new(
+                SOURCE_RANGES_REASON,
+                format!("source ranges {ipv6:?} are IPv6, which the load balancer filter cannot express; ignored"),
             ));
         }
     }
@@ -294,6 +386,161 @@ mod tests {
             (&hc.target, hc.path.as_deref()),
             (&HealthCheckTarget::Http(32001), Some("/healthz"))
         );
+    }
+
+    #[test]
+    fn health_checks_by_kind_and_traffic_policy_table() {
+        // (what, kind, policy, healthCheckNodePort, healthcheck-protocol, target, path, warning reasons)
+        type Row<'a> = (
+            &'a str,
+            &'a str,
+            &'a str,
+            Option<i32>,
+            Option<&'a str>,
+            &'a str,
+            Option<&'a str>,
+            &'a [&'a str],
+        );
+        let table: Vec<Row<'_>> = vec![
+            ("L4 Cluster", "lb", "Cluster", None, None, "TCP:30080", None, &[]),
+            (
+                "L4 Cluster ICMP",
+                "lb",
+                "Cluster",
+                None,
+                Some("ICMP"),
+                "ICMP",
+                None,
+                &[],
+            ),
+            (
+                "L4 Local: TCP on healthCheckNodePort",
+                "lb",
+                "Local",
+                Some(32000),
+                None,
+                "TCP:32000",
+                None,
+                &[],
+            ),
+            (
+                "L4 Local, TCP asked: members do the filtering",
+                "lb",
+                "Local",
+                Some(32000),
+                Some("TCP"),
+                "TCP:32000",
+                None,
+                &[],
+            ),
+            (
+                "L4 Local ICMP",
+                "lb",
+                "Local",
+                Some(32000),
+                Some("ICMP"),
+                "ICMP",
+                None,
+                &[],
+            ),
+            (
+                "L4 Local without healthCheckNodePort",
+                "lb",
+                "Local",
+                None,
+                None,
+                "TCP:30080",
+                None,
+                &[LOCAL_HEALTH_CHECK_REASON],
+            ),
+            ("ELB Cluster", "elb", "Cluster", None, None, "TCP:30080", None, &[]),
+            (
+                "ELB Cluster HTTP asked",
+                "elb",
+                "Cluster",
+                None,
+                Some("HTTP"),
+                "HTTP:30080",
+                Some("/"),
+                &[],
+            ),
+            (
+                "ELB Local: HTTP /healthz by default",
+                "elb",
+                "Local",
+                Some(32000),
+                None,
+                "HTTP:32000",
+                Some("/healthz"),
+                &[],
+            ),
+            (
+                "ELB Local, HTTP asked",
+                "elb",
+                "Local",
+                Some(32000),
+                Some("http"),
+                "HTTP:32000",
+                Some("/healthz"),
+                &[],
+            ),
+            (
+                "ELB Local, TCP asked: it wins, warned",
+                "elb",
+                "Local",
+                Some(32000),
+                Some("TCP"),
+                "TCP:32000",
+                None,
+                &[LOCAL_HEALTH_CHECK_REASON],
+            ),
+            (
+                "ELB Local, ICMP asked: it wins, warned",
+                "elb",
+                "Local",
+                Some(32000),
+                Some("ICMP"),
+                "ICMP",
+                None,
+                &[LOCAL_HEALTH_CHECK_REASON],
+            ),
+            (
+                "ELB Local without healthCheckNodePort",
+                "elb",
+                "Local",
+                None,
+                None,
+                "TCP:30080",
+                None,
+                &[LOCAL_HEALTH_CHECK_REASON],
+            ),
+        ];
+        for (what, kind, policy, hc_port, asked, target, path, reasons) in table {
+            let mut ann = vec![(a::TYPE, kind)];
+            ann.extend(asked.map(|p| (a::HC_PROTOCOL, p)));
+            let mut s = svc(&[(80, 30080)], &ann);
+            let spec = s.spec.as_mut().unwrap();
+            spec.external_traffic_policy = Some(policy.into());
+            spec.health_check_node_port = hc_port;
+            let lb = service_lb(&s, &LbDefaults::default()).unwrap();
+            let hc = &lb.listeners[0].health_check;
+            assert_eq!(
+                (hc.target.to_string().as_str(), hc.path.as_deref()),
+                (target, path),
+                "{what}"
+            );
+            let got: Vec<&str> = lb.warnings.iter().map(|w| w.reason).collect();
+            assert_eq!(got, reasons, "{what}: {:?}", lb.warnings);
+            assert_eq!(lb.local_traffic_policy, policy == "Local", "{what}");
+        }
+        let mut tcp = svc(&[(80, 30080)], &[(a::TYPE, "elb"), (a::HC_PROTOCOL, "TCP")]);
+        let spec = tcp.spec.as_mut().unwrap();
+        spec.external_traffic_policy = Some("Local".into());
+        spec.health_check_node_port = Some(32000);
+        let warning = &service_lb(&tcp, &LbDefaults::default()).unwrap().warnings[0].message;
+        for needle in ["TCP check", "32000", "every node looks healthy", "HTTP"] {
+            assert!(warning.contains(needle), "{needle}: {warning}");
+        }
     }
 
     #[test]

@@ -82,7 +82,13 @@ pub fn instrument_client(client: &nifcloud_sdk::Client, hook: Arc<dyn MetricsHoo
     client.with_metrics(hook)
 }
 
-/// Serves `GET /metrics` (OpenMetrics text) on `addr` until the task is dropped.
+/// Whether metrics served on `addr` can be read from elsewhere than this host (or pod): anything but loopback.
+pub fn reachable_from_outside(addr: SocketAddr) -> bool {
+    !addr.ip().is_loopback()
+}
+
+/// Serves `GET /metrics` (OpenMetrics text) on `addr` until the task is dropped: plain HTTP without
+/// authentication, so keep `addr` on loopback (the binary's default) unless whoever can reach it may read them.
 pub async fn serve_metrics(addr: SocketAddr, registry: Arc<Registry>) -> std::io::Result<()> {
     use axum::response::IntoResponse;
     let app = axum::Router::new().route(
@@ -109,7 +115,14 @@ pub async fn serve_metrics(addr: SocketAddr, registry: Arc<Registry>) -> std::io
         }),
     );
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(%addr, "serving metrics");
+    if reachable_from_outside(addr) {
+        tracing::warn!(
+            %addr,
+            "serving /metrics over plain HTTP without authentication to anyone who can reach this address"
+        );
+    } else {
+        tracing::info!(%addr, "serving /metrics on loopback");
+    }
     axum::serve(listener, app).await
 }
 
@@ -132,5 +145,18 @@ mod tests {
         assert_eq!(m.count("DescribeVolumes", "success"), 1);
         let text = csi_core::metrics::encode_text(&registry).unwrap();
         assert!(text.contains("nifcloud_api_calls_total{action=\"AttachVolume\",outcome=\"Server.Inoperable.Volume.AlreadyAttached\"} 1"), "{text}");
+    }
+
+    #[test]
+    fn only_loopback_is_private() {
+        for (addr, outside) in [
+            ("127.0.0.1:9809", false),
+            ("[::1]:9809", false),
+            ("0.0.0.0:9809", true),
+            ("[::]:9809", true),
+            ("10.0.0.5:9809", true),
+        ] {
+            assert_eq!(reachable_from_outside(addr.parse().unwrap()), outside, "{addr}");
+        }
     }
 }

@@ -5,6 +5,7 @@ use crate::testing::mock::{ApiMock, json_response, store_with};
 use crate::testing::{Call, FakeProvider};
 use http::Method;
 use k8s_openapi::api::core::v1::{LoadBalancerIngress, NodeSpec, ServicePort, ServiceSpec, ServiceStatus};
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::watcher::Event;
@@ -71,14 +72,20 @@ struct Harness {
     provider: Arc<FakeProvider>,
     ctx: Arc<ServiceContext>,
     nodes: Writer<Node>,
+    slices: Writer<EndpointSlice>,
 }
 
 fn harness(nodes: Vec<Node>, resync: Option<Duration>) -> Harness {
+    harness_with_slices(nodes, None, resync)
+}
+
+/// With `slices`, the context reads EndpointSlices from a store holding them.
+fn harness_with_slices(nodes: Vec<Node>, slices: Option<Vec<EndpointSlice>>, resync: Option<Duration>) -> Harness {
     let (client, mock) = ApiMock::new();
     let provider = Arc::new(FakeProvider::new());
     let (store, writer) = store_with(nodes);
     let events = EventSink::new(client.clone(), "cloud-controller-manager", None);
-    let ctx = Arc::new(ServiceContext::new(
+    let mut ctx = ServiceContext::new(
         client,
         provider.clone(),
         "kubernetes".into(),
@@ -86,12 +93,17 @@ fn harness(nodes: Vec<Node>, resync: Option<Duration>) -> Harness {
         events,
         resync,
         Arc::new(Metrics::default()),
-    ));
+    );
+    let (slice_store, slice_writer) = store_with(slices.clone().unwrap_or_default());
+    if slices.is_some() {
+        ctx = ctx.with_endpoint_slices(slice_store);
+    }
     Harness {
         mock,
         provider,
-        ctx,
+        ctx: Arc::new(ctx),
         nodes: writer,
+        slices: slice_writer,
     }
 }
 
@@ -423,4 +435,218 @@ async fn node_set_changes_ticks_only_on_real_changes() {
     assert!(step(), "b excluded");
     writer.apply_watcher_event(&Event::Delete(node("a")));
     assert!(step(), "a left");
+}
+
+/// An EndpointSlice `name` of Service `service` in `default` with one endpoint per (node, ready).
+fn slice(name: &str, service: &str, endpoints: &[(&str, bool)]) -> EndpointSlice {
+    EndpointSlice {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some("default".into()),
+            labels: Some([(SERVICE_NAME_LABEL.to_owned(), service.to_owned())].into()),
+            ..Default::default()
+        },
+        address_type: "IPv4".into(),
+        endpoints: endpoints
+            .iter()
+            .enumerate()
+            .map(|(i, (node, ready))| Endpoint {
+                addresses: vec![format!("10.0.0.{}", i + 1)],
+                node_name: Some((*node).into()),
+                conditions: Some(EndpointConditions {
+                    ready: Some(*ready),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+fn local(mut s: Service) -> Service {
+    let spec = s.spec.as_mut().unwrap();
+    spec.external_traffic_policy = Some("Local".into());
+    spec.health_check_node_port = Some(32000);
+    s
+}
+
+fn strings(names: &[&str]) -> Vec<String> {
+    names.iter().map(|n| n.to_string()).collect()
+}
+
+#[tokio::test]
+async fn local_service_backends_follow_ready_endpoints() {
+    let nodes = vec![node("a"), node("b"), node("c")];
+    let mut h = harness_with_slices(nodes, Some(vec![slice("web-1", "web", &[("a", true)])]), None);
+    let synced = with_ingress(with_finalizer(local(svc())), "203.0.113.1");
+    let task = h.start(synced.clone());
+    h.expect_event("Normal", "EnsuringLoadBalancer").await;
+    h.expect_event("Normal", "EnsuredLoadBalancer").await;
+    task.await.unwrap();
+    let lb = h.provider.load_balancer_of("default/web").unwrap();
+    assert_eq!(
+        lb.nodes,
+        strings(&["a", "b", "c"]),
+        "every eligible node is handed over"
+    );
+    assert_eq!(
+        lb.endpoint_nodes,
+        Some(strings(&["a"])),
+        "marked: the node with the ready endpoint"
+    );
+
+    // A second ready pod on a, an unready one on b: same node set, nothing at all.
+    let same = slice("web-1", "web", &[("a", true), ("a", true), ("b", false)]);
+    h.slices.apply_watcher_event(&Event::Apply(same));
+    assert_eq!(h.start(synced.clone()).await.unwrap(), Action::await_change());
+    h.mock.assert_idle().await;
+    assert_eq!(h.provider.calls().len(), 1);
+
+    // The endpoint moves to b (a new slice; a's pod is gone): the backends are updated once.
+    h.slices
+        .apply_watcher_event(&Event::Apply(slice("web-1", "web", &[("a", false)])));
+    h.slices
+        .apply_watcher_event(&Event::Apply(slice("web-2", "web", &[("b", true)])));
+    let task = h.start(synced.clone());
+    h.expect_event("Normal", "UpdatedLoadBalancer").await;
+    task.await.unwrap();
+    assert_eq!(
+        h.provider.calls()[1..],
+        [Call::UpdateLoadBalancer(
+            "default/web".into(),
+            strings(&["a", "b", "c"])
+        )]
+    );
+    assert_eq!(
+        h.provider.load_balancer_of("default/web").unwrap().endpoint_nodes,
+        Some(strings(&["b"]))
+    );
+
+    // No ready endpoint left: every node is marked false (the provider decides what that means).
+    h.slices.apply_watcher_event(&Event::Delete(slice("web-2", "web", &[])));
+    let task = h.start(synced.clone());
+    h.expect_event("Normal", "UpdatedLoadBalancer").await;
+    task.await.unwrap();
+    assert_eq!(
+        h.provider.load_balancer_of("default/web").unwrap().endpoint_nodes,
+        Some(vec![])
+    );
+    assert_eq!(h.provider.calls().len(), 3);
+    h.mock.assert_idle().await;
+}
+
+#[tokio::test]
+async fn cluster_policy_services_ignore_endpoints() {
+    let mut h = harness_with_slices(
+        vec![node("a"), node("b")],
+        Some(vec![slice("web-1", "web", &[("a", true)])]),
+        None,
+    );
+    let synced = with_ingress(with_finalizer(svc()), "203.0.113.1");
+    let task = h.start(synced.clone());
+    h.expect_event("Normal", "EnsuringLoadBalancer").await;
+    h.expect_event("Normal", "EnsuredLoadBalancer").await;
+    task.await.unwrap();
+    let lb = h.provider.load_balancer_of("default/web").unwrap();
+    assert_eq!((lb.nodes, lb.endpoint_nodes), (strings(&["a", "b"]), None));
+    h.slices
+        .apply_watcher_event(&Event::Apply(slice("web-1", "web", &[("b", true)])));
+    h.start(synced).await.unwrap();
+    h.mock.assert_idle().await;
+    assert_eq!(
+        h.provider.calls().len(),
+        1,
+        "no re-sync for an externalTrafficPolicy: Cluster Service"
+    );
+}
+
+#[tokio::test]
+async fn without_a_slice_store_local_services_are_not_marked() {
+    let mut h = harness(vec![node("a")], None);
+    let task = h.start(with_ingress(with_finalizer(local(svc())), "203.0.113.1"));
+    h.expect_event("Normal", "EnsuringLoadBalancer").await;
+    h.expect_event("Normal", "EnsuredLoadBalancer").await;
+    task.await.unwrap();
+    assert_eq!(h.provider.load_balancer_of("default/web").unwrap().endpoint_nodes, None);
+}
+
+#[tokio::test]
+async fn endpoint_node_changes_request_only_real_changes_of_tracked_services() {
+    use futures::FutureExt;
+    let h = harness_with_slices(vec![node("a"), node("b")], Some(vec![]), None);
+    let mut slices = h.slices;
+    let mut api = local(svc());
+    api.metadata.name = Some("api".into());
+    let (services, mut service_writer) = store_with(vec![local(svc()), svc_named("plain")]);
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<EndpointSlice>();
+    let touched = futures::stream::poll_fn({
+        let mut rx = rx;
+        move |cx| rx.poll_recv(cx)
+    });
+    let mut requests = Box::pin(endpoint_node_changes(h.ctx.clone(), services, touched));
+    // Apply to the store first, as the reflector does, then hand the touched slice over.
+    let mut touch = |slice: EndpointSlice, deleted: bool| {
+        let event = if deleted {
+            Event::Delete(slice.clone())
+        } else {
+            Event::Apply(slice.clone())
+        };
+        slices.apply_watcher_event(&event);
+        tx.send(slice).unwrap();
+        requests.next().now_or_never().map(|r| r.map(|r| r.name))
+    };
+    assert_eq!(
+        touch(slice("web-1", "web", &[("a", true)]), false),
+        Some(Some("web".into())),
+        "first seen"
+    );
+    assert_eq!(
+        touch(slice("web-1", "web", &[("a", true), ("a", true)]), false),
+        None,
+        "same nodes"
+    );
+    assert_eq!(
+        touch(slice("web-2", "web", &[("a", true), ("b", false)]), false),
+        None,
+        "same nodes"
+    );
+    assert_eq!(
+        touch(slice("web-2", "web", &[("b", true)]), false),
+        Some(Some("web".into())),
+        "b joined"
+    );
+    assert_eq!(
+        touch(slice("web-1", "web", &[]), true),
+        Some(Some("web".into())),
+        "a left"
+    );
+    assert_eq!(
+        touch(slice("plain-1", "plain", &[("a", true)]), false),
+        None,
+        "a Cluster Service"
+    );
+    assert_eq!(
+        touch(slice("api-1", "api", &[("a", true)]), false),
+        None,
+        "a Service not (yet) known"
+    );
+    service_writer.apply_watcher_event(&Event::Apply(api));
+    assert_eq!(
+        touch(slice("api-1", "api", &[("b", true)]), false),
+        Some(Some("api".into())),
+        "now known"
+    );
+    assert_eq!(
+        touch(slice("web-2", "web", &[]), true),
+        Some(Some("web".into())),
+        "none left"
+    );
+    assert_eq!(touch(slice("web-3", "web", &[("a", false)]), false), None, "still none");
+}
+
+fn svc_named(name: &str) -> Service {
+    let mut s = svc();
+    s.metadata.name = Some(name.into());
+    s
 }

@@ -1,10 +1,11 @@
 //! Pure decisions of the service controller: which Services get a load balancer, which nodes are backends, and
 //! what to do on each reconcile.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use crate::provider::TargetNode;
 
@@ -65,6 +66,55 @@ pub fn node_set_key(targets: &[TargetNode]) -> NodeSetKey {
         .collect();
     key.sort();
     key
+}
+
+/// The label that ties an EndpointSlice to its Service (in the same namespace).
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// Whether a Service sends external traffic only to endpoints on the node it reaches:
+/// `externalTrafficPolicy: Local`.
+pub fn external_traffic_local(service: &Service) -> bool {
+    service.spec.as_ref().and_then(|s| s.external_traffic_policy.as_deref()) == Some("Local")
+}
+
+/// The Service an EndpointSlice belongs to, as (namespace, name), from its [`SERVICE_NAME_LABEL`].
+pub fn slice_service(slice: &EndpointSlice) -> Option<(String, String)> {
+    let namespace = slice.metadata.namespace.clone()?;
+    let name = slice.metadata.labels.as_ref()?.get(SERVICE_NAME_LABEL)?.clone();
+    Some((namespace, name))
+}
+
+/// The nodes hosting a ready endpoint of the Service `namespace/name`, from its EndpointSlices: endpoints that name
+/// a node and whose `conditions.ready` is not false (unset means ready, as the API defines it; a terminating
+/// endpoint is not ready). The same node set kube-proxy answers `healthCheckNodePort` with 200 for.
+pub fn ready_endpoint_nodes<'a>(
+    slices: impl IntoIterator<Item = &'a EndpointSlice>,
+    namespace: &str,
+    name: &str,
+) -> BTreeSet<String> {
+    let ours = |s: &&EndpointSlice| slice_service(s).is_some_and(|(ns, svc)| ns == namespace && svc == name);
+    slices
+        .into_iter()
+        .filter(ours)
+        .flat_map(|s| s.endpoints.iter())
+        .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) != Some(false))
+        .filter_map(|e| e.node_name.clone().filter(|n| !n.is_empty()))
+        .collect()
+}
+
+/// Marks each target with whether it hosts a ready endpoint (`ready` from [`ready_endpoint_nodes`]), and returns
+/// the names of those that do: the endpoint part of what identifies the backends of a Service (nodes with an
+/// endpoint that are not eligible backends do not count).
+pub fn mark_ready_endpoints(targets: &mut [TargetNode], ready: &BTreeSet<String>) -> BTreeSet<String> {
+    let mut marked = BTreeSet::new();
+    for t in targets {
+        let has = ready.contains(&t.name);
+        t.has_ready_endpoint = Some(has);
+        if has {
+            marked.insert(t.name.clone());
+        }
+    }
+    marked
 }
 
 /// (name, protocol, port, nodePort, targetPort, appProtocol) of a Service port.
@@ -160,6 +210,10 @@ pub struct SyncedState {
     pub spec: LbSpecView,
     /// The backends at the last ensure or update.
     pub nodes: NodeSetKey,
+    /// For a Service whose backends follow its endpoints (see
+    /// [`LoadBalancer::wants_endpoint_nodes`](crate::LoadBalancer::wants_endpoint_nodes)), the backends hosting a
+    /// ready endpoint at the last ensure or update; `None` for other Services.
+    pub endpoint_nodes: Option<BTreeSet<String>>,
     /// When the load balancer was last ensured.
     pub ensured_at: Instant,
 }
@@ -189,15 +243,17 @@ pub enum ServiceAction {
         /// Why.
         reason: EnsureReason,
     },
-    /// Only the node set changed: call `update_load_balancer`.
+    /// Only the node set, or which nodes host a ready endpoint, changed: call `update_load_balancer`.
     UpdateHosts,
 }
 
-/// Decides what to do with a Service.
+/// Decides what to do with a Service whose eligible backends are `nodes` and, if its backends follow its endpoints,
+/// of which `endpoint_nodes` host a ready endpoint.
 pub fn decide_service(
     service: &Service,
     synced: Option<&SyncedState>,
     nodes: &NodeSetKey,
+    endpoint_nodes: Option<&BTreeSet<String>>,
     now: Instant,
     resync_period: Option<Duration>,
 ) -> ServiceAction {
@@ -243,7 +299,7 @@ pub fn decide_service(
             reason: EnsureReason::Resync,
         };
     }
-    if &synced.nodes != nodes {
+    if &synced.nodes != nodes || synced.endpoint_nodes.as_ref() != endpoint_nodes {
         return ServiceAction::UpdateHosts;
     }
     ServiceAction::Skip("in sync")

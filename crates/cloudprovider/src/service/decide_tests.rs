@@ -1,7 +1,9 @@
 use super::*;
 use k8s_openapi::api::core::v1::{NodeSpec, ServicePort, ServiceSpec, Taint};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
+use std::collections::BTreeSet;
 
 fn svc(type_: &str) -> Service {
     Service {
@@ -168,6 +170,7 @@ fn synced(s: &Service, nodes: NodeSetKey, at: Instant) -> SyncedState {
     SyncedState {
         spec: LbSpecView::of(s),
         nodes,
+        endpoint_nodes: None,
         ensured_at: at,
     }
 }
@@ -345,7 +348,7 @@ fn decide_service_table() {
         ),
     ];
     for (what, s, state, n, resync, expected) in table {
-        assert_eq!(decide_service(&s, state, n, now, resync), expected, "{what}");
+        assert_eq!(decide_service(&s, state, n, None, now, resync), expected, "{what}");
     }
 }
 
@@ -359,5 +362,190 @@ fn next_resync_counts_down() {
     assert!(
         left <= Duration::from_secs(500) && left >= Duration::from_secs(499),
         "{left:?}"
+    );
+}
+
+fn slice(namespace: &str, service: Option<&str>, endpoints: &[(Option<&str>, Option<bool>)]) -> EndpointSlice {
+    use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions};
+    EndpointSlice {
+        metadata: ObjectMeta {
+            name: Some(format!("{}-x1", service.unwrap_or("orphan"))),
+            namespace: Some(namespace.into()),
+            labels: service.map(|s| [(SERVICE_NAME_LABEL.to_owned(), s.to_owned())].into()),
+            ..Default::default()
+        },
+        address_type: "IPv4".into(),
+        endpoints: endpoints
+            .iter()
+            .map(|(node, ready)| Endpoint {
+                addresses: vec!["10.0.0.1".into()],
+                node_name: node.map(Into::into),
+                conditions: Some(EndpointConditions {
+                    ready: *ready,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn ready_endpoint_nodes_table() {
+    let table: Vec<(&str, Vec<EndpointSlice>, Vec<&str>)> = vec![
+        (
+            "ready endpoint",
+            vec![slice("default", Some("web"), &[(Some("a"), Some(true))])],
+            vec!["a"],
+        ),
+        (
+            "ready unset means ready",
+            vec![slice("default", Some("web"), &[(Some("a"), None)])],
+            vec!["a"],
+        ),
+        (
+            "not ready (or terminating)",
+            vec![slice("default", Some("web"), &[(Some("a"), Some(false))])],
+            vec![],
+        ),
+        (
+            "no nodeName",
+            vec![slice("default", Some("web"), &[(None, Some(true))])],
+            vec![],
+        ),
+        (
+            "empty nodeName",
+            vec![slice("default", Some("web"), &[(Some(""), Some(true))])],
+            vec![],
+        ),
+        (
+            "another Service's slice",
+            vec![slice("default", Some("api"), &[(Some("a"), Some(true))])],
+            vec![],
+        ),
+        (
+            "same name, other namespace",
+            vec![slice("other", Some("web"), &[(Some("a"), Some(true))])],
+            vec![],
+        ),
+        (
+            "slice without the label",
+            vec![slice("default", None, &[(Some("a"), Some(true))])],
+            vec![],
+        ),
+        (
+            "several slices and pods: each node once",
+            vec![
+                slice(
+                    "default",
+                    Some("web"),
+                    &[(Some("b"), Some(true)), (Some("a"), Some(true))],
+                ),
+                slice(
+                    "default",
+                    Some("web"),
+                    &[(Some("a"), Some(true)), (Some("c"), Some(false))],
+                ),
+            ],
+            vec!["a", "b"],
+        ),
+    ];
+    for (what, slices, want) in table {
+        let got = ready_endpoint_nodes(slices.iter(), "default", "web");
+        let want: BTreeSet<String> = want.into_iter().map(Into::into).collect();
+        assert_eq!(got, want, "{what}");
+    }
+    assert_eq!(
+        slice_service(&slice("default", Some("web"), &[])),
+        Some(("default".to_owned(), "web".to_owned()))
+    );
+    assert_eq!(slice_service(&slice("default", None, &[])), None);
+}
+
+#[test]
+fn marking_ready_endpoints_counts_only_eligible_targets() {
+    let mut targets = target_nodes([node("a", Some("p-a")), node("b", Some("p-b"))].iter());
+    let ready: BTreeSet<String> = ["b".to_owned(), "excluded".to_owned()].into();
+    let marked = mark_ready_endpoints(&mut targets, &ready);
+    assert_eq!(marked, ["b".to_owned()].into());
+    let flags: Vec<_> = targets
+        .iter()
+        .map(|t| (t.name.as_str(), t.has_ready_endpoint))
+        .collect();
+    assert_eq!(flags, [("a", Some(false)), ("b", Some(true))]);
+    assert!(!targets[0].can_serve_local_traffic() && targets[1].can_serve_local_traffic());
+    assert!(
+        TargetNode::from_node(&node("c", None)).can_serve_local_traffic(),
+        "unmarked"
+    );
+}
+
+#[test]
+fn external_traffic_policy_table() {
+    let with_policy = |p: Option<&str>| {
+        let mut s = svc("LoadBalancer");
+        s.spec.as_mut().unwrap().external_traffic_policy = p.map(Into::into);
+        s
+    };
+    assert!(external_traffic_local(&with_policy(Some("Local"))));
+    assert!(!external_traffic_local(&with_policy(Some("Cluster"))));
+    assert!(!external_traffic_local(&with_policy(None)));
+    assert!(!external_traffic_local(&Service::default()));
+}
+
+#[test]
+fn decide_endpoint_changes_table() {
+    let now = Instant::now();
+    let nodes = vec![
+        ("a".to_owned(), Some("p-a".to_owned())),
+        ("b".to_owned(), Some("p-b".to_owned())),
+    ];
+    let set = |n: &[&str]| -> BTreeSet<String> { n.iter().map(|s| s.to_string()).collect() };
+    let mut local = with_finalizer(svc("LoadBalancer"));
+    local.spec.as_mut().unwrap().external_traffic_policy = Some("Local".into());
+    let on_a = SyncedState {
+        endpoint_nodes: Some(set(&["a"])),
+        ..synced(&local, nodes.clone(), now)
+    };
+    let on_none = SyncedState {
+        endpoint_nodes: Some(set(&[])),
+        ..synced(&local, nodes.clone(), now)
+    };
+    let untracked = synced(&local, nodes.clone(), now);
+    let (a, b, ab, none) = (set(&["a"]), set(&["b"]), set(&["a", "b"]), set(&[]));
+    use ServiceAction::*;
+    let table: Vec<(&str, &SyncedState, Option<&BTreeSet<String>>, ServiceAction)> = vec![
+        ("same endpoint nodes", &on_a, Some(&a), Skip("in sync")),
+        ("endpoint moved to another node", &on_a, Some(&b), UpdateHosts),
+        ("endpoint added on another node", &on_a, Some(&ab), UpdateHosts),
+        ("last ready endpoint gone", &on_a, Some(&none), UpdateHosts),
+        ("still none", &on_none, Some(&none), Skip("in sync")),
+        ("first endpoint ready", &on_none, Some(&a), UpdateHosts),
+        (
+            "tracking started (provider now wants endpoint nodes)",
+            &untracked,
+            Some(&a),
+            UpdateHosts,
+        ),
+        ("tracking stopped", &on_a, None, UpdateHosts),
+        ("not tracked, not tracked", &untracked, None, Skip("in sync")),
+    ];
+    for (what, state, endpoints, expected) in table {
+        assert_eq!(
+            decide_service(&local, Some(state), &nodes, endpoints, now, None),
+            expected,
+            "{what}"
+        );
+    }
+    // A spec change still wins over a backend change: one ensure carries both.
+    let mut port_changed = local.clone();
+    port_changed.spec.as_mut().unwrap().ports.as_mut().unwrap()[0].port = 8080;
+    assert_eq!(
+        decide_service(&port_changed, Some(&on_a), &nodes, Some(&b), now, None),
+        Ensure {
+            add_finalizer: false,
+            reason: EnsureReason::SpecChanged
+        }
     );
 }

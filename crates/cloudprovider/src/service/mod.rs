@@ -3,28 +3,39 @@
 //! Decisions live in the private `decide` module (pure functions, table-tested); this module does the IO
 //! (patches, Events, provider calls). Semantics follow `k8s.io/cloud-provider/controllers/service`; the
 //! differences are listed in the crate documentation.
+//!
+//! Beyond upstream, for a provider that [wants endpoint nodes](crate::LoadBalancer::wants_endpoint_nodes): the
+//! controller reads the EndpointSlices of each `externalTrafficPolicy: Local` Service, marks every node it hands
+//! over with whether it hosts a ready endpoint, and re-syncs the Service's backends (`update_load_balancer`) when
+//! that set of nodes changes ([`endpoint_node_changes`] turns the slice watch into those requests).
 
 mod decide;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{LoadBalancerStatus, Node, ObjectReference, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Patch, PatchParams};
-use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
-use kube::runtime::reflector::Store;
-use kube::runtime::watcher;
+use kube::runtime::controller::{
+    Action, Config as ControllerConfig, ReconcileReason, ReconcileRequest, applier, trigger_self,
+};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::utils::CancelableJoinHandle;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 pub use decide::{
-    EXCLUDE_LB_LABEL, EnsureReason, LB_CLEANUP_FINALIZER, LbSpecView, NodeSetKey, ServiceAction, SyncedState,
-    TO_BE_DELETED_TAINT, decide_service, has_finalizer, needs_cleanup, next_resync, node_is_lb_target, node_set_key,
-    parse_go_bool, target_nodes, wants_load_balancer,
+    EXCLUDE_LB_LABEL, EnsureReason, LB_CLEANUP_FINALIZER, LbSpecView, NodeSetKey, SERVICE_NAME_LABEL, ServiceAction,
+    SyncedState, TO_BE_DELETED_TAINT, decide_service, external_traffic_local, has_finalizer, mark_ready_endpoints,
+    needs_cleanup, next_resync, node_is_lb_target, node_set_key, parse_go_bool, ready_endpoint_nodes, slice_service,
+    target_nodes, wants_load_balancer,
 };
 
 use crate::backoff::KeyedBackoff;
@@ -67,6 +78,7 @@ pub struct ServiceContext {
     provider: Arc<dyn CloudProvider>,
     cluster_name: String,
     nodes: Store<Node>,
+    slices: Option<Store<EndpointSlice>>,
     events: EventSink,
     backoff: KeyedBackoff,
     synced: Mutex<HashMap<String, SyncedState>>,
@@ -98,12 +110,46 @@ impl ServiceContext {
             provider,
             cluster_name,
             nodes,
+            slices: None,
             events,
             backoff: KeyedBackoff::service_default(),
             synced: Mutex::new(HashMap::new()),
             resync_period,
             metrics,
         }
+    }
+
+    /// Reads EndpointSlices from `slices` (a synced store of the slices labelled [`SERVICE_NAME_LABEL`]), so
+    /// that the backends of `externalTrafficPolicy: Local` Services follow their endpoints for a provider that
+    /// [wants endpoint nodes](crate::LoadBalancer::wants_endpoint_nodes). Without it, no node is marked.
+    #[must_use]
+    pub fn with_endpoint_slices(mut self, slices: Store<EndpointSlice>) -> Self {
+        self.slices = Some(slices);
+        self
+    }
+
+    /// Whether the backends of `svc` follow its endpoints: a slice store is wired, the Service is an
+    /// `externalTrafficPolicy: Local` load balancer of ours, and the provider wants endpoint nodes for it.
+    fn tracks_endpoints(&self, svc: &Service) -> bool {
+        self.slices.is_some()
+            && wants_load_balancer(svc)
+            && external_traffic_local(svc)
+            && self
+                .provider
+                .load_balancer()
+                .is_some_and(|lb| lb.wants_endpoint_nodes(&self.cluster_name, svc))
+    }
+
+    /// The nodes hosting a ready endpoint of `svc`, if its backends follow its endpoints.
+    fn ready_endpoint_nodes(&self, svc: &Service) -> Option<BTreeSet<String>> {
+        let slices = self.slices.as_ref().filter(|_| self.tracks_endpoints(svc))?;
+        let all = slices.state();
+        let namespace = svc.namespace().unwrap_or_default();
+        Some(ready_endpoint_nodes(
+            all.iter().map(|s| s.as_ref()),
+            &namespace,
+            &svc.name_any(),
+        ))
     }
 
     fn synced(&self, key: &str) -> Option<SyncedState> {
@@ -174,17 +220,48 @@ pub async fn reconcile(svc: Arc<Service>, ctx: Arc<ServiceContext>) -> Result<Ac
     Ok(action)
 }
 
+/// The backends handed to the provider for one Service, and what identifies them for "did they really change".
+struct Backends {
+    /// The eligible nodes, marked with whether they host a ready endpoint when the Service tracks its endpoints.
+    targets: Vec<TargetNode>,
+    /// Names and providerIDs of `targets`.
+    nodes: NodeSetKey,
+    /// The names of the `targets` hosting a ready endpoint, for a Service that tracks its endpoints.
+    endpoint_nodes: Option<BTreeSet<String>>,
+}
+
+impl Backends {
+    fn of(svc: &Service, ctx: &ServiceContext) -> Self {
+        let nodes = ctx.nodes.state();
+        let mut targets = target_nodes(nodes.iter().map(|n| n.as_ref()));
+        let node_key = node_set_key(&targets);
+        let endpoint_nodes = ctx
+            .ready_endpoint_nodes(svc)
+            .map(|ready| mark_ready_endpoints(&mut targets, &ready));
+        Self {
+            targets,
+            nodes: node_key,
+            endpoint_nodes,
+        }
+    }
+}
+
 async fn sync(svc: &Service, ctx: &ServiceContext) -> Result<Action, SyncError> {
     let Some(lb) = ctx.provider.load_balancer() else {
         return Ok(Action::await_change());
     };
     let key = key_of(svc);
-    let nodes = ctx.nodes.state();
-    let targets = target_nodes(nodes.iter().map(|n| n.as_ref()));
-    let node_key = node_set_key(&targets);
+    let backends = Backends::of(svc, ctx);
     let synced = ctx.synced(&key);
     let now = Instant::now();
-    let decision = decide_service(svc, synced.as_ref(), &node_key, now, ctx.resync_period);
+    let decision = decide_service(
+        svc,
+        synced.as_ref(),
+        &backends.nodes,
+        backends.endpoint_nodes.as_ref(),
+        now,
+        ctx.resync_period,
+    );
     tracing::debug!(service = %key, ?decision, "service decision");
     match decision {
         ServiceAction::Skip(_) if !wants_load_balancer(svc) => {
@@ -195,9 +272,9 @@ async fn sync(svc: &Service, ctx: &ServiceContext) -> Result<Action, SyncError> 
         ServiceAction::Skip(_) => Ok(idle_action(synced.as_ref(), now, ctx.resync_period)),
         ServiceAction::Cleanup => cleanup(svc, ctx, lb, &key).await,
         ServiceAction::Ensure { add_finalizer, reason } => {
-            ensure(svc, ctx, lb, &key, &targets, node_key, add_finalizer, reason).await
+            ensure(svc, ctx, lb, &key, backends, add_finalizer, reason).await
         }
-        ServiceAction::UpdateHosts => update_hosts(svc, ctx, lb, &key, &targets, node_key, synced).await,
+        ServiceAction::UpdateHosts => update_hosts(svc, ctx, lb, &key, backends, synced).await,
     }
 }
 
@@ -216,17 +293,16 @@ fn idle_action(synced: Option<&SyncedState>, now: Instant, resync: Option<Durati
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn ensure(
     svc: &Service,
     ctx: &ServiceContext,
     lb: &dyn LoadBalancer,
     key: &str,
-    targets: &[TargetNode],
-    node_key: NodeSetKey,
+    backends: Backends,
     add_finalizer: bool,
     reason: EnsureReason,
 ) -> Result<Action, SyncError> {
+    let targets = &backends.targets;
     let api: Api<Service> = Api::namespaced(ctx.client.clone(), &svc.namespace().unwrap_or_default());
     let name = svc.name_any();
     let reference = obj_ref(svc);
@@ -297,7 +373,8 @@ async fn ensure(
     let now = Instant::now();
     let state = SyncedState {
         spec: LbSpecView::of(svc),
-        nodes: node_key,
+        nodes: backends.nodes,
+        endpoint_nodes: backends.endpoint_nodes,
         ensured_at: now,
     };
     let action = idle_action(Some(&state), now, ctx.resync_period);
@@ -342,10 +419,10 @@ async fn update_hosts(
     ctx: &ServiceContext,
     lb: &dyn LoadBalancer,
     key: &str,
-    targets: &[TargetNode],
-    node_key: NodeSetKey,
+    backends: Backends,
     synced: Option<SyncedState>,
 ) -> Result<Action, SyncError> {
+    let targets = &backends.targets;
     let reference = obj_ref(svc);
     if targets.is_empty() {
         ctx.events
@@ -402,10 +479,15 @@ async fn update_hosts(
     }
     let now = Instant::now();
     let state = match synced {
-        Some(s) => SyncedState { nodes: node_key, ..s },
+        Some(s) => SyncedState {
+            nodes: backends.nodes,
+            endpoint_nodes: backends.endpoint_nodes,
+            ..s
+        },
         None => SyncedState {
             spec: LbSpecView::of(svc),
-            nodes: node_key,
+            nodes: backends.nodes,
+            endpoint_nodes: backends.endpoint_nodes,
             ensured_at: now,
         },
     };
@@ -487,27 +569,101 @@ async fn cleanup(svc: &Service, ctx: &ServiceContext, lb: &dyn LoadBalancer, key
     Ok(Action::await_change())
 }
 
-/// Runs the service controller until `shutdown` fires. `node_changes` yields whenever the eligible node set (names
-/// and providerIDs) changed; every Service is then reconciled, and only those whose set really changed call
-/// `update_load_balancer`.
+/// Runs the service controller until `shutdown` fires. Every Service is reconciled when it changes; in addition:
+/// - `node_changes` yields whenever the eligible node set (names and providerIDs) changed; every Service is then
+///   reconciled, and only those whose set really changed call `update_load_balancer`;
+/// - `slice_changes` yields every EndpointSlice the slice watch touched (applied or deleted, after the store given
+///   to [`ServiceContext::with_endpoint_slices`] took the change in); only the Service whose set of nodes with a
+///   ready endpoint really changed is reconciled ([`endpoint_node_changes`]).
 pub async fn run(
     ctx: Arc<ServiceContext>,
     concurrency: u16,
     node_changes: impl futures::Stream<Item = ()> + Send + 'static,
+    slice_changes: impl futures::Stream<Item = EndpointSlice> + Send + 'static,
     shutdown: CancellationToken,
 ) {
+    // kube's `Controller` only takes per-object triggers from other streams behind an unstable feature; this is
+    // what `Controller::run` does, with the endpoint requests added to the queue.
     let api: Api<Service> = Api::all(ctx.client.clone());
-    Controller::new(api, watcher::Config::default())
-        .with_config(ControllerConfig::default().concurrency(concurrency.max(1)))
-        .reconcile_all_on(node_changes)
-        .graceful_shutdown_on(async move { shutdown.cancelled().await })
-        .run(reconcile, |_svc, error: &Infallible, _ctx| match *error {}, ctx)
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                tracing::debug!(error = %crate::error_chain(&error), "service controller event");
-            }
+    let (services, writer) = reflector::store();
+    let changed = reflector::reflector(writer, watcher(api, watcher::Config::default()))
+        .default_backoff()
+        .applied_objects();
+    let own = trigger_self(changed, ());
+    let everyone = services.clone();
+    let bulk = node_changes.flat_map(move |()| {
+        let requests: Vec<Result<ReconcileRequest<Service>, watcher::Error>> = everyone
+            .state()
+            .iter()
+            .map(|svc| {
+                Ok(ReconcileRequest {
+                    obj_ref: ObjectRef::from_obj(svc.as_ref()),
+                    reason: ReconcileReason::BulkReconcile,
+                })
+            })
+            .collect();
+        futures::stream::iter(requests)
+    });
+    let endpoints = endpoint_node_changes(ctx.clone(), services.clone(), slice_changes).map(|obj_ref| {
+        Ok(ReconcileRequest {
+            obj_ref,
+            reason: ReconcileReason::Custom {
+                reason: "nodes with a ready endpoint changed".into(),
+            },
         })
-        .await;
+    });
+    let queue = futures::stream::select_all([own.boxed(), bulk.boxed(), endpoints.boxed()])
+        .take_until(shutdown.cancelled_owned());
+    applier(
+        |svc, ctx| {
+            CancelableJoinHandle::spawn(
+                reconcile(svc, ctx).in_current_span(),
+                &tokio::runtime::Handle::current(),
+            )
+        },
+        |_svc, error: &Infallible, _ctx| match *error {},
+        ctx,
+        services,
+        queue,
+        ControllerConfig::default().concurrency(concurrency.max(1)),
+    )
+    .for_each(|result| async move {
+        if let Err(error) = result {
+            tracing::debug!(error = %crate::error_chain(&error), "service controller event");
+        }
+    })
+    .await;
+}
+
+/// Turns touched EndpointSlices into reconcile requests for their Service: one when the Service (as `services`
+/// knows it) tracks its endpoints and its set of nodes with a ready endpoint differs from the one seen at the
+/// previous touch (or none was seen since it started tracking). A slice change that leaves that set alone, or a
+/// slice of any other Service, requests nothing.
+pub fn endpoint_node_changes(
+    ctx: Arc<ServiceContext>,
+    services: Store<Service>,
+    slice_changes: impl futures::Stream<Item = EndpointSlice> + Send + 'static,
+) -> impl futures::Stream<Item = ObjectRef<Service>> + Send + 'static {
+    let mut last: HashMap<(String, String), BTreeSet<String>> = HashMap::new();
+    slice_changes.filter_map(move |slice| {
+        let request = slice_service(&slice).and_then(|(namespace, name)| {
+            let obj_ref = ObjectRef::<Service>::new(&name).within(&namespace);
+            let key = (namespace, name);
+            let now = services.get(&obj_ref).and_then(|svc| ctx.ready_endpoint_nodes(&svc));
+            let Some(now) = now else {
+                // Not tracked (now): forget, so that tracking starts again from a request.
+                last.remove(&key);
+                return None;
+            };
+            if last.get(&key) == Some(&now) {
+                return None;
+            }
+            tracing::debug!(namespace = %key.0, service = %key.1, nodes = ?now, "nodes with a ready endpoint changed");
+            last.insert(key, now);
+            Some(obj_ref)
+        });
+        futures::future::ready(request)
+    })
 }
 
 /// Turns a node watch into "the eligible node set changed" ticks: one per change of [`node_set_key`].

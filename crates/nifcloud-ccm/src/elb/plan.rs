@@ -93,6 +93,10 @@ impl ObservedElb {
                     .filter_map(|ld| ld.listener.as_ref())
                     .map(|l| {
                         let hc = l.health_check.clone().unwrap_or_default();
+                        let target = HealthCheckTarget::parse(hc.target.as_deref().unwrap_or_default());
+                        // A path only means something to an HTTP check; one left over from an earlier HTTP
+                        // check is not a difference.
+                        let http = matches!(target, HealthCheckTarget::Http(_));
                         ObservedElbListener {
                             listener: Listener {
                                 port: l.elastic_load_balancer_port.unwrap_or_default(),
@@ -100,10 +104,10 @@ impl ObservedElb {
                                 protocol: Protocol::parse(l.protocol.as_deref().unwrap_or_default()),
                                 balancing: BalancingType::from_code(l.balancing_type),
                                 health_check: HealthCheck {
-                                    target: HealthCheckTarget::parse(hc.target.as_deref().unwrap_or_default()),
+                                    target,
                                     interval: hc.interval.unwrap_or_default(),
                                     unhealthy_threshold: hc.unhealthy_threshold.unwrap_or_default(),
-                                    path: hc.path.filter(|p| !p.is_empty()),
+                                    path: hc.path.filter(|p| http && !p.is_empty()),
                                 },
                             },
                             description: l.description.clone().unwrap_or_default(),
@@ -476,6 +480,41 @@ mod tests {
             ElbState::from_wire(Some("processing")),
             ElbState::Other("processing".into())
         );
+    }
+
+    #[test]
+    fn a_path_left_over_from_an_http_check_is_not_a_difference() {
+        use nifcloud_sdk::types::{
+            ElasticLoadBalancerListenerDescriptions, HealthCheckOfNiftyDescribeElasticLoadBalancers,
+            ListenerOfNiftyDescribeElasticLoadBalancers,
+        };
+        let reply = |target: &str| ElasticLoadBalancerDescriptions {
+            elastic_load_balancer_name: Some("web".into()),
+            elastic_load_balancer_listener_descriptions: vec![ElasticLoadBalancerListenerDescriptions {
+                listener: Some(ListenerOfNiftyDescribeElasticLoadBalancers {
+                    elastic_load_balancer_port: Some(80),
+                    instance_port: Some(30080),
+                    protocol: Some("TCP".into()),
+                    health_check: Some(HealthCheckOfNiftyDescribeElasticLoadBalancers {
+                        target: Some(target.into()),
+                        path: Some("/healthz".into()),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+            }],
+            ..Default::default()
+        };
+        let path = |target: &str| {
+            ObservedElb::from_descriptions(&[reply(target)])[0].listeners[0]
+                .listener
+                .health_check
+                .path
+                .clone()
+        };
+        assert_eq!(path("HTTP:32000"), Some("/healthz".into()));
+        assert_eq!(path("TCP:30080"), None);
+        assert_eq!(path("ICMP"), None);
     }
 
     #[test]

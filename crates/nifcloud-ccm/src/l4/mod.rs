@@ -37,6 +37,9 @@ impl Backend for L4Backend {
     type Action = L4Action;
 
     const KIND: LbKind = LbKind::L4;
+    /// Its checks are TCP or ICMP only, which pass on every node (kube-proxy listens on `healthCheckNodePort`
+    /// everywhere): under `externalTrafficPolicy: Local` only the nodes with a ready endpoint are members.
+    const FOLLOWS_ENDPOINTS: bool = true;
 
     fn assumed_after_create(desired: &DesiredL4, vip: &str) -> Option<ObservedL4> {
         Some(desired.as_created(vip))

@@ -286,3 +286,57 @@ fn teardown_deletes_every_port_pair() {
         ]
     );
 }
+
+#[test]
+fn members_follow_the_endpoint_nodes_on_every_port_pair() {
+    // The members are the servers of the nodes with a ready endpoint (externalTrafficPolicy: Local); as the
+    // endpoints move, each port pair registers the new ones and deregisters the old ones, and nothing else.
+    let mut d = desired(vec![want(80, 30080), want(443, 30443)]);
+    d.members = names(&["node1"]);
+    let on_node1 = converged(&d);
+    let register = |port, node_port, n: &[&str]| L4Action::RegisterInstances {
+        ports: pp(port, node_port),
+        names: n.iter().map(|s| s.to_string()).collect(),
+    };
+    let deregister = |port, node_port, n: &[&str]| L4Action::DeregisterInstances {
+        ports: pp(port, node_port),
+        names: n.iter().map(|s| s.to_string()).collect(),
+    };
+    let table: Vec<(&str, &[&str], Vec<L4Action>)> = vec![
+        ("unchanged: no call", &["node1"], vec![]),
+        (
+            "moved from node1 to node2",
+            &["node2"],
+            vec![
+                register(80, 30080, &["node2"]),
+                deregister(80, 30080, &["node1"]),
+                register(443, 30443, &["node2"]),
+                deregister(443, 30443, &["node1"]),
+            ],
+        ),
+        (
+            "scaled out to node3 too",
+            &["node1", "node3"],
+            vec![register(80, 30080, &["node3"]), register(443, 30443, &["node3"])],
+        ),
+        (
+            "no ready endpoint left: no member, the listeners stay",
+            &[],
+            vec![deregister(80, 30080, &["node1"]), deregister(443, 30443, &["node1"])],
+        ),
+    ];
+    for (what, endpoint_nodes, want_actions) in table {
+        let mut d2 = d.clone();
+        d2.members = names(endpoint_nodes);
+        let p = plan(&d2, Some(&on_node1));
+        assert_eq!(p.actions, want_actions, "{what}");
+        assert!(!p.reshapes && p.warnings.is_empty(), "{what}");
+    }
+    // From no member back to one.
+    let mut empty = d.clone();
+    empty.members = names(&[]);
+    assert_eq!(
+        plan(&d, Some(&converged(&empty))).actions,
+        vec![register(80, 30080, &["node1"]), register(443, 30443, &["node1"])]
+    );
+}
