@@ -34,8 +34,9 @@
 //!   taint every `--node-monitor-period`. Beyond upstream: the shutdown taint is also removed from a not-Ready
 //!   Node whose instance runs again, and the delete carries a UID precondition.
 //!
-//! Leader election ([`leader`]) follows client-go; `/healthz`, `/readyz` and `/metrics` are served on
-//! `--metrics-bind-address` (plain HTTP).
+//! Leader election ([`leader`]) follows client-go; `/healthz`, `/readyz` and `/livez` (open) and `/metrics`
+//! (behind the API server's TokenReview and SubjectAccessReview) are served over HTTPS on
+//! `--bind-address`:`--secure-port` ([`server`]).
 
 pub mod args;
 pub mod backoff;
