@@ -4,8 +4,10 @@
 //! `OUT/<name>.oci.tar` (loads with `podman load`, `docker load`, `kind load image-archive`). Layers, bottom first:
 //! `base` (passwd, group, /tmp, CA certificates), for `csi` a separate `tools` layer (the host's mkfs/mount/...
 //! binaries with the libraries `ldd` lists), then the binary. `--push REGISTRY` uploads with the OCI distribution
-//! API and writes `OUT/pushed.txt`.
+//! API and writes `OUT/pushed.txt`. What the build machine needs (the musl target, a C compiler for musl, the
+//! host's filesystem tools) is checked first, in [`prereq`].
 
+pub mod prereq;
 pub mod push;
 pub mod tools;
 
@@ -192,23 +194,9 @@ pub fn build_image(
     Ok(oci::assemble(&runtime_config(spec, version), &layers)?)
 }
 
-fn musl_cc() -> Option<String> {
-    if let Ok(cc) = std::env::var("CC_x86_64_unknown_linux_musl") {
-        return Some(cc);
-    }
-    Command::new("musl-gcc")
-        .arg("--version")
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|_| "musl-gcc".to_owned())
-}
-
-/// Runs `cargo build --release --target x86_64-unknown-linux-musl` for the given packages; returns the target dir.
-fn cargo_build(root: &Path, specs: &[&ImageSpec]) -> anyhow::Result<PathBuf> {
-    let cc = musl_cc().context(
-        "no C compiler for musl (ring needs one): apt-get install -y musl-tools, or set CC_x86_64_unknown_linux_musl",
-    )?;
+/// Runs `cargo build --release --target x86_64-unknown-linux-musl` for the given packages with the C compiler
+/// `cc` for musl; returns the directory of the binaries.
+fn cargo_build(root: &Path, specs: &[&ImageSpec], cc: &str) -> anyhow::Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(root)
@@ -216,14 +204,14 @@ fn cargo_build(root: &Path, specs: &[&ImageSpec]) -> anyhow::Result<PathBuf> {
     for s in specs {
         cmd.args(["-p", s.package]);
     }
-    cmd.env("CC_x86_64_unknown_linux_musl", &cc);
+    cmd.env(prereq::CC_ENV, cc);
     eprintln!(
         "images: cargo build --release --target {TARGET} ({}) with CC={cc}",
         specs.iter().map(|s| s.package).collect::<Vec<_>>().join(", ")
     );
     let status = cmd.status().context("run cargo build")?;
     if !status.success() {
-        anyhow::bail!("cargo build for {TARGET} failed (is the target installed? `rustup target add {TARGET}`)");
+        anyhow::bail!("cargo build --release --target {TARGET} failed ({status}); its errors are above");
     }
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -260,9 +248,12 @@ pub fn run(root: &Path, args: &Args) -> anyhow::Result<()> {
     if let Some(unknown) = args.only.iter().find(|o| !IMAGES.iter().any(|s| s.name == o.as_str())) {
         anyhow::bail!("unknown image {unknown:?} (ccm, csi, emulator)");
     }
+    // everything the build needs, checked before compiling anything (all of it named at once)
+    let host = prereq::Host::probe(root);
+    let cc = prereq::check(&host, args.prebuilt.is_none(), specs.iter().any(|s| s.tools))?;
     let bin_dir = match &args.prebuilt {
         Some(d) => d.clone(),
-        None => cargo_build(root, &specs)?,
+        None => cargo_build(root, &specs, &cc.context("no C compiler for musl")?)?,
     };
     let repository = match &args.push {
         Some(r) => push::Target::parse(r)?.reference_prefix(),

@@ -3,6 +3,7 @@
 //! Run as `cargo xtask <command>`; each command lives in its own module and adds one variant to [`Command`].
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
@@ -47,8 +48,39 @@ fn workspace_root() -> PathBuf {
     manifest.parent().map(PathBuf::from).unwrap_or(manifest)
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+/// An error as the one line `cargo xtask` prints: the cause chain (`outer: inner: ...`), each message's lines
+/// joined, a cause left out when the message before it already says it (some libraries' errors repeat their
+/// source), and never a backtrace, whatever `RUST_BACKTRACE` / `RUST_LIB_BACKTRACE` say (a failed command is not a
+/// bug; the message says what to do).
+fn one_line(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        let msg = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+        if msg.is_empty() || parts.last().is_some_and(|p| p.contains(&msg)) {
+            continue;
+        }
+        parts.push(msg);
+    }
+    parts.join(": ")
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Codegen(args) => codegen::run(&workspace_root(), &args),
         Command::Test(args) => test::run(&workspace_root(), &args),
@@ -68,5 +100,41 @@ mod tests {
     #[test]
     fn cli_definition_is_valid() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn errors_are_one_line_with_their_causes_and_no_backtrace() {
+        // (that no backtrace follows, even under RUST_BACKTRACE=1, is checked on the binary in tests/deploy_cli.rs)
+        let e = anyhow::anyhow!("connection refused\n  (os error 111)")
+            .context("apply ServiceAccount kube-system/x")
+            .context("deploy");
+        assert_eq!(
+            one_line(&e),
+            "deploy: apply ServiceAccount kube-system/x: connection refused (os error 111)"
+        );
+        let plain = anyhow::anyhow!("timed out after 1s waiting for: Deployment kube-system/a: 0/1 available");
+        assert_eq!(
+            one_line(&plain),
+            "timed out after 1s waiting for: Deployment kube-system/a: 0/1 available"
+        );
+        // a library error that repeats its source in its own message says it once
+        #[derive(Debug)]
+        struct Repeats(std::io::Error);
+        impl std::fmt::Display for Repeats {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "failed to read kubeconfig: {}", self.0)
+            }
+        }
+        impl std::error::Error for Repeats {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let e = anyhow::Error::new(Repeats(io)).context("connect to the cluster");
+        assert_eq!(
+            one_line(&e),
+            "connect to the cluster: failed to read kubeconfig: no such file"
+        );
     }
 }

@@ -142,6 +142,11 @@ struct Run {
 
 /// Runs `cargo xtask deploy` (the built binary) with `args` against `server`.
 async fn deploy(server: &MockServer, args: &[&str]) -> Run {
+    deploy_with_env(server, args, &[]).await
+}
+
+/// [`deploy`] with extra environment variables.
+async fn deploy_with_env(server: &MockServer, args: &[&str], env: &[(&str, &str)]) -> Run {
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
     std::fs::write(
@@ -162,6 +167,7 @@ async fn deploy(server: &MockServer, args: &[&str]) -> Run {
         .env_remove("KUBERNETES_SERVICE_PORT")
         .env("NO_PROXY", "*")
         .env("no_proxy", "*")
+        .envs(env.iter().copied())
         .kill_on_drop(true)
         .output();
     let out = tokio::time::timeout(Duration::from_secs(120), out)
@@ -281,6 +287,23 @@ async fn three_control_plane_nodes_wait_for_a_scheduled_replica_and_time_out_nam
         !run.stderr.contains("nifcloud-csi"),
         "only the CCM is late: {}",
         run.stderr
+    );
+}
+
+/// A rollout that cannot finish fails with the one line that says why, also under `RUST_BACKTRACE=1` (common on
+/// developer machines), where an error returned from `main` would end in a backtrace of the program.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_deploy_says_why_in_one_line_whatever_rust_backtrace_says() {
+    let mut cluster = Cluster::three_control_plane_nodes();
+    cluster.ccm_available = 1;
+    cluster.ccm_pods = vec![running("ccm-a", "cp1", true), running("ccm-b", "cp2", false)];
+    let server = cluster.serve().await;
+    let backtraces = [("RUST_BACKTRACE", "1"), ("RUST_LIB_BACKTRACE", "1")];
+    let run = deploy_with_env(&server, &["--cluster-instances", "k8s*", "--timeout", "1"], &backtraces).await;
+    assert!(!run.success, "{}", run.stdout);
+    assert_eq!(
+        run.stderr,
+        format!("error: timed out after 1s waiting for: Deployment {NS}/{CCM}: 1/2 available, 2/2 updated\n")
     );
 }
 

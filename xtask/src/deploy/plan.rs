@@ -241,7 +241,18 @@ pub fn rollout_one_available(live: &Value, pods: &[Value]) -> Rollout {
     }
 }
 
-/// Drops server-managed fields so a live object and an applied one compare by content.
+/// Annotations the API server and the controllers write on our objects (never in our manifests).
+pub const SERVER_ANNOTATIONS: &[&str] = &[
+    // the Deployment controller's revision counter
+    "deployment.kubernetes.io/revision",
+    // the DaemonSet registry strategy's copy of the generation, bumped with every template change
+    "deprecated.daemonset.template.generation",
+    // client-side apply's record (a server-side apply neither reads nor writes it)
+    "kubectl.kubernetes.io/last-applied-configuration",
+];
+
+/// Drops server-managed fields so a live object and an applied one compare by content: `status`, the metadata
+/// the API server maintains, and [`SERVER_ANNOTATIONS`].
 pub fn strip_server_fields(obj: &Value) -> Value {
     let mut v = obj.clone();
     if let Some(m) = v.as_object_mut() {
@@ -258,8 +269,9 @@ pub fn strip_server_fields(obj: &Value) -> Value {
                 meta.remove(k);
             }
             if let Some(Value::Object(ann)) = meta.get_mut("annotations") {
-                ann.remove("deployment.kubernetes.io/revision");
-                ann.remove("kubectl.kubernetes.io/last-applied-configuration");
+                for k in SERVER_ANNOTATIONS {
+                    ann.remove(*k);
+                }
                 if ann.is_empty() {
                     meta.remove("annotations");
                 }
@@ -281,6 +293,10 @@ pub fn changed_paths(before: &Value, after: &Value) -> Vec<String> {
     out
 }
 
+fn pointer_token(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
 fn diff(a: &Value, b: &Value, at: String, out: &mut Vec<String>) {
     match (a, b) {
         (Value::Object(x), Value::Object(y)) => {
@@ -288,7 +304,7 @@ fn diff(a: &Value, b: &Value, at: String, out: &mut Vec<String>) {
             keys.sort();
             keys.dedup();
             for k in keys {
-                let p = format!("{at}/{}", k.replace('~', "~0").replace('/', "~1"));
+                let p = format!("{at}/{}", pointer_token(k));
                 match (x.get(k), y.get(k)) {
                     (Some(l), Some(r)) => diff(l, r, p, out),
                     _ => out.push(p),
@@ -305,6 +321,98 @@ fn diff(a: &Value, b: &Value, at: String, out: &mut Vec<String>) {
     }
 }
 
+/// The fields `manager` owns in `obj` by server-side apply: the `fieldsV1` sets of its `Apply` entries in
+/// `metadata.managedFields` (not those of a subresource), merged. `None` when it owns nothing there.
+pub fn applied_fields(obj: &Value, manager: &str) -> Option<Value> {
+    let mut set: Option<Value> = None;
+    for entry in obj.pointer("/metadata/managedFields")?.as_array()? {
+        let ours = str_at(entry, &["manager"]) == manager
+            && str_at(entry, &["operation"]) == "Apply"
+            && str_at(entry, &["subresource"]).is_empty();
+        if let (true, Some(fields)) = (ours, entry.get("fieldsV1")) {
+            match &mut set {
+                Some(s) => merge_field_sets(s, fields),
+                None => set = Some(fields.clone()),
+            }
+        }
+    }
+    set
+}
+
+/// Adds the fields of `more` to the field set `into`.
+fn merge_field_sets(into: &mut Value, more: &Value) {
+    if let (Value::Object(a), Value::Object(b)) = (into, more) {
+        for (k, v) in b {
+            match a.get_mut(k) {
+                Some(existing) => merge_field_sets(existing, v),
+                None => {
+                    a.insert(k.clone(), v.clone());
+                }
+            }
+        }
+    }
+}
+
+/// The element of `list` that the field-set key `key` (`k:{"name":"x"}`, `v:"value"`, `i:3`) names, with its index.
+fn list_element<'a>(list: &'a [Value], key: &str) -> Option<(usize, &'a Value)> {
+    if let Some(fields) = key.strip_prefix("k:") {
+        let fields: serde_json::Map<String, Value> = serde_json::from_str(fields).ok()?;
+        list.iter()
+            .enumerate()
+            .find(|(_, e)| fields.iter().all(|(k, v)| e.get(k) == Some(v)))
+    } else if let Some(value) = key.strip_prefix("v:") {
+        let value: Value = serde_json::from_str(value).ok()?;
+        list.iter().enumerate().find(|(_, e)| **e == value)
+    } else {
+        let i: usize = key.strip_prefix("i:")?.parse().ok()?;
+        list.get(i).map(|e| (i, e))
+    }
+}
+
+/// Like [`diff`], but only where the field set `set` (a managedFields `fieldsV1` node) reaches: a field nobody
+/// in `set` applied is skipped, however it differs. A leaf of the set (no children) is compared whole; a list
+/// whose set names its elements by key (`k:`), value (`v:`) or index (`i:`) is compared element by element,
+/// matched by that key (a path names the element's index after the apply, or before it when it goes away).
+fn diff_owned(a: &Value, b: &Value, set: &Value, at: String, out: &mut Vec<String>) {
+    let children: Vec<(&String, &Value)> = set
+        .as_object()
+        .map(|m| m.iter().filter(|(k, _)| k.as_str() != ".").collect())
+        .unwrap_or_default();
+    let here = |at: &String| if at.is_empty() { "/".to_owned() } else { at.clone() };
+    if children.is_empty() {
+        if a != b {
+            out.push(here(&at));
+        }
+        return;
+    }
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            for (key, sub) in children {
+                let Some(name) = key.strip_prefix("f:") else {
+                    continue;
+                };
+                let p = format!("{at}/{}", pointer_token(name));
+                match (x.get(name), y.get(name)) {
+                    (Some(l), Some(r)) => diff_owned(l, r, sub, p, out),
+                    (None, None) => {}
+                    _ => out.push(p),
+                }
+            }
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            for (key, sub) in children {
+                match (list_element(x, key), list_element(y, key)) {
+                    (Some((_, l)), Some((i, r))) => diff_owned(l, r, sub, format!("{at}/{i}"), out),
+                    (None, Some((i, _))) | (Some((i, _)), None) => out.push(format!("{at}/{i}")),
+                    (None, None) => {}
+                }
+            }
+        }
+        _ if a == b => {}
+        _ => out.push(here(&at)),
+    }
+}
+
 /// What a dry run found for one object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
@@ -317,17 +425,45 @@ pub enum Change {
 }
 
 /// Classifies an object from its live state (None if absent) and the server's dry-run result.
+///
+/// What counts as a change is what our apply sets: the fields our field manager ([`super::FIELD_MANAGER`]) owns
+/// after the apply (what the manifests say) or owned before it (what they said and no longer do: the apply
+/// removes those), as both objects' `managedFields` record. Everything else the server writes is not ours to
+/// report: the generation and `deprecated.daemonset.template.generation` it bumps with a template change, the
+/// defaults it fills in, what controllers and other managers set. Without such records (an API server that
+/// keeps none) every field is compared, less `status`, server metadata and [`SERVER_ANNOTATIONS`].
 pub fn classify(live: Option<&Value>, dry_run_result: &Value) -> Change {
-    match live {
-        None => Change::Create,
-        Some(l) => {
-            let paths = changed_paths(l, dry_run_result);
-            if paths.is_empty() {
-                Change::Unchanged
-            } else {
-                Change::Update(paths)
-            }
+    let Some(live) = live else {
+        return Change::Create;
+    };
+    let manager = super::FIELD_MANAGER;
+    let owned = match (applied_fields(live, manager), applied_fields(dry_run_result, manager)) {
+        (Some(mut before), Some(after)) => {
+            merge_field_sets(&mut before, &after);
+            Some(before)
         }
+        (before, after) => before.or(after),
+    };
+    let mut paths = match owned {
+        Some(set) => {
+            let mut out = Vec::new();
+            diff_owned(
+                &strip_server_fields(live),
+                &strip_server_fields(dry_run_result),
+                &set,
+                String::new(),
+                &mut out,
+            );
+            out
+        }
+        None => changed_paths(live, dry_run_result),
+    };
+    paths.sort();
+    paths.dedup();
+    if paths.is_empty() {
+        Change::Unchanged
+    } else {
+        Change::Update(paths)
     }
 }
 
@@ -535,6 +671,122 @@ mod tests {
             ])
         );
         assert_eq!(classify(None, &changed), Change::Create);
+    }
+
+    /// A DaemonSet as the API server returns it: our manager's `Apply` entry (`fields`), the controller's status
+    /// entry, the server's generation annotation and a defaulted field.
+    fn live_daemonset(image: &str, template_generation: &str, pull: &str, fields: Value) -> Value {
+        json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
+               "metadata": {"name": "nifcloud-csi-node", "namespace": "kube-system", "generation": 1,
+                            "resourceVersion": "100",
+                            "annotations": {"deprecated.daemonset.template.generation": template_generation},
+                            "labels": {"app.kubernetes.io/name": "nifcloud-csi-driver"},
+                            "managedFields": [
+                                {"manager": "nifcloud-xtask", "operation": "Apply", "apiVersion": "apps/v1",
+                                 "fieldsType": "FieldsV1", "fieldsV1": fields},
+                                {"manager": "kube-controller-manager", "operation": "Update", "subresource": "status",
+                                 "fieldsType": "FieldsV1", "fieldsV1": {"f:status": {"f:observedGeneration": {}}}}]},
+               "spec": {"template": {"spec": {"containers": [
+                   {"name": "csi-driver", "image": image, "imagePullPolicy": pull,
+                    "terminationMessagePath": "/dev/termination-log", "args": ["--v=2"],
+                    "ports": [{"containerPort": 9808, "protocol": "TCP", "name": "healthz"}]},
+                   {"name": "node-driver-registrar", "image": "registry.k8s.io/sig-storage/registrar:v2",
+                    "imagePullPolicy": pull, "terminationMessagePath": "/dev/termination-log"}]}}},
+               "status": {"observedGeneration": 1, "numberReady": 0}})
+    }
+
+    fn ours(with_args: bool) -> Value {
+        let mut driver = json!({".": {}, "f:name": {}, "f:image": {},
+                                "f:ports": {"k:{\"containerPort\":9808,\"protocol\":\"TCP\"}": {".": {}, "f:containerPort": {}, "f:name": {}}}});
+        if with_args {
+            driver["f:args"] = json!({});
+        }
+        json!({"f:metadata": {"f:labels": {"f:app.kubernetes.io/name": {}}},
+               "f:spec": {"f:template": {"f:spec": {"f:containers": {
+                   "k:{\"name\":\"csi-driver\"}": driver,
+                   "k:{\"name\":\"node-driver-registrar\"}": {".": {}, "f:name": {}, "f:image": {}}}}}}})
+    }
+
+    #[test]
+    fn a_dry_run_reports_only_the_fields_our_manager_applies() {
+        let live = live_daemonset("r/csi:t1", "1", "IfNotPresent", ours(true));
+        // a tag change: the server bumps the generation and its annotation; neither is ours
+        let mut tag = live_daemonset("r/csi:t2", "2", "IfNotPresent", ours(true));
+        tag["metadata"]["generation"] = json!(2);
+        tag["metadata"]["resourceVersion"] = json!("101");
+        assert_eq!(
+            classify(Some(&live), &tag),
+            Change::Update(vec!["/spec/template/spec/containers/0/image".into()])
+        );
+        // without managedFields the annotation is still known as the server's
+        let bare = |v: &Value| {
+            let mut v = v.clone();
+            v["metadata"].as_object_mut().unwrap().remove("managedFields");
+            v
+        };
+        assert_eq!(
+            classify(Some(&bare(&live)), &bare(&tag)),
+            Change::Update(vec!["/spec/template/spec/containers/0/image".into()])
+        );
+        // the same objects again: unchanged, whatever the server's counters say
+        let mut same = live.clone();
+        same["metadata"]["resourceVersion"] = json!("102");
+        same["status"]["numberReady"] = json!(3);
+        assert_eq!(classify(Some(&live), &same), Change::Unchanged);
+        // a defaulted field nobody applied differs (a default that changed): not ours to report
+        let defaulted = live_daemonset("r/csi:t1", "1", "Always", ours(true));
+        assert_eq!(classify(Some(&live), &defaulted), Change::Unchanged);
+        // a field we applied before and no longer do goes away: reported, from the live object's record
+        let mut dropped = live_daemonset("r/csi:t1", "2", "IfNotPresent", ours(false));
+        dropped["spec"]["template"]["spec"]["containers"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("args");
+        assert_eq!(
+            classify(Some(&live), &dropped),
+            Change::Update(vec!["/spec/template/spec/containers/0/args".into()])
+        );
+        // list elements are matched by their key, not their position
+        let mut reordered = live.clone();
+        reordered["spec"]["template"]["spec"]["containers"]
+            .as_array_mut()
+            .unwrap()
+            .reverse();
+        reordered["spec"]["template"]["spec"]["containers"][0]["image"] =
+            json!("registry.k8s.io/sig-storage/registrar:v3");
+        assert_eq!(
+            classify(Some(&live), &reordered),
+            Change::Update(vec!["/spec/template/spec/containers/0/image".into()])
+        );
+        // a new element of a keyed list is one path
+        let mut port = live.clone();
+        port["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"] = json!(9809);
+        let mut fields = ours(true);
+        let ports =
+            &mut fields["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"csi-driver\"}"]["f:ports"];
+        *ports =
+            json!({"k:{\"containerPort\":9809,\"protocol\":\"TCP\"}": {".": {}, "f:containerPort": {}, "f:name": {}}});
+        port["metadata"]["managedFields"][0]["fieldsV1"] = fields;
+        assert_eq!(
+            classify(Some(&live), &port),
+            Change::Update(vec!["/spec/template/spec/containers/0/ports/0".into()])
+        );
+    }
+
+    #[test]
+    fn applied_fields_are_those_of_our_apply_entries_only() {
+        let live = live_daemonset("i", "1", "IfNotPresent", ours(true));
+        assert_eq!(applied_fields(&live, "nifcloud-xtask"), Some(ours(true)));
+        assert_eq!(
+            applied_fields(&live, "kube-controller-manager"),
+            None,
+            "an Update of status"
+        );
+        assert_eq!(applied_fields(&json!({"metadata": {}}), "nifcloud-xtask"), None);
+        let set_elem = [json!("a"), json!("b")];
+        assert_eq!(list_element(&set_elem, "v:\"b\""), Some((1, &set_elem[1])));
+        assert_eq!(list_element(&set_elem, "i:0"), Some((0, &set_elem[0])));
+        assert_eq!(list_element(&set_elem, "k:not json"), None);
     }
 
     #[test]

@@ -23,6 +23,19 @@ pub const CSI_TOOLS: &[&str] = &[
     "findmnt",
 ];
 
+/// Where the tools are looked for on the build host.
+pub const TOOL_DIRS: &[&str] = &["/usr/sbin", "/usr/bin", "/sbin", "/bin"];
+
+/// The Debian package that installs `tool` (one of [`CSI_TOOLS`]).
+pub fn package_of(tool: &str) -> &'static str {
+    match tool {
+        "mkfs.ext4" | "e2fsck" | "resize2fs" => "e2fsprogs",
+        "mkfs.xfs" | "xfs_growfs" => "xfsprogs",
+        "blkid" | "findmnt" => "util-linux",
+        _ => "mount",
+    }
+}
+
 /// Configuration files the tools read when present (copied if the host has them).
 const TOOL_CONFIG: &[&str] = &["etc/mke2fs.conf", "etc/e2fsck.conf"];
 
@@ -86,7 +99,7 @@ pub fn parse_ldd(output: &str) -> Result<Vec<PathBuf>, String> {
 /// Finds `tool` on the host; returns the path it will have in the image (its directory with symlinked
 /// directories resolved, e.g. `/sbin` → `/usr/sbin`).
 pub fn locate(tool: &str) -> Result<PathBuf, ToolsError> {
-    for dir in ["/usr/sbin", "/usr/bin", "/sbin", "/bin"] {
+    for dir in TOOL_DIRS {
         let p = Path::new(dir).join(tool);
         if p.exists() {
             let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| PathBuf::from(dir));
@@ -161,6 +174,26 @@ mod tests {
         for tool in node.required_tools() {
             assert!(CSI_TOOLS.contains(&tool), "the csi image lacks {tool}");
         }
+    }
+
+    #[test]
+    fn every_tool_has_its_debian_package() {
+        let packages: Vec<&str> = CSI_TOOLS.iter().map(|t| package_of(t)).collect();
+        assert_eq!(
+            packages,
+            [
+                "e2fsprogs",
+                "xfsprogs",
+                "util-linux",
+                "e2fsprogs",
+                "e2fsprogs",
+                "xfsprogs",
+                "mount",
+                "mount",
+                "mount",
+                "util-linux"
+            ]
+        );
     }
 
     #[test]
