@@ -50,8 +50,9 @@ pub struct Plan<A> {
     pub actions: Vec<A>,
     /// Differences no call can fix (settings chosen at creation only); each becomes a Warning Event.
     pub warnings: Vec<String>,
-    /// Whether the actions create the load balancer or change its listener set, so that it must be read again
-    /// before the settings of the new listeners can be planned.
+    /// Whether the actions create the load balancer or change its listener set, or leave a result only the
+    /// service decides (whether an L4 filter still lists `*.*.*.*` beside the addresses added), so that it must be
+    /// read again before the rest can be planned.
     pub reshapes: bool,
 }
 

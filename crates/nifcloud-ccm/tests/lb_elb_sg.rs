@@ -45,7 +45,7 @@ fn elb_state(emu: &Emulator, name: &str) -> Option<(String, i64, Vec<ElbListener
                 e.vip.clone(),
                 e.network_volume,
                 ls,
-                e.network_interfaces.iter().map(|n| n.0.clone()).collect(),
+                e.network_interfaces.iter().map(|n| n.network_id.clone()).collect(),
             )
         })
     })

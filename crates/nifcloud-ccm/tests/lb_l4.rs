@@ -9,7 +9,7 @@ use cloudprovider::{LoadBalancer, ProviderError};
 use common::*;
 use nifcloud_ccm::annotations as a;
 use nifcloud_ccm::naming;
-use nifcloud_emulator::{Emulator, FaultConfig, FaultRule};
+use nifcloud_emulator::{AllowAnyEntry, Emulator, EmulatorConfig, FaultConfig, FaultRule};
 
 /// (lb port, instance port, balancing, hc target, interval, unhealthy, member names, filter type, filter ips)
 type PortState = (
@@ -256,6 +256,108 @@ async fn source_ranges_at_creation_replace_the_allow_any_filter() {
         .unwrap();
     assert_eq!(mutations(&emu), 0);
     emu.shutdown().await;
+}
+
+/// The address changes of every `SetFilterForLoadBalancer` call since the last reset: (address, added?).
+fn filter_calls(emu: &Emulator) -> Vec<Vec<(String, bool)>> {
+    emu.calls_of("SetFilterForLoadBalancer")
+        .iter()
+        .map(|c| {
+            (1..)
+                .map_while(|n| {
+                    let ip = c.params.get(&format!("IPAddresses.member.{n}.IPAddress"))?;
+                    let add = c.params.get(&format!("IPAddresses.member.{n}.AddOnFilter"));
+                    Some((ip.clone(), add.map(String::as_str) != Some("false")))
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn change(ip: &str, add: bool) -> (String, bool) {
+    (ip.to_owned(), add)
+}
+
+/// Source ranges set at creation, changed, dropped and set again, against a service that replaces `*.*.*.*`
+/// with the addresses (as the real one does) and one that keeps it listed beside them: the filter ends as
+/// wanted after one reconcile each time, the next reconcile changes nothing, and `*.*.*.*` is never added and
+/// removed at most once.
+#[tokio::test]
+async fn the_filter_converges_whether_the_service_replaces_or_keeps_allow_any() {
+    for mode in [AllowAnyEntry::Replaced, AllowAnyEntry::Kept] {
+        let cfg = EmulatorConfig {
+            lb_filter_any: mode,
+            ..EmulatorConfig::sample()
+        };
+        let emu = emulator(cfg).await;
+        let p = nifcloud_ccm::NifcloudProvider::new(settings(&emu, None)).unwrap();
+        let lbs = p.load_balancers();
+        let name = naming::generated_name(CLUSTER, &uid(13)).unwrap();
+        let nodes = targets(&["node1"]);
+        let with_ranges = |ranges: &[&str]| {
+            let mut svc = service(&uid(13), &[(80, 30080)], &[]);
+            svc.spec.as_mut().unwrap().load_balancer_source_ranges =
+                Some(ranges.iter().map(|r| r.to_string()).collect());
+            svc
+        };
+        let filter = |emu: &Emulator| lb_state(emu, &name).unwrap().3[0].8.clone();
+        let any = set(&["*.*.*.*"]);
+        let kept = mode == AllowAnyEntry::Kept;
+
+        // Closed at creation: the addresses are added; a service that keeps "*.*.*.*" beside them gets one more
+        // call removing it, in the same reconcile.
+        let closed = with_ranges(&["192.0.2.0/24", "198.51.100.7/32"]);
+        lbs.ensure_load_balancer(CLUSTER, &closed, &nodes).await.unwrap();
+        assert_eq!(filter(&emu), set(&["192.0.2.0/24", "198.51.100.7"]), "{mode:?}");
+        let mut expected = vec![vec![change("192.0.2.0/24", true), change("198.51.100.7", true)]];
+        if kept {
+            expected.push(vec![change("*.*.*.*", false)]);
+        }
+        assert_eq!(filter_calls(&emu), expected, "{mode:?}");
+        emu.reset_calls();
+        lbs.ensure_load_balancer(CLUSTER, &closed, &nodes).await.unwrap();
+        assert_eq!(mutations(&emu), 0, "{mode:?}: converged");
+
+        // Another address: one call swapping them.
+        let moved = with_ranges(&["203.0.113.0/24"]);
+        lbs.ensure_load_balancer(CLUSTER, &moved, &nodes).await.unwrap();
+        assert_eq!(filter(&emu), set(&["203.0.113.0/24"]), "{mode:?}");
+        assert_eq!(
+            filter_calls(&emu),
+            vec![vec![
+                change("203.0.113.0/24", true),
+                change("192.0.2.0/24", false),
+                change("198.51.100.7", false)
+            ]],
+            "{mode:?}"
+        );
+
+        // Open again: only the addresses are removed. The service shows "*.*.*.*" again, or an empty filter.
+        emu.reset_calls();
+        let open = service(&uid(13), &[(80, 30080)], &[]);
+        lbs.ensure_load_balancer(CLUSTER, &open, &nodes).await.unwrap();
+        assert_eq!(filter(&emu), if kept { set(&[]) } else { any.clone() }, "{mode:?}");
+        assert_eq!(
+            filter_calls(&emu),
+            vec![vec![change("203.0.113.0/24", false)]],
+            "{mode:?}"
+        );
+        emu.reset_calls();
+        lbs.ensure_load_balancer(CLUSTER, &open, &nodes).await.unwrap();
+        assert_eq!(
+            mutations(&emu),
+            0,
+            "{mode:?}: an open filter is open however it is shown"
+        );
+
+        // And closed again from there.
+        lbs.ensure_load_balancer(CLUSTER, &closed, &nodes).await.unwrap();
+        assert_eq!(filter(&emu), set(&["192.0.2.0/24", "198.51.100.7"]), "{mode:?}");
+        emu.reset_calls();
+        lbs.ensure_load_balancer(CLUSTER, &closed, &nodes).await.unwrap();
+        assert_eq!(mutations(&emu), 0, "{mode:?}");
+        emu.shutdown().await;
+    }
 }
 
 #[tokio::test]

@@ -32,7 +32,7 @@ const fn op(name: &'static str, style: Style, mutating: bool, handler: Handler) 
     }
 }
 
-use Style::{Ec2, Elb};
+use Style::{Ec2, Elb, ElbMetadataOnly as ElbMeta};
 use state::{elb, instances as inst, lb, sg, volumes as vol};
 
 /// Every emulated operation.
@@ -72,8 +72,13 @@ pub const OPERATIONS: &[Operation] = &[
         lb::deregister_instances,
     ),
     op("SetFilterForLoadBalancer", Elb, true, lb::set_filter),
-    op("UpdateLoadBalancer", Elb, true, lb::update_load_balancer),
-    op("UpdateLoadBalancerOption", Elb, true, lb::update_load_balancer_option),
+    op("UpdateLoadBalancer", ElbMeta, true, lb::update_load_balancer),
+    op(
+        "UpdateLoadBalancerOption",
+        ElbMeta,
+        true,
+        lb::update_load_balancer_option,
+    ),
     op("ClearLoadBalancerSession", Elb, true, lb::clear_session),
     op("DescribeLoadBalancers", Elb, false, lb::describe_load_balancers),
     op("DescribeInstanceHealth", Elb, false, lb::describe_instance_health),
@@ -105,11 +110,11 @@ pub const OPERATIONS: &[Operation] = &[
     ),
     op(
         "NiftyModifyElasticLoadBalancerAttributes",
-        Elb,
+        ElbMeta,
         true,
         elb::modify_attributes,
     ),
-    op("NiftyUpdateElasticLoadBalancer", Elb, true, elb::update),
+    op("NiftyUpdateElasticLoadBalancer", ElbMeta, true, elb::update),
     op("NiftyDescribeElasticLoadBalancers", Elb, false, elb::describe),
     op(
         "NiftyDescribeInstanceElasticLoadBalancerHealth",

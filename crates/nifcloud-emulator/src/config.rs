@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::EmulatorError;
 use crate::faults::FaultConfig;
+use crate::state::AllowAnyEntry;
 
 /// The access key of the default test credentials.
 pub const TEST_ACCESS_KEY: &str = "EMULATORTESTACCESSKEY";
@@ -43,6 +44,9 @@ pub struct EmulatorConfig {
     pub seed: u64,
     /// Optional loop-device backing of attached volumes (Linux, root only).
     pub block_devices: Option<BlockDeviceConfig>,
+    /// How L4 load balancer filters report their allow-any entry `*.*.*.*` once addresses are set
+    /// (`replaced`, as the service does, or `kept`).
+    pub lb_filter_any: AllowAnyEntry,
 }
 
 impl Default for EmulatorConfig {
@@ -59,6 +63,7 @@ impl Default for EmulatorConfig {
             faults: FaultConfig::default(),
             seed: 1,
             block_devices: None,
+            lb_filter_any: AllowAnyEntry::default(),
         }
     }
 }

@@ -52,6 +52,15 @@
 //! - Unknown action: `Client.InvalidAction`. Missing or malformed parameter:
 //!   `Client.InvalidParameter.<Name>`.
 //! - Call counts include every authenticated call, failed or not.
+//! - Replies are shaped as the real service's: a success reply starts
+//!   `<?xml version="1.0" encoding="UTF-8" standalone="yes"?>`, an error document has no declaration; every
+//!   action's element paths are held against a written reference (`tests/reply_structure/<Action>.paths`) by
+//!   `tests/reply_structure.rs`. Where the real service departs from the official model, the emulator follows
+//!   the service (`AccountingType` capitalised in DescribeInstances, no `Option` in DescribeLoadBalancers, an
+//!   empty `DNSName` from NiftyCreateElasticLoadBalancer, …), so clients are tested against what they will meet.
+//! - An L4 filter's allow-any entry `*.*.*.*` is replaced by the first address added, as on the service; with
+//!   [`EmulatorConfig::lb_filter_any`] = [`AllowAnyEntry::Kept`] it stays listed beside them instead, so that
+//!   clients can be tested against both.
 //! - See the module docs of [`state::volumes`], [`state::lb`], [`state::elb`], [`state::sg`]
 //!   for per-resource rules (SCSI slot allocation, busy codes, defaults).
 
@@ -72,3 +81,4 @@ pub use config::{
 pub use error::{ApiError, EmulatorError};
 pub use faults::{FaultConfig, FaultRule};
 pub use server::{CallRecord, Emulator, EmulatorBuilder};
+pub use state::AllowAnyEntry;

@@ -507,6 +507,11 @@ impl Emulator {
         lock(&self.shared.state).delays = delays;
     }
 
+    /// Changes how L4 load balancer filters report their allow-any entry from now on.
+    pub fn set_lb_filter_any(&self, mode: crate::state::AllowAnyEntry) {
+        lock(&self.shared.state).lb_filter_any = mode;
+    }
+
     /// Adds an instance; returns its unique id.
     pub fn add_instance(&self, instance: &InstanceConfig) -> Result<String, EmulatorError> {
         add_instance(&self.shared, instance)

@@ -1,9 +1,15 @@
 //! A tiny XML writer for replies, with the two envelope styles the API uses.
+//!
+//! As the real service: a success reply starts with `<?xml version="1.0" encoding="UTF-8" standalone="yes"?>`
+//! and has no whitespace between elements; an error document (`<Response>…`) has no XML declaration.
 
 use std::fmt::Write as _;
 
 /// The computing API's XML namespace.
 pub const NAMESPACE: &str = "https://computing.api.nifcloud.com/api/";
+
+/// The XML declaration every success reply starts with.
+pub const DECLARATION: &str = r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>"#;
 
 /// Reply envelope style.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,6 +18,8 @@ pub enum Style {
     Ec2,
     /// ELB style: `<OpResult>` wrapper, `member` list entries, `<ResponseMetadata><RequestId>`.
     Elb,
+    /// ELB style for operations whose reply is only `<ResponseMetadata><RequestId>` (no `<OpResult>`).
+    ElbMetadataOnly,
 }
 
 /// Appends escaped text.
@@ -87,6 +95,17 @@ impl Xml {
         self
     }
 
+    /// `<tag><![CDATA[text]]></tag>`, as the service writes free text such as an elastic load balancer's
+    /// descriptions (a `]]>` inside the text is split across two sections).
+    pub fn cdata(&mut self, tag: &str, text: &str) -> &mut Self {
+        self.open(tag);
+        self.buf.push_str("<![CDATA[");
+        self.buf.push_str(&text.replace("]]>", "]]]]><![CDATA[>"));
+        self.buf.push_str("]]>");
+        self.close(tag);
+        self
+    }
+
     /// `<tag>` wrapping one `<item_tag>` per element, each written by `f`.
     pub fn list<T>(
         &mut self,
@@ -119,10 +138,7 @@ impl Xml {
     /// Wraps the body in the success envelope of `action`.
     pub fn into_response(self, action: &str, style: Style, request_id: &str) -> String {
         let mut out = String::with_capacity(self.buf.len() + 256);
-        let _ = write!(
-            out,
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<{action}Response xmlns=\"{NAMESPACE}\">"
-        );
+        let _ = write!(out, "{DECLARATION}<{action}Response xmlns=\"{NAMESPACE}\">");
         match style {
             Style::Ec2 => {
                 let _ = write!(out, "<requestId>{request_id}</requestId>");
@@ -136,15 +152,23 @@ impl Xml {
                     "</{action}Result><ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata>"
                 );
             }
+            Style::ElbMetadataOnly => {
+                out.push_str(&self.buf);
+                let _ = write!(
+                    out,
+                    "<ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata>"
+                );
+            }
         }
         let _ = write!(out, "</{action}Response>");
         out
     }
 }
 
-/// The error document: `<Response><Errors><Error><Code/><Message/></Error></Errors><RequestID/></Response>`.
+/// The error document: `<Response><Errors><Error><Code/><Message/></Error></Errors><RequestID/></Response>`
+/// (no XML declaration, no namespace).
 pub fn error_document(code: &str, message: &str, request_id: &str) -> String {
-    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>");
+    let mut out = String::from("<Response><Errors><Error><Code>");
     escape_into(&mut out, code);
     out.push_str("</Code><Message>");
     escape_into(&mut out, message);
@@ -170,9 +194,13 @@ mod tests {
         y.leaf("DNSName", "10.0.0.1");
         let elb = y.into_response("CreateLoadBalancer", Style::Elb, "r2");
         assert!(elb.contains("<CreateLoadBalancerResult><DNSName>10.0.0.1</DNSName></CreateLoadBalancerResult><ResponseMetadata><RequestId>r2</RequestId></ResponseMetadata>"));
-        assert!(
-            error_document("Client.X", "a&b", "r3")
-                .contains("<Code>Client.X</Code><Message>a&amp;b</Message></Error></Errors><RequestID>r3</RequestID>")
+        assert!(ec2.starts_with(r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?><DescribeVolumesResponse "#));
+        assert_eq!(
+            error_document("Client.X", "a&b", "r3"),
+            "<Response><Errors><Error><Code>Client.X</Code><Message>a&amp;b</Message></Error></Errors><RequestID>r3</RequestID></Response>"
         );
+        let mut z = Xml::new();
+        z.cdata("Description", "a]]>b<");
+        assert_eq!(z.as_str(), "<Description><![CDATA[a]]]]><![CDATA[>b<]]></Description>");
     }
 }

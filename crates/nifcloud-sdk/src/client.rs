@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 use tracing::Instrument as _;
 
 use crate::config::Config;
-use crate::error::{Error, parse_error_document};
+use crate::error::{Error, parse_error_document, unreadable_error_reply};
 use crate::metrics::{MetricsHook, Outcome};
 use crate::operation::Operation;
 use crate::retry::RetryConfig;
@@ -210,13 +210,7 @@ impl Client {
                 tracing::Span::current().record("request_id", api.request_id.as_deref().unwrap_or(""));
                 Err(Error::Api(api))
             }
-            None => Err(Error::Api(crate::error::ApiError {
-                action: action.into(),
-                code: format!("HTTP.{status}"),
-                message: text.chars().take(200).collect(),
-                request_id: None,
-                status,
-            })),
+            None => Err(Error::Api(unreadable_error_reply(action, status, &text))),
         }
     }
 }

@@ -189,9 +189,11 @@ impl Error {
 
 /// Reads an error document: `<Response><Errors><Error><Code/><Message/></Error></Errors><RequestID/></Response>`.
 ///
-/// Returns `None` when `body` is not an error document.
+/// A document cut short is read as far as it goes ([`xml::parse_partial`]): its code counts when `</Code>`
+/// arrived; the message and request id are kept when they did too. Returns `None` when `body` holds no readable
+/// error code (see [`unreadable_error_reply`]).
 pub fn parse_error_document(action: &str, status: u16, body: &str) -> Option<ApiError> {
-    let root = xml::parse(body).ok()?;
+    let root = xml::parse(body).ok().or_else(|| xml::parse_partial(body))?;
     let error = root.find_path(&["Errors", "Error"]).or_else(|| root.child("Error"))?;
     let text = |name: &str| {
         error
@@ -206,6 +208,33 @@ pub fn parse_error_document(action: &str, status: u16, body: &str) -> Option<Api
         request_id: xml::request_id(&root),
         status,
     })
+}
+
+/// How many characters of an unreadable reply an error quotes.
+pub const QUOTED_BODY_CHARS: usize = 200;
+
+/// The error for a failed call whose body holds no readable error code ([`parse_error_document`] gave `None`):
+/// code `HTTP.<status>` (so the status still classifies it), and a message that names the status and quotes the
+/// start of the body.
+pub fn unreadable_error_reply(action: &str, status: u16, body: &str) -> ApiError {
+    let start: String = body.trim_start().chars().take(QUOTED_BODY_CHARS).collect();
+    let message = if start.is_empty() {
+        format!("HTTP {status} with an empty body (no error document)")
+    } else {
+        let more = if body.trim_start().chars().nth(QUOTED_BODY_CHARS).is_some() {
+            "…"
+        } else {
+            ""
+        };
+        format!("HTTP {status} without a readable error document; the body starts: {start:?}{more}")
+    };
+    ApiError {
+        action: action.to_owned(),
+        code: format!("HTTP.{status}"),
+        message,
+        request_id: None,
+        status,
+    }
 }
 
 #[cfg(test)]
@@ -270,5 +299,75 @@ mod tests {
         );
         assert!(parse_error_document("X", 500, "<html>oops</html>").is_none());
         assert!(parse_error_document("X", 500, "not xml at all <<<").is_none());
+    }
+
+    #[test]
+    fn a_truncated_error_document_still_yields_its_code() {
+        let full = "<Response><Errors><Error><Code>Server.ResourceIncorrectState.SecurityGroup.Processing</Code>\
+                    <Message>The security group is being processed.</Message></Error></Errors>\
+                    <RequestID>req-9</RequestID></Response>";
+        for cut_after in [
+            "</Code>",
+            "<Message>The security",
+            "</Message>",
+            "</Errors><Requ",
+            "req-9</Request",
+        ] {
+            let body = &full[..full.find(cut_after).unwrap() + cut_after.len()];
+            let e = parse_error_document("AuthorizeSecurityGroupIngress", 400, body)
+                .unwrap_or_else(|| panic!("no code from {body:?}"));
+            assert_eq!(
+                e.code, "Server.ResourceIncorrectState.SecurityGroup.Processing",
+                "{body}"
+            );
+            assert_eq!(e.kind(), ErrorKind::Busy);
+            assert_eq!(e.request_id, None, "a cut request id is not kept: {body}");
+        }
+        let body = &full[..full.find("</RequestID>").unwrap() + "</RequestID>".len()];
+        let e = parse_error_document("X", 400, body).unwrap();
+        assert_eq!(
+            (e.message.as_str(), e.request_id.as_deref()),
+            ("The security group is being processed.", Some("req-9"))
+        );
+        // Cut before the code ends: nothing to classify.
+        let body = &full[..full.find(".Processing").unwrap()];
+        assert_eq!(parse_error_document("X", 400, body), None);
+    }
+
+    #[test]
+    fn an_unreadable_error_reply_names_the_status_and_quotes_the_body() {
+        let e = unreadable_error_reply("DescribeVolumes", 502, "<html><body>Bad Gateway</body></html>");
+        assert_eq!(
+            (e.code.as_str(), e.status, e.kind()),
+            ("HTTP.502", 502, ErrorKind::Unavailable)
+        );
+        assert_eq!(
+            e.message,
+            "HTTP 502 without a readable error document; the body starts: \"<html><body>Bad Gateway</body></html>\""
+        );
+        let cut = "<Response><Errors><Error><Code>Client.Inval";
+        let e = unreadable_error_reply("DeleteVolume", 400, cut);
+        assert!(
+            e.message.starts_with("HTTP 400 without") && e.message.contains(cut),
+            "{}",
+            e.message
+        );
+        let long = "x".repeat(500);
+        let e = unreadable_error_reply("X", 500, &long);
+        assert!(
+            e.message.ends_with(&format!("{:?}…", "x".repeat(QUOTED_BODY_CHARS))),
+            "{}",
+            e.message
+        );
+        assert_eq!(
+            unreadable_error_reply("X", 503, " \n").message,
+            "HTTP 503 with an empty body (no error document)"
+        );
+        let shown = Error::Api(unreadable_error_reply("CreateVolume", 504, "gateway timeout")).to_string();
+        assert_eq!(
+            shown,
+            "CreateVolume: NIFCLOUD error HTTP.504 (HTTP 504, request id -): HTTP 504 without a readable error \
+             document; the body starts: \"gateway timeout\""
+        );
     }
 }

@@ -5,6 +5,15 @@
 //! (`<size/>`), and timestamps carry offsets (`2024-06-25T16:21:47.000+09:00`). The lookups here therefore
 //! compare names ASCII-case-insensitively, empty numbers and timestamps become `None`, surrounding whitespace is
 //! ignored for non-string scalars, and unknown elements are skipped.
+//!
+//! No stray element is read as data:
+//! - a list's entries are its `item` and `member` children (the two entry names the API uses); any other child of
+//!   a list element (a `<description>` inside `<attachmentSet>`) is skipped, never read as an empty entry;
+//! - an element the model reads as one value (a scalar or a structure) that appears again in the same structure
+//!   with different contents is an error ([`XmlError::Repeated`]), not "the last one wins"; the same element
+//!   repeated with the same contents is read once. A repeated list element adds its entries to the list.
+//!
+//! [`parse_partial`] reads what it can of a document cut short (a truncated error reply).
 
 use std::fmt;
 use std::str::FromStr;
@@ -24,6 +33,9 @@ pub struct XmlNode {
     name: Arc<str>,
     text: String,
     children: Vec<XmlNode>,
+    /// Set by [`parse_struct`] on an element whose name appeared earlier in the same structure with other
+    /// contents: what that earlier element held. [`scalar`] and [`parse_struct`] refuse such an element.
+    repeats: Option<Box<str>>,
 }
 
 impl XmlNode {
@@ -33,6 +45,7 @@ impl XmlNode {
             name: name.into(),
             text: text.into(),
             children,
+            repeats: None,
         }
     }
 
@@ -65,6 +78,42 @@ impl XmlNode {
     pub fn find_path(&self, path: &[&str]) -> Option<&XmlNode> {
         path.iter().try_fold(self, |node, name| node.child(name))
     }
+
+    /// The entries of this node read as a list: its `item` and `member` children (ASCII case-insensitive), in
+    /// document order. Other children are not entries.
+    pub fn entries(&self) -> impl Iterator<Item = &XmlNode> {
+        self.children.iter().filter(|c| is_entry_name(&c.name))
+    }
+
+    /// Whether this node holds the same text and child elements as `other` (names compared as written).
+    fn same_contents(&self, other: &XmlNode) -> bool {
+        self.text == other.text && self.children == other.children
+    }
+
+    /// The contents in a few words, for error messages: the text (cut at 100 characters), or the number of
+    /// child elements.
+    fn summary(&self) -> String {
+        if self.children.is_empty() {
+            self.text.chars().take(100).collect()
+        } else {
+            format!("<{} child elements>", self.children.len())
+        }
+    }
+
+    /// The error for an element [`parse_struct`] found repeated with other contents.
+    fn repeated_error(&self) -> Option<XmlError> {
+        let first = self.repeats.as_deref()?;
+        Some(XmlError::Repeated {
+            path: self.name().to_owned(),
+            first: first.to_owned(),
+            again: self.summary(),
+        })
+    }
+}
+
+/// Whether `name` is a list entry's name: `item` (EC2 style) or `member` (ELB style), ASCII case-insensitive.
+pub fn is_entry_name(name: &str) -> bool {
+    name.eq_ignore_ascii_case("item") || name.eq_ignore_ascii_case("member")
 }
 
 /// A reply could not be parsed.
@@ -91,6 +140,17 @@ pub enum XmlError {
         /// The offending text.
         value: String,
     },
+    /// An element that holds one value (a scalar or a structure) appears more than once in the same structure
+    /// with different contents, so the reply does not say which one holds.
+    #[error("element {path} appears more than once with different contents: {first:?}, then {again:?}")]
+    Repeated {
+        /// Slash-separated element path, outermost first.
+        path: String,
+        /// The first occurrence's text (or its number of child elements).
+        first: String,
+        /// The later occurrence's text (or its number of child elements).
+        again: String,
+    },
 }
 
 impl XmlError {
@@ -101,6 +161,11 @@ impl XmlError {
                 path: format!("{parent}/{path}"),
                 kind,
                 value,
+            },
+            XmlError::Repeated { path, first, again } => XmlError::Repeated {
+                path: format!("{parent}/{path}"),
+                first,
+                again,
             },
             other => other,
         }
@@ -115,8 +180,25 @@ pub trait FromXml: Sized {
 
 /// Parses `body` and returns its root element.
 pub fn parse(body: &str) -> Result<XmlNode, XmlError> {
-    let mut reader = Reader::from_str(body);
+    feed(body, &mut TreeBuilder::default())
+}
+
+/// Parses as much of `body` as is well-formed and returns its root element: a document cut short (or broken)
+/// after some point keeps every element finished before that point; the elements still open there are closed,
+/// and the text of the innermost one, which may be cut, is dropped. `None` when not even the root element was
+/// opened. For error replies that arrive truncated: `<Code>` is still read when its end tag arrived.
+pub fn parse_partial(body: &str) -> Option<XmlNode> {
     let mut b = TreeBuilder::default();
+    match feed(body, &mut b) {
+        Ok(root) => Some(root),
+        Err(_) => b.finish_truncated(),
+    }
+}
+
+/// Reads `body` into `b` until the root element closes (returned) or the document fails (`b` keeps what was
+/// read so far).
+fn feed(body: &str, b: &mut TreeBuilder) -> Result<XmlNode, XmlError> {
+    let mut reader = Reader::from_str(body);
     let syntax = |reader: &Reader<&[u8]>, message: String| XmlError::Syntax {
         position: reader.buffer_position(),
         message,
@@ -217,6 +299,7 @@ impl TreeBuilder {
             name,
             text: String::new(),
             children: Vec::new(),
+            repeats: None,
         };
         self.open.push((node, self.done.len()));
     }
@@ -257,6 +340,21 @@ impl TreeBuilder {
             return Some(node);
         }
         self.done.push(node);
+        None
+    }
+
+    /// Closes every element still open after the document stopped short; the innermost one's text, which may be
+    /// cut, is dropped. Returns the root, if one was opened.
+    fn finish_truncated(&mut self) -> Option<XmlNode> {
+        self.pending_ws.clear();
+        if let Some((top, _)) = self.open.last_mut() {
+            top.text.clear();
+        }
+        while !self.open.is_empty() {
+            if let Some(root) = self.close() {
+                return Some(root);
+            }
+        }
         None
     }
 }
@@ -336,8 +434,16 @@ impl XmlScalar for Timestamp {
     }
 }
 
-/// Reads a scalar member from `node`'s text (`None` for empty numbers, booleans and timestamps).
+/// Reads a scalar member from `node`'s text (`None` for empty numbers, booleans and timestamps). An element
+/// [`parse_struct`] found repeated with other contents is [`XmlError::Repeated`].
 pub fn scalar<T: XmlScalar>(node: &XmlNode) -> Result<Option<T>, XmlError> {
+    if let Some(e) = node.repeated_error() {
+        return Err(e);
+    }
+    convert(node)
+}
+
+fn convert<T: XmlScalar>(node: &XmlNode) -> Result<Option<T>, XmlError> {
     T::from_text(node.text()).map_err(|()| XmlError::InvalidValue {
         path: node.name().to_owned(),
         kind: T::KIND,
@@ -345,37 +451,72 @@ pub fn scalar<T: XmlScalar>(node: &XmlNode) -> Result<Option<T>, XmlError> {
     })
 }
 
-/// Reads a list of structures: every child element of `node` (`item`, `member` or anything else) is one entry.
+/// Reads a list of structures: each `item` or `member` child of `node` is one entry ([`XmlNode::entries`]);
+/// other children are skipped.
 pub fn list<T: FromXml>(node: &XmlNode) -> Result<Vec<T>, XmlError> {
-    node.elements()
-        .iter()
+    skip_strays(node);
+    node.entries()
         .map(T::from_xml)
         .collect::<Result<_, _>>()
         .map_err(|e| e.within(node.name()))
 }
 
-/// Reads a list of scalars: every child element of `node` is one entry; empty numbers are skipped.
+/// Reads a list of scalars: each `item` or `member` child of `node` is one entry ([`XmlNode::entries`]); other
+/// children are skipped, and so are empty numbers.
 pub fn scalar_list<T: XmlScalar>(node: &XmlNode) -> Result<Vec<T>, XmlError> {
+    skip_strays(node);
     let mut out = Vec::with_capacity(node.elements().len());
-    for child in node.elements() {
-        if let Some(v) = scalar(child).map_err(|e| e.within(node.name()))? {
+    for child in node.entries() {
+        if let Some(v) = convert(child).map_err(|e| e.within(node.name()))? {
             out.push(v);
         }
     }
     Ok(out)
 }
 
+/// Logs the children of the list element `node` that are not entries (they are not read).
+fn skip_strays(node: &XmlNode) {
+    for stray in node.children.iter().filter(|c| !is_entry_name(&c.name)) {
+        tracing::debug!(
+            list = node.name(),
+            element = stray.name(),
+            "skipping an element that is not a list entry"
+        );
+    }
+}
+
 /// Reads a structure: `f` is called once per child element with the element's name in ASCII lower case
 /// (names longer than 64 bytes are passed as `""`, so no member matches them).
+///
+/// A child whose name (ASCII case-insensitive) already appeared with other contents is passed marked as a
+/// repeat: read as a scalar or a structure it is [`XmlError::Repeated`], read as a list its entries are added.
+/// A child repeated with the same contents is passed as is. `node` itself, if marked, is refused.
 pub fn parse_struct<T: Default>(
     node: &XmlNode,
     mut f: impl FnMut(&mut T, &str, &XmlNode) -> Result<(), XmlError>,
 ) -> Result<T, XmlError> {
+    if let Some(e) = node.repeated_error() {
+        return Err(e);
+    }
     let mut out = T::default();
     let mut buf = [0u8; 64];
-    for child in node.elements() {
+    for (i, child) in node.children.iter().enumerate() {
         let lower = lower_name(child.name(), &mut buf);
-        f(&mut out, lower, child).map_err(|e| e.within(node.name()))?;
+        let earlier = node.children[..i]
+            .iter()
+            .find(|c| c.name.eq_ignore_ascii_case(&child.name))
+            .filter(|c| !c.same_contents(child));
+        let result = match earlier {
+            None => f(&mut out, lower, child),
+            Some(first) => {
+                let marked = XmlNode {
+                    repeats: Some(first.summary().into()),
+                    ..child.clone()
+                };
+                f(&mut out, lower, &marked)
+            }
+        };
+        result.map_err(|e| e.within(node.name()))?;
     }
     Ok(out)
 }
@@ -639,5 +780,169 @@ mod tests {
         let bad = parse("<r><set><item><size>x</size></item></set></r>").unwrap();
         let err = list::<Vol>(bad.child("set").unwrap()).unwrap_err();
         assert!(err.to_string().contains("set/item/size"), "{err}");
+    }
+
+    #[derive(Debug, Default, PartialEq)]
+    struct Attachment {
+        instance: Option<String>,
+        status: Option<String>,
+    }
+
+    impl FromXml for Attachment {
+        fn from_xml(node: &XmlNode) -> Result<Self, XmlError> {
+            parse_struct(node, |out: &mut Self, name, child| {
+                match name {
+                    "instanceid" => out.instance = scalar(child)?,
+                    "status" => out.status = scalar(child)?,
+                    _ => {}
+                }
+                Ok(())
+            })
+        }
+    }
+
+    #[derive(Debug, Default, PartialEq)]
+    struct Disk {
+        size: Option<i64>,
+        state: Option<Attachment>,
+        attachments: Vec<Attachment>,
+        zones: Vec<String>,
+    }
+
+    impl FromXml for Disk {
+        fn from_xml(node: &XmlNode) -> Result<Self, XmlError> {
+            parse_struct(node, |out: &mut Self, name, child| {
+                match name {
+                    "size" => out.size = scalar(child)?,
+                    "state" => out.state = Some(Attachment::from_xml(child)?),
+                    "attachmentset" => out.attachments.extend(list::<Attachment>(child)?),
+                    "zones" => out.zones.extend(scalar_list::<String>(child)?),
+                    _ => {}
+                }
+                Ok(())
+            })
+        }
+    }
+
+    fn disk(body: &str) -> Result<Disk, XmlError> {
+        Disk::from_xml(&parse(body).unwrap())
+    }
+
+    #[test]
+    fn a_stray_sibling_inside_a_list_is_never_an_entry() {
+        // Without the rule, <description> would be read as an attachment with every field empty: an
+        // attachment to no server.
+        let d = disk("<d><attachmentSet><description>boot disk</description></attachmentSet></d>").unwrap();
+        assert_eq!(d.attachments, vec![]);
+        let d = disk(
+            "<d><attachmentSet><description/><item><instanceId>n1</instanceId><status>attached</status></item>\
+             <Item><instanceId>n2</instanceId></Item><note>x</note></attachmentSet></d>",
+        )
+        .unwrap();
+        assert_eq!(
+            d.attachments,
+            vec![
+                Attachment {
+                    instance: Some("n1".into()),
+                    status: Some("attached".into())
+                },
+                Attachment {
+                    instance: Some("n2".into()),
+                    status: None
+                },
+            ]
+        );
+        // Scalar lists too: `member` entries only.
+        let d =
+            disk("<d><zones><member>east-11</member><comment>x</comment><MEMBER>east-12</MEMBER></zones></d>").unwrap();
+        assert_eq!(d.zones, vec!["east-11".to_owned(), "east-12".to_owned()]);
+        let root = parse("<l><item/><member/><other/></l>").unwrap();
+        assert_eq!(root.entries().count(), 2);
+        assert!(is_entry_name("ITEM") && is_entry_name("Member") && !is_entry_name("items"));
+    }
+
+    #[test]
+    fn a_repeated_scalar_with_other_contents_is_an_error_not_last_one_wins() {
+        let err = disk("<d><size>100</size><size>200</size></d>").unwrap_err();
+        assert_eq!(
+            err,
+            XmlError::Repeated {
+                path: "d/size".into(),
+                first: "100".into(),
+                again: "200".into()
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "element d/size appears more than once with different contents: \"100\", then \"200\""
+        );
+        // Names match case-insensitively, so a differently cased repeat is a repeat too; an empty one counts.
+        assert!(matches!(
+            disk("<d><size>100</size><SIZE/></d>"),
+            Err(XmlError::Repeated { .. })
+        ));
+        // The same value twice is read once.
+        assert_eq!(disk("<d><size>100</size><size>100</size></d>").unwrap().size, Some(100));
+        // Inside a list entry the path names the entry.
+        let err = disk(
+            "<d><attachmentSet><item><status>attached</status><status>detaching</status></item></attachmentSet></d>",
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, XmlError::Repeated { path, .. } if path == "d/attachmentSet/item/status"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_repeated_structure_is_an_error_and_a_repeated_list_adds_its_entries() {
+        let err = disk("<d><state><status>a</status></state><state><status>b</status></state></d>").unwrap_err();
+        assert_eq!(
+            err,
+            XmlError::Repeated {
+                path: "d/state".into(),
+                first: "<1 child elements>".into(),
+                again: "<1 child elements>".into()
+            }
+        );
+        let d = disk(
+            "<d><attachmentSet><item><instanceId>n1</instanceId></item></attachmentSet>\
+             <attachmentSet><item><instanceId>n2</instanceId></item></attachmentSet></d>",
+        )
+        .unwrap();
+        let names: Vec<_> = d.attachments.iter().filter_map(|a| a.instance.as_deref()).collect();
+        assert_eq!(names, ["n1", "n2"]);
+        // Unknown elements may repeat: nothing reads them.
+        assert_eq!(disk("<d><x>1</x><x>2</x><size>5</size></d>").unwrap().size, Some(5));
+    }
+
+    #[test]
+    fn a_truncated_document_keeps_what_was_finished() {
+        let full = "<Response><Errors><Error><Code>Client.InvalidParameterNotFound.Volume</Code>\
+                    <Message>The VolumeId 'x' does not exist.</Message></Error></Errors><RequestID>r1</RequestID></Response>";
+        assert_eq!(parse_partial(full), parse(full).ok());
+        let cut = &full[..full.find("<Message>").unwrap() + 20];
+        assert!(parse(cut).is_err());
+        let root = parse_partial(cut).unwrap();
+        let error = root.find_path(&["Errors", "Error"]).unwrap();
+        assert_eq!(
+            error.child("Code").unwrap().text(),
+            "Client.InvalidParameterNotFound.Volume"
+        );
+        assert_eq!(error.child("Message").unwrap().text(), "", "a cut text is dropped");
+        // Cut inside the code: the code is not read.
+        let cut = &full[..full.find("NotFound").unwrap()];
+        let root = parse_partial(cut).unwrap();
+        assert_eq!(root.find_path(&["Errors", "Error", "Code"]).unwrap().text(), "");
+        // Cut inside a tag, or broken by a wrong end tag.
+        let root = parse_partial("<Response><Errors><Error><Code>C</Code><Mess").unwrap();
+        assert_eq!(root.find_path(&["Errors", "Error", "Code"]).unwrap().text(), "C");
+        let root = parse_partial("<R><a>1</a><b>2</c></R>").unwrap();
+        assert_eq!(
+            (root.child("a").unwrap().text(), root.child("b").unwrap().text()),
+            ("1", "")
+        );
+        assert_eq!(parse_partial("no XML here"), None);
+        assert_eq!(parse_partial(""), None);
     }
 }

@@ -288,3 +288,28 @@ async fn derived_clients_change_only_their_policy() {
     );
     assert_eq!(measured.config().endpoint(), base.config().endpoint());
 }
+
+#[tokio::test]
+async fn a_truncated_error_document_keeps_its_code_or_names_the_status_and_the_body() {
+    let server = MockServer::start().await;
+    let full = error_doc("Client.InvalidParameterNotFound.Volume");
+    let cut_after_code = full[..full.find("<Message>").unwrap() + 3].to_owned();
+    let cut_in_code = full[..full.find("NotFound").unwrap()].to_owned();
+    Mock::given(method("POST"))
+        .respond_with(script(vec![
+            ResponseTemplate::new(400).set_body_string(cut_after_code),
+            ResponseTemplate::new(400).set_body_string(cut_in_code.clone()),
+        ]))
+        .mount(&server)
+        .await;
+    let c = client(&server, 1);
+    let err = c.call_raw("DeleteVolume", Params::new()).await.unwrap_err();
+    assert_eq!(err.code(), Some("Client.InvalidParameterNotFound.Volume"));
+    assert!(err.is_not_found());
+    let err = c.call_raw("DeleteVolume", Params::new()).await.unwrap_err();
+    assert_eq!(err.code(), Some("HTTP.400"));
+    assert_eq!(
+        err.api().unwrap().message,
+        format!("HTTP 400 without a readable error document; the body starts: {cut_in_code:?}")
+    );
+}

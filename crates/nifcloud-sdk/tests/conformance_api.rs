@@ -229,3 +229,45 @@ fn invalid_numbers_fail_with_the_element_path() {
         "element DescribeInstancesResponse/reservationSet/item/instancesSet/item/instanceState/code: \"x\" is not a valid integer"
     );
 }
+
+#[test]
+fn a_stray_sibling_in_a_list_is_never_a_phantom_entry() {
+    // A `<description>` beside the entries of `<attachmentSet>` is not an attachment (read as one, it would be an
+    // attachment to no server, every field empty).
+    let body = r#"<DescribeVolumesResponse><requestId>r</requestId><volumeSet><item>
+        <volumeId>pvc1</volumeId><status>available</status>
+        <attachmentSet><description>detached</description></attachmentSet>
+      </item><item>
+        <volumeId>pvc2</volumeId><status>in-use</status>
+        <attachmentSet><item><instanceId>node1</instanceId><device>SCSI (0:1)</device><status>attached</status></item>
+          <description/></attachmentSet>
+      </item><note>not a volume</note></volumeSet></DescribeVolumesResponse>"#;
+    let out = DescribeVolumesResult::from_xml(&xml::parse(body).unwrap()).unwrap();
+    let ids: Vec<_> = out.volume_set.iter().filter_map(|v| v.volume_id.as_deref()).collect();
+    assert_eq!(ids, ["pvc1", "pvc2"], "the <note> is not a volume");
+    assert!(out.volume_set[0].attachment_set.is_empty(), "{:?}", out.volume_set[0]);
+    let attached: Vec<_> = out.volume_set[1]
+        .attachment_set
+        .iter()
+        .map(|a| (a.instance_id.as_deref(), a.status.as_deref()))
+        .collect();
+    assert_eq!(attached, [(Some("node1"), Some("attached"))]);
+}
+
+#[test]
+fn a_repeated_scalar_in_a_reply_is_an_error_naming_its_path() {
+    let body = "<DescribeVolumesResponse><volumeSet><item><volumeId>pvc1</volumeId>\
+                <attachmentSet><item><instanceId>node1</instanceId><instanceId>node2</instanceId></item></attachmentSet>\
+                </item></volumeSet></DescribeVolumesResponse>";
+    let err = DescribeVolumesResult::from_xml(&xml::parse(body).unwrap()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "element DescribeVolumesResponse/volumeSet/item/attachmentSet/item/instanceId appears more than once with \
+         different contents: \"node1\", then \"node2\""
+    );
+    // The same value repeated is read once.
+    let body = "<DescribeVolumesResponse><volumeSet><item><volumeId>pvc1</volumeId><size>100</size><size>100</size>\
+                </item></volumeSet></DescribeVolumesResponse>";
+    let out = DescribeVolumesResult::from_xml(&xml::parse(body).unwrap()).unwrap();
+    assert_eq!(out.volume_set[0].size.as_deref(), Some("100"));
+}

@@ -12,6 +12,13 @@
 //! When nothing differs the plan is empty. Structural changes (create, register, update ports) mark the plan as
 //! reshaping: a re-read and a second plan follow, because the settings of a new listener are only known once it
 //! exists.
+//!
+//! The filter's allow-any entry `*.*.*.*` is never sent. A filter without addresses allows any source, however
+//! the service shows it (`*.*.*.*` or an empty list), so opening a filter only removes its addresses. Addresses
+//! added to an open filter replace `*.*.*.*` on the real service, but a service may also keep it listed beside
+//! them: so that call is followed by a re-read ([`Plan::reshapes`]), and `*.*.*.*` still listed beside
+//! addresses is removed then (by itself, once addresses are there to keep the filter closed). Either way the
+//! filter converges within one reconcile, and no plan adds or removes `*.*.*.*` again and again.
 
 use std::collections::BTreeSet;
 
@@ -256,9 +263,9 @@ pub enum L4Action {
     SetFilter {
         /// The listener.
         ports: PortPair,
-        /// Addresses (`a.b.c.d`, `a.b.c.d/n`, `*.*.*.*` for any) to add to the filter.
+        /// Addresses (`a.b.c.d`, `a.b.c.d/n`) to add to the filter; never `*.*.*.*`.
         add: Vec<String>,
-        /// Addresses to remove from the filter.
+        /// Addresses to remove from the filter; `*.*.*.*` only when it is listed beside addresses that stay.
         remove: Vec<String>,
         /// Whether the filter type must change to allow.
         set_allow: bool,
@@ -279,22 +286,30 @@ fn normalize_filter(set: &BTreeSet<String>) -> BTreeSet<String> {
     }
 }
 
-/// The filter call one port pair needs, if any.
-fn filter_change(ports: PortPair, want: &BTreeSet<String>, have: &ObservedPort) -> Option<L4Action> {
-    let normalized = normalize_filter(&have.filter);
+/// The filter call one port pair needs, if any, and whether its result must be read back before the plan goes
+/// on (addresses added to an open filter: the service decides whether `*.*.*.*` stays listed beside them).
+///
+/// `want` is normalized: `{*.*.*.*}` for any source, else the addresses.
+fn filter_change(ports: PortPair, want: &BTreeSet<String>, have: &ObservedPort) -> (Option<L4Action>, bool) {
     let set_allow = have.filter_type != FilterType::Allow;
-    let add: Vec<String> = want.difference(&normalized).cloned().collect();
-    let mut remove: Vec<String> = normalized.difference(want).cloned().collect();
-    // The emulator and the API report an implicit "any" as an empty list: nothing to remove then.
-    if have.filter.is_empty() {
-        remove.retain(|r| r != ANY_SOURCE);
+    let addresses =
+        |set: &BTreeSet<String>| -> BTreeSet<String> { set.iter().filter(|a| *a != ANY_SOURCE).cloned().collect() };
+    let (want_addrs, have_addrs) = (addresses(want), addresses(&have.filter));
+    let add: Vec<String> = want_addrs.difference(&have_addrs).cloned().collect();
+    let mut remove: BTreeSet<String> = have_addrs.difference(&want_addrs).cloned().collect();
+    // `*.*.*.*` listed beside addresses (a service that keeps it): removed once addresses are wanted, and only
+    // while some are already there, so that the filter never stands empty.
+    if have.filter.contains(ANY_SOURCE) && !have_addrs.is_empty() && !want_addrs.is_empty() {
+        remove.insert(ANY_SOURCE.to_owned());
     }
-    (set_allow || !add.is_empty() || !remove.is_empty()).then_some(L4Action::SetFilter {
+    let reread = have_addrs.is_empty() && !add.is_empty();
+    let action = (set_allow || !add.is_empty() || !remove.is_empty()).then(|| L4Action::SetFilter {
         ports,
         add,
-        remove,
+        remove: remove.into_iter().collect(),
         set_allow,
-    })
+    });
+    (action, reread)
 }
 
 /// The calls that turn `observed` into `desired` (see the module documentation).
@@ -363,7 +378,9 @@ pub fn plan(desired: &DesiredL4, observed: Option<&ObservedL4>) -> Plan<L4Action
         if !remove.is_empty() {
             settings.push(L4Action::DeregisterInstances { ports, names: remove });
         }
-        settings.extend(filter_change(ports, &want_filter, o));
+        let (filter, reread) = filter_change(ports, &want_filter, o);
+        settings.extend(filter);
+        p.reshapes |= reread;
     }
     p.actions.extend(settings);
     for o in pairing.surplus {

@@ -130,24 +130,24 @@ fn every_attribute_is_reconciled() {
             ],
         ),
         (
-            "filter from any to a list",
+            "filter from any to a list: the addresses are added, *.*.*.* is left to the service",
             |d, _| d.filter = names(&["10.0.0.0/8", "1.2.3.4"]),
             vec![L4Action::SetFilter {
                 ports: pp(80, 30080),
                 add: vec!["1.2.3.4".into(), "10.0.0.0/8".into()],
-                remove: vec![ANY_SOURCE.into()],
+                remove: vec![],
                 set_allow: false,
             }],
         ),
         (
-            "filter from a list back to any, and a deny filter becomes allow",
+            "filter from a list back to any, and a deny filter becomes allow: *.*.*.* is not added",
             |_, o| {
                 o.ports[0].filter = names(&["1.2.3.4"]);
                 o.ports[0].filter_type = FilterType::Deny;
             },
             vec![L4Action::SetFilter {
                 ports: pp(80, 30080),
-                add: vec![ANY_SOURCE.into()],
+                add: vec![],
                 remove: vec!["1.2.3.4".into()],
                 set_allow: true,
             }],
@@ -339,4 +339,141 @@ fn members_follow_the_endpoint_nodes_on_every_port_pair() {
         plan(&d, Some(&converged(&empty))).actions,
         vec![register(80, 30080, &["node1"]), register(443, 30443, &["node1"])]
     );
+}
+
+/// The filter of one port pair as observed, and the plan for it: its actions and whether it re-reads.
+fn filter_plan(wanted: &[&str], have: &[&str]) -> (Vec<L4Action>, bool) {
+    let mut d = desired(vec![want(80, 30080)]);
+    d.filter = names(wanted);
+    let mut o = converged(&d);
+    o.ports[0].filter = names(have);
+    let p = plan(&d, Some(&o));
+    (p.actions, p.reshapes)
+}
+
+fn set_filter(add: &[&str], remove: &[&str]) -> Vec<L4Action> {
+    vec![L4Action::SetFilter {
+        ports: pp(80, 30080),
+        add: add.iter().map(|s| s.to_string()).collect(),
+        remove: remove.iter().map(|s| s.to_string()).collect(),
+        set_allow: false,
+    }]
+}
+
+#[test]
+fn the_filter_converges_whichever_way_the_service_reports_allow_any() {
+    const ANY: &str = ANY_SOURCE;
+    let (a, b) = ("192.0.2.1", "192.0.2.2");
+    /// (what, wanted, observed, calls, re-read)
+    type Row<'a> = (&'a str, Vec<&'a str>, Vec<&'a str>, Vec<L4Action>, bool);
+    let table: Vec<Row<'_>> = vec![
+        ("open, shown as *.*.*.*", vec![ANY], vec![ANY], vec![], false),
+        ("open, shown empty", vec![ANY], vec![], vec![], false),
+        (
+            "closing an open filter: only adds, then reads what the service made of *.*.*.*",
+            vec![a, b],
+            vec![ANY],
+            set_filter(&[a, b], &[]),
+            true,
+        ),
+        (
+            "closing an empty-shown filter: the same",
+            vec![a, b],
+            vec![],
+            set_filter(&[a, b], &[]),
+            true,
+        ),
+        // A service that replaces *.*.*.* reports just the addresses: converged.
+        ("replaced: converged", vec![a, b], vec![a, b], vec![], false),
+        // A service that keeps *.*.*.* listed beside them: it is removed by itself, with no re-read.
+        (
+            "kept beside the addresses: removed",
+            vec![a, b],
+            vec![ANY, a, b],
+            set_filter(&[], &[ANY]),
+            false,
+        ),
+        (
+            "kept beside other addresses: swapped in one call",
+            vec![b],
+            vec![ANY, a],
+            set_filter(&[b], &[ANY, a]),
+            false,
+        ),
+        // Opening again: only the addresses go; *.*.*.* is what an empty filter shows, or stays.
+        (
+            "opening a replaced filter",
+            vec![ANY],
+            vec![a, b],
+            set_filter(&[], &[a, b]),
+            false,
+        ),
+        (
+            "opening a kept filter",
+            vec![ANY],
+            vec![ANY, a],
+            set_filter(&[], &[a]),
+            false,
+        ),
+    ];
+    for (what, wanted, have, calls, reread) in table {
+        let (actions, reshapes) = filter_plan(&wanted, &have);
+        assert_eq!(actions, calls, "{what}");
+        assert_eq!(reshapes, reread, "{what}");
+        for action in &actions {
+            if let L4Action::SetFilter { add, .. } = action {
+                assert!(!add.iter().any(|x| x == ANY), "{what}: never adds {ANY}");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_filter_plan_has_a_fixed_point_under_both_behaviours() {
+    // Apply each plan as a service of each kind would and plan again: the filter reaches what is wanted, and the
+    // second plan is empty.
+    fn apply(filter: &mut BTreeSet<String>, action: &L4Action, keeps_any: bool) {
+        let L4Action::SetFilter { add, remove, .. } = action else {
+            return;
+        };
+        for r in remove {
+            filter.remove(r);
+        }
+        filter.extend(add.iter().cloned());
+        if !keeps_any {
+            filter.remove(ANY_SOURCE);
+            if filter.is_empty() {
+                filter.insert(ANY_SOURCE.to_owned());
+            }
+        }
+    }
+    let any = [ANY_SOURCE];
+    let steps: [&[&str]; 4] = [&["10.0.0.0/8", "192.0.2.7"], &["192.0.2.7"], &any, &["198.51.100.0/24"]];
+    for keeps_any in [false, true] {
+        let mut filter: BTreeSet<String> = names(&any);
+        for wanted in steps {
+            let mut rounds = 0;
+            loop {
+                let have: Vec<&str> = filter.iter().map(String::as_str).collect();
+                let (actions, _) = filter_plan(wanted, &have);
+                if actions.is_empty() {
+                    break;
+                }
+                for a in &actions {
+                    apply(&mut filter, a, keeps_any);
+                }
+                rounds += 1;
+                assert!(
+                    rounds <= 2,
+                    "keeps *.*.*.*: {keeps_any}, wanting {wanted:?}: still {filter:?}"
+                );
+            }
+            let open = filter.is_empty() || filter.contains(ANY_SOURCE);
+            if wanted == any {
+                assert!(open, "keeps *.*.*.*: {keeps_any}: {filter:?}");
+            } else {
+                assert_eq!(filter, names(wanted), "keeps *.*.*.*: {keeps_any}");
+            }
+        }
+    }
 }

@@ -3,10 +3,19 @@
 //! `Server.ResourceIncorrectState.ElasticLoadBalancer.Processing`* (busy, retry). A listener is
 //! identified by (ElasticLoadBalancerPort, InstancePort, Protocol); deleting the last one deletes
 //! the ELB. (* = emulator choice; the real code is not documented.)
+//!
+//! Replies as the service's: `NiftyCreateElasticLoadBalancer` answers an empty `DNSName` (the VIP shows in
+//! `NiftyDescribeElasticLoadBalancers`); there, network interfaces count `DeviceIndex` from 1 and list the
+//! system IP addresses given at creation (an interface on `net-COMMON_GLOBAL` given none gets the two lowest
+//! free addresses of the VIP range*), `VersionInformation/Version` is `v2.0`, the health-check `InstanceStates`
+//! carry an empty `State` (`NiftyDescribeInstanceElasticLoadBalancerHealth` tells `InService` or
+//! `OutOfService`), descriptions are CDATA, `CreatedTime` has whole seconds, and a listener shows
+//! `SessionStickinessPolicy/{Method,ExpirationPeriod}`, `SorryPage/RedirectUrl` and
+//! `HealthCheck/{Path,Expectation}` only when stickiness or the sorry page is enabled or the check is HTTP(S)*.
 
 use serde::{Deserialize, Serialize};
 
-use super::{State, after, jst, valid_name};
+use super::{State, after, jst_seconds, valid_name};
 use crate::error::ApiError;
 use crate::wire::Params;
 use crate::xml::Xml;
@@ -35,8 +44,23 @@ pub struct ElasticLoadBalancer {
     /// Listeners, each identified by (`elb_port`, `instance_port`, `protocol`); never empty (the last one's
     /// deletion deletes the ELB).
     pub listeners: Vec<ElbListener>,
-    /// Network interfaces: (NetworkId, IpAddress, IsVipNetwork).
-    pub network_interfaces: Vec<(String, String, bool)>,
+    /// Network interfaces, in the order given (`DeviceIndex` 1, 2, …).
+    pub network_interfaces: Vec<ElbInterface>,
+}
+
+/// One network interface of an elastic load balancer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ElbInterface {
+    /// `NetworkId`: `net-COMMON_GLOBAL`, `net-COMMON_PRIVATE` or a private LAN `net-…`.
+    pub network_id: String,
+    /// `NetworkName` as given (empty otherwise).
+    pub network_name: String,
+    /// `IpAddress`: the VIP on the VIP network, else the address given.
+    pub ip_address: String,
+    /// `IsVipNetwork`: whether clients connect through this interface.
+    pub is_vip: bool,
+    /// `SystemIpAddresses`: the addresses the load balancer itself uses on this network (health checks).
+    pub system_ips: Vec<String>,
 }
 
 /// One ELB listener.
@@ -80,6 +104,15 @@ pub struct ElbListener {
 }
 
 impl ElasticLoadBalancer {
+    /// Every address it holds: its VIP and the system addresses of its interfaces.
+    pub fn addresses(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.vip.as_str()).chain(
+            self.network_interfaces
+                .iter()
+                .flat_map(|n| n.system_ips.iter().map(String::as_str)),
+        )
+    }
+
     /// `processing` or `available`.
     pub fn state(&self, now: i64) -> &'static str {
         if now < self.processing_until {
@@ -91,6 +124,13 @@ impl ElasticLoadBalancer {
 }
 
 pub(super) fn settle(_st: &mut State, _now: i64) {}
+
+impl ElbListener {
+    /// Whether its health check is HTTP or HTTPS (which has a path and expected codes).
+    pub fn http_check(&self) -> bool {
+        self.hc_target.starts_with("HTTP:") || self.hc_target.starts_with("HTTPS:")
+    }
+}
 
 fn protocol(p: &Params, key: &str) -> Result<String, ApiError> {
     match p.req(key)? {
@@ -309,20 +349,52 @@ pub fn create(st: &mut State, p: &Params, x: &mut Xml, now: i64) -> Result<(), A
         Some(v @ ("1" | "2")) => v.to_owned(),
         Some(v) => return Err(ApiError::invalid("AccountingType", v)),
     };
-    let vip = st.allocate_vip()?;
     let mut nics = Vec::new();
     for m in p.items("NetworkInterface") {
-        let net = p.req(&format!("{m}.NetworkId"))?.to_owned();
-        let ip = p.opt(&format!("{m}.IpAddress")).unwrap_or("").to_owned();
-        let is_vip = p.bool(&format!("{m}.IsVipNetwork"))?.unwrap_or(false);
-        nics.push((net, ip, is_vip));
+        let system_ips = p
+            .items(&format!("{m}.SystemIpAddresses"))
+            .iter()
+            .filter_map(|s| p.opt(&format!("{s}.SystemIpAddress")).map(str::to_owned))
+            .collect();
+        nics.push(ElbInterface {
+            network_id: p.req(&format!("{m}.NetworkId"))?.to_owned(),
+            network_name: p.opt(&format!("{m}.NetworkName")).unwrap_or("").to_owned(),
+            ip_address: p.opt(&format!("{m}.IpAddress")).unwrap_or("").to_owned(),
+            is_vip: p.bool(&format!("{m}.IsVipNetwork"))?.unwrap_or(false),
+            system_ips,
+        });
     }
-    if !nics.iter().any(|n| n.2) {
-        nics.insert(0, ("net-COMMON_GLOBAL".into(), vip.clone(), true));
+    if !nics.iter().any(|n| n.is_vip) {
+        nics.insert(
+            0,
+            ElbInterface {
+                network_id: "net-COMMON_GLOBAL".into(),
+                network_name: String::new(),
+                ip_address: String::new(),
+                is_vip: true,
+                system_ips: Vec::new(),
+            },
+        );
     }
+    let needs_vip = nics.iter().any(|n| n.is_vip && n.ip_address.is_empty());
+    let global_without_system = nics
+        .iter()
+        .filter(|n| n.network_id == "net-COMMON_GLOBAL" && n.system_ips.is_empty())
+        .count();
+    let mut pool = st
+        .allocate_addresses(usize::from(needs_vip) + 2 * global_without_system)?
+        .into_iter();
+    let vip = if needs_vip {
+        pool.next().unwrap_or_default()
+    } else {
+        String::new()
+    };
     for n in &mut nics {
-        if n.2 && n.1.is_empty() {
-            n.1 = vip.clone();
+        if n.is_vip && n.ip_address.is_empty() {
+            n.ip_address.clone_from(&vip);
+        }
+        if n.network_id == "net-COMMON_GLOBAL" && n.system_ips.is_empty() {
+            n.system_ips = pool.by_ref().take(2).collect();
         }
     }
     let id = loop {
@@ -334,10 +406,11 @@ pub fn create(st: &mut State, p: &Params, x: &mut Xml, now: i64) -> Result<(), A
     let name = if name.is_empty() { id.replace('-', "") } else { name };
     let dns = nics
         .iter()
-        .find(|n| n.2)
-        .map(|n| n.1.clone())
-        .unwrap_or_else(|| vip.clone());
-    x.leaf("DNSName", &dns);
+        .find(|n| n.is_vip)
+        .map(|n| n.ip_address.clone())
+        .unwrap_or_default();
+    // The service answers the create with an empty DNSName: the VIP shows once described.
+    x.leaf("DNSName", "");
     st.elastic_load_balancers.insert(
         id.clone(),
         ElasticLoadBalancer {
@@ -394,9 +467,7 @@ pub fn register_port(st: &mut State, p: &Params, x: &mut Xml, now: i64) -> Resul
         x.leaf("Protocol", &l.protocol)
             .leaf("ElasticLoadBalancerPort", l.elb_port)
             .leaf("InstancePort", l.instance_port)
-            .leaf("BalancingType", l.balancing_type)
-            .leaf("Description", &l.description)
-            .leaf("SSLCertificateId", &l.ssl_certificate_id);
+            .leaf("BalancingType", l.balancing_type);
     });
     if let Some(e) = st.elastic_load_balancers.get_mut(&id) {
         e.listeners = all;
@@ -459,8 +530,10 @@ pub fn configure_health_check(st: &mut State, p: &Params, x: &mut Xml, now: i64)
     x.el("HealthCheck", |x| {
         x.leaf("Target", &l.hc_target)
             .leaf("Interval", l.hc_interval)
-            .leaf("UnhealthyThreshold", l.hc_unhealthy)
-            .leaf("Path", &l.hc_path);
+            .leaf("UnhealthyThreshold", l.hc_unhealthy);
+        if l.http_check() {
+            x.leaf("Path", &l.hc_path);
+        }
         x.list("Expectation", "member", &l.hc_expect, |x, c| {
             x.leaf("HttpCode", c);
         });
@@ -578,6 +651,19 @@ pub fn update(st: &mut State, p: &Params, _x: &mut Xml, now: i64) -> Result<(), 
     Ok(())
 }
 
+/// `InstanceStates` inside `NiftyDescribeElasticLoadBalancers`: the service leaves `State`, `ReasonCode` and
+/// `Description` empty there.
+fn write_listed_states(st: &State, x: &mut Xml, uids: &[String]) {
+    x.list("InstanceStates", "member", uids, |x, u| {
+        x.leaf("InstanceUniqueId", u)
+            .leaf("InstanceId", st.instance_name(u))
+            .leaf("State", "")
+            .leaf("ReasonCode", "")
+            .leaf("Description", "");
+    });
+}
+
+/// `InstanceStates` of `NiftyDescribeInstanceElasticLoadBalancerHealth`: `InService` for a running instance.
 fn write_states(st: &State, x: &mut Xml, uids: &[String]) {
     x.list("InstanceStates", "member", uids, |x, u| {
         let running = st
@@ -648,70 +734,80 @@ pub fn describe(st: &mut State, p: &Params, x: &mut Xml, now: i64) -> Result<(),
     x.list("ElasticLoadBalancerDescriptions", "member", elbs, |x, e| {
         x.leaf("ElasticLoadBalancerId", &e.id)
             .leaf("ElasticLoadBalancerName", &e.name)
-            .leaf("DNSName", &e.vip);
+            .leaf("DNSName", &e.vip)
+            .leaf("NetworkVolume", e.network_volume)
+            .leaf("State", e.state(now))
+            .leaf("AccountingType", &e.accounting_type)
+            .leaf("NextMonthAccountingType", &e.next_month_accounting_type);
         x.list(
             "ElasticLoadBalancerListenerDescriptions",
             "member",
             &e.listeners,
             |x, l| {
-                x.el("Listener", |x| {
-                    x.leaf("Protocol", &l.protocol)
-                        .leaf("Description", &l.description)
-                        .leaf("ElasticLoadBalancerPort", l.elb_port)
-                        .leaf("InstancePort", l.instance_port)
-                        .leaf("BalancingType", l.balancing_type)
-                        .leaf("SSLCertificateId", &l.ssl_certificate_id);
-                    x.el("HealthCheck", |x| {
-                        x.leaf("Target", &l.hc_target)
-                            .leaf("Interval", l.hc_interval)
-                            .leaf("UnhealthyThreshold", l.hc_unhealthy)
-                            .leaf("Path", &l.hc_path);
-                        x.list("Expectation", "member", &l.hc_expect, |x, c| {
-                            x.leaf("HttpCode", c);
-                        });
-                        write_states(st, x, &l.instances);
-                    });
-                    x.list("Instances", "member", &l.instances, |x, u| {
-                        x.leaf("InstanceId", st.instance_name(u)).leaf("InstanceUniqueId", u);
-                    });
-                    x.el("SessionStickinessPolicy", |x| {
-                        x.leaf("Enabled", l.sticky)
-                            .leaf("Method", l.sticky_method)
-                            .leaf("ExpirationPeriod", l.sticky_period);
-                    });
-                    x.el("SorryPage", |x| {
-                        x.leaf("Enabled", l.sorry).leaf("RedirectUrl", &l.sorry_url);
-                    });
-                });
+                x.el("Listener", |x| write_listener_description(st, x, l));
             },
         );
         x.list("AvailabilityZones", "member", &e.zones, |x, z| {
             x.text(z);
         });
-        x.leaf("NetworkVolume", e.network_volume)
-            .leaf("CreatedTime", jst(e.created))
-            .leaf("AccountingType", &e.accounting_type)
-            .leaf("NextMonthAccountingType", &e.next_month_accounting_type)
-            .leaf("State", e.state(now))
-            .leaf("RouteTableId", "")
-            .leaf("RouteTableAssociationId", "");
-        x.el("VersionInformation", |x| {
-            x.leaf("Version", "1.0").leaf("IsLatest", "true");
-        });
         x.list(
             "NetworkInterfaces",
             "member",
             e.network_interfaces.iter().enumerate(),
-            |x, (i, (net, ip, is_vip))| {
-                x.leaf("NetworkId", net)
-                    .leaf("NetworkName", "")
-                    .leaf("DeviceIndex", i)
-                    .leaf("IpAddress", ip)
-                    .leaf("IsVipNetwork", is_vip)
-                    .leaf("Description", "");
-                x.list("SystemIpAddresses", "member", std::iter::empty::<()>(), |_, _| {});
+            |x, (i, n)| {
+                x.leaf("NetworkId", &n.network_id)
+                    .leaf("NetworkName", &n.network_name)
+                    .leaf("DeviceIndex", i + 1)
+                    .leaf("IpAddress", &n.ip_address)
+                    .leaf("IsVipNetwork", n.is_vip)
+                    .cdata("Description", "");
+                x.list("SystemIpAddresses", "member", &n.system_ips, |x, ip| {
+                    x.leaf("SystemIpAddress", ip);
+                });
             },
         );
+        x.el("VersionInformation", |x| {
+            x.leaf("IsLatest", "true").leaf("Version", "v2.0");
+        });
+        x.leaf("CreatedTime", jst_seconds(e.created));
     });
     Ok(())
+}
+
+/// One listener inside `NiftyDescribeElasticLoadBalancers`, in the service's order.
+fn write_listener_description(st: &State, x: &mut Xml, l: &ElbListener) {
+    x.leaf("Protocol", &l.protocol)
+        .leaf("ElasticLoadBalancerPort", l.elb_port)
+        .leaf("InstancePort", l.instance_port)
+        .leaf("BalancingType", l.balancing_type)
+        .cdata("Description", &l.description)
+        .leaf("SSLCertificateId", &l.ssl_certificate_id);
+    x.el("SessionStickinessPolicy", |x| {
+        x.leaf("Enabled", l.sticky);
+        if l.sticky {
+            x.leaf("Method", l.sticky_method)
+                .leaf("ExpirationPeriod", l.sticky_period);
+        }
+    });
+    x.el("SorryPage", |x| {
+        x.leaf("Enabled", l.sorry);
+        if l.sorry {
+            x.leaf("RedirectUrl", &l.sorry_url);
+        }
+    });
+    x.list("Instances", "member", &l.instances, |x, u| {
+        x.leaf("InstanceUniqueId", u).leaf("InstanceId", st.instance_name(u));
+    });
+    x.el("HealthCheck", |x| {
+        x.leaf("Target", &l.hc_target)
+            .leaf("Interval", l.hc_interval)
+            .leaf("UnhealthyThreshold", l.hc_unhealthy);
+        if l.http_check() {
+            x.leaf("Path", &l.hc_path);
+            x.list("Expectation", "member", &l.hc_expect, |x, c| {
+                x.leaf("HttpCode", c);
+            });
+        }
+        write_listed_states(st, x, &l.instances);
+    });
 }

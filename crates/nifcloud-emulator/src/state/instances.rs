@@ -189,40 +189,51 @@ fn mac_address(unique_id: &str, index: usize) -> String {
     format!("00:50:56:{}:{}:{:02x}", pair(0), pair(1), index)
 }
 
+/// Whether an interface is on the common global network (it then carries its address as `association/publicIp`,
+/// not as `privateIpAddress`).
+fn is_global(n: &NetworkInterfaceConfig) -> bool {
+    n.network_id == "net-COMMON_GLOBAL" || (n.public_ip.is_some() && n.private_ip.is_none())
+}
+
+/// `networkInterfaceSet`, as the service writes it: a global interface has `association` and no
+/// `privateIpAddress`/`privateIpAddressV6`; a private one the reverse. No `networkInterfaceId`,
+/// `niftyNetworkName` or `attachment/attachmentId` (the service sends none); the address sets and `groupSet`
+/// are present and empty.
 fn write_interfaces(x: &mut Xml, inst: &Instance) {
     x.list(
         "networkInterfaceSet",
         "item",
         inst.network_interfaces.iter().enumerate(),
         |x, (i, n)| {
-            x.leaf(
-                "networkInterfaceId",
-                format!("eni-{}-{i}", inst.unique_id.trim_start_matches("i-")),
-            )
-            .leaf("subnetId", "")
-            .leaf("vpcId", "")
-            .leaf("description", "")
-            .leaf("ownerId", "")
-            .leaf("status", "in-use")
-            .leaf("macAddress", mac_address(&inst.unique_id, i))
-            .leaf("privateIpAddress", n.private_ip.as_deref().unwrap_or(""))
-            .leaf("privateIpAddressV6", n.ipv6.as_deref().unwrap_or(""))
-            .leaf("privateDnsName", n.private_ip.as_deref().unwrap_or(""))
-            .leaf("sourceDestCheck", "true")
-            .leaf("niftyNetworkId", &n.network_id)
-            .leaf("niftyNetworkName", &n.network_id);
+            let global = is_global(n);
+            x.leaf("subnetId", "")
+                .leaf("vpcId", "")
+                .leaf("description", "")
+                .leaf("ownerId", "")
+                .leaf("niftyNetworkId", &n.network_id)
+                .leaf("status", "in-use")
+                .leaf("macAddress", mac_address(&inst.unique_id, i));
+            if !global {
+                x.leaf("privateIpAddress", n.private_ip.as_deref().unwrap_or(""))
+                    .leaf("privateIpAddressV6", n.ipv6.as_deref().unwrap_or(""));
+            }
+            x.leaf("privateDnsName", "").leaf("sourceDestCheck", "");
+            x.list("groupSet", "item", std::iter::empty::<()>(), |_, _| {});
             x.el("attachment", |x| {
-                x.leaf("attachmentId", "")
-                    .leaf("deviceIndex", i)
+                x.leaf("deviceIndex", i)
                     .leaf("status", "attached")
                     .leaf("deleteOnTermination", "true");
             });
-            x.el("association", |x| {
-                x.leaf("publicIp", n.public_ip.as_deref().unwrap_or(""))
-                    .leaf("publicIpV6", n.ipv6.as_deref().unwrap_or(""))
-                    .leaf("publicDnsName", n.public_ip.as_deref().unwrap_or(""))
-                    .leaf("ipOwnerId", "nifcloud");
-            });
+            if global {
+                x.el("association", |x| {
+                    x.leaf("publicIp", n.public_ip.as_deref().unwrap_or(""))
+                        .leaf("publicIpV6", n.ipv6.as_deref().unwrap_or(""))
+                        .leaf("publicDnsName", "")
+                        .leaf("ipOwnerId", "");
+                });
+            }
+            x.list("privateIpAddressesSet", "item", std::iter::empty::<()>(), |_, _| {});
+            x.list("multiIpAddressesSet", "item", std::iter::empty::<()>(), |_, _| {});
         },
     );
 }
@@ -254,6 +265,7 @@ fn write_block_devices(st: &State, x: &mut Xml, inst: &Instance, with_names: boo
     });
 }
 
+/// `loadbalancing`: the L4 port pairs the instance is registered with.
 fn write_lb_membership(st: &State, x: &mut Xml, inst: &Instance) {
     let lbs: Vec<_> = st
         .load_balancers
@@ -274,6 +286,10 @@ fn write_lb_membership(st: &State, x: &mut Xml, inst: &Instance) {
             },
         );
     });
+}
+
+/// `niftyElasticLoadBalancing`: the elastic load balancer listeners the instance is registered with.
+fn write_elb_membership(st: &State, x: &mut Xml, inst: &Instance) {
     let elbs: Vec<_> = st
         .elastic_load_balancers
         .values()
@@ -290,14 +306,16 @@ fn write_lb_membership(st: &State, x: &mut Xml, inst: &Instance) {
 }
 
 /// `DescribeInstances`: `InstanceId.N` (unknown -> `Client.InvalidParameterNotFound.Instance`).
+///
+/// Element for element as the service replies, in its order: `AccountingType` and `NextMonthAccountingType`
+/// capitalised (the model says `accountingType`), `reservationId` and `ownerId` empty, one empty `productCodes`
+/// entry, `stateReason`, `vmTools`, `hotAdd`, `niftyPrivateNetworkType`, `isGpuConfigurable` and the empty
+/// `instanceBackupRule`, `isoImageSet` and `multiIpAddressGroup`. Emulator choices for values no capture shows:
+/// `vmTools/state` is `notRunning` unless the instance runs; every instance is image `221`, pay-per-use.
 pub fn describe_instances(st: &mut State, p: &Params, x: &mut Xml, now: i64) -> Result<(), ApiError> {
     let insts = selected(st, p)?;
     x.list("reservationSet", "item", insts, |x, inst| {
-        x.leaf(
-            "reservationId",
-            format!("r-{}", inst.unique_id.trim_start_matches("i-")),
-        )
-        .leaf("ownerId", "");
+        x.leaf("reservationId", "").leaf("ownerId", "");
         x.list("groupSet", "item", inst.security_group.iter(), |x, g| {
             x.leaf("groupId", g);
         });
@@ -305,8 +323,7 @@ pub fn describe_instances(st: &mut State, p: &Params, x: &mut Xml, now: i64) -> 
             let (code, name) = inst.phase.code_name();
             x.leaf("instanceId", &inst.name)
                 .leaf("instanceUniqueId", &inst.unique_id)
-                .leaf("imageId", "221")
-                .leaf("imageName", "Ubuntu Server 22.04 LTS");
+                .leaf("imageId", "221");
             x.el("instanceState", |x| {
                 x.leaf("code", code).leaf("name", name);
             });
@@ -314,32 +331,57 @@ pub fn describe_instances(st: &mut State, p: &Params, x: &mut Xml, now: i64) -> 
                 .leaf("dnsName", inst.public_ip())
                 .leaf("reason", "")
                 .leaf("keyName", "")
-                .leaf("amiLaunchIndex", "")
-                .leaf("instanceType", &inst.instance_type)
+                .leaf("amiLaunchIndex", "");
+            x.list("productCodes", "item", [()], |x, ()| {
+                x.leaf("productCode", "");
+            });
+            x.leaf("instanceType", &inst.instance_type)
                 .leaf("launchTime", jst(inst.launch_time));
             x.el("placement", |x| {
                 x.leaf("availabilityZone", &inst.zone);
             });
-            x.leaf("platform", "ubuntu").leaf("kernelId", "").leaf("ramdiskId", "");
+            x.leaf("kernelId", "")
+                .leaf("ramdiskId", "")
+                .leaf("platform", "ubuntu")
+                .leaf("imageName", "Ubuntu Server 22.04 LTS");
             x.el("monitoring", |x| {
                 x.leaf("state", "disabled");
             });
-            x.leaf("privateIpAddress", inst.private_ip())
-                .leaf("privateIpAddressV6", "")
+            x.leaf("subnetId", "")
+                .leaf("vpcId", "")
+                .leaf("privateIpAddress", inst.private_ip())
                 .leaf("ipAddress", inst.public_ip())
-                .leaf("ipAddressV6", inst.ipv6())
-                .leaf("architecture", "x86_64")
+                .leaf("privateIpAddressV6", "")
+                .leaf("ipAddressV6", inst.ipv6());
+            x.el("stateReason", |x| {
+                x.leaf("code", "").leaf("message", "");
+            });
+            x.leaf("architecture", "x86_64")
                 .leaf("rootDeviceType", "disk")
-                .leaf("rootDeviceName", "")
-                .leaf("ipType", "static")
+                .leaf("rootDeviceName", "");
+            write_block_devices(st, x, inst, false, now);
+            x.leaf("instanceLifecycle", "")
+                .leaf("spotInstanceRequestId", "")
+                .leaf("AccountingType", "2")
+                .leaf("NextMonthAccountingType", "2");
+            write_lb_membership(st, x, inst);
+            x.leaf("ipType", "static")
                 .leaf("niftyPrivateIpType", "static")
                 .leaf("description", &inst.description)
-                .leaf("accountingType", "2")
-                .leaf("nextMonthAccountingType", "2")
+                .leaf("hotAdd", "2")
+                .leaf("niftyPrivateNetworkType", "STANDARD")
                 .leaf("tenancy", "default");
-            write_block_devices(st, x, inst, false, now);
-            write_lb_membership(st, x, inst);
             write_interfaces(x, inst);
+            x.el("vmTools", |x| {
+                let running = inst.phase == InstancePhase::Running;
+                x.leaf("state", if running { "running" } else { "notRunning" })
+                    .leaf("version", "11.3.5");
+            });
+            write_elb_membership(st, x, inst);
+            x.el("instanceBackupRule", |_| {});
+            x.list("isoImageSet", "item", std::iter::empty::<()>(), |_, _| {});
+            x.el("multiIpAddressGroup", |_| {});
+            x.leaf("isGpuConfigurable", "false");
         });
     });
     Ok(())
@@ -362,7 +404,8 @@ pub fn describe_instance_attribute(st: &mut State, p: &Params, x: &mut Xml, now:
         "blockDeviceMapping" => write_block_devices(st, x, inst, true, now),
         "accountingType" => value(x, "accountingType", "2"),
         "nextMonthAccountingType" => value(x, "nextMonthAccountingType", "2"),
-        "loadbalancing" | "elasticloadbalancing" => write_lb_membership(st, x, inst),
+        "loadbalancing" => write_lb_membership(st, x, inst),
+        "elasticloadbalancing" => write_elb_membership(st, x, inst),
         "copyInfo" => value(x, "copyInfo", ""),
         "autoscaling" => {
             x.el("autoscaling", |x| {

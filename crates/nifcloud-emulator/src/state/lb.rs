@@ -4,6 +4,15 @@
 //! FTP for 21 and `custom` otherwise; the default health check is `TCP:<InstancePort>`, interval 5,
 //! timeout 5, thresholds 1; the default filter allows `*.*.*.*`. Instance health is `InService` for
 //! running instances and `OutOfService` otherwise. Deleting the last port pair deletes the LB.
+//!
+//! The filter's allow-any entry `*.*.*.*` behaves as [`AllowAnyEntry`] says: by default as the service
+//! reports it (the first address added replaces it, removing the last brings it back).
+//!
+//! `DescribeLoadBalancers` replies as the service does: no `Option` element; `Policies` holds one
+//! `AppCookieStickinessPolicies` and one `LBCookieStickinessPolicies` entry with empty values. Session
+//! stickiness set by `UpdateLoadBalancerOption` shows as that entry's `CookieExpirationPeriod` (in minutes)*;
+//! the sorry page is stored but shown nowhere (* = emulator choice: the captured replies show only the
+//! disabled form).
 
 use serde::{Deserialize, Serialize};
 
@@ -11,6 +20,23 @@ use super::{State, jst, valid_name};
 use crate::error::ApiError;
 use crate::wire::Params;
 use crate::xml::Xml;
+
+/// The filter entry that allows any source.
+pub const ANY_SOURCE: &str = "*.*.*.*";
+
+/// How a port pair's filter reports its allow-any entry `*.*.*.*` once addresses are set.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AllowAnyEntry {
+    /// As the service reports it: `*.*.*.*` stands for a filter without addresses. The first address added
+    /// replaces it and removing the last brings it back; adding or removing `*.*.*.*` itself changes nothing.
+    #[default]
+    Replaced,
+    /// `*.*.*.*` is an entry like any other: it stays listed beside the addresses added until it is removed,
+    /// and a filter whose every entry was removed is reported empty. (The emulator's earlier behaviour: clients
+    /// must converge against either.)
+    Kept,
+}
 
 /// One L4 load balancer (all port pairs under one name and VIP).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -121,7 +147,7 @@ fn listener(p: &Params, prefix: &str) -> Result<LbPort, ApiError> {
         hc_healthy: 1,
         instances: Vec::new(),
         filter_type: "1".into(),
-        filter_ips: vec!["*.*.*.*".into()],
+        filter_ips: vec![ANY_SOURCE.into()],
         sticky: false,
         sticky_period: 10,
         sorry: false,
@@ -374,7 +400,7 @@ pub fn deregister_instances(st: &mut State, p: &Params, x: &mut Xml, _now: i64) 
 }
 
 fn valid_filter_ip(s: &str) -> bool {
-    if s == "*.*.*.*" {
+    if s == ANY_SOURCE {
         return true;
     }
     let (ip, prefix) = match s.split_once('/') {
@@ -385,8 +411,9 @@ fn valid_filter_ip(s: &str) -> bool {
 }
 
 /// `SetFilterForLoadBalancer`: FilterType 1|2; IPAddresses.member.N.{IPAddress,AddOnFilter}
-/// (AddOnFilter true or absent adds, false removes).
+/// (AddOnFilter true or absent adds, false removes); `*.*.*.*` as [`AllowAnyEntry`] says.
 pub fn set_filter(st: &mut State, p: &Params, x: &mut Xml, _now: i64) -> Result<(), ApiError> {
+    let any_entry = st.lb_filter_any;
     let (name, idx) = pair(st, p)?;
     let ftype = match p.opt("FilterType") {
         None => None,
@@ -408,12 +435,21 @@ pub fn set_filter(st: &mut State, p: &Params, x: &mut Xml, _now: i64) -> Result<
         port.filter_type = t;
     }
     for (ip, add) in changes {
+        if any_entry == AllowAnyEntry::Replaced && ip == ANY_SOURCE {
+            continue;
+        }
         if add {
             if !port.filter_ips.contains(&ip) {
                 port.filter_ips.push(ip);
             }
         } else {
             port.filter_ips.retain(|x| *x != ip);
+        }
+    }
+    if any_entry == AllowAnyEntry::Replaced {
+        port.filter_ips.retain(|x| x != ANY_SOURCE);
+        if port.filter_ips.is_empty() {
+            port.filter_ips.push(ANY_SOURCE.into());
         }
     }
     let (t, ips) = (port.filter_type.clone(), port.filter_ips.clone());
@@ -641,11 +677,24 @@ pub fn describe_load_balancers(st: &mut State, p: &Params, x: &mut Xml, _now: i6
     x.list("LoadBalancerDescriptions", "member", rows, |x, (l, port)| {
         x.leaf("LoadBalancerName", &l.name)
             .leaf("DNSName", &l.vip)
-            .leaf("NetworkVolume", l.network_volume);
+            .leaf("NetworkVolume", l.network_volume)
+            .leaf("PolicyType", &l.policy_type);
         x.list("ListenerDescriptions", "member", [port], |x, port| {
             x.el("Listener", |x| write_listener(x, port));
         });
-        x.list("Policies", "member", std::iter::empty::<()>(), |_, _| {});
+        x.el("Policies", |x| {
+            x.list("AppCookieStickinessPolicies", "member", [()], |x, ()| {
+                x.leaf("PolicyName", "").leaf("CookieName", "");
+            });
+            x.list("LBCookieStickinessPolicies", "member", [()], |x, ()| {
+                x.leaf("PolicyName", "");
+                if port.sticky {
+                    x.leaf("CookieExpirationPeriod", port.sticky_period);
+                } else {
+                    x.leaf("CookieExpirationPeriod", "");
+                }
+            });
+        });
         x.list("AvailabilityZones", "member", &l.zones, |x, z| {
             x.text(z);
         });
@@ -667,17 +716,7 @@ pub fn describe_load_balancers(st: &mut State, p: &Params, x: &mut Xml, _now: i6
         x.leaf("CreatedTime", jst(l.created))
             .leaf("AccountingType", &l.accounting_type)
             .leaf("NextMonthAccountingType", &l.next_month_accounting_type)
-            .leaf("PolicyType", &l.policy_type)
             .leaf("Description", "");
-        x.el("Option", |x| {
-            x.el("SessionStickinessPolicy", |x| {
-                x.leaf("Enabled", port.sticky)
-                    .leaf("ExpirationPeriod", port.sticky_period);
-            });
-            x.el("SorryPage", |x| {
-                x.leaf("Enabled", port.sorry).leaf("StatusCode", port.sorry_status);
-            });
-        });
     });
     Ok(())
 }

@@ -21,9 +21,9 @@ use crate::config::{DelayConfig, EmulatorConfig, VipRange};
 use crate::error::ApiError;
 use crate::faults::{ALNUM_LOWER, FaultConfig, HEX_LOWER, Rng};
 
-pub use elb::ElasticLoadBalancer;
+pub use elb::{ElasticLoadBalancer, ElbInterface};
 pub use instances::Instance;
-pub use lb::LoadBalancer;
+pub use lb::{AllowAnyEntry, LoadBalancer};
 pub use sg::SecurityGroup;
 pub use volumes::Volume;
 
@@ -52,6 +52,9 @@ pub struct State {
     pub elastic_load_balancers: BTreeMap<String, ElasticLoadBalancer>,
     /// Security groups by name.
     pub security_groups: BTreeMap<String, SecurityGroup>,
+    /// How load balancer filters report their allow-any entry once addresses are set.
+    #[serde(default)]
+    pub lb_filter_any: AllowAnyEntry,
     /// Loop-device backing, when configured (not persisted).
     #[serde(skip)]
     pub block: Option<BlockBackend>,
@@ -72,6 +75,7 @@ impl State {
             load_balancers: BTreeMap::new(),
             elastic_load_balancers: BTreeMap::new(),
             security_groups: BTreeMap::new(),
+            lb_filter_any: cfg.lb_filter_any,
             block: cfg.block_devices.clone().map(BlockBackend::new),
         };
         for ic in &cfg.instances {
@@ -139,17 +143,32 @@ impl State {
 
     /// Allocates the lowest free VIP.
     pub fn allocate_vip(&self) -> Result<String, ApiError> {
+        let mut one = self.allocate_addresses(1)?;
+        Ok(one.remove(0))
+    }
+
+    /// Allocates the `n` lowest free addresses of the VIP range (free: no load balancer's VIP and no elastic
+    /// load balancer's system address).
+    pub fn allocate_addresses(&self, n: usize) -> Result<Vec<String>, ApiError> {
         let used: std::collections::BTreeSet<&str> = self
             .load_balancers
             .values()
             .map(|l| l.vip.as_str())
-            .chain(self.elastic_load_balancers.values().map(|e| e.vip.as_str()))
+            .chain(self.elastic_load_balancers.values().flat_map(|e| e.addresses()))
             .collect();
         let (a, b) = (u32::from(self.vip_range.first), u32::from(self.vip_range.last));
-        (a..=b)
+        let free: Vec<String> = (a..=b)
             .map(|n| std::net::Ipv4Addr::from(n).to_string())
-            .find(|ip| !used.contains(ip.as_str()))
-            .ok_or_else(|| ApiError::new("Server.ResourceLimitExceeded.IpAddress", "The VIP range is exhausted."))
+            .filter(|ip| !used.contains(ip.as_str()))
+            .take(n)
+            .collect();
+        if free.len() < n {
+            return Err(ApiError::new(
+                "Server.ResourceLimitExceeded.IpAddress",
+                "The VIP range is exhausted.",
+            ));
+        }
+        Ok(free)
     }
 
     /// Checks that `zone` is one of the region's zones.
@@ -190,6 +209,14 @@ pub fn jst(ms: i64) -> String {
         t.second(),
         milli
     )
+}
+
+/// Formats epoch milliseconds as `YYYY-MM-DDThh:mm:ss+09:00` (whole seconds, as elastic load balancers'
+/// `CreatedTime`).
+pub fn jst_seconds(ms: i64) -> String {
+    let mut s = jst(ms);
+    s.replace_range(19..23, "");
+    s
 }
 
 /// Adds a delay to `now`.

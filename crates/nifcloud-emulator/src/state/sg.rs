@@ -344,12 +344,17 @@ pub fn describe(st: &mut State, p: &Params, x: &mut Xml, now: i64) -> Result<(),
                 x.leaf("toPort", t);
             }
             x.leaf("inOut", &r.in_out);
-            x.list("groups", "item", r.group.iter(), |x, gname| {
-                x.leaf("groupName", gname).leaf("userId", "");
-            });
-            x.list("ipRanges", "item", r.cidr.iter(), |x, c| {
-                x.leaf("cidrIp", c);
-            });
+            // As the service: a rule lists its peer either as `groups` or as `ipRanges`, not both.
+            if r.group.is_some() {
+                x.list("groups", "item", r.group.iter(), |x, gname| {
+                    x.leaf("userId", "").leaf("groupName", gname);
+                });
+            }
+            if r.cidr.is_some() {
+                x.list("ipRanges", "item", r.cidr.iter(), |x, c| {
+                    x.leaf("cidrIp", c);
+                });
+            }
             x.leaf("description", &r.description).leaf("addDatetime", jst(r.added));
         });
         x.list("instancesSet", "item", &g.instances, |x, u| {

@@ -537,12 +537,12 @@ fn check_invariants(st: &State) {
         .load_balancers
         .values()
         .map(|l| l.vip.as_str())
-        .chain(st.elastic_load_balancers.values().map(|e| e.vip.as_str()))
+        .chain(st.elastic_load_balancers.values().flat_map(|e| e.addresses()))
         .collect();
     let n = vips.len();
     vips.sort_unstable();
     vips.dedup();
-    assert_eq!(vips.len(), n, "VIP handed out twice");
+    assert_eq!(vips.len(), n, "VIP or system address handed out twice");
     for lb in st.load_balancers.values() {
         assert!(!lb.ports.is_empty(), "LB without ports");
         let mut ports: Vec<i64> = lb.ports.iter().map(|p| p.lb_port).collect();
@@ -558,5 +558,217 @@ fn check_invariants(st: &State) {
     }
     for (name, l) in &st.load_balancers {
         assert_eq!(name, &l.name);
+    }
+}
+
+/// The text of every `<tag>…</tag>` in `body`, in order.
+fn all(body: &str, tag: &str) -> Vec<String> {
+    let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
+    let mut out = Vec::new();
+    let mut rest = body;
+    while let Some(i) = rest.find(&open) {
+        let after = &rest[i + open.len()..];
+        let Some(j) = after.find(&close) else { break };
+        out.push(after[..j].to_owned());
+        rest = &after[j + close.len()..];
+    }
+    out
+}
+
+#[test]
+fn instances_reply_as_the_service_does() {
+    let mut st = world();
+    let b = call(
+        &mut st,
+        0,
+        &[("Action", "DescribeInstances"), ("InstanceId.1", "node1")],
+    )
+    .unwrap();
+    assert!(b.starts_with(r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?><DescribeInstancesResponse"#));
+    assert_eq!(all(&b, "AccountingType"), ["2"]);
+    assert_eq!(all(&b, "NextMonthAccountingType"), ["2"]);
+    assert!(
+        !b.contains("<accountingType>") && !b.contains("<networkInterfaceId>") && !b.contains("<niftyNetworkName>")
+    );
+    assert!(!b.contains("<attachmentId>"), "{b}");
+    assert_eq!(all(&b, "reservationId"), [""]);
+    // The global interface carries its address as association/publicIp, the private one as privateIpAddress.
+    assert_eq!(all(&b, "publicIp"), ["203.0.113.11"]);
+    assert_eq!(
+        all(&b, "privateIpAddress"),
+        ["10.0.0.11", "10.0.0.11"],
+        "the private interface, then the top level"
+    );
+    assert_eq!(all(&b, "niftyNetworkId"), ["net-COMMON_GLOBAL", "net-COMMON_PRIVATE"]);
+    assert_eq!(all(&b, "version"), ["11.3.5"]);
+    assert_eq!(all(&b, "isGpuConfigurable"), ["false"]);
+}
+
+#[test]
+fn elastic_load_balancers_reply_as_the_service_does() {
+    let mut st = world();
+    let b = call(
+        &mut st,
+        0,
+        &[
+            ("Action", "NiftyCreateElasticLoadBalancer"),
+            ("ElasticLoadBalancerName", "elb1"),
+            ("AvailabilityZones.member.1", "east-11"),
+            ("Listeners.member.1.Protocol", "TCP"),
+            ("Listeners.member.1.ElasticLoadBalancerPort", "80"),
+            ("Listeners.member.1.InstancePort", "30080"),
+            ("Listeners.member.1.Description", "owner]]>x"),
+            ("Listeners.member.1.Instances.member.1.InstanceId", "node1"),
+            ("NetworkInterface.1.NetworkId", "net-lan01"),
+            ("NetworkInterface.1.NetworkName", "lan01"),
+            ("NetworkInterface.1.IpAddress", "192.168.10.100"),
+            (
+                "NetworkInterface.1.SystemIpAddresses.1.SystemIpAddress",
+                "192.168.10.101",
+            ),
+            (
+                "NetworkInterface.1.SystemIpAddresses.2.SystemIpAddress",
+                "192.168.10.102",
+            ),
+        ],
+    )
+    .unwrap();
+    assert_eq!(all(&b, "DNSName"), [""], "the create answers an empty DNSName");
+    let b = call(&mut st, 0, &[("Action", "NiftyDescribeElasticLoadBalancers")]).unwrap();
+    // The given interface keeps its system addresses; the VIP interface added in front gets the VIP and two
+    // addresses of the range.
+    assert_eq!(all(&b, "NetworkId"), ["net-COMMON_GLOBAL", "net-lan01"]);
+    assert_eq!(all(&b, "DeviceIndex"), ["1", "2"]);
+    assert_eq!(all(&b, "DNSName"), ["198.51.100.1"]);
+    assert_eq!(all(&b, "IpAddress"), ["198.51.100.1", "192.168.10.100"]);
+    assert_eq!(
+        all(&b, "SystemIpAddress"),
+        ["198.51.100.2", "198.51.100.3", "192.168.10.101", "192.168.10.102"]
+    );
+    assert_eq!(all(&b, "NetworkName"), ["", "lan01"]);
+    assert_eq!(all(&b, "Version"), ["v2.0"]);
+    assert_eq!(
+        all(&b, "State"),
+        ["available", ""],
+        "the ELB's, then the member's (empty)"
+    );
+    assert!(
+        b.contains("<Description><![CDATA[owner]]]]><![CDATA[>x]]></Description>"),
+        "{b}"
+    );
+    let created = &all(&b, "CreatedTime")[0];
+    assert!(
+        created.ends_with("+09:00") && created.len() == 25 && !created.contains('.'),
+        "{created}"
+    );
+    assert!(
+        !b.contains("<Path>") && !b.contains("<Method>") && !b.contains("<RedirectUrl>"),
+        "{b}"
+    );
+    // The next load balancer's VIP skips the addresses the first one holds.
+    let b = call(
+        &mut st,
+        0,
+        &[
+            ("Action", "CreateLoadBalancer"),
+            ("LoadBalancerName", "lb2"),
+            ("Listeners.member.1.LoadBalancerPort", "80"),
+            ("Listeners.member.1.InstancePort", "30080"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(all(&b, "DNSName"), ["198.51.100.4"]);
+    // The health itself is told by the health action.
+    let b = call(
+        &mut st,
+        0,
+        &[
+            ("Action", "NiftyDescribeInstanceElasticLoadBalancerHealth"),
+            ("ElasticLoadBalancerName", "elb1"),
+            ("ElasticLoadBalancerPort", "80"),
+            ("InstancePort", "30080"),
+            ("Protocol", "TCP"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(all(&b, "State"), ["InService"]);
+}
+
+fn filter_after(st: &mut State, changes: &[(&str, &str)]) -> Vec<String> {
+    let mut p = vec![
+        ("Action", "SetFilterForLoadBalancer"),
+        ("LoadBalancerName", "lb1"),
+        ("LoadBalancerPort", "80"),
+        ("InstancePort", "30080"),
+    ];
+    let keys: Vec<(String, String)> = changes
+        .iter()
+        .enumerate()
+        .flat_map(|(i, (ip, add))| {
+            [
+                (format!("IPAddresses.member.{}.IPAddress", i + 1), (*ip).to_owned()),
+                (format!("IPAddresses.member.{}.AddOnFilter", i + 1), (*add).to_owned()),
+            ]
+        })
+        .collect();
+    p.extend(keys.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let set = all(&call(st, 0, &p).unwrap(), "IPAddress");
+    let described = all(
+        &call(
+            st,
+            0,
+            &[
+                ("Action", "DescribeLoadBalancers"),
+                ("LoadBalancerNames.member.1", "lb1"),
+            ],
+        )
+        .unwrap(),
+        "IPAddress",
+    );
+    assert_eq!(set, described, "the reply shows the filter as described");
+    described
+}
+
+#[test]
+fn the_allow_any_filter_entry_is_replaced_by_addresses_or_kept_beside_them() {
+    for mode in [AllowAnyEntry::Replaced, AllowAnyEntry::Kept] {
+        let mut st = world();
+        st.lb_filter_any = mode;
+        call(
+            &mut st,
+            0,
+            &[
+                ("Action", "CreateLoadBalancer"),
+                ("LoadBalancerName", "lb1"),
+                ("Listeners.member.1.LoadBalancerPort", "80"),
+                ("Listeners.member.1.InstancePort", "30080"),
+            ],
+        )
+        .unwrap();
+        let two = filter_after(&mut st, &[("203.0.113.6", "true"), ("203.0.113.7", "true")]);
+        let one_gone = filter_after(&mut st, &[("203.0.113.6", "false")]);
+        let none = filter_after(&mut st, &[("203.0.113.7", "false")]);
+        match mode {
+            // As the captured reply: the two addresses only; without addresses, "any" again.
+            AllowAnyEntry::Replaced => {
+                assert_eq!(two, ["203.0.113.6", "203.0.113.7"]);
+                assert_eq!(one_gone, ["203.0.113.7"]);
+                assert_eq!(none, ["*.*.*.*"]);
+                // "*.*.*.*" itself is no entry: adding or removing it changes nothing.
+                assert_eq!(filter_after(&mut st, &[("*.*.*.*", "false")]), ["*.*.*.*"]);
+                filter_after(&mut st, &[("192.0.2.1", "true")]);
+                assert_eq!(filter_after(&mut st, &[("*.*.*.*", "true")]), ["192.0.2.1"]);
+                assert_eq!(
+                    filter_after(&mut st, &[("*.*.*.*", "false"), ("192.0.2.2", "true")]),
+                    ["192.0.2.1", "192.0.2.2"]
+                );
+            }
+            AllowAnyEntry::Kept => {
+                assert_eq!(two, ["*.*.*.*", "203.0.113.6", "203.0.113.7"]);
+                assert_eq!(one_gone, ["*.*.*.*", "203.0.113.7"]);
+                assert_eq!(none, ["*.*.*.*"]);
+                assert_eq!(filter_after(&mut st, &[("*.*.*.*", "false")]), Vec::<String>::new());
+            }
+        }
     }
 }
