@@ -110,9 +110,16 @@ pub trait Backend: Send + Sync {
     }
 
     /// What a load balancer just created from `desired` with `vip` is known to look like, when that is known
-    /// without reading it; `None` (the default): read it.
+    /// without reading it; `None` (the default): read it. A kind whose [`Backend::health_check_sources`] are
+    /// assigned by NIFCLOUD must read it.
     fn assumed_after_create(_desired: &Self::Desired, _vip: &str) -> Option<Self::Observed> {
         None
+    }
+
+    /// The addresses, besides the VIP, that `observed` sends its health checks from, which the members'
+    /// security group must admit ([`crate::sg`]). The default: none, its checks come from the VIP.
+    fn health_check_sources(_observed: &Self::Observed) -> Vec<String> {
+        Vec::new()
     }
 
     /// Waits until the load balancer `name` accepts changes again; called after each round of changes, so that
@@ -171,6 +178,15 @@ pub fn members(spec: &ServiceLb, follows_endpoints: bool, servers: &[NodeServer]
         .filter(|s| !only_ready || s.has_ready_endpoint != Some(false))
         .map(|s| s.server.clone())
         .collect()
+}
+
+/// A converged load balancer: where clients reach it, and where it checks its members from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Converged {
+    /// The VIP.
+    pub vip: String,
+    /// [`Backend::health_check_sources`] of the load balancer as last read (or assumed) by [`Fleet::converge`].
+    pub health_check_sources: Vec<String>,
 }
 
 /// Which read a deletion decides on.
@@ -250,15 +266,15 @@ impl<B: Backend> Fleet<B> {
     }
 
     /// Brings the load balancer of `subject` in line with `spec`, with the [`members`] of `servers` (the servers
-    /// of the eligible nodes), creating it if needed, and returns its VIP. A load balancer this cluster does not
-    /// own is left untouched ([`Error::NotOwned`]).
+    /// of the eligible nodes), creating it if needed, and returns its VIP and health-check sources. A load
+    /// balancer this cluster does not own is left untouched ([`Error::NotOwned`]).
     pub async fn converge(
         &self,
         ctx: &Context,
         subject: &Subject<'_>,
         spec: &ServiceLb,
         servers: &[NodeServer],
-    ) -> Result<String, Error> {
+    ) -> Result<Converged, Error> {
         let name = subject.name;
         let members = members(spec, B::FOLLOWS_ENDPOINTS, servers);
         if members.is_empty() && !servers.is_empty() {
@@ -326,7 +342,12 @@ impl<B: Backend> Fleet<B> {
         if vip.is_empty() {
             return Err(Error::NoVipYet { lb: Self::lb(name) });
         }
-        Ok(vip)
+        // The last read (or assumed) state: no change a plan makes after it moves the addresses checks come from.
+        let health_check_sources = observed.as_ref().map(B::health_check_sources).unwrap_or_default();
+        Ok(Converged {
+            vip,
+            health_check_sources,
+        })
     }
 
     /// Deletes the load balancer of `subject` if it exists and this cluster owns it; one it does not own gets a

@@ -1,6 +1,6 @@
 //! [`Balancers`]: a Service's load balancer over both kinds. Ensuring validates the Service, converges the load
-//! balancer of its kind, removes one of the other kind it may have left behind, and keeps the security-group rules;
-//! deleting removes both kinds and the rules.
+//! balancer of its kind, removes one of the other kind it may have left behind, and keeps the security-group rules
+//! (from its VIP and the addresses it checks from); deleting removes both kinds and the rules.
 
 use std::sync::Arc;
 
@@ -9,7 +9,7 @@ use cloudprovider::k8s_openapi::api::core::v1::Service;
 use nifcloud_cloud::Instance;
 
 use crate::annotations::LbKind;
-use crate::backend::{Backend, Fleet, Read, Subject};
+use crate::backend::{Backend, Converged, Fleet, Read, Subject};
 use crate::context::Context;
 use crate::elb::ElbBackend;
 use crate::error::Error;
@@ -51,24 +51,28 @@ impl Balancers {
         let servers = ctx.servers(nodes).await?;
         let subject = Subject::new(cluster, svc, &name);
         // A Service that switched kinds leaves the other kind behind: remove it once the new one works.
-        let vip = match spec.options.kind {
+        let converged = match spec.options.kind {
             LbKind::L4 => {
-                let vip = self.l4.converge(ctx, &subject, &spec, &servers).await?;
+                let converged = self.l4.converge(ctx, &subject, &spec, &servers).await?;
                 self.elb.delete(ctx, &subject, Read::Listing).await?;
-                vip
+                converged
             }
             LbKind::Elastic => {
-                let vip = self.elb.converge(ctx, &subject, &spec, &servers).await?;
+                let converged = self.elb.converge(ctx, &subject, &spec, &servers).await?;
                 self.l4.delete(ctx, &subject, Read::Listing).await?;
-                vip
+                converged
             }
         };
         if ctx.settings.security_group.is_some() {
             // Every eligible node's server, members or not: the group is theirs, and endpoints move.
             let all: Vec<Instance> = servers.into_iter().map(|s| s.server).collect();
-            sg::ensure_rules(ctx, svc, &name, &spec, &all, &vip).await?;
+            let Converged {
+                vip,
+                health_check_sources,
+            } = &converged;
+            sg::ensure_rules(ctx, svc, &name, &spec, &all, vip, health_check_sources).await?;
         }
-        Ok(vip)
+        Ok(converged.vip)
     }
 
     /// Whether the members of the Service's load balancer follow its endpoints under `externalTrafficPolicy:

@@ -69,6 +69,12 @@ impl Backend for ElbBackend {
         observed.has_marker(&naming::elb_marker(cluster, &observed.name))
     }
 
+    /// Its system IP addresses: NIFCLOUD's documentation says an elastic load balancer checks its servers from
+    /// its IP address and these two.
+    fn health_check_sources(observed: &ObservedElb) -> Vec<String> {
+        observed.system_ips.clone()
+    }
+
     async fn settle(&self, ctx: &Context, name: &str) -> Result<(), CloudError> {
         wait_available(ctx, name).await
     }

@@ -70,6 +70,9 @@ pub struct ObservedElb {
     pub billing: Billing,
     /// The network id of each interface, in order.
     pub networks: Vec<String>,
+    /// The system IP addresses of its interfaces (`SystemIpAddresses`, in order), given by annotation or
+    /// assigned by NIFCLOUD: it sends its health checks from these and from its VIP.
+    pub system_ips: Vec<String>,
     /// The listeners, ordered by key.
     pub listeners: Vec<ObservedElbListener>,
 }
@@ -126,6 +129,14 @@ impl ObservedElb {
                         .network_interfaces
                         .iter()
                         .filter_map(|n| n.network_id.clone())
+                        .collect(),
+                    system_ips: d
+                        .network_interfaces
+                        .iter()
+                        .flat_map(|n| &n.system_ip_addresses)
+                        .filter_map(|a| a.system_ip_address.as_deref().map(str::trim))
+                        .filter(|a| !a.is_empty())
+                        .map(str::to_owned)
                         .collect(),
                     listeners,
                 })
@@ -393,6 +404,7 @@ mod tests {
                 next_month: Some(AccountingType::Monthly),
             },
             networks: vec!["net-COMMON_GLOBAL".into()],
+            system_ips: vec!["198.51.100.21".into(), "198.51.100.22".into()],
             listeners: d
                 .listeners
                 .iter()
@@ -515,6 +527,35 @@ mod tests {
         assert_eq!(path("HTTP:32000"), Some("/healthz".into()));
         assert_eq!(path("TCP:30080"), None);
         assert_eq!(path("ICMP"), None);
+    }
+
+    #[test]
+    fn system_addresses_are_read_from_every_interface() {
+        use nifcloud_sdk::types::{NetworkInterfaces, SystemIpAddresses};
+        let nic = |net: &str, ips: &[&str]| NetworkInterfaces {
+            network_id: Some(net.into()),
+            system_ip_addresses: ips
+                .iter()
+                .map(|a| SystemIpAddresses {
+                    system_ip_address: Some((*a).into()),
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let reply = ElasticLoadBalancerDescriptions {
+            elastic_load_balancer_name: Some("web".into()),
+            network_interfaces: vec![
+                nic("net-COMMON_GLOBAL", &["198.51.100.21", "198.51.100.22"]),
+                nic("net-abc", &["192.168.0.2", "", "192.168.0.3"]),
+            ],
+            ..Default::default()
+        };
+        let o = &ObservedElb::from_descriptions(&[reply])[0];
+        assert_eq!(o.networks, vec!["net-COMMON_GLOBAL".to_owned(), "net-abc".into()]);
+        assert_eq!(
+            o.system_ips,
+            vec!["198.51.100.21", "198.51.100.22", "192.168.0.2", "192.168.0.3"]
+        );
     }
 
     #[test]
