@@ -279,20 +279,9 @@ async fn start_controllers(
         let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()))
             .default_backoff()
             .touched_objects();
-        let watch_token = token.clone();
-        tasks.spawn(async move {
-            let mut stream = std::pin::pin!(stream);
-            loop {
-                tokio::select! {
-                    () = watch_token.cancelled() => return,
-                    item = stream.next() => match item {
-                        Some(Ok(_)) => { let _ = tick_tx.send(()); }
-                        Some(Err(error)) => tracing::warn!(%error, "node watch"),
-                        None => return,
-                    }
-                }
-            }
-        });
+        tasks.spawn(forward_watch(stream, token.clone(), "node watch", move |_| {
+            let _ = tick_tx.send(());
+        }));
         tokio::select! {
             () = token.cancelled() => return tasks,
             _ = store.wait_until_ready() => {}
@@ -308,20 +297,14 @@ async fn start_controllers(
         let stream = reflector::reflector(slice_writer, watcher(api, config).modify(slim_slice))
             .default_backoff()
             .touched_objects();
-        let watch_token = token.clone();
-        tasks.spawn(async move {
-            let mut stream = std::pin::pin!(stream);
-            loop {
-                tokio::select! {
-                    () = watch_token.cancelled() => return,
-                    item = stream.next() => match item {
-                        Some(Ok(slice)) => { let _ = slice_tx.send(slice); }
-                        Some(Err(error)) => tracing::warn!(%error, "endpointslice watch"),
-                        None => return,
-                    }
-                }
-            }
-        });
+        tasks.spawn(forward_watch(
+            stream,
+            token.clone(),
+            "endpointslice watch",
+            move |slice| {
+                let _ = slice_tx.send(slice);
+            },
+        ));
         tokio::select! {
             () = token.cancelled() => return tasks,
             _ = slices.wait_until_ready() => {}
@@ -379,6 +362,26 @@ fn tokio_stream_from<T: Send + 'static>(
     mut rx: tokio::sync::mpsc::UnboundedReceiver<T>,
 ) -> impl futures::Stream<Item = T> + Send + 'static {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// Drives an informer's event stream until `token` is cancelled or the stream ends, handing each touched object
+/// to `on_object`; watch errors are logged as `what` (the reflector backs off and retries by itself).
+async fn forward_watch<K, S, F>(stream: S, token: CancellationToken, what: &'static str, mut on_object: F)
+where
+    S: futures::Stream<Item = Result<K, watcher::Error>>,
+    F: FnMut(K),
+{
+    let mut stream = std::pin::pin!(stream);
+    loop {
+        tokio::select! {
+            () = token.cancelled() => return,
+            item = stream.next() => match item {
+                Some(Ok(object)) => on_object(object),
+                Some(Err(error)) => tracing::warn!(%error, "{what}"),
+                None => return,
+            }
+        }
+    }
 }
 
 /// What the service controller does not read of an EndpointSlice, dropped before the store keeps it.

@@ -11,8 +11,37 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::{LoadBalancerIngress, LoadBalancerStatus, Node, NodeAddress, Service};
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointSlice};
 
 use crate::provider::{CloudProvider, InstanceMetadata, InstancesV2, LoadBalancer, ProviderError, TargetNode};
+
+/// An EndpointSlice `name` of Service `service` in namespace `default`, with one IPv4 endpoint per
+/// `(node name, ready)`, as the EndpointSlice controller writes them.
+pub fn endpoint_slice(name: &str, service: &str, endpoints: &[(&str, bool)]) -> EndpointSlice {
+    EndpointSlice {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some("default".into()),
+            labels: Some([(crate::service::SERVICE_NAME_LABEL.to_owned(), service.to_owned())].into()),
+            ..Default::default()
+        },
+        address_type: "IPv4".into(),
+        endpoints: endpoints
+            .iter()
+            .enumerate()
+            .map(|(i, (node, ready))| Endpoint {
+                addresses: vec![format!("10.244.0.{}", i + 1)],
+                node_name: Some((*node).into()),
+                conditions: Some(EndpointConditions {
+                    ready: Some(*ready),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
 
 /// One call the fake received, in order.
 #[derive(Clone, Debug, PartialEq, Eq)]

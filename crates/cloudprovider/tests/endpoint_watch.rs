@@ -11,11 +11,11 @@ use clap::Parser;
 use cloudprovider::k8s_openapi::api::core::v1::{
     LoadBalancerIngress, LoadBalancerStatus, Node, NodeSpec, Service, ServicePort, ServiceSpec, ServiceStatus,
 };
-use cloudprovider::k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointSlice};
+use cloudprovider::k8s_openapi::api::discovery::v1::EndpointSlice;
 use cloudprovider::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use cloudprovider::kube::client::Body;
-use cloudprovider::service::{LB_CLEANUP_FINALIZER, SERVICE_NAME_LABEL};
-use cloudprovider::testing::{Call, FakeProvider};
+use cloudprovider::service::LB_CLEANUP_FINALIZER;
+use cloudprovider::testing::{Call, FakeProvider, endpoint_slice};
 use cloudprovider::{ControllerManagerArgs, run_with_client};
 use http::{Request, Response};
 use http_body_util::BodyExt;
@@ -83,30 +83,9 @@ fn service(name: &str, uid: &str, policy: &str, ip: &str) -> Service {
 
 /// The slice `name` of Service `service` with one endpoint per (node, ready), at `resource_version`.
 fn slice(name: &str, service: &str, endpoints: &[(&str, bool)], resource_version: u32) -> EndpointSlice {
-    EndpointSlice {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            namespace: Some("default".into()),
-            resource_version: Some(resource_version.to_string()),
-            labels: Some([(SERVICE_NAME_LABEL.to_owned(), service.to_owned())].into()),
-            ..Default::default()
-        },
-        address_type: "IPv4".into(),
-        endpoints: endpoints
-            .iter()
-            .enumerate()
-            .map(|(i, (node, ready))| Endpoint {
-                addresses: vec![format!("10.244.0.{}", i + 1)],
-                node_name: Some((*node).into()),
-                conditions: Some(EndpointConditions {
-                    ready: Some(*ready),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            })
-            .collect(),
-        ..Default::default()
-    }
+    let mut slice = endpoint_slice(name, service, endpoints);
+    slice.metadata.resource_version = Some(resource_version.to_string());
+    slice
 }
 
 fn list(kind: &str, api_version: &str, items: Vec<Value>) -> Value {

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use csi_core::node::scsi::ScsiLocator;
 use csi_core::node::{NodePlatform, PlatformError};
+use nifcloud_cloud::Instance;
 use nifcloud_sdk::Client;
 use nifcloud_sdk::types::{DescribeInstanceAttributeRequest, DescribeInstancesRequest, DescribeVolumesRequest};
 
@@ -86,11 +87,19 @@ pub async fn discover_server(client: &Client, node: &str) -> Result<(String, Str
         node: node.to_string(),
         reason,
     };
-    let out = client
-        .describe_instances(DescribeInstancesRequest::default())
-        .await
-        .map_err(|e| no_zone(e.to_string()))?;
-    let index = nifcloud_cloud::InstanceIndex::new(nifcloud_cloud::Instance::all_from_describe(&out));
+    // The server of that exact name in one small call; the whole listing only when it is not there (a node name
+    // that differs from its server's in case), so a node plugin's start does not list every server.
+    let exact = DescribeInstancesRequest {
+        instance_id: vec![node.to_string()],
+        ..Default::default()
+    };
+    let out = match client.describe_instances(exact).await {
+        Ok(out) if Instance::all_from_describe(&out).iter().any(|i| i.name == node) => out,
+        Ok(_) => list_all(client).await.map_err(|e| no_zone(e.to_string()))?,
+        Err(e) if e.is_not_found() => list_all(client).await.map_err(|e| no_zone(e.to_string()))?,
+        Err(e) => return Err(no_zone(e.to_string())),
+    };
+    let index = nifcloud_cloud::InstanceIndex::new(Instance::all_from_describe(&out));
     let found = index
         .find(&nifcloud_cloud::NodeRef {
             name: node,
@@ -105,6 +114,10 @@ pub async fn discover_server(client: &Client, node: &str) -> Result<(String, Str
         )));
     }
     Ok((found.name.clone(), found.zone.clone()))
+}
+
+async fn list_all(client: &Client) -> Result<nifcloud_sdk::types::DescribeInstancesResult, nifcloud_sdk::Error> {
+    client.describe_instances(DescribeInstancesRequest::default()).await
 }
 
 /// The SCSI units on `node` held by disks this driver does not manage (API view).

@@ -429,3 +429,23 @@ async fn online_expansion_grows_the_filesystem() {
     ctl.stop().await;
     emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn node_finds_its_server_in_one_call_or_by_name_without_case() {
+    let emu = emulator().await;
+    let client = sdk_client(&emu);
+    emu.reset_calls();
+    let found = nifcloud_csi::node::discover_server(&client, "node5").await.unwrap();
+    assert_eq!(found, ("node5".to_string(), "east-12".to_string()));
+    assert_eq!(
+        emu.call_count("DescribeInstances"),
+        1,
+        "the exact name: one filtered call"
+    );
+    // Kubernetes lower-cases node names; a server named otherwise in case is found by the listing.
+    let found = nifcloud_csi::node::discover_server(&client, "NODE2").await.unwrap();
+    assert_eq!(found, ("node2".to_string(), "east-11".to_string()));
+    let err = nifcloud_csi::node::discover_server(&client, "ghost").await.unwrap_err();
+    assert!(err.to_string().contains("no server of that name"), "{err}");
+    emu.shutdown().await;
+}

@@ -626,18 +626,20 @@ mod tests {
         );
     }
 
+    /// The repository's manifests of `overlay`, rendered with default options.
+    fn rendered(overlay: crate::render::Overlay) -> Vec<Value> {
+        let deploy = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+        let options = crate::render::RenderOptions {
+            overlay,
+            ..Default::default()
+        };
+        crate::render::render(&deploy, &options).unwrap()
+    }
+
     #[test]
     fn only_the_ccm_is_leader_elected_and_selectors_come_from_match_labels() {
         for overlay in [crate::render::Overlay::Production, crate::render::Overlay::Emulator] {
-            let deploy = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy");
-            let objs = crate::render::render(
-                &deploy,
-                &crate::render::RenderOptions {
-                    overlay,
-                    ..Default::default()
-                },
-            )
-            .unwrap();
+            let objs = rendered(overlay);
             let relaxed: Vec<String> = plan(&objs)
                 .unwrap()
                 .iter()
@@ -809,15 +811,7 @@ mod tests {
     #[test]
     fn rendered_overlays_plan_cleanly() {
         for overlay in [crate::render::Overlay::Production, crate::render::Overlay::Emulator] {
-            let deploy = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy");
-            let objs = crate::render::render(
-                &deploy,
-                &crate::render::RenderOptions {
-                    overlay,
-                    ..Default::default()
-                },
-            )
-            .unwrap();
+            let objs = rendered(overlay);
             let p = plan(&objs).unwrap();
             assert_eq!(p.len(), objs.len());
             assert!(

@@ -2,10 +2,10 @@
 
 use super::*;
 use crate::testing::mock::{ApiMock, json_response, store_with};
-use crate::testing::{Call, FakeProvider};
+use crate::testing::{Call, FakeProvider, endpoint_slice as slice};
 use http::Method;
 use k8s_openapi::api::core::v1::{LoadBalancerIngress, NodeSpec, ServicePort, ServiceSpec, ServiceStatus};
-use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointSlice};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::watcher::Event;
@@ -435,33 +435,6 @@ async fn node_set_changes_ticks_only_on_real_changes() {
     assert!(step(), "b excluded");
     writer.apply_watcher_event(&Event::Delete(node("a")));
     assert!(step(), "a left");
-}
-
-/// An EndpointSlice `name` of Service `service` in `default` with one endpoint per (node, ready).
-fn slice(name: &str, service: &str, endpoints: &[(&str, bool)]) -> EndpointSlice {
-    EndpointSlice {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            namespace: Some("default".into()),
-            labels: Some([(SERVICE_NAME_LABEL.to_owned(), service.to_owned())].into()),
-            ..Default::default()
-        },
-        address_type: "IPv4".into(),
-        endpoints: endpoints
-            .iter()
-            .enumerate()
-            .map(|(i, (node, ready))| Endpoint {
-                addresses: vec![format!("10.0.0.{}", i + 1)],
-                node_name: Some((*node).into()),
-                conditions: Some(EndpointConditions {
-                    ready: Some(*ready),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            })
-            .collect(),
-        ..Default::default()
-    }
 }
 
 fn local(mut s: Service) -> Service {

@@ -391,21 +391,25 @@ impl<P: NodePlatform> NodeService<P> {
         let mounts = self.mounts(volume_id).await?;
         let not_staged =
             || NodeError::FailedPrecondition(format!("volume {volume_id} is not staged at {}", staging.display()));
-        // SINGLE_NODE_SINGLE_WRITER (ReadWriteOncePod): one target path at a time.
-        let refuse_second_target = |others: Vec<PathBuf>| {
-            if single_writer && !others.is_empty() {
-                Err(NodeError::FailedPrecondition(format!(
-                    "volume {volume_id} has access mode SINGLE_NODE_SINGLE_WRITER (ReadWriteOncePod) and is already \
-                     published at {}; unpublish it there first",
-                    others
-                        .iter()
-                        .map(|p| p.display().to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )))
-            } else {
-                Ok(())
+        // SINGLE_NODE_SINGLE_WRITER (ReadWriteOncePod): one target path at a time. Other publishes are looked for
+        // (a stat per candidate mount for raw block) only for such volumes.
+        let refuse_second_target = |staged: &MountEntry, block_dev: Option<(u32, u32)>, exclude: &[PathBuf]| {
+            if !single_writer {
+                return Ok(());
             }
+            let others = other_publishes(&mounts, staged, block_dev, exclude);
+            if others.is_empty() {
+                return Ok(());
+            }
+            Err(NodeError::FailedPrecondition(format!(
+                "volume {volume_id} has access mode SINGLE_NODE_SINGLE_WRITER (ReadWriteOncePod) and is already \
+                 published at {}; unpublish it there first",
+                others
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )))
         };
         match kind {
             AccessKind::Block => {
@@ -417,12 +421,7 @@ impl<P: NodePlatform> NodeService<P> {
                     let num = device::block_dev_number(&target).map_err(Self::dev(volume_id))?;
                     return Self::check_published(volume_id, num == src_num, m.mount_read_only(), req.readonly);
                 }
-                refuse_second_target(other_publishes(
-                    &mounts,
-                    staged,
-                    Some(src_num),
-                    &[source_canon, canonical(&target)],
-                ))?;
+                refuse_second_target(staged, Some(src_num), &[source_canon, canonical(&target)])?;
                 if let Some(parent) = target.parent() {
                     std::fs::create_dir_all(parent).map_err(Self::io(volume_id, "create", parent))?;
                 }
@@ -444,12 +443,7 @@ impl<P: NodePlatform> NodeService<P> {
                         req.readonly,
                     );
                 }
-                refuse_second_target(other_publishes(
-                    &mounts,
-                    staged,
-                    None,
-                    &[canonical(&staging), canonical(&target)],
-                ))?;
+                refuse_second_target(staged, None, &[canonical(&staging), canonical(&target)])?;
                 // Created only once the publish is allowed: a refused one leaves nothing behind.
                 std::fs::create_dir_all(&target).map_err(Self::io(volume_id, "create", &target))?;
                 mount::bind(
