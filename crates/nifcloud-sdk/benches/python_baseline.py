@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """The official Python SDK (nifcloud 1.17.0 / botocore 1.37.10) doing the work of `benches/sdk.rs`.
 
-Usage: python_baseline.py INSTANCES_XML VOLUMES_XML REQUESTS
-  * parses the DescribeInstances and DescribeVolumes replies with the official computing parser;
+Usage: python_baseline.py REQUESTS OPERATION=REPLY_XML [OPERATION=REPLY_XML ...]
+  * parses each reply as the output of OPERATION (DescribeInstances, DescribeVolumes, DescribeLoadBalancers) with
+    the official computing parser;
   * builds, validates, serializes, signs (SigV2, HmacSHA256) and form-encodes REQUESTS requests, rotating
     DescribeVolumes, CreateVolume and RegisterInstancesWithLoadBalancer like the Rust benchmark.
-Prints `instances_ms=`, `volumes_ms=` and `requests_ms=` lines (best of several runs), which the Rust benchmark
-reads. No network is used.
+Prints `parse_<OPERATION>_ms=` and `count_<OPERATION>=` (entries read) per reply and `requests_ms=` (best of
+several runs), which the Rust benchmark reads. No network is used.
 """
 
 import sys
@@ -32,12 +33,21 @@ def best(runs, fn):
     return result * 1e3
 
 
+# How many entries each reply lists, read from the parsed output.
+COUNTS = {
+    'DescribeInstances': lambda out: sum(len(r['InstancesSet']) for r in out['ReservationSet']),
+    'DescribeVolumes': lambda out: len(out['VolumeSet']),
+    'DescribeLoadBalancers': lambda out: len(out['DescribeLoadBalancersResult']['LoadBalancerDescriptions']),
+}
+
+
 def main():
-    instances_path, volumes_path, requests = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    with open(instances_path, 'rb') as f:
-        instances = f.read()
-    with open(volumes_path, 'rb') as f:
-        volumes = f.read()
+    requests = int(sys.argv[1])
+    replies = []
+    for arg in sys.argv[2:]:
+        op, path = arg.split('=', 1)
+        with open(path, 'rb') as f:
+            replies.append((op, f.read()))
 
     session = nifcloud_session.get_session()
     client = session.create_client(
@@ -48,20 +58,16 @@ def main():
     parser = parsers.create_parser(model.protocol)
     signer = AUTH_TYPE_MAPS['v2'](Credentials('AKIDEXAMPLE', 'secret-for-benchmarks-only'))
 
-    di = model.operation_model('DescribeInstances')
+    for op, body in replies:
+        shape = model.operation_model(op).output_shape
+
+        def parse(body=body, shape=shape):
+            return parser.parse({'body': body, 'headers': {}, 'status_code': 200}, shape)
+
+        print('count_%s=%d' % (op, COUNTS[op](parse())))
+        print('parse_%s_ms=%.3f' % (op, best(3, parse)))
+
     dv = model.operation_model('DescribeVolumes')
-    parsed = parser.parse({'body': instances, 'headers': {}, 'status_code': 200}, di.output_shape)
-    count = sum(len(r['InstancesSet']) for r in parsed['ReservationSet'])
-    assert count == 1000, count
-    parsed = parser.parse({'body': volumes, 'headers': {}, 'status_code': 200}, dv.output_shape)
-    assert len(parsed['VolumeSet']) == 1000
-
-    def parse_instances():
-        return parser.parse({'body': instances, 'headers': {}, 'status_code': 200}, di.output_shape)
-
-    def parse_volumes():
-        return parser.parse({'body': volumes, 'headers': {}, 'status_code': 200}, dv.output_shape)
-
     cv = model.operation_model('CreateVolume')
     rl = model.operation_model('RegisterInstancesWithLoadBalancer')
 
@@ -86,8 +92,6 @@ def main():
             total += len(body)
         return total
 
-    print('instances_ms=%.3f' % best(3, parse_instances))
-    print('volumes_ms=%.3f' % best(3, parse_volumes))
     print('requests_ms=%.3f' % best(2, run_requests))
 
 

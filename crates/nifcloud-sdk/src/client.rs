@@ -14,7 +14,7 @@ use crate::retry::RetryConfig;
 use crate::retry::should_retry;
 use crate::signing::sign_request;
 use crate::wire::Params;
-use crate::xml::{self, FromXml, XmlNode};
+use crate::xml::{self, FromXml, XmlError, XmlNode};
 
 /// The API version every request names.
 pub const API_VERSION: &str = "3.0";
@@ -97,22 +97,23 @@ impl Client {
         }
     }
 
-    /// Sends a typed operation and reads its typed reply.
+    /// Sends a typed operation and reads its typed reply (in one pass, straight from the reply's text).
     pub async fn send<O: Operation>(&self, op: &O) -> Result<O::Output, Error> {
         op.validate()?;
         let mut params = Params::new();
         op.serialize(&mut params);
-        let (root, _) = self.call_raw(O::ACTION, params).await?;
-        O::Output::from_xml(&root).map_err(|source| Error::Parse {
-            action: O::ACTION.into(),
-            status: 200,
-            source,
-        })
+        self.call(O::ACTION, params).await
     }
 
     /// Sends any action with the given parameters (Action and Version are added) and returns the reply's root
     /// element and request id. For operations the model does not know yet.
     pub async fn call_raw(&self, action: &str, params: Params) -> Result<(XmlNode, Option<String>), Error> {
+        let root: XmlNode = self.call(action, params).await?;
+        let request_id = xml::request_id(&root);
+        Ok((root, request_id))
+    }
+
+    async fn call<R: Reply>(&self, action: &str, params: Params) -> Result<R, Error> {
         let span = tracing::debug_span!(
             "nifcloud",
             action,
@@ -126,23 +127,16 @@ impl Client {
         span.record("latency_ms", latency.as_millis() as u64);
         if let Some(hook) = &self.inner.config.metrics {
             let (outcome, attempts) = match &result {
-                Ok((_, _, attempts)) => (Outcome::Success, *attempts),
+                Ok((_, attempts)) => (Outcome::Success, *attempts),
                 Err((Error::Api(e), attempts)) => (Outcome::ApiError(&e.code), *attempts),
                 Err((_, attempts)) => (Outcome::Failure, *attempts),
             };
             hook.record(action, outcome, attempts, latency);
         }
-        match result {
-            Ok((root, request_id, _)) => Ok((root, request_id)),
-            Err((e, _)) => Err(e),
-        }
+        result.map(|(reply, _)| reply).map_err(|(e, _)| e)
     }
 
-    async fn call_with_retries(
-        &self,
-        action: &str,
-        params: Params,
-    ) -> Result<(XmlNode, Option<String>, u32), (Error, u32)> {
+    async fn call_with_retries<R: Reply>(&self, action: &str, params: Params) -> Result<(R, u32), (Error, u32)> {
         let mut all = Params::new();
         all.push("Action", action);
         all.push("Version", API_VERSION);
@@ -154,7 +148,7 @@ impl Client {
         loop {
             tracing::Span::current().record("attempt", attempt);
             match self.attempt(action, &all).await {
-                Ok((root, rid)) => return Ok((root, rid, attempt)),
+                Ok(reply) => return Ok((reply, attempt)),
                 Err(e) if attempt < retry.max_attempts.max(1) && should_retry(action, &e) => {
                     let wait = retry.backoff(attempt, &mut rand::rng());
                     tracing::debug!(error = %e, ?wait, "retrying");
@@ -166,7 +160,7 @@ impl Client {
         }
     }
 
-    async fn attempt(&self, action: &str, params: &Params) -> Result<(XmlNode, Option<String>), Error> {
+    async fn attempt<R: Reply>(&self, action: &str, params: &Params) -> Result<R, Error> {
         let cfg = &self.inner.config;
         let body = sign_request(
             params,
@@ -196,14 +190,13 @@ impl Client {
         let status = response.status().as_u16();
         let text = response.text().await.map_err(transport)?;
         if (200..300).contains(&status) {
-            let root = xml::parse(&text).map_err(|source| Error::Parse {
+            let reply = R::read(&text).map_err(|source| Error::Parse {
                 action: action.into(),
                 status,
                 source,
             })?;
-            let request_id = xml::request_id(&root);
-            tracing::Span::current().record("request_id", request_id.as_deref().unwrap_or(""));
-            return Ok((root, request_id));
+            tracing::Span::current().record("request_id", reply.request_id().unwrap_or(""));
+            return Ok(reply);
         }
         match parse_error_document(action, status, &text) {
             Some(api) => {
@@ -212,5 +205,29 @@ impl Client {
             }
             None => Err(Error::Api(unreadable_error_reply(action, status, &text))),
         }
+    }
+}
+
+/// What a successful reply is read into: a generated output type, or the tree for [`Client::call_raw`].
+trait Reply: Sized {
+    fn read(body: &str) -> Result<Self, XmlError>;
+    fn request_id(&self) -> Option<&str>;
+}
+
+impl<T: FromXml> Reply for T {
+    fn read(body: &str) -> Result<Self, XmlError> {
+        xml::from_str(body)
+    }
+    fn request_id(&self) -> Option<&str> {
+        FromXml::request_id(self)
+    }
+}
+
+impl Reply for XmlNode {
+    fn read(body: &str) -> Result<Self, XmlError> {
+        xml::parse(body)
+    }
+    fn request_id(&self) -> Option<&str> {
+        XmlNode::request_id(self)
     }
 }

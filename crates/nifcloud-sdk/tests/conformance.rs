@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 
 use nifcloud_sdk::operation::Operation;
-use nifcloud_sdk::xml::{FromXml, Timestamp};
+use nifcloud_sdk::xml::Timestamp;
 use serde_json::Value;
 
 #[path = "vectors/operations.rs"]
@@ -84,8 +84,7 @@ impl Visitor for Parse<'_> {
         O: Operation + serde::de::DeserializeOwned,
         O::Output: serde::Serialize,
     {
-        let root = nifcloud_sdk::xml::parse(self.0).map_err(|e| e.to_string())?;
-        let out = O::Output::from_xml(&root).map_err(|e| e.to_string())?;
+        let out: O::Output = nifcloud_sdk::xml::from_str(self.0).map_err(|e| e.to_string())?;
         serde_json::to_value(&out).map_err(|e| e.to_string())
     }
 }

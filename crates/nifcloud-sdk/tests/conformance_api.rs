@@ -139,9 +139,8 @@ const DESCRIBE_INSTANCES: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 
 #[test]
 fn instances_reply_with_case_drift_and_empty_elements() {
-    let root = xml::parse(DESCRIBE_INSTANCES).unwrap();
-    assert_eq!(xml::request_id(&root).as_deref(), Some("req-1"));
-    let out = DescribeInstancesResult::from_xml(&root).unwrap();
+    let out: DescribeInstancesResult = xml::from_str(DESCRIBE_INSTANCES).unwrap();
+    assert_eq!(out.request_id(), Some("req-1"));
     assert_eq!(out.request_id.as_deref(), Some("req-1"));
     let inst = &out.reservation_set[0].instances_set[0];
     assert_eq!(inst.instance_unique_id.as_deref(), Some("i-0abc1234"));
@@ -189,9 +188,8 @@ fn elb_style_reply_with_result_wrapper() {
       </member></LoadBalancerDescriptions></DescribeLoadBalancersResult>
       <ResponseMetadata><RequestId>req-2</RequestId></ResponseMetadata>
     </DescribeLoadBalancersResponse>"#;
-    let root = xml::parse(body).unwrap();
-    assert_eq!(xml::request_id(&root).as_deref(), Some("req-2"));
-    let out = <DescribeLoadBalancersRequest as Operation>::Output::from_xml(&root).unwrap();
+    let out: <DescribeLoadBalancersRequest as Operation>::Output = xml::from_str(body).unwrap();
+    assert_eq!(out.request_id(), Some("req-2"));
     let lb = &out
         .describe_load_balancers_result
         .as_ref()
@@ -215,15 +213,14 @@ fn elb_style_reply_with_result_wrapper() {
 #[test]
 fn invalid_numbers_fail_with_the_element_path() {
     let body = "<DescribeVolumesResponse><volumeSet><item><attachmentSet><item><attachTime>yesterday</attachTime></item></attachmentSet></item></volumeSet></DescribeVolumesResponse>";
-    let root = xml::parse(body).unwrap();
     // attachTime is a string in the model: no error.
-    let out = DescribeVolumesResult::from_xml(&root).unwrap();
+    let out: DescribeVolumesResult = xml::from_str(body).unwrap();
     assert_eq!(
         out.volume_set[0].attachment_set[0].attach_time.as_deref(),
         Some("yesterday")
     );
     let body = "<DescribeInstancesResponse><reservationSet><item><instancesSet><item><instanceState><code>x</code></instanceState></item></instancesSet></item></reservationSet></DescribeInstancesResponse>";
-    let err = DescribeInstancesResult::from_xml(&xml::parse(body).unwrap()).unwrap_err();
+    let err = xml::from_str::<DescribeInstancesResult>(body).unwrap_err();
     assert_eq!(
         err.to_string(),
         "element DescribeInstancesResponse/reservationSet/item/instancesSet/item/instanceState/code: \"x\" is not a valid integer"
@@ -242,7 +239,7 @@ fn a_stray_sibling_in_a_list_is_never_a_phantom_entry() {
         <attachmentSet><item><instanceId>node1</instanceId><device>SCSI (0:1)</device><status>attached</status></item>
           <description/></attachmentSet>
       </item><note>not a volume</note></volumeSet></DescribeVolumesResponse>"#;
-    let out = DescribeVolumesResult::from_xml(&xml::parse(body).unwrap()).unwrap();
+    let out = xml::from_str::<DescribeVolumesResult>(body).unwrap();
     let ids: Vec<_> = out.volume_set.iter().filter_map(|v| v.volume_id.as_deref()).collect();
     assert_eq!(ids, ["pvc1", "pvc2"], "the <note> is not a volume");
     assert!(out.volume_set[0].attachment_set.is_empty(), "{:?}", out.volume_set[0]);
@@ -259,7 +256,7 @@ fn a_repeated_scalar_in_a_reply_is_an_error_naming_its_path() {
     let body = "<DescribeVolumesResponse><volumeSet><item><volumeId>pvc1</volumeId>\
                 <attachmentSet><item><instanceId>node1</instanceId><instanceId>node2</instanceId></item></attachmentSet>\
                 </item></volumeSet></DescribeVolumesResponse>";
-    let err = DescribeVolumesResult::from_xml(&xml::parse(body).unwrap()).unwrap_err();
+    let err = xml::from_str::<DescribeVolumesResult>(body).unwrap_err();
     assert_eq!(
         err.to_string(),
         "element DescribeVolumesResponse/volumeSet/item/attachmentSet/item/instanceId appears more than once with \
@@ -268,6 +265,6 @@ fn a_repeated_scalar_in_a_reply_is_an_error_naming_its_path() {
     // The same value repeated is read once.
     let body = "<DescribeVolumesResponse><volumeSet><item><volumeId>pvc1</volumeId><size>100</size><size>100</size>\
                 </item></volumeSet></DescribeVolumesResponse>";
-    let out = DescribeVolumesResult::from_xml(&xml::parse(body).unwrap()).unwrap();
+    let out = xml::from_str::<DescribeVolumesResult>(body).unwrap();
     assert_eq!(out.volume_set[0].size.as_deref(), Some("100"));
 }

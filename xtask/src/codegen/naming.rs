@@ -87,7 +87,7 @@ pub fn type_name(shape: &str, taken: &dyn Fn(&str) -> bool) -> String {
 pub fn setter_name(field_snake: &str) -> String {
     #[rustfmt::skip]
     const SHADOWING: &[&str] = &[
-        "default", "clone", "eq", "ne", "fmt", "serialize", "validate", "to_params", "missing_required", "from_xml",
+        "default", "clone", "eq", "ne", "fmt", "serialize", "validate", "to_params", "missing_required", "read_xml",
         "add", "sub", "mul", "div", "rem", "neg", "not", "shl", "shr", "bitand", "bitor", "bitxor", "deref",
         "deref_mut", "drop", "index", "index_mut", "from_str", "hash", "cmp", "partial_cmp", "as_ref", "as_mut",
         "borrow", "borrow_mut", "into_iter", "next", "from", "into",

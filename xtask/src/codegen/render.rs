@@ -152,7 +152,7 @@ pub fn render_struct(model: &Model, plan: &Plan, s: &StructPlan, out: &mut Strin
             );
         }
     } else {
-        render_from_xml(plan, s, out);
+        render_from_xml(model, plan, s, out)?;
     }
     Ok(())
 }
@@ -331,46 +331,81 @@ fn render_describe_load_balancers(s: &StructPlan, out: &mut String) -> Result<()
     Ok(())
 }
 
-fn render_from_xml(plan: &Plan, s: &StructPlan, out: &mut String) {
+fn render_from_xml(model: &Model, plan: &Plan, s: &StructPlan, out: &mut String) -> Result<()> {
+    if s.fields.len() > 64 {
+        bail!(
+            "{} has {} members; the repeat rule's bit set (`seen: u64`) holds 64",
+            s.shape,
+            s.fields.len()
+        );
+    }
     let _ = writeln!(
         out,
-        "impl crate::xml::FromXml for {} {{\nfn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {{",
+        "impl crate::xml::FromXml for {} {{\n\
+         fn read_xml<'a>(r: &mut crate::xml::XmlReader<'a>, el: &crate::xml::Element<'a>) -> Result<Self, crate::xml::XmlError> {{",
         s.rust
     );
     if s.fields.is_empty() {
-        out.push_str("crate::xml::parse_struct(node, |_: &mut Self, _, _| Ok(()))\n}\n}\n\n");
-        return;
+        out.push_str("r.read_struct(el, |r, _, child| r.skip(child))?;\nOk(Self {})\n}\n");
+    } else {
+        out.push_str("let mut out = Self::default();\n");
+        let tracks_repeats = s
+            .fields
+            .iter()
+            .any(|f| matches!(f.ty, FieldType::Scalar(_) | FieldType::Struct(_)));
+        if tracks_repeats {
+            out.push_str("let mut seen = 0u64;\n");
+        }
+        // Matching the length first lets the compiler switch on it, leaving a comparison or two per element.
+        out.push_str("r.read_struct(el, |r, name, child| match (name.len(), name) {\n");
+        for (bit, f) in s.fields.iter().enumerate() {
+            let lower = f.member.location.to_ascii_lowercase();
+            let _ = writeln!(out, "({}, b\"{lower}\") => {},", lower.len(), read_member_expr(f, bit));
+        }
+        out.push_str("_ => r.skip(child),\n})?;\nOk(out)\n}\n");
     }
-    if let [f] = s.fields.as_slice() {
+    if let Some(path) = request_id_path(model, plan, s) {
         let _ = writeln!(
             out,
-            "crate::xml::parse_struct(node, |out: &mut Self, name, child| {{\nif name == \"{}\" {{ {}; }}\nOk(())\n}})\n}}\n}}\n",
-            f.member.location.to_ascii_lowercase(),
-            from_xml_expr(plan, f)
+            "fn request_id(&self) -> Option<&str> {{\ncrate::xml::trimmed_id({path})\n}}"
         );
-        return;
     }
-    out.push_str("crate::xml::parse_struct(node, |out: &mut Self, name, child| {\nmatch name {\n");
-    for f in &s.fields {
-        let lower = f.member.location.to_ascii_lowercase();
-        let _ = writeln!(out, "\"{lower}\" => {},", from_xml_expr(plan, f));
-    }
-    out.push_str("_ => {}\n}\nOk(())\n})\n}\n}\n\n");
+    out.push_str("}\n\n");
+    Ok(())
 }
 
-fn from_xml_expr(plan: &Plan, f: &Field) -> String {
+/// How the output of an operation reaches its request ID: `requestId` (EC2 style) or
+/// `ResponseMetadata/RequestId` (ELB style). `None` for other structures.
+fn request_id_path(model: &Model, plan: &Plan, s: &StructPlan) -> Option<String> {
+    model.operations.iter().find(|o| o.output == s.shape)?;
+    let by_location = |s: &'_ StructPlan, name: &str| {
+        s.fields
+            .iter()
+            .find(|f| f.member.location.eq_ignore_ascii_case(name))
+            .cloned()
+    };
+    if let Some(f) = by_location(s, "requestId").filter(|f| matches!(f.ty, FieldType::Scalar(Scalar::String))) {
+        return Some(format!("self.{}.as_deref()", f.ident));
+    }
+    let meta = by_location(s, "ResponseMetadata")?;
+    let FieldType::Struct(shape) = &meta.ty else {
+        return None;
+    };
+    let inner = by_location(plan.structs.get(shape)?, "RequestId")
+        .filter(|f| matches!(f.ty, FieldType::Scalar(Scalar::String)))?;
+    Some(format!(
+        "self.{}.as_ref().and_then(|m| m.{}.as_deref())",
+        meta.ident, inner.ident
+    ))
+}
+
+/// The call that reads member `f` (the structure's `bit`-th member, for the repeat rule).
+fn read_member_expr(f: &Field, bit: usize) -> String {
     let id = &f.ident;
     match &f.ty {
-        FieldType::Scalar(_) => format!("out.{id} = crate::xml::scalar(child)?"),
-        FieldType::Struct(n) => {
-            format!(
-                "out.{id} = Some(<{} as crate::xml::FromXml>::from_xml(child)?)",
-                plan.rust_name(n)
-            )
-        }
-        FieldType::ScalarList(_) => format!("out.{id}.extend(crate::xml::scalar_list(child)?)"),
-        FieldType::StructList(n) => {
-            format!("out.{id}.extend(crate::xml::list::<{}>(child)?)", plan.rust_name(n))
-        }
+        FieldType::Scalar(_) => format!("r.scalar(child, &mut seen, {bit}, &mut out.{id})"),
+        FieldType::Struct(_) => format!("r.structure(child, &mut seen, {bit}, &mut out.{id})"),
+        FieldType::ScalarList(_) => format!("r.scalar_list(child, &mut out.{id})"),
+        FieldType::StructList(_) => format!("r.list(child, &mut out.{id})"),
     }
 }

@@ -17,13 +17,17 @@ pub struct BackupInformation {
 }
 
 impl crate::xml::FromXml for BackupInformation {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "isbackup" {
-                out.is_backup = crate::xml::scalar(child)?;
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (8, b"isbackup") => r.scalar(child, &mut seen, 0, &mut out.is_backup),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -42,15 +46,18 @@ pub struct BypassInterface {
 }
 
 impl crate::xml::FromXml for BypassInterface {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "networkid" => out.network_id = crate::xml::scalar(child)?,
-                "networkname" => out.network_name = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"networkid") => r.scalar(child, &mut seen, 0, &mut out.network_id),
+            (11, b"networkname") => r.scalar(child, &mut seen, 1, &mut out.network_name),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -67,13 +74,17 @@ pub struct Description {
 }
 
 impl crate::xml::FromXml for Description {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "value" {
-                out.value = crate::xml::scalar(child)?;
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (5, b"value") => r.scalar(child, &mut seen, 0, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -90,13 +101,17 @@ pub struct GroupSet {
 }
 
 impl crate::xml::FromXml for GroupSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "groupid" {
-                out.group_id = crate::xml::scalar(child)?;
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (7, b"groupid") => r.scalar(child, &mut seen, 0, &mut out.group_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -115,15 +130,18 @@ pub struct Image {
 }
 
 impl crate::xml::FromXml for Image {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "format" => out.format = crate::xml::scalar(child)?,
-                "size" => out.size = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (6, b"format") => r.scalar(child, &mut seen, 0, &mut out.format),
+            (4, b"size") => r.scalar(child, &mut seen, 1, &mut out.size),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -142,15 +160,18 @@ pub struct InstanceState {
 }
 
 impl crate::xml::FromXml for InstanceState {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "code" => out.code = crate::xml::scalar(child)?,
-                "name" => out.name = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (4, b"code") => r.scalar(child, &mut seen, 0, &mut out.code),
+            (4, b"name") => r.scalar(child, &mut seen, 1, &mut out.name),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -175,18 +196,21 @@ pub struct InstanceStates {
 }
 
 impl crate::xml::FromXml for InstanceStates {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "description" => out.description = crate::xml::scalar(child)?,
-                "instanceid" => out.instance_id = crate::xml::scalar(child)?,
-                "instanceuniqueid" => out.instance_unique_id = crate::xml::scalar(child)?,
-                "reasoncode" => out.reason_code = crate::xml::scalar(child)?,
-                "state" => out.state = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (11, b"description") => r.scalar(child, &mut seen, 0, &mut out.description),
+            (10, b"instanceid") => r.scalar(child, &mut seen, 1, &mut out.instance_id),
+            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 2, &mut out.instance_unique_id),
+            (10, b"reasoncode") => r.scalar(child, &mut seen, 3, &mut out.reason_code),
+            (5, b"state") => r.scalar(child, &mut seen, 4, &mut out.state),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -205,15 +229,18 @@ pub struct Instances {
 }
 
 impl crate::xml::FromXml for Instances {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "instanceid" => out.instance_id = crate::xml::scalar(child)?,
-                "instanceuniqueid" => out.instance_unique_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (10, b"instanceid") => r.scalar(child, &mut seen, 0, &mut out.instance_id),
+            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 1, &mut out.instance_unique_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -232,15 +259,18 @@ pub struct ListenInterface {
 }
 
 impl crate::xml::FromXml for ListenInterface {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "networkid" => out.network_id = crate::xml::scalar(child)?,
-                "networkname" => out.network_name = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"networkid") => r.scalar(child, &mut seen, 0, &mut out.network_id),
+            (11, b"networkname") => r.scalar(child, &mut seen, 1, &mut out.network_name),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -257,13 +287,17 @@ pub struct Placement {
 }
 
 impl crate::xml::FromXml for Placement {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "availabilityzone" {
-                out.availability_zone = crate::xml::scalar(child)?;
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (16, b"availabilityzone") => r.scalar(child, &mut seen, 0, &mut out.availability_zone),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -280,13 +314,17 @@ pub struct ProductCodes {
 }
 
 impl crate::xml::FromXml for ProductCodes {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "productcode" {
-                out.product_code = crate::xml::scalar(child)?;
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (11, b"productcode") => r.scalar(child, &mut seen, 0, &mut out.product_code),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -345,13 +383,17 @@ pub struct ResponseMetadata {
 }
 
 impl crate::xml::FromXml for ResponseMetadata {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "requestid" {
-                out.request_id = crate::xml::scalar(child)?;
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -370,15 +412,18 @@ pub struct StateReason {
 }
 
 impl crate::xml::FromXml for StateReason {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "code" => out.code = crate::xml::scalar(child)?,
-                "message" => out.message = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (4, b"code") => r.scalar(child, &mut seen, 0, &mut out.code),
+            (7, b"message") => r.scalar(child, &mut seen, 1, &mut out.message),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -397,14 +442,17 @@ pub struct TagSet {
 }
 
 impl crate::xml::FromXml for TagSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "key" => out.key = crate::xml::scalar(child)?,
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (3, b"key") => r.scalar(child, &mut seen, 0, &mut out.key),
+            (5, b"value") => r.scalar(child, &mut seen, 1, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }

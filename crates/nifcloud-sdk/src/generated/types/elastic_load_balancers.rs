@@ -44,33 +44,32 @@ pub struct ElasticLoadBalancerDescriptions {
 }
 
 impl crate::xml::FromXml for ElasticLoadBalancerDescriptions {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "accountingtype" => out.accounting_type = crate::xml::scalar(child)?,
-                "availabilityzones" => out.availability_zones.extend(crate::xml::scalar_list(child)?),
-                "createdtime" => out.created_time = crate::xml::scalar(child)?,
-                "dnsname" => out.dns_name = crate::xml::scalar(child)?,
-                "elasticloadbalancerid" => out.elastic_load_balancer_id = crate::xml::scalar(child)?,
-                "elasticloadbalancerlistenerdescriptions" => out
-                    .elastic_load_balancer_listener_descriptions
-                    .extend(crate::xml::list::<ElasticLoadBalancerListenerDescriptions>(child)?),
-                "elasticloadbalancername" => out.elastic_load_balancer_name = crate::xml::scalar(child)?,
-                "networkinterfaces" => out
-                    .network_interfaces
-                    .extend(crate::xml::list::<NetworkInterfaces>(child)?),
-                "networkvolume" => out.network_volume = crate::xml::scalar(child)?,
-                "nextmonthaccountingtype" => out.next_month_accounting_type = crate::xml::scalar(child)?,
-                "routetableassociationid" => out.route_table_association_id = crate::xml::scalar(child)?,
-                "routetableid" => out.route_table_id = crate::xml::scalar(child)?,
-                "state" => out.state = crate::xml::scalar(child)?,
-                "versioninformation" => {
-                    out.version_information = Some(<VersionInformation as crate::xml::FromXml>::from_xml(child)?)
-                }
-                _ => {}
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (14, b"accountingtype") => r.scalar(child, &mut seen, 0, &mut out.accounting_type),
+            (17, b"availabilityzones") => r.scalar_list(child, &mut out.availability_zones),
+            (11, b"createdtime") => r.scalar(child, &mut seen, 2, &mut out.created_time),
+            (7, b"dnsname") => r.scalar(child, &mut seen, 3, &mut out.dns_name),
+            (21, b"elasticloadbalancerid") => r.scalar(child, &mut seen, 4, &mut out.elastic_load_balancer_id),
+            (39, b"elasticloadbalancerlistenerdescriptions") => {
+                r.list(child, &mut out.elastic_load_balancer_listener_descriptions)
             }
-            Ok(())
-        })
+            (23, b"elasticloadbalancername") => r.scalar(child, &mut seen, 6, &mut out.elastic_load_balancer_name),
+            (17, b"networkinterfaces") => r.list(child, &mut out.network_interfaces),
+            (13, b"networkvolume") => r.scalar(child, &mut seen, 8, &mut out.network_volume),
+            (23, b"nextmonthaccountingtype") => r.scalar(child, &mut seen, 9, &mut out.next_month_accounting_type),
+            (23, b"routetableassociationid") => r.scalar(child, &mut seen, 10, &mut out.route_table_association_id),
+            (12, b"routetableid") => r.scalar(child, &mut seen, 11, &mut out.route_table_id),
+            (5, b"state") => r.scalar(child, &mut seen, 12, &mut out.state),
+            (18, b"versioninformation") => r.structure(child, &mut seen, 13, &mut out.version_information),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -87,14 +86,17 @@ pub struct ElasticLoadBalancerListenerDescriptions {
 }
 
 impl crate::xml::FromXml for ElasticLoadBalancerListenerDescriptions {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "listener" {
-                out.listener =
-                    Some(<ListenerOfNiftyDescribeElasticLoadBalancers as crate::xml::FromXml>::from_xml(child)?);
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (8, b"listener") => r.structure(child, &mut seen, 0, &mut out.listener),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -111,13 +113,17 @@ pub struct Expectation {
 }
 
 impl crate::xml::FromXml for Expectation {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "httpcode" {
-                out.http_code = crate::xml::scalar(child)?;
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (8, b"httpcode") => r.scalar(child, &mut seen, 0, &mut out.http_code),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -142,18 +148,21 @@ pub struct HealthCheckOfNiftyConfigureElasticLoadBalancerHealthCheck {
 }
 
 impl crate::xml::FromXml for HealthCheckOfNiftyConfigureElasticLoadBalancerHealthCheck {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "expectation" => out.expectation.extend(crate::xml::list::<Expectation>(child)?),
-                "interval" => out.interval = crate::xml::scalar(child)?,
-                "path" => out.path = crate::xml::scalar(child)?,
-                "target" => out.target = crate::xml::scalar(child)?,
-                "unhealthythreshold" => out.unhealthy_threshold = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (11, b"expectation") => r.list(child, &mut out.expectation),
+            (8, b"interval") => r.scalar(child, &mut seen, 1, &mut out.interval),
+            (4, b"path") => r.scalar(child, &mut seen, 2, &mut out.path),
+            (6, b"target") => r.scalar(child, &mut seen, 3, &mut out.target),
+            (18, b"unhealthythreshold") => r.scalar(child, &mut seen, 4, &mut out.unhealthy_threshold),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -180,19 +189,22 @@ pub struct HealthCheckOfNiftyDescribeElasticLoadBalancers {
 }
 
 impl crate::xml::FromXml for HealthCheckOfNiftyDescribeElasticLoadBalancers {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "expectation" => out.expectation.extend(crate::xml::list::<Expectation>(child)?),
-                "instancestates" => out.instance_states.extend(crate::xml::list::<InstanceStates>(child)?),
-                "interval" => out.interval = crate::xml::scalar(child)?,
-                "path" => out.path = crate::xml::scalar(child)?,
-                "target" => out.target = crate::xml::scalar(child)?,
-                "unhealthythreshold" => out.unhealthy_threshold = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (11, b"expectation") => r.list(child, &mut out.expectation),
+            (14, b"instancestates") => r.list(child, &mut out.instance_states),
+            (8, b"interval") => r.scalar(child, &mut seen, 2, &mut out.interval),
+            (4, b"path") => r.scalar(child, &mut seen, 3, &mut out.path),
+            (6, b"target") => r.scalar(child, &mut seen, 4, &mut out.target),
+            (18, b"unhealthythreshold") => r.scalar(child, &mut seen, 5, &mut out.unhealthy_threshold),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -228,35 +240,26 @@ pub struct ListenerOfNiftyDescribeElasticLoadBalancers {
 }
 
 impl crate::xml::FromXml for ListenerOfNiftyDescribeElasticLoadBalancers {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "balancingtype" => out.balancing_type = crate::xml::scalar(child)?,
-                "description" => out.description = crate::xml::scalar(child)?,
-                "elasticloadbalancerport" => out.elastic_load_balancer_port = crate::xml::scalar(child)?,
-                "healthcheck" => {
-                    out.health_check =
-                        Some(<HealthCheckOfNiftyDescribeElasticLoadBalancers as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "instanceport" => out.instance_port = crate::xml::scalar(child)?,
-                "instances" => out.instances.extend(crate::xml::list::<Instances>(child)?),
-                "protocol" => out.protocol = crate::xml::scalar(child)?,
-                "sslcertificateid" => out.ssl_certificate_id = crate::xml::scalar(child)?,
-                "sessionstickinesspolicy" => {
-                    out.session_stickiness_policy = Some(
-                        <SessionStickinessPolicyOfNiftyDescribeElasticLoadBalancers as crate::xml::FromXml>::from_xml(
-                            child,
-                        )?,
-                    )
-                }
-                "sorrypage" => {
-                    out.sorry_page =
-                        Some(<SorryPageOfNiftyDescribeElasticLoadBalancers as crate::xml::FromXml>::from_xml(child)?)
-                }
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (13, b"balancingtype") => r.scalar(child, &mut seen, 0, &mut out.balancing_type),
+            (11, b"description") => r.scalar(child, &mut seen, 1, &mut out.description),
+            (23, b"elasticloadbalancerport") => r.scalar(child, &mut seen, 2, &mut out.elastic_load_balancer_port),
+            (11, b"healthcheck") => r.structure(child, &mut seen, 3, &mut out.health_check),
+            (12, b"instanceport") => r.scalar(child, &mut seen, 4, &mut out.instance_port),
+            (9, b"instances") => r.list(child, &mut out.instances),
+            (8, b"protocol") => r.scalar(child, &mut seen, 6, &mut out.protocol),
+            (16, b"sslcertificateid") => r.scalar(child, &mut seen, 7, &mut out.ssl_certificate_id),
+            (23, b"sessionstickinesspolicy") => r.structure(child, &mut seen, 8, &mut out.session_stickiness_policy),
+            (9, b"sorrypage") => r.structure(child, &mut seen, 9, &mut out.sorry_page),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -284,19 +287,22 @@ pub struct ListenersOfNiftyRegisterPortWithElasticLoadBalancer {
 }
 
 impl crate::xml::FromXml for ListenersOfNiftyRegisterPortWithElasticLoadBalancer {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "balancingtype" => out.balancing_type = crate::xml::scalar(child)?,
-                "description" => out.description = crate::xml::scalar(child)?,
-                "elasticloadbalancerport" => out.elastic_load_balancer_port = crate::xml::scalar(child)?,
-                "instanceport" => out.instance_port = crate::xml::scalar(child)?,
-                "protocol" => out.protocol = crate::xml::scalar(child)?,
-                "sslcertificateid" => out.ssl_certificate_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (13, b"balancingtype") => r.scalar(child, &mut seen, 0, &mut out.balancing_type),
+            (11, b"description") => r.scalar(child, &mut seen, 1, &mut out.description),
+            (23, b"elasticloadbalancerport") => r.scalar(child, &mut seen, 2, &mut out.elastic_load_balancer_port),
+            (12, b"instanceport") => r.scalar(child, &mut seen, 3, &mut out.instance_port),
+            (8, b"protocol") => r.scalar(child, &mut seen, 4, &mut out.protocol),
+            (16, b"sslcertificateid") => r.scalar(child, &mut seen, 5, &mut out.ssl_certificate_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -325,22 +331,23 @@ pub struct NetworkInterfaces {
 }
 
 impl crate::xml::FromXml for NetworkInterfaces {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "description" => out.description = crate::xml::scalar(child)?,
-                "deviceindex" => out.device_index = crate::xml::scalar(child)?,
-                "ipaddress" => out.ip_address = crate::xml::scalar(child)?,
-                "isvipnetwork" => out.is_vip_network = crate::xml::scalar(child)?,
-                "networkid" => out.network_id = crate::xml::scalar(child)?,
-                "networkname" => out.network_name = crate::xml::scalar(child)?,
-                "systemipaddresses" => out
-                    .system_ip_addresses
-                    .extend(crate::xml::list::<SystemIpAddresses>(child)?),
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (11, b"description") => r.scalar(child, &mut seen, 0, &mut out.description),
+            (11, b"deviceindex") => r.scalar(child, &mut seen, 1, &mut out.device_index),
+            (9, b"ipaddress") => r.scalar(child, &mut seen, 2, &mut out.ip_address),
+            (12, b"isvipnetwork") => r.scalar(child, &mut seen, 3, &mut out.is_vip_network),
+            (9, b"networkid") => r.scalar(child, &mut seen, 4, &mut out.network_id),
+            (11, b"networkname") => r.scalar(child, &mut seen, 5, &mut out.network_name),
+            (17, b"systemipaddresses") => r.list(child, &mut out.system_ip_addresses),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -419,15 +426,21 @@ pub struct NiftyAssociateRouteTableWithElasticLoadBalancerResult {
 }
 
 impl crate::xml::FromXml for NiftyAssociateRouteTableWithElasticLoadBalancerResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -545,17 +558,17 @@ pub struct NiftyConfigureElasticLoadBalancerHealthCheckResult {
 }
 
 impl crate::xml::FromXml for NiftyConfigureElasticLoadBalancerHealthCheckResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "healthcheck" {
-                out.health_check = Some(
-                    <HealthCheckOfNiftyConfigureElasticLoadBalancerHealthCheck as crate::xml::FromXml>::from_xml(
-                        child,
-                    )?,
-                );
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (11, b"healthcheck") => r.structure(child, &mut seen, 0, &mut out.health_check),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -575,21 +588,26 @@ pub struct NiftyConfigureElasticLoadBalancerHealthCheckResultWrapper {
 }
 
 impl crate::xml::FromXml for NiftyConfigureElasticLoadBalancerHealthCheckResultWrapper {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "niftyconfigureelasticloadbalancerhealthcheckresult" => {
-                    out.nifty_configure_elastic_load_balancer_health_check_result = Some(
-                        <NiftyConfigureElasticLoadBalancerHealthCheckResult as crate::xml::FromXml>::from_xml(child)?,
-                    )
-                }
-                "responsemetadata" => {
-                    out.response_metadata = Some(<ResponseMetadata as crate::xml::FromXml>::from_xml(child)?)
-                }
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (50, b"niftyconfigureelasticloadbalancerhealthcheckresult") => r.structure(
+                child,
+                &mut seen,
+                0,
+                &mut out.nifty_configure_elastic_load_balancer_health_check_result,
+            ),
+            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut out.response_metadata),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.response_metadata.as_ref().and_then(|m| m.request_id.as_deref()))
     }
 }
 
@@ -712,13 +730,17 @@ pub struct NiftyCreateElasticLoadBalancerResult {
 }
 
 impl crate::xml::FromXml for NiftyCreateElasticLoadBalancerResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "dnsname" {
-                out.dns_name = crate::xml::scalar(child)?;
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (7, b"dnsname") => r.scalar(child, &mut seen, 0, &mut out.dns_name),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -737,21 +759,23 @@ pub struct NiftyCreateElasticLoadBalancerResultWrapper {
 }
 
 impl crate::xml::FromXml for NiftyCreateElasticLoadBalancerResultWrapper {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "niftycreateelasticloadbalancerresult" => {
-                    out.nifty_create_elastic_load_balancer_result = Some(
-                        <NiftyCreateElasticLoadBalancerResult as crate::xml::FromXml>::from_xml(child)?,
-                    )
-                }
-                "responsemetadata" => {
-                    out.response_metadata = Some(<ResponseMetadata as crate::xml::FromXml>::from_xml(child)?)
-                }
-                _ => {}
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (36, b"niftycreateelasticloadbalancerresult") => {
+                r.structure(child, &mut seen, 0, &mut out.nifty_create_elastic_load_balancer_result)
             }
-            Ok(())
-        })
+            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut out.response_metadata),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.response_metadata.as_ref().and_then(|m| m.request_id.as_deref()))
     }
 }
 
@@ -857,19 +881,23 @@ pub struct NiftyDeleteElasticLoadBalancerResultWrapper {
 }
 
 impl crate::xml::FromXml for NiftyDeleteElasticLoadBalancerResultWrapper {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "niftydeleteelasticloadbalancerresult" => {
-                    out.nifty_delete_elastic_load_balancer_result = crate::xml::scalar(child)?
-                }
-                "responsemetadata" => {
-                    out.response_metadata = Some(<ResponseMetadata as crate::xml::FromXml>::from_xml(child)?)
-                }
-                _ => {}
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (36, b"niftydeleteelasticloadbalancerresult") => {
+                r.scalar(child, &mut seen, 0, &mut out.nifty_delete_elastic_load_balancer_result)
             }
-            Ok(())
-        })
+            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut out.response_metadata),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.response_metadata.as_ref().and_then(|m| m.request_id.as_deref()))
     }
 }
 
@@ -986,19 +1014,26 @@ pub struct NiftyDeregisterInstancesFromElasticLoadBalancerResultWrapper {
 }
 
 impl crate::xml::FromXml for NiftyDeregisterInstancesFromElasticLoadBalancerResultWrapper {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "niftyderegisterinstancesfromelasticloadbalancerresult" => {
-                    out.nifty_deregister_instances_from_elastic_load_balancer_result = crate::xml::scalar(child)?
-                }
-                "responsemetadata" => {
-                    out.response_metadata = Some(<ResponseMetadata as crate::xml::FromXml>::from_xml(child)?)
-                }
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (53, b"niftyderegisterinstancesfromelasticloadbalancerresult") => r.scalar(
+                child,
+                &mut seen,
+                0,
+                &mut out.nifty_deregister_instances_from_elastic_load_balancer_result,
+            ),
+            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut out.response_metadata),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.response_metadata.as_ref().and_then(|m| m.request_id.as_deref()))
     }
 }
 
@@ -1066,14 +1101,16 @@ pub struct NiftyDescribeElasticLoadBalancersResult {
 }
 
 impl crate::xml::FromXml for NiftyDescribeElasticLoadBalancersResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "elasticloadbalancerdescriptions" {
-                out.elastic_load_balancer_descriptions
-                    .extend(crate::xml::list::<ElasticLoadBalancerDescriptions>(child)?);
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (31, b"elasticloadbalancerdescriptions") => r.list(child, &mut out.elastic_load_balancer_descriptions),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -1092,20 +1129,26 @@ pub struct NiftyDescribeElasticLoadBalancersResultWrapper {
 }
 
 impl crate::xml::FromXml for NiftyDescribeElasticLoadBalancersResultWrapper {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "niftydescribeelasticloadbalancersresult" => {
-                    out.nifty_describe_elastic_load_balancers_result =
-                        Some(<NiftyDescribeElasticLoadBalancersResult as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "responsemetadata" => {
-                    out.response_metadata = Some(<ResponseMetadata as crate::xml::FromXml>::from_xml(child)?)
-                }
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (39, b"niftydescribeelasticloadbalancersresult") => r.structure(
+                child,
+                &mut seen,
+                0,
+                &mut out.nifty_describe_elastic_load_balancers_result,
+            ),
+            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut out.response_metadata),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.response_metadata.as_ref().and_then(|m| m.request_id.as_deref()))
     }
 }
 
@@ -1220,13 +1263,16 @@ pub struct NiftyDescribeInstanceElasticLoadBalancerHealthResult {
 }
 
 impl crate::xml::FromXml for NiftyDescribeInstanceElasticLoadBalancerHealthResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "instancestates" {
-                out.instance_states.extend(crate::xml::list::<InstanceStates>(child)?);
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (14, b"instancestates") => r.list(child, &mut out.instance_states),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -1246,21 +1292,26 @@ pub struct NiftyDescribeInstanceElasticLoadBalancerHealthResultWrapper {
 }
 
 impl crate::xml::FromXml for NiftyDescribeInstanceElasticLoadBalancerHealthResultWrapper {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "niftydescribeinstanceelasticloadbalancerhealthresult" => {
-                    out.nifty_describe_instance_elastic_load_balancer_health_result = Some(
-                        <NiftyDescribeInstanceElasticLoadBalancerHealthResult as crate::xml::FromXml>::from_xml(child)?,
-                    )
-                }
-                "responsemetadata" => {
-                    out.response_metadata = Some(<ResponseMetadata as crate::xml::FromXml>::from_xml(child)?)
-                }
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (52, b"niftydescribeinstanceelasticloadbalancerhealthresult") => r.structure(
+                child,
+                &mut seen,
+                0,
+                &mut out.nifty_describe_instance_elastic_load_balancer_health_result,
+            ),
+            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut out.response_metadata),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.response_metadata.as_ref().and_then(|m| m.request_id.as_deref()))
     }
 }
 
@@ -1328,15 +1379,21 @@ pub struct NiftyDisassociateRouteTableFromElasticLoadBalancerResult {
 }
 
 impl crate::xml::FromXml for NiftyDisassociateRouteTableFromElasticLoadBalancerResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -1448,13 +1505,20 @@ pub struct NiftyModifyElasticLoadBalancerAttributesResult {
 }
 
 impl crate::xml::FromXml for NiftyModifyElasticLoadBalancerAttributesResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "responsemetadata" {
-                out.response_metadata = Some(<ResponseMetadata as crate::xml::FromXml>::from_xml(child)?);
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (16, b"responsemetadata") => r.structure(child, &mut seen, 0, &mut out.response_metadata),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.response_metadata.as_ref().and_then(|m| m.request_id.as_deref()))
     }
 }
 
@@ -1571,19 +1635,26 @@ pub struct NiftyRegisterInstancesWithElasticLoadBalancerResultWrapper {
 }
 
 impl crate::xml::FromXml for NiftyRegisterInstancesWithElasticLoadBalancerResultWrapper {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "niftyregisterinstanceswithelasticloadbalancerresult" => {
-                    out.nifty_register_instances_with_elastic_load_balancer_result = crate::xml::scalar(child)?
-                }
-                "responsemetadata" => {
-                    out.response_metadata = Some(<ResponseMetadata as crate::xml::FromXml>::from_xml(child)?)
-                }
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (51, b"niftyregisterinstanceswithelasticloadbalancerresult") => r.scalar(
+                child,
+                &mut seen,
+                0,
+                &mut out.nifty_register_instances_with_elastic_load_balancer_result,
+            ),
+            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut out.response_metadata),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.response_metadata.as_ref().and_then(|m| m.request_id.as_deref()))
     }
 }
 
@@ -1671,16 +1742,16 @@ pub struct NiftyRegisterPortWithElasticLoadBalancerResult {
 }
 
 impl crate::xml::FromXml for NiftyRegisterPortWithElasticLoadBalancerResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "listeners" {
-                out.listeners
-                    .extend(crate::xml::list::<ListenersOfNiftyRegisterPortWithElasticLoadBalancer>(
-                        child,
-                    )?);
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"listeners") => r.list(child, &mut out.listeners),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -1699,20 +1770,26 @@ pub struct NiftyRegisterPortWithElasticLoadBalancerResultWrapper {
 }
 
 impl crate::xml::FromXml for NiftyRegisterPortWithElasticLoadBalancerResultWrapper {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "niftyregisterportwithelasticloadbalancerresult" => {
-                    out.nifty_register_port_with_elastic_load_balancer_result =
-                        Some(<NiftyRegisterPortWithElasticLoadBalancerResult as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "responsemetadata" => {
-                    out.response_metadata = Some(<ResponseMetadata as crate::xml::FromXml>::from_xml(child)?)
-                }
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (46, b"niftyregisterportwithelasticloadbalancerresult") => r.structure(
+                child,
+                &mut seen,
+                0,
+                &mut out.nifty_register_port_with_elastic_load_balancer_result,
+            ),
+            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut out.response_metadata),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.response_metadata.as_ref().and_then(|m| m.request_id.as_deref()))
     }
 }
 
@@ -1793,19 +1870,26 @@ pub struct NiftyReplaceElasticLoadBalancerLatestVersionResultWrapper {
 }
 
 impl crate::xml::FromXml for NiftyReplaceElasticLoadBalancerLatestVersionResultWrapper {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "niftyreplaceelasticloadbalancerlatestversionresult" => {
-                    out.nifty_replace_elastic_load_balancer_latest_version_result = crate::xml::scalar(child)?
-                }
-                "responsemetadata" => {
-                    out.response_metadata = Some(<ResponseMetadata as crate::xml::FromXml>::from_xml(child)?)
-                }
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (50, b"niftyreplaceelasticloadbalancerlatestversionresult") => r.scalar(
+                child,
+                &mut seen,
+                0,
+                &mut out.nifty_replace_elastic_load_balancer_latest_version_result,
+            ),
+            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut out.response_metadata),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.response_metadata.as_ref().and_then(|m| m.request_id.as_deref()))
     }
 }
 
@@ -1927,19 +2011,26 @@ pub struct NiftyReplaceElasticLoadBalancerListenerSSLCertificateResultWrapper {
 }
 
 impl crate::xml::FromXml for NiftyReplaceElasticLoadBalancerListenerSSLCertificateResultWrapper {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "niftyreplaceelasticloadbalancerlistenersslcertificateresult" => {
-                    out.nifty_replace_elastic_load_balancer_listener_ssl_certificate_result = crate::xml::scalar(child)?
-                }
-                "responsemetadata" => {
-                    out.response_metadata = Some(<ResponseMetadata as crate::xml::FromXml>::from_xml(child)?)
-                }
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (59, b"niftyreplaceelasticloadbalancerlistenersslcertificateresult") => r.scalar(
+                child,
+                &mut seen,
+                0,
+                &mut out.nifty_replace_elastic_load_balancer_listener_ssl_certificate_result,
+            ),
+            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut out.response_metadata),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.response_metadata.as_ref().and_then(|m| m.request_id.as_deref()))
     }
 }
 
@@ -2018,15 +2109,21 @@ pub struct NiftyReplaceRouteTableAssociationWithElasticLoadBalancerResult {
 }
 
 impl crate::xml::FromXml for NiftyReplaceRouteTableAssociationWithElasticLoadBalancerResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -2123,13 +2220,20 @@ pub struct NiftyUpdateElasticLoadBalancerResult {
 }
 
 impl crate::xml::FromXml for NiftyUpdateElasticLoadBalancerResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "responsemetadata" {
-                out.response_metadata = Some(<ResponseMetadata as crate::xml::FromXml>::from_xml(child)?);
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (16, b"responsemetadata") => r.structure(child, &mut seen, 0, &mut out.response_metadata),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.response_metadata.as_ref().and_then(|m| m.request_id.as_deref()))
     }
 }
 
@@ -3161,16 +3265,19 @@ pub struct SessionStickinessPolicyOfNiftyDescribeElasticLoadBalancers {
 }
 
 impl crate::xml::FromXml for SessionStickinessPolicyOfNiftyDescribeElasticLoadBalancers {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "enabled" => out.enabled = crate::xml::scalar(child)?,
-                "expirationperiod" => out.expiration_period = crate::xml::scalar(child)?,
-                "method" => out.method = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (7, b"enabled") => r.scalar(child, &mut seen, 0, &mut out.enabled),
+            (16, b"expirationperiod") => r.scalar(child, &mut seen, 1, &mut out.expiration_period),
+            (6, b"method") => r.scalar(child, &mut seen, 2, &mut out.method),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -3189,15 +3296,18 @@ pub struct SorryPageOfNiftyDescribeElasticLoadBalancers {
 }
 
 impl crate::xml::FromXml for SorryPageOfNiftyDescribeElasticLoadBalancers {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "enabled" => out.enabled = crate::xml::scalar(child)?,
-                "redirecturl" => out.redirect_url = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (7, b"enabled") => r.scalar(child, &mut seen, 0, &mut out.enabled),
+            (11, b"redirecturl") => r.scalar(child, &mut seen, 1, &mut out.redirect_url),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -3214,13 +3324,17 @@ pub struct SystemIpAddresses {
 }
 
 impl crate::xml::FromXml for SystemIpAddresses {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "systemipaddress" {
-                out.system_ip_address = crate::xml::scalar(child)?;
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (15, b"systemipaddress") => r.scalar(child, &mut seen, 0, &mut out.system_ip_address),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -3239,14 +3353,17 @@ pub struct VersionInformation {
 }
 
 impl crate::xml::FromXml for VersionInformation {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "islatest" => out.is_latest = crate::xml::scalar(child)?,
-                "version" => out.version = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (8, b"islatest") => r.scalar(child, &mut seen, 0, &mut out.is_latest),
+            (7, b"version") => r.scalar(child, &mut seen, 1, &mut out.version),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }

@@ -17,13 +17,17 @@ pub struct AccountingType {
 }
 
 impl crate::xml::FromXml for AccountingType {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "value" {
-                out.value = crate::xml::scalar(child)?;
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (5, b"value") => r.scalar(child, &mut seen, 0, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -52,20 +56,23 @@ pub struct ActivitiesSet {
 }
 
 impl crate::xml::FromXml for ActivitiesSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "backupinstanceuniqueid" => out.backup_instance_unique_id = crate::xml::scalar(child)?,
-                "detail" => out.detail = crate::xml::scalar(child)?,
-                "enddatetime" => out.end_date_time = crate::xml::scalar(child)?,
-                "instanceuniqueid" => out.instance_unique_id = crate::xml::scalar(child)?,
-                "operation" => out.operation = crate::xml::scalar(child)?,
-                "startdatetime" => out.start_date_time = crate::xml::scalar(child)?,
-                "status" => out.status = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (22, b"backupinstanceuniqueid") => r.scalar(child, &mut seen, 0, &mut out.backup_instance_unique_id),
+            (6, b"detail") => r.scalar(child, &mut seen, 1, &mut out.detail),
+            (11, b"enddatetime") => r.scalar(child, &mut seen, 2, &mut out.end_date_time),
+            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 3, &mut out.instance_unique_id),
+            (9, b"operation") => r.scalar(child, &mut seen, 4, &mut out.operation),
+            (13, b"startdatetime") => r.scalar(child, &mut seen, 5, &mut out.start_date_time),
+            (6, b"status") => r.scalar(child, &mut seen, 6, &mut out.status),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -88,17 +95,20 @@ pub struct Association {
 }
 
 impl crate::xml::FromXml for Association {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "ipownerid" => out.ip_owner_id = crate::xml::scalar(child)?,
-                "publicdnsname" => out.public_dns_name = crate::xml::scalar(child)?,
-                "publicip" => out.public_ip = crate::xml::scalar(child)?,
-                "publicipv6" => out.public_ip_v6 = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"ipownerid") => r.scalar(child, &mut seen, 0, &mut out.ip_owner_id),
+            (13, b"publicdnsname") => r.scalar(child, &mut seen, 1, &mut out.public_dns_name),
+            (8, b"publicip") => r.scalar(child, &mut seen, 2, &mut out.public_ip),
+            (10, b"publicipv6") => r.scalar(child, &mut seen, 3, &mut out.public_ip_v6),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -125,19 +135,22 @@ pub struct AssociationOfCopyFromBackupInstance {
 }
 
 impl crate::xml::FromXml for AssociationOfCopyFromBackupInstance {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "allocationid" => out.allocation_id = crate::xml::scalar(child)?,
-                "associationid" => out.association_id = crate::xml::scalar(child)?,
-                "ipownerid" => out.ip_owner_id = crate::xml::scalar(child)?,
-                "publicdnsname" => out.public_dns_name = crate::xml::scalar(child)?,
-                "publicip" => out.public_ip = crate::xml::scalar(child)?,
-                "publicipv6" => out.public_ip_v6 = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (12, b"allocationid") => r.scalar(child, &mut seen, 0, &mut out.allocation_id),
+            (13, b"associationid") => r.scalar(child, &mut seen, 1, &mut out.association_id),
+            (9, b"ipownerid") => r.scalar(child, &mut seen, 2, &mut out.ip_owner_id),
+            (13, b"publicdnsname") => r.scalar(child, &mut seen, 3, &mut out.public_dns_name),
+            (8, b"publicip") => r.scalar(child, &mut seen, 4, &mut out.public_ip),
+            (10, b"publicipv6") => r.scalar(child, &mut seen, 5, &mut out.public_ip_v6),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -156,15 +169,18 @@ pub struct AssociationOfImportInstance {
 }
 
 impl crate::xml::FromXml for AssociationOfImportInstance {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "ipownerid" => out.ip_owner_id = crate::xml::scalar(child)?,
-                "publicdnsname" => out.public_dns_name = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"ipownerid") => r.scalar(child, &mut seen, 0, &mut out.ip_owner_id),
+            (13, b"publicdnsname") => r.scalar(child, &mut seen, 1, &mut out.public_dns_name),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -185,16 +201,19 @@ pub struct AssociationOfRunInstances {
 }
 
 impl crate::xml::FromXml for AssociationOfRunInstances {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "ipownerid" => out.ip_owner_id = crate::xml::scalar(child)?,
-                "publicdnsname" => out.public_dns_name = crate::xml::scalar(child)?,
-                "publicip" => out.public_ip = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"ipownerid") => r.scalar(child, &mut seen, 0, &mut out.ip_owner_id),
+            (13, b"publicdnsname") => r.scalar(child, &mut seen, 1, &mut out.public_dns_name),
+            (8, b"publicip") => r.scalar(child, &mut seen, 2, &mut out.public_ip),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -219,18 +238,21 @@ pub struct Attachment {
 }
 
 impl crate::xml::FromXml for Attachment {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "attachtime" => out.attach_time = crate::xml::scalar(child)?,
-                "attachmentid" => out.attachment_id = crate::xml::scalar(child)?,
-                "deleteontermination" => out.delete_on_termination = crate::xml::scalar(child)?,
-                "deviceindex" => out.device_index = crate::xml::scalar(child)?,
-                "status" => out.status = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (10, b"attachtime") => r.scalar(child, &mut seen, 0, &mut out.attach_time),
+            (12, b"attachmentid") => r.scalar(child, &mut seen, 1, &mut out.attachment_id),
+            (19, b"deleteontermination") => r.scalar(child, &mut seen, 2, &mut out.delete_on_termination),
+            (11, b"deviceindex") => r.scalar(child, &mut seen, 3, &mut out.device_index),
+            (6, b"status") => r.scalar(child, &mut seen, 4, &mut out.status),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -259,20 +281,23 @@ pub struct AttachmentOfCopyFromBackupInstance {
 }
 
 impl crate::xml::FromXml for AttachmentOfCopyFromBackupInstance {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "attachtime" => out.attach_time = crate::xml::scalar(child)?,
-                "attachmentid" => out.attachment_id = crate::xml::scalar(child)?,
-                "deleteontermination" => out.delete_on_termination = crate::xml::scalar(child)?,
-                "deviceindex" => out.device_index = crate::xml::scalar(child)?,
-                "instanceid" => out.instance_id = crate::xml::scalar(child)?,
-                "instanceownerid" => out.instance_owner_id = crate::xml::scalar(child)?,
-                "status" => out.status = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (10, b"attachtime") => r.scalar(child, &mut seen, 0, &mut out.attach_time),
+            (12, b"attachmentid") => r.scalar(child, &mut seen, 1, &mut out.attachment_id),
+            (19, b"deleteontermination") => r.scalar(child, &mut seen, 2, &mut out.delete_on_termination),
+            (11, b"deviceindex") => r.scalar(child, &mut seen, 3, &mut out.device_index),
+            (10, b"instanceid") => r.scalar(child, &mut seen, 4, &mut out.instance_id),
+            (15, b"instanceownerid") => r.scalar(child, &mut seen, 5, &mut out.instance_owner_id),
+            (6, b"status") => r.scalar(child, &mut seen, 6, &mut out.status),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -298,18 +323,21 @@ pub struct AttachmentOfImportInstance {
 }
 
 impl crate::xml::FromXml for AttachmentOfImportInstance {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "attachtime" => out.attach_time = crate::xml::scalar(child)?,
-                "attachmentid" => out.attachment_id = crate::xml::scalar(child)?,
-                "deleteontermination" => out.delete_on_termination = crate::xml::scalar(child)?,
-                "deviceindex" => out.device_index = crate::xml::scalar(child)?,
-                "status" => out.status = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (10, b"attachtime") => r.scalar(child, &mut seen, 0, &mut out.attach_time),
+            (12, b"attachmentid") => r.scalar(child, &mut seen, 1, &mut out.attachment_id),
+            (19, b"deleteontermination") => r.scalar(child, &mut seen, 2, &mut out.delete_on_termination),
+            (11, b"deviceindex") => r.scalar(child, &mut seen, 3, &mut out.device_index),
+            (6, b"status") => r.scalar(child, &mut seen, 4, &mut out.status),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -335,18 +363,21 @@ pub struct AttachmentOfRunInstances {
 }
 
 impl crate::xml::FromXml for AttachmentOfRunInstances {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "attachtime" => out.attach_time = crate::xml::scalar(child)?,
-                "attachmentid" => out.attachment_id = crate::xml::scalar(child)?,
-                "deleteontermination" => out.delete_on_termination = crate::xml::scalar(child)?,
-                "deviceindex" => out.device_index = crate::xml::scalar(child)?,
-                "status" => out.status = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (10, b"attachtime") => r.scalar(child, &mut seen, 0, &mut out.attach_time),
+            (12, b"attachmentid") => r.scalar(child, &mut seen, 1, &mut out.attachment_id),
+            (19, b"deleteontermination") => r.scalar(child, &mut seen, 2, &mut out.delete_on_termination),
+            (11, b"deviceindex") => r.scalar(child, &mut seen, 3, &mut out.device_index),
+            (6, b"status") => r.scalar(child, &mut seen, 4, &mut out.status),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -365,15 +396,18 @@ pub struct Autoscaling {
 }
 
 impl crate::xml::FromXml for Autoscaling {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "autoscalinggroupname" => out.auto_scaling_group_name = crate::xml::scalar(child)?,
-                "expiretime" => out.expire_time = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (20, b"autoscalinggroupname") => r.scalar(child, &mut seen, 0, &mut out.auto_scaling_group_name),
+            (10, b"expiretime") => r.scalar(child, &mut seen, 1, &mut out.expire_time),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -394,16 +428,19 @@ pub struct BackupInstancesSet {
 }
 
 impl crate::xml::FromXml for BackupInstancesSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "backupinstancecreatetime" => out.backup_instance_create_time = crate::xml::scalar(child)?,
-                "backupinstanceuniqueid" => out.backup_instance_unique_id = crate::xml::scalar(child)?,
-                "status" => out.status = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (24, b"backupinstancecreatetime") => r.scalar(child, &mut seen, 0, &mut out.backup_instance_create_time),
+            (22, b"backupinstanceuniqueid") => r.scalar(child, &mut seen, 1, &mut out.backup_instance_unique_id),
+            (6, b"status") => r.scalar(child, &mut seen, 2, &mut out.status),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -422,15 +459,18 @@ pub struct BlockDeviceMapping {
 }
 
 impl crate::xml::FromXml for BlockDeviceMapping {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "devicename" => out.device_name = crate::xml::scalar(child)?,
-                "ebs" => out.ebs = Some(<Ebs as crate::xml::FromXml>::from_xml(child)?),
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (10, b"devicename") => r.scalar(child, &mut seen, 0, &mut out.device_name),
+            (3, b"ebs") => r.structure(child, &mut seen, 1, &mut out.ebs),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -449,15 +489,18 @@ pub struct BlockDeviceMappingOfRunInstances {
 }
 
 impl crate::xml::FromXml for BlockDeviceMappingOfRunInstances {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "devicename" => out.device_name = crate::xml::scalar(child)?,
-                "ebs" => out.ebs = Some(<EbsOfRunInstances as crate::xml::FromXml>::from_xml(child)?),
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (10, b"devicename") => r.scalar(child, &mut seen, 0, &mut out.device_name),
+            (3, b"ebs") => r.structure(child, &mut seen, 1, &mut out.ebs),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -523,13 +566,20 @@ pub struct CancelCopyInstancesResult {
 }
 
 impl crate::xml::FromXml for CancelCopyInstancesResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "requestid" {
-                out.request_id = crate::xml::scalar(child)?;
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -554,22 +604,21 @@ pub struct ConversionTask {
 }
 
 impl crate::xml::FromXml for ConversionTask {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "conversiontaskid" => out.conversion_task_id = crate::xml::scalar(child)?,
-                "expirationtime" => out.expiration_time = crate::xml::scalar(child)?,
-                "importinstance" => {
-                    out.import_instance = Some(<ImportInstance as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "networkinterfaceset" => out
-                    .network_interface_set
-                    .extend(crate::xml::list::<NetworkInterfaceSetOfImportInstance>(child)?),
-                "state" => out.state = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (16, b"conversiontaskid") => r.scalar(child, &mut seen, 0, &mut out.conversion_task_id),
+            (14, b"expirationtime") => r.scalar(child, &mut seen, 1, &mut out.expiration_time),
+            (14, b"importinstance") => r.structure(child, &mut seen, 2, &mut out.import_instance),
+            (19, b"networkinterfaceset") => r.list(child, &mut out.network_interface_set),
+            (5, b"state") => r.scalar(child, &mut seen, 4, &mut out.state),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -708,19 +757,25 @@ pub struct CopyFromBackupInstanceResult {
 }
 
 impl crate::xml::FromXml for CopyFromBackupInstanceResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "groupset" => out.group_set.extend(crate::xml::list::<GroupSet>(child)?),
-                "instance" => out.instance = Some(<Instance as crate::xml::FromXml>::from_xml(child)?),
-                "ownerid" => out.owner_id = crate::xml::scalar(child)?,
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "reservationid" => out.reservation_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (8, b"groupset") => r.list(child, &mut out.group_set),
+            (8, b"instance") => r.structure(child, &mut seen, 1, &mut out.instance),
+            (7, b"ownerid") => r.scalar(child, &mut seen, 2, &mut out.owner_id),
+            (9, b"requestid") => r.scalar(child, &mut seen, 3, &mut out.request_id),
+            (13, b"reservationid") => r.scalar(child, &mut seen, 4, &mut out.reservation_id),
+            (6, b"return") => r.scalar(child, &mut seen, 5, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -737,13 +792,17 @@ pub struct CopyInfo {
 }
 
 impl crate::xml::FromXml for CopyInfo {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "value" {
-                out.value = crate::xml::scalar(child)?;
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (5, b"value") => r.scalar(child, &mut seen, 0, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -764,16 +823,19 @@ pub struct CopyInstanceSet {
 }
 
 impl crate::xml::FromXml for CopyInstanceSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "instanceid" => out.instance_id = crate::xml::scalar(child)?,
-                "instancestate" => out.instance_state = crate::xml::scalar(child)?,
-                "instanceuniqueid" => out.instance_unique_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (10, b"instanceid") => r.scalar(child, &mut seen, 0, &mut out.instance_id),
+            (13, b"instancestate") => r.scalar(child, &mut seen, 1, &mut out.instance_state),
+            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 2, &mut out.instance_unique_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -871,17 +933,21 @@ pub struct CopyInstancesResult {
 }
 
 impl crate::xml::FromXml for CopyInstancesResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "copyinstanceset" => out
-                    .copy_instance_set
-                    .extend(crate::xml::list::<CopyInstanceSet>(child)?),
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (15, b"copyinstanceset") => r.list(child, &mut out.copy_instance_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -951,19 +1017,22 @@ pub struct CreateBackupInstancesResult {
 }
 
 impl crate::xml::FromXml for CreateBackupInstancesResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "instancebackuprule" => {
-                    out.instance_backup_rule =
-                        Some(<InstanceBackupRuleOfCreateBackupInstances as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (18, b"instancebackuprule") => r.structure(child, &mut seen, 0, &mut out.instance_backup_rule),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 2, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -1075,19 +1144,22 @@ pub struct CreateInstanceBackupRuleResult {
 }
 
 impl crate::xml::FromXml for CreateInstanceBackupRuleResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "instancebackuprule" => {
-                    out.instance_backup_rule =
-                        Some(<InstanceBackupRuleOfCreateInstanceBackupRule as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (18, b"instancebackuprule") => r.structure(child, &mut seen, 0, &mut out.instance_backup_rule),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 2, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -1106,15 +1178,18 @@ pub struct CurrentState {
 }
 
 impl crate::xml::FromXml for CurrentState {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "code" => out.code = crate::xml::scalar(child)?,
-                "name" => out.name = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (4, b"code") => r.scalar(child, &mut seen, 0, &mut out.code),
+            (4, b"name") => r.scalar(child, &mut seen, 1, &mut out.name),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -1182,15 +1257,21 @@ pub struct DeleteInstanceBackupRuleResult {
 }
 
 impl crate::xml::FromXml for DeleteInstanceBackupRuleResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -1296,45 +1377,36 @@ pub struct DescribeInstanceAttributeResult {
 }
 
 impl crate::xml::FromXml for DescribeInstanceAttributeResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "accountingtype" => {
-                    out.accounting_type = Some(<AccountingType as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "autoscaling" => out.autoscaling = Some(<Autoscaling as crate::xml::FromXml>::from_xml(child)?),
-                "blockdevicemapping" => out
-                    .block_device_mapping
-                    .extend(crate::xml::list::<BlockDeviceMapping>(child)?),
-                "copyinfo" => out.copy_info = Some(<CopyInfo as crate::xml::FromXml>::from_xml(child)?),
-                "description" => out.description = Some(<Description as crate::xml::FromXml>::from_xml(child)?),
-                "disableapitermination" => {
-                    out.disable_api_termination = Some(<DisableApiTermination as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "groupid" => out.group_id = Some(<GroupId as crate::xml::FromXml>::from_xml(child)?),
-                "instanceid" => out.instance_id = crate::xml::scalar(child)?,
-                "instancetype" => out.instance_type = Some(<InstanceType as crate::xml::FromXml>::from_xml(child)?),
-                "instanceuniqueid" => out.instance_unique_id = crate::xml::scalar(child)?,
-                "iptype" => out.ip_type = Some(<IpType as crate::xml::FromXml>::from_xml(child)?),
-                "loadbalancing" => out.loadbalancing.extend(crate::xml::list::<Loadbalancing>(child)?),
-                "networkinterfaceset" => out
-                    .network_interface_set
-                    .extend(crate::xml::list::<NetworkInterfaceSet>(child)?),
-                "nextmonthaccountingtype" => {
-                    out.next_month_accounting_type =
-                        Some(<NextMonthAccountingType as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "niftyelasticloadbalancing" => out
-                    .nifty_elastic_load_balancing
-                    .extend(crate::xml::list::<NiftyElasticLoadBalancing>(child)?),
-                "niftyprivateiptype" => {
-                    out.nifty_private_ip_type = Some(<NiftyPrivateIpType as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (14, b"accountingtype") => r.structure(child, &mut seen, 0, &mut out.accounting_type),
+            (11, b"autoscaling") => r.structure(child, &mut seen, 1, &mut out.autoscaling),
+            (18, b"blockdevicemapping") => r.list(child, &mut out.block_device_mapping),
+            (8, b"copyinfo") => r.structure(child, &mut seen, 3, &mut out.copy_info),
+            (11, b"description") => r.structure(child, &mut seen, 4, &mut out.description),
+            (21, b"disableapitermination") => r.structure(child, &mut seen, 5, &mut out.disable_api_termination),
+            (7, b"groupid") => r.structure(child, &mut seen, 6, &mut out.group_id),
+            (10, b"instanceid") => r.scalar(child, &mut seen, 7, &mut out.instance_id),
+            (12, b"instancetype") => r.structure(child, &mut seen, 8, &mut out.instance_type),
+            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 9, &mut out.instance_unique_id),
+            (6, b"iptype") => r.structure(child, &mut seen, 10, &mut out.ip_type),
+            (13, b"loadbalancing") => r.list(child, &mut out.loadbalancing),
+            (19, b"networkinterfaceset") => r.list(child, &mut out.network_interface_set),
+            (23, b"nextmonthaccountingtype") => r.structure(child, &mut seen, 13, &mut out.next_month_accounting_type),
+            (25, b"niftyelasticloadbalancing") => r.list(child, &mut out.nifty_elastic_load_balancing),
+            (18, b"niftyprivateiptype") => r.structure(child, &mut seen, 15, &mut out.nifty_private_ip_type),
+            (9, b"requestid") => r.scalar(child, &mut seen, 16, &mut out.request_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -1430,17 +1502,23 @@ pub struct DescribeInstanceBackupRuleActivitiesResult {
 }
 
 impl crate::xml::FromXml for DescribeInstanceBackupRuleActivitiesResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "activitiesset" => out.activities_set.extend(crate::xml::list::<ActivitiesSet>(child)?),
-                "instancebackupruleid" => out.instance_backup_rule_id = crate::xml::scalar(child)?,
-                "instancebackuprulename" => out.instance_backup_rule_name = crate::xml::scalar(child)?,
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (13, b"activitiesset") => r.list(child, &mut out.activities_set),
+            (20, b"instancebackupruleid") => r.scalar(child, &mut seen, 1, &mut out.instance_backup_rule_id),
+            (22, b"instancebackuprulename") => r.scalar(child, &mut seen, 2, &mut out.instance_backup_rule_name),
+            (9, b"requestid") => r.scalar(child, &mut seen, 3, &mut out.request_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -1506,17 +1584,21 @@ pub struct DescribeInstanceBackupRulesResult {
 }
 
 impl crate::xml::FromXml for DescribeInstanceBackupRulesResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "instancebackuprulesset" => out
-                    .instance_backup_rules_set
-                    .extend(crate::xml::list::<InstanceBackupRulesSet>(child)?),
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (22, b"instancebackuprulesset") => r.list(child, &mut out.instance_backup_rules_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -1594,15 +1676,21 @@ pub struct DescribeInstancesResult {
 }
 
 impl crate::xml::FromXml for DescribeInstancesResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "reservationset" => out.reservation_set.extend(crate::xml::list::<ReservationSet>(child)?),
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (14, b"reservationset") => r.list(child, &mut out.reservation_set),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -1619,13 +1707,17 @@ pub struct DisableApiTermination {
 }
 
 impl crate::xml::FromXml for DisableApiTermination {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "value" {
-                out.value = crate::xml::scalar(child)?;
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (5, b"value") => r.scalar(child, &mut seen, 0, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -1650,18 +1742,21 @@ pub struct Ebs {
 }
 
 impl crate::xml::FromXml for Ebs {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "attachtime" => out.attach_time = crate::xml::scalar(child)?,
-                "deleteontermination" => out.delete_on_termination = crate::xml::scalar(child)?,
-                "status" => out.status = crate::xml::scalar(child)?,
-                "volumeid" => out.volume_id = crate::xml::scalar(child)?,
-                "volumeuniqueid" => out.volume_unique_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (10, b"attachtime") => r.scalar(child, &mut seen, 0, &mut out.attach_time),
+            (19, b"deleteontermination") => r.scalar(child, &mut seen, 1, &mut out.delete_on_termination),
+            (6, b"status") => r.scalar(child, &mut seen, 2, &mut out.status),
+            (8, b"volumeid") => r.scalar(child, &mut seen, 3, &mut out.volume_id),
+            (14, b"volumeuniqueid") => r.scalar(child, &mut seen, 4, &mut out.volume_unique_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -1684,17 +1779,20 @@ pub struct EbsOfRunInstances {
 }
 
 impl crate::xml::FromXml for EbsOfRunInstances {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "deleteontermination" => out.delete_on_termination = crate::xml::scalar(child)?,
-                "status" => out.status = crate::xml::scalar(child)?,
-                "volumeid" => out.volume_id = crate::xml::scalar(child)?,
-                "volumeuniqueid" => out.volume_unique_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (19, b"deleteontermination") => r.scalar(child, &mut seen, 0, &mut out.delete_on_termination),
+            (6, b"status") => r.scalar(child, &mut seen, 1, &mut out.status),
+            (8, b"volumeid") => r.scalar(child, &mut seen, 2, &mut out.volume_id),
+            (14, b"volumeuniqueid") => r.scalar(child, &mut seen, 3, &mut out.volume_unique_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -1711,13 +1809,17 @@ pub struct GroupId {
 }
 
 impl crate::xml::FromXml for GroupId {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "value" {
-                out.value = crate::xml::scalar(child)?;
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (5, b"value") => r.scalar(child, &mut seen, 0, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -1740,17 +1842,20 @@ pub struct ImportInstance {
 }
 
 impl crate::xml::FromXml for ImportInstance {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "description" => out.description = crate::xml::scalar(child)?,
-                "instanceid" => out.instance_id = crate::xml::scalar(child)?,
-                "instanceuniqueid" => out.instance_unique_id = crate::xml::scalar(child)?,
-                "volumes" => out.volumes.extend(crate::xml::list::<Volumes>(child)?),
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (11, b"description") => r.scalar(child, &mut seen, 0, &mut out.description),
+            (10, b"instanceid") => r.scalar(child, &mut seen, 1, &mut out.instance_id),
+            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 2, &mut out.instance_unique_id),
+            (7, b"volumes") => r.list(child, &mut out.volumes),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -1961,13 +2066,17 @@ pub struct ImportInstanceResult {
 }
 
 impl crate::xml::FromXml for ImportInstanceResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "conversiontask" {
-                out.conversion_task = Some(<ConversionTask as crate::xml::FromXml>::from_xml(child)?);
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (14, b"conversiontask") => r.structure(child, &mut seen, 0, &mut out.conversion_task),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -2054,53 +2163,52 @@ pub struct Instance {
 }
 
 impl crate::xml::FromXml for Instance {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "accountingtype" => out.accounting_type = crate::xml::scalar(child)?,
-                "admin" => out.admin = crate::xml::scalar(child)?,
-                "amilaunchindex" => out.ami_launch_index = crate::xml::scalar(child)?,
-                "architecture" => out.architecture = crate::xml::scalar(child)?,
-                "blockdevicemapping" => out
-                    .block_device_mapping
-                    .extend(crate::xml::list::<BlockDeviceMapping>(child)?),
-                "description" => out.description = crate::xml::scalar(child)?,
-                "dnsname" => out.dns_name = crate::xml::scalar(child)?,
-                "imageid" => out.image_id = crate::xml::scalar(child)?,
-                "instanceid" => out.instance_id = crate::xml::scalar(child)?,
-                "instancelifecycle" => out.instance_lifecycle = crate::xml::scalar(child)?,
-                "instancestate" => out.instance_state = Some(<InstanceState as crate::xml::FromXml>::from_xml(child)?),
-                "instancetype" => out.instance_type = crate::xml::scalar(child)?,
-                "instanceuniqueid" => out.instance_unique_id = crate::xml::scalar(child)?,
-                "ipaddress" => out.ip_address = crate::xml::scalar(child)?,
-                "ipaddressv6" => out.ip_address_v6 = crate::xml::scalar(child)?,
-                "iptype" => out.ip_type = crate::xml::scalar(child)?,
-                "kernelid" => out.kernel_id = crate::xml::scalar(child)?,
-                "keyname" => out.key_name = crate::xml::scalar(child)?,
-                "launchtime" => out.launch_time = crate::xml::scalar(child)?,
-                "monitoring" => out.monitoring = Some(<Monitoring as crate::xml::FromXml>::from_xml(child)?),
-                "networkinterfaceset" => out
-                    .network_interface_set
-                    .extend(crate::xml::list::<NetworkInterfaceSetOfCopyFromBackupInstance>(child)?),
-                "niftyprivateiptype" => out.nifty_private_ip_type = crate::xml::scalar(child)?,
-                "placement" => out.placement = Some(<Placement as crate::xml::FromXml>::from_xml(child)?),
-                "platform" => out.platform = crate::xml::scalar(child)?,
-                "privatednsname" => out.private_dns_name = crate::xml::scalar(child)?,
-                "privateipaddress" => out.private_ip_address = crate::xml::scalar(child)?,
-                "privateipaddressv6" => out.private_ip_address_v6 = crate::xml::scalar(child)?,
-                "productcodes" => out.product_codes.extend(crate::xml::list::<ProductCodes>(child)?),
-                "ramdiskid" => out.ramdisk_id = crate::xml::scalar(child)?,
-                "reason" => out.reason = crate::xml::scalar(child)?,
-                "rootdevicename" => out.root_device_name = crate::xml::scalar(child)?,
-                "rootdevicetype" => out.root_device_type = crate::xml::scalar(child)?,
-                "spotinstancerequestid" => out.spot_instance_request_id = crate::xml::scalar(child)?,
-                "statereason" => out.state_reason = Some(<StateReason as crate::xml::FromXml>::from_xml(child)?),
-                "subnetid" => out.subnet_id = crate::xml::scalar(child)?,
-                "vpcid" => out.vpc_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (14, b"accountingtype") => r.scalar(child, &mut seen, 0, &mut out.accounting_type),
+            (5, b"admin") => r.scalar(child, &mut seen, 1, &mut out.admin),
+            (14, b"amilaunchindex") => r.scalar(child, &mut seen, 2, &mut out.ami_launch_index),
+            (12, b"architecture") => r.scalar(child, &mut seen, 3, &mut out.architecture),
+            (18, b"blockdevicemapping") => r.list(child, &mut out.block_device_mapping),
+            (11, b"description") => r.scalar(child, &mut seen, 5, &mut out.description),
+            (7, b"dnsname") => r.scalar(child, &mut seen, 6, &mut out.dns_name),
+            (7, b"imageid") => r.scalar(child, &mut seen, 7, &mut out.image_id),
+            (10, b"instanceid") => r.scalar(child, &mut seen, 8, &mut out.instance_id),
+            (17, b"instancelifecycle") => r.scalar(child, &mut seen, 9, &mut out.instance_lifecycle),
+            (13, b"instancestate") => r.structure(child, &mut seen, 10, &mut out.instance_state),
+            (12, b"instancetype") => r.scalar(child, &mut seen, 11, &mut out.instance_type),
+            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 12, &mut out.instance_unique_id),
+            (9, b"ipaddress") => r.scalar(child, &mut seen, 13, &mut out.ip_address),
+            (11, b"ipaddressv6") => r.scalar(child, &mut seen, 14, &mut out.ip_address_v6),
+            (6, b"iptype") => r.scalar(child, &mut seen, 15, &mut out.ip_type),
+            (8, b"kernelid") => r.scalar(child, &mut seen, 16, &mut out.kernel_id),
+            (7, b"keyname") => r.scalar(child, &mut seen, 17, &mut out.key_name),
+            (10, b"launchtime") => r.scalar(child, &mut seen, 18, &mut out.launch_time),
+            (10, b"monitoring") => r.structure(child, &mut seen, 19, &mut out.monitoring),
+            (19, b"networkinterfaceset") => r.list(child, &mut out.network_interface_set),
+            (18, b"niftyprivateiptype") => r.scalar(child, &mut seen, 21, &mut out.nifty_private_ip_type),
+            (9, b"placement") => r.structure(child, &mut seen, 22, &mut out.placement),
+            (8, b"platform") => r.scalar(child, &mut seen, 23, &mut out.platform),
+            (14, b"privatednsname") => r.scalar(child, &mut seen, 24, &mut out.private_dns_name),
+            (16, b"privateipaddress") => r.scalar(child, &mut seen, 25, &mut out.private_ip_address),
+            (18, b"privateipaddressv6") => r.scalar(child, &mut seen, 26, &mut out.private_ip_address_v6),
+            (12, b"productcodes") => r.list(child, &mut out.product_codes),
+            (9, b"ramdiskid") => r.scalar(child, &mut seen, 28, &mut out.ramdisk_id),
+            (6, b"reason") => r.scalar(child, &mut seen, 29, &mut out.reason),
+            (14, b"rootdevicename") => r.scalar(child, &mut seen, 30, &mut out.root_device_name),
+            (14, b"rootdevicetype") => r.scalar(child, &mut seen, 31, &mut out.root_device_type),
+            (21, b"spotinstancerequestid") => r.scalar(child, &mut seen, 32, &mut out.spot_instance_request_id),
+            (11, b"statereason") => r.structure(child, &mut seen, 33, &mut out.state_reason),
+            (8, b"subnetid") => r.scalar(child, &mut seen, 34, &mut out.subnet_id),
+            (5, b"vpcid") => r.scalar(child, &mut seen, 35, &mut out.vpc_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -2119,15 +2227,18 @@ pub struct InstanceBackupRule {
 }
 
 impl crate::xml::FromXml for InstanceBackupRule {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "instancebackupruleid" => out.instance_backup_rule_id = crate::xml::scalar(child)?,
-                "instancebackuprulename" => out.instance_backup_rule_name = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (20, b"instancebackupruleid") => r.scalar(child, &mut seen, 0, &mut out.instance_backup_rule_id),
+            (22, b"instancebackuprulename") => r.scalar(child, &mut seen, 1, &mut out.instance_backup_rule_name),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -2160,24 +2271,25 @@ pub struct InstanceBackupRuleOfCreateBackupInstances {
 }
 
 impl crate::xml::FromXml for InstanceBackupRuleOfCreateBackupInstances {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "availabilityzone" => out.availability_zone = crate::xml::scalar(child)?,
-                "backupinstancemaxcount" => out.backup_instance_max_count = crate::xml::scalar(child)?,
-                "description" => out.description = crate::xml::scalar(child)?,
-                "instancebackupruleid" => out.instance_backup_rule_id = crate::xml::scalar(child)?,
-                "instancebackuprulename" => out.instance_backup_rule_name = crate::xml::scalar(child)?,
-                "instancesset" => out
-                    .instances_set
-                    .extend(crate::xml::list::<InstancesSetOfCreateBackupInstances>(child)?),
-                "regionname" => out.region_name = crate::xml::scalar(child)?,
-                "status" => out.status = crate::xml::scalar(child)?,
-                "timeslotid" => out.time_slot_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (16, b"availabilityzone") => r.scalar(child, &mut seen, 0, &mut out.availability_zone),
+            (22, b"backupinstancemaxcount") => r.scalar(child, &mut seen, 1, &mut out.backup_instance_max_count),
+            (11, b"description") => r.scalar(child, &mut seen, 2, &mut out.description),
+            (20, b"instancebackupruleid") => r.scalar(child, &mut seen, 3, &mut out.instance_backup_rule_id),
+            (22, b"instancebackuprulename") => r.scalar(child, &mut seen, 4, &mut out.instance_backup_rule_name),
+            (12, b"instancesset") => r.list(child, &mut out.instances_set),
+            (10, b"regionname") => r.scalar(child, &mut seen, 6, &mut out.region_name),
+            (6, b"status") => r.scalar(child, &mut seen, 7, &mut out.status),
+            (10, b"timeslotid") => r.scalar(child, &mut seen, 8, &mut out.time_slot_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -2210,24 +2322,25 @@ pub struct InstanceBackupRuleOfCreateInstanceBackupRule {
 }
 
 impl crate::xml::FromXml for InstanceBackupRuleOfCreateInstanceBackupRule {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "availabilityzone" => out.availability_zone = crate::xml::scalar(child)?,
-                "backupinstancemaxcount" => out.backup_instance_max_count = crate::xml::scalar(child)?,
-                "description" => out.description = crate::xml::scalar(child)?,
-                "instancebackupruleid" => out.instance_backup_rule_id = crate::xml::scalar(child)?,
-                "instancebackuprulename" => out.instance_backup_rule_name = crate::xml::scalar(child)?,
-                "instancesset" => out
-                    .instances_set
-                    .extend(crate::xml::list::<InstancesSetOfCreateInstanceBackupRule>(child)?),
-                "regionname" => out.region_name = crate::xml::scalar(child)?,
-                "status" => out.status = crate::xml::scalar(child)?,
-                "timeslotid" => out.time_slot_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (16, b"availabilityzone") => r.scalar(child, &mut seen, 0, &mut out.availability_zone),
+            (22, b"backupinstancemaxcount") => r.scalar(child, &mut seen, 1, &mut out.backup_instance_max_count),
+            (11, b"description") => r.scalar(child, &mut seen, 2, &mut out.description),
+            (20, b"instancebackupruleid") => r.scalar(child, &mut seen, 3, &mut out.instance_backup_rule_id),
+            (22, b"instancebackuprulename") => r.scalar(child, &mut seen, 4, &mut out.instance_backup_rule_name),
+            (12, b"instancesset") => r.list(child, &mut out.instances_set),
+            (10, b"regionname") => r.scalar(child, &mut seen, 6, &mut out.region_name),
+            (6, b"status") => r.scalar(child, &mut seen, 7, &mut out.status),
+            (10, b"timeslotid") => r.scalar(child, &mut seen, 8, &mut out.time_slot_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -2260,24 +2373,25 @@ pub struct InstanceBackupRulesSet {
 }
 
 impl crate::xml::FromXml for InstanceBackupRulesSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "availabilityzone" => out.availability_zone = crate::xml::scalar(child)?,
-                "backupinstancemaxcount" => out.backup_instance_max_count = crate::xml::scalar(child)?,
-                "description" => out.description = crate::xml::scalar(child)?,
-                "instancebackupruleid" => out.instance_backup_rule_id = crate::xml::scalar(child)?,
-                "instancebackuprulename" => out.instance_backup_rule_name = crate::xml::scalar(child)?,
-                "instancesset" => out
-                    .instances_set
-                    .extend(crate::xml::list::<InstancesSetOfDescribeInstanceBackupRules>(child)?),
-                "regionname" => out.region_name = crate::xml::scalar(child)?,
-                "status" => out.status = crate::xml::scalar(child)?,
-                "timeslotid" => out.time_slot_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (16, b"availabilityzone") => r.scalar(child, &mut seen, 0, &mut out.availability_zone),
+            (22, b"backupinstancemaxcount") => r.scalar(child, &mut seen, 1, &mut out.backup_instance_max_count),
+            (11, b"description") => r.scalar(child, &mut seen, 2, &mut out.description),
+            (20, b"instancebackupruleid") => r.scalar(child, &mut seen, 3, &mut out.instance_backup_rule_id),
+            (22, b"instancebackuprulename") => r.scalar(child, &mut seen, 4, &mut out.instance_backup_rule_name),
+            (12, b"instancesset") => r.list(child, &mut out.instances_set),
+            (10, b"regionname") => r.scalar(child, &mut seen, 6, &mut out.region_name),
+            (6, b"status") => r.scalar(child, &mut seen, 7, &mut out.status),
+            (10, b"timeslotid") => r.scalar(child, &mut seen, 8, &mut out.time_slot_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -2298,16 +2412,19 @@ pub struct InstanceSet {
 }
 
 impl crate::xml::FromXml for InstanceSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "instanceid" => out.instance_id = crate::xml::scalar(child)?,
-                "instancestate" => out.instance_state = crate::xml::scalar(child)?,
-                "instanceuniqueid" => out.instance_unique_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (10, b"instanceid") => r.scalar(child, &mut seen, 0, &mut out.instance_id),
+            (13, b"instancestate") => r.scalar(child, &mut seen, 1, &mut out.instance_state),
+            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 2, &mut out.instance_unique_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -2324,13 +2441,17 @@ pub struct InstanceType {
 }
 
 impl crate::xml::FromXml for InstanceType {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "value" {
-                out.value = crate::xml::scalar(child)?;
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (5, b"value") => r.scalar(child, &mut seen, 0, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -2445,75 +2566,66 @@ pub struct InstancesSet {
 }
 
 impl crate::xml::FromXml for InstancesSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "accountingtype" => out.accounting_type = crate::xml::scalar(child)?,
-                "amilaunchindex" => out.ami_launch_index = crate::xml::scalar(child)?,
-                "architecture" => out.architecture = crate::xml::scalar(child)?,
-                "autoscaling" => out.autoscaling = Some(<Autoscaling as crate::xml::FromXml>::from_xml(child)?),
-                "blockdevicemapping" => out
-                    .block_device_mapping
-                    .extend(crate::xml::list::<BlockDeviceMapping>(child)?),
-                "copyinfo" => out.copy_info = crate::xml::scalar(child)?,
-                "description" => out.description = crate::xml::scalar(child)?,
-                "dnsname" => out.dns_name = crate::xml::scalar(child)?,
-                "hotadd" => out.hot_add = crate::xml::scalar(child)?,
-                "imageid" => out.image_id = crate::xml::scalar(child)?,
-                "imagename" => out.image_name = crate::xml::scalar(child)?,
-                "instancebackuprule" => {
-                    out.instance_backup_rule = Some(<InstanceBackupRule as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "instanceid" => out.instance_id = crate::xml::scalar(child)?,
-                "instancelifecycle" => out.instance_lifecycle = crate::xml::scalar(child)?,
-                "instancestate" => out.instance_state = Some(<InstanceState as crate::xml::FromXml>::from_xml(child)?),
-                "instancetype" => out.instance_type = crate::xml::scalar(child)?,
-                "instanceuniqueid" => out.instance_unique_id = crate::xml::scalar(child)?,
-                "ipaddress" => out.ip_address = crate::xml::scalar(child)?,
-                "ipaddressv6" => out.ip_address_v6 = crate::xml::scalar(child)?,
-                "iptype" => out.ip_type = crate::xml::scalar(child)?,
-                "isgpuconfigurable" => out.is_gpu_configurable = crate::xml::scalar(child)?,
-                "isoimageset" => out.iso_image_set.extend(crate::xml::list::<IsoImageSet>(child)?),
-                "kernelid" => out.kernel_id = crate::xml::scalar(child)?,
-                "keyname" => out.key_name = crate::xml::scalar(child)?,
-                "launchtime" => out.launch_time = crate::xml::scalar(child)?,
-                "loadbalancing" => out.loadbalancing.extend(crate::xml::list::<Loadbalancing>(child)?),
-                "monitoring" => out.monitoring = Some(<Monitoring as crate::xml::FromXml>::from_xml(child)?),
-                "multiipaddressgroup" => {
-                    out.multi_ip_address_group = Some(<MultiIpAddressGroup as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "networkinterfaceset" => out
-                    .network_interface_set
-                    .extend(crate::xml::list::<NetworkInterfaceSetOfDescribeInstances>(child)?),
-                "nextmonthaccountingtype" => out.next_month_accounting_type = crate::xml::scalar(child)?,
-                "niftyelasticloadbalancing" => out
-                    .nifty_elastic_load_balancing
-                    .extend(crate::xml::list::<NiftyElasticLoadBalancing>(child)?),
-                "niftyprivateiptype" => out.nifty_private_ip_type = crate::xml::scalar(child)?,
-                "niftyprivatenetworktype" => out.nifty_private_network_type = crate::xml::scalar(child)?,
-                "niftysnapshotting" => out
-                    .nifty_snapshotting
-                    .extend(crate::xml::list::<NiftySnapshotting>(child)?),
-                "placement" => out.placement = Some(<Placement as crate::xml::FromXml>::from_xml(child)?),
-                "platform" => out.platform = crate::xml::scalar(child)?,
-                "privatednsname" => out.private_dns_name = crate::xml::scalar(child)?,
-                "privateipaddress" => out.private_ip_address = crate::xml::scalar(child)?,
-                "privateipaddressv6" => out.private_ip_address_v6 = crate::xml::scalar(child)?,
-                "productcodes" => out.product_codes.extend(crate::xml::list::<ProductCodes>(child)?),
-                "ramdiskid" => out.ramdisk_id = crate::xml::scalar(child)?,
-                "reason" => out.reason = crate::xml::scalar(child)?,
-                "rootdevicename" => out.root_device_name = crate::xml::scalar(child)?,
-                "rootdevicetype" => out.root_device_type = crate::xml::scalar(child)?,
-                "spotinstancerequestid" => out.spot_instance_request_id = crate::xml::scalar(child)?,
-                "statereason" => out.state_reason = Some(<StateReason as crate::xml::FromXml>::from_xml(child)?),
-                "subnetid" => out.subnet_id = crate::xml::scalar(child)?,
-                "tenancy" => out.tenancy = crate::xml::scalar(child)?,
-                "vmtools" => out.vm_tools = Some(<VmTools as crate::xml::FromXml>::from_xml(child)?),
-                "vpcid" => out.vpc_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (14, b"accountingtype") => r.scalar(child, &mut seen, 0, &mut out.accounting_type),
+            (14, b"amilaunchindex") => r.scalar(child, &mut seen, 1, &mut out.ami_launch_index),
+            (12, b"architecture") => r.scalar(child, &mut seen, 2, &mut out.architecture),
+            (11, b"autoscaling") => r.structure(child, &mut seen, 3, &mut out.autoscaling),
+            (18, b"blockdevicemapping") => r.list(child, &mut out.block_device_mapping),
+            (8, b"copyinfo") => r.scalar(child, &mut seen, 5, &mut out.copy_info),
+            (11, b"description") => r.scalar(child, &mut seen, 6, &mut out.description),
+            (7, b"dnsname") => r.scalar(child, &mut seen, 7, &mut out.dns_name),
+            (6, b"hotadd") => r.scalar(child, &mut seen, 8, &mut out.hot_add),
+            (7, b"imageid") => r.scalar(child, &mut seen, 9, &mut out.image_id),
+            (9, b"imagename") => r.scalar(child, &mut seen, 10, &mut out.image_name),
+            (18, b"instancebackuprule") => r.structure(child, &mut seen, 11, &mut out.instance_backup_rule),
+            (10, b"instanceid") => r.scalar(child, &mut seen, 12, &mut out.instance_id),
+            (17, b"instancelifecycle") => r.scalar(child, &mut seen, 13, &mut out.instance_lifecycle),
+            (13, b"instancestate") => r.structure(child, &mut seen, 14, &mut out.instance_state),
+            (12, b"instancetype") => r.scalar(child, &mut seen, 15, &mut out.instance_type),
+            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 16, &mut out.instance_unique_id),
+            (9, b"ipaddress") => r.scalar(child, &mut seen, 17, &mut out.ip_address),
+            (11, b"ipaddressv6") => r.scalar(child, &mut seen, 18, &mut out.ip_address_v6),
+            (6, b"iptype") => r.scalar(child, &mut seen, 19, &mut out.ip_type),
+            (17, b"isgpuconfigurable") => r.scalar(child, &mut seen, 20, &mut out.is_gpu_configurable),
+            (11, b"isoimageset") => r.list(child, &mut out.iso_image_set),
+            (8, b"kernelid") => r.scalar(child, &mut seen, 22, &mut out.kernel_id),
+            (7, b"keyname") => r.scalar(child, &mut seen, 23, &mut out.key_name),
+            (10, b"launchtime") => r.scalar(child, &mut seen, 24, &mut out.launch_time),
+            (13, b"loadbalancing") => r.list(child, &mut out.loadbalancing),
+            (10, b"monitoring") => r.structure(child, &mut seen, 26, &mut out.monitoring),
+            (19, b"multiipaddressgroup") => r.structure(child, &mut seen, 27, &mut out.multi_ip_address_group),
+            (19, b"networkinterfaceset") => r.list(child, &mut out.network_interface_set),
+            (23, b"nextmonthaccountingtype") => r.scalar(child, &mut seen, 29, &mut out.next_month_accounting_type),
+            (25, b"niftyelasticloadbalancing") => r.list(child, &mut out.nifty_elastic_load_balancing),
+            (18, b"niftyprivateiptype") => r.scalar(child, &mut seen, 31, &mut out.nifty_private_ip_type),
+            (23, b"niftyprivatenetworktype") => r.scalar(child, &mut seen, 32, &mut out.nifty_private_network_type),
+            (17, b"niftysnapshotting") => r.list(child, &mut out.nifty_snapshotting),
+            (9, b"placement") => r.structure(child, &mut seen, 34, &mut out.placement),
+            (8, b"platform") => r.scalar(child, &mut seen, 35, &mut out.platform),
+            (14, b"privatednsname") => r.scalar(child, &mut seen, 36, &mut out.private_dns_name),
+            (16, b"privateipaddress") => r.scalar(child, &mut seen, 37, &mut out.private_ip_address),
+            (18, b"privateipaddressv6") => r.scalar(child, &mut seen, 38, &mut out.private_ip_address_v6),
+            (12, b"productcodes") => r.list(child, &mut out.product_codes),
+            (9, b"ramdiskid") => r.scalar(child, &mut seen, 40, &mut out.ramdisk_id),
+            (6, b"reason") => r.scalar(child, &mut seen, 41, &mut out.reason),
+            (14, b"rootdevicename") => r.scalar(child, &mut seen, 42, &mut out.root_device_name),
+            (14, b"rootdevicetype") => r.scalar(child, &mut seen, 43, &mut out.root_device_type),
+            (21, b"spotinstancerequestid") => r.scalar(child, &mut seen, 44, &mut out.spot_instance_request_id),
+            (11, b"statereason") => r.structure(child, &mut seen, 45, &mut out.state_reason),
+            (8, b"subnetid") => r.scalar(child, &mut seen, 46, &mut out.subnet_id),
+            (7, b"tenancy") => r.scalar(child, &mut seen, 47, &mut out.tenancy),
+            (7, b"vmtools") => r.structure(child, &mut seen, 48, &mut out.vm_tools),
+            (5, b"vpcid") => r.scalar(child, &mut seen, 49, &mut out.vpc_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -2534,18 +2646,19 @@ pub struct InstancesSetOfCreateBackupInstances {
 }
 
 impl crate::xml::FromXml for InstancesSetOfCreateBackupInstances {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "backupinstancesset" => out
-                    .backup_instances_set
-                    .extend(crate::xml::list::<BackupInstancesSet>(child)?),
-                "instanceid" => out.instance_id = crate::xml::scalar(child)?,
-                "instanceuniqueid" => out.instance_unique_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (18, b"backupinstancesset") => r.list(child, &mut out.backup_instances_set),
+            (10, b"instanceid") => r.scalar(child, &mut seen, 1, &mut out.instance_id),
+            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 2, &mut out.instance_unique_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -2566,16 +2679,19 @@ pub struct InstancesSetOfCreateInstanceBackupRule {
 }
 
 impl crate::xml::FromXml for InstancesSetOfCreateInstanceBackupRule {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "backupinstancesset" => out.backup_instances_set = crate::xml::scalar(child)?,
-                "instanceid" => out.instance_id = crate::xml::scalar(child)?,
-                "instanceuniqueid" => out.instance_unique_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (18, b"backupinstancesset") => r.scalar(child, &mut seen, 0, &mut out.backup_instances_set),
+            (10, b"instanceid") => r.scalar(child, &mut seen, 1, &mut out.instance_id),
+            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 2, &mut out.instance_unique_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -2596,18 +2712,19 @@ pub struct InstancesSetOfDescribeInstanceBackupRules {
 }
 
 impl crate::xml::FromXml for InstancesSetOfDescribeInstanceBackupRules {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "backupinstancesset" => out
-                    .backup_instances_set
-                    .extend(crate::xml::list::<BackupInstancesSet>(child)?),
-                "instanceid" => out.instance_id = crate::xml::scalar(child)?,
-                "instanceuniqueid" => out.instance_unique_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (18, b"backupinstancesset") => r.list(child, &mut out.backup_instances_set),
+            (10, b"instanceid") => r.scalar(child, &mut seen, 1, &mut out.instance_id),
+            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 2, &mut out.instance_unique_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -2626,15 +2743,18 @@ pub struct InstancesSetOfNiftyDeregisterInstancesFromSeparateInstanceRule {
 }
 
 impl crate::xml::FromXml for InstancesSetOfNiftyDeregisterInstancesFromSeparateInstanceRule {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "instanceid" => out.instance_id = crate::xml::scalar(child)?,
-                "instanceuniqueid" => out.instance_unique_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (10, b"instanceid") => r.scalar(child, &mut seen, 0, &mut out.instance_id),
+            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 1, &mut out.instance_unique_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -2653,15 +2773,18 @@ pub struct InstancesSetOfNiftyDescribeSeparateInstanceRules {
 }
 
 impl crate::xml::FromXml for InstancesSetOfNiftyDescribeSeparateInstanceRules {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "instanceid" => out.instance_id = crate::xml::scalar(child)?,
-                "instanceuniqueid" => out.instance_unique_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (10, b"instanceid") => r.scalar(child, &mut seen, 0, &mut out.instance_id),
+            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 1, &mut out.instance_unique_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -2680,15 +2803,18 @@ pub struct InstancesSetOfNiftyRegisterInstancesWithSeparateInstanceRule {
 }
 
 impl crate::xml::FromXml for InstancesSetOfNiftyRegisterInstancesWithSeparateInstanceRule {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "instanceid" => out.instance_id = crate::xml::scalar(child)?,
-                "instanceuniqueid" => out.instance_unique_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (10, b"instanceid") => r.scalar(child, &mut seen, 0, &mut out.instance_id),
+            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 1, &mut out.instance_unique_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -2757,44 +2883,43 @@ pub struct InstancesSetOfRunInstances {
 }
 
 impl crate::xml::FromXml for InstancesSetOfRunInstances {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "accountingtype" => out.accounting_type = crate::xml::scalar(child)?,
-                "admin" => out.admin = crate::xml::scalar(child)?,
-                "architecture" => out.architecture = crate::xml::scalar(child)?,
-                "blockdevicemapping" => out
-                    .block_device_mapping
-                    .extend(crate::xml::list::<BlockDeviceMappingOfRunInstances>(child)?),
-                "description" => out.description = crate::xml::scalar(child)?,
-                "dnsname" => out.dns_name = crate::xml::scalar(child)?,
-                "imageid" => out.image_id = crate::xml::scalar(child)?,
-                "instanceid" => out.instance_id = crate::xml::scalar(child)?,
-                "instancestate" => out.instance_state = Some(<InstanceState as crate::xml::FromXml>::from_xml(child)?),
-                "instancetype" => out.instance_type = crate::xml::scalar(child)?,
-                "instanceuniqueid" => out.instance_unique_id = crate::xml::scalar(child)?,
-                "ipaddress" => out.ip_address = crate::xml::scalar(child)?,
-                "ipaddressv6" => out.ip_address_v6 = crate::xml::scalar(child)?,
-                "iptype" => out.ip_type = crate::xml::scalar(child)?,
-                "isoimage" => out.iso_image.extend(crate::xml::list::<IsoImage>(child)?),
-                "keyname" => out.key_name = crate::xml::scalar(child)?,
-                "launchtime" => out.launch_time = crate::xml::scalar(child)?,
-                "monitoring" => out.monitoring = Some(<Monitoring as crate::xml::FromXml>::from_xml(child)?),
-                "networkinterfaceset" => out
-                    .network_interface_set
-                    .extend(crate::xml::list::<NetworkInterfaceSetOfRunInstances>(child)?),
-                "niftyprivateiptype" => out.nifty_private_ip_type = crate::xml::scalar(child)?,
-                "placement" => out.placement = Some(<Placement as crate::xml::FromXml>::from_xml(child)?),
-                "platform" => out.platform = crate::xml::scalar(child)?,
-                "privatednsname" => out.private_dns_name = crate::xml::scalar(child)?,
-                "privateipaddress" => out.private_ip_address = crate::xml::scalar(child)?,
-                "privateipaddressv6" => out.private_ip_address_v6 = crate::xml::scalar(child)?,
-                "reason" => out.reason = crate::xml::scalar(child)?,
-                "rootdevicetype" => out.root_device_type = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (14, b"accountingtype") => r.scalar(child, &mut seen, 0, &mut out.accounting_type),
+            (5, b"admin") => r.scalar(child, &mut seen, 1, &mut out.admin),
+            (12, b"architecture") => r.scalar(child, &mut seen, 2, &mut out.architecture),
+            (18, b"blockdevicemapping") => r.list(child, &mut out.block_device_mapping),
+            (11, b"description") => r.scalar(child, &mut seen, 4, &mut out.description),
+            (7, b"dnsname") => r.scalar(child, &mut seen, 5, &mut out.dns_name),
+            (7, b"imageid") => r.scalar(child, &mut seen, 6, &mut out.image_id),
+            (10, b"instanceid") => r.scalar(child, &mut seen, 7, &mut out.instance_id),
+            (13, b"instancestate") => r.structure(child, &mut seen, 8, &mut out.instance_state),
+            (12, b"instancetype") => r.scalar(child, &mut seen, 9, &mut out.instance_type),
+            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 10, &mut out.instance_unique_id),
+            (9, b"ipaddress") => r.scalar(child, &mut seen, 11, &mut out.ip_address),
+            (11, b"ipaddressv6") => r.scalar(child, &mut seen, 12, &mut out.ip_address_v6),
+            (6, b"iptype") => r.scalar(child, &mut seen, 13, &mut out.ip_type),
+            (8, b"isoimage") => r.list(child, &mut out.iso_image),
+            (7, b"keyname") => r.scalar(child, &mut seen, 15, &mut out.key_name),
+            (10, b"launchtime") => r.scalar(child, &mut seen, 16, &mut out.launch_time),
+            (10, b"monitoring") => r.structure(child, &mut seen, 17, &mut out.monitoring),
+            (19, b"networkinterfaceset") => r.list(child, &mut out.network_interface_set),
+            (18, b"niftyprivateiptype") => r.scalar(child, &mut seen, 19, &mut out.nifty_private_ip_type),
+            (9, b"placement") => r.structure(child, &mut seen, 20, &mut out.placement),
+            (8, b"platform") => r.scalar(child, &mut seen, 21, &mut out.platform),
+            (14, b"privatednsname") => r.scalar(child, &mut seen, 22, &mut out.private_dns_name),
+            (16, b"privateipaddress") => r.scalar(child, &mut seen, 23, &mut out.private_ip_address),
+            (18, b"privateipaddressv6") => r.scalar(child, &mut seen, 24, &mut out.private_ip_address_v6),
+            (6, b"reason") => r.scalar(child, &mut seen, 25, &mut out.reason),
+            (14, b"rootdevicetype") => r.scalar(child, &mut seen, 26, &mut out.root_device_type),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -2819,18 +2944,21 @@ pub struct InstancesSetOfStartInstances {
 }
 
 impl crate::xml::FromXml for InstancesSetOfStartInstances {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "currentstate" => out.current_state = Some(<CurrentState as crate::xml::FromXml>::from_xml(child)?),
-                "instanceid" => out.instance_id = crate::xml::scalar(child)?,
-                "instanceuniqueid" => out.instance_unique_id = crate::xml::scalar(child)?,
-                "previousstate" => out.previous_state = Some(<PreviousState as crate::xml::FromXml>::from_xml(child)?),
-                "tenancy" => out.tenancy = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (12, b"currentstate") => r.structure(child, &mut seen, 0, &mut out.current_state),
+            (10, b"instanceid") => r.scalar(child, &mut seen, 1, &mut out.instance_id),
+            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 2, &mut out.instance_unique_id),
+            (13, b"previousstate") => r.structure(child, &mut seen, 3, &mut out.previous_state),
+            (7, b"tenancy") => r.scalar(child, &mut seen, 4, &mut out.tenancy),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -2855,18 +2983,21 @@ pub struct InstancesSetOfStopInstances {
 }
 
 impl crate::xml::FromXml for InstancesSetOfStopInstances {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "currentstate" => out.current_state = Some(<CurrentState as crate::xml::FromXml>::from_xml(child)?),
-                "instanceid" => out.instance_id = crate::xml::scalar(child)?,
-                "instanceuniqueid" => out.instance_unique_id = crate::xml::scalar(child)?,
-                "previousstate" => out.previous_state = Some(<PreviousState as crate::xml::FromXml>::from_xml(child)?),
-                "tenancy" => out.tenancy = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (12, b"currentstate") => r.structure(child, &mut seen, 0, &mut out.current_state),
+            (10, b"instanceid") => r.scalar(child, &mut seen, 1, &mut out.instance_id),
+            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 2, &mut out.instance_unique_id),
+            (13, b"previousstate") => r.structure(child, &mut seen, 3, &mut out.previous_state),
+            (7, b"tenancy") => r.scalar(child, &mut seen, 4, &mut out.tenancy),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -2889,17 +3020,20 @@ pub struct InstancesSetOfTerminateInstances {
 }
 
 impl crate::xml::FromXml for InstancesSetOfTerminateInstances {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "currentstate" => out.current_state = Some(<CurrentState as crate::xml::FromXml>::from_xml(child)?),
-                "instanceid" => out.instance_id = crate::xml::scalar(child)?,
-                "instanceuniqueid" => out.instance_unique_id = crate::xml::scalar(child)?,
-                "previousstate" => out.previous_state = Some(<PreviousState as crate::xml::FromXml>::from_xml(child)?),
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (12, b"currentstate") => r.structure(child, &mut seen, 0, &mut out.current_state),
+            (10, b"instanceid") => r.scalar(child, &mut seen, 1, &mut out.instance_id),
+            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 2, &mut out.instance_unique_id),
+            (13, b"previousstate") => r.structure(child, &mut seen, 3, &mut out.previous_state),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -2916,13 +3050,17 @@ pub struct IpType {
 }
 
 impl crate::xml::FromXml for IpType {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "value" {
-                out.value = crate::xml::scalar(child)?;
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (5, b"value") => r.scalar(child, &mut seen, 0, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -2941,15 +3079,18 @@ pub struct IsoImage {
 }
 
 impl crate::xml::FromXml for IsoImage {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "isoimageid" => out.iso_image_id = crate::xml::scalar(child)?,
-                "isoimagename" => out.iso_image_name = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (10, b"isoimageid") => r.scalar(child, &mut seen, 0, &mut out.iso_image_id),
+            (12, b"isoimagename") => r.scalar(child, &mut seen, 1, &mut out.iso_image_name),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -2968,15 +3109,18 @@ pub struct IsoImageSet {
 }
 
 impl crate::xml::FromXml for IsoImageSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "isoimageid" => out.iso_image_id = crate::xml::scalar(child)?,
-                "isoimagename" => out.iso_image_name = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (10, b"isoimageid") => r.scalar(child, &mut seen, 0, &mut out.iso_image_id),
+            (12, b"isoimagename") => r.scalar(child, &mut seen, 1, &mut out.iso_image_name),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -2999,17 +3143,20 @@ pub struct Loadbalancing {
 }
 
 impl crate::xml::FromXml for Loadbalancing {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "instanceport" => out.instance_port = crate::xml::scalar(child)?,
-                "loadbalancername" => out.load_balancer_name = crate::xml::scalar(child)?,
-                "loadbalancerport" => out.load_balancer_port = crate::xml::scalar(child)?,
-                "state" => out.state = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (12, b"instanceport") => r.scalar(child, &mut seen, 0, &mut out.instance_port),
+            (16, b"loadbalancername") => r.scalar(child, &mut seen, 1, &mut out.load_balancer_name),
+            (16, b"loadbalancerport") => r.scalar(child, &mut seen, 2, &mut out.load_balancer_port),
+            (5, b"state") => r.scalar(child, &mut seen, 3, &mut out.state),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -3123,15 +3270,21 @@ pub struct ModifyInstanceAttributeResult {
 }
 
 impl crate::xml::FromXml for ModifyInstanceAttributeResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -3231,15 +3384,21 @@ pub struct ModifyInstanceBackupRuleAttributeResult {
 }
 
 impl crate::xml::FromXml for ModifyInstanceBackupRuleAttributeResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -3256,13 +3415,17 @@ pub struct Monitoring {
 }
 
 impl crate::xml::FromXml for Monitoring {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "state" {
-                out.state = crate::xml::scalar(child)?;
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (5, b"state") => r.scalar(child, &mut seen, 0, &mut out.state),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -3281,15 +3444,18 @@ pub struct MultiIpAddressGroup {
 }
 
 impl crate::xml::FromXml for MultiIpAddressGroup {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "multiipaddressgroupid" => out.multi_ip_address_group_id = crate::xml::scalar(child)?,
-                "multiipaddressgroupname" => out.multi_ip_address_group_name = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (21, b"multiipaddressgroupid") => r.scalar(child, &mut seen, 0, &mut out.multi_ip_address_group_id),
+            (23, b"multiipaddressgroupname") => r.scalar(child, &mut seen, 1, &mut out.multi_ip_address_group_name),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -3306,13 +3472,17 @@ pub struct MultiIpAddressesSet {
 }
 
 impl crate::xml::FromXml for MultiIpAddressesSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "ipaddress" {
-                out.ip_address = crate::xml::scalar(child)?;
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"ipaddress") => r.scalar(child, &mut seen, 0, &mut out.ip_address),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -3363,33 +3533,34 @@ pub struct NetworkInterfaceSet {
 }
 
 impl crate::xml::FromXml for NetworkInterfaceSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "association" => out.association = Some(<Association as crate::xml::FromXml>::from_xml(child)?),
-                "attachment" => out.attachment = Some(<Attachment as crate::xml::FromXml>::from_xml(child)?),
-                "description" => out.description = crate::xml::scalar(child)?,
-                "groupset" => out.group_set = crate::xml::scalar(child)?,
-                "macaddress" => out.mac_address = crate::xml::scalar(child)?,
-                "multiipaddressesset" => out
-                    .multi_ip_addresses_set
-                    .extend(crate::xml::list::<MultiIpAddressesSet>(child)?),
-                "networkinterfaceid" => out.network_interface_id = crate::xml::scalar(child)?,
-                "niftynetworkid" => out.nifty_network_id = crate::xml::scalar(child)?,
-                "niftynetworkname" => out.nifty_network_name = crate::xml::scalar(child)?,
-                "ownerid" => out.owner_id = crate::xml::scalar(child)?,
-                "privatednsname" => out.private_dns_name = crate::xml::scalar(child)?,
-                "privateipaddress" => out.private_ip_address = crate::xml::scalar(child)?,
-                "privateipaddressv6" => out.private_ip_address_v6 = crate::xml::scalar(child)?,
-                "privateipaddressesset" => out.private_ip_addresses_set = crate::xml::scalar(child)?,
-                "sourcedestcheck" => out.source_dest_check = crate::xml::scalar(child)?,
-                "status" => out.status = crate::xml::scalar(child)?,
-                "subnetid" => out.subnet_id = crate::xml::scalar(child)?,
-                "vpcid" => out.vpc_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (11, b"association") => r.structure(child, &mut seen, 0, &mut out.association),
+            (10, b"attachment") => r.structure(child, &mut seen, 1, &mut out.attachment),
+            (11, b"description") => r.scalar(child, &mut seen, 2, &mut out.description),
+            (8, b"groupset") => r.scalar(child, &mut seen, 3, &mut out.group_set),
+            (10, b"macaddress") => r.scalar(child, &mut seen, 4, &mut out.mac_address),
+            (19, b"multiipaddressesset") => r.list(child, &mut out.multi_ip_addresses_set),
+            (18, b"networkinterfaceid") => r.scalar(child, &mut seen, 6, &mut out.network_interface_id),
+            (14, b"niftynetworkid") => r.scalar(child, &mut seen, 7, &mut out.nifty_network_id),
+            (16, b"niftynetworkname") => r.scalar(child, &mut seen, 8, &mut out.nifty_network_name),
+            (7, b"ownerid") => r.scalar(child, &mut seen, 9, &mut out.owner_id),
+            (14, b"privatednsname") => r.scalar(child, &mut seen, 10, &mut out.private_dns_name),
+            (16, b"privateipaddress") => r.scalar(child, &mut seen, 11, &mut out.private_ip_address),
+            (18, b"privateipaddressv6") => r.scalar(child, &mut seen, 12, &mut out.private_ip_address_v6),
+            (21, b"privateipaddressesset") => r.scalar(child, &mut seen, 13, &mut out.private_ip_addresses_set),
+            (15, b"sourcedestcheck") => r.scalar(child, &mut seen, 14, &mut out.source_dest_check),
+            (6, b"status") => r.scalar(child, &mut seen, 15, &mut out.status),
+            (8, b"subnetid") => r.scalar(child, &mut seen, 16, &mut out.subnet_id),
+            (5, b"vpcid") => r.scalar(child, &mut seen, 17, &mut out.vpc_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -3436,39 +3607,32 @@ pub struct NetworkInterfaceSetOfCopyFromBackupInstance {
 }
 
 impl crate::xml::FromXml for NetworkInterfaceSetOfCopyFromBackupInstance {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "association" => {
-                    out.association = Some(<AssociationOfCopyFromBackupInstance as crate::xml::FromXml>::from_xml(
-                        child,
-                    )?)
-                }
-                "attachment" => {
-                    out.attachment = Some(<AttachmentOfCopyFromBackupInstance as crate::xml::FromXml>::from_xml(
-                        child,
-                    )?)
-                }
-                "description" => out.description = crate::xml::scalar(child)?,
-                "groupset" => out.group_set.extend(crate::xml::list::<GroupSet>(child)?),
-                "macaddress" => out.mac_address = crate::xml::scalar(child)?,
-                "networkinterfaceid" => out.network_interface_id = crate::xml::scalar(child)?,
-                "niftynetworkid" => out.nifty_network_id = crate::xml::scalar(child)?,
-                "niftynetworkname" => out.nifty_network_name = crate::xml::scalar(child)?,
-                "ownerid" => out.owner_id = crate::xml::scalar(child)?,
-                "privatednsname" => out.private_dns_name = crate::xml::scalar(child)?,
-                "privateipaddress" => out.private_ip_address = crate::xml::scalar(child)?,
-                "privateipaddressesset" => out.private_ip_addresses_set.extend(crate::xml::list::<
-                    PrivateIpAddressesSetOfCopyFromBackupInstance,
-                >(child)?),
-                "sourcedestcheck" => out.source_dest_check = crate::xml::scalar(child)?,
-                "status" => out.status = crate::xml::scalar(child)?,
-                "subnetid" => out.subnet_id = crate::xml::scalar(child)?,
-                "vpcid" => out.vpc_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (11, b"association") => r.structure(child, &mut seen, 0, &mut out.association),
+            (10, b"attachment") => r.structure(child, &mut seen, 1, &mut out.attachment),
+            (11, b"description") => r.scalar(child, &mut seen, 2, &mut out.description),
+            (8, b"groupset") => r.list(child, &mut out.group_set),
+            (10, b"macaddress") => r.scalar(child, &mut seen, 4, &mut out.mac_address),
+            (18, b"networkinterfaceid") => r.scalar(child, &mut seen, 5, &mut out.network_interface_id),
+            (14, b"niftynetworkid") => r.scalar(child, &mut seen, 6, &mut out.nifty_network_id),
+            (16, b"niftynetworkname") => r.scalar(child, &mut seen, 7, &mut out.nifty_network_name),
+            (7, b"ownerid") => r.scalar(child, &mut seen, 8, &mut out.owner_id),
+            (14, b"privatednsname") => r.scalar(child, &mut seen, 9, &mut out.private_dns_name),
+            (16, b"privateipaddress") => r.scalar(child, &mut seen, 10, &mut out.private_ip_address),
+            (21, b"privateipaddressesset") => r.list(child, &mut out.private_ip_addresses_set),
+            (15, b"sourcedestcheck") => r.scalar(child, &mut seen, 12, &mut out.source_dest_check),
+            (6, b"status") => r.scalar(child, &mut seen, 13, &mut out.status),
+            (8, b"subnetid") => r.scalar(child, &mut seen, 14, &mut out.subnet_id),
+            (5, b"vpcid") => r.scalar(child, &mut seen, 15, &mut out.vpc_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -3519,35 +3683,34 @@ pub struct NetworkInterfaceSetOfDescribeInstances {
 }
 
 impl crate::xml::FromXml for NetworkInterfaceSetOfDescribeInstances {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "association" => out.association = Some(<Association as crate::xml::FromXml>::from_xml(child)?),
-                "attachment" => out.attachment = Some(<Attachment as crate::xml::FromXml>::from_xml(child)?),
-                "description" => out.description = crate::xml::scalar(child)?,
-                "groupset" => out.group_set.extend(crate::xml::list::<GroupSet>(child)?),
-                "macaddress" => out.mac_address = crate::xml::scalar(child)?,
-                "multiipaddressesset" => out
-                    .multi_ip_addresses_set
-                    .extend(crate::xml::list::<MultiIpAddressesSet>(child)?),
-                "networkinterfaceid" => out.network_interface_id = crate::xml::scalar(child)?,
-                "niftynetworkid" => out.nifty_network_id = crate::xml::scalar(child)?,
-                "niftynetworkname" => out.nifty_network_name = crate::xml::scalar(child)?,
-                "ownerid" => out.owner_id = crate::xml::scalar(child)?,
-                "privatednsname" => out.private_dns_name = crate::xml::scalar(child)?,
-                "privateipaddress" => out.private_ip_address = crate::xml::scalar(child)?,
-                "privateipaddressv6" => out.private_ip_address_v6 = crate::xml::scalar(child)?,
-                "privateipaddressesset" => out
-                    .private_ip_addresses_set
-                    .extend(crate::xml::list::<PrivateIpAddressesSet>(child)?),
-                "sourcedestcheck" => out.source_dest_check = crate::xml::scalar(child)?,
-                "status" => out.status = crate::xml::scalar(child)?,
-                "subnetid" => out.subnet_id = crate::xml::scalar(child)?,
-                "vpcid" => out.vpc_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (11, b"association") => r.structure(child, &mut seen, 0, &mut out.association),
+            (10, b"attachment") => r.structure(child, &mut seen, 1, &mut out.attachment),
+            (11, b"description") => r.scalar(child, &mut seen, 2, &mut out.description),
+            (8, b"groupset") => r.list(child, &mut out.group_set),
+            (10, b"macaddress") => r.scalar(child, &mut seen, 4, &mut out.mac_address),
+            (19, b"multiipaddressesset") => r.list(child, &mut out.multi_ip_addresses_set),
+            (18, b"networkinterfaceid") => r.scalar(child, &mut seen, 6, &mut out.network_interface_id),
+            (14, b"niftynetworkid") => r.scalar(child, &mut seen, 7, &mut out.nifty_network_id),
+            (16, b"niftynetworkname") => r.scalar(child, &mut seen, 8, &mut out.nifty_network_name),
+            (7, b"ownerid") => r.scalar(child, &mut seen, 9, &mut out.owner_id),
+            (14, b"privatednsname") => r.scalar(child, &mut seen, 10, &mut out.private_dns_name),
+            (16, b"privateipaddress") => r.scalar(child, &mut seen, 11, &mut out.private_ip_address),
+            (18, b"privateipaddressv6") => r.scalar(child, &mut seen, 12, &mut out.private_ip_address_v6),
+            (21, b"privateipaddressesset") => r.list(child, &mut out.private_ip_addresses_set),
+            (15, b"sourcedestcheck") => r.scalar(child, &mut seen, 14, &mut out.source_dest_check),
+            (6, b"status") => r.scalar(child, &mut seen, 15, &mut out.status),
+            (8, b"subnetid") => r.scalar(child, &mut seen, 16, &mut out.subnet_id),
+            (5, b"vpcid") => r.scalar(child, &mut seen, 17, &mut out.vpc_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -3590,31 +3753,30 @@ pub struct NetworkInterfaceSetOfImportInstance {
 }
 
 impl crate::xml::FromXml for NetworkInterfaceSetOfImportInstance {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "association" => {
-                    out.association = Some(<AssociationOfImportInstance as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "attachment" => {
-                    out.attachment = Some(<AttachmentOfImportInstance as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "description" => out.description = crate::xml::scalar(child)?,
-                "groupset" => out.group_set = crate::xml::scalar(child)?,
-                "networkinterfaceid" => out.network_interface_id = crate::xml::scalar(child)?,
-                "niftynetworkid" => out.nifty_network_id = crate::xml::scalar(child)?,
-                "niftynetworkname" => out.nifty_network_name = crate::xml::scalar(child)?,
-                "ownerid" => out.owner_id = crate::xml::scalar(child)?,
-                "privatednsname" => out.private_dns_name = crate::xml::scalar(child)?,
-                "privateipaddressesset" => out.private_ip_addresses_set = crate::xml::scalar(child)?,
-                "sourcedestcheck" => out.source_dest_check = crate::xml::scalar(child)?,
-                "status" => out.status = crate::xml::scalar(child)?,
-                "subnetid" => out.subnet_id = crate::xml::scalar(child)?,
-                "vpcid" => out.vpc_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (11, b"association") => r.structure(child, &mut seen, 0, &mut out.association),
+            (10, b"attachment") => r.structure(child, &mut seen, 1, &mut out.attachment),
+            (11, b"description") => r.scalar(child, &mut seen, 2, &mut out.description),
+            (8, b"groupset") => r.scalar(child, &mut seen, 3, &mut out.group_set),
+            (18, b"networkinterfaceid") => r.scalar(child, &mut seen, 4, &mut out.network_interface_id),
+            (14, b"niftynetworkid") => r.scalar(child, &mut seen, 5, &mut out.nifty_network_id),
+            (16, b"niftynetworkname") => r.scalar(child, &mut seen, 6, &mut out.nifty_network_name),
+            (7, b"ownerid") => r.scalar(child, &mut seen, 7, &mut out.owner_id),
+            (14, b"privatednsname") => r.scalar(child, &mut seen, 8, &mut out.private_dns_name),
+            (21, b"privateipaddressesset") => r.scalar(child, &mut seen, 9, &mut out.private_ip_addresses_set),
+            (15, b"sourcedestcheck") => r.scalar(child, &mut seen, 10, &mut out.source_dest_check),
+            (6, b"status") => r.scalar(child, &mut seen, 11, &mut out.status),
+            (8, b"subnetid") => r.scalar(child, &mut seen, 12, &mut out.subnet_id),
+            (5, b"vpcid") => r.scalar(child, &mut seen, 13, &mut out.vpc_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -3657,33 +3819,30 @@ pub struct NetworkInterfaceSetOfRunInstances {
 }
 
 impl crate::xml::FromXml for NetworkInterfaceSetOfRunInstances {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "association" => {
-                    out.association = Some(<AssociationOfRunInstances as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "attachment" => {
-                    out.attachment = Some(<AttachmentOfRunInstances as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "description" => out.description = crate::xml::scalar(child)?,
-                "groupset" => out.group_set.extend(crate::xml::list::<GroupSet>(child)?),
-                "networkinterfaceid" => out.network_interface_id = crate::xml::scalar(child)?,
-                "niftynetworkid" => out.nifty_network_id = crate::xml::scalar(child)?,
-                "niftynetworkname" => out.nifty_network_name = crate::xml::scalar(child)?,
-                "ownerid" => out.owner_id = crate::xml::scalar(child)?,
-                "privatednsname" => out.private_dns_name = crate::xml::scalar(child)?,
-                "privateipaddressesset" => out
-                    .private_ip_addresses_set
-                    .extend(crate::xml::list::<PrivateIpAddressesSetOfRunInstances>(child)?),
-                "sourcedestcheck" => out.source_dest_check = crate::xml::scalar(child)?,
-                "status" => out.status = crate::xml::scalar(child)?,
-                "subnetid" => out.subnet_id = crate::xml::scalar(child)?,
-                "vpcid" => out.vpc_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (11, b"association") => r.structure(child, &mut seen, 0, &mut out.association),
+            (10, b"attachment") => r.structure(child, &mut seen, 1, &mut out.attachment),
+            (11, b"description") => r.scalar(child, &mut seen, 2, &mut out.description),
+            (8, b"groupset") => r.list(child, &mut out.group_set),
+            (18, b"networkinterfaceid") => r.scalar(child, &mut seen, 4, &mut out.network_interface_id),
+            (14, b"niftynetworkid") => r.scalar(child, &mut seen, 5, &mut out.nifty_network_id),
+            (16, b"niftynetworkname") => r.scalar(child, &mut seen, 6, &mut out.nifty_network_name),
+            (7, b"ownerid") => r.scalar(child, &mut seen, 7, &mut out.owner_id),
+            (14, b"privatednsname") => r.scalar(child, &mut seen, 8, &mut out.private_dns_name),
+            (21, b"privateipaddressesset") => r.list(child, &mut out.private_ip_addresses_set),
+            (15, b"sourcedestcheck") => r.scalar(child, &mut seen, 10, &mut out.source_dest_check),
+            (6, b"status") => r.scalar(child, &mut seen, 11, &mut out.status),
+            (8, b"subnetid") => r.scalar(child, &mut seen, 12, &mut out.subnet_id),
+            (5, b"vpcid") => r.scalar(child, &mut seen, 13, &mut out.vpc_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -3700,13 +3859,17 @@ pub struct NextMonthAccountingType {
 }
 
 impl crate::xml::FromXml for NextMonthAccountingType {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "value" {
-                out.value = crate::xml::scalar(child)?;
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (5, b"value") => r.scalar(child, &mut seen, 0, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -3795,16 +3958,22 @@ pub struct NiftyCreateInstanceSnapshotResult {
 }
 
 impl crate::xml::FromXml for NiftyCreateInstanceSnapshotResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "instanceset" => out.instance_set.extend(crate::xml::list::<InstanceSet>(child)?),
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "snapshotname" => out.snapshot_name = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (11, b"instanceset") => r.list(child, &mut out.instance_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            (12, b"snapshotname") => r.scalar(child, &mut seen, 2, &mut out.snapshot_name),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -3923,15 +4092,21 @@ pub struct NiftyCreateSeparateInstanceRuleResult {
 }
 
 impl crate::xml::FromXml for NiftyCreateSeparateInstanceRuleResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -4001,17 +4176,21 @@ pub struct NiftyDeleteInstanceSnapshotResult {
 }
 
 impl crate::xml::FromXml for NiftyDeleteInstanceSnapshotResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "snapshotinfoset" => out
-                    .snapshot_info_set
-                    .extend(crate::xml::list::<SnapshotInfoSet>(child)?),
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (15, b"snapshotinfoset") => r.list(child, &mut out.snapshot_info_set),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -4079,15 +4258,21 @@ pub struct NiftyDeleteSeparateInstanceRuleResult {
 }
 
 impl crate::xml::FromXml for NiftyDeleteSeparateInstanceRuleResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -4179,17 +4364,21 @@ pub struct NiftyDeregisterInstancesFromSeparateInstanceRuleResult {
 }
 
 impl crate::xml::FromXml for NiftyDeregisterInstancesFromSeparateInstanceRuleResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "instancesset" => out.instances_set.extend(crate::xml::list::<
-                    InstancesSetOfNiftyDeregisterInstancesFromSeparateInstanceRule,
-                >(child)?),
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (12, b"instancesset") => r.list(child, &mut out.instances_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -4267,17 +4456,21 @@ pub struct NiftyDescribeInstanceSnapshotsResult {
 }
 
 impl crate::xml::FromXml for NiftyDescribeInstanceSnapshotsResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "snapshotinfoset" => out
-                    .snapshot_info_set
-                    .extend(crate::xml::list::<SnapshotInfoSet>(child)?),
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (15, b"snapshotinfoset") => r.list(child, &mut out.snapshot_info_set),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -4354,17 +4547,21 @@ pub struct NiftyDescribeSeparateInstanceRulesResult {
 }
 
 impl crate::xml::FromXml for NiftyDescribeSeparateInstanceRulesResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "separateinstancerulesinfo" => out
-                    .separate_instance_rules_info
-                    .extend(crate::xml::list::<SeparateInstanceRulesInfo>(child)?),
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (25, b"separateinstancerulesinfo") => r.list(child, &mut out.separate_instance_rules_info),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -4389,18 +4586,21 @@ pub struct NiftyElasticLoadBalancing {
 }
 
 impl crate::xml::FromXml for NiftyElasticLoadBalancing {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "elasticloadbalancerid" => out.elastic_load_balancer_id = crate::xml::scalar(child)?,
-                "elasticloadbalancername" => out.elastic_load_balancer_name = crate::xml::scalar(child)?,
-                "elasticloadbalancerport" => out.elastic_load_balancer_port = crate::xml::scalar(child)?,
-                "instanceport" => out.instance_port = crate::xml::scalar(child)?,
-                "protocol" => out.protocol = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (21, b"elasticloadbalancerid") => r.scalar(child, &mut seen, 0, &mut out.elastic_load_balancer_id),
+            (23, b"elasticloadbalancername") => r.scalar(child, &mut seen, 1, &mut out.elastic_load_balancer_name),
+            (23, b"elasticloadbalancerport") => r.scalar(child, &mut seen, 2, &mut out.elastic_load_balancer_port),
+            (12, b"instanceport") => r.scalar(child, &mut seen, 3, &mut out.instance_port),
+            (8, b"protocol") => r.scalar(child, &mut seen, 4, &mut out.protocol),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -4495,15 +4695,21 @@ pub struct NiftyModifyInstanceSnapshotAttributeResult {
 }
 
 impl crate::xml::FromXml for NiftyModifyInstanceSnapshotAttributeResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -4520,13 +4726,17 @@ pub struct NiftyPrivateIpType {
 }
 
 impl crate::xml::FromXml for NiftyPrivateIpType {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "value" {
-                out.value = crate::xml::scalar(child)?;
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (5, b"value") => r.scalar(child, &mut seen, 0, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -4618,17 +4828,21 @@ pub struct NiftyRegisterInstancesWithSeparateInstanceRuleResult {
 }
 
 impl crate::xml::FromXml for NiftyRegisterInstancesWithSeparateInstanceRuleResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "instancesset" => out.instances_set.extend(crate::xml::list::<
-                    InstancesSetOfNiftyRegisterInstancesWithSeparateInstanceRule,
-                >(child)?),
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (12, b"instancesset") => r.list(child, &mut out.instances_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -4698,15 +4912,21 @@ pub struct NiftyRestoreInstanceSnapshotResult {
 }
 
 impl crate::xml::FromXml for NiftyRestoreInstanceSnapshotResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -4780,17 +5000,23 @@ pub struct NiftyRetryImportInstanceResult {
 }
 
 impl crate::xml::FromXml for NiftyRetryImportInstanceResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "instanceid" => out.instance_id = crate::xml::scalar(child)?,
-                "instancestate" => out.instance_state = crate::xml::scalar(child)?,
-                "instanceuniqueid" => out.instance_unique_id = crate::xml::scalar(child)?,
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (10, b"instanceid") => r.scalar(child, &mut seen, 0, &mut out.instance_id),
+            (13, b"instancestate") => r.scalar(child, &mut seen, 1, &mut out.instance_state),
+            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 2, &mut out.instance_unique_id),
+            (9, b"requestid") => r.scalar(child, &mut seen, 3, &mut out.request_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -4807,13 +5033,17 @@ pub struct NiftySnapshotting {
 }
 
 impl crate::xml::FromXml for NiftySnapshotting {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "state" {
-                out.state = crate::xml::scalar(child)?;
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (5, b"state") => r.scalar(child, &mut seen, 0, &mut out.state),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -4897,15 +5127,21 @@ pub struct NiftyUpdateInstanceNetworkInterfacesResult {
 }
 
 impl crate::xml::FromXml for NiftyUpdateInstanceNetworkInterfacesResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -4999,15 +5235,21 @@ pub struct NiftyUpdateSeparateInstanceRuleResult {
 }
 
 impl crate::xml::FromXml for NiftyUpdateSeparateInstanceRuleResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -5026,15 +5268,18 @@ pub struct PreviousState {
 }
 
 impl crate::xml::FromXml for PreviousState {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "code" => out.code = crate::xml::scalar(child)?,
-                "name" => out.name = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (4, b"code") => r.scalar(child, &mut seen, 0, &mut out.code),
+            (4, b"name") => r.scalar(child, &mut seen, 1, &mut out.name),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -5057,17 +5302,20 @@ pub struct PrivateIpAddressesSet {
 }
 
 impl crate::xml::FromXml for PrivateIpAddressesSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "association" => out.association = Some(<Association as crate::xml::FromXml>::from_xml(child)?),
-                "primary" => out.primary = crate::xml::scalar(child)?,
-                "privatednsname" => out.private_dns_name = crate::xml::scalar(child)?,
-                "privateipaddress" => out.private_ip_address = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (11, b"association") => r.structure(child, &mut seen, 0, &mut out.association),
+            (7, b"primary") => r.scalar(child, &mut seen, 1, &mut out.primary),
+            (14, b"privatednsname") => r.scalar(child, &mut seen, 2, &mut out.private_dns_name),
+            (16, b"privateipaddress") => r.scalar(child, &mut seen, 3, &mut out.private_ip_address),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -5090,21 +5338,20 @@ pub struct PrivateIpAddressesSetOfCopyFromBackupInstance {
 }
 
 impl crate::xml::FromXml for PrivateIpAddressesSetOfCopyFromBackupInstance {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "association" => {
-                    out.association = Some(<AssociationOfCopyFromBackupInstance as crate::xml::FromXml>::from_xml(
-                        child,
-                    )?)
-                }
-                "primary" => out.primary = crate::xml::scalar(child)?,
-                "privatednsname" => out.private_dns_name = crate::xml::scalar(child)?,
-                "privateipaddress" => out.private_ip_address = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (11, b"association") => r.structure(child, &mut seen, 0, &mut out.association),
+            (7, b"primary") => r.scalar(child, &mut seen, 1, &mut out.primary),
+            (14, b"privatednsname") => r.scalar(child, &mut seen, 2, &mut out.private_dns_name),
+            (16, b"privateipaddress") => r.scalar(child, &mut seen, 3, &mut out.private_ip_address),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -5127,19 +5374,20 @@ pub struct PrivateIpAddressesSetOfRunInstances {
 }
 
 impl crate::xml::FromXml for PrivateIpAddressesSetOfRunInstances {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "association" => {
-                    out.association = Some(<AssociationOfRunInstances as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "primary" => out.primary = crate::xml::scalar(child)?,
-                "privatednsname" => out.private_dns_name = crate::xml::scalar(child)?,
-                "privateipaddress" => out.private_ip_address = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (11, b"association") => r.structure(child, &mut seen, 0, &mut out.association),
+            (7, b"primary") => r.scalar(child, &mut seen, 1, &mut out.primary),
+            (14, b"privatednsname") => r.scalar(child, &mut seen, 2, &mut out.private_dns_name),
+            (16, b"privateipaddress") => r.scalar(child, &mut seen, 3, &mut out.private_ip_address),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -5258,15 +5506,21 @@ pub struct RebootInstancesResult {
 }
 
 impl crate::xml::FromXml for RebootInstancesResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -5334,15 +5588,21 @@ pub struct RefreshInstanceBackupRuleResult {
 }
 
 impl crate::xml::FromXml for RefreshInstanceBackupRuleResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -6115,17 +6375,20 @@ pub struct ReservationSet {
 }
 
 impl crate::xml::FromXml for ReservationSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "groupset" => out.group_set.extend(crate::xml::list::<GroupSet>(child)?),
-                "instancesset" => out.instances_set.extend(crate::xml::list::<InstancesSet>(child)?),
-                "ownerid" => out.owner_id = crate::xml::scalar(child)?,
-                "reservationid" => out.reservation_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (8, b"groupset") => r.list(child, &mut out.group_set),
+            (12, b"instancesset") => r.list(child, &mut out.instances_set),
+            (7, b"ownerid") => r.scalar(child, &mut seen, 2, &mut out.owner_id),
+            (13, b"reservationid") => r.scalar(child, &mut seen, 3, &mut out.reservation_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -6419,20 +6682,24 @@ pub struct RunInstancesResult {
 }
 
 impl crate::xml::FromXml for RunInstancesResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "groupset" => out.group_set.extend(crate::xml::list::<GroupSet>(child)?),
-                "instancesset" => out
-                    .instances_set
-                    .extend(crate::xml::list::<InstancesSetOfRunInstances>(child)?),
-                "ownerid" => out.owner_id = crate::xml::scalar(child)?,
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "reservationid" => out.reservation_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (8, b"groupset") => r.list(child, &mut out.group_set),
+            (12, b"instancesset") => r.list(child, &mut out.instances_set),
+            (7, b"ownerid") => r.scalar(child, &mut seen, 2, &mut out.owner_id),
+            (9, b"requestid") => r.scalar(child, &mut seen, 3, &mut out.request_id),
+            (13, b"reservationid") => r.scalar(child, &mut seen, 4, &mut out.reservation_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -6457,22 +6724,25 @@ pub struct SeparateInstanceRulesInfo {
 }
 
 impl crate::xml::FromXml for SeparateInstanceRulesInfo {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "availabilityzone" => out.availability_zone = crate::xml::scalar(child)?,
-                "instancesset" => out.instances_set.extend(crate::xml::list::<
-                    InstancesSetOfNiftyDescribeSeparateInstanceRules,
-                >(child)?),
-                "separateinstanceruledescription" => {
-                    out.separate_instance_rule_description = crate::xml::scalar(child)?
-                }
-                "separateinstancerulename" => out.separate_instance_rule_name = crate::xml::scalar(child)?,
-                "separateinstancerulestatus" => out.separate_instance_rule_status = crate::xml::scalar(child)?,
-                _ => {}
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (16, b"availabilityzone") => r.scalar(child, &mut seen, 0, &mut out.availability_zone),
+            (12, b"instancesset") => r.list(child, &mut out.instances_set),
+            (31, b"separateinstanceruledescription") => {
+                r.scalar(child, &mut seen, 2, &mut out.separate_instance_rule_description)
             }
-            Ok(())
-        })
+            (24, b"separateinstancerulename") => r.scalar(child, &mut seen, 3, &mut out.separate_instance_rule_name),
+            (26, b"separateinstancerulestatus") => {
+                r.scalar(child, &mut seen, 4, &mut out.separate_instance_rule_status)
+            }
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -6507,23 +6777,26 @@ pub struct SnapshotInfoSet {
 }
 
 impl crate::xml::FromXml for SnapshotInfoSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "createdtime" => out.created_time = crate::xml::scalar(child)?,
-                "difference" => out.difference = crate::xml::scalar(child)?,
-                "expiredtime" => out.expired_time = crate::xml::scalar(child)?,
-                "instanceid" => out.instance_id = crate::xml::scalar(child)?,
-                "instancesnapshotid" => out.instance_snapshot_id = crate::xml::scalar(child)?,
-                "memo" => out.memo = crate::xml::scalar(child)?,
-                "powerstatus" => out.power_status = crate::xml::scalar(child)?,
-                "snapshotname" => out.snapshot_name = crate::xml::scalar(child)?,
-                "status" => out.status = crate::xml::scalar(child)?,
-                "updatedtime" => out.updated_time = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (11, b"createdtime") => r.scalar(child, &mut seen, 0, &mut out.created_time),
+            (10, b"difference") => r.scalar(child, &mut seen, 1, &mut out.difference),
+            (11, b"expiredtime") => r.scalar(child, &mut seen, 2, &mut out.expired_time),
+            (10, b"instanceid") => r.scalar(child, &mut seen, 3, &mut out.instance_id),
+            (18, b"instancesnapshotid") => r.scalar(child, &mut seen, 4, &mut out.instance_snapshot_id),
+            (4, b"memo") => r.scalar(child, &mut seen, 5, &mut out.memo),
+            (11, b"powerstatus") => r.scalar(child, &mut seen, 6, &mut out.power_status),
+            (12, b"snapshotname") => r.scalar(child, &mut seen, 7, &mut out.snapshot_name),
+            (6, b"status") => r.scalar(child, &mut seen, 8, &mut out.status),
+            (11, b"updatedtime") => r.scalar(child, &mut seen, 9, &mut out.updated_time),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -6658,17 +6931,21 @@ pub struct StartInstancesResult {
 }
 
 impl crate::xml::FromXml for StartInstancesResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "instancesset" => out
-                    .instances_set
-                    .extend(crate::xml::list::<InstancesSetOfStartInstances>(child)?),
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (12, b"instancesset") => r.list(child, &mut out.instances_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -6760,17 +7037,21 @@ pub struct StopInstancesResult {
 }
 
 impl crate::xml::FromXml for StopInstancesResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "instancesset" => out
-                    .instances_set
-                    .extend(crate::xml::list::<InstancesSetOfStopInstances>(child)?),
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (12, b"instancesset") => r.list(child, &mut out.instances_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -6842,17 +7123,21 @@ pub struct TerminateInstancesResult {
 }
 
 impl crate::xml::FromXml for TerminateInstancesResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "instancesset" => out
-                    .instances_set
-                    .extend(crate::xml::list::<InstancesSetOfTerminateInstances>(child)?),
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (12, b"instancesset") => r.list(child, &mut out.instances_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -6871,15 +7156,18 @@ pub struct VmTools {
 }
 
 impl crate::xml::FromXml for VmTools {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "state" => out.state = crate::xml::scalar(child)?,
-                "version" => out.version = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (5, b"state") => r.scalar(child, &mut seen, 0, &mut out.state),
+            (7, b"version") => r.scalar(child, &mut seen, 1, &mut out.version),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -6902,16 +7190,19 @@ pub struct Volumes {
 }
 
 impl crate::xml::FromXml for Volumes {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "availabilityzone" => out.availability_zone = crate::xml::scalar(child)?,
-                "bytesconverted" => out.bytes_converted = crate::xml::scalar(child)?,
-                "image" => out.image = Some(<Image as crate::xml::FromXml>::from_xml(child)?),
-                "status" => out.status = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (16, b"availabilityzone") => r.scalar(child, &mut seen, 0, &mut out.availability_zone),
+            (14, b"bytesconverted") => r.scalar(child, &mut seen, 1, &mut out.bytes_converted),
+            (5, b"image") => r.structure(child, &mut seen, 2, &mut out.image),
+            (6, b"status") => r.scalar(child, &mut seen, 3, &mut out.status),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }

@@ -19,15 +19,18 @@ pub struct AppCookieStickinessPolicies {
 }
 
 impl crate::xml::FromXml for AppCookieStickinessPolicies {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "cookiename" => out.cookie_name = crate::xml::scalar(child)?,
-                "policyname" => out.policy_name = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (10, b"cookiename") => r.scalar(child, &mut seen, 0, &mut out.cookie_name),
+            (10, b"policyname") => r.scalar(child, &mut seen, 1, &mut out.policy_name),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -117,17 +120,23 @@ pub struct ClearLoadBalancerSessionResultWrapper {
 }
 
 impl crate::xml::FromXml for ClearLoadBalancerSessionResultWrapper {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "clearloadbalancersessionresult" => out.clear_load_balancer_session_result = crate::xml::scalar(child)?,
-                "responsemetadata" => {
-                    out.response_metadata = Some(<ResponseMetadata as crate::xml::FromXml>::from_xml(child)?)
-                }
-                _ => {}
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (30, b"clearloadbalancersessionresult") => {
+                r.scalar(child, &mut seen, 0, &mut out.clear_load_balancer_session_result)
             }
-            Ok(())
-        })
+            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut out.response_metadata),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.response_metadata.as_ref().and_then(|m| m.request_id.as_deref()))
     }
 }
 
@@ -229,13 +238,17 @@ pub struct ConfigureHealthCheckResult {
 }
 
 impl crate::xml::FromXml for ConfigureHealthCheckResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "healthcheck" {
-                out.health_check = Some(<HealthCheck as crate::xml::FromXml>::from_xml(child)?);
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (11, b"healthcheck") => r.structure(child, &mut seen, 0, &mut out.health_check),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -254,20 +267,23 @@ pub struct ConfigureHealthCheckResultWrapper {
 }
 
 impl crate::xml::FromXml for ConfigureHealthCheckResultWrapper {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "configurehealthcheckresult" => {
-                    out.configure_health_check_result =
-                        Some(<ConfigureHealthCheckResult as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "responsemetadata" => {
-                    out.response_metadata = Some(<ResponseMetadata as crate::xml::FromXml>::from_xml(child)?)
-                }
-                _ => {}
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (26, b"configurehealthcheckresult") => {
+                r.structure(child, &mut seen, 0, &mut out.configure_health_check_result)
             }
-            Ok(())
-        })
+            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut out.response_metadata),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.response_metadata.as_ref().and_then(|m| m.request_id.as_deref()))
     }
 }
 
@@ -386,13 +402,17 @@ pub struct CreateLoadBalancerResult {
 }
 
 impl crate::xml::FromXml for CreateLoadBalancerResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "dnsname" {
-                out.dns_name = crate::xml::scalar(child)?;
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (7, b"dnsname") => r.scalar(child, &mut seen, 0, &mut out.dns_name),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -411,20 +431,21 @@ pub struct CreateLoadBalancerResultWrapper {
 }
 
 impl crate::xml::FromXml for CreateLoadBalancerResultWrapper {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "createloadbalancerresult" => {
-                    out.create_load_balancer_result =
-                        Some(<CreateLoadBalancerResult as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "responsemetadata" => {
-                    out.response_metadata = Some(<ResponseMetadata as crate::xml::FromXml>::from_xml(child)?)
-                }
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (24, b"createloadbalancerresult") => r.structure(child, &mut seen, 0, &mut out.create_load_balancer_result),
+            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut out.response_metadata),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.response_metadata.as_ref().and_then(|m| m.request_id.as_deref()))
     }
 }
 
@@ -514,17 +535,21 @@ pub struct DeleteLoadBalancerResultWrapper {
 }
 
 impl crate::xml::FromXml for DeleteLoadBalancerResultWrapper {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "deleteloadbalancerresult" => out.delete_load_balancer_result = crate::xml::scalar(child)?,
-                "responsemetadata" => {
-                    out.response_metadata = Some(<ResponseMetadata as crate::xml::FromXml>::from_xml(child)?)
-                }
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (24, b"deleteloadbalancerresult") => r.scalar(child, &mut seen, 0, &mut out.delete_load_balancer_result),
+            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut out.response_metadata),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.response_metadata.as_ref().and_then(|m| m.request_id.as_deref()))
     }
 }
 
@@ -626,13 +651,16 @@ pub struct DeregisterInstancesFromLoadBalancerResult {
 }
 
 impl crate::xml::FromXml for DeregisterInstancesFromLoadBalancerResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "instances" {
-                out.instances.extend(crate::xml::list::<Instances>(child)?);
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"instances") => r.list(child, &mut out.instances),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -651,20 +679,26 @@ pub struct DeregisterInstancesFromLoadBalancerResultWrapper {
 }
 
 impl crate::xml::FromXml for DeregisterInstancesFromLoadBalancerResultWrapper {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "deregisterinstancesfromloadbalancerresult" => {
-                    out.deregister_instances_from_load_balancer_result =
-                        Some(<DeregisterInstancesFromLoadBalancerResult as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "responsemetadata" => {
-                    out.response_metadata = Some(<ResponseMetadata as crate::xml::FromXml>::from_xml(child)?)
-                }
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (41, b"deregisterinstancesfromloadbalancerresult") => r.structure(
+                child,
+                &mut seen,
+                0,
+                &mut out.deregister_instances_from_load_balancer_result,
+            ),
+            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut out.response_metadata),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.response_metadata.as_ref().and_then(|m| m.request_id.as_deref()))
     }
 }
 
@@ -760,13 +794,16 @@ pub struct DescribeInstanceHealthResult {
 }
 
 impl crate::xml::FromXml for DescribeInstanceHealthResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "instancestates" {
-                out.instance_states.extend(crate::xml::list::<InstanceStates>(child)?);
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (14, b"instancestates") => r.list(child, &mut out.instance_states),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -785,20 +822,23 @@ pub struct DescribeInstanceHealthResultWrapper {
 }
 
 impl crate::xml::FromXml for DescribeInstanceHealthResultWrapper {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "describeinstancehealthresult" => {
-                    out.describe_instance_health_result =
-                        Some(<DescribeInstanceHealthResult as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "responsemetadata" => {
-                    out.response_metadata = Some(<ResponseMetadata as crate::xml::FromXml>::from_xml(child)?)
-                }
-                _ => {}
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (28, b"describeinstancehealthresult") => {
+                r.structure(child, &mut seen, 0, &mut out.describe_instance_health_result)
             }
-            Ok(())
-        })
+            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut out.response_metadata),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.response_metadata.as_ref().and_then(|m| m.request_id.as_deref()))
     }
 }
 
@@ -879,14 +919,16 @@ pub struct DescribeLoadBalancersResult {
 }
 
 impl crate::xml::FromXml for DescribeLoadBalancersResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "loadbalancerdescriptions" {
-                out.load_balancer_descriptions
-                    .extend(crate::xml::list::<LoadBalancerDescriptions>(child)?);
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (24, b"loadbalancerdescriptions") => r.list(child, &mut out.load_balancer_descriptions),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -905,20 +947,23 @@ pub struct DescribeLoadBalancersResultWrapper {
 }
 
 impl crate::xml::FromXml for DescribeLoadBalancersResultWrapper {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "describeloadbalancersresult" => {
-                    out.describe_load_balancers_result =
-                        Some(<DescribeLoadBalancersResult as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "responsemetadata" => {
-                    out.response_metadata = Some(<ResponseMetadata as crate::xml::FromXml>::from_xml(child)?)
-                }
-                _ => {}
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (27, b"describeloadbalancersresult") => {
+                r.structure(child, &mut seen, 0, &mut out.describe_load_balancers_result)
             }
-            Ok(())
-        })
+            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut out.response_metadata),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.response_metadata.as_ref().and_then(|m| m.request_id.as_deref()))
     }
 }
 
@@ -938,15 +983,18 @@ pub struct Filter {
 }
 
 impl crate::xml::FromXml for Filter {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "filtertype" => out.filter_type = crate::xml::scalar(child)?,
-                "ipaddresses" => out.ip_addresses.extend(crate::xml::list::<IPAddresses>(child)?),
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (10, b"filtertype") => r.scalar(child, &mut seen, 0, &mut out.filter_type),
+            (11, b"ipaddresses") => r.list(child, &mut out.ip_addresses),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -969,17 +1017,20 @@ pub struct HealthCheck {
 }
 
 impl crate::xml::FromXml for HealthCheck {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "healthythreshold" => out.healthy_threshold = crate::xml::scalar(child)?,
-                "interval" => out.interval = crate::xml::scalar(child)?,
-                "target" => out.target = crate::xml::scalar(child)?,
-                "unhealthythreshold" => out.unhealthy_threshold = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (16, b"healthythreshold") => r.scalar(child, &mut seen, 0, &mut out.healthy_threshold),
+            (8, b"interval") => r.scalar(child, &mut seen, 1, &mut out.interval),
+            (6, b"target") => r.scalar(child, &mut seen, 2, &mut out.target),
+            (18, b"unhealthythreshold") => r.scalar(child, &mut seen, 3, &mut out.unhealthy_threshold),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -1006,19 +1057,22 @@ pub struct HealthCheckOfDescribeLoadBalancers {
 }
 
 impl crate::xml::FromXml for HealthCheckOfDescribeLoadBalancers {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "healthythreshold" => out.healthy_threshold = crate::xml::scalar(child)?,
-                "instancestates" => out.instance_states.extend(crate::xml::list::<InstanceStates>(child)?),
-                "interval" => out.interval = crate::xml::scalar(child)?,
-                "target" => out.target = crate::xml::scalar(child)?,
-                "timeout" => out.timeout = crate::xml::scalar(child)?,
-                "unhealthythreshold" => out.unhealthy_threshold = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (16, b"healthythreshold") => r.scalar(child, &mut seen, 0, &mut out.healthy_threshold),
+            (14, b"instancestates") => r.list(child, &mut out.instance_states),
+            (8, b"interval") => r.scalar(child, &mut seen, 2, &mut out.interval),
+            (6, b"target") => r.scalar(child, &mut seen, 3, &mut out.target),
+            (7, b"timeout") => r.scalar(child, &mut seen, 4, &mut out.timeout),
+            (18, b"unhealthythreshold") => r.scalar(child, &mut seen, 5, &mut out.unhealthy_threshold),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -1036,13 +1090,17 @@ pub struct IPAddresses {
 }
 
 impl crate::xml::FromXml for IPAddresses {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "ipaddress" {
-                out.ip_address = crate::xml::scalar(child)?;
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"ipaddress") => r.scalar(child, &mut seen, 0, &mut out.ip_address),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -1061,15 +1119,18 @@ pub struct LBCookieStickinessPolicies {
 }
 
 impl crate::xml::FromXml for LBCookieStickinessPolicies {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "cookieexpirationperiod" => out.cookie_expiration_period = crate::xml::scalar(child)?,
-                "policyname" => out.policy_name = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (22, b"cookieexpirationperiod") => r.scalar(child, &mut seen, 0, &mut out.cookie_expiration_period),
+            (10, b"policyname") => r.scalar(child, &mut seen, 1, &mut out.policy_name),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -1098,19 +1159,22 @@ pub struct Listener {
 }
 
 impl crate::xml::FromXml for Listener {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "balancingtype" => out.balancing_type = crate::xml::scalar(child)?,
-                "instanceport" => out.instance_port = crate::xml::scalar(child)?,
-                "loadbalancerport" => out.load_balancer_port = crate::xml::scalar(child)?,
-                "protocol" => out.protocol = crate::xml::scalar(child)?,
-                "sslcertificateid" => out.ssl_certificate_id = crate::xml::scalar(child)?,
-                "sslpolicy" => out.ssl_policy = Some(<SSLPolicy as crate::xml::FromXml>::from_xml(child)?),
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (13, b"balancingtype") => r.scalar(child, &mut seen, 0, &mut out.balancing_type),
+            (12, b"instanceport") => r.scalar(child, &mut seen, 1, &mut out.instance_port),
+            (16, b"loadbalancerport") => r.scalar(child, &mut seen, 2, &mut out.load_balancer_port),
+            (8, b"protocol") => r.scalar(child, &mut seen, 3, &mut out.protocol),
+            (16, b"sslcertificateid") => r.scalar(child, &mut seen, 4, &mut out.ssl_certificate_id),
+            (9, b"sslpolicy") => r.structure(child, &mut seen, 5, &mut out.ssl_policy),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -1127,13 +1191,17 @@ pub struct ListenerDescriptions {
 }
 
 impl crate::xml::FromXml for ListenerDescriptions {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "listener" {
-                out.listener = Some(<Listener as crate::xml::FromXml>::from_xml(child)?);
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (8, b"listener") => r.structure(child, &mut seen, 0, &mut out.listener),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -1156,17 +1224,20 @@ pub struct Listeners {
 }
 
 impl crate::xml::FromXml for Listeners {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "balancingtype" => out.balancing_type = crate::xml::scalar(child)?,
-                "instanceport" => out.instance_port = crate::xml::scalar(child)?,
-                "loadbalancerport" => out.load_balancer_port = crate::xml::scalar(child)?,
-                "protocol" => out.protocol = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (13, b"balancingtype") => r.scalar(child, &mut seen, 0, &mut out.balancing_type),
+            (12, b"instanceport") => r.scalar(child, &mut seen, 1, &mut out.instance_port),
+            (16, b"loadbalancerport") => r.scalar(child, &mut seen, 2, &mut out.load_balancer_port),
+            (8, b"protocol") => r.scalar(child, &mut seen, 3, &mut out.protocol),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -1212,34 +1283,31 @@ pub struct LoadBalancerDescriptions {
 }
 
 impl crate::xml::FromXml for LoadBalancerDescriptions {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "accountingtype" => out.accounting_type = crate::xml::scalar(child)?,
-                "availabilityzones" => out.availability_zones.extend(crate::xml::scalar_list(child)?),
-                "createdtime" => out.created_time = crate::xml::scalar(child)?,
-                "dnsname" => out.dns_name = crate::xml::scalar(child)?,
-                "description" => out.description = crate::xml::scalar(child)?,
-                "filter" => out.filter = Some(<Filter as crate::xml::FromXml>::from_xml(child)?),
-                "healthcheck" => {
-                    out.health_check = Some(<HealthCheckOfDescribeLoadBalancers as crate::xml::FromXml>::from_xml(
-                        child,
-                    )?)
-                }
-                "instances" => out.instances.extend(crate::xml::list::<Instances>(child)?),
-                "listenerdescriptions" => out
-                    .listener_descriptions
-                    .extend(crate::xml::list::<ListenerDescriptions>(child)?),
-                "loadbalancername" => out.load_balancer_name = crate::xml::scalar(child)?,
-                "networkvolume" => out.network_volume = crate::xml::scalar(child)?,
-                "nextmonthaccountingtype" => out.next_month_accounting_type = crate::xml::scalar(child)?,
-                "option" => out.option = Some(<OptionType as crate::xml::FromXml>::from_xml(child)?),
-                "policies" => out.policies = Some(<Policies as crate::xml::FromXml>::from_xml(child)?),
-                "policytype" => out.policy_type = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (14, b"accountingtype") => r.scalar(child, &mut seen, 0, &mut out.accounting_type),
+            (17, b"availabilityzones") => r.scalar_list(child, &mut out.availability_zones),
+            (11, b"createdtime") => r.scalar(child, &mut seen, 2, &mut out.created_time),
+            (7, b"dnsname") => r.scalar(child, &mut seen, 3, &mut out.dns_name),
+            (11, b"description") => r.scalar(child, &mut seen, 4, &mut out.description),
+            (6, b"filter") => r.structure(child, &mut seen, 5, &mut out.filter),
+            (11, b"healthcheck") => r.structure(child, &mut seen, 6, &mut out.health_check),
+            (9, b"instances") => r.list(child, &mut out.instances),
+            (20, b"listenerdescriptions") => r.list(child, &mut out.listener_descriptions),
+            (16, b"loadbalancername") => r.scalar(child, &mut seen, 9, &mut out.load_balancer_name),
+            (13, b"networkvolume") => r.scalar(child, &mut seen, 10, &mut out.network_volume),
+            (23, b"nextmonthaccountingtype") => r.scalar(child, &mut seen, 11, &mut out.next_month_accounting_type),
+            (6, b"option") => r.structure(child, &mut seen, 12, &mut out.option),
+            (8, b"policies") => r.structure(child, &mut seen, 13, &mut out.policies),
+            (10, b"policytype") => r.scalar(child, &mut seen, 14, &mut out.policy_type),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -1308,17 +1376,18 @@ pub struct NiftyDescribeLoadBalancerSSLPoliciesResult {
 }
 
 impl crate::xml::FromXml for NiftyDescribeLoadBalancerSSLPoliciesResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "loadbalancername" => out.load_balancer_name = crate::xml::scalar(child)?,
-                "sslpoliciesdescriptions" => out
-                    .ssl_policies_descriptions
-                    .extend(crate::xml::list::<SSLPoliciesDescriptions>(child)?),
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (16, b"loadbalancername") => r.scalar(child, &mut seen, 0, &mut out.load_balancer_name),
+            (23, b"sslpoliciesdescriptions") => r.list(child, &mut out.ssl_policies_descriptions),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -1338,20 +1407,26 @@ pub struct NiftyDescribeLoadBalancerSSLPoliciesResultWrapper {
 }
 
 impl crate::xml::FromXml for NiftyDescribeLoadBalancerSSLPoliciesResultWrapper {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "niftydescribeloadbalancersslpoliciesresult" => {
-                    out.nifty_describe_load_balancer_ssl_policies_result =
-                        Some(<NiftyDescribeLoadBalancerSSLPoliciesResult as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "responsemetadata" => {
-                    out.response_metadata = Some(<ResponseMetadata as crate::xml::FromXml>::from_xml(child)?)
-                }
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (42, b"niftydescribeloadbalancersslpoliciesresult") => r.structure(
+                child,
+                &mut seen,
+                0,
+                &mut out.nifty_describe_load_balancer_ssl_policies_result,
+            ),
+            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut out.response_metadata),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.response_metadata.as_ref().and_then(|m| m.request_id.as_deref()))
     }
 }
 
@@ -1457,13 +1532,20 @@ pub struct NiftySetLoadBalancerSSLPoliciesOfListenerResult {
 }
 
 impl crate::xml::FromXml for NiftySetLoadBalancerSSLPoliciesOfListenerResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "responsemetadata" {
-                out.response_metadata = Some(<ResponseMetadata as crate::xml::FromXml>::from_xml(child)?);
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (16, b"responsemetadata") => r.structure(child, &mut seen, 0, &mut out.response_metadata),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.response_metadata.as_ref().and_then(|m| m.request_id.as_deref()))
     }
 }
 
@@ -1551,13 +1633,20 @@ pub struct NiftyUnsetLoadBalancerSSLPoliciesOfListenerResult {
 }
 
 impl crate::xml::FromXml for NiftyUnsetLoadBalancerSSLPoliciesOfListenerResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "responsemetadata" {
-                out.response_metadata = Some(<ResponseMetadata as crate::xml::FromXml>::from_xml(child)?);
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (16, b"responsemetadata") => r.structure(child, &mut seen, 0, &mut out.response_metadata),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.response_metadata.as_ref().and_then(|m| m.request_id.as_deref()))
     }
 }
 
@@ -1576,18 +1665,18 @@ pub struct OptionType {
 }
 
 impl crate::xml::FromXml for OptionType {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "sessionstickinesspolicy" => {
-                    out.session_stickiness_policy =
-                        Some(<SessionStickinessPolicy as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "sorrypage" => out.sorry_page = Some(<SorryPage as crate::xml::FromXml>::from_xml(child)?),
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (23, b"sessionstickinesspolicy") => r.structure(child, &mut seen, 0, &mut out.session_stickiness_policy),
+            (9, b"sorrypage") => r.structure(child, &mut seen, 1, &mut out.sorry_page),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -1607,19 +1696,17 @@ pub struct Policies {
 }
 
 impl crate::xml::FromXml for Policies {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "appcookiestickinesspolicies" => out
-                    .app_cookie_stickiness_policies
-                    .extend(crate::xml::list::<AppCookieStickinessPolicies>(child)?),
-                "lbcookiestickinesspolicies" => out
-                    .lb_cookie_stickiness_policies
-                    .extend(crate::xml::list::<LBCookieStickinessPolicies>(child)?),
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (27, b"appcookiestickinesspolicies") => r.list(child, &mut out.app_cookie_stickiness_policies),
+            (26, b"lbcookiestickinesspolicies") => r.list(child, &mut out.lb_cookie_stickiness_policies),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -1721,13 +1808,16 @@ pub struct RegisterInstancesWithLoadBalancerResult {
 }
 
 impl crate::xml::FromXml for RegisterInstancesWithLoadBalancerResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "instances" {
-                out.instances.extend(crate::xml::list::<Instances>(child)?);
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"instances") => r.list(child, &mut out.instances),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -1746,20 +1836,26 @@ pub struct RegisterInstancesWithLoadBalancerResultWrapper {
 }
 
 impl crate::xml::FromXml for RegisterInstancesWithLoadBalancerResultWrapper {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "registerinstanceswithloadbalancerresult" => {
-                    out.register_instances_with_load_balancer_result =
-                        Some(<RegisterInstancesWithLoadBalancerResult as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "responsemetadata" => {
-                    out.response_metadata = Some(<ResponseMetadata as crate::xml::FromXml>::from_xml(child)?)
-                }
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (39, b"registerinstanceswithloadbalancerresult") => r.structure(
+                child,
+                &mut seen,
+                0,
+                &mut out.register_instances_with_load_balancer_result,
+            ),
+            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut out.response_metadata),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.response_metadata.as_ref().and_then(|m| m.request_id.as_deref()))
     }
 }
 
@@ -1836,13 +1932,16 @@ pub struct RegisterPortWithLoadBalancerResult {
 }
 
 impl crate::xml::FromXml for RegisterPortWithLoadBalancerResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "listeners" {
-                out.listeners.extend(crate::xml::list::<Listeners>(child)?);
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"listeners") => r.list(child, &mut out.listeners),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -1861,21 +1960,23 @@ pub struct RegisterPortWithLoadBalancerResultWrapper {
 }
 
 impl crate::xml::FromXml for RegisterPortWithLoadBalancerResultWrapper {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "registerportwithloadbalancerresult" => {
-                    out.register_port_with_load_balancer_result = Some(
-                        <RegisterPortWithLoadBalancerResult as crate::xml::FromXml>::from_xml(child)?,
-                    )
-                }
-                "responsemetadata" => {
-                    out.response_metadata = Some(<ResponseMetadata as crate::xml::FromXml>::from_xml(child)?)
-                }
-                _ => {}
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (34, b"registerportwithloadbalancerresult") => {
+                r.structure(child, &mut seen, 0, &mut out.register_port_with_load_balancer_result)
             }
-            Ok(())
-        })
+            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut out.response_metadata),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.response_metadata.as_ref().and_then(|m| m.request_id.as_deref()))
     }
 }
 
@@ -2365,16 +2466,19 @@ pub struct SSLPoliciesDescriptions {
 }
 
 impl crate::xml::FromXml for SSLPoliciesDescriptions {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "sslpolicyid" => out.ssl_policy_id = crate::xml::scalar(child)?,
-                "sslpolicyname" => out.ssl_policy_name = crate::xml::scalar(child)?,
-                "sslpolicyset" => out.ssl_policy_set.extend(crate::xml::list::<SSLPolicySet>(child)?),
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (11, b"sslpolicyid") => r.scalar(child, &mut seen, 0, &mut out.ssl_policy_id),
+            (13, b"sslpolicyname") => r.scalar(child, &mut seen, 1, &mut out.ssl_policy_name),
+            (12, b"sslpolicyset") => r.list(child, &mut out.ssl_policy_set),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -2395,15 +2499,18 @@ pub struct SSLPolicy {
 }
 
 impl crate::xml::FromXml for SSLPolicy {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "sslpolicyid" => out.ssl_policy_id = crate::xml::scalar(child)?,
-                "sslpolicyname" => out.ssl_policy_name = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (11, b"sslpolicyid") => r.scalar(child, &mut seen, 0, &mut out.ssl_policy_id),
+            (13, b"sslpolicyname") => r.scalar(child, &mut seen, 1, &mut out.ssl_policy_name),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -2420,13 +2527,17 @@ pub struct SSLPolicySet {
 }
 
 impl crate::xml::FromXml for SSLPolicySet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "cipher" {
-                out.cipher = crate::xml::scalar(child)?;
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (6, b"cipher") => r.scalar(child, &mut seen, 0, &mut out.cipher),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -2445,15 +2556,18 @@ pub struct SessionStickinessPolicy {
 }
 
 impl crate::xml::FromXml for SessionStickinessPolicy {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "enabled" => out.enabled = crate::xml::scalar(child)?,
-                "expirationperiod" => out.expiration_period = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (7, b"enabled") => r.scalar(child, &mut seen, 0, &mut out.enabled),
+            (16, b"expirationperiod") => r.scalar(child, &mut seen, 1, &mut out.expiration_period),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -2558,13 +2672,17 @@ pub struct SetFilterForLoadBalancerResult {
 }
 
 impl crate::xml::FromXml for SetFilterForLoadBalancerResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "filter" {
-                out.filter = Some(<Filter as crate::xml::FromXml>::from_xml(child)?);
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (6, b"filter") => r.structure(child, &mut seen, 0, &mut out.filter),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -2583,21 +2701,23 @@ pub struct SetFilterForLoadBalancerResultWrapper {
 }
 
 impl crate::xml::FromXml for SetFilterForLoadBalancerResultWrapper {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "responsemetadata" => {
-                    out.response_metadata = Some(<ResponseMetadata as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "setfilterforloadbalancerresult" => {
-                    out.set_filter_for_load_balancer_result = Some(
-                        <SetFilterForLoadBalancerResult as crate::xml::FromXml>::from_xml(child)?,
-                    )
-                }
-                _ => {}
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (16, b"responsemetadata") => r.structure(child, &mut seen, 0, &mut out.response_metadata),
+            (30, b"setfilterforloadbalancerresult") => {
+                r.structure(child, &mut seen, 1, &mut out.set_filter_for_load_balancer_result)
             }
-            Ok(())
-        })
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.response_metadata.as_ref().and_then(|m| m.request_id.as_deref()))
     }
 }
 
@@ -2700,19 +2820,26 @@ pub struct SetLoadBalancerListenerSSLCertificateResultWrapper {
 }
 
 impl crate::xml::FromXml for SetLoadBalancerListenerSSLCertificateResultWrapper {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "responsemetadata" => {
-                    out.response_metadata = Some(<ResponseMetadata as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "setloadbalancerlistenersslcertificateresult" => {
-                    out.set_load_balancer_listener_ssl_certificate_result = crate::xml::scalar(child)?
-                }
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (16, b"responsemetadata") => r.structure(child, &mut seen, 0, &mut out.response_metadata),
+            (43, b"setloadbalancerlistenersslcertificateresult") => r.scalar(
+                child,
+                &mut seen,
+                1,
+                &mut out.set_load_balancer_listener_ssl_certificate_result,
+            ),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.response_metadata.as_ref().and_then(|m| m.request_id.as_deref()))
     }
 }
 
@@ -2731,15 +2858,18 @@ pub struct SorryPage {
 }
 
 impl crate::xml::FromXml for SorryPage {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "enabled" => out.enabled = crate::xml::scalar(child)?,
-                "statuscode" => out.status_code = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (7, b"enabled") => r.scalar(child, &mut seen, 0, &mut out.enabled),
+            (10, b"statuscode") => r.scalar(child, &mut seen, 1, &mut out.status_code),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -2830,19 +2960,26 @@ pub struct UnsetLoadBalancerListenerSSLCertificateResultWrapper {
 }
 
 impl crate::xml::FromXml for UnsetLoadBalancerListenerSSLCertificateResultWrapper {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "responsemetadata" => {
-                    out.response_metadata = Some(<ResponseMetadata as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "unsetloadbalancerlistenersslcertificateresult" => {
-                    out.unset_load_balancer_listener_ssl_certificate_result = crate::xml::scalar(child)?
-                }
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (16, b"responsemetadata") => r.structure(child, &mut seen, 0, &mut out.response_metadata),
+            (45, b"unsetloadbalancerlistenersslcertificateresult") => r.scalar(
+                child,
+                &mut seen,
+                1,
+                &mut out.unset_load_balancer_listener_ssl_certificate_result,
+            ),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.response_metadata.as_ref().and_then(|m| m.request_id.as_deref()))
     }
 }
 
@@ -2951,13 +3088,20 @@ pub struct UpdateLoadBalancerOptionResult {
 }
 
 impl crate::xml::FromXml for UpdateLoadBalancerOptionResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "responsemetadata" {
-                out.response_metadata = Some(<ResponseMetadata as crate::xml::FromXml>::from_xml(child)?);
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (16, b"responsemetadata") => r.structure(child, &mut seen, 0, &mut out.response_metadata),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.response_metadata.as_ref().and_then(|m| m.request_id.as_deref()))
     }
 }
 
@@ -3055,12 +3199,19 @@ pub struct UpdateLoadBalancerResult {
 }
 
 impl crate::xml::FromXml for UpdateLoadBalancerResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "responsemetadata" {
-                out.response_metadata = Some(<ResponseMetadata as crate::xml::FromXml>::from_xml(child)?);
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (16, b"responsemetadata") => r.structure(child, &mut seen, 0, &mut out.response_metadata),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.response_metadata.as_ref().and_then(|m| m.request_id.as_deref()))
     }
 }

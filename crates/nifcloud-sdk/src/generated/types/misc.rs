@@ -19,17 +19,18 @@ pub struct AlarmDateHistorySet {
 }
 
 impl crate::xml::FromXml for AlarmDateHistorySet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "alarmeventhistoryset" => out
-                    .alarm_event_history_set
-                    .extend(crate::xml::list::<AlarmEventHistorySet>(child)?),
-                "date" => out.date = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (20, b"alarmeventhistoryset") => r.list(child, &mut out.alarm_event_history_set),
+            (4, b"date") => r.scalar(child, &mut seen, 1, &mut out.date),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -48,15 +49,18 @@ pub struct AlarmEventHistorySet {
 }
 
 impl crate::xml::FromXml for AlarmEventHistorySet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "alarmevent" => out.alarm_event = crate::xml::scalar(child)?,
-                "alarmeventdatetime" => out.alarm_event_datetime = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (10, b"alarmevent") => r.scalar(child, &mut seen, 0, &mut out.alarm_event),
+            (18, b"alarmeventdatetime") => r.scalar(child, &mut seen, 1, &mut out.alarm_event_datetime),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -75,17 +79,18 @@ pub struct AlarmRulesActivitiesDateSet {
 }
 
 impl crate::xml::FromXml for AlarmRulesActivitiesDateSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "alarmrulesactivitieseventset" => out
-                    .alarm_rules_activities_event_set
-                    .extend(crate::xml::list::<AlarmRulesActivitiesEventSet>(child)?),
-                "date" => out.date = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (28, b"alarmrulesactivitieseventset") => r.list(child, &mut out.alarm_rules_activities_event_set),
+            (4, b"date") => r.scalar(child, &mut seen, 1, &mut out.date),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -108,19 +113,22 @@ pub struct AlarmRulesActivitiesEventSet {
 }
 
 impl crate::xml::FromXml for AlarmRulesActivitiesEventSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "alarmrulesactivitiesevent" => out.alarm_rules_activities_event = crate::xml::scalar(child)?,
-                "alarmrulesactivitieseventdatetime" => {
-                    out.alarm_rules_activities_event_datetime = crate::xml::scalar(child)?
-                }
-                "resourcename" => out.resource_name = crate::xml::scalar(child)?,
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (25, b"alarmrulesactivitiesevent") => r.scalar(child, &mut seen, 0, &mut out.alarm_rules_activities_event),
+            (33, b"alarmrulesactivitieseventdatetime") => {
+                r.scalar(child, &mut seen, 1, &mut out.alarm_rules_activities_event_datetime)
             }
-            Ok(())
-        })
+            (12, b"resourcename") => r.scalar(child, &mut seen, 2, &mut out.resource_name),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -139,17 +147,18 @@ pub struct AlarmRulesActivitiesSet {
 }
 
 impl crate::xml::FromXml for AlarmRulesActivitiesSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "alarmrulesactivitiesdateset" => out
-                    .alarm_rules_activities_date_set
-                    .extend(crate::xml::list::<AlarmRulesActivitiesDateSet>(child)?),
-                "datatype" => out.data_type = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (27, b"alarmrulesactivitiesdateset") => r.list(child, &mut out.alarm_rules_activities_date_set),
+            (8, b"datatype") => r.scalar(child, &mut seen, 1, &mut out.data_type),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -168,15 +177,18 @@ pub struct AlarmTargetSet {
 }
 
 impl crate::xml::FromXml for AlarmTargetSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "instanceid" => out.instance_id = crate::xml::scalar(child)?,
-                "partitionsset" => out.partitions_set.extend(crate::xml::list::<PartitionsSet>(child)?),
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (10, b"instanceid") => r.scalar(child, &mut seen, 0, &mut out.instance_id),
+            (13, b"partitionsset") => r.list(child, &mut out.partitions_set),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -193,13 +205,17 @@ pub struct AlarmTargetsSet {
 }
 
 impl crate::xml::FromXml for AlarmTargetsSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "resourcename" {
-                out.resource_name = crate::xml::scalar(child)?;
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (12, b"resourcename") => r.scalar(child, &mut seen, 0, &mut out.resource_name),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -279,13 +295,16 @@ pub struct AssociateUsersResult {
 }
 
 impl crate::xml::FromXml for AssociateUsersResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "users" {
-                out.users.extend(crate::xml::list::<Users>(child)?);
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (5, b"users") => r.list(child, &mut out.users),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -304,19 +323,21 @@ pub struct AssociateUsersResultWrapper {
 }
 
 impl crate::xml::FromXml for AssociateUsersResultWrapper {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "associateusersresult" => {
-                    out.associate_users_result = Some(<AssociateUsersResult as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "responsemetadata" => {
-                    out.response_metadata = Some(<ResponseMetadata as crate::xml::FromXml>::from_xml(child)?)
-                }
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (20, b"associateusersresult") => r.structure(child, &mut seen, 0, &mut out.associate_users_result),
+            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut out.response_metadata),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.response_metadata.as_ref().and_then(|m| m.request_id.as_deref()))
     }
 }
 
@@ -395,15 +416,21 @@ pub struct AttachIsoImageResult {
 }
 
 impl crate::xml::FromXml for AttachIsoImageResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -426,17 +453,20 @@ pub struct AutoScaleCount {
 }
 
 impl crate::xml::FromXml for AutoScaleCount {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "charge" => out.charge = crate::xml::scalar(child)?,
-                "type" => out.r#type = crate::xml::scalar(child)?,
-                "unit" => out.unit = crate::xml::scalar(child)?,
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -461,28 +491,21 @@ pub struct AutoScaleInfo {
 }
 
 impl crate::xml::FromXml for AutoScaleInfo {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "autoscalecount" => {
-                    out.auto_scale_count = Some(<AutoScaleCount as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "runningscaleoutinstanceset" => out
-                    .running_scale_out_instance_set
-                    .extend(crate::xml::list::<RunningScaleOutInstanceSet>(child)?),
-                "runningscaleoutosset" => out
-                    .running_scale_out_os_set
-                    .extend(crate::xml::list::<RunningScaleOutOsSet>(child)?),
-                "stoppedscaleoutinstanceset" => out
-                    .stopped_scale_out_instance_set
-                    .extend(crate::xml::list::<StoppedScaleOutInstanceSet>(child)?),
-                "stoppedscaleoutosset" => out
-                    .stopped_scale_out_os_set
-                    .extend(crate::xml::list::<StoppedScaleOutOsSet>(child)?),
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (14, b"autoscalecount") => r.structure(child, &mut seen, 0, &mut out.auto_scale_count),
+            (26, b"runningscaleoutinstanceset") => r.list(child, &mut out.running_scale_out_instance_set),
+            (20, b"runningscaleoutosset") => r.list(child, &mut out.running_scale_out_os_set),
+            (26, b"stoppedscaleoutinstanceset") => r.list(child, &mut out.stopped_scale_out_instance_set),
+            (20, b"stoppedscaleoutosset") => r.list(child, &mut out.stopped_scale_out_os_set),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -535,34 +558,35 @@ pub struct AutoScalingReservationSet {
 }
 
 impl crate::xml::FromXml for AutoScalingReservationSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "alarm" => out.alarm = crate::xml::scalar(child)?,
-                "autoscalinggroupname" => out.auto_scaling_group_name = crate::xml::scalar(child)?,
-                "changeincapacity" => out.change_in_capacity = crate::xml::scalar(child)?,
-                "createdtime" => out.created_time = crate::xml::scalar(child)?,
-                "defaultcooldown" => out.default_cooldown = crate::xml::scalar(child)?,
-                "description" => out.description = crate::xml::scalar(child)?,
-                "groupset" => out.group_set.extend(crate::xml::list::<GroupSet>(child)?),
-                "imageid" => out.image_id = crate::xml::scalar(child)?,
-                "instancelifecyclelimit" => out.instance_lifecycle_limit = crate::xml::scalar(child)?,
-                "instancetype" => out.instance_type = crate::xml::scalar(child)?,
-                "instancesset" => out
-                    .instances_set
-                    .extend(crate::xml::list::<InstancesSetOfNiftyDescribeAutoScalingGroups>(child)?),
-                "loadbalancing" => out.load_balancing.extend(crate::xml::list::<LoadBalancing>(child)?),
-                "maxsize" => out.max_size = crate::xml::scalar(child)?,
-                "minsize" => out.min_size = crate::xml::scalar(child)?,
-                "placement" => out.placement = Some(<Placement as crate::xml::FromXml>::from_xml(child)?),
-                "scaleout" => out.scaleout = crate::xml::scalar(child)?,
-                "scaleoutcondition" => out.scaleout_condition = crate::xml::scalar(child)?,
-                "scheduleset" => out.schedule_set.extend(crate::xml::list::<ScheduleSet>(child)?),
-                "triggerset" => out.trigger_set.extend(crate::xml::list::<TriggerSet>(child)?),
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (5, b"alarm") => r.scalar(child, &mut seen, 0, &mut out.alarm),
+            (20, b"autoscalinggroupname") => r.scalar(child, &mut seen, 1, &mut out.auto_scaling_group_name),
+            (16, b"changeincapacity") => r.scalar(child, &mut seen, 2, &mut out.change_in_capacity),
+            (11, b"createdtime") => r.scalar(child, &mut seen, 3, &mut out.created_time),
+            (15, b"defaultcooldown") => r.scalar(child, &mut seen, 4, &mut out.default_cooldown),
+            (11, b"description") => r.scalar(child, &mut seen, 5, &mut out.description),
+            (8, b"groupset") => r.list(child, &mut out.group_set),
+            (7, b"imageid") => r.scalar(child, &mut seen, 7, &mut out.image_id),
+            (22, b"instancelifecyclelimit") => r.scalar(child, &mut seen, 8, &mut out.instance_lifecycle_limit),
+            (12, b"instancetype") => r.scalar(child, &mut seen, 9, &mut out.instance_type),
+            (12, b"instancesset") => r.list(child, &mut out.instances_set),
+            (13, b"loadbalancing") => r.list(child, &mut out.load_balancing),
+            (7, b"maxsize") => r.scalar(child, &mut seen, 12, &mut out.max_size),
+            (7, b"minsize") => r.scalar(child, &mut seen, 13, &mut out.min_size),
+            (9, b"placement") => r.structure(child, &mut seen, 14, &mut out.placement),
+            (8, b"scaleout") => r.scalar(child, &mut seen, 15, &mut out.scaleout),
+            (17, b"scaleoutcondition") => r.scalar(child, &mut seen, 16, &mut out.scaleout_condition),
+            (11, b"scheduleset") => r.list(child, &mut out.schedule_set),
+            (10, b"triggerset") => r.list(child, &mut out.trigger_set),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -581,15 +605,18 @@ pub struct BlockDeviceMappingOfDescribeImages {
 }
 
 impl crate::xml::FromXml for BlockDeviceMappingOfDescribeImages {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "devicename" => out.device_name = crate::xml::scalar(child)?,
-                "ebs" => out.ebs = Some(<EbsOfDescribeImages as crate::xml::FromXml>::from_xml(child)?),
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (10, b"devicename") => r.scalar(child, &mut seen, 0, &mut out.device_name),
+            (3, b"ebs") => r.structure(child, &mut seen, 1, &mut out.ebs),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -606,13 +633,17 @@ pub struct CaState {
 }
 
 impl crate::xml::FromXml for CaState {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "value" {
-                out.value = crate::xml::scalar(child)?;
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (5, b"value") => r.scalar(child, &mut seen, 0, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -680,15 +711,21 @@ pub struct CancelUploadResult {
 }
 
 impl crate::xml::FromXml for CancelUploadResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -705,13 +742,17 @@ pub struct CertAuthority {
 }
 
 impl crate::xml::FromXml for CertAuthority {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "value" {
-                out.value = crate::xml::scalar(child)?;
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (5, b"value") => r.scalar(child, &mut seen, 0, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -738,19 +779,22 @@ pub struct CertInfo {
 }
 
 impl crate::xml::FromXml for CertInfo {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "countryname" => out.country_name = crate::xml::scalar(child)?,
-                "emailaddress" => out.email_address = crate::xml::scalar(child)?,
-                "locationname" => out.location_name = crate::xml::scalar(child)?,
-                "organizationname" => out.organization_name = crate::xml::scalar(child)?,
-                "organizationunitname" => out.organization_unit_name = crate::xml::scalar(child)?,
-                "statename" => out.state_name = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (11, b"countryname") => r.scalar(child, &mut seen, 0, &mut out.country_name),
+            (12, b"emailaddress") => r.scalar(child, &mut seen, 1, &mut out.email_address),
+            (12, b"locationname") => r.scalar(child, &mut seen, 2, &mut out.location_name),
+            (16, b"organizationname") => r.scalar(child, &mut seen, 3, &mut out.organization_name),
+            (20, b"organizationunitname") => r.scalar(child, &mut seen, 4, &mut out.organization_unit_name),
+            (9, b"statename") => r.scalar(child, &mut seen, 5, &mut out.state_name),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -767,13 +811,17 @@ pub struct CertState {
 }
 
 impl crate::xml::FromXml for CertState {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "value" {
-                out.value = crate::xml::scalar(child)?;
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (5, b"value") => r.scalar(child, &mut seen, 0, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -810,24 +858,27 @@ pub struct CertsSet {
 }
 
 impl crate::xml::FromXml for CertsSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "castate" => out.ca_state = crate::xml::scalar(child)?,
-                "certauthority" => out.cert_authority = crate::xml::scalar(child)?,
-                "certinfo" => out.cert_info = Some(<CertInfo as crate::xml::FromXml>::from_xml(child)?),
-                "certstate" => out.cert_state = crate::xml::scalar(child)?,
-                "count" => out.count = crate::xml::scalar(child)?,
-                "description" => out.description = crate::xml::scalar(child)?,
-                "fqdn" => out.fqdn = crate::xml::scalar(child)?,
-                "fqdnid" => out.fqdn_id = crate::xml::scalar(child)?,
-                "keylength" => out.key_length = crate::xml::scalar(child)?,
-                "period" => out.period = Some(<Period as crate::xml::FromXml>::from_xml(child)?),
-                "uploadstate" => out.upload_state = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (7, b"castate") => r.scalar(child, &mut seen, 0, &mut out.ca_state),
+            (13, b"certauthority") => r.scalar(child, &mut seen, 1, &mut out.cert_authority),
+            (8, b"certinfo") => r.structure(child, &mut seen, 2, &mut out.cert_info),
+            (9, b"certstate") => r.scalar(child, &mut seen, 3, &mut out.cert_state),
+            (5, b"count") => r.scalar(child, &mut seen, 4, &mut out.count),
+            (11, b"description") => r.scalar(child, &mut seen, 5, &mut out.description),
+            (4, b"fqdn") => r.scalar(child, &mut seen, 6, &mut out.fqdn),
+            (6, b"fqdnid") => r.scalar(child, &mut seen, 7, &mut out.fqdn_id),
+            (9, b"keylength") => r.scalar(child, &mut seen, 8, &mut out.key_length),
+            (6, b"period") => r.structure(child, &mut seen, 9, &mut out.period),
+            (11, b"uploadstate") => r.scalar(child, &mut seen, 10, &mut out.upload_state),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -846,15 +897,18 @@ pub struct ChargeDetail {
 }
 
 impl crate::xml::FromXml for ChargeDetail {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "charge" => out.charge = crate::xml::scalar(child)?,
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
+            (5, b"value") => r.scalar(child, &mut seen, 1, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -871,13 +925,17 @@ pub struct ChargeDetailInfo {
 }
 
 impl crate::xml::FromXml for ChargeDetailInfo {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "chargedetail" {
-                out.charge_detail = Some(<ChargeDetail as crate::xml::FromXml>::from_xml(child)?);
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (12, b"chargedetail") => r.structure(child, &mut seen, 0, &mut out.charge_detail),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -894,13 +952,17 @@ pub struct CopyInfoOfDescribeUsage {
 }
 
 impl crate::xml::FromXml for CopyInfoOfDescribeUsage {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "instancecopy" {
-                out.instance_copy = Some(<InstanceCopy as crate::xml::FromXml>::from_xml(child)?);
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (12, b"instancecopy") => r.structure(child, &mut seen, 0, &mut out.instance_copy),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -917,13 +979,17 @@ pub struct Count {
 }
 
 impl crate::xml::FromXml for Count {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "value" {
-                out.value = crate::xml::scalar(child)?;
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (5, b"value") => r.scalar(child, &mut seen, 0, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -946,17 +1012,20 @@ pub struct CreateImage {
 }
 
 impl crate::xml::FromXml for CreateImage {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "charge" => out.charge = crate::xml::scalar(child)?,
-                "type" => out.r#type = crate::xml::scalar(child)?,
-                "unit" => out.unit = crate::xml::scalar(child)?,
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -1069,16 +1138,22 @@ pub struct CreateImageResult {
 }
 
 impl crate::xml::FromXml for CreateImageResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "imageid" => out.image_id = crate::xml::scalar(child)?,
-                "imagestate" => out.image_state = crate::xml::scalar(child)?,
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (7, b"imageid") => r.scalar(child, &mut seen, 0, &mut out.image_id),
+            (10, b"imagestate") => r.scalar(child, &mut seen, 1, &mut out.image_state),
+            (9, b"requestid") => r.scalar(child, &mut seen, 2, &mut out.request_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -1171,18 +1246,24 @@ pub struct CreateKeyPairResult {
 }
 
 impl crate::xml::FromXml for CreateKeyPairResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "description" => out.description = crate::xml::scalar(child)?,
-                "keyfingerprint" => out.key_fingerprint = crate::xml::scalar(child)?,
-                "keymaterial" => out.key_material = crate::xml::scalar(child)?,
-                "keyname" => out.key_name = crate::xml::scalar(child)?,
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (11, b"description") => r.scalar(child, &mut seen, 0, &mut out.description),
+            (14, b"keyfingerprint") => r.scalar(child, &mut seen, 1, &mut out.key_fingerprint),
+            (11, b"keymaterial") => r.scalar(child, &mut seen, 2, &mut out.key_material),
+            (7, b"keyname") => r.scalar(child, &mut seen, 3, &mut out.key_name),
+            (9, b"requestid") => r.scalar(child, &mut seen, 4, &mut out.request_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -1317,15 +1398,21 @@ pub struct CreateRouteResult {
 }
 
 impl crate::xml::FromXml for CreateRouteResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -1348,17 +1435,20 @@ pub struct CreateSslCertSet {
 }
 
 impl crate::xml::FromXml for CreateSslCertSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "charge" => out.charge = crate::xml::scalar(child)?,
-                "type" => out.r#type = crate::xml::scalar(child)?,
-                "unit" => out.unit = crate::xml::scalar(child)?,
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -1486,20 +1576,26 @@ pub struct CreateSslCertificateResult {
 }
 
 impl crate::xml::FromXml for CreateSslCertificateResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "approveremailaddress" => out.approver_email_address = crate::xml::scalar(child)?,
-                "certauthority" => out.cert_authority = crate::xml::scalar(child)?,
-                "certstate" => out.cert_state = crate::xml::scalar(child)?,
-                "fqdn" => out.fqdn = crate::xml::scalar(child)?,
-                "fqdnid" => out.fqdn_id = crate::xml::scalar(child)?,
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "validityterm" => out.validity_term = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (20, b"approveremailaddress") => r.scalar(child, &mut seen, 0, &mut out.approver_email_address),
+            (13, b"certauthority") => r.scalar(child, &mut seen, 1, &mut out.cert_authority),
+            (9, b"certstate") => r.scalar(child, &mut seen, 2, &mut out.cert_state),
+            (4, b"fqdn") => r.scalar(child, &mut seen, 3, &mut out.fqdn),
+            (6, b"fqdnid") => r.scalar(child, &mut seen, 4, &mut out.fqdn_id),
+            (9, b"requestid") => r.scalar(child, &mut seen, 5, &mut out.request_id),
+            (12, b"validityterm") => r.scalar(child, &mut seen, 6, &mut out.validity_term),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -1518,15 +1614,18 @@ pub struct DDay {
 }
 
 impl crate::xml::FromXml for DDay {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "endingdday" => out.ending_d_day = crate::xml::scalar(child)?,
-                "startingdday" => out.starting_d_day = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (10, b"endingdday") => r.scalar(child, &mut seen, 0, &mut out.ending_d_day),
+            (12, b"startingdday") => r.scalar(child, &mut seen, 1, &mut out.starting_d_day),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -1545,15 +1644,18 @@ pub struct DataSet {
 }
 
 impl crate::xml::FromXml for DataSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "datetime" => out.date_time = crate::xml::scalar(child)?,
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (8, b"datetime") => r.scalar(child, &mut seen, 0, &mut out.date_time),
+            (5, b"value") => r.scalar(child, &mut seen, 1, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -1582,20 +1684,23 @@ pub struct Day {
 }
 
 impl crate::xml::FromXml for Day {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "setfriday" => out.set_friday = crate::xml::scalar(child)?,
-                "setmonday" => out.set_monday = crate::xml::scalar(child)?,
-                "setsaturday" => out.set_saturday = crate::xml::scalar(child)?,
-                "setsunday" => out.set_sunday = crate::xml::scalar(child)?,
-                "setthursday" => out.set_thursday = crate::xml::scalar(child)?,
-                "settuesday" => out.set_tuesday = crate::xml::scalar(child)?,
-                "setwednesday" => out.set_wednesday = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"setfriday") => r.scalar(child, &mut seen, 0, &mut out.set_friday),
+            (9, b"setmonday") => r.scalar(child, &mut seen, 1, &mut out.set_monday),
+            (11, b"setsaturday") => r.scalar(child, &mut seen, 2, &mut out.set_saturday),
+            (9, b"setsunday") => r.scalar(child, &mut seen, 3, &mut out.set_sunday),
+            (11, b"setthursday") => r.scalar(child, &mut seen, 4, &mut out.set_thursday),
+            (10, b"settuesday") => r.scalar(child, &mut seen, 5, &mut out.set_tuesday),
+            (12, b"setwednesday") => r.scalar(child, &mut seen, 6, &mut out.set_wednesday),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -1661,13 +1766,20 @@ pub struct DeleteImageResult {
 }
 
 impl crate::xml::FromXml for DeleteImageResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "requestid" {
-                out.request_id = crate::xml::scalar(child)?;
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -1735,15 +1847,21 @@ pub struct DeleteIsoImageResult {
 }
 
 impl crate::xml::FromXml for DeleteIsoImageResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -1811,15 +1929,21 @@ pub struct DeleteKeyPairResult {
 }
 
 impl crate::xml::FromXml for DeleteKeyPairResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -1898,15 +2022,21 @@ pub struct DeleteRouteResult {
 }
 
 impl crate::xml::FromXml for DeleteRouteResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -1974,15 +2104,21 @@ pub struct DeleteSslCertificateResult {
 }
 
 impl crate::xml::FromXml for DeleteSslCertificateResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -2048,13 +2184,16 @@ pub struct DescribeAssociatedUsersResult {
 }
 
 impl crate::xml::FromXml for DescribeAssociatedUsersResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "users" {
-                out.users.extend(crate::xml::list::<Users>(child)?);
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (5, b"users") => r.list(child, &mut out.users),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -2073,20 +2212,23 @@ pub struct DescribeAssociatedUsersResultWrapper {
 }
 
 impl crate::xml::FromXml for DescribeAssociatedUsersResultWrapper {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "describeassociatedusersresult" => {
-                    out.describe_associated_users_result =
-                        Some(<DescribeAssociatedUsersResult as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "responsemetadata" => {
-                    out.response_metadata = Some(<ResponseMetadata as crate::xml::FromXml>::from_xml(child)?)
-                }
-                _ => {}
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (29, b"describeassociatedusersresult") => {
+                r.structure(child, &mut seen, 0, &mut out.describe_associated_users_result)
             }
-            Ok(())
-        })
+            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut out.response_metadata),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.response_metadata.as_ref().and_then(|m| m.request_id.as_deref()))
     }
 }
 
@@ -2188,15 +2330,21 @@ pub struct DescribeImagesResult {
 }
 
 impl crate::xml::FromXml for DescribeImagesResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "imagesset" => out.images_set.extend(crate::xml::list::<ImagesSet>(child)?),
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"imagesset") => r.list(child, &mut out.images_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -2266,15 +2414,21 @@ pub struct DescribeIsoImagesResult {
 }
 
 impl crate::xml::FromXml for DescribeIsoImagesResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "isoimagesset" => out.iso_images_set.extend(crate::xml::list::<IsoImagesSet>(child)?),
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (12, b"isoimagesset") => r.list(child, &mut out.iso_images_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -2340,15 +2494,21 @@ pub struct DescribeKeyPairsResult {
 }
 
 impl crate::xml::FromXml for DescribeKeyPairsResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "keyset" => out.key_set.extend(crate::xml::list::<KeySet>(child)?),
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (6, b"keyset") => r.list(child, &mut out.key_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -2397,15 +2557,21 @@ pub struct DescribeResourcesResult {
 }
 
 impl crate::xml::FromXml for DescribeResourcesResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "resourceinfo" => out.resource_info = Some(<ResourceInfo as crate::xml::FromXml>::from_xml(child)?),
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (12, b"resourceinfo") => r.structure(child, &mut seen, 1, &mut out.resource_info),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -2475,17 +2641,21 @@ pub struct DescribeServiceStatusResult {
 }
 
 impl crate::xml::FromXml for DescribeServiceStatusResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "servicestatusset" => out
-                    .service_status_set
-                    .extend(crate::xml::list::<ServiceStatusSet>(child)?),
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (16, b"servicestatusset") => r.list(child, &mut out.service_status_set),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -2581,25 +2751,31 @@ pub struct DescribeSslCertificateAttributeResult {
 }
 
 impl crate::xml::FromXml for DescribeSslCertificateAttributeResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "castate" => out.ca_state = Some(<CaState as crate::xml::FromXml>::from_xml(child)?),
-                "certauthority" => out.cert_authority = Some(<CertAuthority as crate::xml::FromXml>::from_xml(child)?),
-                "certinfo" => out.cert_info = Some(<CertInfo as crate::xml::FromXml>::from_xml(child)?),
-                "certstate" => out.cert_state = Some(<CertState as crate::xml::FromXml>::from_xml(child)?),
-                "count" => out.count = Some(<Count as crate::xml::FromXml>::from_xml(child)?),
-                "description" => out.description = Some(<Description as crate::xml::FromXml>::from_xml(child)?),
-                "fqdn" => out.fqdn = crate::xml::scalar(child)?,
-                "fqdnid" => out.fqdn_id = crate::xml::scalar(child)?,
-                "keylength" => out.key_length = Some(<KeyLength as crate::xml::FromXml>::from_xml(child)?),
-                "period" => out.period = Some(<Period as crate::xml::FromXml>::from_xml(child)?),
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "uploadstate" => out.upload_state = Some(<UploadState as crate::xml::FromXml>::from_xml(child)?),
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (7, b"castate") => r.structure(child, &mut seen, 0, &mut out.ca_state),
+            (13, b"certauthority") => r.structure(child, &mut seen, 1, &mut out.cert_authority),
+            (8, b"certinfo") => r.structure(child, &mut seen, 2, &mut out.cert_info),
+            (9, b"certstate") => r.structure(child, &mut seen, 3, &mut out.cert_state),
+            (5, b"count") => r.structure(child, &mut seen, 4, &mut out.count),
+            (11, b"description") => r.structure(child, &mut seen, 5, &mut out.description),
+            (4, b"fqdn") => r.scalar(child, &mut seen, 6, &mut out.fqdn),
+            (6, b"fqdnid") => r.scalar(child, &mut seen, 7, &mut out.fqdn_id),
+            (9, b"keylength") => r.structure(child, &mut seen, 8, &mut out.key_length),
+            (6, b"period") => r.structure(child, &mut seen, 9, &mut out.period),
+            (9, b"requestid") => r.scalar(child, &mut seen, 10, &mut out.request_id),
+            (11, b"uploadstate") => r.structure(child, &mut seen, 11, &mut out.upload_state),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -2677,15 +2853,21 @@ pub struct DescribeSslCertificatesResult {
 }
 
 impl crate::xml::FromXml for DescribeSslCertificatesResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "certsset" => out.certs_set.extend(crate::xml::list::<CertsSet>(child)?),
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (8, b"certsset") => r.list(child, &mut out.certs_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -2749,13 +2931,16 @@ pub struct DescribeUploadsResult {
 }
 
 impl crate::xml::FromXml for DescribeUploadsResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "uploads" {
-                out.uploads.extend(crate::xml::list::<Uploads>(child)?);
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (7, b"uploads") => r.list(child, &mut out.uploads),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -2895,88 +3080,54 @@ pub struct DescribeUsageResult {
 }
 
 impl crate::xml::FromXml for DescribeUsageResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "autoscaleinfo" => out.auto_scale_info = Some(<AutoScaleInfo as crate::xml::FromXml>::from_xml(child)?),
-                "chargedetailinfo" => {
-                    out.charge_detail_info = Some(<ChargeDetailInfo as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "copyinfo" => out.copy_info = Some(<CopyInfoOfDescribeUsage as crate::xml::FromXml>::from_xml(child)?),
-                "elasticipinfo" => out.elastic_ip_info = Some(<ElasticIpInfo as crate::xml::FromXml>::from_xml(child)?),
-                "elasticloadbalancerinfo" => {
-                    out.elastic_load_balancer_info =
-                        Some(<ElasticLoadBalancerInfo as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "extrachargeinfo" => {
-                    out.extra_charge_info = Some(<ExtraChargeInfo as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "imageinfo" => out.image_info = Some(<ImageInfo as crate::xml::FromXml>::from_xml(child)?),
-                "instancebackupinfo" => {
-                    out.instance_backup_info = Some(<InstanceBackupInfo as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "instanceinfo" => out.instance_info = Some(<InstanceInfo as crate::xml::FromXml>::from_xml(child)?),
-                "internetvpninfo" => {
-                    out.internet_vpn_info = Some(<InternetVpnInfo as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "licenseinfo" => out.license_info = Some(<LicenseInfo as crate::xml::FromXml>::from_xml(child)?),
-                "livemigrationinfo" => {
-                    out.live_migration_info = Some(<LiveMigrationInfo as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "loadbalancerinfo" => {
-                    out.load_balancer_info = Some(<LoadBalancerInfo as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "multiaccountinfo" => {
-                    out.multi_account_info = Some(<MultiAccountInfo as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "multiipaddressinfo" => {
-                    out.multi_ip_address_info = Some(<MultiIpAddressInfo as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "networkinfo" => out.network_info = Some(<NetworkInfo as crate::xml::FromXml>::from_xml(child)?),
-                "networkinterfaceinfo" => {
-                    out.network_interface_info = Some(<NetworkInterfaceInfo as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "optioncommoninfo" => out
-                    .option_common_info
-                    .extend(crate::xml::list::<OptionCommonInfo>(child)?),
-                "optioninfo" => out.option_info.extend(crate::xml::list::<OptionInfo>(child)?),
-                "osoptionchargeinfo" => {
-                    out.os_option_charge_info = Some(<OsOptionChargeInfo as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "patternauthinfo" => {
-                    out.pattern_auth_info = Some(<PatternAuthInfo as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "premiumsupportinfo" => {
-                    out.premium_support_info = Some(<PremiumSupportInfo as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "privatelaninfo" => {
-                    out.private_lan_info = Some(<PrivateLanInfo as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "privatenetworkinfo" => {
-                    out.private_network_info = Some(<PrivateNetworkInfo as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "remoteaccessvpngatewayinfo" => {
-                    out.remote_access_vpn_gateway_info =
-                        Some(<RemoteAccessVpnGatewayInfo as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "routerinfo" => out.router_info = Some(<RouterInfo as crate::xml::FromXml>::from_xml(child)?),
-                "securitygroupinfo" => {
-                    out.security_group_info = Some(<SecurityGroupInfoOfDescribeUsage as crate::xml::FromXml>::from_xml(
-                        child,
-                    )?)
-                }
-                "snapshotinfo" => out.snapshot_info = Some(<SnapshotInfo as crate::xml::FromXml>::from_xml(child)?),
-                "sslcertinfo" => out.ssl_cert_info = Some(<SslCertInfo as crate::xml::FromXml>::from_xml(child)?),
-                "volumeinfo" => out.volume_info = Some(<VolumeInfo as crate::xml::FromXml>::from_xml(child)?),
-                "vpngatewayinfo" => {
-                    out.vpn_gateway_info = Some(<VpnGatewayInfo as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "yearmonth" => out.year_month = crate::xml::scalar(child)?,
-                _ => {}
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (13, b"autoscaleinfo") => r.structure(child, &mut seen, 0, &mut out.auto_scale_info),
+            (16, b"chargedetailinfo") => r.structure(child, &mut seen, 1, &mut out.charge_detail_info),
+            (8, b"copyinfo") => r.structure(child, &mut seen, 2, &mut out.copy_info),
+            (13, b"elasticipinfo") => r.structure(child, &mut seen, 3, &mut out.elastic_ip_info),
+            (23, b"elasticloadbalancerinfo") => r.structure(child, &mut seen, 4, &mut out.elastic_load_balancer_info),
+            (15, b"extrachargeinfo") => r.structure(child, &mut seen, 5, &mut out.extra_charge_info),
+            (9, b"imageinfo") => r.structure(child, &mut seen, 6, &mut out.image_info),
+            (18, b"instancebackupinfo") => r.structure(child, &mut seen, 7, &mut out.instance_backup_info),
+            (12, b"instanceinfo") => r.structure(child, &mut seen, 8, &mut out.instance_info),
+            (15, b"internetvpninfo") => r.structure(child, &mut seen, 9, &mut out.internet_vpn_info),
+            (11, b"licenseinfo") => r.structure(child, &mut seen, 10, &mut out.license_info),
+            (17, b"livemigrationinfo") => r.structure(child, &mut seen, 11, &mut out.live_migration_info),
+            (16, b"loadbalancerinfo") => r.structure(child, &mut seen, 12, &mut out.load_balancer_info),
+            (16, b"multiaccountinfo") => r.structure(child, &mut seen, 13, &mut out.multi_account_info),
+            (18, b"multiipaddressinfo") => r.structure(child, &mut seen, 14, &mut out.multi_ip_address_info),
+            (11, b"networkinfo") => r.structure(child, &mut seen, 15, &mut out.network_info),
+            (20, b"networkinterfaceinfo") => r.structure(child, &mut seen, 16, &mut out.network_interface_info),
+            (16, b"optioncommoninfo") => r.list(child, &mut out.option_common_info),
+            (10, b"optioninfo") => r.list(child, &mut out.option_info),
+            (18, b"osoptionchargeinfo") => r.structure(child, &mut seen, 19, &mut out.os_option_charge_info),
+            (15, b"patternauthinfo") => r.structure(child, &mut seen, 20, &mut out.pattern_auth_info),
+            (18, b"premiumsupportinfo") => r.structure(child, &mut seen, 21, &mut out.premium_support_info),
+            (14, b"privatelaninfo") => r.structure(child, &mut seen, 22, &mut out.private_lan_info),
+            (18, b"privatenetworkinfo") => r.structure(child, &mut seen, 23, &mut out.private_network_info),
+            (26, b"remoteaccessvpngatewayinfo") => {
+                r.structure(child, &mut seen, 24, &mut out.remote_access_vpn_gateway_info)
             }
-            Ok(())
-        })
+            (9, b"requestid") => r.scalar(child, &mut seen, 25, &mut out.request_id),
+            (10, b"routerinfo") => r.structure(child, &mut seen, 26, &mut out.router_info),
+            (17, b"securitygroupinfo") => r.structure(child, &mut seen, 27, &mut out.security_group_info),
+            (12, b"snapshotinfo") => r.structure(child, &mut seen, 28, &mut out.snapshot_info),
+            (11, b"sslcertinfo") => r.structure(child, &mut seen, 29, &mut out.ssl_cert_info),
+            (10, b"volumeinfo") => r.structure(child, &mut seen, 30, &mut out.volume_info),
+            (14, b"vpngatewayinfo") => r.structure(child, &mut seen, 31, &mut out.vpn_gateway_info),
+            (9, b"yearmonth") => r.scalar(child, &mut seen, 32, &mut out.year_month),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -3046,17 +3197,21 @@ pub struct DescribeUserActivitiesResult {
 }
 
 impl crate::xml::FromXml for DescribeUserActivitiesResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "useractivitiesset" => out
-                    .user_activities_set
-                    .extend(crate::xml::list::<UserActivitiesSet>(child)?),
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (17, b"useractivitiesset") => r.list(child, &mut out.user_activities_set),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -3135,15 +3290,21 @@ pub struct DetachIsoImageResult {
 }
 
 impl crate::xml::FromXml for DetachIsoImageResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -3168,18 +3329,21 @@ pub struct Details {
 }
 
 impl crate::xml::FromXml for Details {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "changeincapacity" => out.change_in_capacity = crate::xml::scalar(child)?,
-                "currentserverscount" => out.current_servers_count = crate::xml::scalar(child)?,
-                "resource" => out.resource = crate::xml::scalar(child)?,
-                "resourcevalue" => out.resource_value = crate::xml::scalar(child)?,
-                "upperthreshold" => out.upper_threshold = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (16, b"changeincapacity") => r.scalar(child, &mut seen, 0, &mut out.change_in_capacity),
+            (19, b"currentserverscount") => r.scalar(child, &mut seen, 1, &mut out.current_servers_count),
+            (8, b"resource") => r.scalar(child, &mut seen, 2, &mut out.resource),
+            (13, b"resourcevalue") => r.scalar(child, &mut seen, 3, &mut out.resource_value),
+            (14, b"upperthreshold") => r.scalar(child, &mut seen, 4, &mut out.upper_threshold),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -3259,13 +3423,16 @@ pub struct DissociateUsersResult {
 }
 
 impl crate::xml::FromXml for DissociateUsersResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "users" {
-                out.users.extend(crate::xml::list::<Users>(child)?);
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (5, b"users") => r.list(child, &mut out.users),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -3284,19 +3451,21 @@ pub struct DissociateUsersResultWrapper {
 }
 
 impl crate::xml::FromXml for DissociateUsersResultWrapper {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "dissociateusersresult" => {
-                    out.dissociate_users_result = Some(<DissociateUsersResult as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "responsemetadata" => {
-                    out.response_metadata = Some(<ResponseMetadata as crate::xml::FromXml>::from_xml(child)?)
-                }
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (21, b"dissociateusersresult") => r.structure(child, &mut seen, 0, &mut out.dissociate_users_result),
+            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut out.response_metadata),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.response_metadata.as_ref().and_then(|m| m.request_id.as_deref()))
     }
 }
 
@@ -3379,17 +3548,23 @@ pub struct DownloadSslCertificateResult {
 }
 
 impl crate::xml::FromXml for DownloadSslCertificateResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "filedata" => out.file_data = crate::xml::scalar(child)?,
-                "fqdn" => out.fqdn = crate::xml::scalar(child)?,
-                "fqdnid" => out.fqdn_id = crate::xml::scalar(child)?,
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (8, b"filedata") => r.scalar(child, &mut seen, 0, &mut out.file_data),
+            (4, b"fqdn") => r.scalar(child, &mut seen, 1, &mut out.fqdn),
+            (6, b"fqdnid") => r.scalar(child, &mut seen, 2, &mut out.fqdn_id),
+            (9, b"requestid") => r.scalar(child, &mut seen, 3, &mut out.request_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -3412,17 +3587,20 @@ pub struct DynamicIpMeasuredRate {
 }
 
 impl crate::xml::FromXml for DynamicIpMeasuredRate {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "charge" => out.charge = crate::xml::scalar(child)?,
-                "type" => out.r#type = crate::xml::scalar(child)?,
-                "unit" => out.unit = crate::xml::scalar(child)?,
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -3445,17 +3623,20 @@ pub struct DynamicIpMonthlyRate {
 }
 
 impl crate::xml::FromXml for DynamicIpMonthlyRate {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "charge" => out.charge = crate::xml::scalar(child)?,
-                "type" => out.r#type = crate::xml::scalar(child)?,
-                "unit" => out.unit = crate::xml::scalar(child)?,
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -3478,17 +3659,20 @@ pub struct EbsOfDescribeImages {
 }
 
 impl crate::xml::FromXml for EbsOfDescribeImages {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "deleteontermination" => out.delete_on_termination = crate::xml::scalar(child)?,
-                "disktype" => out.disk_type = crate::xml::scalar(child)?,
-                "snapshotid" => out.snapshot_id = crate::xml::scalar(child)?,
-                "volumesize" => out.volume_size = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (19, b"deleteontermination") => r.scalar(child, &mut seen, 0, &mut out.delete_on_termination),
+            (8, b"disktype") => r.scalar(child, &mut seen, 1, &mut out.disk_type),
+            (10, b"snapshotid") => r.scalar(child, &mut seen, 2, &mut out.snapshot_id),
+            (10, b"volumesize") => r.scalar(child, &mut seen, 3, &mut out.volume_size),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -3505,13 +3689,16 @@ pub struct ElasticIpInfo {
 }
 
 impl crate::xml::FromXml for ElasticIpInfo {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "elasticipset" {
-                out.elastic_ip_set.extend(crate::xml::list::<ElasticIpSet>(child)?);
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (12, b"elasticipset") => r.list(child, &mut out.elastic_ip_set),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -3530,15 +3717,18 @@ pub struct ElasticIpItemSet {
 }
 
 impl crate::xml::FromXml for ElasticIpItemSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "count" => out.count = crate::xml::scalar(child)?,
-                "type" => out.r#type = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (5, b"count") => r.scalar(child, &mut seen, 0, &mut out.count),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -3561,17 +3751,20 @@ pub struct ElasticIpSet {
 }
 
 impl crate::xml::FromXml for ElasticIpSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "charge" => out.charge = crate::xml::scalar(child)?,
-                "type" => out.r#type = crate::xml::scalar(child)?,
-                "unit" => out.unit = crate::xml::scalar(child)?,
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -3590,17 +3783,17 @@ pub struct ElasticLoadBalancerInfo {
 }
 
 impl crate::xml::FromXml for ElasticLoadBalancerInfo {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "vip" => out.vip.extend(crate::xml::list::<Vip>(child)?),
-                "vipmeasuredrate" => out
-                    .vip_measured_rate
-                    .extend(crate::xml::list::<VipMeasuredRate>(child)?),
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (3, b"vip") => r.list(child, &mut out.vip),
+            (15, b"vipmeasuredrate") => r.list(child, &mut out.vip_measured_rate),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -3617,13 +3810,17 @@ pub struct EmailAddressSet {
 }
 
 impl crate::xml::FromXml for EmailAddressSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "emailaddress" {
-                out.email_address = crate::xml::scalar(child)?;
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (12, b"emailaddress") => r.scalar(child, &mut seen, 0, &mut out.email_address),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -3640,14 +3837,16 @@ pub struct ExtraChargeInfo {
 }
 
 impl crate::xml::FromXml for ExtraChargeInfo {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "extrachargemonthlyrateset" {
-                out.extra_charge_monthly_rate_set
-                    .extend(crate::xml::list::<ExtraChargeMonthlyRateSet>(child)?);
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (25, b"extrachargemonthlyrateset") => r.list(child, &mut out.extra_charge_monthly_rate_set),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -3670,17 +3869,20 @@ pub struct ExtraChargeMonthlyRateSet {
 }
 
 impl crate::xml::FromXml for ExtraChargeMonthlyRateSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "charge" => out.charge = crate::xml::scalar(child)?,
-                "type" => out.r#type = crate::xml::scalar(child)?,
-                "unit" => out.unit = crate::xml::scalar(child)?,
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -3699,15 +3901,18 @@ pub struct ImageInfo {
 }
 
 impl crate::xml::FromXml for ImageInfo {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "createimage" => out.create_image = Some(<CreateImage as crate::xml::FromXml>::from_xml(child)?),
-                "keepimageset" => out.keep_image_set.extend(crate::xml::list::<KeepImageSet>(child)?),
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (11, b"createimage") => r.structure(child, &mut seen, 0, &mut out.create_image),
+            (12, b"keepimageset") => r.list(child, &mut out.keep_image_set),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -3776,46 +3981,45 @@ pub struct ImagesSet {
 }
 
 impl crate::xml::FromXml for ImagesSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "architecture" => out.architecture = crate::xml::scalar(child)?,
-                "blockdevicemapping" => out
-                    .block_device_mapping
-                    .extend(crate::xml::list::<BlockDeviceMappingOfDescribeImages>(child)?),
-                "description" => out.description = crate::xml::scalar(child)?,
-                "detaildescription" => out.detail_description = crate::xml::scalar(child)?,
-                "imageid" => out.image_id = crate::xml::scalar(child)?,
-                "imagelocation" => out.image_location = crate::xml::scalar(child)?,
-                "imageowneralias" => out.image_owner_alias = crate::xml::scalar(child)?,
-                "imageownerid" => out.image_owner_id = crate::xml::scalar(child)?,
-                "imagestate" => out.image_state = crate::xml::scalar(child)?,
-                "imagetype" => out.image_type = crate::xml::scalar(child)?,
-                "isgpuconfigurable" => out.is_gpu_configurable = crate::xml::scalar(child)?,
-                "ispublic" => out.is_public = crate::xml::scalar(child)?,
-                "kernelid" => out.kernel_id = crate::xml::scalar(child)?,
-                "launchtime" => out.launch_time = crate::xml::scalar(child)?,
-                "name" => out.name = crate::xml::scalar(child)?,
-                "niftycontacturl" => out.nifty_contact_url = crate::xml::scalar(child)?,
-                "niftydistributionids" => out
-                    .nifty_distribution_ids
-                    .extend(crate::xml::list::<NiftyDistributionIds>(child)?),
-                "niftyimagesize" => out.nifty_image_size = crate::xml::scalar(child)?,
-                "niftyisalloweddistribution" => out.nifty_is_allowed_distribution = crate::xml::scalar(child)?,
-                "placement" => {
-                    out.placement = Some(<PlacementOfDescribeImages as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "platform" => out.platform = crate::xml::scalar(child)?,
-                "productcodes" => out.product_codes.extend(crate::xml::list::<ProductCodes>(child)?),
-                "ramdiskid" => out.ramdisk_id = crate::xml::scalar(child)?,
-                "redistributable" => out.redistributable = crate::xml::scalar(child)?,
-                "rootdevicename" => out.root_device_name = crate::xml::scalar(child)?,
-                "rootdevicetype" => out.root_device_type = crate::xml::scalar(child)?,
-                "statereason" => out.state_reason = Some(<StateReason as crate::xml::FromXml>::from_xml(child)?),
-                _ => {}
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (12, b"architecture") => r.scalar(child, &mut seen, 0, &mut out.architecture),
+            (18, b"blockdevicemapping") => r.list(child, &mut out.block_device_mapping),
+            (11, b"description") => r.scalar(child, &mut seen, 2, &mut out.description),
+            (17, b"detaildescription") => r.scalar(child, &mut seen, 3, &mut out.detail_description),
+            (7, b"imageid") => r.scalar(child, &mut seen, 4, &mut out.image_id),
+            (13, b"imagelocation") => r.scalar(child, &mut seen, 5, &mut out.image_location),
+            (15, b"imageowneralias") => r.scalar(child, &mut seen, 6, &mut out.image_owner_alias),
+            (12, b"imageownerid") => r.scalar(child, &mut seen, 7, &mut out.image_owner_id),
+            (10, b"imagestate") => r.scalar(child, &mut seen, 8, &mut out.image_state),
+            (9, b"imagetype") => r.scalar(child, &mut seen, 9, &mut out.image_type),
+            (17, b"isgpuconfigurable") => r.scalar(child, &mut seen, 10, &mut out.is_gpu_configurable),
+            (8, b"ispublic") => r.scalar(child, &mut seen, 11, &mut out.is_public),
+            (8, b"kernelid") => r.scalar(child, &mut seen, 12, &mut out.kernel_id),
+            (10, b"launchtime") => r.scalar(child, &mut seen, 13, &mut out.launch_time),
+            (4, b"name") => r.scalar(child, &mut seen, 14, &mut out.name),
+            (15, b"niftycontacturl") => r.scalar(child, &mut seen, 15, &mut out.nifty_contact_url),
+            (20, b"niftydistributionids") => r.list(child, &mut out.nifty_distribution_ids),
+            (14, b"niftyimagesize") => r.scalar(child, &mut seen, 17, &mut out.nifty_image_size),
+            (26, b"niftyisalloweddistribution") => {
+                r.scalar(child, &mut seen, 18, &mut out.nifty_is_allowed_distribution)
             }
-            Ok(())
-        })
+            (9, b"placement") => r.structure(child, &mut seen, 19, &mut out.placement),
+            (8, b"platform") => r.scalar(child, &mut seen, 20, &mut out.platform),
+            (12, b"productcodes") => r.list(child, &mut out.product_codes),
+            (9, b"ramdiskid") => r.scalar(child, &mut seen, 22, &mut out.ramdisk_id),
+            (15, b"redistributable") => r.scalar(child, &mut seen, 23, &mut out.redistributable),
+            (14, b"rootdevicename") => r.scalar(child, &mut seen, 24, &mut out.root_device_name),
+            (14, b"rootdevicetype") => r.scalar(child, &mut seen, 25, &mut out.root_device_type),
+            (11, b"statereason") => r.structure(child, &mut seen, 26, &mut out.state_reason),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -3838,17 +4042,20 @@ pub struct ImportInstanceDiskMeasuredRate {
 }
 
 impl crate::xml::FromXml for ImportInstanceDiskMeasuredRate {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "charge" => out.charge = crate::xml::scalar(child)?,
-                "type" => out.r#type = crate::xml::scalar(child)?,
-                "unit" => out.unit = crate::xml::scalar(child)?,
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -3871,17 +4078,20 @@ pub struct ImportInstanceDiskMonthlyRate {
 }
 
 impl crate::xml::FromXml for ImportInstanceDiskMonthlyRate {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "charge" => out.charge = crate::xml::scalar(child)?,
-                "type" => out.r#type = crate::xml::scalar(child)?,
-                "unit" => out.unit = crate::xml::scalar(child)?,
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -3904,17 +4114,20 @@ pub struct ImportInstanceOfDescribeUploads {
 }
 
 impl crate::xml::FromXml for ImportInstanceOfDescribeUploads {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "availabilityzone" => out.availability_zone = crate::xml::scalar(child)?,
-                "image" => out.image = Some(<Image as crate::xml::FromXml>::from_xml(child)?),
-                "instanceid" => out.instance_id = crate::xml::scalar(child)?,
-                "instanceuniqueid" => out.instance_unique_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (16, b"availabilityzone") => r.scalar(child, &mut seen, 0, &mut out.availability_zone),
+            (5, b"image") => r.structure(child, &mut seen, 1, &mut out.image),
+            (10, b"instanceid") => r.scalar(child, &mut seen, 2, &mut out.instance_id),
+            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 3, &mut out.instance_unique_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -4003,16 +4216,22 @@ pub struct ImportKeyPairResult {
 }
 
 impl crate::xml::FromXml for ImportKeyPairResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "keyfingerprint" => out.key_fingerprint = crate::xml::scalar(child)?,
-                "keyname" => out.key_name = crate::xml::scalar(child)?,
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (14, b"keyfingerprint") => r.scalar(child, &mut seen, 0, &mut out.key_fingerprint),
+            (7, b"keyname") => r.scalar(child, &mut seen, 1, &mut out.key_name),
+            (9, b"requestid") => r.scalar(child, &mut seen, 2, &mut out.request_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -4035,17 +4254,20 @@ pub struct InstanceBackupBaseSet {
 }
 
 impl crate::xml::FromXml for InstanceBackupBaseSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "charge" => out.charge = crate::xml::scalar(child)?,
-                "type" => out.r#type = crate::xml::scalar(child)?,
-                "unit" => out.unit = crate::xml::scalar(child)?,
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -4066,16 +4288,19 @@ pub struct InstanceBackupImportInstanceDiskSet {
 }
 
 impl crate::xml::FromXml for InstanceBackupImportInstanceDiskSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "charge" => out.charge = crate::xml::scalar(child)?,
-                "unit" => out.unit = crate::xml::scalar(child)?,
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
+            (4, b"unit") => r.scalar(child, &mut seen, 1, &mut out.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 2, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -4096,25 +4321,21 @@ pub struct InstanceBackupInfo {
 }
 
 impl crate::xml::FromXml for InstanceBackupInfo {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "instancebackupbaseset" => out
-                    .instance_backup_base_set
-                    .extend(crate::xml::list::<InstanceBackupBaseSet>(child)?),
-                "instancebackupimportinstancediskset" => {
-                    out.instance_backup_import_instance_disk_set = Some(
-                        <InstanceBackupImportInstanceDiskSet as crate::xml::FromXml>::from_xml(child)?,
-                    )
-                }
-                "instancebackupvolumeset" => {
-                    out.instance_backup_volume_set =
-                        Some(<InstanceBackupVolumeSet as crate::xml::FromXml>::from_xml(child)?)
-                }
-                _ => {}
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (21, b"instancebackupbaseset") => r.list(child, &mut out.instance_backup_base_set),
+            (35, b"instancebackupimportinstancediskset") => {
+                r.structure(child, &mut seen, 1, &mut out.instance_backup_import_instance_disk_set)
             }
-            Ok(())
-        })
+            (23, b"instancebackupvolumeset") => r.structure(child, &mut seen, 2, &mut out.instance_backup_volume_set),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -4135,16 +4356,19 @@ pub struct InstanceBackupVolumeSet {
 }
 
 impl crate::xml::FromXml for InstanceBackupVolumeSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "charge" => out.charge = crate::xml::scalar(child)?,
-                "unit" => out.unit = crate::xml::scalar(child)?,
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
+            (4, b"unit") => r.scalar(child, &mut seen, 1, &mut out.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 2, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -4167,17 +4391,20 @@ pub struct InstanceCopy {
 }
 
 impl crate::xml::FromXml for InstanceCopy {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "charge" => out.charge = crate::xml::scalar(child)?,
-                "type" => out.r#type = crate::xml::scalar(child)?,
-                "unit" => out.unit = crate::xml::scalar(child)?,
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -4208,36 +4435,24 @@ pub struct InstanceInfo {
 }
 
 impl crate::xml::FromXml for InstanceInfo {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "dynamicipmeasuredrate" => {
-                    out.dynamic_ip_measured_rate =
-                        Some(<DynamicIpMeasuredRate as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "dynamicipmonthlyrate" => {
-                    out.dynamic_ip_monthly_rate = Some(<DynamicIpMonthlyRate as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "instancemonthlyrateset" => out
-                    .instance_monthly_rate_set
-                    .extend(crate::xml::list::<InstanceMonthlyRateSet>(child)?),
-                "multiipmonthlyrate" => {
-                    out.multi_ip_monthly_rate = Some(<MultiIpMonthlyRate as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "osmeasuredrate" => out.os_measured_rate.extend(crate::xml::list::<OsMeasuredRate>(child)?),
-                "osmonthlyrate" => out.os_monthly_rate.extend(crate::xml::list::<OsMonthlyRate>(child)?),
-                "runninginstancemeasuredrateset" => {
-                    out.running_instance_measured_rate_set
-                        .extend(crate::xml::list::<RunningInstanceMeasuredRateSet>(child)?)
-                }
-                "stoppedinstancemeasuredrateset" => {
-                    out.stopped_instance_measured_rate_set
-                        .extend(crate::xml::list::<StoppedInstanceMeasuredRateSet>(child)?)
-                }
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (21, b"dynamicipmeasuredrate") => r.structure(child, &mut seen, 0, &mut out.dynamic_ip_measured_rate),
+            (20, b"dynamicipmonthlyrate") => r.structure(child, &mut seen, 1, &mut out.dynamic_ip_monthly_rate),
+            (22, b"instancemonthlyrateset") => r.list(child, &mut out.instance_monthly_rate_set),
+            (18, b"multiipmonthlyrate") => r.structure(child, &mut seen, 3, &mut out.multi_ip_monthly_rate),
+            (14, b"osmeasuredrate") => r.list(child, &mut out.os_measured_rate),
+            (13, b"osmonthlyrate") => r.list(child, &mut out.os_monthly_rate),
+            (30, b"runninginstancemeasuredrateset") => r.list(child, &mut out.running_instance_measured_rate_set),
+            (30, b"stoppedinstancemeasuredrateset") => r.list(child, &mut out.stopped_instance_measured_rate_set),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -4256,15 +4471,18 @@ pub struct InstanceItemSet {
 }
 
 impl crate::xml::FromXml for InstanceItemSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "count" => out.count = crate::xml::scalar(child)?,
-                "type" => out.r#type = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (5, b"count") => r.scalar(child, &mut seen, 0, &mut out.count),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -4287,17 +4505,20 @@ pub struct InstanceMonthlyRateSet {
 }
 
 impl crate::xml::FromXml for InstanceMonthlyRateSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "charge" => out.charge = crate::xml::scalar(child)?,
-                "type" => out.r#type = crate::xml::scalar(child)?,
-                "unit" => out.unit = crate::xml::scalar(child)?,
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -4316,15 +4537,18 @@ pub struct InstancesSetOfDescribeIsoImages {
 }
 
 impl crate::xml::FromXml for InstancesSetOfDescribeIsoImages {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "instanceid" => out.instance_id = crate::xml::scalar(child)?,
-                "instanceuniqueid" => out.instance_unique_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (10, b"instanceid") => r.scalar(child, &mut seen, 0, &mut out.instance_id),
+            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 1, &mut out.instance_unique_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -4343,15 +4567,18 @@ pub struct InstancesSetOfDescribeKeyPairs {
 }
 
 impl crate::xml::FromXml for InstancesSetOfDescribeKeyPairs {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "instanceid" => out.instance_id = crate::xml::scalar(child)?,
-                "regionname" => out.region_name = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (10, b"instanceid") => r.scalar(child, &mut seen, 0, &mut out.instance_id),
+            (10, b"regionname") => r.scalar(child, &mut seen, 1, &mut out.region_name),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -4378,19 +4605,22 @@ pub struct InstancesSetOfNiftyDescribeAutoScalingGroups {
 }
 
 impl crate::xml::FromXml for InstancesSetOfNiftyDescribeAutoScalingGroups {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "dnsname" => out.dns_name = crate::xml::scalar(child)?,
-                "expiretime" => out.expire_time = crate::xml::scalar(child)?,
-                "instanceid" => out.instance_id = crate::xml::scalar(child)?,
-                "instancestate" => out.instance_state = Some(<InstanceState as crate::xml::FromXml>::from_xml(child)?),
-                "instancetype" => out.instance_type = crate::xml::scalar(child)?,
-                "instanceuniqueid" => out.instance_unique_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (7, b"dnsname") => r.scalar(child, &mut seen, 0, &mut out.dns_name),
+            (10, b"expiretime") => r.scalar(child, &mut seen, 1, &mut out.expire_time),
+            (10, b"instanceid") => r.scalar(child, &mut seen, 2, &mut out.instance_id),
+            (13, b"instancestate") => r.structure(child, &mut seen, 3, &mut out.instance_state),
+            (12, b"instancetype") => r.scalar(child, &mut seen, 4, &mut out.instance_type),
+            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 5, &mut out.instance_unique_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -4409,19 +4639,18 @@ pub struct InternetVpnInfo {
 }
 
 impl crate::xml::FromXml for InternetVpnInfo {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "internetvpninitial" => {
-                    out.internet_vpn_initial = Some(<InternetVpnInitial as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "internetvpnmonthlyrateset" => out
-                    .internet_vpn_monthly_rate_set
-                    .extend(crate::xml::list::<InternetVpnMonthlyRateSet>(child)?),
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (18, b"internetvpninitial") => r.structure(child, &mut seen, 0, &mut out.internet_vpn_initial),
+            (25, b"internetvpnmonthlyrateset") => r.list(child, &mut out.internet_vpn_monthly_rate_set),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -4444,17 +4673,20 @@ pub struct InternetVpnInitial {
 }
 
 impl crate::xml::FromXml for InternetVpnInitial {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "charge" => out.charge = crate::xml::scalar(child)?,
-                "type" => out.r#type = crate::xml::scalar(child)?,
-                "unit" => out.unit = crate::xml::scalar(child)?,
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -4475,16 +4707,19 @@ pub struct InternetVpnMonthlyRateSet {
 }
 
 impl crate::xml::FromXml for InternetVpnMonthlyRateSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "charge" => out.charge = crate::xml::scalar(child)?,
-                "type" => out.r#type = crate::xml::scalar(child)?,
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
+            (5, b"value") => r.scalar(child, &mut seen, 2, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -4517,24 +4752,25 @@ pub struct IsoImagesSet {
 }
 
 impl crate::xml::FromXml for IsoImagesSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "availabilityzone" => out.availability_zone = crate::xml::scalar(child)?,
-                "createdtime" => out.created_time = crate::xml::scalar(child)?,
-                "description" => out.description = crate::xml::scalar(child)?,
-                "expiredtime" => out.expired_time = crate::xml::scalar(child)?,
-                "instancesset" => out
-                    .instances_set
-                    .extend(crate::xml::list::<InstancesSetOfDescribeIsoImages>(child)?),
-                "isoimageid" => out.iso_image_id = crate::xml::scalar(child)?,
-                "isoimagename" => out.iso_image_name = crate::xml::scalar(child)?,
-                "isoimagesize" => out.iso_image_size = crate::xml::scalar(child)?,
-                "status" => out.status = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (16, b"availabilityzone") => r.scalar(child, &mut seen, 0, &mut out.availability_zone),
+            (11, b"createdtime") => r.scalar(child, &mut seen, 1, &mut out.created_time),
+            (11, b"description") => r.scalar(child, &mut seen, 2, &mut out.description),
+            (11, b"expiredtime") => r.scalar(child, &mut seen, 3, &mut out.expired_time),
+            (12, b"instancesset") => r.list(child, &mut out.instances_set),
+            (10, b"isoimageid") => r.scalar(child, &mut seen, 5, &mut out.iso_image_id),
+            (12, b"isoimagename") => r.scalar(child, &mut seen, 6, &mut out.iso_image_name),
+            (12, b"isoimagesize") => r.scalar(child, &mut seen, 7, &mut out.iso_image_size),
+            (6, b"status") => r.scalar(child, &mut seen, 8, &mut out.status),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -4557,17 +4793,20 @@ pub struct KeepImageSet {
 }
 
 impl crate::xml::FromXml for KeepImageSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "charge" => out.charge = crate::xml::scalar(child)?,
-                "type" => out.r#type = crate::xml::scalar(child)?,
-                "unit" => out.unit = crate::xml::scalar(child)?,
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -4584,13 +4823,17 @@ pub struct KeyLength {
 }
 
 impl crate::xml::FromXml for KeyLength {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "value" {
-                out.value = crate::xml::scalar(child)?;
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (5, b"value") => r.scalar(child, &mut seen, 0, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -4613,19 +4856,20 @@ pub struct KeySet {
 }
 
 impl crate::xml::FromXml for KeySet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "description" => out.description = crate::xml::scalar(child)?,
-                "instancesset" => out
-                    .instances_set
-                    .extend(crate::xml::list::<InstancesSetOfDescribeKeyPairs>(child)?),
-                "keyfingerprint" => out.key_fingerprint = crate::xml::scalar(child)?,
-                "keyname" => out.key_name = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (11, b"description") => r.scalar(child, &mut seen, 0, &mut out.description),
+            (12, b"instancesset") => r.list(child, &mut out.instances_set),
+            (14, b"keyfingerprint") => r.scalar(child, &mut seen, 2, &mut out.key_fingerprint),
+            (7, b"keyname") => r.scalar(child, &mut seen, 3, &mut out.key_name),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -4642,14 +4886,16 @@ pub struct LicenseInfo {
 }
 
 impl crate::xml::FromXml for LicenseInfo {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "licensemonthlyrateset" {
-                out.license_monthly_rate_set
-                    .extend(crate::xml::list::<LicenseMonthlyRateSet>(child)?);
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (21, b"licensemonthlyrateset") => r.list(child, &mut out.license_monthly_rate_set),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -4672,17 +4918,20 @@ pub struct LicenseMonthlyRateSet {
 }
 
 impl crate::xml::FromXml for LicenseMonthlyRateSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "charge" => out.charge = crate::xml::scalar(child)?,
-                "type" => out.r#type = crate::xml::scalar(child)?,
-                "unit" => out.unit = crate::xml::scalar(child)?,
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -4705,17 +4954,20 @@ pub struct LiveMigrationHubMonthlyRateSet {
 }
 
 impl crate::xml::FromXml for LiveMigrationHubMonthlyRateSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "charge" => out.charge = crate::xml::scalar(child)?,
-                "type" => out.r#type = crate::xml::scalar(child)?,
-                "unit" => out.unit = crate::xml::scalar(child)?,
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -4734,20 +4986,19 @@ pub struct LiveMigrationInfo {
 }
 
 impl crate::xml::FromXml for LiveMigrationInfo {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "livemigrationhubmonthlyrateset" => {
-                    out.live_migration_hub_monthly_rate_set
-                        .extend(crate::xml::list::<LiveMigrationHubMonthlyRateSet>(child)?)
-                }
-                "livemigrationoperationmonthlyrateset" => out
-                    .live_migration_operation_monthly_rate_set
-                    .extend(crate::xml::list::<LiveMigrationOperationMonthlyRateSet>(child)?),
-                _ => {}
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (30, b"livemigrationhubmonthlyrateset") => r.list(child, &mut out.live_migration_hub_monthly_rate_set),
+            (36, b"livemigrationoperationmonthlyrateset") => {
+                r.list(child, &mut out.live_migration_operation_monthly_rate_set)
             }
-            Ok(())
-        })
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -4770,17 +5021,20 @@ pub struct LiveMigrationOperationMonthlyRateSet {
 }
 
 impl crate::xml::FromXml for LiveMigrationOperationMonthlyRateSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "charge" => out.charge = crate::xml::scalar(child)?,
-                "type" => out.r#type = crate::xml::scalar(child)?,
-                "unit" => out.unit = crate::xml::scalar(child)?,
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -4801,18 +5055,18 @@ pub struct LoadBalancerInfo {
 }
 
 impl crate::xml::FromXml for LoadBalancerInfo {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "optionset" => out.option_set.extend(crate::xml::list::<OptionSet>(child)?),
-                "vipmeasuredrateset" => out
-                    .vip_measured_rate_set
-                    .extend(crate::xml::list::<VipMeasuredRateSet>(child)?),
-                "vipset" => out.vip_set.extend(crate::xml::list::<VipSet>(child)?),
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"optionset") => r.list(child, &mut out.option_set),
+            (18, b"vipmeasuredrateset") => r.list(child, &mut out.vip_measured_rate_set),
+            (6, b"vipset") => r.list(child, &mut out.vip_set),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -4833,16 +5087,19 @@ pub struct LoadBalancing {
 }
 
 impl crate::xml::FromXml for LoadBalancing {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "instanceport" => out.instance_port = crate::xml::scalar(child)?,
-                "loadbalancername" => out.load_balancer_name = crate::xml::scalar(child)?,
-                "loadbalancerport" => out.load_balancer_port = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (12, b"instanceport") => r.scalar(child, &mut seen, 0, &mut out.instance_port),
+            (16, b"loadbalancername") => r.scalar(child, &mut seen, 1, &mut out.load_balancer_name),
+            (16, b"loadbalancerport") => r.scalar(child, &mut seen, 2, &mut out.load_balancer_port),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -4863,16 +5120,19 @@ pub struct LogSet {
 }
 
 impl crate::xml::FromXml for LogSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "details" => out.details = Some(<Details as crate::xml::FromXml>::from_xml(child)?),
-                "process" => out.process = crate::xml::scalar(child)?,
-                "time" => out.time = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (7, b"details") => r.structure(child, &mut seen, 0, &mut out.details),
+            (7, b"process") => r.scalar(child, &mut seen, 1, &mut out.process),
+            (4, b"time") => r.scalar(child, &mut seen, 2, &mut out.time),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -4891,15 +5151,18 @@ pub struct MigrationHubItemSet {
 }
 
 impl crate::xml::FromXml for MigrationHubItemSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "count" => out.count = crate::xml::scalar(child)?,
-                "type" => out.r#type = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (5, b"count") => r.scalar(child, &mut seen, 0, &mut out.count),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -5003,15 +5266,21 @@ pub struct ModifyImageAttributeResult {
 }
 
 impl crate::xml::FromXml for ModifyImageAttributeResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -5087,15 +5356,21 @@ pub struct ModifySslCertificateAttributeResult {
 }
 
 impl crate::xml::FromXml for ModifySslCertificateAttributeResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -5114,15 +5389,18 @@ pub struct Month {
 }
 
 impl crate::xml::FromXml for Month {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "endingmonth" => out.ending_month = crate::xml::scalar(child)?,
-                "startingmonth" => out.starting_month = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (11, b"endingmonth") => r.scalar(child, &mut seen, 0, &mut out.ending_month),
+            (13, b"startingmonth") => r.scalar(child, &mut seen, 1, &mut out.starting_month),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -5143,16 +5421,19 @@ pub struct MultiAccount {
 }
 
 impl crate::xml::FromXml for MultiAccount {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "charge" => out.charge = crate::xml::scalar(child)?,
-                "unit" => out.unit = crate::xml::scalar(child)?,
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
+            (4, b"unit") => r.scalar(child, &mut seen, 1, &mut out.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 2, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -5169,13 +5450,17 @@ pub struct MultiAccountInfo {
 }
 
 impl crate::xml::FromXml for MultiAccountInfo {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "multiaccount" {
-                out.multi_account = Some(<MultiAccount as crate::xml::FromXml>::from_xml(child)?);
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (12, b"multiaccount") => r.structure(child, &mut seen, 0, &mut out.multi_account),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -5192,14 +5477,16 @@ pub struct MultiIpAddressInfo {
 }
 
 impl crate::xml::FromXml for MultiIpAddressInfo {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "multiipaddressmonthlyrateset" {
-                out.multi_ip_address_monthly_rate_set
-                    .extend(crate::xml::list::<MultiIpAddressMonthlyRateSet>(child)?);
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (28, b"multiipaddressmonthlyrateset") => r.list(child, &mut out.multi_ip_address_monthly_rate_set),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -5218,15 +5505,18 @@ pub struct MultiIpAddressItemSet {
 }
 
 impl crate::xml::FromXml for MultiIpAddressItemSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "count" => out.count = crate::xml::scalar(child)?,
-                "type" => out.r#type = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (5, b"count") => r.scalar(child, &mut seen, 0, &mut out.count),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -5249,17 +5539,20 @@ pub struct MultiIpAddressMonthlyRateSet {
 }
 
 impl crate::xml::FromXml for MultiIpAddressMonthlyRateSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "charge" => out.charge = crate::xml::scalar(child)?,
-                "type" => out.r#type = crate::xml::scalar(child)?,
-                "unit" => out.unit = crate::xml::scalar(child)?,
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -5282,17 +5575,20 @@ pub struct MultiIpMonthlyRate {
 }
 
 impl crate::xml::FromXml for MultiIpMonthlyRate {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "charge" => out.charge = crate::xml::scalar(child)?,
-                "type" => out.r#type = crate::xml::scalar(child)?,
-                "unit" => out.unit = crate::xml::scalar(child)?,
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -5315,17 +5611,20 @@ pub struct NetworkFlowSet {
 }
 
 impl crate::xml::FromXml for NetworkFlowSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "charge" => out.charge = crate::xml::scalar(child)?,
-                "type" => out.r#type = crate::xml::scalar(child)?,
-                "unit" => out.unit = crate::xml::scalar(child)?,
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -5342,13 +5641,16 @@ pub struct NetworkInfo {
 }
 
 impl crate::xml::FromXml for NetworkInfo {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "networkflowset" {
-                out.network_flow_set.extend(crate::xml::list::<NetworkFlowSet>(child)?);
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (14, b"networkflowset") => r.list(child, &mut out.network_flow_set),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -5365,14 +5667,16 @@ pub struct NetworkInterfaceInfo {
 }
 
 impl crate::xml::FromXml for NetworkInterfaceInfo {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "networkinterfacemonthlyrateset" {
-                out.network_interface_monthly_rate_set
-                    .extend(crate::xml::list::<NetworkInterfaceMonthlyRateSet>(child)?);
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (30, b"networkinterfacemonthlyrateset") => r.list(child, &mut out.network_interface_monthly_rate_set),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -5391,15 +5695,18 @@ pub struct NetworkInterfaceItemSet {
 }
 
 impl crate::xml::FromXml for NetworkInterfaceItemSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "count" => out.count = crate::xml::scalar(child)?,
-                "type" => out.r#type = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (5, b"count") => r.scalar(child, &mut seen, 0, &mut out.count),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -5422,17 +5729,20 @@ pub struct NetworkInterfaceMonthlyRateSet {
 }
 
 impl crate::xml::FromXml for NetworkInterfaceMonthlyRateSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "charge" => out.charge = crate::xml::scalar(child)?,
-                "type" => out.r#type = crate::xml::scalar(child)?,
-                "unit" => out.unit = crate::xml::scalar(child)?,
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -5531,15 +5841,21 @@ pub struct NiftyAssociateImageResult {
 }
 
 impl crate::xml::FromXml for NiftyAssociateImageResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -5757,15 +6073,21 @@ pub struct NiftyCreateAlarmResult {
 }
 
 impl crate::xml::FromXml for NiftyCreateAlarmResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -5973,15 +6295,21 @@ pub struct NiftyCreateAutoScalingGroupResult {
 }
 
 impl crate::xml::FromXml for NiftyCreateAutoScalingGroupResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -6060,15 +6388,21 @@ pub struct NiftyDeleteAlarmResult {
 }
 
 impl crate::xml::FromXml for NiftyDeleteAlarmResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -6136,15 +6470,21 @@ pub struct NiftyDeleteAutoScalingGroupResult {
 }
 
 impl crate::xml::FromXml for NiftyDeleteAutoScalingGroupResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -6206,17 +6546,21 @@ pub struct NiftyDescribeAlarmHistoryResult {
 }
 
 impl crate::xml::FromXml for NiftyDescribeAlarmHistoryResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "reservationset" => out
-                    .reservation_set
-                    .extend(crate::xml::list::<ReservationSetOfNiftyDescribeAlarmHistory>(child)?),
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (14, b"reservationset") => r.list(child, &mut out.reservation_set),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -6278,17 +6622,21 @@ pub struct NiftyDescribeAlarmRulesActivitiesResult {
 }
 
 impl crate::xml::FromXml for NiftyDescribeAlarmRulesActivitiesResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "reservationset" => out.reservation_set.extend(crate::xml::list::<
-                    ReservationSetOfNiftyDescribeAlarmRulesActivities,
-                >(child)?),
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (14, b"reservationset") => r.list(child, &mut out.reservation_set),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -6354,15 +6702,21 @@ pub struct NiftyDescribeAlarmsPartitionsResult {
 }
 
 impl crate::xml::FromXml for NiftyDescribeAlarmsPartitionsResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "alarmtargetset" => out.alarm_target_set.extend(crate::xml::list::<AlarmTargetSet>(child)?),
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (14, b"alarmtargetset") => r.list(child, &mut out.alarm_target_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -6424,17 +6778,21 @@ pub struct NiftyDescribeAlarmsResult {
 }
 
 impl crate::xml::FromXml for NiftyDescribeAlarmsResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "reservationset" => out
-                    .reservation_set
-                    .extend(crate::xml::list::<ReservationSetOfNiftyDescribeAlarms>(child)?),
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (14, b"reservationset") => r.list(child, &mut out.reservation_set),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -6500,17 +6858,21 @@ pub struct NiftyDescribeAutoScalingGroupsResult {
 }
 
 impl crate::xml::FromXml for NiftyDescribeAutoScalingGroupsResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "autoscalingreservationset" => out
-                    .auto_scaling_reservation_set
-                    .extend(crate::xml::list::<AutoScalingReservationSet>(child)?),
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (25, b"autoscalingreservationset") => r.list(child, &mut out.auto_scaling_reservation_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -6595,33 +6957,39 @@ pub struct NiftyDescribeCorporateInfoForCertificateResult {
 }
 
 impl crate::xml::FromXml for NiftyDescribeCorporateInfoForCertificateResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "alphabetname1" => out.alphabet_name1 = crate::xml::scalar(child)?,
-                "alphabetname2" => out.alphabet_name2 = crate::xml::scalar(child)?,
-                "city" => out.city = crate::xml::scalar(child)?,
-                "corpgrade" => out.corp_grade = crate::xml::scalar(child)?,
-                "corpname" => out.corp_name = crate::xml::scalar(child)?,
-                "divisionname" => out.division_name = crate::xml::scalar(child)?,
-                "emailaddress" => out.email_address = crate::xml::scalar(child)?,
-                "kananame1" => out.kana_name1 = crate::xml::scalar(child)?,
-                "kananame2" => out.kana_name2 = crate::xml::scalar(child)?,
-                "name1" => out.name1 = crate::xml::scalar(child)?,
-                "name2" => out.name2 = crate::xml::scalar(child)?,
-                "phonenumber" => out.phone_number = crate::xml::scalar(child)?,
-                "postname" => out.post_name = crate::xml::scalar(child)?,
-                "pref" => out.pref = crate::xml::scalar(child)?,
-                "presidentname1" => out.president_name1 = crate::xml::scalar(child)?,
-                "presidentname2" => out.president_name2 = crate::xml::scalar(child)?,
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "tdbcode" => out.tdb_code = crate::xml::scalar(child)?,
-                "zip1" => out.zip1 = crate::xml::scalar(child)?,
-                "zip2" => out.zip2 = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (13, b"alphabetname1") => r.scalar(child, &mut seen, 0, &mut out.alphabet_name1),
+            (13, b"alphabetname2") => r.scalar(child, &mut seen, 1, &mut out.alphabet_name2),
+            (4, b"city") => r.scalar(child, &mut seen, 2, &mut out.city),
+            (9, b"corpgrade") => r.scalar(child, &mut seen, 3, &mut out.corp_grade),
+            (8, b"corpname") => r.scalar(child, &mut seen, 4, &mut out.corp_name),
+            (12, b"divisionname") => r.scalar(child, &mut seen, 5, &mut out.division_name),
+            (12, b"emailaddress") => r.scalar(child, &mut seen, 6, &mut out.email_address),
+            (9, b"kananame1") => r.scalar(child, &mut seen, 7, &mut out.kana_name1),
+            (9, b"kananame2") => r.scalar(child, &mut seen, 8, &mut out.kana_name2),
+            (5, b"name1") => r.scalar(child, &mut seen, 9, &mut out.name1),
+            (5, b"name2") => r.scalar(child, &mut seen, 10, &mut out.name2),
+            (11, b"phonenumber") => r.scalar(child, &mut seen, 11, &mut out.phone_number),
+            (8, b"postname") => r.scalar(child, &mut seen, 12, &mut out.post_name),
+            (4, b"pref") => r.scalar(child, &mut seen, 13, &mut out.pref),
+            (14, b"presidentname1") => r.scalar(child, &mut seen, 14, &mut out.president_name1),
+            (14, b"presidentname2") => r.scalar(child, &mut seen, 15, &mut out.president_name2),
+            (9, b"requestid") => r.scalar(child, &mut seen, 16, &mut out.request_id),
+            (7, b"tdbcode") => r.scalar(child, &mut seen, 17, &mut out.tdb_code),
+            (4, b"zip1") => r.scalar(child, &mut seen, 18, &mut out.zip1),
+            (4, b"zip2") => r.scalar(child, &mut seen, 19, &mut out.zip2),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -6744,19 +7112,23 @@ pub struct NiftyDescribePerformanceChartResult {
 }
 
 impl crate::xml::FromXml for NiftyDescribePerformanceChartResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "functionname" => out.function_name = crate::xml::scalar(child)?,
-                "performancechartset" => out
-                    .performance_chart_set
-                    .extend(crate::xml::list::<PerformanceChartSet>(child)?),
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "valuetype" => out.value_type = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (12, b"functionname") => r.scalar(child, &mut seen, 0, &mut out.function_name),
+            (19, b"performancechartset") => r.list(child, &mut out.performance_chart_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 2, &mut out.request_id),
+            (9, b"valuetype") => r.scalar(child, &mut seen, 3, &mut out.value_type),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -6850,16 +7222,22 @@ pub struct NiftyDescribeScalingActivitiesResult {
 }
 
 impl crate::xml::FromXml for NiftyDescribeScalingActivitiesResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "autoscalinggroupname" => out.auto_scaling_group_name = crate::xml::scalar(child)?,
-                "logset" => out.log_set.extend(crate::xml::list::<LogSet>(child)?),
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (20, b"autoscalinggroupname") => r.scalar(child, &mut seen, 0, &mut out.auto_scaling_group_name),
+            (6, b"logset") => r.list(child, &mut out.log_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 2, &mut out.request_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -6945,17 +7323,21 @@ pub struct NiftyDescribeWebProxiesResult {
 }
 
 impl crate::xml::FromXml for NiftyDescribeWebProxiesResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "webproxy" => out
-                    .web_proxy
-                    .extend(crate::xml::list::<WebProxyOfNiftyDescribeWebProxies>(child)?),
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (8, b"webproxy") => r.list(child, &mut out.web_proxy),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -6972,13 +7354,17 @@ pub struct NiftyDistributionIds {
 }
 
 impl crate::xml::FromXml for NiftyDistributionIds {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "distributionid" {
-                out.distribution_id = crate::xml::scalar(child)?;
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (14, b"distributionid") => r.scalar(child, &mut seen, 0, &mut out.distribution_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -7072,17 +7458,23 @@ pub struct NiftyModifyKeyPairAttributeResult {
 }
 
 impl crate::xml::FromXml for NiftyModifyKeyPairAttributeResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "attribute" => out.attribute = crate::xml::scalar(child)?,
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"attribute") => r.scalar(child, &mut seen, 0, &mut out.attribute),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 2, &mut out.r#return),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -7300,15 +7692,21 @@ pub struct NiftyUpdateAlarmResult {
 }
 
 impl crate::xml::FromXml for NiftyUpdateAlarmResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -7532,15 +7930,21 @@ pub struct NiftyUpdateAutoScalingGroupResult {
 }
 
 impl crate::xml::FromXml for NiftyUpdateAutoScalingGroupResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -7559,15 +7963,18 @@ pub struct OptionCommonInfo {
 }
 
 impl crate::xml::FromXml for OptionCommonInfo {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "optionname" => out.option_name = crate::xml::scalar(child)?,
-                "optionset" => out.option_set.extend(crate::xml::list::<OptionSet>(child)?),
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (10, b"optionname") => r.scalar(child, &mut seen, 0, &mut out.option_name),
+            (9, b"optionset") => r.list(child, &mut out.option_set),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -7586,15 +7993,18 @@ pub struct OptionInfo {
 }
 
 impl crate::xml::FromXml for OptionInfo {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "optionname" => out.option_name = crate::xml::scalar(child)?,
-                "optionset" => out.option_set.extend(crate::xml::list::<OptionSet>(child)?),
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (10, b"optionname") => r.scalar(child, &mut seen, 0, &mut out.option_name),
+            (9, b"optionset") => r.list(child, &mut out.option_set),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -7611,13 +8021,17 @@ pub struct OptionOfNiftyDescribeWebProxies {
 }
 
 impl crate::xml::FromXml for OptionOfNiftyDescribeWebProxies {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "nameserver" {
-                out.name_server = crate::xml::scalar(child)?;
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (10, b"nameserver") => r.scalar(child, &mut seen, 0, &mut out.name_server),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -7640,17 +8054,20 @@ pub struct OptionSet {
 }
 
 impl crate::xml::FromXml for OptionSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "charge" => out.charge = crate::xml::scalar(child)?,
-                "type" => out.r#type = crate::xml::scalar(child)?,
-                "unit" => out.unit = crate::xml::scalar(child)?,
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -7673,17 +8090,20 @@ pub struct OsMeasuredRate {
 }
 
 impl crate::xml::FromXml for OsMeasuredRate {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "charge" => out.charge = crate::xml::scalar(child)?,
-                "type" => out.r#type = crate::xml::scalar(child)?,
-                "unit" => out.unit = crate::xml::scalar(child)?,
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -7706,17 +8126,20 @@ pub struct OsMonthlyRate {
 }
 
 impl crate::xml::FromXml for OsMonthlyRate {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "charge" => out.charge = crate::xml::scalar(child)?,
-                "type" => out.r#type = crate::xml::scalar(child)?,
-                "unit" => out.unit = crate::xml::scalar(child)?,
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -7733,14 +8156,16 @@ pub struct OsOptionChargeInfo {
 }
 
 impl crate::xml::FromXml for OsOptionChargeInfo {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "osoptionchargemonthlyrateset" {
-                out.os_option_charge_monthly_rate_set
-                    .extend(crate::xml::list::<OsOptionChargeMonthlyRateSet>(child)?);
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (28, b"osoptionchargemonthlyrateset") => r.list(child, &mut out.os_option_charge_monthly_rate_set),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -7763,17 +8188,20 @@ pub struct OsOptionChargeMonthlyRateSet {
 }
 
 impl crate::xml::FromXml for OsOptionChargeMonthlyRateSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "charge" => out.charge = crate::xml::scalar(child)?,
-                "type" => out.r#type = crate::xml::scalar(child)?,
-                "unit" => out.unit = crate::xml::scalar(child)?,
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -7790,13 +8218,17 @@ pub struct PartitionsSet {
 }
 
 impl crate::xml::FromXml for PartitionsSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "partition" {
-                out.partition = crate::xml::scalar(child)?;
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"partition") => r.scalar(child, &mut seen, 0, &mut out.partition),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -7813,13 +8245,16 @@ pub struct PatternAuthInfo {
 }
 
 impl crate::xml::FromXml for PatternAuthInfo {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "patternauthset" {
-                out.pattern_auth_set.extend(crate::xml::list::<PatternAuthSet>(child)?);
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (14, b"patternauthset") => r.list(child, &mut out.pattern_auth_set),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -7842,17 +8277,20 @@ pub struct PatternAuthSet {
 }
 
 impl crate::xml::FromXml for PatternAuthSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "charge" => out.charge = crate::xml::scalar(child)?,
-                "type" => out.r#type = crate::xml::scalar(child)?,
-                "unit" => out.unit = crate::xml::scalar(child)?,
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -7873,16 +8311,19 @@ pub struct PerformanceChartSet {
 }
 
 impl crate::xml::FromXml for PerformanceChartSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "dataset" => out.data_set.extend(crate::xml::list::<DataSet>(child)?),
-                "datatype" => out.data_type = crate::xml::scalar(child)?,
-                "resourcename" => out.resource_name = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (7, b"dataset") => r.list(child, &mut out.data_set),
+            (8, b"datatype") => r.scalar(child, &mut seen, 1, &mut out.data_type),
+            (12, b"resourcename") => r.scalar(child, &mut seen, 2, &mut out.resource_name),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -7903,16 +8344,19 @@ pub struct Period {
 }
 
 impl crate::xml::FromXml for Period {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "enddate" => out.end_date = crate::xml::scalar(child)?,
-                "startdate" => out.start_date = crate::xml::scalar(child)?,
-                "validityterm" => out.validity_term = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (7, b"enddate") => r.scalar(child, &mut seen, 0, &mut out.end_date),
+            (9, b"startdate") => r.scalar(child, &mut seen, 1, &mut out.start_date),
+            (12, b"validityterm") => r.scalar(child, &mut seen, 2, &mut out.validity_term),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -7931,15 +8375,18 @@ pub struct PlacementOfDescribeImages {
 }
 
 impl crate::xml::FromXml for PlacementOfDescribeImages {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "availabilityzone" => out.availability_zone = crate::xml::scalar(child)?,
-                "regionname" => out.region_name = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (16, b"availabilityzone") => r.scalar(child, &mut seen, 0, &mut out.availability_zone),
+            (10, b"regionname") => r.scalar(child, &mut seen, 1, &mut out.region_name),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -7956,14 +8403,16 @@ pub struct PremiumSupportInfo {
 }
 
 impl crate::xml::FromXml for PremiumSupportInfo {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "premiumsupportset" {
-                out.premium_support_set
-                    .extend(crate::xml::list::<PremiumSupportSetOfDescribeUsage>(child)?);
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (17, b"premiumsupportset") => r.list(child, &mut out.premium_support_set),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -7980,13 +8429,17 @@ pub struct PremiumSupportSet {
 }
 
 impl crate::xml::FromXml for PremiumSupportSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "supportname" {
-                out.support_name = crate::xml::scalar(child)?;
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (11, b"supportname") => r.scalar(child, &mut seen, 0, &mut out.support_name),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -8009,17 +8462,20 @@ pub struct PremiumSupportSetOfDescribeUsage {
 }
 
 impl crate::xml::FromXml for PremiumSupportSetOfDescribeUsage {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "charge" => out.charge = crate::xml::scalar(child)?,
-                "type" => out.r#type = crate::xml::scalar(child)?,
-                "unit" => out.unit = crate::xml::scalar(child)?,
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -8042,17 +8498,20 @@ pub struct PrivateLan {
 }
 
 impl crate::xml::FromXml for PrivateLan {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "charge" => out.charge = crate::xml::scalar(child)?,
-                "type" => out.r#type = crate::xml::scalar(child)?,
-                "unit" => out.unit = crate::xml::scalar(child)?,
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -8069,13 +8528,17 @@ pub struct PrivateLanInfo {
 }
 
 impl crate::xml::FromXml for PrivateLanInfo {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "privatelan" {
-                out.private_lan = Some(<PrivateLan as crate::xml::FromXml>::from_xml(child)?);
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (10, b"privatelan") => r.structure(child, &mut seen, 0, &mut out.private_lan),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -8094,21 +8557,22 @@ pub struct PrivateNetworkInfo {
 }
 
 impl crate::xml::FromXml for PrivateNetworkInfo {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "privatenetworkmeasuredrate" => {
-                    out.private_network_measured_rate =
-                        Some(<PrivateNetworkMeasuredRate as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "privatenetworkmonthlyrate" => {
-                    out.private_network_monthly_rate =
-                        Some(<PrivateNetworkMonthlyRate as crate::xml::FromXml>::from_xml(child)?)
-                }
-                _ => {}
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (26, b"privatenetworkmeasuredrate") => {
+                r.structure(child, &mut seen, 0, &mut out.private_network_measured_rate)
             }
-            Ok(())
-        })
+            (25, b"privatenetworkmonthlyrate") => {
+                r.structure(child, &mut seen, 1, &mut out.private_network_monthly_rate)
+            }
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -8129,16 +8593,19 @@ pub struct PrivateNetworkMeasuredRate {
 }
 
 impl crate::xml::FromXml for PrivateNetworkMeasuredRate {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "charge" => out.charge = crate::xml::scalar(child)?,
-                "unit" => out.unit = crate::xml::scalar(child)?,
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
+            (4, b"unit") => r.scalar(child, &mut seen, 1, &mut out.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 2, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -8157,15 +8624,18 @@ pub struct PrivateNetworkMonthlyRate {
 }
 
 impl crate::xml::FromXml for PrivateNetworkMonthlyRate {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "charge" => out.charge = crate::xml::scalar(child)?,
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
+            (5, b"value") => r.scalar(child, &mut seen, 1, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -8475,33 +8945,39 @@ pub struct RegisterCorporateInfoForCertificateResult {
 }
 
 impl crate::xml::FromXml for RegisterCorporateInfoForCertificateResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "alphabetname1" => out.alphabet_name1 = crate::xml::scalar(child)?,
-                "alphabetname2" => out.alphabet_name2 = crate::xml::scalar(child)?,
-                "city" => out.city = crate::xml::scalar(child)?,
-                "corpgrade" => out.corp_grade = crate::xml::scalar(child)?,
-                "corpname" => out.corp_name = crate::xml::scalar(child)?,
-                "divisionname" => out.division_name = crate::xml::scalar(child)?,
-                "emailaddress" => out.email_address = crate::xml::scalar(child)?,
-                "kananame1" => out.kana_name1 = crate::xml::scalar(child)?,
-                "kananame2" => out.kana_name2 = crate::xml::scalar(child)?,
-                "name1" => out.name1 = crate::xml::scalar(child)?,
-                "name2" => out.name2 = crate::xml::scalar(child)?,
-                "phonenumber" => out.phone_number = crate::xml::scalar(child)?,
-                "postname" => out.post_name = crate::xml::scalar(child)?,
-                "pref" => out.pref = crate::xml::scalar(child)?,
-                "presidentname1" => out.president_name1 = crate::xml::scalar(child)?,
-                "presidentname2" => out.president_name2 = crate::xml::scalar(child)?,
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "tdbcode" => out.tdb_code = crate::xml::scalar(child)?,
-                "zip1" => out.zip1 = crate::xml::scalar(child)?,
-                "zip2" => out.zip2 = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (13, b"alphabetname1") => r.scalar(child, &mut seen, 0, &mut out.alphabet_name1),
+            (13, b"alphabetname2") => r.scalar(child, &mut seen, 1, &mut out.alphabet_name2),
+            (4, b"city") => r.scalar(child, &mut seen, 2, &mut out.city),
+            (9, b"corpgrade") => r.scalar(child, &mut seen, 3, &mut out.corp_grade),
+            (8, b"corpname") => r.scalar(child, &mut seen, 4, &mut out.corp_name),
+            (12, b"divisionname") => r.scalar(child, &mut seen, 5, &mut out.division_name),
+            (12, b"emailaddress") => r.scalar(child, &mut seen, 6, &mut out.email_address),
+            (9, b"kananame1") => r.scalar(child, &mut seen, 7, &mut out.kana_name1),
+            (9, b"kananame2") => r.scalar(child, &mut seen, 8, &mut out.kana_name2),
+            (5, b"name1") => r.scalar(child, &mut seen, 9, &mut out.name1),
+            (5, b"name2") => r.scalar(child, &mut seen, 10, &mut out.name2),
+            (11, b"phonenumber") => r.scalar(child, &mut seen, 11, &mut out.phone_number),
+            (8, b"postname") => r.scalar(child, &mut seen, 12, &mut out.post_name),
+            (4, b"pref") => r.scalar(child, &mut seen, 13, &mut out.pref),
+            (14, b"presidentname1") => r.scalar(child, &mut seen, 14, &mut out.president_name1),
+            (14, b"presidentname2") => r.scalar(child, &mut seen, 15, &mut out.president_name2),
+            (9, b"requestid") => r.scalar(child, &mut seen, 16, &mut out.request_id),
+            (7, b"tdbcode") => r.scalar(child, &mut seen, 17, &mut out.tdb_code),
+            (4, b"zip1") => r.scalar(child, &mut seen, 18, &mut out.zip1),
+            (4, b"zip2") => r.scalar(child, &mut seen, 19, &mut out.zip2),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -8520,19 +8996,21 @@ pub struct RemoteAccessVpnGatewayInfo {
 }
 
 impl crate::xml::FromXml for RemoteAccessVpnGatewayInfo {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "remoteaccessvpngatewaymeasuredrateset" => out
-                    .remote_access_vpn_gateway_measured_rate_set
-                    .extend(crate::xml::list::<RemoteAccessVpnGatewayMeasuredRateSet>(child)?),
-                "remoteaccessvpngatewaymonthlyrateset" => out
-                    .remote_access_vpn_gateway_monthly_rate_set
-                    .extend(crate::xml::list::<RemoteAccessVpnGatewayMonthlyRateSet>(child)?),
-                _ => {}
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (37, b"remoteaccessvpngatewaymeasuredrateset") => {
+                r.list(child, &mut out.remote_access_vpn_gateway_measured_rate_set)
             }
-            Ok(())
-        })
+            (36, b"remoteaccessvpngatewaymonthlyrateset") => {
+                r.list(child, &mut out.remote_access_vpn_gateway_monthly_rate_set)
+            }
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -8555,17 +9033,20 @@ pub struct RemoteAccessVpnGatewayMeasuredRateSet {
 }
 
 impl crate::xml::FromXml for RemoteAccessVpnGatewayMeasuredRateSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "charge" => out.charge = crate::xml::scalar(child)?,
-                "type" => out.r#type = crate::xml::scalar(child)?,
-                "unit" => out.unit = crate::xml::scalar(child)?,
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -8588,17 +9069,20 @@ pub struct RemoteAccessVpnGatewayMonthlyRateSet {
 }
 
 impl crate::xml::FromXml for RemoteAccessVpnGatewayMonthlyRateSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "charge" => out.charge = crate::xml::scalar(child)?,
-                "type" => out.r#type = crate::xml::scalar(child)?,
-                "unit" => out.unit = crate::xml::scalar(child)?,
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -8617,15 +9101,18 @@ pub struct RemoteAccessVpnGatewaySet {
 }
 
 impl crate::xml::FromXml for RemoteAccessVpnGatewaySet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "count" => out.count = crate::xml::scalar(child)?,
-                "type" => out.r#type = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (5, b"count") => r.scalar(child, &mut seen, 0, &mut out.count),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -8760,15 +9247,21 @@ pub struct ReplaceRouteResult {
 }
 
 impl crate::xml::FromXml for ReplaceRouteResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -9964,18 +10457,19 @@ pub struct ReservationSetOfNiftyDescribeAlarmHistory {
 }
 
 impl crate::xml::FromXml for ReservationSetOfNiftyDescribeAlarmHistory {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "alarmdatehistoryset" => out
-                    .alarm_date_history_set
-                    .extend(crate::xml::list::<AlarmDateHistorySet>(child)?),
-                "functionname" => out.function_name = crate::xml::scalar(child)?,
-                "rulename" => out.rule_name = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (19, b"alarmdatehistoryset") => r.list(child, &mut out.alarm_date_history_set),
+            (12, b"functionname") => r.scalar(child, &mut seen, 1, &mut out.function_name),
+            (8, b"rulename") => r.scalar(child, &mut seen, 2, &mut out.rule_name),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -9996,18 +10490,19 @@ pub struct ReservationSetOfNiftyDescribeAlarmRulesActivities {
 }
 
 impl crate::xml::FromXml for ReservationSetOfNiftyDescribeAlarmRulesActivities {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "alarmrulesactivitiesset" => out
-                    .alarm_rules_activities_set
-                    .extend(crate::xml::list::<AlarmRulesActivitiesSet>(child)?),
-                "functionname" => out.function_name = crate::xml::scalar(child)?,
-                "rulename" => out.rule_name = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (23, b"alarmrulesactivitiesset") => r.list(child, &mut out.alarm_rules_activities_set),
+            (12, b"functionname") => r.scalar(child, &mut seen, 1, &mut out.function_name),
+            (8, b"rulename") => r.scalar(child, &mut seen, 2, &mut out.rule_name),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -10042,27 +10537,26 @@ pub struct ReservationSetOfNiftyDescribeAlarms {
 }
 
 impl crate::xml::FromXml for ReservationSetOfNiftyDescribeAlarms {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "alarmcondition" => out.alarm_condition = crate::xml::scalar(child)?,
-                "alarmstate" => out.alarm_state = crate::xml::scalar(child)?,
-                "alarmtargetsset" => out
-                    .alarm_targets_set
-                    .extend(crate::xml::list::<AlarmTargetsSet>(child)?),
-                "createdtime" => out.created_time = crate::xml::scalar(child)?,
-                "description" => out.description = crate::xml::scalar(child)?,
-                "emailaddressset" => out
-                    .email_address_set
-                    .extend(crate::xml::list::<EmailAddressSet>(child)?),
-                "functionname" => out.function_name = crate::xml::scalar(child)?,
-                "rulename" => out.rule_name = crate::xml::scalar(child)?,
-                "ruleset" => out.rule_set.extend(crate::xml::list::<RuleSet>(child)?),
-                "zone" => out.zone = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (14, b"alarmcondition") => r.scalar(child, &mut seen, 0, &mut out.alarm_condition),
+            (10, b"alarmstate") => r.scalar(child, &mut seen, 1, &mut out.alarm_state),
+            (15, b"alarmtargetsset") => r.list(child, &mut out.alarm_targets_set),
+            (11, b"createdtime") => r.scalar(child, &mut seen, 3, &mut out.created_time),
+            (11, b"description") => r.scalar(child, &mut seen, 4, &mut out.description),
+            (15, b"emailaddressset") => r.list(child, &mut out.email_address_set),
+            (12, b"functionname") => r.scalar(child, &mut seen, 6, &mut out.function_name),
+            (8, b"rulename") => r.scalar(child, &mut seen, 7, &mut out.rule_name),
+            (7, b"ruleset") => r.list(child, &mut out.rule_set),
+            (4, b"zone") => r.scalar(child, &mut seen, 9, &mut out.zone),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -10125,53 +10619,40 @@ pub struct ResourceInfo {
 }
 
 impl crate::xml::FromXml for ResourceInfo {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "adddiskcount" => out.add_disk_count = crate::xml::scalar(child)?,
-                "adddisktotalsize" => out.add_disk_total_size = crate::xml::scalar(child)?,
-                "autoscalecount" => out.auto_scale_count = crate::xml::scalar(child)?,
-                "customizeimagecount" => out.customize_image_count = crate::xml::scalar(child)?,
-                "dynamicipcount" => out.dynamic_ip_count = crate::xml::scalar(child)?,
-                "elasticipitemset" => out
-                    .elastic_ip_item_set
-                    .extend(crate::xml::list::<ElasticIpItemSet>(child)?),
-                "elasticloadbalancercount" => out.elastic_load_balancer_count = crate::xml::scalar(child)?,
-                "instancebackuprulecount" => out.instance_backup_rule_count = crate::xml::scalar(child)?,
-                "instanceitemset" => out
-                    .instance_item_set
-                    .extend(crate::xml::list::<InstanceItemSet>(child)?),
-                "loadbalancercount" => out.load_balancer_count = crate::xml::scalar(child)?,
-                "migrationhubitemset" => out
-                    .migration_hub_item_set
-                    .extend(crate::xml::list::<MigrationHubItemSet>(child)?),
-                "monitoringrulecount" => out.monitoring_rule_count = crate::xml::scalar(child)?,
-                "multiipaddressitemset" => out
-                    .multi_ip_address_item_set
-                    .extend(crate::xml::list::<MultiIpAddressItemSet>(child)?),
-                "networkflowamount" => out.network_flow_amount = crate::xml::scalar(child)?,
-                "networkinterfaceitemset" => out
-                    .network_interface_item_set
-                    .extend(crate::xml::list::<NetworkInterfaceItemSet>(child)?),
-                "niftymultiaccountcount" => out.nifty_multi_account_count = crate::xml::scalar(child)?,
-                "premiumsupportset" => out
-                    .premium_support_set
-                    .extend(crate::xml::list::<PremiumSupportSet>(child)?),
-                "privatelanclassiccount" => out.private_lan_classic_count = crate::xml::scalar(child)?,
-                "privatelancount" => out.private_lan_count = crate::xml::scalar(child)?,
-                "remoteaccessvpngatewayset" => out
-                    .remote_access_vpn_gateway_set
-                    .extend(crate::xml::list::<RemoteAccessVpnGatewaySet>(child)?),
-                "routeritemset" => out.router_item_set.extend(crate::xml::list::<RouterItemSet>(child)?),
-                "securitygroupcount" => out.security_group_count = crate::xml::scalar(child)?,
-                "sslcertcount" => out.ssl_cert_count = crate::xml::scalar(child)?,
-                "vpngatewayitemset" => out
-                    .vpn_gateway_item_set
-                    .extend(crate::xml::list::<VpnGatewayItemSet>(child)?),
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (12, b"adddiskcount") => r.scalar(child, &mut seen, 0, &mut out.add_disk_count),
+            (16, b"adddisktotalsize") => r.scalar(child, &mut seen, 1, &mut out.add_disk_total_size),
+            (14, b"autoscalecount") => r.scalar(child, &mut seen, 2, &mut out.auto_scale_count),
+            (19, b"customizeimagecount") => r.scalar(child, &mut seen, 3, &mut out.customize_image_count),
+            (14, b"dynamicipcount") => r.scalar(child, &mut seen, 4, &mut out.dynamic_ip_count),
+            (16, b"elasticipitemset") => r.list(child, &mut out.elastic_ip_item_set),
+            (24, b"elasticloadbalancercount") => r.scalar(child, &mut seen, 6, &mut out.elastic_load_balancer_count),
+            (23, b"instancebackuprulecount") => r.scalar(child, &mut seen, 7, &mut out.instance_backup_rule_count),
+            (15, b"instanceitemset") => r.list(child, &mut out.instance_item_set),
+            (17, b"loadbalancercount") => r.scalar(child, &mut seen, 9, &mut out.load_balancer_count),
+            (19, b"migrationhubitemset") => r.list(child, &mut out.migration_hub_item_set),
+            (19, b"monitoringrulecount") => r.scalar(child, &mut seen, 11, &mut out.monitoring_rule_count),
+            (21, b"multiipaddressitemset") => r.list(child, &mut out.multi_ip_address_item_set),
+            (17, b"networkflowamount") => r.scalar(child, &mut seen, 13, &mut out.network_flow_amount),
+            (23, b"networkinterfaceitemset") => r.list(child, &mut out.network_interface_item_set),
+            (22, b"niftymultiaccountcount") => r.scalar(child, &mut seen, 15, &mut out.nifty_multi_account_count),
+            (17, b"premiumsupportset") => r.list(child, &mut out.premium_support_set),
+            (22, b"privatelanclassiccount") => r.scalar(child, &mut seen, 17, &mut out.private_lan_classic_count),
+            (15, b"privatelancount") => r.scalar(child, &mut seen, 18, &mut out.private_lan_count),
+            (25, b"remoteaccessvpngatewayset") => r.list(child, &mut out.remote_access_vpn_gateway_set),
+            (13, b"routeritemset") => r.list(child, &mut out.router_item_set),
+            (18, b"securitygroupcount") => r.scalar(child, &mut seen, 21, &mut out.security_group_count),
+            (12, b"sslcertcount") => r.scalar(child, &mut seen, 22, &mut out.ssl_cert_count),
+            (17, b"vpngatewayitemset") => r.list(child, &mut out.vpn_gateway_item_set),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -10190,19 +10671,17 @@ pub struct RouterInfo {
 }
 
 impl crate::xml::FromXml for RouterInfo {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "routermeasuredrateset" => out
-                    .router_measured_rate_set
-                    .extend(crate::xml::list::<RouterMeasuredRateSet>(child)?),
-                "routermonthlyrateset" => out
-                    .router_monthly_rate_set
-                    .extend(crate::xml::list::<RouterMonthlyRateSet>(child)?),
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (21, b"routermeasuredrateset") => r.list(child, &mut out.router_measured_rate_set),
+            (20, b"routermonthlyrateset") => r.list(child, &mut out.router_monthly_rate_set),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -10221,15 +10700,18 @@ pub struct RouterItemSet {
 }
 
 impl crate::xml::FromXml for RouterItemSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "count" => out.count = crate::xml::scalar(child)?,
-                "type" => out.r#type = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (5, b"count") => r.scalar(child, &mut seen, 0, &mut out.count),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -10252,17 +10734,20 @@ pub struct RouterMeasuredRateSet {
 }
 
 impl crate::xml::FromXml for RouterMeasuredRateSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "charge" => out.charge = crate::xml::scalar(child)?,
-                "type" => out.r#type = crate::xml::scalar(child)?,
-                "unit" => out.unit = crate::xml::scalar(child)?,
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -10285,17 +10770,20 @@ pub struct RouterMonthlyRateSet {
 }
 
 impl crate::xml::FromXml for RouterMonthlyRateSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "charge" => out.charge = crate::xml::scalar(child)?,
-                "type" => out.r#type = crate::xml::scalar(child)?,
-                "unit" => out.unit = crate::xml::scalar(child)?,
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -10320,18 +10808,21 @@ pub struct RuleSet {
 }
 
 impl crate::xml::FromXml for RuleSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "adddatetime" => out.add_datetime = crate::xml::scalar(child)?,
-                "breachduration" => out.breach_duration = crate::xml::scalar(child)?,
-                "datatype" => out.data_type = crate::xml::scalar(child)?,
-                "threshold" => out.threshold = crate::xml::scalar(child)?,
-                "upperlowercondition" => out.upper_lower_condition = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (11, b"adddatetime") => r.scalar(child, &mut seen, 0, &mut out.add_datetime),
+            (14, b"breachduration") => r.scalar(child, &mut seen, 1, &mut out.breach_duration),
+            (8, b"datatype") => r.scalar(child, &mut seen, 2, &mut out.data_type),
+            (9, b"threshold") => r.scalar(child, &mut seen, 3, &mut out.threshold),
+            (19, b"upperlowercondition") => r.scalar(child, &mut seen, 4, &mut out.upper_lower_condition),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -10354,17 +10845,20 @@ pub struct RunningInstanceMeasuredRateSet {
 }
 
 impl crate::xml::FromXml for RunningInstanceMeasuredRateSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "charge" => out.charge = crate::xml::scalar(child)?,
-                "type" => out.r#type = crate::xml::scalar(child)?,
-                "unit" => out.unit = crate::xml::scalar(child)?,
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -10387,17 +10881,20 @@ pub struct RunningScaleOutInstanceSet {
 }
 
 impl crate::xml::FromXml for RunningScaleOutInstanceSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "charge" => out.charge = crate::xml::scalar(child)?,
-                "type" => out.r#type = crate::xml::scalar(child)?,
-                "unit" => out.unit = crate::xml::scalar(child)?,
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -10420,17 +10917,20 @@ pub struct RunningScaleOutOsSet {
 }
 
 impl crate::xml::FromXml for RunningScaleOutOsSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "charge" => out.charge = crate::xml::scalar(child)?,
-                "type" => out.r#type = crate::xml::scalar(child)?,
-                "unit" => out.unit = crate::xml::scalar(child)?,
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -10453,17 +10953,20 @@ pub struct ScheduleSet {
 }
 
 impl crate::xml::FromXml for ScheduleSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "dday" => out.d_day = Some(<DDay as crate::xml::FromXml>::from_xml(child)?),
-                "day" => out.day = Some(<Day as crate::xml::FromXml>::from_xml(child)?),
-                "month" => out.month = Some(<Month as crate::xml::FromXml>::from_xml(child)?),
-                "timezone" => out.time_zone = Some(<TimeZone as crate::xml::FromXml>::from_xml(child)?),
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (4, b"dday") => r.structure(child, &mut seen, 0, &mut out.d_day),
+            (3, b"day") => r.structure(child, &mut seen, 1, &mut out.day),
+            (5, b"month") => r.structure(child, &mut seen, 2, &mut out.month),
+            (8, b"timezone") => r.structure(child, &mut seen, 3, &mut out.time_zone),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -10486,17 +10989,20 @@ pub struct SecurityGroupApplyTime {
 }
 
 impl crate::xml::FromXml for SecurityGroupApplyTime {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "charge" => out.charge = crate::xml::scalar(child)?,
-                "type" => out.r#type = crate::xml::scalar(child)?,
-                "unit" => out.unit = crate::xml::scalar(child)?,
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -10515,18 +11021,18 @@ pub struct SecurityGroupInfoOfDescribeUsage {
 }
 
 impl crate::xml::FromXml for SecurityGroupInfoOfDescribeUsage {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "optionset" => out.option_set.extend(crate::xml::list::<OptionSet>(child)?),
-                "securitygroupapplytime" => {
-                    out.security_group_apply_time =
-                        Some(<SecurityGroupApplyTime as crate::xml::FromXml>::from_xml(child)?)
-                }
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"optionset") => r.list(child, &mut out.option_set),
+            (22, b"securitygroupapplytime") => r.structure(child, &mut seen, 1, &mut out.security_group_apply_time),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -10553,19 +11059,22 @@ pub struct ServiceStatusSet {
 }
 
 impl crate::xml::FromXml for ServiceStatusSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "controlpanelstatus" => out.control_panel_status = crate::xml::scalar(child)?,
-                "date" => out.date = crate::xml::scalar(child)?,
-                "diskstatus" => out.disk_status = crate::xml::scalar(child)?,
-                "instancestatus" => out.instance_status = crate::xml::scalar(child)?,
-                "networkstatus" => out.network_status = crate::xml::scalar(child)?,
-                "storagestatus" => out.storage_status = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (18, b"controlpanelstatus") => r.scalar(child, &mut seen, 0, &mut out.control_panel_status),
+            (4, b"date") => r.scalar(child, &mut seen, 1, &mut out.date),
+            (10, b"diskstatus") => r.scalar(child, &mut seen, 2, &mut out.disk_status),
+            (14, b"instancestatus") => r.scalar(child, &mut seen, 3, &mut out.instance_status),
+            (13, b"networkstatus") => r.scalar(child, &mut seen, 4, &mut out.network_status),
+            (13, b"storagestatus") => r.scalar(child, &mut seen, 5, &mut out.storage_status),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -10586,16 +11095,19 @@ pub struct SnapShot {
 }
 
 impl crate::xml::FromXml for SnapShot {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "charge" => out.charge = crate::xml::scalar(child)?,
-                "unit" => out.unit = crate::xml::scalar(child)?,
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
+            (4, b"unit") => r.scalar(child, &mut seen, 1, &mut out.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 2, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -10612,13 +11124,17 @@ pub struct SnapshotInfo {
 }
 
 impl crate::xml::FromXml for SnapshotInfo {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "snapshot" {
-                out.snap_shot = Some(<SnapShot as crate::xml::FromXml>::from_xml(child)?);
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (8, b"snapshot") => r.structure(child, &mut seen, 0, &mut out.snap_shot),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -10635,14 +11151,16 @@ pub struct SslCertInfo {
 }
 
 impl crate::xml::FromXml for SslCertInfo {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "createsslcertset" {
-                out.create_ssl_cert_set
-                    .extend(crate::xml::list::<CreateSslCertSet>(child)?);
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (16, b"createsslcertset") => r.list(child, &mut out.create_ssl_cert_set),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -10665,17 +11183,20 @@ pub struct StoppedInstanceMeasuredRateSet {
 }
 
 impl crate::xml::FromXml for StoppedInstanceMeasuredRateSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "charge" => out.charge = crate::xml::scalar(child)?,
-                "type" => out.r#type = crate::xml::scalar(child)?,
-                "unit" => out.unit = crate::xml::scalar(child)?,
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -10698,17 +11219,20 @@ pub struct StoppedScaleOutInstanceSet {
 }
 
 impl crate::xml::FromXml for StoppedScaleOutInstanceSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "charge" => out.charge = crate::xml::scalar(child)?,
-                "type" => out.r#type = crate::xml::scalar(child)?,
-                "unit" => out.unit = crate::xml::scalar(child)?,
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -10731,17 +11255,20 @@ pub struct StoppedScaleOutOsSet {
 }
 
 impl crate::xml::FromXml for StoppedScaleOutOsSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "charge" => out.charge = crate::xml::scalar(child)?,
-                "type" => out.r#type = crate::xml::scalar(child)?,
-                "unit" => out.unit = crate::xml::scalar(child)?,
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -10760,15 +11287,18 @@ pub struct TimeZone {
 }
 
 impl crate::xml::FromXml for TimeZone {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "endingtimezone" => out.ending_time_zone = crate::xml::scalar(child)?,
-                "startingtimezone" => out.starting_time_zone = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (14, b"endingtimezone") => r.scalar(child, &mut seen, 0, &mut out.ending_time_zone),
+            (16, b"startingtimezone") => r.scalar(child, &mut seen, 1, &mut out.starting_time_zone),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -10789,16 +11319,19 @@ pub struct TriggerSet {
 }
 
 impl crate::xml::FromXml for TriggerSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "breachduration" => out.breach_duration = crate::xml::scalar(child)?,
-                "resource" => out.resource = crate::xml::scalar(child)?,
-                "upperthreshold" => out.upper_threshold = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (14, b"breachduration") => r.scalar(child, &mut seen, 0, &mut out.breach_duration),
+            (8, b"resource") => r.scalar(child, &mut seen, 1, &mut out.resource),
+            (14, b"upperthreshold") => r.scalar(child, &mut seen, 2, &mut out.upper_threshold),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -10890,15 +11423,21 @@ pub struct UploadIsoImageResult {
 }
 
 impl crate::xml::FromXml for UploadIsoImageResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -10990,17 +11529,23 @@ pub struct UploadSslCertificateResult {
 }
 
 impl crate::xml::FromXml for UploadSslCertificateResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "fqdn" => out.fqdn = crate::xml::scalar(child)?,
-                "fqdnid" => out.fqdn_id = crate::xml::scalar(child)?,
-                "keyfingerprint" => out.key_fingerprint = crate::xml::scalar(child)?,
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (4, b"fqdn") => r.scalar(child, &mut seen, 0, &mut out.fqdn),
+            (6, b"fqdnid") => r.scalar(child, &mut seen, 1, &mut out.fqdn_id),
+            (14, b"keyfingerprint") => r.scalar(child, &mut seen, 2, &mut out.key_fingerprint),
+            (9, b"requestid") => r.scalar(child, &mut seen, 3, &mut out.request_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -11017,13 +11562,17 @@ pub struct UploadState {
 }
 
 impl crate::xml::FromXml for UploadState {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "value" {
-                out.value = crate::xml::scalar(child)?;
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (5, b"value") => r.scalar(child, &mut seen, 0, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -11044,20 +11593,19 @@ pub struct Uploads {
 }
 
 impl crate::xml::FromXml for Uploads {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "conversiontaskid" => out.conversion_task_id = crate::xml::scalar(child)?,
-                "expirationtime" => out.expiration_time = crate::xml::scalar(child)?,
-                "importinstance" => {
-                    out.import_instance = Some(<ImportInstanceOfDescribeUploads as crate::xml::FromXml>::from_xml(
-                        child,
-                    )?)
-                }
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (16, b"conversiontaskid") => r.scalar(child, &mut seen, 0, &mut out.conversion_task_id),
+            (14, b"expirationtime") => r.scalar(child, &mut seen, 1, &mut out.expiration_time),
+            (14, b"importinstance") => r.structure(child, &mut seen, 2, &mut out.import_instance),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -11088,21 +11636,24 @@ pub struct UserActivitiesSet {
 }
 
 impl crate::xml::FromXml for UserActivitiesSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "categoryname" => out.category_name = crate::xml::scalar(child)?,
-                "datetime" => out.date_time = crate::xml::scalar(child)?,
-                "ipaddress" => out.ip_address = crate::xml::scalar(child)?,
-                "operation" => out.operation = crate::xml::scalar(child)?,
-                "operator" => out.operator = crate::xml::scalar(child)?,
-                "result" => out.result = crate::xml::scalar(child)?,
-                "serviceid" => out.service_id = crate::xml::scalar(child)?,
-                "uuid" => out.uuid = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (12, b"categoryname") => r.scalar(child, &mut seen, 0, &mut out.category_name),
+            (8, b"datetime") => r.scalar(child, &mut seen, 1, &mut out.date_time),
+            (9, b"ipaddress") => r.scalar(child, &mut seen, 2, &mut out.ip_address),
+            (9, b"operation") => r.scalar(child, &mut seen, 3, &mut out.operation),
+            (8, b"operator") => r.scalar(child, &mut seen, 4, &mut out.operator),
+            (6, b"result") => r.scalar(child, &mut seen, 5, &mut out.result),
+            (9, b"serviceid") => r.scalar(child, &mut seen, 6, &mut out.service_id),
+            (4, b"uuid") => r.scalar(child, &mut seen, 7, &mut out.uuid),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -11119,13 +11670,17 @@ pub struct Users {
 }
 
 impl crate::xml::FromXml for Users {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "userid" {
-                out.user_id = crate::xml::scalar(child)?;
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (6, b"userid") => r.scalar(child, &mut seen, 0, &mut out.user_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -11148,17 +11703,20 @@ pub struct Vip {
 }
 
 impl crate::xml::FromXml for Vip {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "charge" => out.charge = crate::xml::scalar(child)?,
-                "type" => out.r#type = crate::xml::scalar(child)?,
-                "unit" => out.unit = crate::xml::scalar(child)?,
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -11181,17 +11739,20 @@ pub struct VipMeasuredRate {
 }
 
 impl crate::xml::FromXml for VipMeasuredRate {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "charge" => out.charge = crate::xml::scalar(child)?,
-                "type" => out.r#type = crate::xml::scalar(child)?,
-                "unit" => out.unit = crate::xml::scalar(child)?,
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -11214,17 +11775,20 @@ pub struct VipMeasuredRateSet {
 }
 
 impl crate::xml::FromXml for VipMeasuredRateSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "charge" => out.charge = crate::xml::scalar(child)?,
-                "type" => out.r#type = crate::xml::scalar(child)?,
-                "unit" => out.unit = crate::xml::scalar(child)?,
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -11247,17 +11811,20 @@ pub struct VipSet {
 }
 
 impl crate::xml::FromXml for VipSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "charge" => out.charge = crate::xml::scalar(child)?,
-                "type" => out.r#type = crate::xml::scalar(child)?,
-                "unit" => out.unit = crate::xml::scalar(child)?,
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -11280,28 +11847,24 @@ pub struct VolumeInfo {
 }
 
 impl crate::xml::FromXml for VolumeInfo {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "importinstancediskmeasuredrate" => {
-                    out.import_instance_disk_measured_rate = Some(
-                        <ImportInstanceDiskMeasuredRate as crate::xml::FromXml>::from_xml(child)?,
-                    )
-                }
-                "importinstancediskmonthlyrate" => {
-                    out.import_instance_disk_monthly_rate =
-                        Some(<ImportInstanceDiskMonthlyRate as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "volumemeasuredrateset" => out
-                    .volume_measured_rate_set
-                    .extend(crate::xml::list::<VolumeMeasuredRateSet>(child)?),
-                "volumeset" => out
-                    .volume_set
-                    .extend(crate::xml::list::<VolumeSetOfDescribeUsage>(child)?),
-                _ => {}
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (30, b"importinstancediskmeasuredrate") => {
+                r.structure(child, &mut seen, 0, &mut out.import_instance_disk_measured_rate)
             }
-            Ok(())
-        })
+            (29, b"importinstancediskmonthlyrate") => {
+                r.structure(child, &mut seen, 1, &mut out.import_instance_disk_monthly_rate)
+            }
+            (21, b"volumemeasuredrateset") => r.list(child, &mut out.volume_measured_rate_set),
+            (9, b"volumeset") => r.list(child, &mut out.volume_set),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -11324,17 +11887,20 @@ pub struct VolumeMeasuredRateSet {
 }
 
 impl crate::xml::FromXml for VolumeMeasuredRateSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "charge" => out.charge = crate::xml::scalar(child)?,
-                "type" => out.r#type = crate::xml::scalar(child)?,
-                "unit" => out.unit = crate::xml::scalar(child)?,
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -11357,17 +11923,20 @@ pub struct VolumeSetOfDescribeUsage {
 }
 
 impl crate::xml::FromXml for VolumeSetOfDescribeUsage {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "charge" => out.charge = crate::xml::scalar(child)?,
-                "type" => out.r#type = crate::xml::scalar(child)?,
-                "unit" => out.unit = crate::xml::scalar(child)?,
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -11386,19 +11955,17 @@ pub struct VpnGatewayInfo {
 }
 
 impl crate::xml::FromXml for VpnGatewayInfo {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "vpngatewaymeasuredrateset" => out
-                    .vpn_gateway_measured_rate_set
-                    .extend(crate::xml::list::<VpnGatewayMeasuredRateSet>(child)?),
-                "vpngatewaymonthlyrateset" => out
-                    .vpn_gateway_monthly_rate_set
-                    .extend(crate::xml::list::<VpnGatewayMonthlyRateSet>(child)?),
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (25, b"vpngatewaymeasuredrateset") => r.list(child, &mut out.vpn_gateway_measured_rate_set),
+            (24, b"vpngatewaymonthlyrateset") => r.list(child, &mut out.vpn_gateway_monthly_rate_set),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -11417,15 +11984,18 @@ pub struct VpnGatewayItemSet {
 }
 
 impl crate::xml::FromXml for VpnGatewayItemSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "count" => out.count = crate::xml::scalar(child)?,
-                "type" => out.r#type = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (5, b"count") => r.scalar(child, &mut seen, 0, &mut out.count),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -11448,17 +12018,20 @@ pub struct VpnGatewayMeasuredRateSet {
 }
 
 impl crate::xml::FromXml for VpnGatewayMeasuredRateSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "charge" => out.charge = crate::xml::scalar(child)?,
-                "type" => out.r#type = crate::xml::scalar(child)?,
-                "unit" => out.unit = crate::xml::scalar(child)?,
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -11481,17 +12054,20 @@ pub struct VpnGatewayMonthlyRateSet {
 }
 
 impl crate::xml::FromXml for VpnGatewayMonthlyRateSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "charge" => out.charge = crate::xml::scalar(child)?,
-                "type" => out.r#type = crate::xml::scalar(child)?,
-                "unit" => out.unit = crate::xml::scalar(child)?,
-                "value" => out.value = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -11520,27 +12096,22 @@ pub struct WebProxyOfNiftyDescribeWebProxies {
 }
 
 impl crate::xml::FromXml for WebProxyOfNiftyDescribeWebProxies {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "bypassinterface" => {
-                    out.bypass_interface = Some(<BypassInterface as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "description" => out.description = crate::xml::scalar(child)?,
-                "listeninterface" => {
-                    out.listen_interface = Some(<ListenInterface as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "listenport" => out.listen_port = crate::xml::scalar(child)?,
-                "option" => {
-                    out.option = Some(<OptionOfNiftyDescribeWebProxies as crate::xml::FromXml>::from_xml(
-                        child,
-                    )?)
-                }
-                "routerid" => out.router_id = crate::xml::scalar(child)?,
-                "routername" => out.router_name = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (15, b"bypassinterface") => r.structure(child, &mut seen, 0, &mut out.bypass_interface),
+            (11, b"description") => r.scalar(child, &mut seen, 1, &mut out.description),
+            (15, b"listeninterface") => r.structure(child, &mut seen, 2, &mut out.listen_interface),
+            (10, b"listenport") => r.scalar(child, &mut seen, 3, &mut out.listen_port),
+            (6, b"option") => r.structure(child, &mut seen, 4, &mut out.option),
+            (8, b"routerid") => r.scalar(child, &mut seen, 5, &mut out.router_id),
+            (10, b"routername") => r.scalar(child, &mut seen, 6, &mut out.router_name),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }

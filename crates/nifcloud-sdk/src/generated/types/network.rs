@@ -27,19 +27,22 @@ pub struct AddressesSet {
 }
 
 impl crate::xml::FromXml for AddressesSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "availabilityzone" => out.availability_zone = crate::xml::scalar(child)?,
-                "description" => out.description = crate::xml::scalar(child)?,
-                "instanceid" => out.instance_id = crate::xml::scalar(child)?,
-                "instanceuniqueid" => out.instance_unique_id = crate::xml::scalar(child)?,
-                "privateipaddress" => out.private_ip_address = crate::xml::scalar(child)?,
-                "publicip" => out.public_ip = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (16, b"availabilityzone") => r.scalar(child, &mut seen, 0, &mut out.availability_zone),
+            (11, b"description") => r.scalar(child, &mut seen, 1, &mut out.description),
+            (10, b"instanceid") => r.scalar(child, &mut seen, 2, &mut out.instance_id),
+            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 3, &mut out.instance_unique_id),
+            (16, b"privateipaddress") => r.scalar(child, &mut seen, 4, &mut out.private_ip_address),
+            (8, b"publicip") => r.scalar(child, &mut seen, 5, &mut out.public_ip),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -129,17 +132,23 @@ pub struct AllocateAddressResult {
 }
 
 impl crate::xml::FromXml for AllocateAddressResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "placement" => out.placement = Some(<Placement as crate::xml::FromXml>::from_xml(child)?),
-                "privateipaddress" => out.private_ip_address = crate::xml::scalar(child)?,
-                "publicip" => out.public_ip = crate::xml::scalar(child)?,
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"placement") => r.structure(child, &mut seen, 0, &mut out.placement),
+            (16, b"privateipaddress") => r.scalar(child, &mut seen, 1, &mut out.private_ip_address),
+            (8, b"publicip") => r.scalar(child, &mut seen, 2, &mut out.public_ip),
+            (9, b"requestid") => r.scalar(child, &mut seen, 3, &mut out.request_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -255,15 +264,21 @@ pub struct AssociateAddressResult {
 }
 
 impl crate::xml::FromXml for AssociateAddressResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -350,15 +365,21 @@ pub struct AssociateMultiIpAddressGroupResult {
 }
 
 impl crate::xml::FromXml for AssociateMultiIpAddressGroupResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -458,15 +479,21 @@ pub struct AssociateRouteTableResult {
 }
 
 impl crate::xml::FromXml for AssociateRouteTableResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "associationid" => out.association_id = crate::xml::scalar(child)?,
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (13, b"associationid") => r.scalar(child, &mut seen, 0, &mut out.association_id),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -493,19 +520,22 @@ pub struct AssociationOfCreateNetworkInterface {
 }
 
 impl crate::xml::FromXml for AssociationOfCreateNetworkInterface {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "allocationid" => out.allocation_id = crate::xml::scalar(child)?,
-                "associationid" => out.association_id = crate::xml::scalar(child)?,
-                "ipownerid" => out.ip_owner_id = crate::xml::scalar(child)?,
-                "publicdnsname" => out.public_dns_name = crate::xml::scalar(child)?,
-                "publicip" => out.public_ip = crate::xml::scalar(child)?,
-                "publicipv6" => out.public_ip_v6 = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (12, b"allocationid") => r.scalar(child, &mut seen, 0, &mut out.allocation_id),
+            (13, b"associationid") => r.scalar(child, &mut seen, 1, &mut out.association_id),
+            (9, b"ipownerid") => r.scalar(child, &mut seen, 2, &mut out.ip_owner_id),
+            (13, b"publicdnsname") => r.scalar(child, &mut seen, 3, &mut out.public_dns_name),
+            (8, b"publicip") => r.scalar(child, &mut seen, 4, &mut out.public_ip),
+            (10, b"publicipv6") => r.scalar(child, &mut seen, 5, &mut out.public_ip_v6),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -532,19 +562,22 @@ pub struct AssociationOfDescribeNetworkInterfaces {
 }
 
 impl crate::xml::FromXml for AssociationOfDescribeNetworkInterfaces {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "allocationid" => out.allocation_id = crate::xml::scalar(child)?,
-                "associationid" => out.association_id = crate::xml::scalar(child)?,
-                "ipownerid" => out.ip_owner_id = crate::xml::scalar(child)?,
-                "publicdnsname" => out.public_dns_name = crate::xml::scalar(child)?,
-                "publicip" => out.public_ip = crate::xml::scalar(child)?,
-                "publicipv6" => out.public_ip_v6 = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (12, b"allocationid") => r.scalar(child, &mut seen, 0, &mut out.allocation_id),
+            (13, b"associationid") => r.scalar(child, &mut seen, 1, &mut out.association_id),
+            (9, b"ipownerid") => r.scalar(child, &mut seen, 2, &mut out.ip_owner_id),
+            (13, b"publicdnsname") => r.scalar(child, &mut seen, 3, &mut out.public_dns_name),
+            (8, b"publicip") => r.scalar(child, &mut seen, 4, &mut out.public_ip),
+            (10, b"publicipv6") => r.scalar(child, &mut seen, 5, &mut out.public_ip_v6),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -569,18 +602,21 @@ pub struct AssociationSet {
 }
 
 impl crate::xml::FromXml for AssociationSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "main" => out.main = crate::xml::scalar(child)?,
-                "routetableassociationid" => out.route_table_association_id = crate::xml::scalar(child)?,
-                "routetableid" => out.route_table_id = crate::xml::scalar(child)?,
-                "routerid" => out.router_id = crate::xml::scalar(child)?,
-                "routername" => out.router_name = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (4, b"main") => r.scalar(child, &mut seen, 0, &mut out.main),
+            (23, b"routetableassociationid") => r.scalar(child, &mut seen, 1, &mut out.route_table_association_id),
+            (12, b"routetableid") => r.scalar(child, &mut seen, 2, &mut out.route_table_id),
+            (8, b"routerid") => r.scalar(child, &mut seen, 3, &mut out.router_id),
+            (10, b"routername") => r.scalar(child, &mut seen, 4, &mut out.router_name),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -603,17 +639,20 @@ pub struct AssociationSetOfNiftyDescribeNatTables {
 }
 
 impl crate::xml::FromXml for AssociationSetOfNiftyDescribeNatTables {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "associationid" => out.association_id = crate::xml::scalar(child)?,
-                "nattableid" => out.nat_table_id = crate::xml::scalar(child)?,
-                "routerid" => out.router_id = crate::xml::scalar(child)?,
-                "routername" => out.router_name = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (13, b"associationid") => r.scalar(child, &mut seen, 0, &mut out.association_id),
+            (10, b"nattableid") => r.scalar(child, &mut seen, 1, &mut out.nat_table_id),
+            (8, b"routerid") => r.scalar(child, &mut seen, 2, &mut out.router_id),
+            (10, b"routername") => r.scalar(child, &mut seen, 3, &mut out.router_name),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -707,16 +746,22 @@ pub struct AttachNetworkInterfaceResult {
 }
 
 impl crate::xml::FromXml for AttachNetworkInterfaceResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "attachmentid" => out.attachment_id = crate::xml::scalar(child)?,
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (12, b"attachmentid") => r.scalar(child, &mut seen, 0, &mut out.attachment_id),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 2, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -745,20 +790,23 @@ pub struct AttachmentOfCreateNetworkInterface {
 }
 
 impl crate::xml::FromXml for AttachmentOfCreateNetworkInterface {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "attachtime" => out.attach_time = crate::xml::scalar(child)?,
-                "attachmentid" => out.attachment_id = crate::xml::scalar(child)?,
-                "deleteontermination" => out.delete_on_termination = crate::xml::scalar(child)?,
-                "deviceindex" => out.device_index = crate::xml::scalar(child)?,
-                "instanceid" => out.instance_id = crate::xml::scalar(child)?,
-                "instanceownerid" => out.instance_owner_id = crate::xml::scalar(child)?,
-                "status" => out.status = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (10, b"attachtime") => r.scalar(child, &mut seen, 0, &mut out.attach_time),
+            (12, b"attachmentid") => r.scalar(child, &mut seen, 1, &mut out.attachment_id),
+            (19, b"deleteontermination") => r.scalar(child, &mut seen, 2, &mut out.delete_on_termination),
+            (11, b"deviceindex") => r.scalar(child, &mut seen, 3, &mut out.device_index),
+            (10, b"instanceid") => r.scalar(child, &mut seen, 4, &mut out.instance_id),
+            (15, b"instanceownerid") => r.scalar(child, &mut seen, 5, &mut out.instance_owner_id),
+            (6, b"status") => r.scalar(child, &mut seen, 6, &mut out.status),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -787,20 +835,23 @@ pub struct AttachmentOfDescribeNetworkInterfaces {
 }
 
 impl crate::xml::FromXml for AttachmentOfDescribeNetworkInterfaces {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "attachtime" => out.attach_time = crate::xml::scalar(child)?,
-                "attachmentid" => out.attachment_id = crate::xml::scalar(child)?,
-                "deleteontermination" => out.delete_on_termination = crate::xml::scalar(child)?,
-                "deviceindex" => out.device_index = crate::xml::scalar(child)?,
-                "instanceid" => out.instance_id = crate::xml::scalar(child)?,
-                "instanceownerid" => out.instance_owner_id = crate::xml::scalar(child)?,
-                "status" => out.status = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (10, b"attachtime") => r.scalar(child, &mut seen, 0, &mut out.attach_time),
+            (12, b"attachmentid") => r.scalar(child, &mut seen, 1, &mut out.attachment_id),
+            (19, b"deleteontermination") => r.scalar(child, &mut seen, 2, &mut out.delete_on_termination),
+            (11, b"deviceindex") => r.scalar(child, &mut seen, 3, &mut out.device_index),
+            (10, b"instanceid") => r.scalar(child, &mut seen, 4, &mut out.instance_id),
+            (15, b"instanceownerid") => r.scalar(child, &mut seen, 5, &mut out.instance_owner_id),
+            (6, b"status") => r.scalar(child, &mut seen, 6, &mut out.status),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -819,15 +870,18 @@ pub struct BackupInformationOfNiftyDescribeRouters {
 }
 
 impl crate::xml::FromXml for BackupInformationOfNiftyDescribeRouters {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "expirationdate" => out.expiration_date = crate::xml::scalar(child)?,
-                "isbackup" => out.is_backup = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (14, b"expirationdate") => r.scalar(child, &mut seen, 0, &mut out.expiration_date),
+            (8, b"isbackup") => r.scalar(child, &mut seen, 1, &mut out.is_backup),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -898,15 +952,21 @@ pub struct CreateDhcpOptionsResult {
 }
 
 impl crate::xml::FromXml for CreateDhcpOptionsResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "dhcpoptions" => out.dhcp_options = Some(<DhcpOptions as crate::xml::FromXml>::from_xml(child)?),
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (11, b"dhcpoptions") => r.structure(child, &mut seen, 0, &mut out.dhcp_options),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -1009,19 +1069,22 @@ pub struct CreateMultiIpAddressGroupResult {
 }
 
 impl crate::xml::FromXml for CreateMultiIpAddressGroupResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "multiipaddressgroup" => {
-                    out.multi_ip_address_group =
-                        Some(<MultiIpAddressGroupOfCreateMultiIpAddressGroup as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (19, b"multiipaddressgroup") => r.structure(child, &mut seen, 0, &mut out.multi_ip_address_group),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 2, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -1115,18 +1178,22 @@ pub struct CreateNetworkInterfaceResult {
 }
 
 impl crate::xml::FromXml for CreateNetworkInterfaceResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "networkinterface" => {
-                    out.network_interface = Some(<NetworkInterface as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (16, b"networkinterface") => r.structure(child, &mut seen, 0, &mut out.network_interface),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 2, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -1188,15 +1255,21 @@ pub struct CreateRouteTableResult {
 }
 
 impl crate::xml::FromXml for CreateRouteTableResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "routetable" => out.route_table = Some(<RouteTable as crate::xml::FromXml>::from_xml(child)?),
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (10, b"routetable") => r.structure(child, &mut seen, 1, &mut out.route_table),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -1264,15 +1337,21 @@ pub struct DeleteDhcpOptionsResult {
 }
 
 impl crate::xml::FromXml for DeleteDhcpOptionsResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -1340,15 +1419,21 @@ pub struct DeleteMultiIpAddressGroupResult {
 }
 
 impl crate::xml::FromXml for DeleteMultiIpAddressGroupResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -1416,15 +1501,21 @@ pub struct DeleteNetworkInterfaceResult {
 }
 
 impl crate::xml::FromXml for DeleteNetworkInterfaceResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -1492,15 +1583,21 @@ pub struct DeleteRouteTableResult {
 }
 
 impl crate::xml::FromXml for DeleteRouteTableResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -1598,15 +1695,21 @@ pub struct DescribeAddressesResult {
 }
 
 impl crate::xml::FromXml for DescribeAddressesResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "addressesset" => out.addresses_set.extend(crate::xml::list::<AddressesSet>(child)?),
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (12, b"addressesset") => r.list(child, &mut out.addresses_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -1680,15 +1783,21 @@ pub struct DescribeDhcpOptionsResult {
 }
 
 impl crate::xml::FromXml for DescribeDhcpOptionsResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "dhcpoptionsset" => out.dhcp_options_set.extend(crate::xml::list::<DhcpOptionsSet>(child)?),
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (14, b"dhcpoptionsset") => r.list(child, &mut out.dhcp_options_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -1754,17 +1863,21 @@ pub struct DescribeMultiIpAddressGroupsResult {
 }
 
 impl crate::xml::FromXml for DescribeMultiIpAddressGroupsResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "multiipaddressgroupsset" => out
-                    .multi_ip_address_groups_set
-                    .extend(crate::xml::list::<MultiIpAddressGroupsSet>(child)?),
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (23, b"multiipaddressgroupsset") => r.list(child, &mut out.multi_ip_address_groups_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -1838,17 +1951,21 @@ pub struct DescribeNetworkInterfacesResult {
 }
 
 impl crate::xml::FromXml for DescribeNetworkInterfacesResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "networkinterfaceset" => out.network_interface_set.extend(crate::xml::list::<
-                    NetworkInterfaceSetOfDescribeNetworkInterfaces,
-                >(child)?),
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (19, b"networkinterfaceset") => r.list(child, &mut out.network_interface_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -1922,15 +2039,21 @@ pub struct DescribeRouteTablesResult {
 }
 
 impl crate::xml::FromXml for DescribeRouteTablesResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "routetableset" => out.route_table_set.extend(crate::xml::list::<RouteTableSet>(child)?),
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (13, b"routetableset") => r.list(child, &mut out.route_table_set),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -1947,13 +2070,17 @@ pub struct Destination {
 }
 
 impl crate::xml::FromXml for Destination {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "port" {
-                out.port = crate::xml::scalar(child)?;
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (4, b"port") => r.scalar(child, &mut seen, 0, &mut out.port),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -2029,15 +2156,21 @@ pub struct DetachNetworkInterfaceResult {
 }
 
 impl crate::xml::FromXml for DetachNetworkInterfaceResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -2054,13 +2187,17 @@ pub struct DhcpConfig {
 }
 
 impl crate::xml::FromXml for DhcpConfig {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "dhcpconfigid" {
-                out.dhcp_config_id = crate::xml::scalar(child)?;
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (12, b"dhcpconfigid") => r.scalar(child, &mut seen, 0, &mut out.dhcp_config_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -2081,20 +2218,19 @@ pub struct DhcpConfigsSet {
 }
 
 impl crate::xml::FromXml for DhcpConfigsSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "dhcpconfigid" => out.dhcp_config_id = crate::xml::scalar(child)?,
-                "ipaddresspoolsset" => out
-                    .ip_address_pools_set
-                    .extend(crate::xml::list::<IpAddressPoolsSet>(child)?),
-                "staticmappingsset" => out
-                    .static_mappings_set
-                    .extend(crate::xml::list::<StaticMappingsSet>(child)?),
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (12, b"dhcpconfigid") => r.scalar(child, &mut seen, 0, &mut out.dhcp_config_id),
+            (17, b"ipaddresspoolsset") => r.list(child, &mut out.ip_address_pools_set),
+            (17, b"staticmappingsset") => r.list(child, &mut out.static_mappings_set),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -2113,15 +2249,18 @@ pub struct DhcpConfigurationSet {
 }
 
 impl crate::xml::FromXml for DhcpConfigurationSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "key" => out.key = crate::xml::scalar(child)?,
-                "valueset" => out.value_set.extend(crate::xml::list::<ValueSet>(child)?),
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (3, b"key") => r.scalar(child, &mut seen, 0, &mut out.key),
+            (8, b"valueset") => r.list(child, &mut out.value_set),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -2140,19 +2279,17 @@ pub struct DhcpIpAddressInformation {
 }
 
 impl crate::xml::FromXml for DhcpIpAddressInformation {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "dhcpipaddressset" => out
-                    .dhcp_ip_address_set
-                    .extend(crate::xml::list::<DhcpIpAddressSet>(child)?),
-                "ipaddresspoolset" => out
-                    .ip_address_pool_set
-                    .extend(crate::xml::list::<IpAddressPoolSet>(child)?),
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (16, b"dhcpipaddressset") => r.list(child, &mut out.dhcp_ip_address_set),
+            (16, b"ipaddresspoolset") => r.list(child, &mut out.ip_address_pool_set),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -2179,19 +2316,22 @@ pub struct DhcpIpAddressSet {
 }
 
 impl crate::xml::FromXml for DhcpIpAddressSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "clientname" => out.client_name = crate::xml::scalar(child)?,
-                "description" => out.description = crate::xml::scalar(child)?,
-                "ipaddress" => out.ip_address = crate::xml::scalar(child)?,
-                "leaseexpiration" => out.lease_expiration = crate::xml::scalar(child)?,
-                "leasetype" => out.lease_type = crate::xml::scalar(child)?,
-                "macaddress" => out.mac_address = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (10, b"clientname") => r.scalar(child, &mut seen, 0, &mut out.client_name),
+            (11, b"description") => r.scalar(child, &mut seen, 1, &mut out.description),
+            (9, b"ipaddress") => r.scalar(child, &mut seen, 2, &mut out.ip_address),
+            (15, b"leaseexpiration") => r.scalar(child, &mut seen, 3, &mut out.lease_expiration),
+            (9, b"leasetype") => r.scalar(child, &mut seen, 4, &mut out.lease_type),
+            (10, b"macaddress") => r.scalar(child, &mut seen, 5, &mut out.mac_address),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -2210,17 +2350,18 @@ pub struct DhcpOptions {
 }
 
 impl crate::xml::FromXml for DhcpOptions {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "dhcpconfigurationset" => out
-                    .dhcp_configuration_set
-                    .extend(crate::xml::list::<DhcpConfigurationSet>(child)?),
-                "dhcpoptionsid" => out.dhcp_options_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (20, b"dhcpconfigurationset") => r.list(child, &mut out.dhcp_configuration_set),
+            (13, b"dhcpoptionsid") => r.scalar(child, &mut seen, 1, &mut out.dhcp_options_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -2239,17 +2380,18 @@ pub struct DhcpOptionsSet {
 }
 
 impl crate::xml::FromXml for DhcpOptionsSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "dhcpconfigurationset" => out
-                    .dhcp_configuration_set
-                    .extend(crate::xml::list::<DhcpConfigurationSet>(child)?),
-                "dhcpoptionsid" => out.dhcp_options_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (20, b"dhcpconfigurationset") => r.list(child, &mut out.dhcp_configuration_set),
+            (13, b"dhcpoptionsid") => r.scalar(child, &mut seen, 1, &mut out.dhcp_options_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -2270,19 +2412,19 @@ pub struct DhcpStatusInformationSet {
 }
 
 impl crate::xml::FromXml for DhcpStatusInformationSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "dhcpipaddressinformation" => {
-                    out.dhcp_ip_address_information =
-                        Some(<DhcpIpAddressInformation as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "networkid" => out.network_id = crate::xml::scalar(child)?,
-                "privatelanname" => out.private_lan_name = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (24, b"dhcpipaddressinformation") => r.structure(child, &mut seen, 0, &mut out.dhcp_ip_address_information),
+            (9, b"networkid") => r.scalar(child, &mut seen, 1, &mut out.network_id),
+            (14, b"privatelanname") => r.scalar(child, &mut seen, 2, &mut out.private_lan_name),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -2368,15 +2510,21 @@ pub struct DisassociateAddressResult {
 }
 
 impl crate::xml::FromXml for DisassociateAddressResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -2463,15 +2611,21 @@ pub struct DisassociateMultiIpAddressGroupResult {
 }
 
 impl crate::xml::FromXml for DisassociateMultiIpAddressGroupResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -2547,15 +2701,21 @@ pub struct DisassociateRouteTableResult {
 }
 
 impl crate::xml::FromXml for DisassociateRouteTableResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -2580,18 +2740,21 @@ pub struct ElasticLoadBalancerAssociationSet {
 }
 
 impl crate::xml::FromXml for ElasticLoadBalancerAssociationSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "elasticloadbalancerid" => out.elastic_load_balancer_id = crate::xml::scalar(child)?,
-                "elasticloadbalancername" => out.elastic_load_balancer_name = crate::xml::scalar(child)?,
-                "main" => out.main = crate::xml::scalar(child)?,
-                "routetableassociationid" => out.route_table_association_id = crate::xml::scalar(child)?,
-                "routetableid" => out.route_table_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (21, b"elasticloadbalancerid") => r.scalar(child, &mut seen, 0, &mut out.elastic_load_balancer_id),
+            (23, b"elasticloadbalancername") => r.scalar(child, &mut seen, 1, &mut out.elastic_load_balancer_name),
+            (4, b"main") => r.scalar(child, &mut seen, 2, &mut out.main),
+            (23, b"routetableassociationid") => r.scalar(child, &mut seen, 3, &mut out.route_table_association_id),
+            (12, b"routetableid") => r.scalar(child, &mut seen, 4, &mut out.route_table_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -2614,17 +2777,20 @@ pub struct ElasticLoadBalancingSet {
 }
 
 impl crate::xml::FromXml for ElasticLoadBalancingSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "elasticloadbalancername" => out.elastic_load_balancer_name = crate::xml::scalar(child)?,
-                "elasticloadbalancerport" => out.elastic_load_balancer_port = crate::xml::scalar(child)?,
-                "instanceport" => out.instance_port = crate::xml::scalar(child)?,
-                "protocol" => out.protocol = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (23, b"elasticloadbalancername") => r.scalar(child, &mut seen, 0, &mut out.elastic_load_balancer_name),
+            (23, b"elasticloadbalancerport") => r.scalar(child, &mut seen, 1, &mut out.elastic_load_balancer_port),
+            (12, b"instanceport") => r.scalar(child, &mut seen, 2, &mut out.instance_port),
+            (8, b"protocol") => r.scalar(child, &mut seen, 3, &mut out.protocol),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -2643,15 +2809,18 @@ pub struct InboundInterface {
 }
 
 impl crate::xml::FromXml for InboundInterface {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "networkid" => out.network_id = crate::xml::scalar(child)?,
-                "networkname" => out.network_name = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"networkid") => r.scalar(child, &mut seen, 0, &mut out.network_id),
+            (11, b"networkname") => r.scalar(child, &mut seen, 1, &mut out.network_name),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -2730,15 +2899,21 @@ pub struct IncreaseMultiIpAddressCountResult {
 }
 
 impl crate::xml::FromXml for IncreaseMultiIpAddressCountResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -2757,15 +2932,18 @@ pub struct InstancesSetOfDescribeMultiIpAddressGroups {
 }
 
 impl crate::xml::FromXml for InstancesSetOfDescribeMultiIpAddressGroups {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "instanceid" => out.instance_id = crate::xml::scalar(child)?,
-                "instanceuniqueid" => out.instance_unique_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (10, b"instanceid") => r.scalar(child, &mut seen, 0, &mut out.instance_id),
+            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 1, &mut out.instance_unique_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -2788,17 +2966,20 @@ pub struct InstancesSetOfNiftyCreatePrivateLan {
 }
 
 impl crate::xml::FromXml for InstancesSetOfNiftyCreatePrivateLan {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "deviceindex" => out.device_index = crate::xml::scalar(child)?,
-                "instanceid" => out.instance_id = crate::xml::scalar(child)?,
-                "instanceuniqueid" => out.instance_unique_id = crate::xml::scalar(child)?,
-                "ipaddress" => out.ip_address = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (11, b"deviceindex") => r.scalar(child, &mut seen, 0, &mut out.device_index),
+            (10, b"instanceid") => r.scalar(child, &mut seen, 1, &mut out.instance_id),
+            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 2, &mut out.instance_unique_id),
+            (9, b"ipaddress") => r.scalar(child, &mut seen, 3, &mut out.ip_address),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -2821,17 +3002,20 @@ pub struct InstancesSetOfNiftyDescribePrivateLans {
 }
 
 impl crate::xml::FromXml for InstancesSetOfNiftyDescribePrivateLans {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "deviceindex" => out.device_index = crate::xml::scalar(child)?,
-                "instanceid" => out.instance_id = crate::xml::scalar(child)?,
-                "instanceuniqueid" => out.instance_unique_id = crate::xml::scalar(child)?,
-                "ipaddress" => out.ip_address = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (11, b"deviceindex") => r.scalar(child, &mut seen, 0, &mut out.device_index),
+            (10, b"instanceid") => r.scalar(child, &mut seen, 1, &mut out.instance_id),
+            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 2, &mut out.instance_unique_id),
+            (9, b"ipaddress") => r.scalar(child, &mut seen, 3, &mut out.ip_address),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -2852,16 +3036,19 @@ pub struct IpAddressPoolSet {
 }
 
 impl crate::xml::FromXml for IpAddressPoolSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "description" => out.description = crate::xml::scalar(child)?,
-                "startipaddress" => out.start_ip_address = crate::xml::scalar(child)?,
-                "stopipaddress" => out.stop_ip_address = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (11, b"description") => r.scalar(child, &mut seen, 0, &mut out.description),
+            (14, b"startipaddress") => r.scalar(child, &mut seen, 1, &mut out.start_ip_address),
+            (13, b"stopipaddress") => r.scalar(child, &mut seen, 2, &mut out.stop_ip_address),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -2882,16 +3069,19 @@ pub struct IpAddressPoolsSet {
 }
 
 impl crate::xml::FromXml for IpAddressPoolsSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "description" => out.description = crate::xml::scalar(child)?,
-                "startipaddress" => out.start_ip_address = crate::xml::scalar(child)?,
-                "stopipaddress" => out.stop_ip_address = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (11, b"description") => r.scalar(child, &mut seen, 0, &mut out.description),
+            (14, b"startipaddress") => r.scalar(child, &mut seen, 1, &mut out.start_ip_address),
+            (13, b"stopipaddress") => r.scalar(child, &mut seen, 2, &mut out.stop_ip_address),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -2908,13 +3098,17 @@ pub struct IpAddressesSet {
 }
 
 impl crate::xml::FromXml for IpAddressesSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "ipaddress" {
-                out.ip_address = crate::xml::scalar(child)?;
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"ipaddress") => r.scalar(child, &mut seen, 0, &mut out.ip_address),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -2931,13 +3125,17 @@ pub struct Ipv6AddressesSet {
 }
 
 impl crate::xml::FromXml for Ipv6AddressesSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "ipv6address" {
-                out.ipv6_address = crate::xml::scalar(child)?;
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (11, b"ipv6address") => r.scalar(child, &mut seen, 0, &mut out.ipv6_address),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -3021,15 +3219,21 @@ pub struct ModifyMultiIpAddressGroupAttributeResult {
 }
 
 impl crate::xml::FromXml for ModifyMultiIpAddressGroupAttributeResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -3113,15 +3317,21 @@ pub struct ModifyNetworkInterfaceAttributeResult {
 }
 
 impl crate::xml::FromXml for ModifyNetworkInterfaceAttributeResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -3152,24 +3362,24 @@ pub struct MultiIpAddressGroupOfCreateMultiIpAddressGroup {
 }
 
 impl crate::xml::FromXml for MultiIpAddressGroupOfCreateMultiIpAddressGroup {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "availabilityzone" => out.availability_zone = crate::xml::scalar(child)?,
-                "createtime" => out.create_time = crate::xml::scalar(child)?,
-                "description" => out.description = crate::xml::scalar(child)?,
-                "instancesset" => out.instances_set = crate::xml::scalar(child)?,
-                "multiipaddressgroupid" => out.multi_ip_address_group_id = crate::xml::scalar(child)?,
-                "multiipaddressgroupname" => out.multi_ip_address_group_name = crate::xml::scalar(child)?,
-                "multiipaddressnetwork" => {
-                    out.multi_ip_address_network =
-                        Some(<MultiIpAddressNetwork as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "status" => out.status = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (16, b"availabilityzone") => r.scalar(child, &mut seen, 0, &mut out.availability_zone),
+            (10, b"createtime") => r.scalar(child, &mut seen, 1, &mut out.create_time),
+            (11, b"description") => r.scalar(child, &mut seen, 2, &mut out.description),
+            (12, b"instancesset") => r.scalar(child, &mut seen, 3, &mut out.instances_set),
+            (21, b"multiipaddressgroupid") => r.scalar(child, &mut seen, 4, &mut out.multi_ip_address_group_id),
+            (23, b"multiipaddressgroupname") => r.scalar(child, &mut seen, 5, &mut out.multi_ip_address_group_name),
+            (21, b"multiipaddressnetwork") => r.structure(child, &mut seen, 6, &mut out.multi_ip_address_network),
+            (6, b"status") => r.scalar(child, &mut seen, 7, &mut out.status),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -3200,27 +3410,24 @@ pub struct MultiIpAddressGroupsSet {
 }
 
 impl crate::xml::FromXml for MultiIpAddressGroupsSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "availabilityzone" => out.availability_zone = crate::xml::scalar(child)?,
-                "createtime" => out.create_time = crate::xml::scalar(child)?,
-                "description" => out.description = crate::xml::scalar(child)?,
-                "instancesset" => out
-                    .instances_set
-                    .extend(crate::xml::list::<InstancesSetOfDescribeMultiIpAddressGroups>(child)?),
-                "multiipaddressgroupid" => out.multi_ip_address_group_id = crate::xml::scalar(child)?,
-                "multiipaddressgroupname" => out.multi_ip_address_group_name = crate::xml::scalar(child)?,
-                "multiipaddressnetwork" => {
-                    out.multi_ip_address_network = Some(
-                        <MultiIpAddressNetworkOfDescribeMultiIpAddressGroups as crate::xml::FromXml>::from_xml(child)?,
-                    )
-                }
-                "status" => out.status = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (16, b"availabilityzone") => r.scalar(child, &mut seen, 0, &mut out.availability_zone),
+            (10, b"createtime") => r.scalar(child, &mut seen, 1, &mut out.create_time),
+            (11, b"description") => r.scalar(child, &mut seen, 2, &mut out.description),
+            (12, b"instancesset") => r.list(child, &mut out.instances_set),
+            (21, b"multiipaddressgroupid") => r.scalar(child, &mut seen, 4, &mut out.multi_ip_address_group_id),
+            (23, b"multiipaddressgroupname") => r.scalar(child, &mut seen, 5, &mut out.multi_ip_address_group_name),
+            (21, b"multiipaddressnetwork") => r.structure(child, &mut seen, 6, &mut out.multi_ip_address_network),
+            (6, b"status") => r.scalar(child, &mut seen, 7, &mut out.status),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -3241,16 +3448,19 @@ pub struct MultiIpAddressNetwork {
 }
 
 impl crate::xml::FromXml for MultiIpAddressNetwork {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "defaultgateway" => out.default_gateway = crate::xml::scalar(child)?,
-                "ipaddressesset" => out.ip_addresses_set = crate::xml::scalar(child)?,
-                "subnetmask" => out.subnet_mask = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (14, b"defaultgateway") => r.scalar(child, &mut seen, 0, &mut out.default_gateway),
+            (14, b"ipaddressesset") => r.scalar(child, &mut seen, 1, &mut out.ip_addresses_set),
+            (10, b"subnetmask") => r.scalar(child, &mut seen, 2, &mut out.subnet_mask),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -3271,16 +3481,19 @@ pub struct MultiIpAddressNetworkOfDescribeMultiIpAddressGroups {
 }
 
 impl crate::xml::FromXml for MultiIpAddressNetworkOfDescribeMultiIpAddressGroups {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "defaultgateway" => out.default_gateway = crate::xml::scalar(child)?,
-                "ipaddressesset" => out.ip_addresses_set.extend(crate::xml::list::<IpAddressesSet>(child)?),
-                "subnetmask" => out.subnet_mask = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (14, b"defaultgateway") => r.scalar(child, &mut seen, 0, &mut out.default_gateway),
+            (14, b"ipaddressesset") => r.list(child, &mut out.ip_addresses_set),
+            (10, b"subnetmask") => r.scalar(child, &mut seen, 2, &mut out.subnet_mask),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -3313,26 +3526,25 @@ pub struct NatRule {
 }
 
 impl crate::xml::FromXml for NatRule {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "description" => out.description = crate::xml::scalar(child)?,
-                "destination" => out.destination = Some(<Destination as crate::xml::FromXml>::from_xml(child)?),
-                "inboundinterface" => {
-                    out.inbound_interface = Some(<InboundInterface as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "nattype" => out.nat_type = crate::xml::scalar(child)?,
-                "outboundinterface" => {
-                    out.outbound_interface = Some(<OutboundInterface as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "protocol" => out.protocol = crate::xml::scalar(child)?,
-                "rulenumber" => out.rule_number = crate::xml::scalar(child)?,
-                "source" => out.source = Some(<Source as crate::xml::FromXml>::from_xml(child)?),
-                "translation" => out.translation = Some(<Translation as crate::xml::FromXml>::from_xml(child)?),
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (11, b"description") => r.scalar(child, &mut seen, 0, &mut out.description),
+            (11, b"destination") => r.structure(child, &mut seen, 1, &mut out.destination),
+            (16, b"inboundinterface") => r.structure(child, &mut seen, 2, &mut out.inbound_interface),
+            (7, b"nattype") => r.scalar(child, &mut seen, 3, &mut out.nat_type),
+            (17, b"outboundinterface") => r.structure(child, &mut seen, 4, &mut out.outbound_interface),
+            (8, b"protocol") => r.scalar(child, &mut seen, 5, &mut out.protocol),
+            (10, b"rulenumber") => r.scalar(child, &mut seen, 6, &mut out.rule_number),
+            (6, b"source") => r.structure(child, &mut seen, 7, &mut out.source),
+            (11, b"translation") => r.structure(child, &mut seen, 8, &mut out.translation),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -3365,26 +3577,25 @@ pub struct NatRuleSet {
 }
 
 impl crate::xml::FromXml for NatRuleSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "description" => out.description = crate::xml::scalar(child)?,
-                "destination" => out.destination = Some(<Destination as crate::xml::FromXml>::from_xml(child)?),
-                "inboundinterface" => {
-                    out.inbound_interface = Some(<InboundInterface as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "nattype" => out.nat_type = crate::xml::scalar(child)?,
-                "outboundinterface" => {
-                    out.outbound_interface = Some(<OutboundInterface as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "protocol" => out.protocol = crate::xml::scalar(child)?,
-                "rulenumber" => out.rule_number = crate::xml::scalar(child)?,
-                "source" => out.source = Some(<Source as crate::xml::FromXml>::from_xml(child)?),
-                "translation" => out.translation = Some(<Translation as crate::xml::FromXml>::from_xml(child)?),
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (11, b"description") => r.scalar(child, &mut seen, 0, &mut out.description),
+            (11, b"destination") => r.structure(child, &mut seen, 1, &mut out.destination),
+            (16, b"inboundinterface") => r.structure(child, &mut seen, 2, &mut out.inbound_interface),
+            (7, b"nattype") => r.scalar(child, &mut seen, 3, &mut out.nat_type),
+            (17, b"outboundinterface") => r.structure(child, &mut seen, 4, &mut out.outbound_interface),
+            (8, b"protocol") => r.scalar(child, &mut seen, 5, &mut out.protocol),
+            (10, b"rulenumber") => r.scalar(child, &mut seen, 6, &mut out.rule_number),
+            (6, b"source") => r.structure(child, &mut seen, 7, &mut out.source),
+            (11, b"translation") => r.structure(child, &mut seen, 8, &mut out.translation),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -3403,15 +3614,18 @@ pub struct NatTable {
 }
 
 impl crate::xml::FromXml for NatTable {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "nattableid" => out.nat_table_id = crate::xml::scalar(child)?,
-                "tagset" => out.tag_set.extend(crate::xml::list::<TagSet>(child)?),
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (10, b"nattableid") => r.scalar(child, &mut seen, 0, &mut out.nat_table_id),
+            (6, b"tagset") => r.list(child, &mut out.tag_set),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -3434,19 +3648,20 @@ pub struct NatTableSet {
 }
 
 impl crate::xml::FromXml for NatTableSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "associationset" => out
-                    .association_set
-                    .extend(crate::xml::list::<AssociationSetOfNiftyDescribeNatTables>(child)?),
-                "natruleset" => out.nat_rule_set.extend(crate::xml::list::<NatRuleSet>(child)?),
-                "nattableid" => out.nat_table_id = crate::xml::scalar(child)?,
-                "tagset" => out.tag_set.extend(crate::xml::list::<TagSet>(child)?),
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (14, b"associationset") => r.list(child, &mut out.association_set),
+            (10, b"natruleset") => r.list(child, &mut out.nat_rule_set),
+            (10, b"nattableid") => r.scalar(child, &mut seen, 2, &mut out.nat_table_id),
+            (6, b"tagset") => r.list(child, &mut out.tag_set),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -3507,48 +3722,39 @@ pub struct NetworkInterface {
 }
 
 impl crate::xml::FromXml for NetworkInterface {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "association" => {
-                    out.association = Some(<AssociationOfCreateNetworkInterface as crate::xml::FromXml>::from_xml(
-                        child,
-                    )?)
-                }
-                "attachment" => {
-                    out.attachment = Some(<AttachmentOfCreateNetworkInterface as crate::xml::FromXml>::from_xml(
-                        child,
-                    )?)
-                }
-                "availabilityzone" => out.availability_zone = crate::xml::scalar(child)?,
-                "description" => out.description = crate::xml::scalar(child)?,
-                "groupset" => out.group_set.extend(crate::xml::list::<GroupSet>(child)?),
-                "interfacetype" => out.interface_type = crate::xml::scalar(child)?,
-                "ipv6addressesset" => out
-                    .ipv6_addresses_set
-                    .extend(crate::xml::list::<Ipv6AddressesSet>(child)?),
-                "macaddress" => out.mac_address = crate::xml::scalar(child)?,
-                "networkinterfaceid" => out.network_interface_id = crate::xml::scalar(child)?,
-                "niftynetworkid" => out.nifty_network_id = crate::xml::scalar(child)?,
-                "niftynetworkname" => out.nifty_network_name = crate::xml::scalar(child)?,
-                "ownerid" => out.owner_id = crate::xml::scalar(child)?,
-                "privatednsname" => out.private_dns_name = crate::xml::scalar(child)?,
-                "privateipaddress" => out.private_ip_address = crate::xml::scalar(child)?,
-                "privateipaddressv6" => out.private_ip_address_v6 = crate::xml::scalar(child)?,
-                "privateipaddressesset" => out.private_ip_addresses_set.extend(crate::xml::list::<
-                    PrivateIpAddressesSetOfCreateNetworkInterface,
-                >(child)?),
-                "requesterid" => out.requester_id = crate::xml::scalar(child)?,
-                "requestermanaged" => out.requester_managed = crate::xml::scalar(child)?,
-                "sourcedestcheck" => out.source_dest_check = crate::xml::scalar(child)?,
-                "status" => out.status = crate::xml::scalar(child)?,
-                "subnetid" => out.subnet_id = crate::xml::scalar(child)?,
-                "tagset" => out.tag_set.extend(crate::xml::list::<TagSet>(child)?),
-                "vpcid" => out.vpc_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (11, b"association") => r.structure(child, &mut seen, 0, &mut out.association),
+            (10, b"attachment") => r.structure(child, &mut seen, 1, &mut out.attachment),
+            (16, b"availabilityzone") => r.scalar(child, &mut seen, 2, &mut out.availability_zone),
+            (11, b"description") => r.scalar(child, &mut seen, 3, &mut out.description),
+            (8, b"groupset") => r.list(child, &mut out.group_set),
+            (13, b"interfacetype") => r.scalar(child, &mut seen, 5, &mut out.interface_type),
+            (16, b"ipv6addressesset") => r.list(child, &mut out.ipv6_addresses_set),
+            (10, b"macaddress") => r.scalar(child, &mut seen, 7, &mut out.mac_address),
+            (18, b"networkinterfaceid") => r.scalar(child, &mut seen, 8, &mut out.network_interface_id),
+            (14, b"niftynetworkid") => r.scalar(child, &mut seen, 9, &mut out.nifty_network_id),
+            (16, b"niftynetworkname") => r.scalar(child, &mut seen, 10, &mut out.nifty_network_name),
+            (7, b"ownerid") => r.scalar(child, &mut seen, 11, &mut out.owner_id),
+            (14, b"privatednsname") => r.scalar(child, &mut seen, 12, &mut out.private_dns_name),
+            (16, b"privateipaddress") => r.scalar(child, &mut seen, 13, &mut out.private_ip_address),
+            (18, b"privateipaddressv6") => r.scalar(child, &mut seen, 14, &mut out.private_ip_address_v6),
+            (21, b"privateipaddressesset") => r.list(child, &mut out.private_ip_addresses_set),
+            (11, b"requesterid") => r.scalar(child, &mut seen, 16, &mut out.requester_id),
+            (16, b"requestermanaged") => r.scalar(child, &mut seen, 17, &mut out.requester_managed),
+            (15, b"sourcedestcheck") => r.scalar(child, &mut seen, 18, &mut out.source_dest_check),
+            (6, b"status") => r.scalar(child, &mut seen, 19, &mut out.status),
+            (8, b"subnetid") => r.scalar(child, &mut seen, 20, &mut out.subnet_id),
+            (6, b"tagset") => r.list(child, &mut out.tag_set),
+            (5, b"vpcid") => r.scalar(child, &mut seen, 22, &mut out.vpc_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -3609,46 +3815,39 @@ pub struct NetworkInterfaceSetOfDescribeNetworkInterfaces {
 }
 
 impl crate::xml::FromXml for NetworkInterfaceSetOfDescribeNetworkInterfaces {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "association" => {
-                    out.association =
-                        Some(<AssociationOfDescribeNetworkInterfaces as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "attachment" => {
-                    out.attachment =
-                        Some(<AttachmentOfDescribeNetworkInterfaces as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "availabilityzone" => out.availability_zone = crate::xml::scalar(child)?,
-                "description" => out.description = crate::xml::scalar(child)?,
-                "groupset" => out.group_set.extend(crate::xml::list::<GroupSet>(child)?),
-                "interfacetype" => out.interface_type = crate::xml::scalar(child)?,
-                "ipv6addressesset" => out
-                    .ipv6_addresses_set
-                    .extend(crate::xml::list::<Ipv6AddressesSet>(child)?),
-                "macaddress" => out.mac_address = crate::xml::scalar(child)?,
-                "networkinterfaceid" => out.network_interface_id = crate::xml::scalar(child)?,
-                "niftynetworkid" => out.nifty_network_id = crate::xml::scalar(child)?,
-                "niftynetworkname" => out.nifty_network_name = crate::xml::scalar(child)?,
-                "ownerid" => out.owner_id = crate::xml::scalar(child)?,
-                "privatednsname" => out.private_dns_name = crate::xml::scalar(child)?,
-                "privateipaddress" => out.private_ip_address = crate::xml::scalar(child)?,
-                "privateipaddressv6" => out.private_ip_address_v6 = crate::xml::scalar(child)?,
-                "privateipaddressesset" => out.private_ip_addresses_set.extend(crate::xml::list::<
-                    PrivateIpAddressesSetOfDescribeNetworkInterfaces,
-                >(child)?),
-                "requesterid" => out.requester_id = crate::xml::scalar(child)?,
-                "requestermanaged" => out.requester_managed = crate::xml::scalar(child)?,
-                "sourcedestcheck" => out.source_dest_check = crate::xml::scalar(child)?,
-                "status" => out.status = crate::xml::scalar(child)?,
-                "subnetid" => out.subnet_id = crate::xml::scalar(child)?,
-                "tagset" => out.tag_set.extend(crate::xml::list::<TagSet>(child)?),
-                "vpcid" => out.vpc_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (11, b"association") => r.structure(child, &mut seen, 0, &mut out.association),
+            (10, b"attachment") => r.structure(child, &mut seen, 1, &mut out.attachment),
+            (16, b"availabilityzone") => r.scalar(child, &mut seen, 2, &mut out.availability_zone),
+            (11, b"description") => r.scalar(child, &mut seen, 3, &mut out.description),
+            (8, b"groupset") => r.list(child, &mut out.group_set),
+            (13, b"interfacetype") => r.scalar(child, &mut seen, 5, &mut out.interface_type),
+            (16, b"ipv6addressesset") => r.list(child, &mut out.ipv6_addresses_set),
+            (10, b"macaddress") => r.scalar(child, &mut seen, 7, &mut out.mac_address),
+            (18, b"networkinterfaceid") => r.scalar(child, &mut seen, 8, &mut out.network_interface_id),
+            (14, b"niftynetworkid") => r.scalar(child, &mut seen, 9, &mut out.nifty_network_id),
+            (16, b"niftynetworkname") => r.scalar(child, &mut seen, 10, &mut out.nifty_network_name),
+            (7, b"ownerid") => r.scalar(child, &mut seen, 11, &mut out.owner_id),
+            (14, b"privatednsname") => r.scalar(child, &mut seen, 12, &mut out.private_dns_name),
+            (16, b"privateipaddress") => r.scalar(child, &mut seen, 13, &mut out.private_ip_address),
+            (18, b"privateipaddressv6") => r.scalar(child, &mut seen, 14, &mut out.private_ip_address_v6),
+            (21, b"privateipaddressesset") => r.list(child, &mut out.private_ip_addresses_set),
+            (11, b"requesterid") => r.scalar(child, &mut seen, 16, &mut out.requester_id),
+            (16, b"requestermanaged") => r.scalar(child, &mut seen, 17, &mut out.requester_managed),
+            (15, b"sourcedestcheck") => r.scalar(child, &mut seen, 18, &mut out.source_dest_check),
+            (6, b"status") => r.scalar(child, &mut seen, 19, &mut out.status),
+            (8, b"subnetid") => r.scalar(child, &mut seen, 20, &mut out.subnet_id),
+            (6, b"tagset") => r.list(child, &mut out.tag_set),
+            (5, b"vpcid") => r.scalar(child, &mut seen, 22, &mut out.vpc_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -3667,15 +3866,18 @@ pub struct NetworkInterfaceSetOfNiftyCreatePrivateLan {
 }
 
 impl crate::xml::FromXml for NetworkInterfaceSetOfNiftyCreatePrivateLan {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "ipaddress" => out.ip_address = crate::xml::scalar(child)?,
-                "networkinterfaceid" => out.network_interface_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"ipaddress") => r.scalar(child, &mut seen, 0, &mut out.ip_address),
+            (18, b"networkinterfaceid") => r.scalar(child, &mut seen, 1, &mut out.network_interface_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -3702,19 +3904,22 @@ pub struct NetworkInterfaceSetOfNiftyCreateRouter {
 }
 
 impl crate::xml::FromXml for NetworkInterfaceSetOfNiftyCreateRouter {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "dhcp" => out.dhcp = crate::xml::scalar(child)?,
-                "dhcpconfigid" => out.dhcp_config_id = crate::xml::scalar(child)?,
-                "dhcpoptionsid" => out.dhcp_options_id = crate::xml::scalar(child)?,
-                "ipaddress" => out.ip_address = crate::xml::scalar(child)?,
-                "networkid" => out.network_id = crate::xml::scalar(child)?,
-                "networkname" => out.network_name = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (4, b"dhcp") => r.scalar(child, &mut seen, 0, &mut out.dhcp),
+            (12, b"dhcpconfigid") => r.scalar(child, &mut seen, 1, &mut out.dhcp_config_id),
+            (13, b"dhcpoptionsid") => r.scalar(child, &mut seen, 2, &mut out.dhcp_options_id),
+            (9, b"ipaddress") => r.scalar(child, &mut seen, 3, &mut out.ip_address),
+            (9, b"networkid") => r.scalar(child, &mut seen, 4, &mut out.network_id),
+            (11, b"networkname") => r.scalar(child, &mut seen, 5, &mut out.network_name),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -3733,15 +3938,18 @@ pub struct NetworkInterfaceSetOfNiftyDescribePrivateLans {
 }
 
 impl crate::xml::FromXml for NetworkInterfaceSetOfNiftyDescribePrivateLans {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "ipaddress" => out.ip_address = crate::xml::scalar(child)?,
-                "networkinterfaceid" => out.network_interface_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"ipaddress") => r.scalar(child, &mut seen, 0, &mut out.ip_address),
+            (18, b"networkinterfaceid") => r.scalar(child, &mut seen, 1, &mut out.network_interface_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -3774,22 +3982,25 @@ pub struct NetworkInterfaceSetOfNiftyDescribeRouters {
 }
 
 impl crate::xml::FromXml for NetworkInterfaceSetOfNiftyDescribeRouters {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "cidrblock" => out.cidr_block = crate::xml::scalar(child)?,
-                "description" => out.description = crate::xml::scalar(child)?,
-                "deviceindex" => out.device_index = crate::xml::scalar(child)?,
-                "dhcp" => out.dhcp = crate::xml::scalar(child)?,
-                "dhcpconfigid" => out.dhcp_config_id = crate::xml::scalar(child)?,
-                "dhcpoptionsid" => out.dhcp_options_id = crate::xml::scalar(child)?,
-                "ipaddress" => out.ip_address = crate::xml::scalar(child)?,
-                "networkid" => out.network_id = crate::xml::scalar(child)?,
-                "networkname" => out.network_name = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"cidrblock") => r.scalar(child, &mut seen, 0, &mut out.cidr_block),
+            (11, b"description") => r.scalar(child, &mut seen, 1, &mut out.description),
+            (11, b"deviceindex") => r.scalar(child, &mut seen, 2, &mut out.device_index),
+            (4, b"dhcp") => r.scalar(child, &mut seen, 3, &mut out.dhcp),
+            (12, b"dhcpconfigid") => r.scalar(child, &mut seen, 4, &mut out.dhcp_config_id),
+            (13, b"dhcpoptionsid") => r.scalar(child, &mut seen, 5, &mut out.dhcp_options_id),
+            (9, b"ipaddress") => r.scalar(child, &mut seen, 6, &mut out.ip_address),
+            (9, b"networkid") => r.scalar(child, &mut seen, 7, &mut out.network_id),
+            (11, b"networkname") => r.scalar(child, &mut seen, 8, &mut out.network_name),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -3881,15 +4092,21 @@ pub struct NiftyAssociateNatTableResult {
 }
 
 impl crate::xml::FromXml for NiftyAssociateNatTableResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "associationid" => out.association_id = crate::xml::scalar(child)?,
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (13, b"associationid") => r.scalar(child, &mut seen, 0, &mut out.association_id),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -3938,15 +4155,21 @@ pub struct NiftyCreateDhcpConfigResult {
 }
 
 impl crate::xml::FromXml for NiftyCreateDhcpConfigResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "dhcpconfig" => out.dhcp_config = Some(<DhcpConfig as crate::xml::FromXml>::from_xml(child)?),
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (10, b"dhcpconfig") => r.structure(child, &mut seen, 0, &mut out.dhcp_config),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -4044,15 +4267,21 @@ pub struct NiftyCreateDhcpIpAddressPoolResult {
 }
 
 impl crate::xml::FromXml for NiftyCreateDhcpIpAddressPoolResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -4150,15 +4379,21 @@ pub struct NiftyCreateDhcpStaticMappingResult {
 }
 
 impl crate::xml::FromXml for NiftyCreateDhcpStaticMappingResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -4309,16 +4544,22 @@ pub struct NiftyCreateNatRuleResult {
 }
 
 impl crate::xml::FromXml for NiftyCreateNatRuleResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "natrule" => out.nat_rule = Some(<NatRule as crate::xml::FromXml>::from_xml(child)?),
-                "nattableid" => out.nat_table_id = crate::xml::scalar(child)?,
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (7, b"natrule") => r.structure(child, &mut seen, 0, &mut out.nat_rule),
+            (10, b"nattableid") => r.scalar(child, &mut seen, 1, &mut out.nat_table_id),
+            (9, b"requestid") => r.scalar(child, &mut seen, 2, &mut out.request_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -4367,15 +4608,21 @@ pub struct NiftyCreateNatTableResult {
 }
 
 impl crate::xml::FromXml for NiftyCreateNatTableResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "nattable" => out.nat_table = Some(<NatTable as crate::xml::FromXml>::from_xml(child)?),
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (8, b"nattable") => r.structure(child, &mut seen, 0, &mut out.nat_table),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -4475,19 +4722,21 @@ pub struct NiftyCreatePrivateLanResult {
 }
 
 impl crate::xml::FromXml for NiftyCreatePrivateLanResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "privatelan" => {
-                    out.private_lan = Some(<PrivateLanOfNiftyCreatePrivateLan as crate::xml::FromXml>::from_xml(
-                        child,
-                    )?)
-                }
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (10, b"privatelan") => r.structure(child, &mut seen, 0, &mut out.private_lan),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -4604,15 +4853,21 @@ pub struct NiftyCreateRouterResult {
 }
 
 impl crate::xml::FromXml for NiftyCreateRouterResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "router" => out.router = Some(<Router as crate::xml::FromXml>::from_xml(child)?),
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"router") => r.structure(child, &mut seen, 1, &mut out.router),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -4736,15 +4991,21 @@ pub struct NiftyCreateWebProxyResult {
 }
 
 impl crate::xml::FromXml for NiftyCreateWebProxyResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "webproxy" => out.web_proxy = Some(<WebProxy as crate::xml::FromXml>::from_xml(child)?),
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (8, b"webproxy") => r.structure(child, &mut seen, 1, &mut out.web_proxy),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -4812,15 +5073,21 @@ pub struct NiftyDeleteDhcpConfigResult {
 }
 
 impl crate::xml::FromXml for NiftyDeleteDhcpConfigResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -4910,15 +5177,21 @@ pub struct NiftyDeleteDhcpIpAddressPoolResult {
 }
 
 impl crate::xml::FromXml for NiftyDeleteDhcpIpAddressPoolResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -5008,15 +5281,21 @@ pub struct NiftyDeleteDhcpStaticMappingResult {
 }
 
 impl crate::xml::FromXml for NiftyDeleteDhcpStaticMappingResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -5106,15 +5385,21 @@ pub struct NiftyDeleteNatRuleResult {
 }
 
 impl crate::xml::FromXml for NiftyDeleteNatRuleResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -5182,15 +5467,21 @@ pub struct NiftyDeleteNatTableResult {
 }
 
 impl crate::xml::FromXml for NiftyDeleteNatTableResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -5260,15 +5551,21 @@ pub struct NiftyDeletePrivateLanResult {
 }
 
 impl crate::xml::FromXml for NiftyDeletePrivateLanResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -5338,15 +5635,21 @@ pub struct NiftyDeleteRouterResult {
 }
 
 impl crate::xml::FromXml for NiftyDeleteRouterResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -5424,15 +5727,21 @@ pub struct NiftyDeleteWebProxyResult {
 }
 
 impl crate::xml::FromXml for NiftyDeleteWebProxyResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -5506,15 +5815,21 @@ pub struct NiftyDescribeDhcpConfigsResult {
 }
 
 impl crate::xml::FromXml for NiftyDescribeDhcpConfigsResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "dhcpconfigsset" => out.dhcp_configs_set.extend(crate::xml::list::<DhcpConfigsSet>(child)?),
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (14, b"dhcpconfigsset") => r.list(child, &mut out.dhcp_configs_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -5588,19 +5903,23 @@ pub struct NiftyDescribeDhcpStatusResult {
 }
 
 impl crate::xml::FromXml for NiftyDescribeDhcpStatusResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "dhcpstatusinformationset" => out
-                    .dhcp_status_information_set
-                    .extend(crate::xml::list::<DhcpStatusInformationSet>(child)?),
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "routerid" => out.router_id = crate::xml::scalar(child)?,
-                "routername" => out.router_name = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (24, b"dhcpstatusinformationset") => r.list(child, &mut out.dhcp_status_information_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            (8, b"routerid") => r.scalar(child, &mut seen, 2, &mut out.router_id),
+            (10, b"routername") => r.scalar(child, &mut seen, 3, &mut out.router_name),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -5674,15 +5993,21 @@ pub struct NiftyDescribeNatTablesResult {
 }
 
 impl crate::xml::FromXml for NiftyDescribeNatTablesResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "nattableset" => out.nat_table_set.extend(crate::xml::list::<NatTableSet>(child)?),
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (11, b"nattableset") => r.list(child, &mut out.nat_table_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -5768,15 +6093,21 @@ pub struct NiftyDescribePrivateLansResult {
 }
 
 impl crate::xml::FromXml for NiftyDescribePrivateLansResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "privatelanset" => out.private_lan_set.extend(crate::xml::list::<PrivateLanSet>(child)?),
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (13, b"privatelanset") => r.list(child, &mut out.private_lan_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -5862,17 +6193,21 @@ pub struct NiftyDescribeRoutersResult {
 }
 
 impl crate::xml::FromXml for NiftyDescribeRoutersResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "routerset" => out
-                    .router_set
-                    .extend(crate::xml::list::<RouterSetOfNiftyDescribeRouters>(child)?),
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (9, b"routerset") => r.list(child, &mut out.router_set),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -5966,15 +6301,21 @@ pub struct NiftyDisableDhcpResult {
 }
 
 impl crate::xml::FromXml for NiftyDisableDhcpResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -6050,15 +6391,21 @@ pub struct NiftyDisassociateNatTableResult {
 }
 
 impl crate::xml::FromXml for NiftyDisassociateNatTableResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -6168,15 +6515,21 @@ pub struct NiftyEnableDhcpResult {
 }
 
 impl crate::xml::FromXml for NiftyEnableDhcpResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -6271,15 +6624,21 @@ pub struct NiftyModifyAddressAttributeResult {
 }
 
 impl crate::xml::FromXml for NiftyModifyAddressAttributeResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -6374,15 +6733,21 @@ pub struct NiftyModifyPrivateLanAttributeResult {
 }
 
 impl crate::xml::FromXml for NiftyModifyPrivateLanAttributeResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -6485,15 +6850,21 @@ pub struct NiftyModifyRouterAttributeResult {
 }
 
 impl crate::xml::FromXml for NiftyModifyRouterAttributeResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -6593,15 +6964,21 @@ pub struct NiftyModifyWebProxyAttributeResult {
 }
 
 impl crate::xml::FromXml for NiftyModifyWebProxyAttributeResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -6663,15 +7040,21 @@ pub struct NiftyRebootRoutersResult {
 }
 
 impl crate::xml::FromXml for NiftyRebootRoutersResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -6741,15 +7124,21 @@ pub struct NiftyReleaseRouterBackupStateResult {
 }
 
 impl crate::xml::FromXml for NiftyReleaseRouterBackupStateResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -6857,15 +7246,21 @@ pub struct NiftyReplaceDhcpConfigResult {
 }
 
 impl crate::xml::FromXml for NiftyReplaceDhcpConfigResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -6973,15 +7368,21 @@ pub struct NiftyReplaceDhcpOptionResult {
 }
 
 impl crate::xml::FromXml for NiftyReplaceDhcpOptionResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -7132,16 +7533,22 @@ pub struct NiftyReplaceNatRuleResult {
 }
 
 impl crate::xml::FromXml for NiftyReplaceNatRuleResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "natrule" => out.nat_rule = Some(<NatRule as crate::xml::FromXml>::from_xml(child)?),
-                "nattableid" => out.nat_table_id = crate::xml::scalar(child)?,
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (7, b"natrule") => r.structure(child, &mut seen, 0, &mut out.nat_rule),
+            (10, b"nattableid") => r.scalar(child, &mut seen, 1, &mut out.nat_table_id),
+            (9, b"requestid") => r.scalar(child, &mut seen, 2, &mut out.request_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -7228,15 +7635,21 @@ pub struct NiftyReplaceNatTableAssociationResult {
 }
 
 impl crate::xml::FromXml for NiftyReplaceNatTableAssociationResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "newassociationid" => out.new_association_id = crate::xml::scalar(child)?,
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (16, b"newassociationid") => r.scalar(child, &mut seen, 0, &mut out.new_association_id),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -7314,15 +7727,21 @@ pub struct NiftyReplaceRouterLatestVersionResult {
 }
 
 impl crate::xml::FromXml for NiftyReplaceRouterLatestVersionResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -7392,15 +7811,21 @@ pub struct NiftyRestoreRouterPreviousVersionResult {
 }
 
 impl crate::xml::FromXml for NiftyRestoreRouterPreviousVersionResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -7497,15 +7922,21 @@ pub struct NiftyUpdateRouterNetworkInterfacesResult {
 }
 
 impl crate::xml::FromXml for NiftyUpdateRouterNetworkInterfacesResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -7522,13 +7953,17 @@ pub struct OptionOfNiftyCreateWebProxy {
 }
 
 impl crate::xml::FromXml for OptionOfNiftyCreateWebProxy {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "nameserver" {
-                out.name_server = crate::xml::scalar(child)?;
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (10, b"nameserver") => r.scalar(child, &mut seen, 0, &mut out.name_server),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -7547,15 +7982,18 @@ pub struct OutboundInterface {
 }
 
 impl crate::xml::FromXml for OutboundInterface {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "networkid" => out.network_id = crate::xml::scalar(child)?,
-                "networkname" => out.network_name = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"networkid") => r.scalar(child, &mut seen, 0, &mut out.network_id),
+            (11, b"networkname") => r.scalar(child, &mut seen, 1, &mut out.network_name),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -7578,21 +8016,20 @@ pub struct PrivateIpAddressesSetOfCreateNetworkInterface {
 }
 
 impl crate::xml::FromXml for PrivateIpAddressesSetOfCreateNetworkInterface {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "association" => {
-                    out.association = Some(<AssociationOfCreateNetworkInterface as crate::xml::FromXml>::from_xml(
-                        child,
-                    )?)
-                }
-                "primary" => out.primary = crate::xml::scalar(child)?,
-                "privatednsname" => out.private_dns_name = crate::xml::scalar(child)?,
-                "privateipaddress" => out.private_ip_address = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (11, b"association") => r.structure(child, &mut seen, 0, &mut out.association),
+            (7, b"primary") => r.scalar(child, &mut seen, 1, &mut out.primary),
+            (14, b"privatednsname") => r.scalar(child, &mut seen, 2, &mut out.private_dns_name),
+            (16, b"privateipaddress") => r.scalar(child, &mut seen, 3, &mut out.private_ip_address),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -7615,20 +8052,20 @@ pub struct PrivateIpAddressesSetOfDescribeNetworkInterfaces {
 }
 
 impl crate::xml::FromXml for PrivateIpAddressesSetOfDescribeNetworkInterfaces {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "association" => {
-                    out.association =
-                        Some(<AssociationOfDescribeNetworkInterfaces as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "primary" => out.primary = crate::xml::scalar(child)?,
-                "privatednsname" => out.private_dns_name = crate::xml::scalar(child)?,
-                "privateipaddress" => out.private_ip_address = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (11, b"association") => r.structure(child, &mut seen, 0, &mut out.association),
+            (7, b"primary") => r.scalar(child, &mut seen, 1, &mut out.primary),
+            (14, b"privatednsname") => r.scalar(child, &mut seen, 2, &mut out.private_dns_name),
+            (16, b"privateipaddress") => r.scalar(child, &mut seen, 3, &mut out.private_ip_address),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -7677,42 +8114,33 @@ pub struct PrivateLanOfNiftyCreatePrivateLan {
 }
 
 impl crate::xml::FromXml for PrivateLanOfNiftyCreatePrivateLan {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "accountingtype" => out.accounting_type = crate::xml::scalar(child)?,
-                "availabilityzone" => out.availability_zone = crate::xml::scalar(child)?,
-                "cidrblock" => out.cidr_block = crate::xml::scalar(child)?,
-                "createdtime" => out.created_time = crate::xml::scalar(child)?,
-                "description" => out.description = crate::xml::scalar(child)?,
-                "elasticloadbalancingset" => out
-                    .elastic_load_balancing_set
-                    .extend(crate::xml::list::<ElasticLoadBalancingSet>(child)?),
-                "instancesset" => out
-                    .instances_set
-                    .extend(crate::xml::list::<InstancesSetOfNiftyCreatePrivateLan>(child)?),
-                "networkid" => out.network_id = crate::xml::scalar(child)?,
-                "networkinterfaceset" => out
-                    .network_interface_set
-                    .extend(crate::xml::list::<NetworkInterfaceSetOfNiftyCreatePrivateLan>(child)?),
-                "nextmonthaccountingtype" => out.next_month_accounting_type = crate::xml::scalar(child)?,
-                "privatelanname" => out.private_lan_name = crate::xml::scalar(child)?,
-                "remoteaccessvpngatewayset" => out.remote_access_vpn_gateway_set.extend(crate::xml::list::<
-                    RemoteAccessVpnGatewaySetOfNiftyCreatePrivateLan,
-                >(child)?),
-                "routerset" => out
-                    .router_set
-                    .extend(crate::xml::list::<RouterSetOfNiftyCreatePrivateLan>(child)?),
-                "sharingstatus" => out.sharing_status = crate::xml::scalar(child)?,
-                "state" => out.state = crate::xml::scalar(child)?,
-                "tagset" => out.tag_set.extend(crate::xml::list::<TagSet>(child)?),
-                "vpngatewayset" => out
-                    .vpn_gateway_set
-                    .extend(crate::xml::list::<VpnGatewaySetOfNiftyCreatePrivateLan>(child)?),
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (14, b"accountingtype") => r.scalar(child, &mut seen, 0, &mut out.accounting_type),
+            (16, b"availabilityzone") => r.scalar(child, &mut seen, 1, &mut out.availability_zone),
+            (9, b"cidrblock") => r.scalar(child, &mut seen, 2, &mut out.cidr_block),
+            (11, b"createdtime") => r.scalar(child, &mut seen, 3, &mut out.created_time),
+            (11, b"description") => r.scalar(child, &mut seen, 4, &mut out.description),
+            (23, b"elasticloadbalancingset") => r.list(child, &mut out.elastic_load_balancing_set),
+            (12, b"instancesset") => r.list(child, &mut out.instances_set),
+            (9, b"networkid") => r.scalar(child, &mut seen, 7, &mut out.network_id),
+            (19, b"networkinterfaceset") => r.list(child, &mut out.network_interface_set),
+            (23, b"nextmonthaccountingtype") => r.scalar(child, &mut seen, 9, &mut out.next_month_accounting_type),
+            (14, b"privatelanname") => r.scalar(child, &mut seen, 10, &mut out.private_lan_name),
+            (25, b"remoteaccessvpngatewayset") => r.list(child, &mut out.remote_access_vpn_gateway_set),
+            (9, b"routerset") => r.list(child, &mut out.router_set),
+            (13, b"sharingstatus") => r.scalar(child, &mut seen, 13, &mut out.sharing_status),
+            (5, b"state") => r.scalar(child, &mut seen, 14, &mut out.state),
+            (6, b"tagset") => r.list(child, &mut out.tag_set),
+            (13, b"vpngatewayset") => r.list(child, &mut out.vpn_gateway_set),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -7761,42 +8189,33 @@ pub struct PrivateLanSet {
 }
 
 impl crate::xml::FromXml for PrivateLanSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "accountingtype" => out.accounting_type = crate::xml::scalar(child)?,
-                "availabilityzone" => out.availability_zone = crate::xml::scalar(child)?,
-                "cidrblock" => out.cidr_block = crate::xml::scalar(child)?,
-                "createdtime" => out.created_time = crate::xml::scalar(child)?,
-                "description" => out.description = crate::xml::scalar(child)?,
-                "elasticloadbalancingset" => out
-                    .elastic_load_balancing_set
-                    .extend(crate::xml::list::<ElasticLoadBalancingSet>(child)?),
-                "instancesset" => out
-                    .instances_set
-                    .extend(crate::xml::list::<InstancesSetOfNiftyDescribePrivateLans>(child)?),
-                "networkid" => out.network_id = crate::xml::scalar(child)?,
-                "networkinterfaceset" => out.network_interface_set.extend(crate::xml::list::<
-                    NetworkInterfaceSetOfNiftyDescribePrivateLans,
-                >(child)?),
-                "nextmonthaccountingtype" => out.next_month_accounting_type = crate::xml::scalar(child)?,
-                "privatelanname" => out.private_lan_name = crate::xml::scalar(child)?,
-                "remoteaccessvpngatewayset" => out.remote_access_vpn_gateway_set.extend(crate::xml::list::<
-                    RemoteAccessVpnGatewaySetOfNiftyDescribePrivateLans,
-                >(child)?),
-                "routerset" => out
-                    .router_set
-                    .extend(crate::xml::list::<RouterSetOfNiftyDescribePrivateLans>(child)?),
-                "sharingstatus" => out.sharing_status = crate::xml::scalar(child)?,
-                "state" => out.state = crate::xml::scalar(child)?,
-                "tagset" => out.tag_set.extend(crate::xml::list::<TagSet>(child)?),
-                "vpngatewayset" => out
-                    .vpn_gateway_set
-                    .extend(crate::xml::list::<VpnGatewaySetOfNiftyDescribePrivateLans>(child)?),
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (14, b"accountingtype") => r.scalar(child, &mut seen, 0, &mut out.accounting_type),
+            (16, b"availabilityzone") => r.scalar(child, &mut seen, 1, &mut out.availability_zone),
+            (9, b"cidrblock") => r.scalar(child, &mut seen, 2, &mut out.cidr_block),
+            (11, b"createdtime") => r.scalar(child, &mut seen, 3, &mut out.created_time),
+            (11, b"description") => r.scalar(child, &mut seen, 4, &mut out.description),
+            (23, b"elasticloadbalancingset") => r.list(child, &mut out.elastic_load_balancing_set),
+            (12, b"instancesset") => r.list(child, &mut out.instances_set),
+            (9, b"networkid") => r.scalar(child, &mut seen, 7, &mut out.network_id),
+            (19, b"networkinterfaceset") => r.list(child, &mut out.network_interface_set),
+            (23, b"nextmonthaccountingtype") => r.scalar(child, &mut seen, 9, &mut out.next_month_accounting_type),
+            (14, b"privatelanname") => r.scalar(child, &mut seen, 10, &mut out.private_lan_name),
+            (25, b"remoteaccessvpngatewayset") => r.list(child, &mut out.remote_access_vpn_gateway_set),
+            (9, b"routerset") => r.list(child, &mut out.router_set),
+            (13, b"sharingstatus") => r.scalar(child, &mut seen, 13, &mut out.sharing_status),
+            (5, b"state") => r.scalar(child, &mut seen, 14, &mut out.state),
+            (6, b"tagset") => r.list(child, &mut out.tag_set),
+            (13, b"vpngatewayset") => r.list(child, &mut out.vpn_gateway_set),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -7817,16 +8236,19 @@ pub struct PropagatingVgwSet {
 }
 
 impl crate::xml::FromXml for PropagatingVgwSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "gatewayid" => out.gateway_id = crate::xml::scalar(child)?,
-                "niftygatewayname" => out.nifty_gateway_name = crate::xml::scalar(child)?,
-                "routetableassociationid" => out.route_table_association_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"gatewayid") => r.scalar(child, &mut seen, 0, &mut out.gateway_id),
+            (16, b"niftygatewayname") => r.scalar(child, &mut seen, 1, &mut out.nifty_gateway_name),
+            (23, b"routetableassociationid") => r.scalar(child, &mut seen, 2, &mut out.route_table_association_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -7904,15 +8326,21 @@ pub struct ReleaseAddressResult {
 }
 
 impl crate::xml::FromXml for ReleaseAddressResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -7995,15 +8423,21 @@ pub struct ReleaseMultiIpAddressesResult {
 }
 
 impl crate::xml::FromXml for ReleaseMultiIpAddressesResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -8026,17 +8460,22 @@ pub struct RemoteAccessVpnGatewaySetOfNiftyCreatePrivateLan {
 }
 
 impl crate::xml::FromXml for RemoteAccessVpnGatewaySetOfNiftyCreatePrivateLan {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "deviceindex" => out.device_index = crate::xml::scalar(child)?,
-                "ipaddress" => out.ip_address = crate::xml::scalar(child)?,
-                "remoteaccessvpngatewayid" => out.remote_access_vpn_gateway_id = crate::xml::scalar(child)?,
-                "remoteaccessvpngatewayname" => out.remote_access_vpn_gateway_name = crate::xml::scalar(child)?,
-                _ => {}
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (11, b"deviceindex") => r.scalar(child, &mut seen, 0, &mut out.device_index),
+            (9, b"ipaddress") => r.scalar(child, &mut seen, 1, &mut out.ip_address),
+            (24, b"remoteaccessvpngatewayid") => r.scalar(child, &mut seen, 2, &mut out.remote_access_vpn_gateway_id),
+            (26, b"remoteaccessvpngatewayname") => {
+                r.scalar(child, &mut seen, 3, &mut out.remote_access_vpn_gateway_name)
             }
-            Ok(())
-        })
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -8059,17 +8498,22 @@ pub struct RemoteAccessVpnGatewaySetOfNiftyDescribePrivateLans {
 }
 
 impl crate::xml::FromXml for RemoteAccessVpnGatewaySetOfNiftyDescribePrivateLans {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "deviceindex" => out.device_index = crate::xml::scalar(child)?,
-                "ipaddress" => out.ip_address = crate::xml::scalar(child)?,
-                "remoteaccessvpngatewayid" => out.remote_access_vpn_gateway_id = crate::xml::scalar(child)?,
-                "remoteaccessvpngatewayname" => out.remote_access_vpn_gateway_name = crate::xml::scalar(child)?,
-                _ => {}
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (11, b"deviceindex") => r.scalar(child, &mut seen, 0, &mut out.device_index),
+            (9, b"ipaddress") => r.scalar(child, &mut seen, 1, &mut out.ip_address),
+            (24, b"remoteaccessvpngatewayid") => r.scalar(child, &mut seen, 2, &mut out.remote_access_vpn_gateway_id),
+            (26, b"remoteaccessvpngatewayname") => {
+                r.scalar(child, &mut seen, 3, &mut out.remote_access_vpn_gateway_name)
             }
-            Ok(())
-        })
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -8156,15 +8600,21 @@ pub struct ReplaceRouteTableAssociationResult {
 }
 
 impl crate::xml::FromXml for ReplaceRouteTableAssociationResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "newassociationid" => out.new_association_id = crate::xml::scalar(child)?,
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (16, b"newassociationid") => r.scalar(child, &mut seen, 0, &mut out.new_association_id),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -9111,21 +9561,24 @@ pub struct RouteSet {
 }
 
 impl crate::xml::FromXml for RouteSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "destinationcidrblock" => out.destination_cidr_block = crate::xml::scalar(child)?,
-                "ipaddress" => out.ip_address = crate::xml::scalar(child)?,
-                "networkid" => out.network_id = crate::xml::scalar(child)?,
-                "networkname" => out.network_name = crate::xml::scalar(child)?,
-                "origin" => out.origin = crate::xml::scalar(child)?,
-                "priority" => out.priority = crate::xml::scalar(child)?,
-                "state" => out.state = crate::xml::scalar(child)?,
-                "vpcpeeringconnectionid" => out.vpc_peering_connection_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (20, b"destinationcidrblock") => r.scalar(child, &mut seen, 0, &mut out.destination_cidr_block),
+            (9, b"ipaddress") => r.scalar(child, &mut seen, 1, &mut out.ip_address),
+            (9, b"networkid") => r.scalar(child, &mut seen, 2, &mut out.network_id),
+            (11, b"networkname") => r.scalar(child, &mut seen, 3, &mut out.network_name),
+            (6, b"origin") => r.scalar(child, &mut seen, 4, &mut out.origin),
+            (8, b"priority") => r.scalar(child, &mut seen, 5, &mut out.priority),
+            (5, b"state") => r.scalar(child, &mut seen, 6, &mut out.state),
+            (22, b"vpcpeeringconnectionid") => r.scalar(child, &mut seen, 7, &mut out.vpc_peering_connection_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -9148,19 +9601,22 @@ pub struct RouteTable {
 }
 
 impl crate::xml::FromXml for RouteTable {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "associationset" => out.association_set = crate::xml::scalar(child)?,
-                "elasticloadbalancerassociationset" => {
-                    out.elastic_load_balancer_association_set = crate::xml::scalar(child)?
-                }
-                "routetableid" => out.route_table_id = crate::xml::scalar(child)?,
-                "tagset" => out.tag_set.extend(crate::xml::list::<TagSet>(child)?),
-                _ => {}
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (14, b"associationset") => r.scalar(child, &mut seen, 0, &mut out.association_set),
+            (33, b"elasticloadbalancerassociationset") => {
+                r.scalar(child, &mut seen, 1, &mut out.elastic_load_balancer_association_set)
             }
-            Ok(())
-        })
+            (12, b"routetableid") => r.scalar(child, &mut seen, 2, &mut out.route_table_id),
+            (6, b"tagset") => r.list(child, &mut out.tag_set),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -9187,23 +9643,22 @@ pub struct RouteTableSet {
 }
 
 impl crate::xml::FromXml for RouteTableSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "associationset" => out.association_set.extend(crate::xml::list::<AssociationSet>(child)?),
-                "elasticloadbalancerassociationset" => out
-                    .elastic_load_balancer_association_set
-                    .extend(crate::xml::list::<ElasticLoadBalancerAssociationSet>(child)?),
-                "propagatingvgwset" => out
-                    .propagating_vgw_set
-                    .extend(crate::xml::list::<PropagatingVgwSet>(child)?),
-                "routeset" => out.route_set.extend(crate::xml::list::<RouteSet>(child)?),
-                "routetableid" => out.route_table_id = crate::xml::scalar(child)?,
-                "tagset" => out.tag_set.extend(crate::xml::list::<TagSet>(child)?),
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (14, b"associationset") => r.list(child, &mut out.association_set),
+            (33, b"elasticloadbalancerassociationset") => r.list(child, &mut out.elastic_load_balancer_association_set),
+            (17, b"propagatingvgwset") => r.list(child, &mut out.propagating_vgw_set),
+            (8, b"routeset") => r.list(child, &mut out.route_set),
+            (12, b"routetableid") => r.scalar(child, &mut seen, 4, &mut out.route_table_id),
+            (6, b"tagset") => r.list(child, &mut out.tag_set),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -9242,32 +9697,28 @@ pub struct Router {
 }
 
 impl crate::xml::FromXml for Router {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "accountingtype" => out.accounting_type = crate::xml::scalar(child)?,
-                "availabilityzone" => out.availability_zone = crate::xml::scalar(child)?,
-                "backupinformation" => {
-                    out.backup_information = Some(<BackupInformation as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "description" => out.description = crate::xml::scalar(child)?,
-                "groupset" => out.group_set.extend(crate::xml::list::<GroupSet>(child)?),
-                "networkinterfaceset" => out
-                    .network_interface_set
-                    .extend(crate::xml::list::<NetworkInterfaceSetOfNiftyCreateRouter>(child)?),
-                "nextmonthaccountingtype" => out.next_month_accounting_type = crate::xml::scalar(child)?,
-                "routerid" => out.router_id = crate::xml::scalar(child)?,
-                "routername" => out.router_name = crate::xml::scalar(child)?,
-                "state" => out.state = crate::xml::scalar(child)?,
-                "type" => out.r#type = crate::xml::scalar(child)?,
-                "versioninformation" => {
-                    out.version_information =
-                        Some(<VersionInformationOfNiftyCreateRouter as crate::xml::FromXml>::from_xml(child)?)
-                }
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (14, b"accountingtype") => r.scalar(child, &mut seen, 0, &mut out.accounting_type),
+            (16, b"availabilityzone") => r.scalar(child, &mut seen, 1, &mut out.availability_zone),
+            (17, b"backupinformation") => r.structure(child, &mut seen, 2, &mut out.backup_information),
+            (11, b"description") => r.scalar(child, &mut seen, 3, &mut out.description),
+            (8, b"groupset") => r.list(child, &mut out.group_set),
+            (19, b"networkinterfaceset") => r.list(child, &mut out.network_interface_set),
+            (23, b"nextmonthaccountingtype") => r.scalar(child, &mut seen, 6, &mut out.next_month_accounting_type),
+            (8, b"routerid") => r.scalar(child, &mut seen, 7, &mut out.router_id),
+            (10, b"routername") => r.scalar(child, &mut seen, 8, &mut out.router_name),
+            (5, b"state") => r.scalar(child, &mut seen, 9, &mut out.state),
+            (4, b"type") => r.scalar(child, &mut seen, 10, &mut out.r#type),
+            (18, b"versioninformation") => r.structure(child, &mut seen, 11, &mut out.version_information),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -9290,17 +9741,20 @@ pub struct RouterSetOfNiftyCreatePrivateLan {
 }
 
 impl crate::xml::FromXml for RouterSetOfNiftyCreatePrivateLan {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "deviceindex" => out.device_index = crate::xml::scalar(child)?,
-                "ipaddress" => out.ip_address = crate::xml::scalar(child)?,
-                "routerid" => out.router_id = crate::xml::scalar(child)?,
-                "routername" => out.router_name = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (11, b"deviceindex") => r.scalar(child, &mut seen, 0, &mut out.device_index),
+            (9, b"ipaddress") => r.scalar(child, &mut seen, 1, &mut out.ip_address),
+            (8, b"routerid") => r.scalar(child, &mut seen, 2, &mut out.router_id),
+            (10, b"routername") => r.scalar(child, &mut seen, 3, &mut out.router_name),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -9323,17 +9777,20 @@ pub struct RouterSetOfNiftyDescribePrivateLans {
 }
 
 impl crate::xml::FromXml for RouterSetOfNiftyDescribePrivateLans {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "deviceindex" => out.device_index = crate::xml::scalar(child)?,
-                "ipaddress" => out.ip_address = crate::xml::scalar(child)?,
-                "routerid" => out.router_id = crate::xml::scalar(child)?,
-                "routername" => out.router_name = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (11, b"deviceindex") => r.scalar(child, &mut seen, 0, &mut out.device_index),
+            (9, b"ipaddress") => r.scalar(child, &mut seen, 1, &mut out.ip_address),
+            (8, b"routerid") => r.scalar(child, &mut seen, 2, &mut out.router_id),
+            (10, b"routername") => r.scalar(child, &mut seen, 3, &mut out.router_name),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -9384,39 +9841,34 @@ pub struct RouterSetOfNiftyDescribeRouters {
 }
 
 impl crate::xml::FromXml for RouterSetOfNiftyDescribeRouters {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "accountingtype" => out.accounting_type = crate::xml::scalar(child)?,
-                "availabilityzone" => out.availability_zone = crate::xml::scalar(child)?,
-                "backupinformation" => {
-                    out.backup_information =
-                        Some(<BackupInformationOfNiftyDescribeRouters as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "createdtime" => out.created_time = crate::xml::scalar(child)?,
-                "description" => out.description = crate::xml::scalar(child)?,
-                "groupset" => out.group_set.extend(crate::xml::list::<GroupSet>(child)?),
-                "nattableassociationid" => out.nat_table_association_id = crate::xml::scalar(child)?,
-                "nattableid" => out.nat_table_id = crate::xml::scalar(child)?,
-                "networkinterfaceset" => out
-                    .network_interface_set
-                    .extend(crate::xml::list::<NetworkInterfaceSetOfNiftyDescribeRouters>(child)?),
-                "nextmonthaccountingtype" => out.next_month_accounting_type = crate::xml::scalar(child)?,
-                "routetableassociationid" => out.route_table_association_id = crate::xml::scalar(child)?,
-                "routetableid" => out.route_table_id = crate::xml::scalar(child)?,
-                "routerid" => out.router_id = crate::xml::scalar(child)?,
-                "routername" => out.router_name = crate::xml::scalar(child)?,
-                "state" => out.state = crate::xml::scalar(child)?,
-                "tagset" => out.tag_set.extend(crate::xml::list::<TagSet>(child)?),
-                "type" => out.r#type = crate::xml::scalar(child)?,
-                "versioninformation" => {
-                    out.version_information =
-                        Some(<VersionInformationOfNiftyDescribeRouters as crate::xml::FromXml>::from_xml(child)?)
-                }
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (14, b"accountingtype") => r.scalar(child, &mut seen, 0, &mut out.accounting_type),
+            (16, b"availabilityzone") => r.scalar(child, &mut seen, 1, &mut out.availability_zone),
+            (17, b"backupinformation") => r.structure(child, &mut seen, 2, &mut out.backup_information),
+            (11, b"createdtime") => r.scalar(child, &mut seen, 3, &mut out.created_time),
+            (11, b"description") => r.scalar(child, &mut seen, 4, &mut out.description),
+            (8, b"groupset") => r.list(child, &mut out.group_set),
+            (21, b"nattableassociationid") => r.scalar(child, &mut seen, 6, &mut out.nat_table_association_id),
+            (10, b"nattableid") => r.scalar(child, &mut seen, 7, &mut out.nat_table_id),
+            (19, b"networkinterfaceset") => r.list(child, &mut out.network_interface_set),
+            (23, b"nextmonthaccountingtype") => r.scalar(child, &mut seen, 9, &mut out.next_month_accounting_type),
+            (23, b"routetableassociationid") => r.scalar(child, &mut seen, 10, &mut out.route_table_association_id),
+            (12, b"routetableid") => r.scalar(child, &mut seen, 11, &mut out.route_table_id),
+            (8, b"routerid") => r.scalar(child, &mut seen, 12, &mut out.router_id),
+            (10, b"routername") => r.scalar(child, &mut seen, 13, &mut out.router_name),
+            (5, b"state") => r.scalar(child, &mut seen, 14, &mut out.state),
+            (6, b"tagset") => r.list(child, &mut out.tag_set),
+            (4, b"type") => r.scalar(child, &mut seen, 16, &mut out.r#type),
+            (18, b"versioninformation") => r.structure(child, &mut seen, 17, &mut out.version_information),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -9435,15 +9887,18 @@ pub struct Source {
 }
 
 impl crate::xml::FromXml for Source {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "address" => out.address = crate::xml::scalar(child)?,
-                "port" => out.port = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (7, b"address") => r.scalar(child, &mut seen, 0, &mut out.address),
+            (4, b"port") => r.scalar(child, &mut seen, 1, &mut out.port),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -9464,16 +9919,19 @@ pub struct StaticMappingsSet {
 }
 
 impl crate::xml::FromXml for StaticMappingsSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "description" => out.description = crate::xml::scalar(child)?,
-                "ipaddress" => out.ip_address = crate::xml::scalar(child)?,
-                "macaddress" => out.mac_address = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (11, b"description") => r.scalar(child, &mut seen, 0, &mut out.description),
+            (9, b"ipaddress") => r.scalar(child, &mut seen, 1, &mut out.ip_address),
+            (10, b"macaddress") => r.scalar(child, &mut seen, 2, &mut out.mac_address),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -9492,15 +9950,18 @@ pub struct Translation {
 }
 
 impl crate::xml::FromXml for Translation {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "address" => out.address = crate::xml::scalar(child)?,
-                "port" => out.port = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (7, b"address") => r.scalar(child, &mut seen, 0, &mut out.address),
+            (4, b"port") => r.scalar(child, &mut seen, 1, &mut out.port),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -9517,13 +9978,17 @@ pub struct ValueSet {
 }
 
 impl crate::xml::FromXml for ValueSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "value" {
-                out.value = crate::xml::scalar(child)?;
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (5, b"value") => r.scalar(child, &mut seen, 0, &mut out.value),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -9542,15 +10007,18 @@ pub struct VersionInformationOfNiftyCreateRouter {
 }
 
 impl crate::xml::FromXml for VersionInformationOfNiftyCreateRouter {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "islatest" => out.is_latest = crate::xml::scalar(child)?,
-                "version" => out.version = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (8, b"islatest") => r.scalar(child, &mut seen, 0, &mut out.is_latest),
+            (7, b"version") => r.scalar(child, &mut seen, 1, &mut out.version),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -9569,15 +10037,18 @@ pub struct VersionInformationOfNiftyDescribeRouters {
 }
 
 impl crate::xml::FromXml for VersionInformationOfNiftyDescribeRouters {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "islatest" => out.is_latest = crate::xml::scalar(child)?,
-                "version" => out.version = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (8, b"islatest") => r.scalar(child, &mut seen, 0, &mut out.is_latest),
+            (7, b"version") => r.scalar(child, &mut seen, 1, &mut out.version),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -9600,17 +10071,20 @@ pub struct VpnGatewaySetOfNiftyCreatePrivateLan {
 }
 
 impl crate::xml::FromXml for VpnGatewaySetOfNiftyCreatePrivateLan {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "deviceindex" => out.device_index = crate::xml::scalar(child)?,
-                "ipaddress" => out.ip_address = crate::xml::scalar(child)?,
-                "niftyvpngatewayname" => out.nifty_vpn_gateway_name = crate::xml::scalar(child)?,
-                "vpngatewayid" => out.vpn_gateway_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (11, b"deviceindex") => r.scalar(child, &mut seen, 0, &mut out.device_index),
+            (9, b"ipaddress") => r.scalar(child, &mut seen, 1, &mut out.ip_address),
+            (19, b"niftyvpngatewayname") => r.scalar(child, &mut seen, 2, &mut out.nifty_vpn_gateway_name),
+            (12, b"vpngatewayid") => r.scalar(child, &mut seen, 3, &mut out.vpn_gateway_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -9633,17 +10107,20 @@ pub struct VpnGatewaySetOfNiftyDescribePrivateLans {
 }
 
 impl crate::xml::FromXml for VpnGatewaySetOfNiftyDescribePrivateLans {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "deviceindex" => out.device_index = crate::xml::scalar(child)?,
-                "ipaddress" => out.ip_address = crate::xml::scalar(child)?,
-                "niftyvpngatewayname" => out.nifty_vpn_gateway_name = crate::xml::scalar(child)?,
-                "vpngatewayid" => out.vpn_gateway_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (11, b"deviceindex") => r.scalar(child, &mut seen, 0, &mut out.device_index),
+            (9, b"ipaddress") => r.scalar(child, &mut seen, 1, &mut out.ip_address),
+            (19, b"niftyvpngatewayname") => r.scalar(child, &mut seen, 2, &mut out.nifty_vpn_gateway_name),
+            (12, b"vpngatewayid") => r.scalar(child, &mut seen, 3, &mut out.vpn_gateway_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -9672,23 +10149,22 @@ pub struct WebProxy {
 }
 
 impl crate::xml::FromXml for WebProxy {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "bypassinterface" => {
-                    out.bypass_interface = Some(<BypassInterface as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "description" => out.description = crate::xml::scalar(child)?,
-                "listeninterface" => {
-                    out.listen_interface = Some(<ListenInterface as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "listenport" => out.listen_port = crate::xml::scalar(child)?,
-                "option" => out.option = Some(<OptionOfNiftyCreateWebProxy as crate::xml::FromXml>::from_xml(child)?),
-                "routerid" => out.router_id = crate::xml::scalar(child)?,
-                "routername" => out.router_name = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (15, b"bypassinterface") => r.structure(child, &mut seen, 0, &mut out.bypass_interface),
+            (11, b"description") => r.scalar(child, &mut seen, 1, &mut out.description),
+            (15, b"listeninterface") => r.structure(child, &mut seen, 2, &mut out.listen_interface),
+            (10, b"listenport") => r.scalar(child, &mut seen, 3, &mut out.listen_port),
+            (6, b"option") => r.structure(child, &mut seen, 4, &mut out.option),
+            (8, b"routerid") => r.scalar(child, &mut seen, 5, &mut out.router_id),
+            (10, b"routername") => r.scalar(child, &mut seen, 6, &mut out.router_name),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }

@@ -27,19 +27,22 @@ pub struct AvailabilityZoneInfo {
 }
 
 impl crate::xml::FromXml for AvailabilityZoneInfo {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "isdefault" => out.is_default = crate::xml::scalar(child)?,
-                "messageset" => out.message_set = crate::xml::scalar(child)?,
-                "regionname" => out.region_name = crate::xml::scalar(child)?,
-                "securitygroupsupported" => out.security_group_supported = crate::xml::scalar(child)?,
-                "zonename" => out.zone_name = crate::xml::scalar(child)?,
-                "zonestate" => out.zone_state = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"isdefault") => r.scalar(child, &mut seen, 0, &mut out.is_default),
+            (10, b"messageset") => r.scalar(child, &mut seen, 1, &mut out.message_set),
+            (10, b"regionname") => r.scalar(child, &mut seen, 2, &mut out.region_name),
+            (22, b"securitygroupsupported") => r.scalar(child, &mut seen, 3, &mut out.security_group_supported),
+            (8, b"zonename") => r.scalar(child, &mut seen, 4, &mut out.zone_name),
+            (9, b"zonestate") => r.scalar(child, &mut seen, 5, &mut out.zone_state),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -105,17 +108,21 @@ pub struct DescribeAvailabilityZonesResult {
 }
 
 impl crate::xml::FromXml for DescribeAvailabilityZonesResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "availabilityzoneinfo" => out
-                    .availability_zone_info
-                    .extend(crate::xml::list::<AvailabilityZoneInfo>(child)?),
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (20, b"availabilityzoneinfo") => r.list(child, &mut out.availability_zone_info),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -189,15 +196,21 @@ pub struct DescribeRegionsResult {
 }
 
 impl crate::xml::FromXml for DescribeRegionsResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "regioninfo" => out.region_info.extend(crate::xml::list::<RegionInfo>(child)?),
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (10, b"regioninfo") => r.list(child, &mut out.region_info),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -214,13 +227,17 @@ pub struct MessageSet {
 }
 
 impl crate::xml::FromXml for MessageSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "message" {
-                out.message = crate::xml::scalar(child)?;
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (7, b"message") => r.scalar(child, &mut seen, 0, &mut out.message),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -243,17 +260,20 @@ pub struct RegionInfo {
 }
 
 impl crate::xml::FromXml for RegionInfo {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "isdefault" => out.is_default = crate::xml::scalar(child)?,
-                "messageset" => out.message_set.extend(crate::xml::list::<MessageSet>(child)?),
-                "regionendpoint" => out.region_endpoint = crate::xml::scalar(child)?,
-                "regionname" => out.region_name = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"isdefault") => r.scalar(child, &mut seen, 0, &mut out.is_default),
+            (10, b"messageset") => r.list(child, &mut out.message_set),
+            (14, b"regionendpoint") => r.scalar(child, &mut seen, 2, &mut out.region_endpoint),
+            (10, b"regionname") => r.scalar(child, &mut seen, 3, &mut out.region_name),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 

@@ -84,15 +84,21 @@ pub struct AuthorizeSecurityGroupIngressResult {
 }
 
 impl crate::xml::FromXml for AuthorizeSecurityGroupIngressResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -176,15 +182,21 @@ pub struct CreateSecurityGroupResult {
 }
 
 impl crate::xml::FromXml for CreateSecurityGroupResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -252,15 +264,21 @@ pub struct DeleteSecurityGroupResult {
 }
 
 impl crate::xml::FromXml for DeleteSecurityGroupResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -343,17 +361,21 @@ pub struct DeregisterInstancesFromSecurityGroupResult {
 }
 
 impl crate::xml::FromXml for DeregisterInstancesFromSecurityGroupResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "instancesset" => out.instances_set.extend(crate::xml::list::<
-                    InstancesSetOfDeregisterInstancesFromSecurityGroup,
-                >(child)?),
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (12, b"instancesset") => r.list(child, &mut out.instances_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -439,16 +461,22 @@ pub struct DescribeSecurityActivitiesResult {
 }
 
 impl crate::xml::FromXml for DescribeSecurityActivitiesResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "groupname" => out.group_name = crate::xml::scalar(child)?,
-                "log" => out.log = crate::xml::scalar(child)?,
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"groupname") => r.scalar(child, &mut seen, 0, &mut out.group_name),
+            (3, b"log") => r.scalar(child, &mut seen, 1, &mut out.log),
+            (9, b"requestid") => r.scalar(child, &mut seen, 2, &mut out.request_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -522,17 +550,21 @@ pub struct DescribeSecurityGroupsResult {
 }
 
 impl crate::xml::FromXml for DescribeSecurityGroupsResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "securitygroupinfo" => out
-                    .security_group_info
-                    .extend(crate::xml::list::<SecurityGroupInfo>(child)?),
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (17, b"securitygroupinfo") => r.list(child, &mut out.security_group_info),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -551,15 +583,18 @@ pub struct Groups {
 }
 
 impl crate::xml::FromXml for Groups {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "groupname" => out.group_name = crate::xml::scalar(child)?,
-                "userid" => out.user_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"groupname") => r.scalar(child, &mut seen, 0, &mut out.group_name),
+            (6, b"userid") => r.scalar(child, &mut seen, 1, &mut out.user_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -576,13 +611,17 @@ pub struct InstanceUniqueIdsSet {
 }
 
 impl crate::xml::FromXml for InstanceUniqueIdsSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "instanceuniqueid" {
-                out.instance_unique_id = crate::xml::scalar(child)?;
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 0, &mut out.instance_unique_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -599,13 +638,17 @@ pub struct InstancesSetOfDeregisterInstancesFromSecurityGroup {
 }
 
 impl crate::xml::FromXml for InstancesSetOfDeregisterInstancesFromSecurityGroup {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "instanceid" {
-                out.instance_id = crate::xml::scalar(child)?;
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (10, b"instanceid") => r.scalar(child, &mut seen, 0, &mut out.instance_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -622,13 +665,17 @@ pub struct InstancesSetOfDescribeSecurityGroups {
 }
 
 impl crate::xml::FromXml for InstancesSetOfDescribeSecurityGroups {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "instanceid" {
-                out.instance_id = crate::xml::scalar(child)?;
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (10, b"instanceid") => r.scalar(child, &mut seen, 0, &mut out.instance_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -645,13 +692,17 @@ pub struct InstancesSetOfRegisterInstancesWithSecurityGroup {
 }
 
 impl crate::xml::FromXml for InstancesSetOfRegisterInstancesWithSecurityGroup {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "instanceid" {
-                out.instance_id = crate::xml::scalar(child)?;
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (10, b"instanceid") => r.scalar(child, &mut seen, 0, &mut out.instance_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -682,21 +733,24 @@ pub struct IpPermissions {
 }
 
 impl crate::xml::FromXml for IpPermissions {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "adddatetime" => out.add_datetime = crate::xml::scalar(child)?,
-                "description" => out.description = crate::xml::scalar(child)?,
-                "fromport" => out.from_port = crate::xml::scalar(child)?,
-                "groups" => out.groups.extend(crate::xml::list::<Groups>(child)?),
-                "inout" => out.in_out = crate::xml::scalar(child)?,
-                "ipprotocol" => out.ip_protocol = crate::xml::scalar(child)?,
-                "ipranges" => out.ip_ranges.extend(crate::xml::list::<IpRanges>(child)?),
-                "toport" => out.to_port = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (11, b"adddatetime") => r.scalar(child, &mut seen, 0, &mut out.add_datetime),
+            (11, b"description") => r.scalar(child, &mut seen, 1, &mut out.description),
+            (8, b"fromport") => r.scalar(child, &mut seen, 2, &mut out.from_port),
+            (6, b"groups") => r.list(child, &mut out.groups),
+            (5, b"inout") => r.scalar(child, &mut seen, 4, &mut out.in_out),
+            (10, b"ipprotocol") => r.scalar(child, &mut seen, 5, &mut out.ip_protocol),
+            (8, b"ipranges") => r.list(child, &mut out.ip_ranges),
+            (6, b"toport") => r.scalar(child, &mut seen, 7, &mut out.to_port),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -713,13 +767,17 @@ pub struct IpRanges {
 }
 
 impl crate::xml::FromXml for IpRanges {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "cidrip" {
-                out.cidr_ip = crate::xml::scalar(child)?;
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (6, b"cidrip") => r.scalar(child, &mut seen, 0, &mut out.cidr_ip),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -795,15 +853,21 @@ pub struct NiftyDeregisterRoutersFromSecurityGroupResult {
 }
 
 impl crate::xml::FromXml for NiftyDeregisterRoutersFromSecurityGroupResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "routerset" => out.router_set.extend(crate::xml::list::<RouterSet>(child)?),
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (9, b"routerset") => r.list(child, &mut out.router_set),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -879,15 +943,21 @@ pub struct NiftyDeregisterVpnGatewaysFromSecurityGroupResult {
 }
 
 impl crate::xml::FromXml for NiftyDeregisterVpnGatewaysFromSecurityGroupResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "vpngatewayset" => out.vpn_gateway_set.extend(crate::xml::list::<VpnGatewaySet>(child)?),
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (13, b"vpngatewayset") => r.list(child, &mut out.vpn_gateway_set),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -963,15 +1033,21 @@ pub struct NiftyRegisterRoutersWithSecurityGroupResult {
 }
 
 impl crate::xml::FromXml for NiftyRegisterRoutersWithSecurityGroupResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "routerset" => out.router_set.extend(crate::xml::list::<RouterSet>(child)?),
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (9, b"routerset") => r.list(child, &mut out.router_set),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -1047,15 +1123,21 @@ pub struct NiftyRegisterVpnGatewaysWithSecurityGroupResult {
 }
 
 impl crate::xml::FromXml for NiftyRegisterVpnGatewaysWithSecurityGroupResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "vpngatewayset" => out.vpn_gateway_set.extend(crate::xml::list::<VpnGatewaySet>(child)?),
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (13, b"vpngatewayset") => r.list(child, &mut out.vpn_gateway_set),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -1138,17 +1220,21 @@ pub struct RegisterInstancesWithSecurityGroupResult {
 }
 
 impl crate::xml::FromXml for RegisterInstancesWithSecurityGroupResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "instancesset" => out.instances_set.extend(crate::xml::list::<
-                    InstancesSetOfRegisterInstancesWithSecurityGroup,
-                >(child)?),
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (12, b"instancesset") => r.list(child, &mut out.instances_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -1572,15 +1658,21 @@ pub struct RevokeSecurityGroupIngressResult {
 }
 
 impl crate::xml::FromXml for RevokeSecurityGroupIngressResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -1599,15 +1691,18 @@ pub struct RouterSet {
 }
 
 impl crate::xml::FromXml for RouterSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "routerid" => out.router_id = crate::xml::scalar(child)?,
-                "routername" => out.router_name = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (8, b"routerid") => r.scalar(child, &mut seen, 0, &mut out.router_id),
+            (10, b"routername") => r.scalar(child, &mut seen, 1, &mut out.router_name),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -1650,31 +1745,30 @@ pub struct SecurityGroupInfo {
 }
 
 impl crate::xml::FromXml for SecurityGroupInfo {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "availabilityzone" => out.availability_zone = crate::xml::scalar(child)?,
-                "groupdescription" => out.group_description = crate::xml::scalar(child)?,
-                "grouplogfilterbroadcast" => out.group_log_filter_broadcast = crate::xml::scalar(child)?,
-                "grouplogfilternetbios" => out.group_log_filter_net_bios = crate::xml::scalar(child)?,
-                "grouploglimit" => out.group_log_limit = crate::xml::scalar(child)?,
-                "groupname" => out.group_name = crate::xml::scalar(child)?,
-                "grouprulelimit" => out.group_rule_limit = crate::xml::scalar(child)?,
-                "groupstatus" => out.group_status = crate::xml::scalar(child)?,
-                "instanceuniqueidsset" => out
-                    .instance_unique_ids_set
-                    .extend(crate::xml::list::<InstanceUniqueIdsSet>(child)?),
-                "instancesset" => out
-                    .instances_set
-                    .extend(crate::xml::list::<InstancesSetOfDescribeSecurityGroups>(child)?),
-                "ippermissions" => out.ip_permissions.extend(crate::xml::list::<IpPermissions>(child)?),
-                "ownerid" => out.owner_id = crate::xml::scalar(child)?,
-                "routerset" => out.router_set.extend(crate::xml::list::<RouterSet>(child)?),
-                "vpngatewayset" => out.vpn_gateway_set.extend(crate::xml::list::<VpnGatewaySet>(child)?),
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (16, b"availabilityzone") => r.scalar(child, &mut seen, 0, &mut out.availability_zone),
+            (16, b"groupdescription") => r.scalar(child, &mut seen, 1, &mut out.group_description),
+            (23, b"grouplogfilterbroadcast") => r.scalar(child, &mut seen, 2, &mut out.group_log_filter_broadcast),
+            (21, b"grouplogfilternetbios") => r.scalar(child, &mut seen, 3, &mut out.group_log_filter_net_bios),
+            (13, b"grouploglimit") => r.scalar(child, &mut seen, 4, &mut out.group_log_limit),
+            (9, b"groupname") => r.scalar(child, &mut seen, 5, &mut out.group_name),
+            (14, b"grouprulelimit") => r.scalar(child, &mut seen, 6, &mut out.group_rule_limit),
+            (11, b"groupstatus") => r.scalar(child, &mut seen, 7, &mut out.group_status),
+            (20, b"instanceuniqueidsset") => r.list(child, &mut out.instance_unique_ids_set),
+            (12, b"instancesset") => r.list(child, &mut out.instances_set),
+            (13, b"ippermissions") => r.list(child, &mut out.ip_permissions),
+            (7, b"ownerid") => r.scalar(child, &mut seen, 11, &mut out.owner_id),
+            (9, b"routerset") => r.list(child, &mut out.router_set),
+            (13, b"vpngatewayset") => r.list(child, &mut out.vpn_gateway_set),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -1790,15 +1884,21 @@ pub struct UpdateSecurityGroupResult {
 }
 
 impl crate::xml::FromXml for UpdateSecurityGroupResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -1817,14 +1917,17 @@ pub struct VpnGatewaySet {
 }
 
 impl crate::xml::FromXml for VpnGatewaySet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "niftyvpngatewayname" => out.nifty_vpn_gateway_name = crate::xml::scalar(child)?,
-                "vpngatewayid" => out.vpn_gateway_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (19, b"niftyvpngatewayname") => r.scalar(child, &mut seen, 0, &mut out.nifty_vpn_gateway_name),
+            (12, b"vpngatewayid") => r.scalar(child, &mut seen, 1, &mut out.vpn_gateway_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }

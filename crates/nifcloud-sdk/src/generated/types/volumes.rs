@@ -99,21 +99,27 @@ pub struct AttachVolumeResult {
 }
 
 impl crate::xml::FromXml for AttachVolumeResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "attachtime" => out.attach_time = crate::xml::scalar(child)?,
-                "device" => out.device = crate::xml::scalar(child)?,
-                "instanceid" => out.instance_id = crate::xml::scalar(child)?,
-                "instanceuniqueid" => out.instance_unique_id = crate::xml::scalar(child)?,
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "status" => out.status = crate::xml::scalar(child)?,
-                "volumeid" => out.volume_id = crate::xml::scalar(child)?,
-                "volumeuniqueid" => out.volume_unique_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (10, b"attachtime") => r.scalar(child, &mut seen, 0, &mut out.attach_time),
+            (6, b"device") => r.scalar(child, &mut seen, 1, &mut out.device),
+            (10, b"instanceid") => r.scalar(child, &mut seen, 2, &mut out.instance_id),
+            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 3, &mut out.instance_unique_id),
+            (9, b"requestid") => r.scalar(child, &mut seen, 4, &mut out.request_id),
+            (6, b"status") => r.scalar(child, &mut seen, 5, &mut out.status),
+            (8, b"volumeid") => r.scalar(child, &mut seen, 6, &mut out.volume_id),
+            (14, b"volumeuniqueid") => r.scalar(child, &mut seen, 7, &mut out.volume_unique_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -144,21 +150,24 @@ pub struct AttachmentSet {
 }
 
 impl crate::xml::FromXml for AttachmentSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "attachtime" => out.attach_time = crate::xml::scalar(child)?,
-                "deleteontermination" => out.delete_on_termination = crate::xml::scalar(child)?,
-                "device" => out.device = crate::xml::scalar(child)?,
-                "instanceid" => out.instance_id = crate::xml::scalar(child)?,
-                "instanceuniqueid" => out.instance_unique_id = crate::xml::scalar(child)?,
-                "status" => out.status = crate::xml::scalar(child)?,
-                "volumeid" => out.volume_id = crate::xml::scalar(child)?,
-                "volumeuniqueid" => out.volume_unique_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (10, b"attachtime") => r.scalar(child, &mut seen, 0, &mut out.attach_time),
+            (19, b"deleteontermination") => r.scalar(child, &mut seen, 1, &mut out.delete_on_termination),
+            (6, b"device") => r.scalar(child, &mut seen, 2, &mut out.device),
+            (10, b"instanceid") => r.scalar(child, &mut seen, 3, &mut out.instance_id),
+            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 4, &mut out.instance_unique_id),
+            (6, b"status") => r.scalar(child, &mut seen, 5, &mut out.status),
+            (8, b"volumeid") => r.scalar(child, &mut seen, 6, &mut out.volume_id),
+            (14, b"volumeuniqueid") => r.scalar(child, &mut seen, 7, &mut out.volume_unique_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -292,24 +301,30 @@ pub struct CreateVolumeResult {
 }
 
 impl crate::xml::FromXml for CreateVolumeResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "accountingtype" => out.accounting_type = crate::xml::scalar(child)?,
-                "availabilityzone" => out.availability_zone = crate::xml::scalar(child)?,
-                "createtime" => out.create_time = crate::xml::scalar(child)?,
-                "description" => out.description = crate::xml::scalar(child)?,
-                "disktype" => out.disk_type = crate::xml::scalar(child)?,
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "size" => out.size = crate::xml::scalar(child)?,
-                "snapshotid" => out.snapshot_id = crate::xml::scalar(child)?,
-                "status" => out.status = crate::xml::scalar(child)?,
-                "volumeid" => out.volume_id = crate::xml::scalar(child)?,
-                "volumeuniqueid" => out.volume_unique_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (14, b"accountingtype") => r.scalar(child, &mut seen, 0, &mut out.accounting_type),
+            (16, b"availabilityzone") => r.scalar(child, &mut seen, 1, &mut out.availability_zone),
+            (10, b"createtime") => r.scalar(child, &mut seen, 2, &mut out.create_time),
+            (11, b"description") => r.scalar(child, &mut seen, 3, &mut out.description),
+            (8, b"disktype") => r.scalar(child, &mut seen, 4, &mut out.disk_type),
+            (9, b"requestid") => r.scalar(child, &mut seen, 5, &mut out.request_id),
+            (4, b"size") => r.scalar(child, &mut seen, 6, &mut out.size),
+            (10, b"snapshotid") => r.scalar(child, &mut seen, 7, &mut out.snapshot_id),
+            (6, b"status") => r.scalar(child, &mut seen, 8, &mut out.status),
+            (8, b"volumeid") => r.scalar(child, &mut seen, 9, &mut out.volume_id),
+            (14, b"volumeuniqueid") => r.scalar(child, &mut seen, 10, &mut out.volume_unique_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -377,15 +392,21 @@ pub struct DeleteVolumeResult {
 }
 
 impl crate::xml::FromXml for DeleteVolumeResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -451,15 +472,21 @@ pub struct DescribeVolumesResult {
 }
 
 impl crate::xml::FromXml for DescribeVolumesResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "volumeset" => out.volume_set.extend(crate::xml::list::<VolumeSet>(child)?),
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (9, b"volumeset") => r.list(child, &mut out.volume_set),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -571,21 +598,27 @@ pub struct DetachVolumeResult {
 }
 
 impl crate::xml::FromXml for DetachVolumeResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "attachtime" => out.attach_time = crate::xml::scalar(child)?,
-                "device" => out.device = crate::xml::scalar(child)?,
-                "instanceid" => out.instance_id = crate::xml::scalar(child)?,
-                "instanceuniqueid" => out.instance_unique_id = crate::xml::scalar(child)?,
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "status" => out.status = crate::xml::scalar(child)?,
-                "volumeid" => out.volume_id = crate::xml::scalar(child)?,
-                "volumeuniqueid" => out.volume_unique_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (10, b"attachtime") => r.scalar(child, &mut seen, 0, &mut out.attach_time),
+            (6, b"device") => r.scalar(child, &mut seen, 1, &mut out.device),
+            (10, b"instanceid") => r.scalar(child, &mut seen, 2, &mut out.instance_id),
+            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 3, &mut out.instance_unique_id),
+            (9, b"requestid") => r.scalar(child, &mut seen, 4, &mut out.request_id),
+            (6, b"status") => r.scalar(child, &mut seen, 5, &mut out.status),
+            (8, b"volumeid") => r.scalar(child, &mut seen, 6, &mut out.volume_id),
+            (14, b"volumeuniqueid") => r.scalar(child, &mut seen, 7, &mut out.volume_unique_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -661,15 +694,21 @@ pub struct ExtendVolumeSizeResult {
 }
 
 impl crate::xml::FromXml for ExtendVolumeSizeResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -753,15 +792,21 @@ pub struct ModifyVolumeAttributeResult {
 }
 
 impl crate::xml::FromXml for ModifyVolumeAttributeResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -800,24 +845,27 @@ pub struct VolumeSet {
 }
 
 impl crate::xml::FromXml for VolumeSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "accountingtype" => out.accounting_type = crate::xml::scalar(child)?,
-                "attachmentset" => out.attachment_set.extend(crate::xml::list::<AttachmentSet>(child)?),
-                "availabilityzone" => out.availability_zone = crate::xml::scalar(child)?,
-                "createtime" => out.create_time = crate::xml::scalar(child)?,
-                "description" => out.description = crate::xml::scalar(child)?,
-                "disktype" => out.disk_type = crate::xml::scalar(child)?,
-                "nextmonthaccountingtype" => out.next_month_accounting_type = crate::xml::scalar(child)?,
-                "size" => out.size = crate::xml::scalar(child)?,
-                "snapshotid" => out.snapshot_id = crate::xml::scalar(child)?,
-                "status" => out.status = crate::xml::scalar(child)?,
-                "volumeid" => out.volume_id = crate::xml::scalar(child)?,
-                "volumeuniqueid" => out.volume_unique_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (14, b"accountingtype") => r.scalar(child, &mut seen, 0, &mut out.accounting_type),
+            (13, b"attachmentset") => r.list(child, &mut out.attachment_set),
+            (16, b"availabilityzone") => r.scalar(child, &mut seen, 2, &mut out.availability_zone),
+            (10, b"createtime") => r.scalar(child, &mut seen, 3, &mut out.create_time),
+            (11, b"description") => r.scalar(child, &mut seen, 4, &mut out.description),
+            (8, b"disktype") => r.scalar(child, &mut seen, 5, &mut out.disk_type),
+            (23, b"nextmonthaccountingtype") => r.scalar(child, &mut seen, 6, &mut out.next_month_accounting_type),
+            (4, b"size") => r.scalar(child, &mut seen, 7, &mut out.size),
+            (10, b"snapshotid") => r.scalar(child, &mut seen, 8, &mut out.snapshot_id),
+            (6, b"status") => r.scalar(child, &mut seen, 9, &mut out.status),
+            (8, b"volumeid") => r.scalar(child, &mut seen, 10, &mut out.volume_id),
+            (14, b"volumeuniqueid") => r.scalar(child, &mut seen, 11, &mut out.volume_unique_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }

@@ -19,15 +19,18 @@ pub struct AnalyzeResultSet {
 }
 
 impl crate::xml::FromXml for AnalyzeResultSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "analyzecode" => out.analyze_code = crate::xml::scalar(child)?,
-                "line" => out.line = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (11, b"analyzecode") => r.scalar(child, &mut seen, 0, &mut out.analyze_code),
+            (4, b"line") => r.scalar(child, &mut seen, 1, &mut out.line),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -54,19 +57,22 @@ pub struct AssociationOfCreateRemoteAccessVpnGateway {
 }
 
 impl crate::xml::FromXml for AssociationOfCreateRemoteAccessVpnGateway {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "allocationid" => out.allocation_id = crate::xml::scalar(child)?,
-                "associationid" => out.association_id = crate::xml::scalar(child)?,
-                "ipownerid" => out.ip_owner_id = crate::xml::scalar(child)?,
-                "publicdnsname" => out.public_dns_name = crate::xml::scalar(child)?,
-                "publicip" => out.public_ip = crate::xml::scalar(child)?,
-                "publicipv6" => out.public_ip_v6 = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (12, b"allocationid") => r.scalar(child, &mut seen, 0, &mut out.allocation_id),
+            (13, b"associationid") => r.scalar(child, &mut seen, 1, &mut out.association_id),
+            (9, b"ipownerid") => r.scalar(child, &mut seen, 2, &mut out.ip_owner_id),
+            (13, b"publicdnsname") => r.scalar(child, &mut seen, 3, &mut out.public_dns_name),
+            (8, b"publicip") => r.scalar(child, &mut seen, 4, &mut out.public_ip),
+            (10, b"publicipv6") => r.scalar(child, &mut seen, 5, &mut out.public_ip_v6),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -93,19 +99,22 @@ pub struct AssociationOfDescribeRemoteAccessVpnGateways {
 }
 
 impl crate::xml::FromXml for AssociationOfDescribeRemoteAccessVpnGateways {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "allocationid" => out.allocation_id = crate::xml::scalar(child)?,
-                "associationid" => out.association_id = crate::xml::scalar(child)?,
-                "ipownerid" => out.ip_owner_id = crate::xml::scalar(child)?,
-                "publicdnsname" => out.public_dns_name = crate::xml::scalar(child)?,
-                "publicip" => out.public_ip = crate::xml::scalar(child)?,
-                "publicipv6" => out.public_ip_v6 = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (12, b"allocationid") => r.scalar(child, &mut seen, 0, &mut out.allocation_id),
+            (13, b"associationid") => r.scalar(child, &mut seen, 1, &mut out.association_id),
+            (9, b"ipownerid") => r.scalar(child, &mut seen, 2, &mut out.ip_owner_id),
+            (13, b"publicdnsname") => r.scalar(child, &mut seen, 3, &mut out.public_dns_name),
+            (8, b"publicip") => r.scalar(child, &mut seen, 4, &mut out.public_ip),
+            (10, b"publicipv6") => r.scalar(child, &mut seen, 5, &mut out.public_ip_v6),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -134,20 +143,23 @@ pub struct AttachmentOfCreateRemoteAccessVpnGateway {
 }
 
 impl crate::xml::FromXml for AttachmentOfCreateRemoteAccessVpnGateway {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "attachtime" => out.attach_time = crate::xml::scalar(child)?,
-                "attachmentid" => out.attachment_id = crate::xml::scalar(child)?,
-                "deleteontermination" => out.delete_on_termination = crate::xml::scalar(child)?,
-                "deviceindex" => out.device_index = crate::xml::scalar(child)?,
-                "instanceid" => out.instance_id = crate::xml::scalar(child)?,
-                "instanceownerid" => out.instance_owner_id = crate::xml::scalar(child)?,
-                "status" => out.status = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (10, b"attachtime") => r.scalar(child, &mut seen, 0, &mut out.attach_time),
+            (12, b"attachmentid") => r.scalar(child, &mut seen, 1, &mut out.attachment_id),
+            (19, b"deleteontermination") => r.scalar(child, &mut seen, 2, &mut out.delete_on_termination),
+            (11, b"deviceindex") => r.scalar(child, &mut seen, 3, &mut out.device_index),
+            (10, b"instanceid") => r.scalar(child, &mut seen, 4, &mut out.instance_id),
+            (15, b"instanceownerid") => r.scalar(child, &mut seen, 5, &mut out.instance_owner_id),
+            (6, b"status") => r.scalar(child, &mut seen, 6, &mut out.status),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -176,20 +188,23 @@ pub struct AttachmentOfDescribeRemoteAccessVpnGateways {
 }
 
 impl crate::xml::FromXml for AttachmentOfDescribeRemoteAccessVpnGateways {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "attachtime" => out.attach_time = crate::xml::scalar(child)?,
-                "attachmentid" => out.attachment_id = crate::xml::scalar(child)?,
-                "deleteontermination" => out.delete_on_termination = crate::xml::scalar(child)?,
-                "deviceindex" => out.device_index = crate::xml::scalar(child)?,
-                "instanceid" => out.instance_id = crate::xml::scalar(child)?,
-                "instanceownerid" => out.instance_owner_id = crate::xml::scalar(child)?,
-                "status" => out.status = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (10, b"attachtime") => r.scalar(child, &mut seen, 0, &mut out.attach_time),
+            (12, b"attachmentid") => r.scalar(child, &mut seen, 1, &mut out.attachment_id),
+            (19, b"deleteontermination") => r.scalar(child, &mut seen, 2, &mut out.delete_on_termination),
+            (11, b"deviceindex") => r.scalar(child, &mut seen, 3, &mut out.device_index),
+            (10, b"instanceid") => r.scalar(child, &mut seen, 4, &mut out.instance_id),
+            (15, b"instanceownerid") => r.scalar(child, &mut seen, 5, &mut out.instance_owner_id),
+            (6, b"status") => r.scalar(child, &mut seen, 6, &mut out.status),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -206,13 +221,17 @@ pub struct AuthTypeSet {
 }
 
 impl crate::xml::FromXml for AuthTypeSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "authtype" {
-                out.auth_type = crate::xml::scalar(child)?;
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (8, b"authtype") => r.scalar(child, &mut seen, 0, &mut out.auth_type),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -231,15 +250,18 @@ pub struct BackupInformationOfDescribeVpnGateways {
 }
 
 impl crate::xml::FromXml for BackupInformationOfDescribeVpnGateways {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "expirationdate" => out.expiration_date = crate::xml::scalar(child)?,
-                "isbackup" => out.is_backup = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (14, b"expirationdate") => r.scalar(child, &mut seen, 0, &mut out.expiration_date),
+            (8, b"isbackup") => r.scalar(child, &mut seen, 1, &mut out.is_backup),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -256,13 +278,17 @@ pub struct CipherSuiteSet {
 }
 
 impl crate::xml::FromXml for CipherSuiteSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            if name == "ciphersuite" {
-                out.cipher_suite = crate::xml::scalar(child)?;
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (11, b"ciphersuite") => r.scalar(child, &mut seen, 0, &mut out.cipher_suite),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -287,18 +313,21 @@ pub struct ConnectionSet {
 }
 
 impl crate::xml::FromXml for ConnectionSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "assignedipaddress" => out.assigned_ip_address = crate::xml::scalar(child)?,
-                "clientipaddress" => out.client_ip_address = crate::xml::scalar(child)?,
-                "connectionid" => out.connection_id = crate::xml::scalar(child)?,
-                "remoteusername" => out.remote_user_name = crate::xml::scalar(child)?,
-                "starttime" => out.start_time = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (17, b"assignedipaddress") => r.scalar(child, &mut seen, 0, &mut out.assigned_ip_address),
+            (15, b"clientipaddress") => r.scalar(child, &mut seen, 1, &mut out.client_ip_address),
+            (12, b"connectionid") => r.scalar(child, &mut seen, 2, &mut out.connection_id),
+            (14, b"remoteusername") => r.scalar(child, &mut seen, 3, &mut out.remote_user_name),
+            (9, b"starttime") => r.scalar(child, &mut seen, 4, &mut out.start_time),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -419,17 +448,21 @@ pub struct CreateCustomerGatewayResult {
 }
 
 impl crate::xml::FromXml for CreateCustomerGatewayResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "customergateway" => {
-                    out.customer_gateway = Some(<CustomerGateway as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (15, b"customergateway") => r.structure(child, &mut seen, 0, &mut out.customer_gateway),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -602,19 +635,22 @@ pub struct CreateRemoteAccessVpnGatewayResult {
 }
 
 impl crate::xml::FromXml for CreateRemoteAccessVpnGatewayResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "remoteaccessvpngateway" => {
-                    out.remote_access_vpn_gateway =
-                        Some(<RemoteAccessVpnGateway as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (22, b"remoteaccessvpngateway") => r.structure(child, &mut seen, 0, &mut out.remote_access_vpn_gateway),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 2, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -702,18 +738,26 @@ pub struct CreateRemoteAccessVpnGatewayUsersResult {
 }
 
 impl crate::xml::FromXml for CreateRemoteAccessVpnGatewayUsersResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "remoteaccessvpngatewayid" => out.remote_access_vpn_gateway_id = crate::xml::scalar(child)?,
-                "remoteaccessvpngatewayname" => out.remote_access_vpn_gateway_name = crate::xml::scalar(child)?,
-                "remoteuserset" => out.remote_user_set.extend(crate::xml::list::<RemoteUserSet>(child)?),
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (24, b"remoteaccessvpngatewayid") => r.scalar(child, &mut seen, 0, &mut out.remote_access_vpn_gateway_id),
+            (26, b"remoteaccessvpngatewayname") => {
+                r.scalar(child, &mut seen, 1, &mut out.remote_access_vpn_gateway_name)
             }
-            Ok(())
-        })
+            (13, b"remoteuserset") => r.list(child, &mut out.remote_user_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 3, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 4, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -858,15 +902,21 @@ pub struct CreateVpnConnectionResult {
 }
 
 impl crate::xml::FromXml for CreateVpnConnectionResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "vpnconnection" => out.vpn_connection = Some(<VpnConnection as crate::xml::FromXml>::from_xml(child)?),
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (13, b"vpnconnection") => r.structure(child, &mut seen, 1, &mut out.vpn_connection),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -1012,15 +1062,21 @@ pub struct CreateVpnGatewayResult {
 }
 
 impl crate::xml::FromXml for CreateVpnGatewayResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "vpngateway" => out.vpn_gateway = Some(<VpnGateway as crate::xml::FromXml>::from_xml(child)?),
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (10, b"vpngateway") => r.structure(child, &mut seen, 1, &mut out.vpn_gateway),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -1053,24 +1109,27 @@ pub struct CustomerGateway {
 }
 
 impl crate::xml::FromXml for CustomerGateway {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "createdtime" => out.created_time = crate::xml::scalar(child)?,
-                "customergatewayid" => out.customer_gateway_id = crate::xml::scalar(child)?,
-                "ipaddress" => out.ip_address = crate::xml::scalar(child)?,
-                "niftycustomergatewaydescription" => {
-                    out.nifty_customer_gateway_description = crate::xml::scalar(child)?
-                }
-                "niftycustomergatewayname" => out.nifty_customer_gateway_name = crate::xml::scalar(child)?,
-                "niftylansidecidrblock" => out.nifty_lan_side_cidr_block = crate::xml::scalar(child)?,
-                "niftylansideipaddress" => out.nifty_lan_side_ip_address = crate::xml::scalar(child)?,
-                "state" => out.state = crate::xml::scalar(child)?,
-                "tagset" => out.tag_set.extend(crate::xml::list::<TagSet>(child)?),
-                _ => {}
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (11, b"createdtime") => r.scalar(child, &mut seen, 0, &mut out.created_time),
+            (17, b"customergatewayid") => r.scalar(child, &mut seen, 1, &mut out.customer_gateway_id),
+            (9, b"ipaddress") => r.scalar(child, &mut seen, 2, &mut out.ip_address),
+            (31, b"niftycustomergatewaydescription") => {
+                r.scalar(child, &mut seen, 3, &mut out.nifty_customer_gateway_description)
             }
-            Ok(())
-        })
+            (24, b"niftycustomergatewayname") => r.scalar(child, &mut seen, 4, &mut out.nifty_customer_gateway_name),
+            (21, b"niftylansidecidrblock") => r.scalar(child, &mut seen, 5, &mut out.nifty_lan_side_cidr_block),
+            (21, b"niftylansideipaddress") => r.scalar(child, &mut seen, 6, &mut out.nifty_lan_side_ip_address),
+            (5, b"state") => r.scalar(child, &mut seen, 7, &mut out.state),
+            (6, b"tagset") => r.list(child, &mut out.tag_set),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -1103,24 +1162,27 @@ pub struct CustomerGatewaySet {
 }
 
 impl crate::xml::FromXml for CustomerGatewaySet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "createdtime" => out.created_time = crate::xml::scalar(child)?,
-                "customergatewayid" => out.customer_gateway_id = crate::xml::scalar(child)?,
-                "ipaddress" => out.ip_address = crate::xml::scalar(child)?,
-                "niftycustomergatewaydescription" => {
-                    out.nifty_customer_gateway_description = crate::xml::scalar(child)?
-                }
-                "niftycustomergatewayname" => out.nifty_customer_gateway_name = crate::xml::scalar(child)?,
-                "niftylansidecidrblock" => out.nifty_lan_side_cidr_block = crate::xml::scalar(child)?,
-                "niftylansideipaddress" => out.nifty_lan_side_ip_address = crate::xml::scalar(child)?,
-                "state" => out.state = crate::xml::scalar(child)?,
-                "tagset" => out.tag_set.extend(crate::xml::list::<TagSet>(child)?),
-                _ => {}
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (11, b"createdtime") => r.scalar(child, &mut seen, 0, &mut out.created_time),
+            (17, b"customergatewayid") => r.scalar(child, &mut seen, 1, &mut out.customer_gateway_id),
+            (9, b"ipaddress") => r.scalar(child, &mut seen, 2, &mut out.ip_address),
+            (31, b"niftycustomergatewaydescription") => {
+                r.scalar(child, &mut seen, 3, &mut out.nifty_customer_gateway_description)
             }
-            Ok(())
-        })
+            (24, b"niftycustomergatewayname") => r.scalar(child, &mut seen, 4, &mut out.nifty_customer_gateway_name),
+            (21, b"niftylansidecidrblock") => r.scalar(child, &mut seen, 5, &mut out.nifty_lan_side_cidr_block),
+            (21, b"niftylansideipaddress") => r.scalar(child, &mut seen, 6, &mut out.nifty_lan_side_ip_address),
+            (5, b"state") => r.scalar(child, &mut seen, 7, &mut out.state),
+            (6, b"tagset") => r.list(child, &mut out.tag_set),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -1190,15 +1252,21 @@ pub struct DeleteCustomerGatewayResult {
 }
 
 impl crate::xml::FromXml for DeleteCustomerGatewayResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -1280,15 +1348,21 @@ pub struct DeleteRemoteAccessVpnGatewayConnectionsResult {
 }
 
 impl crate::xml::FromXml for DeleteRemoteAccessVpnGatewayConnectionsResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -1356,15 +1430,21 @@ pub struct DeleteRemoteAccessVpnGatewayResult {
 }
 
 impl crate::xml::FromXml for DeleteRemoteAccessVpnGatewayResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -1449,15 +1529,21 @@ pub struct DeleteRemoteAccessVpnGatewayUsersResult {
 }
 
 impl crate::xml::FromXml for DeleteRemoteAccessVpnGatewayUsersResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -1533,15 +1619,21 @@ pub struct DeleteVpnConnectionResult {
 }
 
 impl crate::xml::FromXml for DeleteVpnConnectionResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -1611,15 +1703,21 @@ pub struct DeleteVpnGatewayResult {
 }
 
 impl crate::xml::FromXml for DeleteVpnGatewayResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -1705,17 +1803,21 @@ pub struct DescribeCustomerGatewaysResult {
 }
 
 impl crate::xml::FromXml for DescribeCustomerGatewaysResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "customergatewayset" => out
-                    .customer_gateway_set
-                    .extend(crate::xml::list::<CustomerGatewaySet>(child)?),
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (18, b"customergatewayset") => r.list(child, &mut out.customer_gateway_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -1787,17 +1889,25 @@ pub struct DescribeRemoteAccessVpnGatewayActivitiesResult {
 }
 
 impl crate::xml::FromXml for DescribeRemoteAccessVpnGatewayActivitiesResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "log" => out.log = crate::xml::scalar(child)?,
-                "remoteaccessvpngatewayid" => out.remote_access_vpn_gateway_id = crate::xml::scalar(child)?,
-                "remoteaccessvpngatewayname" => out.remote_access_vpn_gateway_name = crate::xml::scalar(child)?,
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                _ => {}
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (3, b"log") => r.scalar(child, &mut seen, 0, &mut out.log),
+            (24, b"remoteaccessvpngatewayid") => r.scalar(child, &mut seen, 1, &mut out.remote_access_vpn_gateway_id),
+            (26, b"remoteaccessvpngatewayname") => {
+                r.scalar(child, &mut seen, 2, &mut out.remote_access_vpn_gateway_name)
             }
-            Ok(())
-        })
+            (9, b"requestid") => r.scalar(child, &mut seen, 3, &mut out.request_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -1867,16 +1977,22 @@ pub struct DescribeRemoteAccessVpnGatewayClientConfigResult {
 }
 
 impl crate::xml::FromXml for DescribeRemoteAccessVpnGatewayClientConfigResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "encoding" => out.encoding = crate::xml::scalar(child)?,
-                "filedata" => out.file_data = crate::xml::scalar(child)?,
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (8, b"encoding") => r.scalar(child, &mut seen, 0, &mut out.encoding),
+            (8, b"filedata") => r.scalar(child, &mut seen, 1, &mut out.file_data),
+            (9, b"requestid") => r.scalar(child, &mut seen, 2, &mut out.request_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -1948,21 +2064,27 @@ pub struct DescribeRemoteAccessVpnGatewayConnectionsResult {
 }
 
 impl crate::xml::FromXml for DescribeRemoteAccessVpnGatewayConnectionsResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "remoteaccessvpngatewayconnection" => {
-                    out.remote_access_vpn_gateway_connection = Some(
-                        <RemoteAccessVpnGatewayConnection as crate::xml::FromXml>::from_xml(child)?,
-                    )
-                }
-                "remoteaccessvpngatewayid" => out.remote_access_vpn_gateway_id = crate::xml::scalar(child)?,
-                "remoteaccessvpngatewayname" => out.remote_access_vpn_gateway_name = crate::xml::scalar(child)?,
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                _ => {}
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (32, b"remoteaccessvpngatewayconnection") => {
+                r.structure(child, &mut seen, 0, &mut out.remote_access_vpn_gateway_connection)
             }
-            Ok(())
-        })
+            (24, b"remoteaccessvpngatewayid") => r.scalar(child, &mut seen, 1, &mut out.remote_access_vpn_gateway_id),
+            (26, b"remoteaccessvpngatewayname") => {
+                r.scalar(child, &mut seen, 2, &mut out.remote_access_vpn_gateway_name)
+            }
+            (9, b"requestid") => r.scalar(child, &mut seen, 3, &mut out.request_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -2028,17 +2150,21 @@ pub struct DescribeRemoteAccessVpnGatewaysResult {
 }
 
 impl crate::xml::FromXml for DescribeRemoteAccessVpnGatewaysResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "remoteaccessvpngatewayset" => out.remote_access_vpn_gateway_set.extend(crate::xml::list::<
-                    RemoteAccessVpnGatewaySetOfDescribeRemoteAccessVpnGateways,
-                >(child)?),
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (25, b"remoteaccessvpngatewayset") => r.list(child, &mut out.remote_access_vpn_gateway_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -2112,17 +2238,21 @@ pub struct DescribeVpnConnectionsResult {
 }
 
 impl crate::xml::FromXml for DescribeVpnConnectionsResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "vpnconnectionset" => out
-                    .vpn_connection_set
-                    .extend(crate::xml::list::<VpnConnectionSet>(child)?),
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (16, b"vpnconnectionset") => r.list(child, &mut out.vpn_connection_set),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -2208,17 +2338,21 @@ pub struct DescribeVpnGatewaysResult {
 }
 
 impl crate::xml::FromXml for DescribeVpnGatewaysResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "vpngatewayset" => out
-                    .vpn_gateway_set
-                    .extend(crate::xml::list::<VpnGatewaySetOfDescribeVpnGateways>(child)?),
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (13, b"vpngatewayset") => r.list(child, &mut out.vpn_gateway_set),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -2336,15 +2470,21 @@ pub struct ModifyRemoteAccessVpnGatewayAttributeResult {
 }
 
 impl crate::xml::FromXml for ModifyRemoteAccessVpnGatewayAttributeResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -2439,15 +2579,21 @@ pub struct ModifyRemoteAccessVpnGatewayUserAttributeResult {
 }
 
 impl crate::xml::FromXml for ModifyRemoteAccessVpnGatewayUserAttributeResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -2508,42 +2654,39 @@ pub struct NetworkInterfaceSetOfCreateRemoteAccessVpnGateway {
 }
 
 impl crate::xml::FromXml for NetworkInterfaceSetOfCreateRemoteAccessVpnGateway {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "association" => {
-                    out.association =
-                        Some(<AssociationOfCreateRemoteAccessVpnGateway as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "attachment" => {
-                    out.attachment =
-                        Some(<AttachmentOfCreateRemoteAccessVpnGateway as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "availabilityzone" => out.availability_zone = crate::xml::scalar(child)?,
-                "description" => out.description = crate::xml::scalar(child)?,
-                "groupset" => out.group_set = crate::xml::scalar(child)?,
-                "interfacetype" => out.interface_type = crate::xml::scalar(child)?,
-                "ipv6addressesset" => out.ipv6_addresses_set = crate::xml::scalar(child)?,
-                "macaddress" => out.mac_address = crate::xml::scalar(child)?,
-                "networkinterfaceid" => out.network_interface_id = crate::xml::scalar(child)?,
-                "niftynetworkid" => out.nifty_network_id = crate::xml::scalar(child)?,
-                "niftynetworkname" => out.nifty_network_name = crate::xml::scalar(child)?,
-                "ownerid" => out.owner_id = crate::xml::scalar(child)?,
-                "privatednsname" => out.private_dns_name = crate::xml::scalar(child)?,
-                "privateipaddress" => out.private_ip_address = crate::xml::scalar(child)?,
-                "privateipaddressv6" => out.private_ip_address_v6 = crate::xml::scalar(child)?,
-                "privateipaddressesset" => out.private_ip_addresses_set = crate::xml::scalar(child)?,
-                "requesterid" => out.requester_id = crate::xml::scalar(child)?,
-                "requestermanaged" => out.requester_managed = crate::xml::scalar(child)?,
-                "sourcedestcheck" => out.source_dest_check = crate::xml::scalar(child)?,
-                "status" => out.status = crate::xml::scalar(child)?,
-                "subnetid" => out.subnet_id = crate::xml::scalar(child)?,
-                "tagset" => out.tag_set = crate::xml::scalar(child)?,
-                "vpcid" => out.vpc_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (11, b"association") => r.structure(child, &mut seen, 0, &mut out.association),
+            (10, b"attachment") => r.structure(child, &mut seen, 1, &mut out.attachment),
+            (16, b"availabilityzone") => r.scalar(child, &mut seen, 2, &mut out.availability_zone),
+            (11, b"description") => r.scalar(child, &mut seen, 3, &mut out.description),
+            (8, b"groupset") => r.scalar(child, &mut seen, 4, &mut out.group_set),
+            (13, b"interfacetype") => r.scalar(child, &mut seen, 5, &mut out.interface_type),
+            (16, b"ipv6addressesset") => r.scalar(child, &mut seen, 6, &mut out.ipv6_addresses_set),
+            (10, b"macaddress") => r.scalar(child, &mut seen, 7, &mut out.mac_address),
+            (18, b"networkinterfaceid") => r.scalar(child, &mut seen, 8, &mut out.network_interface_id),
+            (14, b"niftynetworkid") => r.scalar(child, &mut seen, 9, &mut out.nifty_network_id),
+            (16, b"niftynetworkname") => r.scalar(child, &mut seen, 10, &mut out.nifty_network_name),
+            (7, b"ownerid") => r.scalar(child, &mut seen, 11, &mut out.owner_id),
+            (14, b"privatednsname") => r.scalar(child, &mut seen, 12, &mut out.private_dns_name),
+            (16, b"privateipaddress") => r.scalar(child, &mut seen, 13, &mut out.private_ip_address),
+            (18, b"privateipaddressv6") => r.scalar(child, &mut seen, 14, &mut out.private_ip_address_v6),
+            (21, b"privateipaddressesset") => r.scalar(child, &mut seen, 15, &mut out.private_ip_addresses_set),
+            (11, b"requesterid") => r.scalar(child, &mut seen, 16, &mut out.requester_id),
+            (16, b"requestermanaged") => r.scalar(child, &mut seen, 17, &mut out.requester_managed),
+            (15, b"sourcedestcheck") => r.scalar(child, &mut seen, 18, &mut out.source_dest_check),
+            (6, b"status") => r.scalar(child, &mut seen, 19, &mut out.status),
+            (8, b"subnetid") => r.scalar(child, &mut seen, 20, &mut out.subnet_id),
+            (6, b"tagset") => r.scalar(child, &mut seen, 21, &mut out.tag_set),
+            (5, b"vpcid") => r.scalar(child, &mut seen, 22, &mut out.vpc_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -2566,17 +2709,20 @@ pub struct NetworkInterfaceSetOfCreateVpnGateway {
 }
 
 impl crate::xml::FromXml for NetworkInterfaceSetOfCreateVpnGateway {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "ipaddress" => out.ip_address = crate::xml::scalar(child)?,
-                "isoutsidenetwork" => out.is_outside_network = crate::xml::scalar(child)?,
-                "networkid" => out.network_id = crate::xml::scalar(child)?,
-                "networkname" => out.network_name = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"ipaddress") => r.scalar(child, &mut seen, 0, &mut out.ip_address),
+            (16, b"isoutsidenetwork") => r.scalar(child, &mut seen, 1, &mut out.is_outside_network),
+            (9, b"networkid") => r.scalar(child, &mut seen, 2, &mut out.network_id),
+            (11, b"networkname") => r.scalar(child, &mut seen, 3, &mut out.network_name),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -2637,42 +2783,39 @@ pub struct NetworkInterfaceSetOfDescribeRemoteAccessVpnGateways {
 }
 
 impl crate::xml::FromXml for NetworkInterfaceSetOfDescribeRemoteAccessVpnGateways {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "association" => {
-                    out.association =
-                        Some(<AssociationOfDescribeRemoteAccessVpnGateways as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "attachment" => {
-                    out.attachment =
-                        Some(<AttachmentOfDescribeRemoteAccessVpnGateways as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "availabilityzone" => out.availability_zone = crate::xml::scalar(child)?,
-                "description" => out.description = crate::xml::scalar(child)?,
-                "groupset" => out.group_set = crate::xml::scalar(child)?,
-                "interfacetype" => out.interface_type = crate::xml::scalar(child)?,
-                "ipv6addressesset" => out.ipv6_addresses_set = crate::xml::scalar(child)?,
-                "macaddress" => out.mac_address = crate::xml::scalar(child)?,
-                "networkinterfaceid" => out.network_interface_id = crate::xml::scalar(child)?,
-                "niftynetworkid" => out.nifty_network_id = crate::xml::scalar(child)?,
-                "niftynetworkname" => out.nifty_network_name = crate::xml::scalar(child)?,
-                "ownerid" => out.owner_id = crate::xml::scalar(child)?,
-                "privatednsname" => out.private_dns_name = crate::xml::scalar(child)?,
-                "privateipaddress" => out.private_ip_address = crate::xml::scalar(child)?,
-                "privateipaddressv6" => out.private_ip_address_v6 = crate::xml::scalar(child)?,
-                "privateipaddressesset" => out.private_ip_addresses_set = crate::xml::scalar(child)?,
-                "requesterid" => out.requester_id = crate::xml::scalar(child)?,
-                "requestermanaged" => out.requester_managed = crate::xml::scalar(child)?,
-                "sourcedestcheck" => out.source_dest_check = crate::xml::scalar(child)?,
-                "status" => out.status = crate::xml::scalar(child)?,
-                "subnetid" => out.subnet_id = crate::xml::scalar(child)?,
-                "tagset" => out.tag_set = crate::xml::scalar(child)?,
-                "vpcid" => out.vpc_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (11, b"association") => r.structure(child, &mut seen, 0, &mut out.association),
+            (10, b"attachment") => r.structure(child, &mut seen, 1, &mut out.attachment),
+            (16, b"availabilityzone") => r.scalar(child, &mut seen, 2, &mut out.availability_zone),
+            (11, b"description") => r.scalar(child, &mut seen, 3, &mut out.description),
+            (8, b"groupset") => r.scalar(child, &mut seen, 4, &mut out.group_set),
+            (13, b"interfacetype") => r.scalar(child, &mut seen, 5, &mut out.interface_type),
+            (16, b"ipv6addressesset") => r.scalar(child, &mut seen, 6, &mut out.ipv6_addresses_set),
+            (10, b"macaddress") => r.scalar(child, &mut seen, 7, &mut out.mac_address),
+            (18, b"networkinterfaceid") => r.scalar(child, &mut seen, 8, &mut out.network_interface_id),
+            (14, b"niftynetworkid") => r.scalar(child, &mut seen, 9, &mut out.nifty_network_id),
+            (16, b"niftynetworkname") => r.scalar(child, &mut seen, 10, &mut out.nifty_network_name),
+            (7, b"ownerid") => r.scalar(child, &mut seen, 11, &mut out.owner_id),
+            (14, b"privatednsname") => r.scalar(child, &mut seen, 12, &mut out.private_dns_name),
+            (16, b"privateipaddress") => r.scalar(child, &mut seen, 13, &mut out.private_ip_address),
+            (18, b"privateipaddressv6") => r.scalar(child, &mut seen, 14, &mut out.private_ip_address_v6),
+            (21, b"privateipaddressesset") => r.scalar(child, &mut seen, 15, &mut out.private_ip_addresses_set),
+            (11, b"requesterid") => r.scalar(child, &mut seen, 16, &mut out.requester_id),
+            (16, b"requestermanaged") => r.scalar(child, &mut seen, 17, &mut out.requester_managed),
+            (15, b"sourcedestcheck") => r.scalar(child, &mut seen, 18, &mut out.source_dest_check),
+            (6, b"status") => r.scalar(child, &mut seen, 19, &mut out.status),
+            (8, b"subnetid") => r.scalar(child, &mut seen, 20, &mut out.subnet_id),
+            (6, b"tagset") => r.scalar(child, &mut seen, 21, &mut out.tag_set),
+            (5, b"vpcid") => r.scalar(child, &mut seen, 22, &mut out.vpc_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -2701,20 +2844,23 @@ pub struct NetworkInterfaceSetOfDescribeVpnGateways {
 }
 
 impl crate::xml::FromXml for NetworkInterfaceSetOfDescribeVpnGateways {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "cidrblock" => out.cidr_block = crate::xml::scalar(child)?,
-                "description" => out.description = crate::xml::scalar(child)?,
-                "deviceindex" => out.device_index = crate::xml::scalar(child)?,
-                "ipaddress" => out.ip_address = crate::xml::scalar(child)?,
-                "isoutsidenetwork" => out.is_outside_network = crate::xml::scalar(child)?,
-                "networkid" => out.network_id = crate::xml::scalar(child)?,
-                "networkname" => out.network_name = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"cidrblock") => r.scalar(child, &mut seen, 0, &mut out.cidr_block),
+            (11, b"description") => r.scalar(child, &mut seen, 1, &mut out.description),
+            (11, b"deviceindex") => r.scalar(child, &mut seen, 2, &mut out.device_index),
+            (9, b"ipaddress") => r.scalar(child, &mut seen, 3, &mut out.ip_address),
+            (16, b"isoutsidenetwork") => r.scalar(child, &mut seen, 4, &mut out.is_outside_network),
+            (9, b"networkid") => r.scalar(child, &mut seen, 5, &mut out.network_id),
+            (11, b"networkname") => r.scalar(child, &mut seen, 6, &mut out.network_name),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -2806,15 +2952,21 @@ pub struct NiftyAssociateRouteTableWithVpnGatewayResult {
 }
 
 impl crate::xml::FromXml for NiftyAssociateRouteTableWithVpnGatewayResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "associationid" => out.association_id = crate::xml::scalar(child)?,
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (13, b"associationid") => r.scalar(child, &mut seen, 0, &mut out.association_id),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -2890,20 +3042,24 @@ pub struct NiftyDescribeVpnGatewayActivitiesResult {
 }
 
 impl crate::xml::FromXml for NiftyDescribeVpnGatewayActivitiesResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "analyzeresultset" => out
-                    .analyze_result_set
-                    .extend(crate::xml::list::<AnalyzeResultSet>(child)?),
-                "log" => out.log = crate::xml::scalar(child)?,
-                "niftyvpngatewayname" => out.nifty_vpn_gateway_name = crate::xml::scalar(child)?,
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "vpngatewayid" => out.vpn_gateway_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (16, b"analyzeresultset") => r.list(child, &mut out.analyze_result_set),
+            (3, b"log") => r.scalar(child, &mut seen, 1, &mut out.log),
+            (19, b"niftyvpngatewayname") => r.scalar(child, &mut seen, 2, &mut out.nifty_vpn_gateway_name),
+            (9, b"requestid") => r.scalar(child, &mut seen, 3, &mut out.request_id),
+            (12, b"vpngatewayid") => r.scalar(child, &mut seen, 4, &mut out.vpn_gateway_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -2979,15 +3135,21 @@ pub struct NiftyDisassociateRouteTableFromVpnGatewayResult {
 }
 
 impl crate::xml::FromXml for NiftyDisassociateRouteTableFromVpnGatewayResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -3018,23 +3180,28 @@ pub struct NiftyIpsecConfiguration {
 }
 
 impl crate::xml::FromXml for NiftyIpsecConfiguration {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "diffiehellmangroup" => out.diffie_hellman_group = crate::xml::scalar(child)?,
-                "encapsulatingsecuritypayloadlifetime" => {
-                    out.encapsulating_security_payload_lifetime = crate::xml::scalar(child)?
-                }
-                "encryptionalgorithm" => out.encryption_algorithm = crate::xml::scalar(child)?,
-                "hashingalgorithm" => out.hashing_algorithm = crate::xml::scalar(child)?,
-                "internetkeyexchange" => out.internet_key_exchange = crate::xml::scalar(child)?,
-                "internetkeyexchangelifetime" => out.internet_key_exchange_lifetime = crate::xml::scalar(child)?,
-                "mtu" => out.mtu = crate::xml::scalar(child)?,
-                "presharedkey" => out.pre_shared_key = crate::xml::scalar(child)?,
-                _ => {}
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (18, b"diffiehellmangroup") => r.scalar(child, &mut seen, 0, &mut out.diffie_hellman_group),
+            (36, b"encapsulatingsecuritypayloadlifetime") => {
+                r.scalar(child, &mut seen, 1, &mut out.encapsulating_security_payload_lifetime)
             }
-            Ok(())
-        })
+            (19, b"encryptionalgorithm") => r.scalar(child, &mut seen, 2, &mut out.encryption_algorithm),
+            (16, b"hashingalgorithm") => r.scalar(child, &mut seen, 3, &mut out.hashing_algorithm),
+            (19, b"internetkeyexchange") => r.scalar(child, &mut seen, 4, &mut out.internet_key_exchange),
+            (27, b"internetkeyexchangelifetime") => {
+                r.scalar(child, &mut seen, 5, &mut out.internet_key_exchange_lifetime)
+            }
+            (3, b"mtu") => r.scalar(child, &mut seen, 6, &mut out.mtu),
+            (12, b"presharedkey") => r.scalar(child, &mut seen, 7, &mut out.pre_shared_key),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -3129,15 +3296,21 @@ pub struct NiftyModifyCustomerGatewayAttributeResult {
 }
 
 impl crate::xml::FromXml for NiftyModifyCustomerGatewayAttributeResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -3240,15 +3413,21 @@ pub struct NiftyModifyVpnGatewayAttributeResult {
 }
 
 impl crate::xml::FromXml for NiftyModifyVpnGatewayAttributeResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -3310,15 +3489,21 @@ pub struct NiftyRebootVpnGatewaysResult {
 }
 
 impl crate::xml::FromXml for NiftyRebootVpnGatewaysResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -3388,15 +3573,21 @@ pub struct NiftyReleaseVpnGatewayBackupStateResult {
 }
 
 impl crate::xml::FromXml for NiftyReleaseVpnGatewayBackupStateResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -3483,15 +3674,21 @@ pub struct NiftyReplaceRouteTableAssociationWithVpnGatewayResult {
 }
 
 impl crate::xml::FromXml for NiftyReplaceRouteTableAssociationWithVpnGatewayResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "newassociationid" => out.new_association_id = crate::xml::scalar(child)?,
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (16, b"newassociationid") => r.scalar(child, &mut seen, 0, &mut out.new_association_id),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -3569,15 +3766,21 @@ pub struct NiftyReplaceVpnGatewayLatestVersionResult {
 }
 
 impl crate::xml::FromXml for NiftyReplaceVpnGatewayLatestVersionResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -3647,15 +3850,21 @@ pub struct NiftyRestoreVpnGatewayPreviousVersionResult {
 }
 
 impl crate::xml::FromXml for NiftyRestoreVpnGatewayPreviousVersionResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -3688,22 +3897,25 @@ pub struct NiftyTunnel {
 }
 
 impl crate::xml::FromXml for NiftyTunnel {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "destinationport" => out.destination_port = crate::xml::scalar(child)?,
-                "encapsulation" => out.encapsulation = crate::xml::scalar(child)?,
-                "mode" => out.mode = crate::xml::scalar(child)?,
-                "peersessionid" => out.peer_session_id = crate::xml::scalar(child)?,
-                "peertunnelid" => out.peer_tunnel_id = crate::xml::scalar(child)?,
-                "sessionid" => out.session_id = crate::xml::scalar(child)?,
-                "sourceport" => out.source_port = crate::xml::scalar(child)?,
-                "tunnelid" => out.tunnel_id = crate::xml::scalar(child)?,
-                "type" => out.r#type = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (15, b"destinationport") => r.scalar(child, &mut seen, 0, &mut out.destination_port),
+            (13, b"encapsulation") => r.scalar(child, &mut seen, 1, &mut out.encapsulation),
+            (4, b"mode") => r.scalar(child, &mut seen, 2, &mut out.mode),
+            (13, b"peersessionid") => r.scalar(child, &mut seen, 3, &mut out.peer_session_id),
+            (12, b"peertunnelid") => r.scalar(child, &mut seen, 4, &mut out.peer_tunnel_id),
+            (9, b"sessionid") => r.scalar(child, &mut seen, 5, &mut out.session_id),
+            (10, b"sourceport") => r.scalar(child, &mut seen, 6, &mut out.source_port),
+            (8, b"tunnelid") => r.scalar(child, &mut seen, 7, &mut out.tunnel_id),
+            (4, b"type") => r.scalar(child, &mut seen, 8, &mut out.r#type),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -3800,15 +4012,21 @@ pub struct NiftyUpdateVpnGatewayNetworkInterfacesResult {
 }
 
 impl crate::xml::FromXml for NiftyUpdateVpnGatewayNetworkInterfacesResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -3884,15 +4102,21 @@ pub struct RebootRemoteAccessVpnGatewayResult {
 }
 
 impl crate::xml::FromXml for RebootRemoteAccessVpnGatewayResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -3955,43 +4179,46 @@ pub struct RemoteAccessVpnGateway {
 }
 
 impl crate::xml::FromXml for RemoteAccessVpnGateway {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "accountingtype" => out.accounting_type = crate::xml::scalar(child)?,
-                "authtypeset" => out.auth_type_set.extend(crate::xml::list::<AuthTypeSet>(child)?),
-                "availabilityzone" => out.availability_zone = crate::xml::scalar(child)?,
-                "cacertificateid" => out.ca_certificate_id = crate::xml::scalar(child)?,
-                "ciphersuiteset" => out.cipher_suite_set.extend(crate::xml::list::<CipherSuiteSet>(child)?),
-                "clientdownloadendpoint" => out.client_download_endpoint = crate::xml::scalar(child)?,
-                "clienttunnelmode" => out.client_tunnel_mode = crate::xml::scalar(child)?,
-                "createdtime" => out.created_time = crate::xml::scalar(child)?,
-                "description" => out.description = crate::xml::scalar(child)?,
-                "groupset" => out.group_set = crate::xml::scalar(child)?,
-                "isconfigurednat" => out.is_configured_nat = crate::xml::scalar(child)?,
-                "networkinterfaceset" => out.network_interface_set.extend(crate::xml::list::<
-                    NetworkInterfaceSetOfCreateRemoteAccessVpnGateway,
-                >(child)?),
-                "nextmonthaccountingtype" => out.next_month_accounting_type = crate::xml::scalar(child)?,
-                "poolnetworkcidr" => out.pool_network_cidr = crate::xml::scalar(child)?,
-                "poolnetworkgatewayipaddress" => out.pool_network_gateway_ip_address = crate::xml::scalar(child)?,
-                "remoteaccessvpngatewayid" => out.remote_access_vpn_gateway_id = crate::xml::scalar(child)?,
-                "remoteaccessvpngatewayname" => out.remote_access_vpn_gateway_name = crate::xml::scalar(child)?,
-                "remoteaccessvpngatewaytype" => out.remote_access_vpn_gateway_type = crate::xml::scalar(child)?,
-                "remoteuserset" => out.remote_user_set = crate::xml::scalar(child)?,
-                "routetableassociationid" => out.route_table_association_id = crate::xml::scalar(child)?,
-                "routetableid" => out.route_table_id = crate::xml::scalar(child)?,
-                "sslcertificateid" => out.ssl_certificate_id = crate::xml::scalar(child)?,
-                "status" => out.status = crate::xml::scalar(child)?,
-                "versioninformation" => {
-                    out.version_information = Some(
-                        <VersionInformationOfCreateRemoteAccessVpnGateway as crate::xml::FromXml>::from_xml(child)?,
-                    )
-                }
-                _ => {}
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (14, b"accountingtype") => r.scalar(child, &mut seen, 0, &mut out.accounting_type),
+            (11, b"authtypeset") => r.list(child, &mut out.auth_type_set),
+            (16, b"availabilityzone") => r.scalar(child, &mut seen, 2, &mut out.availability_zone),
+            (15, b"cacertificateid") => r.scalar(child, &mut seen, 3, &mut out.ca_certificate_id),
+            (14, b"ciphersuiteset") => r.list(child, &mut out.cipher_suite_set),
+            (22, b"clientdownloadendpoint") => r.scalar(child, &mut seen, 5, &mut out.client_download_endpoint),
+            (16, b"clienttunnelmode") => r.scalar(child, &mut seen, 6, &mut out.client_tunnel_mode),
+            (11, b"createdtime") => r.scalar(child, &mut seen, 7, &mut out.created_time),
+            (11, b"description") => r.scalar(child, &mut seen, 8, &mut out.description),
+            (8, b"groupset") => r.scalar(child, &mut seen, 9, &mut out.group_set),
+            (15, b"isconfigurednat") => r.scalar(child, &mut seen, 10, &mut out.is_configured_nat),
+            (19, b"networkinterfaceset") => r.list(child, &mut out.network_interface_set),
+            (23, b"nextmonthaccountingtype") => r.scalar(child, &mut seen, 12, &mut out.next_month_accounting_type),
+            (15, b"poolnetworkcidr") => r.scalar(child, &mut seen, 13, &mut out.pool_network_cidr),
+            (27, b"poolnetworkgatewayipaddress") => {
+                r.scalar(child, &mut seen, 14, &mut out.pool_network_gateway_ip_address)
             }
-            Ok(())
-        })
+            (24, b"remoteaccessvpngatewayid") => r.scalar(child, &mut seen, 15, &mut out.remote_access_vpn_gateway_id),
+            (26, b"remoteaccessvpngatewayname") => {
+                r.scalar(child, &mut seen, 16, &mut out.remote_access_vpn_gateway_name)
+            }
+            (26, b"remoteaccessvpngatewaytype") => {
+                r.scalar(child, &mut seen, 17, &mut out.remote_access_vpn_gateway_type)
+            }
+            (13, b"remoteuserset") => r.scalar(child, &mut seen, 18, &mut out.remote_user_set),
+            (23, b"routetableassociationid") => r.scalar(child, &mut seen, 19, &mut out.route_table_association_id),
+            (12, b"routetableid") => r.scalar(child, &mut seen, 20, &mut out.route_table_id),
+            (16, b"sslcertificateid") => r.scalar(child, &mut seen, 21, &mut out.ssl_certificate_id),
+            (6, b"status") => r.scalar(child, &mut seen, 22, &mut out.status),
+            (18, b"versioninformation") => r.structure(child, &mut seen, 23, &mut out.version_information),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -4010,15 +4237,18 @@ pub struct RemoteAccessVpnGatewayConnection {
 }
 
 impl crate::xml::FromXml for RemoteAccessVpnGatewayConnection {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "connectioncount" => out.connection_count = crate::xml::scalar(child)?,
-                "connectionset" => out.connection_set.extend(crate::xml::list::<ConnectionSet>(child)?),
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (15, b"connectioncount") => r.scalar(child, &mut seen, 0, &mut out.connection_count),
+            (13, b"connectionset") => r.list(child, &mut out.connection_set),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -4081,43 +4311,46 @@ pub struct RemoteAccessVpnGatewaySetOfDescribeRemoteAccessVpnGateways {
 }
 
 impl crate::xml::FromXml for RemoteAccessVpnGatewaySetOfDescribeRemoteAccessVpnGateways {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "accountingtype" => out.accounting_type = crate::xml::scalar(child)?,
-                "authtypeset" => out.auth_type_set.extend(crate::xml::list::<AuthTypeSet>(child)?),
-                "availabilityzone" => out.availability_zone = crate::xml::scalar(child)?,
-                "cacertificateid" => out.ca_certificate_id = crate::xml::scalar(child)?,
-                "ciphersuiteset" => out.cipher_suite_set.extend(crate::xml::list::<CipherSuiteSet>(child)?),
-                "clientdownloadendpoint" => out.client_download_endpoint = crate::xml::scalar(child)?,
-                "clienttunnelmode" => out.client_tunnel_mode = crate::xml::scalar(child)?,
-                "createdtime" => out.created_time = crate::xml::scalar(child)?,
-                "description" => out.description = crate::xml::scalar(child)?,
-                "groupset" => out.group_set = crate::xml::scalar(child)?,
-                "isconfigurednat" => out.is_configured_nat = crate::xml::scalar(child)?,
-                "networkinterfaceset" => out
-                    .network_interface_set
-                    .extend(crate::xml::list::<NetworkInterfaceSetOfDescribeRemoteAccessVpnGateways>(child)?),
-                "nextmonthaccountingtype" => out.next_month_accounting_type = crate::xml::scalar(child)?,
-                "poolnetworkcidr" => out.pool_network_cidr = crate::xml::scalar(child)?,
-                "poolnetworkgatewayipaddress" => out.pool_network_gateway_ip_address = crate::xml::scalar(child)?,
-                "remoteaccessvpngatewayid" => out.remote_access_vpn_gateway_id = crate::xml::scalar(child)?,
-                "remoteaccessvpngatewayname" => out.remote_access_vpn_gateway_name = crate::xml::scalar(child)?,
-                "remoteaccessvpngatewaytype" => out.remote_access_vpn_gateway_type = crate::xml::scalar(child)?,
-                "remoteuserset" => out.remote_user_set.extend(crate::xml::list::<RemoteUserSet>(child)?),
-                "routetableassociationid" => out.route_table_association_id = crate::xml::scalar(child)?,
-                "routetableid" => out.route_table_id = crate::xml::scalar(child)?,
-                "sslcertificateid" => out.ssl_certificate_id = crate::xml::scalar(child)?,
-                "status" => out.status = crate::xml::scalar(child)?,
-                "versioninformation" => {
-                    out.version_information = Some(
-                        <VersionInformationOfDescribeRemoteAccessVpnGateways as crate::xml::FromXml>::from_xml(child)?,
-                    )
-                }
-                _ => {}
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (14, b"accountingtype") => r.scalar(child, &mut seen, 0, &mut out.accounting_type),
+            (11, b"authtypeset") => r.list(child, &mut out.auth_type_set),
+            (16, b"availabilityzone") => r.scalar(child, &mut seen, 2, &mut out.availability_zone),
+            (15, b"cacertificateid") => r.scalar(child, &mut seen, 3, &mut out.ca_certificate_id),
+            (14, b"ciphersuiteset") => r.list(child, &mut out.cipher_suite_set),
+            (22, b"clientdownloadendpoint") => r.scalar(child, &mut seen, 5, &mut out.client_download_endpoint),
+            (16, b"clienttunnelmode") => r.scalar(child, &mut seen, 6, &mut out.client_tunnel_mode),
+            (11, b"createdtime") => r.scalar(child, &mut seen, 7, &mut out.created_time),
+            (11, b"description") => r.scalar(child, &mut seen, 8, &mut out.description),
+            (8, b"groupset") => r.scalar(child, &mut seen, 9, &mut out.group_set),
+            (15, b"isconfigurednat") => r.scalar(child, &mut seen, 10, &mut out.is_configured_nat),
+            (19, b"networkinterfaceset") => r.list(child, &mut out.network_interface_set),
+            (23, b"nextmonthaccountingtype") => r.scalar(child, &mut seen, 12, &mut out.next_month_accounting_type),
+            (15, b"poolnetworkcidr") => r.scalar(child, &mut seen, 13, &mut out.pool_network_cidr),
+            (27, b"poolnetworkgatewayipaddress") => {
+                r.scalar(child, &mut seen, 14, &mut out.pool_network_gateway_ip_address)
             }
-            Ok(())
-        })
+            (24, b"remoteaccessvpngatewayid") => r.scalar(child, &mut seen, 15, &mut out.remote_access_vpn_gateway_id),
+            (26, b"remoteaccessvpngatewayname") => {
+                r.scalar(child, &mut seen, 16, &mut out.remote_access_vpn_gateway_name)
+            }
+            (26, b"remoteaccessvpngatewaytype") => {
+                r.scalar(child, &mut seen, 17, &mut out.remote_access_vpn_gateway_type)
+            }
+            (13, b"remoteuserset") => r.list(child, &mut out.remote_user_set),
+            (23, b"routetableassociationid") => r.scalar(child, &mut seen, 19, &mut out.route_table_association_id),
+            (12, b"routetableid") => r.scalar(child, &mut seen, 20, &mut out.route_table_id),
+            (16, b"sslcertificateid") => r.scalar(child, &mut seen, 21, &mut out.ssl_certificate_id),
+            (6, b"status") => r.scalar(child, &mut seen, 22, &mut out.status),
+            (18, b"versioninformation") => r.structure(child, &mut seen, 23, &mut out.version_information),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -4136,15 +4369,18 @@ pub struct RemoteUserSet {
 }
 
 impl crate::xml::FromXml for RemoteUserSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "description" => out.description = crate::xml::scalar(child)?,
-                "username" => out.user_name = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (11, b"description") => r.scalar(child, &mut seen, 0, &mut out.description),
+            (8, b"username") => r.scalar(child, &mut seen, 1, &mut out.user_name),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -4212,15 +4448,21 @@ pub struct ReplaceRemoteAccessVpnGatewayLatestVersionResult {
 }
 
 impl crate::xml::FromXml for ReplaceRemoteAccessVpnGatewayLatestVersionResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -4985,15 +5227,21 @@ pub struct SetRemoteAccessVpnGatewayCACertificateResult {
 }
 
 impl crate::xml::FromXml for SetRemoteAccessVpnGatewayCACertificateResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -5073,15 +5321,21 @@ pub struct SetRemoteAccessVpnGatewaySSLCertificateResult {
 }
 
 impl crate::xml::FromXml for SetRemoteAccessVpnGatewaySSLCertificateResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -5149,15 +5403,21 @@ pub struct UnsetRemoteAccessVpnGatewayCACertificateResult {
 }
 
 impl crate::xml::FromXml for UnsetRemoteAccessVpnGatewayCACertificateResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -5225,15 +5485,21 @@ pub struct UnsetRemoteAccessVpnGatewaySSLCertificateResult {
 }
 
 impl crate::xml::FromXml for UnsetRemoteAccessVpnGatewaySSLCertificateResult {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "requestid" => out.request_id = crate::xml::scalar(child)?,
-                "return" => out.r#return = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
+    }
+    fn request_id(&self) -> Option<&str> {
+        crate::xml::trimmed_id(self.request_id.as_deref())
     }
 }
 
@@ -5252,15 +5518,18 @@ pub struct VersionInformationOfCreateRemoteAccessVpnGateway {
 }
 
 impl crate::xml::FromXml for VersionInformationOfCreateRemoteAccessVpnGateway {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "islatest" => out.is_latest = crate::xml::scalar(child)?,
-                "version" => out.version = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (8, b"islatest") => r.scalar(child, &mut seen, 0, &mut out.is_latest),
+            (7, b"version") => r.scalar(child, &mut seen, 1, &mut out.version),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -5279,15 +5548,18 @@ pub struct VersionInformationOfCreateVpnGateway {
 }
 
 impl crate::xml::FromXml for VersionInformationOfCreateVpnGateway {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "islatest" => out.is_latest = crate::xml::scalar(child)?,
-                "version" => out.version = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (8, b"islatest") => r.scalar(child, &mut seen, 0, &mut out.is_latest),
+            (7, b"version") => r.scalar(child, &mut seen, 1, &mut out.version),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -5306,15 +5578,18 @@ pub struct VersionInformationOfDescribeRemoteAccessVpnGateways {
 }
 
 impl crate::xml::FromXml for VersionInformationOfDescribeRemoteAccessVpnGateways {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "islatest" => out.is_latest = crate::xml::scalar(child)?,
-                "version" => out.version = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (8, b"islatest") => r.scalar(child, &mut seen, 0, &mut out.is_latest),
+            (7, b"version") => r.scalar(child, &mut seen, 1, &mut out.version),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -5333,15 +5608,18 @@ pub struct VersionInformationOfDescribeVpnGateways {
 }
 
 impl crate::xml::FromXml for VersionInformationOfDescribeVpnGateways {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "islatest" => out.is_latest = crate::xml::scalar(child)?,
-                "version" => out.version = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (8, b"islatest") => r.scalar(child, &mut seen, 0, &mut out.is_latest),
+            (7, b"version") => r.scalar(child, &mut seen, 1, &mut out.version),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -5366,18 +5644,21 @@ pub struct VgwTelemetry {
 }
 
 impl crate::xml::FromXml for VgwTelemetry {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "acceptedroutecount" => out.accepted_route_count = crate::xml::scalar(child)?,
-                "laststatuschange" => out.last_status_change = crate::xml::scalar(child)?,
-                "outsideipaddress" => out.outside_ip_address = crate::xml::scalar(child)?,
-                "status" => out.status = crate::xml::scalar(child)?,
-                "statusmessage" => out.status_message = crate::xml::scalar(child)?,
-                _ => {}
-            }
-            Ok(())
-        })
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (18, b"acceptedroutecount") => r.scalar(child, &mut seen, 0, &mut out.accepted_route_count),
+            (16, b"laststatuschange") => r.scalar(child, &mut seen, 1, &mut out.last_status_change),
+            (16, b"outsideipaddress") => r.scalar(child, &mut seen, 2, &mut out.outside_ip_address),
+            (6, b"status") => r.scalar(child, &mut seen, 3, &mut out.status),
+            (13, b"statusmessage") => r.scalar(child, &mut seen, 4, &mut out.status_message),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -5418,29 +5699,31 @@ pub struct VpnConnection {
 }
 
 impl crate::xml::FromXml for VpnConnection {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "createdtime" => out.created_time = crate::xml::scalar(child)?,
-                "customergatewayid" => out.customer_gateway_id = crate::xml::scalar(child)?,
-                "niftycustomergatewayname" => out.nifty_customer_gateway_name = crate::xml::scalar(child)?,
-                "niftyipsecconfiguration" => {
-                    out.nifty_ipsec_configuration =
-                        Some(<NiftyIpsecConfiguration as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "niftytunnel" => out.nifty_tunnel = Some(<NiftyTunnel as crate::xml::FromXml>::from_xml(child)?),
-                "niftyvpnconnectiondescription" => out.nifty_vpn_connection_description = crate::xml::scalar(child)?,
-                "niftyvpngatewayname" => out.nifty_vpn_gateway_name = crate::xml::scalar(child)?,
-                "state" => out.state = crate::xml::scalar(child)?,
-                "tagset" => out.tag_set.extend(crate::xml::list::<TagSet>(child)?),
-                "type" => out.r#type = crate::xml::scalar(child)?,
-                "vgwtelemetry" => out.vgw_telemetry.extend(crate::xml::list::<VgwTelemetry>(child)?),
-                "vpnconnectionid" => out.vpn_connection_id = crate::xml::scalar(child)?,
-                "vpngatewayid" => out.vpn_gateway_id = crate::xml::scalar(child)?,
-                _ => {}
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (11, b"createdtime") => r.scalar(child, &mut seen, 0, &mut out.created_time),
+            (17, b"customergatewayid") => r.scalar(child, &mut seen, 1, &mut out.customer_gateway_id),
+            (24, b"niftycustomergatewayname") => r.scalar(child, &mut seen, 2, &mut out.nifty_customer_gateway_name),
+            (23, b"niftyipsecconfiguration") => r.structure(child, &mut seen, 3, &mut out.nifty_ipsec_configuration),
+            (11, b"niftytunnel") => r.structure(child, &mut seen, 4, &mut out.nifty_tunnel),
+            (29, b"niftyvpnconnectiondescription") => {
+                r.scalar(child, &mut seen, 5, &mut out.nifty_vpn_connection_description)
             }
-            Ok(())
-        })
+            (19, b"niftyvpngatewayname") => r.scalar(child, &mut seen, 6, &mut out.nifty_vpn_gateway_name),
+            (5, b"state") => r.scalar(child, &mut seen, 7, &mut out.state),
+            (6, b"tagset") => r.list(child, &mut out.tag_set),
+            (4, b"type") => r.scalar(child, &mut seen, 9, &mut out.r#type),
+            (12, b"vgwtelemetry") => r.list(child, &mut out.vgw_telemetry),
+            (15, b"vpnconnectionid") => r.scalar(child, &mut seen, 11, &mut out.vpn_connection_id),
+            (12, b"vpngatewayid") => r.scalar(child, &mut seen, 12, &mut out.vpn_gateway_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -5483,30 +5766,34 @@ pub struct VpnConnectionSet {
 }
 
 impl crate::xml::FromXml for VpnConnectionSet {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "createdtime" => out.created_time = crate::xml::scalar(child)?,
-                "customergatewayconfiguration" => out.customer_gateway_configuration = crate::xml::scalar(child)?,
-                "customergatewayid" => out.customer_gateway_id = crate::xml::scalar(child)?,
-                "niftycustomergatewayname" => out.nifty_customer_gateway_name = crate::xml::scalar(child)?,
-                "niftyipsecconfiguration" => {
-                    out.nifty_ipsec_configuration =
-                        Some(<NiftyIpsecConfiguration as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "niftytunnel" => out.nifty_tunnel = Some(<NiftyTunnel as crate::xml::FromXml>::from_xml(child)?),
-                "niftyvpnconnectiondescription" => out.nifty_vpn_connection_description = crate::xml::scalar(child)?,
-                "niftyvpngatewayname" => out.nifty_vpn_gateway_name = crate::xml::scalar(child)?,
-                "state" => out.state = crate::xml::scalar(child)?,
-                "tagset" => out.tag_set.extend(crate::xml::list::<TagSet>(child)?),
-                "type" => out.r#type = crate::xml::scalar(child)?,
-                "vgwtelemetry" => out.vgw_telemetry.extend(crate::xml::list::<VgwTelemetry>(child)?),
-                "vpnconnectionid" => out.vpn_connection_id = crate::xml::scalar(child)?,
-                "vpngatewayid" => out.vpn_gateway_id = crate::xml::scalar(child)?,
-                _ => {}
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (11, b"createdtime") => r.scalar(child, &mut seen, 0, &mut out.created_time),
+            (28, b"customergatewayconfiguration") => {
+                r.scalar(child, &mut seen, 1, &mut out.customer_gateway_configuration)
             }
-            Ok(())
-        })
+            (17, b"customergatewayid") => r.scalar(child, &mut seen, 2, &mut out.customer_gateway_id),
+            (24, b"niftycustomergatewayname") => r.scalar(child, &mut seen, 3, &mut out.nifty_customer_gateway_name),
+            (23, b"niftyipsecconfiguration") => r.structure(child, &mut seen, 4, &mut out.nifty_ipsec_configuration),
+            (11, b"niftytunnel") => r.structure(child, &mut seen, 5, &mut out.nifty_tunnel),
+            (29, b"niftyvpnconnectiondescription") => {
+                r.scalar(child, &mut seen, 6, &mut out.nifty_vpn_connection_description)
+            }
+            (19, b"niftyvpngatewayname") => r.scalar(child, &mut seen, 7, &mut out.nifty_vpn_gateway_name),
+            (5, b"state") => r.scalar(child, &mut seen, 8, &mut out.state),
+            (6, b"tagset") => r.list(child, &mut out.tag_set),
+            (4, b"type") => r.scalar(child, &mut seen, 10, &mut out.r#type),
+            (12, b"vgwtelemetry") => r.list(child, &mut out.vgw_telemetry),
+            (15, b"vpnconnectionid") => r.scalar(child, &mut seen, 12, &mut out.vpn_connection_id),
+            (12, b"vpngatewayid") => r.scalar(child, &mut seen, 13, &mut out.vpn_gateway_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -5547,34 +5834,31 @@ pub struct VpnGateway {
 }
 
 impl crate::xml::FromXml for VpnGateway {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "accountingtype" => out.accounting_type = crate::xml::scalar(child)?,
-                "availabilityzone" => out.availability_zone = crate::xml::scalar(child)?,
-                "backupinformation" => {
-                    out.backup_information = Some(<BackupInformation as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "groupset" => out.group_set.extend(crate::xml::list::<GroupSet>(child)?),
-                "networkinterfaceset" => out
-                    .network_interface_set
-                    .extend(crate::xml::list::<NetworkInterfaceSetOfCreateVpnGateway>(child)?),
-                "nextmonthaccountingtype" => out.next_month_accounting_type = crate::xml::scalar(child)?,
-                "niftyredundancy" => out.nifty_redundancy = crate::xml::scalar(child)?,
-                "niftyvpngatewaydescription" => out.nifty_vpn_gateway_description = crate::xml::scalar(child)?,
-                "niftyvpngatewayname" => out.nifty_vpn_gateway_name = crate::xml::scalar(child)?,
-                "niftyvpngatewaytype" => out.nifty_vpn_gateway_type = crate::xml::scalar(child)?,
-                "state" => out.state = crate::xml::scalar(child)?,
-                "versioninformation" => {
-                    out.version_information = Some(
-                        <VersionInformationOfCreateVpnGateway as crate::xml::FromXml>::from_xml(child)?,
-                    )
-                }
-                "vpngatewayid" => out.vpn_gateway_id = crate::xml::scalar(child)?,
-                _ => {}
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (14, b"accountingtype") => r.scalar(child, &mut seen, 0, &mut out.accounting_type),
+            (16, b"availabilityzone") => r.scalar(child, &mut seen, 1, &mut out.availability_zone),
+            (17, b"backupinformation") => r.structure(child, &mut seen, 2, &mut out.backup_information),
+            (8, b"groupset") => r.list(child, &mut out.group_set),
+            (19, b"networkinterfaceset") => r.list(child, &mut out.network_interface_set),
+            (23, b"nextmonthaccountingtype") => r.scalar(child, &mut seen, 5, &mut out.next_month_accounting_type),
+            (15, b"niftyredundancy") => r.scalar(child, &mut seen, 6, &mut out.nifty_redundancy),
+            (26, b"niftyvpngatewaydescription") => {
+                r.scalar(child, &mut seen, 7, &mut out.nifty_vpn_gateway_description)
             }
-            Ok(())
-        })
+            (19, b"niftyvpngatewayname") => r.scalar(child, &mut seen, 8, &mut out.nifty_vpn_gateway_name),
+            (19, b"niftyvpngatewaytype") => r.scalar(child, &mut seen, 9, &mut out.nifty_vpn_gateway_type),
+            (5, b"state") => r.scalar(child, &mut seen, 10, &mut out.state),
+            (18, b"versioninformation") => r.structure(child, &mut seen, 11, &mut out.version_information),
+            (12, b"vpngatewayid") => r.scalar(child, &mut seen, 12, &mut out.vpn_gateway_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
 
@@ -5625,38 +5909,35 @@ pub struct VpnGatewaySetOfDescribeVpnGateways {
 }
 
 impl crate::xml::FromXml for VpnGatewaySetOfDescribeVpnGateways {
-    fn from_xml(node: &crate::xml::XmlNode) -> Result<Self, crate::xml::XmlError> {
-        crate::xml::parse_struct(node, |out: &mut Self, name, child| {
-            match name {
-                "accountingtype" => out.accounting_type = crate::xml::scalar(child)?,
-                "attachments" => out.attachments = crate::xml::scalar(child)?,
-                "availabilityzone" => out.availability_zone = crate::xml::scalar(child)?,
-                "backupinformation" => {
-                    out.backup_information =
-                        Some(<BackupInformationOfDescribeVpnGateways as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "createdtime" => out.created_time = crate::xml::scalar(child)?,
-                "groupset" => out.group_set.extend(crate::xml::list::<GroupSet>(child)?),
-                "networkinterfaceset" => out
-                    .network_interface_set
-                    .extend(crate::xml::list::<NetworkInterfaceSetOfDescribeVpnGateways>(child)?),
-                "nextmonthaccountingtype" => out.next_month_accounting_type = crate::xml::scalar(child)?,
-                "niftyredundancy" => out.nifty_redundancy = crate::xml::scalar(child)?,
-                "niftyvpngatewaydescription" => out.nifty_vpn_gateway_description = crate::xml::scalar(child)?,
-                "niftyvpngatewayname" => out.nifty_vpn_gateway_name = crate::xml::scalar(child)?,
-                "niftyvpngatewaytype" => out.nifty_vpn_gateway_type = crate::xml::scalar(child)?,
-                "routetableassociationid" => out.route_table_association_id = crate::xml::scalar(child)?,
-                "routetableid" => out.route_table_id = crate::xml::scalar(child)?,
-                "state" => out.state = crate::xml::scalar(child)?,
-                "tagset" => out.tag_set.extend(crate::xml::list::<TagSet>(child)?),
-                "versioninformation" => {
-                    out.version_information =
-                        Some(<VersionInformationOfDescribeVpnGateways as crate::xml::FromXml>::from_xml(child)?)
-                }
-                "vpngatewayid" => out.vpn_gateway_id = crate::xml::scalar(child)?,
-                _ => {}
+    fn read_xml<'a>(
+        r: &mut crate::xml::XmlReader<'a>,
+        el: &crate::xml::Element<'a>,
+    ) -> Result<Self, crate::xml::XmlError> {
+        let mut out = Self::default();
+        let mut seen = 0u64;
+        r.read_struct(el, |r, name, child| match (name.len(), name) {
+            (14, b"accountingtype") => r.scalar(child, &mut seen, 0, &mut out.accounting_type),
+            (11, b"attachments") => r.scalar(child, &mut seen, 1, &mut out.attachments),
+            (16, b"availabilityzone") => r.scalar(child, &mut seen, 2, &mut out.availability_zone),
+            (17, b"backupinformation") => r.structure(child, &mut seen, 3, &mut out.backup_information),
+            (11, b"createdtime") => r.scalar(child, &mut seen, 4, &mut out.created_time),
+            (8, b"groupset") => r.list(child, &mut out.group_set),
+            (19, b"networkinterfaceset") => r.list(child, &mut out.network_interface_set),
+            (23, b"nextmonthaccountingtype") => r.scalar(child, &mut seen, 7, &mut out.next_month_accounting_type),
+            (15, b"niftyredundancy") => r.scalar(child, &mut seen, 8, &mut out.nifty_redundancy),
+            (26, b"niftyvpngatewaydescription") => {
+                r.scalar(child, &mut seen, 9, &mut out.nifty_vpn_gateway_description)
             }
-            Ok(())
-        })
+            (19, b"niftyvpngatewayname") => r.scalar(child, &mut seen, 10, &mut out.nifty_vpn_gateway_name),
+            (19, b"niftyvpngatewaytype") => r.scalar(child, &mut seen, 11, &mut out.nifty_vpn_gateway_type),
+            (23, b"routetableassociationid") => r.scalar(child, &mut seen, 12, &mut out.route_table_association_id),
+            (12, b"routetableid") => r.scalar(child, &mut seen, 13, &mut out.route_table_id),
+            (5, b"state") => r.scalar(child, &mut seen, 14, &mut out.state),
+            (6, b"tagset") => r.list(child, &mut out.tag_set),
+            (18, b"versioninformation") => r.structure(child, &mut seen, 16, &mut out.version_information),
+            (12, b"vpngatewayid") => r.scalar(child, &mut seen, 17, &mut out.vpn_gateway_id),
+            _ => r.skip(child),
+        })?;
+        Ok(out)
     }
 }
