@@ -58,7 +58,8 @@ pub struct Args {
     /// no other server is ever used. Required in controller mode.
     #[arg(long, env = "NIFCLOUD_CLUSTER_INSTANCES", value_delimiter = ',')]
     pub cluster_instances: Vec<String>,
-    /// Controller: milliseconds between DescribeVolumes polls (one poll serves every waiter).
+    /// Controller: milliseconds between one waiting request's looks at its disk; a look is one DescribeVolumes
+    /// shared by every waiter, and the shared poller makes at most 8 per interval.
     #[arg(long, default_value_t = 2000)]
     pub poll_interval_ms: u64,
     /// Controller: longest wait, in seconds, for one volume state change.

@@ -28,7 +28,7 @@ use crate::plan::{
 use crate::poller::VolumeWatch;
 use crate::topology::{creation_zones, zone_allowed, zone_topology};
 
-/// Poll ticks to wait for an extension to show after ExtendVolumeSize said "busy".
+/// Poll intervals to wait for an extension to show after ExtendVolumeSize said "busy".
 const BUSY_POLLS: u32 = 10;
 
 /// CreateVolume calls one CreateVolume RPC may make before giving up (each on fresh state).

@@ -62,7 +62,9 @@ pub struct DriverOptions {
     pub device_timeout: Duration,
     /// Controller: servers of this cluster (patterns on server names).
     pub membership: Membership,
-    /// Controller: DescribeVolumes poll interval.
+    /// Controller: how long a waiter goes between two looks of its own (the shared poller also looks
+    /// right after each change, and calls DescribeVolumes at most
+    /// [`crate::poller::schedule::MAX_CALLS_PER_INTERVAL`] times per interval).
     pub poll_interval: Duration,
     /// Controller: longest wait for one volume state change.
     pub wait_timeout: Duration,

@@ -36,8 +36,9 @@
 //!   reservations. The disk is created under a deterministic *creating* id, detached, then renamed
 //!   to its final id, so a retry always knows whether an attachment it finds is the helper one.
 //!   Server names match node names as in the CCM (exactly, else without regard to case).
-//! - **Waiting**: one DescribeVolumes per poll tick for every waiter and reader; every wait is
-//!   bounded and ends when its RPC is cancelled.
+//! - **Waiting**: one DescribeVolumes serves every waiter and reader due at the time; a waiter looks
+//!   right after its change returns, then on per-request polling's schedule, and calls are capped
+//!   per poll interval; every wait is bounded and ends when its RPC is cancelled.
 //! - **Volume limit** on a node: the 14 additional-disk SCSI slots minus those held by disks this
 //!   driver does not manage (from the API, or from local devices with `--node-local-limits`).
 

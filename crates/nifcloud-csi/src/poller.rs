@@ -1,34 +1,49 @@
-//! One DescribeVolumes per poll tick for every operation that reads or waits on volume state.
+//! Volume state for every operation that reads or waits on it, from few DescribeVolumes calls, and
+//! no later than each operation polling on its own would see it.
 //!
 //! DescribeVolumes has no filter worth using (it lists every disk of the account), so a hundred
-//! operations each polling their own disk would cost a hundred calls per tick. Instead, readers
-//! and waiters register interest; one background task describes all disks when there is
-//! interest (at most once per `interval`) and publishes the snapshot to all of them.
+//! operations each polling their own disk would cost a hundred calls per interval. Instead, readers
+//! and waiters register with one background task, which describes all disks when the earliest of
+//! them wants a look and publishes the snapshot to all of them.
+//!
+//! When it calls is decided by [`schedule::Schedule`], a pure function of the registrations:
+//! a reader ([`VolumeWatch::fresh`]) wants one look at once; a waiter ([`VolumeWatch::wait_until`])
+//! wants one at once (right after the caller's change returned, so a change NIFCLOUD makes at once,
+//! such as a rename, is seen after one call), then one `interval` after it registered and again
+//! `interval` after each of its own looks ended — the schedule of per-request polling, so a wait
+//! sees each state no later than there, but for the short holds that follow. Registrations falling
+//! due together share one call (held back at most [`schedule::MAX_GATHER`]); every call serves
+//! everyone registered before it started, a free extra look for those not yet due; calls start at
+//! least `interval /` [`schedule::MAX_CALLS_PER_INTERVAL`] apart, one at a time.
 //!
 //! Freshness: a caller only accepts a snapshot whose DescribeVolumes *started after* the caller
 //! registered, so a waiter never decides on state older than its own last action.
 //!
 //! Waits are bounded (`timeout`) and cancellation-aware: dropping a waiter's future withdraws
-//! its interest at once; the task idles (no calls) while nobody is interested.
+//! its registration at once; the task idles (no calls) while nobody is registered.
 //!
 //! [`PollMode::PerRequest`] is the naive alternative (each waiter describes its own disk each
 //! interval); it exists so the benchmark can show the difference.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+pub mod schedule;
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use nifcloud_sdk::ErrorKind;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use crate::cloud::{Cloud, CloudError};
 use crate::disk::Disk;
+use schedule::{Schedule, Ticket, Want};
 
 /// How volume state is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PollMode {
-    /// One shared DescribeVolumes per tick for everyone (the default).
+    /// One shared DescribeVolumes serves every reader and waiter due at the time (the default).
     Shared,
     /// Each reader and waiter calls DescribeVolumes itself (for comparison only).
     PerRequest,
@@ -37,18 +52,41 @@ pub enum PollMode {
 /// One DescribeVolumes result.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
-    /// Sequence number of the poll that produced it (0 = none yet).
+    /// Sequence number of the call that produced it (0 = none yet).
     pub tick: u64,
     /// The disks, or the error as text and its class.
     pub disks: Result<Arc<Vec<Disk>>, (String, ErrorKind)>,
 }
 
+/// Where volume state is read: the cloud, or a scripted fake in tests.
+pub(crate) trait VolumeSource: Send + Sync + std::fmt::Debug + 'static {
+    /// Every disk (DescribeVolumes without a filter).
+    fn list(&self) -> BoxFuture<'_, Result<Vec<Disk>, CloudError>>;
+    /// One disk (DescribeVolumes of its id), `None` when it does not exist.
+    fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<Disk>, CloudError>>;
+}
+
+impl VolumeSource for Cloud {
+    fn list(&self) -> BoxFuture<'_, Result<Vec<Disk>, CloudError>> {
+        Box::pin(self.list_disks())
+    }
+
+    fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<Disk>, CloudError>> {
+        Box::pin(self.get_disk(id))
+    }
+}
+
 #[derive(Debug)]
 struct Shared {
-    interest: AtomicUsize,
-    started: AtomicU64,
+    schedule: Mutex<Schedule>,
     wake: Notify,
     tx: watch::Sender<Arc<Snapshot>>,
+}
+
+impl Shared {
+    fn schedule(&self) -> MutexGuard<'_, Schedule> {
+        self.schedule.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 #[derive(Debug)]
@@ -63,7 +101,7 @@ impl Drop for TaskGuard {
 /// The shared volume poller. Cheap to clone; the task stops when the last clone drops.
 #[derive(Debug, Clone)]
 pub struct VolumeWatch {
-    cloud: Cloud,
+    source: Arc<dyn VolumeSource>,
     mode: PollMode,
     interval: Duration,
     timeout: Duration,
@@ -71,45 +109,82 @@ pub struct VolumeWatch {
     _task: Option<Arc<TaskGuard>>,
 }
 
-struct Interest<'a>(&'a Shared);
+/// A reader's or waiter's place in the schedule; withdrawn on drop.
+struct Registration<'a> {
+    shared: &'a Shared,
+    ticket: Ticket,
+    rx: watch::Receiver<Arc<Snapshot>>,
+}
 
-impl<'a> Interest<'a> {
-    fn register(shared: &'a Shared) -> Self {
-        shared.interest.fetch_add(1, Ordering::SeqCst);
+impl<'a> Registration<'a> {
+    fn new(shared: &'a Shared, want: Want) -> Self {
+        let ticket = shared.schedule().register(want, Instant::now());
         shared.wake.notify_one();
-        Interest(shared)
+        Registration {
+            shared,
+            ticket,
+            rx: shared.tx.subscribe(),
+        }
+    }
+
+    /// The next snapshot of a call that started after registering, and after the previous one returned.
+    async fn next(&mut self) -> Result<Arc<Snapshot>, CloudError> {
+        loop {
+            {
+                let snap = self.rx.borrow_and_update();
+                if snap.tick >= self.ticket.first_call {
+                    self.ticket.first_call = snap.tick + 1;
+                    return Ok(Arc::clone(&snap));
+                }
+            }
+            self.rx.changed().await.map_err(|_| CloudError::PollerGone)?;
+        }
+    }
+
+    async fn next_disks(&mut self) -> Result<Arc<Vec<Disk>>, CloudError> {
+        let snap = self.next().await?;
+        snap.disks
+            .clone()
+            .map_err(|(message, kind)| CloudError::Describe { message, kind })
     }
 }
 
-impl Drop for Interest<'_> {
+impl Drop for Registration<'_> {
     fn drop(&mut self) {
-        self.0.interest.fetch_sub(1, Ordering::SeqCst);
+        self.shared.schedule().withdraw(self.ticket.id);
     }
 }
 
 impl VolumeWatch {
-    /// A poller over `cloud` that describes at most once per `interval`; waits give up after
-    /// `timeout`. Must be called inside a Tokio runtime (it spawns the polling task).
+    /// A poller over `cloud` whose waiters look every `interval` (see the module documentation);
+    /// waits give up after `timeout`. Must be called inside a Tokio runtime (it spawns the polling task).
     pub fn new(cloud: Cloud, mode: PollMode, interval: Duration, timeout: Duration) -> Self {
+        Self::with_source(Arc::new(cloud), mode, interval, timeout)
+    }
+
+    pub(crate) fn with_source(
+        source: Arc<dyn VolumeSource>,
+        mode: PollMode,
+        interval: Duration,
+        timeout: Duration,
+    ) -> Self {
         let (tx, _) = watch::channel(Arc::new(Snapshot {
             tick: 0,
             disks: Ok(Arc::new(Vec::new())),
         }));
         let shared = Arc::new(Shared {
-            interest: AtomicUsize::new(0),
-            started: AtomicU64::new(0),
+            schedule: Mutex::new(Schedule::new(interval)),
             wake: Notify::new(),
             tx,
         });
         let task = (mode == PollMode::Shared).then(|| {
             Arc::new(TaskGuard(tokio::spawn(poll_loop(
-                cloud.clone(),
+                Arc::clone(&source),
                 Arc::clone(&shared),
-                interval,
             ))))
         });
         Self {
-            cloud,
+            source,
             mode,
             interval,
             timeout,
@@ -124,31 +199,11 @@ impl VolumeWatch {
         self.timeout
     }
 
-    async fn next_snapshot(&self) -> Result<Arc<Snapshot>, CloudError> {
-        let min_tick = self.shared.started.load(Ordering::SeqCst) + 1;
-        let mut rx = self.shared.tx.subscribe();
-        let _interest = Interest::register(&self.shared);
-        loop {
-            {
-                let snap = rx.borrow_and_update();
-                if snap.tick >= min_tick {
-                    return Ok(Arc::clone(&snap));
-                }
-            }
-            rx.changed().await.map_err(|_| CloudError::PollerGone)?;
-        }
-    }
-
     /// Every disk, as seen by a DescribeVolumes that started after this call.
     pub async fn fresh(&self) -> Result<Arc<Vec<Disk>>, CloudError> {
         match self.mode {
-            PollMode::PerRequest => Ok(Arc::new(self.cloud.list_disks().await?)),
-            PollMode::Shared => {
-                let snap = self.next_snapshot().await?;
-                snap.disks
-                    .clone()
-                    .map_err(|(message, kind)| CloudError::Describe { message, kind })
-            }
+            PollMode::PerRequest => Ok(Arc::new(self.source.list().await?)),
+            PollMode::Shared => Registration::new(&self.shared, Want::Once).next_disks().await,
         }
     }
 
@@ -164,7 +219,7 @@ impl VolumeWatch {
         self.wait_within(id, what, self.timeout, done).await
     }
 
-    /// How often DescribeVolumes is called while someone waits.
+    /// How long a waiter goes between two looks of its own (per-request polling's sleep).
     pub fn interval(&self) -> Duration {
         self.interval
     }
@@ -177,20 +232,17 @@ impl VolumeWatch {
         within: Duration,
         mut done: impl FnMut(&[Disk]) -> bool,
     ) -> Result<Arc<Vec<Disk>>, CloudError> {
-        let started = tokio::time::Instant::now();
+        let started = Instant::now();
         let mut last = String::from("nothing observed yet");
         let wait = async {
+            let mut registration =
+                (self.mode == PollMode::Shared).then(|| Registration::new(&self.shared, Want::Repeated));
             loop {
-                let seen = match self.mode {
-                    PollMode::Shared => {
-                        let snap = self.next_snapshot().await?;
-                        snap.disks
-                            .clone()
-                            .map_err(|(message, kind)| CloudError::Describe { message, kind })
-                    }
-                    PollMode::PerRequest => {
+                let seen = match registration.as_mut() {
+                    Some(r) => r.next_disks().await,
+                    None => {
                         tokio::time::sleep(self.interval).await;
-                        self.cloud.get_disk(id).await.map(|d| Arc::new(d.into_iter().collect()))
+                        self.source.get(id).await.map(|d| Arc::new(d.into_iter().collect()))
                     }
                 };
                 match seen {
@@ -231,24 +283,37 @@ fn describe_state(d: Option<&Disk>) -> String {
     }
 }
 
-async fn poll_loop(cloud: Cloud, shared: Arc<Shared>, interval: Duration) {
+async fn poll_loop(source: Arc<dyn VolumeSource>, shared: Arc<Shared>) {
     loop {
-        loop {
-            let notified = shared.wake.notified();
-            if shared.interest.load(Ordering::SeqCst) > 0 {
-                break;
+        let next = shared.schedule().next_call();
+        match next {
+            None => {
+                shared.wake.notified().await;
+                continue;
             }
-            notified.await;
+            Some(at) if at > Instant::now() => {
+                tokio::select! {
+                    () = tokio::time::sleep_until(at) => {}
+                    () = shared.wake.notified() => {}
+                }
+                continue;
+            }
+            Some(_) => {}
         }
-        let tick = shared.started.fetch_add(1, Ordering::SeqCst) + 1;
-        let disks = match cloud.list_disks().await {
+        let started = Instant::now();
+        let tick = shared.schedule().start(started);
+        let disks = match source.list().await {
             Ok(d) => Ok(Arc::new(d)),
             Err(e) => {
                 tracing::warn!(error = %e, "DescribeVolumes poll failed");
                 Err((e.to_string(), e.kind()))
             }
         };
+        let mut schedule = shared.schedule();
+        schedule.finish(started, Instant::now());
         shared.tx.send_replace(Arc::new(Snapshot { tick, disks }));
-        tokio::time::sleep(interval).await;
     }
 }
+
+#[cfg(test)]
+mod tests;

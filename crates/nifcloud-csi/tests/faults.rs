@@ -12,7 +12,7 @@ use common::*;
 use csi_core::proto::controller_server::Controller;
 use csi_core::proto::{self as csi};
 use nifcloud_csi::controller::NifcloudController;
-use nifcloud_emulator::{DelayConfig, Emulator, FaultConfig, FaultRule};
+use nifcloud_emulator::{DelayConfig, Emulator, FaultConfig, FaultRule, LatencyConfig};
 use tonic::Request;
 
 /// One NIFCLOUD "GB": a GiB.
@@ -95,6 +95,12 @@ async fn create_survives_a_kill_at_every_step() {
     {
         let emu = emulator().await;
         emu.set_delays(slow());
+        // DescribeVolumes takes a moment, as on the real service: the poll right after the rename must not
+        // return (and finish the create) before the kill 5 ms after it lands.
+        emu.set_latency(LatencyConfig {
+            default_ms: 0,
+            per_action: [("DescribeVolumes".to_string(), 30)].into(),
+        });
         let name = format!("pvc-kill-{step}");
         let first = controller(&emu);
         let out = kill_after(&emu, action, 1, create(&first, &name)).await;
