@@ -164,8 +164,9 @@ pub struct ControllerManagerArgs {
     /// How often the node lifecycle controller checks Nodes.
     #[arg(long, env = "CCM_NODE_MONITOR_PERIOD", default_value = "5s", value_parser = duration_arg)]
     pub node_monitor_period: Duration,
-    /// Re-ensure every LoadBalancer Service this often to repair drift made outside Kubernetes; 0 (the default,
-    /// as upstream) turns it off.
+    /// Re-ensure every LoadBalancer Service this often to repair drift made outside Kubernetes, all of them in
+    /// one round at the same instants (so that a provider can serve a round from one listing of its cloud); 0
+    /// (the default, as upstream) turns it off.
     #[arg(long, env = "CCM_SERVICE_RESYNC_PERIOD", default_value = "0", value_parser = duration_arg)]
     pub service_resync_period: Duration,
     /// Controllers to run: `*` for all, `name` to enable, `-name` to disable

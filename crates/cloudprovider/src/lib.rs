@@ -23,7 +23,7 @@
 //! - `service` ([`service`]): load balancers for `type: LoadBalancer` Services without `loadBalancerClass`, with
 //!   the `service.kubernetes.io/load-balancer-cleanup` finalizer, upstream's node-set predicates, Events and
 //!   5 s → 300 s per-Service backoff. Beyond upstream: optional drift repair (`--service-resync-period`, off by
-//!   default), a [`ProviderError::InvalidConfiguration`] kind that becomes a Warning Event and a slow retry, the
+//!   default; every Service in one round per period, [`service::ResyncRounds`]), a [`ProviderError::InvalidConfiguration`] kind that becomes a Warning Event and a slow retry, the
 //!   finalizer removed even when the provider says "implemented elsewhere", status equality that ignores
 //!   absent-vs-empty, and, for a provider that [wants endpoint nodes](LoadBalancer::wants_endpoint_nodes), backends
 //!   of `externalTrafficPolicy: Local` Services that follow their ready endpoints (an EndpointSlice watch; the

@@ -271,16 +271,22 @@ async fn start_controllers(
         }
     }
 
-    // One node informer for the service and lifecycle controllers.
+    // One node informer for the three controllers, its objects slimmed to what they read.
     let (store, writer) = reflector::store::<Node>();
     let (tick_tx, tick_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-    if want_service || want_lifecycle {
+    let (node_tx, node_rx) = tokio::sync::mpsc::unbounded_channel::<Node>();
+    if want_service || want_node || want_lifecycle {
         let api: Api<Node> = Api::all(client.clone());
-        let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()))
+        let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()).modify(slim_node))
             .default_backoff()
             .touched_objects();
-        tasks.spawn(forward_watch(stream, token.clone(), "node watch", move |_| {
-            let _ = tick_tx.send(());
+        tasks.spawn(forward_watch(stream, token.clone(), "node watch", move |node| {
+            if want_service {
+                let _ = tick_tx.send(());
+            }
+            if want_node {
+                let _ = node_tx.send(node);
+            }
         }));
         tokio::select! {
             () = token.cancelled() => return tasks,
@@ -342,7 +348,7 @@ async fn start_controllers(
             args.node_status_update_frequency,
             metrics.clone(),
         ));
-        tasks.spawn(node::run(ctx, token.clone()));
+        tasks.spawn(node::run(ctx, store.clone(), tokio_stream_from(node_rx), token.clone()));
     }
     if want_lifecycle {
         tasks.spawn(lifecycle::run(
@@ -383,6 +389,25 @@ where
         }
     }
 }
+
+/// What no controller (nor a provider, which is handed these Nodes) reads of a Node, dropped before the store keeps
+/// it: the field-manager records, the last `kubectl apply`, and the kubelet's lists of images and volumes (together
+/// most of a real Node's size, tens of kilobytes on a busy one). Labels, annotations, taints, providerID, addresses,
+/// conditions and node info stay.
+pub(crate) fn slim_node(node: &mut Node) {
+    node.metadata.managed_fields = None;
+    if let Some(annotations) = node.metadata.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+    }
+    if let Some(status) = node.status.as_mut() {
+        status.images = None;
+        status.volumes_attached = None;
+        status.volumes_in_use = None;
+    }
+}
+
+/// The annotation `kubectl apply` keeps the whole applied object in.
+pub(crate) const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// What the service controller does not read of an EndpointSlice, dropped before the store keeps it.
 fn slim_slice(slice: &mut EndpointSlice) {
@@ -470,6 +495,41 @@ mod tests {
         assert!(!task.is_finished());
         shutdown.cancel();
         assert!(task.await.unwrap().is_ok());
+    }
+
+    #[test]
+    fn a_slim_node_keeps_what_the_controllers_and_providers_read() {
+        let full: Node = serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": "w1", "uid": "u1", "resourceVersion": "7",
+                "labels": {"node.kubernetes.io/exclude-from-external-load-balancers": "false"},
+                "annotations": {LAST_APPLIED: "{}", "alpha.kubernetes.io/provided-node-ip": "10.0.0.1"},
+                "managedFields": [{"manager": "kubelet", "operation": "Update", "fieldsType": "FieldsV1", "fieldsV1": {}}],
+            },
+            "spec": {"providerID": "cloud:///z/i-1", "taints": [{"key": "k", "effect": "NoSchedule"}]},
+            "status": {
+                "addresses": [{"type": "InternalIP", "address": "10.0.0.1"}],
+                "conditions": [{"type": "Ready", "status": "True"}],
+                "nodeInfo": {"machineID": "m", "systemUUID": "s", "bootID": "b", "kernelVersion": "k",
+                    "osImage": "o", "containerRuntimeVersion": "c", "kubeletVersion": "v", "kubeProxyVersion": "",
+                    "operatingSystem": "linux", "architecture": "amd64"},
+                "images": [{"names": ["registry.example/app:1"], "sizeBytes": 1}],
+                "volumesInUse": ["v1"],
+                "volumesAttached": [{"name": "v1", "devicePath": "/dev/x"}],
+            },
+        }))
+        .unwrap();
+        let mut slim = full.clone();
+        slim_node(&mut slim);
+        let mut expected = full;
+        expected.metadata.managed_fields = None;
+        expected.metadata.annotations.as_mut().unwrap().remove(LAST_APPLIED);
+        let status = expected.status.as_mut().unwrap();
+        status.images = None;
+        status.volumes_in_use = None;
+        status.volumes_attached = None;
+        assert_eq!(slim, expected);
+        assert!(slim.status.unwrap().node_info.is_some());
     }
 
     #[tokio::test]

@@ -1,8 +1,27 @@
 //! [`Balancers`]: a Service's load balancer over both kinds. Ensuring validates the Service, converges the load
 //! balancer of its kind, removes one of the other kind it may have left behind, and keeps the security-group rules
 //! (from its VIP and the addresses it checks from); deleting removes both kinds and the rules.
+//!
+//! A load balancer of the other kind can only be left behind by a Service that switched kinds, so it is looked for
+//! until it is known gone: once per load-balancer name and kind in a leader term, not at every resync. A steady
+//! resync of every Service then costs one server listing and one listing of its own kind, however many Services
+//! there are (the listing of the other kind is made again only when some Service's kind or name is new to the
+//! process). What "known gone" rests on, and why it is enough:
+//! - only the leader creates load balancers, and the kind a name is ensured as only changes through the Service,
+//!   which the leader sees (a switch ensures the name as a kind it was not cleared for: the other kind is looked
+//!   for again);
+//! - the record is emptied whenever the provider is initialized, which the framework does before it competes for
+//!   the lease (the binary exits when it loses the lease, so a new term is a new process anyway): whatever another
+//!   leader did meanwhile is looked for again;
+//! - a failed clean-up records nothing, so the next sync looks again; deleting a Service forgets its name. (One of
+//!   the other kind that this cluster does not own is left alone, as before; its Warning Event now comes once per
+//!   term instead of at every resync.)
+//!
+//! Drift of the Service's own load balancer made outside the cluster is still seen at every resync: its kind's
+//! listing is read again once the cache TTL is over.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use cloudprovider::TargetNode;
 use cloudprovider::k8s_openapi::api::core::v1::Service;
@@ -25,6 +44,9 @@ pub struct Balancers {
     pub l4: Fleet<L4Backend>,
     /// The elastic load balancers and their shared listing.
     pub elb: Fleet<ElbBackend>,
+    /// Load-balancer name -> the kind it was last ensured as, once no load balancer of the other kind was left
+    /// under that name (see the module documentation).
+    cleared: Mutex<HashMap<String, LbKind>>,
 }
 
 impl Balancers {
@@ -35,7 +57,33 @@ impl Balancers {
             context,
             l4: Fleet::new(L4Backend, ttl),
             elb: Fleet::new(ElbBackend, ttl),
+            cleared: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Whether no load balancer of the other kind than `kind` is left under `name` (as far as this leader term
+    /// knows): it was looked for after `name` was last ensured as `kind`.
+    fn other_kind_cleared(&self, name: &str, kind: LbKind) -> bool {
+        let cleared = self.cleared.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        cleared.get(name) == Some(&kind)
+    }
+
+    /// Records whether `name` is now cleared of the other kind than `kind` (`None`: forget the name).
+    fn set_cleared(&self, name: &str, kind: Option<LbKind>) {
+        let mut cleared = self.cleared.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match kind {
+            Some(k) => cleared.insert(name.to_owned(), k),
+            None => cleared.remove(name),
+        };
+    }
+
+    /// Forgets which names are cleared of the other kind, so that the next ensure of each looks again: called when
+    /// the provider is (re)initialized, before its process competes for the lease.
+    pub fn forget_cleared(&self) {
+        self.cleared
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
     }
 
     /// Creates the Service's load balancer or brings it in line, with the servers behind `nodes` as members, and
@@ -50,19 +98,29 @@ impl Balancers {
         let name = ctx.lb_name(cluster, svc, Some(&spec.options))?;
         let servers = ctx.servers(nodes).await?;
         let subject = Subject::new(cluster, svc, &name);
-        // A Service that switched kinds leaves the other kind behind: remove it once the new one works.
-        let converged = match spec.options.kind {
+        // A Service that switched kinds leaves the other kind behind: remove it once the new one works, and look
+        // for it only until it is known gone (see the module documentation).
+        let kind = spec.options.kind;
+        let look = !self.other_kind_cleared(&name, kind);
+        let converged = match kind {
             LbKind::L4 => {
                 let converged = self.l4.converge(ctx, &subject, &spec, &servers).await?;
-                self.elb.delete(ctx, &subject, Read::Listing).await?;
+                if look {
+                    self.elb.delete(ctx, &subject, Read::Listing).await?;
+                }
                 converged
             }
             LbKind::Elastic => {
                 let converged = self.elb.converge(ctx, &subject, &spec, &servers).await?;
-                self.l4.delete(ctx, &subject, Read::Listing).await?;
+                if look {
+                    self.l4.delete(ctx, &subject, Read::Listing).await?;
+                }
                 converged
             }
         };
+        if look {
+            self.set_cleared(&name, Some(kind));
+        }
         if ctx.settings.security_group.is_some() {
             // Every eligible node's server, members or not: the group is theirs, and endpoints move.
             let all: Vec<Instance> = servers.into_iter().map(|s| s.server).collect();
@@ -102,6 +160,7 @@ impl Balancers {
         let ctx = &*self.context;
         let (name, _) = ctx.lookup(cluster, svc)?;
         let subject = Subject::new(cluster, svc, &name);
+        self.set_cleared(&name, None);
         self.l4.delete(ctx, &subject, Read::Fresh).await?;
         self.elb.delete(ctx, &subject, Read::Fresh).await?;
         if ctx.settings.security_group.is_some() {

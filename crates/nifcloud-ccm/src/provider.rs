@@ -91,6 +91,8 @@ impl CloudProvider for NifcloudProvider {
 
     async fn initialize(&self, ctx: ProviderContext) -> Result<(), ProviderError> {
         self.instances.context.attach(ctx);
+        // Before competing for the lease: what another leader did meanwhile is looked at again.
+        self.lbs.balancers.forget_cleared();
         Ok(())
     }
 }

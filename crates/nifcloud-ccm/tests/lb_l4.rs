@@ -593,7 +593,8 @@ async fn describe_calls_do_not_grow_with_services() {
             .await
             .unwrap();
     }
-    // A fresh provider (as after a restart): one listing of each kind serves every Service.
+    // A fresh provider (as after a restart): one listing of each kind serves every Service; the elastic one
+    // because a fresh process does not know yet that no Service left one behind.
     let fresh = std::sync::Arc::new(nifcloud_ccm::NifcloudProvider::new(settings(&emu, None)).unwrap());
     emu.reset_calls();
     let mut tasks = Vec::new();
@@ -614,6 +615,117 @@ async fn describe_calls_do_not_grow_with_services() {
     assert_eq!(emu.call_count("DescribeLoadBalancers"), 1);
     assert_eq!(emu.call_count("NiftyDescribeElasticLoadBalancers"), 1);
     assert_eq!(mutations(&emu), 0);
+    emu.shutdown().await;
+}
+
+/// The describe calls of one resync of `services` (every Service ensured at once, as the framework's workers do,
+/// after the cache TTL is over), by action.
+async fn resync(
+    emu: &Emulator,
+    p: &std::sync::Arc<nifcloud_ccm::NifcloudProvider>,
+    services: &[cloudprovider::k8s_openapi::api::core::v1::Service],
+) -> std::collections::BTreeMap<String, u64> {
+    tokio::time::sleep(p.context().settings.cache_ttl + std::time::Duration::from_millis(50)).await;
+    emu.reset_calls();
+    let nodes = [target("node1"), target("node2")];
+    let ensures = services
+        .iter()
+        .map(|svc| p.load_balancers().ensure_load_balancer(CLUSTER, svc, &nodes));
+    for result in futures::future::join_all(ensures).await {
+        result.unwrap();
+    }
+    emu.calls()
+        .into_iter()
+        .filter(|(a, _)| a.trim_start_matches("Nifty").starts_with("Describe"))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_steady_resync_makes_two_describe_calls_and_still_repairs_drift() {
+    let emu = emulator(EmulatorConfig::sample()).await;
+    let mut st = settings(&emu, None);
+    st.cache_ttl = std::time::Duration::from_millis(300);
+    let p = std::sync::Arc::new(nifcloud_ccm::NifcloudProvider::new(st).unwrap());
+    let services: Vec<_> = (0..10)
+        .map(|i| service(&uid(200 + i), &[(80, 30100 + i as i32)], &[]))
+        .collect();
+    let first = resync(&emu, &p, &services).await;
+    let describes = |list: &[(&str, u64)]| -> std::collections::BTreeMap<String, u64> {
+        list.iter().map(|(a, n)| ((*a).to_owned(), *n)).collect()
+    };
+    // The first sync of this process also looks for load balancers of the other kind, once for every Service.
+    assert_eq!(
+        first,
+        describes(&[
+            ("DescribeInstances", 1),
+            ("DescribeLoadBalancers", 1),
+            ("NiftyDescribeElasticLoadBalancers", 1)
+        ])
+    );
+
+    // Steady state: one server listing and one load-balancer listing serve every Service; nothing changes.
+    let steady = resync(&emu, &p, &services).await;
+    assert_eq!(
+        steady,
+        describes(&[("DescribeInstances", 1), ("DescribeLoadBalancers", 1)])
+    );
+    assert_eq!(mutations(&emu), 0, "{:?}", emu.calls());
+
+    // Drift made outside the cluster (a member deregistered) is seen by the next resync, within the same two
+    // describe calls, and repaired.
+    let name = naming::generated_name(CLUSTER, &uid(203)).unwrap();
+    let (k, s) = emu.credentials();
+    let client = nifcloud_sdk::Client::new(
+        nifcloud_sdk::Config::builder()
+            .region_name("jp-east-1")
+            .endpoint(emu.endpoint())
+            .credentials(nifcloud_sdk::Credentials::new(k, s))
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    client
+        .deregister_instances_from_load_balancer(nifcloud_sdk::types::DeregisterInstancesFromLoadBalancerRequest {
+            load_balancer_name: Some(name.clone()),
+            load_balancer_port: Some(80),
+            instance_port: Some(30103),
+            instances: vec![nifcloud_sdk::types::RequestInstances::default().instance_id("node2")],
+        })
+        .await
+        .unwrap();
+    assert_eq!(lb_state(&emu, &name).unwrap().3[0].6, set(&["node1"]));
+    let repaired = resync(&emu, &p, &services).await;
+    assert_eq!(
+        repaired,
+        describes(&[("DescribeInstances", 1), ("DescribeLoadBalancers", 1)])
+    );
+    assert_eq!(emu.call_count("RegisterInstancesWithLoadBalancer"), 1);
+    assert_eq!(mutations(&emu), 1, "{:?}", emu.calls());
+    assert_eq!(lb_state(&emu, &name).unwrap().3[0].6, set(&["node1", "node2"]));
+
+    // A re-initialized provider (before a new leader term) looks for the other kind again, once.
+    let (kube, _api) = cloudprovider::testing::mock::ApiMock::new();
+    let context = cloudprovider::ProviderContext {
+        client: kube,
+        cluster_name: CLUSTER.into(),
+        events: cloudprovider::EventSink::discard(),
+    };
+    cloudprovider::CloudProvider::initialize(&*p, context).await.unwrap();
+    assert_eq!(resync(&emu, &p, &services).await, first);
+    assert_eq!(resync(&emu, &p, &services).await, steady);
+    assert_eq!(mutations(&emu), 0, "{:?}", emu.calls());
+
+    // A Service that switches kinds: the load balancer of its old kind is looked for and removed.
+    let mut switched = services.clone();
+    switched[5] = service(&uid(205), &[(80, 30105)], &[(a::TYPE, "elb")]);
+    let old = naming::generated_name(CLUSTER, &uid(205)).unwrap();
+    resync(&emu, &p, &switched).await;
+    assert!(
+        lb_state(&emu, &old).is_none(),
+        "the L4 load balancer of the switched Service is gone"
+    );
+    assert_eq!(emu.with_state(|st| st.elastic_load_balancers.len()), 1);
+    assert_eq!(emu.call_count("DeleteLoadBalancer"), 1);
     emu.shutdown().await;
 }
 

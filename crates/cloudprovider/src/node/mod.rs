@@ -12,11 +12,13 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, NodeAddress};
 use kube::api::{Patch, PatchParams};
-use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
-use kube::runtime::watcher;
+use kube::runtime::controller::{Action, Config as ControllerConfig, applier, trigger_self};
+use kube::runtime::reflector::Store;
+use kube::runtime::utils::CancelableJoinHandle;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 pub use decide::{
     LABEL_INSTANCE_TYPE, LABEL_INSTANCE_TYPE_BETA, LABEL_PAIRS, LABEL_REGION, LABEL_REGION_BETA, LABEL_ZONE,
@@ -286,19 +288,36 @@ async fn sync(node: &Node, ctx: &NodeContext) -> Result<Action, NodeSyncError> {
     Ok(Action::requeue(freq))
 }
 
-/// Runs the cloud node controller until `shutdown` fires.
-pub async fn run(ctx: Arc<NodeContext>, shutdown: CancellationToken) {
-    let api: Api<Node> = Api::all(ctx.client.clone());
-    Controller::new(api, watcher::Config::default())
-        .with_config(ControllerConfig::default().concurrency(4))
-        .graceful_shutdown_on(async move { shutdown.cancelled().await })
-        .run(reconcile, |_node, error: &Infallible, _ctx| match *error {}, ctx)
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                tracing::debug!(error = %crate::error_chain(&error), "node controller event");
-            }
-        })
-        .await;
+/// Runs the cloud node controller until `shutdown` fires, over the Nodes of `nodes` (the runtime's one Node
+/// informer, shared with the service and lifecycle controllers): every Node that `changes` yields (each one the
+/// informer touched, after its store took the change in) is reconciled.
+pub async fn run(
+    ctx: Arc<NodeContext>,
+    nodes: Store<Node>,
+    changes: impl futures::Stream<Item = Node> + Send + 'static,
+    shutdown: CancellationToken,
+) {
+    // What `Controller::run` does, over a store the controller does not own.
+    let queue = trigger_self(changes.map(Ok::<_, Infallible>), ()).take_until(shutdown.cancelled_owned());
+    applier(
+        |node, ctx| {
+            CancelableJoinHandle::spawn(
+                reconcile(node, ctx).in_current_span(),
+                &tokio::runtime::Handle::current(),
+            )
+        },
+        |_node, error: &Infallible, _ctx| match *error {},
+        ctx,
+        nodes,
+        queue,
+        ControllerConfig::default().concurrency(4),
+    )
+    .for_each(|result| async move {
+        if let Err(error) = result {
+            tracing::debug!(error = %crate::error_chain(&error), "node controller event");
+        }
+    })
+    .await;
 }
 
 #[cfg(test)]

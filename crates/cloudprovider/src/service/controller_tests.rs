@@ -386,12 +386,21 @@ async fn no_eligible_nodes_warns_unavailable() {
 async fn resync_period_requeues_and_re_ensures_quietly() {
     tokio::time::pause();
     let mut h = harness(vec![node("a")], Some(Duration::from_secs(600)));
+    let rounds = h.ctx.resync.unwrap();
+    // The requeue after an ensure: until the next round starts (within one period).
+    let until_next_round = |h: &Harness| {
+        let ensured_at = h.ctx.synced("default/web").unwrap().ensured_at;
+        let left = rounds.next_after(ensured_at) - ensured_at;
+        assert!(left <= Duration::from_secs(600), "{left:?}");
+        Action::requeue(left.max(Duration::from_secs(1)))
+    };
     let synced = with_ingress(with_finalizer(svc()), "203.0.113.1");
     let task = h.start(synced.clone());
     h.expect_event("Normal", "EnsuringLoadBalancer").await;
     h.expect_event("Normal", "EnsuredLoadBalancer").await;
-    assert_eq!(task.await.unwrap(), Action::requeue(Duration::from_secs(600)));
-    // Pretend the last ensure was long ago: the next reconcile re-ensures without Events (status unchanged).
+    assert_eq!(task.await.unwrap(), until_next_round(&h));
+    // Pretend the last ensure was before the current round started: the next reconcile re-ensures without Events
+    // (status unchanged).
     {
         let mut map = h.ctx.synced.lock().unwrap();
         let s = map.get_mut("default/web").unwrap();
@@ -400,12 +409,34 @@ async fn resync_period_requeues_and_re_ensures_quietly() {
             .checked_sub(Duration::from_secs(601))
             .unwrap_or(s.ensured_at);
     }
-    assert_eq!(
-        h.start(synced).await.unwrap(),
-        Action::requeue(Duration::from_secs(600))
-    );
+    let action = h.start(synced).await.unwrap();
+    assert_eq!(action, until_next_round(&h));
     h.mock.assert_idle().await;
     assert_eq!(h.provider.calls().len(), 2);
+}
+
+#[tokio::test]
+async fn services_synced_against_one_node_set_hold_one_copy_of_it() {
+    let mut h = harness(vec![node("a"), node("b")], None);
+    let synced = with_ingress(with_finalizer(svc()), "203.0.113.1");
+    let task = h.start(synced);
+    h.expect_event("Normal", "EnsuringLoadBalancer").await;
+    h.expect_event("Normal", "EnsuredLoadBalancer").await;
+    task.await.unwrap();
+    let held = h.ctx.synced("default/web").unwrap().nodes;
+    let key = |names: &[&str]| -> NodeSetKey {
+        names
+            .iter()
+            .map(|n| ((*n).to_owned(), Some(format!("fake://{n}"))))
+            .collect()
+    };
+    assert_eq!(*held, key(&["a", "b"]));
+    // Another Service's sync against the same nodes gets the very same allocation; a new node set replaces it.
+    assert!(Arc::ptr_eq(&held, &h.ctx.shared_node_set(key(&["a", "b"]))));
+    let grown = h.ctx.shared_node_set(key(&["a", "b", "c"]));
+    assert!(!Arc::ptr_eq(&held, &grown));
+    assert!(Arc::ptr_eq(&grown, &h.ctx.shared_node_set(key(&["a", "b", "c"]))));
+    assert_eq!(*held, key(&["a", "b"]), "what a Service holds does not change");
 }
 
 #[tokio::test]

@@ -2,6 +2,7 @@
 //! what to do on each reconcile.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Node, Service};
@@ -208,8 +209,9 @@ pub fn needs_cleanup(service: &Service) -> bool {
 pub struct SyncedState {
     /// The Service fields at the last ensure.
     pub spec: LbSpecView,
-    /// The backends at the last ensure or update.
-    pub nodes: NodeSetKey,
+    /// The backends at the last ensure or update. Shared: every Service synced against the same node set holds
+    /// the same one (with hundreds of Services and nodes, a copy each would be megabytes).
+    pub nodes: Arc<NodeSetKey>,
     /// For a Service whose backends follow its endpoints (see
     /// [`LoadBalancer::wants_endpoint_nodes`](crate::LoadBalancer::wants_endpoint_nodes)), the backends hosting a
     /// ready endpoint at the last ensure or update; `None` for other Services.
@@ -255,7 +257,7 @@ pub fn decide_service(
     nodes: &NodeSetKey,
     endpoint_nodes: Option<&BTreeSet<String>>,
     now: Instant,
-    resync_period: Option<Duration>,
+    resync: Option<ResyncRounds>,
 ) -> ServiceAction {
     if needs_cleanup(service) || (!wants_load_balancer(service) && has_finalizer(service)) {
         return ServiceAction::Cleanup;
@@ -291,24 +293,60 @@ pub fn decide_service(
             reason: EnsureReason::SpecChanged,
         };
     }
-    if let Some(period) = resync_period
-        && now.saturating_duration_since(synced.ensured_at) >= period
+    if let Some(rounds) = resync
+        && rounds.due(synced.ensured_at, now)
     {
         return ServiceAction::Ensure {
             add_finalizer,
             reason: EnsureReason::Resync,
         };
     }
-    if &synced.nodes != nodes || synced.endpoint_nodes.as_ref() != endpoint_nodes {
+    if *synced.nodes != *nodes || synced.endpoint_nodes.as_ref() != endpoint_nodes {
         return ServiceAction::UpdateHosts;
     }
     ServiceAction::Skip("in sync")
 }
 
-/// When the next periodic drift repair is due for a synced Service, if resync is on.
-pub fn next_resync(synced: &SyncedState, now: Instant, resync_period: Option<Duration>) -> Option<Duration> {
-    let period = resync_period?;
-    Some(period.saturating_sub(now.saturating_duration_since(synced.ensured_at)))
+/// The periodic drift repair (`--service-resync-period`) in rounds: a round starts at every `epoch + k × period`
+/// (k = 0, 1, …), and a Service is due once a round has started since its last ensure. So every Service falls due
+/// at the same instant and one round re-ensures them back to back, which a provider can serve from one cached
+/// listing of its cloud. (A timer per Service, `period` after its own last ensure, would keep the spread of the
+/// initial sync in every later round: one listing per cache lifetime of that spread.) The next round always starts
+/// within `period` of any ensure, so no Service goes longer than that without one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResyncRounds {
+    /// When round 0 starts (the controller's start).
+    pub epoch: Instant,
+    /// The time between two rounds; not zero.
+    pub period: Duration,
+}
+
+impl ResyncRounds {
+    /// Rounds every `period` from `epoch`; `None` when `period` is zero (resync off).
+    pub fn new(epoch: Instant, period: Duration) -> Option<Self> {
+        (!period.is_zero()).then_some(Self { epoch, period })
+    }
+
+    /// The start of the first round after `t` (strictly).
+    pub fn next_after(&self, t: Instant) -> Instant {
+        let Some(since) = t.checked_duration_since(self.epoch) else {
+            return self.epoch;
+        };
+        let into_round = since.as_nanos() % self.period.as_nanos();
+        let into_round = Duration::from_nanos(u64::try_from(into_round).unwrap_or(u64::MAX));
+        t + (self.period - into_round)
+    }
+
+    /// Whether a Service last ensured at `ensured_at` is due at `now`: a round started after its last ensure.
+    pub fn due(&self, ensured_at: Instant, now: Instant) -> bool {
+        self.next_after(ensured_at) <= now
+    }
+}
+
+/// When the next periodic drift repair is due for a synced Service, if resync is on: the start of the round after
+/// its last ensure.
+pub fn next_resync(synced: &SyncedState, now: Instant, resync: Option<ResyncRounds>) -> Option<Duration> {
+    Some(resync?.next_after(synced.ensured_at).saturating_duration_since(now))
 }
 
 #[cfg(test)]

@@ -169,7 +169,7 @@ fn wants_and_cleanup_table() {
 fn synced(s: &Service, nodes: NodeSetKey, at: Instant) -> SyncedState {
     SyncedState {
         spec: LbSpecView::of(s),
-        nodes,
+        nodes: Arc::new(nodes),
         endpoint_nodes: None,
         ensured_at: at,
     }
@@ -193,7 +193,11 @@ fn decide_service_table() {
         nodes.clone(),
         now.checked_sub(Duration::from_secs(700)).unwrap_or(now),
     );
-    let ten_min = Some(Duration::from_secs(600));
+    // Rounds every ten minutes, the last one started 400 s ago: `old` (700 s ago) is due, `fresh` is not.
+    let ten_min = ResyncRounds::new(
+        now.checked_sub(Duration::from_secs(1000)).unwrap_or(now),
+        Duration::from_secs(600),
+    );
 
     use EnsureReason::*;
     use ServiceAction::*;
@@ -202,7 +206,7 @@ fn decide_service_table() {
         Service,
         Option<&'a SyncedState>,
         &'a NodeSetKey,
-        Option<Duration>,
+        Option<ResyncRounds>,
         ServiceAction,
     );
     let table: Vec<Row<'_>> = vec![
@@ -353,16 +357,45 @@ fn decide_service_table() {
 }
 
 #[test]
-fn next_resync_counts_down() {
+fn next_resync_counts_down_to_the_next_round() {
     let now = Instant::now();
     let s = with_finalizer(svc("LoadBalancer"));
     let state = synced(&s, vec![], now.checked_sub(Duration::from_secs(100)).unwrap_or(now));
     assert_eq!(next_resync(&state, now, None), None);
-    let left = next_resync(&state, now, Some(Duration::from_secs(600))).unwrap();
-    assert!(
-        left <= Duration::from_secs(500) && left >= Duration::from_secs(499),
-        "{left:?}"
+    // Rounds start 250 s ago and every 600 s: the next one after the last ensure is in 350 s.
+    let rounds = ResyncRounds::new(
+        now.checked_sub(Duration::from_secs(250)).unwrap_or(now),
+        Duration::from_secs(600),
     );
+    assert_eq!(next_resync(&state, now, rounds), Some(Duration::from_secs(350)));
+}
+
+#[test]
+fn every_service_falls_due_at_the_start_of_the_same_round() {
+    let epoch = Instant::now();
+    let period = Duration::from_secs(600);
+    let rounds = ResyncRounds::new(epoch, period).unwrap();
+    let at = |secs: u64| epoch + Duration::from_secs(secs);
+    // Ensured early or late in round 0, or for another reason in between: all due at the start of round 1.
+    for ensured in [0, 10, 300, 599] {
+        assert_eq!(rounds.next_after(at(ensured)), at(600), "ensured at {ensured} s");
+        assert!(
+            !rounds.due(at(ensured), at(599)),
+            "ensured at {ensured} s, not due before the round"
+        );
+        assert!(
+            rounds.due(at(ensured), at(600)),
+            "ensured at {ensured} s, due when the round starts"
+        );
+    }
+    // Ensured as round 1 starts (its own resync): due at the start of round 2, one period later at most.
+    assert_eq!(rounds.next_after(at(600)), at(1200));
+    assert_eq!(rounds.next_after(at(601)), at(1200));
+    // Ensured before round 0 (not by this controller): due as round 0 starts.
+    if let Some(before) = epoch.checked_sub(Duration::from_secs(5)) {
+        assert_eq!(rounds.next_after(before), epoch);
+    }
+    assert_eq!(ResyncRounds::new(epoch, Duration::ZERO), None, "period 0: resync off");
 }
 
 fn slice(namespace: &str, service: Option<&str>, endpoints: &[(Option<&str>, Option<bool>)]) -> EndpointSlice {

@@ -32,10 +32,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 pub use decide::{
-    EXCLUDE_LB_LABEL, EnsureReason, LB_CLEANUP_FINALIZER, LbSpecView, NodeSetKey, SERVICE_NAME_LABEL, ServiceAction,
-    SyncedState, TO_BE_DELETED_TAINT, decide_service, external_traffic_local, has_finalizer, mark_ready_endpoints,
-    needs_cleanup, next_resync, node_is_lb_target, node_set_key, parse_go_bool, ready_endpoint_nodes, slice_service,
-    target_nodes, wants_load_balancer,
+    EXCLUDE_LB_LABEL, EnsureReason, LB_CLEANUP_FINALIZER, LbSpecView, NodeSetKey, ResyncRounds, SERVICE_NAME_LABEL,
+    ServiceAction, SyncedState, TO_BE_DELETED_TAINT, decide_service, external_traffic_local, has_finalizer,
+    mark_ready_endpoints, needs_cleanup, next_resync, node_is_lb_target, node_set_key, parse_go_bool,
+    ready_endpoint_nodes, slice_service, target_nodes, wants_load_balancer,
 };
 
 use crate::backoff::KeyedBackoff;
@@ -82,7 +82,9 @@ pub struct ServiceContext {
     events: EventSink,
     backoff: KeyedBackoff,
     synced: Mutex<HashMap<String, SyncedState>>,
-    resync_period: Option<Duration>,
+    /// The node set last computed, shared by every [`SyncedState`] synced against it.
+    node_set: Mutex<Arc<NodeSetKey>>,
+    resync: Option<ResyncRounds>,
     metrics: Arc<Metrics>,
 }
 
@@ -95,7 +97,8 @@ impl std::fmt::Debug for ServiceContext {
 }
 
 impl ServiceContext {
-    /// Builds the context. `nodes` must be a synced node store; `resync_period` of `None` turns drift repair off.
+    /// Builds the context. `nodes` must be a synced node store; `resync_period` of `None` turns drift repair off,
+    /// otherwise every Service is re-ensured in rounds of that period from now ([`ResyncRounds`]).
     pub fn new(
         client: kube::Client,
         provider: Arc<dyn CloudProvider>,
@@ -114,7 +117,8 @@ impl ServiceContext {
             events,
             backoff: KeyedBackoff::service_default(),
             synced: Mutex::new(HashMap::new()),
-            resync_period,
+            node_set: Mutex::new(Arc::default()),
+            resync: resync_period.and_then(|period| ResyncRounds::new(Instant::now(), period)),
             metrics,
         }
     }
@@ -150,6 +154,16 @@ impl ServiceContext {
             &namespace,
             &svc.name_any(),
         ))
+    }
+
+    /// `key` as a shared value: the one last computed when it is the same (so every Service synced against one
+    /// node set holds one copy of it), else `key`, which then becomes the one shared.
+    fn shared_node_set(&self, key: NodeSetKey) -> Arc<NodeSetKey> {
+        let mut last = self.node_set.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if **last != key {
+            *last = Arc::new(key);
+        }
+        last.clone()
     }
 
     fn synced(&self, key: &str) -> Option<SyncedState> {
@@ -225,7 +239,7 @@ struct Backends {
     /// The eligible nodes, marked with whether they host a ready endpoint when the Service tracks its endpoints.
     targets: Vec<TargetNode>,
     /// Names and providerIDs of `targets`.
-    nodes: NodeSetKey,
+    nodes: Arc<NodeSetKey>,
     /// The names of the `targets` hosting a ready endpoint, for a Service that tracks its endpoints.
     endpoint_nodes: Option<BTreeSet<String>>,
 }
@@ -234,7 +248,7 @@ impl Backends {
     fn of(svc: &Service, ctx: &ServiceContext) -> Self {
         let nodes = ctx.nodes.state();
         let mut targets = target_nodes(nodes.iter().map(|n| n.as_ref()));
-        let node_key = node_set_key(&targets);
+        let node_key = ctx.shared_node_set(node_set_key(&targets));
         let endpoint_nodes = ctx
             .ready_endpoint_nodes(svc)
             .map(|ready| mark_ready_endpoints(&mut targets, &ready));
@@ -260,7 +274,7 @@ async fn sync(svc: &Service, ctx: &ServiceContext) -> Result<Action, SyncError> 
         &backends.nodes,
         backends.endpoint_nodes.as_ref(),
         now,
-        ctx.resync_period,
+        ctx.resync,
     );
     tracing::debug!(service = %key, ?decision, "service decision");
     match decision {
@@ -269,7 +283,7 @@ async fn sync(svc: &Service, ctx: &ServiceContext) -> Result<Action, SyncError> 
             ctx.set_synced(&key, None);
             Ok(Action::await_change())
         }
-        ServiceAction::Skip(_) => Ok(idle_action(synced.as_ref(), now, ctx.resync_period)),
+        ServiceAction::Skip(_) => Ok(idle_action(synced.as_ref(), now, ctx.resync)),
         ServiceAction::Cleanup => cleanup(svc, ctx, lb, &key).await,
         ServiceAction::Ensure { add_finalizer, reason } => {
             ensure(svc, ctx, lb, &key, backends, add_finalizer, reason).await
@@ -286,7 +300,7 @@ fn handled_by_reconcile(error: &ProviderError) -> bool {
     )
 }
 
-fn idle_action(synced: Option<&SyncedState>, now: Instant, resync: Option<Duration>) -> Action {
+fn idle_action(synced: Option<&SyncedState>, now: Instant, resync: Option<ResyncRounds>) -> Action {
     match synced.and_then(|s| next_resync(s, now, resync)) {
         Some(left) => Action::requeue(left.max(Duration::from_secs(1))),
         None => Action::await_change(),
@@ -377,7 +391,7 @@ async fn ensure(
         endpoint_nodes: backends.endpoint_nodes,
         ensured_at: now,
     };
-    let action = idle_action(Some(&state), now, ctx.resync_period);
+    let action = idle_action(Some(&state), now, ctx.resync);
     ctx.set_synced(key, Some(state));
     Ok(action)
 }
@@ -491,7 +505,7 @@ async fn update_hosts(
             ensured_at: now,
         },
     };
-    let action = idle_action(Some(&state), now, ctx.resync_period);
+    let action = idle_action(Some(&state), now, ctx.resync);
     ctx.set_synced(key, Some(state));
     Ok(action)
 }
@@ -586,7 +600,7 @@ pub async fn run(
     // what `Controller::run` does, with the endpoint requests added to the queue.
     let api: Api<Service> = Api::all(ctx.client.clone());
     let (services, writer) = reflector::store();
-    let changed = reflector::reflector(writer, watcher(api, watcher::Config::default()))
+    let changed = reflector::reflector(writer, watcher(api, watcher::Config::default()).modify(slim_service))
         .default_backoff()
         .applied_objects();
     let own = trigger_self(changed, ());
@@ -633,6 +647,15 @@ pub async fn run(
         }
     })
     .await;
+}
+
+/// What neither the controller nor a provider reads of a Service, dropped before the store keeps it: the
+/// field-manager records and the last `kubectl apply` (which would repeat the whole Service).
+fn slim_service(svc: &mut Service) {
+    svc.metadata.managed_fields = None;
+    if let Some(annotations) = svc.metadata.annotations.as_mut() {
+        annotations.remove(crate::runtime::LAST_APPLIED);
+    }
 }
 
 /// Turns touched EndpointSlices into reconcile requests for their Service: one when the Service (as `services`
