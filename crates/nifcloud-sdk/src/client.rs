@@ -188,7 +188,10 @@ impl Client {
             .await
             .map_err(transport)?;
         let status = response.status().as_u16();
-        let text = response.text().await.map_err(transport)?;
+        // Read as bytes and borrowed as text (a UTF-8 reply is not copied; anything else is read lossily, as
+        // `Response::text` would).
+        let body = response.bytes().await.map_err(transport)?;
+        let text = String::from_utf8_lossy(&body);
         if (200..300).contains(&status) {
             let reply = R::read(&text).map_err(|source| Error::Parse {
                 action: action.into(),
