@@ -190,8 +190,8 @@ impl Client {
         let status = response.status().as_u16();
         // Read as bytes and borrowed as text (a UTF-8 reply is not copied; anything else is read lossily, as
         // `Response::text` would).
-        let body = response.bytes().await.map_err(transport)?;
-        let text = String::from_utf8_lossy(&body);
+        let bytes = response.bytes().await.map_err(transport)?;
+        let text = String::from_utf8_lossy(&bytes);
         if (200..300).contains(&status) {
             let reply = R::read(&text).map_err(|source| Error::Parse {
                 action: action.into(),

@@ -37,11 +37,6 @@ impl<'a> Element<'a> {
     pub fn is_empty(&self) -> bool {
         self.empty
     }
-
-    /// `err` with this element's name prepended to its path.
-    fn wrap(&self, err: XmlError) -> XmlError {
-        err.within(self.name())
-    }
 }
 
 /// A pull reader over one reply, positioned between elements. Built by [`super::from_str`]; the generated
@@ -164,7 +159,7 @@ impl<'a> XmlReader<'a> {
         let mut buf = [0u8; MAX_NAME];
         while let Some(child) = self.next_child(el)? {
             let lower = lower_name(child.name(), &mut buf);
-            f(self, lower, &child).map_err(|e| el.wrap(e))?;
+            f(self, lower, &child).map_err(|e| e.within(el.name()))?;
         }
         Ok(())
     }
@@ -222,7 +217,7 @@ impl<'a> XmlReader<'a> {
     pub fn list<T: FromXml>(&mut self, el: &Element<'a>, out: &mut Vec<T>) -> Result<(), XmlError> {
         while let Some(child) = self.next_child(el)? {
             if self.is_entry(el, &child)? {
-                out.push(T::read_xml(self, &child).map_err(|e| el.wrap(e))?);
+                out.push(T::read_xml(self, &child).map_err(|e| e.within(el.name()))?);
             }
         }
         Ok(())
@@ -234,7 +229,7 @@ impl<'a> XmlReader<'a> {
         while let Some(child) = self.next_child(el)? {
             if self.is_entry(el, &child)? {
                 let text = self.text(&child)?;
-                if let Some(v) = convert::<T>(&child, &text).map_err(|e| el.wrap(e))? {
+                if let Some(v) = convert::<T>(&child, &text).map_err(|e| e.within(el.name()))? {
                     out.push(v);
                 }
             }
