@@ -81,10 +81,19 @@ pub fn stand_in_binaries(dir: &Path) -> PathBuf {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
-    assert!(
-        Command::new(bins.join("nifcloud-emulator")).status().unwrap().success(),
-        "the stand-in runs"
-    );
+    // A process another test forks at the same moment may still hold the file open for writing until it execs
+    // (ETXTBSY, "text file busy"): try again shortly, as the kernel will let go.
+    let mut attempts = 0;
+    let status = loop {
+        match Command::new(bins.join("nifcloud-emulator")).status() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && attempts < 50 => {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => break other.unwrap(),
+        }
+    };
+    assert!(status.success(), "the stand-in runs");
     bins
 }
 
