@@ -277,6 +277,11 @@ fn main() {
     let t_req = time_best(5, || requests(&creds));
 
     println!("nifcloud-sdk benchmark (best of several runs)");
+    // Timings, and the ratios to a Python run made later, move with what else the machine is doing.
+    if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
+        let averages: Vec<&str> = load.split_whitespace().take(3).collect();
+        println!("  machine load (1, 5, 15-minute averages): {}", averages.join(", "));
+    }
     for c in &cases {
         println!(
             "  parse {:<22} {:>5} {:<15} ({:>5} KiB): {:>8.2} ms, {:>6.0} MB/s",

@@ -342,13 +342,12 @@ fn render_from_xml(model: &Model, plan: &Plan, s: &StructPlan, out: &mut String)
     let _ = writeln!(
         out,
         "impl crate::xml::FromXml for {} {{\n\
-         fn read_xml<'a>(r: &mut crate::xml::XmlReader<'a>, el: &crate::xml::Element<'a>) -> Result<Self, crate::xml::XmlError> {{",
+         fn read_xml<'a>(&mut self, r: &mut crate::xml::XmlReader<'a>, el: &crate::xml::Element<'a>) -> Result<(), crate::xml::XmlError> {{",
         s.rust
     );
     if s.fields.is_empty() {
-        out.push_str("r.read_struct(el, |r, _, child| r.skip(child))?;\nOk(Self {})\n}\n");
+        out.push_str("r.read_struct(el, |r, _, child| r.skip(child))\n}\n");
     } else {
-        out.push_str("let mut out = Self::default();\n");
         let tracks_repeats = s
             .fields
             .iter()
@@ -362,7 +361,7 @@ fn render_from_xml(model: &Model, plan: &Plan, s: &StructPlan, out: &mut String)
             let lower = f.member.location.to_ascii_lowercase();
             let _ = writeln!(out, "({}, b\"{lower}\") => {},", lower.len(), read_member_expr(f, bit));
         }
-        out.push_str("_ => r.skip(child),\n})?;\nOk(out)\n}\n");
+        out.push_str("_ => r.skip(child),\n})\n}\n");
     }
     if let Some(path) = request_id_path(model, plan, s) {
         let _ = writeln!(
@@ -403,9 +402,9 @@ fn request_id_path(model: &Model, plan: &Plan, s: &StructPlan) -> Option<String>
 fn read_member_expr(f: &Field, bit: usize) -> String {
     let id = &f.ident;
     match &f.ty {
-        FieldType::Scalar(_) => format!("r.scalar(child, &mut seen, {bit}, &mut out.{id})"),
-        FieldType::Struct(_) => format!("r.structure(child, &mut seen, {bit}, &mut out.{id})"),
-        FieldType::ScalarList(_) => format!("r.scalar_list(child, &mut out.{id})"),
-        FieldType::StructList(_) => format!("r.list(child, &mut out.{id})"),
+        FieldType::Scalar(_) => format!("r.scalar(child, &mut seen, {bit}, &mut self.{id})"),
+        FieldType::Struct(_) => format!("r.structure(child, &mut seen, {bit}, &mut self.{id})"),
+        FieldType::ScalarList(_) => format!("r.scalar_list(child, &mut self.{id})"),
+        FieldType::StructList(_) => format!("r.list(child, &mut self.{id})"),
     }
 }

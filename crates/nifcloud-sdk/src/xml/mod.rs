@@ -25,11 +25,11 @@ mod tree;
 use std::fmt;
 use std::str::FromStr;
 
-use time::OffsetDateTime;
 use time::format_description::BorrowedFormatItem;
 use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 use time::parsing::Parsed;
+use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
 
 pub use stream::{Element, XmlReader};
 pub use tree::{XmlNode, parse, parse_partial, request_id};
@@ -96,9 +96,13 @@ impl XmlError {
 }
 
 /// A type read from a reply element (every generated output type).
-pub trait FromXml: Sized {
-    /// Reads the value from the element `el` whose start tag `r` has just read, up to and including its end tag.
-    fn read_xml<'a>(r: &mut XmlReader<'a>, el: &Element<'a>) -> Result<Self, XmlError>;
+///
+/// Values are read in place: the reader makes a default value where the output holds it (a list's new entry, an
+/// optional member's slot) and fills it, so a large structure is never moved after it is read.
+pub trait FromXml: Default {
+    /// Reads the element `el` whose start tag `r` has just read, up to and including its end tag, into `self`
+    /// (a default value).
+    fn read_xml<'a>(&mut self, r: &mut XmlReader<'a>, el: &Element<'a>) -> Result<(), XmlError>;
 
     /// The request ID this value carries, when it is a whole reply (`requestId` or
     /// `ResponseMetadata/RequestId`), trimmed; `None` when absent or empty.
@@ -111,7 +115,9 @@ pub trait FromXml: Sized {
 pub fn from_str<T: FromXml>(body: &str) -> Result<T, XmlError> {
     let mut r = XmlReader::new(body);
     let root = r.root()?;
-    T::read_xml(&mut r, &root)
+    let mut out = T::default();
+    out.read_xml(&mut r, &root)?;
+    Ok(out)
 }
 
 /// `id` trimmed, `None` when that leaves nothing: how the generated [`FromXml::request_id`] reports it.
@@ -262,6 +268,62 @@ impl<'de> serde::Deserialize<'de> for Timestamp {
 }
 
 fn parse_timestamp(s: &str) -> Option<Timestamp> {
+    parse_usual_timestamp(s.as_bytes()).or_else(|| parse_any_timestamp(s))
+}
+
+/// The form the API sends, `YYYY-MM-DDThh:mm:ss[.fraction](Z|±hh:mm)`, read directly (the general parser takes
+/// several times as long); `None` for any other form or an invalid value, left to [`parse_any_timestamp`].
+fn parse_usual_timestamp(s: &[u8]) -> Option<Timestamp> {
+    let number = |digits: &[u8]| {
+        digits
+            .iter()
+            .try_fold(0u32, |n, &d| d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0')))
+    };
+    let (date_time, rest) = s.split_at_checked(19)?;
+    let separators = [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')];
+    if separators.iter().any(|&(at, separator)| date_time[at] != separator) {
+        return None;
+    }
+    let field = |at: usize, len: usize| number(&date_time[at..at + len]);
+    let (rest, nanosecond) = match rest.strip_prefix(b".") {
+        Some(fraction) => {
+            let len = fraction.iter().take_while(|d| d.is_ascii_digit()).count();
+            if !(1..=9).contains(&len) {
+                return None;
+            }
+            (&fraction[len..], number(&fraction[..len])? * 10u32.pow(9 - len as u32))
+        }
+        None => (rest, 0),
+    };
+    let offset = match *rest {
+        [b'Z'] => UtcOffset::UTC,
+        [sign @ (b'+' | b'-'), oh1, oh2, b':', om1, om2] => {
+            let (hours, minutes) = (number(&[oh1, oh2])? as i8, number(&[om1, om2])? as i8);
+            match sign {
+                b'+' => UtcOffset::from_hms(hours, minutes, 0).ok()?,
+                _ => UtcOffset::from_hms(-hours, -minutes, 0).ok()?,
+            }
+        }
+        _ => return None,
+    };
+    let date = Date::from_calendar_date(
+        field(0, 4)? as i32,
+        Month::try_from(field(5, 2)? as u8).ok()?,
+        field(8, 2)? as u8,
+    );
+    let time = Time::from_hms_nano(
+        field(11, 2)? as u8,
+        field(14, 2)? as u8,
+        field(17, 2)? as u8,
+        nanosecond,
+    );
+    Some(Timestamp(
+        PrimitiveDateTime::new(date.ok()?, time.ok()?).assume_offset(offset),
+    ))
+}
+
+/// Every form [`Timestamp::parse`] accepts, with `time`'s parser.
+fn parse_any_timestamp(s: &str) -> Option<Timestamp> {
     // `time` reads a sign before the year (`-2024-06-25`); the API never sends one.
     if s.starts_with(['+', '-']) {
         return None;
@@ -334,6 +396,36 @@ mod tests {
             "2024-06-25T07:21:47.25-00:30"
         );
         assert_eq!(Timestamp::parse(" 2024-06-25T16:21:47+09 ").unwrap(), t);
+        // The usual form, read directly, reads as the general parser reads it.
+        for usual in [
+            "2024-06-25T16:21:47.000+09:00",
+            "2024-06-25T07:21:47Z",
+            "2024-06-25T07:21:47.123456789-05:30",
+            "2024-06-25T07:21:47.5-00:30",
+            "2024-02-29T23:59:59+14:00",
+            "0001-01-01T00:00:00Z",
+            "9999-12-31T23:59:59.999999999-23:59",
+        ] {
+            let direct = parse_usual_timestamp(usual.as_bytes());
+            assert!(direct.is_some(), "{usual}");
+            assert_eq!(direct, parse_any_timestamp(usual), "{usual}");
+        }
+        for unusual in [
+            "2024-06-25T07:21:47",
+            "2024-06-25 07:21:47Z",
+            "2024-06-25T07:21:47.Z",
+            "2024-06-25T07:21:47.1234567890Z",
+            "2024-06-25T07:21:47+0900",
+            "2024-06-25T07:21:47z",
+            "2023-02-29T07:21:47Z",
+            "2024-06-25T24:00:00Z",
+            "2024-06-25T07:21:60Z",
+            "2024-06-25T07:21:47+26:00",
+            "2024-06-2aT07:21:47Z",
+            "+024-06-25T07:21:47Z",
+        ] {
+            assert_eq!(parse_usual_timestamp(unusual.as_bytes()), None, "{unusual}");
+        }
         for bad in [
             "2024-13-25",
             "yesterday",

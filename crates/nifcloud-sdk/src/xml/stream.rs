@@ -19,18 +19,26 @@ use super::{FromXml, XmlError, XmlScalar, is_entry_name};
 /// The longest element name matched against members; longer names match none (and are skipped).
 const MAX_NAME: usize = 64;
 
+/// What reads one member of a structure: gets the reader, the member's name in ASCII lower case and its element.
+type ReadMember<'r, 'a> = dyn FnMut(&mut XmlReader<'a>, &[u8], &Element<'a>) -> Result<(), XmlError> + 'r;
+
+/// What reads one entry of a list: gets the reader and the entry's element.
+type ReadEntry<'r, 'a> = dyn FnMut(&mut XmlReader<'a>, &Element<'a>) -> Result<(), XmlError> + 'r;
+
 /// An element whose start tag the reader has just read: its name, and whether it was self-closing (`<size/>`).
 #[derive(Debug, Clone, Copy)]
 pub struct Element<'a> {
     /// The qualified name as written (`n:item`), to match the end tag.
     qname: &'a str,
+    /// The name without namespace prefix (`item`).
+    name: &'a str,
     empty: bool,
 }
 
 impl<'a> Element<'a> {
     /// The element name without namespace prefix.
     pub fn name(&self) -> &'a str {
-        self.qname.rsplit_once(':').map_or(self.qname, |(_, local)| local)
+        self.name
     }
 
     /// Whether the element was written self-closing, so it has no content to read.
@@ -57,6 +65,7 @@ impl<'a> XmlReader<'a> {
     }
 
     /// The next token inside an open element: the end of the document is an error there.
+    #[inline(always)]
     fn token(&mut self) -> Result<Token<'a>, XmlError> {
         match self.lexer.next()? {
             Token::Eof => Err(Lexer::error(self.lexer.position(), "unexpected end of document")),
@@ -68,7 +77,13 @@ impl<'a> XmlReader<'a> {
     pub fn root(&mut self) -> Result<Element<'a>, XmlError> {
         loop {
             match self.lexer.next()? {
-                Token::Start { name, empty } => return Ok(Element { qname: name, empty }),
+                Token::Start { name, local, empty } => {
+                    return Ok(Element {
+                        qname: name,
+                        name: local,
+                        empty,
+                    });
+                }
                 Token::End { .. } => return Err(Lexer::error(self.lexer.position(), "unexpected end tag")),
                 Token::Eof => return Err(XmlError::NoRootElement),
                 Token::Text(_) | Token::CData(_) => {}
@@ -80,12 +95,28 @@ impl<'a> XmlReader<'a> {
     /// children is layout and is skipped. Each child returned must be consumed (read or skipped) before the next
     /// call.
     pub fn next_child(&mut self, parent: &Element<'a>) -> Result<Option<Element<'a>>, XmlError> {
+        self.child(parent)
+    }
+
+    /// [`XmlReader::next_child`], inlined into the loops that read structures and lists so that the element
+    /// stays in registers.
+    #[inline(always)]
+    fn child(&mut self, parent: &Element<'a>) -> Result<Option<Element<'a>>, XmlError> {
         if parent.empty {
             return Ok(None);
         }
         loop {
+            if self.lexer.eat_end_tag(parent.qname) {
+                return Ok(None);
+            }
             match self.token()? {
-                Token::Start { name, empty } => return Ok(Some(Element { qname: name, empty })),
+                Token::Start { name, local, empty } => {
+                    return Ok(Some(Element {
+                        qname: name,
+                        name: local,
+                        empty,
+                    }));
+                }
                 Token::End { name } => {
                     self.lexer.check_end(parent.qname, name)?;
                     return Ok(None);
@@ -104,7 +135,7 @@ impl<'a> XmlReader<'a> {
         self.skipping.push(el.qname);
         while let Some(&open) = self.skipping.last() {
             match self.token()? {
-                Token::Start { name, empty: false } => self.skipping.push(name),
+                Token::Start { name, empty: false, .. } => self.skipping.push(name),
                 Token::End { name } => {
                     self.lexer.check_end(open, name)?;
                     self.skipping.pop();
@@ -117,10 +148,19 @@ impl<'a> XmlReader<'a> {
 
     /// The text of the leaf element `el`, references resolved, borrowed from the reply unless it had to be
     /// resolved or joined; empty when `el` has child elements (they are skipped).
+    #[inline]
     pub fn text(&mut self, el: &Element<'a>) -> Result<Cow<'a, str>, XmlError> {
         if el.empty {
             return Ok(Cow::Borrowed(""));
         }
+        match self.lexer.leaf_text(el.qname) {
+            Some(text) => Ok(Cow::Borrowed(text)),
+            None => self.text_in_pieces(el),
+        }
+    }
+
+    /// [`XmlReader::text`] of an element whose content is more than plain text and its end tag.
+    fn text_in_pieces(&mut self, el: &Element<'a>) -> Result<Cow<'a, str>, XmlError> {
         let mut text: Cow<'a, str> = Cow::Borrowed("");
         let mut has_children = false;
         loop {
@@ -132,9 +172,13 @@ impl<'a> XmlReader<'a> {
                     self.lexer.check_end(el.qname, name)?;
                     break;
                 }
-                Token::Start { name, empty } => {
+                Token::Start { name, local, empty } => {
                     has_children = true;
-                    self.skip(&Element { qname: name, empty })?;
+                    self.skip(&Element {
+                        qname: name,
+                        name: local,
+                        empty,
+                    })?;
                     continue;
                 }
                 Token::Eof => continue,
@@ -156,8 +200,14 @@ impl<'a> XmlReader<'a> {
         el: &Element<'a>,
         mut f: impl FnMut(&mut Self, &[u8], &Element<'a>) -> Result<(), XmlError>,
     ) -> Result<(), XmlError> {
+        self.read_members(el, &mut f)
+    }
+
+    /// [`XmlReader::read_struct`]'s loop, compiled once rather than for each structure: only the call to `f`
+    /// differs between them.
+    fn read_members(&mut self, el: &Element<'a>, f: &mut ReadMember<'_, 'a>) -> Result<(), XmlError> {
         let mut buf = [0u8; MAX_NAME];
-        while let Some(child) = self.next_child(el)? {
+        while let Some(child) = self.child(el)? {
             let lower = lower_name(child.name(), &mut buf);
             f(self, lower, &child).map_err(|e| e.within(el.name()))?;
         }
@@ -189,7 +239,8 @@ impl<'a> XmlReader<'a> {
         Ok(())
     }
 
-    /// Reads the structure member `el` into `slot`, with the same rule for repeats as [`XmlReader::scalar`].
+    /// Reads the structure member `el` into `slot` (in place the first time), with the same rule for repeats as
+    /// [`XmlReader::scalar`].
     pub fn structure<T: FromXml + PartialEq + Debug>(
         &mut self,
         el: &Element<'a>,
@@ -197,59 +248,73 @@ impl<'a> XmlReader<'a> {
         bit: u32,
         slot: &mut Option<T>,
     ) -> Result<(), XmlError> {
-        let value = T::read_xml(self, el)?;
         let mask = 1u64 << bit;
         if *seen & mask == 0 {
             *seen |= mask;
-            *slot = Some(value);
-        } else if slot.as_ref() != Some(&value) {
+            return slot.insert(T::default()).read_xml(self, el);
+        }
+        let mut again = T::default();
+        again.read_xml(self, el)?;
+        if slot.as_ref() != Some(&again) {
             return Err(XmlError::Repeated {
                 path: el.name().to_owned(),
                 first: slot.as_ref().map(describe).unwrap_or_default(),
-                again: describe(&value),
+                again: describe(&again),
             });
         }
         Ok(())
     }
 
-    /// Reads the list `el`: each `item` or `member` child is one entry, appended to `out`; other children are
-    /// skipped.
+    /// Reads the list `el`: each `item` or `member` child is one entry, appended to `out` and read in place;
+    /// other children are skipped.
     pub fn list<T: FromXml>(&mut self, el: &Element<'a>, out: &mut Vec<T>) -> Result<(), XmlError> {
-        while let Some(child) = self.next_child(el)? {
-            if self.is_entry(el, &child)? {
-                out.push(T::read_xml(self, &child).map_err(|e| e.within(el.name()))?);
-            }
-        }
-        Ok(())
+        self.read_entries(el, &mut |r, entry| push_entry(out, T::default()).read_xml(r, entry))
     }
 
     /// Reads the list of scalars `el`: each `item` or `member` child is one entry (empty numbers, booleans and
     /// timestamps are left out); other children are skipped.
     pub fn scalar_list<T: XmlScalar>(&mut self, el: &Element<'a>, out: &mut Vec<T>) -> Result<(), XmlError> {
-        while let Some(child) = self.next_child(el)? {
-            if self.is_entry(el, &child)? {
-                let text = self.text(&child)?;
-                if let Some(v) = convert::<T>(&child, &text).map_err(|e| e.within(el.name()))? {
-                    out.push(v);
-                }
+        self.read_entries(el, &mut |r, entry| {
+            let text = r.text(entry)?;
+            if let Some(v) = convert::<T>(entry, &text)? {
+                push_entry(out, v);
+            }
+            Ok(())
+        })
+    }
+
+    /// The loop of [`XmlReader::list`] and [`XmlReader::scalar_list`], compiled once: `f` reads each entry of
+    /// the list `list`; a child that is not an entry is logged and skipped. Errors below get `list`'s name
+    /// prepended to their path.
+    fn read_entries(&mut self, list: &Element<'a>, f: &mut ReadEntry<'_, 'a>) -> Result<(), XmlError> {
+        while let Some(child) = self.child(list)? {
+            if is_entry_name(child.name()) {
+                f(self, &child).map_err(|e| e.within(list.name()))?;
+            } else {
+                tracing::debug!(
+                    list = list.name(),
+                    element = child.name(),
+                    "skipping an element that is not a list entry"
+                );
+                self.skip(&child)?;
             }
         }
         Ok(())
     }
+}
 
-    /// Whether `child` of the list `list` is an entry; a child that is not is logged and skipped.
-    fn is_entry(&mut self, list: &Element<'a>, child: &Element<'a>) -> Result<bool, XmlError> {
-        if is_entry_name(child.name()) {
-            return Ok(true);
-        }
-        tracing::debug!(
-            list = list.name(),
-            element = child.name(),
-            "skipping an element that is not a list entry"
-        );
-        self.skip(child)?;
-        Ok(false)
+/// Appends `entry` to `list` and returns it. The first allocation holds four entries as with `Vec::push`, but
+/// fewer when entries are large (about 512 bytes' worth, at least one entry); the capacity then doubles. Most
+/// lists in a reply hold one or two entries, and room for four of an instance's network interfaces (600 bytes
+/// each) would be a large part of the output's memory.
+fn push_entry<T>(list: &mut Vec<T>, entry: T) -> &mut T {
+    if list.len() == list.capacity() {
+        let first = (512 / size_of::<T>().max(1)).clamp(1, 4);
+        list.reserve_exact(if list.is_empty() { first } else { list.len() });
     }
+    list.push(entry);
+    let last = list.len() - 1;
+    &mut list[last]
 }
 
 fn convert<T: XmlScalar>(el: &Element<'_>, text: &str) -> Result<Option<T>, XmlError> {
@@ -269,15 +334,37 @@ fn cut(text: &str) -> String {
     text.chars().take(100).collect()
 }
 
+/// `name` in ASCII lower case, in `buf` (eight bytes at a time); empty when longer than `buf`.
 fn lower_name<'b>(name: &str, buf: &'b mut [u8; MAX_NAME]) -> &'b [u8] {
     let name = name.as_bytes();
-    let Some(dst) = buf.get_mut(..name.len()) else {
+    if name.len() > MAX_NAME {
         return &[];
-    };
-    for (d, s) in dst.iter_mut().zip(name) {
+    }
+    let mut words = name.chunks_exact(8);
+    let mut at = 0;
+    for word in &mut words {
+        let lower = lower_word(u64::from_le_bytes(word.try_into().unwrap_or_default()));
+        buf[at..at + 8].copy_from_slice(&lower.to_le_bytes());
+        at += 8;
+    }
+    for (d, s) in buf[at..].iter_mut().zip(words.remainder()) {
         *d = s.to_ascii_lowercase();
     }
-    dst
+    &buf[..name.len()]
+}
+
+/// Each byte of `word` in ASCII lower case.
+fn lower_word(word: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let low7 = word & !HIGH;
+    // High bit set where the low seven bits are at least `A`, and where they are above `Z` (no carries: each
+    // byte is below 0x80 before the addition).
+    let at_least_a = low7 + ONES * u64::from(0x80 - b'A');
+    let above_z = low7 + ONES * u64::from(0x7f - b'Z');
+    // Upper-case ASCII letters only (a byte with its high bit set is not ASCII).
+    let upper = at_least_a & !above_z & !word & HIGH;
+    word | (upper >> 2)
 }
 
 #[cfg(test)]
@@ -295,16 +382,14 @@ mod tests {
     }
 
     impl FromXml for Vol {
-        fn read_xml<'a>(r: &mut XmlReader<'a>, el: &Element<'a>) -> Result<Self, XmlError> {
-            let mut out = Self::default();
+        fn read_xml<'a>(&mut self, r: &mut XmlReader<'a>, el: &Element<'a>) -> Result<(), XmlError> {
             let mut seen = 0u64;
             r.read_struct(el, |r, name, child| match (name.len(), name) {
-                (8, b"volumeid") => r.scalar(child, &mut seen, 0, &mut out.id),
-                (4, b"size") => r.scalar(child, &mut seen, 1, &mut out.size),
-                (6, b"tagset") => r.scalar_list(child, &mut out.tags),
+                (8, b"volumeid") => r.scalar(child, &mut seen, 0, &mut self.id),
+                (4, b"size") => r.scalar(child, &mut seen, 1, &mut self.size),
+                (6, b"tagset") => r.scalar_list(child, &mut self.tags),
                 _ => r.skip(child),
-            })?;
-            Ok(out)
+            })
         }
     }
 
@@ -315,15 +400,13 @@ mod tests {
     }
 
     impl FromXml for Vols {
-        fn read_xml<'a>(r: &mut XmlReader<'a>, el: &Element<'a>) -> Result<Self, XmlError> {
-            let mut out = Self::default();
+        fn read_xml<'a>(&mut self, r: &mut XmlReader<'a>, el: &Element<'a>) -> Result<(), XmlError> {
             let mut seen = 0u64;
             r.read_struct(el, |r, name, child| match (name.len(), name) {
-                (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-                (3, b"set") => r.list(child, &mut out.set),
+                (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+                (3, b"set") => r.list(child, &mut self.set),
                 _ => r.skip(child),
-            })?;
-            Ok(out)
+            })
         }
 
         fn request_id(&self) -> Option<&str> {
@@ -338,15 +421,13 @@ mod tests {
     }
 
     impl FromXml for Attachment {
-        fn read_xml<'a>(r: &mut XmlReader<'a>, el: &Element<'a>) -> Result<Self, XmlError> {
-            let mut out = Self::default();
+        fn read_xml<'a>(&mut self, r: &mut XmlReader<'a>, el: &Element<'a>) -> Result<(), XmlError> {
             let mut seen = 0u64;
             r.read_struct(el, |r, name, child| match (name.len(), name) {
-                (10, b"instanceid") => r.scalar(child, &mut seen, 0, &mut out.instance),
-                (6, b"status") => r.scalar(child, &mut seen, 1, &mut out.status),
+                (10, b"instanceid") => r.scalar(child, &mut seen, 0, &mut self.instance),
+                (6, b"status") => r.scalar(child, &mut seen, 1, &mut self.status),
                 _ => r.skip(child),
-            })?;
-            Ok(out)
+            })
         }
     }
 
@@ -359,17 +440,15 @@ mod tests {
     }
 
     impl FromXml for Disk {
-        fn read_xml<'a>(r: &mut XmlReader<'a>, el: &Element<'a>) -> Result<Self, XmlError> {
-            let mut out = Self::default();
+        fn read_xml<'a>(&mut self, r: &mut XmlReader<'a>, el: &Element<'a>) -> Result<(), XmlError> {
             let mut seen = 0u64;
             r.read_struct(el, |r, name, child| match (name.len(), name) {
-                (4, b"size") => r.scalar(child, &mut seen, 0, &mut out.size),
-                (5, b"state") => r.structure(child, &mut seen, 1, &mut out.state),
-                (13, b"attachmentset") => r.list(child, &mut out.attachments),
-                (5, b"zones") => r.scalar_list(child, &mut out.zones),
+                (4, b"size") => r.scalar(child, &mut seen, 0, &mut self.size),
+                (5, b"state") => r.structure(child, &mut seen, 1, &mut self.state),
+                (13, b"attachmentset") => r.list(child, &mut self.attachments),
+                (5, b"zones") => r.scalar_list(child, &mut self.zones),
                 _ => r.skip(child),
-            })?;
-            Ok(out)
+            })
         }
     }
 
@@ -408,6 +487,32 @@ mod tests {
         assert_eq!(err.to_string(), "element r/set/item/size: \"x\" is not a valid integer");
         let long = format!("<r><{0}>1</{0}><set/></r>", "size".repeat(20));
         assert_eq!(from_str::<Vols>(&long).unwrap(), Vols::default());
+    }
+
+    #[test]
+    fn names_lower_case_a_word_at_a_time() {
+        let all: Vec<u8> = (0..=255u8).collect();
+        for chunk in all.chunks(8) {
+            let word = u64::from_le_bytes(chunk.try_into().unwrap());
+            let expected: Vec<u8> = chunk.iter().map(u8::to_ascii_lowercase).collect();
+            assert_eq!(lower_word(word).to_le_bytes().to_vec(), expected);
+        }
+        let mut buf = [0u8; MAX_NAME];
+        for name in [
+            "",
+            "a",
+            "VolumeID",
+            "niftyPrivateNetworkType",
+            "ÄrgerÜBER_x-1.Y",
+            &"aB".repeat(32),
+        ] {
+            assert_eq!(
+                lower_name(name, &mut buf),
+                name.to_ascii_lowercase().as_bytes(),
+                "{name}"
+            );
+        }
+        assert_eq!(lower_name(&"a".repeat(65), &mut buf), b"");
     }
 
     #[test]

@@ -86,8 +86,8 @@ fn feed<'a>(body: &'a str, b: &mut TreeBuilder<'a>) -> Result<XmlNode, XmlError>
     loop {
         let at = lexer.position();
         match lexer.next()? {
-            Token::Start { name, empty } => {
-                b.open(name);
+            Token::Start { name, local, empty } => {
+                b.open(name, local);
                 if empty && let Some(root) = b.close() {
                     return Ok(root);
                 }
@@ -131,9 +131,8 @@ struct TreeBuilder<'a> {
 }
 
 impl<'a> TreeBuilder<'a> {
-    fn open(&mut self, qname: &'a str) {
+    fn open(&mut self, qname: &'a str, local: &'a str) {
         self.pending_ws.clear();
-        let local = qname.rsplit_once(':').map_or(qname, |(_, local)| local);
         let name = Arc::clone(self.names.entry(local).or_insert_with(|| Arc::from(local)));
         let node = XmlNode {
             name,

@@ -18,16 +18,15 @@ pub struct BackupInformation {
 
 impl crate::xml::FromXml for BackupInformation {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (8, b"isbackup") => r.scalar(child, &mut seen, 0, &mut out.is_backup),
+            (8, b"isbackup") => r.scalar(child, &mut seen, 0, &mut self.is_backup),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -47,17 +46,16 @@ pub struct BypassInterface {
 
 impl crate::xml::FromXml for BypassInterface {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"networkid") => r.scalar(child, &mut seen, 0, &mut out.network_id),
-            (11, b"networkname") => r.scalar(child, &mut seen, 1, &mut out.network_name),
+            (9, b"networkid") => r.scalar(child, &mut seen, 0, &mut self.network_id),
+            (11, b"networkname") => r.scalar(child, &mut seen, 1, &mut self.network_name),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -75,16 +73,15 @@ pub struct Description {
 
 impl crate::xml::FromXml for Description {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (5, b"value") => r.scalar(child, &mut seen, 0, &mut out.value),
+            (5, b"value") => r.scalar(child, &mut seen, 0, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -102,16 +99,15 @@ pub struct GroupSet {
 
 impl crate::xml::FromXml for GroupSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (7, b"groupid") => r.scalar(child, &mut seen, 0, &mut out.group_id),
+            (7, b"groupid") => r.scalar(child, &mut seen, 0, &mut self.group_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -131,17 +127,16 @@ pub struct Image {
 
 impl crate::xml::FromXml for Image {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (6, b"format") => r.scalar(child, &mut seen, 0, &mut out.format),
-            (4, b"size") => r.scalar(child, &mut seen, 1, &mut out.size),
+            (6, b"format") => r.scalar(child, &mut seen, 0, &mut self.format),
+            (4, b"size") => r.scalar(child, &mut seen, 1, &mut self.size),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -161,17 +156,16 @@ pub struct InstanceState {
 
 impl crate::xml::FromXml for InstanceState {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (4, b"code") => r.scalar(child, &mut seen, 0, &mut out.code),
-            (4, b"name") => r.scalar(child, &mut seen, 1, &mut out.name),
+            (4, b"code") => r.scalar(child, &mut seen, 0, &mut self.code),
+            (4, b"name") => r.scalar(child, &mut seen, 1, &mut self.name),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -197,20 +191,19 @@ pub struct InstanceStates {
 
 impl crate::xml::FromXml for InstanceStates {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (11, b"description") => r.scalar(child, &mut seen, 0, &mut out.description),
-            (10, b"instanceid") => r.scalar(child, &mut seen, 1, &mut out.instance_id),
-            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 2, &mut out.instance_unique_id),
-            (10, b"reasoncode") => r.scalar(child, &mut seen, 3, &mut out.reason_code),
-            (5, b"state") => r.scalar(child, &mut seen, 4, &mut out.state),
+            (11, b"description") => r.scalar(child, &mut seen, 0, &mut self.description),
+            (10, b"instanceid") => r.scalar(child, &mut seen, 1, &mut self.instance_id),
+            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 2, &mut self.instance_unique_id),
+            (10, b"reasoncode") => r.scalar(child, &mut seen, 3, &mut self.reason_code),
+            (5, b"state") => r.scalar(child, &mut seen, 4, &mut self.state),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -230,17 +223,16 @@ pub struct Instances {
 
 impl crate::xml::FromXml for Instances {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (10, b"instanceid") => r.scalar(child, &mut seen, 0, &mut out.instance_id),
-            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 1, &mut out.instance_unique_id),
+            (10, b"instanceid") => r.scalar(child, &mut seen, 0, &mut self.instance_id),
+            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 1, &mut self.instance_unique_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -260,17 +252,16 @@ pub struct ListenInterface {
 
 impl crate::xml::FromXml for ListenInterface {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"networkid") => r.scalar(child, &mut seen, 0, &mut out.network_id),
-            (11, b"networkname") => r.scalar(child, &mut seen, 1, &mut out.network_name),
+            (9, b"networkid") => r.scalar(child, &mut seen, 0, &mut self.network_id),
+            (11, b"networkname") => r.scalar(child, &mut seen, 1, &mut self.network_name),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -288,16 +279,15 @@ pub struct Placement {
 
 impl crate::xml::FromXml for Placement {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (16, b"availabilityzone") => r.scalar(child, &mut seen, 0, &mut out.availability_zone),
+            (16, b"availabilityzone") => r.scalar(child, &mut seen, 0, &mut self.availability_zone),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -315,16 +305,15 @@ pub struct ProductCodes {
 
 impl crate::xml::FromXml for ProductCodes {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (11, b"productcode") => r.scalar(child, &mut seen, 0, &mut out.product_code),
+            (11, b"productcode") => r.scalar(child, &mut seen, 0, &mut self.product_code),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -384,16 +373,15 @@ pub struct ResponseMetadata {
 
 impl crate::xml::FromXml for ResponseMetadata {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -413,17 +401,16 @@ pub struct StateReason {
 
 impl crate::xml::FromXml for StateReason {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (4, b"code") => r.scalar(child, &mut seen, 0, &mut out.code),
-            (7, b"message") => r.scalar(child, &mut seen, 1, &mut out.message),
+            (4, b"code") => r.scalar(child, &mut seen, 0, &mut self.code),
+            (7, b"message") => r.scalar(child, &mut seen, 1, &mut self.message),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -443,16 +430,15 @@ pub struct TagSet {
 
 impl crate::xml::FromXml for TagSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (3, b"key") => r.scalar(child, &mut seen, 0, &mut out.key),
-            (5, b"value") => r.scalar(child, &mut seen, 1, &mut out.value),
+            (3, b"key") => r.scalar(child, &mut seen, 0, &mut self.key),
+            (5, b"value") => r.scalar(child, &mut seen, 1, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }

@@ -45,31 +45,30 @@ pub struct ElasticLoadBalancerDescriptions {
 
 impl crate::xml::FromXml for ElasticLoadBalancerDescriptions {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (14, b"accountingtype") => r.scalar(child, &mut seen, 0, &mut out.accounting_type),
-            (17, b"availabilityzones") => r.scalar_list(child, &mut out.availability_zones),
-            (11, b"createdtime") => r.scalar(child, &mut seen, 2, &mut out.created_time),
-            (7, b"dnsname") => r.scalar(child, &mut seen, 3, &mut out.dns_name),
-            (21, b"elasticloadbalancerid") => r.scalar(child, &mut seen, 4, &mut out.elastic_load_balancer_id),
+            (14, b"accountingtype") => r.scalar(child, &mut seen, 0, &mut self.accounting_type),
+            (17, b"availabilityzones") => r.scalar_list(child, &mut self.availability_zones),
+            (11, b"createdtime") => r.scalar(child, &mut seen, 2, &mut self.created_time),
+            (7, b"dnsname") => r.scalar(child, &mut seen, 3, &mut self.dns_name),
+            (21, b"elasticloadbalancerid") => r.scalar(child, &mut seen, 4, &mut self.elastic_load_balancer_id),
             (39, b"elasticloadbalancerlistenerdescriptions") => {
-                r.list(child, &mut out.elastic_load_balancer_listener_descriptions)
+                r.list(child, &mut self.elastic_load_balancer_listener_descriptions)
             }
-            (23, b"elasticloadbalancername") => r.scalar(child, &mut seen, 6, &mut out.elastic_load_balancer_name),
-            (17, b"networkinterfaces") => r.list(child, &mut out.network_interfaces),
-            (13, b"networkvolume") => r.scalar(child, &mut seen, 8, &mut out.network_volume),
-            (23, b"nextmonthaccountingtype") => r.scalar(child, &mut seen, 9, &mut out.next_month_accounting_type),
-            (23, b"routetableassociationid") => r.scalar(child, &mut seen, 10, &mut out.route_table_association_id),
-            (12, b"routetableid") => r.scalar(child, &mut seen, 11, &mut out.route_table_id),
-            (5, b"state") => r.scalar(child, &mut seen, 12, &mut out.state),
-            (18, b"versioninformation") => r.structure(child, &mut seen, 13, &mut out.version_information),
+            (23, b"elasticloadbalancername") => r.scalar(child, &mut seen, 6, &mut self.elastic_load_balancer_name),
+            (17, b"networkinterfaces") => r.list(child, &mut self.network_interfaces),
+            (13, b"networkvolume") => r.scalar(child, &mut seen, 8, &mut self.network_volume),
+            (23, b"nextmonthaccountingtype") => r.scalar(child, &mut seen, 9, &mut self.next_month_accounting_type),
+            (23, b"routetableassociationid") => r.scalar(child, &mut seen, 10, &mut self.route_table_association_id),
+            (12, b"routetableid") => r.scalar(child, &mut seen, 11, &mut self.route_table_id),
+            (5, b"state") => r.scalar(child, &mut seen, 12, &mut self.state),
+            (18, b"versioninformation") => r.structure(child, &mut seen, 13, &mut self.version_information),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -87,16 +86,15 @@ pub struct ElasticLoadBalancerListenerDescriptions {
 
 impl crate::xml::FromXml for ElasticLoadBalancerListenerDescriptions {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (8, b"listener") => r.structure(child, &mut seen, 0, &mut out.listener),
+            (8, b"listener") => r.structure(child, &mut seen, 0, &mut self.listener),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -114,16 +112,15 @@ pub struct Expectation {
 
 impl crate::xml::FromXml for Expectation {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (8, b"httpcode") => r.scalar(child, &mut seen, 0, &mut out.http_code),
+            (8, b"httpcode") => r.scalar(child, &mut seen, 0, &mut self.http_code),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -149,20 +146,19 @@ pub struct HealthCheckOfNiftyConfigureElasticLoadBalancerHealthCheck {
 
 impl crate::xml::FromXml for HealthCheckOfNiftyConfigureElasticLoadBalancerHealthCheck {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (11, b"expectation") => r.list(child, &mut out.expectation),
-            (8, b"interval") => r.scalar(child, &mut seen, 1, &mut out.interval),
-            (4, b"path") => r.scalar(child, &mut seen, 2, &mut out.path),
-            (6, b"target") => r.scalar(child, &mut seen, 3, &mut out.target),
-            (18, b"unhealthythreshold") => r.scalar(child, &mut seen, 4, &mut out.unhealthy_threshold),
+            (11, b"expectation") => r.list(child, &mut self.expectation),
+            (8, b"interval") => r.scalar(child, &mut seen, 1, &mut self.interval),
+            (4, b"path") => r.scalar(child, &mut seen, 2, &mut self.path),
+            (6, b"target") => r.scalar(child, &mut seen, 3, &mut self.target),
+            (18, b"unhealthythreshold") => r.scalar(child, &mut seen, 4, &mut self.unhealthy_threshold),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -190,21 +186,20 @@ pub struct HealthCheckOfNiftyDescribeElasticLoadBalancers {
 
 impl crate::xml::FromXml for HealthCheckOfNiftyDescribeElasticLoadBalancers {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (11, b"expectation") => r.list(child, &mut out.expectation),
-            (14, b"instancestates") => r.list(child, &mut out.instance_states),
-            (8, b"interval") => r.scalar(child, &mut seen, 2, &mut out.interval),
-            (4, b"path") => r.scalar(child, &mut seen, 3, &mut out.path),
-            (6, b"target") => r.scalar(child, &mut seen, 4, &mut out.target),
-            (18, b"unhealthythreshold") => r.scalar(child, &mut seen, 5, &mut out.unhealthy_threshold),
+            (11, b"expectation") => r.list(child, &mut self.expectation),
+            (14, b"instancestates") => r.list(child, &mut self.instance_states),
+            (8, b"interval") => r.scalar(child, &mut seen, 2, &mut self.interval),
+            (4, b"path") => r.scalar(child, &mut seen, 3, &mut self.path),
+            (6, b"target") => r.scalar(child, &mut seen, 4, &mut self.target),
+            (18, b"unhealthythreshold") => r.scalar(child, &mut seen, 5, &mut self.unhealthy_threshold),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -241,25 +236,24 @@ pub struct ListenerOfNiftyDescribeElasticLoadBalancers {
 
 impl crate::xml::FromXml for ListenerOfNiftyDescribeElasticLoadBalancers {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (13, b"balancingtype") => r.scalar(child, &mut seen, 0, &mut out.balancing_type),
-            (11, b"description") => r.scalar(child, &mut seen, 1, &mut out.description),
-            (23, b"elasticloadbalancerport") => r.scalar(child, &mut seen, 2, &mut out.elastic_load_balancer_port),
-            (11, b"healthcheck") => r.structure(child, &mut seen, 3, &mut out.health_check),
-            (12, b"instanceport") => r.scalar(child, &mut seen, 4, &mut out.instance_port),
-            (9, b"instances") => r.list(child, &mut out.instances),
-            (8, b"protocol") => r.scalar(child, &mut seen, 6, &mut out.protocol),
-            (16, b"sslcertificateid") => r.scalar(child, &mut seen, 7, &mut out.ssl_certificate_id),
-            (23, b"sessionstickinesspolicy") => r.structure(child, &mut seen, 8, &mut out.session_stickiness_policy),
-            (9, b"sorrypage") => r.structure(child, &mut seen, 9, &mut out.sorry_page),
+            (13, b"balancingtype") => r.scalar(child, &mut seen, 0, &mut self.balancing_type),
+            (11, b"description") => r.scalar(child, &mut seen, 1, &mut self.description),
+            (23, b"elasticloadbalancerport") => r.scalar(child, &mut seen, 2, &mut self.elastic_load_balancer_port),
+            (11, b"healthcheck") => r.structure(child, &mut seen, 3, &mut self.health_check),
+            (12, b"instanceport") => r.scalar(child, &mut seen, 4, &mut self.instance_port),
+            (9, b"instances") => r.list(child, &mut self.instances),
+            (8, b"protocol") => r.scalar(child, &mut seen, 6, &mut self.protocol),
+            (16, b"sslcertificateid") => r.scalar(child, &mut seen, 7, &mut self.ssl_certificate_id),
+            (23, b"sessionstickinesspolicy") => r.structure(child, &mut seen, 8, &mut self.session_stickiness_policy),
+            (9, b"sorrypage") => r.structure(child, &mut seen, 9, &mut self.sorry_page),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -288,21 +282,20 @@ pub struct ListenersOfNiftyRegisterPortWithElasticLoadBalancer {
 
 impl crate::xml::FromXml for ListenersOfNiftyRegisterPortWithElasticLoadBalancer {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (13, b"balancingtype") => r.scalar(child, &mut seen, 0, &mut out.balancing_type),
-            (11, b"description") => r.scalar(child, &mut seen, 1, &mut out.description),
-            (23, b"elasticloadbalancerport") => r.scalar(child, &mut seen, 2, &mut out.elastic_load_balancer_port),
-            (12, b"instanceport") => r.scalar(child, &mut seen, 3, &mut out.instance_port),
-            (8, b"protocol") => r.scalar(child, &mut seen, 4, &mut out.protocol),
-            (16, b"sslcertificateid") => r.scalar(child, &mut seen, 5, &mut out.ssl_certificate_id),
+            (13, b"balancingtype") => r.scalar(child, &mut seen, 0, &mut self.balancing_type),
+            (11, b"description") => r.scalar(child, &mut seen, 1, &mut self.description),
+            (23, b"elasticloadbalancerport") => r.scalar(child, &mut seen, 2, &mut self.elastic_load_balancer_port),
+            (12, b"instanceport") => r.scalar(child, &mut seen, 3, &mut self.instance_port),
+            (8, b"protocol") => r.scalar(child, &mut seen, 4, &mut self.protocol),
+            (16, b"sslcertificateid") => r.scalar(child, &mut seen, 5, &mut self.ssl_certificate_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -332,22 +325,21 @@ pub struct NetworkInterfaces {
 
 impl crate::xml::FromXml for NetworkInterfaces {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (11, b"description") => r.scalar(child, &mut seen, 0, &mut out.description),
-            (11, b"deviceindex") => r.scalar(child, &mut seen, 1, &mut out.device_index),
-            (9, b"ipaddress") => r.scalar(child, &mut seen, 2, &mut out.ip_address),
-            (12, b"isvipnetwork") => r.scalar(child, &mut seen, 3, &mut out.is_vip_network),
-            (9, b"networkid") => r.scalar(child, &mut seen, 4, &mut out.network_id),
-            (11, b"networkname") => r.scalar(child, &mut seen, 5, &mut out.network_name),
-            (17, b"systemipaddresses") => r.list(child, &mut out.system_ip_addresses),
+            (11, b"description") => r.scalar(child, &mut seen, 0, &mut self.description),
+            (11, b"deviceindex") => r.scalar(child, &mut seen, 1, &mut self.device_index),
+            (9, b"ipaddress") => r.scalar(child, &mut seen, 2, &mut self.ip_address),
+            (12, b"isvipnetwork") => r.scalar(child, &mut seen, 3, &mut self.is_vip_network),
+            (9, b"networkid") => r.scalar(child, &mut seen, 4, &mut self.network_id),
+            (11, b"networkname") => r.scalar(child, &mut seen, 5, &mut self.network_name),
+            (17, b"systemipaddresses") => r.list(child, &mut self.system_ip_addresses),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -427,17 +419,16 @@ pub struct NiftyAssociateRouteTableWithElasticLoadBalancerResult {
 
 impl crate::xml::FromXml for NiftyAssociateRouteTableWithElasticLoadBalancerResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -559,16 +550,15 @@ pub struct NiftyConfigureElasticLoadBalancerHealthCheckResult {
 
 impl crate::xml::FromXml for NiftyConfigureElasticLoadBalancerHealthCheckResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (11, b"healthcheck") => r.structure(child, &mut seen, 0, &mut out.health_check),
+            (11, b"healthcheck") => r.structure(child, &mut seen, 0, &mut self.health_check),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -589,22 +579,21 @@ pub struct NiftyConfigureElasticLoadBalancerHealthCheckResultWrapper {
 
 impl crate::xml::FromXml for NiftyConfigureElasticLoadBalancerHealthCheckResultWrapper {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
             (50, b"niftyconfigureelasticloadbalancerhealthcheckresult") => r.structure(
                 child,
                 &mut seen,
                 0,
-                &mut out.nifty_configure_elastic_load_balancer_health_check_result,
+                &mut self.nifty_configure_elastic_load_balancer_health_check_result,
             ),
-            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut out.response_metadata),
+            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut self.response_metadata),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.response_metadata.as_ref().and_then(|m| m.request_id.as_deref()))
@@ -731,16 +720,15 @@ pub struct NiftyCreateElasticLoadBalancerResult {
 
 impl crate::xml::FromXml for NiftyCreateElasticLoadBalancerResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (7, b"dnsname") => r.scalar(child, &mut seen, 0, &mut out.dns_name),
+            (7, b"dnsname") => r.scalar(child, &mut seen, 0, &mut self.dns_name),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -760,19 +748,18 @@ pub struct NiftyCreateElasticLoadBalancerResultWrapper {
 
 impl crate::xml::FromXml for NiftyCreateElasticLoadBalancerResultWrapper {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
             (36, b"niftycreateelasticloadbalancerresult") => {
-                r.structure(child, &mut seen, 0, &mut out.nifty_create_elastic_load_balancer_result)
+                r.structure(child, &mut seen, 0, &mut self.nifty_create_elastic_load_balancer_result)
             }
-            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut out.response_metadata),
+            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut self.response_metadata),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.response_metadata.as_ref().and_then(|m| m.request_id.as_deref()))
@@ -882,19 +869,18 @@ pub struct NiftyDeleteElasticLoadBalancerResultWrapper {
 
 impl crate::xml::FromXml for NiftyDeleteElasticLoadBalancerResultWrapper {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
             (36, b"niftydeleteelasticloadbalancerresult") => {
-                r.scalar(child, &mut seen, 0, &mut out.nifty_delete_elastic_load_balancer_result)
+                r.scalar(child, &mut seen, 0, &mut self.nifty_delete_elastic_load_balancer_result)
             }
-            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut out.response_metadata),
+            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut self.response_metadata),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.response_metadata.as_ref().and_then(|m| m.request_id.as_deref()))
@@ -1015,22 +1001,21 @@ pub struct NiftyDeregisterInstancesFromElasticLoadBalancerResultWrapper {
 
 impl crate::xml::FromXml for NiftyDeregisterInstancesFromElasticLoadBalancerResultWrapper {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
             (53, b"niftyderegisterinstancesfromelasticloadbalancerresult") => r.scalar(
                 child,
                 &mut seen,
                 0,
-                &mut out.nifty_deregister_instances_from_elastic_load_balancer_result,
+                &mut self.nifty_deregister_instances_from_elastic_load_balancer_result,
             ),
-            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut out.response_metadata),
+            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut self.response_metadata),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.response_metadata.as_ref().and_then(|m| m.request_id.as_deref()))
@@ -1102,15 +1087,14 @@ pub struct NiftyDescribeElasticLoadBalancersResult {
 
 impl crate::xml::FromXml for NiftyDescribeElasticLoadBalancersResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (31, b"elasticloadbalancerdescriptions") => r.list(child, &mut out.elastic_load_balancer_descriptions),
+            (31, b"elasticloadbalancerdescriptions") => r.list(child, &mut self.elastic_load_balancer_descriptions),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -1130,22 +1114,21 @@ pub struct NiftyDescribeElasticLoadBalancersResultWrapper {
 
 impl crate::xml::FromXml for NiftyDescribeElasticLoadBalancersResultWrapper {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
             (39, b"niftydescribeelasticloadbalancersresult") => r.structure(
                 child,
                 &mut seen,
                 0,
-                &mut out.nifty_describe_elastic_load_balancers_result,
+                &mut self.nifty_describe_elastic_load_balancers_result,
             ),
-            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut out.response_metadata),
+            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut self.response_metadata),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.response_metadata.as_ref().and_then(|m| m.request_id.as_deref()))
@@ -1264,15 +1247,14 @@ pub struct NiftyDescribeInstanceElasticLoadBalancerHealthResult {
 
 impl crate::xml::FromXml for NiftyDescribeInstanceElasticLoadBalancerHealthResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (14, b"instancestates") => r.list(child, &mut out.instance_states),
+            (14, b"instancestates") => r.list(child, &mut self.instance_states),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -1293,22 +1275,21 @@ pub struct NiftyDescribeInstanceElasticLoadBalancerHealthResultWrapper {
 
 impl crate::xml::FromXml for NiftyDescribeInstanceElasticLoadBalancerHealthResultWrapper {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
             (52, b"niftydescribeinstanceelasticloadbalancerhealthresult") => r.structure(
                 child,
                 &mut seen,
                 0,
-                &mut out.nifty_describe_instance_elastic_load_balancer_health_result,
+                &mut self.nifty_describe_instance_elastic_load_balancer_health_result,
             ),
-            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut out.response_metadata),
+            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut self.response_metadata),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.response_metadata.as_ref().and_then(|m| m.request_id.as_deref()))
@@ -1380,17 +1361,16 @@ pub struct NiftyDisassociateRouteTableFromElasticLoadBalancerResult {
 
 impl crate::xml::FromXml for NiftyDisassociateRouteTableFromElasticLoadBalancerResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -1506,16 +1486,15 @@ pub struct NiftyModifyElasticLoadBalancerAttributesResult {
 
 impl crate::xml::FromXml for NiftyModifyElasticLoadBalancerAttributesResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (16, b"responsemetadata") => r.structure(child, &mut seen, 0, &mut out.response_metadata),
+            (16, b"responsemetadata") => r.structure(child, &mut seen, 0, &mut self.response_metadata),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.response_metadata.as_ref().and_then(|m| m.request_id.as_deref()))
@@ -1636,22 +1615,21 @@ pub struct NiftyRegisterInstancesWithElasticLoadBalancerResultWrapper {
 
 impl crate::xml::FromXml for NiftyRegisterInstancesWithElasticLoadBalancerResultWrapper {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
             (51, b"niftyregisterinstanceswithelasticloadbalancerresult") => r.scalar(
                 child,
                 &mut seen,
                 0,
-                &mut out.nifty_register_instances_with_elastic_load_balancer_result,
+                &mut self.nifty_register_instances_with_elastic_load_balancer_result,
             ),
-            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut out.response_metadata),
+            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut self.response_metadata),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.response_metadata.as_ref().and_then(|m| m.request_id.as_deref()))
@@ -1743,15 +1721,14 @@ pub struct NiftyRegisterPortWithElasticLoadBalancerResult {
 
 impl crate::xml::FromXml for NiftyRegisterPortWithElasticLoadBalancerResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"listeners") => r.list(child, &mut out.listeners),
+            (9, b"listeners") => r.list(child, &mut self.listeners),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -1771,22 +1748,21 @@ pub struct NiftyRegisterPortWithElasticLoadBalancerResultWrapper {
 
 impl crate::xml::FromXml for NiftyRegisterPortWithElasticLoadBalancerResultWrapper {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
             (46, b"niftyregisterportwithelasticloadbalancerresult") => r.structure(
                 child,
                 &mut seen,
                 0,
-                &mut out.nifty_register_port_with_elastic_load_balancer_result,
+                &mut self.nifty_register_port_with_elastic_load_balancer_result,
             ),
-            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut out.response_metadata),
+            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut self.response_metadata),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.response_metadata.as_ref().and_then(|m| m.request_id.as_deref()))
@@ -1871,22 +1847,21 @@ pub struct NiftyReplaceElasticLoadBalancerLatestVersionResultWrapper {
 
 impl crate::xml::FromXml for NiftyReplaceElasticLoadBalancerLatestVersionResultWrapper {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
             (50, b"niftyreplaceelasticloadbalancerlatestversionresult") => r.scalar(
                 child,
                 &mut seen,
                 0,
-                &mut out.nifty_replace_elastic_load_balancer_latest_version_result,
+                &mut self.nifty_replace_elastic_load_balancer_latest_version_result,
             ),
-            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut out.response_metadata),
+            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut self.response_metadata),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.response_metadata.as_ref().and_then(|m| m.request_id.as_deref()))
@@ -2012,22 +1987,21 @@ pub struct NiftyReplaceElasticLoadBalancerListenerSSLCertificateResultWrapper {
 
 impl crate::xml::FromXml for NiftyReplaceElasticLoadBalancerListenerSSLCertificateResultWrapper {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
             (59, b"niftyreplaceelasticloadbalancerlistenersslcertificateresult") => r.scalar(
                 child,
                 &mut seen,
                 0,
-                &mut out.nifty_replace_elastic_load_balancer_listener_ssl_certificate_result,
+                &mut self.nifty_replace_elastic_load_balancer_listener_ssl_certificate_result,
             ),
-            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut out.response_metadata),
+            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut self.response_metadata),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.response_metadata.as_ref().and_then(|m| m.request_id.as_deref()))
@@ -2110,17 +2084,16 @@ pub struct NiftyReplaceRouteTableAssociationWithElasticLoadBalancerResult {
 
 impl crate::xml::FromXml for NiftyReplaceRouteTableAssociationWithElasticLoadBalancerResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -2221,16 +2194,15 @@ pub struct NiftyUpdateElasticLoadBalancerResult {
 
 impl crate::xml::FromXml for NiftyUpdateElasticLoadBalancerResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (16, b"responsemetadata") => r.structure(child, &mut seen, 0, &mut out.response_metadata),
+            (16, b"responsemetadata") => r.structure(child, &mut seen, 0, &mut self.response_metadata),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.response_metadata.as_ref().and_then(|m| m.request_id.as_deref()))
@@ -3266,18 +3238,17 @@ pub struct SessionStickinessPolicyOfNiftyDescribeElasticLoadBalancers {
 
 impl crate::xml::FromXml for SessionStickinessPolicyOfNiftyDescribeElasticLoadBalancers {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (7, b"enabled") => r.scalar(child, &mut seen, 0, &mut out.enabled),
-            (16, b"expirationperiod") => r.scalar(child, &mut seen, 1, &mut out.expiration_period),
-            (6, b"method") => r.scalar(child, &mut seen, 2, &mut out.method),
+            (7, b"enabled") => r.scalar(child, &mut seen, 0, &mut self.enabled),
+            (16, b"expirationperiod") => r.scalar(child, &mut seen, 1, &mut self.expiration_period),
+            (6, b"method") => r.scalar(child, &mut seen, 2, &mut self.method),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -3297,17 +3268,16 @@ pub struct SorryPageOfNiftyDescribeElasticLoadBalancers {
 
 impl crate::xml::FromXml for SorryPageOfNiftyDescribeElasticLoadBalancers {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (7, b"enabled") => r.scalar(child, &mut seen, 0, &mut out.enabled),
-            (11, b"redirecturl") => r.scalar(child, &mut seen, 1, &mut out.redirect_url),
+            (7, b"enabled") => r.scalar(child, &mut seen, 0, &mut self.enabled),
+            (11, b"redirecturl") => r.scalar(child, &mut seen, 1, &mut self.redirect_url),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -3325,16 +3295,15 @@ pub struct SystemIpAddresses {
 
 impl crate::xml::FromXml for SystemIpAddresses {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (15, b"systemipaddress") => r.scalar(child, &mut seen, 0, &mut out.system_ip_address),
+            (15, b"systemipaddress") => r.scalar(child, &mut seen, 0, &mut self.system_ip_address),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -3354,16 +3323,15 @@ pub struct VersionInformation {
 
 impl crate::xml::FromXml for VersionInformation {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (8, b"islatest") => r.scalar(child, &mut seen, 0, &mut out.is_latest),
-            (7, b"version") => r.scalar(child, &mut seen, 1, &mut out.version),
+            (8, b"islatest") => r.scalar(child, &mut seen, 0, &mut self.is_latest),
+            (7, b"version") => r.scalar(child, &mut seen, 1, &mut self.version),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }

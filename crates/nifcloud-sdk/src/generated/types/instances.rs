@@ -18,16 +18,15 @@ pub struct AccountingType {
 
 impl crate::xml::FromXml for AccountingType {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (5, b"value") => r.scalar(child, &mut seen, 0, &mut out.value),
+            (5, b"value") => r.scalar(child, &mut seen, 0, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -57,22 +56,21 @@ pub struct ActivitiesSet {
 
 impl crate::xml::FromXml for ActivitiesSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (22, b"backupinstanceuniqueid") => r.scalar(child, &mut seen, 0, &mut out.backup_instance_unique_id),
-            (6, b"detail") => r.scalar(child, &mut seen, 1, &mut out.detail),
-            (11, b"enddatetime") => r.scalar(child, &mut seen, 2, &mut out.end_date_time),
-            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 3, &mut out.instance_unique_id),
-            (9, b"operation") => r.scalar(child, &mut seen, 4, &mut out.operation),
-            (13, b"startdatetime") => r.scalar(child, &mut seen, 5, &mut out.start_date_time),
-            (6, b"status") => r.scalar(child, &mut seen, 6, &mut out.status),
+            (22, b"backupinstanceuniqueid") => r.scalar(child, &mut seen, 0, &mut self.backup_instance_unique_id),
+            (6, b"detail") => r.scalar(child, &mut seen, 1, &mut self.detail),
+            (11, b"enddatetime") => r.scalar(child, &mut seen, 2, &mut self.end_date_time),
+            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 3, &mut self.instance_unique_id),
+            (9, b"operation") => r.scalar(child, &mut seen, 4, &mut self.operation),
+            (13, b"startdatetime") => r.scalar(child, &mut seen, 5, &mut self.start_date_time),
+            (6, b"status") => r.scalar(child, &mut seen, 6, &mut self.status),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -96,19 +94,18 @@ pub struct Association {
 
 impl crate::xml::FromXml for Association {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"ipownerid") => r.scalar(child, &mut seen, 0, &mut out.ip_owner_id),
-            (13, b"publicdnsname") => r.scalar(child, &mut seen, 1, &mut out.public_dns_name),
-            (8, b"publicip") => r.scalar(child, &mut seen, 2, &mut out.public_ip),
-            (10, b"publicipv6") => r.scalar(child, &mut seen, 3, &mut out.public_ip_v6),
+            (9, b"ipownerid") => r.scalar(child, &mut seen, 0, &mut self.ip_owner_id),
+            (13, b"publicdnsname") => r.scalar(child, &mut seen, 1, &mut self.public_dns_name),
+            (8, b"publicip") => r.scalar(child, &mut seen, 2, &mut self.public_ip),
+            (10, b"publicipv6") => r.scalar(child, &mut seen, 3, &mut self.public_ip_v6),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -136,21 +133,20 @@ pub struct AssociationOfCopyFromBackupInstance {
 
 impl crate::xml::FromXml for AssociationOfCopyFromBackupInstance {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (12, b"allocationid") => r.scalar(child, &mut seen, 0, &mut out.allocation_id),
-            (13, b"associationid") => r.scalar(child, &mut seen, 1, &mut out.association_id),
-            (9, b"ipownerid") => r.scalar(child, &mut seen, 2, &mut out.ip_owner_id),
-            (13, b"publicdnsname") => r.scalar(child, &mut seen, 3, &mut out.public_dns_name),
-            (8, b"publicip") => r.scalar(child, &mut seen, 4, &mut out.public_ip),
-            (10, b"publicipv6") => r.scalar(child, &mut seen, 5, &mut out.public_ip_v6),
+            (12, b"allocationid") => r.scalar(child, &mut seen, 0, &mut self.allocation_id),
+            (13, b"associationid") => r.scalar(child, &mut seen, 1, &mut self.association_id),
+            (9, b"ipownerid") => r.scalar(child, &mut seen, 2, &mut self.ip_owner_id),
+            (13, b"publicdnsname") => r.scalar(child, &mut seen, 3, &mut self.public_dns_name),
+            (8, b"publicip") => r.scalar(child, &mut seen, 4, &mut self.public_ip),
+            (10, b"publicipv6") => r.scalar(child, &mut seen, 5, &mut self.public_ip_v6),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -170,17 +166,16 @@ pub struct AssociationOfImportInstance {
 
 impl crate::xml::FromXml for AssociationOfImportInstance {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"ipownerid") => r.scalar(child, &mut seen, 0, &mut out.ip_owner_id),
-            (13, b"publicdnsname") => r.scalar(child, &mut seen, 1, &mut out.public_dns_name),
+            (9, b"ipownerid") => r.scalar(child, &mut seen, 0, &mut self.ip_owner_id),
+            (13, b"publicdnsname") => r.scalar(child, &mut seen, 1, &mut self.public_dns_name),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -202,18 +197,17 @@ pub struct AssociationOfRunInstances {
 
 impl crate::xml::FromXml for AssociationOfRunInstances {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"ipownerid") => r.scalar(child, &mut seen, 0, &mut out.ip_owner_id),
-            (13, b"publicdnsname") => r.scalar(child, &mut seen, 1, &mut out.public_dns_name),
-            (8, b"publicip") => r.scalar(child, &mut seen, 2, &mut out.public_ip),
+            (9, b"ipownerid") => r.scalar(child, &mut seen, 0, &mut self.ip_owner_id),
+            (13, b"publicdnsname") => r.scalar(child, &mut seen, 1, &mut self.public_dns_name),
+            (8, b"publicip") => r.scalar(child, &mut seen, 2, &mut self.public_ip),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -239,20 +233,19 @@ pub struct Attachment {
 
 impl crate::xml::FromXml for Attachment {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (10, b"attachtime") => r.scalar(child, &mut seen, 0, &mut out.attach_time),
-            (12, b"attachmentid") => r.scalar(child, &mut seen, 1, &mut out.attachment_id),
-            (19, b"deleteontermination") => r.scalar(child, &mut seen, 2, &mut out.delete_on_termination),
-            (11, b"deviceindex") => r.scalar(child, &mut seen, 3, &mut out.device_index),
-            (6, b"status") => r.scalar(child, &mut seen, 4, &mut out.status),
+            (10, b"attachtime") => r.scalar(child, &mut seen, 0, &mut self.attach_time),
+            (12, b"attachmentid") => r.scalar(child, &mut seen, 1, &mut self.attachment_id),
+            (19, b"deleteontermination") => r.scalar(child, &mut seen, 2, &mut self.delete_on_termination),
+            (11, b"deviceindex") => r.scalar(child, &mut seen, 3, &mut self.device_index),
+            (6, b"status") => r.scalar(child, &mut seen, 4, &mut self.status),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -282,22 +275,21 @@ pub struct AttachmentOfCopyFromBackupInstance {
 
 impl crate::xml::FromXml for AttachmentOfCopyFromBackupInstance {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (10, b"attachtime") => r.scalar(child, &mut seen, 0, &mut out.attach_time),
-            (12, b"attachmentid") => r.scalar(child, &mut seen, 1, &mut out.attachment_id),
-            (19, b"deleteontermination") => r.scalar(child, &mut seen, 2, &mut out.delete_on_termination),
-            (11, b"deviceindex") => r.scalar(child, &mut seen, 3, &mut out.device_index),
-            (10, b"instanceid") => r.scalar(child, &mut seen, 4, &mut out.instance_id),
-            (15, b"instanceownerid") => r.scalar(child, &mut seen, 5, &mut out.instance_owner_id),
-            (6, b"status") => r.scalar(child, &mut seen, 6, &mut out.status),
+            (10, b"attachtime") => r.scalar(child, &mut seen, 0, &mut self.attach_time),
+            (12, b"attachmentid") => r.scalar(child, &mut seen, 1, &mut self.attachment_id),
+            (19, b"deleteontermination") => r.scalar(child, &mut seen, 2, &mut self.delete_on_termination),
+            (11, b"deviceindex") => r.scalar(child, &mut seen, 3, &mut self.device_index),
+            (10, b"instanceid") => r.scalar(child, &mut seen, 4, &mut self.instance_id),
+            (15, b"instanceownerid") => r.scalar(child, &mut seen, 5, &mut self.instance_owner_id),
+            (6, b"status") => r.scalar(child, &mut seen, 6, &mut self.status),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -324,20 +316,19 @@ pub struct AttachmentOfImportInstance {
 
 impl crate::xml::FromXml for AttachmentOfImportInstance {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (10, b"attachtime") => r.scalar(child, &mut seen, 0, &mut out.attach_time),
-            (12, b"attachmentid") => r.scalar(child, &mut seen, 1, &mut out.attachment_id),
-            (19, b"deleteontermination") => r.scalar(child, &mut seen, 2, &mut out.delete_on_termination),
-            (11, b"deviceindex") => r.scalar(child, &mut seen, 3, &mut out.device_index),
-            (6, b"status") => r.scalar(child, &mut seen, 4, &mut out.status),
+            (10, b"attachtime") => r.scalar(child, &mut seen, 0, &mut self.attach_time),
+            (12, b"attachmentid") => r.scalar(child, &mut seen, 1, &mut self.attachment_id),
+            (19, b"deleteontermination") => r.scalar(child, &mut seen, 2, &mut self.delete_on_termination),
+            (11, b"deviceindex") => r.scalar(child, &mut seen, 3, &mut self.device_index),
+            (6, b"status") => r.scalar(child, &mut seen, 4, &mut self.status),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -364,20 +355,19 @@ pub struct AttachmentOfRunInstances {
 
 impl crate::xml::FromXml for AttachmentOfRunInstances {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (10, b"attachtime") => r.scalar(child, &mut seen, 0, &mut out.attach_time),
-            (12, b"attachmentid") => r.scalar(child, &mut seen, 1, &mut out.attachment_id),
-            (19, b"deleteontermination") => r.scalar(child, &mut seen, 2, &mut out.delete_on_termination),
-            (11, b"deviceindex") => r.scalar(child, &mut seen, 3, &mut out.device_index),
-            (6, b"status") => r.scalar(child, &mut seen, 4, &mut out.status),
+            (10, b"attachtime") => r.scalar(child, &mut seen, 0, &mut self.attach_time),
+            (12, b"attachmentid") => r.scalar(child, &mut seen, 1, &mut self.attachment_id),
+            (19, b"deleteontermination") => r.scalar(child, &mut seen, 2, &mut self.delete_on_termination),
+            (11, b"deviceindex") => r.scalar(child, &mut seen, 3, &mut self.device_index),
+            (6, b"status") => r.scalar(child, &mut seen, 4, &mut self.status),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -397,17 +387,16 @@ pub struct Autoscaling {
 
 impl crate::xml::FromXml for Autoscaling {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (20, b"autoscalinggroupname") => r.scalar(child, &mut seen, 0, &mut out.auto_scaling_group_name),
-            (10, b"expiretime") => r.scalar(child, &mut seen, 1, &mut out.expire_time),
+            (20, b"autoscalinggroupname") => r.scalar(child, &mut seen, 0, &mut self.auto_scaling_group_name),
+            (10, b"expiretime") => r.scalar(child, &mut seen, 1, &mut self.expire_time),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -429,18 +418,17 @@ pub struct BackupInstancesSet {
 
 impl crate::xml::FromXml for BackupInstancesSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (24, b"backupinstancecreatetime") => r.scalar(child, &mut seen, 0, &mut out.backup_instance_create_time),
-            (22, b"backupinstanceuniqueid") => r.scalar(child, &mut seen, 1, &mut out.backup_instance_unique_id),
-            (6, b"status") => r.scalar(child, &mut seen, 2, &mut out.status),
+            (24, b"backupinstancecreatetime") => r.scalar(child, &mut seen, 0, &mut self.backup_instance_create_time),
+            (22, b"backupinstanceuniqueid") => r.scalar(child, &mut seen, 1, &mut self.backup_instance_unique_id),
+            (6, b"status") => r.scalar(child, &mut seen, 2, &mut self.status),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -460,17 +448,16 @@ pub struct BlockDeviceMapping {
 
 impl crate::xml::FromXml for BlockDeviceMapping {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (10, b"devicename") => r.scalar(child, &mut seen, 0, &mut out.device_name),
-            (3, b"ebs") => r.structure(child, &mut seen, 1, &mut out.ebs),
+            (10, b"devicename") => r.scalar(child, &mut seen, 0, &mut self.device_name),
+            (3, b"ebs") => r.structure(child, &mut seen, 1, &mut self.ebs),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -490,17 +477,16 @@ pub struct BlockDeviceMappingOfRunInstances {
 
 impl crate::xml::FromXml for BlockDeviceMappingOfRunInstances {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (10, b"devicename") => r.scalar(child, &mut seen, 0, &mut out.device_name),
-            (3, b"ebs") => r.structure(child, &mut seen, 1, &mut out.ebs),
+            (10, b"devicename") => r.scalar(child, &mut seen, 0, &mut self.device_name),
+            (3, b"ebs") => r.structure(child, &mut seen, 1, &mut self.ebs),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -567,16 +553,15 @@ pub struct CancelCopyInstancesResult {
 
 impl crate::xml::FromXml for CancelCopyInstancesResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -605,20 +590,19 @@ pub struct ConversionTask {
 
 impl crate::xml::FromXml for ConversionTask {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (16, b"conversiontaskid") => r.scalar(child, &mut seen, 0, &mut out.conversion_task_id),
-            (14, b"expirationtime") => r.scalar(child, &mut seen, 1, &mut out.expiration_time),
-            (14, b"importinstance") => r.structure(child, &mut seen, 2, &mut out.import_instance),
-            (19, b"networkinterfaceset") => r.list(child, &mut out.network_interface_set),
-            (5, b"state") => r.scalar(child, &mut seen, 4, &mut out.state),
+            (16, b"conversiontaskid") => r.scalar(child, &mut seen, 0, &mut self.conversion_task_id),
+            (14, b"expirationtime") => r.scalar(child, &mut seen, 1, &mut self.expiration_time),
+            (14, b"importinstance") => r.structure(child, &mut seen, 2, &mut self.import_instance),
+            (19, b"networkinterfaceset") => r.list(child, &mut self.network_interface_set),
+            (5, b"state") => r.scalar(child, &mut seen, 4, &mut self.state),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -758,21 +742,20 @@ pub struct CopyFromBackupInstanceResult {
 
 impl crate::xml::FromXml for CopyFromBackupInstanceResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (8, b"groupset") => r.list(child, &mut out.group_set),
-            (8, b"instance") => r.structure(child, &mut seen, 1, &mut out.instance),
-            (7, b"ownerid") => r.scalar(child, &mut seen, 2, &mut out.owner_id),
-            (9, b"requestid") => r.scalar(child, &mut seen, 3, &mut out.request_id),
-            (13, b"reservationid") => r.scalar(child, &mut seen, 4, &mut out.reservation_id),
-            (6, b"return") => r.scalar(child, &mut seen, 5, &mut out.r#return),
+            (8, b"groupset") => r.list(child, &mut self.group_set),
+            (8, b"instance") => r.structure(child, &mut seen, 1, &mut self.instance),
+            (7, b"ownerid") => r.scalar(child, &mut seen, 2, &mut self.owner_id),
+            (9, b"requestid") => r.scalar(child, &mut seen, 3, &mut self.request_id),
+            (13, b"reservationid") => r.scalar(child, &mut seen, 4, &mut self.reservation_id),
+            (6, b"return") => r.scalar(child, &mut seen, 5, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -793,16 +776,15 @@ pub struct CopyInfo {
 
 impl crate::xml::FromXml for CopyInfo {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (5, b"value") => r.scalar(child, &mut seen, 0, &mut out.value),
+            (5, b"value") => r.scalar(child, &mut seen, 0, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -824,18 +806,17 @@ pub struct CopyInstanceSet {
 
 impl crate::xml::FromXml for CopyInstanceSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (10, b"instanceid") => r.scalar(child, &mut seen, 0, &mut out.instance_id),
-            (13, b"instancestate") => r.scalar(child, &mut seen, 1, &mut out.instance_state),
-            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 2, &mut out.instance_unique_id),
+            (10, b"instanceid") => r.scalar(child, &mut seen, 0, &mut self.instance_id),
+            (13, b"instancestate") => r.scalar(child, &mut seen, 1, &mut self.instance_state),
+            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 2, &mut self.instance_unique_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -934,17 +915,16 @@ pub struct CopyInstancesResult {
 
 impl crate::xml::FromXml for CopyInstancesResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (15, b"copyinstanceset") => r.list(child, &mut out.copy_instance_set),
-            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            (15, b"copyinstanceset") => r.list(child, &mut self.copy_instance_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut self.request_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -1018,18 +998,17 @@ pub struct CreateBackupInstancesResult {
 
 impl crate::xml::FromXml for CreateBackupInstancesResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (18, b"instancebackuprule") => r.structure(child, &mut seen, 0, &mut out.instance_backup_rule),
-            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 2, &mut out.r#return),
+            (18, b"instancebackuprule") => r.structure(child, &mut seen, 0, &mut self.instance_backup_rule),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 2, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -1145,18 +1124,17 @@ pub struct CreateInstanceBackupRuleResult {
 
 impl crate::xml::FromXml for CreateInstanceBackupRuleResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (18, b"instancebackuprule") => r.structure(child, &mut seen, 0, &mut out.instance_backup_rule),
-            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 2, &mut out.r#return),
+            (18, b"instancebackuprule") => r.structure(child, &mut seen, 0, &mut self.instance_backup_rule),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 2, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -1179,17 +1157,16 @@ pub struct CurrentState {
 
 impl crate::xml::FromXml for CurrentState {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (4, b"code") => r.scalar(child, &mut seen, 0, &mut out.code),
-            (4, b"name") => r.scalar(child, &mut seen, 1, &mut out.name),
+            (4, b"code") => r.scalar(child, &mut seen, 0, &mut self.code),
+            (4, b"name") => r.scalar(child, &mut seen, 1, &mut self.name),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -1258,17 +1235,16 @@ pub struct DeleteInstanceBackupRuleResult {
 
 impl crate::xml::FromXml for DeleteInstanceBackupRuleResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -1378,32 +1354,31 @@ pub struct DescribeInstanceAttributeResult {
 
 impl crate::xml::FromXml for DescribeInstanceAttributeResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (14, b"accountingtype") => r.structure(child, &mut seen, 0, &mut out.accounting_type),
-            (11, b"autoscaling") => r.structure(child, &mut seen, 1, &mut out.autoscaling),
-            (18, b"blockdevicemapping") => r.list(child, &mut out.block_device_mapping),
-            (8, b"copyinfo") => r.structure(child, &mut seen, 3, &mut out.copy_info),
-            (11, b"description") => r.structure(child, &mut seen, 4, &mut out.description),
-            (21, b"disableapitermination") => r.structure(child, &mut seen, 5, &mut out.disable_api_termination),
-            (7, b"groupid") => r.structure(child, &mut seen, 6, &mut out.group_id),
-            (10, b"instanceid") => r.scalar(child, &mut seen, 7, &mut out.instance_id),
-            (12, b"instancetype") => r.structure(child, &mut seen, 8, &mut out.instance_type),
-            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 9, &mut out.instance_unique_id),
-            (6, b"iptype") => r.structure(child, &mut seen, 10, &mut out.ip_type),
-            (13, b"loadbalancing") => r.list(child, &mut out.loadbalancing),
-            (19, b"networkinterfaceset") => r.list(child, &mut out.network_interface_set),
-            (23, b"nextmonthaccountingtype") => r.structure(child, &mut seen, 13, &mut out.next_month_accounting_type),
-            (25, b"niftyelasticloadbalancing") => r.list(child, &mut out.nifty_elastic_load_balancing),
-            (18, b"niftyprivateiptype") => r.structure(child, &mut seen, 15, &mut out.nifty_private_ip_type),
-            (9, b"requestid") => r.scalar(child, &mut seen, 16, &mut out.request_id),
+            (14, b"accountingtype") => r.structure(child, &mut seen, 0, &mut self.accounting_type),
+            (11, b"autoscaling") => r.structure(child, &mut seen, 1, &mut self.autoscaling),
+            (18, b"blockdevicemapping") => r.list(child, &mut self.block_device_mapping),
+            (8, b"copyinfo") => r.structure(child, &mut seen, 3, &mut self.copy_info),
+            (11, b"description") => r.structure(child, &mut seen, 4, &mut self.description),
+            (21, b"disableapitermination") => r.structure(child, &mut seen, 5, &mut self.disable_api_termination),
+            (7, b"groupid") => r.structure(child, &mut seen, 6, &mut self.group_id),
+            (10, b"instanceid") => r.scalar(child, &mut seen, 7, &mut self.instance_id),
+            (12, b"instancetype") => r.structure(child, &mut seen, 8, &mut self.instance_type),
+            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 9, &mut self.instance_unique_id),
+            (6, b"iptype") => r.structure(child, &mut seen, 10, &mut self.ip_type),
+            (13, b"loadbalancing") => r.list(child, &mut self.loadbalancing),
+            (19, b"networkinterfaceset") => r.list(child, &mut self.network_interface_set),
+            (23, b"nextmonthaccountingtype") => r.structure(child, &mut seen, 13, &mut self.next_month_accounting_type),
+            (25, b"niftyelasticloadbalancing") => r.list(child, &mut self.nifty_elastic_load_balancing),
+            (18, b"niftyprivateiptype") => r.structure(child, &mut seen, 15, &mut self.nifty_private_ip_type),
+            (9, b"requestid") => r.scalar(child, &mut seen, 16, &mut self.request_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -1503,19 +1478,18 @@ pub struct DescribeInstanceBackupRuleActivitiesResult {
 
 impl crate::xml::FromXml for DescribeInstanceBackupRuleActivitiesResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (13, b"activitiesset") => r.list(child, &mut out.activities_set),
-            (20, b"instancebackupruleid") => r.scalar(child, &mut seen, 1, &mut out.instance_backup_rule_id),
-            (22, b"instancebackuprulename") => r.scalar(child, &mut seen, 2, &mut out.instance_backup_rule_name),
-            (9, b"requestid") => r.scalar(child, &mut seen, 3, &mut out.request_id),
+            (13, b"activitiesset") => r.list(child, &mut self.activities_set),
+            (20, b"instancebackupruleid") => r.scalar(child, &mut seen, 1, &mut self.instance_backup_rule_id),
+            (22, b"instancebackuprulename") => r.scalar(child, &mut seen, 2, &mut self.instance_backup_rule_name),
+            (9, b"requestid") => r.scalar(child, &mut seen, 3, &mut self.request_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -1585,17 +1559,16 @@ pub struct DescribeInstanceBackupRulesResult {
 
 impl crate::xml::FromXml for DescribeInstanceBackupRulesResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (22, b"instancebackuprulesset") => r.list(child, &mut out.instance_backup_rules_set),
-            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            (22, b"instancebackuprulesset") => r.list(child, &mut self.instance_backup_rules_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut self.request_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -1677,17 +1650,16 @@ pub struct DescribeInstancesResult {
 
 impl crate::xml::FromXml for DescribeInstancesResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (14, b"reservationset") => r.list(child, &mut out.reservation_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (14, b"reservationset") => r.list(child, &mut self.reservation_set),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -1708,16 +1680,15 @@ pub struct DisableApiTermination {
 
 impl crate::xml::FromXml for DisableApiTermination {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (5, b"value") => r.scalar(child, &mut seen, 0, &mut out.value),
+            (5, b"value") => r.scalar(child, &mut seen, 0, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -1743,20 +1714,19 @@ pub struct Ebs {
 
 impl crate::xml::FromXml for Ebs {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (10, b"attachtime") => r.scalar(child, &mut seen, 0, &mut out.attach_time),
-            (19, b"deleteontermination") => r.scalar(child, &mut seen, 1, &mut out.delete_on_termination),
-            (6, b"status") => r.scalar(child, &mut seen, 2, &mut out.status),
-            (8, b"volumeid") => r.scalar(child, &mut seen, 3, &mut out.volume_id),
-            (14, b"volumeuniqueid") => r.scalar(child, &mut seen, 4, &mut out.volume_unique_id),
+            (10, b"attachtime") => r.scalar(child, &mut seen, 0, &mut self.attach_time),
+            (19, b"deleteontermination") => r.scalar(child, &mut seen, 1, &mut self.delete_on_termination),
+            (6, b"status") => r.scalar(child, &mut seen, 2, &mut self.status),
+            (8, b"volumeid") => r.scalar(child, &mut seen, 3, &mut self.volume_id),
+            (14, b"volumeuniqueid") => r.scalar(child, &mut seen, 4, &mut self.volume_unique_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -1780,19 +1750,18 @@ pub struct EbsOfRunInstances {
 
 impl crate::xml::FromXml for EbsOfRunInstances {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (19, b"deleteontermination") => r.scalar(child, &mut seen, 0, &mut out.delete_on_termination),
-            (6, b"status") => r.scalar(child, &mut seen, 1, &mut out.status),
-            (8, b"volumeid") => r.scalar(child, &mut seen, 2, &mut out.volume_id),
-            (14, b"volumeuniqueid") => r.scalar(child, &mut seen, 3, &mut out.volume_unique_id),
+            (19, b"deleteontermination") => r.scalar(child, &mut seen, 0, &mut self.delete_on_termination),
+            (6, b"status") => r.scalar(child, &mut seen, 1, &mut self.status),
+            (8, b"volumeid") => r.scalar(child, &mut seen, 2, &mut self.volume_id),
+            (14, b"volumeuniqueid") => r.scalar(child, &mut seen, 3, &mut self.volume_unique_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -1810,16 +1779,15 @@ pub struct GroupId {
 
 impl crate::xml::FromXml for GroupId {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (5, b"value") => r.scalar(child, &mut seen, 0, &mut out.value),
+            (5, b"value") => r.scalar(child, &mut seen, 0, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -1843,19 +1811,18 @@ pub struct ImportInstance {
 
 impl crate::xml::FromXml for ImportInstance {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (11, b"description") => r.scalar(child, &mut seen, 0, &mut out.description),
-            (10, b"instanceid") => r.scalar(child, &mut seen, 1, &mut out.instance_id),
-            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 2, &mut out.instance_unique_id),
-            (7, b"volumes") => r.list(child, &mut out.volumes),
+            (11, b"description") => r.scalar(child, &mut seen, 0, &mut self.description),
+            (10, b"instanceid") => r.scalar(child, &mut seen, 1, &mut self.instance_id),
+            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 2, &mut self.instance_unique_id),
+            (7, b"volumes") => r.list(child, &mut self.volumes),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -2067,16 +2034,15 @@ pub struct ImportInstanceResult {
 
 impl crate::xml::FromXml for ImportInstanceResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (14, b"conversiontask") => r.structure(child, &mut seen, 0, &mut out.conversion_task),
+            (14, b"conversiontask") => r.structure(child, &mut seen, 0, &mut self.conversion_task),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -2164,51 +2130,50 @@ pub struct Instance {
 
 impl crate::xml::FromXml for Instance {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (14, b"accountingtype") => r.scalar(child, &mut seen, 0, &mut out.accounting_type),
-            (5, b"admin") => r.scalar(child, &mut seen, 1, &mut out.admin),
-            (14, b"amilaunchindex") => r.scalar(child, &mut seen, 2, &mut out.ami_launch_index),
-            (12, b"architecture") => r.scalar(child, &mut seen, 3, &mut out.architecture),
-            (18, b"blockdevicemapping") => r.list(child, &mut out.block_device_mapping),
-            (11, b"description") => r.scalar(child, &mut seen, 5, &mut out.description),
-            (7, b"dnsname") => r.scalar(child, &mut seen, 6, &mut out.dns_name),
-            (7, b"imageid") => r.scalar(child, &mut seen, 7, &mut out.image_id),
-            (10, b"instanceid") => r.scalar(child, &mut seen, 8, &mut out.instance_id),
-            (17, b"instancelifecycle") => r.scalar(child, &mut seen, 9, &mut out.instance_lifecycle),
-            (13, b"instancestate") => r.structure(child, &mut seen, 10, &mut out.instance_state),
-            (12, b"instancetype") => r.scalar(child, &mut seen, 11, &mut out.instance_type),
-            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 12, &mut out.instance_unique_id),
-            (9, b"ipaddress") => r.scalar(child, &mut seen, 13, &mut out.ip_address),
-            (11, b"ipaddressv6") => r.scalar(child, &mut seen, 14, &mut out.ip_address_v6),
-            (6, b"iptype") => r.scalar(child, &mut seen, 15, &mut out.ip_type),
-            (8, b"kernelid") => r.scalar(child, &mut seen, 16, &mut out.kernel_id),
-            (7, b"keyname") => r.scalar(child, &mut seen, 17, &mut out.key_name),
-            (10, b"launchtime") => r.scalar(child, &mut seen, 18, &mut out.launch_time),
-            (10, b"monitoring") => r.structure(child, &mut seen, 19, &mut out.monitoring),
-            (19, b"networkinterfaceset") => r.list(child, &mut out.network_interface_set),
-            (18, b"niftyprivateiptype") => r.scalar(child, &mut seen, 21, &mut out.nifty_private_ip_type),
-            (9, b"placement") => r.structure(child, &mut seen, 22, &mut out.placement),
-            (8, b"platform") => r.scalar(child, &mut seen, 23, &mut out.platform),
-            (14, b"privatednsname") => r.scalar(child, &mut seen, 24, &mut out.private_dns_name),
-            (16, b"privateipaddress") => r.scalar(child, &mut seen, 25, &mut out.private_ip_address),
-            (18, b"privateipaddressv6") => r.scalar(child, &mut seen, 26, &mut out.private_ip_address_v6),
-            (12, b"productcodes") => r.list(child, &mut out.product_codes),
-            (9, b"ramdiskid") => r.scalar(child, &mut seen, 28, &mut out.ramdisk_id),
-            (6, b"reason") => r.scalar(child, &mut seen, 29, &mut out.reason),
-            (14, b"rootdevicename") => r.scalar(child, &mut seen, 30, &mut out.root_device_name),
-            (14, b"rootdevicetype") => r.scalar(child, &mut seen, 31, &mut out.root_device_type),
-            (21, b"spotinstancerequestid") => r.scalar(child, &mut seen, 32, &mut out.spot_instance_request_id),
-            (11, b"statereason") => r.structure(child, &mut seen, 33, &mut out.state_reason),
-            (8, b"subnetid") => r.scalar(child, &mut seen, 34, &mut out.subnet_id),
-            (5, b"vpcid") => r.scalar(child, &mut seen, 35, &mut out.vpc_id),
+            (14, b"accountingtype") => r.scalar(child, &mut seen, 0, &mut self.accounting_type),
+            (5, b"admin") => r.scalar(child, &mut seen, 1, &mut self.admin),
+            (14, b"amilaunchindex") => r.scalar(child, &mut seen, 2, &mut self.ami_launch_index),
+            (12, b"architecture") => r.scalar(child, &mut seen, 3, &mut self.architecture),
+            (18, b"blockdevicemapping") => r.list(child, &mut self.block_device_mapping),
+            (11, b"description") => r.scalar(child, &mut seen, 5, &mut self.description),
+            (7, b"dnsname") => r.scalar(child, &mut seen, 6, &mut self.dns_name),
+            (7, b"imageid") => r.scalar(child, &mut seen, 7, &mut self.image_id),
+            (10, b"instanceid") => r.scalar(child, &mut seen, 8, &mut self.instance_id),
+            (17, b"instancelifecycle") => r.scalar(child, &mut seen, 9, &mut self.instance_lifecycle),
+            (13, b"instancestate") => r.structure(child, &mut seen, 10, &mut self.instance_state),
+            (12, b"instancetype") => r.scalar(child, &mut seen, 11, &mut self.instance_type),
+            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 12, &mut self.instance_unique_id),
+            (9, b"ipaddress") => r.scalar(child, &mut seen, 13, &mut self.ip_address),
+            (11, b"ipaddressv6") => r.scalar(child, &mut seen, 14, &mut self.ip_address_v6),
+            (6, b"iptype") => r.scalar(child, &mut seen, 15, &mut self.ip_type),
+            (8, b"kernelid") => r.scalar(child, &mut seen, 16, &mut self.kernel_id),
+            (7, b"keyname") => r.scalar(child, &mut seen, 17, &mut self.key_name),
+            (10, b"launchtime") => r.scalar(child, &mut seen, 18, &mut self.launch_time),
+            (10, b"monitoring") => r.structure(child, &mut seen, 19, &mut self.monitoring),
+            (19, b"networkinterfaceset") => r.list(child, &mut self.network_interface_set),
+            (18, b"niftyprivateiptype") => r.scalar(child, &mut seen, 21, &mut self.nifty_private_ip_type),
+            (9, b"placement") => r.structure(child, &mut seen, 22, &mut self.placement),
+            (8, b"platform") => r.scalar(child, &mut seen, 23, &mut self.platform),
+            (14, b"privatednsname") => r.scalar(child, &mut seen, 24, &mut self.private_dns_name),
+            (16, b"privateipaddress") => r.scalar(child, &mut seen, 25, &mut self.private_ip_address),
+            (18, b"privateipaddressv6") => r.scalar(child, &mut seen, 26, &mut self.private_ip_address_v6),
+            (12, b"productcodes") => r.list(child, &mut self.product_codes),
+            (9, b"ramdiskid") => r.scalar(child, &mut seen, 28, &mut self.ramdisk_id),
+            (6, b"reason") => r.scalar(child, &mut seen, 29, &mut self.reason),
+            (14, b"rootdevicename") => r.scalar(child, &mut seen, 30, &mut self.root_device_name),
+            (14, b"rootdevicetype") => r.scalar(child, &mut seen, 31, &mut self.root_device_type),
+            (21, b"spotinstancerequestid") => r.scalar(child, &mut seen, 32, &mut self.spot_instance_request_id),
+            (11, b"statereason") => r.structure(child, &mut seen, 33, &mut self.state_reason),
+            (8, b"subnetid") => r.scalar(child, &mut seen, 34, &mut self.subnet_id),
+            (5, b"vpcid") => r.scalar(child, &mut seen, 35, &mut self.vpc_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -2228,17 +2193,16 @@ pub struct InstanceBackupRule {
 
 impl crate::xml::FromXml for InstanceBackupRule {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (20, b"instancebackupruleid") => r.scalar(child, &mut seen, 0, &mut out.instance_backup_rule_id),
-            (22, b"instancebackuprulename") => r.scalar(child, &mut seen, 1, &mut out.instance_backup_rule_name),
+            (20, b"instancebackupruleid") => r.scalar(child, &mut seen, 0, &mut self.instance_backup_rule_id),
+            (22, b"instancebackuprulename") => r.scalar(child, &mut seen, 1, &mut self.instance_backup_rule_name),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -2272,24 +2236,23 @@ pub struct InstanceBackupRuleOfCreateBackupInstances {
 
 impl crate::xml::FromXml for InstanceBackupRuleOfCreateBackupInstances {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (16, b"availabilityzone") => r.scalar(child, &mut seen, 0, &mut out.availability_zone),
-            (22, b"backupinstancemaxcount") => r.scalar(child, &mut seen, 1, &mut out.backup_instance_max_count),
-            (11, b"description") => r.scalar(child, &mut seen, 2, &mut out.description),
-            (20, b"instancebackupruleid") => r.scalar(child, &mut seen, 3, &mut out.instance_backup_rule_id),
-            (22, b"instancebackuprulename") => r.scalar(child, &mut seen, 4, &mut out.instance_backup_rule_name),
-            (12, b"instancesset") => r.list(child, &mut out.instances_set),
-            (10, b"regionname") => r.scalar(child, &mut seen, 6, &mut out.region_name),
-            (6, b"status") => r.scalar(child, &mut seen, 7, &mut out.status),
-            (10, b"timeslotid") => r.scalar(child, &mut seen, 8, &mut out.time_slot_id),
+            (16, b"availabilityzone") => r.scalar(child, &mut seen, 0, &mut self.availability_zone),
+            (22, b"backupinstancemaxcount") => r.scalar(child, &mut seen, 1, &mut self.backup_instance_max_count),
+            (11, b"description") => r.scalar(child, &mut seen, 2, &mut self.description),
+            (20, b"instancebackupruleid") => r.scalar(child, &mut seen, 3, &mut self.instance_backup_rule_id),
+            (22, b"instancebackuprulename") => r.scalar(child, &mut seen, 4, &mut self.instance_backup_rule_name),
+            (12, b"instancesset") => r.list(child, &mut self.instances_set),
+            (10, b"regionname") => r.scalar(child, &mut seen, 6, &mut self.region_name),
+            (6, b"status") => r.scalar(child, &mut seen, 7, &mut self.status),
+            (10, b"timeslotid") => r.scalar(child, &mut seen, 8, &mut self.time_slot_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -2323,24 +2286,23 @@ pub struct InstanceBackupRuleOfCreateInstanceBackupRule {
 
 impl crate::xml::FromXml for InstanceBackupRuleOfCreateInstanceBackupRule {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (16, b"availabilityzone") => r.scalar(child, &mut seen, 0, &mut out.availability_zone),
-            (22, b"backupinstancemaxcount") => r.scalar(child, &mut seen, 1, &mut out.backup_instance_max_count),
-            (11, b"description") => r.scalar(child, &mut seen, 2, &mut out.description),
-            (20, b"instancebackupruleid") => r.scalar(child, &mut seen, 3, &mut out.instance_backup_rule_id),
-            (22, b"instancebackuprulename") => r.scalar(child, &mut seen, 4, &mut out.instance_backup_rule_name),
-            (12, b"instancesset") => r.list(child, &mut out.instances_set),
-            (10, b"regionname") => r.scalar(child, &mut seen, 6, &mut out.region_name),
-            (6, b"status") => r.scalar(child, &mut seen, 7, &mut out.status),
-            (10, b"timeslotid") => r.scalar(child, &mut seen, 8, &mut out.time_slot_id),
+            (16, b"availabilityzone") => r.scalar(child, &mut seen, 0, &mut self.availability_zone),
+            (22, b"backupinstancemaxcount") => r.scalar(child, &mut seen, 1, &mut self.backup_instance_max_count),
+            (11, b"description") => r.scalar(child, &mut seen, 2, &mut self.description),
+            (20, b"instancebackupruleid") => r.scalar(child, &mut seen, 3, &mut self.instance_backup_rule_id),
+            (22, b"instancebackuprulename") => r.scalar(child, &mut seen, 4, &mut self.instance_backup_rule_name),
+            (12, b"instancesset") => r.list(child, &mut self.instances_set),
+            (10, b"regionname") => r.scalar(child, &mut seen, 6, &mut self.region_name),
+            (6, b"status") => r.scalar(child, &mut seen, 7, &mut self.status),
+            (10, b"timeslotid") => r.scalar(child, &mut seen, 8, &mut self.time_slot_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -2374,24 +2336,23 @@ pub struct InstanceBackupRulesSet {
 
 impl crate::xml::FromXml for InstanceBackupRulesSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (16, b"availabilityzone") => r.scalar(child, &mut seen, 0, &mut out.availability_zone),
-            (22, b"backupinstancemaxcount") => r.scalar(child, &mut seen, 1, &mut out.backup_instance_max_count),
-            (11, b"description") => r.scalar(child, &mut seen, 2, &mut out.description),
-            (20, b"instancebackupruleid") => r.scalar(child, &mut seen, 3, &mut out.instance_backup_rule_id),
-            (22, b"instancebackuprulename") => r.scalar(child, &mut seen, 4, &mut out.instance_backup_rule_name),
-            (12, b"instancesset") => r.list(child, &mut out.instances_set),
-            (10, b"regionname") => r.scalar(child, &mut seen, 6, &mut out.region_name),
-            (6, b"status") => r.scalar(child, &mut seen, 7, &mut out.status),
-            (10, b"timeslotid") => r.scalar(child, &mut seen, 8, &mut out.time_slot_id),
+            (16, b"availabilityzone") => r.scalar(child, &mut seen, 0, &mut self.availability_zone),
+            (22, b"backupinstancemaxcount") => r.scalar(child, &mut seen, 1, &mut self.backup_instance_max_count),
+            (11, b"description") => r.scalar(child, &mut seen, 2, &mut self.description),
+            (20, b"instancebackupruleid") => r.scalar(child, &mut seen, 3, &mut self.instance_backup_rule_id),
+            (22, b"instancebackuprulename") => r.scalar(child, &mut seen, 4, &mut self.instance_backup_rule_name),
+            (12, b"instancesset") => r.list(child, &mut self.instances_set),
+            (10, b"regionname") => r.scalar(child, &mut seen, 6, &mut self.region_name),
+            (6, b"status") => r.scalar(child, &mut seen, 7, &mut self.status),
+            (10, b"timeslotid") => r.scalar(child, &mut seen, 8, &mut self.time_slot_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -2413,18 +2374,17 @@ pub struct InstanceSet {
 
 impl crate::xml::FromXml for InstanceSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (10, b"instanceid") => r.scalar(child, &mut seen, 0, &mut out.instance_id),
-            (13, b"instancestate") => r.scalar(child, &mut seen, 1, &mut out.instance_state),
-            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 2, &mut out.instance_unique_id),
+            (10, b"instanceid") => r.scalar(child, &mut seen, 0, &mut self.instance_id),
+            (13, b"instancestate") => r.scalar(child, &mut seen, 1, &mut self.instance_state),
+            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 2, &mut self.instance_unique_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -2442,16 +2402,15 @@ pub struct InstanceType {
 
 impl crate::xml::FromXml for InstanceType {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (5, b"value") => r.scalar(child, &mut seen, 0, &mut out.value),
+            (5, b"value") => r.scalar(child, &mut seen, 0, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -2567,65 +2526,64 @@ pub struct InstancesSet {
 
 impl crate::xml::FromXml for InstancesSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (14, b"accountingtype") => r.scalar(child, &mut seen, 0, &mut out.accounting_type),
-            (14, b"amilaunchindex") => r.scalar(child, &mut seen, 1, &mut out.ami_launch_index),
-            (12, b"architecture") => r.scalar(child, &mut seen, 2, &mut out.architecture),
-            (11, b"autoscaling") => r.structure(child, &mut seen, 3, &mut out.autoscaling),
-            (18, b"blockdevicemapping") => r.list(child, &mut out.block_device_mapping),
-            (8, b"copyinfo") => r.scalar(child, &mut seen, 5, &mut out.copy_info),
-            (11, b"description") => r.scalar(child, &mut seen, 6, &mut out.description),
-            (7, b"dnsname") => r.scalar(child, &mut seen, 7, &mut out.dns_name),
-            (6, b"hotadd") => r.scalar(child, &mut seen, 8, &mut out.hot_add),
-            (7, b"imageid") => r.scalar(child, &mut seen, 9, &mut out.image_id),
-            (9, b"imagename") => r.scalar(child, &mut seen, 10, &mut out.image_name),
-            (18, b"instancebackuprule") => r.structure(child, &mut seen, 11, &mut out.instance_backup_rule),
-            (10, b"instanceid") => r.scalar(child, &mut seen, 12, &mut out.instance_id),
-            (17, b"instancelifecycle") => r.scalar(child, &mut seen, 13, &mut out.instance_lifecycle),
-            (13, b"instancestate") => r.structure(child, &mut seen, 14, &mut out.instance_state),
-            (12, b"instancetype") => r.scalar(child, &mut seen, 15, &mut out.instance_type),
-            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 16, &mut out.instance_unique_id),
-            (9, b"ipaddress") => r.scalar(child, &mut seen, 17, &mut out.ip_address),
-            (11, b"ipaddressv6") => r.scalar(child, &mut seen, 18, &mut out.ip_address_v6),
-            (6, b"iptype") => r.scalar(child, &mut seen, 19, &mut out.ip_type),
-            (17, b"isgpuconfigurable") => r.scalar(child, &mut seen, 20, &mut out.is_gpu_configurable),
-            (11, b"isoimageset") => r.list(child, &mut out.iso_image_set),
-            (8, b"kernelid") => r.scalar(child, &mut seen, 22, &mut out.kernel_id),
-            (7, b"keyname") => r.scalar(child, &mut seen, 23, &mut out.key_name),
-            (10, b"launchtime") => r.scalar(child, &mut seen, 24, &mut out.launch_time),
-            (13, b"loadbalancing") => r.list(child, &mut out.loadbalancing),
-            (10, b"monitoring") => r.structure(child, &mut seen, 26, &mut out.monitoring),
-            (19, b"multiipaddressgroup") => r.structure(child, &mut seen, 27, &mut out.multi_ip_address_group),
-            (19, b"networkinterfaceset") => r.list(child, &mut out.network_interface_set),
-            (23, b"nextmonthaccountingtype") => r.scalar(child, &mut seen, 29, &mut out.next_month_accounting_type),
-            (25, b"niftyelasticloadbalancing") => r.list(child, &mut out.nifty_elastic_load_balancing),
-            (18, b"niftyprivateiptype") => r.scalar(child, &mut seen, 31, &mut out.nifty_private_ip_type),
-            (23, b"niftyprivatenetworktype") => r.scalar(child, &mut seen, 32, &mut out.nifty_private_network_type),
-            (17, b"niftysnapshotting") => r.list(child, &mut out.nifty_snapshotting),
-            (9, b"placement") => r.structure(child, &mut seen, 34, &mut out.placement),
-            (8, b"platform") => r.scalar(child, &mut seen, 35, &mut out.platform),
-            (14, b"privatednsname") => r.scalar(child, &mut seen, 36, &mut out.private_dns_name),
-            (16, b"privateipaddress") => r.scalar(child, &mut seen, 37, &mut out.private_ip_address),
-            (18, b"privateipaddressv6") => r.scalar(child, &mut seen, 38, &mut out.private_ip_address_v6),
-            (12, b"productcodes") => r.list(child, &mut out.product_codes),
-            (9, b"ramdiskid") => r.scalar(child, &mut seen, 40, &mut out.ramdisk_id),
-            (6, b"reason") => r.scalar(child, &mut seen, 41, &mut out.reason),
-            (14, b"rootdevicename") => r.scalar(child, &mut seen, 42, &mut out.root_device_name),
-            (14, b"rootdevicetype") => r.scalar(child, &mut seen, 43, &mut out.root_device_type),
-            (21, b"spotinstancerequestid") => r.scalar(child, &mut seen, 44, &mut out.spot_instance_request_id),
-            (11, b"statereason") => r.structure(child, &mut seen, 45, &mut out.state_reason),
-            (8, b"subnetid") => r.scalar(child, &mut seen, 46, &mut out.subnet_id),
-            (7, b"tenancy") => r.scalar(child, &mut seen, 47, &mut out.tenancy),
-            (7, b"vmtools") => r.structure(child, &mut seen, 48, &mut out.vm_tools),
-            (5, b"vpcid") => r.scalar(child, &mut seen, 49, &mut out.vpc_id),
+            (14, b"accountingtype") => r.scalar(child, &mut seen, 0, &mut self.accounting_type),
+            (14, b"amilaunchindex") => r.scalar(child, &mut seen, 1, &mut self.ami_launch_index),
+            (12, b"architecture") => r.scalar(child, &mut seen, 2, &mut self.architecture),
+            (11, b"autoscaling") => r.structure(child, &mut seen, 3, &mut self.autoscaling),
+            (18, b"blockdevicemapping") => r.list(child, &mut self.block_device_mapping),
+            (8, b"copyinfo") => r.scalar(child, &mut seen, 5, &mut self.copy_info),
+            (11, b"description") => r.scalar(child, &mut seen, 6, &mut self.description),
+            (7, b"dnsname") => r.scalar(child, &mut seen, 7, &mut self.dns_name),
+            (6, b"hotadd") => r.scalar(child, &mut seen, 8, &mut self.hot_add),
+            (7, b"imageid") => r.scalar(child, &mut seen, 9, &mut self.image_id),
+            (9, b"imagename") => r.scalar(child, &mut seen, 10, &mut self.image_name),
+            (18, b"instancebackuprule") => r.structure(child, &mut seen, 11, &mut self.instance_backup_rule),
+            (10, b"instanceid") => r.scalar(child, &mut seen, 12, &mut self.instance_id),
+            (17, b"instancelifecycle") => r.scalar(child, &mut seen, 13, &mut self.instance_lifecycle),
+            (13, b"instancestate") => r.structure(child, &mut seen, 14, &mut self.instance_state),
+            (12, b"instancetype") => r.scalar(child, &mut seen, 15, &mut self.instance_type),
+            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 16, &mut self.instance_unique_id),
+            (9, b"ipaddress") => r.scalar(child, &mut seen, 17, &mut self.ip_address),
+            (11, b"ipaddressv6") => r.scalar(child, &mut seen, 18, &mut self.ip_address_v6),
+            (6, b"iptype") => r.scalar(child, &mut seen, 19, &mut self.ip_type),
+            (17, b"isgpuconfigurable") => r.scalar(child, &mut seen, 20, &mut self.is_gpu_configurable),
+            (11, b"isoimageset") => r.list(child, &mut self.iso_image_set),
+            (8, b"kernelid") => r.scalar(child, &mut seen, 22, &mut self.kernel_id),
+            (7, b"keyname") => r.scalar(child, &mut seen, 23, &mut self.key_name),
+            (10, b"launchtime") => r.scalar(child, &mut seen, 24, &mut self.launch_time),
+            (13, b"loadbalancing") => r.list(child, &mut self.loadbalancing),
+            (10, b"monitoring") => r.structure(child, &mut seen, 26, &mut self.monitoring),
+            (19, b"multiipaddressgroup") => r.structure(child, &mut seen, 27, &mut self.multi_ip_address_group),
+            (19, b"networkinterfaceset") => r.list(child, &mut self.network_interface_set),
+            (23, b"nextmonthaccountingtype") => r.scalar(child, &mut seen, 29, &mut self.next_month_accounting_type),
+            (25, b"niftyelasticloadbalancing") => r.list(child, &mut self.nifty_elastic_load_balancing),
+            (18, b"niftyprivateiptype") => r.scalar(child, &mut seen, 31, &mut self.nifty_private_ip_type),
+            (23, b"niftyprivatenetworktype") => r.scalar(child, &mut seen, 32, &mut self.nifty_private_network_type),
+            (17, b"niftysnapshotting") => r.list(child, &mut self.nifty_snapshotting),
+            (9, b"placement") => r.structure(child, &mut seen, 34, &mut self.placement),
+            (8, b"platform") => r.scalar(child, &mut seen, 35, &mut self.platform),
+            (14, b"privatednsname") => r.scalar(child, &mut seen, 36, &mut self.private_dns_name),
+            (16, b"privateipaddress") => r.scalar(child, &mut seen, 37, &mut self.private_ip_address),
+            (18, b"privateipaddressv6") => r.scalar(child, &mut seen, 38, &mut self.private_ip_address_v6),
+            (12, b"productcodes") => r.list(child, &mut self.product_codes),
+            (9, b"ramdiskid") => r.scalar(child, &mut seen, 40, &mut self.ramdisk_id),
+            (6, b"reason") => r.scalar(child, &mut seen, 41, &mut self.reason),
+            (14, b"rootdevicename") => r.scalar(child, &mut seen, 42, &mut self.root_device_name),
+            (14, b"rootdevicetype") => r.scalar(child, &mut seen, 43, &mut self.root_device_type),
+            (21, b"spotinstancerequestid") => r.scalar(child, &mut seen, 44, &mut self.spot_instance_request_id),
+            (11, b"statereason") => r.structure(child, &mut seen, 45, &mut self.state_reason),
+            (8, b"subnetid") => r.scalar(child, &mut seen, 46, &mut self.subnet_id),
+            (7, b"tenancy") => r.scalar(child, &mut seen, 47, &mut self.tenancy),
+            (7, b"vmtools") => r.structure(child, &mut seen, 48, &mut self.vm_tools),
+            (5, b"vpcid") => r.scalar(child, &mut seen, 49, &mut self.vpc_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -2647,18 +2605,17 @@ pub struct InstancesSetOfCreateBackupInstances {
 
 impl crate::xml::FromXml for InstancesSetOfCreateBackupInstances {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (18, b"backupinstancesset") => r.list(child, &mut out.backup_instances_set),
-            (10, b"instanceid") => r.scalar(child, &mut seen, 1, &mut out.instance_id),
-            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 2, &mut out.instance_unique_id),
+            (18, b"backupinstancesset") => r.list(child, &mut self.backup_instances_set),
+            (10, b"instanceid") => r.scalar(child, &mut seen, 1, &mut self.instance_id),
+            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 2, &mut self.instance_unique_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -2680,18 +2637,17 @@ pub struct InstancesSetOfCreateInstanceBackupRule {
 
 impl crate::xml::FromXml for InstancesSetOfCreateInstanceBackupRule {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (18, b"backupinstancesset") => r.scalar(child, &mut seen, 0, &mut out.backup_instances_set),
-            (10, b"instanceid") => r.scalar(child, &mut seen, 1, &mut out.instance_id),
-            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 2, &mut out.instance_unique_id),
+            (18, b"backupinstancesset") => r.scalar(child, &mut seen, 0, &mut self.backup_instances_set),
+            (10, b"instanceid") => r.scalar(child, &mut seen, 1, &mut self.instance_id),
+            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 2, &mut self.instance_unique_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -2713,18 +2669,17 @@ pub struct InstancesSetOfDescribeInstanceBackupRules {
 
 impl crate::xml::FromXml for InstancesSetOfDescribeInstanceBackupRules {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (18, b"backupinstancesset") => r.list(child, &mut out.backup_instances_set),
-            (10, b"instanceid") => r.scalar(child, &mut seen, 1, &mut out.instance_id),
-            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 2, &mut out.instance_unique_id),
+            (18, b"backupinstancesset") => r.list(child, &mut self.backup_instances_set),
+            (10, b"instanceid") => r.scalar(child, &mut seen, 1, &mut self.instance_id),
+            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 2, &mut self.instance_unique_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -2744,17 +2699,16 @@ pub struct InstancesSetOfNiftyDeregisterInstancesFromSeparateInstanceRule {
 
 impl crate::xml::FromXml for InstancesSetOfNiftyDeregisterInstancesFromSeparateInstanceRule {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (10, b"instanceid") => r.scalar(child, &mut seen, 0, &mut out.instance_id),
-            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 1, &mut out.instance_unique_id),
+            (10, b"instanceid") => r.scalar(child, &mut seen, 0, &mut self.instance_id),
+            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 1, &mut self.instance_unique_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -2774,17 +2728,16 @@ pub struct InstancesSetOfNiftyDescribeSeparateInstanceRules {
 
 impl crate::xml::FromXml for InstancesSetOfNiftyDescribeSeparateInstanceRules {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (10, b"instanceid") => r.scalar(child, &mut seen, 0, &mut out.instance_id),
-            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 1, &mut out.instance_unique_id),
+            (10, b"instanceid") => r.scalar(child, &mut seen, 0, &mut self.instance_id),
+            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 1, &mut self.instance_unique_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -2804,17 +2757,16 @@ pub struct InstancesSetOfNiftyRegisterInstancesWithSeparateInstanceRule {
 
 impl crate::xml::FromXml for InstancesSetOfNiftyRegisterInstancesWithSeparateInstanceRule {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (10, b"instanceid") => r.scalar(child, &mut seen, 0, &mut out.instance_id),
-            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 1, &mut out.instance_unique_id),
+            (10, b"instanceid") => r.scalar(child, &mut seen, 0, &mut self.instance_id),
+            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 1, &mut self.instance_unique_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -2884,42 +2836,41 @@ pub struct InstancesSetOfRunInstances {
 
 impl crate::xml::FromXml for InstancesSetOfRunInstances {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (14, b"accountingtype") => r.scalar(child, &mut seen, 0, &mut out.accounting_type),
-            (5, b"admin") => r.scalar(child, &mut seen, 1, &mut out.admin),
-            (12, b"architecture") => r.scalar(child, &mut seen, 2, &mut out.architecture),
-            (18, b"blockdevicemapping") => r.list(child, &mut out.block_device_mapping),
-            (11, b"description") => r.scalar(child, &mut seen, 4, &mut out.description),
-            (7, b"dnsname") => r.scalar(child, &mut seen, 5, &mut out.dns_name),
-            (7, b"imageid") => r.scalar(child, &mut seen, 6, &mut out.image_id),
-            (10, b"instanceid") => r.scalar(child, &mut seen, 7, &mut out.instance_id),
-            (13, b"instancestate") => r.structure(child, &mut seen, 8, &mut out.instance_state),
-            (12, b"instancetype") => r.scalar(child, &mut seen, 9, &mut out.instance_type),
-            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 10, &mut out.instance_unique_id),
-            (9, b"ipaddress") => r.scalar(child, &mut seen, 11, &mut out.ip_address),
-            (11, b"ipaddressv6") => r.scalar(child, &mut seen, 12, &mut out.ip_address_v6),
-            (6, b"iptype") => r.scalar(child, &mut seen, 13, &mut out.ip_type),
-            (8, b"isoimage") => r.list(child, &mut out.iso_image),
-            (7, b"keyname") => r.scalar(child, &mut seen, 15, &mut out.key_name),
-            (10, b"launchtime") => r.scalar(child, &mut seen, 16, &mut out.launch_time),
-            (10, b"monitoring") => r.structure(child, &mut seen, 17, &mut out.monitoring),
-            (19, b"networkinterfaceset") => r.list(child, &mut out.network_interface_set),
-            (18, b"niftyprivateiptype") => r.scalar(child, &mut seen, 19, &mut out.nifty_private_ip_type),
-            (9, b"placement") => r.structure(child, &mut seen, 20, &mut out.placement),
-            (8, b"platform") => r.scalar(child, &mut seen, 21, &mut out.platform),
-            (14, b"privatednsname") => r.scalar(child, &mut seen, 22, &mut out.private_dns_name),
-            (16, b"privateipaddress") => r.scalar(child, &mut seen, 23, &mut out.private_ip_address),
-            (18, b"privateipaddressv6") => r.scalar(child, &mut seen, 24, &mut out.private_ip_address_v6),
-            (6, b"reason") => r.scalar(child, &mut seen, 25, &mut out.reason),
-            (14, b"rootdevicetype") => r.scalar(child, &mut seen, 26, &mut out.root_device_type),
+            (14, b"accountingtype") => r.scalar(child, &mut seen, 0, &mut self.accounting_type),
+            (5, b"admin") => r.scalar(child, &mut seen, 1, &mut self.admin),
+            (12, b"architecture") => r.scalar(child, &mut seen, 2, &mut self.architecture),
+            (18, b"blockdevicemapping") => r.list(child, &mut self.block_device_mapping),
+            (11, b"description") => r.scalar(child, &mut seen, 4, &mut self.description),
+            (7, b"dnsname") => r.scalar(child, &mut seen, 5, &mut self.dns_name),
+            (7, b"imageid") => r.scalar(child, &mut seen, 6, &mut self.image_id),
+            (10, b"instanceid") => r.scalar(child, &mut seen, 7, &mut self.instance_id),
+            (13, b"instancestate") => r.structure(child, &mut seen, 8, &mut self.instance_state),
+            (12, b"instancetype") => r.scalar(child, &mut seen, 9, &mut self.instance_type),
+            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 10, &mut self.instance_unique_id),
+            (9, b"ipaddress") => r.scalar(child, &mut seen, 11, &mut self.ip_address),
+            (11, b"ipaddressv6") => r.scalar(child, &mut seen, 12, &mut self.ip_address_v6),
+            (6, b"iptype") => r.scalar(child, &mut seen, 13, &mut self.ip_type),
+            (8, b"isoimage") => r.list(child, &mut self.iso_image),
+            (7, b"keyname") => r.scalar(child, &mut seen, 15, &mut self.key_name),
+            (10, b"launchtime") => r.scalar(child, &mut seen, 16, &mut self.launch_time),
+            (10, b"monitoring") => r.structure(child, &mut seen, 17, &mut self.monitoring),
+            (19, b"networkinterfaceset") => r.list(child, &mut self.network_interface_set),
+            (18, b"niftyprivateiptype") => r.scalar(child, &mut seen, 19, &mut self.nifty_private_ip_type),
+            (9, b"placement") => r.structure(child, &mut seen, 20, &mut self.placement),
+            (8, b"platform") => r.scalar(child, &mut seen, 21, &mut self.platform),
+            (14, b"privatednsname") => r.scalar(child, &mut seen, 22, &mut self.private_dns_name),
+            (16, b"privateipaddress") => r.scalar(child, &mut seen, 23, &mut self.private_ip_address),
+            (18, b"privateipaddressv6") => r.scalar(child, &mut seen, 24, &mut self.private_ip_address_v6),
+            (6, b"reason") => r.scalar(child, &mut seen, 25, &mut self.reason),
+            (14, b"rootdevicetype") => r.scalar(child, &mut seen, 26, &mut self.root_device_type),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -2945,20 +2896,19 @@ pub struct InstancesSetOfStartInstances {
 
 impl crate::xml::FromXml for InstancesSetOfStartInstances {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (12, b"currentstate") => r.structure(child, &mut seen, 0, &mut out.current_state),
-            (10, b"instanceid") => r.scalar(child, &mut seen, 1, &mut out.instance_id),
-            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 2, &mut out.instance_unique_id),
-            (13, b"previousstate") => r.structure(child, &mut seen, 3, &mut out.previous_state),
-            (7, b"tenancy") => r.scalar(child, &mut seen, 4, &mut out.tenancy),
+            (12, b"currentstate") => r.structure(child, &mut seen, 0, &mut self.current_state),
+            (10, b"instanceid") => r.scalar(child, &mut seen, 1, &mut self.instance_id),
+            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 2, &mut self.instance_unique_id),
+            (13, b"previousstate") => r.structure(child, &mut seen, 3, &mut self.previous_state),
+            (7, b"tenancy") => r.scalar(child, &mut seen, 4, &mut self.tenancy),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -2984,20 +2934,19 @@ pub struct InstancesSetOfStopInstances {
 
 impl crate::xml::FromXml for InstancesSetOfStopInstances {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (12, b"currentstate") => r.structure(child, &mut seen, 0, &mut out.current_state),
-            (10, b"instanceid") => r.scalar(child, &mut seen, 1, &mut out.instance_id),
-            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 2, &mut out.instance_unique_id),
-            (13, b"previousstate") => r.structure(child, &mut seen, 3, &mut out.previous_state),
-            (7, b"tenancy") => r.scalar(child, &mut seen, 4, &mut out.tenancy),
+            (12, b"currentstate") => r.structure(child, &mut seen, 0, &mut self.current_state),
+            (10, b"instanceid") => r.scalar(child, &mut seen, 1, &mut self.instance_id),
+            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 2, &mut self.instance_unique_id),
+            (13, b"previousstate") => r.structure(child, &mut seen, 3, &mut self.previous_state),
+            (7, b"tenancy") => r.scalar(child, &mut seen, 4, &mut self.tenancy),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -3021,19 +2970,18 @@ pub struct InstancesSetOfTerminateInstances {
 
 impl crate::xml::FromXml for InstancesSetOfTerminateInstances {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (12, b"currentstate") => r.structure(child, &mut seen, 0, &mut out.current_state),
-            (10, b"instanceid") => r.scalar(child, &mut seen, 1, &mut out.instance_id),
-            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 2, &mut out.instance_unique_id),
-            (13, b"previousstate") => r.structure(child, &mut seen, 3, &mut out.previous_state),
+            (12, b"currentstate") => r.structure(child, &mut seen, 0, &mut self.current_state),
+            (10, b"instanceid") => r.scalar(child, &mut seen, 1, &mut self.instance_id),
+            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 2, &mut self.instance_unique_id),
+            (13, b"previousstate") => r.structure(child, &mut seen, 3, &mut self.previous_state),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -3051,16 +2999,15 @@ pub struct IpType {
 
 impl crate::xml::FromXml for IpType {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (5, b"value") => r.scalar(child, &mut seen, 0, &mut out.value),
+            (5, b"value") => r.scalar(child, &mut seen, 0, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -3080,17 +3027,16 @@ pub struct IsoImage {
 
 impl crate::xml::FromXml for IsoImage {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (10, b"isoimageid") => r.scalar(child, &mut seen, 0, &mut out.iso_image_id),
-            (12, b"isoimagename") => r.scalar(child, &mut seen, 1, &mut out.iso_image_name),
+            (10, b"isoimageid") => r.scalar(child, &mut seen, 0, &mut self.iso_image_id),
+            (12, b"isoimagename") => r.scalar(child, &mut seen, 1, &mut self.iso_image_name),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -3110,17 +3056,16 @@ pub struct IsoImageSet {
 
 impl crate::xml::FromXml for IsoImageSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (10, b"isoimageid") => r.scalar(child, &mut seen, 0, &mut out.iso_image_id),
-            (12, b"isoimagename") => r.scalar(child, &mut seen, 1, &mut out.iso_image_name),
+            (10, b"isoimageid") => r.scalar(child, &mut seen, 0, &mut self.iso_image_id),
+            (12, b"isoimagename") => r.scalar(child, &mut seen, 1, &mut self.iso_image_name),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -3144,19 +3089,18 @@ pub struct Loadbalancing {
 
 impl crate::xml::FromXml for Loadbalancing {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (12, b"instanceport") => r.scalar(child, &mut seen, 0, &mut out.instance_port),
-            (16, b"loadbalancername") => r.scalar(child, &mut seen, 1, &mut out.load_balancer_name),
-            (16, b"loadbalancerport") => r.scalar(child, &mut seen, 2, &mut out.load_balancer_port),
-            (5, b"state") => r.scalar(child, &mut seen, 3, &mut out.state),
+            (12, b"instanceport") => r.scalar(child, &mut seen, 0, &mut self.instance_port),
+            (16, b"loadbalancername") => r.scalar(child, &mut seen, 1, &mut self.load_balancer_name),
+            (16, b"loadbalancerport") => r.scalar(child, &mut seen, 2, &mut self.load_balancer_port),
+            (5, b"state") => r.scalar(child, &mut seen, 3, &mut self.state),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -3271,17 +3215,16 @@ pub struct ModifyInstanceAttributeResult {
 
 impl crate::xml::FromXml for ModifyInstanceAttributeResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -3385,17 +3328,16 @@ pub struct ModifyInstanceBackupRuleAttributeResult {
 
 impl crate::xml::FromXml for ModifyInstanceBackupRuleAttributeResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -3416,16 +3358,15 @@ pub struct Monitoring {
 
 impl crate::xml::FromXml for Monitoring {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (5, b"state") => r.scalar(child, &mut seen, 0, &mut out.state),
+            (5, b"state") => r.scalar(child, &mut seen, 0, &mut self.state),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -3445,17 +3386,16 @@ pub struct MultiIpAddressGroup {
 
 impl crate::xml::FromXml for MultiIpAddressGroup {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (21, b"multiipaddressgroupid") => r.scalar(child, &mut seen, 0, &mut out.multi_ip_address_group_id),
-            (23, b"multiipaddressgroupname") => r.scalar(child, &mut seen, 1, &mut out.multi_ip_address_group_name),
+            (21, b"multiipaddressgroupid") => r.scalar(child, &mut seen, 0, &mut self.multi_ip_address_group_id),
+            (23, b"multiipaddressgroupname") => r.scalar(child, &mut seen, 1, &mut self.multi_ip_address_group_name),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -3473,16 +3413,15 @@ pub struct MultiIpAddressesSet {
 
 impl crate::xml::FromXml for MultiIpAddressesSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"ipaddress") => r.scalar(child, &mut seen, 0, &mut out.ip_address),
+            (9, b"ipaddress") => r.scalar(child, &mut seen, 0, &mut self.ip_address),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -3534,33 +3473,32 @@ pub struct NetworkInterfaceSet {
 
 impl crate::xml::FromXml for NetworkInterfaceSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (11, b"association") => r.structure(child, &mut seen, 0, &mut out.association),
-            (10, b"attachment") => r.structure(child, &mut seen, 1, &mut out.attachment),
-            (11, b"description") => r.scalar(child, &mut seen, 2, &mut out.description),
-            (8, b"groupset") => r.scalar(child, &mut seen, 3, &mut out.group_set),
-            (10, b"macaddress") => r.scalar(child, &mut seen, 4, &mut out.mac_address),
-            (19, b"multiipaddressesset") => r.list(child, &mut out.multi_ip_addresses_set),
-            (18, b"networkinterfaceid") => r.scalar(child, &mut seen, 6, &mut out.network_interface_id),
-            (14, b"niftynetworkid") => r.scalar(child, &mut seen, 7, &mut out.nifty_network_id),
-            (16, b"niftynetworkname") => r.scalar(child, &mut seen, 8, &mut out.nifty_network_name),
-            (7, b"ownerid") => r.scalar(child, &mut seen, 9, &mut out.owner_id),
-            (14, b"privatednsname") => r.scalar(child, &mut seen, 10, &mut out.private_dns_name),
-            (16, b"privateipaddress") => r.scalar(child, &mut seen, 11, &mut out.private_ip_address),
-            (18, b"privateipaddressv6") => r.scalar(child, &mut seen, 12, &mut out.private_ip_address_v6),
-            (21, b"privateipaddressesset") => r.scalar(child, &mut seen, 13, &mut out.private_ip_addresses_set),
-            (15, b"sourcedestcheck") => r.scalar(child, &mut seen, 14, &mut out.source_dest_check),
-            (6, b"status") => r.scalar(child, &mut seen, 15, &mut out.status),
-            (8, b"subnetid") => r.scalar(child, &mut seen, 16, &mut out.subnet_id),
-            (5, b"vpcid") => r.scalar(child, &mut seen, 17, &mut out.vpc_id),
+            (11, b"association") => r.structure(child, &mut seen, 0, &mut self.association),
+            (10, b"attachment") => r.structure(child, &mut seen, 1, &mut self.attachment),
+            (11, b"description") => r.scalar(child, &mut seen, 2, &mut self.description),
+            (8, b"groupset") => r.scalar(child, &mut seen, 3, &mut self.group_set),
+            (10, b"macaddress") => r.scalar(child, &mut seen, 4, &mut self.mac_address),
+            (19, b"multiipaddressesset") => r.list(child, &mut self.multi_ip_addresses_set),
+            (18, b"networkinterfaceid") => r.scalar(child, &mut seen, 6, &mut self.network_interface_id),
+            (14, b"niftynetworkid") => r.scalar(child, &mut seen, 7, &mut self.nifty_network_id),
+            (16, b"niftynetworkname") => r.scalar(child, &mut seen, 8, &mut self.nifty_network_name),
+            (7, b"ownerid") => r.scalar(child, &mut seen, 9, &mut self.owner_id),
+            (14, b"privatednsname") => r.scalar(child, &mut seen, 10, &mut self.private_dns_name),
+            (16, b"privateipaddress") => r.scalar(child, &mut seen, 11, &mut self.private_ip_address),
+            (18, b"privateipaddressv6") => r.scalar(child, &mut seen, 12, &mut self.private_ip_address_v6),
+            (21, b"privateipaddressesset") => r.scalar(child, &mut seen, 13, &mut self.private_ip_addresses_set),
+            (15, b"sourcedestcheck") => r.scalar(child, &mut seen, 14, &mut self.source_dest_check),
+            (6, b"status") => r.scalar(child, &mut seen, 15, &mut self.status),
+            (8, b"subnetid") => r.scalar(child, &mut seen, 16, &mut self.subnet_id),
+            (5, b"vpcid") => r.scalar(child, &mut seen, 17, &mut self.vpc_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -3608,31 +3546,30 @@ pub struct NetworkInterfaceSetOfCopyFromBackupInstance {
 
 impl crate::xml::FromXml for NetworkInterfaceSetOfCopyFromBackupInstance {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (11, b"association") => r.structure(child, &mut seen, 0, &mut out.association),
-            (10, b"attachment") => r.structure(child, &mut seen, 1, &mut out.attachment),
-            (11, b"description") => r.scalar(child, &mut seen, 2, &mut out.description),
-            (8, b"groupset") => r.list(child, &mut out.group_set),
-            (10, b"macaddress") => r.scalar(child, &mut seen, 4, &mut out.mac_address),
-            (18, b"networkinterfaceid") => r.scalar(child, &mut seen, 5, &mut out.network_interface_id),
-            (14, b"niftynetworkid") => r.scalar(child, &mut seen, 6, &mut out.nifty_network_id),
-            (16, b"niftynetworkname") => r.scalar(child, &mut seen, 7, &mut out.nifty_network_name),
-            (7, b"ownerid") => r.scalar(child, &mut seen, 8, &mut out.owner_id),
-            (14, b"privatednsname") => r.scalar(child, &mut seen, 9, &mut out.private_dns_name),
-            (16, b"privateipaddress") => r.scalar(child, &mut seen, 10, &mut out.private_ip_address),
-            (21, b"privateipaddressesset") => r.list(child, &mut out.private_ip_addresses_set),
-            (15, b"sourcedestcheck") => r.scalar(child, &mut seen, 12, &mut out.source_dest_check),
-            (6, b"status") => r.scalar(child, &mut seen, 13, &mut out.status),
-            (8, b"subnetid") => r.scalar(child, &mut seen, 14, &mut out.subnet_id),
-            (5, b"vpcid") => r.scalar(child, &mut seen, 15, &mut out.vpc_id),
+            (11, b"association") => r.structure(child, &mut seen, 0, &mut self.association),
+            (10, b"attachment") => r.structure(child, &mut seen, 1, &mut self.attachment),
+            (11, b"description") => r.scalar(child, &mut seen, 2, &mut self.description),
+            (8, b"groupset") => r.list(child, &mut self.group_set),
+            (10, b"macaddress") => r.scalar(child, &mut seen, 4, &mut self.mac_address),
+            (18, b"networkinterfaceid") => r.scalar(child, &mut seen, 5, &mut self.network_interface_id),
+            (14, b"niftynetworkid") => r.scalar(child, &mut seen, 6, &mut self.nifty_network_id),
+            (16, b"niftynetworkname") => r.scalar(child, &mut seen, 7, &mut self.nifty_network_name),
+            (7, b"ownerid") => r.scalar(child, &mut seen, 8, &mut self.owner_id),
+            (14, b"privatednsname") => r.scalar(child, &mut seen, 9, &mut self.private_dns_name),
+            (16, b"privateipaddress") => r.scalar(child, &mut seen, 10, &mut self.private_ip_address),
+            (21, b"privateipaddressesset") => r.list(child, &mut self.private_ip_addresses_set),
+            (15, b"sourcedestcheck") => r.scalar(child, &mut seen, 12, &mut self.source_dest_check),
+            (6, b"status") => r.scalar(child, &mut seen, 13, &mut self.status),
+            (8, b"subnetid") => r.scalar(child, &mut seen, 14, &mut self.subnet_id),
+            (5, b"vpcid") => r.scalar(child, &mut seen, 15, &mut self.vpc_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -3684,33 +3621,32 @@ pub struct NetworkInterfaceSetOfDescribeInstances {
 
 impl crate::xml::FromXml for NetworkInterfaceSetOfDescribeInstances {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (11, b"association") => r.structure(child, &mut seen, 0, &mut out.association),
-            (10, b"attachment") => r.structure(child, &mut seen, 1, &mut out.attachment),
-            (11, b"description") => r.scalar(child, &mut seen, 2, &mut out.description),
-            (8, b"groupset") => r.list(child, &mut out.group_set),
-            (10, b"macaddress") => r.scalar(child, &mut seen, 4, &mut out.mac_address),
-            (19, b"multiipaddressesset") => r.list(child, &mut out.multi_ip_addresses_set),
-            (18, b"networkinterfaceid") => r.scalar(child, &mut seen, 6, &mut out.network_interface_id),
-            (14, b"niftynetworkid") => r.scalar(child, &mut seen, 7, &mut out.nifty_network_id),
-            (16, b"niftynetworkname") => r.scalar(child, &mut seen, 8, &mut out.nifty_network_name),
-            (7, b"ownerid") => r.scalar(child, &mut seen, 9, &mut out.owner_id),
-            (14, b"privatednsname") => r.scalar(child, &mut seen, 10, &mut out.private_dns_name),
-            (16, b"privateipaddress") => r.scalar(child, &mut seen, 11, &mut out.private_ip_address),
-            (18, b"privateipaddressv6") => r.scalar(child, &mut seen, 12, &mut out.private_ip_address_v6),
-            (21, b"privateipaddressesset") => r.list(child, &mut out.private_ip_addresses_set),
-            (15, b"sourcedestcheck") => r.scalar(child, &mut seen, 14, &mut out.source_dest_check),
-            (6, b"status") => r.scalar(child, &mut seen, 15, &mut out.status),
-            (8, b"subnetid") => r.scalar(child, &mut seen, 16, &mut out.subnet_id),
-            (5, b"vpcid") => r.scalar(child, &mut seen, 17, &mut out.vpc_id),
+            (11, b"association") => r.structure(child, &mut seen, 0, &mut self.association),
+            (10, b"attachment") => r.structure(child, &mut seen, 1, &mut self.attachment),
+            (11, b"description") => r.scalar(child, &mut seen, 2, &mut self.description),
+            (8, b"groupset") => r.list(child, &mut self.group_set),
+            (10, b"macaddress") => r.scalar(child, &mut seen, 4, &mut self.mac_address),
+            (19, b"multiipaddressesset") => r.list(child, &mut self.multi_ip_addresses_set),
+            (18, b"networkinterfaceid") => r.scalar(child, &mut seen, 6, &mut self.network_interface_id),
+            (14, b"niftynetworkid") => r.scalar(child, &mut seen, 7, &mut self.nifty_network_id),
+            (16, b"niftynetworkname") => r.scalar(child, &mut seen, 8, &mut self.nifty_network_name),
+            (7, b"ownerid") => r.scalar(child, &mut seen, 9, &mut self.owner_id),
+            (14, b"privatednsname") => r.scalar(child, &mut seen, 10, &mut self.private_dns_name),
+            (16, b"privateipaddress") => r.scalar(child, &mut seen, 11, &mut self.private_ip_address),
+            (18, b"privateipaddressv6") => r.scalar(child, &mut seen, 12, &mut self.private_ip_address_v6),
+            (21, b"privateipaddressesset") => r.list(child, &mut self.private_ip_addresses_set),
+            (15, b"sourcedestcheck") => r.scalar(child, &mut seen, 14, &mut self.source_dest_check),
+            (6, b"status") => r.scalar(child, &mut seen, 15, &mut self.status),
+            (8, b"subnetid") => r.scalar(child, &mut seen, 16, &mut self.subnet_id),
+            (5, b"vpcid") => r.scalar(child, &mut seen, 17, &mut self.vpc_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -3754,29 +3690,28 @@ pub struct NetworkInterfaceSetOfImportInstance {
 
 impl crate::xml::FromXml for NetworkInterfaceSetOfImportInstance {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (11, b"association") => r.structure(child, &mut seen, 0, &mut out.association),
-            (10, b"attachment") => r.structure(child, &mut seen, 1, &mut out.attachment),
-            (11, b"description") => r.scalar(child, &mut seen, 2, &mut out.description),
-            (8, b"groupset") => r.scalar(child, &mut seen, 3, &mut out.group_set),
-            (18, b"networkinterfaceid") => r.scalar(child, &mut seen, 4, &mut out.network_interface_id),
-            (14, b"niftynetworkid") => r.scalar(child, &mut seen, 5, &mut out.nifty_network_id),
-            (16, b"niftynetworkname") => r.scalar(child, &mut seen, 6, &mut out.nifty_network_name),
-            (7, b"ownerid") => r.scalar(child, &mut seen, 7, &mut out.owner_id),
-            (14, b"privatednsname") => r.scalar(child, &mut seen, 8, &mut out.private_dns_name),
-            (21, b"privateipaddressesset") => r.scalar(child, &mut seen, 9, &mut out.private_ip_addresses_set),
-            (15, b"sourcedestcheck") => r.scalar(child, &mut seen, 10, &mut out.source_dest_check),
-            (6, b"status") => r.scalar(child, &mut seen, 11, &mut out.status),
-            (8, b"subnetid") => r.scalar(child, &mut seen, 12, &mut out.subnet_id),
-            (5, b"vpcid") => r.scalar(child, &mut seen, 13, &mut out.vpc_id),
+            (11, b"association") => r.structure(child, &mut seen, 0, &mut self.association),
+            (10, b"attachment") => r.structure(child, &mut seen, 1, &mut self.attachment),
+            (11, b"description") => r.scalar(child, &mut seen, 2, &mut self.description),
+            (8, b"groupset") => r.scalar(child, &mut seen, 3, &mut self.group_set),
+            (18, b"networkinterfaceid") => r.scalar(child, &mut seen, 4, &mut self.network_interface_id),
+            (14, b"niftynetworkid") => r.scalar(child, &mut seen, 5, &mut self.nifty_network_id),
+            (16, b"niftynetworkname") => r.scalar(child, &mut seen, 6, &mut self.nifty_network_name),
+            (7, b"ownerid") => r.scalar(child, &mut seen, 7, &mut self.owner_id),
+            (14, b"privatednsname") => r.scalar(child, &mut seen, 8, &mut self.private_dns_name),
+            (21, b"privateipaddressesset") => r.scalar(child, &mut seen, 9, &mut self.private_ip_addresses_set),
+            (15, b"sourcedestcheck") => r.scalar(child, &mut seen, 10, &mut self.source_dest_check),
+            (6, b"status") => r.scalar(child, &mut seen, 11, &mut self.status),
+            (8, b"subnetid") => r.scalar(child, &mut seen, 12, &mut self.subnet_id),
+            (5, b"vpcid") => r.scalar(child, &mut seen, 13, &mut self.vpc_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -3820,29 +3755,28 @@ pub struct NetworkInterfaceSetOfRunInstances {
 
 impl crate::xml::FromXml for NetworkInterfaceSetOfRunInstances {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (11, b"association") => r.structure(child, &mut seen, 0, &mut out.association),
-            (10, b"attachment") => r.structure(child, &mut seen, 1, &mut out.attachment),
-            (11, b"description") => r.scalar(child, &mut seen, 2, &mut out.description),
-            (8, b"groupset") => r.list(child, &mut out.group_set),
-            (18, b"networkinterfaceid") => r.scalar(child, &mut seen, 4, &mut out.network_interface_id),
-            (14, b"niftynetworkid") => r.scalar(child, &mut seen, 5, &mut out.nifty_network_id),
-            (16, b"niftynetworkname") => r.scalar(child, &mut seen, 6, &mut out.nifty_network_name),
-            (7, b"ownerid") => r.scalar(child, &mut seen, 7, &mut out.owner_id),
-            (14, b"privatednsname") => r.scalar(child, &mut seen, 8, &mut out.private_dns_name),
-            (21, b"privateipaddressesset") => r.list(child, &mut out.private_ip_addresses_set),
-            (15, b"sourcedestcheck") => r.scalar(child, &mut seen, 10, &mut out.source_dest_check),
-            (6, b"status") => r.scalar(child, &mut seen, 11, &mut out.status),
-            (8, b"subnetid") => r.scalar(child, &mut seen, 12, &mut out.subnet_id),
-            (5, b"vpcid") => r.scalar(child, &mut seen, 13, &mut out.vpc_id),
+            (11, b"association") => r.structure(child, &mut seen, 0, &mut self.association),
+            (10, b"attachment") => r.structure(child, &mut seen, 1, &mut self.attachment),
+            (11, b"description") => r.scalar(child, &mut seen, 2, &mut self.description),
+            (8, b"groupset") => r.list(child, &mut self.group_set),
+            (18, b"networkinterfaceid") => r.scalar(child, &mut seen, 4, &mut self.network_interface_id),
+            (14, b"niftynetworkid") => r.scalar(child, &mut seen, 5, &mut self.nifty_network_id),
+            (16, b"niftynetworkname") => r.scalar(child, &mut seen, 6, &mut self.nifty_network_name),
+            (7, b"ownerid") => r.scalar(child, &mut seen, 7, &mut self.owner_id),
+            (14, b"privatednsname") => r.scalar(child, &mut seen, 8, &mut self.private_dns_name),
+            (21, b"privateipaddressesset") => r.list(child, &mut self.private_ip_addresses_set),
+            (15, b"sourcedestcheck") => r.scalar(child, &mut seen, 10, &mut self.source_dest_check),
+            (6, b"status") => r.scalar(child, &mut seen, 11, &mut self.status),
+            (8, b"subnetid") => r.scalar(child, &mut seen, 12, &mut self.subnet_id),
+            (5, b"vpcid") => r.scalar(child, &mut seen, 13, &mut self.vpc_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -3860,16 +3794,15 @@ pub struct NextMonthAccountingType {
 
 impl crate::xml::FromXml for NextMonthAccountingType {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (5, b"value") => r.scalar(child, &mut seen, 0, &mut out.value),
+            (5, b"value") => r.scalar(child, &mut seen, 0, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -3959,18 +3892,17 @@ pub struct NiftyCreateInstanceSnapshotResult {
 
 impl crate::xml::FromXml for NiftyCreateInstanceSnapshotResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (11, b"instanceset") => r.list(child, &mut out.instance_set),
-            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
-            (12, b"snapshotname") => r.scalar(child, &mut seen, 2, &mut out.snapshot_name),
+            (11, b"instanceset") => r.list(child, &mut self.instance_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut self.request_id),
+            (12, b"snapshotname") => r.scalar(child, &mut seen, 2, &mut self.snapshot_name),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -4093,17 +4025,16 @@ pub struct NiftyCreateSeparateInstanceRuleResult {
 
 impl crate::xml::FromXml for NiftyCreateSeparateInstanceRuleResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -4177,17 +4108,16 @@ pub struct NiftyDeleteInstanceSnapshotResult {
 
 impl crate::xml::FromXml for NiftyDeleteInstanceSnapshotResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (15, b"snapshotinfoset") => r.list(child, &mut out.snapshot_info_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (15, b"snapshotinfoset") => r.list(child, &mut self.snapshot_info_set),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -4259,17 +4189,16 @@ pub struct NiftyDeleteSeparateInstanceRuleResult {
 
 impl crate::xml::FromXml for NiftyDeleteSeparateInstanceRuleResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -4365,17 +4294,16 @@ pub struct NiftyDeregisterInstancesFromSeparateInstanceRuleResult {
 
 impl crate::xml::FromXml for NiftyDeregisterInstancesFromSeparateInstanceRuleResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (12, b"instancesset") => r.list(child, &mut out.instances_set),
-            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            (12, b"instancesset") => r.list(child, &mut self.instances_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut self.request_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -4457,17 +4385,16 @@ pub struct NiftyDescribeInstanceSnapshotsResult {
 
 impl crate::xml::FromXml for NiftyDescribeInstanceSnapshotsResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (15, b"snapshotinfoset") => r.list(child, &mut out.snapshot_info_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (15, b"snapshotinfoset") => r.list(child, &mut self.snapshot_info_set),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -4548,17 +4475,16 @@ pub struct NiftyDescribeSeparateInstanceRulesResult {
 
 impl crate::xml::FromXml for NiftyDescribeSeparateInstanceRulesResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (25, b"separateinstancerulesinfo") => r.list(child, &mut out.separate_instance_rules_info),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (25, b"separateinstancerulesinfo") => r.list(child, &mut self.separate_instance_rules_info),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -4587,20 +4513,19 @@ pub struct NiftyElasticLoadBalancing {
 
 impl crate::xml::FromXml for NiftyElasticLoadBalancing {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (21, b"elasticloadbalancerid") => r.scalar(child, &mut seen, 0, &mut out.elastic_load_balancer_id),
-            (23, b"elasticloadbalancername") => r.scalar(child, &mut seen, 1, &mut out.elastic_load_balancer_name),
-            (23, b"elasticloadbalancerport") => r.scalar(child, &mut seen, 2, &mut out.elastic_load_balancer_port),
-            (12, b"instanceport") => r.scalar(child, &mut seen, 3, &mut out.instance_port),
-            (8, b"protocol") => r.scalar(child, &mut seen, 4, &mut out.protocol),
+            (21, b"elasticloadbalancerid") => r.scalar(child, &mut seen, 0, &mut self.elastic_load_balancer_id),
+            (23, b"elasticloadbalancername") => r.scalar(child, &mut seen, 1, &mut self.elastic_load_balancer_name),
+            (23, b"elasticloadbalancerport") => r.scalar(child, &mut seen, 2, &mut self.elastic_load_balancer_port),
+            (12, b"instanceport") => r.scalar(child, &mut seen, 3, &mut self.instance_port),
+            (8, b"protocol") => r.scalar(child, &mut seen, 4, &mut self.protocol),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -4696,17 +4621,16 @@ pub struct NiftyModifyInstanceSnapshotAttributeResult {
 
 impl crate::xml::FromXml for NiftyModifyInstanceSnapshotAttributeResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -4727,16 +4651,15 @@ pub struct NiftyPrivateIpType {
 
 impl crate::xml::FromXml for NiftyPrivateIpType {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (5, b"value") => r.scalar(child, &mut seen, 0, &mut out.value),
+            (5, b"value") => r.scalar(child, &mut seen, 0, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -4829,17 +4752,16 @@ pub struct NiftyRegisterInstancesWithSeparateInstanceRuleResult {
 
 impl crate::xml::FromXml for NiftyRegisterInstancesWithSeparateInstanceRuleResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (12, b"instancesset") => r.list(child, &mut out.instances_set),
-            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            (12, b"instancesset") => r.list(child, &mut self.instances_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut self.request_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -4913,17 +4835,16 @@ pub struct NiftyRestoreInstanceSnapshotResult {
 
 impl crate::xml::FromXml for NiftyRestoreInstanceSnapshotResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -5001,19 +4922,18 @@ pub struct NiftyRetryImportInstanceResult {
 
 impl crate::xml::FromXml for NiftyRetryImportInstanceResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (10, b"instanceid") => r.scalar(child, &mut seen, 0, &mut out.instance_id),
-            (13, b"instancestate") => r.scalar(child, &mut seen, 1, &mut out.instance_state),
-            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 2, &mut out.instance_unique_id),
-            (9, b"requestid") => r.scalar(child, &mut seen, 3, &mut out.request_id),
+            (10, b"instanceid") => r.scalar(child, &mut seen, 0, &mut self.instance_id),
+            (13, b"instancestate") => r.scalar(child, &mut seen, 1, &mut self.instance_state),
+            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 2, &mut self.instance_unique_id),
+            (9, b"requestid") => r.scalar(child, &mut seen, 3, &mut self.request_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -5034,16 +4954,15 @@ pub struct NiftySnapshotting {
 
 impl crate::xml::FromXml for NiftySnapshotting {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (5, b"state") => r.scalar(child, &mut seen, 0, &mut out.state),
+            (5, b"state") => r.scalar(child, &mut seen, 0, &mut self.state),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -5128,17 +5047,16 @@ pub struct NiftyUpdateInstanceNetworkInterfacesResult {
 
 impl crate::xml::FromXml for NiftyUpdateInstanceNetworkInterfacesResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -5236,17 +5154,16 @@ pub struct NiftyUpdateSeparateInstanceRuleResult {
 
 impl crate::xml::FromXml for NiftyUpdateSeparateInstanceRuleResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -5269,17 +5186,16 @@ pub struct PreviousState {
 
 impl crate::xml::FromXml for PreviousState {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (4, b"code") => r.scalar(child, &mut seen, 0, &mut out.code),
-            (4, b"name") => r.scalar(child, &mut seen, 1, &mut out.name),
+            (4, b"code") => r.scalar(child, &mut seen, 0, &mut self.code),
+            (4, b"name") => r.scalar(child, &mut seen, 1, &mut self.name),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -5303,19 +5219,18 @@ pub struct PrivateIpAddressesSet {
 
 impl crate::xml::FromXml for PrivateIpAddressesSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (11, b"association") => r.structure(child, &mut seen, 0, &mut out.association),
-            (7, b"primary") => r.scalar(child, &mut seen, 1, &mut out.primary),
-            (14, b"privatednsname") => r.scalar(child, &mut seen, 2, &mut out.private_dns_name),
-            (16, b"privateipaddress") => r.scalar(child, &mut seen, 3, &mut out.private_ip_address),
+            (11, b"association") => r.structure(child, &mut seen, 0, &mut self.association),
+            (7, b"primary") => r.scalar(child, &mut seen, 1, &mut self.primary),
+            (14, b"privatednsname") => r.scalar(child, &mut seen, 2, &mut self.private_dns_name),
+            (16, b"privateipaddress") => r.scalar(child, &mut seen, 3, &mut self.private_ip_address),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -5339,19 +5254,18 @@ pub struct PrivateIpAddressesSetOfCopyFromBackupInstance {
 
 impl crate::xml::FromXml for PrivateIpAddressesSetOfCopyFromBackupInstance {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (11, b"association") => r.structure(child, &mut seen, 0, &mut out.association),
-            (7, b"primary") => r.scalar(child, &mut seen, 1, &mut out.primary),
-            (14, b"privatednsname") => r.scalar(child, &mut seen, 2, &mut out.private_dns_name),
-            (16, b"privateipaddress") => r.scalar(child, &mut seen, 3, &mut out.private_ip_address),
+            (11, b"association") => r.structure(child, &mut seen, 0, &mut self.association),
+            (7, b"primary") => r.scalar(child, &mut seen, 1, &mut self.primary),
+            (14, b"privatednsname") => r.scalar(child, &mut seen, 2, &mut self.private_dns_name),
+            (16, b"privateipaddress") => r.scalar(child, &mut seen, 3, &mut self.private_ip_address),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -5375,19 +5289,18 @@ pub struct PrivateIpAddressesSetOfRunInstances {
 
 impl crate::xml::FromXml for PrivateIpAddressesSetOfRunInstances {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (11, b"association") => r.structure(child, &mut seen, 0, &mut out.association),
-            (7, b"primary") => r.scalar(child, &mut seen, 1, &mut out.primary),
-            (14, b"privatednsname") => r.scalar(child, &mut seen, 2, &mut out.private_dns_name),
-            (16, b"privateipaddress") => r.scalar(child, &mut seen, 3, &mut out.private_ip_address),
+            (11, b"association") => r.structure(child, &mut seen, 0, &mut self.association),
+            (7, b"primary") => r.scalar(child, &mut seen, 1, &mut self.primary),
+            (14, b"privatednsname") => r.scalar(child, &mut seen, 2, &mut self.private_dns_name),
+            (16, b"privateipaddress") => r.scalar(child, &mut seen, 3, &mut self.private_ip_address),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -5507,17 +5420,16 @@ pub struct RebootInstancesResult {
 
 impl crate::xml::FromXml for RebootInstancesResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -5589,17 +5501,16 @@ pub struct RefreshInstanceBackupRuleResult {
 
 impl crate::xml::FromXml for RefreshInstanceBackupRuleResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -6376,19 +6287,18 @@ pub struct ReservationSet {
 
 impl crate::xml::FromXml for ReservationSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (8, b"groupset") => r.list(child, &mut out.group_set),
-            (12, b"instancesset") => r.list(child, &mut out.instances_set),
-            (7, b"ownerid") => r.scalar(child, &mut seen, 2, &mut out.owner_id),
-            (13, b"reservationid") => r.scalar(child, &mut seen, 3, &mut out.reservation_id),
+            (8, b"groupset") => r.list(child, &mut self.group_set),
+            (12, b"instancesset") => r.list(child, &mut self.instances_set),
+            (7, b"ownerid") => r.scalar(child, &mut seen, 2, &mut self.owner_id),
+            (13, b"reservationid") => r.scalar(child, &mut seen, 3, &mut self.reservation_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -6683,20 +6593,19 @@ pub struct RunInstancesResult {
 
 impl crate::xml::FromXml for RunInstancesResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (8, b"groupset") => r.list(child, &mut out.group_set),
-            (12, b"instancesset") => r.list(child, &mut out.instances_set),
-            (7, b"ownerid") => r.scalar(child, &mut seen, 2, &mut out.owner_id),
-            (9, b"requestid") => r.scalar(child, &mut seen, 3, &mut out.request_id),
-            (13, b"reservationid") => r.scalar(child, &mut seen, 4, &mut out.reservation_id),
+            (8, b"groupset") => r.list(child, &mut self.group_set),
+            (12, b"instancesset") => r.list(child, &mut self.instances_set),
+            (7, b"ownerid") => r.scalar(child, &mut seen, 2, &mut self.owner_id),
+            (9, b"requestid") => r.scalar(child, &mut seen, 3, &mut self.request_id),
+            (13, b"reservationid") => r.scalar(child, &mut seen, 4, &mut self.reservation_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -6725,24 +6634,23 @@ pub struct SeparateInstanceRulesInfo {
 
 impl crate::xml::FromXml for SeparateInstanceRulesInfo {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (16, b"availabilityzone") => r.scalar(child, &mut seen, 0, &mut out.availability_zone),
-            (12, b"instancesset") => r.list(child, &mut out.instances_set),
+            (16, b"availabilityzone") => r.scalar(child, &mut seen, 0, &mut self.availability_zone),
+            (12, b"instancesset") => r.list(child, &mut self.instances_set),
             (31, b"separateinstanceruledescription") => {
-                r.scalar(child, &mut seen, 2, &mut out.separate_instance_rule_description)
+                r.scalar(child, &mut seen, 2, &mut self.separate_instance_rule_description)
             }
-            (24, b"separateinstancerulename") => r.scalar(child, &mut seen, 3, &mut out.separate_instance_rule_name),
+            (24, b"separateinstancerulename") => r.scalar(child, &mut seen, 3, &mut self.separate_instance_rule_name),
             (26, b"separateinstancerulestatus") => {
-                r.scalar(child, &mut seen, 4, &mut out.separate_instance_rule_status)
+                r.scalar(child, &mut seen, 4, &mut self.separate_instance_rule_status)
             }
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -6778,25 +6686,24 @@ pub struct SnapshotInfoSet {
 
 impl crate::xml::FromXml for SnapshotInfoSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (11, b"createdtime") => r.scalar(child, &mut seen, 0, &mut out.created_time),
-            (10, b"difference") => r.scalar(child, &mut seen, 1, &mut out.difference),
-            (11, b"expiredtime") => r.scalar(child, &mut seen, 2, &mut out.expired_time),
-            (10, b"instanceid") => r.scalar(child, &mut seen, 3, &mut out.instance_id),
-            (18, b"instancesnapshotid") => r.scalar(child, &mut seen, 4, &mut out.instance_snapshot_id),
-            (4, b"memo") => r.scalar(child, &mut seen, 5, &mut out.memo),
-            (11, b"powerstatus") => r.scalar(child, &mut seen, 6, &mut out.power_status),
-            (12, b"snapshotname") => r.scalar(child, &mut seen, 7, &mut out.snapshot_name),
-            (6, b"status") => r.scalar(child, &mut seen, 8, &mut out.status),
-            (11, b"updatedtime") => r.scalar(child, &mut seen, 9, &mut out.updated_time),
+            (11, b"createdtime") => r.scalar(child, &mut seen, 0, &mut self.created_time),
+            (10, b"difference") => r.scalar(child, &mut seen, 1, &mut self.difference),
+            (11, b"expiredtime") => r.scalar(child, &mut seen, 2, &mut self.expired_time),
+            (10, b"instanceid") => r.scalar(child, &mut seen, 3, &mut self.instance_id),
+            (18, b"instancesnapshotid") => r.scalar(child, &mut seen, 4, &mut self.instance_snapshot_id),
+            (4, b"memo") => r.scalar(child, &mut seen, 5, &mut self.memo),
+            (11, b"powerstatus") => r.scalar(child, &mut seen, 6, &mut self.power_status),
+            (12, b"snapshotname") => r.scalar(child, &mut seen, 7, &mut self.snapshot_name),
+            (6, b"status") => r.scalar(child, &mut seen, 8, &mut self.status),
+            (11, b"updatedtime") => r.scalar(child, &mut seen, 9, &mut self.updated_time),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -6932,17 +6839,16 @@ pub struct StartInstancesResult {
 
 impl crate::xml::FromXml for StartInstancesResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (12, b"instancesset") => r.list(child, &mut out.instances_set),
-            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            (12, b"instancesset") => r.list(child, &mut self.instances_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut self.request_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -7038,17 +6944,16 @@ pub struct StopInstancesResult {
 
 impl crate::xml::FromXml for StopInstancesResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (12, b"instancesset") => r.list(child, &mut out.instances_set),
-            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            (12, b"instancesset") => r.list(child, &mut self.instances_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut self.request_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -7124,17 +7029,16 @@ pub struct TerminateInstancesResult {
 
 impl crate::xml::FromXml for TerminateInstancesResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (12, b"instancesset") => r.list(child, &mut out.instances_set),
-            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            (12, b"instancesset") => r.list(child, &mut self.instances_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut self.request_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -7157,17 +7061,16 @@ pub struct VmTools {
 
 impl crate::xml::FromXml for VmTools {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (5, b"state") => r.scalar(child, &mut seen, 0, &mut out.state),
-            (7, b"version") => r.scalar(child, &mut seen, 1, &mut out.version),
+            (5, b"state") => r.scalar(child, &mut seen, 0, &mut self.state),
+            (7, b"version") => r.scalar(child, &mut seen, 1, &mut self.version),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -7191,18 +7094,17 @@ pub struct Volumes {
 
 impl crate::xml::FromXml for Volumes {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (16, b"availabilityzone") => r.scalar(child, &mut seen, 0, &mut out.availability_zone),
-            (14, b"bytesconverted") => r.scalar(child, &mut seen, 1, &mut out.bytes_converted),
-            (5, b"image") => r.structure(child, &mut seen, 2, &mut out.image),
-            (6, b"status") => r.scalar(child, &mut seen, 3, &mut out.status),
+            (16, b"availabilityzone") => r.scalar(child, &mut seen, 0, &mut self.availability_zone),
+            (14, b"bytesconverted") => r.scalar(child, &mut seen, 1, &mut self.bytes_converted),
+            (5, b"image") => r.structure(child, &mut seen, 2, &mut self.image),
+            (6, b"status") => r.scalar(child, &mut seen, 3, &mut self.status),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }

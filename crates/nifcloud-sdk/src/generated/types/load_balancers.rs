@@ -20,17 +20,16 @@ pub struct AppCookieStickinessPolicies {
 
 impl crate::xml::FromXml for AppCookieStickinessPolicies {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (10, b"cookiename") => r.scalar(child, &mut seen, 0, &mut out.cookie_name),
-            (10, b"policyname") => r.scalar(child, &mut seen, 1, &mut out.policy_name),
+            (10, b"cookiename") => r.scalar(child, &mut seen, 0, &mut self.cookie_name),
+            (10, b"policyname") => r.scalar(child, &mut seen, 1, &mut self.policy_name),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -121,19 +120,18 @@ pub struct ClearLoadBalancerSessionResultWrapper {
 
 impl crate::xml::FromXml for ClearLoadBalancerSessionResultWrapper {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
             (30, b"clearloadbalancersessionresult") => {
-                r.scalar(child, &mut seen, 0, &mut out.clear_load_balancer_session_result)
+                r.scalar(child, &mut seen, 0, &mut self.clear_load_balancer_session_result)
             }
-            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut out.response_metadata),
+            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut self.response_metadata),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.response_metadata.as_ref().and_then(|m| m.request_id.as_deref()))
@@ -239,16 +237,15 @@ pub struct ConfigureHealthCheckResult {
 
 impl crate::xml::FromXml for ConfigureHealthCheckResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (11, b"healthcheck") => r.structure(child, &mut seen, 0, &mut out.health_check),
+            (11, b"healthcheck") => r.structure(child, &mut seen, 0, &mut self.health_check),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -268,19 +265,18 @@ pub struct ConfigureHealthCheckResultWrapper {
 
 impl crate::xml::FromXml for ConfigureHealthCheckResultWrapper {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
             (26, b"configurehealthcheckresult") => {
-                r.structure(child, &mut seen, 0, &mut out.configure_health_check_result)
+                r.structure(child, &mut seen, 0, &mut self.configure_health_check_result)
             }
-            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut out.response_metadata),
+            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut self.response_metadata),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.response_metadata.as_ref().and_then(|m| m.request_id.as_deref()))
@@ -403,16 +399,15 @@ pub struct CreateLoadBalancerResult {
 
 impl crate::xml::FromXml for CreateLoadBalancerResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (7, b"dnsname") => r.scalar(child, &mut seen, 0, &mut out.dns_name),
+            (7, b"dnsname") => r.scalar(child, &mut seen, 0, &mut self.dns_name),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -432,17 +427,18 @@ pub struct CreateLoadBalancerResultWrapper {
 
 impl crate::xml::FromXml for CreateLoadBalancerResultWrapper {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (24, b"createloadbalancerresult") => r.structure(child, &mut seen, 0, &mut out.create_load_balancer_result),
-            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut out.response_metadata),
+            (24, b"createloadbalancerresult") => {
+                r.structure(child, &mut seen, 0, &mut self.create_load_balancer_result)
+            }
+            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut self.response_metadata),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.response_metadata.as_ref().and_then(|m| m.request_id.as_deref()))
@@ -536,17 +532,16 @@ pub struct DeleteLoadBalancerResultWrapper {
 
 impl crate::xml::FromXml for DeleteLoadBalancerResultWrapper {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (24, b"deleteloadbalancerresult") => r.scalar(child, &mut seen, 0, &mut out.delete_load_balancer_result),
-            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut out.response_metadata),
+            (24, b"deleteloadbalancerresult") => r.scalar(child, &mut seen, 0, &mut self.delete_load_balancer_result),
+            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut self.response_metadata),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.response_metadata.as_ref().and_then(|m| m.request_id.as_deref()))
@@ -652,15 +647,14 @@ pub struct DeregisterInstancesFromLoadBalancerResult {
 
 impl crate::xml::FromXml for DeregisterInstancesFromLoadBalancerResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"instances") => r.list(child, &mut out.instances),
+            (9, b"instances") => r.list(child, &mut self.instances),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -680,22 +674,21 @@ pub struct DeregisterInstancesFromLoadBalancerResultWrapper {
 
 impl crate::xml::FromXml for DeregisterInstancesFromLoadBalancerResultWrapper {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
             (41, b"deregisterinstancesfromloadbalancerresult") => r.structure(
                 child,
                 &mut seen,
                 0,
-                &mut out.deregister_instances_from_load_balancer_result,
+                &mut self.deregister_instances_from_load_balancer_result,
             ),
-            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut out.response_metadata),
+            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut self.response_metadata),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.response_metadata.as_ref().and_then(|m| m.request_id.as_deref()))
@@ -795,15 +788,14 @@ pub struct DescribeInstanceHealthResult {
 
 impl crate::xml::FromXml for DescribeInstanceHealthResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (14, b"instancestates") => r.list(child, &mut out.instance_states),
+            (14, b"instancestates") => r.list(child, &mut self.instance_states),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -823,19 +815,18 @@ pub struct DescribeInstanceHealthResultWrapper {
 
 impl crate::xml::FromXml for DescribeInstanceHealthResultWrapper {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
             (28, b"describeinstancehealthresult") => {
-                r.structure(child, &mut seen, 0, &mut out.describe_instance_health_result)
+                r.structure(child, &mut seen, 0, &mut self.describe_instance_health_result)
             }
-            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut out.response_metadata),
+            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut self.response_metadata),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.response_metadata.as_ref().and_then(|m| m.request_id.as_deref()))
@@ -920,15 +911,14 @@ pub struct DescribeLoadBalancersResult {
 
 impl crate::xml::FromXml for DescribeLoadBalancersResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (24, b"loadbalancerdescriptions") => r.list(child, &mut out.load_balancer_descriptions),
+            (24, b"loadbalancerdescriptions") => r.list(child, &mut self.load_balancer_descriptions),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -948,19 +938,18 @@ pub struct DescribeLoadBalancersResultWrapper {
 
 impl crate::xml::FromXml for DescribeLoadBalancersResultWrapper {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
             (27, b"describeloadbalancersresult") => {
-                r.structure(child, &mut seen, 0, &mut out.describe_load_balancers_result)
+                r.structure(child, &mut seen, 0, &mut self.describe_load_balancers_result)
             }
-            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut out.response_metadata),
+            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut self.response_metadata),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.response_metadata.as_ref().and_then(|m| m.request_id.as_deref()))
@@ -984,17 +973,16 @@ pub struct Filter {
 
 impl crate::xml::FromXml for Filter {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (10, b"filtertype") => r.scalar(child, &mut seen, 0, &mut out.filter_type),
-            (11, b"ipaddresses") => r.list(child, &mut out.ip_addresses),
+            (10, b"filtertype") => r.scalar(child, &mut seen, 0, &mut self.filter_type),
+            (11, b"ipaddresses") => r.list(child, &mut self.ip_addresses),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -1018,19 +1006,18 @@ pub struct HealthCheck {
 
 impl crate::xml::FromXml for HealthCheck {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (16, b"healthythreshold") => r.scalar(child, &mut seen, 0, &mut out.healthy_threshold),
-            (8, b"interval") => r.scalar(child, &mut seen, 1, &mut out.interval),
-            (6, b"target") => r.scalar(child, &mut seen, 2, &mut out.target),
-            (18, b"unhealthythreshold") => r.scalar(child, &mut seen, 3, &mut out.unhealthy_threshold),
+            (16, b"healthythreshold") => r.scalar(child, &mut seen, 0, &mut self.healthy_threshold),
+            (8, b"interval") => r.scalar(child, &mut seen, 1, &mut self.interval),
+            (6, b"target") => r.scalar(child, &mut seen, 2, &mut self.target),
+            (18, b"unhealthythreshold") => r.scalar(child, &mut seen, 3, &mut self.unhealthy_threshold),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -1058,21 +1045,20 @@ pub struct HealthCheckOfDescribeLoadBalancers {
 
 impl crate::xml::FromXml for HealthCheckOfDescribeLoadBalancers {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (16, b"healthythreshold") => r.scalar(child, &mut seen, 0, &mut out.healthy_threshold),
-            (14, b"instancestates") => r.list(child, &mut out.instance_states),
-            (8, b"interval") => r.scalar(child, &mut seen, 2, &mut out.interval),
-            (6, b"target") => r.scalar(child, &mut seen, 3, &mut out.target),
-            (7, b"timeout") => r.scalar(child, &mut seen, 4, &mut out.timeout),
-            (18, b"unhealthythreshold") => r.scalar(child, &mut seen, 5, &mut out.unhealthy_threshold),
+            (16, b"healthythreshold") => r.scalar(child, &mut seen, 0, &mut self.healthy_threshold),
+            (14, b"instancestates") => r.list(child, &mut self.instance_states),
+            (8, b"interval") => r.scalar(child, &mut seen, 2, &mut self.interval),
+            (6, b"target") => r.scalar(child, &mut seen, 3, &mut self.target),
+            (7, b"timeout") => r.scalar(child, &mut seen, 4, &mut self.timeout),
+            (18, b"unhealthythreshold") => r.scalar(child, &mut seen, 5, &mut self.unhealthy_threshold),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -1091,16 +1077,15 @@ pub struct IPAddresses {
 
 impl crate::xml::FromXml for IPAddresses {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"ipaddress") => r.scalar(child, &mut seen, 0, &mut out.ip_address),
+            (9, b"ipaddress") => r.scalar(child, &mut seen, 0, &mut self.ip_address),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -1120,17 +1105,16 @@ pub struct LBCookieStickinessPolicies {
 
 impl crate::xml::FromXml for LBCookieStickinessPolicies {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (22, b"cookieexpirationperiod") => r.scalar(child, &mut seen, 0, &mut out.cookie_expiration_period),
-            (10, b"policyname") => r.scalar(child, &mut seen, 1, &mut out.policy_name),
+            (22, b"cookieexpirationperiod") => r.scalar(child, &mut seen, 0, &mut self.cookie_expiration_period),
+            (10, b"policyname") => r.scalar(child, &mut seen, 1, &mut self.policy_name),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -1160,21 +1144,20 @@ pub struct Listener {
 
 impl crate::xml::FromXml for Listener {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (13, b"balancingtype") => r.scalar(child, &mut seen, 0, &mut out.balancing_type),
-            (12, b"instanceport") => r.scalar(child, &mut seen, 1, &mut out.instance_port),
-            (16, b"loadbalancerport") => r.scalar(child, &mut seen, 2, &mut out.load_balancer_port),
-            (8, b"protocol") => r.scalar(child, &mut seen, 3, &mut out.protocol),
-            (16, b"sslcertificateid") => r.scalar(child, &mut seen, 4, &mut out.ssl_certificate_id),
-            (9, b"sslpolicy") => r.structure(child, &mut seen, 5, &mut out.ssl_policy),
+            (13, b"balancingtype") => r.scalar(child, &mut seen, 0, &mut self.balancing_type),
+            (12, b"instanceport") => r.scalar(child, &mut seen, 1, &mut self.instance_port),
+            (16, b"loadbalancerport") => r.scalar(child, &mut seen, 2, &mut self.load_balancer_port),
+            (8, b"protocol") => r.scalar(child, &mut seen, 3, &mut self.protocol),
+            (16, b"sslcertificateid") => r.scalar(child, &mut seen, 4, &mut self.ssl_certificate_id),
+            (9, b"sslpolicy") => r.structure(child, &mut seen, 5, &mut self.ssl_policy),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -1192,16 +1175,15 @@ pub struct ListenerDescriptions {
 
 impl crate::xml::FromXml for ListenerDescriptions {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (8, b"listener") => r.structure(child, &mut seen, 0, &mut out.listener),
+            (8, b"listener") => r.structure(child, &mut seen, 0, &mut self.listener),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -1225,19 +1207,18 @@ pub struct Listeners {
 
 impl crate::xml::FromXml for Listeners {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (13, b"balancingtype") => r.scalar(child, &mut seen, 0, &mut out.balancing_type),
-            (12, b"instanceport") => r.scalar(child, &mut seen, 1, &mut out.instance_port),
-            (16, b"loadbalancerport") => r.scalar(child, &mut seen, 2, &mut out.load_balancer_port),
-            (8, b"protocol") => r.scalar(child, &mut seen, 3, &mut out.protocol),
+            (13, b"balancingtype") => r.scalar(child, &mut seen, 0, &mut self.balancing_type),
+            (12, b"instanceport") => r.scalar(child, &mut seen, 1, &mut self.instance_port),
+            (16, b"loadbalancerport") => r.scalar(child, &mut seen, 2, &mut self.load_balancer_port),
+            (8, b"protocol") => r.scalar(child, &mut seen, 3, &mut self.protocol),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -1284,30 +1265,29 @@ pub struct LoadBalancerDescriptions {
 
 impl crate::xml::FromXml for LoadBalancerDescriptions {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (14, b"accountingtype") => r.scalar(child, &mut seen, 0, &mut out.accounting_type),
-            (17, b"availabilityzones") => r.scalar_list(child, &mut out.availability_zones),
-            (11, b"createdtime") => r.scalar(child, &mut seen, 2, &mut out.created_time),
-            (7, b"dnsname") => r.scalar(child, &mut seen, 3, &mut out.dns_name),
-            (11, b"description") => r.scalar(child, &mut seen, 4, &mut out.description),
-            (6, b"filter") => r.structure(child, &mut seen, 5, &mut out.filter),
-            (11, b"healthcheck") => r.structure(child, &mut seen, 6, &mut out.health_check),
-            (9, b"instances") => r.list(child, &mut out.instances),
-            (20, b"listenerdescriptions") => r.list(child, &mut out.listener_descriptions),
-            (16, b"loadbalancername") => r.scalar(child, &mut seen, 9, &mut out.load_balancer_name),
-            (13, b"networkvolume") => r.scalar(child, &mut seen, 10, &mut out.network_volume),
-            (23, b"nextmonthaccountingtype") => r.scalar(child, &mut seen, 11, &mut out.next_month_accounting_type),
-            (6, b"option") => r.structure(child, &mut seen, 12, &mut out.option),
-            (8, b"policies") => r.structure(child, &mut seen, 13, &mut out.policies),
-            (10, b"policytype") => r.scalar(child, &mut seen, 14, &mut out.policy_type),
+            (14, b"accountingtype") => r.scalar(child, &mut seen, 0, &mut self.accounting_type),
+            (17, b"availabilityzones") => r.scalar_list(child, &mut self.availability_zones),
+            (11, b"createdtime") => r.scalar(child, &mut seen, 2, &mut self.created_time),
+            (7, b"dnsname") => r.scalar(child, &mut seen, 3, &mut self.dns_name),
+            (11, b"description") => r.scalar(child, &mut seen, 4, &mut self.description),
+            (6, b"filter") => r.structure(child, &mut seen, 5, &mut self.filter),
+            (11, b"healthcheck") => r.structure(child, &mut seen, 6, &mut self.health_check),
+            (9, b"instances") => r.list(child, &mut self.instances),
+            (20, b"listenerdescriptions") => r.list(child, &mut self.listener_descriptions),
+            (16, b"loadbalancername") => r.scalar(child, &mut seen, 9, &mut self.load_balancer_name),
+            (13, b"networkvolume") => r.scalar(child, &mut seen, 10, &mut self.network_volume),
+            (23, b"nextmonthaccountingtype") => r.scalar(child, &mut seen, 11, &mut self.next_month_accounting_type),
+            (6, b"option") => r.structure(child, &mut seen, 12, &mut self.option),
+            (8, b"policies") => r.structure(child, &mut seen, 13, &mut self.policies),
+            (10, b"policytype") => r.scalar(child, &mut seen, 14, &mut self.policy_type),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -1377,17 +1357,16 @@ pub struct NiftyDescribeLoadBalancerSSLPoliciesResult {
 
 impl crate::xml::FromXml for NiftyDescribeLoadBalancerSSLPoliciesResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (16, b"loadbalancername") => r.scalar(child, &mut seen, 0, &mut out.load_balancer_name),
-            (23, b"sslpoliciesdescriptions") => r.list(child, &mut out.ssl_policies_descriptions),
+            (16, b"loadbalancername") => r.scalar(child, &mut seen, 0, &mut self.load_balancer_name),
+            (23, b"sslpoliciesdescriptions") => r.list(child, &mut self.ssl_policies_descriptions),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -1408,22 +1387,21 @@ pub struct NiftyDescribeLoadBalancerSSLPoliciesResultWrapper {
 
 impl crate::xml::FromXml for NiftyDescribeLoadBalancerSSLPoliciesResultWrapper {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
             (42, b"niftydescribeloadbalancersslpoliciesresult") => r.structure(
                 child,
                 &mut seen,
                 0,
-                &mut out.nifty_describe_load_balancer_ssl_policies_result,
+                &mut self.nifty_describe_load_balancer_ssl_policies_result,
             ),
-            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut out.response_metadata),
+            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut self.response_metadata),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.response_metadata.as_ref().and_then(|m| m.request_id.as_deref()))
@@ -1533,16 +1511,15 @@ pub struct NiftySetLoadBalancerSSLPoliciesOfListenerResult {
 
 impl crate::xml::FromXml for NiftySetLoadBalancerSSLPoliciesOfListenerResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (16, b"responsemetadata") => r.structure(child, &mut seen, 0, &mut out.response_metadata),
+            (16, b"responsemetadata") => r.structure(child, &mut seen, 0, &mut self.response_metadata),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.response_metadata.as_ref().and_then(|m| m.request_id.as_deref()))
@@ -1634,16 +1611,15 @@ pub struct NiftyUnsetLoadBalancerSSLPoliciesOfListenerResult {
 
 impl crate::xml::FromXml for NiftyUnsetLoadBalancerSSLPoliciesOfListenerResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (16, b"responsemetadata") => r.structure(child, &mut seen, 0, &mut out.response_metadata),
+            (16, b"responsemetadata") => r.structure(child, &mut seen, 0, &mut self.response_metadata),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.response_metadata.as_ref().and_then(|m| m.request_id.as_deref()))
@@ -1666,17 +1642,16 @@ pub struct OptionType {
 
 impl crate::xml::FromXml for OptionType {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (23, b"sessionstickinesspolicy") => r.structure(child, &mut seen, 0, &mut out.session_stickiness_policy),
-            (9, b"sorrypage") => r.structure(child, &mut seen, 1, &mut out.sorry_page),
+            (23, b"sessionstickinesspolicy") => r.structure(child, &mut seen, 0, &mut self.session_stickiness_policy),
+            (9, b"sorrypage") => r.structure(child, &mut seen, 1, &mut self.sorry_page),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -1697,16 +1672,15 @@ pub struct Policies {
 
 impl crate::xml::FromXml for Policies {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (27, b"appcookiestickinesspolicies") => r.list(child, &mut out.app_cookie_stickiness_policies),
-            (26, b"lbcookiestickinesspolicies") => r.list(child, &mut out.lb_cookie_stickiness_policies),
+            (27, b"appcookiestickinesspolicies") => r.list(child, &mut self.app_cookie_stickiness_policies),
+            (26, b"lbcookiestickinesspolicies") => r.list(child, &mut self.lb_cookie_stickiness_policies),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -1809,15 +1783,14 @@ pub struct RegisterInstancesWithLoadBalancerResult {
 
 impl crate::xml::FromXml for RegisterInstancesWithLoadBalancerResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"instances") => r.list(child, &mut out.instances),
+            (9, b"instances") => r.list(child, &mut self.instances),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -1837,22 +1810,21 @@ pub struct RegisterInstancesWithLoadBalancerResultWrapper {
 
 impl crate::xml::FromXml for RegisterInstancesWithLoadBalancerResultWrapper {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
             (39, b"registerinstanceswithloadbalancerresult") => r.structure(
                 child,
                 &mut seen,
                 0,
-                &mut out.register_instances_with_load_balancer_result,
+                &mut self.register_instances_with_load_balancer_result,
             ),
-            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut out.response_metadata),
+            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut self.response_metadata),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.response_metadata.as_ref().and_then(|m| m.request_id.as_deref()))
@@ -1933,15 +1905,14 @@ pub struct RegisterPortWithLoadBalancerResult {
 
 impl crate::xml::FromXml for RegisterPortWithLoadBalancerResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"listeners") => r.list(child, &mut out.listeners),
+            (9, b"listeners") => r.list(child, &mut self.listeners),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -1961,19 +1932,18 @@ pub struct RegisterPortWithLoadBalancerResultWrapper {
 
 impl crate::xml::FromXml for RegisterPortWithLoadBalancerResultWrapper {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
             (34, b"registerportwithloadbalancerresult") => {
-                r.structure(child, &mut seen, 0, &mut out.register_port_with_load_balancer_result)
+                r.structure(child, &mut seen, 0, &mut self.register_port_with_load_balancer_result)
             }
-            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut out.response_metadata),
+            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut self.response_metadata),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.response_metadata.as_ref().and_then(|m| m.request_id.as_deref()))
@@ -2467,18 +2437,17 @@ pub struct SSLPoliciesDescriptions {
 
 impl crate::xml::FromXml for SSLPoliciesDescriptions {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (11, b"sslpolicyid") => r.scalar(child, &mut seen, 0, &mut out.ssl_policy_id),
-            (13, b"sslpolicyname") => r.scalar(child, &mut seen, 1, &mut out.ssl_policy_name),
-            (12, b"sslpolicyset") => r.list(child, &mut out.ssl_policy_set),
+            (11, b"sslpolicyid") => r.scalar(child, &mut seen, 0, &mut self.ssl_policy_id),
+            (13, b"sslpolicyname") => r.scalar(child, &mut seen, 1, &mut self.ssl_policy_name),
+            (12, b"sslpolicyset") => r.list(child, &mut self.ssl_policy_set),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -2500,17 +2469,16 @@ pub struct SSLPolicy {
 
 impl crate::xml::FromXml for SSLPolicy {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (11, b"sslpolicyid") => r.scalar(child, &mut seen, 0, &mut out.ssl_policy_id),
-            (13, b"sslpolicyname") => r.scalar(child, &mut seen, 1, &mut out.ssl_policy_name),
+            (11, b"sslpolicyid") => r.scalar(child, &mut seen, 0, &mut self.ssl_policy_id),
+            (13, b"sslpolicyname") => r.scalar(child, &mut seen, 1, &mut self.ssl_policy_name),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -2528,16 +2496,15 @@ pub struct SSLPolicySet {
 
 impl crate::xml::FromXml for SSLPolicySet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (6, b"cipher") => r.scalar(child, &mut seen, 0, &mut out.cipher),
+            (6, b"cipher") => r.scalar(child, &mut seen, 0, &mut self.cipher),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -2557,17 +2524,16 @@ pub struct SessionStickinessPolicy {
 
 impl crate::xml::FromXml for SessionStickinessPolicy {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (7, b"enabled") => r.scalar(child, &mut seen, 0, &mut out.enabled),
-            (16, b"expirationperiod") => r.scalar(child, &mut seen, 1, &mut out.expiration_period),
+            (7, b"enabled") => r.scalar(child, &mut seen, 0, &mut self.enabled),
+            (16, b"expirationperiod") => r.scalar(child, &mut seen, 1, &mut self.expiration_period),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -2673,16 +2639,15 @@ pub struct SetFilterForLoadBalancerResult {
 
 impl crate::xml::FromXml for SetFilterForLoadBalancerResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (6, b"filter") => r.structure(child, &mut seen, 0, &mut out.filter),
+            (6, b"filter") => r.structure(child, &mut seen, 0, &mut self.filter),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -2702,19 +2667,18 @@ pub struct SetFilterForLoadBalancerResultWrapper {
 
 impl crate::xml::FromXml for SetFilterForLoadBalancerResultWrapper {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (16, b"responsemetadata") => r.structure(child, &mut seen, 0, &mut out.response_metadata),
+            (16, b"responsemetadata") => r.structure(child, &mut seen, 0, &mut self.response_metadata),
             (30, b"setfilterforloadbalancerresult") => {
-                r.structure(child, &mut seen, 1, &mut out.set_filter_for_load_balancer_result)
+                r.structure(child, &mut seen, 1, &mut self.set_filter_for_load_balancer_result)
             }
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.response_metadata.as_ref().and_then(|m| m.request_id.as_deref()))
@@ -2821,22 +2785,21 @@ pub struct SetLoadBalancerListenerSSLCertificateResultWrapper {
 
 impl crate::xml::FromXml for SetLoadBalancerListenerSSLCertificateResultWrapper {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (16, b"responsemetadata") => r.structure(child, &mut seen, 0, &mut out.response_metadata),
+            (16, b"responsemetadata") => r.structure(child, &mut seen, 0, &mut self.response_metadata),
             (43, b"setloadbalancerlistenersslcertificateresult") => r.scalar(
                 child,
                 &mut seen,
                 1,
-                &mut out.set_load_balancer_listener_ssl_certificate_result,
+                &mut self.set_load_balancer_listener_ssl_certificate_result,
             ),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.response_metadata.as_ref().and_then(|m| m.request_id.as_deref()))
@@ -2859,17 +2822,16 @@ pub struct SorryPage {
 
 impl crate::xml::FromXml for SorryPage {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (7, b"enabled") => r.scalar(child, &mut seen, 0, &mut out.enabled),
-            (10, b"statuscode") => r.scalar(child, &mut seen, 1, &mut out.status_code),
+            (7, b"enabled") => r.scalar(child, &mut seen, 0, &mut self.enabled),
+            (10, b"statuscode") => r.scalar(child, &mut seen, 1, &mut self.status_code),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -2961,22 +2923,21 @@ pub struct UnsetLoadBalancerListenerSSLCertificateResultWrapper {
 
 impl crate::xml::FromXml for UnsetLoadBalancerListenerSSLCertificateResultWrapper {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (16, b"responsemetadata") => r.structure(child, &mut seen, 0, &mut out.response_metadata),
+            (16, b"responsemetadata") => r.structure(child, &mut seen, 0, &mut self.response_metadata),
             (45, b"unsetloadbalancerlistenersslcertificateresult") => r.scalar(
                 child,
                 &mut seen,
                 1,
-                &mut out.unset_load_balancer_listener_ssl_certificate_result,
+                &mut self.unset_load_balancer_listener_ssl_certificate_result,
             ),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.response_metadata.as_ref().and_then(|m| m.request_id.as_deref()))
@@ -3089,16 +3050,15 @@ pub struct UpdateLoadBalancerOptionResult {
 
 impl crate::xml::FromXml for UpdateLoadBalancerOptionResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (16, b"responsemetadata") => r.structure(child, &mut seen, 0, &mut out.response_metadata),
+            (16, b"responsemetadata") => r.structure(child, &mut seen, 0, &mut self.response_metadata),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.response_metadata.as_ref().and_then(|m| m.request_id.as_deref()))
@@ -3200,16 +3160,15 @@ pub struct UpdateLoadBalancerResult {
 
 impl crate::xml::FromXml for UpdateLoadBalancerResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (16, b"responsemetadata") => r.structure(child, &mut seen, 0, &mut out.response_metadata),
+            (16, b"responsemetadata") => r.structure(child, &mut seen, 0, &mut self.response_metadata),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.response_metadata.as_ref().and_then(|m| m.request_id.as_deref()))

@@ -20,17 +20,16 @@ pub struct AlarmDateHistorySet {
 
 impl crate::xml::FromXml for AlarmDateHistorySet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (20, b"alarmeventhistoryset") => r.list(child, &mut out.alarm_event_history_set),
-            (4, b"date") => r.scalar(child, &mut seen, 1, &mut out.date),
+            (20, b"alarmeventhistoryset") => r.list(child, &mut self.alarm_event_history_set),
+            (4, b"date") => r.scalar(child, &mut seen, 1, &mut self.date),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -50,17 +49,16 @@ pub struct AlarmEventHistorySet {
 
 impl crate::xml::FromXml for AlarmEventHistorySet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (10, b"alarmevent") => r.scalar(child, &mut seen, 0, &mut out.alarm_event),
-            (18, b"alarmeventdatetime") => r.scalar(child, &mut seen, 1, &mut out.alarm_event_datetime),
+            (10, b"alarmevent") => r.scalar(child, &mut seen, 0, &mut self.alarm_event),
+            (18, b"alarmeventdatetime") => r.scalar(child, &mut seen, 1, &mut self.alarm_event_datetime),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -80,17 +78,16 @@ pub struct AlarmRulesActivitiesDateSet {
 
 impl crate::xml::FromXml for AlarmRulesActivitiesDateSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (28, b"alarmrulesactivitieseventset") => r.list(child, &mut out.alarm_rules_activities_event_set),
-            (4, b"date") => r.scalar(child, &mut seen, 1, &mut out.date),
+            (28, b"alarmrulesactivitieseventset") => r.list(child, &mut self.alarm_rules_activities_event_set),
+            (4, b"date") => r.scalar(child, &mut seen, 1, &mut self.date),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -114,21 +111,20 @@ pub struct AlarmRulesActivitiesEventSet {
 
 impl crate::xml::FromXml for AlarmRulesActivitiesEventSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (25, b"alarmrulesactivitiesevent") => r.scalar(child, &mut seen, 0, &mut out.alarm_rules_activities_event),
+            (25, b"alarmrulesactivitiesevent") => r.scalar(child, &mut seen, 0, &mut self.alarm_rules_activities_event),
             (33, b"alarmrulesactivitieseventdatetime") => {
-                r.scalar(child, &mut seen, 1, &mut out.alarm_rules_activities_event_datetime)
+                r.scalar(child, &mut seen, 1, &mut self.alarm_rules_activities_event_datetime)
             }
-            (12, b"resourcename") => r.scalar(child, &mut seen, 2, &mut out.resource_name),
-            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            (12, b"resourcename") => r.scalar(child, &mut seen, 2, &mut self.resource_name),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -148,17 +144,16 @@ pub struct AlarmRulesActivitiesSet {
 
 impl crate::xml::FromXml for AlarmRulesActivitiesSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (27, b"alarmrulesactivitiesdateset") => r.list(child, &mut out.alarm_rules_activities_date_set),
-            (8, b"datatype") => r.scalar(child, &mut seen, 1, &mut out.data_type),
+            (27, b"alarmrulesactivitiesdateset") => r.list(child, &mut self.alarm_rules_activities_date_set),
+            (8, b"datatype") => r.scalar(child, &mut seen, 1, &mut self.data_type),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -178,17 +173,16 @@ pub struct AlarmTargetSet {
 
 impl crate::xml::FromXml for AlarmTargetSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (10, b"instanceid") => r.scalar(child, &mut seen, 0, &mut out.instance_id),
-            (13, b"partitionsset") => r.list(child, &mut out.partitions_set),
+            (10, b"instanceid") => r.scalar(child, &mut seen, 0, &mut self.instance_id),
+            (13, b"partitionsset") => r.list(child, &mut self.partitions_set),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -206,16 +200,15 @@ pub struct AlarmTargetsSet {
 
 impl crate::xml::FromXml for AlarmTargetsSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (12, b"resourcename") => r.scalar(child, &mut seen, 0, &mut out.resource_name),
+            (12, b"resourcename") => r.scalar(child, &mut seen, 0, &mut self.resource_name),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -296,15 +289,14 @@ pub struct AssociateUsersResult {
 
 impl crate::xml::FromXml for AssociateUsersResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (5, b"users") => r.list(child, &mut out.users),
+            (5, b"users") => r.list(child, &mut self.users),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -324,17 +316,16 @@ pub struct AssociateUsersResultWrapper {
 
 impl crate::xml::FromXml for AssociateUsersResultWrapper {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (20, b"associateusersresult") => r.structure(child, &mut seen, 0, &mut out.associate_users_result),
-            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut out.response_metadata),
+            (20, b"associateusersresult") => r.structure(child, &mut seen, 0, &mut self.associate_users_result),
+            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut self.response_metadata),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.response_metadata.as_ref().and_then(|m| m.request_id.as_deref()))
@@ -417,17 +408,16 @@ pub struct AttachIsoImageResult {
 
 impl crate::xml::FromXml for AttachIsoImageResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -454,19 +444,18 @@ pub struct AutoScaleCount {
 
 impl crate::xml::FromXml for AutoScaleCount {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
-            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
-            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
-            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut self.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut self.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut self.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -492,20 +481,19 @@ pub struct AutoScaleInfo {
 
 impl crate::xml::FromXml for AutoScaleInfo {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (14, b"autoscalecount") => r.structure(child, &mut seen, 0, &mut out.auto_scale_count),
-            (26, b"runningscaleoutinstanceset") => r.list(child, &mut out.running_scale_out_instance_set),
-            (20, b"runningscaleoutosset") => r.list(child, &mut out.running_scale_out_os_set),
-            (26, b"stoppedscaleoutinstanceset") => r.list(child, &mut out.stopped_scale_out_instance_set),
-            (20, b"stoppedscaleoutosset") => r.list(child, &mut out.stopped_scale_out_os_set),
+            (14, b"autoscalecount") => r.structure(child, &mut seen, 0, &mut self.auto_scale_count),
+            (26, b"runningscaleoutinstanceset") => r.list(child, &mut self.running_scale_out_instance_set),
+            (20, b"runningscaleoutosset") => r.list(child, &mut self.running_scale_out_os_set),
+            (26, b"stoppedscaleoutinstanceset") => r.list(child, &mut self.stopped_scale_out_instance_set),
+            (20, b"stoppedscaleoutosset") => r.list(child, &mut self.stopped_scale_out_os_set),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -559,34 +547,33 @@ pub struct AutoScalingReservationSet {
 
 impl crate::xml::FromXml for AutoScalingReservationSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (5, b"alarm") => r.scalar(child, &mut seen, 0, &mut out.alarm),
-            (20, b"autoscalinggroupname") => r.scalar(child, &mut seen, 1, &mut out.auto_scaling_group_name),
-            (16, b"changeincapacity") => r.scalar(child, &mut seen, 2, &mut out.change_in_capacity),
-            (11, b"createdtime") => r.scalar(child, &mut seen, 3, &mut out.created_time),
-            (15, b"defaultcooldown") => r.scalar(child, &mut seen, 4, &mut out.default_cooldown),
-            (11, b"description") => r.scalar(child, &mut seen, 5, &mut out.description),
-            (8, b"groupset") => r.list(child, &mut out.group_set),
-            (7, b"imageid") => r.scalar(child, &mut seen, 7, &mut out.image_id),
-            (22, b"instancelifecyclelimit") => r.scalar(child, &mut seen, 8, &mut out.instance_lifecycle_limit),
-            (12, b"instancetype") => r.scalar(child, &mut seen, 9, &mut out.instance_type),
-            (12, b"instancesset") => r.list(child, &mut out.instances_set),
-            (13, b"loadbalancing") => r.list(child, &mut out.load_balancing),
-            (7, b"maxsize") => r.scalar(child, &mut seen, 12, &mut out.max_size),
-            (7, b"minsize") => r.scalar(child, &mut seen, 13, &mut out.min_size),
-            (9, b"placement") => r.structure(child, &mut seen, 14, &mut out.placement),
-            (8, b"scaleout") => r.scalar(child, &mut seen, 15, &mut out.scaleout),
-            (17, b"scaleoutcondition") => r.scalar(child, &mut seen, 16, &mut out.scaleout_condition),
-            (11, b"scheduleset") => r.list(child, &mut out.schedule_set),
-            (10, b"triggerset") => r.list(child, &mut out.trigger_set),
+            (5, b"alarm") => r.scalar(child, &mut seen, 0, &mut self.alarm),
+            (20, b"autoscalinggroupname") => r.scalar(child, &mut seen, 1, &mut self.auto_scaling_group_name),
+            (16, b"changeincapacity") => r.scalar(child, &mut seen, 2, &mut self.change_in_capacity),
+            (11, b"createdtime") => r.scalar(child, &mut seen, 3, &mut self.created_time),
+            (15, b"defaultcooldown") => r.scalar(child, &mut seen, 4, &mut self.default_cooldown),
+            (11, b"description") => r.scalar(child, &mut seen, 5, &mut self.description),
+            (8, b"groupset") => r.list(child, &mut self.group_set),
+            (7, b"imageid") => r.scalar(child, &mut seen, 7, &mut self.image_id),
+            (22, b"instancelifecyclelimit") => r.scalar(child, &mut seen, 8, &mut self.instance_lifecycle_limit),
+            (12, b"instancetype") => r.scalar(child, &mut seen, 9, &mut self.instance_type),
+            (12, b"instancesset") => r.list(child, &mut self.instances_set),
+            (13, b"loadbalancing") => r.list(child, &mut self.load_balancing),
+            (7, b"maxsize") => r.scalar(child, &mut seen, 12, &mut self.max_size),
+            (7, b"minsize") => r.scalar(child, &mut seen, 13, &mut self.min_size),
+            (9, b"placement") => r.structure(child, &mut seen, 14, &mut self.placement),
+            (8, b"scaleout") => r.scalar(child, &mut seen, 15, &mut self.scaleout),
+            (17, b"scaleoutcondition") => r.scalar(child, &mut seen, 16, &mut self.scaleout_condition),
+            (11, b"scheduleset") => r.list(child, &mut self.schedule_set),
+            (10, b"triggerset") => r.list(child, &mut self.trigger_set),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -606,17 +593,16 @@ pub struct BlockDeviceMappingOfDescribeImages {
 
 impl crate::xml::FromXml for BlockDeviceMappingOfDescribeImages {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (10, b"devicename") => r.scalar(child, &mut seen, 0, &mut out.device_name),
-            (3, b"ebs") => r.structure(child, &mut seen, 1, &mut out.ebs),
+            (10, b"devicename") => r.scalar(child, &mut seen, 0, &mut self.device_name),
+            (3, b"ebs") => r.structure(child, &mut seen, 1, &mut self.ebs),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -634,16 +620,15 @@ pub struct CaState {
 
 impl crate::xml::FromXml for CaState {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (5, b"value") => r.scalar(child, &mut seen, 0, &mut out.value),
+            (5, b"value") => r.scalar(child, &mut seen, 0, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -712,17 +697,16 @@ pub struct CancelUploadResult {
 
 impl crate::xml::FromXml for CancelUploadResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -743,16 +727,15 @@ pub struct CertAuthority {
 
 impl crate::xml::FromXml for CertAuthority {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (5, b"value") => r.scalar(child, &mut seen, 0, &mut out.value),
+            (5, b"value") => r.scalar(child, &mut seen, 0, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -780,21 +763,20 @@ pub struct CertInfo {
 
 impl crate::xml::FromXml for CertInfo {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (11, b"countryname") => r.scalar(child, &mut seen, 0, &mut out.country_name),
-            (12, b"emailaddress") => r.scalar(child, &mut seen, 1, &mut out.email_address),
-            (12, b"locationname") => r.scalar(child, &mut seen, 2, &mut out.location_name),
-            (16, b"organizationname") => r.scalar(child, &mut seen, 3, &mut out.organization_name),
-            (20, b"organizationunitname") => r.scalar(child, &mut seen, 4, &mut out.organization_unit_name),
-            (9, b"statename") => r.scalar(child, &mut seen, 5, &mut out.state_name),
+            (11, b"countryname") => r.scalar(child, &mut seen, 0, &mut self.country_name),
+            (12, b"emailaddress") => r.scalar(child, &mut seen, 1, &mut self.email_address),
+            (12, b"locationname") => r.scalar(child, &mut seen, 2, &mut self.location_name),
+            (16, b"organizationname") => r.scalar(child, &mut seen, 3, &mut self.organization_name),
+            (20, b"organizationunitname") => r.scalar(child, &mut seen, 4, &mut self.organization_unit_name),
+            (9, b"statename") => r.scalar(child, &mut seen, 5, &mut self.state_name),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -812,16 +794,15 @@ pub struct CertState {
 
 impl crate::xml::FromXml for CertState {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (5, b"value") => r.scalar(child, &mut seen, 0, &mut out.value),
+            (5, b"value") => r.scalar(child, &mut seen, 0, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -859,26 +840,25 @@ pub struct CertsSet {
 
 impl crate::xml::FromXml for CertsSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (7, b"castate") => r.scalar(child, &mut seen, 0, &mut out.ca_state),
-            (13, b"certauthority") => r.scalar(child, &mut seen, 1, &mut out.cert_authority),
-            (8, b"certinfo") => r.structure(child, &mut seen, 2, &mut out.cert_info),
-            (9, b"certstate") => r.scalar(child, &mut seen, 3, &mut out.cert_state),
-            (5, b"count") => r.scalar(child, &mut seen, 4, &mut out.count),
-            (11, b"description") => r.scalar(child, &mut seen, 5, &mut out.description),
-            (4, b"fqdn") => r.scalar(child, &mut seen, 6, &mut out.fqdn),
-            (6, b"fqdnid") => r.scalar(child, &mut seen, 7, &mut out.fqdn_id),
-            (9, b"keylength") => r.scalar(child, &mut seen, 8, &mut out.key_length),
-            (6, b"period") => r.structure(child, &mut seen, 9, &mut out.period),
-            (11, b"uploadstate") => r.scalar(child, &mut seen, 10, &mut out.upload_state),
+            (7, b"castate") => r.scalar(child, &mut seen, 0, &mut self.ca_state),
+            (13, b"certauthority") => r.scalar(child, &mut seen, 1, &mut self.cert_authority),
+            (8, b"certinfo") => r.structure(child, &mut seen, 2, &mut self.cert_info),
+            (9, b"certstate") => r.scalar(child, &mut seen, 3, &mut self.cert_state),
+            (5, b"count") => r.scalar(child, &mut seen, 4, &mut self.count),
+            (11, b"description") => r.scalar(child, &mut seen, 5, &mut self.description),
+            (4, b"fqdn") => r.scalar(child, &mut seen, 6, &mut self.fqdn),
+            (6, b"fqdnid") => r.scalar(child, &mut seen, 7, &mut self.fqdn_id),
+            (9, b"keylength") => r.scalar(child, &mut seen, 8, &mut self.key_length),
+            (6, b"period") => r.structure(child, &mut seen, 9, &mut self.period),
+            (11, b"uploadstate") => r.scalar(child, &mut seen, 10, &mut self.upload_state),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -898,17 +878,16 @@ pub struct ChargeDetail {
 
 impl crate::xml::FromXml for ChargeDetail {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
-            (5, b"value") => r.scalar(child, &mut seen, 1, &mut out.value),
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut self.charge),
+            (5, b"value") => r.scalar(child, &mut seen, 1, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -926,16 +905,15 @@ pub struct ChargeDetailInfo {
 
 impl crate::xml::FromXml for ChargeDetailInfo {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (12, b"chargedetail") => r.structure(child, &mut seen, 0, &mut out.charge_detail),
+            (12, b"chargedetail") => r.structure(child, &mut seen, 0, &mut self.charge_detail),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -953,16 +931,15 @@ pub struct CopyInfoOfDescribeUsage {
 
 impl crate::xml::FromXml for CopyInfoOfDescribeUsage {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (12, b"instancecopy") => r.structure(child, &mut seen, 0, &mut out.instance_copy),
+            (12, b"instancecopy") => r.structure(child, &mut seen, 0, &mut self.instance_copy),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -980,16 +957,15 @@ pub struct Count {
 
 impl crate::xml::FromXml for Count {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (5, b"value") => r.scalar(child, &mut seen, 0, &mut out.value),
+            (5, b"value") => r.scalar(child, &mut seen, 0, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -1013,19 +989,18 @@ pub struct CreateImage {
 
 impl crate::xml::FromXml for CreateImage {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
-            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
-            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
-            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut self.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut self.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut self.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -1139,18 +1114,17 @@ pub struct CreateImageResult {
 
 impl crate::xml::FromXml for CreateImageResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (7, b"imageid") => r.scalar(child, &mut seen, 0, &mut out.image_id),
-            (10, b"imagestate") => r.scalar(child, &mut seen, 1, &mut out.image_state),
-            (9, b"requestid") => r.scalar(child, &mut seen, 2, &mut out.request_id),
+            (7, b"imageid") => r.scalar(child, &mut seen, 0, &mut self.image_id),
+            (10, b"imagestate") => r.scalar(child, &mut seen, 1, &mut self.image_state),
+            (9, b"requestid") => r.scalar(child, &mut seen, 2, &mut self.request_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -1247,20 +1221,19 @@ pub struct CreateKeyPairResult {
 
 impl crate::xml::FromXml for CreateKeyPairResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (11, b"description") => r.scalar(child, &mut seen, 0, &mut out.description),
-            (14, b"keyfingerprint") => r.scalar(child, &mut seen, 1, &mut out.key_fingerprint),
-            (11, b"keymaterial") => r.scalar(child, &mut seen, 2, &mut out.key_material),
-            (7, b"keyname") => r.scalar(child, &mut seen, 3, &mut out.key_name),
-            (9, b"requestid") => r.scalar(child, &mut seen, 4, &mut out.request_id),
+            (11, b"description") => r.scalar(child, &mut seen, 0, &mut self.description),
+            (14, b"keyfingerprint") => r.scalar(child, &mut seen, 1, &mut self.key_fingerprint),
+            (11, b"keymaterial") => r.scalar(child, &mut seen, 2, &mut self.key_material),
+            (7, b"keyname") => r.scalar(child, &mut seen, 3, &mut self.key_name),
+            (9, b"requestid") => r.scalar(child, &mut seen, 4, &mut self.request_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -1399,17 +1372,16 @@ pub struct CreateRouteResult {
 
 impl crate::xml::FromXml for CreateRouteResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -1436,19 +1408,18 @@ pub struct CreateSslCertSet {
 
 impl crate::xml::FromXml for CreateSslCertSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
-            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
-            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
-            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut self.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut self.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut self.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -1577,22 +1548,21 @@ pub struct CreateSslCertificateResult {
 
 impl crate::xml::FromXml for CreateSslCertificateResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (20, b"approveremailaddress") => r.scalar(child, &mut seen, 0, &mut out.approver_email_address),
-            (13, b"certauthority") => r.scalar(child, &mut seen, 1, &mut out.cert_authority),
-            (9, b"certstate") => r.scalar(child, &mut seen, 2, &mut out.cert_state),
-            (4, b"fqdn") => r.scalar(child, &mut seen, 3, &mut out.fqdn),
-            (6, b"fqdnid") => r.scalar(child, &mut seen, 4, &mut out.fqdn_id),
-            (9, b"requestid") => r.scalar(child, &mut seen, 5, &mut out.request_id),
-            (12, b"validityterm") => r.scalar(child, &mut seen, 6, &mut out.validity_term),
+            (20, b"approveremailaddress") => r.scalar(child, &mut seen, 0, &mut self.approver_email_address),
+            (13, b"certauthority") => r.scalar(child, &mut seen, 1, &mut self.cert_authority),
+            (9, b"certstate") => r.scalar(child, &mut seen, 2, &mut self.cert_state),
+            (4, b"fqdn") => r.scalar(child, &mut seen, 3, &mut self.fqdn),
+            (6, b"fqdnid") => r.scalar(child, &mut seen, 4, &mut self.fqdn_id),
+            (9, b"requestid") => r.scalar(child, &mut seen, 5, &mut self.request_id),
+            (12, b"validityterm") => r.scalar(child, &mut seen, 6, &mut self.validity_term),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -1615,17 +1585,16 @@ pub struct DDay {
 
 impl crate::xml::FromXml for DDay {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (10, b"endingdday") => r.scalar(child, &mut seen, 0, &mut out.ending_d_day),
-            (12, b"startingdday") => r.scalar(child, &mut seen, 1, &mut out.starting_d_day),
+            (10, b"endingdday") => r.scalar(child, &mut seen, 0, &mut self.ending_d_day),
+            (12, b"startingdday") => r.scalar(child, &mut seen, 1, &mut self.starting_d_day),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -1645,17 +1614,16 @@ pub struct DataSet {
 
 impl crate::xml::FromXml for DataSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (8, b"datetime") => r.scalar(child, &mut seen, 0, &mut out.date_time),
-            (5, b"value") => r.scalar(child, &mut seen, 1, &mut out.value),
+            (8, b"datetime") => r.scalar(child, &mut seen, 0, &mut self.date_time),
+            (5, b"value") => r.scalar(child, &mut seen, 1, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -1685,22 +1653,21 @@ pub struct Day {
 
 impl crate::xml::FromXml for Day {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"setfriday") => r.scalar(child, &mut seen, 0, &mut out.set_friday),
-            (9, b"setmonday") => r.scalar(child, &mut seen, 1, &mut out.set_monday),
-            (11, b"setsaturday") => r.scalar(child, &mut seen, 2, &mut out.set_saturday),
-            (9, b"setsunday") => r.scalar(child, &mut seen, 3, &mut out.set_sunday),
-            (11, b"setthursday") => r.scalar(child, &mut seen, 4, &mut out.set_thursday),
-            (10, b"settuesday") => r.scalar(child, &mut seen, 5, &mut out.set_tuesday),
-            (12, b"setwednesday") => r.scalar(child, &mut seen, 6, &mut out.set_wednesday),
+            (9, b"setfriday") => r.scalar(child, &mut seen, 0, &mut self.set_friday),
+            (9, b"setmonday") => r.scalar(child, &mut seen, 1, &mut self.set_monday),
+            (11, b"setsaturday") => r.scalar(child, &mut seen, 2, &mut self.set_saturday),
+            (9, b"setsunday") => r.scalar(child, &mut seen, 3, &mut self.set_sunday),
+            (11, b"setthursday") => r.scalar(child, &mut seen, 4, &mut self.set_thursday),
+            (10, b"settuesday") => r.scalar(child, &mut seen, 5, &mut self.set_tuesday),
+            (12, b"setwednesday") => r.scalar(child, &mut seen, 6, &mut self.set_wednesday),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -1767,16 +1734,15 @@ pub struct DeleteImageResult {
 
 impl crate::xml::FromXml for DeleteImageResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -1848,17 +1814,16 @@ pub struct DeleteIsoImageResult {
 
 impl crate::xml::FromXml for DeleteIsoImageResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -1930,17 +1895,16 @@ pub struct DeleteKeyPairResult {
 
 impl crate::xml::FromXml for DeleteKeyPairResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -2023,17 +1987,16 @@ pub struct DeleteRouteResult {
 
 impl crate::xml::FromXml for DeleteRouteResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -2105,17 +2068,16 @@ pub struct DeleteSslCertificateResult {
 
 impl crate::xml::FromXml for DeleteSslCertificateResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -2185,15 +2147,14 @@ pub struct DescribeAssociatedUsersResult {
 
 impl crate::xml::FromXml for DescribeAssociatedUsersResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (5, b"users") => r.list(child, &mut out.users),
+            (5, b"users") => r.list(child, &mut self.users),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -2213,19 +2174,18 @@ pub struct DescribeAssociatedUsersResultWrapper {
 
 impl crate::xml::FromXml for DescribeAssociatedUsersResultWrapper {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
             (29, b"describeassociatedusersresult") => {
-                r.structure(child, &mut seen, 0, &mut out.describe_associated_users_result)
+                r.structure(child, &mut seen, 0, &mut self.describe_associated_users_result)
             }
-            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut out.response_metadata),
+            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut self.response_metadata),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.response_metadata.as_ref().and_then(|m| m.request_id.as_deref()))
@@ -2331,17 +2291,16 @@ pub struct DescribeImagesResult {
 
 impl crate::xml::FromXml for DescribeImagesResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"imagesset") => r.list(child, &mut out.images_set),
-            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            (9, b"imagesset") => r.list(child, &mut self.images_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut self.request_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -2415,17 +2374,16 @@ pub struct DescribeIsoImagesResult {
 
 impl crate::xml::FromXml for DescribeIsoImagesResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (12, b"isoimagesset") => r.list(child, &mut out.iso_images_set),
-            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            (12, b"isoimagesset") => r.list(child, &mut self.iso_images_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut self.request_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -2495,17 +2453,16 @@ pub struct DescribeKeyPairsResult {
 
 impl crate::xml::FromXml for DescribeKeyPairsResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (6, b"keyset") => r.list(child, &mut out.key_set),
-            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            (6, b"keyset") => r.list(child, &mut self.key_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut self.request_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -2558,17 +2515,16 @@ pub struct DescribeResourcesResult {
 
 impl crate::xml::FromXml for DescribeResourcesResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (12, b"resourceinfo") => r.structure(child, &mut seen, 1, &mut out.resource_info),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (12, b"resourceinfo") => r.structure(child, &mut seen, 1, &mut self.resource_info),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -2642,17 +2598,16 @@ pub struct DescribeServiceStatusResult {
 
 impl crate::xml::FromXml for DescribeServiceStatusResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (16, b"servicestatusset") => r.list(child, &mut out.service_status_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (16, b"servicestatusset") => r.list(child, &mut self.service_status_set),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -2752,27 +2707,26 @@ pub struct DescribeSslCertificateAttributeResult {
 
 impl crate::xml::FromXml for DescribeSslCertificateAttributeResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (7, b"castate") => r.structure(child, &mut seen, 0, &mut out.ca_state),
-            (13, b"certauthority") => r.structure(child, &mut seen, 1, &mut out.cert_authority),
-            (8, b"certinfo") => r.structure(child, &mut seen, 2, &mut out.cert_info),
-            (9, b"certstate") => r.structure(child, &mut seen, 3, &mut out.cert_state),
-            (5, b"count") => r.structure(child, &mut seen, 4, &mut out.count),
-            (11, b"description") => r.structure(child, &mut seen, 5, &mut out.description),
-            (4, b"fqdn") => r.scalar(child, &mut seen, 6, &mut out.fqdn),
-            (6, b"fqdnid") => r.scalar(child, &mut seen, 7, &mut out.fqdn_id),
-            (9, b"keylength") => r.structure(child, &mut seen, 8, &mut out.key_length),
-            (6, b"period") => r.structure(child, &mut seen, 9, &mut out.period),
-            (9, b"requestid") => r.scalar(child, &mut seen, 10, &mut out.request_id),
-            (11, b"uploadstate") => r.structure(child, &mut seen, 11, &mut out.upload_state),
+            (7, b"castate") => r.structure(child, &mut seen, 0, &mut self.ca_state),
+            (13, b"certauthority") => r.structure(child, &mut seen, 1, &mut self.cert_authority),
+            (8, b"certinfo") => r.structure(child, &mut seen, 2, &mut self.cert_info),
+            (9, b"certstate") => r.structure(child, &mut seen, 3, &mut self.cert_state),
+            (5, b"count") => r.structure(child, &mut seen, 4, &mut self.count),
+            (11, b"description") => r.structure(child, &mut seen, 5, &mut self.description),
+            (4, b"fqdn") => r.scalar(child, &mut seen, 6, &mut self.fqdn),
+            (6, b"fqdnid") => r.scalar(child, &mut seen, 7, &mut self.fqdn_id),
+            (9, b"keylength") => r.structure(child, &mut seen, 8, &mut self.key_length),
+            (6, b"period") => r.structure(child, &mut seen, 9, &mut self.period),
+            (9, b"requestid") => r.scalar(child, &mut seen, 10, &mut self.request_id),
+            (11, b"uploadstate") => r.structure(child, &mut seen, 11, &mut self.upload_state),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -2854,17 +2808,16 @@ pub struct DescribeSslCertificatesResult {
 
 impl crate::xml::FromXml for DescribeSslCertificatesResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (8, b"certsset") => r.list(child, &mut out.certs_set),
-            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            (8, b"certsset") => r.list(child, &mut self.certs_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut self.request_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -2932,15 +2885,14 @@ pub struct DescribeUploadsResult {
 
 impl crate::xml::FromXml for DescribeUploadsResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (7, b"uploads") => r.list(child, &mut out.uploads),
+            (7, b"uploads") => r.list(child, &mut self.uploads),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -3081,50 +3033,49 @@ pub struct DescribeUsageResult {
 
 impl crate::xml::FromXml for DescribeUsageResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (13, b"autoscaleinfo") => r.structure(child, &mut seen, 0, &mut out.auto_scale_info),
-            (16, b"chargedetailinfo") => r.structure(child, &mut seen, 1, &mut out.charge_detail_info),
-            (8, b"copyinfo") => r.structure(child, &mut seen, 2, &mut out.copy_info),
-            (13, b"elasticipinfo") => r.structure(child, &mut seen, 3, &mut out.elastic_ip_info),
-            (23, b"elasticloadbalancerinfo") => r.structure(child, &mut seen, 4, &mut out.elastic_load_balancer_info),
-            (15, b"extrachargeinfo") => r.structure(child, &mut seen, 5, &mut out.extra_charge_info),
-            (9, b"imageinfo") => r.structure(child, &mut seen, 6, &mut out.image_info),
-            (18, b"instancebackupinfo") => r.structure(child, &mut seen, 7, &mut out.instance_backup_info),
-            (12, b"instanceinfo") => r.structure(child, &mut seen, 8, &mut out.instance_info),
-            (15, b"internetvpninfo") => r.structure(child, &mut seen, 9, &mut out.internet_vpn_info),
-            (11, b"licenseinfo") => r.structure(child, &mut seen, 10, &mut out.license_info),
-            (17, b"livemigrationinfo") => r.structure(child, &mut seen, 11, &mut out.live_migration_info),
-            (16, b"loadbalancerinfo") => r.structure(child, &mut seen, 12, &mut out.load_balancer_info),
-            (16, b"multiaccountinfo") => r.structure(child, &mut seen, 13, &mut out.multi_account_info),
-            (18, b"multiipaddressinfo") => r.structure(child, &mut seen, 14, &mut out.multi_ip_address_info),
-            (11, b"networkinfo") => r.structure(child, &mut seen, 15, &mut out.network_info),
-            (20, b"networkinterfaceinfo") => r.structure(child, &mut seen, 16, &mut out.network_interface_info),
-            (16, b"optioncommoninfo") => r.list(child, &mut out.option_common_info),
-            (10, b"optioninfo") => r.list(child, &mut out.option_info),
-            (18, b"osoptionchargeinfo") => r.structure(child, &mut seen, 19, &mut out.os_option_charge_info),
-            (15, b"patternauthinfo") => r.structure(child, &mut seen, 20, &mut out.pattern_auth_info),
-            (18, b"premiumsupportinfo") => r.structure(child, &mut seen, 21, &mut out.premium_support_info),
-            (14, b"privatelaninfo") => r.structure(child, &mut seen, 22, &mut out.private_lan_info),
-            (18, b"privatenetworkinfo") => r.structure(child, &mut seen, 23, &mut out.private_network_info),
+            (13, b"autoscaleinfo") => r.structure(child, &mut seen, 0, &mut self.auto_scale_info),
+            (16, b"chargedetailinfo") => r.structure(child, &mut seen, 1, &mut self.charge_detail_info),
+            (8, b"copyinfo") => r.structure(child, &mut seen, 2, &mut self.copy_info),
+            (13, b"elasticipinfo") => r.structure(child, &mut seen, 3, &mut self.elastic_ip_info),
+            (23, b"elasticloadbalancerinfo") => r.structure(child, &mut seen, 4, &mut self.elastic_load_balancer_info),
+            (15, b"extrachargeinfo") => r.structure(child, &mut seen, 5, &mut self.extra_charge_info),
+            (9, b"imageinfo") => r.structure(child, &mut seen, 6, &mut self.image_info),
+            (18, b"instancebackupinfo") => r.structure(child, &mut seen, 7, &mut self.instance_backup_info),
+            (12, b"instanceinfo") => r.structure(child, &mut seen, 8, &mut self.instance_info),
+            (15, b"internetvpninfo") => r.structure(child, &mut seen, 9, &mut self.internet_vpn_info),
+            (11, b"licenseinfo") => r.structure(child, &mut seen, 10, &mut self.license_info),
+            (17, b"livemigrationinfo") => r.structure(child, &mut seen, 11, &mut self.live_migration_info),
+            (16, b"loadbalancerinfo") => r.structure(child, &mut seen, 12, &mut self.load_balancer_info),
+            (16, b"multiaccountinfo") => r.structure(child, &mut seen, 13, &mut self.multi_account_info),
+            (18, b"multiipaddressinfo") => r.structure(child, &mut seen, 14, &mut self.multi_ip_address_info),
+            (11, b"networkinfo") => r.structure(child, &mut seen, 15, &mut self.network_info),
+            (20, b"networkinterfaceinfo") => r.structure(child, &mut seen, 16, &mut self.network_interface_info),
+            (16, b"optioncommoninfo") => r.list(child, &mut self.option_common_info),
+            (10, b"optioninfo") => r.list(child, &mut self.option_info),
+            (18, b"osoptionchargeinfo") => r.structure(child, &mut seen, 19, &mut self.os_option_charge_info),
+            (15, b"patternauthinfo") => r.structure(child, &mut seen, 20, &mut self.pattern_auth_info),
+            (18, b"premiumsupportinfo") => r.structure(child, &mut seen, 21, &mut self.premium_support_info),
+            (14, b"privatelaninfo") => r.structure(child, &mut seen, 22, &mut self.private_lan_info),
+            (18, b"privatenetworkinfo") => r.structure(child, &mut seen, 23, &mut self.private_network_info),
             (26, b"remoteaccessvpngatewayinfo") => {
-                r.structure(child, &mut seen, 24, &mut out.remote_access_vpn_gateway_info)
+                r.structure(child, &mut seen, 24, &mut self.remote_access_vpn_gateway_info)
             }
-            (9, b"requestid") => r.scalar(child, &mut seen, 25, &mut out.request_id),
-            (10, b"routerinfo") => r.structure(child, &mut seen, 26, &mut out.router_info),
-            (17, b"securitygroupinfo") => r.structure(child, &mut seen, 27, &mut out.security_group_info),
-            (12, b"snapshotinfo") => r.structure(child, &mut seen, 28, &mut out.snapshot_info),
-            (11, b"sslcertinfo") => r.structure(child, &mut seen, 29, &mut out.ssl_cert_info),
-            (10, b"volumeinfo") => r.structure(child, &mut seen, 30, &mut out.volume_info),
-            (14, b"vpngatewayinfo") => r.structure(child, &mut seen, 31, &mut out.vpn_gateway_info),
-            (9, b"yearmonth") => r.scalar(child, &mut seen, 32, &mut out.year_month),
+            (9, b"requestid") => r.scalar(child, &mut seen, 25, &mut self.request_id),
+            (10, b"routerinfo") => r.structure(child, &mut seen, 26, &mut self.router_info),
+            (17, b"securitygroupinfo") => r.structure(child, &mut seen, 27, &mut self.security_group_info),
+            (12, b"snapshotinfo") => r.structure(child, &mut seen, 28, &mut self.snapshot_info),
+            (11, b"sslcertinfo") => r.structure(child, &mut seen, 29, &mut self.ssl_cert_info),
+            (10, b"volumeinfo") => r.structure(child, &mut seen, 30, &mut self.volume_info),
+            (14, b"vpngatewayinfo") => r.structure(child, &mut seen, 31, &mut self.vpn_gateway_info),
+            (9, b"yearmonth") => r.scalar(child, &mut seen, 32, &mut self.year_month),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -3198,17 +3149,16 @@ pub struct DescribeUserActivitiesResult {
 
 impl crate::xml::FromXml for DescribeUserActivitiesResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (17, b"useractivitiesset") => r.list(child, &mut out.user_activities_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (17, b"useractivitiesset") => r.list(child, &mut self.user_activities_set),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -3291,17 +3241,16 @@ pub struct DetachIsoImageResult {
 
 impl crate::xml::FromXml for DetachIsoImageResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -3330,20 +3279,19 @@ pub struct Details {
 
 impl crate::xml::FromXml for Details {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (16, b"changeincapacity") => r.scalar(child, &mut seen, 0, &mut out.change_in_capacity),
-            (19, b"currentserverscount") => r.scalar(child, &mut seen, 1, &mut out.current_servers_count),
-            (8, b"resource") => r.scalar(child, &mut seen, 2, &mut out.resource),
-            (13, b"resourcevalue") => r.scalar(child, &mut seen, 3, &mut out.resource_value),
-            (14, b"upperthreshold") => r.scalar(child, &mut seen, 4, &mut out.upper_threshold),
+            (16, b"changeincapacity") => r.scalar(child, &mut seen, 0, &mut self.change_in_capacity),
+            (19, b"currentserverscount") => r.scalar(child, &mut seen, 1, &mut self.current_servers_count),
+            (8, b"resource") => r.scalar(child, &mut seen, 2, &mut self.resource),
+            (13, b"resourcevalue") => r.scalar(child, &mut seen, 3, &mut self.resource_value),
+            (14, b"upperthreshold") => r.scalar(child, &mut seen, 4, &mut self.upper_threshold),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -3424,15 +3372,14 @@ pub struct DissociateUsersResult {
 
 impl crate::xml::FromXml for DissociateUsersResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (5, b"users") => r.list(child, &mut out.users),
+            (5, b"users") => r.list(child, &mut self.users),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -3452,17 +3399,16 @@ pub struct DissociateUsersResultWrapper {
 
 impl crate::xml::FromXml for DissociateUsersResultWrapper {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (21, b"dissociateusersresult") => r.structure(child, &mut seen, 0, &mut out.dissociate_users_result),
-            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut out.response_metadata),
+            (21, b"dissociateusersresult") => r.structure(child, &mut seen, 0, &mut self.dissociate_users_result),
+            (16, b"responsemetadata") => r.structure(child, &mut seen, 1, &mut self.response_metadata),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.response_metadata.as_ref().and_then(|m| m.request_id.as_deref()))
@@ -3549,19 +3495,18 @@ pub struct DownloadSslCertificateResult {
 
 impl crate::xml::FromXml for DownloadSslCertificateResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (8, b"filedata") => r.scalar(child, &mut seen, 0, &mut out.file_data),
-            (4, b"fqdn") => r.scalar(child, &mut seen, 1, &mut out.fqdn),
-            (6, b"fqdnid") => r.scalar(child, &mut seen, 2, &mut out.fqdn_id),
-            (9, b"requestid") => r.scalar(child, &mut seen, 3, &mut out.request_id),
+            (8, b"filedata") => r.scalar(child, &mut seen, 0, &mut self.file_data),
+            (4, b"fqdn") => r.scalar(child, &mut seen, 1, &mut self.fqdn),
+            (6, b"fqdnid") => r.scalar(child, &mut seen, 2, &mut self.fqdn_id),
+            (9, b"requestid") => r.scalar(child, &mut seen, 3, &mut self.request_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -3588,19 +3533,18 @@ pub struct DynamicIpMeasuredRate {
 
 impl crate::xml::FromXml for DynamicIpMeasuredRate {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
-            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
-            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
-            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut self.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut self.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut self.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -3624,19 +3568,18 @@ pub struct DynamicIpMonthlyRate {
 
 impl crate::xml::FromXml for DynamicIpMonthlyRate {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
-            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
-            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
-            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut self.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut self.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut self.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -3660,19 +3603,18 @@ pub struct EbsOfDescribeImages {
 
 impl crate::xml::FromXml for EbsOfDescribeImages {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (19, b"deleteontermination") => r.scalar(child, &mut seen, 0, &mut out.delete_on_termination),
-            (8, b"disktype") => r.scalar(child, &mut seen, 1, &mut out.disk_type),
-            (10, b"snapshotid") => r.scalar(child, &mut seen, 2, &mut out.snapshot_id),
-            (10, b"volumesize") => r.scalar(child, &mut seen, 3, &mut out.volume_size),
+            (19, b"deleteontermination") => r.scalar(child, &mut seen, 0, &mut self.delete_on_termination),
+            (8, b"disktype") => r.scalar(child, &mut seen, 1, &mut self.disk_type),
+            (10, b"snapshotid") => r.scalar(child, &mut seen, 2, &mut self.snapshot_id),
+            (10, b"volumesize") => r.scalar(child, &mut seen, 3, &mut self.volume_size),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -3690,15 +3632,14 @@ pub struct ElasticIpInfo {
 
 impl crate::xml::FromXml for ElasticIpInfo {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (12, b"elasticipset") => r.list(child, &mut out.elastic_ip_set),
+            (12, b"elasticipset") => r.list(child, &mut self.elastic_ip_set),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -3718,17 +3659,16 @@ pub struct ElasticIpItemSet {
 
 impl crate::xml::FromXml for ElasticIpItemSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (5, b"count") => r.scalar(child, &mut seen, 0, &mut out.count),
-            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
+            (5, b"count") => r.scalar(child, &mut seen, 0, &mut self.count),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut self.r#type),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -3752,19 +3692,18 @@ pub struct ElasticIpSet {
 
 impl crate::xml::FromXml for ElasticIpSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
-            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
-            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
-            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut self.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut self.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut self.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -3784,16 +3723,15 @@ pub struct ElasticLoadBalancerInfo {
 
 impl crate::xml::FromXml for ElasticLoadBalancerInfo {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (3, b"vip") => r.list(child, &mut out.vip),
-            (15, b"vipmeasuredrate") => r.list(child, &mut out.vip_measured_rate),
+            (3, b"vip") => r.list(child, &mut self.vip),
+            (15, b"vipmeasuredrate") => r.list(child, &mut self.vip_measured_rate),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -3811,16 +3749,15 @@ pub struct EmailAddressSet {
 
 impl crate::xml::FromXml for EmailAddressSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (12, b"emailaddress") => r.scalar(child, &mut seen, 0, &mut out.email_address),
+            (12, b"emailaddress") => r.scalar(child, &mut seen, 0, &mut self.email_address),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -3838,15 +3775,14 @@ pub struct ExtraChargeInfo {
 
 impl crate::xml::FromXml for ExtraChargeInfo {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (25, b"extrachargemonthlyrateset") => r.list(child, &mut out.extra_charge_monthly_rate_set),
+            (25, b"extrachargemonthlyrateset") => r.list(child, &mut self.extra_charge_monthly_rate_set),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -3870,19 +3806,18 @@ pub struct ExtraChargeMonthlyRateSet {
 
 impl crate::xml::FromXml for ExtraChargeMonthlyRateSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
-            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
-            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
-            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut self.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut self.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut self.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -3902,17 +3837,16 @@ pub struct ImageInfo {
 
 impl crate::xml::FromXml for ImageInfo {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (11, b"createimage") => r.structure(child, &mut seen, 0, &mut out.create_image),
-            (12, b"keepimageset") => r.list(child, &mut out.keep_image_set),
+            (11, b"createimage") => r.structure(child, &mut seen, 0, &mut self.create_image),
+            (12, b"keepimageset") => r.list(child, &mut self.keep_image_set),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -3982,44 +3916,43 @@ pub struct ImagesSet {
 
 impl crate::xml::FromXml for ImagesSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (12, b"architecture") => r.scalar(child, &mut seen, 0, &mut out.architecture),
-            (18, b"blockdevicemapping") => r.list(child, &mut out.block_device_mapping),
-            (11, b"description") => r.scalar(child, &mut seen, 2, &mut out.description),
-            (17, b"detaildescription") => r.scalar(child, &mut seen, 3, &mut out.detail_description),
-            (7, b"imageid") => r.scalar(child, &mut seen, 4, &mut out.image_id),
-            (13, b"imagelocation") => r.scalar(child, &mut seen, 5, &mut out.image_location),
-            (15, b"imageowneralias") => r.scalar(child, &mut seen, 6, &mut out.image_owner_alias),
-            (12, b"imageownerid") => r.scalar(child, &mut seen, 7, &mut out.image_owner_id),
-            (10, b"imagestate") => r.scalar(child, &mut seen, 8, &mut out.image_state),
-            (9, b"imagetype") => r.scalar(child, &mut seen, 9, &mut out.image_type),
-            (17, b"isgpuconfigurable") => r.scalar(child, &mut seen, 10, &mut out.is_gpu_configurable),
-            (8, b"ispublic") => r.scalar(child, &mut seen, 11, &mut out.is_public),
-            (8, b"kernelid") => r.scalar(child, &mut seen, 12, &mut out.kernel_id),
-            (10, b"launchtime") => r.scalar(child, &mut seen, 13, &mut out.launch_time),
-            (4, b"name") => r.scalar(child, &mut seen, 14, &mut out.name),
-            (15, b"niftycontacturl") => r.scalar(child, &mut seen, 15, &mut out.nifty_contact_url),
-            (20, b"niftydistributionids") => r.list(child, &mut out.nifty_distribution_ids),
-            (14, b"niftyimagesize") => r.scalar(child, &mut seen, 17, &mut out.nifty_image_size),
+            (12, b"architecture") => r.scalar(child, &mut seen, 0, &mut self.architecture),
+            (18, b"blockdevicemapping") => r.list(child, &mut self.block_device_mapping),
+            (11, b"description") => r.scalar(child, &mut seen, 2, &mut self.description),
+            (17, b"detaildescription") => r.scalar(child, &mut seen, 3, &mut self.detail_description),
+            (7, b"imageid") => r.scalar(child, &mut seen, 4, &mut self.image_id),
+            (13, b"imagelocation") => r.scalar(child, &mut seen, 5, &mut self.image_location),
+            (15, b"imageowneralias") => r.scalar(child, &mut seen, 6, &mut self.image_owner_alias),
+            (12, b"imageownerid") => r.scalar(child, &mut seen, 7, &mut self.image_owner_id),
+            (10, b"imagestate") => r.scalar(child, &mut seen, 8, &mut self.image_state),
+            (9, b"imagetype") => r.scalar(child, &mut seen, 9, &mut self.image_type),
+            (17, b"isgpuconfigurable") => r.scalar(child, &mut seen, 10, &mut self.is_gpu_configurable),
+            (8, b"ispublic") => r.scalar(child, &mut seen, 11, &mut self.is_public),
+            (8, b"kernelid") => r.scalar(child, &mut seen, 12, &mut self.kernel_id),
+            (10, b"launchtime") => r.scalar(child, &mut seen, 13, &mut self.launch_time),
+            (4, b"name") => r.scalar(child, &mut seen, 14, &mut self.name),
+            (15, b"niftycontacturl") => r.scalar(child, &mut seen, 15, &mut self.nifty_contact_url),
+            (20, b"niftydistributionids") => r.list(child, &mut self.nifty_distribution_ids),
+            (14, b"niftyimagesize") => r.scalar(child, &mut seen, 17, &mut self.nifty_image_size),
             (26, b"niftyisalloweddistribution") => {
-                r.scalar(child, &mut seen, 18, &mut out.nifty_is_allowed_distribution)
+                r.scalar(child, &mut seen, 18, &mut self.nifty_is_allowed_distribution)
             }
-            (9, b"placement") => r.structure(child, &mut seen, 19, &mut out.placement),
-            (8, b"platform") => r.scalar(child, &mut seen, 20, &mut out.platform),
-            (12, b"productcodes") => r.list(child, &mut out.product_codes),
-            (9, b"ramdiskid") => r.scalar(child, &mut seen, 22, &mut out.ramdisk_id),
-            (15, b"redistributable") => r.scalar(child, &mut seen, 23, &mut out.redistributable),
-            (14, b"rootdevicename") => r.scalar(child, &mut seen, 24, &mut out.root_device_name),
-            (14, b"rootdevicetype") => r.scalar(child, &mut seen, 25, &mut out.root_device_type),
-            (11, b"statereason") => r.structure(child, &mut seen, 26, &mut out.state_reason),
+            (9, b"placement") => r.structure(child, &mut seen, 19, &mut self.placement),
+            (8, b"platform") => r.scalar(child, &mut seen, 20, &mut self.platform),
+            (12, b"productcodes") => r.list(child, &mut self.product_codes),
+            (9, b"ramdiskid") => r.scalar(child, &mut seen, 22, &mut self.ramdisk_id),
+            (15, b"redistributable") => r.scalar(child, &mut seen, 23, &mut self.redistributable),
+            (14, b"rootdevicename") => r.scalar(child, &mut seen, 24, &mut self.root_device_name),
+            (14, b"rootdevicetype") => r.scalar(child, &mut seen, 25, &mut self.root_device_type),
+            (11, b"statereason") => r.structure(child, &mut seen, 26, &mut self.state_reason),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -4043,19 +3976,18 @@ pub struct ImportInstanceDiskMeasuredRate {
 
 impl crate::xml::FromXml for ImportInstanceDiskMeasuredRate {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
-            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
-            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
-            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut self.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut self.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut self.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -4079,19 +4011,18 @@ pub struct ImportInstanceDiskMonthlyRate {
 
 impl crate::xml::FromXml for ImportInstanceDiskMonthlyRate {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
-            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
-            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
-            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut self.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut self.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut self.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -4115,19 +4046,18 @@ pub struct ImportInstanceOfDescribeUploads {
 
 impl crate::xml::FromXml for ImportInstanceOfDescribeUploads {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (16, b"availabilityzone") => r.scalar(child, &mut seen, 0, &mut out.availability_zone),
-            (5, b"image") => r.structure(child, &mut seen, 1, &mut out.image),
-            (10, b"instanceid") => r.scalar(child, &mut seen, 2, &mut out.instance_id),
-            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 3, &mut out.instance_unique_id),
+            (16, b"availabilityzone") => r.scalar(child, &mut seen, 0, &mut self.availability_zone),
+            (5, b"image") => r.structure(child, &mut seen, 1, &mut self.image),
+            (10, b"instanceid") => r.scalar(child, &mut seen, 2, &mut self.instance_id),
+            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 3, &mut self.instance_unique_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -4217,18 +4147,17 @@ pub struct ImportKeyPairResult {
 
 impl crate::xml::FromXml for ImportKeyPairResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (14, b"keyfingerprint") => r.scalar(child, &mut seen, 0, &mut out.key_fingerprint),
-            (7, b"keyname") => r.scalar(child, &mut seen, 1, &mut out.key_name),
-            (9, b"requestid") => r.scalar(child, &mut seen, 2, &mut out.request_id),
+            (14, b"keyfingerprint") => r.scalar(child, &mut seen, 0, &mut self.key_fingerprint),
+            (7, b"keyname") => r.scalar(child, &mut seen, 1, &mut self.key_name),
+            (9, b"requestid") => r.scalar(child, &mut seen, 2, &mut self.request_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -4255,19 +4184,18 @@ pub struct InstanceBackupBaseSet {
 
 impl crate::xml::FromXml for InstanceBackupBaseSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
-            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
-            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
-            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut self.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut self.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut self.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -4289,18 +4217,17 @@ pub struct InstanceBackupImportInstanceDiskSet {
 
 impl crate::xml::FromXml for InstanceBackupImportInstanceDiskSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
-            (4, b"unit") => r.scalar(child, &mut seen, 1, &mut out.unit),
-            (5, b"value") => r.scalar(child, &mut seen, 2, &mut out.value),
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut self.charge),
+            (4, b"unit") => r.scalar(child, &mut seen, 1, &mut self.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 2, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -4322,20 +4249,19 @@ pub struct InstanceBackupInfo {
 
 impl crate::xml::FromXml for InstanceBackupInfo {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (21, b"instancebackupbaseset") => r.list(child, &mut out.instance_backup_base_set),
+            (21, b"instancebackupbaseset") => r.list(child, &mut self.instance_backup_base_set),
             (35, b"instancebackupimportinstancediskset") => {
-                r.structure(child, &mut seen, 1, &mut out.instance_backup_import_instance_disk_set)
+                r.structure(child, &mut seen, 1, &mut self.instance_backup_import_instance_disk_set)
             }
-            (23, b"instancebackupvolumeset") => r.structure(child, &mut seen, 2, &mut out.instance_backup_volume_set),
+            (23, b"instancebackupvolumeset") => r.structure(child, &mut seen, 2, &mut self.instance_backup_volume_set),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -4357,18 +4283,17 @@ pub struct InstanceBackupVolumeSet {
 
 impl crate::xml::FromXml for InstanceBackupVolumeSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
-            (4, b"unit") => r.scalar(child, &mut seen, 1, &mut out.unit),
-            (5, b"value") => r.scalar(child, &mut seen, 2, &mut out.value),
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut self.charge),
+            (4, b"unit") => r.scalar(child, &mut seen, 1, &mut self.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 2, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -4392,19 +4317,18 @@ pub struct InstanceCopy {
 
 impl crate::xml::FromXml for InstanceCopy {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
-            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
-            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
-            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut self.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut self.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut self.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -4436,23 +4360,22 @@ pub struct InstanceInfo {
 
 impl crate::xml::FromXml for InstanceInfo {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (21, b"dynamicipmeasuredrate") => r.structure(child, &mut seen, 0, &mut out.dynamic_ip_measured_rate),
-            (20, b"dynamicipmonthlyrate") => r.structure(child, &mut seen, 1, &mut out.dynamic_ip_monthly_rate),
-            (22, b"instancemonthlyrateset") => r.list(child, &mut out.instance_monthly_rate_set),
-            (18, b"multiipmonthlyrate") => r.structure(child, &mut seen, 3, &mut out.multi_ip_monthly_rate),
-            (14, b"osmeasuredrate") => r.list(child, &mut out.os_measured_rate),
-            (13, b"osmonthlyrate") => r.list(child, &mut out.os_monthly_rate),
-            (30, b"runninginstancemeasuredrateset") => r.list(child, &mut out.running_instance_measured_rate_set),
-            (30, b"stoppedinstancemeasuredrateset") => r.list(child, &mut out.stopped_instance_measured_rate_set),
+            (21, b"dynamicipmeasuredrate") => r.structure(child, &mut seen, 0, &mut self.dynamic_ip_measured_rate),
+            (20, b"dynamicipmonthlyrate") => r.structure(child, &mut seen, 1, &mut self.dynamic_ip_monthly_rate),
+            (22, b"instancemonthlyrateset") => r.list(child, &mut self.instance_monthly_rate_set),
+            (18, b"multiipmonthlyrate") => r.structure(child, &mut seen, 3, &mut self.multi_ip_monthly_rate),
+            (14, b"osmeasuredrate") => r.list(child, &mut self.os_measured_rate),
+            (13, b"osmonthlyrate") => r.list(child, &mut self.os_monthly_rate),
+            (30, b"runninginstancemeasuredrateset") => r.list(child, &mut self.running_instance_measured_rate_set),
+            (30, b"stoppedinstancemeasuredrateset") => r.list(child, &mut self.stopped_instance_measured_rate_set),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -4472,17 +4395,16 @@ pub struct InstanceItemSet {
 
 impl crate::xml::FromXml for InstanceItemSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (5, b"count") => r.scalar(child, &mut seen, 0, &mut out.count),
-            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
+            (5, b"count") => r.scalar(child, &mut seen, 0, &mut self.count),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut self.r#type),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -4506,19 +4428,18 @@ pub struct InstanceMonthlyRateSet {
 
 impl crate::xml::FromXml for InstanceMonthlyRateSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
-            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
-            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
-            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut self.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut self.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut self.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -4538,17 +4459,16 @@ pub struct InstancesSetOfDescribeIsoImages {
 
 impl crate::xml::FromXml for InstancesSetOfDescribeIsoImages {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (10, b"instanceid") => r.scalar(child, &mut seen, 0, &mut out.instance_id),
-            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 1, &mut out.instance_unique_id),
+            (10, b"instanceid") => r.scalar(child, &mut seen, 0, &mut self.instance_id),
+            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 1, &mut self.instance_unique_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -4568,17 +4488,16 @@ pub struct InstancesSetOfDescribeKeyPairs {
 
 impl crate::xml::FromXml for InstancesSetOfDescribeKeyPairs {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (10, b"instanceid") => r.scalar(child, &mut seen, 0, &mut out.instance_id),
-            (10, b"regionname") => r.scalar(child, &mut seen, 1, &mut out.region_name),
+            (10, b"instanceid") => r.scalar(child, &mut seen, 0, &mut self.instance_id),
+            (10, b"regionname") => r.scalar(child, &mut seen, 1, &mut self.region_name),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -4606,21 +4525,20 @@ pub struct InstancesSetOfNiftyDescribeAutoScalingGroups {
 
 impl crate::xml::FromXml for InstancesSetOfNiftyDescribeAutoScalingGroups {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (7, b"dnsname") => r.scalar(child, &mut seen, 0, &mut out.dns_name),
-            (10, b"expiretime") => r.scalar(child, &mut seen, 1, &mut out.expire_time),
-            (10, b"instanceid") => r.scalar(child, &mut seen, 2, &mut out.instance_id),
-            (13, b"instancestate") => r.structure(child, &mut seen, 3, &mut out.instance_state),
-            (12, b"instancetype") => r.scalar(child, &mut seen, 4, &mut out.instance_type),
-            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 5, &mut out.instance_unique_id),
+            (7, b"dnsname") => r.scalar(child, &mut seen, 0, &mut self.dns_name),
+            (10, b"expiretime") => r.scalar(child, &mut seen, 1, &mut self.expire_time),
+            (10, b"instanceid") => r.scalar(child, &mut seen, 2, &mut self.instance_id),
+            (13, b"instancestate") => r.structure(child, &mut seen, 3, &mut self.instance_state),
+            (12, b"instancetype") => r.scalar(child, &mut seen, 4, &mut self.instance_type),
+            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 5, &mut self.instance_unique_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -4640,17 +4558,16 @@ pub struct InternetVpnInfo {
 
 impl crate::xml::FromXml for InternetVpnInfo {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (18, b"internetvpninitial") => r.structure(child, &mut seen, 0, &mut out.internet_vpn_initial),
-            (25, b"internetvpnmonthlyrateset") => r.list(child, &mut out.internet_vpn_monthly_rate_set),
+            (18, b"internetvpninitial") => r.structure(child, &mut seen, 0, &mut self.internet_vpn_initial),
+            (25, b"internetvpnmonthlyrateset") => r.list(child, &mut self.internet_vpn_monthly_rate_set),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -4674,19 +4591,18 @@ pub struct InternetVpnInitial {
 
 impl crate::xml::FromXml for InternetVpnInitial {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
-            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
-            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
-            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut self.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut self.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut self.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -4708,18 +4624,17 @@ pub struct InternetVpnMonthlyRateSet {
 
 impl crate::xml::FromXml for InternetVpnMonthlyRateSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
-            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
-            (5, b"value") => r.scalar(child, &mut seen, 2, &mut out.value),
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut self.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut self.r#type),
+            (5, b"value") => r.scalar(child, &mut seen, 2, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -4753,24 +4668,23 @@ pub struct IsoImagesSet {
 
 impl crate::xml::FromXml for IsoImagesSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (16, b"availabilityzone") => r.scalar(child, &mut seen, 0, &mut out.availability_zone),
-            (11, b"createdtime") => r.scalar(child, &mut seen, 1, &mut out.created_time),
-            (11, b"description") => r.scalar(child, &mut seen, 2, &mut out.description),
-            (11, b"expiredtime") => r.scalar(child, &mut seen, 3, &mut out.expired_time),
-            (12, b"instancesset") => r.list(child, &mut out.instances_set),
-            (10, b"isoimageid") => r.scalar(child, &mut seen, 5, &mut out.iso_image_id),
-            (12, b"isoimagename") => r.scalar(child, &mut seen, 6, &mut out.iso_image_name),
-            (12, b"isoimagesize") => r.scalar(child, &mut seen, 7, &mut out.iso_image_size),
-            (6, b"status") => r.scalar(child, &mut seen, 8, &mut out.status),
+            (16, b"availabilityzone") => r.scalar(child, &mut seen, 0, &mut self.availability_zone),
+            (11, b"createdtime") => r.scalar(child, &mut seen, 1, &mut self.created_time),
+            (11, b"description") => r.scalar(child, &mut seen, 2, &mut self.description),
+            (11, b"expiredtime") => r.scalar(child, &mut seen, 3, &mut self.expired_time),
+            (12, b"instancesset") => r.list(child, &mut self.instances_set),
+            (10, b"isoimageid") => r.scalar(child, &mut seen, 5, &mut self.iso_image_id),
+            (12, b"isoimagename") => r.scalar(child, &mut seen, 6, &mut self.iso_image_name),
+            (12, b"isoimagesize") => r.scalar(child, &mut seen, 7, &mut self.iso_image_size),
+            (6, b"status") => r.scalar(child, &mut seen, 8, &mut self.status),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -4794,19 +4708,18 @@ pub struct KeepImageSet {
 
 impl crate::xml::FromXml for KeepImageSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
-            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
-            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
-            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut self.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut self.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut self.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -4824,16 +4737,15 @@ pub struct KeyLength {
 
 impl crate::xml::FromXml for KeyLength {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (5, b"value") => r.scalar(child, &mut seen, 0, &mut out.value),
+            (5, b"value") => r.scalar(child, &mut seen, 0, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -4857,19 +4769,18 @@ pub struct KeySet {
 
 impl crate::xml::FromXml for KeySet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (11, b"description") => r.scalar(child, &mut seen, 0, &mut out.description),
-            (12, b"instancesset") => r.list(child, &mut out.instances_set),
-            (14, b"keyfingerprint") => r.scalar(child, &mut seen, 2, &mut out.key_fingerprint),
-            (7, b"keyname") => r.scalar(child, &mut seen, 3, &mut out.key_name),
+            (11, b"description") => r.scalar(child, &mut seen, 0, &mut self.description),
+            (12, b"instancesset") => r.list(child, &mut self.instances_set),
+            (14, b"keyfingerprint") => r.scalar(child, &mut seen, 2, &mut self.key_fingerprint),
+            (7, b"keyname") => r.scalar(child, &mut seen, 3, &mut self.key_name),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -4887,15 +4798,14 @@ pub struct LicenseInfo {
 
 impl crate::xml::FromXml for LicenseInfo {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (21, b"licensemonthlyrateset") => r.list(child, &mut out.license_monthly_rate_set),
+            (21, b"licensemonthlyrateset") => r.list(child, &mut self.license_monthly_rate_set),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -4919,19 +4829,18 @@ pub struct LicenseMonthlyRateSet {
 
 impl crate::xml::FromXml for LicenseMonthlyRateSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
-            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
-            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
-            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut self.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut self.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut self.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -4955,19 +4864,18 @@ pub struct LiveMigrationHubMonthlyRateSet {
 
 impl crate::xml::FromXml for LiveMigrationHubMonthlyRateSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
-            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
-            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
-            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut self.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut self.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut self.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -4987,18 +4895,17 @@ pub struct LiveMigrationInfo {
 
 impl crate::xml::FromXml for LiveMigrationInfo {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (30, b"livemigrationhubmonthlyrateset") => r.list(child, &mut out.live_migration_hub_monthly_rate_set),
+            (30, b"livemigrationhubmonthlyrateset") => r.list(child, &mut self.live_migration_hub_monthly_rate_set),
             (36, b"livemigrationoperationmonthlyrateset") => {
-                r.list(child, &mut out.live_migration_operation_monthly_rate_set)
+                r.list(child, &mut self.live_migration_operation_monthly_rate_set)
             }
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -5022,19 +4929,18 @@ pub struct LiveMigrationOperationMonthlyRateSet {
 
 impl crate::xml::FromXml for LiveMigrationOperationMonthlyRateSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
-            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
-            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
-            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut self.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut self.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut self.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -5056,17 +4962,16 @@ pub struct LoadBalancerInfo {
 
 impl crate::xml::FromXml for LoadBalancerInfo {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"optionset") => r.list(child, &mut out.option_set),
-            (18, b"vipmeasuredrateset") => r.list(child, &mut out.vip_measured_rate_set),
-            (6, b"vipset") => r.list(child, &mut out.vip_set),
+            (9, b"optionset") => r.list(child, &mut self.option_set),
+            (18, b"vipmeasuredrateset") => r.list(child, &mut self.vip_measured_rate_set),
+            (6, b"vipset") => r.list(child, &mut self.vip_set),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -5088,18 +4993,17 @@ pub struct LoadBalancing {
 
 impl crate::xml::FromXml for LoadBalancing {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (12, b"instanceport") => r.scalar(child, &mut seen, 0, &mut out.instance_port),
-            (16, b"loadbalancername") => r.scalar(child, &mut seen, 1, &mut out.load_balancer_name),
-            (16, b"loadbalancerport") => r.scalar(child, &mut seen, 2, &mut out.load_balancer_port),
+            (12, b"instanceport") => r.scalar(child, &mut seen, 0, &mut self.instance_port),
+            (16, b"loadbalancername") => r.scalar(child, &mut seen, 1, &mut self.load_balancer_name),
+            (16, b"loadbalancerport") => r.scalar(child, &mut seen, 2, &mut self.load_balancer_port),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -5121,18 +5025,17 @@ pub struct LogSet {
 
 impl crate::xml::FromXml for LogSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (7, b"details") => r.structure(child, &mut seen, 0, &mut out.details),
-            (7, b"process") => r.scalar(child, &mut seen, 1, &mut out.process),
-            (4, b"time") => r.scalar(child, &mut seen, 2, &mut out.time),
+            (7, b"details") => r.structure(child, &mut seen, 0, &mut self.details),
+            (7, b"process") => r.scalar(child, &mut seen, 1, &mut self.process),
+            (4, b"time") => r.scalar(child, &mut seen, 2, &mut self.time),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -5152,17 +5055,16 @@ pub struct MigrationHubItemSet {
 
 impl crate::xml::FromXml for MigrationHubItemSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (5, b"count") => r.scalar(child, &mut seen, 0, &mut out.count),
-            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
+            (5, b"count") => r.scalar(child, &mut seen, 0, &mut self.count),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut self.r#type),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -5267,17 +5169,16 @@ pub struct ModifyImageAttributeResult {
 
 impl crate::xml::FromXml for ModifyImageAttributeResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -5357,17 +5258,16 @@ pub struct ModifySslCertificateAttributeResult {
 
 impl crate::xml::FromXml for ModifySslCertificateAttributeResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -5390,17 +5290,16 @@ pub struct Month {
 
 impl crate::xml::FromXml for Month {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (11, b"endingmonth") => r.scalar(child, &mut seen, 0, &mut out.ending_month),
-            (13, b"startingmonth") => r.scalar(child, &mut seen, 1, &mut out.starting_month),
+            (11, b"endingmonth") => r.scalar(child, &mut seen, 0, &mut self.ending_month),
+            (13, b"startingmonth") => r.scalar(child, &mut seen, 1, &mut self.starting_month),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -5422,18 +5321,17 @@ pub struct MultiAccount {
 
 impl crate::xml::FromXml for MultiAccount {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
-            (4, b"unit") => r.scalar(child, &mut seen, 1, &mut out.unit),
-            (5, b"value") => r.scalar(child, &mut seen, 2, &mut out.value),
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut self.charge),
+            (4, b"unit") => r.scalar(child, &mut seen, 1, &mut self.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 2, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -5451,16 +5349,15 @@ pub struct MultiAccountInfo {
 
 impl crate::xml::FromXml for MultiAccountInfo {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (12, b"multiaccount") => r.structure(child, &mut seen, 0, &mut out.multi_account),
+            (12, b"multiaccount") => r.structure(child, &mut seen, 0, &mut self.multi_account),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -5478,15 +5375,14 @@ pub struct MultiIpAddressInfo {
 
 impl crate::xml::FromXml for MultiIpAddressInfo {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (28, b"multiipaddressmonthlyrateset") => r.list(child, &mut out.multi_ip_address_monthly_rate_set),
+            (28, b"multiipaddressmonthlyrateset") => r.list(child, &mut self.multi_ip_address_monthly_rate_set),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -5506,17 +5402,16 @@ pub struct MultiIpAddressItemSet {
 
 impl crate::xml::FromXml for MultiIpAddressItemSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (5, b"count") => r.scalar(child, &mut seen, 0, &mut out.count),
-            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
+            (5, b"count") => r.scalar(child, &mut seen, 0, &mut self.count),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut self.r#type),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -5540,19 +5435,18 @@ pub struct MultiIpAddressMonthlyRateSet {
 
 impl crate::xml::FromXml for MultiIpAddressMonthlyRateSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
-            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
-            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
-            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut self.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut self.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut self.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -5576,19 +5470,18 @@ pub struct MultiIpMonthlyRate {
 
 impl crate::xml::FromXml for MultiIpMonthlyRate {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
-            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
-            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
-            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut self.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut self.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut self.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -5612,19 +5505,18 @@ pub struct NetworkFlowSet {
 
 impl crate::xml::FromXml for NetworkFlowSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
-            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
-            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
-            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut self.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut self.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut self.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -5642,15 +5534,14 @@ pub struct NetworkInfo {
 
 impl crate::xml::FromXml for NetworkInfo {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (14, b"networkflowset") => r.list(child, &mut out.network_flow_set),
+            (14, b"networkflowset") => r.list(child, &mut self.network_flow_set),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -5668,15 +5559,14 @@ pub struct NetworkInterfaceInfo {
 
 impl crate::xml::FromXml for NetworkInterfaceInfo {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (30, b"networkinterfacemonthlyrateset") => r.list(child, &mut out.network_interface_monthly_rate_set),
+            (30, b"networkinterfacemonthlyrateset") => r.list(child, &mut self.network_interface_monthly_rate_set),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -5696,17 +5586,16 @@ pub struct NetworkInterfaceItemSet {
 
 impl crate::xml::FromXml for NetworkInterfaceItemSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (5, b"count") => r.scalar(child, &mut seen, 0, &mut out.count),
-            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
+            (5, b"count") => r.scalar(child, &mut seen, 0, &mut self.count),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut self.r#type),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -5730,19 +5619,18 @@ pub struct NetworkInterfaceMonthlyRateSet {
 
 impl crate::xml::FromXml for NetworkInterfaceMonthlyRateSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
-            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
-            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
-            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut self.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut self.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut self.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -5842,17 +5730,16 @@ pub struct NiftyAssociateImageResult {
 
 impl crate::xml::FromXml for NiftyAssociateImageResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -6074,17 +5961,16 @@ pub struct NiftyCreateAlarmResult {
 
 impl crate::xml::FromXml for NiftyCreateAlarmResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -6296,17 +6182,16 @@ pub struct NiftyCreateAutoScalingGroupResult {
 
 impl crate::xml::FromXml for NiftyCreateAutoScalingGroupResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -6389,17 +6274,16 @@ pub struct NiftyDeleteAlarmResult {
 
 impl crate::xml::FromXml for NiftyDeleteAlarmResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -6471,17 +6355,16 @@ pub struct NiftyDeleteAutoScalingGroupResult {
 
 impl crate::xml::FromXml for NiftyDeleteAutoScalingGroupResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -6547,17 +6430,16 @@ pub struct NiftyDescribeAlarmHistoryResult {
 
 impl crate::xml::FromXml for NiftyDescribeAlarmHistoryResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (14, b"reservationset") => r.list(child, &mut out.reservation_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (14, b"reservationset") => r.list(child, &mut self.reservation_set),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -6623,17 +6505,16 @@ pub struct NiftyDescribeAlarmRulesActivitiesResult {
 
 impl crate::xml::FromXml for NiftyDescribeAlarmRulesActivitiesResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (14, b"reservationset") => r.list(child, &mut out.reservation_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (14, b"reservationset") => r.list(child, &mut self.reservation_set),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -6703,17 +6584,16 @@ pub struct NiftyDescribeAlarmsPartitionsResult {
 
 impl crate::xml::FromXml for NiftyDescribeAlarmsPartitionsResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (14, b"alarmtargetset") => r.list(child, &mut out.alarm_target_set),
-            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            (14, b"alarmtargetset") => r.list(child, &mut self.alarm_target_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut self.request_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -6779,17 +6659,16 @@ pub struct NiftyDescribeAlarmsResult {
 
 impl crate::xml::FromXml for NiftyDescribeAlarmsResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (14, b"reservationset") => r.list(child, &mut out.reservation_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (14, b"reservationset") => r.list(child, &mut self.reservation_set),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -6859,17 +6738,16 @@ pub struct NiftyDescribeAutoScalingGroupsResult {
 
 impl crate::xml::FromXml for NiftyDescribeAutoScalingGroupsResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (25, b"autoscalingreservationset") => r.list(child, &mut out.auto_scaling_reservation_set),
-            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            (25, b"autoscalingreservationset") => r.list(child, &mut self.auto_scaling_reservation_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut self.request_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -6958,35 +6836,34 @@ pub struct NiftyDescribeCorporateInfoForCertificateResult {
 
 impl crate::xml::FromXml for NiftyDescribeCorporateInfoForCertificateResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (13, b"alphabetname1") => r.scalar(child, &mut seen, 0, &mut out.alphabet_name1),
-            (13, b"alphabetname2") => r.scalar(child, &mut seen, 1, &mut out.alphabet_name2),
-            (4, b"city") => r.scalar(child, &mut seen, 2, &mut out.city),
-            (9, b"corpgrade") => r.scalar(child, &mut seen, 3, &mut out.corp_grade),
-            (8, b"corpname") => r.scalar(child, &mut seen, 4, &mut out.corp_name),
-            (12, b"divisionname") => r.scalar(child, &mut seen, 5, &mut out.division_name),
-            (12, b"emailaddress") => r.scalar(child, &mut seen, 6, &mut out.email_address),
-            (9, b"kananame1") => r.scalar(child, &mut seen, 7, &mut out.kana_name1),
-            (9, b"kananame2") => r.scalar(child, &mut seen, 8, &mut out.kana_name2),
-            (5, b"name1") => r.scalar(child, &mut seen, 9, &mut out.name1),
-            (5, b"name2") => r.scalar(child, &mut seen, 10, &mut out.name2),
-            (11, b"phonenumber") => r.scalar(child, &mut seen, 11, &mut out.phone_number),
-            (8, b"postname") => r.scalar(child, &mut seen, 12, &mut out.post_name),
-            (4, b"pref") => r.scalar(child, &mut seen, 13, &mut out.pref),
-            (14, b"presidentname1") => r.scalar(child, &mut seen, 14, &mut out.president_name1),
-            (14, b"presidentname2") => r.scalar(child, &mut seen, 15, &mut out.president_name2),
-            (9, b"requestid") => r.scalar(child, &mut seen, 16, &mut out.request_id),
-            (7, b"tdbcode") => r.scalar(child, &mut seen, 17, &mut out.tdb_code),
-            (4, b"zip1") => r.scalar(child, &mut seen, 18, &mut out.zip1),
-            (4, b"zip2") => r.scalar(child, &mut seen, 19, &mut out.zip2),
+            (13, b"alphabetname1") => r.scalar(child, &mut seen, 0, &mut self.alphabet_name1),
+            (13, b"alphabetname2") => r.scalar(child, &mut seen, 1, &mut self.alphabet_name2),
+            (4, b"city") => r.scalar(child, &mut seen, 2, &mut self.city),
+            (9, b"corpgrade") => r.scalar(child, &mut seen, 3, &mut self.corp_grade),
+            (8, b"corpname") => r.scalar(child, &mut seen, 4, &mut self.corp_name),
+            (12, b"divisionname") => r.scalar(child, &mut seen, 5, &mut self.division_name),
+            (12, b"emailaddress") => r.scalar(child, &mut seen, 6, &mut self.email_address),
+            (9, b"kananame1") => r.scalar(child, &mut seen, 7, &mut self.kana_name1),
+            (9, b"kananame2") => r.scalar(child, &mut seen, 8, &mut self.kana_name2),
+            (5, b"name1") => r.scalar(child, &mut seen, 9, &mut self.name1),
+            (5, b"name2") => r.scalar(child, &mut seen, 10, &mut self.name2),
+            (11, b"phonenumber") => r.scalar(child, &mut seen, 11, &mut self.phone_number),
+            (8, b"postname") => r.scalar(child, &mut seen, 12, &mut self.post_name),
+            (4, b"pref") => r.scalar(child, &mut seen, 13, &mut self.pref),
+            (14, b"presidentname1") => r.scalar(child, &mut seen, 14, &mut self.president_name1),
+            (14, b"presidentname2") => r.scalar(child, &mut seen, 15, &mut self.president_name2),
+            (9, b"requestid") => r.scalar(child, &mut seen, 16, &mut self.request_id),
+            (7, b"tdbcode") => r.scalar(child, &mut seen, 17, &mut self.tdb_code),
+            (4, b"zip1") => r.scalar(child, &mut seen, 18, &mut self.zip1),
+            (4, b"zip2") => r.scalar(child, &mut seen, 19, &mut self.zip2),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -7113,19 +6990,18 @@ pub struct NiftyDescribePerformanceChartResult {
 
 impl crate::xml::FromXml for NiftyDescribePerformanceChartResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (12, b"functionname") => r.scalar(child, &mut seen, 0, &mut out.function_name),
-            (19, b"performancechartset") => r.list(child, &mut out.performance_chart_set),
-            (9, b"requestid") => r.scalar(child, &mut seen, 2, &mut out.request_id),
-            (9, b"valuetype") => r.scalar(child, &mut seen, 3, &mut out.value_type),
+            (12, b"functionname") => r.scalar(child, &mut seen, 0, &mut self.function_name),
+            (19, b"performancechartset") => r.list(child, &mut self.performance_chart_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 2, &mut self.request_id),
+            (9, b"valuetype") => r.scalar(child, &mut seen, 3, &mut self.value_type),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -7223,18 +7099,17 @@ pub struct NiftyDescribeScalingActivitiesResult {
 
 impl crate::xml::FromXml for NiftyDescribeScalingActivitiesResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (20, b"autoscalinggroupname") => r.scalar(child, &mut seen, 0, &mut out.auto_scaling_group_name),
-            (6, b"logset") => r.list(child, &mut out.log_set),
-            (9, b"requestid") => r.scalar(child, &mut seen, 2, &mut out.request_id),
+            (20, b"autoscalinggroupname") => r.scalar(child, &mut seen, 0, &mut self.auto_scaling_group_name),
+            (6, b"logset") => r.list(child, &mut self.log_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 2, &mut self.request_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -7324,17 +7199,16 @@ pub struct NiftyDescribeWebProxiesResult {
 
 impl crate::xml::FromXml for NiftyDescribeWebProxiesResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (8, b"webproxy") => r.list(child, &mut out.web_proxy),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (8, b"webproxy") => r.list(child, &mut self.web_proxy),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -7355,16 +7229,15 @@ pub struct NiftyDistributionIds {
 
 impl crate::xml::FromXml for NiftyDistributionIds {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (14, b"distributionid") => r.scalar(child, &mut seen, 0, &mut out.distribution_id),
+            (14, b"distributionid") => r.scalar(child, &mut seen, 0, &mut self.distribution_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -7459,19 +7332,18 @@ pub struct NiftyModifyKeyPairAttributeResult {
 
 impl crate::xml::FromXml for NiftyModifyKeyPairAttributeResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"attribute") => r.scalar(child, &mut seen, 0, &mut out.attribute),
-            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 2, &mut out.r#return),
-            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            (9, b"attribute") => r.scalar(child, &mut seen, 0, &mut self.attribute),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 2, &mut self.r#return),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -7693,17 +7565,16 @@ pub struct NiftyUpdateAlarmResult {
 
 impl crate::xml::FromXml for NiftyUpdateAlarmResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -7931,17 +7802,16 @@ pub struct NiftyUpdateAutoScalingGroupResult {
 
 impl crate::xml::FromXml for NiftyUpdateAutoScalingGroupResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -7964,17 +7834,16 @@ pub struct OptionCommonInfo {
 
 impl crate::xml::FromXml for OptionCommonInfo {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (10, b"optionname") => r.scalar(child, &mut seen, 0, &mut out.option_name),
-            (9, b"optionset") => r.list(child, &mut out.option_set),
+            (10, b"optionname") => r.scalar(child, &mut seen, 0, &mut self.option_name),
+            (9, b"optionset") => r.list(child, &mut self.option_set),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -7994,17 +7863,16 @@ pub struct OptionInfo {
 
 impl crate::xml::FromXml for OptionInfo {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (10, b"optionname") => r.scalar(child, &mut seen, 0, &mut out.option_name),
-            (9, b"optionset") => r.list(child, &mut out.option_set),
+            (10, b"optionname") => r.scalar(child, &mut seen, 0, &mut self.option_name),
+            (9, b"optionset") => r.list(child, &mut self.option_set),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -8022,16 +7890,15 @@ pub struct OptionOfNiftyDescribeWebProxies {
 
 impl crate::xml::FromXml for OptionOfNiftyDescribeWebProxies {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (10, b"nameserver") => r.scalar(child, &mut seen, 0, &mut out.name_server),
+            (10, b"nameserver") => r.scalar(child, &mut seen, 0, &mut self.name_server),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -8055,19 +7922,18 @@ pub struct OptionSet {
 
 impl crate::xml::FromXml for OptionSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
-            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
-            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
-            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut self.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut self.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut self.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -8091,19 +7957,18 @@ pub struct OsMeasuredRate {
 
 impl crate::xml::FromXml for OsMeasuredRate {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
-            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
-            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
-            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut self.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut self.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut self.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -8127,19 +7992,18 @@ pub struct OsMonthlyRate {
 
 impl crate::xml::FromXml for OsMonthlyRate {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
-            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
-            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
-            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut self.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut self.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut self.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -8157,15 +8021,14 @@ pub struct OsOptionChargeInfo {
 
 impl crate::xml::FromXml for OsOptionChargeInfo {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (28, b"osoptionchargemonthlyrateset") => r.list(child, &mut out.os_option_charge_monthly_rate_set),
+            (28, b"osoptionchargemonthlyrateset") => r.list(child, &mut self.os_option_charge_monthly_rate_set),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -8189,19 +8052,18 @@ pub struct OsOptionChargeMonthlyRateSet {
 
 impl crate::xml::FromXml for OsOptionChargeMonthlyRateSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
-            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
-            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
-            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut self.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut self.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut self.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -8219,16 +8081,15 @@ pub struct PartitionsSet {
 
 impl crate::xml::FromXml for PartitionsSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"partition") => r.scalar(child, &mut seen, 0, &mut out.partition),
+            (9, b"partition") => r.scalar(child, &mut seen, 0, &mut self.partition),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -8246,15 +8107,14 @@ pub struct PatternAuthInfo {
 
 impl crate::xml::FromXml for PatternAuthInfo {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (14, b"patternauthset") => r.list(child, &mut out.pattern_auth_set),
+            (14, b"patternauthset") => r.list(child, &mut self.pattern_auth_set),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -8278,19 +8138,18 @@ pub struct PatternAuthSet {
 
 impl crate::xml::FromXml for PatternAuthSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
-            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
-            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
-            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut self.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut self.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut self.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -8312,18 +8171,17 @@ pub struct PerformanceChartSet {
 
 impl crate::xml::FromXml for PerformanceChartSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (7, b"dataset") => r.list(child, &mut out.data_set),
-            (8, b"datatype") => r.scalar(child, &mut seen, 1, &mut out.data_type),
-            (12, b"resourcename") => r.scalar(child, &mut seen, 2, &mut out.resource_name),
+            (7, b"dataset") => r.list(child, &mut self.data_set),
+            (8, b"datatype") => r.scalar(child, &mut seen, 1, &mut self.data_type),
+            (12, b"resourcename") => r.scalar(child, &mut seen, 2, &mut self.resource_name),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -8345,18 +8203,17 @@ pub struct Period {
 
 impl crate::xml::FromXml for Period {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (7, b"enddate") => r.scalar(child, &mut seen, 0, &mut out.end_date),
-            (9, b"startdate") => r.scalar(child, &mut seen, 1, &mut out.start_date),
-            (12, b"validityterm") => r.scalar(child, &mut seen, 2, &mut out.validity_term),
+            (7, b"enddate") => r.scalar(child, &mut seen, 0, &mut self.end_date),
+            (9, b"startdate") => r.scalar(child, &mut seen, 1, &mut self.start_date),
+            (12, b"validityterm") => r.scalar(child, &mut seen, 2, &mut self.validity_term),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -8376,17 +8233,16 @@ pub struct PlacementOfDescribeImages {
 
 impl crate::xml::FromXml for PlacementOfDescribeImages {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (16, b"availabilityzone") => r.scalar(child, &mut seen, 0, &mut out.availability_zone),
-            (10, b"regionname") => r.scalar(child, &mut seen, 1, &mut out.region_name),
+            (16, b"availabilityzone") => r.scalar(child, &mut seen, 0, &mut self.availability_zone),
+            (10, b"regionname") => r.scalar(child, &mut seen, 1, &mut self.region_name),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -8404,15 +8260,14 @@ pub struct PremiumSupportInfo {
 
 impl crate::xml::FromXml for PremiumSupportInfo {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (17, b"premiumsupportset") => r.list(child, &mut out.premium_support_set),
+            (17, b"premiumsupportset") => r.list(child, &mut self.premium_support_set),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -8430,16 +8285,15 @@ pub struct PremiumSupportSet {
 
 impl crate::xml::FromXml for PremiumSupportSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (11, b"supportname") => r.scalar(child, &mut seen, 0, &mut out.support_name),
+            (11, b"supportname") => r.scalar(child, &mut seen, 0, &mut self.support_name),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -8463,19 +8317,18 @@ pub struct PremiumSupportSetOfDescribeUsage {
 
 impl crate::xml::FromXml for PremiumSupportSetOfDescribeUsage {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
-            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
-            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
-            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut self.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut self.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut self.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -8499,19 +8352,18 @@ pub struct PrivateLan {
 
 impl crate::xml::FromXml for PrivateLan {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
-            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
-            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
-            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut self.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut self.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut self.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -8529,16 +8381,15 @@ pub struct PrivateLanInfo {
 
 impl crate::xml::FromXml for PrivateLanInfo {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (10, b"privatelan") => r.structure(child, &mut seen, 0, &mut out.private_lan),
+            (10, b"privatelan") => r.structure(child, &mut seen, 0, &mut self.private_lan),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -8558,21 +8409,20 @@ pub struct PrivateNetworkInfo {
 
 impl crate::xml::FromXml for PrivateNetworkInfo {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
             (26, b"privatenetworkmeasuredrate") => {
-                r.structure(child, &mut seen, 0, &mut out.private_network_measured_rate)
+                r.structure(child, &mut seen, 0, &mut self.private_network_measured_rate)
             }
             (25, b"privatenetworkmonthlyrate") => {
-                r.structure(child, &mut seen, 1, &mut out.private_network_monthly_rate)
+                r.structure(child, &mut seen, 1, &mut self.private_network_monthly_rate)
             }
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -8594,18 +8444,17 @@ pub struct PrivateNetworkMeasuredRate {
 
 impl crate::xml::FromXml for PrivateNetworkMeasuredRate {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
-            (4, b"unit") => r.scalar(child, &mut seen, 1, &mut out.unit),
-            (5, b"value") => r.scalar(child, &mut seen, 2, &mut out.value),
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut self.charge),
+            (4, b"unit") => r.scalar(child, &mut seen, 1, &mut self.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 2, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -8625,17 +8474,16 @@ pub struct PrivateNetworkMonthlyRate {
 
 impl crate::xml::FromXml for PrivateNetworkMonthlyRate {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
-            (5, b"value") => r.scalar(child, &mut seen, 1, &mut out.value),
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut self.charge),
+            (5, b"value") => r.scalar(child, &mut seen, 1, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -8946,35 +8794,34 @@ pub struct RegisterCorporateInfoForCertificateResult {
 
 impl crate::xml::FromXml for RegisterCorporateInfoForCertificateResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (13, b"alphabetname1") => r.scalar(child, &mut seen, 0, &mut out.alphabet_name1),
-            (13, b"alphabetname2") => r.scalar(child, &mut seen, 1, &mut out.alphabet_name2),
-            (4, b"city") => r.scalar(child, &mut seen, 2, &mut out.city),
-            (9, b"corpgrade") => r.scalar(child, &mut seen, 3, &mut out.corp_grade),
-            (8, b"corpname") => r.scalar(child, &mut seen, 4, &mut out.corp_name),
-            (12, b"divisionname") => r.scalar(child, &mut seen, 5, &mut out.division_name),
-            (12, b"emailaddress") => r.scalar(child, &mut seen, 6, &mut out.email_address),
-            (9, b"kananame1") => r.scalar(child, &mut seen, 7, &mut out.kana_name1),
-            (9, b"kananame2") => r.scalar(child, &mut seen, 8, &mut out.kana_name2),
-            (5, b"name1") => r.scalar(child, &mut seen, 9, &mut out.name1),
-            (5, b"name2") => r.scalar(child, &mut seen, 10, &mut out.name2),
-            (11, b"phonenumber") => r.scalar(child, &mut seen, 11, &mut out.phone_number),
-            (8, b"postname") => r.scalar(child, &mut seen, 12, &mut out.post_name),
-            (4, b"pref") => r.scalar(child, &mut seen, 13, &mut out.pref),
-            (14, b"presidentname1") => r.scalar(child, &mut seen, 14, &mut out.president_name1),
-            (14, b"presidentname2") => r.scalar(child, &mut seen, 15, &mut out.president_name2),
-            (9, b"requestid") => r.scalar(child, &mut seen, 16, &mut out.request_id),
-            (7, b"tdbcode") => r.scalar(child, &mut seen, 17, &mut out.tdb_code),
-            (4, b"zip1") => r.scalar(child, &mut seen, 18, &mut out.zip1),
-            (4, b"zip2") => r.scalar(child, &mut seen, 19, &mut out.zip2),
+            (13, b"alphabetname1") => r.scalar(child, &mut seen, 0, &mut self.alphabet_name1),
+            (13, b"alphabetname2") => r.scalar(child, &mut seen, 1, &mut self.alphabet_name2),
+            (4, b"city") => r.scalar(child, &mut seen, 2, &mut self.city),
+            (9, b"corpgrade") => r.scalar(child, &mut seen, 3, &mut self.corp_grade),
+            (8, b"corpname") => r.scalar(child, &mut seen, 4, &mut self.corp_name),
+            (12, b"divisionname") => r.scalar(child, &mut seen, 5, &mut self.division_name),
+            (12, b"emailaddress") => r.scalar(child, &mut seen, 6, &mut self.email_address),
+            (9, b"kananame1") => r.scalar(child, &mut seen, 7, &mut self.kana_name1),
+            (9, b"kananame2") => r.scalar(child, &mut seen, 8, &mut self.kana_name2),
+            (5, b"name1") => r.scalar(child, &mut seen, 9, &mut self.name1),
+            (5, b"name2") => r.scalar(child, &mut seen, 10, &mut self.name2),
+            (11, b"phonenumber") => r.scalar(child, &mut seen, 11, &mut self.phone_number),
+            (8, b"postname") => r.scalar(child, &mut seen, 12, &mut self.post_name),
+            (4, b"pref") => r.scalar(child, &mut seen, 13, &mut self.pref),
+            (14, b"presidentname1") => r.scalar(child, &mut seen, 14, &mut self.president_name1),
+            (14, b"presidentname2") => r.scalar(child, &mut seen, 15, &mut self.president_name2),
+            (9, b"requestid") => r.scalar(child, &mut seen, 16, &mut self.request_id),
+            (7, b"tdbcode") => r.scalar(child, &mut seen, 17, &mut self.tdb_code),
+            (4, b"zip1") => r.scalar(child, &mut seen, 18, &mut self.zip1),
+            (4, b"zip2") => r.scalar(child, &mut seen, 19, &mut self.zip2),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -8997,20 +8844,19 @@ pub struct RemoteAccessVpnGatewayInfo {
 
 impl crate::xml::FromXml for RemoteAccessVpnGatewayInfo {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         r.read_struct(el, |r, name, child| match (name.len(), name) {
             (37, b"remoteaccessvpngatewaymeasuredrateset") => {
-                r.list(child, &mut out.remote_access_vpn_gateway_measured_rate_set)
+                r.list(child, &mut self.remote_access_vpn_gateway_measured_rate_set)
             }
             (36, b"remoteaccessvpngatewaymonthlyrateset") => {
-                r.list(child, &mut out.remote_access_vpn_gateway_monthly_rate_set)
+                r.list(child, &mut self.remote_access_vpn_gateway_monthly_rate_set)
             }
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -9034,19 +8880,18 @@ pub struct RemoteAccessVpnGatewayMeasuredRateSet {
 
 impl crate::xml::FromXml for RemoteAccessVpnGatewayMeasuredRateSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
-            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
-            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
-            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut self.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut self.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut self.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -9070,19 +8915,18 @@ pub struct RemoteAccessVpnGatewayMonthlyRateSet {
 
 impl crate::xml::FromXml for RemoteAccessVpnGatewayMonthlyRateSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
-            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
-            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
-            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut self.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut self.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut self.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -9102,17 +8946,16 @@ pub struct RemoteAccessVpnGatewaySet {
 
 impl crate::xml::FromXml for RemoteAccessVpnGatewaySet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (5, b"count") => r.scalar(child, &mut seen, 0, &mut out.count),
-            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
+            (5, b"count") => r.scalar(child, &mut seen, 0, &mut self.count),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut self.r#type),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -9248,17 +9091,16 @@ pub struct ReplaceRouteResult {
 
 impl crate::xml::FromXml for ReplaceRouteResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -10458,18 +10300,17 @@ pub struct ReservationSetOfNiftyDescribeAlarmHistory {
 
 impl crate::xml::FromXml for ReservationSetOfNiftyDescribeAlarmHistory {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (19, b"alarmdatehistoryset") => r.list(child, &mut out.alarm_date_history_set),
-            (12, b"functionname") => r.scalar(child, &mut seen, 1, &mut out.function_name),
-            (8, b"rulename") => r.scalar(child, &mut seen, 2, &mut out.rule_name),
+            (19, b"alarmdatehistoryset") => r.list(child, &mut self.alarm_date_history_set),
+            (12, b"functionname") => r.scalar(child, &mut seen, 1, &mut self.function_name),
+            (8, b"rulename") => r.scalar(child, &mut seen, 2, &mut self.rule_name),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -10491,18 +10332,17 @@ pub struct ReservationSetOfNiftyDescribeAlarmRulesActivities {
 
 impl crate::xml::FromXml for ReservationSetOfNiftyDescribeAlarmRulesActivities {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (23, b"alarmrulesactivitiesset") => r.list(child, &mut out.alarm_rules_activities_set),
-            (12, b"functionname") => r.scalar(child, &mut seen, 1, &mut out.function_name),
-            (8, b"rulename") => r.scalar(child, &mut seen, 2, &mut out.rule_name),
+            (23, b"alarmrulesactivitiesset") => r.list(child, &mut self.alarm_rules_activities_set),
+            (12, b"functionname") => r.scalar(child, &mut seen, 1, &mut self.function_name),
+            (8, b"rulename") => r.scalar(child, &mut seen, 2, &mut self.rule_name),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -10538,25 +10378,24 @@ pub struct ReservationSetOfNiftyDescribeAlarms {
 
 impl crate::xml::FromXml for ReservationSetOfNiftyDescribeAlarms {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (14, b"alarmcondition") => r.scalar(child, &mut seen, 0, &mut out.alarm_condition),
-            (10, b"alarmstate") => r.scalar(child, &mut seen, 1, &mut out.alarm_state),
-            (15, b"alarmtargetsset") => r.list(child, &mut out.alarm_targets_set),
-            (11, b"createdtime") => r.scalar(child, &mut seen, 3, &mut out.created_time),
-            (11, b"description") => r.scalar(child, &mut seen, 4, &mut out.description),
-            (15, b"emailaddressset") => r.list(child, &mut out.email_address_set),
-            (12, b"functionname") => r.scalar(child, &mut seen, 6, &mut out.function_name),
-            (8, b"rulename") => r.scalar(child, &mut seen, 7, &mut out.rule_name),
-            (7, b"ruleset") => r.list(child, &mut out.rule_set),
-            (4, b"zone") => r.scalar(child, &mut seen, 9, &mut out.zone),
+            (14, b"alarmcondition") => r.scalar(child, &mut seen, 0, &mut self.alarm_condition),
+            (10, b"alarmstate") => r.scalar(child, &mut seen, 1, &mut self.alarm_state),
+            (15, b"alarmtargetsset") => r.list(child, &mut self.alarm_targets_set),
+            (11, b"createdtime") => r.scalar(child, &mut seen, 3, &mut self.created_time),
+            (11, b"description") => r.scalar(child, &mut seen, 4, &mut self.description),
+            (15, b"emailaddressset") => r.list(child, &mut self.email_address_set),
+            (12, b"functionname") => r.scalar(child, &mut seen, 6, &mut self.function_name),
+            (8, b"rulename") => r.scalar(child, &mut seen, 7, &mut self.rule_name),
+            (7, b"ruleset") => r.list(child, &mut self.rule_set),
+            (4, b"zone") => r.scalar(child, &mut seen, 9, &mut self.zone),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -10620,39 +10459,38 @@ pub struct ResourceInfo {
 
 impl crate::xml::FromXml for ResourceInfo {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (12, b"adddiskcount") => r.scalar(child, &mut seen, 0, &mut out.add_disk_count),
-            (16, b"adddisktotalsize") => r.scalar(child, &mut seen, 1, &mut out.add_disk_total_size),
-            (14, b"autoscalecount") => r.scalar(child, &mut seen, 2, &mut out.auto_scale_count),
-            (19, b"customizeimagecount") => r.scalar(child, &mut seen, 3, &mut out.customize_image_count),
-            (14, b"dynamicipcount") => r.scalar(child, &mut seen, 4, &mut out.dynamic_ip_count),
-            (16, b"elasticipitemset") => r.list(child, &mut out.elastic_ip_item_set),
-            (24, b"elasticloadbalancercount") => r.scalar(child, &mut seen, 6, &mut out.elastic_load_balancer_count),
-            (23, b"instancebackuprulecount") => r.scalar(child, &mut seen, 7, &mut out.instance_backup_rule_count),
-            (15, b"instanceitemset") => r.list(child, &mut out.instance_item_set),
-            (17, b"loadbalancercount") => r.scalar(child, &mut seen, 9, &mut out.load_balancer_count),
-            (19, b"migrationhubitemset") => r.list(child, &mut out.migration_hub_item_set),
-            (19, b"monitoringrulecount") => r.scalar(child, &mut seen, 11, &mut out.monitoring_rule_count),
-            (21, b"multiipaddressitemset") => r.list(child, &mut out.multi_ip_address_item_set),
-            (17, b"networkflowamount") => r.scalar(child, &mut seen, 13, &mut out.network_flow_amount),
-            (23, b"networkinterfaceitemset") => r.list(child, &mut out.network_interface_item_set),
-            (22, b"niftymultiaccountcount") => r.scalar(child, &mut seen, 15, &mut out.nifty_multi_account_count),
-            (17, b"premiumsupportset") => r.list(child, &mut out.premium_support_set),
-            (22, b"privatelanclassiccount") => r.scalar(child, &mut seen, 17, &mut out.private_lan_classic_count),
-            (15, b"privatelancount") => r.scalar(child, &mut seen, 18, &mut out.private_lan_count),
-            (25, b"remoteaccessvpngatewayset") => r.list(child, &mut out.remote_access_vpn_gateway_set),
-            (13, b"routeritemset") => r.list(child, &mut out.router_item_set),
-            (18, b"securitygroupcount") => r.scalar(child, &mut seen, 21, &mut out.security_group_count),
-            (12, b"sslcertcount") => r.scalar(child, &mut seen, 22, &mut out.ssl_cert_count),
-            (17, b"vpngatewayitemset") => r.list(child, &mut out.vpn_gateway_item_set),
+            (12, b"adddiskcount") => r.scalar(child, &mut seen, 0, &mut self.add_disk_count),
+            (16, b"adddisktotalsize") => r.scalar(child, &mut seen, 1, &mut self.add_disk_total_size),
+            (14, b"autoscalecount") => r.scalar(child, &mut seen, 2, &mut self.auto_scale_count),
+            (19, b"customizeimagecount") => r.scalar(child, &mut seen, 3, &mut self.customize_image_count),
+            (14, b"dynamicipcount") => r.scalar(child, &mut seen, 4, &mut self.dynamic_ip_count),
+            (16, b"elasticipitemset") => r.list(child, &mut self.elastic_ip_item_set),
+            (24, b"elasticloadbalancercount") => r.scalar(child, &mut seen, 6, &mut self.elastic_load_balancer_count),
+            (23, b"instancebackuprulecount") => r.scalar(child, &mut seen, 7, &mut self.instance_backup_rule_count),
+            (15, b"instanceitemset") => r.list(child, &mut self.instance_item_set),
+            (17, b"loadbalancercount") => r.scalar(child, &mut seen, 9, &mut self.load_balancer_count),
+            (19, b"migrationhubitemset") => r.list(child, &mut self.migration_hub_item_set),
+            (19, b"monitoringrulecount") => r.scalar(child, &mut seen, 11, &mut self.monitoring_rule_count),
+            (21, b"multiipaddressitemset") => r.list(child, &mut self.multi_ip_address_item_set),
+            (17, b"networkflowamount") => r.scalar(child, &mut seen, 13, &mut self.network_flow_amount),
+            (23, b"networkinterfaceitemset") => r.list(child, &mut self.network_interface_item_set),
+            (22, b"niftymultiaccountcount") => r.scalar(child, &mut seen, 15, &mut self.nifty_multi_account_count),
+            (17, b"premiumsupportset") => r.list(child, &mut self.premium_support_set),
+            (22, b"privatelanclassiccount") => r.scalar(child, &mut seen, 17, &mut self.private_lan_classic_count),
+            (15, b"privatelancount") => r.scalar(child, &mut seen, 18, &mut self.private_lan_count),
+            (25, b"remoteaccessvpngatewayset") => r.list(child, &mut self.remote_access_vpn_gateway_set),
+            (13, b"routeritemset") => r.list(child, &mut self.router_item_set),
+            (18, b"securitygroupcount") => r.scalar(child, &mut seen, 21, &mut self.security_group_count),
+            (12, b"sslcertcount") => r.scalar(child, &mut seen, 22, &mut self.ssl_cert_count),
+            (17, b"vpngatewayitemset") => r.list(child, &mut self.vpn_gateway_item_set),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -10672,16 +10510,15 @@ pub struct RouterInfo {
 
 impl crate::xml::FromXml for RouterInfo {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (21, b"routermeasuredrateset") => r.list(child, &mut out.router_measured_rate_set),
-            (20, b"routermonthlyrateset") => r.list(child, &mut out.router_monthly_rate_set),
+            (21, b"routermeasuredrateset") => r.list(child, &mut self.router_measured_rate_set),
+            (20, b"routermonthlyrateset") => r.list(child, &mut self.router_monthly_rate_set),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -10701,17 +10538,16 @@ pub struct RouterItemSet {
 
 impl crate::xml::FromXml for RouterItemSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (5, b"count") => r.scalar(child, &mut seen, 0, &mut out.count),
-            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
+            (5, b"count") => r.scalar(child, &mut seen, 0, &mut self.count),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut self.r#type),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -10735,19 +10571,18 @@ pub struct RouterMeasuredRateSet {
 
 impl crate::xml::FromXml for RouterMeasuredRateSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
-            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
-            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
-            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut self.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut self.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut self.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -10771,19 +10606,18 @@ pub struct RouterMonthlyRateSet {
 
 impl crate::xml::FromXml for RouterMonthlyRateSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
-            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
-            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
-            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut self.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut self.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut self.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -10809,20 +10643,19 @@ pub struct RuleSet {
 
 impl crate::xml::FromXml for RuleSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (11, b"adddatetime") => r.scalar(child, &mut seen, 0, &mut out.add_datetime),
-            (14, b"breachduration") => r.scalar(child, &mut seen, 1, &mut out.breach_duration),
-            (8, b"datatype") => r.scalar(child, &mut seen, 2, &mut out.data_type),
-            (9, b"threshold") => r.scalar(child, &mut seen, 3, &mut out.threshold),
-            (19, b"upperlowercondition") => r.scalar(child, &mut seen, 4, &mut out.upper_lower_condition),
+            (11, b"adddatetime") => r.scalar(child, &mut seen, 0, &mut self.add_datetime),
+            (14, b"breachduration") => r.scalar(child, &mut seen, 1, &mut self.breach_duration),
+            (8, b"datatype") => r.scalar(child, &mut seen, 2, &mut self.data_type),
+            (9, b"threshold") => r.scalar(child, &mut seen, 3, &mut self.threshold),
+            (19, b"upperlowercondition") => r.scalar(child, &mut seen, 4, &mut self.upper_lower_condition),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -10846,19 +10679,18 @@ pub struct RunningInstanceMeasuredRateSet {
 
 impl crate::xml::FromXml for RunningInstanceMeasuredRateSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
-            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
-            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
-            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut self.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut self.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut self.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -10882,19 +10714,18 @@ pub struct RunningScaleOutInstanceSet {
 
 impl crate::xml::FromXml for RunningScaleOutInstanceSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
-            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
-            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
-            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut self.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut self.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut self.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -10918,19 +10749,18 @@ pub struct RunningScaleOutOsSet {
 
 impl crate::xml::FromXml for RunningScaleOutOsSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
-            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
-            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
-            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut self.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut self.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut self.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -10954,19 +10784,18 @@ pub struct ScheduleSet {
 
 impl crate::xml::FromXml for ScheduleSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (4, b"dday") => r.structure(child, &mut seen, 0, &mut out.d_day),
-            (3, b"day") => r.structure(child, &mut seen, 1, &mut out.day),
-            (5, b"month") => r.structure(child, &mut seen, 2, &mut out.month),
-            (8, b"timezone") => r.structure(child, &mut seen, 3, &mut out.time_zone),
+            (4, b"dday") => r.structure(child, &mut seen, 0, &mut self.d_day),
+            (3, b"day") => r.structure(child, &mut seen, 1, &mut self.day),
+            (5, b"month") => r.structure(child, &mut seen, 2, &mut self.month),
+            (8, b"timezone") => r.structure(child, &mut seen, 3, &mut self.time_zone),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -10990,19 +10819,18 @@ pub struct SecurityGroupApplyTime {
 
 impl crate::xml::FromXml for SecurityGroupApplyTime {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
-            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
-            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
-            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut self.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut self.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut self.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -11022,17 +10850,16 @@ pub struct SecurityGroupInfoOfDescribeUsage {
 
 impl crate::xml::FromXml for SecurityGroupInfoOfDescribeUsage {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"optionset") => r.list(child, &mut out.option_set),
-            (22, b"securitygroupapplytime") => r.structure(child, &mut seen, 1, &mut out.security_group_apply_time),
+            (9, b"optionset") => r.list(child, &mut self.option_set),
+            (22, b"securitygroupapplytime") => r.structure(child, &mut seen, 1, &mut self.security_group_apply_time),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -11060,21 +10887,20 @@ pub struct ServiceStatusSet {
 
 impl crate::xml::FromXml for ServiceStatusSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (18, b"controlpanelstatus") => r.scalar(child, &mut seen, 0, &mut out.control_panel_status),
-            (4, b"date") => r.scalar(child, &mut seen, 1, &mut out.date),
-            (10, b"diskstatus") => r.scalar(child, &mut seen, 2, &mut out.disk_status),
-            (14, b"instancestatus") => r.scalar(child, &mut seen, 3, &mut out.instance_status),
-            (13, b"networkstatus") => r.scalar(child, &mut seen, 4, &mut out.network_status),
-            (13, b"storagestatus") => r.scalar(child, &mut seen, 5, &mut out.storage_status),
+            (18, b"controlpanelstatus") => r.scalar(child, &mut seen, 0, &mut self.control_panel_status),
+            (4, b"date") => r.scalar(child, &mut seen, 1, &mut self.date),
+            (10, b"diskstatus") => r.scalar(child, &mut seen, 2, &mut self.disk_status),
+            (14, b"instancestatus") => r.scalar(child, &mut seen, 3, &mut self.instance_status),
+            (13, b"networkstatus") => r.scalar(child, &mut seen, 4, &mut self.network_status),
+            (13, b"storagestatus") => r.scalar(child, &mut seen, 5, &mut self.storage_status),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -11096,18 +10922,17 @@ pub struct SnapShot {
 
 impl crate::xml::FromXml for SnapShot {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
-            (4, b"unit") => r.scalar(child, &mut seen, 1, &mut out.unit),
-            (5, b"value") => r.scalar(child, &mut seen, 2, &mut out.value),
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut self.charge),
+            (4, b"unit") => r.scalar(child, &mut seen, 1, &mut self.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 2, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -11125,16 +10950,15 @@ pub struct SnapshotInfo {
 
 impl crate::xml::FromXml for SnapshotInfo {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (8, b"snapshot") => r.structure(child, &mut seen, 0, &mut out.snap_shot),
+            (8, b"snapshot") => r.structure(child, &mut seen, 0, &mut self.snap_shot),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -11152,15 +10976,14 @@ pub struct SslCertInfo {
 
 impl crate::xml::FromXml for SslCertInfo {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (16, b"createsslcertset") => r.list(child, &mut out.create_ssl_cert_set),
+            (16, b"createsslcertset") => r.list(child, &mut self.create_ssl_cert_set),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -11184,19 +11007,18 @@ pub struct StoppedInstanceMeasuredRateSet {
 
 impl crate::xml::FromXml for StoppedInstanceMeasuredRateSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
-            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
-            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
-            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut self.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut self.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut self.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -11220,19 +11042,18 @@ pub struct StoppedScaleOutInstanceSet {
 
 impl crate::xml::FromXml for StoppedScaleOutInstanceSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
-            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
-            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
-            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut self.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut self.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut self.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -11256,19 +11077,18 @@ pub struct StoppedScaleOutOsSet {
 
 impl crate::xml::FromXml for StoppedScaleOutOsSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
-            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
-            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
-            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut self.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut self.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut self.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -11288,17 +11108,16 @@ pub struct TimeZone {
 
 impl crate::xml::FromXml for TimeZone {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (14, b"endingtimezone") => r.scalar(child, &mut seen, 0, &mut out.ending_time_zone),
-            (16, b"startingtimezone") => r.scalar(child, &mut seen, 1, &mut out.starting_time_zone),
+            (14, b"endingtimezone") => r.scalar(child, &mut seen, 0, &mut self.ending_time_zone),
+            (16, b"startingtimezone") => r.scalar(child, &mut seen, 1, &mut self.starting_time_zone),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -11320,18 +11139,17 @@ pub struct TriggerSet {
 
 impl crate::xml::FromXml for TriggerSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (14, b"breachduration") => r.scalar(child, &mut seen, 0, &mut out.breach_duration),
-            (8, b"resource") => r.scalar(child, &mut seen, 1, &mut out.resource),
-            (14, b"upperthreshold") => r.scalar(child, &mut seen, 2, &mut out.upper_threshold),
+            (14, b"breachduration") => r.scalar(child, &mut seen, 0, &mut self.breach_duration),
+            (8, b"resource") => r.scalar(child, &mut seen, 1, &mut self.resource),
+            (14, b"upperthreshold") => r.scalar(child, &mut seen, 2, &mut self.upper_threshold),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -11424,17 +11242,16 @@ pub struct UploadIsoImageResult {
 
 impl crate::xml::FromXml for UploadIsoImageResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -11530,19 +11347,18 @@ pub struct UploadSslCertificateResult {
 
 impl crate::xml::FromXml for UploadSslCertificateResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (4, b"fqdn") => r.scalar(child, &mut seen, 0, &mut out.fqdn),
-            (6, b"fqdnid") => r.scalar(child, &mut seen, 1, &mut out.fqdn_id),
-            (14, b"keyfingerprint") => r.scalar(child, &mut seen, 2, &mut out.key_fingerprint),
-            (9, b"requestid") => r.scalar(child, &mut seen, 3, &mut out.request_id),
+            (4, b"fqdn") => r.scalar(child, &mut seen, 0, &mut self.fqdn),
+            (6, b"fqdnid") => r.scalar(child, &mut seen, 1, &mut self.fqdn_id),
+            (14, b"keyfingerprint") => r.scalar(child, &mut seen, 2, &mut self.key_fingerprint),
+            (9, b"requestid") => r.scalar(child, &mut seen, 3, &mut self.request_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -11563,16 +11379,15 @@ pub struct UploadState {
 
 impl crate::xml::FromXml for UploadState {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (5, b"value") => r.scalar(child, &mut seen, 0, &mut out.value),
+            (5, b"value") => r.scalar(child, &mut seen, 0, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -11594,18 +11409,17 @@ pub struct Uploads {
 
 impl crate::xml::FromXml for Uploads {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (16, b"conversiontaskid") => r.scalar(child, &mut seen, 0, &mut out.conversion_task_id),
-            (14, b"expirationtime") => r.scalar(child, &mut seen, 1, &mut out.expiration_time),
-            (14, b"importinstance") => r.structure(child, &mut seen, 2, &mut out.import_instance),
+            (16, b"conversiontaskid") => r.scalar(child, &mut seen, 0, &mut self.conversion_task_id),
+            (14, b"expirationtime") => r.scalar(child, &mut seen, 1, &mut self.expiration_time),
+            (14, b"importinstance") => r.structure(child, &mut seen, 2, &mut self.import_instance),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -11637,23 +11451,22 @@ pub struct UserActivitiesSet {
 
 impl crate::xml::FromXml for UserActivitiesSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (12, b"categoryname") => r.scalar(child, &mut seen, 0, &mut out.category_name),
-            (8, b"datetime") => r.scalar(child, &mut seen, 1, &mut out.date_time),
-            (9, b"ipaddress") => r.scalar(child, &mut seen, 2, &mut out.ip_address),
-            (9, b"operation") => r.scalar(child, &mut seen, 3, &mut out.operation),
-            (8, b"operator") => r.scalar(child, &mut seen, 4, &mut out.operator),
-            (6, b"result") => r.scalar(child, &mut seen, 5, &mut out.result),
-            (9, b"serviceid") => r.scalar(child, &mut seen, 6, &mut out.service_id),
-            (4, b"uuid") => r.scalar(child, &mut seen, 7, &mut out.uuid),
+            (12, b"categoryname") => r.scalar(child, &mut seen, 0, &mut self.category_name),
+            (8, b"datetime") => r.scalar(child, &mut seen, 1, &mut self.date_time),
+            (9, b"ipaddress") => r.scalar(child, &mut seen, 2, &mut self.ip_address),
+            (9, b"operation") => r.scalar(child, &mut seen, 3, &mut self.operation),
+            (8, b"operator") => r.scalar(child, &mut seen, 4, &mut self.operator),
+            (6, b"result") => r.scalar(child, &mut seen, 5, &mut self.result),
+            (9, b"serviceid") => r.scalar(child, &mut seen, 6, &mut self.service_id),
+            (4, b"uuid") => r.scalar(child, &mut seen, 7, &mut self.uuid),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -11671,16 +11484,15 @@ pub struct Users {
 
 impl crate::xml::FromXml for Users {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (6, b"userid") => r.scalar(child, &mut seen, 0, &mut out.user_id),
+            (6, b"userid") => r.scalar(child, &mut seen, 0, &mut self.user_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -11704,19 +11516,18 @@ pub struct Vip {
 
 impl crate::xml::FromXml for Vip {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
-            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
-            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
-            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut self.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut self.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut self.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -11740,19 +11551,18 @@ pub struct VipMeasuredRate {
 
 impl crate::xml::FromXml for VipMeasuredRate {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
-            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
-            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
-            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut self.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut self.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut self.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -11776,19 +11586,18 @@ pub struct VipMeasuredRateSet {
 
 impl crate::xml::FromXml for VipMeasuredRateSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
-            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
-            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
-            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut self.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut self.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut self.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -11812,19 +11621,18 @@ pub struct VipSet {
 
 impl crate::xml::FromXml for VipSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
-            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
-            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
-            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut self.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut self.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut self.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -11848,23 +11656,22 @@ pub struct VolumeInfo {
 
 impl crate::xml::FromXml for VolumeInfo {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
             (30, b"importinstancediskmeasuredrate") => {
-                r.structure(child, &mut seen, 0, &mut out.import_instance_disk_measured_rate)
+                r.structure(child, &mut seen, 0, &mut self.import_instance_disk_measured_rate)
             }
             (29, b"importinstancediskmonthlyrate") => {
-                r.structure(child, &mut seen, 1, &mut out.import_instance_disk_monthly_rate)
+                r.structure(child, &mut seen, 1, &mut self.import_instance_disk_monthly_rate)
             }
-            (21, b"volumemeasuredrateset") => r.list(child, &mut out.volume_measured_rate_set),
-            (9, b"volumeset") => r.list(child, &mut out.volume_set),
+            (21, b"volumemeasuredrateset") => r.list(child, &mut self.volume_measured_rate_set),
+            (9, b"volumeset") => r.list(child, &mut self.volume_set),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -11888,19 +11695,18 @@ pub struct VolumeMeasuredRateSet {
 
 impl crate::xml::FromXml for VolumeMeasuredRateSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
-            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
-            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
-            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut self.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut self.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut self.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -11924,19 +11730,18 @@ pub struct VolumeSetOfDescribeUsage {
 
 impl crate::xml::FromXml for VolumeSetOfDescribeUsage {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
-            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
-            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
-            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut self.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut self.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut self.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -11956,16 +11761,15 @@ pub struct VpnGatewayInfo {
 
 impl crate::xml::FromXml for VpnGatewayInfo {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (25, b"vpngatewaymeasuredrateset") => r.list(child, &mut out.vpn_gateway_measured_rate_set),
-            (24, b"vpngatewaymonthlyrateset") => r.list(child, &mut out.vpn_gateway_monthly_rate_set),
+            (25, b"vpngatewaymeasuredrateset") => r.list(child, &mut self.vpn_gateway_measured_rate_set),
+            (24, b"vpngatewaymonthlyrateset") => r.list(child, &mut self.vpn_gateway_monthly_rate_set),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -11985,17 +11789,16 @@ pub struct VpnGatewayItemSet {
 
 impl crate::xml::FromXml for VpnGatewayItemSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (5, b"count") => r.scalar(child, &mut seen, 0, &mut out.count),
-            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
+            (5, b"count") => r.scalar(child, &mut seen, 0, &mut self.count),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut self.r#type),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -12019,19 +11822,18 @@ pub struct VpnGatewayMeasuredRateSet {
 
 impl crate::xml::FromXml for VpnGatewayMeasuredRateSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
-            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
-            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
-            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut self.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut self.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut self.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -12055,19 +11857,18 @@ pub struct VpnGatewayMonthlyRateSet {
 
 impl crate::xml::FromXml for VpnGatewayMonthlyRateSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut out.charge),
-            (4, b"type") => r.scalar(child, &mut seen, 1, &mut out.r#type),
-            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut out.unit),
-            (5, b"value") => r.scalar(child, &mut seen, 3, &mut out.value),
+            (6, b"charge") => r.scalar(child, &mut seen, 0, &mut self.charge),
+            (4, b"type") => r.scalar(child, &mut seen, 1, &mut self.r#type),
+            (4, b"unit") => r.scalar(child, &mut seen, 2, &mut self.unit),
+            (5, b"value") => r.scalar(child, &mut seen, 3, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -12097,21 +11898,20 @@ pub struct WebProxyOfNiftyDescribeWebProxies {
 
 impl crate::xml::FromXml for WebProxyOfNiftyDescribeWebProxies {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (15, b"bypassinterface") => r.structure(child, &mut seen, 0, &mut out.bypass_interface),
-            (11, b"description") => r.scalar(child, &mut seen, 1, &mut out.description),
-            (15, b"listeninterface") => r.structure(child, &mut seen, 2, &mut out.listen_interface),
-            (10, b"listenport") => r.scalar(child, &mut seen, 3, &mut out.listen_port),
-            (6, b"option") => r.structure(child, &mut seen, 4, &mut out.option),
-            (8, b"routerid") => r.scalar(child, &mut seen, 5, &mut out.router_id),
-            (10, b"routername") => r.scalar(child, &mut seen, 6, &mut out.router_name),
+            (15, b"bypassinterface") => r.structure(child, &mut seen, 0, &mut self.bypass_interface),
+            (11, b"description") => r.scalar(child, &mut seen, 1, &mut self.description),
+            (15, b"listeninterface") => r.structure(child, &mut seen, 2, &mut self.listen_interface),
+            (10, b"listenport") => r.scalar(child, &mut seen, 3, &mut self.listen_port),
+            (6, b"option") => r.structure(child, &mut seen, 4, &mut self.option),
+            (8, b"routerid") => r.scalar(child, &mut seen, 5, &mut self.router_id),
+            (10, b"routername") => r.scalar(child, &mut seen, 6, &mut self.router_name),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }

@@ -28,21 +28,20 @@ pub struct AddressesSet {
 
 impl crate::xml::FromXml for AddressesSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (16, b"availabilityzone") => r.scalar(child, &mut seen, 0, &mut out.availability_zone),
-            (11, b"description") => r.scalar(child, &mut seen, 1, &mut out.description),
-            (10, b"instanceid") => r.scalar(child, &mut seen, 2, &mut out.instance_id),
-            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 3, &mut out.instance_unique_id),
-            (16, b"privateipaddress") => r.scalar(child, &mut seen, 4, &mut out.private_ip_address),
-            (8, b"publicip") => r.scalar(child, &mut seen, 5, &mut out.public_ip),
+            (16, b"availabilityzone") => r.scalar(child, &mut seen, 0, &mut self.availability_zone),
+            (11, b"description") => r.scalar(child, &mut seen, 1, &mut self.description),
+            (10, b"instanceid") => r.scalar(child, &mut seen, 2, &mut self.instance_id),
+            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 3, &mut self.instance_unique_id),
+            (16, b"privateipaddress") => r.scalar(child, &mut seen, 4, &mut self.private_ip_address),
+            (8, b"publicip") => r.scalar(child, &mut seen, 5, &mut self.public_ip),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -133,19 +132,18 @@ pub struct AllocateAddressResult {
 
 impl crate::xml::FromXml for AllocateAddressResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"placement") => r.structure(child, &mut seen, 0, &mut out.placement),
-            (16, b"privateipaddress") => r.scalar(child, &mut seen, 1, &mut out.private_ip_address),
-            (8, b"publicip") => r.scalar(child, &mut seen, 2, &mut out.public_ip),
-            (9, b"requestid") => r.scalar(child, &mut seen, 3, &mut out.request_id),
+            (9, b"placement") => r.structure(child, &mut seen, 0, &mut self.placement),
+            (16, b"privateipaddress") => r.scalar(child, &mut seen, 1, &mut self.private_ip_address),
+            (8, b"publicip") => r.scalar(child, &mut seen, 2, &mut self.public_ip),
+            (9, b"requestid") => r.scalar(child, &mut seen, 3, &mut self.request_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -265,17 +263,16 @@ pub struct AssociateAddressResult {
 
 impl crate::xml::FromXml for AssociateAddressResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -366,17 +363,16 @@ pub struct AssociateMultiIpAddressGroupResult {
 
 impl crate::xml::FromXml for AssociateMultiIpAddressGroupResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -480,17 +476,16 @@ pub struct AssociateRouteTableResult {
 
 impl crate::xml::FromXml for AssociateRouteTableResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (13, b"associationid") => r.scalar(child, &mut seen, 0, &mut out.association_id),
-            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            (13, b"associationid") => r.scalar(child, &mut seen, 0, &mut self.association_id),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut self.request_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -521,21 +516,20 @@ pub struct AssociationOfCreateNetworkInterface {
 
 impl crate::xml::FromXml for AssociationOfCreateNetworkInterface {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (12, b"allocationid") => r.scalar(child, &mut seen, 0, &mut out.allocation_id),
-            (13, b"associationid") => r.scalar(child, &mut seen, 1, &mut out.association_id),
-            (9, b"ipownerid") => r.scalar(child, &mut seen, 2, &mut out.ip_owner_id),
-            (13, b"publicdnsname") => r.scalar(child, &mut seen, 3, &mut out.public_dns_name),
-            (8, b"publicip") => r.scalar(child, &mut seen, 4, &mut out.public_ip),
-            (10, b"publicipv6") => r.scalar(child, &mut seen, 5, &mut out.public_ip_v6),
+            (12, b"allocationid") => r.scalar(child, &mut seen, 0, &mut self.allocation_id),
+            (13, b"associationid") => r.scalar(child, &mut seen, 1, &mut self.association_id),
+            (9, b"ipownerid") => r.scalar(child, &mut seen, 2, &mut self.ip_owner_id),
+            (13, b"publicdnsname") => r.scalar(child, &mut seen, 3, &mut self.public_dns_name),
+            (8, b"publicip") => r.scalar(child, &mut seen, 4, &mut self.public_ip),
+            (10, b"publicipv6") => r.scalar(child, &mut seen, 5, &mut self.public_ip_v6),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -563,21 +557,20 @@ pub struct AssociationOfDescribeNetworkInterfaces {
 
 impl crate::xml::FromXml for AssociationOfDescribeNetworkInterfaces {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (12, b"allocationid") => r.scalar(child, &mut seen, 0, &mut out.allocation_id),
-            (13, b"associationid") => r.scalar(child, &mut seen, 1, &mut out.association_id),
-            (9, b"ipownerid") => r.scalar(child, &mut seen, 2, &mut out.ip_owner_id),
-            (13, b"publicdnsname") => r.scalar(child, &mut seen, 3, &mut out.public_dns_name),
-            (8, b"publicip") => r.scalar(child, &mut seen, 4, &mut out.public_ip),
-            (10, b"publicipv6") => r.scalar(child, &mut seen, 5, &mut out.public_ip_v6),
+            (12, b"allocationid") => r.scalar(child, &mut seen, 0, &mut self.allocation_id),
+            (13, b"associationid") => r.scalar(child, &mut seen, 1, &mut self.association_id),
+            (9, b"ipownerid") => r.scalar(child, &mut seen, 2, &mut self.ip_owner_id),
+            (13, b"publicdnsname") => r.scalar(child, &mut seen, 3, &mut self.public_dns_name),
+            (8, b"publicip") => r.scalar(child, &mut seen, 4, &mut self.public_ip),
+            (10, b"publicipv6") => r.scalar(child, &mut seen, 5, &mut self.public_ip_v6),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -603,20 +596,19 @@ pub struct AssociationSet {
 
 impl crate::xml::FromXml for AssociationSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (4, b"main") => r.scalar(child, &mut seen, 0, &mut out.main),
-            (23, b"routetableassociationid") => r.scalar(child, &mut seen, 1, &mut out.route_table_association_id),
-            (12, b"routetableid") => r.scalar(child, &mut seen, 2, &mut out.route_table_id),
-            (8, b"routerid") => r.scalar(child, &mut seen, 3, &mut out.router_id),
-            (10, b"routername") => r.scalar(child, &mut seen, 4, &mut out.router_name),
+            (4, b"main") => r.scalar(child, &mut seen, 0, &mut self.main),
+            (23, b"routetableassociationid") => r.scalar(child, &mut seen, 1, &mut self.route_table_association_id),
+            (12, b"routetableid") => r.scalar(child, &mut seen, 2, &mut self.route_table_id),
+            (8, b"routerid") => r.scalar(child, &mut seen, 3, &mut self.router_id),
+            (10, b"routername") => r.scalar(child, &mut seen, 4, &mut self.router_name),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -640,19 +632,18 @@ pub struct AssociationSetOfNiftyDescribeNatTables {
 
 impl crate::xml::FromXml for AssociationSetOfNiftyDescribeNatTables {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (13, b"associationid") => r.scalar(child, &mut seen, 0, &mut out.association_id),
-            (10, b"nattableid") => r.scalar(child, &mut seen, 1, &mut out.nat_table_id),
-            (8, b"routerid") => r.scalar(child, &mut seen, 2, &mut out.router_id),
-            (10, b"routername") => r.scalar(child, &mut seen, 3, &mut out.router_name),
+            (13, b"associationid") => r.scalar(child, &mut seen, 0, &mut self.association_id),
+            (10, b"nattableid") => r.scalar(child, &mut seen, 1, &mut self.nat_table_id),
+            (8, b"routerid") => r.scalar(child, &mut seen, 2, &mut self.router_id),
+            (10, b"routername") => r.scalar(child, &mut seen, 3, &mut self.router_name),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -747,18 +738,17 @@ pub struct AttachNetworkInterfaceResult {
 
 impl crate::xml::FromXml for AttachNetworkInterfaceResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (12, b"attachmentid") => r.scalar(child, &mut seen, 0, &mut out.attachment_id),
-            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 2, &mut out.r#return),
+            (12, b"attachmentid") => r.scalar(child, &mut seen, 0, &mut self.attachment_id),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 2, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -791,22 +781,21 @@ pub struct AttachmentOfCreateNetworkInterface {
 
 impl crate::xml::FromXml for AttachmentOfCreateNetworkInterface {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (10, b"attachtime") => r.scalar(child, &mut seen, 0, &mut out.attach_time),
-            (12, b"attachmentid") => r.scalar(child, &mut seen, 1, &mut out.attachment_id),
-            (19, b"deleteontermination") => r.scalar(child, &mut seen, 2, &mut out.delete_on_termination),
-            (11, b"deviceindex") => r.scalar(child, &mut seen, 3, &mut out.device_index),
-            (10, b"instanceid") => r.scalar(child, &mut seen, 4, &mut out.instance_id),
-            (15, b"instanceownerid") => r.scalar(child, &mut seen, 5, &mut out.instance_owner_id),
-            (6, b"status") => r.scalar(child, &mut seen, 6, &mut out.status),
+            (10, b"attachtime") => r.scalar(child, &mut seen, 0, &mut self.attach_time),
+            (12, b"attachmentid") => r.scalar(child, &mut seen, 1, &mut self.attachment_id),
+            (19, b"deleteontermination") => r.scalar(child, &mut seen, 2, &mut self.delete_on_termination),
+            (11, b"deviceindex") => r.scalar(child, &mut seen, 3, &mut self.device_index),
+            (10, b"instanceid") => r.scalar(child, &mut seen, 4, &mut self.instance_id),
+            (15, b"instanceownerid") => r.scalar(child, &mut seen, 5, &mut self.instance_owner_id),
+            (6, b"status") => r.scalar(child, &mut seen, 6, &mut self.status),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -836,22 +825,21 @@ pub struct AttachmentOfDescribeNetworkInterfaces {
 
 impl crate::xml::FromXml for AttachmentOfDescribeNetworkInterfaces {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (10, b"attachtime") => r.scalar(child, &mut seen, 0, &mut out.attach_time),
-            (12, b"attachmentid") => r.scalar(child, &mut seen, 1, &mut out.attachment_id),
-            (19, b"deleteontermination") => r.scalar(child, &mut seen, 2, &mut out.delete_on_termination),
-            (11, b"deviceindex") => r.scalar(child, &mut seen, 3, &mut out.device_index),
-            (10, b"instanceid") => r.scalar(child, &mut seen, 4, &mut out.instance_id),
-            (15, b"instanceownerid") => r.scalar(child, &mut seen, 5, &mut out.instance_owner_id),
-            (6, b"status") => r.scalar(child, &mut seen, 6, &mut out.status),
+            (10, b"attachtime") => r.scalar(child, &mut seen, 0, &mut self.attach_time),
+            (12, b"attachmentid") => r.scalar(child, &mut seen, 1, &mut self.attachment_id),
+            (19, b"deleteontermination") => r.scalar(child, &mut seen, 2, &mut self.delete_on_termination),
+            (11, b"deviceindex") => r.scalar(child, &mut seen, 3, &mut self.device_index),
+            (10, b"instanceid") => r.scalar(child, &mut seen, 4, &mut self.instance_id),
+            (15, b"instanceownerid") => r.scalar(child, &mut seen, 5, &mut self.instance_owner_id),
+            (6, b"status") => r.scalar(child, &mut seen, 6, &mut self.status),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -871,17 +859,16 @@ pub struct BackupInformationOfNiftyDescribeRouters {
 
 impl crate::xml::FromXml for BackupInformationOfNiftyDescribeRouters {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (14, b"expirationdate") => r.scalar(child, &mut seen, 0, &mut out.expiration_date),
-            (8, b"isbackup") => r.scalar(child, &mut seen, 1, &mut out.is_backup),
+            (14, b"expirationdate") => r.scalar(child, &mut seen, 0, &mut self.expiration_date),
+            (8, b"isbackup") => r.scalar(child, &mut seen, 1, &mut self.is_backup),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -953,17 +940,16 @@ pub struct CreateDhcpOptionsResult {
 
 impl crate::xml::FromXml for CreateDhcpOptionsResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (11, b"dhcpoptions") => r.structure(child, &mut seen, 0, &mut out.dhcp_options),
-            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            (11, b"dhcpoptions") => r.structure(child, &mut seen, 0, &mut self.dhcp_options),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut self.request_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -1070,18 +1056,17 @@ pub struct CreateMultiIpAddressGroupResult {
 
 impl crate::xml::FromXml for CreateMultiIpAddressGroupResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (19, b"multiipaddressgroup") => r.structure(child, &mut seen, 0, &mut out.multi_ip_address_group),
-            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 2, &mut out.r#return),
+            (19, b"multiipaddressgroup") => r.structure(child, &mut seen, 0, &mut self.multi_ip_address_group),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 2, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -1179,18 +1164,17 @@ pub struct CreateNetworkInterfaceResult {
 
 impl crate::xml::FromXml for CreateNetworkInterfaceResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (16, b"networkinterface") => r.structure(child, &mut seen, 0, &mut out.network_interface),
-            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 2, &mut out.r#return),
+            (16, b"networkinterface") => r.structure(child, &mut seen, 0, &mut self.network_interface),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 2, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -1256,17 +1240,16 @@ pub struct CreateRouteTableResult {
 
 impl crate::xml::FromXml for CreateRouteTableResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (10, b"routetable") => r.structure(child, &mut seen, 1, &mut out.route_table),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (10, b"routetable") => r.structure(child, &mut seen, 1, &mut self.route_table),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -1338,17 +1321,16 @@ pub struct DeleteDhcpOptionsResult {
 
 impl crate::xml::FromXml for DeleteDhcpOptionsResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -1420,17 +1402,16 @@ pub struct DeleteMultiIpAddressGroupResult {
 
 impl crate::xml::FromXml for DeleteMultiIpAddressGroupResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -1502,17 +1483,16 @@ pub struct DeleteNetworkInterfaceResult {
 
 impl crate::xml::FromXml for DeleteNetworkInterfaceResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -1584,17 +1564,16 @@ pub struct DeleteRouteTableResult {
 
 impl crate::xml::FromXml for DeleteRouteTableResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -1696,17 +1675,16 @@ pub struct DescribeAddressesResult {
 
 impl crate::xml::FromXml for DescribeAddressesResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (12, b"addressesset") => r.list(child, &mut out.addresses_set),
-            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            (12, b"addressesset") => r.list(child, &mut self.addresses_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut self.request_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -1784,17 +1762,16 @@ pub struct DescribeDhcpOptionsResult {
 
 impl crate::xml::FromXml for DescribeDhcpOptionsResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (14, b"dhcpoptionsset") => r.list(child, &mut out.dhcp_options_set),
-            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            (14, b"dhcpoptionsset") => r.list(child, &mut self.dhcp_options_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut self.request_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -1864,17 +1841,16 @@ pub struct DescribeMultiIpAddressGroupsResult {
 
 impl crate::xml::FromXml for DescribeMultiIpAddressGroupsResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (23, b"multiipaddressgroupsset") => r.list(child, &mut out.multi_ip_address_groups_set),
-            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            (23, b"multiipaddressgroupsset") => r.list(child, &mut self.multi_ip_address_groups_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut self.request_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -1952,17 +1928,16 @@ pub struct DescribeNetworkInterfacesResult {
 
 impl crate::xml::FromXml for DescribeNetworkInterfacesResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (19, b"networkinterfaceset") => r.list(child, &mut out.network_interface_set),
-            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            (19, b"networkinterfaceset") => r.list(child, &mut self.network_interface_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut self.request_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -2040,17 +2015,16 @@ pub struct DescribeRouteTablesResult {
 
 impl crate::xml::FromXml for DescribeRouteTablesResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (13, b"routetableset") => r.list(child, &mut out.route_table_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (13, b"routetableset") => r.list(child, &mut self.route_table_set),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -2071,16 +2045,15 @@ pub struct Destination {
 
 impl crate::xml::FromXml for Destination {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (4, b"port") => r.scalar(child, &mut seen, 0, &mut out.port),
+            (4, b"port") => r.scalar(child, &mut seen, 0, &mut self.port),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -2157,17 +2130,16 @@ pub struct DetachNetworkInterfaceResult {
 
 impl crate::xml::FromXml for DetachNetworkInterfaceResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -2188,16 +2160,15 @@ pub struct DhcpConfig {
 
 impl crate::xml::FromXml for DhcpConfig {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (12, b"dhcpconfigid") => r.scalar(child, &mut seen, 0, &mut out.dhcp_config_id),
+            (12, b"dhcpconfigid") => r.scalar(child, &mut seen, 0, &mut self.dhcp_config_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -2219,18 +2190,17 @@ pub struct DhcpConfigsSet {
 
 impl crate::xml::FromXml for DhcpConfigsSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (12, b"dhcpconfigid") => r.scalar(child, &mut seen, 0, &mut out.dhcp_config_id),
-            (17, b"ipaddresspoolsset") => r.list(child, &mut out.ip_address_pools_set),
-            (17, b"staticmappingsset") => r.list(child, &mut out.static_mappings_set),
+            (12, b"dhcpconfigid") => r.scalar(child, &mut seen, 0, &mut self.dhcp_config_id),
+            (17, b"ipaddresspoolsset") => r.list(child, &mut self.ip_address_pools_set),
+            (17, b"staticmappingsset") => r.list(child, &mut self.static_mappings_set),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -2250,17 +2220,16 @@ pub struct DhcpConfigurationSet {
 
 impl crate::xml::FromXml for DhcpConfigurationSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (3, b"key") => r.scalar(child, &mut seen, 0, &mut out.key),
-            (8, b"valueset") => r.list(child, &mut out.value_set),
+            (3, b"key") => r.scalar(child, &mut seen, 0, &mut self.key),
+            (8, b"valueset") => r.list(child, &mut self.value_set),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -2280,16 +2249,15 @@ pub struct DhcpIpAddressInformation {
 
 impl crate::xml::FromXml for DhcpIpAddressInformation {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (16, b"dhcpipaddressset") => r.list(child, &mut out.dhcp_ip_address_set),
-            (16, b"ipaddresspoolset") => r.list(child, &mut out.ip_address_pool_set),
+            (16, b"dhcpipaddressset") => r.list(child, &mut self.dhcp_ip_address_set),
+            (16, b"ipaddresspoolset") => r.list(child, &mut self.ip_address_pool_set),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -2317,21 +2285,20 @@ pub struct DhcpIpAddressSet {
 
 impl crate::xml::FromXml for DhcpIpAddressSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (10, b"clientname") => r.scalar(child, &mut seen, 0, &mut out.client_name),
-            (11, b"description") => r.scalar(child, &mut seen, 1, &mut out.description),
-            (9, b"ipaddress") => r.scalar(child, &mut seen, 2, &mut out.ip_address),
-            (15, b"leaseexpiration") => r.scalar(child, &mut seen, 3, &mut out.lease_expiration),
-            (9, b"leasetype") => r.scalar(child, &mut seen, 4, &mut out.lease_type),
-            (10, b"macaddress") => r.scalar(child, &mut seen, 5, &mut out.mac_address),
+            (10, b"clientname") => r.scalar(child, &mut seen, 0, &mut self.client_name),
+            (11, b"description") => r.scalar(child, &mut seen, 1, &mut self.description),
+            (9, b"ipaddress") => r.scalar(child, &mut seen, 2, &mut self.ip_address),
+            (15, b"leaseexpiration") => r.scalar(child, &mut seen, 3, &mut self.lease_expiration),
+            (9, b"leasetype") => r.scalar(child, &mut seen, 4, &mut self.lease_type),
+            (10, b"macaddress") => r.scalar(child, &mut seen, 5, &mut self.mac_address),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -2351,17 +2318,16 @@ pub struct DhcpOptions {
 
 impl crate::xml::FromXml for DhcpOptions {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (20, b"dhcpconfigurationset") => r.list(child, &mut out.dhcp_configuration_set),
-            (13, b"dhcpoptionsid") => r.scalar(child, &mut seen, 1, &mut out.dhcp_options_id),
+            (20, b"dhcpconfigurationset") => r.list(child, &mut self.dhcp_configuration_set),
+            (13, b"dhcpoptionsid") => r.scalar(child, &mut seen, 1, &mut self.dhcp_options_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -2381,17 +2347,16 @@ pub struct DhcpOptionsSet {
 
 impl crate::xml::FromXml for DhcpOptionsSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (20, b"dhcpconfigurationset") => r.list(child, &mut out.dhcp_configuration_set),
-            (13, b"dhcpoptionsid") => r.scalar(child, &mut seen, 1, &mut out.dhcp_options_id),
+            (20, b"dhcpconfigurationset") => r.list(child, &mut self.dhcp_configuration_set),
+            (13, b"dhcpoptionsid") => r.scalar(child, &mut seen, 1, &mut self.dhcp_options_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -2413,18 +2378,19 @@ pub struct DhcpStatusInformationSet {
 
 impl crate::xml::FromXml for DhcpStatusInformationSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (24, b"dhcpipaddressinformation") => r.structure(child, &mut seen, 0, &mut out.dhcp_ip_address_information),
-            (9, b"networkid") => r.scalar(child, &mut seen, 1, &mut out.network_id),
-            (14, b"privatelanname") => r.scalar(child, &mut seen, 2, &mut out.private_lan_name),
+            (24, b"dhcpipaddressinformation") => {
+                r.structure(child, &mut seen, 0, &mut self.dhcp_ip_address_information)
+            }
+            (9, b"networkid") => r.scalar(child, &mut seen, 1, &mut self.network_id),
+            (14, b"privatelanname") => r.scalar(child, &mut seen, 2, &mut self.private_lan_name),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -2511,17 +2477,16 @@ pub struct DisassociateAddressResult {
 
 impl crate::xml::FromXml for DisassociateAddressResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -2612,17 +2577,16 @@ pub struct DisassociateMultiIpAddressGroupResult {
 
 impl crate::xml::FromXml for DisassociateMultiIpAddressGroupResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -2702,17 +2666,16 @@ pub struct DisassociateRouteTableResult {
 
 impl crate::xml::FromXml for DisassociateRouteTableResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -2741,20 +2704,19 @@ pub struct ElasticLoadBalancerAssociationSet {
 
 impl crate::xml::FromXml for ElasticLoadBalancerAssociationSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (21, b"elasticloadbalancerid") => r.scalar(child, &mut seen, 0, &mut out.elastic_load_balancer_id),
-            (23, b"elasticloadbalancername") => r.scalar(child, &mut seen, 1, &mut out.elastic_load_balancer_name),
-            (4, b"main") => r.scalar(child, &mut seen, 2, &mut out.main),
-            (23, b"routetableassociationid") => r.scalar(child, &mut seen, 3, &mut out.route_table_association_id),
-            (12, b"routetableid") => r.scalar(child, &mut seen, 4, &mut out.route_table_id),
+            (21, b"elasticloadbalancerid") => r.scalar(child, &mut seen, 0, &mut self.elastic_load_balancer_id),
+            (23, b"elasticloadbalancername") => r.scalar(child, &mut seen, 1, &mut self.elastic_load_balancer_name),
+            (4, b"main") => r.scalar(child, &mut seen, 2, &mut self.main),
+            (23, b"routetableassociationid") => r.scalar(child, &mut seen, 3, &mut self.route_table_association_id),
+            (12, b"routetableid") => r.scalar(child, &mut seen, 4, &mut self.route_table_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -2778,19 +2740,18 @@ pub struct ElasticLoadBalancingSet {
 
 impl crate::xml::FromXml for ElasticLoadBalancingSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (23, b"elasticloadbalancername") => r.scalar(child, &mut seen, 0, &mut out.elastic_load_balancer_name),
-            (23, b"elasticloadbalancerport") => r.scalar(child, &mut seen, 1, &mut out.elastic_load_balancer_port),
-            (12, b"instanceport") => r.scalar(child, &mut seen, 2, &mut out.instance_port),
-            (8, b"protocol") => r.scalar(child, &mut seen, 3, &mut out.protocol),
+            (23, b"elasticloadbalancername") => r.scalar(child, &mut seen, 0, &mut self.elastic_load_balancer_name),
+            (23, b"elasticloadbalancerport") => r.scalar(child, &mut seen, 1, &mut self.elastic_load_balancer_port),
+            (12, b"instanceport") => r.scalar(child, &mut seen, 2, &mut self.instance_port),
+            (8, b"protocol") => r.scalar(child, &mut seen, 3, &mut self.protocol),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -2810,17 +2771,16 @@ pub struct InboundInterface {
 
 impl crate::xml::FromXml for InboundInterface {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"networkid") => r.scalar(child, &mut seen, 0, &mut out.network_id),
-            (11, b"networkname") => r.scalar(child, &mut seen, 1, &mut out.network_name),
+            (9, b"networkid") => r.scalar(child, &mut seen, 0, &mut self.network_id),
+            (11, b"networkname") => r.scalar(child, &mut seen, 1, &mut self.network_name),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -2900,17 +2860,16 @@ pub struct IncreaseMultiIpAddressCountResult {
 
 impl crate::xml::FromXml for IncreaseMultiIpAddressCountResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -2933,17 +2892,16 @@ pub struct InstancesSetOfDescribeMultiIpAddressGroups {
 
 impl crate::xml::FromXml for InstancesSetOfDescribeMultiIpAddressGroups {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (10, b"instanceid") => r.scalar(child, &mut seen, 0, &mut out.instance_id),
-            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 1, &mut out.instance_unique_id),
+            (10, b"instanceid") => r.scalar(child, &mut seen, 0, &mut self.instance_id),
+            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 1, &mut self.instance_unique_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -2967,19 +2925,18 @@ pub struct InstancesSetOfNiftyCreatePrivateLan {
 
 impl crate::xml::FromXml for InstancesSetOfNiftyCreatePrivateLan {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (11, b"deviceindex") => r.scalar(child, &mut seen, 0, &mut out.device_index),
-            (10, b"instanceid") => r.scalar(child, &mut seen, 1, &mut out.instance_id),
-            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 2, &mut out.instance_unique_id),
-            (9, b"ipaddress") => r.scalar(child, &mut seen, 3, &mut out.ip_address),
+            (11, b"deviceindex") => r.scalar(child, &mut seen, 0, &mut self.device_index),
+            (10, b"instanceid") => r.scalar(child, &mut seen, 1, &mut self.instance_id),
+            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 2, &mut self.instance_unique_id),
+            (9, b"ipaddress") => r.scalar(child, &mut seen, 3, &mut self.ip_address),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -3003,19 +2960,18 @@ pub struct InstancesSetOfNiftyDescribePrivateLans {
 
 impl crate::xml::FromXml for InstancesSetOfNiftyDescribePrivateLans {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (11, b"deviceindex") => r.scalar(child, &mut seen, 0, &mut out.device_index),
-            (10, b"instanceid") => r.scalar(child, &mut seen, 1, &mut out.instance_id),
-            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 2, &mut out.instance_unique_id),
-            (9, b"ipaddress") => r.scalar(child, &mut seen, 3, &mut out.ip_address),
+            (11, b"deviceindex") => r.scalar(child, &mut seen, 0, &mut self.device_index),
+            (10, b"instanceid") => r.scalar(child, &mut seen, 1, &mut self.instance_id),
+            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 2, &mut self.instance_unique_id),
+            (9, b"ipaddress") => r.scalar(child, &mut seen, 3, &mut self.ip_address),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -3037,18 +2993,17 @@ pub struct IpAddressPoolSet {
 
 impl crate::xml::FromXml for IpAddressPoolSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (11, b"description") => r.scalar(child, &mut seen, 0, &mut out.description),
-            (14, b"startipaddress") => r.scalar(child, &mut seen, 1, &mut out.start_ip_address),
-            (13, b"stopipaddress") => r.scalar(child, &mut seen, 2, &mut out.stop_ip_address),
+            (11, b"description") => r.scalar(child, &mut seen, 0, &mut self.description),
+            (14, b"startipaddress") => r.scalar(child, &mut seen, 1, &mut self.start_ip_address),
+            (13, b"stopipaddress") => r.scalar(child, &mut seen, 2, &mut self.stop_ip_address),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -3070,18 +3025,17 @@ pub struct IpAddressPoolsSet {
 
 impl crate::xml::FromXml for IpAddressPoolsSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (11, b"description") => r.scalar(child, &mut seen, 0, &mut out.description),
-            (14, b"startipaddress") => r.scalar(child, &mut seen, 1, &mut out.start_ip_address),
-            (13, b"stopipaddress") => r.scalar(child, &mut seen, 2, &mut out.stop_ip_address),
+            (11, b"description") => r.scalar(child, &mut seen, 0, &mut self.description),
+            (14, b"startipaddress") => r.scalar(child, &mut seen, 1, &mut self.start_ip_address),
+            (13, b"stopipaddress") => r.scalar(child, &mut seen, 2, &mut self.stop_ip_address),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -3099,16 +3053,15 @@ pub struct IpAddressesSet {
 
 impl crate::xml::FromXml for IpAddressesSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"ipaddress") => r.scalar(child, &mut seen, 0, &mut out.ip_address),
+            (9, b"ipaddress") => r.scalar(child, &mut seen, 0, &mut self.ip_address),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -3126,16 +3079,15 @@ pub struct Ipv6AddressesSet {
 
 impl crate::xml::FromXml for Ipv6AddressesSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (11, b"ipv6address") => r.scalar(child, &mut seen, 0, &mut out.ipv6_address),
+            (11, b"ipv6address") => r.scalar(child, &mut seen, 0, &mut self.ipv6_address),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -3220,17 +3172,16 @@ pub struct ModifyMultiIpAddressGroupAttributeResult {
 
 impl crate::xml::FromXml for ModifyMultiIpAddressGroupAttributeResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -3318,17 +3269,16 @@ pub struct ModifyNetworkInterfaceAttributeResult {
 
 impl crate::xml::FromXml for ModifyNetworkInterfaceAttributeResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -3363,23 +3313,22 @@ pub struct MultiIpAddressGroupOfCreateMultiIpAddressGroup {
 
 impl crate::xml::FromXml for MultiIpAddressGroupOfCreateMultiIpAddressGroup {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (16, b"availabilityzone") => r.scalar(child, &mut seen, 0, &mut out.availability_zone),
-            (10, b"createtime") => r.scalar(child, &mut seen, 1, &mut out.create_time),
-            (11, b"description") => r.scalar(child, &mut seen, 2, &mut out.description),
-            (12, b"instancesset") => r.scalar(child, &mut seen, 3, &mut out.instances_set),
-            (21, b"multiipaddressgroupid") => r.scalar(child, &mut seen, 4, &mut out.multi_ip_address_group_id),
-            (23, b"multiipaddressgroupname") => r.scalar(child, &mut seen, 5, &mut out.multi_ip_address_group_name),
-            (21, b"multiipaddressnetwork") => r.structure(child, &mut seen, 6, &mut out.multi_ip_address_network),
-            (6, b"status") => r.scalar(child, &mut seen, 7, &mut out.status),
+            (16, b"availabilityzone") => r.scalar(child, &mut seen, 0, &mut self.availability_zone),
+            (10, b"createtime") => r.scalar(child, &mut seen, 1, &mut self.create_time),
+            (11, b"description") => r.scalar(child, &mut seen, 2, &mut self.description),
+            (12, b"instancesset") => r.scalar(child, &mut seen, 3, &mut self.instances_set),
+            (21, b"multiipaddressgroupid") => r.scalar(child, &mut seen, 4, &mut self.multi_ip_address_group_id),
+            (23, b"multiipaddressgroupname") => r.scalar(child, &mut seen, 5, &mut self.multi_ip_address_group_name),
+            (21, b"multiipaddressnetwork") => r.structure(child, &mut seen, 6, &mut self.multi_ip_address_network),
+            (6, b"status") => r.scalar(child, &mut seen, 7, &mut self.status),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -3411,23 +3360,22 @@ pub struct MultiIpAddressGroupsSet {
 
 impl crate::xml::FromXml for MultiIpAddressGroupsSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (16, b"availabilityzone") => r.scalar(child, &mut seen, 0, &mut out.availability_zone),
-            (10, b"createtime") => r.scalar(child, &mut seen, 1, &mut out.create_time),
-            (11, b"description") => r.scalar(child, &mut seen, 2, &mut out.description),
-            (12, b"instancesset") => r.list(child, &mut out.instances_set),
-            (21, b"multiipaddressgroupid") => r.scalar(child, &mut seen, 4, &mut out.multi_ip_address_group_id),
-            (23, b"multiipaddressgroupname") => r.scalar(child, &mut seen, 5, &mut out.multi_ip_address_group_name),
-            (21, b"multiipaddressnetwork") => r.structure(child, &mut seen, 6, &mut out.multi_ip_address_network),
-            (6, b"status") => r.scalar(child, &mut seen, 7, &mut out.status),
+            (16, b"availabilityzone") => r.scalar(child, &mut seen, 0, &mut self.availability_zone),
+            (10, b"createtime") => r.scalar(child, &mut seen, 1, &mut self.create_time),
+            (11, b"description") => r.scalar(child, &mut seen, 2, &mut self.description),
+            (12, b"instancesset") => r.list(child, &mut self.instances_set),
+            (21, b"multiipaddressgroupid") => r.scalar(child, &mut seen, 4, &mut self.multi_ip_address_group_id),
+            (23, b"multiipaddressgroupname") => r.scalar(child, &mut seen, 5, &mut self.multi_ip_address_group_name),
+            (21, b"multiipaddressnetwork") => r.structure(child, &mut seen, 6, &mut self.multi_ip_address_network),
+            (6, b"status") => r.scalar(child, &mut seen, 7, &mut self.status),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -3449,18 +3397,17 @@ pub struct MultiIpAddressNetwork {
 
 impl crate::xml::FromXml for MultiIpAddressNetwork {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (14, b"defaultgateway") => r.scalar(child, &mut seen, 0, &mut out.default_gateway),
-            (14, b"ipaddressesset") => r.scalar(child, &mut seen, 1, &mut out.ip_addresses_set),
-            (10, b"subnetmask") => r.scalar(child, &mut seen, 2, &mut out.subnet_mask),
+            (14, b"defaultgateway") => r.scalar(child, &mut seen, 0, &mut self.default_gateway),
+            (14, b"ipaddressesset") => r.scalar(child, &mut seen, 1, &mut self.ip_addresses_set),
+            (10, b"subnetmask") => r.scalar(child, &mut seen, 2, &mut self.subnet_mask),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -3482,18 +3429,17 @@ pub struct MultiIpAddressNetworkOfDescribeMultiIpAddressGroups {
 
 impl crate::xml::FromXml for MultiIpAddressNetworkOfDescribeMultiIpAddressGroups {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (14, b"defaultgateway") => r.scalar(child, &mut seen, 0, &mut out.default_gateway),
-            (14, b"ipaddressesset") => r.list(child, &mut out.ip_addresses_set),
-            (10, b"subnetmask") => r.scalar(child, &mut seen, 2, &mut out.subnet_mask),
+            (14, b"defaultgateway") => r.scalar(child, &mut seen, 0, &mut self.default_gateway),
+            (14, b"ipaddressesset") => r.list(child, &mut self.ip_addresses_set),
+            (10, b"subnetmask") => r.scalar(child, &mut seen, 2, &mut self.subnet_mask),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -3527,24 +3473,23 @@ pub struct NatRule {
 
 impl crate::xml::FromXml for NatRule {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (11, b"description") => r.scalar(child, &mut seen, 0, &mut out.description),
-            (11, b"destination") => r.structure(child, &mut seen, 1, &mut out.destination),
-            (16, b"inboundinterface") => r.structure(child, &mut seen, 2, &mut out.inbound_interface),
-            (7, b"nattype") => r.scalar(child, &mut seen, 3, &mut out.nat_type),
-            (17, b"outboundinterface") => r.structure(child, &mut seen, 4, &mut out.outbound_interface),
-            (8, b"protocol") => r.scalar(child, &mut seen, 5, &mut out.protocol),
-            (10, b"rulenumber") => r.scalar(child, &mut seen, 6, &mut out.rule_number),
-            (6, b"source") => r.structure(child, &mut seen, 7, &mut out.source),
-            (11, b"translation") => r.structure(child, &mut seen, 8, &mut out.translation),
+            (11, b"description") => r.scalar(child, &mut seen, 0, &mut self.description),
+            (11, b"destination") => r.structure(child, &mut seen, 1, &mut self.destination),
+            (16, b"inboundinterface") => r.structure(child, &mut seen, 2, &mut self.inbound_interface),
+            (7, b"nattype") => r.scalar(child, &mut seen, 3, &mut self.nat_type),
+            (17, b"outboundinterface") => r.structure(child, &mut seen, 4, &mut self.outbound_interface),
+            (8, b"protocol") => r.scalar(child, &mut seen, 5, &mut self.protocol),
+            (10, b"rulenumber") => r.scalar(child, &mut seen, 6, &mut self.rule_number),
+            (6, b"source") => r.structure(child, &mut seen, 7, &mut self.source),
+            (11, b"translation") => r.structure(child, &mut seen, 8, &mut self.translation),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -3578,24 +3523,23 @@ pub struct NatRuleSet {
 
 impl crate::xml::FromXml for NatRuleSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (11, b"description") => r.scalar(child, &mut seen, 0, &mut out.description),
-            (11, b"destination") => r.structure(child, &mut seen, 1, &mut out.destination),
-            (16, b"inboundinterface") => r.structure(child, &mut seen, 2, &mut out.inbound_interface),
-            (7, b"nattype") => r.scalar(child, &mut seen, 3, &mut out.nat_type),
-            (17, b"outboundinterface") => r.structure(child, &mut seen, 4, &mut out.outbound_interface),
-            (8, b"protocol") => r.scalar(child, &mut seen, 5, &mut out.protocol),
-            (10, b"rulenumber") => r.scalar(child, &mut seen, 6, &mut out.rule_number),
-            (6, b"source") => r.structure(child, &mut seen, 7, &mut out.source),
-            (11, b"translation") => r.structure(child, &mut seen, 8, &mut out.translation),
+            (11, b"description") => r.scalar(child, &mut seen, 0, &mut self.description),
+            (11, b"destination") => r.structure(child, &mut seen, 1, &mut self.destination),
+            (16, b"inboundinterface") => r.structure(child, &mut seen, 2, &mut self.inbound_interface),
+            (7, b"nattype") => r.scalar(child, &mut seen, 3, &mut self.nat_type),
+            (17, b"outboundinterface") => r.structure(child, &mut seen, 4, &mut self.outbound_interface),
+            (8, b"protocol") => r.scalar(child, &mut seen, 5, &mut self.protocol),
+            (10, b"rulenumber") => r.scalar(child, &mut seen, 6, &mut self.rule_number),
+            (6, b"source") => r.structure(child, &mut seen, 7, &mut self.source),
+            (11, b"translation") => r.structure(child, &mut seen, 8, &mut self.translation),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -3615,17 +3559,16 @@ pub struct NatTable {
 
 impl crate::xml::FromXml for NatTable {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (10, b"nattableid") => r.scalar(child, &mut seen, 0, &mut out.nat_table_id),
-            (6, b"tagset") => r.list(child, &mut out.tag_set),
+            (10, b"nattableid") => r.scalar(child, &mut seen, 0, &mut self.nat_table_id),
+            (6, b"tagset") => r.list(child, &mut self.tag_set),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -3649,19 +3592,18 @@ pub struct NatTableSet {
 
 impl crate::xml::FromXml for NatTableSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (14, b"associationset") => r.list(child, &mut out.association_set),
-            (10, b"natruleset") => r.list(child, &mut out.nat_rule_set),
-            (10, b"nattableid") => r.scalar(child, &mut seen, 2, &mut out.nat_table_id),
-            (6, b"tagset") => r.list(child, &mut out.tag_set),
+            (14, b"associationset") => r.list(child, &mut self.association_set),
+            (10, b"natruleset") => r.list(child, &mut self.nat_rule_set),
+            (10, b"nattableid") => r.scalar(child, &mut seen, 2, &mut self.nat_table_id),
+            (6, b"tagset") => r.list(child, &mut self.tag_set),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -3723,38 +3665,37 @@ pub struct NetworkInterface {
 
 impl crate::xml::FromXml for NetworkInterface {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (11, b"association") => r.structure(child, &mut seen, 0, &mut out.association),
-            (10, b"attachment") => r.structure(child, &mut seen, 1, &mut out.attachment),
-            (16, b"availabilityzone") => r.scalar(child, &mut seen, 2, &mut out.availability_zone),
-            (11, b"description") => r.scalar(child, &mut seen, 3, &mut out.description),
-            (8, b"groupset") => r.list(child, &mut out.group_set),
-            (13, b"interfacetype") => r.scalar(child, &mut seen, 5, &mut out.interface_type),
-            (16, b"ipv6addressesset") => r.list(child, &mut out.ipv6_addresses_set),
-            (10, b"macaddress") => r.scalar(child, &mut seen, 7, &mut out.mac_address),
-            (18, b"networkinterfaceid") => r.scalar(child, &mut seen, 8, &mut out.network_interface_id),
-            (14, b"niftynetworkid") => r.scalar(child, &mut seen, 9, &mut out.nifty_network_id),
-            (16, b"niftynetworkname") => r.scalar(child, &mut seen, 10, &mut out.nifty_network_name),
-            (7, b"ownerid") => r.scalar(child, &mut seen, 11, &mut out.owner_id),
-            (14, b"privatednsname") => r.scalar(child, &mut seen, 12, &mut out.private_dns_name),
-            (16, b"privateipaddress") => r.scalar(child, &mut seen, 13, &mut out.private_ip_address),
-            (18, b"privateipaddressv6") => r.scalar(child, &mut seen, 14, &mut out.private_ip_address_v6),
-            (21, b"privateipaddressesset") => r.list(child, &mut out.private_ip_addresses_set),
-            (11, b"requesterid") => r.scalar(child, &mut seen, 16, &mut out.requester_id),
-            (16, b"requestermanaged") => r.scalar(child, &mut seen, 17, &mut out.requester_managed),
-            (15, b"sourcedestcheck") => r.scalar(child, &mut seen, 18, &mut out.source_dest_check),
-            (6, b"status") => r.scalar(child, &mut seen, 19, &mut out.status),
-            (8, b"subnetid") => r.scalar(child, &mut seen, 20, &mut out.subnet_id),
-            (6, b"tagset") => r.list(child, &mut out.tag_set),
-            (5, b"vpcid") => r.scalar(child, &mut seen, 22, &mut out.vpc_id),
+            (11, b"association") => r.structure(child, &mut seen, 0, &mut self.association),
+            (10, b"attachment") => r.structure(child, &mut seen, 1, &mut self.attachment),
+            (16, b"availabilityzone") => r.scalar(child, &mut seen, 2, &mut self.availability_zone),
+            (11, b"description") => r.scalar(child, &mut seen, 3, &mut self.description),
+            (8, b"groupset") => r.list(child, &mut self.group_set),
+            (13, b"interfacetype") => r.scalar(child, &mut seen, 5, &mut self.interface_type),
+            (16, b"ipv6addressesset") => r.list(child, &mut self.ipv6_addresses_set),
+            (10, b"macaddress") => r.scalar(child, &mut seen, 7, &mut self.mac_address),
+            (18, b"networkinterfaceid") => r.scalar(child, &mut seen, 8, &mut self.network_interface_id),
+            (14, b"niftynetworkid") => r.scalar(child, &mut seen, 9, &mut self.nifty_network_id),
+            (16, b"niftynetworkname") => r.scalar(child, &mut seen, 10, &mut self.nifty_network_name),
+            (7, b"ownerid") => r.scalar(child, &mut seen, 11, &mut self.owner_id),
+            (14, b"privatednsname") => r.scalar(child, &mut seen, 12, &mut self.private_dns_name),
+            (16, b"privateipaddress") => r.scalar(child, &mut seen, 13, &mut self.private_ip_address),
+            (18, b"privateipaddressv6") => r.scalar(child, &mut seen, 14, &mut self.private_ip_address_v6),
+            (21, b"privateipaddressesset") => r.list(child, &mut self.private_ip_addresses_set),
+            (11, b"requesterid") => r.scalar(child, &mut seen, 16, &mut self.requester_id),
+            (16, b"requestermanaged") => r.scalar(child, &mut seen, 17, &mut self.requester_managed),
+            (15, b"sourcedestcheck") => r.scalar(child, &mut seen, 18, &mut self.source_dest_check),
+            (6, b"status") => r.scalar(child, &mut seen, 19, &mut self.status),
+            (8, b"subnetid") => r.scalar(child, &mut seen, 20, &mut self.subnet_id),
+            (6, b"tagset") => r.list(child, &mut self.tag_set),
+            (5, b"vpcid") => r.scalar(child, &mut seen, 22, &mut self.vpc_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -3816,38 +3757,37 @@ pub struct NetworkInterfaceSetOfDescribeNetworkInterfaces {
 
 impl crate::xml::FromXml for NetworkInterfaceSetOfDescribeNetworkInterfaces {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (11, b"association") => r.structure(child, &mut seen, 0, &mut out.association),
-            (10, b"attachment") => r.structure(child, &mut seen, 1, &mut out.attachment),
-            (16, b"availabilityzone") => r.scalar(child, &mut seen, 2, &mut out.availability_zone),
-            (11, b"description") => r.scalar(child, &mut seen, 3, &mut out.description),
-            (8, b"groupset") => r.list(child, &mut out.group_set),
-            (13, b"interfacetype") => r.scalar(child, &mut seen, 5, &mut out.interface_type),
-            (16, b"ipv6addressesset") => r.list(child, &mut out.ipv6_addresses_set),
-            (10, b"macaddress") => r.scalar(child, &mut seen, 7, &mut out.mac_address),
-            (18, b"networkinterfaceid") => r.scalar(child, &mut seen, 8, &mut out.network_interface_id),
-            (14, b"niftynetworkid") => r.scalar(child, &mut seen, 9, &mut out.nifty_network_id),
-            (16, b"niftynetworkname") => r.scalar(child, &mut seen, 10, &mut out.nifty_network_name),
-            (7, b"ownerid") => r.scalar(child, &mut seen, 11, &mut out.owner_id),
-            (14, b"privatednsname") => r.scalar(child, &mut seen, 12, &mut out.private_dns_name),
-            (16, b"privateipaddress") => r.scalar(child, &mut seen, 13, &mut out.private_ip_address),
-            (18, b"privateipaddressv6") => r.scalar(child, &mut seen, 14, &mut out.private_ip_address_v6),
-            (21, b"privateipaddressesset") => r.list(child, &mut out.private_ip_addresses_set),
-            (11, b"requesterid") => r.scalar(child, &mut seen, 16, &mut out.requester_id),
-            (16, b"requestermanaged") => r.scalar(child, &mut seen, 17, &mut out.requester_managed),
-            (15, b"sourcedestcheck") => r.scalar(child, &mut seen, 18, &mut out.source_dest_check),
-            (6, b"status") => r.scalar(child, &mut seen, 19, &mut out.status),
-            (8, b"subnetid") => r.scalar(child, &mut seen, 20, &mut out.subnet_id),
-            (6, b"tagset") => r.list(child, &mut out.tag_set),
-            (5, b"vpcid") => r.scalar(child, &mut seen, 22, &mut out.vpc_id),
+            (11, b"association") => r.structure(child, &mut seen, 0, &mut self.association),
+            (10, b"attachment") => r.structure(child, &mut seen, 1, &mut self.attachment),
+            (16, b"availabilityzone") => r.scalar(child, &mut seen, 2, &mut self.availability_zone),
+            (11, b"description") => r.scalar(child, &mut seen, 3, &mut self.description),
+            (8, b"groupset") => r.list(child, &mut self.group_set),
+            (13, b"interfacetype") => r.scalar(child, &mut seen, 5, &mut self.interface_type),
+            (16, b"ipv6addressesset") => r.list(child, &mut self.ipv6_addresses_set),
+            (10, b"macaddress") => r.scalar(child, &mut seen, 7, &mut self.mac_address),
+            (18, b"networkinterfaceid") => r.scalar(child, &mut seen, 8, &mut self.network_interface_id),
+            (14, b"niftynetworkid") => r.scalar(child, &mut seen, 9, &mut self.nifty_network_id),
+            (16, b"niftynetworkname") => r.scalar(child, &mut seen, 10, &mut self.nifty_network_name),
+            (7, b"ownerid") => r.scalar(child, &mut seen, 11, &mut self.owner_id),
+            (14, b"privatednsname") => r.scalar(child, &mut seen, 12, &mut self.private_dns_name),
+            (16, b"privateipaddress") => r.scalar(child, &mut seen, 13, &mut self.private_ip_address),
+            (18, b"privateipaddressv6") => r.scalar(child, &mut seen, 14, &mut self.private_ip_address_v6),
+            (21, b"privateipaddressesset") => r.list(child, &mut self.private_ip_addresses_set),
+            (11, b"requesterid") => r.scalar(child, &mut seen, 16, &mut self.requester_id),
+            (16, b"requestermanaged") => r.scalar(child, &mut seen, 17, &mut self.requester_managed),
+            (15, b"sourcedestcheck") => r.scalar(child, &mut seen, 18, &mut self.source_dest_check),
+            (6, b"status") => r.scalar(child, &mut seen, 19, &mut self.status),
+            (8, b"subnetid") => r.scalar(child, &mut seen, 20, &mut self.subnet_id),
+            (6, b"tagset") => r.list(child, &mut self.tag_set),
+            (5, b"vpcid") => r.scalar(child, &mut seen, 22, &mut self.vpc_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -3867,17 +3807,16 @@ pub struct NetworkInterfaceSetOfNiftyCreatePrivateLan {
 
 impl crate::xml::FromXml for NetworkInterfaceSetOfNiftyCreatePrivateLan {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"ipaddress") => r.scalar(child, &mut seen, 0, &mut out.ip_address),
-            (18, b"networkinterfaceid") => r.scalar(child, &mut seen, 1, &mut out.network_interface_id),
+            (9, b"ipaddress") => r.scalar(child, &mut seen, 0, &mut self.ip_address),
+            (18, b"networkinterfaceid") => r.scalar(child, &mut seen, 1, &mut self.network_interface_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -3905,21 +3844,20 @@ pub struct NetworkInterfaceSetOfNiftyCreateRouter {
 
 impl crate::xml::FromXml for NetworkInterfaceSetOfNiftyCreateRouter {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (4, b"dhcp") => r.scalar(child, &mut seen, 0, &mut out.dhcp),
-            (12, b"dhcpconfigid") => r.scalar(child, &mut seen, 1, &mut out.dhcp_config_id),
-            (13, b"dhcpoptionsid") => r.scalar(child, &mut seen, 2, &mut out.dhcp_options_id),
-            (9, b"ipaddress") => r.scalar(child, &mut seen, 3, &mut out.ip_address),
-            (9, b"networkid") => r.scalar(child, &mut seen, 4, &mut out.network_id),
-            (11, b"networkname") => r.scalar(child, &mut seen, 5, &mut out.network_name),
+            (4, b"dhcp") => r.scalar(child, &mut seen, 0, &mut self.dhcp),
+            (12, b"dhcpconfigid") => r.scalar(child, &mut seen, 1, &mut self.dhcp_config_id),
+            (13, b"dhcpoptionsid") => r.scalar(child, &mut seen, 2, &mut self.dhcp_options_id),
+            (9, b"ipaddress") => r.scalar(child, &mut seen, 3, &mut self.ip_address),
+            (9, b"networkid") => r.scalar(child, &mut seen, 4, &mut self.network_id),
+            (11, b"networkname") => r.scalar(child, &mut seen, 5, &mut self.network_name),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -3939,17 +3877,16 @@ pub struct NetworkInterfaceSetOfNiftyDescribePrivateLans {
 
 impl crate::xml::FromXml for NetworkInterfaceSetOfNiftyDescribePrivateLans {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"ipaddress") => r.scalar(child, &mut seen, 0, &mut out.ip_address),
-            (18, b"networkinterfaceid") => r.scalar(child, &mut seen, 1, &mut out.network_interface_id),
+            (9, b"ipaddress") => r.scalar(child, &mut seen, 0, &mut self.ip_address),
+            (18, b"networkinterfaceid") => r.scalar(child, &mut seen, 1, &mut self.network_interface_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -3983,24 +3920,23 @@ pub struct NetworkInterfaceSetOfNiftyDescribeRouters {
 
 impl crate::xml::FromXml for NetworkInterfaceSetOfNiftyDescribeRouters {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"cidrblock") => r.scalar(child, &mut seen, 0, &mut out.cidr_block),
-            (11, b"description") => r.scalar(child, &mut seen, 1, &mut out.description),
-            (11, b"deviceindex") => r.scalar(child, &mut seen, 2, &mut out.device_index),
-            (4, b"dhcp") => r.scalar(child, &mut seen, 3, &mut out.dhcp),
-            (12, b"dhcpconfigid") => r.scalar(child, &mut seen, 4, &mut out.dhcp_config_id),
-            (13, b"dhcpoptionsid") => r.scalar(child, &mut seen, 5, &mut out.dhcp_options_id),
-            (9, b"ipaddress") => r.scalar(child, &mut seen, 6, &mut out.ip_address),
-            (9, b"networkid") => r.scalar(child, &mut seen, 7, &mut out.network_id),
-            (11, b"networkname") => r.scalar(child, &mut seen, 8, &mut out.network_name),
+            (9, b"cidrblock") => r.scalar(child, &mut seen, 0, &mut self.cidr_block),
+            (11, b"description") => r.scalar(child, &mut seen, 1, &mut self.description),
+            (11, b"deviceindex") => r.scalar(child, &mut seen, 2, &mut self.device_index),
+            (4, b"dhcp") => r.scalar(child, &mut seen, 3, &mut self.dhcp),
+            (12, b"dhcpconfigid") => r.scalar(child, &mut seen, 4, &mut self.dhcp_config_id),
+            (13, b"dhcpoptionsid") => r.scalar(child, &mut seen, 5, &mut self.dhcp_options_id),
+            (9, b"ipaddress") => r.scalar(child, &mut seen, 6, &mut self.ip_address),
+            (9, b"networkid") => r.scalar(child, &mut seen, 7, &mut self.network_id),
+            (11, b"networkname") => r.scalar(child, &mut seen, 8, &mut self.network_name),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -4093,17 +4029,16 @@ pub struct NiftyAssociateNatTableResult {
 
 impl crate::xml::FromXml for NiftyAssociateNatTableResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (13, b"associationid") => r.scalar(child, &mut seen, 0, &mut out.association_id),
-            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            (13, b"associationid") => r.scalar(child, &mut seen, 0, &mut self.association_id),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut self.request_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -4156,17 +4091,16 @@ pub struct NiftyCreateDhcpConfigResult {
 
 impl crate::xml::FromXml for NiftyCreateDhcpConfigResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (10, b"dhcpconfig") => r.structure(child, &mut seen, 0, &mut out.dhcp_config),
-            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            (10, b"dhcpconfig") => r.structure(child, &mut seen, 0, &mut self.dhcp_config),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut self.request_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -4268,17 +4202,16 @@ pub struct NiftyCreateDhcpIpAddressPoolResult {
 
 impl crate::xml::FromXml for NiftyCreateDhcpIpAddressPoolResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -4380,17 +4313,16 @@ pub struct NiftyCreateDhcpStaticMappingResult {
 
 impl crate::xml::FromXml for NiftyCreateDhcpStaticMappingResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -4545,18 +4477,17 @@ pub struct NiftyCreateNatRuleResult {
 
 impl crate::xml::FromXml for NiftyCreateNatRuleResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (7, b"natrule") => r.structure(child, &mut seen, 0, &mut out.nat_rule),
-            (10, b"nattableid") => r.scalar(child, &mut seen, 1, &mut out.nat_table_id),
-            (9, b"requestid") => r.scalar(child, &mut seen, 2, &mut out.request_id),
+            (7, b"natrule") => r.structure(child, &mut seen, 0, &mut self.nat_rule),
+            (10, b"nattableid") => r.scalar(child, &mut seen, 1, &mut self.nat_table_id),
+            (9, b"requestid") => r.scalar(child, &mut seen, 2, &mut self.request_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -4609,17 +4540,16 @@ pub struct NiftyCreateNatTableResult {
 
 impl crate::xml::FromXml for NiftyCreateNatTableResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (8, b"nattable") => r.structure(child, &mut seen, 0, &mut out.nat_table),
-            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            (8, b"nattable") => r.structure(child, &mut seen, 0, &mut self.nat_table),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut self.request_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -4723,17 +4653,16 @@ pub struct NiftyCreatePrivateLanResult {
 
 impl crate::xml::FromXml for NiftyCreatePrivateLanResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (10, b"privatelan") => r.structure(child, &mut seen, 0, &mut out.private_lan),
-            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            (10, b"privatelan") => r.structure(child, &mut seen, 0, &mut self.private_lan),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut self.request_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -4854,17 +4783,16 @@ pub struct NiftyCreateRouterResult {
 
 impl crate::xml::FromXml for NiftyCreateRouterResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"router") => r.structure(child, &mut seen, 1, &mut out.router),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"router") => r.structure(child, &mut seen, 1, &mut self.router),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -4992,17 +4920,16 @@ pub struct NiftyCreateWebProxyResult {
 
 impl crate::xml::FromXml for NiftyCreateWebProxyResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (8, b"webproxy") => r.structure(child, &mut seen, 1, &mut out.web_proxy),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (8, b"webproxy") => r.structure(child, &mut seen, 1, &mut self.web_proxy),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -5074,17 +5001,16 @@ pub struct NiftyDeleteDhcpConfigResult {
 
 impl crate::xml::FromXml for NiftyDeleteDhcpConfigResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -5178,17 +5104,16 @@ pub struct NiftyDeleteDhcpIpAddressPoolResult {
 
 impl crate::xml::FromXml for NiftyDeleteDhcpIpAddressPoolResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -5282,17 +5207,16 @@ pub struct NiftyDeleteDhcpStaticMappingResult {
 
 impl crate::xml::FromXml for NiftyDeleteDhcpStaticMappingResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -5386,17 +5310,16 @@ pub struct NiftyDeleteNatRuleResult {
 
 impl crate::xml::FromXml for NiftyDeleteNatRuleResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -5468,17 +5391,16 @@ pub struct NiftyDeleteNatTableResult {
 
 impl crate::xml::FromXml for NiftyDeleteNatTableResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -5552,17 +5474,16 @@ pub struct NiftyDeletePrivateLanResult {
 
 impl crate::xml::FromXml for NiftyDeletePrivateLanResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -5636,17 +5557,16 @@ pub struct NiftyDeleteRouterResult {
 
 impl crate::xml::FromXml for NiftyDeleteRouterResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -5728,17 +5648,16 @@ pub struct NiftyDeleteWebProxyResult {
 
 impl crate::xml::FromXml for NiftyDeleteWebProxyResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -5816,17 +5735,16 @@ pub struct NiftyDescribeDhcpConfigsResult {
 
 impl crate::xml::FromXml for NiftyDescribeDhcpConfigsResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (14, b"dhcpconfigsset") => r.list(child, &mut out.dhcp_configs_set),
-            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            (14, b"dhcpconfigsset") => r.list(child, &mut self.dhcp_configs_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut self.request_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -5904,19 +5822,18 @@ pub struct NiftyDescribeDhcpStatusResult {
 
 impl crate::xml::FromXml for NiftyDescribeDhcpStatusResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (24, b"dhcpstatusinformationset") => r.list(child, &mut out.dhcp_status_information_set),
-            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
-            (8, b"routerid") => r.scalar(child, &mut seen, 2, &mut out.router_id),
-            (10, b"routername") => r.scalar(child, &mut seen, 3, &mut out.router_name),
+            (24, b"dhcpstatusinformationset") => r.list(child, &mut self.dhcp_status_information_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut self.request_id),
+            (8, b"routerid") => r.scalar(child, &mut seen, 2, &mut self.router_id),
+            (10, b"routername") => r.scalar(child, &mut seen, 3, &mut self.router_name),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -5994,17 +5911,16 @@ pub struct NiftyDescribeNatTablesResult {
 
 impl crate::xml::FromXml for NiftyDescribeNatTablesResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (11, b"nattableset") => r.list(child, &mut out.nat_table_set),
-            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            (11, b"nattableset") => r.list(child, &mut self.nat_table_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut self.request_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -6094,17 +6010,16 @@ pub struct NiftyDescribePrivateLansResult {
 
 impl crate::xml::FromXml for NiftyDescribePrivateLansResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (13, b"privatelanset") => r.list(child, &mut out.private_lan_set),
-            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            (13, b"privatelanset") => r.list(child, &mut self.private_lan_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut self.request_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -6194,17 +6109,16 @@ pub struct NiftyDescribeRoutersResult {
 
 impl crate::xml::FromXml for NiftyDescribeRoutersResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (9, b"routerset") => r.list(child, &mut out.router_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (9, b"routerset") => r.list(child, &mut self.router_set),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -6302,17 +6216,16 @@ pub struct NiftyDisableDhcpResult {
 
 impl crate::xml::FromXml for NiftyDisableDhcpResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -6392,17 +6305,16 @@ pub struct NiftyDisassociateNatTableResult {
 
 impl crate::xml::FromXml for NiftyDisassociateNatTableResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -6516,17 +6428,16 @@ pub struct NiftyEnableDhcpResult {
 
 impl crate::xml::FromXml for NiftyEnableDhcpResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -6625,17 +6536,16 @@ pub struct NiftyModifyAddressAttributeResult {
 
 impl crate::xml::FromXml for NiftyModifyAddressAttributeResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -6734,17 +6644,16 @@ pub struct NiftyModifyPrivateLanAttributeResult {
 
 impl crate::xml::FromXml for NiftyModifyPrivateLanAttributeResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -6851,17 +6760,16 @@ pub struct NiftyModifyRouterAttributeResult {
 
 impl crate::xml::FromXml for NiftyModifyRouterAttributeResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -6965,17 +6873,16 @@ pub struct NiftyModifyWebProxyAttributeResult {
 
 impl crate::xml::FromXml for NiftyModifyWebProxyAttributeResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -7041,17 +6948,16 @@ pub struct NiftyRebootRoutersResult {
 
 impl crate::xml::FromXml for NiftyRebootRoutersResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -7125,17 +7031,16 @@ pub struct NiftyReleaseRouterBackupStateResult {
 
 impl crate::xml::FromXml for NiftyReleaseRouterBackupStateResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -7247,17 +7152,16 @@ pub struct NiftyReplaceDhcpConfigResult {
 
 impl crate::xml::FromXml for NiftyReplaceDhcpConfigResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -7369,17 +7273,16 @@ pub struct NiftyReplaceDhcpOptionResult {
 
 impl crate::xml::FromXml for NiftyReplaceDhcpOptionResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -7534,18 +7437,17 @@ pub struct NiftyReplaceNatRuleResult {
 
 impl crate::xml::FromXml for NiftyReplaceNatRuleResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (7, b"natrule") => r.structure(child, &mut seen, 0, &mut out.nat_rule),
-            (10, b"nattableid") => r.scalar(child, &mut seen, 1, &mut out.nat_table_id),
-            (9, b"requestid") => r.scalar(child, &mut seen, 2, &mut out.request_id),
+            (7, b"natrule") => r.structure(child, &mut seen, 0, &mut self.nat_rule),
+            (10, b"nattableid") => r.scalar(child, &mut seen, 1, &mut self.nat_table_id),
+            (9, b"requestid") => r.scalar(child, &mut seen, 2, &mut self.request_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -7636,17 +7538,16 @@ pub struct NiftyReplaceNatTableAssociationResult {
 
 impl crate::xml::FromXml for NiftyReplaceNatTableAssociationResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (16, b"newassociationid") => r.scalar(child, &mut seen, 0, &mut out.new_association_id),
-            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            (16, b"newassociationid") => r.scalar(child, &mut seen, 0, &mut self.new_association_id),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut self.request_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -7728,17 +7629,16 @@ pub struct NiftyReplaceRouterLatestVersionResult {
 
 impl crate::xml::FromXml for NiftyReplaceRouterLatestVersionResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -7812,17 +7712,16 @@ pub struct NiftyRestoreRouterPreviousVersionResult {
 
 impl crate::xml::FromXml for NiftyRestoreRouterPreviousVersionResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -7923,17 +7822,16 @@ pub struct NiftyUpdateRouterNetworkInterfacesResult {
 
 impl crate::xml::FromXml for NiftyUpdateRouterNetworkInterfacesResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -7954,16 +7852,15 @@ pub struct OptionOfNiftyCreateWebProxy {
 
 impl crate::xml::FromXml for OptionOfNiftyCreateWebProxy {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (10, b"nameserver") => r.scalar(child, &mut seen, 0, &mut out.name_server),
+            (10, b"nameserver") => r.scalar(child, &mut seen, 0, &mut self.name_server),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -7983,17 +7880,16 @@ pub struct OutboundInterface {
 
 impl crate::xml::FromXml for OutboundInterface {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"networkid") => r.scalar(child, &mut seen, 0, &mut out.network_id),
-            (11, b"networkname") => r.scalar(child, &mut seen, 1, &mut out.network_name),
+            (9, b"networkid") => r.scalar(child, &mut seen, 0, &mut self.network_id),
+            (11, b"networkname") => r.scalar(child, &mut seen, 1, &mut self.network_name),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -8017,19 +7913,18 @@ pub struct PrivateIpAddressesSetOfCreateNetworkInterface {
 
 impl crate::xml::FromXml for PrivateIpAddressesSetOfCreateNetworkInterface {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (11, b"association") => r.structure(child, &mut seen, 0, &mut out.association),
-            (7, b"primary") => r.scalar(child, &mut seen, 1, &mut out.primary),
-            (14, b"privatednsname") => r.scalar(child, &mut seen, 2, &mut out.private_dns_name),
-            (16, b"privateipaddress") => r.scalar(child, &mut seen, 3, &mut out.private_ip_address),
+            (11, b"association") => r.structure(child, &mut seen, 0, &mut self.association),
+            (7, b"primary") => r.scalar(child, &mut seen, 1, &mut self.primary),
+            (14, b"privatednsname") => r.scalar(child, &mut seen, 2, &mut self.private_dns_name),
+            (16, b"privateipaddress") => r.scalar(child, &mut seen, 3, &mut self.private_ip_address),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -8053,19 +7948,18 @@ pub struct PrivateIpAddressesSetOfDescribeNetworkInterfaces {
 
 impl crate::xml::FromXml for PrivateIpAddressesSetOfDescribeNetworkInterfaces {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (11, b"association") => r.structure(child, &mut seen, 0, &mut out.association),
-            (7, b"primary") => r.scalar(child, &mut seen, 1, &mut out.primary),
-            (14, b"privatednsname") => r.scalar(child, &mut seen, 2, &mut out.private_dns_name),
-            (16, b"privateipaddress") => r.scalar(child, &mut seen, 3, &mut out.private_ip_address),
+            (11, b"association") => r.structure(child, &mut seen, 0, &mut self.association),
+            (7, b"primary") => r.scalar(child, &mut seen, 1, &mut self.primary),
+            (14, b"privatednsname") => r.scalar(child, &mut seen, 2, &mut self.private_dns_name),
+            (16, b"privateipaddress") => r.scalar(child, &mut seen, 3, &mut self.private_ip_address),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -8115,32 +8009,31 @@ pub struct PrivateLanOfNiftyCreatePrivateLan {
 
 impl crate::xml::FromXml for PrivateLanOfNiftyCreatePrivateLan {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (14, b"accountingtype") => r.scalar(child, &mut seen, 0, &mut out.accounting_type),
-            (16, b"availabilityzone") => r.scalar(child, &mut seen, 1, &mut out.availability_zone),
-            (9, b"cidrblock") => r.scalar(child, &mut seen, 2, &mut out.cidr_block),
-            (11, b"createdtime") => r.scalar(child, &mut seen, 3, &mut out.created_time),
-            (11, b"description") => r.scalar(child, &mut seen, 4, &mut out.description),
-            (23, b"elasticloadbalancingset") => r.list(child, &mut out.elastic_load_balancing_set),
-            (12, b"instancesset") => r.list(child, &mut out.instances_set),
-            (9, b"networkid") => r.scalar(child, &mut seen, 7, &mut out.network_id),
-            (19, b"networkinterfaceset") => r.list(child, &mut out.network_interface_set),
-            (23, b"nextmonthaccountingtype") => r.scalar(child, &mut seen, 9, &mut out.next_month_accounting_type),
-            (14, b"privatelanname") => r.scalar(child, &mut seen, 10, &mut out.private_lan_name),
-            (25, b"remoteaccessvpngatewayset") => r.list(child, &mut out.remote_access_vpn_gateway_set),
-            (9, b"routerset") => r.list(child, &mut out.router_set),
-            (13, b"sharingstatus") => r.scalar(child, &mut seen, 13, &mut out.sharing_status),
-            (5, b"state") => r.scalar(child, &mut seen, 14, &mut out.state),
-            (6, b"tagset") => r.list(child, &mut out.tag_set),
-            (13, b"vpngatewayset") => r.list(child, &mut out.vpn_gateway_set),
+            (14, b"accountingtype") => r.scalar(child, &mut seen, 0, &mut self.accounting_type),
+            (16, b"availabilityzone") => r.scalar(child, &mut seen, 1, &mut self.availability_zone),
+            (9, b"cidrblock") => r.scalar(child, &mut seen, 2, &mut self.cidr_block),
+            (11, b"createdtime") => r.scalar(child, &mut seen, 3, &mut self.created_time),
+            (11, b"description") => r.scalar(child, &mut seen, 4, &mut self.description),
+            (23, b"elasticloadbalancingset") => r.list(child, &mut self.elastic_load_balancing_set),
+            (12, b"instancesset") => r.list(child, &mut self.instances_set),
+            (9, b"networkid") => r.scalar(child, &mut seen, 7, &mut self.network_id),
+            (19, b"networkinterfaceset") => r.list(child, &mut self.network_interface_set),
+            (23, b"nextmonthaccountingtype") => r.scalar(child, &mut seen, 9, &mut self.next_month_accounting_type),
+            (14, b"privatelanname") => r.scalar(child, &mut seen, 10, &mut self.private_lan_name),
+            (25, b"remoteaccessvpngatewayset") => r.list(child, &mut self.remote_access_vpn_gateway_set),
+            (9, b"routerset") => r.list(child, &mut self.router_set),
+            (13, b"sharingstatus") => r.scalar(child, &mut seen, 13, &mut self.sharing_status),
+            (5, b"state") => r.scalar(child, &mut seen, 14, &mut self.state),
+            (6, b"tagset") => r.list(child, &mut self.tag_set),
+            (13, b"vpngatewayset") => r.list(child, &mut self.vpn_gateway_set),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -8190,32 +8083,31 @@ pub struct PrivateLanSet {
 
 impl crate::xml::FromXml for PrivateLanSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (14, b"accountingtype") => r.scalar(child, &mut seen, 0, &mut out.accounting_type),
-            (16, b"availabilityzone") => r.scalar(child, &mut seen, 1, &mut out.availability_zone),
-            (9, b"cidrblock") => r.scalar(child, &mut seen, 2, &mut out.cidr_block),
-            (11, b"createdtime") => r.scalar(child, &mut seen, 3, &mut out.created_time),
-            (11, b"description") => r.scalar(child, &mut seen, 4, &mut out.description),
-            (23, b"elasticloadbalancingset") => r.list(child, &mut out.elastic_load_balancing_set),
-            (12, b"instancesset") => r.list(child, &mut out.instances_set),
-            (9, b"networkid") => r.scalar(child, &mut seen, 7, &mut out.network_id),
-            (19, b"networkinterfaceset") => r.list(child, &mut out.network_interface_set),
-            (23, b"nextmonthaccountingtype") => r.scalar(child, &mut seen, 9, &mut out.next_month_accounting_type),
-            (14, b"privatelanname") => r.scalar(child, &mut seen, 10, &mut out.private_lan_name),
-            (25, b"remoteaccessvpngatewayset") => r.list(child, &mut out.remote_access_vpn_gateway_set),
-            (9, b"routerset") => r.list(child, &mut out.router_set),
-            (13, b"sharingstatus") => r.scalar(child, &mut seen, 13, &mut out.sharing_status),
-            (5, b"state") => r.scalar(child, &mut seen, 14, &mut out.state),
-            (6, b"tagset") => r.list(child, &mut out.tag_set),
-            (13, b"vpngatewayset") => r.list(child, &mut out.vpn_gateway_set),
+            (14, b"accountingtype") => r.scalar(child, &mut seen, 0, &mut self.accounting_type),
+            (16, b"availabilityzone") => r.scalar(child, &mut seen, 1, &mut self.availability_zone),
+            (9, b"cidrblock") => r.scalar(child, &mut seen, 2, &mut self.cidr_block),
+            (11, b"createdtime") => r.scalar(child, &mut seen, 3, &mut self.created_time),
+            (11, b"description") => r.scalar(child, &mut seen, 4, &mut self.description),
+            (23, b"elasticloadbalancingset") => r.list(child, &mut self.elastic_load_balancing_set),
+            (12, b"instancesset") => r.list(child, &mut self.instances_set),
+            (9, b"networkid") => r.scalar(child, &mut seen, 7, &mut self.network_id),
+            (19, b"networkinterfaceset") => r.list(child, &mut self.network_interface_set),
+            (23, b"nextmonthaccountingtype") => r.scalar(child, &mut seen, 9, &mut self.next_month_accounting_type),
+            (14, b"privatelanname") => r.scalar(child, &mut seen, 10, &mut self.private_lan_name),
+            (25, b"remoteaccessvpngatewayset") => r.list(child, &mut self.remote_access_vpn_gateway_set),
+            (9, b"routerset") => r.list(child, &mut self.router_set),
+            (13, b"sharingstatus") => r.scalar(child, &mut seen, 13, &mut self.sharing_status),
+            (5, b"state") => r.scalar(child, &mut seen, 14, &mut self.state),
+            (6, b"tagset") => r.list(child, &mut self.tag_set),
+            (13, b"vpngatewayset") => r.list(child, &mut self.vpn_gateway_set),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -8237,18 +8129,17 @@ pub struct PropagatingVgwSet {
 
 impl crate::xml::FromXml for PropagatingVgwSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"gatewayid") => r.scalar(child, &mut seen, 0, &mut out.gateway_id),
-            (16, b"niftygatewayname") => r.scalar(child, &mut seen, 1, &mut out.nifty_gateway_name),
-            (23, b"routetableassociationid") => r.scalar(child, &mut seen, 2, &mut out.route_table_association_id),
+            (9, b"gatewayid") => r.scalar(child, &mut seen, 0, &mut self.gateway_id),
+            (16, b"niftygatewayname") => r.scalar(child, &mut seen, 1, &mut self.nifty_gateway_name),
+            (23, b"routetableassociationid") => r.scalar(child, &mut seen, 2, &mut self.route_table_association_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -8327,17 +8218,16 @@ pub struct ReleaseAddressResult {
 
 impl crate::xml::FromXml for ReleaseAddressResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -8424,17 +8314,16 @@ pub struct ReleaseMultiIpAddressesResult {
 
 impl crate::xml::FromXml for ReleaseMultiIpAddressesResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -8461,21 +8350,20 @@ pub struct RemoteAccessVpnGatewaySetOfNiftyCreatePrivateLan {
 
 impl crate::xml::FromXml for RemoteAccessVpnGatewaySetOfNiftyCreatePrivateLan {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (11, b"deviceindex") => r.scalar(child, &mut seen, 0, &mut out.device_index),
-            (9, b"ipaddress") => r.scalar(child, &mut seen, 1, &mut out.ip_address),
-            (24, b"remoteaccessvpngatewayid") => r.scalar(child, &mut seen, 2, &mut out.remote_access_vpn_gateway_id),
+            (11, b"deviceindex") => r.scalar(child, &mut seen, 0, &mut self.device_index),
+            (9, b"ipaddress") => r.scalar(child, &mut seen, 1, &mut self.ip_address),
+            (24, b"remoteaccessvpngatewayid") => r.scalar(child, &mut seen, 2, &mut self.remote_access_vpn_gateway_id),
             (26, b"remoteaccessvpngatewayname") => {
-                r.scalar(child, &mut seen, 3, &mut out.remote_access_vpn_gateway_name)
+                r.scalar(child, &mut seen, 3, &mut self.remote_access_vpn_gateway_name)
             }
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -8499,21 +8387,20 @@ pub struct RemoteAccessVpnGatewaySetOfNiftyDescribePrivateLans {
 
 impl crate::xml::FromXml for RemoteAccessVpnGatewaySetOfNiftyDescribePrivateLans {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (11, b"deviceindex") => r.scalar(child, &mut seen, 0, &mut out.device_index),
-            (9, b"ipaddress") => r.scalar(child, &mut seen, 1, &mut out.ip_address),
-            (24, b"remoteaccessvpngatewayid") => r.scalar(child, &mut seen, 2, &mut out.remote_access_vpn_gateway_id),
+            (11, b"deviceindex") => r.scalar(child, &mut seen, 0, &mut self.device_index),
+            (9, b"ipaddress") => r.scalar(child, &mut seen, 1, &mut self.ip_address),
+            (24, b"remoteaccessvpngatewayid") => r.scalar(child, &mut seen, 2, &mut self.remote_access_vpn_gateway_id),
             (26, b"remoteaccessvpngatewayname") => {
-                r.scalar(child, &mut seen, 3, &mut out.remote_access_vpn_gateway_name)
+                r.scalar(child, &mut seen, 3, &mut self.remote_access_vpn_gateway_name)
             }
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -8601,17 +8488,16 @@ pub struct ReplaceRouteTableAssociationResult {
 
 impl crate::xml::FromXml for ReplaceRouteTableAssociationResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (16, b"newassociationid") => r.scalar(child, &mut seen, 0, &mut out.new_association_id),
-            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            (16, b"newassociationid") => r.scalar(child, &mut seen, 0, &mut self.new_association_id),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut self.request_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -9562,23 +9448,22 @@ pub struct RouteSet {
 
 impl crate::xml::FromXml for RouteSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (20, b"destinationcidrblock") => r.scalar(child, &mut seen, 0, &mut out.destination_cidr_block),
-            (9, b"ipaddress") => r.scalar(child, &mut seen, 1, &mut out.ip_address),
-            (9, b"networkid") => r.scalar(child, &mut seen, 2, &mut out.network_id),
-            (11, b"networkname") => r.scalar(child, &mut seen, 3, &mut out.network_name),
-            (6, b"origin") => r.scalar(child, &mut seen, 4, &mut out.origin),
-            (8, b"priority") => r.scalar(child, &mut seen, 5, &mut out.priority),
-            (5, b"state") => r.scalar(child, &mut seen, 6, &mut out.state),
-            (22, b"vpcpeeringconnectionid") => r.scalar(child, &mut seen, 7, &mut out.vpc_peering_connection_id),
+            (20, b"destinationcidrblock") => r.scalar(child, &mut seen, 0, &mut self.destination_cidr_block),
+            (9, b"ipaddress") => r.scalar(child, &mut seen, 1, &mut self.ip_address),
+            (9, b"networkid") => r.scalar(child, &mut seen, 2, &mut self.network_id),
+            (11, b"networkname") => r.scalar(child, &mut seen, 3, &mut self.network_name),
+            (6, b"origin") => r.scalar(child, &mut seen, 4, &mut self.origin),
+            (8, b"priority") => r.scalar(child, &mut seen, 5, &mut self.priority),
+            (5, b"state") => r.scalar(child, &mut seen, 6, &mut self.state),
+            (22, b"vpcpeeringconnectionid") => r.scalar(child, &mut seen, 7, &mut self.vpc_peering_connection_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -9602,21 +9487,20 @@ pub struct RouteTable {
 
 impl crate::xml::FromXml for RouteTable {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (14, b"associationset") => r.scalar(child, &mut seen, 0, &mut out.association_set),
+            (14, b"associationset") => r.scalar(child, &mut seen, 0, &mut self.association_set),
             (33, b"elasticloadbalancerassociationset") => {
-                r.scalar(child, &mut seen, 1, &mut out.elastic_load_balancer_association_set)
+                r.scalar(child, &mut seen, 1, &mut self.elastic_load_balancer_association_set)
             }
-            (12, b"routetableid") => r.scalar(child, &mut seen, 2, &mut out.route_table_id),
-            (6, b"tagset") => r.list(child, &mut out.tag_set),
+            (12, b"routetableid") => r.scalar(child, &mut seen, 2, &mut self.route_table_id),
+            (6, b"tagset") => r.list(child, &mut self.tag_set),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -9644,21 +9528,22 @@ pub struct RouteTableSet {
 
 impl crate::xml::FromXml for RouteTableSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (14, b"associationset") => r.list(child, &mut out.association_set),
-            (33, b"elasticloadbalancerassociationset") => r.list(child, &mut out.elastic_load_balancer_association_set),
-            (17, b"propagatingvgwset") => r.list(child, &mut out.propagating_vgw_set),
-            (8, b"routeset") => r.list(child, &mut out.route_set),
-            (12, b"routetableid") => r.scalar(child, &mut seen, 4, &mut out.route_table_id),
-            (6, b"tagset") => r.list(child, &mut out.tag_set),
+            (14, b"associationset") => r.list(child, &mut self.association_set),
+            (33, b"elasticloadbalancerassociationset") => {
+                r.list(child, &mut self.elastic_load_balancer_association_set)
+            }
+            (17, b"propagatingvgwset") => r.list(child, &mut self.propagating_vgw_set),
+            (8, b"routeset") => r.list(child, &mut self.route_set),
+            (12, b"routetableid") => r.scalar(child, &mut seen, 4, &mut self.route_table_id),
+            (6, b"tagset") => r.list(child, &mut self.tag_set),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -9698,27 +9583,26 @@ pub struct Router {
 
 impl crate::xml::FromXml for Router {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (14, b"accountingtype") => r.scalar(child, &mut seen, 0, &mut out.accounting_type),
-            (16, b"availabilityzone") => r.scalar(child, &mut seen, 1, &mut out.availability_zone),
-            (17, b"backupinformation") => r.structure(child, &mut seen, 2, &mut out.backup_information),
-            (11, b"description") => r.scalar(child, &mut seen, 3, &mut out.description),
-            (8, b"groupset") => r.list(child, &mut out.group_set),
-            (19, b"networkinterfaceset") => r.list(child, &mut out.network_interface_set),
-            (23, b"nextmonthaccountingtype") => r.scalar(child, &mut seen, 6, &mut out.next_month_accounting_type),
-            (8, b"routerid") => r.scalar(child, &mut seen, 7, &mut out.router_id),
-            (10, b"routername") => r.scalar(child, &mut seen, 8, &mut out.router_name),
-            (5, b"state") => r.scalar(child, &mut seen, 9, &mut out.state),
-            (4, b"type") => r.scalar(child, &mut seen, 10, &mut out.r#type),
-            (18, b"versioninformation") => r.structure(child, &mut seen, 11, &mut out.version_information),
+            (14, b"accountingtype") => r.scalar(child, &mut seen, 0, &mut self.accounting_type),
+            (16, b"availabilityzone") => r.scalar(child, &mut seen, 1, &mut self.availability_zone),
+            (17, b"backupinformation") => r.structure(child, &mut seen, 2, &mut self.backup_information),
+            (11, b"description") => r.scalar(child, &mut seen, 3, &mut self.description),
+            (8, b"groupset") => r.list(child, &mut self.group_set),
+            (19, b"networkinterfaceset") => r.list(child, &mut self.network_interface_set),
+            (23, b"nextmonthaccountingtype") => r.scalar(child, &mut seen, 6, &mut self.next_month_accounting_type),
+            (8, b"routerid") => r.scalar(child, &mut seen, 7, &mut self.router_id),
+            (10, b"routername") => r.scalar(child, &mut seen, 8, &mut self.router_name),
+            (5, b"state") => r.scalar(child, &mut seen, 9, &mut self.state),
+            (4, b"type") => r.scalar(child, &mut seen, 10, &mut self.r#type),
+            (18, b"versioninformation") => r.structure(child, &mut seen, 11, &mut self.version_information),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -9742,19 +9626,18 @@ pub struct RouterSetOfNiftyCreatePrivateLan {
 
 impl crate::xml::FromXml for RouterSetOfNiftyCreatePrivateLan {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (11, b"deviceindex") => r.scalar(child, &mut seen, 0, &mut out.device_index),
-            (9, b"ipaddress") => r.scalar(child, &mut seen, 1, &mut out.ip_address),
-            (8, b"routerid") => r.scalar(child, &mut seen, 2, &mut out.router_id),
-            (10, b"routername") => r.scalar(child, &mut seen, 3, &mut out.router_name),
+            (11, b"deviceindex") => r.scalar(child, &mut seen, 0, &mut self.device_index),
+            (9, b"ipaddress") => r.scalar(child, &mut seen, 1, &mut self.ip_address),
+            (8, b"routerid") => r.scalar(child, &mut seen, 2, &mut self.router_id),
+            (10, b"routername") => r.scalar(child, &mut seen, 3, &mut self.router_name),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -9778,19 +9661,18 @@ pub struct RouterSetOfNiftyDescribePrivateLans {
 
 impl crate::xml::FromXml for RouterSetOfNiftyDescribePrivateLans {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (11, b"deviceindex") => r.scalar(child, &mut seen, 0, &mut out.device_index),
-            (9, b"ipaddress") => r.scalar(child, &mut seen, 1, &mut out.ip_address),
-            (8, b"routerid") => r.scalar(child, &mut seen, 2, &mut out.router_id),
-            (10, b"routername") => r.scalar(child, &mut seen, 3, &mut out.router_name),
+            (11, b"deviceindex") => r.scalar(child, &mut seen, 0, &mut self.device_index),
+            (9, b"ipaddress") => r.scalar(child, &mut seen, 1, &mut self.ip_address),
+            (8, b"routerid") => r.scalar(child, &mut seen, 2, &mut self.router_id),
+            (10, b"routername") => r.scalar(child, &mut seen, 3, &mut self.router_name),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -9842,33 +9724,32 @@ pub struct RouterSetOfNiftyDescribeRouters {
 
 impl crate::xml::FromXml for RouterSetOfNiftyDescribeRouters {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (14, b"accountingtype") => r.scalar(child, &mut seen, 0, &mut out.accounting_type),
-            (16, b"availabilityzone") => r.scalar(child, &mut seen, 1, &mut out.availability_zone),
-            (17, b"backupinformation") => r.structure(child, &mut seen, 2, &mut out.backup_information),
-            (11, b"createdtime") => r.scalar(child, &mut seen, 3, &mut out.created_time),
-            (11, b"description") => r.scalar(child, &mut seen, 4, &mut out.description),
-            (8, b"groupset") => r.list(child, &mut out.group_set),
-            (21, b"nattableassociationid") => r.scalar(child, &mut seen, 6, &mut out.nat_table_association_id),
-            (10, b"nattableid") => r.scalar(child, &mut seen, 7, &mut out.nat_table_id),
-            (19, b"networkinterfaceset") => r.list(child, &mut out.network_interface_set),
-            (23, b"nextmonthaccountingtype") => r.scalar(child, &mut seen, 9, &mut out.next_month_accounting_type),
-            (23, b"routetableassociationid") => r.scalar(child, &mut seen, 10, &mut out.route_table_association_id),
-            (12, b"routetableid") => r.scalar(child, &mut seen, 11, &mut out.route_table_id),
-            (8, b"routerid") => r.scalar(child, &mut seen, 12, &mut out.router_id),
-            (10, b"routername") => r.scalar(child, &mut seen, 13, &mut out.router_name),
-            (5, b"state") => r.scalar(child, &mut seen, 14, &mut out.state),
-            (6, b"tagset") => r.list(child, &mut out.tag_set),
-            (4, b"type") => r.scalar(child, &mut seen, 16, &mut out.r#type),
-            (18, b"versioninformation") => r.structure(child, &mut seen, 17, &mut out.version_information),
+            (14, b"accountingtype") => r.scalar(child, &mut seen, 0, &mut self.accounting_type),
+            (16, b"availabilityzone") => r.scalar(child, &mut seen, 1, &mut self.availability_zone),
+            (17, b"backupinformation") => r.structure(child, &mut seen, 2, &mut self.backup_information),
+            (11, b"createdtime") => r.scalar(child, &mut seen, 3, &mut self.created_time),
+            (11, b"description") => r.scalar(child, &mut seen, 4, &mut self.description),
+            (8, b"groupset") => r.list(child, &mut self.group_set),
+            (21, b"nattableassociationid") => r.scalar(child, &mut seen, 6, &mut self.nat_table_association_id),
+            (10, b"nattableid") => r.scalar(child, &mut seen, 7, &mut self.nat_table_id),
+            (19, b"networkinterfaceset") => r.list(child, &mut self.network_interface_set),
+            (23, b"nextmonthaccountingtype") => r.scalar(child, &mut seen, 9, &mut self.next_month_accounting_type),
+            (23, b"routetableassociationid") => r.scalar(child, &mut seen, 10, &mut self.route_table_association_id),
+            (12, b"routetableid") => r.scalar(child, &mut seen, 11, &mut self.route_table_id),
+            (8, b"routerid") => r.scalar(child, &mut seen, 12, &mut self.router_id),
+            (10, b"routername") => r.scalar(child, &mut seen, 13, &mut self.router_name),
+            (5, b"state") => r.scalar(child, &mut seen, 14, &mut self.state),
+            (6, b"tagset") => r.list(child, &mut self.tag_set),
+            (4, b"type") => r.scalar(child, &mut seen, 16, &mut self.r#type),
+            (18, b"versioninformation") => r.structure(child, &mut seen, 17, &mut self.version_information),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -9888,17 +9769,16 @@ pub struct Source {
 
 impl crate::xml::FromXml for Source {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (7, b"address") => r.scalar(child, &mut seen, 0, &mut out.address),
-            (4, b"port") => r.scalar(child, &mut seen, 1, &mut out.port),
+            (7, b"address") => r.scalar(child, &mut seen, 0, &mut self.address),
+            (4, b"port") => r.scalar(child, &mut seen, 1, &mut self.port),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -9920,18 +9800,17 @@ pub struct StaticMappingsSet {
 
 impl crate::xml::FromXml for StaticMappingsSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (11, b"description") => r.scalar(child, &mut seen, 0, &mut out.description),
-            (9, b"ipaddress") => r.scalar(child, &mut seen, 1, &mut out.ip_address),
-            (10, b"macaddress") => r.scalar(child, &mut seen, 2, &mut out.mac_address),
+            (11, b"description") => r.scalar(child, &mut seen, 0, &mut self.description),
+            (9, b"ipaddress") => r.scalar(child, &mut seen, 1, &mut self.ip_address),
+            (10, b"macaddress") => r.scalar(child, &mut seen, 2, &mut self.mac_address),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -9951,17 +9830,16 @@ pub struct Translation {
 
 impl crate::xml::FromXml for Translation {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (7, b"address") => r.scalar(child, &mut seen, 0, &mut out.address),
-            (4, b"port") => r.scalar(child, &mut seen, 1, &mut out.port),
+            (7, b"address") => r.scalar(child, &mut seen, 0, &mut self.address),
+            (4, b"port") => r.scalar(child, &mut seen, 1, &mut self.port),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -9979,16 +9857,15 @@ pub struct ValueSet {
 
 impl crate::xml::FromXml for ValueSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (5, b"value") => r.scalar(child, &mut seen, 0, &mut out.value),
+            (5, b"value") => r.scalar(child, &mut seen, 0, &mut self.value),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -10008,17 +9885,16 @@ pub struct VersionInformationOfNiftyCreateRouter {
 
 impl crate::xml::FromXml for VersionInformationOfNiftyCreateRouter {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (8, b"islatest") => r.scalar(child, &mut seen, 0, &mut out.is_latest),
-            (7, b"version") => r.scalar(child, &mut seen, 1, &mut out.version),
+            (8, b"islatest") => r.scalar(child, &mut seen, 0, &mut self.is_latest),
+            (7, b"version") => r.scalar(child, &mut seen, 1, &mut self.version),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -10038,17 +9914,16 @@ pub struct VersionInformationOfNiftyDescribeRouters {
 
 impl crate::xml::FromXml for VersionInformationOfNiftyDescribeRouters {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (8, b"islatest") => r.scalar(child, &mut seen, 0, &mut out.is_latest),
-            (7, b"version") => r.scalar(child, &mut seen, 1, &mut out.version),
+            (8, b"islatest") => r.scalar(child, &mut seen, 0, &mut self.is_latest),
+            (7, b"version") => r.scalar(child, &mut seen, 1, &mut self.version),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -10072,19 +9947,18 @@ pub struct VpnGatewaySetOfNiftyCreatePrivateLan {
 
 impl crate::xml::FromXml for VpnGatewaySetOfNiftyCreatePrivateLan {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (11, b"deviceindex") => r.scalar(child, &mut seen, 0, &mut out.device_index),
-            (9, b"ipaddress") => r.scalar(child, &mut seen, 1, &mut out.ip_address),
-            (19, b"niftyvpngatewayname") => r.scalar(child, &mut seen, 2, &mut out.nifty_vpn_gateway_name),
-            (12, b"vpngatewayid") => r.scalar(child, &mut seen, 3, &mut out.vpn_gateway_id),
+            (11, b"deviceindex") => r.scalar(child, &mut seen, 0, &mut self.device_index),
+            (9, b"ipaddress") => r.scalar(child, &mut seen, 1, &mut self.ip_address),
+            (19, b"niftyvpngatewayname") => r.scalar(child, &mut seen, 2, &mut self.nifty_vpn_gateway_name),
+            (12, b"vpngatewayid") => r.scalar(child, &mut seen, 3, &mut self.vpn_gateway_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -10108,19 +9982,18 @@ pub struct VpnGatewaySetOfNiftyDescribePrivateLans {
 
 impl crate::xml::FromXml for VpnGatewaySetOfNiftyDescribePrivateLans {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (11, b"deviceindex") => r.scalar(child, &mut seen, 0, &mut out.device_index),
-            (9, b"ipaddress") => r.scalar(child, &mut seen, 1, &mut out.ip_address),
-            (19, b"niftyvpngatewayname") => r.scalar(child, &mut seen, 2, &mut out.nifty_vpn_gateway_name),
-            (12, b"vpngatewayid") => r.scalar(child, &mut seen, 3, &mut out.vpn_gateway_id),
+            (11, b"deviceindex") => r.scalar(child, &mut seen, 0, &mut self.device_index),
+            (9, b"ipaddress") => r.scalar(child, &mut seen, 1, &mut self.ip_address),
+            (19, b"niftyvpngatewayname") => r.scalar(child, &mut seen, 2, &mut self.nifty_vpn_gateway_name),
+            (12, b"vpngatewayid") => r.scalar(child, &mut seen, 3, &mut self.vpn_gateway_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -10150,21 +10023,20 @@ pub struct WebProxy {
 
 impl crate::xml::FromXml for WebProxy {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (15, b"bypassinterface") => r.structure(child, &mut seen, 0, &mut out.bypass_interface),
-            (11, b"description") => r.scalar(child, &mut seen, 1, &mut out.description),
-            (15, b"listeninterface") => r.structure(child, &mut seen, 2, &mut out.listen_interface),
-            (10, b"listenport") => r.scalar(child, &mut seen, 3, &mut out.listen_port),
-            (6, b"option") => r.structure(child, &mut seen, 4, &mut out.option),
-            (8, b"routerid") => r.scalar(child, &mut seen, 5, &mut out.router_id),
-            (10, b"routername") => r.scalar(child, &mut seen, 6, &mut out.router_name),
+            (15, b"bypassinterface") => r.structure(child, &mut seen, 0, &mut self.bypass_interface),
+            (11, b"description") => r.scalar(child, &mut seen, 1, &mut self.description),
+            (15, b"listeninterface") => r.structure(child, &mut seen, 2, &mut self.listen_interface),
+            (10, b"listenport") => r.scalar(child, &mut seen, 3, &mut self.listen_port),
+            (6, b"option") => r.structure(child, &mut seen, 4, &mut self.option),
+            (8, b"routerid") => r.scalar(child, &mut seen, 5, &mut self.router_id),
+            (10, b"routername") => r.scalar(child, &mut seen, 6, &mut self.router_name),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }

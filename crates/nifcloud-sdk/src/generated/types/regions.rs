@@ -28,21 +28,20 @@ pub struct AvailabilityZoneInfo {
 
 impl crate::xml::FromXml for AvailabilityZoneInfo {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"isdefault") => r.scalar(child, &mut seen, 0, &mut out.is_default),
-            (10, b"messageset") => r.scalar(child, &mut seen, 1, &mut out.message_set),
-            (10, b"regionname") => r.scalar(child, &mut seen, 2, &mut out.region_name),
-            (22, b"securitygroupsupported") => r.scalar(child, &mut seen, 3, &mut out.security_group_supported),
-            (8, b"zonename") => r.scalar(child, &mut seen, 4, &mut out.zone_name),
-            (9, b"zonestate") => r.scalar(child, &mut seen, 5, &mut out.zone_state),
+            (9, b"isdefault") => r.scalar(child, &mut seen, 0, &mut self.is_default),
+            (10, b"messageset") => r.scalar(child, &mut seen, 1, &mut self.message_set),
+            (10, b"regionname") => r.scalar(child, &mut seen, 2, &mut self.region_name),
+            (22, b"securitygroupsupported") => r.scalar(child, &mut seen, 3, &mut self.security_group_supported),
+            (8, b"zonename") => r.scalar(child, &mut seen, 4, &mut self.zone_name),
+            (9, b"zonestate") => r.scalar(child, &mut seen, 5, &mut self.zone_state),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -109,17 +108,16 @@ pub struct DescribeAvailabilityZonesResult {
 
 impl crate::xml::FromXml for DescribeAvailabilityZonesResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (20, b"availabilityzoneinfo") => r.list(child, &mut out.availability_zone_info),
-            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            (20, b"availabilityzoneinfo") => r.list(child, &mut self.availability_zone_info),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut self.request_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -197,17 +195,16 @@ pub struct DescribeRegionsResult {
 
 impl crate::xml::FromXml for DescribeRegionsResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (10, b"regioninfo") => r.list(child, &mut out.region_info),
-            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            (10, b"regioninfo") => r.list(child, &mut self.region_info),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut self.request_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -228,16 +225,15 @@ pub struct MessageSet {
 
 impl crate::xml::FromXml for MessageSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (7, b"message") => r.scalar(child, &mut seen, 0, &mut out.message),
+            (7, b"message") => r.scalar(child, &mut seen, 0, &mut self.message),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -261,19 +257,18 @@ pub struct RegionInfo {
 
 impl crate::xml::FromXml for RegionInfo {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"isdefault") => r.scalar(child, &mut seen, 0, &mut out.is_default),
-            (10, b"messageset") => r.list(child, &mut out.message_set),
-            (14, b"regionendpoint") => r.scalar(child, &mut seen, 2, &mut out.region_endpoint),
-            (10, b"regionname") => r.scalar(child, &mut seen, 3, &mut out.region_name),
+            (9, b"isdefault") => r.scalar(child, &mut seen, 0, &mut self.is_default),
+            (10, b"messageset") => r.list(child, &mut self.message_set),
+            (14, b"regionendpoint") => r.scalar(child, &mut seen, 2, &mut self.region_endpoint),
+            (10, b"regionname") => r.scalar(child, &mut seen, 3, &mut self.region_name),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 

@@ -85,17 +85,16 @@ pub struct AuthorizeSecurityGroupIngressResult {
 
 impl crate::xml::FromXml for AuthorizeSecurityGroupIngressResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -183,17 +182,16 @@ pub struct CreateSecurityGroupResult {
 
 impl crate::xml::FromXml for CreateSecurityGroupResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -265,17 +263,16 @@ pub struct DeleteSecurityGroupResult {
 
 impl crate::xml::FromXml for DeleteSecurityGroupResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -362,17 +359,16 @@ pub struct DeregisterInstancesFromSecurityGroupResult {
 
 impl crate::xml::FromXml for DeregisterInstancesFromSecurityGroupResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (12, b"instancesset") => r.list(child, &mut out.instances_set),
-            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            (12, b"instancesset") => r.list(child, &mut self.instances_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut self.request_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -462,18 +458,17 @@ pub struct DescribeSecurityActivitiesResult {
 
 impl crate::xml::FromXml for DescribeSecurityActivitiesResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"groupname") => r.scalar(child, &mut seen, 0, &mut out.group_name),
-            (3, b"log") => r.scalar(child, &mut seen, 1, &mut out.log),
-            (9, b"requestid") => r.scalar(child, &mut seen, 2, &mut out.request_id),
+            (9, b"groupname") => r.scalar(child, &mut seen, 0, &mut self.group_name),
+            (3, b"log") => r.scalar(child, &mut seen, 1, &mut self.log),
+            (9, b"requestid") => r.scalar(child, &mut seen, 2, &mut self.request_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -551,17 +546,16 @@ pub struct DescribeSecurityGroupsResult {
 
 impl crate::xml::FromXml for DescribeSecurityGroupsResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (17, b"securitygroupinfo") => r.list(child, &mut out.security_group_info),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (17, b"securitygroupinfo") => r.list(child, &mut self.security_group_info),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -584,17 +578,16 @@ pub struct Groups {
 
 impl crate::xml::FromXml for Groups {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"groupname") => r.scalar(child, &mut seen, 0, &mut out.group_name),
-            (6, b"userid") => r.scalar(child, &mut seen, 1, &mut out.user_id),
+            (9, b"groupname") => r.scalar(child, &mut seen, 0, &mut self.group_name),
+            (6, b"userid") => r.scalar(child, &mut seen, 1, &mut self.user_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -612,16 +605,15 @@ pub struct InstanceUniqueIdsSet {
 
 impl crate::xml::FromXml for InstanceUniqueIdsSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 0, &mut out.instance_unique_id),
+            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 0, &mut self.instance_unique_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -639,16 +631,15 @@ pub struct InstancesSetOfDeregisterInstancesFromSecurityGroup {
 
 impl crate::xml::FromXml for InstancesSetOfDeregisterInstancesFromSecurityGroup {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (10, b"instanceid") => r.scalar(child, &mut seen, 0, &mut out.instance_id),
+            (10, b"instanceid") => r.scalar(child, &mut seen, 0, &mut self.instance_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -666,16 +657,15 @@ pub struct InstancesSetOfDescribeSecurityGroups {
 
 impl crate::xml::FromXml for InstancesSetOfDescribeSecurityGroups {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (10, b"instanceid") => r.scalar(child, &mut seen, 0, &mut out.instance_id),
+            (10, b"instanceid") => r.scalar(child, &mut seen, 0, &mut self.instance_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -693,16 +683,15 @@ pub struct InstancesSetOfRegisterInstancesWithSecurityGroup {
 
 impl crate::xml::FromXml for InstancesSetOfRegisterInstancesWithSecurityGroup {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (10, b"instanceid") => r.scalar(child, &mut seen, 0, &mut out.instance_id),
+            (10, b"instanceid") => r.scalar(child, &mut seen, 0, &mut self.instance_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -734,23 +723,22 @@ pub struct IpPermissions {
 
 impl crate::xml::FromXml for IpPermissions {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (11, b"adddatetime") => r.scalar(child, &mut seen, 0, &mut out.add_datetime),
-            (11, b"description") => r.scalar(child, &mut seen, 1, &mut out.description),
-            (8, b"fromport") => r.scalar(child, &mut seen, 2, &mut out.from_port),
-            (6, b"groups") => r.list(child, &mut out.groups),
-            (5, b"inout") => r.scalar(child, &mut seen, 4, &mut out.in_out),
-            (10, b"ipprotocol") => r.scalar(child, &mut seen, 5, &mut out.ip_protocol),
-            (8, b"ipranges") => r.list(child, &mut out.ip_ranges),
-            (6, b"toport") => r.scalar(child, &mut seen, 7, &mut out.to_port),
+            (11, b"adddatetime") => r.scalar(child, &mut seen, 0, &mut self.add_datetime),
+            (11, b"description") => r.scalar(child, &mut seen, 1, &mut self.description),
+            (8, b"fromport") => r.scalar(child, &mut seen, 2, &mut self.from_port),
+            (6, b"groups") => r.list(child, &mut self.groups),
+            (5, b"inout") => r.scalar(child, &mut seen, 4, &mut self.in_out),
+            (10, b"ipprotocol") => r.scalar(child, &mut seen, 5, &mut self.ip_protocol),
+            (8, b"ipranges") => r.list(child, &mut self.ip_ranges),
+            (6, b"toport") => r.scalar(child, &mut seen, 7, &mut self.to_port),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -768,16 +756,15 @@ pub struct IpRanges {
 
 impl crate::xml::FromXml for IpRanges {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (6, b"cidrip") => r.scalar(child, &mut seen, 0, &mut out.cidr_ip),
+            (6, b"cidrip") => r.scalar(child, &mut seen, 0, &mut self.cidr_ip),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -854,17 +841,16 @@ pub struct NiftyDeregisterRoutersFromSecurityGroupResult {
 
 impl crate::xml::FromXml for NiftyDeregisterRoutersFromSecurityGroupResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (9, b"routerset") => r.list(child, &mut out.router_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (9, b"routerset") => r.list(child, &mut self.router_set),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -944,17 +930,16 @@ pub struct NiftyDeregisterVpnGatewaysFromSecurityGroupResult {
 
 impl crate::xml::FromXml for NiftyDeregisterVpnGatewaysFromSecurityGroupResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (13, b"vpngatewayset") => r.list(child, &mut out.vpn_gateway_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (13, b"vpngatewayset") => r.list(child, &mut self.vpn_gateway_set),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -1034,17 +1019,16 @@ pub struct NiftyRegisterRoutersWithSecurityGroupResult {
 
 impl crate::xml::FromXml for NiftyRegisterRoutersWithSecurityGroupResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (9, b"routerset") => r.list(child, &mut out.router_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (9, b"routerset") => r.list(child, &mut self.router_set),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -1124,17 +1108,16 @@ pub struct NiftyRegisterVpnGatewaysWithSecurityGroupResult {
 
 impl crate::xml::FromXml for NiftyRegisterVpnGatewaysWithSecurityGroupResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (13, b"vpngatewayset") => r.list(child, &mut out.vpn_gateway_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (13, b"vpngatewayset") => r.list(child, &mut self.vpn_gateway_set),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -1221,17 +1204,16 @@ pub struct RegisterInstancesWithSecurityGroupResult {
 
 impl crate::xml::FromXml for RegisterInstancesWithSecurityGroupResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (12, b"instancesset") => r.list(child, &mut out.instances_set),
-            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            (12, b"instancesset") => r.list(child, &mut self.instances_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut self.request_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -1659,17 +1641,16 @@ pub struct RevokeSecurityGroupIngressResult {
 
 impl crate::xml::FromXml for RevokeSecurityGroupIngressResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -1692,17 +1673,16 @@ pub struct RouterSet {
 
 impl crate::xml::FromXml for RouterSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (8, b"routerid") => r.scalar(child, &mut seen, 0, &mut out.router_id),
-            (10, b"routername") => r.scalar(child, &mut seen, 1, &mut out.router_name),
+            (8, b"routerid") => r.scalar(child, &mut seen, 0, &mut self.router_id),
+            (10, b"routername") => r.scalar(child, &mut seen, 1, &mut self.router_name),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -1746,29 +1726,28 @@ pub struct SecurityGroupInfo {
 
 impl crate::xml::FromXml for SecurityGroupInfo {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (16, b"availabilityzone") => r.scalar(child, &mut seen, 0, &mut out.availability_zone),
-            (16, b"groupdescription") => r.scalar(child, &mut seen, 1, &mut out.group_description),
-            (23, b"grouplogfilterbroadcast") => r.scalar(child, &mut seen, 2, &mut out.group_log_filter_broadcast),
-            (21, b"grouplogfilternetbios") => r.scalar(child, &mut seen, 3, &mut out.group_log_filter_net_bios),
-            (13, b"grouploglimit") => r.scalar(child, &mut seen, 4, &mut out.group_log_limit),
-            (9, b"groupname") => r.scalar(child, &mut seen, 5, &mut out.group_name),
-            (14, b"grouprulelimit") => r.scalar(child, &mut seen, 6, &mut out.group_rule_limit),
-            (11, b"groupstatus") => r.scalar(child, &mut seen, 7, &mut out.group_status),
-            (20, b"instanceuniqueidsset") => r.list(child, &mut out.instance_unique_ids_set),
-            (12, b"instancesset") => r.list(child, &mut out.instances_set),
-            (13, b"ippermissions") => r.list(child, &mut out.ip_permissions),
-            (7, b"ownerid") => r.scalar(child, &mut seen, 11, &mut out.owner_id),
-            (9, b"routerset") => r.list(child, &mut out.router_set),
-            (13, b"vpngatewayset") => r.list(child, &mut out.vpn_gateway_set),
+            (16, b"availabilityzone") => r.scalar(child, &mut seen, 0, &mut self.availability_zone),
+            (16, b"groupdescription") => r.scalar(child, &mut seen, 1, &mut self.group_description),
+            (23, b"grouplogfilterbroadcast") => r.scalar(child, &mut seen, 2, &mut self.group_log_filter_broadcast),
+            (21, b"grouplogfilternetbios") => r.scalar(child, &mut seen, 3, &mut self.group_log_filter_net_bios),
+            (13, b"grouploglimit") => r.scalar(child, &mut seen, 4, &mut self.group_log_limit),
+            (9, b"groupname") => r.scalar(child, &mut seen, 5, &mut self.group_name),
+            (14, b"grouprulelimit") => r.scalar(child, &mut seen, 6, &mut self.group_rule_limit),
+            (11, b"groupstatus") => r.scalar(child, &mut seen, 7, &mut self.group_status),
+            (20, b"instanceuniqueidsset") => r.list(child, &mut self.instance_unique_ids_set),
+            (12, b"instancesset") => r.list(child, &mut self.instances_set),
+            (13, b"ippermissions") => r.list(child, &mut self.ip_permissions),
+            (7, b"ownerid") => r.scalar(child, &mut seen, 11, &mut self.owner_id),
+            (9, b"routerset") => r.list(child, &mut self.router_set),
+            (13, b"vpngatewayset") => r.list(child, &mut self.vpn_gateway_set),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -1885,17 +1864,16 @@ pub struct UpdateSecurityGroupResult {
 
 impl crate::xml::FromXml for UpdateSecurityGroupResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -1918,16 +1896,15 @@ pub struct VpnGatewaySet {
 
 impl crate::xml::FromXml for VpnGatewaySet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (19, b"niftyvpngatewayname") => r.scalar(child, &mut seen, 0, &mut out.nifty_vpn_gateway_name),
-            (12, b"vpngatewayid") => r.scalar(child, &mut seen, 1, &mut out.vpn_gateway_id),
+            (19, b"niftyvpngatewayname") => r.scalar(child, &mut seen, 0, &mut self.nifty_vpn_gateway_name),
+            (12, b"vpngatewayid") => r.scalar(child, &mut seen, 1, &mut self.vpn_gateway_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }

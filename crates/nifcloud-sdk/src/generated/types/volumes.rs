@@ -100,23 +100,22 @@ pub struct AttachVolumeResult {
 
 impl crate::xml::FromXml for AttachVolumeResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (10, b"attachtime") => r.scalar(child, &mut seen, 0, &mut out.attach_time),
-            (6, b"device") => r.scalar(child, &mut seen, 1, &mut out.device),
-            (10, b"instanceid") => r.scalar(child, &mut seen, 2, &mut out.instance_id),
-            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 3, &mut out.instance_unique_id),
-            (9, b"requestid") => r.scalar(child, &mut seen, 4, &mut out.request_id),
-            (6, b"status") => r.scalar(child, &mut seen, 5, &mut out.status),
-            (8, b"volumeid") => r.scalar(child, &mut seen, 6, &mut out.volume_id),
-            (14, b"volumeuniqueid") => r.scalar(child, &mut seen, 7, &mut out.volume_unique_id),
+            (10, b"attachtime") => r.scalar(child, &mut seen, 0, &mut self.attach_time),
+            (6, b"device") => r.scalar(child, &mut seen, 1, &mut self.device),
+            (10, b"instanceid") => r.scalar(child, &mut seen, 2, &mut self.instance_id),
+            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 3, &mut self.instance_unique_id),
+            (9, b"requestid") => r.scalar(child, &mut seen, 4, &mut self.request_id),
+            (6, b"status") => r.scalar(child, &mut seen, 5, &mut self.status),
+            (8, b"volumeid") => r.scalar(child, &mut seen, 6, &mut self.volume_id),
+            (14, b"volumeuniqueid") => r.scalar(child, &mut seen, 7, &mut self.volume_unique_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -151,23 +150,22 @@ pub struct AttachmentSet {
 
 impl crate::xml::FromXml for AttachmentSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (10, b"attachtime") => r.scalar(child, &mut seen, 0, &mut out.attach_time),
-            (19, b"deleteontermination") => r.scalar(child, &mut seen, 1, &mut out.delete_on_termination),
-            (6, b"device") => r.scalar(child, &mut seen, 2, &mut out.device),
-            (10, b"instanceid") => r.scalar(child, &mut seen, 3, &mut out.instance_id),
-            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 4, &mut out.instance_unique_id),
-            (6, b"status") => r.scalar(child, &mut seen, 5, &mut out.status),
-            (8, b"volumeid") => r.scalar(child, &mut seen, 6, &mut out.volume_id),
-            (14, b"volumeuniqueid") => r.scalar(child, &mut seen, 7, &mut out.volume_unique_id),
+            (10, b"attachtime") => r.scalar(child, &mut seen, 0, &mut self.attach_time),
+            (19, b"deleteontermination") => r.scalar(child, &mut seen, 1, &mut self.delete_on_termination),
+            (6, b"device") => r.scalar(child, &mut seen, 2, &mut self.device),
+            (10, b"instanceid") => r.scalar(child, &mut seen, 3, &mut self.instance_id),
+            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 4, &mut self.instance_unique_id),
+            (6, b"status") => r.scalar(child, &mut seen, 5, &mut self.status),
+            (8, b"volumeid") => r.scalar(child, &mut seen, 6, &mut self.volume_id),
+            (14, b"volumeuniqueid") => r.scalar(child, &mut seen, 7, &mut self.volume_unique_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -302,26 +300,25 @@ pub struct CreateVolumeResult {
 
 impl crate::xml::FromXml for CreateVolumeResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (14, b"accountingtype") => r.scalar(child, &mut seen, 0, &mut out.accounting_type),
-            (16, b"availabilityzone") => r.scalar(child, &mut seen, 1, &mut out.availability_zone),
-            (10, b"createtime") => r.scalar(child, &mut seen, 2, &mut out.create_time),
-            (11, b"description") => r.scalar(child, &mut seen, 3, &mut out.description),
-            (8, b"disktype") => r.scalar(child, &mut seen, 4, &mut out.disk_type),
-            (9, b"requestid") => r.scalar(child, &mut seen, 5, &mut out.request_id),
-            (4, b"size") => r.scalar(child, &mut seen, 6, &mut out.size),
-            (10, b"snapshotid") => r.scalar(child, &mut seen, 7, &mut out.snapshot_id),
-            (6, b"status") => r.scalar(child, &mut seen, 8, &mut out.status),
-            (8, b"volumeid") => r.scalar(child, &mut seen, 9, &mut out.volume_id),
-            (14, b"volumeuniqueid") => r.scalar(child, &mut seen, 10, &mut out.volume_unique_id),
+            (14, b"accountingtype") => r.scalar(child, &mut seen, 0, &mut self.accounting_type),
+            (16, b"availabilityzone") => r.scalar(child, &mut seen, 1, &mut self.availability_zone),
+            (10, b"createtime") => r.scalar(child, &mut seen, 2, &mut self.create_time),
+            (11, b"description") => r.scalar(child, &mut seen, 3, &mut self.description),
+            (8, b"disktype") => r.scalar(child, &mut seen, 4, &mut self.disk_type),
+            (9, b"requestid") => r.scalar(child, &mut seen, 5, &mut self.request_id),
+            (4, b"size") => r.scalar(child, &mut seen, 6, &mut self.size),
+            (10, b"snapshotid") => r.scalar(child, &mut seen, 7, &mut self.snapshot_id),
+            (6, b"status") => r.scalar(child, &mut seen, 8, &mut self.status),
+            (8, b"volumeid") => r.scalar(child, &mut seen, 9, &mut self.volume_id),
+            (14, b"volumeuniqueid") => r.scalar(child, &mut seen, 10, &mut self.volume_unique_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -393,17 +390,16 @@ pub struct DeleteVolumeResult {
 
 impl crate::xml::FromXml for DeleteVolumeResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -473,17 +469,16 @@ pub struct DescribeVolumesResult {
 
 impl crate::xml::FromXml for DescribeVolumesResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (9, b"volumeset") => r.list(child, &mut out.volume_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (9, b"volumeset") => r.list(child, &mut self.volume_set),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -599,23 +594,22 @@ pub struct DetachVolumeResult {
 
 impl crate::xml::FromXml for DetachVolumeResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (10, b"attachtime") => r.scalar(child, &mut seen, 0, &mut out.attach_time),
-            (6, b"device") => r.scalar(child, &mut seen, 1, &mut out.device),
-            (10, b"instanceid") => r.scalar(child, &mut seen, 2, &mut out.instance_id),
-            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 3, &mut out.instance_unique_id),
-            (9, b"requestid") => r.scalar(child, &mut seen, 4, &mut out.request_id),
-            (6, b"status") => r.scalar(child, &mut seen, 5, &mut out.status),
-            (8, b"volumeid") => r.scalar(child, &mut seen, 6, &mut out.volume_id),
-            (14, b"volumeuniqueid") => r.scalar(child, &mut seen, 7, &mut out.volume_unique_id),
+            (10, b"attachtime") => r.scalar(child, &mut seen, 0, &mut self.attach_time),
+            (6, b"device") => r.scalar(child, &mut seen, 1, &mut self.device),
+            (10, b"instanceid") => r.scalar(child, &mut seen, 2, &mut self.instance_id),
+            (16, b"instanceuniqueid") => r.scalar(child, &mut seen, 3, &mut self.instance_unique_id),
+            (9, b"requestid") => r.scalar(child, &mut seen, 4, &mut self.request_id),
+            (6, b"status") => r.scalar(child, &mut seen, 5, &mut self.status),
+            (8, b"volumeid") => r.scalar(child, &mut seen, 6, &mut self.volume_id),
+            (14, b"volumeuniqueid") => r.scalar(child, &mut seen, 7, &mut self.volume_unique_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -695,17 +689,16 @@ pub struct ExtendVolumeSizeResult {
 
 impl crate::xml::FromXml for ExtendVolumeSizeResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -793,17 +786,16 @@ pub struct ModifyVolumeAttributeResult {
 
 impl crate::xml::FromXml for ModifyVolumeAttributeResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -846,26 +838,25 @@ pub struct VolumeSet {
 
 impl crate::xml::FromXml for VolumeSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (14, b"accountingtype") => r.scalar(child, &mut seen, 0, &mut out.accounting_type),
-            (13, b"attachmentset") => r.list(child, &mut out.attachment_set),
-            (16, b"availabilityzone") => r.scalar(child, &mut seen, 2, &mut out.availability_zone),
-            (10, b"createtime") => r.scalar(child, &mut seen, 3, &mut out.create_time),
-            (11, b"description") => r.scalar(child, &mut seen, 4, &mut out.description),
-            (8, b"disktype") => r.scalar(child, &mut seen, 5, &mut out.disk_type),
-            (23, b"nextmonthaccountingtype") => r.scalar(child, &mut seen, 6, &mut out.next_month_accounting_type),
-            (4, b"size") => r.scalar(child, &mut seen, 7, &mut out.size),
-            (10, b"snapshotid") => r.scalar(child, &mut seen, 8, &mut out.snapshot_id),
-            (6, b"status") => r.scalar(child, &mut seen, 9, &mut out.status),
-            (8, b"volumeid") => r.scalar(child, &mut seen, 10, &mut out.volume_id),
-            (14, b"volumeuniqueid") => r.scalar(child, &mut seen, 11, &mut out.volume_unique_id),
+            (14, b"accountingtype") => r.scalar(child, &mut seen, 0, &mut self.accounting_type),
+            (13, b"attachmentset") => r.list(child, &mut self.attachment_set),
+            (16, b"availabilityzone") => r.scalar(child, &mut seen, 2, &mut self.availability_zone),
+            (10, b"createtime") => r.scalar(child, &mut seen, 3, &mut self.create_time),
+            (11, b"description") => r.scalar(child, &mut seen, 4, &mut self.description),
+            (8, b"disktype") => r.scalar(child, &mut seen, 5, &mut self.disk_type),
+            (23, b"nextmonthaccountingtype") => r.scalar(child, &mut seen, 6, &mut self.next_month_accounting_type),
+            (4, b"size") => r.scalar(child, &mut seen, 7, &mut self.size),
+            (10, b"snapshotid") => r.scalar(child, &mut seen, 8, &mut self.snapshot_id),
+            (6, b"status") => r.scalar(child, &mut seen, 9, &mut self.status),
+            (8, b"volumeid") => r.scalar(child, &mut seen, 10, &mut self.volume_id),
+            (14, b"volumeuniqueid") => r.scalar(child, &mut seen, 11, &mut self.volume_unique_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }

@@ -20,17 +20,16 @@ pub struct AnalyzeResultSet {
 
 impl crate::xml::FromXml for AnalyzeResultSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (11, b"analyzecode") => r.scalar(child, &mut seen, 0, &mut out.analyze_code),
-            (4, b"line") => r.scalar(child, &mut seen, 1, &mut out.line),
+            (11, b"analyzecode") => r.scalar(child, &mut seen, 0, &mut self.analyze_code),
+            (4, b"line") => r.scalar(child, &mut seen, 1, &mut self.line),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -58,21 +57,20 @@ pub struct AssociationOfCreateRemoteAccessVpnGateway {
 
 impl crate::xml::FromXml for AssociationOfCreateRemoteAccessVpnGateway {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (12, b"allocationid") => r.scalar(child, &mut seen, 0, &mut out.allocation_id),
-            (13, b"associationid") => r.scalar(child, &mut seen, 1, &mut out.association_id),
-            (9, b"ipownerid") => r.scalar(child, &mut seen, 2, &mut out.ip_owner_id),
-            (13, b"publicdnsname") => r.scalar(child, &mut seen, 3, &mut out.public_dns_name),
-            (8, b"publicip") => r.scalar(child, &mut seen, 4, &mut out.public_ip),
-            (10, b"publicipv6") => r.scalar(child, &mut seen, 5, &mut out.public_ip_v6),
+            (12, b"allocationid") => r.scalar(child, &mut seen, 0, &mut self.allocation_id),
+            (13, b"associationid") => r.scalar(child, &mut seen, 1, &mut self.association_id),
+            (9, b"ipownerid") => r.scalar(child, &mut seen, 2, &mut self.ip_owner_id),
+            (13, b"publicdnsname") => r.scalar(child, &mut seen, 3, &mut self.public_dns_name),
+            (8, b"publicip") => r.scalar(child, &mut seen, 4, &mut self.public_ip),
+            (10, b"publicipv6") => r.scalar(child, &mut seen, 5, &mut self.public_ip_v6),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -100,21 +98,20 @@ pub struct AssociationOfDescribeRemoteAccessVpnGateways {
 
 impl crate::xml::FromXml for AssociationOfDescribeRemoteAccessVpnGateways {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (12, b"allocationid") => r.scalar(child, &mut seen, 0, &mut out.allocation_id),
-            (13, b"associationid") => r.scalar(child, &mut seen, 1, &mut out.association_id),
-            (9, b"ipownerid") => r.scalar(child, &mut seen, 2, &mut out.ip_owner_id),
-            (13, b"publicdnsname") => r.scalar(child, &mut seen, 3, &mut out.public_dns_name),
-            (8, b"publicip") => r.scalar(child, &mut seen, 4, &mut out.public_ip),
-            (10, b"publicipv6") => r.scalar(child, &mut seen, 5, &mut out.public_ip_v6),
+            (12, b"allocationid") => r.scalar(child, &mut seen, 0, &mut self.allocation_id),
+            (13, b"associationid") => r.scalar(child, &mut seen, 1, &mut self.association_id),
+            (9, b"ipownerid") => r.scalar(child, &mut seen, 2, &mut self.ip_owner_id),
+            (13, b"publicdnsname") => r.scalar(child, &mut seen, 3, &mut self.public_dns_name),
+            (8, b"publicip") => r.scalar(child, &mut seen, 4, &mut self.public_ip),
+            (10, b"publicipv6") => r.scalar(child, &mut seen, 5, &mut self.public_ip_v6),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -144,22 +141,21 @@ pub struct AttachmentOfCreateRemoteAccessVpnGateway {
 
 impl crate::xml::FromXml for AttachmentOfCreateRemoteAccessVpnGateway {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (10, b"attachtime") => r.scalar(child, &mut seen, 0, &mut out.attach_time),
-            (12, b"attachmentid") => r.scalar(child, &mut seen, 1, &mut out.attachment_id),
-            (19, b"deleteontermination") => r.scalar(child, &mut seen, 2, &mut out.delete_on_termination),
-            (11, b"deviceindex") => r.scalar(child, &mut seen, 3, &mut out.device_index),
-            (10, b"instanceid") => r.scalar(child, &mut seen, 4, &mut out.instance_id),
-            (15, b"instanceownerid") => r.scalar(child, &mut seen, 5, &mut out.instance_owner_id),
-            (6, b"status") => r.scalar(child, &mut seen, 6, &mut out.status),
+            (10, b"attachtime") => r.scalar(child, &mut seen, 0, &mut self.attach_time),
+            (12, b"attachmentid") => r.scalar(child, &mut seen, 1, &mut self.attachment_id),
+            (19, b"deleteontermination") => r.scalar(child, &mut seen, 2, &mut self.delete_on_termination),
+            (11, b"deviceindex") => r.scalar(child, &mut seen, 3, &mut self.device_index),
+            (10, b"instanceid") => r.scalar(child, &mut seen, 4, &mut self.instance_id),
+            (15, b"instanceownerid") => r.scalar(child, &mut seen, 5, &mut self.instance_owner_id),
+            (6, b"status") => r.scalar(child, &mut seen, 6, &mut self.status),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -189,22 +185,21 @@ pub struct AttachmentOfDescribeRemoteAccessVpnGateways {
 
 impl crate::xml::FromXml for AttachmentOfDescribeRemoteAccessVpnGateways {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (10, b"attachtime") => r.scalar(child, &mut seen, 0, &mut out.attach_time),
-            (12, b"attachmentid") => r.scalar(child, &mut seen, 1, &mut out.attachment_id),
-            (19, b"deleteontermination") => r.scalar(child, &mut seen, 2, &mut out.delete_on_termination),
-            (11, b"deviceindex") => r.scalar(child, &mut seen, 3, &mut out.device_index),
-            (10, b"instanceid") => r.scalar(child, &mut seen, 4, &mut out.instance_id),
-            (15, b"instanceownerid") => r.scalar(child, &mut seen, 5, &mut out.instance_owner_id),
-            (6, b"status") => r.scalar(child, &mut seen, 6, &mut out.status),
+            (10, b"attachtime") => r.scalar(child, &mut seen, 0, &mut self.attach_time),
+            (12, b"attachmentid") => r.scalar(child, &mut seen, 1, &mut self.attachment_id),
+            (19, b"deleteontermination") => r.scalar(child, &mut seen, 2, &mut self.delete_on_termination),
+            (11, b"deviceindex") => r.scalar(child, &mut seen, 3, &mut self.device_index),
+            (10, b"instanceid") => r.scalar(child, &mut seen, 4, &mut self.instance_id),
+            (15, b"instanceownerid") => r.scalar(child, &mut seen, 5, &mut self.instance_owner_id),
+            (6, b"status") => r.scalar(child, &mut seen, 6, &mut self.status),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -222,16 +217,15 @@ pub struct AuthTypeSet {
 
 impl crate::xml::FromXml for AuthTypeSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (8, b"authtype") => r.scalar(child, &mut seen, 0, &mut out.auth_type),
+            (8, b"authtype") => r.scalar(child, &mut seen, 0, &mut self.auth_type),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -251,17 +245,16 @@ pub struct BackupInformationOfDescribeVpnGateways {
 
 impl crate::xml::FromXml for BackupInformationOfDescribeVpnGateways {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (14, b"expirationdate") => r.scalar(child, &mut seen, 0, &mut out.expiration_date),
-            (8, b"isbackup") => r.scalar(child, &mut seen, 1, &mut out.is_backup),
+            (14, b"expirationdate") => r.scalar(child, &mut seen, 0, &mut self.expiration_date),
+            (8, b"isbackup") => r.scalar(child, &mut seen, 1, &mut self.is_backup),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -279,16 +272,15 @@ pub struct CipherSuiteSet {
 
 impl crate::xml::FromXml for CipherSuiteSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (11, b"ciphersuite") => r.scalar(child, &mut seen, 0, &mut out.cipher_suite),
+            (11, b"ciphersuite") => r.scalar(child, &mut seen, 0, &mut self.cipher_suite),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -314,20 +306,19 @@ pub struct ConnectionSet {
 
 impl crate::xml::FromXml for ConnectionSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (17, b"assignedipaddress") => r.scalar(child, &mut seen, 0, &mut out.assigned_ip_address),
-            (15, b"clientipaddress") => r.scalar(child, &mut seen, 1, &mut out.client_ip_address),
-            (12, b"connectionid") => r.scalar(child, &mut seen, 2, &mut out.connection_id),
-            (14, b"remoteusername") => r.scalar(child, &mut seen, 3, &mut out.remote_user_name),
-            (9, b"starttime") => r.scalar(child, &mut seen, 4, &mut out.start_time),
+            (17, b"assignedipaddress") => r.scalar(child, &mut seen, 0, &mut self.assigned_ip_address),
+            (15, b"clientipaddress") => r.scalar(child, &mut seen, 1, &mut self.client_ip_address),
+            (12, b"connectionid") => r.scalar(child, &mut seen, 2, &mut self.connection_id),
+            (14, b"remoteusername") => r.scalar(child, &mut seen, 3, &mut self.remote_user_name),
+            (9, b"starttime") => r.scalar(child, &mut seen, 4, &mut self.start_time),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -449,17 +440,16 @@ pub struct CreateCustomerGatewayResult {
 
 impl crate::xml::FromXml for CreateCustomerGatewayResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (15, b"customergateway") => r.structure(child, &mut seen, 0, &mut out.customer_gateway),
-            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            (15, b"customergateway") => r.structure(child, &mut seen, 0, &mut self.customer_gateway),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut self.request_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -636,18 +626,17 @@ pub struct CreateRemoteAccessVpnGatewayResult {
 
 impl crate::xml::FromXml for CreateRemoteAccessVpnGatewayResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (22, b"remoteaccessvpngateway") => r.structure(child, &mut seen, 0, &mut out.remote_access_vpn_gateway),
-            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 2, &mut out.r#return),
+            (22, b"remoteaccessvpngateway") => r.structure(child, &mut seen, 0, &mut self.remote_access_vpn_gateway),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 2, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -739,22 +728,21 @@ pub struct CreateRemoteAccessVpnGatewayUsersResult {
 
 impl crate::xml::FromXml for CreateRemoteAccessVpnGatewayUsersResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (24, b"remoteaccessvpngatewayid") => r.scalar(child, &mut seen, 0, &mut out.remote_access_vpn_gateway_id),
+            (24, b"remoteaccessvpngatewayid") => r.scalar(child, &mut seen, 0, &mut self.remote_access_vpn_gateway_id),
             (26, b"remoteaccessvpngatewayname") => {
-                r.scalar(child, &mut seen, 1, &mut out.remote_access_vpn_gateway_name)
+                r.scalar(child, &mut seen, 1, &mut self.remote_access_vpn_gateway_name)
             }
-            (13, b"remoteuserset") => r.list(child, &mut out.remote_user_set),
-            (9, b"requestid") => r.scalar(child, &mut seen, 3, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 4, &mut out.r#return),
+            (13, b"remoteuserset") => r.list(child, &mut self.remote_user_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 3, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 4, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -903,17 +891,16 @@ pub struct CreateVpnConnectionResult {
 
 impl crate::xml::FromXml for CreateVpnConnectionResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (13, b"vpnconnection") => r.structure(child, &mut seen, 1, &mut out.vpn_connection),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (13, b"vpnconnection") => r.structure(child, &mut seen, 1, &mut self.vpn_connection),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -1063,17 +1050,16 @@ pub struct CreateVpnGatewayResult {
 
 impl crate::xml::FromXml for CreateVpnGatewayResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (10, b"vpngateway") => r.structure(child, &mut seen, 1, &mut out.vpn_gateway),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (10, b"vpngateway") => r.structure(child, &mut seen, 1, &mut self.vpn_gateway),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -1110,26 +1096,25 @@ pub struct CustomerGateway {
 
 impl crate::xml::FromXml for CustomerGateway {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (11, b"createdtime") => r.scalar(child, &mut seen, 0, &mut out.created_time),
-            (17, b"customergatewayid") => r.scalar(child, &mut seen, 1, &mut out.customer_gateway_id),
-            (9, b"ipaddress") => r.scalar(child, &mut seen, 2, &mut out.ip_address),
+            (11, b"createdtime") => r.scalar(child, &mut seen, 0, &mut self.created_time),
+            (17, b"customergatewayid") => r.scalar(child, &mut seen, 1, &mut self.customer_gateway_id),
+            (9, b"ipaddress") => r.scalar(child, &mut seen, 2, &mut self.ip_address),
             (31, b"niftycustomergatewaydescription") => {
-                r.scalar(child, &mut seen, 3, &mut out.nifty_customer_gateway_description)
+                r.scalar(child, &mut seen, 3, &mut self.nifty_customer_gateway_description)
             }
-            (24, b"niftycustomergatewayname") => r.scalar(child, &mut seen, 4, &mut out.nifty_customer_gateway_name),
-            (21, b"niftylansidecidrblock") => r.scalar(child, &mut seen, 5, &mut out.nifty_lan_side_cidr_block),
-            (21, b"niftylansideipaddress") => r.scalar(child, &mut seen, 6, &mut out.nifty_lan_side_ip_address),
-            (5, b"state") => r.scalar(child, &mut seen, 7, &mut out.state),
-            (6, b"tagset") => r.list(child, &mut out.tag_set),
+            (24, b"niftycustomergatewayname") => r.scalar(child, &mut seen, 4, &mut self.nifty_customer_gateway_name),
+            (21, b"niftylansidecidrblock") => r.scalar(child, &mut seen, 5, &mut self.nifty_lan_side_cidr_block),
+            (21, b"niftylansideipaddress") => r.scalar(child, &mut seen, 6, &mut self.nifty_lan_side_ip_address),
+            (5, b"state") => r.scalar(child, &mut seen, 7, &mut self.state),
+            (6, b"tagset") => r.list(child, &mut self.tag_set),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -1163,26 +1148,25 @@ pub struct CustomerGatewaySet {
 
 impl crate::xml::FromXml for CustomerGatewaySet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (11, b"createdtime") => r.scalar(child, &mut seen, 0, &mut out.created_time),
-            (17, b"customergatewayid") => r.scalar(child, &mut seen, 1, &mut out.customer_gateway_id),
-            (9, b"ipaddress") => r.scalar(child, &mut seen, 2, &mut out.ip_address),
+            (11, b"createdtime") => r.scalar(child, &mut seen, 0, &mut self.created_time),
+            (17, b"customergatewayid") => r.scalar(child, &mut seen, 1, &mut self.customer_gateway_id),
+            (9, b"ipaddress") => r.scalar(child, &mut seen, 2, &mut self.ip_address),
             (31, b"niftycustomergatewaydescription") => {
-                r.scalar(child, &mut seen, 3, &mut out.nifty_customer_gateway_description)
+                r.scalar(child, &mut seen, 3, &mut self.nifty_customer_gateway_description)
             }
-            (24, b"niftycustomergatewayname") => r.scalar(child, &mut seen, 4, &mut out.nifty_customer_gateway_name),
-            (21, b"niftylansidecidrblock") => r.scalar(child, &mut seen, 5, &mut out.nifty_lan_side_cidr_block),
-            (21, b"niftylansideipaddress") => r.scalar(child, &mut seen, 6, &mut out.nifty_lan_side_ip_address),
-            (5, b"state") => r.scalar(child, &mut seen, 7, &mut out.state),
-            (6, b"tagset") => r.list(child, &mut out.tag_set),
+            (24, b"niftycustomergatewayname") => r.scalar(child, &mut seen, 4, &mut self.nifty_customer_gateway_name),
+            (21, b"niftylansidecidrblock") => r.scalar(child, &mut seen, 5, &mut self.nifty_lan_side_cidr_block),
+            (21, b"niftylansideipaddress") => r.scalar(child, &mut seen, 6, &mut self.nifty_lan_side_ip_address),
+            (5, b"state") => r.scalar(child, &mut seen, 7, &mut self.state),
+            (6, b"tagset") => r.list(child, &mut self.tag_set),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -1253,17 +1237,16 @@ pub struct DeleteCustomerGatewayResult {
 
 impl crate::xml::FromXml for DeleteCustomerGatewayResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -1349,17 +1332,16 @@ pub struct DeleteRemoteAccessVpnGatewayConnectionsResult {
 
 impl crate::xml::FromXml for DeleteRemoteAccessVpnGatewayConnectionsResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -1431,17 +1413,16 @@ pub struct DeleteRemoteAccessVpnGatewayResult {
 
 impl crate::xml::FromXml for DeleteRemoteAccessVpnGatewayResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -1530,17 +1511,16 @@ pub struct DeleteRemoteAccessVpnGatewayUsersResult {
 
 impl crate::xml::FromXml for DeleteRemoteAccessVpnGatewayUsersResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -1620,17 +1600,16 @@ pub struct DeleteVpnConnectionResult {
 
 impl crate::xml::FromXml for DeleteVpnConnectionResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -1704,17 +1683,16 @@ pub struct DeleteVpnGatewayResult {
 
 impl crate::xml::FromXml for DeleteVpnGatewayResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -1804,17 +1782,16 @@ pub struct DescribeCustomerGatewaysResult {
 
 impl crate::xml::FromXml for DescribeCustomerGatewaysResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (18, b"customergatewayset") => r.list(child, &mut out.customer_gateway_set),
-            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            (18, b"customergatewayset") => r.list(child, &mut self.customer_gateway_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut self.request_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -1890,21 +1867,20 @@ pub struct DescribeRemoteAccessVpnGatewayActivitiesResult {
 
 impl crate::xml::FromXml for DescribeRemoteAccessVpnGatewayActivitiesResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (3, b"log") => r.scalar(child, &mut seen, 0, &mut out.log),
-            (24, b"remoteaccessvpngatewayid") => r.scalar(child, &mut seen, 1, &mut out.remote_access_vpn_gateway_id),
+            (3, b"log") => r.scalar(child, &mut seen, 0, &mut self.log),
+            (24, b"remoteaccessvpngatewayid") => r.scalar(child, &mut seen, 1, &mut self.remote_access_vpn_gateway_id),
             (26, b"remoteaccessvpngatewayname") => {
-                r.scalar(child, &mut seen, 2, &mut out.remote_access_vpn_gateway_name)
+                r.scalar(child, &mut seen, 2, &mut self.remote_access_vpn_gateway_name)
             }
-            (9, b"requestid") => r.scalar(child, &mut seen, 3, &mut out.request_id),
+            (9, b"requestid") => r.scalar(child, &mut seen, 3, &mut self.request_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -1978,18 +1954,17 @@ pub struct DescribeRemoteAccessVpnGatewayClientConfigResult {
 
 impl crate::xml::FromXml for DescribeRemoteAccessVpnGatewayClientConfigResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (8, b"encoding") => r.scalar(child, &mut seen, 0, &mut out.encoding),
-            (8, b"filedata") => r.scalar(child, &mut seen, 1, &mut out.file_data),
-            (9, b"requestid") => r.scalar(child, &mut seen, 2, &mut out.request_id),
+            (8, b"encoding") => r.scalar(child, &mut seen, 0, &mut self.encoding),
+            (8, b"filedata") => r.scalar(child, &mut seen, 1, &mut self.file_data),
+            (9, b"requestid") => r.scalar(child, &mut seen, 2, &mut self.request_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -2065,23 +2040,22 @@ pub struct DescribeRemoteAccessVpnGatewayConnectionsResult {
 
 impl crate::xml::FromXml for DescribeRemoteAccessVpnGatewayConnectionsResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
             (32, b"remoteaccessvpngatewayconnection") => {
-                r.structure(child, &mut seen, 0, &mut out.remote_access_vpn_gateway_connection)
+                r.structure(child, &mut seen, 0, &mut self.remote_access_vpn_gateway_connection)
             }
-            (24, b"remoteaccessvpngatewayid") => r.scalar(child, &mut seen, 1, &mut out.remote_access_vpn_gateway_id),
+            (24, b"remoteaccessvpngatewayid") => r.scalar(child, &mut seen, 1, &mut self.remote_access_vpn_gateway_id),
             (26, b"remoteaccessvpngatewayname") => {
-                r.scalar(child, &mut seen, 2, &mut out.remote_access_vpn_gateway_name)
+                r.scalar(child, &mut seen, 2, &mut self.remote_access_vpn_gateway_name)
             }
-            (9, b"requestid") => r.scalar(child, &mut seen, 3, &mut out.request_id),
+            (9, b"requestid") => r.scalar(child, &mut seen, 3, &mut self.request_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -2151,17 +2125,16 @@ pub struct DescribeRemoteAccessVpnGatewaysResult {
 
 impl crate::xml::FromXml for DescribeRemoteAccessVpnGatewaysResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (25, b"remoteaccessvpngatewayset") => r.list(child, &mut out.remote_access_vpn_gateway_set),
-            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            (25, b"remoteaccessvpngatewayset") => r.list(child, &mut self.remote_access_vpn_gateway_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut self.request_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -2239,17 +2212,16 @@ pub struct DescribeVpnConnectionsResult {
 
 impl crate::xml::FromXml for DescribeVpnConnectionsResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (16, b"vpnconnectionset") => r.list(child, &mut out.vpn_connection_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (16, b"vpnconnectionset") => r.list(child, &mut self.vpn_connection_set),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -2339,17 +2311,16 @@ pub struct DescribeVpnGatewaysResult {
 
 impl crate::xml::FromXml for DescribeVpnGatewaysResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (13, b"vpngatewayset") => r.list(child, &mut out.vpn_gateway_set),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (13, b"vpngatewayset") => r.list(child, &mut self.vpn_gateway_set),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -2471,17 +2442,16 @@ pub struct ModifyRemoteAccessVpnGatewayAttributeResult {
 
 impl crate::xml::FromXml for ModifyRemoteAccessVpnGatewayAttributeResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -2580,17 +2550,16 @@ pub struct ModifyRemoteAccessVpnGatewayUserAttributeResult {
 
 impl crate::xml::FromXml for ModifyRemoteAccessVpnGatewayUserAttributeResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -2655,38 +2624,37 @@ pub struct NetworkInterfaceSetOfCreateRemoteAccessVpnGateway {
 
 impl crate::xml::FromXml for NetworkInterfaceSetOfCreateRemoteAccessVpnGateway {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (11, b"association") => r.structure(child, &mut seen, 0, &mut out.association),
-            (10, b"attachment") => r.structure(child, &mut seen, 1, &mut out.attachment),
-            (16, b"availabilityzone") => r.scalar(child, &mut seen, 2, &mut out.availability_zone),
-            (11, b"description") => r.scalar(child, &mut seen, 3, &mut out.description),
-            (8, b"groupset") => r.scalar(child, &mut seen, 4, &mut out.group_set),
-            (13, b"interfacetype") => r.scalar(child, &mut seen, 5, &mut out.interface_type),
-            (16, b"ipv6addressesset") => r.scalar(child, &mut seen, 6, &mut out.ipv6_addresses_set),
-            (10, b"macaddress") => r.scalar(child, &mut seen, 7, &mut out.mac_address),
-            (18, b"networkinterfaceid") => r.scalar(child, &mut seen, 8, &mut out.network_interface_id),
-            (14, b"niftynetworkid") => r.scalar(child, &mut seen, 9, &mut out.nifty_network_id),
-            (16, b"niftynetworkname") => r.scalar(child, &mut seen, 10, &mut out.nifty_network_name),
-            (7, b"ownerid") => r.scalar(child, &mut seen, 11, &mut out.owner_id),
-            (14, b"privatednsname") => r.scalar(child, &mut seen, 12, &mut out.private_dns_name),
-            (16, b"privateipaddress") => r.scalar(child, &mut seen, 13, &mut out.private_ip_address),
-            (18, b"privateipaddressv6") => r.scalar(child, &mut seen, 14, &mut out.private_ip_address_v6),
-            (21, b"privateipaddressesset") => r.scalar(child, &mut seen, 15, &mut out.private_ip_addresses_set),
-            (11, b"requesterid") => r.scalar(child, &mut seen, 16, &mut out.requester_id),
-            (16, b"requestermanaged") => r.scalar(child, &mut seen, 17, &mut out.requester_managed),
-            (15, b"sourcedestcheck") => r.scalar(child, &mut seen, 18, &mut out.source_dest_check),
-            (6, b"status") => r.scalar(child, &mut seen, 19, &mut out.status),
-            (8, b"subnetid") => r.scalar(child, &mut seen, 20, &mut out.subnet_id),
-            (6, b"tagset") => r.scalar(child, &mut seen, 21, &mut out.tag_set),
-            (5, b"vpcid") => r.scalar(child, &mut seen, 22, &mut out.vpc_id),
+            (11, b"association") => r.structure(child, &mut seen, 0, &mut self.association),
+            (10, b"attachment") => r.structure(child, &mut seen, 1, &mut self.attachment),
+            (16, b"availabilityzone") => r.scalar(child, &mut seen, 2, &mut self.availability_zone),
+            (11, b"description") => r.scalar(child, &mut seen, 3, &mut self.description),
+            (8, b"groupset") => r.scalar(child, &mut seen, 4, &mut self.group_set),
+            (13, b"interfacetype") => r.scalar(child, &mut seen, 5, &mut self.interface_type),
+            (16, b"ipv6addressesset") => r.scalar(child, &mut seen, 6, &mut self.ipv6_addresses_set),
+            (10, b"macaddress") => r.scalar(child, &mut seen, 7, &mut self.mac_address),
+            (18, b"networkinterfaceid") => r.scalar(child, &mut seen, 8, &mut self.network_interface_id),
+            (14, b"niftynetworkid") => r.scalar(child, &mut seen, 9, &mut self.nifty_network_id),
+            (16, b"niftynetworkname") => r.scalar(child, &mut seen, 10, &mut self.nifty_network_name),
+            (7, b"ownerid") => r.scalar(child, &mut seen, 11, &mut self.owner_id),
+            (14, b"privatednsname") => r.scalar(child, &mut seen, 12, &mut self.private_dns_name),
+            (16, b"privateipaddress") => r.scalar(child, &mut seen, 13, &mut self.private_ip_address),
+            (18, b"privateipaddressv6") => r.scalar(child, &mut seen, 14, &mut self.private_ip_address_v6),
+            (21, b"privateipaddressesset") => r.scalar(child, &mut seen, 15, &mut self.private_ip_addresses_set),
+            (11, b"requesterid") => r.scalar(child, &mut seen, 16, &mut self.requester_id),
+            (16, b"requestermanaged") => r.scalar(child, &mut seen, 17, &mut self.requester_managed),
+            (15, b"sourcedestcheck") => r.scalar(child, &mut seen, 18, &mut self.source_dest_check),
+            (6, b"status") => r.scalar(child, &mut seen, 19, &mut self.status),
+            (8, b"subnetid") => r.scalar(child, &mut seen, 20, &mut self.subnet_id),
+            (6, b"tagset") => r.scalar(child, &mut seen, 21, &mut self.tag_set),
+            (5, b"vpcid") => r.scalar(child, &mut seen, 22, &mut self.vpc_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -2710,19 +2678,18 @@ pub struct NetworkInterfaceSetOfCreateVpnGateway {
 
 impl crate::xml::FromXml for NetworkInterfaceSetOfCreateVpnGateway {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"ipaddress") => r.scalar(child, &mut seen, 0, &mut out.ip_address),
-            (16, b"isoutsidenetwork") => r.scalar(child, &mut seen, 1, &mut out.is_outside_network),
-            (9, b"networkid") => r.scalar(child, &mut seen, 2, &mut out.network_id),
-            (11, b"networkname") => r.scalar(child, &mut seen, 3, &mut out.network_name),
+            (9, b"ipaddress") => r.scalar(child, &mut seen, 0, &mut self.ip_address),
+            (16, b"isoutsidenetwork") => r.scalar(child, &mut seen, 1, &mut self.is_outside_network),
+            (9, b"networkid") => r.scalar(child, &mut seen, 2, &mut self.network_id),
+            (11, b"networkname") => r.scalar(child, &mut seen, 3, &mut self.network_name),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -2784,38 +2751,37 @@ pub struct NetworkInterfaceSetOfDescribeRemoteAccessVpnGateways {
 
 impl crate::xml::FromXml for NetworkInterfaceSetOfDescribeRemoteAccessVpnGateways {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (11, b"association") => r.structure(child, &mut seen, 0, &mut out.association),
-            (10, b"attachment") => r.structure(child, &mut seen, 1, &mut out.attachment),
-            (16, b"availabilityzone") => r.scalar(child, &mut seen, 2, &mut out.availability_zone),
-            (11, b"description") => r.scalar(child, &mut seen, 3, &mut out.description),
-            (8, b"groupset") => r.scalar(child, &mut seen, 4, &mut out.group_set),
-            (13, b"interfacetype") => r.scalar(child, &mut seen, 5, &mut out.interface_type),
-            (16, b"ipv6addressesset") => r.scalar(child, &mut seen, 6, &mut out.ipv6_addresses_set),
-            (10, b"macaddress") => r.scalar(child, &mut seen, 7, &mut out.mac_address),
-            (18, b"networkinterfaceid") => r.scalar(child, &mut seen, 8, &mut out.network_interface_id),
-            (14, b"niftynetworkid") => r.scalar(child, &mut seen, 9, &mut out.nifty_network_id),
-            (16, b"niftynetworkname") => r.scalar(child, &mut seen, 10, &mut out.nifty_network_name),
-            (7, b"ownerid") => r.scalar(child, &mut seen, 11, &mut out.owner_id),
-            (14, b"privatednsname") => r.scalar(child, &mut seen, 12, &mut out.private_dns_name),
-            (16, b"privateipaddress") => r.scalar(child, &mut seen, 13, &mut out.private_ip_address),
-            (18, b"privateipaddressv6") => r.scalar(child, &mut seen, 14, &mut out.private_ip_address_v6),
-            (21, b"privateipaddressesset") => r.scalar(child, &mut seen, 15, &mut out.private_ip_addresses_set),
-            (11, b"requesterid") => r.scalar(child, &mut seen, 16, &mut out.requester_id),
-            (16, b"requestermanaged") => r.scalar(child, &mut seen, 17, &mut out.requester_managed),
-            (15, b"sourcedestcheck") => r.scalar(child, &mut seen, 18, &mut out.source_dest_check),
-            (6, b"status") => r.scalar(child, &mut seen, 19, &mut out.status),
-            (8, b"subnetid") => r.scalar(child, &mut seen, 20, &mut out.subnet_id),
-            (6, b"tagset") => r.scalar(child, &mut seen, 21, &mut out.tag_set),
-            (5, b"vpcid") => r.scalar(child, &mut seen, 22, &mut out.vpc_id),
+            (11, b"association") => r.structure(child, &mut seen, 0, &mut self.association),
+            (10, b"attachment") => r.structure(child, &mut seen, 1, &mut self.attachment),
+            (16, b"availabilityzone") => r.scalar(child, &mut seen, 2, &mut self.availability_zone),
+            (11, b"description") => r.scalar(child, &mut seen, 3, &mut self.description),
+            (8, b"groupset") => r.scalar(child, &mut seen, 4, &mut self.group_set),
+            (13, b"interfacetype") => r.scalar(child, &mut seen, 5, &mut self.interface_type),
+            (16, b"ipv6addressesset") => r.scalar(child, &mut seen, 6, &mut self.ipv6_addresses_set),
+            (10, b"macaddress") => r.scalar(child, &mut seen, 7, &mut self.mac_address),
+            (18, b"networkinterfaceid") => r.scalar(child, &mut seen, 8, &mut self.network_interface_id),
+            (14, b"niftynetworkid") => r.scalar(child, &mut seen, 9, &mut self.nifty_network_id),
+            (16, b"niftynetworkname") => r.scalar(child, &mut seen, 10, &mut self.nifty_network_name),
+            (7, b"ownerid") => r.scalar(child, &mut seen, 11, &mut self.owner_id),
+            (14, b"privatednsname") => r.scalar(child, &mut seen, 12, &mut self.private_dns_name),
+            (16, b"privateipaddress") => r.scalar(child, &mut seen, 13, &mut self.private_ip_address),
+            (18, b"privateipaddressv6") => r.scalar(child, &mut seen, 14, &mut self.private_ip_address_v6),
+            (21, b"privateipaddressesset") => r.scalar(child, &mut seen, 15, &mut self.private_ip_addresses_set),
+            (11, b"requesterid") => r.scalar(child, &mut seen, 16, &mut self.requester_id),
+            (16, b"requestermanaged") => r.scalar(child, &mut seen, 17, &mut self.requester_managed),
+            (15, b"sourcedestcheck") => r.scalar(child, &mut seen, 18, &mut self.source_dest_check),
+            (6, b"status") => r.scalar(child, &mut seen, 19, &mut self.status),
+            (8, b"subnetid") => r.scalar(child, &mut seen, 20, &mut self.subnet_id),
+            (6, b"tagset") => r.scalar(child, &mut seen, 21, &mut self.tag_set),
+            (5, b"vpcid") => r.scalar(child, &mut seen, 22, &mut self.vpc_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -2845,22 +2811,21 @@ pub struct NetworkInterfaceSetOfDescribeVpnGateways {
 
 impl crate::xml::FromXml for NetworkInterfaceSetOfDescribeVpnGateways {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"cidrblock") => r.scalar(child, &mut seen, 0, &mut out.cidr_block),
-            (11, b"description") => r.scalar(child, &mut seen, 1, &mut out.description),
-            (11, b"deviceindex") => r.scalar(child, &mut seen, 2, &mut out.device_index),
-            (9, b"ipaddress") => r.scalar(child, &mut seen, 3, &mut out.ip_address),
-            (16, b"isoutsidenetwork") => r.scalar(child, &mut seen, 4, &mut out.is_outside_network),
-            (9, b"networkid") => r.scalar(child, &mut seen, 5, &mut out.network_id),
-            (11, b"networkname") => r.scalar(child, &mut seen, 6, &mut out.network_name),
+            (9, b"cidrblock") => r.scalar(child, &mut seen, 0, &mut self.cidr_block),
+            (11, b"description") => r.scalar(child, &mut seen, 1, &mut self.description),
+            (11, b"deviceindex") => r.scalar(child, &mut seen, 2, &mut self.device_index),
+            (9, b"ipaddress") => r.scalar(child, &mut seen, 3, &mut self.ip_address),
+            (16, b"isoutsidenetwork") => r.scalar(child, &mut seen, 4, &mut self.is_outside_network),
+            (9, b"networkid") => r.scalar(child, &mut seen, 5, &mut self.network_id),
+            (11, b"networkname") => r.scalar(child, &mut seen, 6, &mut self.network_name),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -2953,17 +2918,16 @@ pub struct NiftyAssociateRouteTableWithVpnGatewayResult {
 
 impl crate::xml::FromXml for NiftyAssociateRouteTableWithVpnGatewayResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (13, b"associationid") => r.scalar(child, &mut seen, 0, &mut out.association_id),
-            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            (13, b"associationid") => r.scalar(child, &mut seen, 0, &mut self.association_id),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut self.request_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -3043,20 +3007,19 @@ pub struct NiftyDescribeVpnGatewayActivitiesResult {
 
 impl crate::xml::FromXml for NiftyDescribeVpnGatewayActivitiesResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (16, b"analyzeresultset") => r.list(child, &mut out.analyze_result_set),
-            (3, b"log") => r.scalar(child, &mut seen, 1, &mut out.log),
-            (19, b"niftyvpngatewayname") => r.scalar(child, &mut seen, 2, &mut out.nifty_vpn_gateway_name),
-            (9, b"requestid") => r.scalar(child, &mut seen, 3, &mut out.request_id),
-            (12, b"vpngatewayid") => r.scalar(child, &mut seen, 4, &mut out.vpn_gateway_id),
+            (16, b"analyzeresultset") => r.list(child, &mut self.analyze_result_set),
+            (3, b"log") => r.scalar(child, &mut seen, 1, &mut self.log),
+            (19, b"niftyvpngatewayname") => r.scalar(child, &mut seen, 2, &mut self.nifty_vpn_gateway_name),
+            (9, b"requestid") => r.scalar(child, &mut seen, 3, &mut self.request_id),
+            (12, b"vpngatewayid") => r.scalar(child, &mut seen, 4, &mut self.vpn_gateway_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -3136,17 +3099,16 @@ pub struct NiftyDisassociateRouteTableFromVpnGatewayResult {
 
 impl crate::xml::FromXml for NiftyDisassociateRouteTableFromVpnGatewayResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -3181,27 +3143,26 @@ pub struct NiftyIpsecConfiguration {
 
 impl crate::xml::FromXml for NiftyIpsecConfiguration {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (18, b"diffiehellmangroup") => r.scalar(child, &mut seen, 0, &mut out.diffie_hellman_group),
+            (18, b"diffiehellmangroup") => r.scalar(child, &mut seen, 0, &mut self.diffie_hellman_group),
             (36, b"encapsulatingsecuritypayloadlifetime") => {
-                r.scalar(child, &mut seen, 1, &mut out.encapsulating_security_payload_lifetime)
+                r.scalar(child, &mut seen, 1, &mut self.encapsulating_security_payload_lifetime)
             }
-            (19, b"encryptionalgorithm") => r.scalar(child, &mut seen, 2, &mut out.encryption_algorithm),
-            (16, b"hashingalgorithm") => r.scalar(child, &mut seen, 3, &mut out.hashing_algorithm),
-            (19, b"internetkeyexchange") => r.scalar(child, &mut seen, 4, &mut out.internet_key_exchange),
+            (19, b"encryptionalgorithm") => r.scalar(child, &mut seen, 2, &mut self.encryption_algorithm),
+            (16, b"hashingalgorithm") => r.scalar(child, &mut seen, 3, &mut self.hashing_algorithm),
+            (19, b"internetkeyexchange") => r.scalar(child, &mut seen, 4, &mut self.internet_key_exchange),
             (27, b"internetkeyexchangelifetime") => {
-                r.scalar(child, &mut seen, 5, &mut out.internet_key_exchange_lifetime)
+                r.scalar(child, &mut seen, 5, &mut self.internet_key_exchange_lifetime)
             }
-            (3, b"mtu") => r.scalar(child, &mut seen, 6, &mut out.mtu),
-            (12, b"presharedkey") => r.scalar(child, &mut seen, 7, &mut out.pre_shared_key),
+            (3, b"mtu") => r.scalar(child, &mut seen, 6, &mut self.mtu),
+            (12, b"presharedkey") => r.scalar(child, &mut seen, 7, &mut self.pre_shared_key),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -3297,17 +3258,16 @@ pub struct NiftyModifyCustomerGatewayAttributeResult {
 
 impl crate::xml::FromXml for NiftyModifyCustomerGatewayAttributeResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -3414,17 +3374,16 @@ pub struct NiftyModifyVpnGatewayAttributeResult {
 
 impl crate::xml::FromXml for NiftyModifyVpnGatewayAttributeResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -3490,17 +3449,16 @@ pub struct NiftyRebootVpnGatewaysResult {
 
 impl crate::xml::FromXml for NiftyRebootVpnGatewaysResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -3574,17 +3532,16 @@ pub struct NiftyReleaseVpnGatewayBackupStateResult {
 
 impl crate::xml::FromXml for NiftyReleaseVpnGatewayBackupStateResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -3675,17 +3632,16 @@ pub struct NiftyReplaceRouteTableAssociationWithVpnGatewayResult {
 
 impl crate::xml::FromXml for NiftyReplaceRouteTableAssociationWithVpnGatewayResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (16, b"newassociationid") => r.scalar(child, &mut seen, 0, &mut out.new_association_id),
-            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut out.request_id),
+            (16, b"newassociationid") => r.scalar(child, &mut seen, 0, &mut self.new_association_id),
+            (9, b"requestid") => r.scalar(child, &mut seen, 1, &mut self.request_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -3767,17 +3723,16 @@ pub struct NiftyReplaceVpnGatewayLatestVersionResult {
 
 impl crate::xml::FromXml for NiftyReplaceVpnGatewayLatestVersionResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -3851,17 +3806,16 @@ pub struct NiftyRestoreVpnGatewayPreviousVersionResult {
 
 impl crate::xml::FromXml for NiftyRestoreVpnGatewayPreviousVersionResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -3898,24 +3852,23 @@ pub struct NiftyTunnel {
 
 impl crate::xml::FromXml for NiftyTunnel {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (15, b"destinationport") => r.scalar(child, &mut seen, 0, &mut out.destination_port),
-            (13, b"encapsulation") => r.scalar(child, &mut seen, 1, &mut out.encapsulation),
-            (4, b"mode") => r.scalar(child, &mut seen, 2, &mut out.mode),
-            (13, b"peersessionid") => r.scalar(child, &mut seen, 3, &mut out.peer_session_id),
-            (12, b"peertunnelid") => r.scalar(child, &mut seen, 4, &mut out.peer_tunnel_id),
-            (9, b"sessionid") => r.scalar(child, &mut seen, 5, &mut out.session_id),
-            (10, b"sourceport") => r.scalar(child, &mut seen, 6, &mut out.source_port),
-            (8, b"tunnelid") => r.scalar(child, &mut seen, 7, &mut out.tunnel_id),
-            (4, b"type") => r.scalar(child, &mut seen, 8, &mut out.r#type),
+            (15, b"destinationport") => r.scalar(child, &mut seen, 0, &mut self.destination_port),
+            (13, b"encapsulation") => r.scalar(child, &mut seen, 1, &mut self.encapsulation),
+            (4, b"mode") => r.scalar(child, &mut seen, 2, &mut self.mode),
+            (13, b"peersessionid") => r.scalar(child, &mut seen, 3, &mut self.peer_session_id),
+            (12, b"peertunnelid") => r.scalar(child, &mut seen, 4, &mut self.peer_tunnel_id),
+            (9, b"sessionid") => r.scalar(child, &mut seen, 5, &mut self.session_id),
+            (10, b"sourceport") => r.scalar(child, &mut seen, 6, &mut self.source_port),
+            (8, b"tunnelid") => r.scalar(child, &mut seen, 7, &mut self.tunnel_id),
+            (4, b"type") => r.scalar(child, &mut seen, 8, &mut self.r#type),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -4013,17 +3966,16 @@ pub struct NiftyUpdateVpnGatewayNetworkInterfacesResult {
 
 impl crate::xml::FromXml for NiftyUpdateVpnGatewayNetworkInterfacesResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -4103,17 +4055,16 @@ pub struct RebootRemoteAccessVpnGatewayResult {
 
 impl crate::xml::FromXml for RebootRemoteAccessVpnGatewayResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -4180,45 +4131,44 @@ pub struct RemoteAccessVpnGateway {
 
 impl crate::xml::FromXml for RemoteAccessVpnGateway {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (14, b"accountingtype") => r.scalar(child, &mut seen, 0, &mut out.accounting_type),
-            (11, b"authtypeset") => r.list(child, &mut out.auth_type_set),
-            (16, b"availabilityzone") => r.scalar(child, &mut seen, 2, &mut out.availability_zone),
-            (15, b"cacertificateid") => r.scalar(child, &mut seen, 3, &mut out.ca_certificate_id),
-            (14, b"ciphersuiteset") => r.list(child, &mut out.cipher_suite_set),
-            (22, b"clientdownloadendpoint") => r.scalar(child, &mut seen, 5, &mut out.client_download_endpoint),
-            (16, b"clienttunnelmode") => r.scalar(child, &mut seen, 6, &mut out.client_tunnel_mode),
-            (11, b"createdtime") => r.scalar(child, &mut seen, 7, &mut out.created_time),
-            (11, b"description") => r.scalar(child, &mut seen, 8, &mut out.description),
-            (8, b"groupset") => r.scalar(child, &mut seen, 9, &mut out.group_set),
-            (15, b"isconfigurednat") => r.scalar(child, &mut seen, 10, &mut out.is_configured_nat),
-            (19, b"networkinterfaceset") => r.list(child, &mut out.network_interface_set),
-            (23, b"nextmonthaccountingtype") => r.scalar(child, &mut seen, 12, &mut out.next_month_accounting_type),
-            (15, b"poolnetworkcidr") => r.scalar(child, &mut seen, 13, &mut out.pool_network_cidr),
+            (14, b"accountingtype") => r.scalar(child, &mut seen, 0, &mut self.accounting_type),
+            (11, b"authtypeset") => r.list(child, &mut self.auth_type_set),
+            (16, b"availabilityzone") => r.scalar(child, &mut seen, 2, &mut self.availability_zone),
+            (15, b"cacertificateid") => r.scalar(child, &mut seen, 3, &mut self.ca_certificate_id),
+            (14, b"ciphersuiteset") => r.list(child, &mut self.cipher_suite_set),
+            (22, b"clientdownloadendpoint") => r.scalar(child, &mut seen, 5, &mut self.client_download_endpoint),
+            (16, b"clienttunnelmode") => r.scalar(child, &mut seen, 6, &mut self.client_tunnel_mode),
+            (11, b"createdtime") => r.scalar(child, &mut seen, 7, &mut self.created_time),
+            (11, b"description") => r.scalar(child, &mut seen, 8, &mut self.description),
+            (8, b"groupset") => r.scalar(child, &mut seen, 9, &mut self.group_set),
+            (15, b"isconfigurednat") => r.scalar(child, &mut seen, 10, &mut self.is_configured_nat),
+            (19, b"networkinterfaceset") => r.list(child, &mut self.network_interface_set),
+            (23, b"nextmonthaccountingtype") => r.scalar(child, &mut seen, 12, &mut self.next_month_accounting_type),
+            (15, b"poolnetworkcidr") => r.scalar(child, &mut seen, 13, &mut self.pool_network_cidr),
             (27, b"poolnetworkgatewayipaddress") => {
-                r.scalar(child, &mut seen, 14, &mut out.pool_network_gateway_ip_address)
+                r.scalar(child, &mut seen, 14, &mut self.pool_network_gateway_ip_address)
             }
-            (24, b"remoteaccessvpngatewayid") => r.scalar(child, &mut seen, 15, &mut out.remote_access_vpn_gateway_id),
+            (24, b"remoteaccessvpngatewayid") => r.scalar(child, &mut seen, 15, &mut self.remote_access_vpn_gateway_id),
             (26, b"remoteaccessvpngatewayname") => {
-                r.scalar(child, &mut seen, 16, &mut out.remote_access_vpn_gateway_name)
+                r.scalar(child, &mut seen, 16, &mut self.remote_access_vpn_gateway_name)
             }
             (26, b"remoteaccessvpngatewaytype") => {
-                r.scalar(child, &mut seen, 17, &mut out.remote_access_vpn_gateway_type)
+                r.scalar(child, &mut seen, 17, &mut self.remote_access_vpn_gateway_type)
             }
-            (13, b"remoteuserset") => r.scalar(child, &mut seen, 18, &mut out.remote_user_set),
-            (23, b"routetableassociationid") => r.scalar(child, &mut seen, 19, &mut out.route_table_association_id),
-            (12, b"routetableid") => r.scalar(child, &mut seen, 20, &mut out.route_table_id),
-            (16, b"sslcertificateid") => r.scalar(child, &mut seen, 21, &mut out.ssl_certificate_id),
-            (6, b"status") => r.scalar(child, &mut seen, 22, &mut out.status),
-            (18, b"versioninformation") => r.structure(child, &mut seen, 23, &mut out.version_information),
+            (13, b"remoteuserset") => r.scalar(child, &mut seen, 18, &mut self.remote_user_set),
+            (23, b"routetableassociationid") => r.scalar(child, &mut seen, 19, &mut self.route_table_association_id),
+            (12, b"routetableid") => r.scalar(child, &mut seen, 20, &mut self.route_table_id),
+            (16, b"sslcertificateid") => r.scalar(child, &mut seen, 21, &mut self.ssl_certificate_id),
+            (6, b"status") => r.scalar(child, &mut seen, 22, &mut self.status),
+            (18, b"versioninformation") => r.structure(child, &mut seen, 23, &mut self.version_information),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -4238,17 +4188,16 @@ pub struct RemoteAccessVpnGatewayConnection {
 
 impl crate::xml::FromXml for RemoteAccessVpnGatewayConnection {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (15, b"connectioncount") => r.scalar(child, &mut seen, 0, &mut out.connection_count),
-            (13, b"connectionset") => r.list(child, &mut out.connection_set),
+            (15, b"connectioncount") => r.scalar(child, &mut seen, 0, &mut self.connection_count),
+            (13, b"connectionset") => r.list(child, &mut self.connection_set),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -4312,45 +4261,44 @@ pub struct RemoteAccessVpnGatewaySetOfDescribeRemoteAccessVpnGateways {
 
 impl crate::xml::FromXml for RemoteAccessVpnGatewaySetOfDescribeRemoteAccessVpnGateways {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (14, b"accountingtype") => r.scalar(child, &mut seen, 0, &mut out.accounting_type),
-            (11, b"authtypeset") => r.list(child, &mut out.auth_type_set),
-            (16, b"availabilityzone") => r.scalar(child, &mut seen, 2, &mut out.availability_zone),
-            (15, b"cacertificateid") => r.scalar(child, &mut seen, 3, &mut out.ca_certificate_id),
-            (14, b"ciphersuiteset") => r.list(child, &mut out.cipher_suite_set),
-            (22, b"clientdownloadendpoint") => r.scalar(child, &mut seen, 5, &mut out.client_download_endpoint),
-            (16, b"clienttunnelmode") => r.scalar(child, &mut seen, 6, &mut out.client_tunnel_mode),
-            (11, b"createdtime") => r.scalar(child, &mut seen, 7, &mut out.created_time),
-            (11, b"description") => r.scalar(child, &mut seen, 8, &mut out.description),
-            (8, b"groupset") => r.scalar(child, &mut seen, 9, &mut out.group_set),
-            (15, b"isconfigurednat") => r.scalar(child, &mut seen, 10, &mut out.is_configured_nat),
-            (19, b"networkinterfaceset") => r.list(child, &mut out.network_interface_set),
-            (23, b"nextmonthaccountingtype") => r.scalar(child, &mut seen, 12, &mut out.next_month_accounting_type),
-            (15, b"poolnetworkcidr") => r.scalar(child, &mut seen, 13, &mut out.pool_network_cidr),
+            (14, b"accountingtype") => r.scalar(child, &mut seen, 0, &mut self.accounting_type),
+            (11, b"authtypeset") => r.list(child, &mut self.auth_type_set),
+            (16, b"availabilityzone") => r.scalar(child, &mut seen, 2, &mut self.availability_zone),
+            (15, b"cacertificateid") => r.scalar(child, &mut seen, 3, &mut self.ca_certificate_id),
+            (14, b"ciphersuiteset") => r.list(child, &mut self.cipher_suite_set),
+            (22, b"clientdownloadendpoint") => r.scalar(child, &mut seen, 5, &mut self.client_download_endpoint),
+            (16, b"clienttunnelmode") => r.scalar(child, &mut seen, 6, &mut self.client_tunnel_mode),
+            (11, b"createdtime") => r.scalar(child, &mut seen, 7, &mut self.created_time),
+            (11, b"description") => r.scalar(child, &mut seen, 8, &mut self.description),
+            (8, b"groupset") => r.scalar(child, &mut seen, 9, &mut self.group_set),
+            (15, b"isconfigurednat") => r.scalar(child, &mut seen, 10, &mut self.is_configured_nat),
+            (19, b"networkinterfaceset") => r.list(child, &mut self.network_interface_set),
+            (23, b"nextmonthaccountingtype") => r.scalar(child, &mut seen, 12, &mut self.next_month_accounting_type),
+            (15, b"poolnetworkcidr") => r.scalar(child, &mut seen, 13, &mut self.pool_network_cidr),
             (27, b"poolnetworkgatewayipaddress") => {
-                r.scalar(child, &mut seen, 14, &mut out.pool_network_gateway_ip_address)
+                r.scalar(child, &mut seen, 14, &mut self.pool_network_gateway_ip_address)
             }
-            (24, b"remoteaccessvpngatewayid") => r.scalar(child, &mut seen, 15, &mut out.remote_access_vpn_gateway_id),
+            (24, b"remoteaccessvpngatewayid") => r.scalar(child, &mut seen, 15, &mut self.remote_access_vpn_gateway_id),
             (26, b"remoteaccessvpngatewayname") => {
-                r.scalar(child, &mut seen, 16, &mut out.remote_access_vpn_gateway_name)
+                r.scalar(child, &mut seen, 16, &mut self.remote_access_vpn_gateway_name)
             }
             (26, b"remoteaccessvpngatewaytype") => {
-                r.scalar(child, &mut seen, 17, &mut out.remote_access_vpn_gateway_type)
+                r.scalar(child, &mut seen, 17, &mut self.remote_access_vpn_gateway_type)
             }
-            (13, b"remoteuserset") => r.list(child, &mut out.remote_user_set),
-            (23, b"routetableassociationid") => r.scalar(child, &mut seen, 19, &mut out.route_table_association_id),
-            (12, b"routetableid") => r.scalar(child, &mut seen, 20, &mut out.route_table_id),
-            (16, b"sslcertificateid") => r.scalar(child, &mut seen, 21, &mut out.ssl_certificate_id),
-            (6, b"status") => r.scalar(child, &mut seen, 22, &mut out.status),
-            (18, b"versioninformation") => r.structure(child, &mut seen, 23, &mut out.version_information),
+            (13, b"remoteuserset") => r.list(child, &mut self.remote_user_set),
+            (23, b"routetableassociationid") => r.scalar(child, &mut seen, 19, &mut self.route_table_association_id),
+            (12, b"routetableid") => r.scalar(child, &mut seen, 20, &mut self.route_table_id),
+            (16, b"sslcertificateid") => r.scalar(child, &mut seen, 21, &mut self.ssl_certificate_id),
+            (6, b"status") => r.scalar(child, &mut seen, 22, &mut self.status),
+            (18, b"versioninformation") => r.structure(child, &mut seen, 23, &mut self.version_information),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -4370,17 +4318,16 @@ pub struct RemoteUserSet {
 
 impl crate::xml::FromXml for RemoteUserSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (11, b"description") => r.scalar(child, &mut seen, 0, &mut out.description),
-            (8, b"username") => r.scalar(child, &mut seen, 1, &mut out.user_name),
+            (11, b"description") => r.scalar(child, &mut seen, 0, &mut self.description),
+            (8, b"username") => r.scalar(child, &mut seen, 1, &mut self.user_name),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -4449,17 +4396,16 @@ pub struct ReplaceRemoteAccessVpnGatewayLatestVersionResult {
 
 impl crate::xml::FromXml for ReplaceRemoteAccessVpnGatewayLatestVersionResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -5228,17 +5174,16 @@ pub struct SetRemoteAccessVpnGatewayCACertificateResult {
 
 impl crate::xml::FromXml for SetRemoteAccessVpnGatewayCACertificateResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -5322,17 +5267,16 @@ pub struct SetRemoteAccessVpnGatewaySSLCertificateResult {
 
 impl crate::xml::FromXml for SetRemoteAccessVpnGatewaySSLCertificateResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -5404,17 +5348,16 @@ pub struct UnsetRemoteAccessVpnGatewayCACertificateResult {
 
 impl crate::xml::FromXml for UnsetRemoteAccessVpnGatewayCACertificateResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -5486,17 +5429,16 @@ pub struct UnsetRemoteAccessVpnGatewaySSLCertificateResult {
 
 impl crate::xml::FromXml for UnsetRemoteAccessVpnGatewaySSLCertificateResult {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut out.request_id),
-            (6, b"return") => r.scalar(child, &mut seen, 1, &mut out.r#return),
+            (9, b"requestid") => r.scalar(child, &mut seen, 0, &mut self.request_id),
+            (6, b"return") => r.scalar(child, &mut seen, 1, &mut self.r#return),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
     fn request_id(&self) -> Option<&str> {
         crate::xml::trimmed_id(self.request_id.as_deref())
@@ -5519,17 +5461,16 @@ pub struct VersionInformationOfCreateRemoteAccessVpnGateway {
 
 impl crate::xml::FromXml for VersionInformationOfCreateRemoteAccessVpnGateway {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (8, b"islatest") => r.scalar(child, &mut seen, 0, &mut out.is_latest),
-            (7, b"version") => r.scalar(child, &mut seen, 1, &mut out.version),
+            (8, b"islatest") => r.scalar(child, &mut seen, 0, &mut self.is_latest),
+            (7, b"version") => r.scalar(child, &mut seen, 1, &mut self.version),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -5549,17 +5490,16 @@ pub struct VersionInformationOfCreateVpnGateway {
 
 impl crate::xml::FromXml for VersionInformationOfCreateVpnGateway {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (8, b"islatest") => r.scalar(child, &mut seen, 0, &mut out.is_latest),
-            (7, b"version") => r.scalar(child, &mut seen, 1, &mut out.version),
+            (8, b"islatest") => r.scalar(child, &mut seen, 0, &mut self.is_latest),
+            (7, b"version") => r.scalar(child, &mut seen, 1, &mut self.version),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -5579,17 +5519,16 @@ pub struct VersionInformationOfDescribeRemoteAccessVpnGateways {
 
 impl crate::xml::FromXml for VersionInformationOfDescribeRemoteAccessVpnGateways {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (8, b"islatest") => r.scalar(child, &mut seen, 0, &mut out.is_latest),
-            (7, b"version") => r.scalar(child, &mut seen, 1, &mut out.version),
+            (8, b"islatest") => r.scalar(child, &mut seen, 0, &mut self.is_latest),
+            (7, b"version") => r.scalar(child, &mut seen, 1, &mut self.version),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -5609,17 +5548,16 @@ pub struct VersionInformationOfDescribeVpnGateways {
 
 impl crate::xml::FromXml for VersionInformationOfDescribeVpnGateways {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (8, b"islatest") => r.scalar(child, &mut seen, 0, &mut out.is_latest),
-            (7, b"version") => r.scalar(child, &mut seen, 1, &mut out.version),
+            (8, b"islatest") => r.scalar(child, &mut seen, 0, &mut self.is_latest),
+            (7, b"version") => r.scalar(child, &mut seen, 1, &mut self.version),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -5645,20 +5583,19 @@ pub struct VgwTelemetry {
 
 impl crate::xml::FromXml for VgwTelemetry {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (18, b"acceptedroutecount") => r.scalar(child, &mut seen, 0, &mut out.accepted_route_count),
-            (16, b"laststatuschange") => r.scalar(child, &mut seen, 1, &mut out.last_status_change),
-            (16, b"outsideipaddress") => r.scalar(child, &mut seen, 2, &mut out.outside_ip_address),
-            (6, b"status") => r.scalar(child, &mut seen, 3, &mut out.status),
-            (13, b"statusmessage") => r.scalar(child, &mut seen, 4, &mut out.status_message),
+            (18, b"acceptedroutecount") => r.scalar(child, &mut seen, 0, &mut self.accepted_route_count),
+            (16, b"laststatuschange") => r.scalar(child, &mut seen, 1, &mut self.last_status_change),
+            (16, b"outsideipaddress") => r.scalar(child, &mut seen, 2, &mut self.outside_ip_address),
+            (6, b"status") => r.scalar(child, &mut seen, 3, &mut self.status),
+            (13, b"statusmessage") => r.scalar(child, &mut seen, 4, &mut self.status_message),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -5700,30 +5637,29 @@ pub struct VpnConnection {
 
 impl crate::xml::FromXml for VpnConnection {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (11, b"createdtime") => r.scalar(child, &mut seen, 0, &mut out.created_time),
-            (17, b"customergatewayid") => r.scalar(child, &mut seen, 1, &mut out.customer_gateway_id),
-            (24, b"niftycustomergatewayname") => r.scalar(child, &mut seen, 2, &mut out.nifty_customer_gateway_name),
-            (23, b"niftyipsecconfiguration") => r.structure(child, &mut seen, 3, &mut out.nifty_ipsec_configuration),
-            (11, b"niftytunnel") => r.structure(child, &mut seen, 4, &mut out.nifty_tunnel),
+            (11, b"createdtime") => r.scalar(child, &mut seen, 0, &mut self.created_time),
+            (17, b"customergatewayid") => r.scalar(child, &mut seen, 1, &mut self.customer_gateway_id),
+            (24, b"niftycustomergatewayname") => r.scalar(child, &mut seen, 2, &mut self.nifty_customer_gateway_name),
+            (23, b"niftyipsecconfiguration") => r.structure(child, &mut seen, 3, &mut self.nifty_ipsec_configuration),
+            (11, b"niftytunnel") => r.structure(child, &mut seen, 4, &mut self.nifty_tunnel),
             (29, b"niftyvpnconnectiondescription") => {
-                r.scalar(child, &mut seen, 5, &mut out.nifty_vpn_connection_description)
+                r.scalar(child, &mut seen, 5, &mut self.nifty_vpn_connection_description)
             }
-            (19, b"niftyvpngatewayname") => r.scalar(child, &mut seen, 6, &mut out.nifty_vpn_gateway_name),
-            (5, b"state") => r.scalar(child, &mut seen, 7, &mut out.state),
-            (6, b"tagset") => r.list(child, &mut out.tag_set),
-            (4, b"type") => r.scalar(child, &mut seen, 9, &mut out.r#type),
-            (12, b"vgwtelemetry") => r.list(child, &mut out.vgw_telemetry),
-            (15, b"vpnconnectionid") => r.scalar(child, &mut seen, 11, &mut out.vpn_connection_id),
-            (12, b"vpngatewayid") => r.scalar(child, &mut seen, 12, &mut out.vpn_gateway_id),
+            (19, b"niftyvpngatewayname") => r.scalar(child, &mut seen, 6, &mut self.nifty_vpn_gateway_name),
+            (5, b"state") => r.scalar(child, &mut seen, 7, &mut self.state),
+            (6, b"tagset") => r.list(child, &mut self.tag_set),
+            (4, b"type") => r.scalar(child, &mut seen, 9, &mut self.r#type),
+            (12, b"vgwtelemetry") => r.list(child, &mut self.vgw_telemetry),
+            (15, b"vpnconnectionid") => r.scalar(child, &mut seen, 11, &mut self.vpn_connection_id),
+            (12, b"vpngatewayid") => r.scalar(child, &mut seen, 12, &mut self.vpn_gateway_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -5767,33 +5703,32 @@ pub struct VpnConnectionSet {
 
 impl crate::xml::FromXml for VpnConnectionSet {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (11, b"createdtime") => r.scalar(child, &mut seen, 0, &mut out.created_time),
+            (11, b"createdtime") => r.scalar(child, &mut seen, 0, &mut self.created_time),
             (28, b"customergatewayconfiguration") => {
-                r.scalar(child, &mut seen, 1, &mut out.customer_gateway_configuration)
+                r.scalar(child, &mut seen, 1, &mut self.customer_gateway_configuration)
             }
-            (17, b"customergatewayid") => r.scalar(child, &mut seen, 2, &mut out.customer_gateway_id),
-            (24, b"niftycustomergatewayname") => r.scalar(child, &mut seen, 3, &mut out.nifty_customer_gateway_name),
-            (23, b"niftyipsecconfiguration") => r.structure(child, &mut seen, 4, &mut out.nifty_ipsec_configuration),
-            (11, b"niftytunnel") => r.structure(child, &mut seen, 5, &mut out.nifty_tunnel),
+            (17, b"customergatewayid") => r.scalar(child, &mut seen, 2, &mut self.customer_gateway_id),
+            (24, b"niftycustomergatewayname") => r.scalar(child, &mut seen, 3, &mut self.nifty_customer_gateway_name),
+            (23, b"niftyipsecconfiguration") => r.structure(child, &mut seen, 4, &mut self.nifty_ipsec_configuration),
+            (11, b"niftytunnel") => r.structure(child, &mut seen, 5, &mut self.nifty_tunnel),
             (29, b"niftyvpnconnectiondescription") => {
-                r.scalar(child, &mut seen, 6, &mut out.nifty_vpn_connection_description)
+                r.scalar(child, &mut seen, 6, &mut self.nifty_vpn_connection_description)
             }
-            (19, b"niftyvpngatewayname") => r.scalar(child, &mut seen, 7, &mut out.nifty_vpn_gateway_name),
-            (5, b"state") => r.scalar(child, &mut seen, 8, &mut out.state),
-            (6, b"tagset") => r.list(child, &mut out.tag_set),
-            (4, b"type") => r.scalar(child, &mut seen, 10, &mut out.r#type),
-            (12, b"vgwtelemetry") => r.list(child, &mut out.vgw_telemetry),
-            (15, b"vpnconnectionid") => r.scalar(child, &mut seen, 12, &mut out.vpn_connection_id),
-            (12, b"vpngatewayid") => r.scalar(child, &mut seen, 13, &mut out.vpn_gateway_id),
+            (19, b"niftyvpngatewayname") => r.scalar(child, &mut seen, 7, &mut self.nifty_vpn_gateway_name),
+            (5, b"state") => r.scalar(child, &mut seen, 8, &mut self.state),
+            (6, b"tagset") => r.list(child, &mut self.tag_set),
+            (4, b"type") => r.scalar(child, &mut seen, 10, &mut self.r#type),
+            (12, b"vgwtelemetry") => r.list(child, &mut self.vgw_telemetry),
+            (15, b"vpnconnectionid") => r.scalar(child, &mut seen, 12, &mut self.vpn_connection_id),
+            (12, b"vpngatewayid") => r.scalar(child, &mut seen, 13, &mut self.vpn_gateway_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -5835,30 +5770,29 @@ pub struct VpnGateway {
 
 impl crate::xml::FromXml for VpnGateway {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (14, b"accountingtype") => r.scalar(child, &mut seen, 0, &mut out.accounting_type),
-            (16, b"availabilityzone") => r.scalar(child, &mut seen, 1, &mut out.availability_zone),
-            (17, b"backupinformation") => r.structure(child, &mut seen, 2, &mut out.backup_information),
-            (8, b"groupset") => r.list(child, &mut out.group_set),
-            (19, b"networkinterfaceset") => r.list(child, &mut out.network_interface_set),
-            (23, b"nextmonthaccountingtype") => r.scalar(child, &mut seen, 5, &mut out.next_month_accounting_type),
-            (15, b"niftyredundancy") => r.scalar(child, &mut seen, 6, &mut out.nifty_redundancy),
+            (14, b"accountingtype") => r.scalar(child, &mut seen, 0, &mut self.accounting_type),
+            (16, b"availabilityzone") => r.scalar(child, &mut seen, 1, &mut self.availability_zone),
+            (17, b"backupinformation") => r.structure(child, &mut seen, 2, &mut self.backup_information),
+            (8, b"groupset") => r.list(child, &mut self.group_set),
+            (19, b"networkinterfaceset") => r.list(child, &mut self.network_interface_set),
+            (23, b"nextmonthaccountingtype") => r.scalar(child, &mut seen, 5, &mut self.next_month_accounting_type),
+            (15, b"niftyredundancy") => r.scalar(child, &mut seen, 6, &mut self.nifty_redundancy),
             (26, b"niftyvpngatewaydescription") => {
-                r.scalar(child, &mut seen, 7, &mut out.nifty_vpn_gateway_description)
+                r.scalar(child, &mut seen, 7, &mut self.nifty_vpn_gateway_description)
             }
-            (19, b"niftyvpngatewayname") => r.scalar(child, &mut seen, 8, &mut out.nifty_vpn_gateway_name),
-            (19, b"niftyvpngatewaytype") => r.scalar(child, &mut seen, 9, &mut out.nifty_vpn_gateway_type),
-            (5, b"state") => r.scalar(child, &mut seen, 10, &mut out.state),
-            (18, b"versioninformation") => r.structure(child, &mut seen, 11, &mut out.version_information),
-            (12, b"vpngatewayid") => r.scalar(child, &mut seen, 12, &mut out.vpn_gateway_id),
+            (19, b"niftyvpngatewayname") => r.scalar(child, &mut seen, 8, &mut self.nifty_vpn_gateway_name),
+            (19, b"niftyvpngatewaytype") => r.scalar(child, &mut seen, 9, &mut self.nifty_vpn_gateway_type),
+            (5, b"state") => r.scalar(child, &mut seen, 10, &mut self.state),
+            (18, b"versioninformation") => r.structure(child, &mut seen, 11, &mut self.version_information),
+            (12, b"vpngatewayid") => r.scalar(child, &mut seen, 12, &mut self.vpn_gateway_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
 
@@ -5910,34 +5844,33 @@ pub struct VpnGatewaySetOfDescribeVpnGateways {
 
 impl crate::xml::FromXml for VpnGatewaySetOfDescribeVpnGateways {
     fn read_xml<'a>(
+        &mut self,
         r: &mut crate::xml::XmlReader<'a>,
         el: &crate::xml::Element<'a>,
-    ) -> Result<Self, crate::xml::XmlError> {
-        let mut out = Self::default();
+    ) -> Result<(), crate::xml::XmlError> {
         let mut seen = 0u64;
         r.read_struct(el, |r, name, child| match (name.len(), name) {
-            (14, b"accountingtype") => r.scalar(child, &mut seen, 0, &mut out.accounting_type),
-            (11, b"attachments") => r.scalar(child, &mut seen, 1, &mut out.attachments),
-            (16, b"availabilityzone") => r.scalar(child, &mut seen, 2, &mut out.availability_zone),
-            (17, b"backupinformation") => r.structure(child, &mut seen, 3, &mut out.backup_information),
-            (11, b"createdtime") => r.scalar(child, &mut seen, 4, &mut out.created_time),
-            (8, b"groupset") => r.list(child, &mut out.group_set),
-            (19, b"networkinterfaceset") => r.list(child, &mut out.network_interface_set),
-            (23, b"nextmonthaccountingtype") => r.scalar(child, &mut seen, 7, &mut out.next_month_accounting_type),
-            (15, b"niftyredundancy") => r.scalar(child, &mut seen, 8, &mut out.nifty_redundancy),
+            (14, b"accountingtype") => r.scalar(child, &mut seen, 0, &mut self.accounting_type),
+            (11, b"attachments") => r.scalar(child, &mut seen, 1, &mut self.attachments),
+            (16, b"availabilityzone") => r.scalar(child, &mut seen, 2, &mut self.availability_zone),
+            (17, b"backupinformation") => r.structure(child, &mut seen, 3, &mut self.backup_information),
+            (11, b"createdtime") => r.scalar(child, &mut seen, 4, &mut self.created_time),
+            (8, b"groupset") => r.list(child, &mut self.group_set),
+            (19, b"networkinterfaceset") => r.list(child, &mut self.network_interface_set),
+            (23, b"nextmonthaccountingtype") => r.scalar(child, &mut seen, 7, &mut self.next_month_accounting_type),
+            (15, b"niftyredundancy") => r.scalar(child, &mut seen, 8, &mut self.nifty_redundancy),
             (26, b"niftyvpngatewaydescription") => {
-                r.scalar(child, &mut seen, 9, &mut out.nifty_vpn_gateway_description)
+                r.scalar(child, &mut seen, 9, &mut self.nifty_vpn_gateway_description)
             }
-            (19, b"niftyvpngatewayname") => r.scalar(child, &mut seen, 10, &mut out.nifty_vpn_gateway_name),
-            (19, b"niftyvpngatewaytype") => r.scalar(child, &mut seen, 11, &mut out.nifty_vpn_gateway_type),
-            (23, b"routetableassociationid") => r.scalar(child, &mut seen, 12, &mut out.route_table_association_id),
-            (12, b"routetableid") => r.scalar(child, &mut seen, 13, &mut out.route_table_id),
-            (5, b"state") => r.scalar(child, &mut seen, 14, &mut out.state),
-            (6, b"tagset") => r.list(child, &mut out.tag_set),
-            (18, b"versioninformation") => r.structure(child, &mut seen, 16, &mut out.version_information),
-            (12, b"vpngatewayid") => r.scalar(child, &mut seen, 17, &mut out.vpn_gateway_id),
+            (19, b"niftyvpngatewayname") => r.scalar(child, &mut seen, 10, &mut self.nifty_vpn_gateway_name),
+            (19, b"niftyvpngatewaytype") => r.scalar(child, &mut seen, 11, &mut self.nifty_vpn_gateway_type),
+            (23, b"routetableassociationid") => r.scalar(child, &mut seen, 12, &mut self.route_table_association_id),
+            (12, b"routetableid") => r.scalar(child, &mut seen, 13, &mut self.route_table_id),
+            (5, b"state") => r.scalar(child, &mut seen, 14, &mut self.state),
+            (6, b"tagset") => r.list(child, &mut self.tag_set),
+            (18, b"versioninformation") => r.structure(child, &mut seen, 16, &mut self.version_information),
+            (12, b"vpngatewayid") => r.scalar(child, &mut seen, 17, &mut self.vpn_gateway_id),
             _ => r.skip(child),
-        })?;
-        Ok(out)
+        })
     }
 }
