@@ -1,5 +1,7 @@
 //! The client: signs, sends and retries calls, and reads their replies.
 
+use std::future::Future;
+use std::marker::PhantomData;
 use std::sync::{Arc, Once};
 use std::time::Instant;
 
@@ -8,6 +10,7 @@ use tracing::Instrument as _;
 
 use crate::config::Config;
 use crate::error::{Error, parse_error_document, unreadable_error_reply};
+use crate::listing::ListSplitter;
 use crate::metrics::{MetricsHook, Outcome};
 use crate::operation::Operation;
 use crate::retry::RetryConfig;
@@ -102,18 +105,47 @@ impl Client {
         op.validate()?;
         let mut params = Params::new();
         op.serialize(&mut params);
-        self.call(O::ACTION, params).await
+        self.call(O::ACTION, params, &mut Whole(PhantomData)).await
+    }
+
+    /// Sends a typed operation and reads the list at `path` of its reply entry by entry, as the reply arrives
+    /// (see [`crate::listing`]): each entry is read into `T` (the generated type of the list's entries, such as
+    /// `ReservationSet` for `DescribeInstances` at `["reservationSet"]`) and handed to `fold` with the accumulator
+    /// `init` made. Neither the reply nor its whole typed output is ever held, only one entry at a time: for a
+    /// listing that is large and of which little is kept. A retried call starts again from a new accumulator.
+    pub async fn send_folded<O, T, A>(
+        &self,
+        op: &O,
+        path: &[&str],
+        init: impl Fn() -> A + Send + Sync,
+        fold: impl FnMut(&mut A, T) + Send,
+    ) -> Result<A, Error>
+    where
+        O: Operation,
+        T: FromXml,
+        A: Send,
+    {
+        op.validate()?;
+        let mut params = Params::new();
+        op.serialize(&mut params);
+        let mut reader = Folded {
+            path,
+            init,
+            fold,
+            entry: PhantomData,
+        };
+        self.call(O::ACTION, params, &mut reader).await
     }
 
     /// Sends any action with the given parameters (Action and Version are added) and returns the reply's root
     /// element and request id. For operations the model does not know yet.
     pub async fn call_raw(&self, action: &str, params: Params) -> Result<(XmlNode, Option<String>), Error> {
-        let root: XmlNode = self.call(action, params).await?;
+        let root: XmlNode = self.call(action, params, &mut Whole(PhantomData)).await?;
         let request_id = xml::request_id(&root);
         Ok((root, request_id))
     }
 
-    async fn call<R: Reply>(&self, action: &str, params: Params) -> Result<R, Error> {
+    async fn call<R: ReadReply>(&self, action: &str, params: Params, reader: &mut R) -> Result<R::Output, Error> {
         let span = tracing::debug_span!(
             "nifcloud",
             action,
@@ -122,7 +154,10 @@ impl Client {
             latency_ms = tracing::field::Empty
         );
         let started = Instant::now();
-        let result = self.call_with_retries(action, params).instrument(span.clone()).await;
+        let result = self
+            .call_with_retries(action, params, reader)
+            .instrument(span.clone())
+            .await;
         let latency = started.elapsed();
         span.record("latency_ms", latency.as_millis() as u64);
         if let Some(hook) = &self.inner.config.metrics {
@@ -136,7 +171,12 @@ impl Client {
         result.map(|(reply, _)| reply).map_err(|(e, _)| e)
     }
 
-    async fn call_with_retries<R: Reply>(&self, action: &str, params: Params) -> Result<(R, u32), (Error, u32)> {
+    async fn call_with_retries<R: ReadReply>(
+        &self,
+        action: &str,
+        params: Params,
+        reader: &mut R,
+    ) -> Result<(R::Output, u32), (Error, u32)> {
         let mut all = Params::new();
         all.push("Action", action);
         all.push("Version", API_VERSION);
@@ -147,7 +187,7 @@ impl Client {
         let mut attempt = 1;
         loop {
             tracing::Span::current().record("attempt", attempt);
-            match self.attempt(action, &all).await {
+            match self.attempt(action, &all, reader).await {
                 Ok(reply) => return Ok((reply, attempt)),
                 Err(e) if attempt < retry.max_attempts.max(1) && should_retry(action, &e) => {
                     let wait = retry.backoff(attempt, &mut rand::rng());
@@ -160,7 +200,7 @@ impl Client {
         }
     }
 
-    async fn attempt<R: Reply>(&self, action: &str, params: &Params) -> Result<R, Error> {
+    async fn attempt<R: ReadReply>(&self, action: &str, params: &Params, reader: &mut R) -> Result<R::Output, Error> {
         let cfg = &self.inner.config;
         let body = sign_request(
             params,
@@ -188,19 +228,20 @@ impl Client {
             .await
             .map_err(transport)?;
         let status = response.status().as_u16();
-        // Read as bytes and borrowed as text (a UTF-8 reply is not copied; anything else is read lossily, as
+        if (200..300).contains(&status) {
+            return reader.read(response).await.map_err(|e| match e {
+                ReadError::Transport(source) => transport(source),
+                ReadError::Parse(source) => Error::Parse {
+                    action: action.into(),
+                    status,
+                    source,
+                },
+            });
+        }
+        // An error document is short: read whole, as bytes borrowed as text (read lossily when not UTF-8, as
         // `Response::text` would).
         let bytes = response.bytes().await.map_err(transport)?;
         let text = String::from_utf8_lossy(&bytes);
-        if (200..300).contains(&status) {
-            let reply = R::read(&text).map_err(|source| Error::Parse {
-                action: action.into(),
-                status,
-                source,
-            })?;
-            tracing::Span::current().record("request_id", reply.request_id().unwrap_or(""));
-            return Ok(reply);
-        }
         match parse_error_document(action, status, &text) {
             Some(api) => {
                 tracing::Span::current().record("request_id", api.request_id.as_deref().unwrap_or(""));
@@ -211,7 +252,68 @@ impl Client {
     }
 }
 
-/// What a successful reply is read into: a generated output type, or the tree for [`Client::call_raw`].
+/// Why a successful reply could not be read.
+enum ReadError {
+    Transport(reqwest::Error),
+    Parse(XmlError),
+}
+
+/// How a successful (2xx) reply is read, once per attempt.
+trait ReadReply: Send {
+    type Output;
+    fn read(&mut self, response: reqwest::Response) -> impl Future<Output = Result<Self::Output, ReadError>> + Send;
+}
+
+/// Reads the whole reply into a generated output type, or the tree for [`Client::call_raw`].
+struct Whole<R>(PhantomData<fn() -> R>);
+
+impl<R: Reply> ReadReply for Whole<R> {
+    type Output = R;
+
+    async fn read(&mut self, response: reqwest::Response) -> Result<R, ReadError> {
+        // Read as bytes and borrowed as text (a UTF-8 reply is not copied).
+        let bytes = response.bytes().await.map_err(ReadError::Transport)?;
+        let reply = R::read(&String::from_utf8_lossy(&bytes)).map_err(ReadError::Parse)?;
+        tracing::Span::current().record("request_id", reply.request_id().unwrap_or(""));
+        Ok(reply)
+    }
+}
+
+/// Reads the entries of one list of the reply as the reply arrives ([`Client::send_folded`]).
+struct Folded<'p, T, I, F> {
+    path: &'p [&'p str],
+    init: I,
+    fold: F,
+    entry: PhantomData<fn() -> T>,
+}
+
+impl<T, A, I, F> ReadReply for Folded<'_, T, I, F>
+where
+    T: FromXml,
+    A: Send,
+    I: Fn() -> A + Send + Sync,
+    F: FnMut(&mut A, T) + Send,
+{
+    type Output = A;
+
+    async fn read(&mut self, mut response: reqwest::Response) -> Result<A, ReadError> {
+        let mut acc = (self.init)();
+        let mut splitter = ListSplitter::new(self.path);
+        let fold = &mut self.fold;
+        let mut each = |entry: &str| -> Result<(), XmlError> {
+            fold(&mut acc, xml::from_str::<T>(entry)?);
+            Ok(())
+        };
+        while let Some(chunk) = response.chunk().await.map_err(ReadError::Transport)? {
+            splitter.feed(&chunk, &mut each).map_err(ReadError::Parse)?;
+        }
+        splitter.finish(&mut each).map_err(ReadError::Parse)?;
+        tracing::Span::current().record("request_id", splitter.request_id().unwrap_or(""));
+        Ok(acc)
+    }
+}
+
+/// What a successful reply is read into whole: a generated output type, or the tree for [`Client::call_raw`].
 trait Reply: Sized {
     fn read(body: &str) -> Result<Self, XmlError>;
     fn request_id(&self) -> Option<&str>;

@@ -16,6 +16,7 @@ pub mod client;
 pub mod config;
 pub mod credentials;
 pub mod error;
+pub mod listing;
 pub mod metrics;
 pub mod operation;
 pub mod region;

@@ -313,3 +313,91 @@ async fn a_truncated_error_document_keeps_its_code_or_names_the_status_and_the_b
         format!("HTTP 400 without a readable error document; the body starts: {cut_in_code:?}")
     );
 }
+
+fn lb_listing(names: &[&str]) -> String {
+    let members: String = names
+        .iter()
+        .map(|n| {
+            format!(
+                "<member><LoadBalancerName>{n}</LoadBalancerName><Instances><member><InstanceId>web1</InstanceId></member>\
+                 </Instances></member>"
+            )
+        })
+        .collect();
+    format!(
+        "<DescribeLoadBalancersResponse><DescribeLoadBalancersResult><LoadBalancerDescriptions>{members}\
+         </LoadBalancerDescriptions></DescribeLoadBalancersResult><ResponseMetadata><RequestId>rid-lb</RequestId>\
+         </ResponseMetadata></DescribeLoadBalancersResponse>"
+    )
+}
+
+#[tokio::test]
+async fn a_folded_listing_hands_over_the_same_entries_as_the_whole_reply_once_per_successful_attempt() {
+    use nifcloud_sdk::types::{DescribeLoadBalancersRequest, LoadBalancerDescriptions};
+    let server = MockServer::start().await;
+    let listing = lb_listing(&["a", "b", "c"]);
+    let replies = vec![
+        ResponseTemplate::new(503).set_body_string("Service Unavailable"),
+        ResponseTemplate::new(200).set_body_string(listing.clone()),
+    ];
+    Mock::given(method("POST"))
+        .respond_with(script(replies))
+        .expect(3)
+        .mount(&server)
+        .await;
+    let client = client(&server, 3);
+    let op = DescribeLoadBalancersRequest::default();
+    let whole = client.send(&op).await.unwrap();
+    let inits = AtomicU32::new(0);
+    let folded = client
+        .send_folded(
+            &op,
+            &["DescribeLoadBalancersResult", "LoadBalancerDescriptions"],
+            || {
+                inits.fetch_add(1, Ordering::SeqCst);
+                Vec::new()
+            },
+            |all: &mut Vec<LoadBalancerDescriptions>, lb| all.push(lb),
+        )
+        .await
+        .unwrap();
+    let names: Vec<_> = folded.iter().filter_map(|l| l.load_balancer_name.as_deref()).collect();
+    assert_eq!(names, ["a", "b", "c"]);
+    assert_eq!(
+        Some(folded),
+        whole
+            .describe_load_balancers_result
+            .map(|r| r.load_balancer_descriptions)
+    );
+    assert_eq!(
+        inits.load(Ordering::SeqCst),
+        1,
+        "one accumulator for the one reply read"
+    );
+}
+
+#[tokio::test]
+async fn a_folded_listing_cut_short_is_a_parse_error_not_a_shorter_list() {
+    use nifcloud_sdk::types::{DescribeLoadBalancersRequest, LoadBalancerDescriptions};
+    let server = MockServer::start().await;
+    let listing = lb_listing(&["a", "b"]);
+    let cut = listing[..listing.find("</LoadBalancerDescriptions>").unwrap()].to_owned();
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(cut))
+        .mount(&server)
+        .await;
+    let err = client(&server, 1)
+        .send_folded(
+            &DescribeLoadBalancersRequest::default(),
+            &["DescribeLoadBalancersResult", "LoadBalancerDescriptions"],
+            Vec::new,
+            |all: &mut Vec<LoadBalancerDescriptions>, lb| all.push(lb),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, nifcloud_sdk::Error::Parse { source: nifcloud_sdk::xml::XmlError::Syntax { message, .. }, .. }
+            if message.contains("end of document")),
+        "{err:?}"
+    );
+}
