@@ -373,10 +373,13 @@ pub fn pair_listeners<'a, O: AsRef<Listener>>(desired: &'a [Listener], observed:
 }
 
 /// The member servers to register and to deregister to turn `observed` into `desired`.
-pub fn member_changes(desired: &BTreeSet<String>, observed: &BTreeSet<String>) -> (Vec<String>, Vec<String>) {
+pub fn member_changes<T: Ord + AsRef<str>>(
+    desired: &BTreeSet<T>,
+    observed: &BTreeSet<T>,
+) -> (Vec<String>, Vec<String>) {
     (
-        desired.difference(observed).cloned().collect(),
-        observed.difference(desired).cloned().collect(),
+        desired.difference(observed).map(|m| m.as_ref().to_owned()).collect(),
+        observed.difference(desired).map(|m| m.as_ref().to_owned()).collect(),
     )
 }
 

@@ -184,7 +184,8 @@ impl Instance {
         result.reservation_set.iter().flat_map(Self::from_reservation).collect()
     }
 
-    fn from_reservation(reservation: &ReservationSet) -> Vec<Self> {
+    /// Every server of one reservation (one entry of a `DescribeInstances` reply's `reservationSet`).
+    pub fn from_reservation(reservation: &ReservationSet) -> Vec<Self> {
         let groups: Vec<String> = reservation
             .group_set
             .iter()

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nifcloud_sdk::Client;
-use nifcloud_sdk::types::DescribeInstancesRequest;
+use nifcloud_sdk::types::{DescribeInstancesRequest, ReservationSet};
 
 use crate::cache::CoalescingCache;
 use crate::error::CloudError;
@@ -196,12 +196,18 @@ impl InstanceView {
     }
 
     async fn list(&self) -> Result<InstanceIndex, CloudError> {
-        let reply = self
+        // Read reservation by reservation as the reply arrives, keeping only the servers' summaries.
+        let servers = self
             .client
-            .describe_instances(DescribeInstancesRequest::default())
+            .send_folded(
+                &DescribeInstancesRequest::default(),
+                &["reservationSet"],
+                Vec::new,
+                |all: &mut Vec<Instance>, r: ReservationSet| all.extend(Instance::from_reservation(&r)),
+            )
             .await
             .map_err(CloudError::wrap("DescribeInstances", "all servers"))?;
-        Ok(InstanceIndex::new(Instance::all_from_describe(&reply)))
+        Ok(InstanceIndex::new(servers))
     }
 
     /// The server behind `node`; `Ok(None)` only when a listing fresher than this call has no match.

@@ -19,7 +19,10 @@ use crate::context::Context;
 use crate::lbview::Named;
 use crate::model::{FilterType, PortPair};
 use crate::spec::ServiceLb;
-use plan::{DesiredL4, L4Action, ObservedL4};
+use plan::{DesiredL4, L4Action, L4Listing, ObservedL4};
+
+/// Where a `DescribeLoadBalancers` reply lists the load balancers (one entry per port pair).
+const LISTING: [&str; 2] = ["DescribeLoadBalancersResult", "LoadBalancerDescriptions"];
 
 impl Named for ObservedL4 {
     fn name(&self) -> &str {
@@ -59,9 +62,12 @@ impl Backend for L4Backend {
             ..Default::default()
         };
         let which = name.map_or_else(|| "all load balancers".to_owned(), |n| format!("load balancer {n}"));
-        let reply = client.describe_load_balancers(req).await;
-        reply
-            .map(ObservedL4::from_reply)
+        // Read entry by entry as the reply arrives: the region-wide listing is large, and little of it is kept.
+        let listing = client
+            .send_folded(&req, &LISTING, L4Listing::default, |l, d| l.add(d))
+            .await;
+        listing
+            .map(L4Listing::finish)
             .map_err(CloudError::wrap("DescribeLoadBalancers", which))
     }
 

@@ -20,10 +20,11 @@
 //! addresses is removed then (by itself, once addresses are there to keep the filter closed). Either way the
 //! filter converges within one reconcile, and no plan adds or removes `*.*.*.*` again and again.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use nifcloud_cloud::Instance;
-use nifcloud_sdk::types::{DescribeLoadBalancersResultWrapper, LoadBalancerDescriptions};
+use nifcloud_sdk::types::LoadBalancerDescriptions;
 
 use crate::backend::Plan;
 use crate::model::{
@@ -37,8 +38,9 @@ use crate::spec::{ANY_SOURCE, ServiceLb};
 pub struct ObservedPort {
     /// The listener (always TCP; no health-check path).
     pub listener: Listener,
-    /// Names of the servers registered on this port pair.
-    pub members: BTreeSet<String>,
+    /// Names of the servers registered on this port pair. A listing keeps one copy of each name and of each
+    /// distinct set of names (most load balancers of a cluster have the same members).
+    pub members: Arc<BTreeSet<Arc<str>>>,
     /// Whether `filter` lists who may connect or who may not.
     pub filter_type: FilterType,
     /// The filter's addresses (`a.b.c.d`, `a.b.c.d/n`); empty, like `*.*.*.*`, means any source.
@@ -69,70 +71,111 @@ pub struct ObservedL4 {
 }
 
 impl ObservedL4 {
-    /// Reads a `DescribeLoadBalancers` reply.
-    pub fn from_reply(reply: DescribeLoadBalancersResultWrapper) -> Vec<ObservedL4> {
-        let items = reply
-            .describe_load_balancers_result
-            .map(|r| r.load_balancer_descriptions);
-        Self::from_descriptions(&items.unwrap_or_default())
+    /// Groups `DescribeLoadBalancers` entries (one per port pair) by name.
+    pub fn from_descriptions(items: impl IntoIterator<Item = LoadBalancerDescriptions>) -> Vec<ObservedL4> {
+        let mut listing = L4Listing::default();
+        for d in items {
+            listing.add(d);
+        }
+        listing.finish()
+    }
+}
+
+/// The L4 load balancers of a `DescribeLoadBalancers` reply, built entry by entry as the entries are read (one
+/// entry per port pair; see [`nifcloud_sdk::listing`]), keeping only what [`plan`] compares: a region-wide
+/// listing is large (500 load balancers with 200 members each, with the members' health states, are about 14 MB
+/// of XML), and each member server's name, and each distinct set of members, is kept once for the whole listing,
+/// however many load balancers list it.
+#[derive(Debug, Default)]
+pub struct L4Listing {
+    balancers: Vec<ObservedL4>,
+    /// Load-balancer name -> its index in `balancers`.
+    index: HashMap<String, usize>,
+    /// Every member server's name met so far.
+    servers: HashSet<Arc<str>>,
+    /// Every set of members met so far.
+    member_sets: HashSet<Arc<BTreeSet<Arc<str>>>>,
+}
+
+impl L4Listing {
+    /// Adds one entry of the reply: one port pair of a load balancer (entries without a name are left out).
+    pub fn add(&mut self, d: LoadBalancerDescriptions) {
+        let Some(name) = d.load_balancer_name.filter(|n| !n.is_empty()) else {
+            return;
+        };
+        let idx = match self.index.get(&name) {
+            Some(&i) => i,
+            None => {
+                self.balancers.push(ObservedL4 {
+                    name: name.clone(),
+                    vip: d.dns_name.unwrap_or_default(),
+                    network_volume: d.network_volume,
+                    billing: Billing::from_wire(d.accounting_type.as_deref(), d.next_month_accounting_type.as_deref()),
+                    policy_type: d.policy_type.as_deref().and_then(PolicyType::parse),
+                    ports: Vec::new(),
+                });
+                self.index.insert(name, self.balancers.len() - 1);
+                self.balancers.len() - 1
+            }
+        };
+        let hc = d.health_check.unwrap_or_default();
+        let filter = d.filter.unwrap_or_default();
+        let servers = &mut self.servers;
+        let members: BTreeSet<Arc<str>> = d
+            .instances
+            .into_iter()
+            .filter_map(|i| i.instance_id)
+            .map(|id| shared(servers, id))
+            .collect();
+        let members = match self.member_sets.get(&members) {
+            Some(known) => known.clone(),
+            None => {
+                let members = Arc::new(members);
+                self.member_sets.insert(members.clone());
+                members
+            }
+        };
+        let filter_type = FilterType::from_wire(filter.filter_type.as_deref());
+        let sources: BTreeSet<String> = filter.ip_addresses.into_iter().filter_map(|i| i.ip_address).collect();
+        for ld in &d.listener_descriptions {
+            let Some(l) = &ld.listener else { continue };
+            self.balancers[idx].ports.push(ObservedPort {
+                listener: Listener {
+                    port: l.load_balancer_port.unwrap_or_default(),
+                    instance_port: l.instance_port.unwrap_or_default(),
+                    protocol: Protocol::Tcp,
+                    balancing: BalancingType::from_code(l.balancing_type),
+                    health_check: HealthCheck {
+                        target: HealthCheckTarget::parse(hc.target.as_deref().unwrap_or_default()),
+                        interval: hc.interval.unwrap_or_default(),
+                        unhealthy_threshold: hc.unhealthy_threshold.unwrap_or_default(),
+                        path: None,
+                    },
+                },
+                members: members.clone(),
+                filter_type: filter_type.clone(),
+                filter: sources.clone(),
+            });
+        }
     }
 
-    /// Groups `DescribeLoadBalancers` members (one per port pair) by name.
-    pub fn from_descriptions(items: &[LoadBalancerDescriptions]) -> Vec<ObservedL4> {
-        let mut out: Vec<ObservedL4> = Vec::new();
-        for d in items {
-            let Some(name) = d.load_balancer_name.clone().filter(|n| !n.is_empty()) else {
-                continue;
-            };
-            let idx = match out.iter().position(|o| o.name == name) {
-                Some(i) => i,
-                None => {
-                    out.push(ObservedL4 {
-                        name: name.clone(),
-                        vip: d.dns_name.clone().unwrap_or_default(),
-                        network_volume: d.network_volume,
-                        billing: Billing::from_wire(
-                            d.accounting_type.as_deref(),
-                            d.next_month_accounting_type.as_deref(),
-                        ),
-                        policy_type: d.policy_type.as_deref().and_then(PolicyType::parse),
-                        ports: Vec::new(),
-                    });
-                    out.len() - 1
-                }
-            };
-            let hc = d.health_check.clone().unwrap_or_default();
-            let filter = d.filter.clone().unwrap_or_default();
-            for ld in &d.listener_descriptions {
-                let Some(l) = &ld.listener else { continue };
-                out[idx].ports.push(ObservedPort {
-                    listener: Listener {
-                        port: l.load_balancer_port.unwrap_or_default(),
-                        instance_port: l.instance_port.unwrap_or_default(),
-                        protocol: Protocol::Tcp,
-                        balancing: BalancingType::from_code(l.balancing_type),
-                        health_check: HealthCheck {
-                            target: HealthCheckTarget::parse(hc.target.as_deref().unwrap_or_default()),
-                            interval: hc.interval.unwrap_or_default(),
-                            unhealthy_threshold: hc.unhealthy_threshold.unwrap_or_default(),
-                            path: None,
-                        },
-                    },
-                    members: d.instances.iter().filter_map(|i| i.instance_id.clone()).collect(),
-                    filter_type: FilterType::from_wire(filter.filter_type.as_deref()),
-                    filter: filter
-                        .ip_addresses
-                        .iter()
-                        .filter_map(|i| i.ip_address.clone())
-                        .collect(),
-                });
-            }
-        }
-        for o in &mut out {
+    /// The load balancers read, in the order first listed, their port pairs ordered by ports.
+    pub fn finish(mut self) -> Vec<ObservedL4> {
+        for o in &mut self.balancers {
             o.ports.sort_by_key(|p| p.listener.ports());
         }
-        out
+        self.balancers
     }
+}
+
+/// The one copy of `name` in `names`, added when new.
+fn shared(names: &mut HashSet<Arc<str>>, name: String) -> Arc<str> {
+    if let Some(known) = names.get(name.as_str()) {
+        return known.clone();
+    }
+    let name: Arc<str> = name.into();
+    names.insert(name.clone());
+    name
 }
 
 /// An L4 load balancer as desired.
@@ -149,7 +192,7 @@ pub struct DesiredL4 {
     /// The listeners, ordered by port.
     pub listeners: Vec<Listener>,
     /// Names of the member servers (the same on every port pair).
-    pub members: BTreeSet<String>,
+    pub members: BTreeSet<Arc<str>>,
     /// Allowed sources; `{"*.*.*.*"}` for any.
     pub filter: BTreeSet<String>,
 }
@@ -164,7 +207,7 @@ impl DesiredL4 {
             accounting_type: o.accounting_type,
             policy_type: o.policy_type,
             listeners: spec.listeners.clone(),
-            members: members.iter().map(|m| m.name.clone()).collect(),
+            members: members.iter().map(|m| Arc::from(m.name.as_str())).collect(),
             filter: spec.filter.clone(),
         }
     }
@@ -189,7 +232,7 @@ impl DesiredL4 {
                         health_check: HealthCheck::default(),
                         ..l.clone()
                     },
-                    members: BTreeSet::new(),
+                    members: Arc::default(),
                     filter_type: FilterType::Allow,
                     filter: [ANY_SOURCE.to_owned()].into(),
                 })

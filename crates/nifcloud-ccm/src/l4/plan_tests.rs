@@ -9,6 +9,10 @@ fn names(n: &[&str]) -> BTreeSet<String> {
     n.iter().map(|s| s.to_string()).collect()
 }
 
+fn servers(n: &[&str]) -> BTreeSet<Arc<str>> {
+    n.iter().map(|s| Arc::from(*s)).collect()
+}
+
 fn desired(listeners: Vec<Listener>) -> DesiredL4 {
     DesiredL4 {
         name: "k1234abcdef0123".into(),
@@ -16,7 +20,7 @@ fn desired(listeners: Vec<Listener>) -> DesiredL4 {
         accounting_type: None,
         policy_type: None,
         listeners,
-        members: names(&["node1", "node2"]),
+        members: servers(&["node1", "node2"]),
         filter: [ANY_SOURCE.to_owned()].into(),
     }
 }
@@ -37,7 +41,7 @@ fn converged(d: &DesiredL4) -> ObservedL4 {
             .iter()
             .map(|w| ObservedPort {
                 listener: w.clone(),
-                members: d.members.clone(),
+                members: Arc::new(d.members.clone()),
                 filter_type: FilterType::Allow,
                 filter: [ANY_SOURCE.to_owned()].into(),
             })
@@ -117,7 +121,7 @@ fn every_attribute_is_reconciled() {
         ),
         (
             "members",
-            |d, _| d.members = names(&["node2", "node3"]),
+            |d, _| d.members = servers(&["node2", "node3"]),
             vec![
                 L4Action::RegisterInstances {
                     ports: pp(80, 30080),
@@ -196,7 +200,7 @@ fn every_attribute_is_reconciled() {
                 extra.listener.port = 443;
                 extra.listener.instance_port = 30443;
                 o.ports.push(extra);
-                d.members = names(&["node1"]);
+                d.members = servers(&["node1"]);
             },
             vec![
                 L4Action::DeregisterInstances {
@@ -237,7 +241,7 @@ fn only_new_or_moved_listeners_call_for_a_re_read() {
     let mut moved = d.clone();
     moved.listeners[0].instance_port = 31000;
     let mut members = d.clone();
-    members.members = names(&["node9"]);
+    members.members = servers(&["node9"]);
     let mut removed = d.clone();
     removed.listeners.clear();
     let cases = [
@@ -292,7 +296,7 @@ fn members_follow_the_endpoint_nodes_on_every_port_pair() {
     // The members are the servers of the nodes with a ready endpoint (externalTrafficPolicy: Local); as the
     // endpoints move, each port pair registers the new ones and deregisters the old ones, and nothing else.
     let mut d = desired(vec![want(80, 30080), want(443, 30443)]);
-    d.members = names(&["node1"]);
+    d.members = servers(&["node1"]);
     let on_node1 = converged(&d);
     let register = |port, node_port, n: &[&str]| L4Action::RegisterInstances {
         ports: pp(port, node_port),
@@ -327,14 +331,14 @@ fn members_follow_the_endpoint_nodes_on_every_port_pair() {
     ];
     for (what, endpoint_nodes, want_actions) in table {
         let mut d2 = d.clone();
-        d2.members = names(endpoint_nodes);
+        d2.members = servers(endpoint_nodes);
         let p = plan(&d2, Some(&on_node1));
         assert_eq!(p.actions, want_actions, "{what}");
         assert!(!p.reshapes && p.warnings.is_empty(), "{what}");
     }
     // From no member back to one.
     let mut empty = d.clone();
-    empty.members = names(&[]);
+    empty.members = servers(&[]);
     assert_eq!(
         plan(&d, Some(&converged(&empty))).actions,
         vec![register(80, 30080, &["node1"]), register(443, 30443, &["node1"])]
@@ -476,4 +480,50 @@ fn the_filter_plan_has_a_fixed_point_under_both_behaviours() {
             }
         }
     }
+}
+
+#[test]
+fn a_listing_groups_port_pairs_by_name_and_keeps_one_copy_of_each_member_name() {
+    let entry = |name: &str, port: i64, members: &[&str]| -> LoadBalancerDescriptions {
+        let members: String = members
+            .iter()
+            .map(|m| format!("<member><InstanceId>{m}</InstanceId></member>"))
+            .collect();
+        nifcloud_sdk::xml::from_str(&format!(
+            "<member><LoadBalancerName>{name}</LoadBalancerName><DNSName>203.0.113.9</DNSName>\
+             <ListenerDescriptions><member><Listener><Protocol>TCP</Protocol><LoadBalancerPort>{port}</LoadBalancerPort>\
+             <InstancePort>3{port}</InstancePort></Listener></member></ListenerDescriptions>\
+             <Instances>{members}</Instances><HealthCheck><Target>TCP:3{port}</Target></HealthCheck>\
+             <Filter><FilterType>1</FilterType><IPAddresses><member><IPAddress>*.*.*.*</IPAddress></member></IPAddresses></Filter></member>"
+        ))
+        .expect("entry parses")
+    };
+    let listed = ObservedL4::from_descriptions([
+        entry("a", 443, &["node1", "node2"]),
+        entry("b", 80, &["node2"]),
+        entry("", 81, &["node3"]),
+        entry("a", 80, &["node1", "node2"]),
+    ]);
+    let listed_names: Vec<&str> = listed.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(
+        listed_names,
+        ["a", "b"],
+        "in the order first listed; an entry without a name is left out"
+    );
+    let a = &listed[0];
+    let ports: Vec<i64> = a.ports.iter().map(|p| p.listener.port).collect();
+    assert_eq!(ports, [80, 443], "port pairs ordered by ports");
+    assert_eq!(a.vip, "203.0.113.9");
+    assert_eq!(*a.ports[1].members, servers(&["node1", "node2"]));
+    assert!(
+        Arc::ptr_eq(&a.ports[0].members, &a.ports[1].members),
+        "one copy of each set of members"
+    );
+    assert_eq!(a.ports[0].filter, names(&[ANY_SOURCE]));
+    let node2 = |o: &ObservedL4, port: usize| o.ports[port].members.iter().find(|m| &***m == "node2").cloned();
+    let (in_a, in_b) = (node2(a, 0).expect("member"), node2(&listed[1], 0).expect("member"));
+    assert!(
+        Arc::ptr_eq(&in_a, &in_b),
+        "one copy of a member's name for the whole listing"
+    );
 }
