@@ -656,3 +656,73 @@ async fn lost_lease_scenario(client: Client, lease_name: String) {
         "{result:?}"
     );
 }
+
+/// A repeated Event becomes a series on the real API server: one Event, its count raised, its first note kept (the
+/// API server refuses a changed note), and a new Event for another reason.
+#[tokio::test]
+async fn repeated_events_become_one_series_on_the_real_api_server() {
+    use cloudprovider::EventSink;
+    use k8s_openapi::api::core::v1::ObjectReference;
+    use k8s_openapi::api::events::v1::Event;
+
+    let Some((client, _)) = client("repeated_events_become_one_series_on_the_real_api_server").await else {
+        return;
+    };
+    let namespace = format!("ccm-e2e-events-{}", suffix());
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let ns = Namespace {
+        metadata: ObjectMeta {
+            name: Some(namespace.clone()),
+            ..ObjectMeta::default()
+        },
+        ..Namespace::default()
+    };
+    namespaces.create(&PostParams::default(), &ns).await.expect("namespace");
+    let scenario = {
+        let (client, namespace) = (client.clone(), namespace.clone());
+        async move {
+            let sink = EventSink::new(client.clone(), "cloudprovider-e2e", Some("e2e-instance".into()));
+            let regarding = ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Service".into()),
+                namespace: Some(namespace.clone()),
+                name: Some("web".into()),
+                uid: Some("0b9c0000-5b0e-4d6f-8e0f-2a5b7c9d1e3f".into()),
+                ..ObjectReference::default()
+            };
+            for attempt in 1..=3 {
+                let note = format!("Error syncing load balancer: attempt {attempt}");
+                sink.warn(&regarding, "SyncLoadBalancerFailed", "EnsureLoadBalancer", note)
+                    .await;
+            }
+            sink.normal(
+                &regarding,
+                "EnsuredLoadBalancer",
+                "EnsureLoadBalancer",
+                "Ensured load balancer".into(),
+            )
+            .await;
+            let events: Api<Event> = Api::namespaced(client, &namespace);
+            let listed = events.list(&ListParams::default()).await.expect("list events").items;
+            let failed: Vec<&Event> = listed
+                .iter()
+                .filter(|e| e.reason.as_deref() == Some("SyncLoadBalancerFailed"))
+                .collect();
+            assert_eq!(failed.len(), 1, "one Event for the three repeats: {listed:?}");
+            let e = failed[0];
+            assert_eq!(e.series.as_ref().map(|s| s.count), Some(3), "{e:?}");
+            assert_eq!(e.note.as_deref(), Some("Error syncing load balancer: attempt 1"));
+            assert_eq!(e.type_.as_deref(), Some("Warning"));
+            assert_eq!(e.reporting_instance.as_deref(), Some("e2e-instance"));
+            let ensured = listed
+                .iter()
+                .filter(|e| e.reason.as_deref() == Some("EnsuredLoadBalancer"))
+                .count();
+            assert_eq!(ensured, 1, "another reason is another Event");
+        }
+    };
+    with_cleanup(scenario, async {
+        let _ = namespaces.delete(&namespace, &DeleteParams::default()).await;
+    })
+    .await;
+}
