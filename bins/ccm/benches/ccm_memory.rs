@@ -102,18 +102,23 @@ impl Drop for Children {
     }
 }
 
-/// `VmHWM` (peak) and `VmRSS` (now) of process `pid`, in KiB.
-fn rss_kib(pid: u32) -> (u64, u64) {
+/// The fields `names` of `/proc/PID/status` of process `pid`, in KiB (0 when absent).
+fn status_kib<const N: usize>(pid: u32, names: [&str; N]) -> [u64; N] {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
+    names.map(|name| {
         status
             .lines()
             .find_map(|l| l.strip_prefix(name))
             .and_then(|v| v.split_whitespace().next())
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
-    };
-    (field("VmHWM:"), field("VmRSS:"))
+    })
+}
+
+/// `VmHWM` (peak) and `VmRSS` (now) of process `pid`, in KiB.
+fn rss_kib(pid: u32) -> (u64, u64) {
+    let [peak, now] = status_kib(pid, ["VmHWM:", "VmRSS:"]);
+    (peak, now)
 }
 
 fn mib(kib: u64) -> f64 {
@@ -526,7 +531,7 @@ async fn scenario(client: Client, kubeconfig: PathBuf, sizes: Sizes, sfx: String
     let started = Instant::now();
     let binary = std::env::var_os("CCM_MEMORY_BINARY")
         .unwrap_or_else(|| env!("CARGO_BIN_EXE_nifcloud-cloud-controller-manager").into());
-    let ccm = Command::new(binary)
+    let ccm = Command::new(&binary)
         .arg("--kubeconfig")
         .arg(&kubeconfig)
         .args([
@@ -623,6 +628,15 @@ async fn scenario(client: Client, kubeconfig: PathBuf, sizes: Sizes, sfx: String
         "peak RSS {:.1} MiB: {} the {TARGET_MIB} MiB target",
         mib(peak),
         if mib(peak) <= TARGET_MIB { "within" } else { "OVER" }
+    );
+    let [file, anon] = status_kib(pid, ["RssFile:", "RssAnon:"]);
+    let size = std::fs::metadata(&binary).map_or(0, |m| m.len());
+    println!(
+        "    of the RSS now: {:.1} MiB mapped from the binary's file ({:.1} MiB on disk: code and read-only data), \
+         {:.1} MiB anonymous (heap, stacks, relocated data)",
+        mib(file),
+        size as f64 / 1024.0 / 1024.0,
+        mib(anon)
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
