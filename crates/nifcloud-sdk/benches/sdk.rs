@@ -30,6 +30,8 @@ const ITEMS: usize = 1_000;
 const LOAD_BALANCERS: usize = 500;
 const REQUESTS: usize = 10_000;
 const HOST: &str = "jp-east-1.computing.api.nifcloud.com";
+/// The least stretch of time over which each of our best times is taken.
+const WINDOW: Duration = Duration::from_secs(1);
 
 fn instance_item(i: usize) -> String {
     let zone = ["east-11", "east-12", "east-13", "east-14"][i % 4];
@@ -129,12 +131,17 @@ fn reply(root: &str, list: &str, items: impl Iterator<Item = String>) -> String 
     body
 }
 
+/// The shortest of at least `runs` runs of `f`, repeated until they span [`WINDOW`] too: the Python SDK's best run
+/// is taken over a second or more, so ours is taken over as long a stretch of this (shared, noisy) machine.
 fn time_best<T>(runs: usize, mut f: impl FnMut() -> T) -> Duration {
     let mut best = Duration::MAX;
-    for _ in 0..runs {
+    let began = Instant::now();
+    let mut done = 0;
+    while done < runs || began.elapsed() < WINDOW {
         let start = Instant::now();
         black_box(f());
         best = best.min(start.elapsed());
+        done += 1;
     }
     best
 }
@@ -276,7 +283,7 @@ fn main() {
     let tree = time_best(20, || nifcloud_sdk::xml::parse(&cases[0].body).expect("well-formed"));
     let t_req = time_best(5, || requests(&creds));
 
-    println!("nifcloud-sdk benchmark (best of several runs)");
+    println!("nifcloud-sdk benchmark (best run of at least 1 s of runs)");
     // Timings, and the ratios to a Python run made later, move with what else the machine is doing.
     if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
         let averages: Vec<&str> = load.split_whitespace().take(3).collect();
