@@ -34,6 +34,12 @@ use crate::spec::ServiceLb;
 pub use plan::ObservedElb;
 use plan::{DesiredElb, ElbAction, ElbAttribute};
 
+/// Where a `NiftyDescribeElasticLoadBalancers` reply lists the load balancers.
+const LISTING: [&str; 2] = [
+    "NiftyDescribeElasticLoadBalancersResult",
+    "ElasticLoadBalancerDescriptions",
+];
+
 impl Named for ObservedElb {
     fn name(&self) -> &str {
         &self.name
@@ -95,10 +101,13 @@ impl Backend for ElbBackend {
             Some(n) => format!("elastic load balancer {n}"),
             None => "all elastic load balancers".to_owned(),
         };
-        match client.nifty_describe_elastic_load_balancers(req).await {
-            Ok(reply) => Ok(ObservedElb::from_reply(reply)),
-            Err(e) => Err(CloudError::new("NiftyDescribeElasticLoadBalancers", which, e)),
-        }
+        // Read entry by entry as the reply arrives, as the L4 listing is.
+        let listing = client
+            .send_folded(&req, &LISTING, Vec::new, |all: &mut Vec<ObservedElb>, d| {
+                all.extend(ObservedElb::from_description(&d));
+            })
+            .await;
+        listing.map_err(|e| CloudError::new("NiftyDescribeElasticLoadBalancers", which, e))
     }
 
     fn plan(desired: &DesiredElb, observed: Option<&ObservedElb>) -> Plan<ElbAction> {

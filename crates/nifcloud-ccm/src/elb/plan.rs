@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 
 use nifcloud_cloud::Instance;
-use nifcloud_sdk::types::{ElasticLoadBalancerDescriptions, NiftyDescribeElasticLoadBalancersResultWrapper};
+use nifcloud_sdk::types::ElasticLoadBalancerDescriptions;
 
 use crate::annotations::ElbInterface;
 use crate::backend::Plan;
@@ -78,70 +78,65 @@ pub struct ObservedElb {
 }
 
 impl ObservedElb {
-    /// Reads a `NiftyDescribeElasticLoadBalancers` reply.
-    pub fn from_reply(reply: NiftyDescribeElasticLoadBalancersResultWrapper) -> Vec<ObservedElb> {
-        let result = reply.nifty_describe_elastic_load_balancers_result;
-        Self::from_descriptions(&result.map(|r| r.elastic_load_balancer_descriptions).unwrap_or_default())
-    }
-
     /// Reads the load balancers of a `NiftyDescribeElasticLoadBalancers` reply.
     pub fn from_descriptions(items: &[ElasticLoadBalancerDescriptions]) -> Vec<ObservedElb> {
-        items
+        items.iter().filter_map(Self::from_description).collect()
+    }
+
+    /// Reads one load balancer of a `NiftyDescribeElasticLoadBalancers` reply (`None` without a name): the
+    /// listing is read entry by entry as it arrives, keeping only this of each entry.
+    pub fn from_description(d: &ElasticLoadBalancerDescriptions) -> Option<ObservedElb> {
+        let name = d.elastic_load_balancer_name.clone().filter(|n| !n.is_empty())?;
+        let mut listeners: Vec<ObservedElbListener> = d
+            .elastic_load_balancer_listener_descriptions
             .iter()
-            .filter_map(|d| {
-                let name = d.elastic_load_balancer_name.clone().filter(|n| !n.is_empty())?;
-                let mut listeners: Vec<ObservedElbListener> = d
-                    .elastic_load_balancer_listener_descriptions
-                    .iter()
-                    .filter_map(|ld| ld.listener.as_ref())
-                    .map(|l| {
-                        let hc = l.health_check.clone().unwrap_or_default();
-                        let target = HealthCheckTarget::parse(hc.target.as_deref().unwrap_or_default());
-                        // A path only means something to an HTTP check; one left over from an earlier HTTP
-                        // check is not a difference.
-                        let http = matches!(target, HealthCheckTarget::Http(_));
-                        ObservedElbListener {
-                            listener: Listener {
-                                port: l.elastic_load_balancer_port.unwrap_or_default(),
-                                instance_port: l.instance_port.unwrap_or_default(),
-                                protocol: Protocol::parse(l.protocol.as_deref().unwrap_or_default()),
-                                balancing: BalancingType::from_code(l.balancing_type),
-                                health_check: HealthCheck {
-                                    target,
-                                    interval: hc.interval.unwrap_or_default(),
-                                    unhealthy_threshold: hc.unhealthy_threshold.unwrap_or_default(),
-                                    path: hc.path.filter(|p| http && !p.is_empty()),
-                                },
-                            },
-                            description: l.description.clone().unwrap_or_default(),
-                            members: l.instances.iter().filter_map(|i| i.instance_id.clone()).collect(),
-                        }
-                    })
-                    .collect();
-                listeners.sort_by_key(|l| l.listener.key());
-                Some(ObservedElb {
-                    name,
-                    vip: d.dns_name.clone().unwrap_or_default(),
-                    state: ElbState::from_wire(d.state.as_deref()),
-                    network_volume: d.network_volume.as_deref().and_then(|v| v.trim().parse().ok()),
-                    billing: Billing::from_wire(d.accounting_type.as_deref(), d.next_month_accounting_type.as_deref()),
-                    networks: d
-                        .network_interfaces
-                        .iter()
-                        .filter_map(|n| n.network_id.clone())
-                        .collect(),
-                    system_ips: d
-                        .network_interfaces
-                        .iter()
-                        .flat_map(|n| &n.system_ip_addresses)
-                        .filter_map(|a| a.system_ip_address.as_deref().map(str::trim))
-                        .filter(|a| !a.is_empty())
-                        .map(str::to_owned)
-                        .collect(),
-                    listeners,
-                })
+            .filter_map(|ld| ld.listener.as_ref())
+            .map(|l| {
+                let hc = l.health_check.clone().unwrap_or_default();
+                let target = HealthCheckTarget::parse(hc.target.as_deref().unwrap_or_default());
+                // A path only means something to an HTTP check; one left over from an earlier HTTP
+                // check is not a difference.
+                let http = matches!(target, HealthCheckTarget::Http(_));
+                ObservedElbListener {
+                    listener: Listener {
+                        port: l.elastic_load_balancer_port.unwrap_or_default(),
+                        instance_port: l.instance_port.unwrap_or_default(),
+                        protocol: Protocol::parse(l.protocol.as_deref().unwrap_or_default()),
+                        balancing: BalancingType::from_code(l.balancing_type),
+                        health_check: HealthCheck {
+                            target,
+                            interval: hc.interval.unwrap_or_default(),
+                            unhealthy_threshold: hc.unhealthy_threshold.unwrap_or_default(),
+                            path: hc.path.filter(|p| http && !p.is_empty()),
+                        },
+                    },
+                    description: l.description.clone().unwrap_or_default(),
+                    members: l.instances.iter().filter_map(|i| i.instance_id.clone()).collect(),
+                }
             })
-            .collect()
+            .collect();
+        listeners.sort_by_key(|l| l.listener.key());
+        Some(ObservedElb {
+            name,
+            vip: d.dns_name.clone().unwrap_or_default(),
+            state: ElbState::from_wire(d.state.as_deref()),
+            network_volume: d.network_volume.as_deref().and_then(|v| v.trim().parse().ok()),
+            billing: Billing::from_wire(d.accounting_type.as_deref(), d.next_month_accounting_type.as_deref()),
+            networks: d
+                .network_interfaces
+                .iter()
+                .filter_map(|n| n.network_id.clone())
+                .collect(),
+            system_ips: d
+                .network_interfaces
+                .iter()
+                .flat_map(|n| &n.system_ip_addresses)
+                .filter_map(|a| a.system_ip_address.as_deref().map(str::trim))
+                .filter(|a| !a.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            listeners,
+        })
     }
 
     /// Whether any listener carries `marker` as its description.
