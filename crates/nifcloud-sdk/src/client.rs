@@ -102,10 +102,7 @@ impl Client {
 
     /// Sends a typed operation and reads its typed reply (in one pass, straight from the reply's text).
     pub async fn send<O: Operation>(&self, op: &O) -> Result<O::Output, Error> {
-        op.validate()?;
-        let mut params = Params::new();
-        op.serialize(&mut params);
-        self.call(O::ACTION, params, &mut Whole(PhantomData)).await
+        self.call(O::ACTION, params_of(op)?, &mut Whole(PhantomData)).await
     }
 
     /// Sends a typed operation and reads the list at `path` of its reply entry by entry, as the reply arrives
@@ -117,7 +114,7 @@ impl Client {
         &self,
         op: &O,
         path: &[&str],
-        init: impl Fn() -> A + Send + Sync,
+        init: impl Fn() -> A + Send,
         fold: impl FnMut(&mut A, T) + Send,
     ) -> Result<A, Error>
     where
@@ -125,9 +122,7 @@ impl Client {
         T: FromXml,
         A: Send,
     {
-        op.validate()?;
-        let mut params = Params::new();
-        op.serialize(&mut params);
+        let params = params_of(op)?;
         let mut reader = Folded {
             path,
             init,
@@ -252,6 +247,14 @@ impl Client {
     }
 }
 
+/// The validated, serialized parameters of `op`.
+fn params_of<O: Operation>(op: &O) -> Result<Params, Error> {
+    op.validate()?;
+    let mut params = Params::new();
+    op.serialize(&mut params);
+    Ok(params)
+}
+
 /// Why a successful reply could not be read.
 enum ReadError {
     Transport(reqwest::Error),
@@ -291,7 +294,7 @@ impl<T, A, I, F> ReadReply for Folded<'_, T, I, F>
 where
     T: FromXml,
     A: Send,
-    I: Fn() -> A + Send + Sync,
+    I: Fn() -> A + Send,
     F: FnMut(&mut A, T) + Send,
 {
     type Output = A;
