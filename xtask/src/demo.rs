@@ -362,18 +362,18 @@ struct DiskFacts {
 async fn describe(client: &Client, volume_id: &str) -> anyhow::Result<DiskFacts> {
     let out = client
         .describe_volumes(DescribeVolumesRequest {
-            volume_id: vec![volume_id.to_owned()],
+            volume_id: vec![volume_id.into()],
         })
         .await?;
     let v = out.volume_set.first().context("DescribeVolumes returned nothing")?;
     Ok(DiskFacts {
-        size: v.size.clone().unwrap_or_default(),
-        disk_type: v.disk_type.clone().unwrap_or_default(),
-        zone: v.availability_zone.clone().unwrap_or_default(),
+        size: v.size.as_deref().unwrap_or_default().to_owned(),
+        disk_type: v.disk_type.as_deref().unwrap_or_default().to_owned(),
+        zone: v.availability_zone.as_deref().unwrap_or_default().to_owned(),
         device: v
             .attachment_set
             .first()
-            .and_then(|a| a.device.clone())
+            .and_then(|a| a.device.as_deref().map(String::from))
             .unwrap_or_default(),
     })
 }

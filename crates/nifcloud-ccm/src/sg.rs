@@ -22,6 +22,7 @@ use std::net::Ipv4Addr;
 
 use cloudprovider::k8s_openapi::api::core::v1::Service;
 use nifcloud_cloud::{CloudError, Instance};
+use nifcloud_sdk::ToCompactString;
 use nifcloud_sdk::types::{
     AuthorizeSecurityGroupIngressRequest, DescribeSecurityGroupsRequest, RequestIpPermissions,
     RequestIpPermissionsOfRevokeSecurityGroupIngress, RequestIpRanges, RevokeSecurityGroupIngressRequest,
@@ -164,7 +165,7 @@ async fn observe(ctx: &Context, groups: Vec<String>, name: &str) -> Result<Vec<(
     let reply = ctx
         .client
         .describe_security_groups(DescribeSecurityGroupsRequest {
-            group_name: groups,
+            group_name: groups.into_iter().map(Into::into).collect(),
             ..Default::default()
         })
         .await
@@ -177,7 +178,7 @@ async fn observe(ctx: &Context, groups: Vec<String>, name: &str) -> Result<Vec<(
         .security_group_info
         .iter()
         .filter_map(|g| {
-            let group = g.group_name.clone()?;
+            let group = String::from(g.group_name.as_deref()?);
             let rules = g
                 .ip_permissions
                 .iter()
@@ -205,7 +206,7 @@ async fn apply(ctx: &Context, group: &str, name: &str, add: &[Rule], remove: &[R
     let resource = format!("security group {group}");
     let ranges = |r: &Rule| {
         vec![RequestIpRanges {
-            cidr_ip: Some(r.source.clone()),
+            cidr_ip: Some(r.source.as_str().into()),
         }]
     };
     let failed = |source| Error::ChangeSecurityGroup {
@@ -215,16 +216,16 @@ async fn apply(ctx: &Context, group: &str, name: &str, add: &[Rule], remove: &[R
     };
     if !add.is_empty() {
         let req = AuthorizeSecurityGroupIngressRequest {
-            group_name: Some(group.to_owned()),
+            group_name: Some(group.into()),
             ip_permissions: add
                 .iter()
                 .map(|r| RequestIpPermissions {
-                    ip_protocol: Some(r.protocol.to_string()),
+                    ip_protocol: Some(r.protocol.to_compact_string()),
                     from_port: r.port,
                     to_port: r.port,
                     in_out: Some("IN".into()),
                     ip_ranges: ranges(r),
-                    description: Some(rule_description(name)),
+                    description: Some(rule_description(name).into()),
                     ..Default::default()
                 })
                 .collect(),
@@ -235,11 +236,11 @@ async fn apply(ctx: &Context, group: &str, name: &str, add: &[Rule], remove: &[R
     }
     if !remove.is_empty() {
         let req = RevokeSecurityGroupIngressRequest {
-            group_name: Some(group.to_owned()),
+            group_name: Some(group.into()),
             ip_permissions: remove
                 .iter()
                 .map(|r| RequestIpPermissionsOfRevokeSecurityGroupIngress {
-                    ip_protocol: Some(r.protocol.to_string()),
+                    ip_protocol: Some(r.protocol.to_compact_string()),
                     from_port: r.port,
                     to_port: r.port,
                     in_out: Some("IN".into()),

@@ -686,7 +686,7 @@ async fn a_steady_resync_makes_two_describe_calls_and_still_repairs_drift() {
     .unwrap();
     client
         .deregister_instances_from_load_balancer(nifcloud_sdk::types::DeregisterInstancesFromLoadBalancerRequest {
-            load_balancer_name: Some(name.clone()),
+            load_balancer_name: Some(name.as_str().into()),
             load_balancer_port: Some(80),
             instance_port: Some(30103),
             instances: vec![nifcloud_sdk::types::RequestInstances::default().instance_id("node2")],

@@ -309,7 +309,7 @@ mod tests {
     fn tolerates_garbage_and_missing_fields() {
         let mut it = item();
         it.private_ip_address = Some("not-an-ip".into());
-        it.ip_address = Some(String::new());
+        it.ip_address = Some("".into());
         it.network_interface_set.clear();
         it.instance_state = None;
         it.placement = None;

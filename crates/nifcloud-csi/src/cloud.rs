@@ -293,9 +293,9 @@ impl Cloud {
     /// Sets how a disk is billed from next month (ModifyVolumeAttribute accountingType).
     pub async fn set_accounting(&self, id: &str, accounting: AccountingType) -> Result<(), CloudError> {
         let req = ModifyVolumeAttributeRequest {
-            volume_id: Some(id.to_string()),
+            volume_id: Some(id.into()),
             attribute: Some("accountingType".into()),
-            value: Some(accounting.code().to_string()),
+            value: Some(accounting.code().into()),
         };
         self.client
             .modify_volume_attribute(req)
@@ -307,9 +307,9 @@ impl Cloud {
     /// Renames a disk (ModifyVolumeAttribute volumeName).
     pub async fn rename(&self, id: &str, new_id: &str) -> Result<(), CloudError> {
         let req = ModifyVolumeAttributeRequest {
-            volume_id: Some(id.to_string()),
+            volume_id: Some(id.into()),
             attribute: Some("volumeName".into()),
-            value: Some(new_id.to_string()),
+            value: Some(new_id.into()),
         };
         self.client
             .modify_volume_attribute(req)
@@ -321,7 +321,7 @@ impl Cloud {
     /// The `SCSI (0:N)` name of disk `id` on `server`, from DescribeInstanceAttribute.
     pub async fn device_name(&self, server: &str, id: &str) -> Result<Option<String>, CloudError> {
         let req = DescribeInstanceAttributeRequest {
-            instance_id: Some(server.to_string()),
+            instance_id: Some(server.into()),
             attribute: Some("blockDeviceMapping".into()),
         };
         let out = self
@@ -333,7 +333,7 @@ impl Cloud {
             .block_device_mapping
             .iter()
             .find(|m| m.ebs.as_ref().and_then(|e| e.volume_id.as_deref()) == Some(id))
-            .and_then(|m| m.device_name.clone())
+            .and_then(|m| m.device_name.as_deref().map(String::from))
             .filter(|d| d.parse::<ScsiDevice>().is_ok()))
     }
 }

@@ -175,14 +175,14 @@ pub struct Disk {
 impl Disk {
     /// Reads a DescribeVolumes item; `None` without a `volumeId`.
     pub fn from_api(v: &nifcloud_sdk::types::VolumeSet) -> Option<Disk> {
-        let id = v.volume_id.clone().filter(|s| !s.is_empty())?;
+        let id = String::from(v.volume_id.as_deref().filter(|s| !s.is_empty())?);
         Some(Disk {
             id,
-            unique_id: v.volume_unique_id.clone().unwrap_or_default(),
+            unique_id: v.volume_unique_id.as_deref().unwrap_or_default().to_owned(),
             size_gb: v.size.as_deref().and_then(|s| s.trim().parse().ok()).unwrap_or(0),
             disk_type: v.disk_type.as_deref().and_then(DiskType::from_api),
-            zone: v.availability_zone.clone().unwrap_or_default(),
-            description: v.description.clone().unwrap_or_default(),
+            zone: v.availability_zone.as_deref().unwrap_or_default().to_owned(),
+            description: v.description.as_deref().unwrap_or_default().to_owned(),
             status: DiskStatus::from_wire(v.status.as_deref().unwrap_or_default()),
             accounting: v.accounting_type.as_deref().and_then(AccountingType::parse),
             next_month_accounting: v.next_month_accounting_type.as_deref().and_then(AccountingType::parse),
@@ -190,10 +190,14 @@ impl Disk {
                 .attachment_set
                 .iter()
                 .filter_map(|a| {
-                    let instance_id = a.instance_id.clone().filter(|s| !s.is_empty())?;
+                    let instance_id = String::from(a.instance_id.as_deref().filter(|s| !s.is_empty())?);
                     Some(Attachment {
                         instance_id,
-                        device: a.device.clone().filter(|d| d.parse::<ScsiDevice>().is_ok()),
+                        device: a
+                            .device
+                            .as_deref()
+                            .filter(|d| d.parse::<ScsiDevice>().is_ok())
+                            .map(String::from),
                         status: AttachState::from_wire(a.status.as_deref().unwrap_or_default()),
                     })
                 })
@@ -254,7 +258,7 @@ mod tests {
     #[test]
     fn reads_api_items_and_classifies_ownership() {
         let item = VolumeSet {
-            volume_id: Some(final_id("pvc-x")),
+            volume_id: Some(final_id("pvc-x").into()),
             volume_unique_id: Some("vol-1".into()),
             size: Some("200".into()),
             disk_type: Some("High-Speed Flash Storage B".into()),

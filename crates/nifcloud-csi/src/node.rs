@@ -90,7 +90,7 @@ pub async fn discover_server(client: &Client, node: &str) -> Result<(String, Str
     // The server of that exact name in one small call; the whole listing only when it is not there (a node name
     // that differs from its server's in case), so a node plugin's start does not list every server.
     let exact = DescribeInstancesRequest {
-        instance_id: vec![node.to_string()],
+        instance_id: vec![node.into()],
         ..Default::default()
     };
     let out = match client.describe_instances(exact).await {
@@ -123,7 +123,7 @@ async fn list_all(client: &Client) -> Result<nifcloud_sdk::types::DescribeInstan
 /// The SCSI units on `node` held by disks this driver does not manage (API view).
 pub async fn foreign_units_from_api(client: &Client, node: &str) -> Result<Vec<u8>, nifcloud_sdk::Error> {
     let req = DescribeInstanceAttributeRequest {
-        instance_id: Some(node.to_string()),
+        instance_id: Some(node.into()),
         attribute: Some("blockDeviceMapping".into()),
     };
     let mapping = client.describe_instance_attribute(req).await?.block_device_mapping;
@@ -131,7 +131,7 @@ pub async fn foreign_units_from_api(client: &Client, node: &str) -> Result<Vec<u
         .iter()
         .filter_map(|m| {
             let unit = m.device_name.as_deref()?.parse::<ScsiDevice>().ok()?.unit;
-            let id = m.ebs.as_ref()?.volume_id.clone().unwrap_or_default();
+            let id = String::from(m.ebs.as_ref()?.volume_id.as_deref().unwrap_or_default());
             Some((unit, id))
         })
         .collect();

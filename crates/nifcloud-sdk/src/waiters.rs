@@ -7,12 +7,12 @@
 use std::future::Future;
 use std::time::Duration;
 
-use crate::Client;
 use crate::error::Error;
 use crate::types::{
     DescribeInstancesRequest, DescribeLoadBalancersRequest, DescribeVolumesRequest,
     NiftyDescribeElasticLoadBalancersRequest,
 };
+use crate::{Client, CompactString};
 
 /// How often to poll and how long to wait in all.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,7 +111,7 @@ impl Client {
         let what = format!("volume {volume_id} {state:?}");
         wait_until(&what, options, || async {
             let req = DescribeVolumesRequest {
-                volume_id: vec![volume_id.to_owned()],
+                volume_id: vec![volume_id.into()],
             };
             let out = match self.describe_volumes(req).await {
                 Ok(out) => out,
@@ -140,7 +140,7 @@ impl Client {
             Ok(if done {
                 Observation::Done(())
             } else if status == "error" {
-                Observation::Failed(status)
+                Observation::Failed(status.into())
             } else {
                 Observation::Pending(format!("status {status}, attachments {attachments:?}"))
             })
@@ -162,11 +162,11 @@ impl Client {
         let what = format!("instance {instance_id} {want}");
         wait_until(&what, options, || async {
             let req = DescribeInstancesRequest {
-                instance_id: vec![instance_id.to_owned()],
+                instance_id: vec![instance_id.into()],
                 ..Default::default()
             };
             let out = self.describe_instances(req).await?;
-            let names: Vec<String> = out
+            let names: Vec<CompactString> = out
                 .reservation_set
                 .iter()
                 .flat_map(|r| r.instances_set.iter())
@@ -194,13 +194,13 @@ impl Client {
         wait_until(&what, options, || async {
             let req = DescribeLoadBalancersRequest {
                 load_balancer_names: vec![crate::types::RequestLoadBalancerNames {
-                    load_balancer_name: Some(name.to_owned()),
+                    load_balancer_name: Some(name.into()),
                     ..Default::default()
                 }],
                 ..Default::default()
             };
             let out = self.describe_load_balancers(req).await?;
-            let states: Vec<String> = out
+            let states: Vec<CompactString> = out
                 .describe_load_balancers_result
                 .iter()
                 .flat_map(|r| r.load_balancer_descriptions.iter())
@@ -222,13 +222,13 @@ impl Client {
         wait_until(&what, options, || async {
             let req = NiftyDescribeElasticLoadBalancersRequest {
                 elastic_load_balancers: Some(crate::types::RequestElasticLoadBalancers {
-                    elastic_load_balancer_name: vec![name.to_owned()],
+                    elastic_load_balancer_name: vec![name.into()],
                     ..Default::default()
                 }),
                 ..Default::default()
             };
             let out = self.nifty_describe_elastic_load_balancers(req).await?;
-            let states: Vec<String> = out
+            let states: Vec<CompactString> = out
                 .nifty_describe_elastic_load_balancers_result
                 .iter()
                 .flat_map(|r| r.elastic_load_balancer_descriptions.iter())

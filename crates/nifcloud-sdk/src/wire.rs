@@ -127,6 +127,12 @@ impl ToParams for String {
     }
 }
 
+impl ToParams for compact_str::CompactString {
+    fn to_params(&self, out: &mut Params, key: &mut String) {
+        out.push(key.as_str(), self.as_str());
+    }
+}
+
 impl ToParams for i64 {
     fn to_params(&self, out: &mut Params, key: &mut String) {
         out.push(key.as_str(), self.to_string());

@@ -48,6 +48,7 @@ const RESERVED_TYPES: &[&str] = &[
     "Option",
     "Result",
     "String",
+    "CompactString",
     "Vec",
     "Box",
     "Some",

@@ -77,7 +77,7 @@ pub struct Plan {
 /// Rust spelling of a scalar.
 pub fn scalar_rust(s: Scalar) -> &'static str {
     match s {
-        Scalar::String => "String",
+        Scalar::String => "crate::CompactString",
         Scalar::Integer => "i64",
         Scalar::Boolean => "bool",
         Scalar::Double => "f64",

@@ -130,7 +130,7 @@ pub async fn load_balancer(n: &mut u32, emu: &Emulator, client: &Client) -> anyh
                 )
             })
             .collect();
-        let members: Vec<String> = d.instances.iter().filter_map(|i| i.instance_id.clone()).collect();
+        let members: Vec<&str> = d.instances.iter().filter_map(|i| i.instance_id.as_deref()).collect();
         say(format!(
             "NIFCLOUD load balancer {name}: VIP {}, ports {}, health check {}, servers {}",
             d.dns_name.clone().unwrap_or_default(),

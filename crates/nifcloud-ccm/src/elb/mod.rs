@@ -6,7 +6,6 @@ pub mod plan;
 use std::time::Duration;
 
 use nifcloud_cloud::{CloudError, Instance};
-use nifcloud_sdk::Client;
 use nifcloud_sdk::types::{
     NiftyConfigureElasticLoadBalancerHealthCheckRequest, NiftyCreateElasticLoadBalancerRequest,
     NiftyDeleteElasticLoadBalancerRequest, NiftyDeregisterInstancesFromElasticLoadBalancerRequest,
@@ -22,6 +21,7 @@ use nifcloud_sdk::types::{
     RequestNetworkInterfaceOfNiftyCreateElasticLoadBalancer, RequestSystemIpAddresses,
 };
 use nifcloud_sdk::waiters::WaitOptions;
+use nifcloud_sdk::{Client, CompactString, ToCompactString};
 
 use crate::annotations::LbKind;
 use crate::backend::{Backend, Outcome, Plan, Subject};
@@ -92,7 +92,7 @@ impl Backend for ElbBackend {
     async fn describe(&self, client: &Client, name: Option<&str>) -> Result<Vec<ObservedElb>, CloudError> {
         let req = NiftyDescribeElasticLoadBalancersRequest {
             elastic_load_balancers: name.map(|n| RequestElasticLoadBalancers {
-                elastic_load_balancer_name: vec![n.to_owned()],
+                elastic_load_balancer_name: vec![n.into()],
                 ..Default::default()
             }),
             ..Default::default()
@@ -158,8 +158,12 @@ fn expectation(target: &HealthCheckTarget) -> Vec<String> {
 }
 
 /// (port, instance port, protocol) as the requests carry them.
-fn key_parts(k: &ListenerKey) -> (Option<i64>, Option<i64>, Option<String>) {
-    (Some(k.port), Some(k.instance_port), Some(k.protocol.to_string()))
+fn key_parts(k: &ListenerKey) -> (Option<i64>, Option<i64>, Option<CompactString>) {
+    (
+        Some(k.port),
+        Some(k.instance_port),
+        Some(k.protocol.to_compact_string()),
+    )
 }
 
 /// (key, value) of an attribute in `AdditionalAttributes`.
@@ -172,8 +176,8 @@ fn attribute(a: &ElbAttribute) -> RequestAdditionalAttributes {
         ElbAttribute::Description(d) => ("description", d.clone()),
     };
     RequestAdditionalAttributes {
-        key: Some(key.to_owned()),
-        value: Some(value),
+        key: Some(key.into()),
+        value: Some(value.into()),
     }
 }
 
@@ -184,25 +188,27 @@ fn create_request(d: &DesiredElb) -> NiftyCreateElasticLoadBalancerRequest {
         .map(|w| RequestListenersOfNiftyCreateElasticLoadBalancer {
             elastic_load_balancer_port: Some(w.port),
             instance_port: Some(w.instance_port),
-            protocol: Some(w.protocol.to_string()),
+            protocol: Some(w.protocol.to_compact_string()),
             balancing_type: Some(w.balancing.code()),
-            description: Some(d.marker.clone()),
+            description: Some(d.marker.as_str().into()),
             instances: d
                 .members
                 .iter()
                 .map(|n| RequestInstancesOfNiftyCreateElasticLoadBalancer {
-                    instance_id: Some(n.clone()),
+                    instance_id: Some(n.as_str().into()),
                     ..Default::default()
                 })
                 .collect(),
             health_check: Some(RequestHealthCheckOfNiftyCreateElasticLoadBalancer {
-                target: Some(w.health_check.target.to_string()),
+                target: Some(w.health_check.target.to_compact_string()),
                 interval: Some(w.health_check.interval),
                 unhealthy_threshold: Some(w.health_check.unhealthy_threshold),
-                path: w.health_check.path.clone(),
+                path: w.health_check.path.as_deref().map(Into::into),
                 expectation: expectation(&w.health_check.target)
                     .into_iter()
-                    .map(|c| RequestExpectationOfNiftyCreateElasticLoadBalancer { http_code: Some(c) })
+                    .map(|c| RequestExpectationOfNiftyCreateElasticLoadBalancer {
+                        http_code: Some(c.into()),
+                    })
                     .collect(),
             }),
             ..Default::default()
@@ -213,40 +219,43 @@ fn create_request(d: &DesiredElb) -> NiftyCreateElasticLoadBalancerRequest {
         .iter()
         .enumerate()
         .map(|(i, n)| RequestNetworkInterfaceOfNiftyCreateElasticLoadBalancer {
-            network_id: Some(n.network_id.clone()),
-            ip_address: n.ip_address.map(|a| a.to_string()),
+            network_id: Some(n.network_id.as_str().into()),
+            ip_address: n.ip_address.map(|a| a.to_compact_string()),
             is_vip_network: Some(i == d.vip_interface),
             system_ip_addresses: n
                 .system_ip_addresses
                 .iter()
                 .map(|a| RequestSystemIpAddresses {
-                    system_ip_address: Some(a.to_string()),
+                    system_ip_address: Some(a.to_compact_string()),
                 })
                 .collect(),
             ..Default::default()
         })
         .collect();
     NiftyCreateElasticLoadBalancerRequest {
-        elastic_load_balancer_name: Some(d.name.clone()),
-        availability_zones: vec![d.zone.clone()],
+        elastic_load_balancer_name: Some(d.name.as_str().into()),
+        availability_zones: vec![d.zone.as_str().into()],
         listeners,
         network_interface: interfaces,
         network_volume: d.network_volume,
-        accounting_type: d.accounting_type.map(|a| a.code().to_string()),
+        accounting_type: d.accounting_type.map(|a| a.code().to_compact_string()),
     }
 }
 
 /// Carries out one action on the elastic load balancer `name`; "already done" answers count as success.
 async fn execute(client: &Client, name: &str, action: &ElbAction) -> Result<Outcome, CloudError> {
     use AlreadyDone::{IfExists, IfNotFound, Never};
-    let lb = || Some(name.to_owned());
+    let lb = || Some(CompactString::from(name));
     let resource = format!("elastic load balancer {name}");
     let outcome = match action {
         ElbAction::Create(desired) => {
             let reply = client.nifty_create_elastic_load_balancer(create_request(desired)).await;
             match answer("NiftyCreateElasticLoadBalancer", &resource, reply, IfExists)? {
                 Some(r) => Outcome::Created {
-                    vip: r.nifty_create_elastic_load_balancer_result.and_then(|r| r.dns_name),
+                    vip: r
+                        .nifty_create_elastic_load_balancer_result
+                        .and_then(|r| r.dns_name)
+                        .map(Into::into),
                 },
                 None => Outcome::NameTaken,
             }
@@ -286,9 +295,9 @@ async fn execute(client: &Client, name: &str, action: &ElbAction) -> Result<Outc
                 listeners: vec![RequestListenersOfNiftyRegisterPortWithElasticLoadBalancer {
                     elastic_load_balancer_port: Some(listener.port),
                     instance_port: Some(listener.instance_port),
-                    protocol: Some(listener.protocol.to_string()),
+                    protocol: Some(listener.protocol.to_compact_string()),
                     balancing_type: Some(listener.balancing.code()),
-                    description: Some(description.clone()),
+                    description: Some(description.as_str().into()),
                     ..Default::default()
                 }],
                 ..Default::default()
@@ -316,13 +325,15 @@ async fn execute(client: &Client, name: &str, action: &ElbAction) -> Result<Outc
                 instance_port: iport,
                 protocol: proto,
                 health_check: Some(RequestHealthCheckOfNiftyConfigureElasticLoadBalancerHealthCheck {
-                    target: Some(health_check.target.to_string()),
+                    target: Some(health_check.target.to_compact_string()),
                     interval: Some(health_check.interval),
                     unhealthy_threshold: Some(health_check.unhealthy_threshold),
-                    path: health_check.path.clone(),
+                    path: health_check.path.as_deref().map(Into::into),
                     expectation: expectation(&health_check.target)
                         .into_iter()
-                        .map(|c| RequestExpectation { http_code: Some(c) })
+                        .map(|c| RequestExpectation {
+                            http_code: Some(c.into()),
+                        })
                         .collect(),
                 }),
                 ..Default::default()
@@ -340,7 +351,7 @@ async fn execute(client: &Client, name: &str, action: &ElbAction) -> Result<Outc
                 instances: names
                     .iter()
                     .map(|n| RequestInstancesOfNiftyRegisterInstancesWithElasticLoadBalancer {
-                        instance_id: Some(n.clone()),
+                        instance_id: Some(n.as_str().into()),
                         ..Default::default()
                     })
                     .collect(),
@@ -364,7 +375,7 @@ async fn execute(client: &Client, name: &str, action: &ElbAction) -> Result<Outc
                 instances: names
                     .iter()
                     .map(|n| RequestInstancesOfNiftyDeregisterInstancesFromElasticLoadBalancer {
-                        instance_id: Some(n.clone()),
+                        instance_id: Some(n.as_str().into()),
                         ..Default::default()
                     })
                     .collect(),

@@ -107,25 +107,29 @@ impl ObservedElb {
                             target,
                             interval: hc.interval.unwrap_or_default(),
                             unhealthy_threshold: hc.unhealthy_threshold.unwrap_or_default(),
-                            path: hc.path.filter(|p| http && !p.is_empty()),
+                            path: hc.path.filter(|p| http && !p.is_empty()).map(Into::into),
                         },
                     },
-                    description: l.description.clone().unwrap_or_default(),
-                    members: l.instances.iter().filter_map(|i| i.instance_id.clone()).collect(),
+                    description: l.description.as_deref().unwrap_or_default().to_owned(),
+                    members: l
+                        .instances
+                        .iter()
+                        .filter_map(|i| i.instance_id.as_deref().map(String::from))
+                        .collect(),
                 }
             })
             .collect();
         listeners.sort_by_key(|l| l.listener.key());
         Some(ObservedElb {
-            name,
-            vip: d.dns_name.clone().unwrap_or_default(),
+            name: name.into(),
+            vip: d.dns_name.as_deref().unwrap_or_default().to_owned(),
             state: ElbState::from_wire(d.state.as_deref()),
             network_volume: d.network_volume.as_deref().and_then(|v| v.trim().parse().ok()),
             billing: Billing::from_wire(d.accounting_type.as_deref(), d.next_month_accounting_type.as_deref()),
             networks: d
                 .network_interfaces
                 .iter()
-                .filter_map(|n| n.network_id.clone())
+                .filter_map(|n| n.network_id.as_deref().map(String::from))
                 .collect(),
             system_ips: d
                 .network_interfaces

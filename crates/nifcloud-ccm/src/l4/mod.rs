@@ -3,7 +3,6 @@
 pub mod plan;
 
 use nifcloud_cloud::{CloudError, Instance};
-use nifcloud_sdk::Client;
 use nifcloud_sdk::types::{
     ConfigureHealthCheckRequest, CreateLoadBalancerRequest, DeleteLoadBalancerRequest,
     DeregisterInstancesFromLoadBalancerRequest, DescribeLoadBalancersRequest, RegisterInstancesWithLoadBalancerRequest,
@@ -11,6 +10,7 @@ use nifcloud_sdk::types::{
     RequestListenerUpdate, RequestListeners, RequestListenersOfRegisterPortWithLoadBalancer, RequestLoadBalancerNames,
     SetFilterForLoadBalancerRequest, UpdateLoadBalancerRequest,
 };
+use nifcloud_sdk::{Client, CompactString, ToCompactString};
 
 use crate::annotations::LbKind;
 use crate::backend::{Backend, Outcome, Plan, Subject};
@@ -54,7 +54,7 @@ impl Backend for L4Backend {
 
     async fn describe(&self, client: &Client, name: Option<&str>) -> Result<Vec<ObservedL4>, CloudError> {
         let names = name.iter().map(|n| RequestLoadBalancerNames {
-            load_balancer_name: Some((*n).to_owned()),
+            load_balancer_name: Some((*n).into()),
             ..Default::default()
         });
         let req = DescribeLoadBalancersRequest {
@@ -90,7 +90,7 @@ impl Backend for L4Backend {
 
 fn update(name: &str) -> UpdateLoadBalancerRequest {
     UpdateLoadBalancerRequest {
-        load_balancer_name: Some(name.to_owned()),
+        load_balancer_name: Some(name.into()),
         ..Default::default()
     }
 }
@@ -99,7 +99,7 @@ fn instances(names: &[String]) -> Vec<RequestInstances> {
     names
         .iter()
         .map(|n| RequestInstances {
-            instance_id: Some(n.clone()),
+            instance_id: Some(n.as_str().into()),
         })
         .collect()
 }
@@ -108,7 +108,7 @@ fn instances(names: &[String]) -> Vec<RequestInstances> {
 /// is already there, one that is already gone) count as success.
 async fn execute(client: &Client, name: &str, action: &L4Action) -> Result<Outcome, CloudError> {
     use AlreadyDone::{IfCode, IfExists, IfNotFound, Never};
-    let lb = || Some(name.to_owned());
+    let lb = || Some(CompactString::from(name));
     let resource = format!("load balancer {name}");
     let pair = |p: &PortPair| (lb(), Some(p.port), Some(p.instance_port));
     let outcome = match action {
@@ -130,14 +130,14 @@ async fn execute(client: &Client, name: &str, action: &L4Action) -> Result<Outco
                     })
                     .collect(),
                 network_volume: *network_volume,
-                accounting_type: accounting_type.map(|a| a.code().to_string()),
-                policy_type: policy_type.map(|p| p.as_str().to_owned()),
+                accounting_type: accounting_type.map(|a| a.code().to_compact_string()),
+                policy_type: policy_type.map(|p| p.as_str().into()),
                 ..Default::default()
             };
             let reply = client.create_load_balancer(req).await;
             match answer("CreateLoadBalancer", &resource, reply, IfExists)? {
                 Some(r) => Outcome::Created {
-                    vip: r.create_load_balancer_result.and_then(|r| r.dns_name),
+                    vip: r.create_load_balancer_result.and_then(|r| r.dns_name).map(Into::into),
                 },
                 None => Outcome::NameTaken,
             }
@@ -218,7 +218,7 @@ async fn execute(client: &Client, name: &str, action: &L4Action) -> Result<Outco
                 load_balancer_port,
                 instance_port,
                 health_check: Some(RequestHealthCheck {
-                    target: Some(health_check.target.to_string()),
+                    target: Some(health_check.target.to_compact_string()),
                     interval: Some(health_check.interval),
                     unhealthy_threshold: Some(health_check.unhealthy_threshold),
                     ..Default::default()
@@ -258,7 +258,7 @@ async fn execute(client: &Client, name: &str, action: &L4Action) -> Result<Outco
         } => {
             let entry = |on: bool| {
                 move |ip: &String| RequestIPAddresses {
-                    ip_address: Some(ip.clone()),
+                    ip_address: Some(ip.as_str().into()),
                     add_on_filter: Some(on),
                 }
             };
@@ -267,7 +267,7 @@ async fn execute(client: &Client, name: &str, action: &L4Action) -> Result<Outco
                 load_balancer_name,
                 load_balancer_port,
                 instance_port,
-                filter_type: set_allow.then(|| FilterType::Allow.as_str().to_owned()),
+                filter_type: set_allow.then(|| FilterType::Allow.as_str().into()),
                 ip_addresses: add
                     .iter()
                     .map(entry(true))

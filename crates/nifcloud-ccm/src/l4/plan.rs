@@ -103,18 +103,18 @@ impl L4Listing {
         let Some(name) = d.load_balancer_name.filter(|n| !n.is_empty()) else {
             return;
         };
-        let idx = match self.index.get(&name) {
+        let idx = match self.index.get(name.as_str()) {
             Some(&i) => i,
             None => {
                 self.balancers.push(ObservedL4 {
-                    name: name.clone(),
-                    vip: d.dns_name.unwrap_or_default(),
+                    name: name.as_str().into(),
+                    vip: d.dns_name.unwrap_or_default().into(),
                     network_volume: d.network_volume,
                     billing: Billing::from_wire(d.accounting_type.as_deref(), d.next_month_accounting_type.as_deref()),
                     policy_type: d.policy_type.as_deref().and_then(PolicyType::parse),
                     ports: Vec::new(),
                 });
-                self.index.insert(name, self.balancers.len() - 1);
+                self.index.insert(name.into(), self.balancers.len() - 1);
                 self.balancers.len() - 1
             }
         };
@@ -125,7 +125,7 @@ impl L4Listing {
             .instances
             .into_iter()
             .filter_map(|i| i.instance_id)
-            .map(|id| shared(servers, id))
+            .map(|id| shared(servers, &id))
             .collect();
         let members = match self.member_sets.get(&members) {
             Some(known) => known.clone(),
@@ -136,7 +136,12 @@ impl L4Listing {
             }
         };
         let filter_type = FilterType::from_wire(filter.filter_type.as_deref());
-        let sources: BTreeSet<String> = filter.ip_addresses.into_iter().filter_map(|i| i.ip_address).collect();
+        let sources: BTreeSet<String> = filter
+            .ip_addresses
+            .into_iter()
+            .filter_map(|i| i.ip_address)
+            .map(String::from)
+            .collect();
         for ld in &d.listener_descriptions {
             let Some(l) = &ld.listener else { continue };
             self.balancers[idx].ports.push(ObservedPort {
@@ -169,8 +174,8 @@ impl L4Listing {
 }
 
 /// The one copy of `name` in `names`, added when new.
-fn shared(names: &mut HashSet<Arc<str>>, name: String) -> Arc<str> {
-    if let Some(known) = names.get(name.as_str()) {
+fn shared(names: &mut HashSet<Arc<str>>, name: &str) -> Arc<str> {
+    if let Some(known) = names.get(name) {
         return known.clone();
     }
     let name: Arc<str> = name.into();

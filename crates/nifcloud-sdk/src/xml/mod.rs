@@ -141,6 +141,13 @@ impl XmlScalar for String {
     }
 }
 
+impl XmlScalar for compact_str::CompactString {
+    const KIND: &'static str = "string";
+    fn from_text(text: &str) -> Result<Option<Self>, ()> {
+        Ok(Some(compact_str::CompactString::new(text)))
+    }
+}
+
 impl XmlScalar for i64 {
     const KIND: &'static str = "integer";
     fn from_text(text: &str) -> Result<Option<Self>, ()> {

@@ -39,9 +39,9 @@ impl crate::xml::FromXml for BackupInformation {
 )]
 pub struct BypassInterface {
     /// XML element `networkId` (string).
-    pub network_id: Option<String>,
+    pub network_id: Option<crate::CompactString>,
     /// XML element `networkName` (string).
-    pub network_name: Option<String>,
+    pub network_name: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for BypassInterface {
@@ -68,7 +68,7 @@ impl crate::xml::FromXml for BypassInterface {
 )]
 pub struct Description {
     /// XML element `value` (string).
-    pub value: Option<String>,
+    pub value: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for Description {
@@ -94,7 +94,7 @@ impl crate::xml::FromXml for Description {
 )]
 pub struct GroupSet {
     /// XML element `groupId` (string).
-    pub group_id: Option<String>,
+    pub group_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for GroupSet {
@@ -120,7 +120,7 @@ impl crate::xml::FromXml for GroupSet {
 )]
 pub struct Image {
     /// XML element `format` (string).
-    pub format: Option<String>,
+    pub format: Option<crate::CompactString>,
     /// XML element `size` (integer).
     pub size: Option<i64>,
 }
@@ -151,7 +151,7 @@ pub struct InstanceState {
     /// XML element `code` (integer).
     pub code: Option<i64>,
     /// XML element `name` (string).
-    pub name: Option<String>,
+    pub name: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for InstanceState {
@@ -178,15 +178,15 @@ impl crate::xml::FromXml for InstanceState {
 )]
 pub struct InstanceStates {
     /// XML element `Description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// XML element `InstanceId` (string).
-    pub instance_id: Option<String>,
+    pub instance_id: Option<crate::CompactString>,
     /// XML element `InstanceUniqueId` (string).
-    pub instance_unique_id: Option<String>,
+    pub instance_unique_id: Option<crate::CompactString>,
     /// XML element `ReasonCode` (string).
-    pub reason_code: Option<String>,
+    pub reason_code: Option<crate::CompactString>,
     /// XML element `State` (string).
-    pub state: Option<String>,
+    pub state: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for InstanceStates {
@@ -216,9 +216,9 @@ impl crate::xml::FromXml for InstanceStates {
 )]
 pub struct Instances {
     /// XML element `InstanceId` (string).
-    pub instance_id: Option<String>,
+    pub instance_id: Option<crate::CompactString>,
     /// XML element `InstanceUniqueId` (string).
-    pub instance_unique_id: Option<String>,
+    pub instance_unique_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for Instances {
@@ -245,9 +245,9 @@ impl crate::xml::FromXml for Instances {
 )]
 pub struct ListenInterface {
     /// XML element `networkId` (string).
-    pub network_id: Option<String>,
+    pub network_id: Option<crate::CompactString>,
     /// XML element `networkName` (string).
-    pub network_name: Option<String>,
+    pub network_name: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for ListenInterface {
@@ -274,7 +274,7 @@ impl crate::xml::FromXml for ListenInterface {
 )]
 pub struct Placement {
     /// XML element `availabilityZone` (string).
-    pub availability_zone: Option<String>,
+    pub availability_zone: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for Placement {
@@ -300,7 +300,7 @@ impl crate::xml::FromXml for Placement {
 )]
 pub struct ProductCodes {
     /// XML element `productCode` (string).
-    pub product_code: Option<String>,
+    pub product_code: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for ProductCodes {
@@ -368,7 +368,7 @@ impl crate::wire::ToParams for RequestRange {
 )]
 pub struct ResponseMetadata {
     /// XML element `RequestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for ResponseMetadata {
@@ -394,9 +394,9 @@ impl crate::xml::FromXml for ResponseMetadata {
 )]
 pub struct StateReason {
     /// XML element `code` (string).
-    pub code: Option<String>,
+    pub code: Option<crate::CompactString>,
     /// XML element `message` (string).
-    pub message: Option<String>,
+    pub message: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for StateReason {
@@ -423,9 +423,9 @@ impl crate::xml::FromXml for StateReason {
 )]
 pub struct TagSet {
     /// XML element `key` (string).
-    pub key: Option<String>,
+    pub key: Option<crate::CompactString>,
     /// XML element `value` (string).
-    pub value: Option<String>,
+    pub value: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for TagSet {

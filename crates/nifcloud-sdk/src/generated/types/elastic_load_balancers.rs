@@ -13,32 +13,32 @@ use super::*;
 )]
 pub struct ElasticLoadBalancerDescriptions {
     /// XML element `AccountingType` (string).
-    pub accounting_type: Option<String>,
+    pub accounting_type: Option<crate::CompactString>,
     /// XML element `AvailabilityZones`, a list of `member` entries (string).
-    pub availability_zones: Vec<String>,
+    pub availability_zones: Vec<crate::CompactString>,
     /// XML element `CreatedTime` (timestamp).
     pub created_time: Option<crate::xml::Timestamp>,
     /// XML element `DNSName` (string).
     #[cfg_attr(feature = "serde", serde(rename = "DNSName"))]
-    pub dns_name: Option<String>,
+    pub dns_name: Option<crate::CompactString>,
     /// XML element `ElasticLoadBalancerId` (string).
-    pub elastic_load_balancer_id: Option<String>,
+    pub elastic_load_balancer_id: Option<crate::CompactString>,
     /// XML element `ElasticLoadBalancerListenerDescriptions`, a list of `member` entries (structure).
     pub elastic_load_balancer_listener_descriptions: Vec<ElasticLoadBalancerListenerDescriptions>,
     /// XML element `ElasticLoadBalancerName` (string).
-    pub elastic_load_balancer_name: Option<String>,
+    pub elastic_load_balancer_name: Option<crate::CompactString>,
     /// XML element `NetworkInterfaces`, a list of `member` entries (structure).
     pub network_interfaces: Vec<NetworkInterfaces>,
     /// XML element `NetworkVolume` (string).
-    pub network_volume: Option<String>,
+    pub network_volume: Option<crate::CompactString>,
     /// XML element `NextMonthAccountingType` (string).
-    pub next_month_accounting_type: Option<String>,
+    pub next_month_accounting_type: Option<crate::CompactString>,
     /// XML element `RouteTableAssociationId` (string).
-    pub route_table_association_id: Option<String>,
+    pub route_table_association_id: Option<crate::CompactString>,
     /// XML element `RouteTableId` (string).
-    pub route_table_id: Option<String>,
+    pub route_table_id: Option<crate::CompactString>,
     /// XML element `State` (string).
-    pub state: Option<String>,
+    pub state: Option<crate::CompactString>,
     /// XML element `VersionInformation` (structure).
     pub version_information: Option<VersionInformation>,
 }
@@ -107,7 +107,7 @@ impl crate::xml::FromXml for ElasticLoadBalancerListenerDescriptions {
 )]
 pub struct Expectation {
     /// XML element `HttpCode` (string).
-    pub http_code: Option<String>,
+    pub http_code: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for Expectation {
@@ -137,9 +137,9 @@ pub struct HealthCheckOfNiftyConfigureElasticLoadBalancerHealthCheck {
     /// XML element `Interval` (integer).
     pub interval: Option<i64>,
     /// XML element `Path` (string).
-    pub path: Option<String>,
+    pub path: Option<crate::CompactString>,
     /// XML element `Target` (string).
-    pub target: Option<String>,
+    pub target: Option<crate::CompactString>,
     /// XML element `UnhealthyThreshold` (integer).
     pub unhealthy_threshold: Option<i64>,
 }
@@ -177,9 +177,9 @@ pub struct HealthCheckOfNiftyDescribeElasticLoadBalancers {
     /// XML element `Interval` (integer).
     pub interval: Option<i64>,
     /// XML element `Path` (string).
-    pub path: Option<String>,
+    pub path: Option<crate::CompactString>,
     /// XML element `Target` (string).
-    pub target: Option<String>,
+    pub target: Option<crate::CompactString>,
     /// XML element `UnhealthyThreshold` (integer).
     pub unhealthy_threshold: Option<i64>,
 }
@@ -214,7 +214,7 @@ pub struct ListenerOfNiftyDescribeElasticLoadBalancers {
     /// XML element `BalancingType` (integer).
     pub balancing_type: Option<i64>,
     /// XML element `Description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// XML element `ElasticLoadBalancerPort` (integer).
     pub elastic_load_balancer_port: Option<i64>,
     /// XML element `HealthCheck` (structure).
@@ -224,10 +224,10 @@ pub struct ListenerOfNiftyDescribeElasticLoadBalancers {
     /// XML element `Instances`, a list of `member` entries (structure).
     pub instances: Vec<Instances>,
     /// XML element `Protocol` (string).
-    pub protocol: Option<String>,
+    pub protocol: Option<crate::CompactString>,
     /// XML element `SSLCertificateId` (string).
     #[cfg_attr(feature = "serde", serde(rename = "SSLCertificateId"))]
-    pub ssl_certificate_id: Option<String>,
+    pub ssl_certificate_id: Option<crate::CompactString>,
     /// XML element `SessionStickinessPolicy` (structure).
     pub session_stickiness_policy: Option<SessionStickinessPolicyOfNiftyDescribeElasticLoadBalancers>,
     /// XML element `SorryPage` (structure).
@@ -268,16 +268,16 @@ pub struct ListenersOfNiftyRegisterPortWithElasticLoadBalancer {
     /// XML element `BalancingType` (integer).
     pub balancing_type: Option<i64>,
     /// XML element `Description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// XML element `ElasticLoadBalancerPort` (integer).
     pub elastic_load_balancer_port: Option<i64>,
     /// XML element `InstancePort` (integer).
     pub instance_port: Option<i64>,
     /// XML element `Protocol` (string).
-    pub protocol: Option<String>,
+    pub protocol: Option<crate::CompactString>,
     /// XML element `SSLCertificateId` (string).
     #[cfg_attr(feature = "serde", serde(rename = "SSLCertificateId"))]
-    pub ssl_certificate_id: Option<String>,
+    pub ssl_certificate_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for ListenersOfNiftyRegisterPortWithElasticLoadBalancer {
@@ -308,17 +308,17 @@ impl crate::xml::FromXml for ListenersOfNiftyRegisterPortWithElasticLoadBalancer
 )]
 pub struct NetworkInterfaces {
     /// XML element `Description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// XML element `DeviceIndex` (string).
-    pub device_index: Option<String>,
+    pub device_index: Option<crate::CompactString>,
     /// XML element `IpAddress` (string).
-    pub ip_address: Option<String>,
+    pub ip_address: Option<crate::CompactString>,
     /// XML element `IsVipNetwork` (boolean).
     pub is_vip_network: Option<bool>,
     /// XML element `NetworkId` (string).
-    pub network_id: Option<String>,
+    pub network_id: Option<crate::CompactString>,
     /// XML element `NetworkName` (string).
-    pub network_name: Option<String>,
+    pub network_name: Option<crate::CompactString>,
     /// XML element `SystemIpAddresses`, a list of `member` entries (structure).
     pub system_ip_addresses: Vec<SystemIpAddresses>,
 }
@@ -352,19 +352,19 @@ impl crate::xml::FromXml for NetworkInterfaces {
 )]
 pub struct NiftyAssociateRouteTableWithElasticLoadBalancerRequest {
     /// Wire name `ElasticLoadBalancerId` (string). Required.
-    pub elastic_load_balancer_id: Option<String>,
+    pub elastic_load_balancer_id: Option<crate::CompactString>,
     /// Wire name `RouteTableId` (string). Required.
-    pub route_table_id: Option<String>,
+    pub route_table_id: Option<crate::CompactString>,
 }
 
 impl NiftyAssociateRouteTableWithElasticLoadBalancerRequest {
     /// Sets [`elastic_load_balancer_id`](Self::elastic_load_balancer_id) and returns the input.
-    pub fn elastic_load_balancer_id(mut self, value: impl Into<String>) -> Self {
+    pub fn elastic_load_balancer_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.elastic_load_balancer_id = Some(value.into());
         self
     }
     /// Sets [`route_table_id`](Self::route_table_id) and returns the input.
-    pub fn route_table_id(mut self, value: impl Into<String>) -> Self {
+    pub fn route_table_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.route_table_id = Some(value.into());
         self
     }
@@ -412,7 +412,7 @@ impl crate::operation::Operation for NiftyAssociateRouteTableWithElasticLoadBala
 )]
 pub struct NiftyAssociateRouteTableWithElasticLoadBalancerResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -444,9 +444,9 @@ impl crate::xml::FromXml for NiftyAssociateRouteTableWithElasticLoadBalancerResu
 )]
 pub struct NiftyConfigureElasticLoadBalancerHealthCheckRequest {
     /// Wire name `ElasticLoadBalancerId` (string).
-    pub elastic_load_balancer_id: Option<String>,
+    pub elastic_load_balancer_id: Option<crate::CompactString>,
     /// Wire name `ElasticLoadBalancerName` (string).
-    pub elastic_load_balancer_name: Option<String>,
+    pub elastic_load_balancer_name: Option<crate::CompactString>,
     /// Wire name `ElasticLoadBalancerPort` (integer). Required.
     pub elastic_load_balancer_port: Option<i64>,
     /// Wire name `HealthCheck` (structure). Required.
@@ -454,17 +454,17 @@ pub struct NiftyConfigureElasticLoadBalancerHealthCheckRequest {
     /// Wire name `InstancePort` (integer). Required.
     pub instance_port: Option<i64>,
     /// Wire name `Protocol` (string). Required. Allowed values: `TCP`, `UDP`, `HTTP`, `HTTPS`.
-    pub protocol: Option<String>,
+    pub protocol: Option<crate::CompactString>,
 }
 
 impl NiftyConfigureElasticLoadBalancerHealthCheckRequest {
     /// Sets [`elastic_load_balancer_id`](Self::elastic_load_balancer_id) and returns the input.
-    pub fn elastic_load_balancer_id(mut self, value: impl Into<String>) -> Self {
+    pub fn elastic_load_balancer_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.elastic_load_balancer_id = Some(value.into());
         self
     }
     /// Sets [`elastic_load_balancer_name`](Self::elastic_load_balancer_name) and returns the input.
-    pub fn elastic_load_balancer_name(mut self, value: impl Into<String>) -> Self {
+    pub fn elastic_load_balancer_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.elastic_load_balancer_name = Some(value.into());
         self
     }
@@ -484,7 +484,7 @@ impl NiftyConfigureElasticLoadBalancerHealthCheckRequest {
         self
     }
     /// Sets [`protocol`](Self::protocol) and returns the input.
-    pub fn protocol(mut self, value: impl Into<String>) -> Self {
+    pub fn protocol(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.protocol = Some(value.into());
         self
     }
@@ -609,11 +609,11 @@ impl crate::xml::FromXml for NiftyConfigureElasticLoadBalancerHealthCheckResultW
 )]
 pub struct NiftyCreateElasticLoadBalancerRequest {
     /// Wire name `AccountingType` (string). Allowed values: `1`, `2`.
-    pub accounting_type: Option<String>,
+    pub accounting_type: Option<crate::CompactString>,
     /// Wire name `AvailabilityZones.member.N` (list of string). Required.
-    pub availability_zones: Vec<String>,
+    pub availability_zones: Vec<crate::CompactString>,
     /// Wire name `ElasticLoadBalancerName` (string).
-    pub elastic_load_balancer_name: Option<String>,
+    pub elastic_load_balancer_name: Option<crate::CompactString>,
     /// Wire name `Listeners.member.N` (list of structure). Required.
     pub listeners: Vec<RequestListenersOfNiftyCreateElasticLoadBalancer>,
     /// Wire name `NetworkInterface.N` (list of structure).
@@ -624,7 +624,7 @@ pub struct NiftyCreateElasticLoadBalancerRequest {
 
 impl NiftyCreateElasticLoadBalancerRequest {
     /// Sets [`accounting_type`](Self::accounting_type) and returns the input.
-    pub fn accounting_type(mut self, value: impl Into<String>) -> Self {
+    pub fn accounting_type(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.accounting_type = Some(value.into());
         self
     }
@@ -632,13 +632,13 @@ impl NiftyCreateElasticLoadBalancerRequest {
     pub fn availability_zones<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.availability_zones = items.into_iter().map(Into::into).collect();
         self
     }
     /// Sets [`elastic_load_balancer_name`](Self::elastic_load_balancer_name) and returns the input.
-    pub fn elastic_load_balancer_name(mut self, value: impl Into<String>) -> Self {
+    pub fn elastic_load_balancer_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.elastic_load_balancer_name = Some(value.into());
         self
     }
@@ -715,7 +715,7 @@ impl crate::operation::Operation for NiftyCreateElasticLoadBalancerRequest {
 pub struct NiftyCreateElasticLoadBalancerResult {
     /// XML element `DNSName` (string).
     #[cfg_attr(feature = "serde", serde(rename = "DNSName"))]
-    pub dns_name: Option<String>,
+    pub dns_name: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for NiftyCreateElasticLoadBalancerResult {
@@ -775,25 +775,25 @@ impl crate::xml::FromXml for NiftyCreateElasticLoadBalancerResultWrapper {
 )]
 pub struct NiftyDeleteElasticLoadBalancerRequest {
     /// Wire name `ElasticLoadBalancerId` (string).
-    pub elastic_load_balancer_id: Option<String>,
+    pub elastic_load_balancer_id: Option<crate::CompactString>,
     /// Wire name `ElasticLoadBalancerName` (string).
-    pub elastic_load_balancer_name: Option<String>,
+    pub elastic_load_balancer_name: Option<crate::CompactString>,
     /// Wire name `ElasticLoadBalancerPort` (integer). Required.
     pub elastic_load_balancer_port: Option<i64>,
     /// Wire name `InstancePort` (integer). Required.
     pub instance_port: Option<i64>,
     /// Wire name `Protocol` (string). Required. Allowed values: `TCP`, `UDP`, `HTTP`, `HTTPS`.
-    pub protocol: Option<String>,
+    pub protocol: Option<crate::CompactString>,
 }
 
 impl NiftyDeleteElasticLoadBalancerRequest {
     /// Sets [`elastic_load_balancer_id`](Self::elastic_load_balancer_id) and returns the input.
-    pub fn elastic_load_balancer_id(mut self, value: impl Into<String>) -> Self {
+    pub fn elastic_load_balancer_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.elastic_load_balancer_id = Some(value.into());
         self
     }
     /// Sets [`elastic_load_balancer_name`](Self::elastic_load_balancer_name) and returns the input.
-    pub fn elastic_load_balancer_name(mut self, value: impl Into<String>) -> Self {
+    pub fn elastic_load_balancer_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.elastic_load_balancer_name = Some(value.into());
         self
     }
@@ -808,7 +808,7 @@ impl NiftyDeleteElasticLoadBalancerRequest {
         self
     }
     /// Sets [`protocol`](Self::protocol) and returns the input.
-    pub fn protocol(mut self, value: impl Into<String>) -> Self {
+    pub fn protocol(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.protocol = Some(value.into());
         self
     }
@@ -862,7 +862,7 @@ impl crate::operation::Operation for NiftyDeleteElasticLoadBalancerRequest {
 )]
 pub struct NiftyDeleteElasticLoadBalancerResultWrapper {
     /// XML element `NiftyDeleteElasticLoadBalancerResult` (string).
-    pub nifty_delete_elastic_load_balancer_result: Option<String>,
+    pub nifty_delete_elastic_load_balancer_result: Option<crate::CompactString>,
     /// XML element `ResponseMetadata` (structure).
     pub response_metadata: Option<ResponseMetadata>,
 }
@@ -896,9 +896,9 @@ impl crate::xml::FromXml for NiftyDeleteElasticLoadBalancerResultWrapper {
 )]
 pub struct NiftyDeregisterInstancesFromElasticLoadBalancerRequest {
     /// Wire name `ElasticLoadBalancerId` (string).
-    pub elastic_load_balancer_id: Option<String>,
+    pub elastic_load_balancer_id: Option<crate::CompactString>,
     /// Wire name `ElasticLoadBalancerName` (string).
-    pub elastic_load_balancer_name: Option<String>,
+    pub elastic_load_balancer_name: Option<crate::CompactString>,
     /// Wire name `ElasticLoadBalancerPort` (integer). Required.
     pub elastic_load_balancer_port: Option<i64>,
     /// Wire name `InstancePort` (integer). Required.
@@ -906,17 +906,17 @@ pub struct NiftyDeregisterInstancesFromElasticLoadBalancerRequest {
     /// Wire name `Instances.member.N` (list of structure).
     pub instances: Vec<RequestInstancesOfNiftyDeregisterInstancesFromElasticLoadBalancer>,
     /// Wire name `Protocol` (string). Required. Allowed values: `TCP`, `UDP`, `HTTP`, `HTTPS`.
-    pub protocol: Option<String>,
+    pub protocol: Option<crate::CompactString>,
 }
 
 impl NiftyDeregisterInstancesFromElasticLoadBalancerRequest {
     /// Sets [`elastic_load_balancer_id`](Self::elastic_load_balancer_id) and returns the input.
-    pub fn elastic_load_balancer_id(mut self, value: impl Into<String>) -> Self {
+    pub fn elastic_load_balancer_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.elastic_load_balancer_id = Some(value.into());
         self
     }
     /// Sets [`elastic_load_balancer_name`](Self::elastic_load_balancer_name) and returns the input.
-    pub fn elastic_load_balancer_name(mut self, value: impl Into<String>) -> Self {
+    pub fn elastic_load_balancer_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.elastic_load_balancer_name = Some(value.into());
         self
     }
@@ -939,7 +939,7 @@ impl NiftyDeregisterInstancesFromElasticLoadBalancerRequest {
         self
     }
     /// Sets [`protocol`](Self::protocol) and returns the input.
-    pub fn protocol(mut self, value: impl Into<String>) -> Self {
+    pub fn protocol(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.protocol = Some(value.into());
         self
     }
@@ -994,7 +994,7 @@ impl crate::operation::Operation for NiftyDeregisterInstancesFromElasticLoadBala
 )]
 pub struct NiftyDeregisterInstancesFromElasticLoadBalancerResultWrapper {
     /// XML element `NiftyDeregisterInstancesFromElasticLoadBalancerResult` (string).
-    pub nifty_deregister_instances_from_elastic_load_balancer_result: Option<String>,
+    pub nifty_deregister_instances_from_elastic_load_balancer_result: Option<crate::CompactString>,
     /// XML element `ResponseMetadata` (structure).
     pub response_metadata: Option<ResponseMetadata>,
 }
@@ -1144,9 +1144,9 @@ impl crate::xml::FromXml for NiftyDescribeElasticLoadBalancersResultWrapper {
 )]
 pub struct NiftyDescribeInstanceElasticLoadBalancerHealthRequest {
     /// Wire name `ElasticLoadBalancerId` (string).
-    pub elastic_load_balancer_id: Option<String>,
+    pub elastic_load_balancer_id: Option<crate::CompactString>,
     /// Wire name `ElasticLoadBalancerName` (string).
-    pub elastic_load_balancer_name: Option<String>,
+    pub elastic_load_balancer_name: Option<crate::CompactString>,
     /// Wire name `ElasticLoadBalancerPort` (integer). Required.
     pub elastic_load_balancer_port: Option<i64>,
     /// Wire name `InstancePort` (integer). Required.
@@ -1154,17 +1154,17 @@ pub struct NiftyDescribeInstanceElasticLoadBalancerHealthRequest {
     /// Wire name `Instances.member.N` (list of structure).
     pub instances: Vec<RequestInstancesOfNiftyDescribeInstanceElasticLoadBalancerHealth>,
     /// Wire name `Protocol` (string). Required. Allowed values: `TCP`, `UDP`, `HTTP`, `HTTPS`.
-    pub protocol: Option<String>,
+    pub protocol: Option<crate::CompactString>,
 }
 
 impl NiftyDescribeInstanceElasticLoadBalancerHealthRequest {
     /// Sets [`elastic_load_balancer_id`](Self::elastic_load_balancer_id) and returns the input.
-    pub fn elastic_load_balancer_id(mut self, value: impl Into<String>) -> Self {
+    pub fn elastic_load_balancer_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.elastic_load_balancer_id = Some(value.into());
         self
     }
     /// Sets [`elastic_load_balancer_name`](Self::elastic_load_balancer_name) and returns the input.
-    pub fn elastic_load_balancer_name(mut self, value: impl Into<String>) -> Self {
+    pub fn elastic_load_balancer_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.elastic_load_balancer_name = Some(value.into());
         self
     }
@@ -1187,7 +1187,7 @@ impl NiftyDescribeInstanceElasticLoadBalancerHealthRequest {
         self
     }
     /// Sets [`protocol`](Self::protocol) and returns the input.
-    pub fn protocol(mut self, value: impl Into<String>) -> Self {
+    pub fn protocol(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.protocol = Some(value.into());
         self
     }
@@ -1305,12 +1305,12 @@ impl crate::xml::FromXml for NiftyDescribeInstanceElasticLoadBalancerHealthResul
 )]
 pub struct NiftyDisassociateRouteTableFromElasticLoadBalancerRequest {
     /// Wire name `AssociationId` (string). Required.
-    pub association_id: Option<String>,
+    pub association_id: Option<crate::CompactString>,
 }
 
 impl NiftyDisassociateRouteTableFromElasticLoadBalancerRequest {
     /// Sets [`association_id`](Self::association_id) and returns the input.
-    pub fn association_id(mut self, value: impl Into<String>) -> Self {
+    pub fn association_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.association_id = Some(value.into());
         self
     }
@@ -1354,7 +1354,7 @@ impl crate::operation::Operation for NiftyDisassociateRouteTableFromElasticLoadB
 )]
 pub struct NiftyDisassociateRouteTableFromElasticLoadBalancerResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -1386,9 +1386,9 @@ impl crate::xml::FromXml for NiftyDisassociateRouteTableFromElasticLoadBalancerR
 )]
 pub struct NiftyModifyElasticLoadBalancerAttributesRequest {
     /// Wire name `ElasticLoadBalancerId` (string).
-    pub elastic_load_balancer_id: Option<String>,
+    pub elastic_load_balancer_id: Option<crate::CompactString>,
     /// Wire name `ElasticLoadBalancerName` (string).
-    pub elastic_load_balancer_name: Option<String>,
+    pub elastic_load_balancer_name: Option<crate::CompactString>,
     /// Wire name `ElasticLoadBalancerPort` (integer). Required.
     pub elastic_load_balancer_port: Option<i64>,
     /// Wire name `InstancePort` (integer). Required.
@@ -1396,17 +1396,17 @@ pub struct NiftyModifyElasticLoadBalancerAttributesRequest {
     /// Wire name `LoadBalancerAttributes` (structure).
     pub load_balancer_attributes: Option<RequestLoadBalancerAttributes>,
     /// Wire name `Protocol` (string). Required. Allowed values: `TCP`, `UDP`, `HTTP`, `HTTPS`.
-    pub protocol: Option<String>,
+    pub protocol: Option<crate::CompactString>,
 }
 
 impl NiftyModifyElasticLoadBalancerAttributesRequest {
     /// Sets [`elastic_load_balancer_id`](Self::elastic_load_balancer_id) and returns the input.
-    pub fn elastic_load_balancer_id(mut self, value: impl Into<String>) -> Self {
+    pub fn elastic_load_balancer_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.elastic_load_balancer_id = Some(value.into());
         self
     }
     /// Sets [`elastic_load_balancer_name`](Self::elastic_load_balancer_name) and returns the input.
-    pub fn elastic_load_balancer_name(mut self, value: impl Into<String>) -> Self {
+    pub fn elastic_load_balancer_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.elastic_load_balancer_name = Some(value.into());
         self
     }
@@ -1426,7 +1426,7 @@ impl NiftyModifyElasticLoadBalancerAttributesRequest {
         self
     }
     /// Sets [`protocol`](Self::protocol) and returns the input.
-    pub fn protocol(mut self, value: impl Into<String>) -> Self {
+    pub fn protocol(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.protocol = Some(value.into());
         self
     }
@@ -1510,9 +1510,9 @@ impl crate::xml::FromXml for NiftyModifyElasticLoadBalancerAttributesResult {
 )]
 pub struct NiftyRegisterInstancesWithElasticLoadBalancerRequest {
     /// Wire name `ElasticLoadBalancerId` (string).
-    pub elastic_load_balancer_id: Option<String>,
+    pub elastic_load_balancer_id: Option<crate::CompactString>,
     /// Wire name `ElasticLoadBalancerName` (string).
-    pub elastic_load_balancer_name: Option<String>,
+    pub elastic_load_balancer_name: Option<crate::CompactString>,
     /// Wire name `ElasticLoadBalancerPort` (integer). Required.
     pub elastic_load_balancer_port: Option<i64>,
     /// Wire name `InstancePort` (integer). Required.
@@ -1520,17 +1520,17 @@ pub struct NiftyRegisterInstancesWithElasticLoadBalancerRequest {
     /// Wire name `Instances.member.N` (list of structure).
     pub instances: Vec<RequestInstancesOfNiftyRegisterInstancesWithElasticLoadBalancer>,
     /// Wire name `Protocol` (string). Required. Allowed values: `TCP`, `UDP`, `HTTP`, `HTTPS`.
-    pub protocol: Option<String>,
+    pub protocol: Option<crate::CompactString>,
 }
 
 impl NiftyRegisterInstancesWithElasticLoadBalancerRequest {
     /// Sets [`elastic_load_balancer_id`](Self::elastic_load_balancer_id) and returns the input.
-    pub fn elastic_load_balancer_id(mut self, value: impl Into<String>) -> Self {
+    pub fn elastic_load_balancer_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.elastic_load_balancer_id = Some(value.into());
         self
     }
     /// Sets [`elastic_load_balancer_name`](Self::elastic_load_balancer_name) and returns the input.
-    pub fn elastic_load_balancer_name(mut self, value: impl Into<String>) -> Self {
+    pub fn elastic_load_balancer_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.elastic_load_balancer_name = Some(value.into());
         self
     }
@@ -1553,7 +1553,7 @@ impl NiftyRegisterInstancesWithElasticLoadBalancerRequest {
         self
     }
     /// Sets [`protocol`](Self::protocol) and returns the input.
-    pub fn protocol(mut self, value: impl Into<String>) -> Self {
+    pub fn protocol(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.protocol = Some(value.into());
         self
     }
@@ -1608,7 +1608,7 @@ impl crate::operation::Operation for NiftyRegisterInstancesWithElasticLoadBalanc
 )]
 pub struct NiftyRegisterInstancesWithElasticLoadBalancerResultWrapper {
     /// XML element `NiftyRegisterInstancesWithElasticLoadBalancerResult` (string).
-    pub nifty_register_instances_with_elastic_load_balancer_result: Option<String>,
+    pub nifty_register_instances_with_elastic_load_balancer_result: Option<crate::CompactString>,
     /// XML element `ResponseMetadata` (structure).
     pub response_metadata: Option<ResponseMetadata>,
 }
@@ -1645,21 +1645,21 @@ impl crate::xml::FromXml for NiftyRegisterInstancesWithElasticLoadBalancerResult
 )]
 pub struct NiftyRegisterPortWithElasticLoadBalancerRequest {
     /// Wire name `ElasticLoadBalancerId` (string).
-    pub elastic_load_balancer_id: Option<String>,
+    pub elastic_load_balancer_id: Option<crate::CompactString>,
     /// Wire name `ElasticLoadBalancerName` (string).
-    pub elastic_load_balancer_name: Option<String>,
+    pub elastic_load_balancer_name: Option<crate::CompactString>,
     /// Wire name `Listeners.member.N` (list of structure). Required.
     pub listeners: Vec<RequestListenersOfNiftyRegisterPortWithElasticLoadBalancer>,
 }
 
 impl NiftyRegisterPortWithElasticLoadBalancerRequest {
     /// Sets [`elastic_load_balancer_id`](Self::elastic_load_balancer_id) and returns the input.
-    pub fn elastic_load_balancer_id(mut self, value: impl Into<String>) -> Self {
+    pub fn elastic_load_balancer_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.elastic_load_balancer_id = Some(value.into());
         self
     }
     /// Sets [`elastic_load_balancer_name`](Self::elastic_load_balancer_name) and returns the input.
-    pub fn elastic_load_balancer_name(mut self, value: impl Into<String>) -> Self {
+    pub fn elastic_load_balancer_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.elastic_load_balancer_name = Some(value.into());
         self
     }
@@ -1778,21 +1778,21 @@ impl crate::xml::FromXml for NiftyRegisterPortWithElasticLoadBalancerResultWrapp
 )]
 pub struct NiftyReplaceElasticLoadBalancerLatestVersionRequest {
     /// Wire name `ElasticLoadBalancerId` (string).
-    pub elastic_load_balancer_id: Option<String>,
+    pub elastic_load_balancer_id: Option<crate::CompactString>,
     /// Wire name `ElasticLoadBalancerName` (string).
-    pub elastic_load_balancer_name: Option<String>,
+    pub elastic_load_balancer_name: Option<crate::CompactString>,
     /// Wire name `NetworkInterface.N` (list of structure).
     pub network_interface: Vec<RequestNetworkInterfaceOfNiftyReplaceElasticLoadBalancerLatestVersion>,
 }
 
 impl NiftyReplaceElasticLoadBalancerLatestVersionRequest {
     /// Sets [`elastic_load_balancer_id`](Self::elastic_load_balancer_id) and returns the input.
-    pub fn elastic_load_balancer_id(mut self, value: impl Into<String>) -> Self {
+    pub fn elastic_load_balancer_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.elastic_load_balancer_id = Some(value.into());
         self
     }
     /// Sets [`elastic_load_balancer_name`](Self::elastic_load_balancer_name) and returns the input.
-    pub fn elastic_load_balancer_name(mut self, value: impl Into<String>) -> Self {
+    pub fn elastic_load_balancer_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.elastic_load_balancer_name = Some(value.into());
         self
     }
@@ -1840,7 +1840,7 @@ impl crate::operation::Operation for NiftyReplaceElasticLoadBalancerLatestVersio
 )]
 pub struct NiftyReplaceElasticLoadBalancerLatestVersionResultWrapper {
     /// XML element `NiftyReplaceElasticLoadBalancerLatestVersionResult` (string).
-    pub nifty_replace_elastic_load_balancer_latest_version_result: Option<String>,
+    pub nifty_replace_elastic_load_balancer_latest_version_result: Option<crate::CompactString>,
     /// XML element `ResponseMetadata` (structure).
     pub response_metadata: Option<ResponseMetadata>,
 }
@@ -1877,28 +1877,28 @@ impl crate::xml::FromXml for NiftyReplaceElasticLoadBalancerLatestVersionResultW
 )]
 pub struct NiftyReplaceElasticLoadBalancerListenerSSLCertificateRequest {
     /// Wire name `ElasticLoadBalancerId` (string).
-    pub elastic_load_balancer_id: Option<String>,
+    pub elastic_load_balancer_id: Option<crate::CompactString>,
     /// Wire name `ElasticLoadBalancerName` (string).
-    pub elastic_load_balancer_name: Option<String>,
+    pub elastic_load_balancer_name: Option<crate::CompactString>,
     /// Wire name `ElasticLoadBalancerPort` (integer). Required.
     pub elastic_load_balancer_port: Option<i64>,
     /// Wire name `InstancePort` (integer). Required.
     pub instance_port: Option<i64>,
     /// Wire name `Protocol` (string). Required. Allowed values: `HTTPS`.
-    pub protocol: Option<String>,
+    pub protocol: Option<crate::CompactString>,
     /// Wire name `SSLCertificateId` (string). Required.
     #[cfg_attr(feature = "serde", serde(rename = "SSLCertificateId"))]
-    pub ssl_certificate_id: Option<String>,
+    pub ssl_certificate_id: Option<crate::CompactString>,
 }
 
 impl NiftyReplaceElasticLoadBalancerListenerSSLCertificateRequest {
     /// Sets [`elastic_load_balancer_id`](Self::elastic_load_balancer_id) and returns the input.
-    pub fn elastic_load_balancer_id(mut self, value: impl Into<String>) -> Self {
+    pub fn elastic_load_balancer_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.elastic_load_balancer_id = Some(value.into());
         self
     }
     /// Sets [`elastic_load_balancer_name`](Self::elastic_load_balancer_name) and returns the input.
-    pub fn elastic_load_balancer_name(mut self, value: impl Into<String>) -> Self {
+    pub fn elastic_load_balancer_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.elastic_load_balancer_name = Some(value.into());
         self
     }
@@ -1913,12 +1913,12 @@ impl NiftyReplaceElasticLoadBalancerListenerSSLCertificateRequest {
         self
     }
     /// Sets [`protocol`](Self::protocol) and returns the input.
-    pub fn protocol(mut self, value: impl Into<String>) -> Self {
+    pub fn protocol(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.protocol = Some(value.into());
         self
     }
     /// Sets [`ssl_certificate_id`](Self::ssl_certificate_id) and returns the input.
-    pub fn ssl_certificate_id(mut self, value: impl Into<String>) -> Self {
+    pub fn ssl_certificate_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.ssl_certificate_id = Some(value.into());
         self
     }
@@ -1980,7 +1980,7 @@ pub struct NiftyReplaceElasticLoadBalancerListenerSSLCertificateResultWrapper {
         feature = "serde",
         serde(rename = "NiftyReplaceElasticLoadBalancerListenerSSLCertificateResult")
     )]
-    pub nifty_replace_elastic_load_balancer_listener_ssl_certificate_result: Option<String>,
+    pub nifty_replace_elastic_load_balancer_listener_ssl_certificate_result: Option<crate::CompactString>,
     /// XML element `ResponseMetadata` (structure).
     pub response_metadata: Option<ResponseMetadata>,
 }
@@ -2017,19 +2017,19 @@ impl crate::xml::FromXml for NiftyReplaceElasticLoadBalancerListenerSSLCertifica
 )]
 pub struct NiftyReplaceRouteTableAssociationWithElasticLoadBalancerRequest {
     /// Wire name `AssociationId` (string). Required.
-    pub association_id: Option<String>,
+    pub association_id: Option<crate::CompactString>,
     /// Wire name `RouteTableId` (string). Required.
-    pub route_table_id: Option<String>,
+    pub route_table_id: Option<crate::CompactString>,
 }
 
 impl NiftyReplaceRouteTableAssociationWithElasticLoadBalancerRequest {
     /// Sets [`association_id`](Self::association_id) and returns the input.
-    pub fn association_id(mut self, value: impl Into<String>) -> Self {
+    pub fn association_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.association_id = Some(value.into());
         self
     }
     /// Sets [`route_table_id`](Self::route_table_id) and returns the input.
-    pub fn route_table_id(mut self, value: impl Into<String>) -> Self {
+    pub fn route_table_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.route_table_id = Some(value.into());
         self
     }
@@ -2077,7 +2077,7 @@ impl crate::operation::Operation for NiftyReplaceRouteTableAssociationWithElasti
 )]
 pub struct NiftyReplaceRouteTableAssociationWithElasticLoadBalancerResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -2111,11 +2111,11 @@ pub struct NiftyUpdateElasticLoadBalancerRequest {
     /// Wire name `AccountingTypeUpdate` (integer).
     pub accounting_type_update: Option<i64>,
     /// Wire name `ElasticLoadBalancerId` (string).
-    pub elastic_load_balancer_id: Option<String>,
+    pub elastic_load_balancer_id: Option<crate::CompactString>,
     /// Wire name `ElasticLoadBalancerName` (string).
-    pub elastic_load_balancer_name: Option<String>,
+    pub elastic_load_balancer_name: Option<crate::CompactString>,
     /// Wire name `ElasticLoadBalancerNameUpdate` (string).
-    pub elastic_load_balancer_name_update: Option<String>,
+    pub elastic_load_balancer_name_update: Option<crate::CompactString>,
     /// Wire name `NetworkVolumeUpdate` (integer).
     pub network_volume_update: Option<i64>,
 }
@@ -2127,17 +2127,17 @@ impl NiftyUpdateElasticLoadBalancerRequest {
         self
     }
     /// Sets [`elastic_load_balancer_id`](Self::elastic_load_balancer_id) and returns the input.
-    pub fn elastic_load_balancer_id(mut self, value: impl Into<String>) -> Self {
+    pub fn elastic_load_balancer_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.elastic_load_balancer_id = Some(value.into());
         self
     }
     /// Sets [`elastic_load_balancer_name`](Self::elastic_load_balancer_name) and returns the input.
-    pub fn elastic_load_balancer_name(mut self, value: impl Into<String>) -> Self {
+    pub fn elastic_load_balancer_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.elastic_load_balancer_name = Some(value.into());
         self
     }
     /// Sets [`elastic_load_balancer_name_update`](Self::elastic_load_balancer_name_update) and returns the input.
-    pub fn elastic_load_balancer_name_update(mut self, value: impl Into<String>) -> Self {
+    pub fn elastic_load_balancer_name_update(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.elastic_load_balancer_name_update = Some(value.into());
         self
     }
@@ -2218,19 +2218,19 @@ impl crate::xml::FromXml for NiftyUpdateElasticLoadBalancerResult {
 )]
 pub struct RequestAdditionalAttributes {
     /// Wire name `Key` (string). Allowed values: `protocol`, `elasticLoadBalancerPort`, `instancePort`, `description`, `balancingType`, `sslCertificateId`.
-    pub key: Option<String>,
+    pub key: Option<crate::CompactString>,
     /// Wire name `Value` (string).
-    pub value: Option<String>,
+    pub value: Option<crate::CompactString>,
 }
 
 impl RequestAdditionalAttributes {
     /// Sets [`key`](Self::key) and returns the input.
-    pub fn key(mut self, value: impl Into<String>) -> Self {
+    pub fn key(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.key = Some(value.into());
         self
     }
     /// Sets [`value`](Self::value) and returns the input.
-    pub fn value(mut self, value: impl Into<String>) -> Self {
+    pub fn value(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.value = Some(value.into());
         self
     }
@@ -2253,10 +2253,10 @@ impl crate::wire::ToParams for RequestAdditionalAttributes {
 pub struct RequestElasticLoadBalancers {
     /// Wire name `ElasticLoadBalancerId.N` (list of string).
     #[cfg_attr(feature = "serde", serde(rename = "ListOfRequestElasticLoadBalancerId"))]
-    pub elastic_load_balancer_id: Vec<String>,
+    pub elastic_load_balancer_id: Vec<crate::CompactString>,
     /// Wire name `ElasticLoadBalancerName.N` (list of string).
     #[cfg_attr(feature = "serde", serde(rename = "ListOfRequestElasticLoadBalancerName"))]
-    pub elastic_load_balancer_name: Vec<String>,
+    pub elastic_load_balancer_name: Vec<crate::CompactString>,
     /// Wire name `ElasticLoadBalancerPort.N` (list of integer).
     #[cfg_attr(feature = "serde", serde(rename = "ListOfRequestElasticLoadBalancerPort"))]
     pub elastic_load_balancer_port: Vec<i64>,
@@ -2265,7 +2265,7 @@ pub struct RequestElasticLoadBalancers {
     pub instance_port: Vec<i64>,
     /// Wire name `Protocol.N` (list of string).
     #[cfg_attr(feature = "serde", serde(rename = "ListOfRequestProtocol"))]
-    pub protocol: Vec<String>,
+    pub protocol: Vec<crate::CompactString>,
 }
 
 impl RequestElasticLoadBalancers {
@@ -2273,7 +2273,7 @@ impl RequestElasticLoadBalancers {
     pub fn elastic_load_balancer_id<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.elastic_load_balancer_id = items.into_iter().map(Into::into).collect();
         self
@@ -2282,7 +2282,7 @@ impl RequestElasticLoadBalancers {
     pub fn elastic_load_balancer_name<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.elastic_load_balancer_name = items.into_iter().map(Into::into).collect();
         self
@@ -2309,7 +2309,7 @@ impl RequestElasticLoadBalancers {
     pub fn protocol<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.protocol = items.into_iter().map(Into::into).collect();
         self
@@ -2335,12 +2335,12 @@ impl crate::wire::ToParams for RequestElasticLoadBalancers {
 )]
 pub struct RequestExpectation {
     /// Wire name `HttpCode` (string).
-    pub http_code: Option<String>,
+    pub http_code: Option<crate::CompactString>,
 }
 
 impl RequestExpectation {
     /// Sets [`http_code`](Self::http_code) and returns the input.
-    pub fn http_code(mut self, value: impl Into<String>) -> Self {
+    pub fn http_code(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.http_code = Some(value.into());
         self
     }
@@ -2361,12 +2361,12 @@ impl crate::wire::ToParams for RequestExpectation {
 )]
 pub struct RequestExpectationOfNiftyCreateElasticLoadBalancer {
     /// Wire name `HttpCode` (string). Allowed values: `1xx`, `2xx`, `3xx`, `4xx`, `5xx`.
-    pub http_code: Option<String>,
+    pub http_code: Option<crate::CompactString>,
 }
 
 impl RequestExpectationOfNiftyCreateElasticLoadBalancer {
     /// Sets [`http_code`](Self::http_code) and returns the input.
-    pub fn http_code(mut self, value: impl Into<String>) -> Self {
+    pub fn http_code(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.http_code = Some(value.into());
         self
     }
@@ -2388,9 +2388,9 @@ impl crate::wire::ToParams for RequestExpectationOfNiftyCreateElasticLoadBalance
 pub struct RequestFilterOfNiftyDescribeElasticLoadBalancers {
     /// Wire name `Value.N` (list of string).
     #[cfg_attr(feature = "serde", serde(rename = "ListOfRequestValue"))]
-    pub value: Vec<String>,
+    pub value: Vec<crate::CompactString>,
     /// Wire name `Name` (string). Allowed values: `availability-zone`, `state`, `elastic-loadbalancer-id`, `elastic-loadbalancer-name`, `description`, `accounting-type`, `ip-address`, `version`.
-    pub name: Option<String>,
+    pub name: Option<crate::CompactString>,
 }
 
 impl RequestFilterOfNiftyDescribeElasticLoadBalancers {
@@ -2398,13 +2398,13 @@ impl RequestFilterOfNiftyDescribeElasticLoadBalancers {
     pub fn value<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.value = items.into_iter().map(Into::into).collect();
         self
     }
     /// Sets [`name`](Self::name) and returns the input.
-    pub fn name(mut self, value: impl Into<String>) -> Self {
+    pub fn name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.name = Some(value.into());
         self
     }
@@ -2431,9 +2431,9 @@ pub struct RequestHealthCheckOfNiftyConfigureElasticLoadBalancerHealthCheck {
     #[cfg_attr(feature = "serde", serde(rename = "ListOfRequestExpectation"))]
     pub expectation: Vec<RequestExpectation>,
     /// Wire name `Path` (string).
-    pub path: Option<String>,
+    pub path: Option<crate::CompactString>,
     /// Wire name `Target` (string). Required.
-    pub target: Option<String>,
+    pub target: Option<crate::CompactString>,
     /// Wire name `UnhealthyThreshold` (integer). Required.
     pub unhealthy_threshold: Option<i64>,
 }
@@ -2450,12 +2450,12 @@ impl RequestHealthCheckOfNiftyConfigureElasticLoadBalancerHealthCheck {
         self
     }
     /// Sets [`path`](Self::path) and returns the input.
-    pub fn path(mut self, value: impl Into<String>) -> Self {
+    pub fn path(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.path = Some(value.into());
         self
     }
     /// Sets [`target`](Self::target) and returns the input.
-    pub fn target(mut self, value: impl Into<String>) -> Self {
+    pub fn target(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.target = Some(value.into());
         self
     }
@@ -2502,9 +2502,9 @@ pub struct RequestHealthCheckOfNiftyCreateElasticLoadBalancer {
     #[cfg_attr(feature = "serde", serde(rename = "ListOfRequestExpectation"))]
     pub expectation: Vec<RequestExpectationOfNiftyCreateElasticLoadBalancer>,
     /// Wire name `Path` (string).
-    pub path: Option<String>,
+    pub path: Option<crate::CompactString>,
     /// Wire name `Target` (string).
-    pub target: Option<String>,
+    pub target: Option<crate::CompactString>,
     /// Wire name `UnhealthyThreshold` (integer).
     pub unhealthy_threshold: Option<i64>,
 }
@@ -2524,12 +2524,12 @@ impl RequestHealthCheckOfNiftyCreateElasticLoadBalancer {
         self
     }
     /// Sets [`path`](Self::path) and returns the input.
-    pub fn path(mut self, value: impl Into<String>) -> Self {
+    pub fn path(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.path = Some(value.into());
         self
     }
     /// Sets [`target`](Self::target) and returns the input.
-    pub fn target(mut self, value: impl Into<String>) -> Self {
+    pub fn target(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.target = Some(value.into());
         self
     }
@@ -2559,19 +2559,19 @@ impl crate::wire::ToParams for RequestHealthCheckOfNiftyCreateElasticLoadBalance
 )]
 pub struct RequestInstancesOfNiftyCreateElasticLoadBalancer {
     /// Wire name `InstanceId` (string).
-    pub instance_id: Option<String>,
+    pub instance_id: Option<crate::CompactString>,
     /// Wire name `InstanceUniqueId` (string).
-    pub instance_unique_id: Option<String>,
+    pub instance_unique_id: Option<crate::CompactString>,
 }
 
 impl RequestInstancesOfNiftyCreateElasticLoadBalancer {
     /// Sets [`instance_id`](Self::instance_id) and returns the input.
-    pub fn instance_id(mut self, value: impl Into<String>) -> Self {
+    pub fn instance_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.instance_id = Some(value.into());
         self
     }
     /// Sets [`instance_unique_id`](Self::instance_unique_id) and returns the input.
-    pub fn instance_unique_id(mut self, value: impl Into<String>) -> Self {
+    pub fn instance_unique_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.instance_unique_id = Some(value.into());
         self
     }
@@ -2593,19 +2593,19 @@ impl crate::wire::ToParams for RequestInstancesOfNiftyCreateElasticLoadBalancer 
 )]
 pub struct RequestInstancesOfNiftyDeregisterInstancesFromElasticLoadBalancer {
     /// Wire name `InstanceId` (string).
-    pub instance_id: Option<String>,
+    pub instance_id: Option<crate::CompactString>,
     /// Wire name `InstanceUniqueId` (string).
-    pub instance_unique_id: Option<String>,
+    pub instance_unique_id: Option<crate::CompactString>,
 }
 
 impl RequestInstancesOfNiftyDeregisterInstancesFromElasticLoadBalancer {
     /// Sets [`instance_id`](Self::instance_id) and returns the input.
-    pub fn instance_id(mut self, value: impl Into<String>) -> Self {
+    pub fn instance_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.instance_id = Some(value.into());
         self
     }
     /// Sets [`instance_unique_id`](Self::instance_unique_id) and returns the input.
-    pub fn instance_unique_id(mut self, value: impl Into<String>) -> Self {
+    pub fn instance_unique_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.instance_unique_id = Some(value.into());
         self
     }
@@ -2627,19 +2627,19 @@ impl crate::wire::ToParams for RequestInstancesOfNiftyDeregisterInstancesFromEla
 )]
 pub struct RequestInstancesOfNiftyDescribeInstanceElasticLoadBalancerHealth {
     /// Wire name `InstanceId` (string).
-    pub instance_id: Option<String>,
+    pub instance_id: Option<crate::CompactString>,
     /// Wire name `InstanceUniqueId` (string).
-    pub instance_unique_id: Option<String>,
+    pub instance_unique_id: Option<crate::CompactString>,
 }
 
 impl RequestInstancesOfNiftyDescribeInstanceElasticLoadBalancerHealth {
     /// Sets [`instance_id`](Self::instance_id) and returns the input.
-    pub fn instance_id(mut self, value: impl Into<String>) -> Self {
+    pub fn instance_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.instance_id = Some(value.into());
         self
     }
     /// Sets [`instance_unique_id`](Self::instance_unique_id) and returns the input.
-    pub fn instance_unique_id(mut self, value: impl Into<String>) -> Self {
+    pub fn instance_unique_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.instance_unique_id = Some(value.into());
         self
     }
@@ -2661,19 +2661,19 @@ impl crate::wire::ToParams for RequestInstancesOfNiftyDescribeInstanceElasticLoa
 )]
 pub struct RequestInstancesOfNiftyRegisterInstancesWithElasticLoadBalancer {
     /// Wire name `InstanceId` (string).
-    pub instance_id: Option<String>,
+    pub instance_id: Option<crate::CompactString>,
     /// Wire name `InstanceUniqueId` (string).
-    pub instance_unique_id: Option<String>,
+    pub instance_unique_id: Option<crate::CompactString>,
 }
 
 impl RequestInstancesOfNiftyRegisterInstancesWithElasticLoadBalancer {
     /// Sets [`instance_id`](Self::instance_id) and returns the input.
-    pub fn instance_id(mut self, value: impl Into<String>) -> Self {
+    pub fn instance_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.instance_id = Some(value.into());
         self
     }
     /// Sets [`instance_unique_id`](Self::instance_unique_id) and returns the input.
-    pub fn instance_unique_id(mut self, value: impl Into<String>) -> Self {
+    pub fn instance_unique_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.instance_unique_id = Some(value.into());
         self
     }
@@ -2697,7 +2697,7 @@ pub struct RequestListenersOfNiftyCreateElasticLoadBalancer {
     /// Wire name `BalancingType` (integer).
     pub balancing_type: Option<i64>,
     /// Wire name `Description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// Wire name `ElasticLoadBalancerPort` (integer). Required.
     pub elastic_load_balancer_port: Option<i64>,
     /// Wire name `InstancePort` (integer).
@@ -2706,7 +2706,7 @@ pub struct RequestListenersOfNiftyCreateElasticLoadBalancer {
     #[cfg_attr(feature = "serde", serde(rename = "ListOfRequestInstances"))]
     pub instances: Vec<RequestInstancesOfNiftyCreateElasticLoadBalancer>,
     /// Wire name `Protocol` (string). Required. Allowed values: `TCP`, `UDP`, `HTTP`, `HTTPS`.
-    pub protocol: Option<String>,
+    pub protocol: Option<crate::CompactString>,
     /// Wire name `HealthCheck` (structure).
     #[cfg_attr(feature = "serde", serde(rename = "RequestHealthCheck"))]
     pub health_check: Option<RequestHealthCheckOfNiftyCreateElasticLoadBalancer>,
@@ -2718,7 +2718,7 @@ pub struct RequestListenersOfNiftyCreateElasticLoadBalancer {
     pub sorry_page: Option<RequestSorryPage>,
     /// Wire name `SSLCertificateId` (string).
     #[cfg_attr(feature = "serde", serde(rename = "SSLCertificateId"))]
-    pub ssl_certificate_id: Option<String>,
+    pub ssl_certificate_id: Option<crate::CompactString>,
 }
 
 impl RequestListenersOfNiftyCreateElasticLoadBalancer {
@@ -2728,7 +2728,7 @@ impl RequestListenersOfNiftyCreateElasticLoadBalancer {
         self
     }
     /// Sets [`description`](Self::description) and returns the input.
-    pub fn description(mut self, value: impl Into<String>) -> Self {
+    pub fn description(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.description = Some(value.into());
         self
     }
@@ -2751,7 +2751,7 @@ impl RequestListenersOfNiftyCreateElasticLoadBalancer {
         self
     }
     /// Sets [`protocol`](Self::protocol) and returns the input.
-    pub fn protocol(mut self, value: impl Into<String>) -> Self {
+    pub fn protocol(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.protocol = Some(value.into());
         self
     }
@@ -2771,7 +2771,7 @@ impl RequestListenersOfNiftyCreateElasticLoadBalancer {
         self
     }
     /// Sets [`ssl_certificate_id`](Self::ssl_certificate_id) and returns the input.
-    pub fn ssl_certificate_id(mut self, value: impl Into<String>) -> Self {
+    pub fn ssl_certificate_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.ssl_certificate_id = Some(value.into());
         self
     }
@@ -2812,16 +2812,16 @@ pub struct RequestListenersOfNiftyRegisterPortWithElasticLoadBalancer {
     /// Wire name `BalancingType` (integer).
     pub balancing_type: Option<i64>,
     /// Wire name `Description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// Wire name `ElasticLoadBalancerPort` (integer). Required.
     pub elastic_load_balancer_port: Option<i64>,
     /// Wire name `InstancePort` (integer). Required.
     pub instance_port: Option<i64>,
     /// Wire name `Protocol` (string). Required. Allowed values: `TCP`, `UDP`, `HTTP`, `HTTPS`.
-    pub protocol: Option<String>,
+    pub protocol: Option<crate::CompactString>,
     /// Wire name `SSLCertificateId` (string).
     #[cfg_attr(feature = "serde", serde(rename = "SSLCertificateId"))]
-    pub ssl_certificate_id: Option<String>,
+    pub ssl_certificate_id: Option<crate::CompactString>,
 }
 
 impl RequestListenersOfNiftyRegisterPortWithElasticLoadBalancer {
@@ -2831,7 +2831,7 @@ impl RequestListenersOfNiftyRegisterPortWithElasticLoadBalancer {
         self
     }
     /// Sets [`description`](Self::description) and returns the input.
-    pub fn description(mut self, value: impl Into<String>) -> Self {
+    pub fn description(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.description = Some(value.into());
         self
     }
@@ -2846,12 +2846,12 @@ impl RequestListenersOfNiftyRegisterPortWithElasticLoadBalancer {
         self
     }
     /// Sets [`protocol`](Self::protocol) and returns the input.
-    pub fn protocol(mut self, value: impl Into<String>) -> Self {
+    pub fn protocol(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.protocol = Some(value.into());
         self
     }
     /// Sets [`ssl_certificate_id`](Self::ssl_certificate_id) and returns the input.
-    pub fn ssl_certificate_id(mut self, value: impl Into<String>) -> Self {
+    pub fn ssl_certificate_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.ssl_certificate_id = Some(value.into());
         self
     }
@@ -2934,21 +2934,21 @@ impl crate::wire::ToParams for RequestLoadBalancerAttributes {
 )]
 pub struct RequestNetworkInterfaceOfNiftyCreateElasticLoadBalancer {
     /// Wire name `IpAddress` (string).
-    pub ip_address: Option<String>,
+    pub ip_address: Option<crate::CompactString>,
     /// Wire name `IsVipNetwork` (boolean).
     pub is_vip_network: Option<bool>,
     /// Wire name `SystemIpAddresses.N` (list of structure).
     #[cfg_attr(feature = "serde", serde(rename = "ListOfRequestSystemIpAddresses"))]
     pub system_ip_addresses: Vec<RequestSystemIpAddresses>,
     /// Wire name `NetworkId` (string).
-    pub network_id: Option<String>,
+    pub network_id: Option<crate::CompactString>,
     /// Wire name `NetworkName` (string).
-    pub network_name: Option<String>,
+    pub network_name: Option<crate::CompactString>,
 }
 
 impl RequestNetworkInterfaceOfNiftyCreateElasticLoadBalancer {
     /// Sets [`ip_address`](Self::ip_address) and returns the input.
-    pub fn ip_address(mut self, value: impl Into<String>) -> Self {
+    pub fn ip_address(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.ip_address = Some(value.into());
         self
     }
@@ -2963,12 +2963,12 @@ impl RequestNetworkInterfaceOfNiftyCreateElasticLoadBalancer {
         self
     }
     /// Sets [`network_id`](Self::network_id) and returns the input.
-    pub fn network_id(mut self, value: impl Into<String>) -> Self {
+    pub fn network_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.network_id = Some(value.into());
         self
     }
     /// Sets [`network_name`](Self::network_name) and returns the input.
-    pub fn network_name(mut self, value: impl Into<String>) -> Self {
+    pub fn network_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.network_name = Some(value.into());
         self
     }
@@ -2996,7 +2996,7 @@ pub struct RequestNetworkInterfaceOfNiftyReplaceElasticLoadBalancerLatestVersion
     #[cfg_attr(feature = "serde", serde(rename = "ListOfRequestSystemIpAddresses"))]
     pub system_ip_addresses: Vec<RequestSystemIpAddresses>,
     /// Wire name `NetworkId` (string).
-    pub network_id: Option<String>,
+    pub network_id: Option<crate::CompactString>,
 }
 
 impl RequestNetworkInterfaceOfNiftyReplaceElasticLoadBalancerLatestVersion {
@@ -3006,7 +3006,7 @@ impl RequestNetworkInterfaceOfNiftyReplaceElasticLoadBalancerLatestVersion {
         self
     }
     /// Sets [`network_id`](Self::network_id) and returns the input.
-    pub fn network_id(mut self, value: impl Into<String>) -> Self {
+    pub fn network_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.network_id = Some(value.into());
         self
     }
@@ -3087,7 +3087,7 @@ pub struct RequestSorryPage {
     /// Wire name `Enable` (boolean).
     pub enable: Option<bool>,
     /// Wire name `RedirectUrl` (string).
-    pub redirect_url: Option<String>,
+    pub redirect_url: Option<crate::CompactString>,
 }
 
 impl RequestSorryPage {
@@ -3097,7 +3097,7 @@ impl RequestSorryPage {
         self
     }
     /// Sets [`redirect_url`](Self::redirect_url) and returns the input.
-    pub fn redirect_url(mut self, value: impl Into<String>) -> Self {
+    pub fn redirect_url(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.redirect_url = Some(value.into());
         self
     }
@@ -3123,7 +3123,7 @@ pub struct RequestStickinessPolicy {
     /// Wire name `ExpirationPeriod` (integer).
     pub expiration_period: Option<i64>,
     /// Wire name `Method` (string). Allowed values: `1`, `2`.
-    pub method: Option<String>,
+    pub method: Option<crate::CompactString>,
 }
 
 impl RequestStickinessPolicy {
@@ -3138,7 +3138,7 @@ impl RequestStickinessPolicy {
         self
     }
     /// Sets [`method`](Self::method) and returns the input.
-    pub fn method(mut self, value: impl Into<String>) -> Self {
+    pub fn method(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.method = Some(value.into());
         self
     }
@@ -3165,7 +3165,7 @@ pub struct RequestStickinessPolicyOfNiftyModifyElasticLoadBalancerAttributes {
     /// Wire name `ExpirationPeriod` (integer).
     pub expiration_period: Option<i64>,
     /// Wire name `Method` (string). Allowed values: `1`, `2`.
-    pub method: Option<String>,
+    pub method: Option<crate::CompactString>,
 }
 
 impl RequestStickinessPolicyOfNiftyModifyElasticLoadBalancerAttributes {
@@ -3180,7 +3180,7 @@ impl RequestStickinessPolicyOfNiftyModifyElasticLoadBalancerAttributes {
         self
     }
     /// Sets [`method`](Self::method) and returns the input.
-    pub fn method(mut self, value: impl Into<String>) -> Self {
+    pub fn method(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.method = Some(value.into());
         self
     }
@@ -3203,12 +3203,12 @@ impl crate::wire::ToParams for RequestStickinessPolicyOfNiftyModifyElasticLoadBa
 )]
 pub struct RequestSystemIpAddresses {
     /// Wire name `SystemIpAddress` (string).
-    pub system_ip_address: Option<String>,
+    pub system_ip_address: Option<crate::CompactString>,
 }
 
 impl RequestSystemIpAddresses {
     /// Sets [`system_ip_address`](Self::system_ip_address) and returns the input.
-    pub fn system_ip_address(mut self, value: impl Into<String>) -> Self {
+    pub fn system_ip_address(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.system_ip_address = Some(value.into());
         self
     }
@@ -3263,7 +3263,7 @@ pub struct SorryPageOfNiftyDescribeElasticLoadBalancers {
     /// XML element `Enabled` (boolean).
     pub enabled: Option<bool>,
     /// XML element `RedirectUrl` (string).
-    pub redirect_url: Option<String>,
+    pub redirect_url: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for SorryPageOfNiftyDescribeElasticLoadBalancers {
@@ -3290,7 +3290,7 @@ impl crate::xml::FromXml for SorryPageOfNiftyDescribeElasticLoadBalancers {
 )]
 pub struct SystemIpAddresses {
     /// XML element `SystemIpAddress` (string).
-    pub system_ip_address: Option<String>,
+    pub system_ip_address: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for SystemIpAddresses {
@@ -3318,7 +3318,7 @@ pub struct VersionInformation {
     /// XML element `IsLatest` (boolean).
     pub is_latest: Option<bool>,
     /// XML element `Version` (string).
-    pub version: Option<String>,
+    pub version: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for VersionInformation {

@@ -13,7 +13,7 @@ use super::*;
 )]
 pub struct AccountingType {
     /// XML element `value` (string).
-    pub value: Option<String>,
+    pub value: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for AccountingType {
@@ -39,19 +39,19 @@ impl crate::xml::FromXml for AccountingType {
 )]
 pub struct ActivitiesSet {
     /// XML element `backupInstanceUniqueId` (string).
-    pub backup_instance_unique_id: Option<String>,
+    pub backup_instance_unique_id: Option<crate::CompactString>,
     /// XML element `detail` (string).
-    pub detail: Option<String>,
+    pub detail: Option<crate::CompactString>,
     /// XML element `endDateTime` (string).
-    pub end_date_time: Option<String>,
+    pub end_date_time: Option<crate::CompactString>,
     /// XML element `instanceUniqueId` (string).
-    pub instance_unique_id: Option<String>,
+    pub instance_unique_id: Option<crate::CompactString>,
     /// XML element `operation` (string).
-    pub operation: Option<String>,
+    pub operation: Option<crate::CompactString>,
     /// XML element `startDateTime` (string).
-    pub start_date_time: Option<String>,
+    pub start_date_time: Option<crate::CompactString>,
     /// XML element `status` (string).
-    pub status: Option<String>,
+    pub status: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for ActivitiesSet {
@@ -83,13 +83,13 @@ impl crate::xml::FromXml for ActivitiesSet {
 )]
 pub struct Association {
     /// XML element `ipOwnerId` (string).
-    pub ip_owner_id: Option<String>,
+    pub ip_owner_id: Option<crate::CompactString>,
     /// XML element `publicDnsName` (string).
-    pub public_dns_name: Option<String>,
+    pub public_dns_name: Option<crate::CompactString>,
     /// XML element `publicIp` (string).
-    pub public_ip: Option<String>,
+    pub public_ip: Option<crate::CompactString>,
     /// XML element `publicIpV6` (string).
-    pub public_ip_v6: Option<String>,
+    pub public_ip_v6: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for Association {
@@ -118,17 +118,17 @@ impl crate::xml::FromXml for Association {
 )]
 pub struct AssociationOfCopyFromBackupInstance {
     /// XML element `allocationId` (string).
-    pub allocation_id: Option<String>,
+    pub allocation_id: Option<crate::CompactString>,
     /// XML element `associationId` (string).
-    pub association_id: Option<String>,
+    pub association_id: Option<crate::CompactString>,
     /// XML element `ipOwnerId` (string).
-    pub ip_owner_id: Option<String>,
+    pub ip_owner_id: Option<crate::CompactString>,
     /// XML element `publicDnsName` (string).
-    pub public_dns_name: Option<String>,
+    pub public_dns_name: Option<crate::CompactString>,
     /// XML element `publicIp` (string).
-    pub public_ip: Option<String>,
+    pub public_ip: Option<crate::CompactString>,
     /// XML element `publicIpV6` (string).
-    pub public_ip_v6: Option<String>,
+    pub public_ip_v6: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for AssociationOfCopyFromBackupInstance {
@@ -159,9 +159,9 @@ impl crate::xml::FromXml for AssociationOfCopyFromBackupInstance {
 )]
 pub struct AssociationOfImportInstance {
     /// XML element `ipOwnerId` (string).
-    pub ip_owner_id: Option<String>,
+    pub ip_owner_id: Option<crate::CompactString>,
     /// XML element `publicDnsName` (string).
-    pub public_dns_name: Option<String>,
+    pub public_dns_name: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for AssociationOfImportInstance {
@@ -188,11 +188,11 @@ impl crate::xml::FromXml for AssociationOfImportInstance {
 )]
 pub struct AssociationOfRunInstances {
     /// XML element `ipOwnerId` (string).
-    pub ip_owner_id: Option<String>,
+    pub ip_owner_id: Option<crate::CompactString>,
     /// XML element `publicDnsName` (string).
-    pub public_dns_name: Option<String>,
+    pub public_dns_name: Option<crate::CompactString>,
     /// XML element `publicIp` (string).
-    pub public_ip: Option<String>,
+    pub public_ip: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for AssociationOfRunInstances {
@@ -220,15 +220,15 @@ impl crate::xml::FromXml for AssociationOfRunInstances {
 )]
 pub struct Attachment {
     /// XML element `attachTime` (string).
-    pub attach_time: Option<String>,
+    pub attach_time: Option<crate::CompactString>,
     /// XML element `attachmentId` (string).
-    pub attachment_id: Option<String>,
+    pub attachment_id: Option<crate::CompactString>,
     /// XML element `deleteOnTermination` (string).
-    pub delete_on_termination: Option<String>,
+    pub delete_on_termination: Option<crate::CompactString>,
     /// XML element `deviceIndex` (string).
-    pub device_index: Option<String>,
+    pub device_index: Option<crate::CompactString>,
     /// XML element `status` (string).
-    pub status: Option<String>,
+    pub status: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for Attachment {
@@ -258,19 +258,19 @@ impl crate::xml::FromXml for Attachment {
 )]
 pub struct AttachmentOfCopyFromBackupInstance {
     /// XML element `attachTime` (string).
-    pub attach_time: Option<String>,
+    pub attach_time: Option<crate::CompactString>,
     /// XML element `attachmentId` (string).
-    pub attachment_id: Option<String>,
+    pub attachment_id: Option<crate::CompactString>,
     /// XML element `deleteOnTermination` (string).
-    pub delete_on_termination: Option<String>,
+    pub delete_on_termination: Option<crate::CompactString>,
     /// XML element `deviceIndex` (string).
-    pub device_index: Option<String>,
+    pub device_index: Option<crate::CompactString>,
     /// XML element `instanceId` (string).
-    pub instance_id: Option<String>,
+    pub instance_id: Option<crate::CompactString>,
     /// XML element `instanceOwnerId` (string).
-    pub instance_owner_id: Option<String>,
+    pub instance_owner_id: Option<crate::CompactString>,
     /// XML element `status` (string).
-    pub status: Option<String>,
+    pub status: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for AttachmentOfCopyFromBackupInstance {
@@ -302,16 +302,16 @@ impl crate::xml::FromXml for AttachmentOfCopyFromBackupInstance {
 )]
 pub struct AttachmentOfImportInstance {
     /// XML element `attachTime` (string).
-    pub attach_time: Option<String>,
+    pub attach_time: Option<crate::CompactString>,
     /// XML element `attachmentID` (string).
     #[cfg_attr(feature = "serde", serde(rename = "AttachmentID"))]
-    pub attachment_id: Option<String>,
+    pub attachment_id: Option<crate::CompactString>,
     /// XML element `deleteOnTermination` (string).
-    pub delete_on_termination: Option<String>,
+    pub delete_on_termination: Option<crate::CompactString>,
     /// XML element `deviceIndex` (string).
-    pub device_index: Option<String>,
+    pub device_index: Option<crate::CompactString>,
     /// XML element `status` (string).
-    pub status: Option<String>,
+    pub status: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for AttachmentOfImportInstance {
@@ -341,16 +341,16 @@ impl crate::xml::FromXml for AttachmentOfImportInstance {
 )]
 pub struct AttachmentOfRunInstances {
     /// XML element `attachTime` (string).
-    pub attach_time: Option<String>,
+    pub attach_time: Option<crate::CompactString>,
     /// XML element `attachmentID` (string).
     #[cfg_attr(feature = "serde", serde(rename = "AttachmentID"))]
-    pub attachment_id: Option<String>,
+    pub attachment_id: Option<crate::CompactString>,
     /// XML element `deleteOnTermination` (string).
-    pub delete_on_termination: Option<String>,
+    pub delete_on_termination: Option<crate::CompactString>,
     /// XML element `deviceIndex` (string).
-    pub device_index: Option<String>,
+    pub device_index: Option<crate::CompactString>,
     /// XML element `status` (string).
-    pub status: Option<String>,
+    pub status: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for AttachmentOfRunInstances {
@@ -380,7 +380,7 @@ impl crate::xml::FromXml for AttachmentOfRunInstances {
 )]
 pub struct Autoscaling {
     /// XML element `autoScalingGroupName` (string).
-    pub auto_scaling_group_name: Option<String>,
+    pub auto_scaling_group_name: Option<crate::CompactString>,
     /// XML element `expireTime` (timestamp).
     pub expire_time: Option<crate::xml::Timestamp>,
 }
@@ -409,11 +409,11 @@ impl crate::xml::FromXml for Autoscaling {
 )]
 pub struct BackupInstancesSet {
     /// XML element `backupInstanceCreateTime` (string).
-    pub backup_instance_create_time: Option<String>,
+    pub backup_instance_create_time: Option<crate::CompactString>,
     /// XML element `backupInstanceUniqueId` (string).
-    pub backup_instance_unique_id: Option<String>,
+    pub backup_instance_unique_id: Option<crate::CompactString>,
     /// XML element `status` (string).
-    pub status: Option<String>,
+    pub status: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for BackupInstancesSet {
@@ -441,7 +441,7 @@ impl crate::xml::FromXml for BackupInstancesSet {
 )]
 pub struct BlockDeviceMapping {
     /// XML element `deviceName` (string).
-    pub device_name: Option<String>,
+    pub device_name: Option<crate::CompactString>,
     /// XML element `ebs` (structure).
     pub ebs: Option<Ebs>,
 }
@@ -470,7 +470,7 @@ impl crate::xml::FromXml for BlockDeviceMapping {
 )]
 pub struct BlockDeviceMappingOfRunInstances {
     /// XML element `deviceName` (string).
-    pub device_name: Option<String>,
+    pub device_name: Option<crate::CompactString>,
     /// XML element `ebs` (structure).
     pub ebs: Option<EbsOfRunInstances>,
 }
@@ -499,12 +499,12 @@ impl crate::xml::FromXml for BlockDeviceMappingOfRunInstances {
 )]
 pub struct CancelCopyInstancesRequest {
     /// Wire name `InstanceId` (string). Required.
-    pub instance_id: Option<String>,
+    pub instance_id: Option<crate::CompactString>,
 }
 
 impl CancelCopyInstancesRequest {
     /// Sets [`instance_id`](Self::instance_id) and returns the input.
-    pub fn instance_id(mut self, value: impl Into<String>) -> Self {
+    pub fn instance_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.instance_id = Some(value.into());
         self
     }
@@ -548,7 +548,7 @@ impl crate::operation::Operation for CancelCopyInstancesRequest {
 )]
 pub struct CancelCopyInstancesResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for CancelCopyInstancesResult {
@@ -577,15 +577,15 @@ impl crate::xml::FromXml for CancelCopyInstancesResult {
 )]
 pub struct ConversionTask {
     /// XML element `conversionTaskId` (string).
-    pub conversion_task_id: Option<String>,
+    pub conversion_task_id: Option<crate::CompactString>,
     /// XML element `expirationTime` (string).
-    pub expiration_time: Option<String>,
+    pub expiration_time: Option<crate::CompactString>,
     /// XML element `importInstance` (structure).
     pub import_instance: Option<ImportInstance>,
     /// XML element `networkInterfaceSet`, a list of `item` entries (structure).
     pub network_interface_set: Vec<NetworkInterfaceSetOfImportInstance>,
     /// XML element `state` (string).
-    pub state: Option<String>,
+    pub state: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for ConversionTask {
@@ -615,36 +615,36 @@ impl crate::xml::FromXml for ConversionTask {
 )]
 pub struct CopyFromBackupInstanceRequest {
     /// Wire name `AccountingType` (string). Allowed values: `1`, `2`.
-    pub accounting_type: Option<String>,
+    pub accounting_type: Option<crate::CompactString>,
     /// Wire name `BackupInstanceUniqueId` (string). Required.
-    pub backup_instance_unique_id: Option<String>,
+    pub backup_instance_unique_id: Option<crate::CompactString>,
     /// Wire name `Description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// Wire name `DisableApiTermination` (boolean).
     pub disable_api_termination: Option<bool>,
     /// Wire name `InstanceId` (string).
-    pub instance_id: Option<String>,
+    pub instance_id: Option<crate::CompactString>,
     /// Wire name `InstanceType` (string). Allowed values: `e2-mini`, `e-mini`, `h2-mini`, `mini`, `c2-small`, `c2r-small`, `c-small`, `e2-small`, `e2r-small`, `e-small`, `h2-small`, `h2r-small`, `small`, `c2-small2`, `c2r-small2`, `c-small2`, `e2-small2`, `e2r-small2`, `e-small2`, `h2-small2`, `h2r-small2`, `small2`, `c2-small4`, `c-small4`, `e2-small4`, `e-small4`, `h2-small4`, `h2r-small4`, `small4`, `e2-small8`, `e-small8`, `h2-small8`, `small8`, `e2-small16`, `e-small16`, `h2-small16`, `small16`, `c2-medium`, `c2r-medium`, `c-medium`, `e2-medium`, `e2r-medium`, `e-medium`, `h2-medium`, `h2r-medium`, `medium`, `c2-medium4`, `c2r-medium4`, `c-medium4`, `e2-medium4`, `e2r-medium4`, `e-medium4`, `h2-medium4`, `h2r-medium4`, `medium4`, `c2-medium8`, `c-medium8`, `e2-medium8`, `e-medium8`, `h2-medium8`, `h2r-medium8`, `medium8`, `e2-medium16`, `e-medium16`, `h2-medium16`, `medium16`, `e2-medium24`, `e-medium24`, `h2-medium24`, `medium24`, `c2-large`, `c2r-large`, `c-large`, `e2-large`, `e2r-large`, `e-large`, `h2-large`, `h2r-large`, `large`, `c2-large8`, `c-large8`, `e2-large8`, `e2r-large8`, `e-large8`, `h2-large8`, `h2r-large8`, `large8`, `e2-large16`, `e-large16`, `h2-large16`, `h2r-large16`, `large16`, `e2-large24`, `e-large24`, `h2-large24`, `large24`, `e2-large32`, `e-large32`, `h2-large32`, `large32`, `e2-extra-large8`, `e2r-extra-large8`, `e-extra-large8`, `h2-extra-large8`, `h2r-extra-large8`, `extra-large8`, `e2-extra-large16`, `e-extra-large16`, `h2-extra-large16`, `h2r-extra-large16`, `extra-large16`, `e2-extra-large24`, `e-extra-large24`, `h2-extra-large24`, `h2r-extra-large24`, `extra-large24`, `e2-extra-large32`, `e-extra-large32`, `h2-extra-large32`, `extra-large32`, `e2-extra-large48`, `e-extra-large48`, `h2-extra-large48`, `extra-large48`, `e2-double-large16`, `e2r-double-large16`, `e-double-large16`, `h2-double-large16`, `h2r-double-large16`, `double-large16`, `e2-double-large24`, `e-double-large24`, `h2-double-large24`, `h2r-double-large24`, `double-large24`, `e2-double-large32`, `e-double-large32`, `h2-double-large32`, `h2r-double-large32`, `double-large32`, `e2-double-large48`, `e-double-large48`, `h2-double-large48`, `double-large48`, `e2-double-large64`, `e-double-large64`, `h2-double-large64`, `double-large64`, `e2-double-large96`, `e-double-large96`, `h2-double-large96`, `double-large96`, `h2-triple-large32`, `h2r-triple-large32`, `triple-large32`, `h2-triple-large48`, `h2r-triple-large48`, `triple-large48`, `h2-triple-large64`, `triple-large64`, `h2-triple-large96`, `triple-large96`, `h2-triple-large128`, `triple-large128`, `h2-quad-large64`, `h2r-quad-large64`, `quad-large64`, `h2-quad-large96`, `quad-large96`, `h2-quad-large128`, `quad-large128`, `h2-quad-large256`, `quad-large256`, `h2-septa-large128`, `septa-large128`, `h2-septa-large256`, `septa-large256`, `h2-octa-large256`, `octa-large256`, `h2-octa-large384`, `octa-large384`, `h2-octa-large512`, `octa-large512`.
-    pub instance_type: Option<String>,
+    pub instance_type: Option<crate::CompactString>,
     /// Wire name `NetworkInterface.N` (list of structure).
     pub network_interface: Vec<RequestNetworkInterfaceOfCopyFromBackupInstance>,
     /// Wire name `SecurityGroup.N` (list of string).
-    pub security_group: Vec<String>,
+    pub security_group: Vec<crate::CompactString>,
 }
 
 impl CopyFromBackupInstanceRequest {
     /// Sets [`accounting_type`](Self::accounting_type) and returns the input.
-    pub fn accounting_type(mut self, value: impl Into<String>) -> Self {
+    pub fn accounting_type(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.accounting_type = Some(value.into());
         self
     }
     /// Sets [`backup_instance_unique_id`](Self::backup_instance_unique_id) and returns the input.
-    pub fn backup_instance_unique_id(mut self, value: impl Into<String>) -> Self {
+    pub fn backup_instance_unique_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.backup_instance_unique_id = Some(value.into());
         self
     }
     /// Sets [`description`](Self::description) and returns the input.
-    pub fn description(mut self, value: impl Into<String>) -> Self {
+    pub fn description(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.description = Some(value.into());
         self
     }
@@ -654,12 +654,12 @@ impl CopyFromBackupInstanceRequest {
         self
     }
     /// Sets [`instance_id`](Self::instance_id) and returns the input.
-    pub fn instance_id(mut self, value: impl Into<String>) -> Self {
+    pub fn instance_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.instance_id = Some(value.into());
         self
     }
     /// Sets [`instance_type`](Self::instance_type) and returns the input.
-    pub fn instance_type(mut self, value: impl Into<String>) -> Self {
+    pub fn instance_type(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.instance_type = Some(value.into());
         self
     }
@@ -675,7 +675,7 @@ impl CopyFromBackupInstanceRequest {
     pub fn security_group<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.security_group = items.into_iter().map(Into::into).collect();
         self
@@ -731,11 +731,11 @@ pub struct CopyFromBackupInstanceResult {
     /// XML element `instance` (structure).
     pub instance: Option<Instance>,
     /// XML element `ownerId` (string).
-    pub owner_id: Option<String>,
+    pub owner_id: Option<crate::CompactString>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `reservationId` (string).
-    pub reservation_id: Option<String>,
+    pub reservation_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -771,7 +771,7 @@ impl crate::xml::FromXml for CopyFromBackupInstanceResult {
 )]
 pub struct CopyInfo {
     /// XML element `value` (string).
-    pub value: Option<String>,
+    pub value: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for CopyInfo {
@@ -797,11 +797,11 @@ impl crate::xml::FromXml for CopyInfo {
 )]
 pub struct CopyInstanceSet {
     /// XML element `instanceId` (string).
-    pub instance_id: Option<String>,
+    pub instance_id: Option<crate::CompactString>,
     /// XML element `instanceState` (string).
-    pub instance_state: Option<String>,
+    pub instance_state: Option<crate::CompactString>,
     /// XML element `instanceUniqueId` (string).
-    pub instance_unique_id: Option<String>,
+    pub instance_unique_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for CopyInstanceSet {
@@ -833,7 +833,7 @@ pub struct CopyInstancesRequest {
     /// Wire name `CopyInstance` (structure). Required.
     pub copy_instance: Option<RequestCopyInstance>,
     /// Wire name `InstanceId` (string). Required.
-    pub instance_id: Option<String>,
+    pub instance_id: Option<crate::CompactString>,
     /// Wire name `NetworkInterface.N` (list of structure).
     pub network_interface: Vec<RequestNetworkInterface>,
 }
@@ -850,7 +850,7 @@ impl CopyInstancesRequest {
         self
     }
     /// Sets [`instance_id`](Self::instance_id) and returns the input.
-    pub fn instance_id(mut self, value: impl Into<String>) -> Self {
+    pub fn instance_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.instance_id = Some(value.into());
         self
     }
@@ -910,7 +910,7 @@ pub struct CopyInstancesResult {
     /// XML element `copyInstanceSet`, a list of `item` entries (structure).
     pub copy_instance_set: Vec<CopyInstanceSet>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for CopyInstancesResult {
@@ -940,12 +940,12 @@ impl crate::xml::FromXml for CopyInstancesResult {
 )]
 pub struct CreateBackupInstancesRequest {
     /// Wire name `InstanceBackupRuleId` (string). Required.
-    pub instance_backup_rule_id: Option<String>,
+    pub instance_backup_rule_id: Option<crate::CompactString>,
 }
 
 impl CreateBackupInstancesRequest {
     /// Sets [`instance_backup_rule_id`](Self::instance_backup_rule_id) and returns the input.
-    pub fn instance_backup_rule_id(mut self, value: impl Into<String>) -> Self {
+    pub fn instance_backup_rule_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.instance_backup_rule_id = Some(value.into());
         self
     }
@@ -991,7 +991,7 @@ pub struct CreateBackupInstancesResult {
     /// XML element `instanceBackupRule` (structure).
     pub instance_backup_rule: Option<InstanceBackupRuleOfCreateBackupInstances>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -1026,13 +1026,13 @@ pub struct CreateInstanceBackupRuleRequest {
     /// Wire name `BackupInstanceMaxCount` (integer). Required.
     pub backup_instance_max_count: Option<i64>,
     /// Wire name `Description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// Wire name `InstanceBackupRuleName` (string).
-    pub instance_backup_rule_name: Option<String>,
+    pub instance_backup_rule_name: Option<crate::CompactString>,
     /// Wire name `InstanceUniqueId.N` (list of string). Required.
-    pub instance_unique_id: Vec<String>,
+    pub instance_unique_id: Vec<crate::CompactString>,
     /// Wire name `TimeSlotId` (string). Required. Allowed values: `1`, `2`, `3`, `4`, `5`, `6`, `7`, `8`, `9`, `10`, `11`, `12`.
-    pub time_slot_id: Option<String>,
+    pub time_slot_id: Option<crate::CompactString>,
 }
 
 impl CreateInstanceBackupRuleRequest {
@@ -1042,12 +1042,12 @@ impl CreateInstanceBackupRuleRequest {
         self
     }
     /// Sets [`description`](Self::description) and returns the input.
-    pub fn description(mut self, value: impl Into<String>) -> Self {
+    pub fn description(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.description = Some(value.into());
         self
     }
     /// Sets [`instance_backup_rule_name`](Self::instance_backup_rule_name) and returns the input.
-    pub fn instance_backup_rule_name(mut self, value: impl Into<String>) -> Self {
+    pub fn instance_backup_rule_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.instance_backup_rule_name = Some(value.into());
         self
     }
@@ -1055,13 +1055,13 @@ impl CreateInstanceBackupRuleRequest {
     pub fn instance_unique_id<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.instance_unique_id = items.into_iter().map(Into::into).collect();
         self
     }
     /// Sets [`time_slot_id`](Self::time_slot_id) and returns the input.
-    pub fn time_slot_id(mut self, value: impl Into<String>) -> Self {
+    pub fn time_slot_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.time_slot_id = Some(value.into());
         self
     }
@@ -1117,7 +1117,7 @@ pub struct CreateInstanceBackupRuleResult {
     /// XML element `instanceBackupRule` (structure).
     pub instance_backup_rule: Option<InstanceBackupRuleOfCreateInstanceBackupRule>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -1152,7 +1152,7 @@ pub struct CurrentState {
     /// XML element `code` (integer).
     pub code: Option<i64>,
     /// XML element `name` (string).
-    pub name: Option<String>,
+    pub name: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for CurrentState {
@@ -1179,12 +1179,12 @@ impl crate::xml::FromXml for CurrentState {
 )]
 pub struct DeleteInstanceBackupRuleRequest {
     /// Wire name `InstanceBackupRuleId` (string). Required.
-    pub instance_backup_rule_id: Option<String>,
+    pub instance_backup_rule_id: Option<crate::CompactString>,
 }
 
 impl DeleteInstanceBackupRuleRequest {
     /// Sets [`instance_backup_rule_id`](Self::instance_backup_rule_id) and returns the input.
-    pub fn instance_backup_rule_id(mut self, value: impl Into<String>) -> Self {
+    pub fn instance_backup_rule_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.instance_backup_rule_id = Some(value.into());
         self
     }
@@ -1228,7 +1228,7 @@ impl crate::operation::Operation for DeleteInstanceBackupRuleRequest {
 )]
 pub struct DeleteInstanceBackupRuleResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -1260,19 +1260,19 @@ impl crate::xml::FromXml for DeleteInstanceBackupRuleResult {
 )]
 pub struct DescribeInstanceAttributeRequest {
     /// Wire name `Attribute` (string). Allowed values: `instanceType`, `disableApiTermination`, `blockDeviceMapping`, `accountingType`, `nextMonthAccountingType`, `loadbalancing`, `copyInfo`, `autoscaling`, `ipType`, `niftyPrivateIpType`, `groupId`, `description`, `networkInterfaceSet`, `elasticloadbalancing`.
-    pub attribute: Option<String>,
+    pub attribute: Option<crate::CompactString>,
     /// Wire name `InstanceId` (string). Required.
-    pub instance_id: Option<String>,
+    pub instance_id: Option<crate::CompactString>,
 }
 
 impl DescribeInstanceAttributeRequest {
     /// Sets [`attribute`](Self::attribute) and returns the input.
-    pub fn attribute(mut self, value: impl Into<String>) -> Self {
+    pub fn attribute(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.attribute = Some(value.into());
         self
     }
     /// Sets [`instance_id`](Self::instance_id) and returns the input.
-    pub fn instance_id(mut self, value: impl Into<String>) -> Self {
+    pub fn instance_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.instance_id = Some(value.into());
         self
     }
@@ -1331,11 +1331,11 @@ pub struct DescribeInstanceAttributeResult {
     /// XML element `groupId` (structure).
     pub group_id: Option<GroupId>,
     /// XML element `instanceId` (string).
-    pub instance_id: Option<String>,
+    pub instance_id: Option<crate::CompactString>,
     /// XML element `instanceType` (structure).
     pub instance_type: Option<InstanceType>,
     /// XML element `instanceUniqueId` (string).
-    pub instance_unique_id: Option<String>,
+    pub instance_unique_id: Option<crate::CompactString>,
     /// XML element `ipType` (structure).
     pub ip_type: Option<IpType>,
     /// XML element `loadbalancing`, a list of `item` entries (structure).
@@ -1349,7 +1349,7 @@ pub struct DescribeInstanceAttributeResult {
     /// XML element `niftyPrivateIpType` (structure).
     pub nifty_private_ip_type: Option<NiftyPrivateIpType>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for DescribeInstanceAttributeResult {
@@ -1396,9 +1396,9 @@ pub struct DescribeInstanceBackupRuleActivitiesRequest {
     /// Wire name `Duration` (integer).
     pub duration: Option<i64>,
     /// Wire name `EndDateTime` (string).
-    pub end_date_time: Option<String>,
+    pub end_date_time: Option<crate::CompactString>,
     /// Wire name `InstanceBackupRuleId` (string). Required.
-    pub instance_backup_rule_id: Option<String>,
+    pub instance_backup_rule_id: Option<crate::CompactString>,
     /// Wire name `MaxRecords` (integer).
     pub max_records: Option<i64>,
 }
@@ -1410,12 +1410,12 @@ impl DescribeInstanceBackupRuleActivitiesRequest {
         self
     }
     /// Sets [`end_date_time`](Self::end_date_time) and returns the input.
-    pub fn end_date_time(mut self, value: impl Into<String>) -> Self {
+    pub fn end_date_time(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.end_date_time = Some(value.into());
         self
     }
     /// Sets [`instance_backup_rule_id`](Self::instance_backup_rule_id) and returns the input.
-    pub fn instance_backup_rule_id(mut self, value: impl Into<String>) -> Self {
+    pub fn instance_backup_rule_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.instance_backup_rule_id = Some(value.into());
         self
     }
@@ -1469,11 +1469,11 @@ pub struct DescribeInstanceBackupRuleActivitiesResult {
     /// XML element `activitiesSet`, a list of `item` entries (structure).
     pub activities_set: Vec<ActivitiesSet>,
     /// XML element `instanceBackupRuleId` (string).
-    pub instance_backup_rule_id: Option<String>,
+    pub instance_backup_rule_id: Option<crate::CompactString>,
     /// XML element `instanceBackupRuleName` (string).
-    pub instance_backup_rule_name: Option<String>,
+    pub instance_backup_rule_name: Option<crate::CompactString>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for DescribeInstanceBackupRuleActivitiesResult {
@@ -1505,7 +1505,7 @@ impl crate::xml::FromXml for DescribeInstanceBackupRuleActivitiesResult {
 )]
 pub struct DescribeInstanceBackupRulesRequest {
     /// Wire name `InstanceBackupRuleId.N` (list of string).
-    pub instance_backup_rule_id: Vec<String>,
+    pub instance_backup_rule_id: Vec<crate::CompactString>,
 }
 
 impl DescribeInstanceBackupRulesRequest {
@@ -1513,7 +1513,7 @@ impl DescribeInstanceBackupRulesRequest {
     pub fn instance_backup_rule_id<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.instance_backup_rule_id = items.into_iter().map(Into::into).collect();
         self
@@ -1554,7 +1554,7 @@ pub struct DescribeInstanceBackupRulesResult {
     /// XML element `instanceBackupRulesSet`, a list of `item` entries (structure).
     pub instance_backup_rules_set: Vec<InstanceBackupRulesSet>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for DescribeInstanceBackupRulesResult {
@@ -1584,9 +1584,9 @@ impl crate::xml::FromXml for DescribeInstanceBackupRulesResult {
 )]
 pub struct DescribeInstancesRequest {
     /// Wire name `InstanceId.N` (list of string).
-    pub instance_id: Vec<String>,
+    pub instance_id: Vec<crate::CompactString>,
     /// Wire name `Tenancy.N` (list of string).
-    pub tenancy: Vec<String>,
+    pub tenancy: Vec<crate::CompactString>,
 }
 
 impl DescribeInstancesRequest {
@@ -1594,7 +1594,7 @@ impl DescribeInstancesRequest {
     pub fn instance_id<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.instance_id = items.into_iter().map(Into::into).collect();
         self
@@ -1603,7 +1603,7 @@ impl DescribeInstancesRequest {
     pub fn tenancy<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.tenancy = items.into_iter().map(Into::into).collect();
         self
@@ -1643,7 +1643,7 @@ impl crate::operation::Operation for DescribeInstancesRequest {
 )]
 pub struct DescribeInstancesResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `reservationSet`, a list of `item` entries (structure).
     pub reservation_set: Vec<ReservationSet>,
 }
@@ -1701,15 +1701,15 @@ impl crate::xml::FromXml for DisableApiTermination {
 )]
 pub struct Ebs {
     /// XML element `attachTime` (string).
-    pub attach_time: Option<String>,
+    pub attach_time: Option<crate::CompactString>,
     /// XML element `deleteOnTermination` (string).
-    pub delete_on_termination: Option<String>,
+    pub delete_on_termination: Option<crate::CompactString>,
     /// XML element `status` (string).
-    pub status: Option<String>,
+    pub status: Option<crate::CompactString>,
     /// XML element `volumeId` (string).
-    pub volume_id: Option<String>,
+    pub volume_id: Option<crate::CompactString>,
     /// XML element `volumeUniqueId` (string).
-    pub volume_unique_id: Option<String>,
+    pub volume_unique_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for Ebs {
@@ -1739,13 +1739,13 @@ impl crate::xml::FromXml for Ebs {
 )]
 pub struct EbsOfRunInstances {
     /// XML element `deleteOnTermination` (string).
-    pub delete_on_termination: Option<String>,
+    pub delete_on_termination: Option<crate::CompactString>,
     /// XML element `status` (string).
-    pub status: Option<String>,
+    pub status: Option<crate::CompactString>,
     /// XML element `volumeId` (string).
-    pub volume_id: Option<String>,
+    pub volume_id: Option<crate::CompactString>,
     /// XML element `volumeUniqueId` (string).
-    pub volume_unique_id: Option<String>,
+    pub volume_unique_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for EbsOfRunInstances {
@@ -1774,7 +1774,7 @@ impl crate::xml::FromXml for EbsOfRunInstances {
 )]
 pub struct GroupId {
     /// XML element `value` (string).
-    pub value: Option<String>,
+    pub value: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for GroupId {
@@ -1800,11 +1800,11 @@ impl crate::xml::FromXml for GroupId {
 )]
 pub struct ImportInstance {
     /// XML element `description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// XML element `instanceId` (string).
-    pub instance_id: Option<String>,
+    pub instance_id: Option<crate::CompactString>,
     /// XML element `instanceUniqueId` (string).
-    pub instance_unique_id: Option<String>,
+    pub instance_unique_id: Option<crate::CompactString>,
     /// XML element `volumes`, a list of `item` entries (structure).
     pub volumes: Vec<Volumes>,
 }
@@ -1835,56 +1835,56 @@ impl crate::xml::FromXml for ImportInstance {
 )]
 pub struct ImportInstanceRequest {
     /// Wire name `AccountingType` (string). Allowed values: `1`, `2`.
-    pub accounting_type: Option<String>,
+    pub accounting_type: Option<crate::CompactString>,
     /// Wire name `Architecture` (string).
-    pub architecture: Option<String>,
+    pub architecture: Option<crate::CompactString>,
     /// Wire name `Description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// Wire name `DiskImage.N` (list of structure).
     pub disk_image: Vec<RequestDiskImage>,
     /// Wire name `InstanceId` (string).
-    pub instance_id: Option<String>,
+    pub instance_id: Option<crate::CompactString>,
     /// Wire name `InstanceInitiatedShutdownBehavior` (string).
-    pub instance_initiated_shutdown_behavior: Option<String>,
+    pub instance_initiated_shutdown_behavior: Option<crate::CompactString>,
     /// Wire name `InstanceType` (string). Allowed values: `e2-mini`, `e-mini`, `h2-mini`, `mini`, `c2-small`, `c2r-small`, `c-small`, `e2-small`, `e2r-small`, `e-small`, `h2-small`, `h2r-small`, `small`, `c2-small2`, `c2r-small2`, `c-small2`, `e2-small2`, `e2r-small2`, `e-small2`, `h2-small2`, `h2r-small2`, `small2`, `c2-small4`, `c-small4`, `e2-small4`, `e-small4`, `h2-small4`, `h2r-small4`, `small4`, `e2-small8`, `e-small8`, `h2-small8`, `small8`, `e2-small16`, `e-small16`, `h2-small16`, `small16`, `c2-medium`, `c2r-medium`, `c-medium`, `e2-medium`, `e2r-medium`, `e-medium`, `h2-medium`, `h2r-medium`, `medium`, `c2-medium4`, `c2r-medium4`, `c-medium4`, `e2-medium4`, `e2r-medium4`, `e-medium4`, `h2-medium4`, `h2r-medium4`, `medium4`, `c2-medium8`, `c-medium8`, `e2-medium8`, `e-medium8`, `h2-medium8`, `h2r-medium8`, `medium8`, `e2-medium16`, `e-medium16`, `h2-medium16`, `medium16`, `e2-medium24`, `e-medium24`, `h2-medium24`, `medium24`, `c2-large`, `c2r-large`, `c-large`, `e2-large`, `e2r-large`, `e-large`, `h2-large`, `h2r-large`, `large`, `c2-large8`, `c-large8`, `e2-large8`, `e2r-large8`, `e-large8`, `h2-large8`, `h2r-large8`, `large8`, `e2-large16`, `e-large16`, `h2-large16`, `h2r-large16`, `large16`, `e2-large24`, `e-large24`, `h2-large24`, `large24`, `e2-large32`, `e-large32`, `h2-large32`, `large32`, `e2-extra-large8`, `e2r-extra-large8`, `e-extra-large8`, `h2-extra-large8`, `h2r-extra-large8`, `extra-large8`, `e2-extra-large16`, `e-extra-large16`, `h2-extra-large16`, `h2r-extra-large16`, `extra-large16`, `e2-extra-large24`, `e-extra-large24`, `h2-extra-large24`, `h2r-extra-large24`, `extra-large24`, `e2-extra-large32`, `e-extra-large32`, `h2-extra-large32`, `extra-large32`, `e2-extra-large48`, `e-extra-large48`, `h2-extra-large48`, `extra-large48`, `e2-double-large16`, `e2r-double-large16`, `e-double-large16`, `h2-double-large16`, `h2r-double-large16`, `double-large16`, `e2-double-large24`, `e-double-large24`, `h2-double-large24`, `h2r-double-large24`, `double-large24`, `e2-double-large32`, `e-double-large32`, `h2-double-large32`, `h2r-double-large32`, `double-large32`, `e2-double-large48`, `e-double-large48`, `h2-double-large48`, `double-large48`, `e2-double-large64`, `e-double-large64`, `h2-double-large64`, `double-large64`, `e2-double-large96`, `e-double-large96`, `h2-double-large96`, `double-large96`, `h2-triple-large32`, `h2r-triple-large32`, `triple-large32`, `h2-triple-large48`, `h2r-triple-large48`, `triple-large48`, `h2-triple-large64`, `triple-large64`, `h2-triple-large96`, `triple-large96`, `h2-triple-large128`, `triple-large128`, `h2-quad-large64`, `h2r-quad-large64`, `quad-large64`, `h2-quad-large96`, `quad-large96`, `h2-quad-large128`, `quad-large128`, `h2-quad-large256`, `quad-large256`, `h2-septa-large128`, `septa-large128`, `h2-septa-large256`, `septa-large256`, `h2-octa-large256`, `octa-large256`, `h2-octa-large384`, `octa-large384`, `h2-octa-large512`, `octa-large512`.
-    pub instance_type: Option<String>,
+    pub instance_type: Option<crate::CompactString>,
     /// Wire name `IpType` (string). Allowed values: `static`, `elastic`, `none`.
-    pub ip_type: Option<String>,
+    pub ip_type: Option<crate::CompactString>,
     /// Wire name `Monitoring` (structure).
     pub monitoring: Option<RequestMonitoringOfImportInstance>,
     /// Wire name `NetworkInterface.N` (list of structure).
     pub network_interface: Vec<RequestNetworkInterface>,
     /// Wire name `Ovf` (string). Required.
-    pub ovf: Option<String>,
+    pub ovf: Option<crate::CompactString>,
     /// Wire name `Placement` (structure).
     pub placement: Option<RequestPlacementOfImportInstance>,
     /// Wire name `Platform` (string).
-    pub platform: Option<String>,
+    pub platform: Option<crate::CompactString>,
     /// Wire name `PrivateIpAddress` (string).
-    pub private_ip_address: Option<String>,
+    pub private_ip_address: Option<crate::CompactString>,
     /// Wire name `PublicIp` (string).
-    pub public_ip: Option<String>,
+    pub public_ip: Option<crate::CompactString>,
     /// Wire name `SecurityGroup.N` (list of string).
-    pub security_group: Vec<String>,
+    pub security_group: Vec<crate::CompactString>,
     /// Wire name `SubnetId` (string).
-    pub subnet_id: Option<String>,
+    pub subnet_id: Option<crate::CompactString>,
     /// Wire name `UserData` (structure).
     pub user_data: Option<RequestUserDataOfImportInstance>,
 }
 
 impl ImportInstanceRequest {
     /// Sets [`accounting_type`](Self::accounting_type) and returns the input.
-    pub fn accounting_type(mut self, value: impl Into<String>) -> Self {
+    pub fn accounting_type(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.accounting_type = Some(value.into());
         self
     }
     /// Sets [`architecture`](Self::architecture) and returns the input.
-    pub fn architecture(mut self, value: impl Into<String>) -> Self {
+    pub fn architecture(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.architecture = Some(value.into());
         self
     }
     /// Sets [`description`](Self::description) and returns the input.
-    pub fn description(mut self, value: impl Into<String>) -> Self {
+    pub fn description(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.description = Some(value.into());
         self
     }
@@ -1894,22 +1894,22 @@ impl ImportInstanceRequest {
         self
     }
     /// Sets [`instance_id`](Self::instance_id) and returns the input.
-    pub fn instance_id(mut self, value: impl Into<String>) -> Self {
+    pub fn instance_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.instance_id = Some(value.into());
         self
     }
     /// Sets [`instance_initiated_shutdown_behavior`](Self::instance_initiated_shutdown_behavior) and returns the input.
-    pub fn instance_initiated_shutdown_behavior(mut self, value: impl Into<String>) -> Self {
+    pub fn instance_initiated_shutdown_behavior(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.instance_initiated_shutdown_behavior = Some(value.into());
         self
     }
     /// Sets [`instance_type`](Self::instance_type) and returns the input.
-    pub fn instance_type(mut self, value: impl Into<String>) -> Self {
+    pub fn instance_type(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.instance_type = Some(value.into());
         self
     }
     /// Sets [`ip_type`](Self::ip_type) and returns the input.
-    pub fn ip_type(mut self, value: impl Into<String>) -> Self {
+    pub fn ip_type(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.ip_type = Some(value.into());
         self
     }
@@ -1924,7 +1924,7 @@ impl ImportInstanceRequest {
         self
     }
     /// Sets [`ovf`](Self::ovf) and returns the input.
-    pub fn ovf(mut self, value: impl Into<String>) -> Self {
+    pub fn ovf(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.ovf = Some(value.into());
         self
     }
@@ -1934,17 +1934,17 @@ impl ImportInstanceRequest {
         self
     }
     /// Sets [`platform`](Self::platform) and returns the input.
-    pub fn platform(mut self, value: impl Into<String>) -> Self {
+    pub fn platform(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.platform = Some(value.into());
         self
     }
     /// Sets [`private_ip_address`](Self::private_ip_address) and returns the input.
-    pub fn private_ip_address(mut self, value: impl Into<String>) -> Self {
+    pub fn private_ip_address(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.private_ip_address = Some(value.into());
         self
     }
     /// Sets [`public_ip`](Self::public_ip) and returns the input.
-    pub fn public_ip(mut self, value: impl Into<String>) -> Self {
+    pub fn public_ip(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.public_ip = Some(value.into());
         self
     }
@@ -1952,13 +1952,13 @@ impl ImportInstanceRequest {
     pub fn security_group<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.security_group = items.into_iter().map(Into::into).collect();
         self
     }
     /// Sets [`subnet_id`](Self::subnet_id) and returns the input.
-    pub fn subnet_id(mut self, value: impl Into<String>) -> Self {
+    pub fn subnet_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.subnet_id = Some(value.into());
         self
     }
@@ -2055,77 +2055,77 @@ impl crate::xml::FromXml for ImportInstanceResult {
 )]
 pub struct Instance {
     /// XML element `accountingType` (string).
-    pub accounting_type: Option<String>,
+    pub accounting_type: Option<crate::CompactString>,
     /// XML element `admin` (string).
-    pub admin: Option<String>,
+    pub admin: Option<crate::CompactString>,
     /// XML element `amiLaunchIndex` (string).
-    pub ami_launch_index: Option<String>,
+    pub ami_launch_index: Option<crate::CompactString>,
     /// XML element `architecture` (string).
-    pub architecture: Option<String>,
+    pub architecture: Option<crate::CompactString>,
     /// XML element `blockDeviceMapping`, a list of `item` entries (structure).
     pub block_device_mapping: Vec<BlockDeviceMapping>,
     /// XML element `description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// XML element `dnsName` (string).
-    pub dns_name: Option<String>,
+    pub dns_name: Option<crate::CompactString>,
     /// XML element `imageId` (string).
-    pub image_id: Option<String>,
+    pub image_id: Option<crate::CompactString>,
     /// XML element `instanceId` (string).
-    pub instance_id: Option<String>,
+    pub instance_id: Option<crate::CompactString>,
     /// XML element `instanceLifecycle` (string).
-    pub instance_lifecycle: Option<String>,
+    pub instance_lifecycle: Option<crate::CompactString>,
     /// XML element `instanceState` (structure).
     pub instance_state: Option<InstanceState>,
     /// XML element `instanceType` (string).
-    pub instance_type: Option<String>,
+    pub instance_type: Option<crate::CompactString>,
     /// XML element `instanceUniqueId` (string).
-    pub instance_unique_id: Option<String>,
+    pub instance_unique_id: Option<crate::CompactString>,
     /// XML element `ipAddress` (string).
-    pub ip_address: Option<String>,
+    pub ip_address: Option<crate::CompactString>,
     /// XML element `ipAddressV6` (string).
-    pub ip_address_v6: Option<String>,
+    pub ip_address_v6: Option<crate::CompactString>,
     /// XML element `ipType` (string).
-    pub ip_type: Option<String>,
+    pub ip_type: Option<crate::CompactString>,
     /// XML element `kernelId` (string).
-    pub kernel_id: Option<String>,
+    pub kernel_id: Option<crate::CompactString>,
     /// XML element `keyName` (string).
-    pub key_name: Option<String>,
+    pub key_name: Option<crate::CompactString>,
     /// XML element `launchTime` (string).
-    pub launch_time: Option<String>,
+    pub launch_time: Option<crate::CompactString>,
     /// XML element `monitoring` (structure).
     pub monitoring: Option<Monitoring>,
     /// XML element `networkInterfaceSet`, a list of `item` entries (structure).
     pub network_interface_set: Vec<NetworkInterfaceSetOfCopyFromBackupInstance>,
     /// XML element `niftyPrivateIpType` (string).
-    pub nifty_private_ip_type: Option<String>,
+    pub nifty_private_ip_type: Option<crate::CompactString>,
     /// XML element `placement` (structure).
     pub placement: Option<Placement>,
     /// XML element `platform` (string).
-    pub platform: Option<String>,
+    pub platform: Option<crate::CompactString>,
     /// XML element `privateDnsName` (string).
-    pub private_dns_name: Option<String>,
+    pub private_dns_name: Option<crate::CompactString>,
     /// XML element `privateIpAddress` (string).
-    pub private_ip_address: Option<String>,
+    pub private_ip_address: Option<crate::CompactString>,
     /// XML element `privateIpAddressV6` (string).
-    pub private_ip_address_v6: Option<String>,
+    pub private_ip_address_v6: Option<crate::CompactString>,
     /// XML element `productCodes`, a list of `item` entries (structure).
     pub product_codes: Vec<ProductCodes>,
     /// XML element `ramdiskId` (string).
-    pub ramdisk_id: Option<String>,
+    pub ramdisk_id: Option<crate::CompactString>,
     /// XML element `reason` (string).
-    pub reason: Option<String>,
+    pub reason: Option<crate::CompactString>,
     /// XML element `rootDeviceName` (string).
-    pub root_device_name: Option<String>,
+    pub root_device_name: Option<crate::CompactString>,
     /// XML element `rootDeviceType` (string).
-    pub root_device_type: Option<String>,
+    pub root_device_type: Option<crate::CompactString>,
     /// XML element `spotInstanceRequestId` (string).
-    pub spot_instance_request_id: Option<String>,
+    pub spot_instance_request_id: Option<crate::CompactString>,
     /// XML element `stateReason` (structure).
     pub state_reason: Option<StateReason>,
     /// XML element `subnetId` (string).
-    pub subnet_id: Option<String>,
+    pub subnet_id: Option<crate::CompactString>,
     /// XML element `vpcId` (string).
-    pub vpc_id: Option<String>,
+    pub vpc_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for Instance {
@@ -2186,9 +2186,9 @@ impl crate::xml::FromXml for Instance {
 )]
 pub struct InstanceBackupRule {
     /// XML element `instanceBackupRuleId` (string).
-    pub instance_backup_rule_id: Option<String>,
+    pub instance_backup_rule_id: Option<crate::CompactString>,
     /// XML element `instanceBackupRuleName` (string).
-    pub instance_backup_rule_name: Option<String>,
+    pub instance_backup_rule_name: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for InstanceBackupRule {
@@ -2215,23 +2215,23 @@ impl crate::xml::FromXml for InstanceBackupRule {
 )]
 pub struct InstanceBackupRuleOfCreateBackupInstances {
     /// XML element `availabilityZone` (string).
-    pub availability_zone: Option<String>,
+    pub availability_zone: Option<crate::CompactString>,
     /// XML element `backupInstanceMaxCount` (integer).
     pub backup_instance_max_count: Option<i64>,
     /// XML element `description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// XML element `instanceBackupRuleId` (string).
-    pub instance_backup_rule_id: Option<String>,
+    pub instance_backup_rule_id: Option<crate::CompactString>,
     /// XML element `instanceBackupRuleName` (string).
-    pub instance_backup_rule_name: Option<String>,
+    pub instance_backup_rule_name: Option<crate::CompactString>,
     /// XML element `instancesSet`, a list of `item` entries (structure).
     pub instances_set: Vec<InstancesSetOfCreateBackupInstances>,
     /// XML element `regionName` (string).
-    pub region_name: Option<String>,
+    pub region_name: Option<crate::CompactString>,
     /// XML element `status` (string).
-    pub status: Option<String>,
+    pub status: Option<crate::CompactString>,
     /// XML element `timeSlotId` (string).
-    pub time_slot_id: Option<String>,
+    pub time_slot_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for InstanceBackupRuleOfCreateBackupInstances {
@@ -2265,23 +2265,23 @@ impl crate::xml::FromXml for InstanceBackupRuleOfCreateBackupInstances {
 )]
 pub struct InstanceBackupRuleOfCreateInstanceBackupRule {
     /// XML element `availabilityZone` (string).
-    pub availability_zone: Option<String>,
+    pub availability_zone: Option<crate::CompactString>,
     /// XML element `backupInstanceMaxCount` (integer).
     pub backup_instance_max_count: Option<i64>,
     /// XML element `description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// XML element `instanceBackupRuleId` (string).
-    pub instance_backup_rule_id: Option<String>,
+    pub instance_backup_rule_id: Option<crate::CompactString>,
     /// XML element `instanceBackupRuleName` (string).
-    pub instance_backup_rule_name: Option<String>,
+    pub instance_backup_rule_name: Option<crate::CompactString>,
     /// XML element `instancesSet`, a list of `item` entries (structure).
     pub instances_set: Vec<InstancesSetOfCreateInstanceBackupRule>,
     /// XML element `regionName` (string).
-    pub region_name: Option<String>,
+    pub region_name: Option<crate::CompactString>,
     /// XML element `status` (string).
-    pub status: Option<String>,
+    pub status: Option<crate::CompactString>,
     /// XML element `timeSlotId` (string).
-    pub time_slot_id: Option<String>,
+    pub time_slot_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for InstanceBackupRuleOfCreateInstanceBackupRule {
@@ -2315,23 +2315,23 @@ impl crate::xml::FromXml for InstanceBackupRuleOfCreateInstanceBackupRule {
 )]
 pub struct InstanceBackupRulesSet {
     /// XML element `availabilityZone` (string).
-    pub availability_zone: Option<String>,
+    pub availability_zone: Option<crate::CompactString>,
     /// XML element `backupInstanceMaxCount` (integer).
     pub backup_instance_max_count: Option<i64>,
     /// XML element `description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// XML element `instanceBackupRuleId` (string).
-    pub instance_backup_rule_id: Option<String>,
+    pub instance_backup_rule_id: Option<crate::CompactString>,
     /// XML element `instanceBackupRuleName` (string).
-    pub instance_backup_rule_name: Option<String>,
+    pub instance_backup_rule_name: Option<crate::CompactString>,
     /// XML element `instancesSet`, a list of `item` entries (structure).
     pub instances_set: Vec<InstancesSetOfDescribeInstanceBackupRules>,
     /// XML element `regionName` (string).
-    pub region_name: Option<String>,
+    pub region_name: Option<crate::CompactString>,
     /// XML element `status` (string).
-    pub status: Option<String>,
+    pub status: Option<crate::CompactString>,
     /// XML element `timeSlotId` (string).
-    pub time_slot_id: Option<String>,
+    pub time_slot_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for InstanceBackupRulesSet {
@@ -2365,11 +2365,11 @@ impl crate::xml::FromXml for InstanceBackupRulesSet {
 )]
 pub struct InstanceSet {
     /// XML element `instanceId` (string).
-    pub instance_id: Option<String>,
+    pub instance_id: Option<crate::CompactString>,
     /// XML element `instanceState` (string).
-    pub instance_state: Option<String>,
+    pub instance_state: Option<crate::CompactString>,
     /// XML element `instanceUniqueId` (string).
-    pub instance_unique_id: Option<String>,
+    pub instance_unique_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for InstanceSet {
@@ -2397,7 +2397,7 @@ impl crate::xml::FromXml for InstanceSet {
 )]
 pub struct InstanceType {
     /// XML element `value` (string).
-    pub value: Option<String>,
+    pub value: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for InstanceType {
@@ -2423,53 +2423,53 @@ impl crate::xml::FromXml for InstanceType {
 )]
 pub struct InstancesSet {
     /// XML element `accountingType` (string).
-    pub accounting_type: Option<String>,
+    pub accounting_type: Option<crate::CompactString>,
     /// XML element `amiLaunchIndex` (string).
-    pub ami_launch_index: Option<String>,
+    pub ami_launch_index: Option<crate::CompactString>,
     /// XML element `architecture` (string).
-    pub architecture: Option<String>,
+    pub architecture: Option<crate::CompactString>,
     /// XML element `autoscaling` (structure).
     pub autoscaling: Option<Autoscaling>,
     /// XML element `blockDeviceMapping`, a list of `item` entries (structure).
     pub block_device_mapping: Vec<BlockDeviceMapping>,
     /// XML element `copyInfo` (string).
-    pub copy_info: Option<String>,
+    pub copy_info: Option<crate::CompactString>,
     /// XML element `description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// XML element `dnsName` (string).
-    pub dns_name: Option<String>,
+    pub dns_name: Option<crate::CompactString>,
     /// XML element `hotAdd` (string).
-    pub hot_add: Option<String>,
+    pub hot_add: Option<crate::CompactString>,
     /// XML element `imageId` (string).
-    pub image_id: Option<String>,
+    pub image_id: Option<crate::CompactString>,
     /// XML element `imageName` (string).
-    pub image_name: Option<String>,
+    pub image_name: Option<crate::CompactString>,
     /// XML element `instanceBackupRule` (structure).
     pub instance_backup_rule: Option<InstanceBackupRule>,
     /// XML element `instanceId` (string).
-    pub instance_id: Option<String>,
+    pub instance_id: Option<crate::CompactString>,
     /// XML element `instanceLifecycle` (string).
-    pub instance_lifecycle: Option<String>,
+    pub instance_lifecycle: Option<crate::CompactString>,
     /// XML element `instanceState` (structure).
     pub instance_state: Option<InstanceState>,
     /// XML element `instanceType` (string).
-    pub instance_type: Option<String>,
+    pub instance_type: Option<crate::CompactString>,
     /// XML element `instanceUniqueId` (string).
-    pub instance_unique_id: Option<String>,
+    pub instance_unique_id: Option<crate::CompactString>,
     /// XML element `ipAddress` (string).
-    pub ip_address: Option<String>,
+    pub ip_address: Option<crate::CompactString>,
     /// XML element `ipAddressV6` (string).
-    pub ip_address_v6: Option<String>,
+    pub ip_address_v6: Option<crate::CompactString>,
     /// XML element `ipType` (string).
-    pub ip_type: Option<String>,
+    pub ip_type: Option<crate::CompactString>,
     /// XML element `isGpuConfigurable` (boolean).
     pub is_gpu_configurable: Option<bool>,
     /// XML element `isoImageSet`, a list of `item` entries (structure).
     pub iso_image_set: Vec<IsoImageSet>,
     /// XML element `kernelId` (string).
-    pub kernel_id: Option<String>,
+    pub kernel_id: Option<crate::CompactString>,
     /// XML element `keyName` (string).
-    pub key_name: Option<String>,
+    pub key_name: Option<crate::CompactString>,
     /// XML element `launchTime` (timestamp).
     pub launch_time: Option<crate::xml::Timestamp>,
     /// XML element `loadbalancing`, a list of `item` entries (structure).
@@ -2481,47 +2481,47 @@ pub struct InstancesSet {
     /// XML element `networkInterfaceSet`, a list of `item` entries (structure).
     pub network_interface_set: Vec<NetworkInterfaceSetOfDescribeInstances>,
     /// XML element `nextMonthAccountingType` (string).
-    pub next_month_accounting_type: Option<String>,
+    pub next_month_accounting_type: Option<crate::CompactString>,
     /// XML element `niftyElasticLoadBalancing`, a list of `item` entries (structure).
     pub nifty_elastic_load_balancing: Vec<NiftyElasticLoadBalancing>,
     /// XML element `niftyPrivateIpType` (string).
-    pub nifty_private_ip_type: Option<String>,
+    pub nifty_private_ip_type: Option<crate::CompactString>,
     /// XML element `niftyPrivateNetworkType` (string).
-    pub nifty_private_network_type: Option<String>,
+    pub nifty_private_network_type: Option<crate::CompactString>,
     /// XML element `niftySnapshotting`, a list of `item` entries (structure).
     pub nifty_snapshotting: Vec<NiftySnapshotting>,
     /// XML element `placement` (structure).
     pub placement: Option<Placement>,
     /// XML element `platform` (string).
-    pub platform: Option<String>,
+    pub platform: Option<crate::CompactString>,
     /// XML element `privateDnsName` (string).
-    pub private_dns_name: Option<String>,
+    pub private_dns_name: Option<crate::CompactString>,
     /// XML element `privateIpAddress` (string).
-    pub private_ip_address: Option<String>,
+    pub private_ip_address: Option<crate::CompactString>,
     /// XML element `privateIpAddressV6` (string).
-    pub private_ip_address_v6: Option<String>,
+    pub private_ip_address_v6: Option<crate::CompactString>,
     /// XML element `productCodes`, a list of `item` entries (structure).
     pub product_codes: Vec<ProductCodes>,
     /// XML element `ramdiskId` (string).
-    pub ramdisk_id: Option<String>,
+    pub ramdisk_id: Option<crate::CompactString>,
     /// XML element `reason` (string).
-    pub reason: Option<String>,
+    pub reason: Option<crate::CompactString>,
     /// XML element `rootDeviceName` (string).
-    pub root_device_name: Option<String>,
+    pub root_device_name: Option<crate::CompactString>,
     /// XML element `rootDeviceType` (string).
-    pub root_device_type: Option<String>,
+    pub root_device_type: Option<crate::CompactString>,
     /// XML element `spotInstanceRequestId` (string).
-    pub spot_instance_request_id: Option<String>,
+    pub spot_instance_request_id: Option<crate::CompactString>,
     /// XML element `stateReason` (structure).
     pub state_reason: Option<StateReason>,
     /// XML element `subnetId` (string).
-    pub subnet_id: Option<String>,
+    pub subnet_id: Option<crate::CompactString>,
     /// XML element `tenancy` (string).
-    pub tenancy: Option<String>,
+    pub tenancy: Option<crate::CompactString>,
     /// XML element `vmTools` (structure).
     pub vm_tools: Option<VmTools>,
     /// XML element `vpcId` (string).
-    pub vpc_id: Option<String>,
+    pub vpc_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for InstancesSet {
@@ -2598,9 +2598,9 @@ pub struct InstancesSetOfCreateBackupInstances {
     /// XML element `backupInstancesSet`, a list of `item` entries (structure).
     pub backup_instances_set: Vec<BackupInstancesSet>,
     /// XML element `instanceId` (string).
-    pub instance_id: Option<String>,
+    pub instance_id: Option<crate::CompactString>,
     /// XML element `instanceUniqueId` (string).
-    pub instance_unique_id: Option<String>,
+    pub instance_unique_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for InstancesSetOfCreateBackupInstances {
@@ -2628,11 +2628,11 @@ impl crate::xml::FromXml for InstancesSetOfCreateBackupInstances {
 )]
 pub struct InstancesSetOfCreateInstanceBackupRule {
     /// XML element `backupInstancesSet` (string).
-    pub backup_instances_set: Option<String>,
+    pub backup_instances_set: Option<crate::CompactString>,
     /// XML element `instanceId` (string).
-    pub instance_id: Option<String>,
+    pub instance_id: Option<crate::CompactString>,
     /// XML element `instanceUniqueId` (string).
-    pub instance_unique_id: Option<String>,
+    pub instance_unique_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for InstancesSetOfCreateInstanceBackupRule {
@@ -2662,9 +2662,9 @@ pub struct InstancesSetOfDescribeInstanceBackupRules {
     /// XML element `backupInstancesSet`, a list of `item` entries (structure).
     pub backup_instances_set: Vec<BackupInstancesSet>,
     /// XML element `instanceId` (string).
-    pub instance_id: Option<String>,
+    pub instance_id: Option<crate::CompactString>,
     /// XML element `instanceUniqueId` (string).
-    pub instance_unique_id: Option<String>,
+    pub instance_unique_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for InstancesSetOfDescribeInstanceBackupRules {
@@ -2692,9 +2692,9 @@ impl crate::xml::FromXml for InstancesSetOfDescribeInstanceBackupRules {
 )]
 pub struct InstancesSetOfNiftyDeregisterInstancesFromSeparateInstanceRule {
     /// XML element `instanceId` (string).
-    pub instance_id: Option<String>,
+    pub instance_id: Option<crate::CompactString>,
     /// XML element `instanceUniqueId` (string).
-    pub instance_unique_id: Option<String>,
+    pub instance_unique_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for InstancesSetOfNiftyDeregisterInstancesFromSeparateInstanceRule {
@@ -2721,9 +2721,9 @@ impl crate::xml::FromXml for InstancesSetOfNiftyDeregisterInstancesFromSeparateI
 )]
 pub struct InstancesSetOfNiftyDescribeSeparateInstanceRules {
     /// XML element `instanceId` (string).
-    pub instance_id: Option<String>,
+    pub instance_id: Option<crate::CompactString>,
     /// XML element `instanceUniqueId` (string).
-    pub instance_unique_id: Option<String>,
+    pub instance_unique_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for InstancesSetOfNiftyDescribeSeparateInstanceRules {
@@ -2750,9 +2750,9 @@ impl crate::xml::FromXml for InstancesSetOfNiftyDescribeSeparateInstanceRules {
 )]
 pub struct InstancesSetOfNiftyRegisterInstancesWithSeparateInstanceRule {
     /// XML element `instanceId` (string).
-    pub instance_id: Option<String>,
+    pub instance_id: Option<crate::CompactString>,
     /// XML element `instanceUniqueId` (string).
-    pub instance_unique_id: Option<String>,
+    pub instance_unique_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for InstancesSetOfNiftyRegisterInstancesWithSeparateInstanceRule {
@@ -2779,37 +2779,37 @@ impl crate::xml::FromXml for InstancesSetOfNiftyRegisterInstancesWithSeparateIns
 )]
 pub struct InstancesSetOfRunInstances {
     /// XML element `accountingType` (string).
-    pub accounting_type: Option<String>,
+    pub accounting_type: Option<crate::CompactString>,
     /// XML element `admin` (string).
-    pub admin: Option<String>,
+    pub admin: Option<crate::CompactString>,
     /// XML element `architecture` (string).
-    pub architecture: Option<String>,
+    pub architecture: Option<crate::CompactString>,
     /// XML element `blockDeviceMapping`, a list of `item` entries (structure).
     pub block_device_mapping: Vec<BlockDeviceMappingOfRunInstances>,
     /// XML element `description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// XML element `dnsName` (string).
-    pub dns_name: Option<String>,
+    pub dns_name: Option<crate::CompactString>,
     /// XML element `imageId` (string).
-    pub image_id: Option<String>,
+    pub image_id: Option<crate::CompactString>,
     /// XML element `instanceId` (string).
-    pub instance_id: Option<String>,
+    pub instance_id: Option<crate::CompactString>,
     /// XML element `instanceState` (structure).
     pub instance_state: Option<InstanceState>,
     /// XML element `instanceType` (string).
-    pub instance_type: Option<String>,
+    pub instance_type: Option<crate::CompactString>,
     /// XML element `instanceUniqueId` (string).
-    pub instance_unique_id: Option<String>,
+    pub instance_unique_id: Option<crate::CompactString>,
     /// XML element `ipAddress` (string).
-    pub ip_address: Option<String>,
+    pub ip_address: Option<crate::CompactString>,
     /// XML element `ipAddressV6` (string).
-    pub ip_address_v6: Option<String>,
+    pub ip_address_v6: Option<crate::CompactString>,
     /// XML element `ipType` (string).
-    pub ip_type: Option<String>,
+    pub ip_type: Option<crate::CompactString>,
     /// XML element `isoImage`, a list of `item` entries (structure).
     pub iso_image: Vec<IsoImage>,
     /// XML element `keyName` (string).
-    pub key_name: Option<String>,
+    pub key_name: Option<crate::CompactString>,
     /// XML element `launchTime` (timestamp).
     pub launch_time: Option<crate::xml::Timestamp>,
     /// XML element `monitoring` (structure).
@@ -2817,21 +2817,21 @@ pub struct InstancesSetOfRunInstances {
     /// XML element `networkInterfaceSet`, a list of `item` entries (structure).
     pub network_interface_set: Vec<NetworkInterfaceSetOfRunInstances>,
     /// XML element `niftyPrivateIpType` (string).
-    pub nifty_private_ip_type: Option<String>,
+    pub nifty_private_ip_type: Option<crate::CompactString>,
     /// XML element `placement` (structure).
     pub placement: Option<Placement>,
     /// XML element `platform` (string).
-    pub platform: Option<String>,
+    pub platform: Option<crate::CompactString>,
     /// XML element `privateDnsName` (string).
-    pub private_dns_name: Option<String>,
+    pub private_dns_name: Option<crate::CompactString>,
     /// XML element `privateIpAddress` (string).
-    pub private_ip_address: Option<String>,
+    pub private_ip_address: Option<crate::CompactString>,
     /// XML element `privateIpAddressV6` (string).
-    pub private_ip_address_v6: Option<String>,
+    pub private_ip_address_v6: Option<crate::CompactString>,
     /// XML element `reason` (string).
-    pub reason: Option<String>,
+    pub reason: Option<crate::CompactString>,
     /// XML element `rootDeviceType` (string).
-    pub root_device_type: Option<String>,
+    pub root_device_type: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for InstancesSetOfRunInstances {
@@ -2885,13 +2885,13 @@ pub struct InstancesSetOfStartInstances {
     /// XML element `currentState` (structure).
     pub current_state: Option<CurrentState>,
     /// XML element `instanceId` (string).
-    pub instance_id: Option<String>,
+    pub instance_id: Option<crate::CompactString>,
     /// XML element `instanceUniqueId` (string).
-    pub instance_unique_id: Option<String>,
+    pub instance_unique_id: Option<crate::CompactString>,
     /// XML element `previousState` (structure).
     pub previous_state: Option<PreviousState>,
     /// XML element `tenancy` (string).
-    pub tenancy: Option<String>,
+    pub tenancy: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for InstancesSetOfStartInstances {
@@ -2923,13 +2923,13 @@ pub struct InstancesSetOfStopInstances {
     /// XML element `currentState` (structure).
     pub current_state: Option<CurrentState>,
     /// XML element `instanceId` (string).
-    pub instance_id: Option<String>,
+    pub instance_id: Option<crate::CompactString>,
     /// XML element `instanceUniqueId` (string).
-    pub instance_unique_id: Option<String>,
+    pub instance_unique_id: Option<crate::CompactString>,
     /// XML element `previousState` (structure).
     pub previous_state: Option<PreviousState>,
     /// XML element `tenancy` (string).
-    pub tenancy: Option<String>,
+    pub tenancy: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for InstancesSetOfStopInstances {
@@ -2961,9 +2961,9 @@ pub struct InstancesSetOfTerminateInstances {
     /// XML element `currentState` (structure).
     pub current_state: Option<CurrentState>,
     /// XML element `instanceId` (string).
-    pub instance_id: Option<String>,
+    pub instance_id: Option<crate::CompactString>,
     /// XML element `instanceUniqueId` (string).
-    pub instance_unique_id: Option<String>,
+    pub instance_unique_id: Option<crate::CompactString>,
     /// XML element `previousState` (structure).
     pub previous_state: Option<PreviousState>,
 }
@@ -2994,7 +2994,7 @@ impl crate::xml::FromXml for InstancesSetOfTerminateInstances {
 )]
 pub struct IpType {
     /// XML element `value` (string).
-    pub value: Option<String>,
+    pub value: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for IpType {
@@ -3020,9 +3020,9 @@ impl crate::xml::FromXml for IpType {
 )]
 pub struct IsoImage {
     /// XML element `isoImageId` (string).
-    pub iso_image_id: Option<String>,
+    pub iso_image_id: Option<crate::CompactString>,
     /// XML element `isoImageName` (string).
-    pub iso_image_name: Option<String>,
+    pub iso_image_name: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for IsoImage {
@@ -3049,9 +3049,9 @@ impl crate::xml::FromXml for IsoImage {
 )]
 pub struct IsoImageSet {
     /// XML element `isoImageId` (string).
-    pub iso_image_id: Option<String>,
+    pub iso_image_id: Option<crate::CompactString>,
     /// XML element `isoImageName` (string).
-    pub iso_image_name: Option<String>,
+    pub iso_image_name: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for IsoImageSet {
@@ -3080,11 +3080,11 @@ pub struct Loadbalancing {
     /// XML element `instancePort` (integer).
     pub instance_port: Option<i64>,
     /// XML element `loadBalancerName` (string).
-    pub load_balancer_name: Option<String>,
+    pub load_balancer_name: Option<crate::CompactString>,
     /// XML element `loadBalancerPort` (integer).
     pub load_balancer_port: Option<i64>,
     /// XML element `State` (string).
-    pub state: Option<String>,
+    pub state: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for Loadbalancing {
@@ -3113,22 +3113,22 @@ impl crate::xml::FromXml for Loadbalancing {
 )]
 pub struct ModifyInstanceAttributeRequest {
     /// Wire name `Attribute` (string). Required. Allowed values: `instanceType`, `disableApiTermination`, `instanceName`, `description`, `ipType`, `groupId`, `accountingType`.
-    pub attribute: Option<String>,
+    pub attribute: Option<crate::CompactString>,
     /// Wire name `Force` (boolean).
     pub force: Option<bool>,
     /// Wire name `InstanceId` (string). Required.
-    pub instance_id: Option<String>,
+    pub instance_id: Option<crate::CompactString>,
     /// Wire name `NiftyReboot` (string). Allowed values: `force`, `true`, `false`.
-    pub nifty_reboot: Option<String>,
+    pub nifty_reboot: Option<crate::CompactString>,
     /// Wire name `Tenancy` (string). Allowed values: `dafault`, `dedicated`.
-    pub tenancy: Option<String>,
+    pub tenancy: Option<crate::CompactString>,
     /// Wire name `Value` (string). Required.
-    pub value: Option<String>,
+    pub value: Option<crate::CompactString>,
 }
 
 impl ModifyInstanceAttributeRequest {
     /// Sets [`attribute`](Self::attribute) and returns the input.
-    pub fn attribute(mut self, value: impl Into<String>) -> Self {
+    pub fn attribute(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.attribute = Some(value.into());
         self
     }
@@ -3138,22 +3138,22 @@ impl ModifyInstanceAttributeRequest {
         self
     }
     /// Sets [`instance_id`](Self::instance_id) and returns the input.
-    pub fn instance_id(mut self, value: impl Into<String>) -> Self {
+    pub fn instance_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.instance_id = Some(value.into());
         self
     }
     /// Sets [`nifty_reboot`](Self::nifty_reboot) and returns the input.
-    pub fn nifty_reboot(mut self, value: impl Into<String>) -> Self {
+    pub fn nifty_reboot(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.nifty_reboot = Some(value.into());
         self
     }
     /// Sets [`tenancy`](Self::tenancy) and returns the input.
-    pub fn tenancy(mut self, value: impl Into<String>) -> Self {
+    pub fn tenancy(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.tenancy = Some(value.into());
         self
     }
     /// Sets [`value`](Self::value) and returns the input.
-    pub fn value(mut self, value: impl Into<String>) -> Self {
+    pub fn value(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.value = Some(value.into());
         self
     }
@@ -3208,7 +3208,7 @@ impl crate::operation::Operation for ModifyInstanceAttributeRequest {
 )]
 pub struct ModifyInstanceAttributeResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -3242,13 +3242,13 @@ pub struct ModifyInstanceBackupRuleAttributeRequest {
     /// Wire name `BackupInstanceMaxCount` (integer).
     pub backup_instance_max_count: Option<i64>,
     /// Wire name `Description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// Wire name `InstanceBackupRuleId` (string). Required.
-    pub instance_backup_rule_id: Option<String>,
+    pub instance_backup_rule_id: Option<crate::CompactString>,
     /// Wire name `InstanceBackupRuleName` (string).
-    pub instance_backup_rule_name: Option<String>,
+    pub instance_backup_rule_name: Option<crate::CompactString>,
     /// Wire name `TimeSlotId` (string). Allowed values: `1`, `2`, `3`, `4`, `5`, `6`, `7`, `8`, `9`, `10`, `11`, `12`.
-    pub time_slot_id: Option<String>,
+    pub time_slot_id: Option<crate::CompactString>,
 }
 
 impl ModifyInstanceBackupRuleAttributeRequest {
@@ -3258,22 +3258,22 @@ impl ModifyInstanceBackupRuleAttributeRequest {
         self
     }
     /// Sets [`description`](Self::description) and returns the input.
-    pub fn description(mut self, value: impl Into<String>) -> Self {
+    pub fn description(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.description = Some(value.into());
         self
     }
     /// Sets [`instance_backup_rule_id`](Self::instance_backup_rule_id) and returns the input.
-    pub fn instance_backup_rule_id(mut self, value: impl Into<String>) -> Self {
+    pub fn instance_backup_rule_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.instance_backup_rule_id = Some(value.into());
         self
     }
     /// Sets [`instance_backup_rule_name`](Self::instance_backup_rule_name) and returns the input.
-    pub fn instance_backup_rule_name(mut self, value: impl Into<String>) -> Self {
+    pub fn instance_backup_rule_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.instance_backup_rule_name = Some(value.into());
         self
     }
     /// Sets [`time_slot_id`](Self::time_slot_id) and returns the input.
-    pub fn time_slot_id(mut self, value: impl Into<String>) -> Self {
+    pub fn time_slot_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.time_slot_id = Some(value.into());
         self
     }
@@ -3321,7 +3321,7 @@ impl crate::operation::Operation for ModifyInstanceBackupRuleAttributeRequest {
 )]
 pub struct ModifyInstanceBackupRuleAttributeResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -3353,7 +3353,7 @@ impl crate::xml::FromXml for ModifyInstanceBackupRuleAttributeResult {
 )]
 pub struct Monitoring {
     /// XML element `state` (string).
-    pub state: Option<String>,
+    pub state: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for Monitoring {
@@ -3379,9 +3379,9 @@ impl crate::xml::FromXml for Monitoring {
 )]
 pub struct MultiIpAddressGroup {
     /// XML element `multiIpAddressGroupId` (string).
-    pub multi_ip_address_group_id: Option<String>,
+    pub multi_ip_address_group_id: Option<crate::CompactString>,
     /// XML element `multiIpAddressGroupName` (string).
-    pub multi_ip_address_group_name: Option<String>,
+    pub multi_ip_address_group_name: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for MultiIpAddressGroup {
@@ -3408,7 +3408,7 @@ impl crate::xml::FromXml for MultiIpAddressGroup {
 )]
 pub struct MultiIpAddressesSet {
     /// XML element `ipAddress` (string).
-    pub ip_address: Option<String>,
+    pub ip_address: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for MultiIpAddressesSet {
@@ -3438,37 +3438,37 @@ pub struct NetworkInterfaceSet {
     /// XML element `attachment` (structure).
     pub attachment: Option<Attachment>,
     /// XML element `description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// XML element `groupSet` (string).
-    pub group_set: Option<String>,
+    pub group_set: Option<crate::CompactString>,
     /// XML element `macAddress` (string).
-    pub mac_address: Option<String>,
+    pub mac_address: Option<crate::CompactString>,
     /// XML element `multiIpAddressesSet`, a list of `item` entries (structure).
     pub multi_ip_addresses_set: Vec<MultiIpAddressesSet>,
     /// XML element `networkInterfaceId` (string).
-    pub network_interface_id: Option<String>,
+    pub network_interface_id: Option<crate::CompactString>,
     /// XML element `niftyNetworkId` (string).
-    pub nifty_network_id: Option<String>,
+    pub nifty_network_id: Option<crate::CompactString>,
     /// XML element `niftyNetworkName` (string).
-    pub nifty_network_name: Option<String>,
+    pub nifty_network_name: Option<crate::CompactString>,
     /// XML element `ownerId` (string).
-    pub owner_id: Option<String>,
+    pub owner_id: Option<crate::CompactString>,
     /// XML element `privateDnsName` (string).
-    pub private_dns_name: Option<String>,
+    pub private_dns_name: Option<crate::CompactString>,
     /// XML element `privateIpAddress` (string).
-    pub private_ip_address: Option<String>,
+    pub private_ip_address: Option<crate::CompactString>,
     /// XML element `privateIpAddressV6` (string).
-    pub private_ip_address_v6: Option<String>,
+    pub private_ip_address_v6: Option<crate::CompactString>,
     /// XML element `privateIpAddressesSet` (string).
-    pub private_ip_addresses_set: Option<String>,
+    pub private_ip_addresses_set: Option<crate::CompactString>,
     /// XML element `sourceDestCheck` (string).
-    pub source_dest_check: Option<String>,
+    pub source_dest_check: Option<crate::CompactString>,
     /// XML element `status` (string).
-    pub status: Option<String>,
+    pub status: Option<crate::CompactString>,
     /// XML element `subnetId` (string).
-    pub subnet_id: Option<String>,
+    pub subnet_id: Option<crate::CompactString>,
     /// XML element `vpcId` (string).
-    pub vpc_id: Option<String>,
+    pub vpc_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for NetworkInterfaceSet {
@@ -3515,33 +3515,33 @@ pub struct NetworkInterfaceSetOfCopyFromBackupInstance {
     /// XML element `attachment` (structure).
     pub attachment: Option<AttachmentOfCopyFromBackupInstance>,
     /// XML element `description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// XML element `groupSet`, a list of `item` entries (structure).
     pub group_set: Vec<GroupSet>,
     /// XML element `macAddress` (string).
-    pub mac_address: Option<String>,
+    pub mac_address: Option<crate::CompactString>,
     /// XML element `networkInterfaceId` (string).
-    pub network_interface_id: Option<String>,
+    pub network_interface_id: Option<crate::CompactString>,
     /// XML element `niftyNetworkId` (string).
-    pub nifty_network_id: Option<String>,
+    pub nifty_network_id: Option<crate::CompactString>,
     /// XML element `niftyNetworkName` (string).
-    pub nifty_network_name: Option<String>,
+    pub nifty_network_name: Option<crate::CompactString>,
     /// XML element `ownerId` (string).
-    pub owner_id: Option<String>,
+    pub owner_id: Option<crate::CompactString>,
     /// XML element `privateDnsName` (string).
-    pub private_dns_name: Option<String>,
+    pub private_dns_name: Option<crate::CompactString>,
     /// XML element `privateIpAddress` (string).
-    pub private_ip_address: Option<String>,
+    pub private_ip_address: Option<crate::CompactString>,
     /// XML element `privateIpAddressesSet`, a list of `item` entries (structure).
     pub private_ip_addresses_set: Vec<PrivateIpAddressesSetOfCopyFromBackupInstance>,
     /// XML element `sourceDestCheck` (string).
-    pub source_dest_check: Option<String>,
+    pub source_dest_check: Option<crate::CompactString>,
     /// XML element `status` (string).
-    pub status: Option<String>,
+    pub status: Option<crate::CompactString>,
     /// XML element `subnetId` (string).
-    pub subnet_id: Option<String>,
+    pub subnet_id: Option<crate::CompactString>,
     /// XML element `vpcId` (string).
-    pub vpc_id: Option<String>,
+    pub vpc_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for NetworkInterfaceSetOfCopyFromBackupInstance {
@@ -3586,37 +3586,37 @@ pub struct NetworkInterfaceSetOfDescribeInstances {
     /// XML element `attachment` (structure).
     pub attachment: Option<Attachment>,
     /// XML element `description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// XML element `groupSet`, a list of `item` entries (structure).
     pub group_set: Vec<GroupSet>,
     /// XML element `macAddress` (string).
-    pub mac_address: Option<String>,
+    pub mac_address: Option<crate::CompactString>,
     /// XML element `multiIpAddressesSet`, a list of `item` entries (structure).
     pub multi_ip_addresses_set: Vec<MultiIpAddressesSet>,
     /// XML element `networkInterfaceId` (string).
-    pub network_interface_id: Option<String>,
+    pub network_interface_id: Option<crate::CompactString>,
     /// XML element `niftyNetworkId` (string).
-    pub nifty_network_id: Option<String>,
+    pub nifty_network_id: Option<crate::CompactString>,
     /// XML element `niftyNetworkName` (string).
-    pub nifty_network_name: Option<String>,
+    pub nifty_network_name: Option<crate::CompactString>,
     /// XML element `ownerId` (string).
-    pub owner_id: Option<String>,
+    pub owner_id: Option<crate::CompactString>,
     /// XML element `privateDnsName` (string).
-    pub private_dns_name: Option<String>,
+    pub private_dns_name: Option<crate::CompactString>,
     /// XML element `privateIpAddress` (string).
-    pub private_ip_address: Option<String>,
+    pub private_ip_address: Option<crate::CompactString>,
     /// XML element `privateIpAddressV6` (string).
-    pub private_ip_address_v6: Option<String>,
+    pub private_ip_address_v6: Option<crate::CompactString>,
     /// XML element `privateIpAddressesSet`, a list of `item` entries (structure).
     pub private_ip_addresses_set: Vec<PrivateIpAddressesSet>,
     /// XML element `sourceDestCheck` (string).
-    pub source_dest_check: Option<String>,
+    pub source_dest_check: Option<crate::CompactString>,
     /// XML element `status` (string).
-    pub status: Option<String>,
+    pub status: Option<crate::CompactString>,
     /// XML element `subnetId` (string).
-    pub subnet_id: Option<String>,
+    pub subnet_id: Option<crate::CompactString>,
     /// XML element `vpcId` (string).
-    pub vpc_id: Option<String>,
+    pub vpc_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for NetworkInterfaceSetOfDescribeInstances {
@@ -3663,29 +3663,29 @@ pub struct NetworkInterfaceSetOfImportInstance {
     /// XML element `attachment` (structure).
     pub attachment: Option<AttachmentOfImportInstance>,
     /// XML element `description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// XML element `groupSet` (string).
-    pub group_set: Option<String>,
+    pub group_set: Option<crate::CompactString>,
     /// XML element `networkInterfaceId` (string).
-    pub network_interface_id: Option<String>,
+    pub network_interface_id: Option<crate::CompactString>,
     /// XML element `niftyNetworkId` (string).
-    pub nifty_network_id: Option<String>,
+    pub nifty_network_id: Option<crate::CompactString>,
     /// XML element `niftyNetworkName` (string).
-    pub nifty_network_name: Option<String>,
+    pub nifty_network_name: Option<crate::CompactString>,
     /// XML element `ownerId` (string).
-    pub owner_id: Option<String>,
+    pub owner_id: Option<crate::CompactString>,
     /// XML element `privateDnsName` (string).
-    pub private_dns_name: Option<String>,
+    pub private_dns_name: Option<crate::CompactString>,
     /// XML element `privateIpAddressesSet` (string).
-    pub private_ip_addresses_set: Option<String>,
+    pub private_ip_addresses_set: Option<crate::CompactString>,
     /// XML element `sourceDestCheck` (string).
-    pub source_dest_check: Option<String>,
+    pub source_dest_check: Option<crate::CompactString>,
     /// XML element `status` (string).
-    pub status: Option<String>,
+    pub status: Option<crate::CompactString>,
     /// XML element `subnetId` (string).
-    pub subnet_id: Option<String>,
+    pub subnet_id: Option<crate::CompactString>,
     /// XML element `vpcId` (string).
-    pub vpc_id: Option<String>,
+    pub vpc_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for NetworkInterfaceSetOfImportInstance {
@@ -3728,29 +3728,29 @@ pub struct NetworkInterfaceSetOfRunInstances {
     /// XML element `attachment` (structure).
     pub attachment: Option<AttachmentOfRunInstances>,
     /// XML element `description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// XML element `groupSet`, a list of `item` entries (structure).
     pub group_set: Vec<GroupSet>,
     /// XML element `networkInterfaceId` (string).
-    pub network_interface_id: Option<String>,
+    pub network_interface_id: Option<crate::CompactString>,
     /// XML element `niftyNetworkId` (string).
-    pub nifty_network_id: Option<String>,
+    pub nifty_network_id: Option<crate::CompactString>,
     /// XML element `niftyNetworkName` (string).
-    pub nifty_network_name: Option<String>,
+    pub nifty_network_name: Option<crate::CompactString>,
     /// XML element `ownerId` (string).
-    pub owner_id: Option<String>,
+    pub owner_id: Option<crate::CompactString>,
     /// XML element `privateDnsName` (string).
-    pub private_dns_name: Option<String>,
+    pub private_dns_name: Option<crate::CompactString>,
     /// XML element `privateIpAddressesSet`, a list of `item` entries (structure).
     pub private_ip_addresses_set: Vec<PrivateIpAddressesSetOfRunInstances>,
     /// XML element `sourceDestCheck` (string).
-    pub source_dest_check: Option<String>,
+    pub source_dest_check: Option<crate::CompactString>,
     /// XML element `status` (string).
-    pub status: Option<String>,
+    pub status: Option<crate::CompactString>,
     /// XML element `subnetId` (string).
-    pub subnet_id: Option<String>,
+    pub subnet_id: Option<crate::CompactString>,
     /// XML element `vpcId` (string).
-    pub vpc_id: Option<String>,
+    pub vpc_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for NetworkInterfaceSetOfRunInstances {
@@ -3789,7 +3789,7 @@ impl crate::xml::FromXml for NetworkInterfaceSetOfRunInstances {
 )]
 pub struct NextMonthAccountingType {
     /// XML element `value` (string).
-    pub value: Option<String>,
+    pub value: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for NextMonthAccountingType {
@@ -3815,26 +3815,26 @@ impl crate::xml::FromXml for NextMonthAccountingType {
 )]
 pub struct NiftyCreateInstanceSnapshotRequest {
     /// Wire name `Description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// Wire name `InstanceId` (string). Required.
-    pub instance_id: Option<String>,
+    pub instance_id: Option<crate::CompactString>,
     /// Wire name `SnapshotName` (string). Required.
-    pub snapshot_name: Option<String>,
+    pub snapshot_name: Option<crate::CompactString>,
 }
 
 impl NiftyCreateInstanceSnapshotRequest {
     /// Sets [`description`](Self::description) and returns the input.
-    pub fn description(mut self, value: impl Into<String>) -> Self {
+    pub fn description(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.description = Some(value.into());
         self
     }
     /// Sets [`instance_id`](Self::instance_id) and returns the input.
-    pub fn instance_id(mut self, value: impl Into<String>) -> Self {
+    pub fn instance_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.instance_id = Some(value.into());
         self
     }
     /// Sets [`snapshot_name`](Self::snapshot_name) and returns the input.
-    pub fn snapshot_name(mut self, value: impl Into<String>) -> Self {
+    pub fn snapshot_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.snapshot_name = Some(value.into());
         self
     }
@@ -3885,9 +3885,9 @@ pub struct NiftyCreateInstanceSnapshotResult {
     /// XML element `instanceSet`, a list of `item` entries (structure).
     pub instance_set: Vec<InstanceSet>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `snapshotName` (string).
-    pub snapshot_name: Option<String>,
+    pub snapshot_name: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for NiftyCreateInstanceSnapshotResult {
@@ -3918,15 +3918,15 @@ impl crate::xml::FromXml for NiftyCreateInstanceSnapshotResult {
 )]
 pub struct NiftyCreateSeparateInstanceRuleRequest {
     /// Wire name `InstanceId.N` (list of string).
-    pub instance_id: Vec<String>,
+    pub instance_id: Vec<crate::CompactString>,
     /// Wire name `InstanceUniqueId.N` (list of string).
-    pub instance_unique_id: Vec<String>,
+    pub instance_unique_id: Vec<crate::CompactString>,
     /// Wire name `Placement` (structure). Required.
     pub placement: Option<RequestPlacementOfNiftyCreateSeparateInstanceRule>,
     /// Wire name `SeparateInstanceRuleDescription` (string).
-    pub separate_instance_rule_description: Option<String>,
+    pub separate_instance_rule_description: Option<crate::CompactString>,
     /// Wire name `SeparateInstanceRuleName` (string). Required.
-    pub separate_instance_rule_name: Option<String>,
+    pub separate_instance_rule_name: Option<crate::CompactString>,
 }
 
 impl NiftyCreateSeparateInstanceRuleRequest {
@@ -3934,7 +3934,7 @@ impl NiftyCreateSeparateInstanceRuleRequest {
     pub fn instance_id<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.instance_id = items.into_iter().map(Into::into).collect();
         self
@@ -3943,7 +3943,7 @@ impl NiftyCreateSeparateInstanceRuleRequest {
     pub fn instance_unique_id<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.instance_unique_id = items.into_iter().map(Into::into).collect();
         self
@@ -3954,12 +3954,12 @@ impl NiftyCreateSeparateInstanceRuleRequest {
         self
     }
     /// Sets [`separate_instance_rule_description`](Self::separate_instance_rule_description) and returns the input.
-    pub fn separate_instance_rule_description(mut self, value: impl Into<String>) -> Self {
+    pub fn separate_instance_rule_description(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.separate_instance_rule_description = Some(value.into());
         self
     }
     /// Sets [`separate_instance_rule_name`](Self::separate_instance_rule_name) and returns the input.
-    pub fn separate_instance_rule_name(mut self, value: impl Into<String>) -> Self {
+    pub fn separate_instance_rule_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.separate_instance_rule_name = Some(value.into());
         self
     }
@@ -4018,9 +4018,9 @@ impl crate::operation::Operation for NiftyCreateSeparateInstanceRuleRequest {
 )]
 pub struct NiftyCreateSeparateInstanceRuleResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (string).
-    pub r#return: Option<String>,
+    pub r#return: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for NiftyCreateSeparateInstanceRuleResult {
@@ -4050,19 +4050,19 @@ impl crate::xml::FromXml for NiftyCreateSeparateInstanceRuleResult {
 )]
 pub struct NiftyDeleteInstanceSnapshotRequest {
     /// Wire name `InstanceSnapshotId` (string).
-    pub instance_snapshot_id: Option<String>,
+    pub instance_snapshot_id: Option<crate::CompactString>,
     /// Wire name `SnapshotName` (string).
-    pub snapshot_name: Option<String>,
+    pub snapshot_name: Option<crate::CompactString>,
 }
 
 impl NiftyDeleteInstanceSnapshotRequest {
     /// Sets [`instance_snapshot_id`](Self::instance_snapshot_id) and returns the input.
-    pub fn instance_snapshot_id(mut self, value: impl Into<String>) -> Self {
+    pub fn instance_snapshot_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.instance_snapshot_id = Some(value.into());
         self
     }
     /// Sets [`snapshot_name`](Self::snapshot_name) and returns the input.
-    pub fn snapshot_name(mut self, value: impl Into<String>) -> Self {
+    pub fn snapshot_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.snapshot_name = Some(value.into());
         self
     }
@@ -4101,7 +4101,7 @@ impl crate::operation::Operation for NiftyDeleteInstanceSnapshotRequest {
 )]
 pub struct NiftyDeleteInstanceSnapshotResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `snapshotInfoSet`, a list of `item` entries (structure).
     pub snapshot_info_set: Vec<SnapshotInfoSet>,
 }
@@ -4133,12 +4133,12 @@ impl crate::xml::FromXml for NiftyDeleteInstanceSnapshotResult {
 )]
 pub struct NiftyDeleteSeparateInstanceRuleRequest {
     /// Wire name `SeparateInstanceRuleName` (string). Required.
-    pub separate_instance_rule_name: Option<String>,
+    pub separate_instance_rule_name: Option<crate::CompactString>,
 }
 
 impl NiftyDeleteSeparateInstanceRuleRequest {
     /// Sets [`separate_instance_rule_name`](Self::separate_instance_rule_name) and returns the input.
-    pub fn separate_instance_rule_name(mut self, value: impl Into<String>) -> Self {
+    pub fn separate_instance_rule_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.separate_instance_rule_name = Some(value.into());
         self
     }
@@ -4182,9 +4182,9 @@ impl crate::operation::Operation for NiftyDeleteSeparateInstanceRuleRequest {
 )]
 pub struct NiftyDeleteSeparateInstanceRuleResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (string).
-    pub r#return: Option<String>,
+    pub r#return: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for NiftyDeleteSeparateInstanceRuleResult {
@@ -4214,11 +4214,11 @@ impl crate::xml::FromXml for NiftyDeleteSeparateInstanceRuleResult {
 )]
 pub struct NiftyDeregisterInstancesFromSeparateInstanceRuleRequest {
     /// Wire name `InstanceId.N` (list of string).
-    pub instance_id: Vec<String>,
+    pub instance_id: Vec<crate::CompactString>,
     /// Wire name `InstanceUniqueId.N` (list of string).
-    pub instance_unique_id: Vec<String>,
+    pub instance_unique_id: Vec<crate::CompactString>,
     /// Wire name `SeparateInstanceRuleName` (string). Required.
-    pub separate_instance_rule_name: Option<String>,
+    pub separate_instance_rule_name: Option<crate::CompactString>,
 }
 
 impl NiftyDeregisterInstancesFromSeparateInstanceRuleRequest {
@@ -4226,7 +4226,7 @@ impl NiftyDeregisterInstancesFromSeparateInstanceRuleRequest {
     pub fn instance_id<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.instance_id = items.into_iter().map(Into::into).collect();
         self
@@ -4235,13 +4235,13 @@ impl NiftyDeregisterInstancesFromSeparateInstanceRuleRequest {
     pub fn instance_unique_id<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.instance_unique_id = items.into_iter().map(Into::into).collect();
         self
     }
     /// Sets [`separate_instance_rule_name`](Self::separate_instance_rule_name) and returns the input.
-    pub fn separate_instance_rule_name(mut self, value: impl Into<String>) -> Self {
+    pub fn separate_instance_rule_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.separate_instance_rule_name = Some(value.into());
         self
     }
@@ -4289,7 +4289,7 @@ pub struct NiftyDeregisterInstancesFromSeparateInstanceRuleResult {
     /// XML element `instancesSet`, a list of `item` entries (structure).
     pub instances_set: Vec<InstancesSetOfNiftyDeregisterInstancesFromSeparateInstanceRule>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for NiftyDeregisterInstancesFromSeparateInstanceRuleResult {
@@ -4319,9 +4319,9 @@ impl crate::xml::FromXml for NiftyDeregisterInstancesFromSeparateInstanceRuleRes
 )]
 pub struct NiftyDescribeInstanceSnapshotsRequest {
     /// Wire name `InstanceSnapshotId.N` (list of string).
-    pub instance_snapshot_id: Vec<String>,
+    pub instance_snapshot_id: Vec<crate::CompactString>,
     /// Wire name `SnapshotName.N` (list of string).
-    pub snapshot_name: Vec<String>,
+    pub snapshot_name: Vec<crate::CompactString>,
 }
 
 impl NiftyDescribeInstanceSnapshotsRequest {
@@ -4329,7 +4329,7 @@ impl NiftyDescribeInstanceSnapshotsRequest {
     pub fn instance_snapshot_id<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.instance_snapshot_id = items.into_iter().map(Into::into).collect();
         self
@@ -4338,7 +4338,7 @@ impl NiftyDescribeInstanceSnapshotsRequest {
     pub fn snapshot_name<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.snapshot_name = items.into_iter().map(Into::into).collect();
         self
@@ -4378,7 +4378,7 @@ impl crate::operation::Operation for NiftyDescribeInstanceSnapshotsRequest {
 )]
 pub struct NiftyDescribeInstanceSnapshotsResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `snapshotInfoSet`, a list of `item` entries (structure).
     pub snapshot_info_set: Vec<SnapshotInfoSet>,
 }
@@ -4412,7 +4412,7 @@ pub struct NiftyDescribeSeparateInstanceRulesRequest {
     /// Wire name `Filter.N` (list of structure).
     pub filter: Vec<RequestFilterOfNiftyDescribeSeparateInstanceRules>,
     /// Wire name `SeparateInstanceRuleName.N` (list of string).
-    pub separate_instance_rule_name: Vec<String>,
+    pub separate_instance_rule_name: Vec<crate::CompactString>,
 }
 
 impl NiftyDescribeSeparateInstanceRulesRequest {
@@ -4428,7 +4428,7 @@ impl NiftyDescribeSeparateInstanceRulesRequest {
     pub fn separate_instance_rule_name<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.separate_instance_rule_name = items.into_iter().map(Into::into).collect();
         self
@@ -4468,7 +4468,7 @@ impl crate::operation::Operation for NiftyDescribeSeparateInstanceRulesRequest {
 )]
 pub struct NiftyDescribeSeparateInstanceRulesResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `separateInstanceRulesInfo`, a list of `item` entries (structure).
     pub separate_instance_rules_info: Vec<SeparateInstanceRulesInfo>,
 }
@@ -4500,15 +4500,15 @@ impl crate::xml::FromXml for NiftyDescribeSeparateInstanceRulesResult {
 )]
 pub struct NiftyElasticLoadBalancing {
     /// XML element `elasticLoadBalancerId` (string).
-    pub elastic_load_balancer_id: Option<String>,
+    pub elastic_load_balancer_id: Option<crate::CompactString>,
     /// XML element `elasticLoadBalancerName` (string).
-    pub elastic_load_balancer_name: Option<String>,
+    pub elastic_load_balancer_name: Option<crate::CompactString>,
     /// XML element `elasticLoadBalancerPort` (integer).
     pub elastic_load_balancer_port: Option<i64>,
     /// XML element `instancePort` (integer).
     pub instance_port: Option<i64>,
     /// XML element `protocol` (string).
-    pub protocol: Option<String>,
+    pub protocol: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for NiftyElasticLoadBalancing {
@@ -4538,33 +4538,33 @@ impl crate::xml::FromXml for NiftyElasticLoadBalancing {
 )]
 pub struct NiftyModifyInstanceSnapshotAttributeRequest {
     /// Wire name `Attribute` (string). Required. Allowed values: `description`.
-    pub attribute: Option<String>,
+    pub attribute: Option<crate::CompactString>,
     /// Wire name `InstanceSnapshotId` (string).
-    pub instance_snapshot_id: Option<String>,
+    pub instance_snapshot_id: Option<crate::CompactString>,
     /// Wire name `SnapshotName` (string).
-    pub snapshot_name: Option<String>,
+    pub snapshot_name: Option<crate::CompactString>,
     /// Wire name `Value` (string). Required.
-    pub value: Option<String>,
+    pub value: Option<crate::CompactString>,
 }
 
 impl NiftyModifyInstanceSnapshotAttributeRequest {
     /// Sets [`attribute`](Self::attribute) and returns the input.
-    pub fn attribute(mut self, value: impl Into<String>) -> Self {
+    pub fn attribute(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.attribute = Some(value.into());
         self
     }
     /// Sets [`instance_snapshot_id`](Self::instance_snapshot_id) and returns the input.
-    pub fn instance_snapshot_id(mut self, value: impl Into<String>) -> Self {
+    pub fn instance_snapshot_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.instance_snapshot_id = Some(value.into());
         self
     }
     /// Sets [`snapshot_name`](Self::snapshot_name) and returns the input.
-    pub fn snapshot_name(mut self, value: impl Into<String>) -> Self {
+    pub fn snapshot_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.snapshot_name = Some(value.into());
         self
     }
     /// Sets [`value`](Self::value) and returns the input.
-    pub fn value(mut self, value: impl Into<String>) -> Self {
+    pub fn value(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.value = Some(value.into());
         self
     }
@@ -4614,7 +4614,7 @@ impl crate::operation::Operation for NiftyModifyInstanceSnapshotAttributeRequest
 )]
 pub struct NiftyModifyInstanceSnapshotAttributeResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -4646,7 +4646,7 @@ impl crate::xml::FromXml for NiftyModifyInstanceSnapshotAttributeResult {
 )]
 pub struct NiftyPrivateIpType {
     /// XML element `value` (string).
-    pub value: Option<String>,
+    pub value: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for NiftyPrivateIpType {
@@ -4672,11 +4672,11 @@ impl crate::xml::FromXml for NiftyPrivateIpType {
 )]
 pub struct NiftyRegisterInstancesWithSeparateInstanceRuleRequest {
     /// Wire name `InstanceId.N` (list of string).
-    pub instance_id: Vec<String>,
+    pub instance_id: Vec<crate::CompactString>,
     /// Wire name `InstanceUniqueId.N` (list of string).
-    pub instance_unique_id: Vec<String>,
+    pub instance_unique_id: Vec<crate::CompactString>,
     /// Wire name `SeparateInstanceRuleName` (string). Required.
-    pub separate_instance_rule_name: Option<String>,
+    pub separate_instance_rule_name: Option<crate::CompactString>,
 }
 
 impl NiftyRegisterInstancesWithSeparateInstanceRuleRequest {
@@ -4684,7 +4684,7 @@ impl NiftyRegisterInstancesWithSeparateInstanceRuleRequest {
     pub fn instance_id<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.instance_id = items.into_iter().map(Into::into).collect();
         self
@@ -4693,13 +4693,13 @@ impl NiftyRegisterInstancesWithSeparateInstanceRuleRequest {
     pub fn instance_unique_id<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.instance_unique_id = items.into_iter().map(Into::into).collect();
         self
     }
     /// Sets [`separate_instance_rule_name`](Self::separate_instance_rule_name) and returns the input.
-    pub fn separate_instance_rule_name(mut self, value: impl Into<String>) -> Self {
+    pub fn separate_instance_rule_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.separate_instance_rule_name = Some(value.into());
         self
     }
@@ -4747,7 +4747,7 @@ pub struct NiftyRegisterInstancesWithSeparateInstanceRuleResult {
     /// XML element `instancesSet`, a list of `item` entries (structure).
     pub instances_set: Vec<InstancesSetOfNiftyRegisterInstancesWithSeparateInstanceRule>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for NiftyRegisterInstancesWithSeparateInstanceRuleResult {
@@ -4777,19 +4777,19 @@ impl crate::xml::FromXml for NiftyRegisterInstancesWithSeparateInstanceRuleResul
 )]
 pub struct NiftyRestoreInstanceSnapshotRequest {
     /// Wire name `InstanceSnapshotId` (string).
-    pub instance_snapshot_id: Option<String>,
+    pub instance_snapshot_id: Option<crate::CompactString>,
     /// Wire name `SnapshotName` (string).
-    pub snapshot_name: Option<String>,
+    pub snapshot_name: Option<crate::CompactString>,
 }
 
 impl NiftyRestoreInstanceSnapshotRequest {
     /// Sets [`instance_snapshot_id`](Self::instance_snapshot_id) and returns the input.
-    pub fn instance_snapshot_id(mut self, value: impl Into<String>) -> Self {
+    pub fn instance_snapshot_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.instance_snapshot_id = Some(value.into());
         self
     }
     /// Sets [`snapshot_name`](Self::snapshot_name) and returns the input.
-    pub fn snapshot_name(mut self, value: impl Into<String>) -> Self {
+    pub fn snapshot_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.snapshot_name = Some(value.into());
         self
     }
@@ -4828,7 +4828,7 @@ impl crate::operation::Operation for NiftyRestoreInstanceSnapshotRequest {
 )]
 pub struct NiftyRestoreInstanceSnapshotResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -4860,19 +4860,19 @@ impl crate::xml::FromXml for NiftyRestoreInstanceSnapshotResult {
 )]
 pub struct NiftyRetryImportInstanceRequest {
     /// Wire name `InstanceId` (string).
-    pub instance_id: Option<String>,
+    pub instance_id: Option<crate::CompactString>,
     /// Wire name `InstanceUniqueId` (string).
-    pub instance_unique_id: Option<String>,
+    pub instance_unique_id: Option<crate::CompactString>,
 }
 
 impl NiftyRetryImportInstanceRequest {
     /// Sets [`instance_id`](Self::instance_id) and returns the input.
-    pub fn instance_id(mut self, value: impl Into<String>) -> Self {
+    pub fn instance_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.instance_id = Some(value.into());
         self
     }
     /// Sets [`instance_unique_id`](Self::instance_unique_id) and returns the input.
-    pub fn instance_unique_id(mut self, value: impl Into<String>) -> Self {
+    pub fn instance_unique_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.instance_unique_id = Some(value.into());
         self
     }
@@ -4911,13 +4911,13 @@ impl crate::operation::Operation for NiftyRetryImportInstanceRequest {
 )]
 pub struct NiftyRetryImportInstanceResult {
     /// XML element `instanceId` (string).
-    pub instance_id: Option<String>,
+    pub instance_id: Option<crate::CompactString>,
     /// XML element `instanceState` (string).
-    pub instance_state: Option<String>,
+    pub instance_state: Option<crate::CompactString>,
     /// XML element `instanceUniqueId` (string).
-    pub instance_unique_id: Option<String>,
+    pub instance_unique_id: Option<crate::CompactString>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for NiftyRetryImportInstanceResult {
@@ -4949,7 +4949,7 @@ impl crate::xml::FromXml for NiftyRetryImportInstanceResult {
 )]
 pub struct NiftySnapshotting {
     /// XML element `state` (string).
-    pub state: Option<String>,
+    pub state: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for NiftySnapshotting {
@@ -4975,16 +4975,16 @@ impl crate::xml::FromXml for NiftySnapshotting {
 )]
 pub struct NiftyUpdateInstanceNetworkInterfacesRequest {
     /// Wire name `InstanceId` (string). Required.
-    pub instance_id: Option<String>,
+    pub instance_id: Option<crate::CompactString>,
     /// Wire name `NetworkInterface.N` (list of structure).
     pub network_interface: Vec<RequestNetworkInterface>,
     /// Wire name `NiftyReboot` (string). Allowed values: `force`, `true`, `false`.
-    pub nifty_reboot: Option<String>,
+    pub nifty_reboot: Option<crate::CompactString>,
 }
 
 impl NiftyUpdateInstanceNetworkInterfacesRequest {
     /// Sets [`instance_id`](Self::instance_id) and returns the input.
-    pub fn instance_id(mut self, value: impl Into<String>) -> Self {
+    pub fn instance_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.instance_id = Some(value.into());
         self
     }
@@ -4994,7 +4994,7 @@ impl NiftyUpdateInstanceNetworkInterfacesRequest {
         self
     }
     /// Sets [`nifty_reboot`](Self::nifty_reboot) and returns the input.
-    pub fn nifty_reboot(mut self, value: impl Into<String>) -> Self {
+    pub fn nifty_reboot(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.nifty_reboot = Some(value.into());
         self
     }
@@ -5040,7 +5040,7 @@ impl crate::operation::Operation for NiftyUpdateInstanceNetworkInterfacesRequest
 )]
 pub struct NiftyUpdateInstanceNetworkInterfacesResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -5072,26 +5072,26 @@ impl crate::xml::FromXml for NiftyUpdateInstanceNetworkInterfacesResult {
 )]
 pub struct NiftyUpdateSeparateInstanceRuleRequest {
     /// Wire name `SeparateInstanceRuleDescriptionUpdate` (string).
-    pub separate_instance_rule_description_update: Option<String>,
+    pub separate_instance_rule_description_update: Option<crate::CompactString>,
     /// Wire name `SeparateInstanceRuleName` (string). Required.
-    pub separate_instance_rule_name: Option<String>,
+    pub separate_instance_rule_name: Option<crate::CompactString>,
     /// Wire name `SeparateInstanceRuleNameUpdate` (string).
-    pub separate_instance_rule_name_update: Option<String>,
+    pub separate_instance_rule_name_update: Option<crate::CompactString>,
 }
 
 impl NiftyUpdateSeparateInstanceRuleRequest {
     /// Sets [`separate_instance_rule_description_update`](Self::separate_instance_rule_description_update) and returns the input.
-    pub fn separate_instance_rule_description_update(mut self, value: impl Into<String>) -> Self {
+    pub fn separate_instance_rule_description_update(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.separate_instance_rule_description_update = Some(value.into());
         self
     }
     /// Sets [`separate_instance_rule_name`](Self::separate_instance_rule_name) and returns the input.
-    pub fn separate_instance_rule_name(mut self, value: impl Into<String>) -> Self {
+    pub fn separate_instance_rule_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.separate_instance_rule_name = Some(value.into());
         self
     }
     /// Sets [`separate_instance_rule_name_update`](Self::separate_instance_rule_name_update) and returns the input.
-    pub fn separate_instance_rule_name_update(mut self, value: impl Into<String>) -> Self {
+    pub fn separate_instance_rule_name_update(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.separate_instance_rule_name_update = Some(value.into());
         self
     }
@@ -5147,9 +5147,9 @@ impl crate::operation::Operation for NiftyUpdateSeparateInstanceRuleRequest {
 )]
 pub struct NiftyUpdateSeparateInstanceRuleResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (string).
-    pub r#return: Option<String>,
+    pub r#return: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for NiftyUpdateSeparateInstanceRuleResult {
@@ -5181,7 +5181,7 @@ pub struct PreviousState {
     /// XML element `code` (integer).
     pub code: Option<i64>,
     /// XML element `name` (string).
-    pub name: Option<String>,
+    pub name: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for PreviousState {
@@ -5212,9 +5212,9 @@ pub struct PrivateIpAddressesSet {
     /// XML element `primary` (boolean).
     pub primary: Option<bool>,
     /// XML element `privateDnsName` (string).
-    pub private_dns_name: Option<String>,
+    pub private_dns_name: Option<crate::CompactString>,
     /// XML element `privateIpAddress` (string).
-    pub private_ip_address: Option<String>,
+    pub private_ip_address: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for PrivateIpAddressesSet {
@@ -5245,11 +5245,11 @@ pub struct PrivateIpAddressesSetOfCopyFromBackupInstance {
     /// XML element `association` (structure).
     pub association: Option<AssociationOfCopyFromBackupInstance>,
     /// XML element `primary` (string).
-    pub primary: Option<String>,
+    pub primary: Option<crate::CompactString>,
     /// XML element `privateDnsName` (string).
-    pub private_dns_name: Option<String>,
+    pub private_dns_name: Option<crate::CompactString>,
     /// XML element `privateIpAddress` (string).
-    pub private_ip_address: Option<String>,
+    pub private_ip_address: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for PrivateIpAddressesSetOfCopyFromBackupInstance {
@@ -5282,9 +5282,9 @@ pub struct PrivateIpAddressesSetOfRunInstances {
     /// XML element `primary` (boolean).
     pub primary: Option<bool>,
     /// XML element `privateDnsName` (string).
-    pub private_dns_name: Option<String>,
+    pub private_dns_name: Option<crate::CompactString>,
     /// XML element `privateIpAddress` (string).
-    pub private_ip_address: Option<String>,
+    pub private_ip_address: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for PrivateIpAddressesSetOfRunInstances {
@@ -5315,11 +5315,11 @@ pub struct RebootInstancesRequest {
     /// Wire name `Force` (boolean).
     pub force: Option<bool>,
     /// Wire name `InstanceId.N` (list of string). Required.
-    pub instance_id: Vec<String>,
+    pub instance_id: Vec<crate::CompactString>,
     /// Wire name `NiftyIsBios` (boolean).
     pub nifty_is_bios: Option<bool>,
     /// Wire name `Tenancy.N` (list of string).
-    pub tenancy: Vec<String>,
+    pub tenancy: Vec<crate::CompactString>,
     /// Wire name `UserData` (structure).
     pub user_data: Option<RequestUserData>,
 }
@@ -5334,7 +5334,7 @@ impl RebootInstancesRequest {
     pub fn instance_id<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.instance_id = items.into_iter().map(Into::into).collect();
         self
@@ -5348,7 +5348,7 @@ impl RebootInstancesRequest {
     pub fn tenancy<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.tenancy = items.into_iter().map(Into::into).collect();
         self
@@ -5413,7 +5413,7 @@ impl crate::operation::Operation for RebootInstancesRequest {
 )]
 pub struct RebootInstancesResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -5445,12 +5445,12 @@ impl crate::xml::FromXml for RebootInstancesResult {
 )]
 pub struct RefreshInstanceBackupRuleRequest {
     /// Wire name `InstanceBackupRuleId` (string). Required.
-    pub instance_backup_rule_id: Option<String>,
+    pub instance_backup_rule_id: Option<crate::CompactString>,
 }
 
 impl RefreshInstanceBackupRuleRequest {
     /// Sets [`instance_backup_rule_id`](Self::instance_backup_rule_id) and returns the input.
-    pub fn instance_backup_rule_id(mut self, value: impl Into<String>) -> Self {
+    pub fn instance_backup_rule_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.instance_backup_rule_id = Some(value.into());
         self
     }
@@ -5494,7 +5494,7 @@ impl crate::operation::Operation for RefreshInstanceBackupRuleRequest {
 )]
 pub struct RefreshInstanceBackupRuleResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -5526,17 +5526,17 @@ impl crate::xml::FromXml for RefreshInstanceBackupRuleResult {
 )]
 pub struct RequestBlockDeviceMapping {
     /// Wire name `DeviceName` (string).
-    pub device_name: Option<String>,
+    pub device_name: Option<crate::CompactString>,
     /// Wire name `Ebs` (structure).
     #[cfg_attr(feature = "serde", serde(rename = "RequestEbs"))]
     pub ebs: Option<RequestEbs>,
     /// Wire name `VirtualName` (string).
-    pub virtual_name: Option<String>,
+    pub virtual_name: Option<crate::CompactString>,
 }
 
 impl RequestBlockDeviceMapping {
     /// Sets [`device_name`](Self::device_name) and returns the input.
-    pub fn device_name(mut self, value: impl Into<String>) -> Self {
+    pub fn device_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.device_name = Some(value.into());
         self
     }
@@ -5546,7 +5546,7 @@ impl RequestBlockDeviceMapping {
         self
     }
     /// Sets [`virtual_name`](Self::virtual_name) and returns the input.
-    pub fn virtual_name(mut self, value: impl Into<String>) -> Self {
+    pub fn virtual_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.virtual_name = Some(value.into());
         self
     }
@@ -5569,19 +5569,19 @@ impl crate::wire::ToParams for RequestBlockDeviceMapping {
 )]
 pub struct RequestCopyInstance {
     /// Wire name `AccountingType` (string). Allowed values: `1`, `2`.
-    pub accounting_type: Option<String>,
+    pub accounting_type: Option<crate::CompactString>,
     /// Wire name `InstanceName` (string). Required.
-    pub instance_name: Option<String>,
+    pub instance_name: Option<crate::CompactString>,
     /// Wire name `InstanceType` (string). Allowed values: `e2-mini`, `e-mini`, `h2-mini`, `mini`, `c2-small`, `c2r-small`, `c-small`, `e2-small`, `e2r-small`, `e-small`, `h2-small`, `h2r-small`, `small`, `c2-small2`, `c2r-small2`, `c-small2`, `e2-small2`, `e2r-small2`, `e-small2`, `h2-small2`, `h2r-small2`, `small2`, `c2-small4`, `c-small4`, `e2-small4`, `e-small4`, `h2-small4`, `h2r-small4`, `small4`, `e2-small8`, `e-small8`, `h2-small8`, `small8`, `e2-small16`, `e-small16`, `h2-small16`, `small16`, `c2-medium`, `c2r-medium`, `c-medium`, `e2-medium`, `e2r-medium`, `e-medium`, `h2-medium`, `h2r-medium`, `medium`, `c2-medium4`, `c2r-medium4`, `c-medium4`, `e2-medium4`, `e2r-medium4`, `e-medium4`, `h2-medium4`, `h2r-medium4`, `medium4`, `c2-medium8`, `c-medium8`, `e2-medium8`, `e-medium8`, `h2-medium8`, `h2r-medium8`, `medium8`, `e2-medium16`, `e-medium16`, `h2-medium16`, `medium16`, `e2-medium24`, `e-medium24`, `h2-medium24`, `medium24`, `c2-large`, `c2r-large`, `c-large`, `e2-large`, `e2r-large`, `e-large`, `h2-large`, `h2r-large`, `large`, `c2-large8`, `c-large8`, `e2-large8`, `e2r-large8`, `e-large8`, `h2-large8`, `h2r-large8`, `large8`, `e2-large16`, `e-large16`, `h2-large16`, `h2r-large16`, `large16`, `e2-large24`, `e-large24`, `h2-large24`, `large24`, `e2-large32`, `e-large32`, `h2-large32`, `large32`, `e2-extra-large8`, `e2r-extra-large8`, `e-extra-large8`, `h2-extra-large8`, `h2r-extra-large8`, `extra-large8`, `e2-extra-large16`, `e-extra-large16`, `h2-extra-large16`, `h2r-extra-large16`, `extra-large16`, `e2-extra-large24`, `e-extra-large24`, `h2-extra-large24`, `h2r-extra-large24`, `extra-large24`, `e2-extra-large32`, `e-extra-large32`, `h2-extra-large32`, `extra-large32`, `e2-extra-large48`, `e-extra-large48`, `h2-extra-large48`, `extra-large48`, `e2-double-large16`, `e2r-double-large16`, `e-double-large16`, `h2-double-large16`, `h2r-double-large16`, `double-large16`, `e2-double-large24`, `e-double-large24`, `h2-double-large24`, `h2r-double-large24`, `double-large24`, `e2-double-large32`, `e-double-large32`, `h2-double-large32`, `h2r-double-large32`, `double-large32`, `e2-double-large48`, `e-double-large48`, `h2-double-large48`, `double-large48`, `e2-double-large64`, `e-double-large64`, `h2-double-large64`, `double-large64`, `e2-double-large96`, `e-double-large96`, `h2-double-large96`, `double-large96`, `h2-triple-large32`, `h2r-triple-large32`, `triple-large32`, `h2-triple-large48`, `h2r-triple-large48`, `triple-large48`, `h2-triple-large64`, `triple-large64`, `h2-triple-large96`, `triple-large96`, `h2-triple-large128`, `triple-large128`, `h2-quad-large64`, `h2r-quad-large64`, `quad-large64`, `h2-quad-large96`, `quad-large96`, `h2-quad-large128`, `quad-large128`, `h2-quad-large256`, `quad-large256`, `h2-septa-large128`, `septa-large128`, `h2-septa-large256`, `septa-large256`, `h2-octa-large256`, `octa-large256`, `h2-octa-large384`, `octa-large384`, `h2-octa-large512`, `octa-large512`.
-    pub instance_type: Option<String>,
+    pub instance_type: Option<crate::CompactString>,
     /// Wire name `IpType` (string). Allowed values: `static`, `none`.
-    pub ip_type: Option<String>,
+    pub ip_type: Option<crate::CompactString>,
     /// Wire name `LoadBalancers.N` (list of structure).
     #[cfg_attr(feature = "serde", serde(rename = "ListOfRequestLoadBalancers"))]
     pub load_balancers: Vec<RequestLoadBalancers>,
     /// Wire name `SecurityGroup.N` (list of string).
     #[cfg_attr(feature = "serde", serde(rename = "ListOfRequestSecurityGroup"))]
-    pub security_group: Vec<String>,
+    pub security_group: Vec<crate::CompactString>,
     /// Wire name `Placement` (structure).
     #[cfg_attr(feature = "serde", serde(rename = "RequestPlacement"))]
     pub placement: Option<RequestPlacementOfCopyInstances>,
@@ -5589,22 +5589,22 @@ pub struct RequestCopyInstance {
 
 impl RequestCopyInstance {
     /// Sets [`accounting_type`](Self::accounting_type) and returns the input.
-    pub fn accounting_type(mut self, value: impl Into<String>) -> Self {
+    pub fn accounting_type(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.accounting_type = Some(value.into());
         self
     }
     /// Sets [`instance_name`](Self::instance_name) and returns the input.
-    pub fn instance_name(mut self, value: impl Into<String>) -> Self {
+    pub fn instance_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.instance_name = Some(value.into());
         self
     }
     /// Sets [`instance_type`](Self::instance_type) and returns the input.
-    pub fn instance_type(mut self, value: impl Into<String>) -> Self {
+    pub fn instance_type(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.instance_type = Some(value.into());
         self
     }
     /// Sets [`ip_type`](Self::ip_type) and returns the input.
-    pub fn ip_type(mut self, value: impl Into<String>) -> Self {
+    pub fn ip_type(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.ip_type = Some(value.into());
         self
     }
@@ -5617,7 +5617,7 @@ impl RequestCopyInstance {
     pub fn security_group<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.security_group = items.into_iter().map(Into::into).collect();
         self
@@ -5656,7 +5656,7 @@ impl crate::wire::ToParams for RequestCopyInstance {
 )]
 pub struct RequestDiskImage {
     /// Wire name `Description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// Wire name `Image` (structure).
     #[cfg_attr(feature = "serde", serde(rename = "RequestImage"))]
     pub image: Option<RequestImage>,
@@ -5667,7 +5667,7 @@ pub struct RequestDiskImage {
 
 impl RequestDiskImage {
     /// Sets [`description`](Self::description) and returns the input.
-    pub fn description(mut self, value: impl Into<String>) -> Self {
+    pub fn description(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.description = Some(value.into());
         self
     }
@@ -5704,7 +5704,7 @@ pub struct RequestEbs {
     /// Wire name `NoDevice` (boolean).
     pub no_device: Option<bool>,
     /// Wire name `SnapshotId` (string).
-    pub snapshot_id: Option<String>,
+    pub snapshot_id: Option<crate::CompactString>,
     /// Wire name `VolumeSize` (integer).
     pub volume_size: Option<i64>,
 }
@@ -5721,7 +5721,7 @@ impl RequestEbs {
         self
     }
     /// Sets [`snapshot_id`](Self::snapshot_id) and returns the input.
-    pub fn snapshot_id(mut self, value: impl Into<String>) -> Self {
+    pub fn snapshot_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.snapshot_id = Some(value.into());
         self
     }
@@ -5751,9 +5751,9 @@ impl crate::wire::ToParams for RequestEbs {
 pub struct RequestFilterOfNiftyDescribeSeparateInstanceRules {
     /// Wire name `Value.N` (list of string).
     #[cfg_attr(feature = "serde", serde(rename = "ListOfRequestValue"))]
-    pub value: Vec<String>,
+    pub value: Vec<crate::CompactString>,
     /// Wire name `Name` (string). Allowed values: `description`, `instanceId`, `instanceUniqueId`.
-    pub name: Option<String>,
+    pub name: Option<crate::CompactString>,
 }
 
 impl RequestFilterOfNiftyDescribeSeparateInstanceRules {
@@ -5761,13 +5761,13 @@ impl RequestFilterOfNiftyDescribeSeparateInstanceRules {
     pub fn value<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.value = items.into_iter().map(Into::into).collect();
         self
     }
     /// Sets [`name`](Self::name) and returns the input.
-    pub fn name(mut self, value: impl Into<String>) -> Self {
+    pub fn name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.name = Some(value.into());
         self
     }
@@ -5791,9 +5791,9 @@ pub struct RequestImage {
     /// Wire name `Bytes` (integer).
     pub bytes: Option<i64>,
     /// Wire name `Format` (string).
-    pub format: Option<String>,
+    pub format: Option<crate::CompactString>,
     /// Wire name `ImportManifestUrl` (string).
-    pub import_manifest_url: Option<String>,
+    pub import_manifest_url: Option<crate::CompactString>,
 }
 
 impl RequestImage {
@@ -5803,12 +5803,12 @@ impl RequestImage {
         self
     }
     /// Sets [`format`](Self::format) and returns the input.
-    pub fn format(mut self, value: impl Into<String>) -> Self {
+    pub fn format(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.format = Some(value.into());
         self
     }
     /// Sets [`import_manifest_url`](Self::import_manifest_url) and returns the input.
-    pub fn import_manifest_url(mut self, value: impl Into<String>) -> Self {
+    pub fn import_manifest_url(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.import_manifest_url = Some(value.into());
         self
     }
@@ -5831,19 +5831,19 @@ impl crate::wire::ToParams for RequestImage {
 )]
 pub struct RequestLicense {
     /// Wire name `LicenseName` (string). Allowed values: `RDS`, `Office(Std)`, `Office(Pro Plus)`.
-    pub license_name: Option<String>,
+    pub license_name: Option<crate::CompactString>,
     /// Wire name `LicenseNum` (string).
-    pub license_num: Option<String>,
+    pub license_num: Option<crate::CompactString>,
 }
 
 impl RequestLicense {
     /// Sets [`license_name`](Self::license_name) and returns the input.
-    pub fn license_name(mut self, value: impl Into<String>) -> Self {
+    pub fn license_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.license_name = Some(value.into());
         self
     }
     /// Sets [`license_num`](Self::license_num) and returns the input.
-    pub fn license_num(mut self, value: impl Into<String>) -> Self {
+    pub fn license_num(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.license_num = Some(value.into());
         self
     }
@@ -5867,7 +5867,7 @@ pub struct RequestLoadBalancers {
     /// Wire name `InstancePort` (integer).
     pub instance_port: Option<i64>,
     /// Wire name `LoadBalancerName` (string).
-    pub load_balancer_name: Option<String>,
+    pub load_balancer_name: Option<crate::CompactString>,
     /// Wire name `LoadBalancerPort` (integer).
     pub load_balancer_port: Option<i64>,
 }
@@ -5879,7 +5879,7 @@ impl RequestLoadBalancers {
         self
     }
     /// Sets [`load_balancer_name`](Self::load_balancer_name) and returns the input.
-    pub fn load_balancer_name(mut self, value: impl Into<String>) -> Self {
+    pub fn load_balancer_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.load_balancer_name = Some(value.into());
         self
     }
@@ -5933,12 +5933,12 @@ impl crate::wire::ToParams for RequestMonitoring {
 )]
 pub struct RequestMonitoringOfImportInstance {
     /// Wire name `Enabled` (string).
-    pub enabled: Option<String>,
+    pub enabled: Option<crate::CompactString>,
 }
 
 impl RequestMonitoringOfImportInstance {
     /// Sets [`enabled`](Self::enabled) and returns the input.
-    pub fn enabled(mut self, value: impl Into<String>) -> Self {
+    pub fn enabled(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.enabled = Some(value.into());
         self
     }
@@ -5961,14 +5961,14 @@ pub struct RequestNetworkInterface {
     /// Wire name `DeviceIndex` (integer).
     pub device_index: Option<i64>,
     /// Wire name `IpAddress` (string).
-    pub ip_address: Option<String>,
+    pub ip_address: Option<crate::CompactString>,
     /// Wire name `SecurityGroupId.N` (list of string).
     #[cfg_attr(feature = "serde", serde(rename = "ListOfRequestSecurityGroupId"))]
-    pub security_group_id: Vec<String>,
+    pub security_group_id: Vec<crate::CompactString>,
     /// Wire name `NetworkId` (string).
-    pub network_id: Option<String>,
+    pub network_id: Option<crate::CompactString>,
     /// Wire name `NetworkName` (string).
-    pub network_name: Option<String>,
+    pub network_name: Option<crate::CompactString>,
 }
 
 impl RequestNetworkInterface {
@@ -5978,7 +5978,7 @@ impl RequestNetworkInterface {
         self
     }
     /// Sets [`ip_address`](Self::ip_address) and returns the input.
-    pub fn ip_address(mut self, value: impl Into<String>) -> Self {
+    pub fn ip_address(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.ip_address = Some(value.into());
         self
     }
@@ -5986,18 +5986,18 @@ impl RequestNetworkInterface {
     pub fn security_group_id<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.security_group_id = items.into_iter().map(Into::into).collect();
         self
     }
     /// Sets [`network_id`](Self::network_id) and returns the input.
-    pub fn network_id(mut self, value: impl Into<String>) -> Self {
+    pub fn network_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.network_id = Some(value.into());
         self
     }
     /// Sets [`network_name`](Self::network_name) and returns the input.
-    pub fn network_name(mut self, value: impl Into<String>) -> Self {
+    pub fn network_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.network_name = Some(value.into());
         self
     }
@@ -6022,26 +6022,26 @@ impl crate::wire::ToParams for RequestNetworkInterface {
 )]
 pub struct RequestNetworkInterfaceOfCopyFromBackupInstance {
     /// Wire name `IpAddress` (string).
-    pub ip_address: Option<String>,
+    pub ip_address: Option<crate::CompactString>,
     /// Wire name `NetworkId` (string).
-    pub network_id: Option<String>,
+    pub network_id: Option<crate::CompactString>,
     /// Wire name `NetworkName` (string).
-    pub network_name: Option<String>,
+    pub network_name: Option<crate::CompactString>,
 }
 
 impl RequestNetworkInterfaceOfCopyFromBackupInstance {
     /// Sets [`ip_address`](Self::ip_address) and returns the input.
-    pub fn ip_address(mut self, value: impl Into<String>) -> Self {
+    pub fn ip_address(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.ip_address = Some(value.into());
         self
     }
     /// Sets [`network_id`](Self::network_id) and returns the input.
-    pub fn network_id(mut self, value: impl Into<String>) -> Self {
+    pub fn network_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.network_id = Some(value.into());
         self
     }
     /// Sets [`network_name`](Self::network_name) and returns the input.
-    pub fn network_name(mut self, value: impl Into<String>) -> Self {
+    pub fn network_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.network_name = Some(value.into());
         self
     }
@@ -6064,19 +6064,19 @@ impl crate::wire::ToParams for RequestNetworkInterfaceOfCopyFromBackupInstance {
 )]
 pub struct RequestPlacement {
     /// Wire name `AvailabilityZone` (string).
-    pub availability_zone: Option<String>,
+    pub availability_zone: Option<crate::CompactString>,
     /// Wire name `GroupName` (string).
-    pub group_name: Option<String>,
+    pub group_name: Option<crate::CompactString>,
 }
 
 impl RequestPlacement {
     /// Sets [`availability_zone`](Self::availability_zone) and returns the input.
-    pub fn availability_zone(mut self, value: impl Into<String>) -> Self {
+    pub fn availability_zone(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.availability_zone = Some(value.into());
         self
     }
     /// Sets [`group_name`](Self::group_name) and returns the input.
-    pub fn group_name(mut self, value: impl Into<String>) -> Self {
+    pub fn group_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.group_name = Some(value.into());
         self
     }
@@ -6098,19 +6098,19 @@ impl crate::wire::ToParams for RequestPlacement {
 )]
 pub struct RequestPlacementOfCopyInstances {
     /// Wire name `AvailabilityZone` (string).
-    pub availability_zone: Option<String>,
+    pub availability_zone: Option<crate::CompactString>,
     /// Wire name `RegionName` (string).
-    pub region_name: Option<String>,
+    pub region_name: Option<crate::CompactString>,
 }
 
 impl RequestPlacementOfCopyInstances {
     /// Sets [`availability_zone`](Self::availability_zone) and returns the input.
-    pub fn availability_zone(mut self, value: impl Into<String>) -> Self {
+    pub fn availability_zone(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.availability_zone = Some(value.into());
         self
     }
     /// Sets [`region_name`](Self::region_name) and returns the input.
-    pub fn region_name(mut self, value: impl Into<String>) -> Self {
+    pub fn region_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.region_name = Some(value.into());
         self
     }
@@ -6132,12 +6132,12 @@ impl crate::wire::ToParams for RequestPlacementOfCopyInstances {
 )]
 pub struct RequestPlacementOfImportInstance {
     /// Wire name `AvailabilityZone` (string).
-    pub availability_zone: Option<String>,
+    pub availability_zone: Option<crate::CompactString>,
 }
 
 impl RequestPlacementOfImportInstance {
     /// Sets [`availability_zone`](Self::availability_zone) and returns the input.
-    pub fn availability_zone(mut self, value: impl Into<String>) -> Self {
+    pub fn availability_zone(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.availability_zone = Some(value.into());
         self
     }
@@ -6158,12 +6158,12 @@ impl crate::wire::ToParams for RequestPlacementOfImportInstance {
 )]
 pub struct RequestPlacementOfNiftyCreateSeparateInstanceRule {
     /// Wire name `AvailabilityZone` (string). Required.
-    pub availability_zone: Option<String>,
+    pub availability_zone: Option<crate::CompactString>,
 }
 
 impl RequestPlacementOfNiftyCreateSeparateInstanceRule {
     /// Sets [`availability_zone`](Self::availability_zone) and returns the input.
-    pub fn availability_zone(mut self, value: impl Into<String>) -> Self {
+    pub fn availability_zone(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.availability_zone = Some(value.into());
         self
     }
@@ -6190,19 +6190,19 @@ impl crate::wire::ToParams for RequestPlacementOfNiftyCreateSeparateInstanceRule
 )]
 pub struct RequestUserData {
     /// Wire name `Content` (string).
-    pub content: Option<String>,
+    pub content: Option<crate::CompactString>,
     /// Wire name `Encoding` (string).
-    pub encoding: Option<String>,
+    pub encoding: Option<crate::CompactString>,
 }
 
 impl RequestUserData {
     /// Sets [`content`](Self::content) and returns the input.
-    pub fn content(mut self, value: impl Into<String>) -> Self {
+    pub fn content(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.content = Some(value.into());
         self
     }
     /// Sets [`encoding`](Self::encoding) and returns the input.
-    pub fn encoding(mut self, value: impl Into<String>) -> Self {
+    pub fn encoding(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.encoding = Some(value.into());
         self
     }
@@ -6224,12 +6224,12 @@ impl crate::wire::ToParams for RequestUserData {
 )]
 pub struct RequestUserDataOfImportInstance {
     /// Wire name `Content` (string).
-    pub content: Option<String>,
+    pub content: Option<crate::CompactString>,
 }
 
 impl RequestUserDataOfImportInstance {
     /// Sets [`content`](Self::content) and returns the input.
-    pub fn content(mut self, value: impl Into<String>) -> Self {
+    pub fn content(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.content = Some(value.into());
         self
     }
@@ -6280,9 +6280,9 @@ pub struct ReservationSet {
     /// XML element `instancesSet`, a list of `item` entries (structure).
     pub instances_set: Vec<InstancesSet>,
     /// XML element `ownerId` (string).
-    pub owner_id: Option<String>,
+    pub owner_id: Option<crate::CompactString>,
     /// XML element `reservationId` (string).
-    pub reservation_id: Option<String>,
+    pub reservation_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for ReservationSet {
@@ -6311,33 +6311,33 @@ impl crate::xml::FromXml for ReservationSet {
 )]
 pub struct RunInstancesRequest {
     /// Wire name `AccountingType` (string). Allowed values: `1`, `2`.
-    pub accounting_type: Option<String>,
+    pub accounting_type: Option<crate::CompactString>,
     /// Wire name `AddressingType` (string).
-    pub addressing_type: Option<String>,
+    pub addressing_type: Option<crate::CompactString>,
     /// Wire name `Admin` (string).
-    pub admin: Option<String>,
+    pub admin: Option<crate::CompactString>,
     /// Wire name `Agreement` (boolean).
     pub agreement: Option<bool>,
     /// Wire name `BlockDeviceMapping.N` (list of structure).
     pub block_device_mapping: Vec<RequestBlockDeviceMapping>,
     /// Wire name `Description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// Wire name `DisableApiTermination` (boolean).
     pub disable_api_termination: Option<bool>,
     /// Wire name `ImageId` (string). Required.
-    pub image_id: Option<String>,
+    pub image_id: Option<crate::CompactString>,
     /// Wire name `InstanceId` (string).
-    pub instance_id: Option<String>,
+    pub instance_id: Option<crate::CompactString>,
     /// Wire name `InstanceInitiatedShutdownBehavior` (string).
-    pub instance_initiated_shutdown_behavior: Option<String>,
+    pub instance_initiated_shutdown_behavior: Option<crate::CompactString>,
     /// Wire name `InstanceType` (string). Allowed values: `e2-mini`, `e-mini`, `h2-mini`, `mini`, `c2-small`, `c2r-small`, `c-small`, `e2-small`, `e2r-small`, `e-small`, `h2-small`, `h2r-small`, `small`, `c2-small2`, `c2r-small2`, `c-small2`, `e2-small2`, `e2r-small2`, `e-small2`, `h2-small2`, `h2r-small2`, `small2`, `c2-small4`, `c-small4`, `e2-small4`, `e-small4`, `h2-small4`, `h2r-small4`, `small4`, `e2-small8`, `e-small8`, `h2-small8`, `small8`, `e2-small16`, `e-small16`, `h2-small16`, `small16`, `c2-medium`, `c2r-medium`, `c-medium`, `e2-medium`, `e2r-medium`, `e-medium`, `h2-medium`, `h2r-medium`, `medium`, `c2-medium4`, `c2r-medium4`, `c-medium4`, `e2-medium4`, `e2r-medium4`, `e-medium4`, `h2-medium4`, `h2r-medium4`, `medium4`, `c2-medium8`, `c-medium8`, `e2-medium8`, `e-medium8`, `h2-medium8`, `h2r-medium8`, `medium8`, `e2-medium16`, `e-medium16`, `h2-medium16`, `medium16`, `e2-medium24`, `e-medium24`, `h2-medium24`, `medium24`, `c2-large`, `c2r-large`, `c-large`, `e2-large`, `e2r-large`, `e-large`, `h2-large`, `h2r-large`, `large`, `c2-large8`, `c-large8`, `e2-large8`, `e2r-large8`, `e-large8`, `h2-large8`, `h2r-large8`, `large8`, `e2-large16`, `e-large16`, `h2-large16`, `h2r-large16`, `large16`, `e2-large24`, `e-large24`, `h2-large24`, `large24`, `e2-large32`, `e-large32`, `h2-large32`, `large32`, `e2-extra-large8`, `e2r-extra-large8`, `e-extra-large8`, `h2-extra-large8`, `h2r-extra-large8`, `extra-large8`, `e2-extra-large16`, `e-extra-large16`, `h2-extra-large16`, `h2r-extra-large16`, `extra-large16`, `e2-extra-large24`, `e-extra-large24`, `h2-extra-large24`, `h2r-extra-large24`, `extra-large24`, `e2-extra-large32`, `e-extra-large32`, `h2-extra-large32`, `extra-large32`, `e2-extra-large48`, `e-extra-large48`, `h2-extra-large48`, `extra-large48`, `e2-double-large16`, `e2r-double-large16`, `e-double-large16`, `h2-double-large16`, `h2r-double-large16`, `double-large16`, `e2-double-large24`, `e-double-large24`, `h2-double-large24`, `h2r-double-large24`, `double-large24`, `e2-double-large32`, `e-double-large32`, `h2-double-large32`, `h2r-double-large32`, `double-large32`, `e2-double-large48`, `e-double-large48`, `h2-double-large48`, `double-large48`, `e2-double-large64`, `e-double-large64`, `h2-double-large64`, `double-large64`, `e2-double-large96`, `e-double-large96`, `h2-double-large96`, `double-large96`, `h2-triple-large32`, `h2r-triple-large32`, `triple-large32`, `h2-triple-large48`, `h2r-triple-large48`, `triple-large48`, `h2-triple-large64`, `triple-large64`, `h2-triple-large96`, `triple-large96`, `h2-triple-large128`, `triple-large128`, `h2-quad-large64`, `h2r-quad-large64`, `quad-large64`, `h2-quad-large96`, `quad-large96`, `h2-quad-large128`, `quad-large128`, `h2-quad-large256`, `quad-large256`, `h2-septa-large128`, `septa-large128`, `h2-septa-large256`, `septa-large256`, `h2-octa-large256`, `octa-large256`, `h2-octa-large384`, `octa-large384`, `h2-octa-large512`, `octa-large512`.
-    pub instance_type: Option<String>,
+    pub instance_type: Option<crate::CompactString>,
     /// Wire name `IpType` (string). Allowed values: `static`, `elastic`, `none`.
-    pub ip_type: Option<String>,
+    pub ip_type: Option<crate::CompactString>,
     /// Wire name `KernelId` (string).
-    pub kernel_id: Option<String>,
+    pub kernel_id: Option<crate::CompactString>,
     /// Wire name `KeyName` (string).
-    pub key_name: Option<String>,
+    pub key_name: Option<crate::CompactString>,
     /// Wire name `License.N` (list of structure).
     pub license: Vec<RequestLicense>,
     /// Wire name `MaxCount` (integer).
@@ -6349,34 +6349,34 @@ pub struct RunInstancesRequest {
     /// Wire name `NetworkInterface.N` (list of structure).
     pub network_interface: Vec<RequestNetworkInterface>,
     /// Wire name `Password` (string).
-    pub password: Option<String>,
+    pub password: Option<crate::CompactString>,
     /// Wire name `Placement` (structure).
     pub placement: Option<RequestPlacement>,
     /// Wire name `PublicIp` (string).
-    pub public_ip: Option<String>,
+    pub public_ip: Option<crate::CompactString>,
     /// Wire name `RamdiskId` (string).
-    pub ramdisk_id: Option<String>,
+    pub ramdisk_id: Option<crate::CompactString>,
     /// Wire name `SecurityGroup.N` (list of string).
-    pub security_group: Vec<String>,
+    pub security_group: Vec<crate::CompactString>,
     /// Wire name `SubnetId` (string).
-    pub subnet_id: Option<String>,
+    pub subnet_id: Option<crate::CompactString>,
     /// Wire name `UserData` (structure).
     pub user_data: Option<RequestUserData>,
 }
 
 impl RunInstancesRequest {
     /// Sets [`accounting_type`](Self::accounting_type) and returns the input.
-    pub fn accounting_type(mut self, value: impl Into<String>) -> Self {
+    pub fn accounting_type(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.accounting_type = Some(value.into());
         self
     }
     /// Sets [`addressing_type`](Self::addressing_type) and returns the input.
-    pub fn addressing_type(mut self, value: impl Into<String>) -> Self {
+    pub fn addressing_type(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.addressing_type = Some(value.into());
         self
     }
     /// Sets [`admin`](Self::admin) and returns the input.
-    pub fn admin(mut self, value: impl Into<String>) -> Self {
+    pub fn admin(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.admin = Some(value.into());
         self
     }
@@ -6391,7 +6391,7 @@ impl RunInstancesRequest {
         self
     }
     /// Sets [`description`](Self::description) and returns the input.
-    pub fn description(mut self, value: impl Into<String>) -> Self {
+    pub fn description(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.description = Some(value.into());
         self
     }
@@ -6401,37 +6401,37 @@ impl RunInstancesRequest {
         self
     }
     /// Sets [`image_id`](Self::image_id) and returns the input.
-    pub fn image_id(mut self, value: impl Into<String>) -> Self {
+    pub fn image_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.image_id = Some(value.into());
         self
     }
     /// Sets [`instance_id`](Self::instance_id) and returns the input.
-    pub fn instance_id(mut self, value: impl Into<String>) -> Self {
+    pub fn instance_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.instance_id = Some(value.into());
         self
     }
     /// Sets [`instance_initiated_shutdown_behavior`](Self::instance_initiated_shutdown_behavior) and returns the input.
-    pub fn instance_initiated_shutdown_behavior(mut self, value: impl Into<String>) -> Self {
+    pub fn instance_initiated_shutdown_behavior(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.instance_initiated_shutdown_behavior = Some(value.into());
         self
     }
     /// Sets [`instance_type`](Self::instance_type) and returns the input.
-    pub fn instance_type(mut self, value: impl Into<String>) -> Self {
+    pub fn instance_type(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.instance_type = Some(value.into());
         self
     }
     /// Sets [`ip_type`](Self::ip_type) and returns the input.
-    pub fn ip_type(mut self, value: impl Into<String>) -> Self {
+    pub fn ip_type(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.ip_type = Some(value.into());
         self
     }
     /// Sets [`kernel_id`](Self::kernel_id) and returns the input.
-    pub fn kernel_id(mut self, value: impl Into<String>) -> Self {
+    pub fn kernel_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.kernel_id = Some(value.into());
         self
     }
     /// Sets [`key_name`](Self::key_name) and returns the input.
-    pub fn key_name(mut self, value: impl Into<String>) -> Self {
+    pub fn key_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.key_name = Some(value.into());
         self
     }
@@ -6461,7 +6461,7 @@ impl RunInstancesRequest {
         self
     }
     /// Sets [`password`](Self::password) and returns the input.
-    pub fn password(mut self, value: impl Into<String>) -> Self {
+    pub fn password(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.password = Some(value.into());
         self
     }
@@ -6471,12 +6471,12 @@ impl RunInstancesRequest {
         self
     }
     /// Sets [`public_ip`](Self::public_ip) and returns the input.
-    pub fn public_ip(mut self, value: impl Into<String>) -> Self {
+    pub fn public_ip(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.public_ip = Some(value.into());
         self
     }
     /// Sets [`ramdisk_id`](Self::ramdisk_id) and returns the input.
-    pub fn ramdisk_id(mut self, value: impl Into<String>) -> Self {
+    pub fn ramdisk_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.ramdisk_id = Some(value.into());
         self
     }
@@ -6484,13 +6484,13 @@ impl RunInstancesRequest {
     pub fn security_group<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.security_group = items.into_iter().map(Into::into).collect();
         self
     }
     /// Sets [`subnet_id`](Self::subnet_id) and returns the input.
-    pub fn subnet_id(mut self, value: impl Into<String>) -> Self {
+    pub fn subnet_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.subnet_id = Some(value.into());
         self
     }
@@ -6584,11 +6584,11 @@ pub struct RunInstancesResult {
     /// XML element `instancesSet`, a list of `item` entries (structure).
     pub instances_set: Vec<InstancesSetOfRunInstances>,
     /// XML element `ownerId` (string).
-    pub owner_id: Option<String>,
+    pub owner_id: Option<crate::CompactString>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `reservationId` (string).
-    pub reservation_id: Option<String>,
+    pub reservation_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for RunInstancesResult {
@@ -6621,15 +6621,15 @@ impl crate::xml::FromXml for RunInstancesResult {
 )]
 pub struct SeparateInstanceRulesInfo {
     /// XML element `availabilityZone` (string).
-    pub availability_zone: Option<String>,
+    pub availability_zone: Option<crate::CompactString>,
     /// XML element `instancesSet`, a list of `item` entries (structure).
     pub instances_set: Vec<InstancesSetOfNiftyDescribeSeparateInstanceRules>,
     /// XML element `separateInstanceRuleDescription` (string).
-    pub separate_instance_rule_description: Option<String>,
+    pub separate_instance_rule_description: Option<crate::CompactString>,
     /// XML element `separateInstanceRuleName` (string).
-    pub separate_instance_rule_name: Option<String>,
+    pub separate_instance_rule_name: Option<crate::CompactString>,
     /// XML element `separateInstanceRuleStatus` (string).
-    pub separate_instance_rule_status: Option<String>,
+    pub separate_instance_rule_status: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for SeparateInstanceRulesInfo {
@@ -6663,25 +6663,25 @@ impl crate::xml::FromXml for SeparateInstanceRulesInfo {
 )]
 pub struct SnapshotInfoSet {
     /// XML element `createdTime` (string).
-    pub created_time: Option<String>,
+    pub created_time: Option<crate::CompactString>,
     /// XML element `difference` (string).
-    pub difference: Option<String>,
+    pub difference: Option<crate::CompactString>,
     /// XML element `expiredTime` (string).
-    pub expired_time: Option<String>,
+    pub expired_time: Option<crate::CompactString>,
     /// XML element `instanceId` (string).
-    pub instance_id: Option<String>,
+    pub instance_id: Option<crate::CompactString>,
     /// XML element `instanceSnapshotId` (string).
-    pub instance_snapshot_id: Option<String>,
+    pub instance_snapshot_id: Option<crate::CompactString>,
     /// XML element `memo` (string).
-    pub memo: Option<String>,
+    pub memo: Option<crate::CompactString>,
     /// XML element `powerStatus` (string).
-    pub power_status: Option<String>,
+    pub power_status: Option<crate::CompactString>,
     /// XML element `snapshotName` (string).
-    pub snapshot_name: Option<String>,
+    pub snapshot_name: Option<crate::CompactString>,
     /// XML element `status` (string).
-    pub status: Option<String>,
+    pub status: Option<crate::CompactString>,
     /// XML element `updatedTime` (string).
-    pub updated_time: Option<String>,
+    pub updated_time: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for SnapshotInfoSet {
@@ -6716,15 +6716,15 @@ impl crate::xml::FromXml for SnapshotInfoSet {
 )]
 pub struct StartInstancesRequest {
     /// Wire name `AccountingType.N` (list of string).
-    pub accounting_type: Vec<String>,
+    pub accounting_type: Vec<crate::CompactString>,
     /// Wire name `InstanceId.N` (list of string). Required.
-    pub instance_id: Vec<String>,
+    pub instance_id: Vec<crate::CompactString>,
     /// Wire name `InstanceType.N` (list of string).
-    pub instance_type: Vec<String>,
+    pub instance_type: Vec<crate::CompactString>,
     /// Wire name `NiftyIsBios` (boolean).
     pub nifty_is_bios: Option<bool>,
     /// Wire name `Tenancy.N` (list of string).
-    pub tenancy: Vec<String>,
+    pub tenancy: Vec<crate::CompactString>,
     /// Wire name `UserData` (structure).
     pub user_data: Option<RequestUserData>,
 }
@@ -6734,7 +6734,7 @@ impl StartInstancesRequest {
     pub fn accounting_type<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.accounting_type = items.into_iter().map(Into::into).collect();
         self
@@ -6743,7 +6743,7 @@ impl StartInstancesRequest {
     pub fn instance_id<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.instance_id = items.into_iter().map(Into::into).collect();
         self
@@ -6752,7 +6752,7 @@ impl StartInstancesRequest {
     pub fn instance_type<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.instance_type = items.into_iter().map(Into::into).collect();
         self
@@ -6766,7 +6766,7 @@ impl StartInstancesRequest {
     pub fn tenancy<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.tenancy = items.into_iter().map(Into::into).collect();
         self
@@ -6834,7 +6834,7 @@ pub struct StartInstancesResult {
     /// XML element `instancesSet`, a list of `item` entries (structure).
     pub instances_set: Vec<InstancesSetOfStartInstances>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for StartInstancesResult {
@@ -6866,9 +6866,9 @@ pub struct StopInstancesRequest {
     /// Wire name `Force` (boolean).
     pub force: Option<bool>,
     /// Wire name `InstanceId.N` (list of string). Required.
-    pub instance_id: Vec<String>,
+    pub instance_id: Vec<crate::CompactString>,
     /// Wire name `Tenancy.N` (list of string).
-    pub tenancy: Vec<String>,
+    pub tenancy: Vec<crate::CompactString>,
 }
 
 impl StopInstancesRequest {
@@ -6881,7 +6881,7 @@ impl StopInstancesRequest {
     pub fn instance_id<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.instance_id = items.into_iter().map(Into::into).collect();
         self
@@ -6890,7 +6890,7 @@ impl StopInstancesRequest {
     pub fn tenancy<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.tenancy = items.into_iter().map(Into::into).collect();
         self
@@ -6939,7 +6939,7 @@ pub struct StopInstancesResult {
     /// XML element `instancesSet`, a list of `item` entries (structure).
     pub instances_set: Vec<InstancesSetOfStopInstances>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for StopInstancesResult {
@@ -6969,7 +6969,7 @@ impl crate::xml::FromXml for StopInstancesResult {
 )]
 pub struct TerminateInstancesRequest {
     /// Wire name `InstanceId.N` (list of string). Required.
-    pub instance_id: Vec<String>,
+    pub instance_id: Vec<crate::CompactString>,
 }
 
 impl TerminateInstancesRequest {
@@ -6977,7 +6977,7 @@ impl TerminateInstancesRequest {
     pub fn instance_id<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.instance_id = items.into_iter().map(Into::into).collect();
         self
@@ -7024,7 +7024,7 @@ pub struct TerminateInstancesResult {
     /// XML element `instancesSet`, a list of `item` entries (structure).
     pub instances_set: Vec<InstancesSetOfTerminateInstances>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for TerminateInstancesResult {
@@ -7054,9 +7054,9 @@ impl crate::xml::FromXml for TerminateInstancesResult {
 )]
 pub struct VmTools {
     /// XML element `state` (string).
-    pub state: Option<String>,
+    pub state: Option<crate::CompactString>,
     /// XML element `version` (string).
-    pub version: Option<String>,
+    pub version: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for VmTools {
@@ -7083,13 +7083,13 @@ impl crate::xml::FromXml for VmTools {
 )]
 pub struct Volumes {
     /// XML element `availabilityZone` (string).
-    pub availability_zone: Option<String>,
+    pub availability_zone: Option<crate::CompactString>,
     /// XML element `bytesConverted` (integer).
     pub bytes_converted: Option<i64>,
     /// XML element `image` (structure).
     pub image: Option<Image>,
     /// XML element `status` (string).
-    pub status: Option<String>,
+    pub status: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for Volumes {

@@ -13,9 +13,9 @@ use super::*;
 )]
 pub struct AppCookieStickinessPolicies {
     /// XML element `CookieName` (string).
-    pub cookie_name: Option<String>,
+    pub cookie_name: Option<crate::CompactString>,
     /// XML element `PolicyName` (string).
-    pub policy_name: Option<String>,
+    pub policy_name: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for AppCookieStickinessPolicies {
@@ -44,7 +44,7 @@ pub struct ClearLoadBalancerSessionRequest {
     /// Wire name `InstancePort` (integer). Required.
     pub instance_port: Option<i64>,
     /// Wire name `LoadBalancerName` (string). Required.
-    pub load_balancer_name: Option<String>,
+    pub load_balancer_name: Option<crate::CompactString>,
     /// Wire name `LoadBalancerPort` (integer). Required.
     pub load_balancer_port: Option<i64>,
 }
@@ -56,7 +56,7 @@ impl ClearLoadBalancerSessionRequest {
         self
     }
     /// Sets [`load_balancer_name`](Self::load_balancer_name) and returns the input.
-    pub fn load_balancer_name(mut self, value: impl Into<String>) -> Self {
+    pub fn load_balancer_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.load_balancer_name = Some(value.into());
         self
     }
@@ -113,7 +113,7 @@ impl crate::operation::Operation for ClearLoadBalancerSessionRequest {
 )]
 pub struct ClearLoadBalancerSessionResultWrapper {
     /// XML element `ClearLoadBalancerSessionResult` (string).
-    pub clear_load_balancer_session_result: Option<String>,
+    pub clear_load_balancer_session_result: Option<crate::CompactString>,
     /// XML element `ResponseMetadata` (structure).
     pub response_metadata: Option<ResponseMetadata>,
 }
@@ -151,7 +151,7 @@ pub struct ConfigureHealthCheckRequest {
     /// Wire name `InstancePort` (integer). Required.
     pub instance_port: Option<i64>,
     /// Wire name `LoadBalancerName` (string). Required.
-    pub load_balancer_name: Option<String>,
+    pub load_balancer_name: Option<crate::CompactString>,
     /// Wire name `LoadBalancerPort` (integer). Required.
     pub load_balancer_port: Option<i64>,
 }
@@ -168,7 +168,7 @@ impl ConfigureHealthCheckRequest {
         self
     }
     /// Sets [`load_balancer_name`](Self::load_balancer_name) and returns the input.
-    pub fn load_balancer_name(mut self, value: impl Into<String>) -> Self {
+    pub fn load_balancer_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.load_balancer_name = Some(value.into());
         self
     }
@@ -292,24 +292,24 @@ impl crate::xml::FromXml for ConfigureHealthCheckResultWrapper {
 )]
 pub struct CreateLoadBalancerRequest {
     /// Wire name `AccountingType` (string). Allowed values: `1`, `2`.
-    pub accounting_type: Option<String>,
+    pub accounting_type: Option<crate::CompactString>,
     /// Wire name `AvailabilityZones.member.N` (list of string).
-    pub availability_zones: Vec<String>,
+    pub availability_zones: Vec<crate::CompactString>,
     /// Wire name `IpVersion` (string). Allowed values: `v4`, `v6`.
-    pub ip_version: Option<String>,
+    pub ip_version: Option<crate::CompactString>,
     /// Wire name `Listeners.member.N` (list of structure).
     pub listeners: Vec<RequestListeners>,
     /// Wire name `LoadBalancerName` (string). Required.
-    pub load_balancer_name: Option<String>,
+    pub load_balancer_name: Option<crate::CompactString>,
     /// Wire name `NetworkVolume` (integer).
     pub network_volume: Option<i64>,
     /// Wire name `PolicyType` (string). Allowed values: `standard`, `ats`.
-    pub policy_type: Option<String>,
+    pub policy_type: Option<crate::CompactString>,
 }
 
 impl CreateLoadBalancerRequest {
     /// Sets [`accounting_type`](Self::accounting_type) and returns the input.
-    pub fn accounting_type(mut self, value: impl Into<String>) -> Self {
+    pub fn accounting_type(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.accounting_type = Some(value.into());
         self
     }
@@ -317,13 +317,13 @@ impl CreateLoadBalancerRequest {
     pub fn availability_zones<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.availability_zones = items.into_iter().map(Into::into).collect();
         self
     }
     /// Sets [`ip_version`](Self::ip_version) and returns the input.
-    pub fn ip_version(mut self, value: impl Into<String>) -> Self {
+    pub fn ip_version(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.ip_version = Some(value.into());
         self
     }
@@ -333,7 +333,7 @@ impl CreateLoadBalancerRequest {
         self
     }
     /// Sets [`load_balancer_name`](Self::load_balancer_name) and returns the input.
-    pub fn load_balancer_name(mut self, value: impl Into<String>) -> Self {
+    pub fn load_balancer_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.load_balancer_name = Some(value.into());
         self
     }
@@ -343,7 +343,7 @@ impl CreateLoadBalancerRequest {
         self
     }
     /// Sets [`policy_type`](Self::policy_type) and returns the input.
-    pub fn policy_type(mut self, value: impl Into<String>) -> Self {
+    pub fn policy_type(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.policy_type = Some(value.into());
         self
     }
@@ -394,7 +394,7 @@ impl crate::operation::Operation for CreateLoadBalancerRequest {
 pub struct CreateLoadBalancerResult {
     /// XML element `DNSName` (string).
     #[cfg_attr(feature = "serde", serde(rename = "DNSName"))]
-    pub dns_name: Option<String>,
+    pub dns_name: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for CreateLoadBalancerResult {
@@ -456,7 +456,7 @@ pub struct DeleteLoadBalancerRequest {
     /// Wire name `InstancePort` (integer). Required.
     pub instance_port: Option<i64>,
     /// Wire name `LoadBalancerName` (string). Required.
-    pub load_balancer_name: Option<String>,
+    pub load_balancer_name: Option<crate::CompactString>,
     /// Wire name `LoadBalancerPort` (integer). Required.
     pub load_balancer_port: Option<i64>,
 }
@@ -468,7 +468,7 @@ impl DeleteLoadBalancerRequest {
         self
     }
     /// Sets [`load_balancer_name`](Self::load_balancer_name) and returns the input.
-    pub fn load_balancer_name(mut self, value: impl Into<String>) -> Self {
+    pub fn load_balancer_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.load_balancer_name = Some(value.into());
         self
     }
@@ -525,7 +525,7 @@ impl crate::operation::Operation for DeleteLoadBalancerRequest {
 )]
 pub struct DeleteLoadBalancerResultWrapper {
     /// XML element `DeleteLoadBalancerResult` (string).
-    pub delete_load_balancer_result: Option<String>,
+    pub delete_load_balancer_result: Option<crate::CompactString>,
     /// XML element `ResponseMetadata` (structure).
     pub response_metadata: Option<ResponseMetadata>,
 }
@@ -561,7 +561,7 @@ pub struct DeregisterInstancesFromLoadBalancerRequest {
     /// Wire name `Instances.member.N` (list of structure). Required.
     pub instances: Vec<RequestInstances>,
     /// Wire name `LoadBalancerName` (string). Required.
-    pub load_balancer_name: Option<String>,
+    pub load_balancer_name: Option<crate::CompactString>,
     /// Wire name `LoadBalancerPort` (integer). Required.
     pub load_balancer_port: Option<i64>,
 }
@@ -578,7 +578,7 @@ impl DeregisterInstancesFromLoadBalancerRequest {
         self
     }
     /// Sets [`load_balancer_name`](Self::load_balancer_name) and returns the input.
-    pub fn load_balancer_name(mut self, value: impl Into<String>) -> Self {
+    pub fn load_balancer_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.load_balancer_name = Some(value.into());
         self
     }
@@ -708,7 +708,7 @@ pub struct DescribeInstanceHealthRequest {
     /// Wire name `Instances.member.N` (list of structure).
     pub instances: Vec<RequestInstancesOfDescribeInstanceHealth>,
     /// Wire name `LoadBalancerName` (string). Required.
-    pub load_balancer_name: Option<String>,
+    pub load_balancer_name: Option<crate::CompactString>,
     /// Wire name `LoadBalancerPort` (integer). Required.
     pub load_balancer_port: Option<i64>,
 }
@@ -725,7 +725,7 @@ impl DescribeInstanceHealthRequest {
         self
     }
     /// Sets [`load_balancer_name`](Self::load_balancer_name) and returns the input.
-    pub fn load_balancer_name(mut self, value: impl Into<String>) -> Self {
+    pub fn load_balancer_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.load_balancer_name = Some(value.into());
         self
     }
@@ -844,7 +844,7 @@ pub struct DescribeLoadBalancersRequest {
     /// Wire name `LoadBalancerNames.member.N` (list of structure).
     pub load_balancer_names: Vec<RequestLoadBalancerNames>,
     /// Wire name `Owner` (string). Allowed values: `self`, `other`, `all`.
-    pub owner: Option<String>,
+    pub owner: Option<crate::CompactString>,
 }
 
 impl DescribeLoadBalancersRequest {
@@ -854,7 +854,7 @@ impl DescribeLoadBalancersRequest {
         self
     }
     /// Sets [`owner`](Self::owner) and returns the input.
-    pub fn owner(mut self, value: impl Into<String>) -> Self {
+    pub fn owner(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.owner = Some(value.into());
         self
     }
@@ -965,7 +965,7 @@ impl crate::xml::FromXml for DescribeLoadBalancersResultWrapper {
 )]
 pub struct Filter {
     /// XML element `FilterType` (string).
-    pub filter_type: Option<String>,
+    pub filter_type: Option<crate::CompactString>,
     /// XML element `IPAddresses`, a list of `member` entries (structure).
     #[cfg_attr(feature = "serde", serde(rename = "IPAddresses"))]
     pub ip_addresses: Vec<IPAddresses>,
@@ -999,7 +999,7 @@ pub struct HealthCheck {
     /// XML element `Interval` (integer).
     pub interval: Option<i64>,
     /// XML element `Target` (string).
-    pub target: Option<String>,
+    pub target: Option<crate::CompactString>,
     /// XML element `UnhealthyThreshold` (integer).
     pub unhealthy_threshold: Option<i64>,
 }
@@ -1036,7 +1036,7 @@ pub struct HealthCheckOfDescribeLoadBalancers {
     /// XML element `Interval` (integer).
     pub interval: Option<i64>,
     /// XML element `Target` (string).
-    pub target: Option<String>,
+    pub target: Option<crate::CompactString>,
     /// XML element `Timeout` (integer).
     pub timeout: Option<i64>,
     /// XML element `UnhealthyThreshold` (integer).
@@ -1072,7 +1072,7 @@ impl crate::xml::FromXml for HealthCheckOfDescribeLoadBalancers {
 pub struct IPAddresses {
     /// XML element `IPAddress` (string).
     #[cfg_attr(feature = "serde", serde(rename = "IPAddress"))]
-    pub ip_address: Option<String>,
+    pub ip_address: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for IPAddresses {
@@ -1098,9 +1098,9 @@ impl crate::xml::FromXml for IPAddresses {
 )]
 pub struct LBCookieStickinessPolicies {
     /// XML element `CookieExpirationPeriod` (string).
-    pub cookie_expiration_period: Option<String>,
+    pub cookie_expiration_period: Option<crate::CompactString>,
     /// XML element `PolicyName` (string).
-    pub policy_name: Option<String>,
+    pub policy_name: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for LBCookieStickinessPolicies {
@@ -1133,10 +1133,10 @@ pub struct Listener {
     /// XML element `LoadBalancerPort` (integer).
     pub load_balancer_port: Option<i64>,
     /// XML element `Protocol` (string).
-    pub protocol: Option<String>,
+    pub protocol: Option<crate::CompactString>,
     /// XML element `SSLCertificateId` (string).
     #[cfg_attr(feature = "serde", serde(rename = "SSLCertificateId"))]
-    pub ssl_certificate_id: Option<String>,
+    pub ssl_certificate_id: Option<crate::CompactString>,
     /// XML element `SSLPolicy` (structure).
     #[cfg_attr(feature = "serde", serde(rename = "SSLPolicy"))]
     pub ssl_policy: Option<SSLPolicy>,
@@ -1202,7 +1202,7 @@ pub struct Listeners {
     /// XML element `LoadBalancerPort` (integer).
     pub load_balancer_port: Option<i64>,
     /// XML element `Protocol` (string).
-    pub protocol: Option<String>,
+    pub protocol: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for Listeners {
@@ -1231,16 +1231,16 @@ impl crate::xml::FromXml for Listeners {
 )]
 pub struct LoadBalancerDescriptions {
     /// XML element `AccountingType` (string).
-    pub accounting_type: Option<String>,
+    pub accounting_type: Option<crate::CompactString>,
     /// XML element `AvailabilityZones`, a list of `member` entries (string).
-    pub availability_zones: Vec<String>,
+    pub availability_zones: Vec<crate::CompactString>,
     /// XML element `CreatedTime` (timestamp).
     pub created_time: Option<crate::xml::Timestamp>,
     /// XML element `DNSName` (string).
     #[cfg_attr(feature = "serde", serde(rename = "DNSName"))]
-    pub dns_name: Option<String>,
+    pub dns_name: Option<crate::CompactString>,
     /// XML element `Description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// XML element `Filter` (structure).
     pub filter: Option<Filter>,
     /// XML element `HealthCheck` (structure).
@@ -1250,17 +1250,17 @@ pub struct LoadBalancerDescriptions {
     /// XML element `ListenerDescriptions`, a list of `member` entries (structure).
     pub listener_descriptions: Vec<ListenerDescriptions>,
     /// XML element `LoadBalancerName` (string).
-    pub load_balancer_name: Option<String>,
+    pub load_balancer_name: Option<crate::CompactString>,
     /// XML element `NetworkVolume` (integer).
     pub network_volume: Option<i64>,
     /// XML element `NextMonthAccountingType` (string).
-    pub next_month_accounting_type: Option<String>,
+    pub next_month_accounting_type: Option<crate::CompactString>,
     /// XML element `Option` (structure).
     pub option: Option<OptionType>,
     /// XML element `Policies` (structure).
     pub policies: Option<Policies>,
     /// XML element `PolicyType` (string).
-    pub policy_type: Option<String>,
+    pub policy_type: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for LoadBalancerDescriptions {
@@ -1300,12 +1300,12 @@ impl crate::xml::FromXml for LoadBalancerDescriptions {
 )]
 pub struct NiftyDescribeLoadBalancerSSLPoliciesRequest {
     /// Wire name `LoadBalancerName` (string). Required.
-    pub load_balancer_name: Option<String>,
+    pub load_balancer_name: Option<crate::CompactString>,
 }
 
 impl NiftyDescribeLoadBalancerSSLPoliciesRequest {
     /// Sets [`load_balancer_name`](Self::load_balancer_name) and returns the input.
-    pub fn load_balancer_name(mut self, value: impl Into<String>) -> Self {
+    pub fn load_balancer_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.load_balancer_name = Some(value.into());
         self
     }
@@ -1349,7 +1349,7 @@ impl crate::operation::Operation for NiftyDescribeLoadBalancerSSLPoliciesRequest
 )]
 pub struct NiftyDescribeLoadBalancerSSLPoliciesResult {
     /// XML element `LoadBalancerName` (string).
-    pub load_balancer_name: Option<String>,
+    pub load_balancer_name: Option<crate::CompactString>,
     /// XML element `SSLPoliciesDescriptions`, a list of `member` entries (structure).
     #[cfg_attr(feature = "serde", serde(rename = "SSLPoliciesDescriptions"))]
     pub ssl_policies_descriptions: Vec<SSLPoliciesDescriptions>,
@@ -1419,15 +1419,15 @@ pub struct NiftySetLoadBalancerSSLPoliciesOfListenerRequest {
     /// Wire name `InstancePort` (integer). Required.
     pub instance_port: Option<i64>,
     /// Wire name `LoadBalancerName` (string). Required.
-    pub load_balancer_name: Option<String>,
+    pub load_balancer_name: Option<crate::CompactString>,
     /// Wire name `LoadBalancerPort` (integer). Required.
     pub load_balancer_port: Option<i64>,
     /// Wire name `SSLPolicyId` (string).
     #[cfg_attr(feature = "serde", serde(rename = "SSLPolicyId"))]
-    pub ssl_policy_id: Option<String>,
+    pub ssl_policy_id: Option<crate::CompactString>,
     /// Wire name `SSLPolicyName` (string).
     #[cfg_attr(feature = "serde", serde(rename = "SSLPolicyName"))]
-    pub ssl_policy_name: Option<String>,
+    pub ssl_policy_name: Option<crate::CompactString>,
 }
 
 impl NiftySetLoadBalancerSSLPoliciesOfListenerRequest {
@@ -1437,7 +1437,7 @@ impl NiftySetLoadBalancerSSLPoliciesOfListenerRequest {
         self
     }
     /// Sets [`load_balancer_name`](Self::load_balancer_name) and returns the input.
-    pub fn load_balancer_name(mut self, value: impl Into<String>) -> Self {
+    pub fn load_balancer_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.load_balancer_name = Some(value.into());
         self
     }
@@ -1447,12 +1447,12 @@ impl NiftySetLoadBalancerSSLPoliciesOfListenerRequest {
         self
     }
     /// Sets [`ssl_policy_id`](Self::ssl_policy_id) and returns the input.
-    pub fn ssl_policy_id(mut self, value: impl Into<String>) -> Self {
+    pub fn ssl_policy_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.ssl_policy_id = Some(value.into());
         self
     }
     /// Sets [`ssl_policy_name`](Self::ssl_policy_name) and returns the input.
-    pub fn ssl_policy_name(mut self, value: impl Into<String>) -> Self {
+    pub fn ssl_policy_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.ssl_policy_name = Some(value.into());
         self
     }
@@ -1537,7 +1537,7 @@ pub struct NiftyUnsetLoadBalancerSSLPoliciesOfListenerRequest {
     /// Wire name `InstancePort` (integer). Required.
     pub instance_port: Option<i64>,
     /// Wire name `LoadBalancerName` (string). Required.
-    pub load_balancer_name: Option<String>,
+    pub load_balancer_name: Option<crate::CompactString>,
     /// Wire name `LoadBalancerPort` (integer). Required.
     pub load_balancer_port: Option<i64>,
 }
@@ -1549,7 +1549,7 @@ impl NiftyUnsetLoadBalancerSSLPoliciesOfListenerRequest {
         self
     }
     /// Sets [`load_balancer_name`](Self::load_balancer_name) and returns the input.
-    pub fn load_balancer_name(mut self, value: impl Into<String>) -> Self {
+    pub fn load_balancer_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.load_balancer_name = Some(value.into());
         self
     }
@@ -1697,7 +1697,7 @@ pub struct RegisterInstancesWithLoadBalancerRequest {
     /// Wire name `Instances.member.N` (list of structure). Required.
     pub instances: Vec<RequestInstances>,
     /// Wire name `LoadBalancerName` (string). Required.
-    pub load_balancer_name: Option<String>,
+    pub load_balancer_name: Option<crate::CompactString>,
     /// Wire name `LoadBalancerPort` (integer). Required.
     pub load_balancer_port: Option<i64>,
 }
@@ -1714,7 +1714,7 @@ impl RegisterInstancesWithLoadBalancerRequest {
         self
     }
     /// Sets [`load_balancer_name`](Self::load_balancer_name) and returns the input.
-    pub fn load_balancer_name(mut self, value: impl Into<String>) -> Self {
+    pub fn load_balancer_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.load_balancer_name = Some(value.into());
         self
     }
@@ -1842,7 +1842,7 @@ pub struct RegisterPortWithLoadBalancerRequest {
     /// Wire name `Listeners.member.N` (list of structure).
     pub listeners: Vec<RequestListenersOfRegisterPortWithLoadBalancer>,
     /// Wire name `LoadBalancerName` (string). Required.
-    pub load_balancer_name: Option<String>,
+    pub load_balancer_name: Option<crate::CompactString>,
 }
 
 impl RegisterPortWithLoadBalancerRequest {
@@ -1855,7 +1855,7 @@ impl RegisterPortWithLoadBalancerRequest {
         self
     }
     /// Sets [`load_balancer_name`](Self::load_balancer_name) and returns the input.
-    pub fn load_balancer_name(mut self, value: impl Into<String>) -> Self {
+    pub fn load_balancer_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.load_balancer_name = Some(value.into());
         self
     }
@@ -1963,7 +1963,7 @@ pub struct RequestHealthCheck {
     /// Wire name `Interval` (integer). Required.
     pub interval: Option<i64>,
     /// Wire name `Target` (string). Required.
-    pub target: Option<String>,
+    pub target: Option<crate::CompactString>,
     /// Wire name `Timeout` (integer).
     pub timeout: Option<i64>,
     /// Wire name `UnhealthyThreshold` (integer). Required.
@@ -1982,7 +1982,7 @@ impl RequestHealthCheck {
         self
     }
     /// Sets [`target`](Self::target) and returns the input.
-    pub fn target(mut self, value: impl Into<String>) -> Self {
+    pub fn target(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.target = Some(value.into());
         self
     }
@@ -2032,7 +2032,7 @@ pub struct RequestIPAddresses {
     pub add_on_filter: Option<bool>,
     /// Wire name `IPAddress` (string).
     #[cfg_attr(feature = "serde", serde(rename = "IPAddress"))]
-    pub ip_address: Option<String>,
+    pub ip_address: Option<crate::CompactString>,
 }
 
 impl RequestIPAddresses {
@@ -2042,7 +2042,7 @@ impl RequestIPAddresses {
         self
     }
     /// Sets [`ip_address`](Self::ip_address) and returns the input.
-    pub fn ip_address(mut self, value: impl Into<String>) -> Self {
+    pub fn ip_address(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.ip_address = Some(value.into());
         self
     }
@@ -2064,12 +2064,12 @@ impl crate::wire::ToParams for RequestIPAddresses {
 )]
 pub struct RequestInstances {
     /// Wire name `InstanceId` (string). Required.
-    pub instance_id: Option<String>,
+    pub instance_id: Option<crate::CompactString>,
 }
 
 impl RequestInstances {
     /// Sets [`instance_id`](Self::instance_id) and returns the input.
-    pub fn instance_id(mut self, value: impl Into<String>) -> Self {
+    pub fn instance_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.instance_id = Some(value.into());
         self
     }
@@ -2096,12 +2096,12 @@ impl crate::wire::ToParams for RequestInstances {
 )]
 pub struct RequestInstancesOfDescribeInstanceHealth {
     /// Wire name `InstanceId` (string).
-    pub instance_id: Option<String>,
+    pub instance_id: Option<crate::CompactString>,
 }
 
 impl RequestInstancesOfDescribeInstanceHealth {
     /// Sets [`instance_id`](Self::instance_id) and returns the input.
-    pub fn instance_id(mut self, value: impl Into<String>) -> Self {
+    pub fn instance_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.instance_id = Some(value.into());
         self
     }
@@ -2128,7 +2128,7 @@ pub struct RequestListener {
     /// Wire name `LoadBalancerPort` (integer).
     pub load_balancer_port: Option<i64>,
     /// Wire name `Protocol` (string). Allowed values: `HTTP`, `HTTPS`, `FTP`, `custom`.
-    pub protocol: Option<String>,
+    pub protocol: Option<crate::CompactString>,
 }
 
 impl RequestListener {
@@ -2148,7 +2148,7 @@ impl RequestListener {
         self
     }
     /// Sets [`protocol`](Self::protocol) and returns the input.
-    pub fn protocol(mut self, value: impl Into<String>) -> Self {
+    pub fn protocol(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.protocol = Some(value.into());
         self
     }
@@ -2221,7 +2221,7 @@ pub struct RequestListeners {
     /// Wire name `LoadBalancerPort` (integer).
     pub load_balancer_port: Option<i64>,
     /// Wire name `Protocol` (string). Allowed values: `HTTP`, `HTTPS`, `FTP`.
-    pub protocol: Option<String>,
+    pub protocol: Option<crate::CompactString>,
 }
 
 impl RequestListeners {
@@ -2241,7 +2241,7 @@ impl RequestListeners {
         self
     }
     /// Sets [`protocol`](Self::protocol) and returns the input.
-    pub fn protocol(mut self, value: impl Into<String>) -> Self {
+    pub fn protocol(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.protocol = Some(value.into());
         self
     }
@@ -2271,7 +2271,7 @@ pub struct RequestListenersOfRegisterPortWithLoadBalancer {
     /// Wire name `LoadBalancerPort` (integer).
     pub load_balancer_port: Option<i64>,
     /// Wire name `Protocol` (string). Allowed values: `HTTP`, `HTTPS`, `FTP`.
-    pub protocol: Option<String>,
+    pub protocol: Option<crate::CompactString>,
 }
 
 impl RequestListenersOfRegisterPortWithLoadBalancer {
@@ -2291,7 +2291,7 @@ impl RequestListenersOfRegisterPortWithLoadBalancer {
         self
     }
     /// Sets [`protocol`](Self::protocol) and returns the input.
-    pub fn protocol(mut self, value: impl Into<String>) -> Self {
+    pub fn protocol(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.protocol = Some(value.into());
         self
     }
@@ -2317,7 +2317,7 @@ pub struct RequestLoadBalancerNames {
     /// Wire name `InstancePort` (integer).
     pub instance_port: Option<i64>,
     /// Wire name `LoadBalancerName` (string).
-    pub load_balancer_name: Option<String>,
+    pub load_balancer_name: Option<crate::CompactString>,
     /// Wire name `LoadBalancerPort` (integer).
     pub load_balancer_port: Option<i64>,
 }
@@ -2329,7 +2329,7 @@ impl RequestLoadBalancerNames {
         self
     }
     /// Sets [`load_balancer_name`](Self::load_balancer_name) and returns the input.
-    pub fn load_balancer_name(mut self, value: impl Into<String>) -> Self {
+    pub fn load_balancer_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.load_balancer_name = Some(value.into());
         self
     }
@@ -2429,7 +2429,7 @@ pub struct SSLPoliciesDescriptions {
     pub ssl_policy_id: Option<i64>,
     /// XML element `SSLPolicyName` (string).
     #[cfg_attr(feature = "serde", serde(rename = "SSLPolicyName"))]
-    pub ssl_policy_name: Option<String>,
+    pub ssl_policy_name: Option<crate::CompactString>,
     /// XML element `SSLPolicySet`, a list of `member` entries (structure).
     #[cfg_attr(feature = "serde", serde(rename = "SSLPolicySet"))]
     pub ssl_policy_set: Vec<SSLPolicySet>,
@@ -2461,10 +2461,10 @@ impl crate::xml::FromXml for SSLPoliciesDescriptions {
 pub struct SSLPolicy {
     /// XML element `SSLPolicyId` (string).
     #[cfg_attr(feature = "serde", serde(rename = "SSLPolicyId"))]
-    pub ssl_policy_id: Option<String>,
+    pub ssl_policy_id: Option<crate::CompactString>,
     /// XML element `SSLPolicyName` (string).
     #[cfg_attr(feature = "serde", serde(rename = "SSLPolicyName"))]
-    pub ssl_policy_name: Option<String>,
+    pub ssl_policy_name: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for SSLPolicy {
@@ -2491,7 +2491,7 @@ impl crate::xml::FromXml for SSLPolicy {
 )]
 pub struct SSLPolicySet {
     /// XML element `Cipher` (string).
-    pub cipher: Option<String>,
+    pub cipher: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for SSLPolicySet {
@@ -2546,21 +2546,21 @@ impl crate::xml::FromXml for SessionStickinessPolicy {
 )]
 pub struct SetFilterForLoadBalancerRequest {
     /// Wire name `FilterType` (string). Allowed values: `1`, `2`.
-    pub filter_type: Option<String>,
+    pub filter_type: Option<crate::CompactString>,
     /// Wire name `IPAddresses.member.N` (list of structure).
     #[cfg_attr(feature = "serde", serde(rename = "IPAddresses"))]
     pub ip_addresses: Vec<RequestIPAddresses>,
     /// Wire name `InstancePort` (integer). Required.
     pub instance_port: Option<i64>,
     /// Wire name `LoadBalancerName` (string). Required.
-    pub load_balancer_name: Option<String>,
+    pub load_balancer_name: Option<crate::CompactString>,
     /// Wire name `LoadBalancerPort` (integer). Required.
     pub load_balancer_port: Option<i64>,
 }
 
 impl SetFilterForLoadBalancerRequest {
     /// Sets [`filter_type`](Self::filter_type) and returns the input.
-    pub fn filter_type(mut self, value: impl Into<String>) -> Self {
+    pub fn filter_type(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.filter_type = Some(value.into());
         self
     }
@@ -2575,7 +2575,7 @@ impl SetFilterForLoadBalancerRequest {
         self
     }
     /// Sets [`load_balancer_name`](Self::load_balancer_name) and returns the input.
-    pub fn load_balancer_name(mut self, value: impl Into<String>) -> Self {
+    pub fn load_balancer_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.load_balancer_name = Some(value.into());
         self
     }
@@ -2696,12 +2696,12 @@ pub struct SetLoadBalancerListenerSSLCertificateRequest {
     /// Wire name `InstancePort` (integer). Required.
     pub instance_port: Option<i64>,
     /// Wire name `LoadBalancerName` (string). Required.
-    pub load_balancer_name: Option<String>,
+    pub load_balancer_name: Option<crate::CompactString>,
     /// Wire name `LoadBalancerPort` (integer). Required.
     pub load_balancer_port: Option<i64>,
     /// Wire name `SSLCertificateId` (string). Required.
     #[cfg_attr(feature = "serde", serde(rename = "SSLCertificateId"))]
-    pub ssl_certificate_id: Option<String>,
+    pub ssl_certificate_id: Option<crate::CompactString>,
 }
 
 impl SetLoadBalancerListenerSSLCertificateRequest {
@@ -2711,7 +2711,7 @@ impl SetLoadBalancerListenerSSLCertificateRequest {
         self
     }
     /// Sets [`load_balancer_name`](Self::load_balancer_name) and returns the input.
-    pub fn load_balancer_name(mut self, value: impl Into<String>) -> Self {
+    pub fn load_balancer_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.load_balancer_name = Some(value.into());
         self
     }
@@ -2721,7 +2721,7 @@ impl SetLoadBalancerListenerSSLCertificateRequest {
         self
     }
     /// Sets [`ssl_certificate_id`](Self::ssl_certificate_id) and returns the input.
-    pub fn ssl_certificate_id(mut self, value: impl Into<String>) -> Self {
+    pub fn ssl_certificate_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.ssl_certificate_id = Some(value.into());
         self
     }
@@ -2780,7 +2780,7 @@ pub struct SetLoadBalancerListenerSSLCertificateResultWrapper {
     pub response_metadata: Option<ResponseMetadata>,
     /// XML element `SetLoadBalancerListenerSSLCertificateResult` (string).
     #[cfg_attr(feature = "serde", serde(rename = "SetLoadBalancerListenerSSLCertificateResult"))]
-    pub set_load_balancer_listener_ssl_certificate_result: Option<String>,
+    pub set_load_balancer_listener_ssl_certificate_result: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for SetLoadBalancerListenerSSLCertificateResultWrapper {
@@ -2846,7 +2846,7 @@ pub struct UnsetLoadBalancerListenerSSLCertificateRequest {
     /// Wire name `InstancePort` (integer). Required.
     pub instance_port: Option<i64>,
     /// Wire name `LoadBalancerName` (string). Required.
-    pub load_balancer_name: Option<String>,
+    pub load_balancer_name: Option<crate::CompactString>,
     /// Wire name `LoadBalancerPort` (integer). Required.
     pub load_balancer_port: Option<i64>,
 }
@@ -2858,7 +2858,7 @@ impl UnsetLoadBalancerListenerSSLCertificateRequest {
         self
     }
     /// Sets [`load_balancer_name`](Self::load_balancer_name) and returns the input.
-    pub fn load_balancer_name(mut self, value: impl Into<String>) -> Self {
+    pub fn load_balancer_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.load_balancer_name = Some(value.into());
         self
     }
@@ -2918,7 +2918,7 @@ pub struct UnsetLoadBalancerListenerSSLCertificateResultWrapper {
     pub response_metadata: Option<ResponseMetadata>,
     /// XML element `UnsetLoadBalancerListenerSSLCertificateResult` (string).
     #[cfg_attr(feature = "serde", serde(rename = "UnsetLoadBalancerListenerSSLCertificateResult"))]
-    pub unset_load_balancer_listener_ssl_certificate_result: Option<String>,
+    pub unset_load_balancer_listener_ssl_certificate_result: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for UnsetLoadBalancerListenerSSLCertificateResultWrapper {
@@ -2955,7 +2955,7 @@ pub struct UpdateLoadBalancerOptionRequest {
     /// Wire name `InstancePort` (integer). Required.
     pub instance_port: Option<i64>,
     /// Wire name `LoadBalancerName` (string). Required.
-    pub load_balancer_name: Option<String>,
+    pub load_balancer_name: Option<crate::CompactString>,
     /// Wire name `LoadBalancerPort` (integer). Required.
     pub load_balancer_port: Option<i64>,
     /// Wire name `SessionStickinessPolicyUpdate` (structure).
@@ -2971,7 +2971,7 @@ impl UpdateLoadBalancerOptionRequest {
         self
     }
     /// Sets [`load_balancer_name`](Self::load_balancer_name) and returns the input.
-    pub fn load_balancer_name(mut self, value: impl Into<String>) -> Self {
+    pub fn load_balancer_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.load_balancer_name = Some(value.into());
         self
     }
@@ -3078,9 +3078,9 @@ pub struct UpdateLoadBalancerRequest {
     /// Wire name `ListenerUpdate` (structure).
     pub listener_update: Option<RequestListenerUpdate>,
     /// Wire name `LoadBalancerName` (string). Required.
-    pub load_balancer_name: Option<String>,
+    pub load_balancer_name: Option<crate::CompactString>,
     /// Wire name `LoadBalancerNameUpdate` (string).
-    pub load_balancer_name_update: Option<String>,
+    pub load_balancer_name_update: Option<crate::CompactString>,
     /// Wire name `NetworkVolumeUpdate` (integer).
     pub network_volume_update: Option<i64>,
 }
@@ -3097,12 +3097,12 @@ impl UpdateLoadBalancerRequest {
         self
     }
     /// Sets [`load_balancer_name`](Self::load_balancer_name) and returns the input.
-    pub fn load_balancer_name(mut self, value: impl Into<String>) -> Self {
+    pub fn load_balancer_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.load_balancer_name = Some(value.into());
         self
     }
     /// Sets [`load_balancer_name_update`](Self::load_balancer_name_update) and returns the input.
-    pub fn load_balancer_name_update(mut self, value: impl Into<String>) -> Self {
+    pub fn load_balancer_name_update(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.load_balancer_name_update = Some(value.into());
         self
     }

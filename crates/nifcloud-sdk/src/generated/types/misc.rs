@@ -15,7 +15,7 @@ pub struct AlarmDateHistorySet {
     /// XML element `alarmEventHistorySet`, a list of `item` entries (structure).
     pub alarm_event_history_set: Vec<AlarmEventHistorySet>,
     /// XML element `date` (string).
-    pub date: Option<String>,
+    pub date: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for AlarmDateHistorySet {
@@ -42,7 +42,7 @@ impl crate::xml::FromXml for AlarmDateHistorySet {
 )]
 pub struct AlarmEventHistorySet {
     /// XML element `alarmEvent` (string).
-    pub alarm_event: Option<String>,
+    pub alarm_event: Option<crate::CompactString>,
     /// XML element `alarmEventDatetime` (timestamp).
     pub alarm_event_datetime: Option<crate::xml::Timestamp>,
 }
@@ -73,7 +73,7 @@ pub struct AlarmRulesActivitiesDateSet {
     /// XML element `alarmRulesActivitiesEventSet`, a list of `item` entries (structure).
     pub alarm_rules_activities_event_set: Vec<AlarmRulesActivitiesEventSet>,
     /// XML element `date` (string).
-    pub date: Option<String>,
+    pub date: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for AlarmRulesActivitiesDateSet {
@@ -100,13 +100,13 @@ impl crate::xml::FromXml for AlarmRulesActivitiesDateSet {
 )]
 pub struct AlarmRulesActivitiesEventSet {
     /// XML element `alarmRulesActivitiesEvent` (string).
-    pub alarm_rules_activities_event: Option<String>,
+    pub alarm_rules_activities_event: Option<crate::CompactString>,
     /// XML element `alarmRulesActivitiesEventDatetime` (timestamp).
     pub alarm_rules_activities_event_datetime: Option<crate::xml::Timestamp>,
     /// XML element `resourceName` (string).
-    pub resource_name: Option<String>,
+    pub resource_name: Option<crate::CompactString>,
     /// XML element `value` (string).
-    pub value: Option<String>,
+    pub value: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for AlarmRulesActivitiesEventSet {
@@ -139,7 +139,7 @@ pub struct AlarmRulesActivitiesSet {
     /// XML element `alarmRulesActivitiesDateSet`, a list of `item` entries (structure).
     pub alarm_rules_activities_date_set: Vec<AlarmRulesActivitiesDateSet>,
     /// XML element `dataType` (string).
-    pub data_type: Option<String>,
+    pub data_type: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for AlarmRulesActivitiesSet {
@@ -166,7 +166,7 @@ impl crate::xml::FromXml for AlarmRulesActivitiesSet {
 )]
 pub struct AlarmTargetSet {
     /// XML element `instanceId` (string).
-    pub instance_id: Option<String>,
+    pub instance_id: Option<crate::CompactString>,
     /// XML element `partitionsSet`, a list of `item` entries (structure).
     pub partitions_set: Vec<PartitionsSet>,
 }
@@ -195,7 +195,7 @@ impl crate::xml::FromXml for AlarmTargetSet {
 )]
 pub struct AlarmTargetsSet {
     /// XML element `resourceName` (string).
-    pub resource_name: Option<String>,
+    pub resource_name: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for AlarmTargetsSet {
@@ -221,14 +221,14 @@ impl crate::xml::FromXml for AlarmTargetsSet {
 )]
 pub struct AssociateUsersRequest {
     /// Wire name `FunctionName` (string). Required. Allowed values: `LB`.
-    pub function_name: Option<String>,
+    pub function_name: Option<crate::CompactString>,
     /// Wire name `Users.member.N` (list of structure). Required.
     pub users: Vec<RequestUsers>,
 }
 
 impl AssociateUsersRequest {
     /// Sets [`function_name`](Self::function_name) and returns the input.
-    pub fn function_name(mut self, value: impl Into<String>) -> Self {
+    pub fn function_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.function_name = Some(value.into());
         self
     }
@@ -341,19 +341,19 @@ impl crate::xml::FromXml for AssociateUsersResultWrapper {
 )]
 pub struct AttachIsoImageRequest {
     /// Wire name `InstanceUniqueId` (string). Required.
-    pub instance_unique_id: Option<String>,
+    pub instance_unique_id: Option<crate::CompactString>,
     /// Wire name `IsoImageId` (string). Required.
-    pub iso_image_id: Option<String>,
+    pub iso_image_id: Option<crate::CompactString>,
 }
 
 impl AttachIsoImageRequest {
     /// Sets [`instance_unique_id`](Self::instance_unique_id) and returns the input.
-    pub fn instance_unique_id(mut self, value: impl Into<String>) -> Self {
+    pub fn instance_unique_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.instance_unique_id = Some(value.into());
         self
     }
     /// Sets [`iso_image_id`](Self::iso_image_id) and returns the input.
-    pub fn iso_image_id(mut self, value: impl Into<String>) -> Self {
+    pub fn iso_image_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.iso_image_id = Some(value.into());
         self
     }
@@ -401,7 +401,7 @@ impl crate::operation::Operation for AttachIsoImageRequest {
 )]
 pub struct AttachIsoImageResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -435,9 +435,9 @@ pub struct AutoScaleCount {
     /// XML element `charge` (integer).
     pub charge: Option<i64>,
     /// XML element `type` (string).
-    pub r#type: Option<String>,
+    pub r#type: Option<crate::CompactString>,
     /// XML element `unit` (string).
-    pub unit: Option<String>,
+    pub unit: Option<crate::CompactString>,
     /// XML element `value` (integer).
     pub value: Option<i64>,
 }
@@ -506,9 +506,9 @@ impl crate::xml::FromXml for AutoScaleInfo {
 )]
 pub struct AutoScalingReservationSet {
     /// XML element `alarm` (string).
-    pub alarm: Option<String>,
+    pub alarm: Option<crate::CompactString>,
     /// XML element `autoScalingGroupName` (string).
-    pub auto_scaling_group_name: Option<String>,
+    pub auto_scaling_group_name: Option<crate::CompactString>,
     /// XML element `changeInCapacity` (integer).
     pub change_in_capacity: Option<i64>,
     /// XML element `createdTime` (timestamp).
@@ -516,15 +516,15 @@ pub struct AutoScalingReservationSet {
     /// XML element `defaultCooldown` (integer).
     pub default_cooldown: Option<i64>,
     /// XML element `description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// XML element `groupSet`, a list of `item` entries (structure).
     pub group_set: Vec<GroupSet>,
     /// XML element `imageId` (string).
-    pub image_id: Option<String>,
+    pub image_id: Option<crate::CompactString>,
     /// XML element `instanceLifecycleLimit` (integer).
     pub instance_lifecycle_limit: Option<i64>,
     /// XML element `instanceType` (string).
-    pub instance_type: Option<String>,
+    pub instance_type: Option<crate::CompactString>,
     /// XML element `instancesSet`, a list of `item` entries (structure).
     pub instances_set: Vec<InstancesSetOfNiftyDescribeAutoScalingGroups>,
     /// XML element `loadBalancing`, a list of `item` entries (structure).
@@ -538,7 +538,7 @@ pub struct AutoScalingReservationSet {
     /// XML element `scaleout` (integer).
     pub scaleout: Option<i64>,
     /// XML element `scaleoutCondition` (string).
-    pub scaleout_condition: Option<String>,
+    pub scaleout_condition: Option<crate::CompactString>,
     /// XML element `scheduleSet`, a list of `item` entries (structure).
     pub schedule_set: Vec<ScheduleSet>,
     /// XML element `triggerSet`, a list of `item` entries (structure).
@@ -586,7 +586,7 @@ impl crate::xml::FromXml for AutoScalingReservationSet {
 )]
 pub struct BlockDeviceMappingOfDescribeImages {
     /// XML element `deviceName` (string).
-    pub device_name: Option<String>,
+    pub device_name: Option<crate::CompactString>,
     /// XML element `ebs` (structure).
     pub ebs: Option<EbsOfDescribeImages>,
 }
@@ -641,12 +641,12 @@ impl crate::xml::FromXml for CaState {
 )]
 pub struct CancelUploadRequest {
     /// Wire name `ConversionTaskId` (string). Required.
-    pub conversion_task_id: Option<String>,
+    pub conversion_task_id: Option<crate::CompactString>,
 }
 
 impl CancelUploadRequest {
     /// Sets [`conversion_task_id`](Self::conversion_task_id) and returns the input.
-    pub fn conversion_task_id(mut self, value: impl Into<String>) -> Self {
+    pub fn conversion_task_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.conversion_task_id = Some(value.into());
         self
     }
@@ -690,7 +690,7 @@ impl crate::operation::Operation for CancelUploadRequest {
 )]
 pub struct CancelUploadResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -722,7 +722,7 @@ impl crate::xml::FromXml for CancelUploadResult {
 )]
 pub struct CertAuthority {
     /// XML element `value` (string).
-    pub value: Option<String>,
+    pub value: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for CertAuthority {
@@ -748,17 +748,17 @@ impl crate::xml::FromXml for CertAuthority {
 )]
 pub struct CertInfo {
     /// XML element `countryName` (string).
-    pub country_name: Option<String>,
+    pub country_name: Option<crate::CompactString>,
     /// XML element `emailAddress` (string).
-    pub email_address: Option<String>,
+    pub email_address: Option<crate::CompactString>,
     /// XML element `locationName` (string).
-    pub location_name: Option<String>,
+    pub location_name: Option<crate::CompactString>,
     /// XML element `organizationName` (string).
-    pub organization_name: Option<String>,
+    pub organization_name: Option<crate::CompactString>,
     /// XML element `organizationUnitName` (string).
-    pub organization_unit_name: Option<String>,
+    pub organization_unit_name: Option<crate::CompactString>,
     /// XML element `stateName` (string).
-    pub state_name: Option<String>,
+    pub state_name: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for CertInfo {
@@ -789,7 +789,7 @@ impl crate::xml::FromXml for CertInfo {
 )]
 pub struct CertState {
     /// XML element `value` (string).
-    pub value: Option<String>,
+    pub value: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for CertState {
@@ -817,19 +817,19 @@ pub struct CertsSet {
     /// XML element `caState` (boolean).
     pub ca_state: Option<bool>,
     /// XML element `certAuthority` (string).
-    pub cert_authority: Option<String>,
+    pub cert_authority: Option<crate::CompactString>,
     /// XML element `certInfo` (structure).
     pub cert_info: Option<CertInfo>,
     /// XML element `certState` (string).
-    pub cert_state: Option<String>,
+    pub cert_state: Option<crate::CompactString>,
     /// XML element `count` (integer).
     pub count: Option<i64>,
     /// XML element `description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// XML element `fqdn` (string).
-    pub fqdn: Option<String>,
+    pub fqdn: Option<crate::CompactString>,
     /// XML element `fqdnId` (string).
-    pub fqdn_id: Option<String>,
+    pub fqdn_id: Option<crate::CompactString>,
     /// XML element `keyLength` (integer).
     pub key_length: Option<i64>,
     /// XML element `period` (structure).
@@ -980,9 +980,9 @@ pub struct CreateImage {
     /// XML element `charge` (integer).
     pub charge: Option<i64>,
     /// XML element `type` (string).
-    pub r#type: Option<String>,
+    pub r#type: Option<crate::CompactString>,
     /// XML element `unit` (string).
-    pub unit: Option<String>,
+    pub unit: Option<crate::CompactString>,
     /// XML element `value` (integer).
     pub value: Option<i64>,
 }
@@ -1013,13 +1013,13 @@ impl crate::xml::FromXml for CreateImage {
 )]
 pub struct CreateImageRequest {
     /// Wire name `Description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// Wire name `InstanceId` (string). Required.
-    pub instance_id: Option<String>,
+    pub instance_id: Option<crate::CompactString>,
     /// Wire name `LeftInstance` (boolean).
     pub left_instance: Option<bool>,
     /// Wire name `Name` (string). Required.
-    pub name: Option<String>,
+    pub name: Option<crate::CompactString>,
     /// Wire name `NoReboot` (boolean).
     pub no_reboot: Option<bool>,
     /// Wire name `Placement` (structure).
@@ -1028,12 +1028,12 @@ pub struct CreateImageRequest {
 
 impl CreateImageRequest {
     /// Sets [`description`](Self::description) and returns the input.
-    pub fn description(mut self, value: impl Into<String>) -> Self {
+    pub fn description(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.description = Some(value.into());
         self
     }
     /// Sets [`instance_id`](Self::instance_id) and returns the input.
-    pub fn instance_id(mut self, value: impl Into<String>) -> Self {
+    pub fn instance_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.instance_id = Some(value.into());
         self
     }
@@ -1043,7 +1043,7 @@ impl CreateImageRequest {
         self
     }
     /// Sets [`name`](Self::name) and returns the input.
-    pub fn name(mut self, value: impl Into<String>) -> Self {
+    pub fn name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.name = Some(value.into());
         self
     }
@@ -1105,11 +1105,11 @@ impl crate::operation::Operation for CreateImageRequest {
 )]
 pub struct CreateImageResult {
     /// XML element `imageId` (string).
-    pub image_id: Option<String>,
+    pub image_id: Option<crate::CompactString>,
     /// XML element `imageState` (string).
-    pub image_state: Option<String>,
+    pub image_state: Option<crate::CompactString>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for CreateImageResult {
@@ -1140,26 +1140,26 @@ impl crate::xml::FromXml for CreateImageResult {
 )]
 pub struct CreateKeyPairRequest {
     /// Wire name `Description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// Wire name `KeyName` (string). Required.
-    pub key_name: Option<String>,
+    pub key_name: Option<crate::CompactString>,
     /// Wire name `Password` (string). Required.
-    pub password: Option<String>,
+    pub password: Option<crate::CompactString>,
 }
 
 impl CreateKeyPairRequest {
     /// Sets [`description`](Self::description) and returns the input.
-    pub fn description(mut self, value: impl Into<String>) -> Self {
+    pub fn description(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.description = Some(value.into());
         self
     }
     /// Sets [`key_name`](Self::key_name) and returns the input.
-    pub fn key_name(mut self, value: impl Into<String>) -> Self {
+    pub fn key_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.key_name = Some(value.into());
         self
     }
     /// Sets [`password`](Self::password) and returns the input.
-    pub fn password(mut self, value: impl Into<String>) -> Self {
+    pub fn password(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.password = Some(value.into());
         self
     }
@@ -1208,15 +1208,15 @@ impl crate::operation::Operation for CreateKeyPairRequest {
 )]
 pub struct CreateKeyPairResult {
     /// XML element `description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// XML element `keyFingerprint` (string).
-    pub key_fingerprint: Option<String>,
+    pub key_fingerprint: Option<crate::CompactString>,
     /// XML element `keyMaterial` (string).
-    pub key_material: Option<String>,
+    pub key_material: Option<crate::CompactString>,
     /// XML element `keyName` (string).
-    pub key_name: Option<String>,
+    pub key_name: Option<crate::CompactString>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for CreateKeyPairResult {
@@ -1249,68 +1249,68 @@ impl crate::xml::FromXml for CreateKeyPairResult {
 )]
 pub struct CreateRouteRequest {
     /// Wire name `DestinationCidrBlock` (string). Required.
-    pub destination_cidr_block: Option<String>,
+    pub destination_cidr_block: Option<crate::CompactString>,
     /// Wire name `GatewayId` (string).
-    pub gateway_id: Option<String>,
+    pub gateway_id: Option<crate::CompactString>,
     /// Wire name `InstanceId` (string).
-    pub instance_id: Option<String>,
+    pub instance_id: Option<crate::CompactString>,
     /// Wire name `IpAddress` (string).
-    pub ip_address: Option<String>,
+    pub ip_address: Option<crate::CompactString>,
     /// Wire name `NetworkId` (string).
-    pub network_id: Option<String>,
+    pub network_id: Option<crate::CompactString>,
     /// Wire name `NetworkInterfaceId` (string).
-    pub network_interface_id: Option<String>,
+    pub network_interface_id: Option<crate::CompactString>,
     /// Wire name `NetworkName` (string).
-    pub network_name: Option<String>,
+    pub network_name: Option<crate::CompactString>,
     /// Wire name `RouteTableId` (string). Required.
-    pub route_table_id: Option<String>,
+    pub route_table_id: Option<crate::CompactString>,
     /// Wire name `VpcPeeringConnectionId` (string).
-    pub vpc_peering_connection_id: Option<String>,
+    pub vpc_peering_connection_id: Option<crate::CompactString>,
 }
 
 impl CreateRouteRequest {
     /// Sets [`destination_cidr_block`](Self::destination_cidr_block) and returns the input.
-    pub fn destination_cidr_block(mut self, value: impl Into<String>) -> Self {
+    pub fn destination_cidr_block(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.destination_cidr_block = Some(value.into());
         self
     }
     /// Sets [`gateway_id`](Self::gateway_id) and returns the input.
-    pub fn gateway_id(mut self, value: impl Into<String>) -> Self {
+    pub fn gateway_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.gateway_id = Some(value.into());
         self
     }
     /// Sets [`instance_id`](Self::instance_id) and returns the input.
-    pub fn instance_id(mut self, value: impl Into<String>) -> Self {
+    pub fn instance_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.instance_id = Some(value.into());
         self
     }
     /// Sets [`ip_address`](Self::ip_address) and returns the input.
-    pub fn ip_address(mut self, value: impl Into<String>) -> Self {
+    pub fn ip_address(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.ip_address = Some(value.into());
         self
     }
     /// Sets [`network_id`](Self::network_id) and returns the input.
-    pub fn network_id(mut self, value: impl Into<String>) -> Self {
+    pub fn network_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.network_id = Some(value.into());
         self
     }
     /// Sets [`network_interface_id`](Self::network_interface_id) and returns the input.
-    pub fn network_interface_id(mut self, value: impl Into<String>) -> Self {
+    pub fn network_interface_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.network_interface_id = Some(value.into());
         self
     }
     /// Sets [`network_name`](Self::network_name) and returns the input.
-    pub fn network_name(mut self, value: impl Into<String>) -> Self {
+    pub fn network_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.network_name = Some(value.into());
         self
     }
     /// Sets [`route_table_id`](Self::route_table_id) and returns the input.
-    pub fn route_table_id(mut self, value: impl Into<String>) -> Self {
+    pub fn route_table_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.route_table_id = Some(value.into());
         self
     }
     /// Sets [`vpc_peering_connection_id`](Self::vpc_peering_connection_id) and returns the input.
-    pub fn vpc_peering_connection_id(mut self, value: impl Into<String>) -> Self {
+    pub fn vpc_peering_connection_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.vpc_peering_connection_id = Some(value.into());
         self
     }
@@ -1365,7 +1365,7 @@ impl crate::operation::Operation for CreateRouteRequest {
 )]
 pub struct CreateRouteResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -1399,9 +1399,9 @@ pub struct CreateSslCertSet {
     /// XML element `charge` (integer).
     pub charge: Option<i64>,
     /// XML element `type` (string).
-    pub r#type: Option<String>,
+    pub r#type: Option<crate::CompactString>,
     /// XML element `unit` (string).
-    pub unit: Option<String>,
+    pub unit: Option<crate::CompactString>,
     /// XML element `value` (integer).
     pub value: Option<i64>,
 }
@@ -1432,7 +1432,7 @@ impl crate::xml::FromXml for CreateSslCertSet {
 )]
 pub struct CreateSslCertificateRequest {
     /// Wire name `ApproverEmailAddress` (string).
-    pub approver_email_address: Option<String>,
+    pub approver_email_address: Option<crate::CompactString>,
     /// Wire name `CertAuthority` (integer).
     pub cert_authority: Option<i64>,
     /// Wire name `CertInfo` (structure).
@@ -1440,9 +1440,9 @@ pub struct CreateSslCertificateRequest {
     /// Wire name `Count` (integer).
     pub count: Option<i64>,
     /// Wire name `Fqdn` (string).
-    pub fqdn: Option<String>,
+    pub fqdn: Option<crate::CompactString>,
     /// Wire name `FqdnId` (string).
-    pub fqdn_id: Option<String>,
+    pub fqdn_id: Option<crate::CompactString>,
     /// Wire name `KeyLength` (integer).
     pub key_length: Option<i64>,
     /// Wire name `ValidityTerm` (integer).
@@ -1451,7 +1451,7 @@ pub struct CreateSslCertificateRequest {
 
 impl CreateSslCertificateRequest {
     /// Sets [`approver_email_address`](Self::approver_email_address) and returns the input.
-    pub fn approver_email_address(mut self, value: impl Into<String>) -> Self {
+    pub fn approver_email_address(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.approver_email_address = Some(value.into());
         self
     }
@@ -1471,12 +1471,12 @@ impl CreateSslCertificateRequest {
         self
     }
     /// Sets [`fqdn`](Self::fqdn) and returns the input.
-    pub fn fqdn(mut self, value: impl Into<String>) -> Self {
+    pub fn fqdn(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.fqdn = Some(value.into());
         self
     }
     /// Sets [`fqdn_id`](Self::fqdn_id) and returns the input.
-    pub fn fqdn_id(mut self, value: impl Into<String>) -> Self {
+    pub fn fqdn_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.fqdn_id = Some(value.into());
         self
     }
@@ -1531,17 +1531,17 @@ impl crate::operation::Operation for CreateSslCertificateRequest {
 )]
 pub struct CreateSslCertificateResult {
     /// XML element `approverEmailAddress` (string).
-    pub approver_email_address: Option<String>,
+    pub approver_email_address: Option<crate::CompactString>,
     /// XML element `certAuthority` (string).
-    pub cert_authority: Option<String>,
+    pub cert_authority: Option<crate::CompactString>,
     /// XML element `certState` (string).
-    pub cert_state: Option<String>,
+    pub cert_state: Option<crate::CompactString>,
     /// XML element `fqdn` (string).
-    pub fqdn: Option<String>,
+    pub fqdn: Option<crate::CompactString>,
     /// XML element `fqdnId` (string).
-    pub fqdn_id: Option<String>,
+    pub fqdn_id: Option<crate::CompactString>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `validityTerm` (integer).
     pub validity_term: Option<i64>,
 }
@@ -1578,9 +1578,9 @@ impl crate::xml::FromXml for CreateSslCertificateResult {
 )]
 pub struct DDay {
     /// XML element `endingDDay` (string).
-    pub ending_d_day: Option<String>,
+    pub ending_d_day: Option<crate::CompactString>,
     /// XML element `startingDDay` (string).
-    pub starting_d_day: Option<String>,
+    pub starting_d_day: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for DDay {
@@ -1607,9 +1607,9 @@ impl crate::xml::FromXml for DDay {
 )]
 pub struct DataSet {
     /// XML element `dateTime` (string).
-    pub date_time: Option<String>,
+    pub date_time: Option<crate::CompactString>,
     /// XML element `value` (string).
-    pub value: Option<String>,
+    pub value: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for DataSet {
@@ -1636,19 +1636,19 @@ impl crate::xml::FromXml for DataSet {
 )]
 pub struct Day {
     /// XML element `setFriday` (string).
-    pub set_friday: Option<String>,
+    pub set_friday: Option<crate::CompactString>,
     /// XML element `setMonday` (string).
-    pub set_monday: Option<String>,
+    pub set_monday: Option<crate::CompactString>,
     /// XML element `setSaturday` (string).
-    pub set_saturday: Option<String>,
+    pub set_saturday: Option<crate::CompactString>,
     /// XML element `setSunday` (string).
-    pub set_sunday: Option<String>,
+    pub set_sunday: Option<crate::CompactString>,
     /// XML element `setThursday` (string).
-    pub set_thursday: Option<String>,
+    pub set_thursday: Option<crate::CompactString>,
     /// XML element `setTuesday` (string).
-    pub set_tuesday: Option<String>,
+    pub set_tuesday: Option<crate::CompactString>,
     /// XML element `setWednesday` (string).
-    pub set_wednesday: Option<String>,
+    pub set_wednesday: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for Day {
@@ -1680,12 +1680,12 @@ impl crate::xml::FromXml for Day {
 )]
 pub struct DeleteImageRequest {
     /// Wire name `ImageId` (string). Required.
-    pub image_id: Option<String>,
+    pub image_id: Option<crate::CompactString>,
 }
 
 impl DeleteImageRequest {
     /// Sets [`image_id`](Self::image_id) and returns the input.
-    pub fn image_id(mut self, value: impl Into<String>) -> Self {
+    pub fn image_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.image_id = Some(value.into());
         self
     }
@@ -1729,7 +1729,7 @@ impl crate::operation::Operation for DeleteImageRequest {
 )]
 pub struct DeleteImageResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for DeleteImageResult {
@@ -1758,12 +1758,12 @@ impl crate::xml::FromXml for DeleteImageResult {
 )]
 pub struct DeleteIsoImageRequest {
     /// Wire name `IsoImageId` (string). Required.
-    pub iso_image_id: Option<String>,
+    pub iso_image_id: Option<crate::CompactString>,
 }
 
 impl DeleteIsoImageRequest {
     /// Sets [`iso_image_id`](Self::iso_image_id) and returns the input.
-    pub fn iso_image_id(mut self, value: impl Into<String>) -> Self {
+    pub fn iso_image_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.iso_image_id = Some(value.into());
         self
     }
@@ -1807,7 +1807,7 @@ impl crate::operation::Operation for DeleteIsoImageRequest {
 )]
 pub struct DeleteIsoImageResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -1839,12 +1839,12 @@ impl crate::xml::FromXml for DeleteIsoImageResult {
 )]
 pub struct DeleteKeyPairRequest {
     /// Wire name `KeyName` (string). Required.
-    pub key_name: Option<String>,
+    pub key_name: Option<crate::CompactString>,
 }
 
 impl DeleteKeyPairRequest {
     /// Sets [`key_name`](Self::key_name) and returns the input.
-    pub fn key_name(mut self, value: impl Into<String>) -> Self {
+    pub fn key_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.key_name = Some(value.into());
         self
     }
@@ -1888,7 +1888,7 @@ impl crate::operation::Operation for DeleteKeyPairRequest {
 )]
 pub struct DeleteKeyPairResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -1920,19 +1920,19 @@ impl crate::xml::FromXml for DeleteKeyPairResult {
 )]
 pub struct DeleteRouteRequest {
     /// Wire name `DestinationCidrBlock` (string). Required.
-    pub destination_cidr_block: Option<String>,
+    pub destination_cidr_block: Option<crate::CompactString>,
     /// Wire name `RouteTableId` (string). Required.
-    pub route_table_id: Option<String>,
+    pub route_table_id: Option<crate::CompactString>,
 }
 
 impl DeleteRouteRequest {
     /// Sets [`destination_cidr_block`](Self::destination_cidr_block) and returns the input.
-    pub fn destination_cidr_block(mut self, value: impl Into<String>) -> Self {
+    pub fn destination_cidr_block(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.destination_cidr_block = Some(value.into());
         self
     }
     /// Sets [`route_table_id`](Self::route_table_id) and returns the input.
-    pub fn route_table_id(mut self, value: impl Into<String>) -> Self {
+    pub fn route_table_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.route_table_id = Some(value.into());
         self
     }
@@ -1980,7 +1980,7 @@ impl crate::operation::Operation for DeleteRouteRequest {
 )]
 pub struct DeleteRouteResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -2012,12 +2012,12 @@ impl crate::xml::FromXml for DeleteRouteResult {
 )]
 pub struct DeleteSslCertificateRequest {
     /// Wire name `FqdnId` (string). Required.
-    pub fqdn_id: Option<String>,
+    pub fqdn_id: Option<crate::CompactString>,
 }
 
 impl DeleteSslCertificateRequest {
     /// Sets [`fqdn_id`](Self::fqdn_id) and returns the input.
-    pub fn fqdn_id(mut self, value: impl Into<String>) -> Self {
+    pub fn fqdn_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.fqdn_id = Some(value.into());
         self
     }
@@ -2061,7 +2061,7 @@ impl crate::operation::Operation for DeleteSslCertificateRequest {
 )]
 pub struct DeleteSslCertificateResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -2093,12 +2093,12 @@ impl crate::xml::FromXml for DeleteSslCertificateResult {
 )]
 pub struct DescribeAssociatedUsersRequest {
     /// Wire name `FunctionName` (string). Required. Allowed values: `LB`.
-    pub function_name: Option<String>,
+    pub function_name: Option<crate::CompactString>,
 }
 
 impl DescribeAssociatedUsersRequest {
     /// Sets [`function_name`](Self::function_name) and returns the input.
-    pub fn function_name(mut self, value: impl Into<String>) -> Self {
+    pub fn function_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.function_name = Some(value.into());
         self
     }
@@ -2201,13 +2201,13 @@ impl crate::xml::FromXml for DescribeAssociatedUsersResultWrapper {
 )]
 pub struct DescribeImagesRequest {
     /// Wire name `ExecutableBy.N` (list of string).
-    pub executable_by: Vec<String>,
+    pub executable_by: Vec<crate::CompactString>,
     /// Wire name `ImageId.N` (list of string).
-    pub image_id: Vec<String>,
+    pub image_id: Vec<crate::CompactString>,
     /// Wire name `ImageName.N` (list of string).
-    pub image_name: Vec<String>,
+    pub image_name: Vec<crate::CompactString>,
     /// Wire name `Owner.N` (list of string).
-    pub owner: Vec<String>,
+    pub owner: Vec<crate::CompactString>,
 }
 
 impl DescribeImagesRequest {
@@ -2215,7 +2215,7 @@ impl DescribeImagesRequest {
     pub fn executable_by<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.executable_by = items.into_iter().map(Into::into).collect();
         self
@@ -2224,7 +2224,7 @@ impl DescribeImagesRequest {
     pub fn image_id<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.image_id = items.into_iter().map(Into::into).collect();
         self
@@ -2233,7 +2233,7 @@ impl DescribeImagesRequest {
     pub fn image_name<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.image_name = items.into_iter().map(Into::into).collect();
         self
@@ -2242,7 +2242,7 @@ impl DescribeImagesRequest {
     pub fn owner<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.owner = items.into_iter().map(Into::into).collect();
         self
@@ -2286,7 +2286,7 @@ pub struct DescribeImagesResult {
     /// XML element `imagesSet`, a list of `item` entries (structure).
     pub images_set: Vec<ImagesSet>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for DescribeImagesResult {
@@ -2318,7 +2318,7 @@ pub struct DescribeIsoImagesRequest {
     /// Wire name `Filter.N` (list of structure).
     pub filter: Vec<RequestFilter>,
     /// Wire name `IsoImageId` (string).
-    pub iso_image_id: Option<String>,
+    pub iso_image_id: Option<crate::CompactString>,
 }
 
 impl DescribeIsoImagesRequest {
@@ -2328,7 +2328,7 @@ impl DescribeIsoImagesRequest {
         self
     }
     /// Sets [`iso_image_id`](Self::iso_image_id) and returns the input.
-    pub fn iso_image_id(mut self, value: impl Into<String>) -> Self {
+    pub fn iso_image_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.iso_image_id = Some(value.into());
         self
     }
@@ -2369,7 +2369,7 @@ pub struct DescribeIsoImagesResult {
     /// XML element `isoImagesSet`, a list of `item` entries (structure).
     pub iso_images_set: Vec<IsoImagesSet>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for DescribeIsoImagesResult {
@@ -2399,7 +2399,7 @@ impl crate::xml::FromXml for DescribeIsoImagesResult {
 )]
 pub struct DescribeKeyPairsRequest {
     /// Wire name `KeyName.N` (list of string).
-    pub key_name: Vec<String>,
+    pub key_name: Vec<crate::CompactString>,
 }
 
 impl DescribeKeyPairsRequest {
@@ -2407,7 +2407,7 @@ impl DescribeKeyPairsRequest {
     pub fn key_name<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.key_name = items.into_iter().map(Into::into).collect();
         self
@@ -2448,7 +2448,7 @@ pub struct DescribeKeyPairsResult {
     /// XML element `keySet`, a list of `item` entries (structure).
     pub key_set: Vec<KeySet>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for DescribeKeyPairsResult {
@@ -2508,7 +2508,7 @@ impl crate::operation::Operation for DescribeResourcesRequest {
 )]
 pub struct DescribeResourcesResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `resourceInfo` (structure).
     pub resource_info: Option<ResourceInfo>,
 }
@@ -2540,19 +2540,19 @@ impl crate::xml::FromXml for DescribeResourcesResult {
 )]
 pub struct DescribeServiceStatusRequest {
     /// Wire name `FromDate` (string).
-    pub from_date: Option<String>,
+    pub from_date: Option<crate::CompactString>,
     /// Wire name `ToDate` (string).
-    pub to_date: Option<String>,
+    pub to_date: Option<crate::CompactString>,
 }
 
 impl DescribeServiceStatusRequest {
     /// Sets [`from_date`](Self::from_date) and returns the input.
-    pub fn from_date(mut self, value: impl Into<String>) -> Self {
+    pub fn from_date(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.from_date = Some(value.into());
         self
     }
     /// Sets [`to_date`](Self::to_date) and returns the input.
-    pub fn to_date(mut self, value: impl Into<String>) -> Self {
+    pub fn to_date(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.to_date = Some(value.into());
         self
     }
@@ -2591,7 +2591,7 @@ impl crate::operation::Operation for DescribeServiceStatusRequest {
 )]
 pub struct DescribeServiceStatusResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `serviceStatusSet`, a list of `item` entries (structure).
     pub service_status_set: Vec<ServiceStatusSet>,
 }
@@ -2623,19 +2623,19 @@ impl crate::xml::FromXml for DescribeServiceStatusResult {
 )]
 pub struct DescribeSslCertificateAttributeRequest {
     /// Wire name `Attribute` (string). Allowed values: `certAuthority`, `count`, `certState`, `period`, `validityTerm`, `keyLength`, `uploadState`, `description`, `certInfo`, `caState`.
-    pub attribute: Option<String>,
+    pub attribute: Option<crate::CompactString>,
     /// Wire name `FqdnId` (string). Required.
-    pub fqdn_id: Option<String>,
+    pub fqdn_id: Option<crate::CompactString>,
 }
 
 impl DescribeSslCertificateAttributeRequest {
     /// Sets [`attribute`](Self::attribute) and returns the input.
-    pub fn attribute(mut self, value: impl Into<String>) -> Self {
+    pub fn attribute(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.attribute = Some(value.into());
         self
     }
     /// Sets [`fqdn_id`](Self::fqdn_id) and returns the input.
-    pub fn fqdn_id(mut self, value: impl Into<String>) -> Self {
+    pub fn fqdn_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.fqdn_id = Some(value.into());
         self
     }
@@ -2692,15 +2692,15 @@ pub struct DescribeSslCertificateAttributeResult {
     /// XML element `description` (structure).
     pub description: Option<Description>,
     /// XML element `fqdn` (string).
-    pub fqdn: Option<String>,
+    pub fqdn: Option<crate::CompactString>,
     /// XML element `fqdnId` (string).
-    pub fqdn_id: Option<String>,
+    pub fqdn_id: Option<crate::CompactString>,
     /// XML element `keyLength` (structure).
     pub key_length: Option<KeyLength>,
     /// XML element `period` (structure).
     pub period: Option<Period>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `uploadState` (structure).
     pub upload_state: Option<UploadState>,
 }
@@ -2742,9 +2742,9 @@ impl crate::xml::FromXml for DescribeSslCertificateAttributeResult {
 )]
 pub struct DescribeSslCertificatesRequest {
     /// Wire name `Fqdn.N` (list of string).
-    pub fqdn: Vec<String>,
+    pub fqdn: Vec<crate::CompactString>,
     /// Wire name `FqdnId.N` (list of string).
-    pub fqdn_id: Vec<String>,
+    pub fqdn_id: Vec<crate::CompactString>,
 }
 
 impl DescribeSslCertificatesRequest {
@@ -2752,7 +2752,7 @@ impl DescribeSslCertificatesRequest {
     pub fn fqdn<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.fqdn = items.into_iter().map(Into::into).collect();
         self
@@ -2761,7 +2761,7 @@ impl DescribeSslCertificatesRequest {
     pub fn fqdn_id<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.fqdn_id = items.into_iter().map(Into::into).collect();
         self
@@ -2803,7 +2803,7 @@ pub struct DescribeSslCertificatesResult {
     /// XML element `certsSet`, a list of `item` entries (structure).
     pub certs_set: Vec<CertsSet>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for DescribeSslCertificatesResult {
@@ -2833,7 +2833,7 @@ impl crate::xml::FromXml for DescribeSslCertificatesResult {
 )]
 pub struct DescribeUploadsRequest {
     /// Wire name `ConversionTaskId.N` (list of string).
-    pub conversion_task_id: Vec<String>,
+    pub conversion_task_id: Vec<crate::CompactString>,
 }
 
 impl DescribeUploadsRequest {
@@ -2841,7 +2841,7 @@ impl DescribeUploadsRequest {
     pub fn conversion_task_id<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.conversion_task_id = items.into_iter().map(Into::into).collect();
         self
@@ -2907,9 +2907,9 @@ pub struct DescribeUsageRequest {
     /// Wire name `IsCharge` (boolean).
     pub is_charge: Option<bool>,
     /// Wire name `Region` (string).
-    pub region: Option<String>,
+    pub region: Option<crate::CompactString>,
     /// Wire name `YearMonth` (string).
-    pub year_month: Option<String>,
+    pub year_month: Option<crate::CompactString>,
 }
 
 impl DescribeUsageRequest {
@@ -2919,12 +2919,12 @@ impl DescribeUsageRequest {
         self
     }
     /// Sets [`region`](Self::region) and returns the input.
-    pub fn region(mut self, value: impl Into<String>) -> Self {
+    pub fn region(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.region = Some(value.into());
         self
     }
     /// Sets [`year_month`](Self::year_month) and returns the input.
-    pub fn year_month(mut self, value: impl Into<String>) -> Self {
+    pub fn year_month(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.year_month = Some(value.into());
         self
     }
@@ -3014,7 +3014,7 @@ pub struct DescribeUsageResult {
     /// XML element `remoteAccessVpnGatewayInfo` (structure).
     pub remote_access_vpn_gateway_info: Option<RemoteAccessVpnGatewayInfo>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `routerInfo` (structure).
     pub router_info: Option<RouterInfo>,
     /// XML element `securityGroupInfo` (structure).
@@ -3028,7 +3028,7 @@ pub struct DescribeUsageResult {
     /// XML element `vpnGatewayInfo` (structure).
     pub vpn_gateway_info: Option<VpnGatewayInfo>,
     /// XML element `yearMonth` (string).
-    pub year_month: Option<String>,
+    pub year_month: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for DescribeUsageResult {
@@ -3093,7 +3093,7 @@ pub struct DescribeUserActivitiesRequest {
     /// Wire name `Range` (structure).
     pub range: Option<RequestRangeOfDescribeUserActivities>,
     /// Wire name `YearMonth` (string).
-    pub year_month: Option<String>,
+    pub year_month: Option<crate::CompactString>,
 }
 
 impl DescribeUserActivitiesRequest {
@@ -3103,7 +3103,7 @@ impl DescribeUserActivitiesRequest {
         self
     }
     /// Sets [`year_month`](Self::year_month) and returns the input.
-    pub fn year_month(mut self, value: impl Into<String>) -> Self {
+    pub fn year_month(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.year_month = Some(value.into());
         self
     }
@@ -3142,7 +3142,7 @@ impl crate::operation::Operation for DescribeUserActivitiesRequest {
 )]
 pub struct DescribeUserActivitiesResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `userActivitiesSet`, a list of `item` entries (structure).
     pub user_activities_set: Vec<UserActivitiesSet>,
 }
@@ -3174,19 +3174,19 @@ impl crate::xml::FromXml for DescribeUserActivitiesResult {
 )]
 pub struct DetachIsoImageRequest {
     /// Wire name `InstanceUniqueId` (string). Required.
-    pub instance_unique_id: Option<String>,
+    pub instance_unique_id: Option<crate::CompactString>,
     /// Wire name `IsoImageId` (string). Required.
-    pub iso_image_id: Option<String>,
+    pub iso_image_id: Option<crate::CompactString>,
 }
 
 impl DetachIsoImageRequest {
     /// Sets [`instance_unique_id`](Self::instance_unique_id) and returns the input.
-    pub fn instance_unique_id(mut self, value: impl Into<String>) -> Self {
+    pub fn instance_unique_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.instance_unique_id = Some(value.into());
         self
     }
     /// Sets [`iso_image_id`](Self::iso_image_id) and returns the input.
-    pub fn iso_image_id(mut self, value: impl Into<String>) -> Self {
+    pub fn iso_image_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.iso_image_id = Some(value.into());
         self
     }
@@ -3234,7 +3234,7 @@ impl crate::operation::Operation for DetachIsoImageRequest {
 )]
 pub struct DetachIsoImageResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -3270,7 +3270,7 @@ pub struct Details {
     /// XML element `currentServersCount` (integer).
     pub current_servers_count: Option<i64>,
     /// XML element `resource` (string).
-    pub resource: Option<String>,
+    pub resource: Option<crate::CompactString>,
     /// XML element `resourceValue` (number).
     pub resource_value: Option<f64>,
     /// XML element `upperThreshold` (number).
@@ -3304,14 +3304,14 @@ impl crate::xml::FromXml for Details {
 )]
 pub struct DissociateUsersRequest {
     /// Wire name `FunctionName` (string). Required. Allowed values: `LB`.
-    pub function_name: Option<String>,
+    pub function_name: Option<crate::CompactString>,
     /// Wire name `Users.member.N` (list of structure). Required.
     pub users: Vec<RequestUsers>,
 }
 
 impl DissociateUsersRequest {
     /// Sets [`function_name`](Self::function_name) and returns the input.
-    pub fn function_name(mut self, value: impl Into<String>) -> Self {
+    pub fn function_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.function_name = Some(value.into());
         self
     }
@@ -3424,19 +3424,19 @@ impl crate::xml::FromXml for DissociateUsersResultWrapper {
 )]
 pub struct DownloadSslCertificateRequest {
     /// Wire name `FileType` (string). Required. Allowed values: `1`, `2`, `3`.
-    pub file_type: Option<String>,
+    pub file_type: Option<crate::CompactString>,
     /// Wire name `FqdnId` (string). Required.
-    pub fqdn_id: Option<String>,
+    pub fqdn_id: Option<crate::CompactString>,
 }
 
 impl DownloadSslCertificateRequest {
     /// Sets [`file_type`](Self::file_type) and returns the input.
-    pub fn file_type(mut self, value: impl Into<String>) -> Self {
+    pub fn file_type(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.file_type = Some(value.into());
         self
     }
     /// Sets [`fqdn_id`](Self::fqdn_id) and returns the input.
-    pub fn fqdn_id(mut self, value: impl Into<String>) -> Self {
+    pub fn fqdn_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.fqdn_id = Some(value.into());
         self
     }
@@ -3484,13 +3484,13 @@ impl crate::operation::Operation for DownloadSslCertificateRequest {
 )]
 pub struct DownloadSslCertificateResult {
     /// XML element `fileData` (string).
-    pub file_data: Option<String>,
+    pub file_data: Option<crate::CompactString>,
     /// XML element `fqdn` (string).
-    pub fqdn: Option<String>,
+    pub fqdn: Option<crate::CompactString>,
     /// XML element `fqdnId` (string).
-    pub fqdn_id: Option<String>,
+    pub fqdn_id: Option<crate::CompactString>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for DownloadSslCertificateResult {
@@ -3524,9 +3524,9 @@ pub struct DynamicIpMeasuredRate {
     /// XML element `charge` (integer).
     pub charge: Option<i64>,
     /// XML element `type` (string).
-    pub r#type: Option<String>,
+    pub r#type: Option<crate::CompactString>,
     /// XML element `unit` (string).
-    pub unit: Option<String>,
+    pub unit: Option<crate::CompactString>,
     /// XML element `value` (integer).
     pub value: Option<i64>,
 }
@@ -3559,9 +3559,9 @@ pub struct DynamicIpMonthlyRate {
     /// XML element `charge` (integer).
     pub charge: Option<i64>,
     /// XML element `type` (string).
-    pub r#type: Option<String>,
+    pub r#type: Option<crate::CompactString>,
     /// XML element `unit` (string).
-    pub unit: Option<String>,
+    pub unit: Option<crate::CompactString>,
     /// XML element `value` (integer).
     pub value: Option<i64>,
 }
@@ -3592,11 +3592,11 @@ impl crate::xml::FromXml for DynamicIpMonthlyRate {
 )]
 pub struct EbsOfDescribeImages {
     /// XML element `deleteOnTermination` (string).
-    pub delete_on_termination: Option<String>,
+    pub delete_on_termination: Option<crate::CompactString>,
     /// XML element `diskType` (string).
-    pub disk_type: Option<String>,
+    pub disk_type: Option<crate::CompactString>,
     /// XML element `snapshotId` (string).
-    pub snapshot_id: Option<String>,
+    pub snapshot_id: Option<crate::CompactString>,
     /// XML element `volumeSize` (integer).
     pub volume_size: Option<i64>,
 }
@@ -3654,7 +3654,7 @@ pub struct ElasticIpItemSet {
     /// XML element `count` (integer).
     pub count: Option<i64>,
     /// XML element `type` (string).
-    pub r#type: Option<String>,
+    pub r#type: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for ElasticIpItemSet {
@@ -3683,9 +3683,9 @@ pub struct ElasticIpSet {
     /// XML element `charge` (integer).
     pub charge: Option<i64>,
     /// XML element `type` (string).
-    pub r#type: Option<String>,
+    pub r#type: Option<crate::CompactString>,
     /// XML element `unit` (string).
-    pub unit: Option<String>,
+    pub unit: Option<crate::CompactString>,
     /// XML element `value` (integer).
     pub value: Option<i64>,
 }
@@ -3744,7 +3744,7 @@ impl crate::xml::FromXml for ElasticLoadBalancerInfo {
 )]
 pub struct EmailAddressSet {
     /// XML element `emailAddress` (string).
-    pub email_address: Option<String>,
+    pub email_address: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for EmailAddressSet {
@@ -3797,9 +3797,9 @@ pub struct ExtraChargeMonthlyRateSet {
     /// XML element `charge` (integer).
     pub charge: Option<i64>,
     /// XML element `type` (string).
-    pub r#type: Option<String>,
+    pub r#type: Option<crate::CompactString>,
     /// XML element `unit` (string).
-    pub unit: Option<String>,
+    pub unit: Option<crate::CompactString>,
     /// XML element `value` (integer).
     pub value: Option<i64>,
 }
@@ -3859,57 +3859,57 @@ impl crate::xml::FromXml for ImageInfo {
 )]
 pub struct ImagesSet {
     /// XML element `architecture` (string).
-    pub architecture: Option<String>,
+    pub architecture: Option<crate::CompactString>,
     /// XML element `blockDeviceMapping`, a list of `item` entries (structure).
     pub block_device_mapping: Vec<BlockDeviceMappingOfDescribeImages>,
     /// XML element `description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// XML element `detailDescription` (string).
-    pub detail_description: Option<String>,
+    pub detail_description: Option<crate::CompactString>,
     /// XML element `imageId` (string).
-    pub image_id: Option<String>,
+    pub image_id: Option<crate::CompactString>,
     /// XML element `imageLocation` (string).
-    pub image_location: Option<String>,
+    pub image_location: Option<crate::CompactString>,
     /// XML element `imageOwnerAlias` (string).
-    pub image_owner_alias: Option<String>,
+    pub image_owner_alias: Option<crate::CompactString>,
     /// XML element `imageOwnerId` (string).
-    pub image_owner_id: Option<String>,
+    pub image_owner_id: Option<crate::CompactString>,
     /// XML element `imageState` (string).
-    pub image_state: Option<String>,
+    pub image_state: Option<crate::CompactString>,
     /// XML element `imageType` (string).
-    pub image_type: Option<String>,
+    pub image_type: Option<crate::CompactString>,
     /// XML element `isGpuConfigurable` (boolean).
     pub is_gpu_configurable: Option<bool>,
     /// XML element `isPublic` (boolean).
     pub is_public: Option<bool>,
     /// XML element `kernelId` (string).
-    pub kernel_id: Option<String>,
+    pub kernel_id: Option<crate::CompactString>,
     /// XML element `launchTime` (timestamp).
     pub launch_time: Option<crate::xml::Timestamp>,
     /// XML element `name` (string).
-    pub name: Option<String>,
+    pub name: Option<crate::CompactString>,
     /// XML element `niftyContactUrl` (string).
-    pub nifty_contact_url: Option<String>,
+    pub nifty_contact_url: Option<crate::CompactString>,
     /// XML element `niftyDistributionIds`, a list of `item` entries (structure).
     pub nifty_distribution_ids: Vec<NiftyDistributionIds>,
     /// XML element `niftyImageSize` (string).
-    pub nifty_image_size: Option<String>,
+    pub nifty_image_size: Option<crate::CompactString>,
     /// XML element `niftyIsAllowedDistribution` (boolean).
     pub nifty_is_allowed_distribution: Option<bool>,
     /// XML element `placement` (structure).
     pub placement: Option<PlacementOfDescribeImages>,
     /// XML element `platform` (string).
-    pub platform: Option<String>,
+    pub platform: Option<crate::CompactString>,
     /// XML element `productCodes`, a list of `item` entries (structure).
     pub product_codes: Vec<ProductCodes>,
     /// XML element `ramdiskId` (string).
-    pub ramdisk_id: Option<String>,
+    pub ramdisk_id: Option<crate::CompactString>,
     /// XML element `redistributable` (boolean).
     pub redistributable: Option<bool>,
     /// XML element `rootDeviceName` (string).
-    pub root_device_name: Option<String>,
+    pub root_device_name: Option<crate::CompactString>,
     /// XML element `rootDeviceType` (string).
-    pub root_device_type: Option<String>,
+    pub root_device_type: Option<crate::CompactString>,
     /// XML element `stateReason` (structure).
     pub state_reason: Option<StateReason>,
 }
@@ -3967,9 +3967,9 @@ pub struct ImportInstanceDiskMeasuredRate {
     /// XML element `charge` (integer).
     pub charge: Option<i64>,
     /// XML element `type` (string).
-    pub r#type: Option<String>,
+    pub r#type: Option<crate::CompactString>,
     /// XML element `unit` (string).
-    pub unit: Option<String>,
+    pub unit: Option<crate::CompactString>,
     /// XML element `value` (integer).
     pub value: Option<i64>,
 }
@@ -4002,9 +4002,9 @@ pub struct ImportInstanceDiskMonthlyRate {
     /// XML element `charge` (integer).
     pub charge: Option<i64>,
     /// XML element `type` (string).
-    pub r#type: Option<String>,
+    pub r#type: Option<crate::CompactString>,
     /// XML element `unit` (string).
-    pub unit: Option<String>,
+    pub unit: Option<crate::CompactString>,
     /// XML element `value` (integer).
     pub value: Option<i64>,
 }
@@ -4035,13 +4035,13 @@ impl crate::xml::FromXml for ImportInstanceDiskMonthlyRate {
 )]
 pub struct ImportInstanceOfDescribeUploads {
     /// XML element `availabilityZone` (string).
-    pub availability_zone: Option<String>,
+    pub availability_zone: Option<crate::CompactString>,
     /// XML element `image` (structure).
     pub image: Option<Image>,
     /// XML element `instanceId` (string).
-    pub instance_id: Option<String>,
+    pub instance_id: Option<crate::CompactString>,
     /// XML element `instanceUniqueId` (string).
-    pub instance_unique_id: Option<String>,
+    pub instance_unique_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for ImportInstanceOfDescribeUploads {
@@ -4070,26 +4070,26 @@ impl crate::xml::FromXml for ImportInstanceOfDescribeUploads {
 )]
 pub struct ImportKeyPairRequest {
     /// Wire name `Description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// Wire name `KeyName` (string). Required.
-    pub key_name: Option<String>,
+    pub key_name: Option<crate::CompactString>,
     /// Wire name `PublicKeyMaterial` (string). Required.
-    pub public_key_material: Option<String>,
+    pub public_key_material: Option<crate::CompactString>,
 }
 
 impl ImportKeyPairRequest {
     /// Sets [`description`](Self::description) and returns the input.
-    pub fn description(mut self, value: impl Into<String>) -> Self {
+    pub fn description(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.description = Some(value.into());
         self
     }
     /// Sets [`key_name`](Self::key_name) and returns the input.
-    pub fn key_name(mut self, value: impl Into<String>) -> Self {
+    pub fn key_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.key_name = Some(value.into());
         self
     }
     /// Sets [`public_key_material`](Self::public_key_material) and returns the input.
-    pub fn public_key_material(mut self, value: impl Into<String>) -> Self {
+    pub fn public_key_material(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.public_key_material = Some(value.into());
         self
     }
@@ -4138,11 +4138,11 @@ impl crate::operation::Operation for ImportKeyPairRequest {
 )]
 pub struct ImportKeyPairResult {
     /// XML element `keyFingerprint` (string).
-    pub key_fingerprint: Option<String>,
+    pub key_fingerprint: Option<crate::CompactString>,
     /// XML element `keyName` (string).
-    pub key_name: Option<String>,
+    pub key_name: Option<crate::CompactString>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for ImportKeyPairResult {
@@ -4175,9 +4175,9 @@ pub struct InstanceBackupBaseSet {
     /// XML element `charge` (integer).
     pub charge: Option<i64>,
     /// XML element `type` (string).
-    pub r#type: Option<String>,
+    pub r#type: Option<crate::CompactString>,
     /// XML element `unit` (string).
-    pub unit: Option<String>,
+    pub unit: Option<crate::CompactString>,
     /// XML element `value` (integer).
     pub value: Option<i64>,
 }
@@ -4210,7 +4210,7 @@ pub struct InstanceBackupImportInstanceDiskSet {
     /// XML element `charge` (integer).
     pub charge: Option<i64>,
     /// XML element `unit` (string).
-    pub unit: Option<String>,
+    pub unit: Option<crate::CompactString>,
     /// XML element `value` (integer).
     pub value: Option<i64>,
 }
@@ -4276,7 +4276,7 @@ pub struct InstanceBackupVolumeSet {
     /// XML element `charge` (integer).
     pub charge: Option<i64>,
     /// XML element `unit` (string).
-    pub unit: Option<String>,
+    pub unit: Option<crate::CompactString>,
     /// XML element `value` (integer).
     pub value: Option<i64>,
 }
@@ -4308,9 +4308,9 @@ pub struct InstanceCopy {
     /// XML element `charge` (integer).
     pub charge: Option<i64>,
     /// XML element `type` (string).
-    pub r#type: Option<String>,
+    pub r#type: Option<crate::CompactString>,
     /// XML element `unit` (string).
-    pub unit: Option<String>,
+    pub unit: Option<crate::CompactString>,
     /// XML element `value` (integer).
     pub value: Option<i64>,
 }
@@ -4390,7 +4390,7 @@ pub struct InstanceItemSet {
     /// XML element `count` (integer).
     pub count: Option<i64>,
     /// XML element `type` (string).
-    pub r#type: Option<String>,
+    pub r#type: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for InstanceItemSet {
@@ -4419,9 +4419,9 @@ pub struct InstanceMonthlyRateSet {
     /// XML element `charge` (integer).
     pub charge: Option<i64>,
     /// XML element `type` (string).
-    pub r#type: Option<String>,
+    pub r#type: Option<crate::CompactString>,
     /// XML element `unit` (string).
-    pub unit: Option<String>,
+    pub unit: Option<crate::CompactString>,
     /// XML element `value` (integer).
     pub value: Option<i64>,
 }
@@ -4452,9 +4452,9 @@ impl crate::xml::FromXml for InstanceMonthlyRateSet {
 )]
 pub struct InstancesSetOfDescribeIsoImages {
     /// XML element `instanceId` (string).
-    pub instance_id: Option<String>,
+    pub instance_id: Option<crate::CompactString>,
     /// XML element `instanceUniqueId` (string).
-    pub instance_unique_id: Option<String>,
+    pub instance_unique_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for InstancesSetOfDescribeIsoImages {
@@ -4481,9 +4481,9 @@ impl crate::xml::FromXml for InstancesSetOfDescribeIsoImages {
 )]
 pub struct InstancesSetOfDescribeKeyPairs {
     /// XML element `instanceId` (string).
-    pub instance_id: Option<String>,
+    pub instance_id: Option<crate::CompactString>,
     /// XML element `regionName` (string).
-    pub region_name: Option<String>,
+    pub region_name: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for InstancesSetOfDescribeKeyPairs {
@@ -4510,17 +4510,17 @@ impl crate::xml::FromXml for InstancesSetOfDescribeKeyPairs {
 )]
 pub struct InstancesSetOfNiftyDescribeAutoScalingGroups {
     /// XML element `dnsName` (string).
-    pub dns_name: Option<String>,
+    pub dns_name: Option<crate::CompactString>,
     /// XML element `expireTime` (timestamp).
     pub expire_time: Option<crate::xml::Timestamp>,
     /// XML element `instanceId` (string).
-    pub instance_id: Option<String>,
+    pub instance_id: Option<crate::CompactString>,
     /// XML element `instanceState` (structure).
     pub instance_state: Option<InstanceState>,
     /// XML element `instanceType` (string).
-    pub instance_type: Option<String>,
+    pub instance_type: Option<crate::CompactString>,
     /// XML element `instanceUniqueId` (string).
-    pub instance_unique_id: Option<String>,
+    pub instance_unique_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for InstancesSetOfNiftyDescribeAutoScalingGroups {
@@ -4582,9 +4582,9 @@ pub struct InternetVpnInitial {
     /// XML element `charge` (integer).
     pub charge: Option<i64>,
     /// XML element `type` (string).
-    pub r#type: Option<String>,
+    pub r#type: Option<crate::CompactString>,
     /// XML element `unit` (string).
-    pub unit: Option<String>,
+    pub unit: Option<crate::CompactString>,
     /// XML element `value` (integer).
     pub value: Option<i64>,
 }
@@ -4617,7 +4617,7 @@ pub struct InternetVpnMonthlyRateSet {
     /// XML element `charge` (integer).
     pub charge: Option<i64>,
     /// XML element `type` (string).
-    pub r#type: Option<String>,
+    pub r#type: Option<crate::CompactString>,
     /// XML element `value` (integer).
     pub value: Option<i64>,
 }
@@ -4647,23 +4647,23 @@ impl crate::xml::FromXml for InternetVpnMonthlyRateSet {
 )]
 pub struct IsoImagesSet {
     /// XML element `availabilityZone` (string).
-    pub availability_zone: Option<String>,
+    pub availability_zone: Option<crate::CompactString>,
     /// XML element `createdTime` (string).
-    pub created_time: Option<String>,
+    pub created_time: Option<crate::CompactString>,
     /// XML element `description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// XML element `expiredTime` (string).
-    pub expired_time: Option<String>,
+    pub expired_time: Option<crate::CompactString>,
     /// XML element `instancesSet`, a list of `item` entries (structure).
     pub instances_set: Vec<InstancesSetOfDescribeIsoImages>,
     /// XML element `isoImageId` (string).
-    pub iso_image_id: Option<String>,
+    pub iso_image_id: Option<crate::CompactString>,
     /// XML element `isoImageName` (string).
-    pub iso_image_name: Option<String>,
+    pub iso_image_name: Option<crate::CompactString>,
     /// XML element `isoImageSize` (string).
-    pub iso_image_size: Option<String>,
+    pub iso_image_size: Option<crate::CompactString>,
     /// XML element `status` (string).
-    pub status: Option<String>,
+    pub status: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for IsoImagesSet {
@@ -4699,9 +4699,9 @@ pub struct KeepImageSet {
     /// XML element `charge` (integer).
     pub charge: Option<i64>,
     /// XML element `type` (string).
-    pub r#type: Option<String>,
+    pub r#type: Option<crate::CompactString>,
     /// XML element `unit` (string).
-    pub unit: Option<String>,
+    pub unit: Option<crate::CompactString>,
     /// XML element `value` (integer).
     pub value: Option<i64>,
 }
@@ -4758,13 +4758,13 @@ impl crate::xml::FromXml for KeyLength {
 )]
 pub struct KeySet {
     /// XML element `description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// XML element `instancesSet`, a list of `item` entries (structure).
     pub instances_set: Vec<InstancesSetOfDescribeKeyPairs>,
     /// XML element `keyFingerprint` (string).
-    pub key_fingerprint: Option<String>,
+    pub key_fingerprint: Option<crate::CompactString>,
     /// XML element `keyName` (string).
-    pub key_name: Option<String>,
+    pub key_name: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for KeySet {
@@ -4820,9 +4820,9 @@ pub struct LicenseMonthlyRateSet {
     /// XML element `charge` (integer).
     pub charge: Option<i64>,
     /// XML element `type` (string).
-    pub r#type: Option<String>,
+    pub r#type: Option<crate::CompactString>,
     /// XML element `unit` (string).
-    pub unit: Option<String>,
+    pub unit: Option<crate::CompactString>,
     /// XML element `value` (integer).
     pub value: Option<i64>,
 }
@@ -4855,9 +4855,9 @@ pub struct LiveMigrationHubMonthlyRateSet {
     /// XML element `charge` (integer).
     pub charge: Option<i64>,
     /// XML element `type` (string).
-    pub r#type: Option<String>,
+    pub r#type: Option<crate::CompactString>,
     /// XML element `unit` (string).
-    pub unit: Option<String>,
+    pub unit: Option<crate::CompactString>,
     /// XML element `value` (integer).
     pub value: Option<i64>,
 }
@@ -4920,9 +4920,9 @@ pub struct LiveMigrationOperationMonthlyRateSet {
     /// XML element `charge` (integer).
     pub charge: Option<i64>,
     /// XML element `type` (string).
-    pub r#type: Option<String>,
+    pub r#type: Option<crate::CompactString>,
     /// XML element `unit` (string).
-    pub unit: Option<String>,
+    pub unit: Option<crate::CompactString>,
     /// XML element `value` (integer).
     pub value: Option<i64>,
 }
@@ -4986,7 +4986,7 @@ pub struct LoadBalancing {
     /// XML element `instancePort` (integer).
     pub instance_port: Option<i64>,
     /// XML element `loadBalancerName` (string).
-    pub load_balancer_name: Option<String>,
+    pub load_balancer_name: Option<crate::CompactString>,
     /// XML element `loadBalancerPort` (integer).
     pub load_balancer_port: Option<i64>,
 }
@@ -5018,7 +5018,7 @@ pub struct LogSet {
     /// XML element `details` (structure).
     pub details: Option<Details>,
     /// XML element `process` (string).
-    pub process: Option<String>,
+    pub process: Option<crate::CompactString>,
     /// XML element `time` (timestamp).
     pub time: Option<crate::xml::Timestamp>,
 }
@@ -5050,7 +5050,7 @@ pub struct MigrationHubItemSet {
     /// XML element `count` (integer).
     pub count: Option<i64>,
     /// XML element `type` (string).
-    pub r#type: Option<String>,
+    pub r#type: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for MigrationHubItemSet {
@@ -5077,25 +5077,25 @@ impl crate::xml::FromXml for MigrationHubItemSet {
 )]
 pub struct ModifyImageAttributeRequest {
     /// Wire name `Attribute` (string). Allowed values: `description`, `imageName`, `niftyContactUrl`, `detailDescription`.
-    pub attribute: Option<String>,
+    pub attribute: Option<crate::CompactString>,
     /// Wire name `ImageId` (string). Required.
-    pub image_id: Option<String>,
+    pub image_id: Option<crate::CompactString>,
     /// Wire name `LaunchPermission` (structure).
     pub launch_permission: Option<RequestLaunchPermission>,
     /// Wire name `ProductCode.N` (list of string).
-    pub product_code: Vec<String>,
+    pub product_code: Vec<crate::CompactString>,
     /// Wire name `Value` (string).
-    pub value: Option<String>,
+    pub value: Option<crate::CompactString>,
 }
 
 impl ModifyImageAttributeRequest {
     /// Sets [`attribute`](Self::attribute) and returns the input.
-    pub fn attribute(mut self, value: impl Into<String>) -> Self {
+    pub fn attribute(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.attribute = Some(value.into());
         self
     }
     /// Sets [`image_id`](Self::image_id) and returns the input.
-    pub fn image_id(mut self, value: impl Into<String>) -> Self {
+    pub fn image_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.image_id = Some(value.into());
         self
     }
@@ -5108,13 +5108,13 @@ impl ModifyImageAttributeRequest {
     pub fn product_code<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.product_code = items.into_iter().map(Into::into).collect();
         self
     }
     /// Sets [`value`](Self::value) and returns the input.
-    pub fn value(mut self, value: impl Into<String>) -> Self {
+    pub fn value(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.value = Some(value.into());
         self
     }
@@ -5162,7 +5162,7 @@ impl crate::operation::Operation for ModifyImageAttributeRequest {
 )]
 pub struct ModifyImageAttributeResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -5196,7 +5196,7 @@ pub struct ModifySslCertificateAttributeRequest {
     /// Wire name `Description` (structure).
     pub description: Option<RequestDescription>,
     /// Wire name `FqdnId` (string). Required.
-    pub fqdn_id: Option<String>,
+    pub fqdn_id: Option<crate::CompactString>,
 }
 
 impl ModifySslCertificateAttributeRequest {
@@ -5206,7 +5206,7 @@ impl ModifySslCertificateAttributeRequest {
         self
     }
     /// Sets [`fqdn_id`](Self::fqdn_id) and returns the input.
-    pub fn fqdn_id(mut self, value: impl Into<String>) -> Self {
+    pub fn fqdn_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.fqdn_id = Some(value.into());
         self
     }
@@ -5251,7 +5251,7 @@ impl crate::operation::Operation for ModifySslCertificateAttributeRequest {
 )]
 pub struct ModifySslCertificateAttributeResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -5283,9 +5283,9 @@ impl crate::xml::FromXml for ModifySslCertificateAttributeResult {
 )]
 pub struct Month {
     /// XML element `endingMonth` (string).
-    pub ending_month: Option<String>,
+    pub ending_month: Option<crate::CompactString>,
     /// XML element `startingMonth` (string).
-    pub starting_month: Option<String>,
+    pub starting_month: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for Month {
@@ -5314,7 +5314,7 @@ pub struct MultiAccount {
     /// XML element `charge` (integer).
     pub charge: Option<i64>,
     /// XML element `unit` (string).
-    pub unit: Option<String>,
+    pub unit: Option<crate::CompactString>,
     /// XML element `value` (integer).
     pub value: Option<i64>,
 }
@@ -5397,7 +5397,7 @@ pub struct MultiIpAddressItemSet {
     /// XML element `count` (integer).
     pub count: Option<i64>,
     /// XML element `type` (string).
-    pub r#type: Option<String>,
+    pub r#type: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for MultiIpAddressItemSet {
@@ -5426,9 +5426,9 @@ pub struct MultiIpAddressMonthlyRateSet {
     /// XML element `charge` (integer).
     pub charge: Option<i64>,
     /// XML element `type` (string).
-    pub r#type: Option<String>,
+    pub r#type: Option<crate::CompactString>,
     /// XML element `unit` (string).
-    pub unit: Option<String>,
+    pub unit: Option<crate::CompactString>,
     /// XML element `value` (integer).
     pub value: Option<i64>,
 }
@@ -5461,9 +5461,9 @@ pub struct MultiIpMonthlyRate {
     /// XML element `charge` (integer).
     pub charge: Option<i64>,
     /// XML element `type` (string).
-    pub r#type: Option<String>,
+    pub r#type: Option<crate::CompactString>,
     /// XML element `unit` (string).
-    pub unit: Option<String>,
+    pub unit: Option<crate::CompactString>,
     /// XML element `value` (integer).
     pub value: Option<i64>,
 }
@@ -5496,9 +5496,9 @@ pub struct NetworkFlowSet {
     /// XML element `charge` (integer).
     pub charge: Option<i64>,
     /// XML element `type` (string).
-    pub r#type: Option<String>,
+    pub r#type: Option<crate::CompactString>,
     /// XML element `unit` (string).
-    pub unit: Option<String>,
+    pub unit: Option<crate::CompactString>,
     /// XML element `value` (integer).
     pub value: Option<i64>,
 }
@@ -5581,7 +5581,7 @@ pub struct NetworkInterfaceItemSet {
     /// XML element `count` (integer).
     pub count: Option<i64>,
     /// XML element `type` (string).
-    pub r#type: Option<String>,
+    pub r#type: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for NetworkInterfaceItemSet {
@@ -5610,9 +5610,9 @@ pub struct NetworkInterfaceMonthlyRateSet {
     /// XML element `charge` (integer).
     pub charge: Option<i64>,
     /// XML element `type` (string).
-    pub r#type: Option<String>,
+    pub r#type: Option<crate::CompactString>,
     /// XML element `unit` (string).
-    pub unit: Option<String>,
+    pub unit: Option<crate::CompactString>,
     /// XML element `value` (integer).
     pub value: Option<i64>,
 }
@@ -5643,9 +5643,9 @@ impl crate::xml::FromXml for NetworkInterfaceMonthlyRateSet {
 )]
 pub struct NiftyAssociateImageRequest {
     /// Wire name `DistributionId.N` (list of string).
-    pub distribution_id: Vec<String>,
+    pub distribution_id: Vec<crate::CompactString>,
     /// Wire name `ImageId` (string). Required.
-    pub image_id: Option<String>,
+    pub image_id: Option<crate::CompactString>,
     /// Wire name `IsPublic` (boolean). Required.
     pub is_public: Option<bool>,
     /// Wire name `IsRedistribute` (boolean).
@@ -5657,13 +5657,13 @@ impl NiftyAssociateImageRequest {
     pub fn distribution_id<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.distribution_id = items.into_iter().map(Into::into).collect();
         self
     }
     /// Sets [`image_id`](Self::image_id) and returns the input.
-    pub fn image_id(mut self, value: impl Into<String>) -> Self {
+    pub fn image_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.image_id = Some(value.into());
         self
     }
@@ -5723,7 +5723,7 @@ impl crate::operation::Operation for NiftyAssociateImageRequest {
 )]
 pub struct NiftyAssociateImageResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -5755,43 +5755,43 @@ impl crate::xml::FromXml for NiftyAssociateImageResult {
 )]
 pub struct NiftyCreateAlarmRequest {
     /// Wire name `AlarmCondition` (string). Allowed values: `and`, `or`.
-    pub alarm_condition: Option<String>,
+    pub alarm_condition: Option<crate::CompactString>,
     /// Wire name `Description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// Wire name `ElasticLoadBalancerName.N` (list of string).
-    pub elastic_load_balancer_name: Vec<String>,
+    pub elastic_load_balancer_name: Vec<crate::CompactString>,
     /// Wire name `ElasticLoadBalancerPort.N` (list of integer).
     pub elastic_load_balancer_port: Vec<i64>,
     /// Wire name `ElasticLoadBalancerProtocol.N` (list of string).
-    pub elastic_load_balancer_protocol: Vec<String>,
+    pub elastic_load_balancer_protocol: Vec<crate::CompactString>,
     /// Wire name `EmailAddress.N` (list of string). Required.
-    pub email_address: Vec<String>,
+    pub email_address: Vec<crate::CompactString>,
     /// Wire name `FunctionName` (string). Required. Allowed values: `Server`, `LoadBalancer`, `DiskPartition`, `ElasticLoadBalancer`.
-    pub function_name: Option<String>,
+    pub function_name: Option<crate::CompactString>,
     /// Wire name `InstanceId.N` (list of string).
-    pub instance_id: Vec<String>,
+    pub instance_id: Vec<crate::CompactString>,
     /// Wire name `LoadBalancerName.N` (list of string).
-    pub load_balancer_name: Vec<String>,
+    pub load_balancer_name: Vec<crate::CompactString>,
     /// Wire name `LoadBalancerPort.N` (list of integer).
     pub load_balancer_port: Vec<i64>,
     /// Wire name `Partition.N` (list of string).
-    pub partition: Vec<String>,
+    pub partition: Vec<crate::CompactString>,
     /// Wire name `Rule.N` (list of structure). Required.
     pub rule: Vec<RequestRule>,
     /// Wire name `RuleName` (string).
-    pub rule_name: Option<String>,
+    pub rule_name: Option<crate::CompactString>,
     /// Wire name `Zone` (string).
-    pub zone: Option<String>,
+    pub zone: Option<crate::CompactString>,
 }
 
 impl NiftyCreateAlarmRequest {
     /// Sets [`alarm_condition`](Self::alarm_condition) and returns the input.
-    pub fn alarm_condition(mut self, value: impl Into<String>) -> Self {
+    pub fn alarm_condition(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.alarm_condition = Some(value.into());
         self
     }
     /// Sets [`description`](Self::description) and returns the input.
-    pub fn description(mut self, value: impl Into<String>) -> Self {
+    pub fn description(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.description = Some(value.into());
         self
     }
@@ -5799,7 +5799,7 @@ impl NiftyCreateAlarmRequest {
     pub fn elastic_load_balancer_name<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.elastic_load_balancer_name = items.into_iter().map(Into::into).collect();
         self
@@ -5817,7 +5817,7 @@ impl NiftyCreateAlarmRequest {
     pub fn elastic_load_balancer_protocol<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.elastic_load_balancer_protocol = items.into_iter().map(Into::into).collect();
         self
@@ -5826,13 +5826,13 @@ impl NiftyCreateAlarmRequest {
     pub fn email_address<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.email_address = items.into_iter().map(Into::into).collect();
         self
     }
     /// Sets [`function_name`](Self::function_name) and returns the input.
-    pub fn function_name(mut self, value: impl Into<String>) -> Self {
+    pub fn function_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.function_name = Some(value.into());
         self
     }
@@ -5840,7 +5840,7 @@ impl NiftyCreateAlarmRequest {
     pub fn instance_id<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.instance_id = items.into_iter().map(Into::into).collect();
         self
@@ -5849,7 +5849,7 @@ impl NiftyCreateAlarmRequest {
     pub fn load_balancer_name<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.load_balancer_name = items.into_iter().map(Into::into).collect();
         self
@@ -5867,7 +5867,7 @@ impl NiftyCreateAlarmRequest {
     pub fn partition<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.partition = items.into_iter().map(Into::into).collect();
         self
@@ -5878,12 +5878,12 @@ impl NiftyCreateAlarmRequest {
         self
     }
     /// Sets [`rule_name`](Self::rule_name) and returns the input.
-    pub fn rule_name(mut self, value: impl Into<String>) -> Self {
+    pub fn rule_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.rule_name = Some(value.into());
         self
     }
     /// Sets [`zone`](Self::zone) and returns the input.
-    pub fn zone(mut self, value: impl Into<String>) -> Self {
+    pub fn zone(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.zone = Some(value.into());
         self
     }
@@ -5954,7 +5954,7 @@ impl crate::operation::Operation for NiftyCreateAlarmRequest {
 )]
 pub struct NiftyCreateAlarmResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -5986,19 +5986,19 @@ impl crate::xml::FromXml for NiftyCreateAlarmResult {
 )]
 pub struct NiftyCreateAutoScalingGroupRequest {
     /// Wire name `AutoScalingGroupName` (string). Required.
-    pub auto_scaling_group_name: Option<String>,
+    pub auto_scaling_group_name: Option<crate::CompactString>,
     /// Wire name `ChangeInCapacity` (integer). Required.
     pub change_in_capacity: Option<i64>,
     /// Wire name `DefaultCooldown` (integer).
     pub default_cooldown: Option<i64>,
     /// Wire name `Description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// Wire name `ImageId` (string). Required.
-    pub image_id: Option<String>,
+    pub image_id: Option<crate::CompactString>,
     /// Wire name `InstanceLifecycleLimit` (integer).
     pub instance_lifecycle_limit: Option<i64>,
     /// Wire name `InstanceType` (string). Allowed values: `e2-mini`, `e-mini`, `h2-mini`, `mini`, `c2-small`, `c-small`, `e2-small`, `e-small`, `h2-small`, `small`, `c2-small2`, `c-small2`, `e2-small2`, `e-small2`, `h2-small2`, `small2`, `c2-small4`, `c-small4`, `e2-small4`, `e-small4`, `h2-small4`, `small4`, `e2-small8`, `e-small8`, `h2-small8`, `small8`, `e2-small16`, `e-small16`, `h2-small16`, `small16`, `c2-medium`, `c-medium`, `e2-medium`, `e-medium`, `h2-medium`, `medium`, `c2-medium4`, `c-medium4`, `e2-medium4`, `e-medium4`, `h2-medium4`, `medium4`, `c2-medium8`, `c-medium8`, `e2-medium8`, `e-medium8`, `h2-medium8`, `medium8`, `e2-medium16`, `e-medium16`, `h2-medium16`, `medium16`, `e2-medium24`, `e-medium24`, `h2-medium24`, `medium24`, `c2-large`, `c-large`, `e2-large`, `e-large`, `h2-large`, `large`, `c2-large8`, `c-large8`, `e2-large8`, `e-large8`, `h2-large8`, `large8`, `e2-large16`, `e-large16`, `h2-large16`, `large16`, `e2-large24`, `e-large24`, `h2-large24`, `large24`, `e2-large32`, `e-large32`, `h2-large32`, `large32`, `e2-extra-large8`, `e-extra-large8`, `h2-extra-large8`, `extra-large8`, `e2-extra-large16`, `e-extra-large16`, `h2-extra-large16`, `extra-large16`, `e2-extra-large24`, `e-extra-large24`, `h2-extra-large24`, `extra-large24`, `e2-extra-large32`, `e-extra-large32`, `h2-extra-large32`, `extra-large32`, `e2-extra-large48`, `e-extra-large48`, `h2-extra-large48`, `extra-large48`, `e2-double-large16`, `e-double-large16`, `h2-double-large16`, `double-large16`, `e2-double-large24`, `e-double-large24`, `h2-double-large24`, `double-large24`, `e2-double-large32`, `e-double-large32`, `h2-double-large32`, `double-large32`, `e2-double-large48`, `e-double-large48`, `h2-double-large48`, `double-large48`, `e2-double-large64`, `e-double-large64`, `h2-double-large64`, `double-large64`, `e2-double-large96`, `e-double-large96`, `h2-double-large96`, `double-large96`, `h2-triple-large32`, `triple-large32`, `h2-triple-large48`, `triple-large48`, `h2-triple-large64`, `triple-large64`, `h2-triple-large96`, `triple-large96`, `h2-triple-large128`, `triple-large128`, `h2-quad-large64`, `quad-large64`, `h2-quad-large96`, `quad-large96`, `h2-quad-large128`, `quad-large128`, `h2-septa-large128`, `septa-large128`.
-    pub instance_type: Option<String>,
+    pub instance_type: Option<crate::CompactString>,
     /// Wire name `LoadBalancers.N` (list of structure).
     pub load_balancers: Vec<RequestLoadBalancersOfNiftyCreateAutoScalingGroup>,
     /// Wire name `MaxSize` (integer). Required.
@@ -6008,18 +6008,18 @@ pub struct NiftyCreateAutoScalingGroupRequest {
     /// Wire name `Scaleout` (integer).
     pub scaleout: Option<i64>,
     /// Wire name `ScaleoutCondition` (string). Required. Allowed values: `or`, `and`.
-    pub scaleout_condition: Option<String>,
+    pub scaleout_condition: Option<crate::CompactString>,
     /// Wire name `ScalingSchedule.N` (list of structure).
     pub scaling_schedule: Vec<RequestScalingSchedule>,
     /// Wire name `ScalingTrigger.N` (list of structure). Required.
     pub scaling_trigger: Vec<RequestScalingTrigger>,
     /// Wire name `SecurityGroup.N` (list of string).
-    pub security_group: Vec<String>,
+    pub security_group: Vec<crate::CompactString>,
 }
 
 impl NiftyCreateAutoScalingGroupRequest {
     /// Sets [`auto_scaling_group_name`](Self::auto_scaling_group_name) and returns the input.
-    pub fn auto_scaling_group_name(mut self, value: impl Into<String>) -> Self {
+    pub fn auto_scaling_group_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.auto_scaling_group_name = Some(value.into());
         self
     }
@@ -6034,12 +6034,12 @@ impl NiftyCreateAutoScalingGroupRequest {
         self
     }
     /// Sets [`description`](Self::description) and returns the input.
-    pub fn description(mut self, value: impl Into<String>) -> Self {
+    pub fn description(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.description = Some(value.into());
         self
     }
     /// Sets [`image_id`](Self::image_id) and returns the input.
-    pub fn image_id(mut self, value: impl Into<String>) -> Self {
+    pub fn image_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.image_id = Some(value.into());
         self
     }
@@ -6049,7 +6049,7 @@ impl NiftyCreateAutoScalingGroupRequest {
         self
     }
     /// Sets [`instance_type`](Self::instance_type) and returns the input.
-    pub fn instance_type(mut self, value: impl Into<String>) -> Self {
+    pub fn instance_type(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.instance_type = Some(value.into());
         self
     }
@@ -6077,7 +6077,7 @@ impl NiftyCreateAutoScalingGroupRequest {
         self
     }
     /// Sets [`scaleout_condition`](Self::scaleout_condition) and returns the input.
-    pub fn scaleout_condition(mut self, value: impl Into<String>) -> Self {
+    pub fn scaleout_condition(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.scaleout_condition = Some(value.into());
         self
     }
@@ -6095,7 +6095,7 @@ impl NiftyCreateAutoScalingGroupRequest {
     pub fn security_group<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.security_group = items.into_iter().map(Into::into).collect();
         self
@@ -6175,7 +6175,7 @@ impl crate::operation::Operation for NiftyCreateAutoScalingGroupRequest {
 )]
 pub struct NiftyCreateAutoScalingGroupResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -6207,19 +6207,19 @@ impl crate::xml::FromXml for NiftyCreateAutoScalingGroupResult {
 )]
 pub struct NiftyDeleteAlarmRequest {
     /// Wire name `FunctionName` (string). Required. Allowed values: `Server`, `LoadBalancer`, `DiskPartition`, `ElasticLoadBalancer`.
-    pub function_name: Option<String>,
+    pub function_name: Option<crate::CompactString>,
     /// Wire name `RuleName` (string). Required.
-    pub rule_name: Option<String>,
+    pub rule_name: Option<crate::CompactString>,
 }
 
 impl NiftyDeleteAlarmRequest {
     /// Sets [`function_name`](Self::function_name) and returns the input.
-    pub fn function_name(mut self, value: impl Into<String>) -> Self {
+    pub fn function_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.function_name = Some(value.into());
         self
     }
     /// Sets [`rule_name`](Self::rule_name) and returns the input.
-    pub fn rule_name(mut self, value: impl Into<String>) -> Self {
+    pub fn rule_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.rule_name = Some(value.into());
         self
     }
@@ -6267,7 +6267,7 @@ impl crate::operation::Operation for NiftyDeleteAlarmRequest {
 )]
 pub struct NiftyDeleteAlarmResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -6299,12 +6299,12 @@ impl crate::xml::FromXml for NiftyDeleteAlarmResult {
 )]
 pub struct NiftyDeleteAutoScalingGroupRequest {
     /// Wire name `AutoScalingGroupName` (string). Required.
-    pub auto_scaling_group_name: Option<String>,
+    pub auto_scaling_group_name: Option<crate::CompactString>,
 }
 
 impl NiftyDeleteAutoScalingGroupRequest {
     /// Sets [`auto_scaling_group_name`](Self::auto_scaling_group_name) and returns the input.
-    pub fn auto_scaling_group_name(mut self, value: impl Into<String>) -> Self {
+    pub fn auto_scaling_group_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.auto_scaling_group_name = Some(value.into());
         self
     }
@@ -6348,7 +6348,7 @@ impl crate::operation::Operation for NiftyDeleteAutoScalingGroupRequest {
 )]
 pub struct NiftyDeleteAutoScalingGroupResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -6423,7 +6423,7 @@ impl crate::operation::Operation for NiftyDescribeAlarmHistoryRequest {
 )]
 pub struct NiftyDescribeAlarmHistoryResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `reservationSet`, a list of `item` entries (structure).
     pub reservation_set: Vec<ReservationSetOfNiftyDescribeAlarmHistory>,
 }
@@ -6498,7 +6498,7 @@ impl crate::operation::Operation for NiftyDescribeAlarmRulesActivitiesRequest {
 )]
 pub struct NiftyDescribeAlarmRulesActivitiesResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `reservationSet`, a list of `item` entries (structure).
     pub reservation_set: Vec<ReservationSetOfNiftyDescribeAlarmRulesActivities>,
 }
@@ -6530,7 +6530,7 @@ impl crate::xml::FromXml for NiftyDescribeAlarmRulesActivitiesResult {
 )]
 pub struct NiftyDescribeAlarmsPartitionsRequest {
     /// Wire name `InstanceId.N` (list of string).
-    pub instance_id: Vec<String>,
+    pub instance_id: Vec<crate::CompactString>,
 }
 
 impl NiftyDescribeAlarmsPartitionsRequest {
@@ -6538,7 +6538,7 @@ impl NiftyDescribeAlarmsPartitionsRequest {
     pub fn instance_id<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.instance_id = items.into_iter().map(Into::into).collect();
         self
@@ -6579,7 +6579,7 @@ pub struct NiftyDescribeAlarmsPartitionsResult {
     /// XML element `alarmTargetSet`, a list of `item` entries (structure).
     pub alarm_target_set: Vec<AlarmTargetSet>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for NiftyDescribeAlarmsPartitionsResult {
@@ -6652,7 +6652,7 @@ impl crate::operation::Operation for NiftyDescribeAlarmsRequest {
 )]
 pub struct NiftyDescribeAlarmsResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `reservationSet`, a list of `item` entries (structure).
     pub reservation_set: Vec<ReservationSetOfNiftyDescribeAlarms>,
 }
@@ -6684,7 +6684,7 @@ impl crate::xml::FromXml for NiftyDescribeAlarmsResult {
 )]
 pub struct NiftyDescribeAutoScalingGroupsRequest {
     /// Wire name `AutoScalingGroupName.N` (list of string).
-    pub auto_scaling_group_name: Vec<String>,
+    pub auto_scaling_group_name: Vec<crate::CompactString>,
 }
 
 impl NiftyDescribeAutoScalingGroupsRequest {
@@ -6692,7 +6692,7 @@ impl NiftyDescribeAutoScalingGroupsRequest {
     pub fn auto_scaling_group_name<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.auto_scaling_group_name = items.into_iter().map(Into::into).collect();
         self
@@ -6733,7 +6733,7 @@ pub struct NiftyDescribeAutoScalingGroupsResult {
     /// XML element `autoScalingReservationSet`, a list of `item` entries (structure).
     pub auto_scaling_reservation_set: Vec<AutoScalingReservationSet>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for NiftyDescribeAutoScalingGroupsResult {
@@ -6793,45 +6793,45 @@ impl crate::operation::Operation for NiftyDescribeCorporateInfoForCertificateReq
 )]
 pub struct NiftyDescribeCorporateInfoForCertificateResult {
     /// XML element `alphabetName1` (string).
-    pub alphabet_name1: Option<String>,
+    pub alphabet_name1: Option<crate::CompactString>,
     /// XML element `alphabetName2` (string).
-    pub alphabet_name2: Option<String>,
+    pub alphabet_name2: Option<crate::CompactString>,
     /// XML element `city` (string).
-    pub city: Option<String>,
+    pub city: Option<crate::CompactString>,
     /// XML element `corpGrade` (string).
-    pub corp_grade: Option<String>,
+    pub corp_grade: Option<crate::CompactString>,
     /// XML element `corpName` (string).
-    pub corp_name: Option<String>,
+    pub corp_name: Option<crate::CompactString>,
     /// XML element `divisionName` (string).
-    pub division_name: Option<String>,
+    pub division_name: Option<crate::CompactString>,
     /// XML element `emailAddress` (string).
-    pub email_address: Option<String>,
+    pub email_address: Option<crate::CompactString>,
     /// XML element `kanaName1` (string).
-    pub kana_name1: Option<String>,
+    pub kana_name1: Option<crate::CompactString>,
     /// XML element `kanaName2` (string).
-    pub kana_name2: Option<String>,
+    pub kana_name2: Option<crate::CompactString>,
     /// XML element `name1` (string).
-    pub name1: Option<String>,
+    pub name1: Option<crate::CompactString>,
     /// XML element `name2` (string).
-    pub name2: Option<String>,
+    pub name2: Option<crate::CompactString>,
     /// XML element `phoneNumber` (string).
-    pub phone_number: Option<String>,
+    pub phone_number: Option<crate::CompactString>,
     /// XML element `postName` (string).
-    pub post_name: Option<String>,
+    pub post_name: Option<crate::CompactString>,
     /// XML element `pref` (string).
-    pub pref: Option<String>,
+    pub pref: Option<crate::CompactString>,
     /// XML element `presidentName1` (string).
-    pub president_name1: Option<String>,
+    pub president_name1: Option<crate::CompactString>,
     /// XML element `presidentName2` (string).
-    pub president_name2: Option<String>,
+    pub president_name2: Option<crate::CompactString>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `tdbCode` (string).
-    pub tdb_code: Option<String>,
+    pub tdb_code: Option<crate::CompactString>,
     /// XML element `zip1` (string).
-    pub zip1: Option<String>,
+    pub zip1: Option<crate::CompactString>,
     /// XML element `zip2` (string).
-    pub zip2: Option<String>,
+    pub zip2: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for NiftyDescribeCorporateInfoForCertificateResult {
@@ -6879,17 +6879,17 @@ impl crate::xml::FromXml for NiftyDescribeCorporateInfoForCertificateResult {
 )]
 pub struct NiftyDescribePerformanceChartRequest {
     /// Wire name `DataType.N` (list of string).
-    pub data_type: Vec<String>,
+    pub data_type: Vec<crate::CompactString>,
     /// Wire name `FromDate` (string).
-    pub from_date: Option<String>,
+    pub from_date: Option<crate::CompactString>,
     /// Wire name `FunctionName` (string). Required. Allowed values: `Server`, `LoadBalancer`, `LB`, `DiskPartition`, `DP`, `ElasticLoadBalancer`, `ELB`.
-    pub function_name: Option<String>,
+    pub function_name: Option<crate::CompactString>,
     /// Wire name `ResourceName.N` (list of string). Required.
-    pub resource_name: Vec<String>,
+    pub resource_name: Vec<crate::CompactString>,
     /// Wire name `ToDate` (string).
-    pub to_date: Option<String>,
+    pub to_date: Option<crate::CompactString>,
     /// Wire name `ValueType` (string). Allowed values: `1`, `2`.
-    pub value_type: Option<String>,
+    pub value_type: Option<crate::CompactString>,
 }
 
 impl NiftyDescribePerformanceChartRequest {
@@ -6897,18 +6897,18 @@ impl NiftyDescribePerformanceChartRequest {
     pub fn data_type<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.data_type = items.into_iter().map(Into::into).collect();
         self
     }
     /// Sets [`from_date`](Self::from_date) and returns the input.
-    pub fn from_date(mut self, value: impl Into<String>) -> Self {
+    pub fn from_date(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.from_date = Some(value.into());
         self
     }
     /// Sets [`function_name`](Self::function_name) and returns the input.
-    pub fn function_name(mut self, value: impl Into<String>) -> Self {
+    pub fn function_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.function_name = Some(value.into());
         self
     }
@@ -6916,18 +6916,18 @@ impl NiftyDescribePerformanceChartRequest {
     pub fn resource_name<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.resource_name = items.into_iter().map(Into::into).collect();
         self
     }
     /// Sets [`to_date`](Self::to_date) and returns the input.
-    pub fn to_date(mut self, value: impl Into<String>) -> Self {
+    pub fn to_date(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.to_date = Some(value.into());
         self
     }
     /// Sets [`value_type`](Self::value_type) and returns the input.
-    pub fn value_type(mut self, value: impl Into<String>) -> Self {
+    pub fn value_type(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.value_type = Some(value.into());
         self
     }
@@ -6979,13 +6979,13 @@ impl crate::operation::Operation for NiftyDescribePerformanceChartRequest {
 )]
 pub struct NiftyDescribePerformanceChartResult {
     /// XML element `functionName` (string).
-    pub function_name: Option<String>,
+    pub function_name: Option<crate::CompactString>,
     /// XML element `performanceChartSet`, a list of `item` entries (structure).
     pub performance_chart_set: Vec<PerformanceChartSet>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `valueType` (string).
-    pub value_type: Option<String>,
+    pub value_type: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for NiftyDescribePerformanceChartResult {
@@ -7017,28 +7017,28 @@ impl crate::xml::FromXml for NiftyDescribePerformanceChartResult {
 )]
 pub struct NiftyDescribeScalingActivitiesRequest {
     /// Wire name `ActivityDateFrom` (string).
-    pub activity_date_from: Option<String>,
+    pub activity_date_from: Option<crate::CompactString>,
     /// Wire name `ActivityDateTo` (string).
-    pub activity_date_to: Option<String>,
+    pub activity_date_to: Option<crate::CompactString>,
     /// Wire name `AutoScalingGroupName` (string). Required.
-    pub auto_scaling_group_name: Option<String>,
+    pub auto_scaling_group_name: Option<crate::CompactString>,
     /// Wire name `Range` (structure).
     pub range: Option<RequestRange>,
 }
 
 impl NiftyDescribeScalingActivitiesRequest {
     /// Sets [`activity_date_from`](Self::activity_date_from) and returns the input.
-    pub fn activity_date_from(mut self, value: impl Into<String>) -> Self {
+    pub fn activity_date_from(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.activity_date_from = Some(value.into());
         self
     }
     /// Sets [`activity_date_to`](Self::activity_date_to) and returns the input.
-    pub fn activity_date_to(mut self, value: impl Into<String>) -> Self {
+    pub fn activity_date_to(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.activity_date_to = Some(value.into());
         self
     }
     /// Sets [`auto_scaling_group_name`](Self::auto_scaling_group_name) and returns the input.
-    pub fn auto_scaling_group_name(mut self, value: impl Into<String>) -> Self {
+    pub fn auto_scaling_group_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.auto_scaling_group_name = Some(value.into());
         self
     }
@@ -7090,11 +7090,11 @@ impl crate::operation::Operation for NiftyDescribeScalingActivitiesRequest {
 )]
 pub struct NiftyDescribeScalingActivitiesResult {
     /// XML element `autoScalingGroupName` (string).
-    pub auto_scaling_group_name: Option<String>,
+    pub auto_scaling_group_name: Option<crate::CompactString>,
     /// XML element `logSet`, a list of `item` entries (structure).
     pub log_set: Vec<LogSet>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for NiftyDescribeScalingActivitiesResult {
@@ -7127,9 +7127,9 @@ pub struct NiftyDescribeWebProxiesRequest {
     /// Wire name `Filter.N` (list of structure).
     pub filter: Vec<RequestFilterOfNiftyDescribeWebProxies>,
     /// Wire name `RouterId.N` (list of string).
-    pub router_id: Vec<String>,
+    pub router_id: Vec<crate::CompactString>,
     /// Wire name `RouterName.N` (list of string).
-    pub router_name: Vec<String>,
+    pub router_name: Vec<crate::CompactString>,
 }
 
 impl NiftyDescribeWebProxiesRequest {
@@ -7142,7 +7142,7 @@ impl NiftyDescribeWebProxiesRequest {
     pub fn router_id<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.router_id = items.into_iter().map(Into::into).collect();
         self
@@ -7151,7 +7151,7 @@ impl NiftyDescribeWebProxiesRequest {
     pub fn router_name<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.router_name = items.into_iter().map(Into::into).collect();
         self
@@ -7192,7 +7192,7 @@ impl crate::operation::Operation for NiftyDescribeWebProxiesRequest {
 )]
 pub struct NiftyDescribeWebProxiesResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `webProxy`, a list of `item` entries (structure).
     pub web_proxy: Vec<WebProxyOfNiftyDescribeWebProxies>,
 }
@@ -7224,7 +7224,7 @@ impl crate::xml::FromXml for NiftyDescribeWebProxiesResult {
 )]
 pub struct NiftyDistributionIds {
     /// XML element `distributionId` (string).
-    pub distribution_id: Option<String>,
+    pub distribution_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for NiftyDistributionIds {
@@ -7250,26 +7250,26 @@ impl crate::xml::FromXml for NiftyDistributionIds {
 )]
 pub struct NiftyModifyKeyPairAttributeRequest {
     /// Wire name `Attribute` (string). Required. Allowed values: `description`.
-    pub attribute: Option<String>,
+    pub attribute: Option<crate::CompactString>,
     /// Wire name `KeyName` (string). Required.
-    pub key_name: Option<String>,
+    pub key_name: Option<crate::CompactString>,
     /// Wire name `Value` (string). Required.
-    pub value: Option<String>,
+    pub value: Option<crate::CompactString>,
 }
 
 impl NiftyModifyKeyPairAttributeRequest {
     /// Sets [`attribute`](Self::attribute) and returns the input.
-    pub fn attribute(mut self, value: impl Into<String>) -> Self {
+    pub fn attribute(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.attribute = Some(value.into());
         self
     }
     /// Sets [`key_name`](Self::key_name) and returns the input.
-    pub fn key_name(mut self, value: impl Into<String>) -> Self {
+    pub fn key_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.key_name = Some(value.into());
         self
     }
     /// Sets [`value`](Self::value) and returns the input.
-    pub fn value(mut self, value: impl Into<String>) -> Self {
+    pub fn value(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.value = Some(value.into());
         self
     }
@@ -7321,13 +7321,13 @@ impl crate::operation::Operation for NiftyModifyKeyPairAttributeRequest {
 )]
 pub struct NiftyModifyKeyPairAttributeResult {
     /// XML element `attribute` (string).
-    pub attribute: Option<String>,
+    pub attribute: Option<crate::CompactString>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
     /// XML element `value` (string).
-    pub value: Option<String>,
+    pub value: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for NiftyModifyKeyPairAttributeResult {
@@ -7359,43 +7359,43 @@ impl crate::xml::FromXml for NiftyModifyKeyPairAttributeResult {
 )]
 pub struct NiftyUpdateAlarmRequest {
     /// Wire name `AlarmCondition` (string). Allowed values: `and`, `or`.
-    pub alarm_condition: Option<String>,
+    pub alarm_condition: Option<crate::CompactString>,
     /// Wire name `Description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// Wire name `ElasticLoadBalancerName.N` (list of string).
-    pub elastic_load_balancer_name: Vec<String>,
+    pub elastic_load_balancer_name: Vec<crate::CompactString>,
     /// Wire name `ElasticLoadBalancerPort.N` (list of integer).
     pub elastic_load_balancer_port: Vec<i64>,
     /// Wire name `ElasticLoadBalancerProtocol.N` (list of string).
-    pub elastic_load_balancer_protocol: Vec<String>,
+    pub elastic_load_balancer_protocol: Vec<crate::CompactString>,
     /// Wire name `EmailAddress.N` (list of string).
-    pub email_address: Vec<String>,
+    pub email_address: Vec<crate::CompactString>,
     /// Wire name `FunctionName` (string). Required. Allowed values: `Server`, `LoadBalancer`, `DiskPartition`, `ElasticLoadBalancer`.
-    pub function_name: Option<String>,
+    pub function_name: Option<crate::CompactString>,
     /// Wire name `InstanceId.N` (list of string).
-    pub instance_id: Vec<String>,
+    pub instance_id: Vec<crate::CompactString>,
     /// Wire name `LoadBalancerName.N` (list of string).
-    pub load_balancer_name: Vec<String>,
+    pub load_balancer_name: Vec<crate::CompactString>,
     /// Wire name `LoadBalancerPort.N` (list of integer).
     pub load_balancer_port: Vec<i64>,
     /// Wire name `Partition.N` (list of string).
-    pub partition: Vec<String>,
+    pub partition: Vec<crate::CompactString>,
     /// Wire name `Rule.N` (list of structure). Required.
     pub rule: Vec<RequestRuleOfNiftyUpdateAlarm>,
     /// Wire name `RuleName` (string). Required.
-    pub rule_name: Option<String>,
+    pub rule_name: Option<crate::CompactString>,
     /// Wire name `RuleNameUpdate` (string).
-    pub rule_name_update: Option<String>,
+    pub rule_name_update: Option<crate::CompactString>,
 }
 
 impl NiftyUpdateAlarmRequest {
     /// Sets [`alarm_condition`](Self::alarm_condition) and returns the input.
-    pub fn alarm_condition(mut self, value: impl Into<String>) -> Self {
+    pub fn alarm_condition(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.alarm_condition = Some(value.into());
         self
     }
     /// Sets [`description`](Self::description) and returns the input.
-    pub fn description(mut self, value: impl Into<String>) -> Self {
+    pub fn description(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.description = Some(value.into());
         self
     }
@@ -7403,7 +7403,7 @@ impl NiftyUpdateAlarmRequest {
     pub fn elastic_load_balancer_name<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.elastic_load_balancer_name = items.into_iter().map(Into::into).collect();
         self
@@ -7421,7 +7421,7 @@ impl NiftyUpdateAlarmRequest {
     pub fn elastic_load_balancer_protocol<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.elastic_load_balancer_protocol = items.into_iter().map(Into::into).collect();
         self
@@ -7430,13 +7430,13 @@ impl NiftyUpdateAlarmRequest {
     pub fn email_address<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.email_address = items.into_iter().map(Into::into).collect();
         self
     }
     /// Sets [`function_name`](Self::function_name) and returns the input.
-    pub fn function_name(mut self, value: impl Into<String>) -> Self {
+    pub fn function_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.function_name = Some(value.into());
         self
     }
@@ -7444,7 +7444,7 @@ impl NiftyUpdateAlarmRequest {
     pub fn instance_id<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.instance_id = items.into_iter().map(Into::into).collect();
         self
@@ -7453,7 +7453,7 @@ impl NiftyUpdateAlarmRequest {
     pub fn load_balancer_name<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.load_balancer_name = items.into_iter().map(Into::into).collect();
         self
@@ -7471,7 +7471,7 @@ impl NiftyUpdateAlarmRequest {
     pub fn partition<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.partition = items.into_iter().map(Into::into).collect();
         self
@@ -7482,12 +7482,12 @@ impl NiftyUpdateAlarmRequest {
         self
     }
     /// Sets [`rule_name`](Self::rule_name) and returns the input.
-    pub fn rule_name(mut self, value: impl Into<String>) -> Self {
+    pub fn rule_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.rule_name = Some(value.into());
         self
     }
     /// Sets [`rule_name_update`](Self::rule_name_update) and returns the input.
-    pub fn rule_name_update(mut self, value: impl Into<String>) -> Self {
+    pub fn rule_name_update(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.rule_name_update = Some(value.into());
         self
     }
@@ -7558,7 +7558,7 @@ impl crate::operation::Operation for NiftyUpdateAlarmRequest {
 )]
 pub struct NiftyUpdateAlarmResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -7590,21 +7590,21 @@ impl crate::xml::FromXml for NiftyUpdateAlarmResult {
 )]
 pub struct NiftyUpdateAutoScalingGroupRequest {
     /// Wire name `AutoScalingGroupName` (string). Required.
-    pub auto_scaling_group_name: Option<String>,
+    pub auto_scaling_group_name: Option<crate::CompactString>,
     /// Wire name `AutoScalingGroupNameUpdate` (string).
-    pub auto_scaling_group_name_update: Option<String>,
+    pub auto_scaling_group_name_update: Option<crate::CompactString>,
     /// Wire name `ChangeInCapacity` (integer). Required.
     pub change_in_capacity: Option<i64>,
     /// Wire name `DefaultCooldown` (integer).
     pub default_cooldown: Option<i64>,
     /// Wire name `Description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// Wire name `ImageId` (string).
-    pub image_id: Option<String>,
+    pub image_id: Option<crate::CompactString>,
     /// Wire name `InstanceLifecycleLimit` (integer).
     pub instance_lifecycle_limit: Option<i64>,
     /// Wire name `InstanceType` (string). Allowed values: `e2-mini`, `e-mini`, `h2-mini`, `mini`, `c2-small`, `c-small`, `e2-small`, `e-small`, `h2-small`, `small`, `c2-small2`, `c-small2`, `e2-small2`, `e-small2`, `h2-small2`, `small2`, `c2-small4`, `c-small4`, `e2-small4`, `e-small4`, `h2-small4`, `small4`, `e2-small8`, `e-small8`, `h2-small8`, `small8`, `e2-small16`, `e-small16`, `h2-small16`, `small16`, `c2-medium`, `c-medium`, `e2-medium`, `e-medium`, `h2-medium`, `medium`, `c2-medium4`, `c-medium4`, `e2-medium4`, `e-medium4`, `h2-medium4`, `medium4`, `c2-medium8`, `c-medium8`, `e2-medium8`, `e-medium8`, `h2-medium8`, `medium8`, `e2-medium16`, `e-medium16`, `h2-medium16`, `medium16`, `e2-medium24`, `e-medium24`, `h2-medium24`, `medium24`, `c2-large`, `c-large`, `e2-large`, `e-large`, `h2-large`, `large`, `c2-large8`, `c-large8`, `e2-large8`, `e-large8`, `h2-large8`, `large8`, `e2-large16`, `e-large16`, `h2-large16`, `large16`, `e2-large24`, `e-large24`, `h2-large24`, `large24`, `e2-large32`, `e-large32`, `h2-large32`, `large32`, `e2-extra-large8`, `e-extra-large8`, `h2-extra-large8`, `extra-large8`, `e2-extra-large16`, `e-extra-large16`, `h2-extra-large16`, `extra-large16`, `e2-extra-large24`, `e-extra-large24`, `h2-extra-large24`, `extra-large24`, `e2-extra-large32`, `e-extra-large32`, `h2-extra-large32`, `extra-large32`, `e2-extra-large48`, `e-extra-large48`, `h2-extra-large48`, `extra-large48`, `e2-double-large16`, `e-double-large16`, `h2-double-large16`, `double-large16`, `e2-double-large24`, `e-double-large24`, `h2-double-large24`, `double-large24`, `e2-double-large32`, `e-double-large32`, `h2-double-large32`, `double-large32`, `e2-double-large48`, `e-double-large48`, `h2-double-large48`, `double-large48`, `e2-double-large64`, `e-double-large64`, `h2-double-large64`, `double-large64`, `e2-double-large96`, `e-double-large96`, `h2-double-large96`, `double-large96`, `h2-triple-large32`, `triple-large32`, `h2-triple-large48`, `triple-large48`, `h2-triple-large64`, `triple-large64`, `h2-triple-large96`, `triple-large96`, `h2-triple-large128`, `triple-large128`, `h2-quad-large64`, `quad-large64`, `h2-quad-large96`, `quad-large96`, `h2-quad-large128`, `quad-large128`, `h2-septa-large128`, `septa-large128`.
-    pub instance_type: Option<String>,
+    pub instance_type: Option<crate::CompactString>,
     /// Wire name `LoadBalancers.N` (list of structure).
     pub load_balancers: Vec<RequestLoadBalancersOfNiftyUpdateAutoScalingGroup>,
     /// Wire name `MaxSize` (integer). Required.
@@ -7614,23 +7614,23 @@ pub struct NiftyUpdateAutoScalingGroupRequest {
     /// Wire name `Scaleout` (integer).
     pub scaleout: Option<i64>,
     /// Wire name `ScaleoutCondition` (string). Required. Allowed values: `or`, `and`.
-    pub scaleout_condition: Option<String>,
+    pub scaleout_condition: Option<crate::CompactString>,
     /// Wire name `ScalingSchedule.N` (list of structure).
     pub scaling_schedule: Vec<RequestScalingScheduleOfNiftyUpdateAutoScalingGroup>,
     /// Wire name `ScalingTrigger.N` (list of structure). Required.
     pub scaling_trigger: Vec<RequestScalingTriggerOfNiftyUpdateAutoScalingGroup>,
     /// Wire name `SecurityGroup.N` (list of string).
-    pub security_group: Vec<String>,
+    pub security_group: Vec<crate::CompactString>,
 }
 
 impl NiftyUpdateAutoScalingGroupRequest {
     /// Sets [`auto_scaling_group_name`](Self::auto_scaling_group_name) and returns the input.
-    pub fn auto_scaling_group_name(mut self, value: impl Into<String>) -> Self {
+    pub fn auto_scaling_group_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.auto_scaling_group_name = Some(value.into());
         self
     }
     /// Sets [`auto_scaling_group_name_update`](Self::auto_scaling_group_name_update) and returns the input.
-    pub fn auto_scaling_group_name_update(mut self, value: impl Into<String>) -> Self {
+    pub fn auto_scaling_group_name_update(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.auto_scaling_group_name_update = Some(value.into());
         self
     }
@@ -7645,12 +7645,12 @@ impl NiftyUpdateAutoScalingGroupRequest {
         self
     }
     /// Sets [`description`](Self::description) and returns the input.
-    pub fn description(mut self, value: impl Into<String>) -> Self {
+    pub fn description(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.description = Some(value.into());
         self
     }
     /// Sets [`image_id`](Self::image_id) and returns the input.
-    pub fn image_id(mut self, value: impl Into<String>) -> Self {
+    pub fn image_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.image_id = Some(value.into());
         self
     }
@@ -7660,7 +7660,7 @@ impl NiftyUpdateAutoScalingGroupRequest {
         self
     }
     /// Sets [`instance_type`](Self::instance_type) and returns the input.
-    pub fn instance_type(mut self, value: impl Into<String>) -> Self {
+    pub fn instance_type(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.instance_type = Some(value.into());
         self
     }
@@ -7688,7 +7688,7 @@ impl NiftyUpdateAutoScalingGroupRequest {
         self
     }
     /// Sets [`scaleout_condition`](Self::scaleout_condition) and returns the input.
-    pub fn scaleout_condition(mut self, value: impl Into<String>) -> Self {
+    pub fn scaleout_condition(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.scaleout_condition = Some(value.into());
         self
     }
@@ -7712,7 +7712,7 @@ impl NiftyUpdateAutoScalingGroupRequest {
     pub fn security_group<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.security_group = items.into_iter().map(Into::into).collect();
         self
@@ -7795,7 +7795,7 @@ impl crate::operation::Operation for NiftyUpdateAutoScalingGroupRequest {
 )]
 pub struct NiftyUpdateAutoScalingGroupResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -7827,7 +7827,7 @@ impl crate::xml::FromXml for NiftyUpdateAutoScalingGroupResult {
 )]
 pub struct OptionCommonInfo {
     /// XML element `optionName` (string).
-    pub option_name: Option<String>,
+    pub option_name: Option<crate::CompactString>,
     /// XML element `optionSet`, a list of `item` entries (structure).
     pub option_set: Vec<OptionSet>,
 }
@@ -7856,7 +7856,7 @@ impl crate::xml::FromXml for OptionCommonInfo {
 )]
 pub struct OptionInfo {
     /// XML element `optionName` (string).
-    pub option_name: Option<String>,
+    pub option_name: Option<crate::CompactString>,
     /// XML element `optionSet`, a list of `item` entries (structure).
     pub option_set: Vec<OptionSet>,
 }
@@ -7885,7 +7885,7 @@ impl crate::xml::FromXml for OptionInfo {
 )]
 pub struct OptionOfNiftyDescribeWebProxies {
     /// XML element `nameServer` (string).
-    pub name_server: Option<String>,
+    pub name_server: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for OptionOfNiftyDescribeWebProxies {
@@ -7913,9 +7913,9 @@ pub struct OptionSet {
     /// XML element `charge` (integer).
     pub charge: Option<i64>,
     /// XML element `type` (string).
-    pub r#type: Option<String>,
+    pub r#type: Option<crate::CompactString>,
     /// XML element `unit` (string).
-    pub unit: Option<String>,
+    pub unit: Option<crate::CompactString>,
     /// XML element `value` (integer).
     pub value: Option<i64>,
 }
@@ -7948,9 +7948,9 @@ pub struct OsMeasuredRate {
     /// XML element `charge` (integer).
     pub charge: Option<i64>,
     /// XML element `type` (string).
-    pub r#type: Option<String>,
+    pub r#type: Option<crate::CompactString>,
     /// XML element `unit` (string).
-    pub unit: Option<String>,
+    pub unit: Option<crate::CompactString>,
     /// XML element `value` (integer).
     pub value: Option<i64>,
 }
@@ -7983,9 +7983,9 @@ pub struct OsMonthlyRate {
     /// XML element `charge` (integer).
     pub charge: Option<i64>,
     /// XML element `type` (string).
-    pub r#type: Option<String>,
+    pub r#type: Option<crate::CompactString>,
     /// XML element `unit` (string).
-    pub unit: Option<String>,
+    pub unit: Option<crate::CompactString>,
     /// XML element `value` (integer).
     pub value: Option<i64>,
 }
@@ -8043,9 +8043,9 @@ pub struct OsOptionChargeMonthlyRateSet {
     /// XML element `charge` (integer).
     pub charge: Option<i64>,
     /// XML element `type` (string).
-    pub r#type: Option<String>,
+    pub r#type: Option<crate::CompactString>,
     /// XML element `unit` (string).
-    pub unit: Option<String>,
+    pub unit: Option<crate::CompactString>,
     /// XML element `value` (integer).
     pub value: Option<i64>,
 }
@@ -8076,7 +8076,7 @@ impl crate::xml::FromXml for OsOptionChargeMonthlyRateSet {
 )]
 pub struct PartitionsSet {
     /// XML element `partition` (string).
-    pub partition: Option<String>,
+    pub partition: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for PartitionsSet {
@@ -8129,9 +8129,9 @@ pub struct PatternAuthSet {
     /// XML element `charge` (integer).
     pub charge: Option<i64>,
     /// XML element `type` (string).
-    pub r#type: Option<String>,
+    pub r#type: Option<crate::CompactString>,
     /// XML element `unit` (string).
-    pub unit: Option<String>,
+    pub unit: Option<crate::CompactString>,
     /// XML element `value` (integer).
     pub value: Option<i64>,
 }
@@ -8164,9 +8164,9 @@ pub struct PerformanceChartSet {
     /// XML element `dataSet`, a list of `item` entries (structure).
     pub data_set: Vec<DataSet>,
     /// XML element `dataType` (string).
-    pub data_type: Option<String>,
+    pub data_type: Option<crate::CompactString>,
     /// XML element `resourceName` (string).
-    pub resource_name: Option<String>,
+    pub resource_name: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for PerformanceChartSet {
@@ -8226,9 +8226,9 @@ impl crate::xml::FromXml for Period {
 )]
 pub struct PlacementOfDescribeImages {
     /// XML element `availabilityZone` (string).
-    pub availability_zone: Option<String>,
+    pub availability_zone: Option<crate::CompactString>,
     /// XML element `regionName` (string).
-    pub region_name: Option<String>,
+    pub region_name: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for PlacementOfDescribeImages {
@@ -8280,7 +8280,7 @@ impl crate::xml::FromXml for PremiumSupportInfo {
 )]
 pub struct PremiumSupportSet {
     /// XML element `supportName` (string).
-    pub support_name: Option<String>,
+    pub support_name: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for PremiumSupportSet {
@@ -8308,9 +8308,9 @@ pub struct PremiumSupportSetOfDescribeUsage {
     /// XML element `charge` (integer).
     pub charge: Option<i64>,
     /// XML element `type` (string).
-    pub r#type: Option<String>,
+    pub r#type: Option<crate::CompactString>,
     /// XML element `unit` (string).
-    pub unit: Option<String>,
+    pub unit: Option<crate::CompactString>,
     /// XML element `value` (integer).
     pub value: Option<i64>,
 }
@@ -8343,9 +8343,9 @@ pub struct PrivateLan {
     /// XML element `charge` (integer).
     pub charge: Option<i64>,
     /// XML element `type` (string).
-    pub r#type: Option<String>,
+    pub r#type: Option<crate::CompactString>,
     /// XML element `unit` (string).
-    pub unit: Option<String>,
+    pub unit: Option<crate::CompactString>,
     /// XML element `value` (integer).
     pub value: Option<i64>,
 }
@@ -8437,7 +8437,7 @@ pub struct PrivateNetworkMeasuredRate {
     /// XML element `charge` (integer).
     pub charge: Option<i64>,
     /// XML element `unit` (string).
-    pub unit: Option<String>,
+    pub unit: Option<crate::CompactString>,
     /// XML element `value` (integer).
     pub value: Option<i64>,
 }
@@ -8498,43 +8498,43 @@ pub struct RegisterCorporateInfoForCertificateRequest {
     /// Wire name `Agreement` (boolean). Required.
     pub agreement: Option<bool>,
     /// Wire name `AlphabetName1` (string). Required.
-    pub alphabet_name1: Option<String>,
+    pub alphabet_name1: Option<crate::CompactString>,
     /// Wire name `AlphabetName2` (string). Required.
-    pub alphabet_name2: Option<String>,
+    pub alphabet_name2: Option<crate::CompactString>,
     /// Wire name `City` (string). Required.
-    pub city: Option<String>,
+    pub city: Option<crate::CompactString>,
     /// Wire name `CorpGrade` (string). Required.
-    pub corp_grade: Option<String>,
+    pub corp_grade: Option<crate::CompactString>,
     /// Wire name `CorpName` (string). Required.
-    pub corp_name: Option<String>,
+    pub corp_name: Option<crate::CompactString>,
     /// Wire name `DivisionName` (string). Required.
-    pub division_name: Option<String>,
+    pub division_name: Option<crate::CompactString>,
     /// Wire name `EmailAddress` (string). Required.
-    pub email_address: Option<String>,
+    pub email_address: Option<crate::CompactString>,
     /// Wire name `KanaName1` (string). Required.
-    pub kana_name1: Option<String>,
+    pub kana_name1: Option<crate::CompactString>,
     /// Wire name `KanaName2` (string). Required.
-    pub kana_name2: Option<String>,
+    pub kana_name2: Option<crate::CompactString>,
     /// Wire name `Name1` (string). Required.
-    pub name1: Option<String>,
+    pub name1: Option<crate::CompactString>,
     /// Wire name `Name2` (string). Required.
-    pub name2: Option<String>,
+    pub name2: Option<crate::CompactString>,
     /// Wire name `PhoneNumber` (string). Required.
-    pub phone_number: Option<String>,
+    pub phone_number: Option<crate::CompactString>,
     /// Wire name `PostName` (string). Required.
-    pub post_name: Option<String>,
+    pub post_name: Option<crate::CompactString>,
     /// Wire name `Pref` (string). Required.
-    pub pref: Option<String>,
+    pub pref: Option<crate::CompactString>,
     /// Wire name `PresidentName1` (string). Required.
-    pub president_name1: Option<String>,
+    pub president_name1: Option<crate::CompactString>,
     /// Wire name `PresidentName2` (string). Required.
-    pub president_name2: Option<String>,
+    pub president_name2: Option<crate::CompactString>,
     /// Wire name `TdbCode` (string).
-    pub tdb_code: Option<String>,
+    pub tdb_code: Option<crate::CompactString>,
     /// Wire name `Zip1` (string). Required.
-    pub zip1: Option<String>,
+    pub zip1: Option<crate::CompactString>,
     /// Wire name `Zip2` (string). Required.
-    pub zip2: Option<String>,
+    pub zip2: Option<crate::CompactString>,
 }
 
 impl RegisterCorporateInfoForCertificateRequest {
@@ -8544,97 +8544,97 @@ impl RegisterCorporateInfoForCertificateRequest {
         self
     }
     /// Sets [`alphabet_name1`](Self::alphabet_name1) and returns the input.
-    pub fn alphabet_name1(mut self, value: impl Into<String>) -> Self {
+    pub fn alphabet_name1(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.alphabet_name1 = Some(value.into());
         self
     }
     /// Sets [`alphabet_name2`](Self::alphabet_name2) and returns the input.
-    pub fn alphabet_name2(mut self, value: impl Into<String>) -> Self {
+    pub fn alphabet_name2(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.alphabet_name2 = Some(value.into());
         self
     }
     /// Sets [`city`](Self::city) and returns the input.
-    pub fn city(mut self, value: impl Into<String>) -> Self {
+    pub fn city(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.city = Some(value.into());
         self
     }
     /// Sets [`corp_grade`](Self::corp_grade) and returns the input.
-    pub fn corp_grade(mut self, value: impl Into<String>) -> Self {
+    pub fn corp_grade(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.corp_grade = Some(value.into());
         self
     }
     /// Sets [`corp_name`](Self::corp_name) and returns the input.
-    pub fn corp_name(mut self, value: impl Into<String>) -> Self {
+    pub fn corp_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.corp_name = Some(value.into());
         self
     }
     /// Sets [`division_name`](Self::division_name) and returns the input.
-    pub fn division_name(mut self, value: impl Into<String>) -> Self {
+    pub fn division_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.division_name = Some(value.into());
         self
     }
     /// Sets [`email_address`](Self::email_address) and returns the input.
-    pub fn email_address(mut self, value: impl Into<String>) -> Self {
+    pub fn email_address(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.email_address = Some(value.into());
         self
     }
     /// Sets [`kana_name1`](Self::kana_name1) and returns the input.
-    pub fn kana_name1(mut self, value: impl Into<String>) -> Self {
+    pub fn kana_name1(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.kana_name1 = Some(value.into());
         self
     }
     /// Sets [`kana_name2`](Self::kana_name2) and returns the input.
-    pub fn kana_name2(mut self, value: impl Into<String>) -> Self {
+    pub fn kana_name2(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.kana_name2 = Some(value.into());
         self
     }
     /// Sets [`name1`](Self::name1) and returns the input.
-    pub fn name1(mut self, value: impl Into<String>) -> Self {
+    pub fn name1(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.name1 = Some(value.into());
         self
     }
     /// Sets [`name2`](Self::name2) and returns the input.
-    pub fn name2(mut self, value: impl Into<String>) -> Self {
+    pub fn name2(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.name2 = Some(value.into());
         self
     }
     /// Sets [`phone_number`](Self::phone_number) and returns the input.
-    pub fn phone_number(mut self, value: impl Into<String>) -> Self {
+    pub fn phone_number(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.phone_number = Some(value.into());
         self
     }
     /// Sets [`post_name`](Self::post_name) and returns the input.
-    pub fn post_name(mut self, value: impl Into<String>) -> Self {
+    pub fn post_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.post_name = Some(value.into());
         self
     }
     /// Sets [`pref`](Self::pref) and returns the input.
-    pub fn pref(mut self, value: impl Into<String>) -> Self {
+    pub fn pref(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.pref = Some(value.into());
         self
     }
     /// Sets [`president_name1`](Self::president_name1) and returns the input.
-    pub fn president_name1(mut self, value: impl Into<String>) -> Self {
+    pub fn president_name1(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.president_name1 = Some(value.into());
         self
     }
     /// Sets [`president_name2`](Self::president_name2) and returns the input.
-    pub fn president_name2(mut self, value: impl Into<String>) -> Self {
+    pub fn president_name2(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.president_name2 = Some(value.into());
         self
     }
     /// Sets [`tdb_code`](Self::tdb_code) and returns the input.
-    pub fn tdb_code(mut self, value: impl Into<String>) -> Self {
+    pub fn tdb_code(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.tdb_code = Some(value.into());
         self
     }
     /// Sets [`zip1`](Self::zip1) and returns the input.
-    pub fn zip1(mut self, value: impl Into<String>) -> Self {
+    pub fn zip1(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.zip1 = Some(value.into());
         self
     }
     /// Sets [`zip2`](Self::zip2) and returns the input.
-    pub fn zip2(mut self, value: impl Into<String>) -> Self {
+    pub fn zip2(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.zip2 = Some(value.into());
         self
     }
@@ -8751,45 +8751,45 @@ impl crate::operation::Operation for RegisterCorporateInfoForCertificateRequest 
 )]
 pub struct RegisterCorporateInfoForCertificateResult {
     /// XML element `alphabetName1` (string).
-    pub alphabet_name1: Option<String>,
+    pub alphabet_name1: Option<crate::CompactString>,
     /// XML element `alphabetName2` (string).
-    pub alphabet_name2: Option<String>,
+    pub alphabet_name2: Option<crate::CompactString>,
     /// XML element `city` (string).
-    pub city: Option<String>,
+    pub city: Option<crate::CompactString>,
     /// XML element `corpGrade` (string).
-    pub corp_grade: Option<String>,
+    pub corp_grade: Option<crate::CompactString>,
     /// XML element `corpName` (string).
-    pub corp_name: Option<String>,
+    pub corp_name: Option<crate::CompactString>,
     /// XML element `divisionName` (string).
-    pub division_name: Option<String>,
+    pub division_name: Option<crate::CompactString>,
     /// XML element `emailAddress` (string).
-    pub email_address: Option<String>,
+    pub email_address: Option<crate::CompactString>,
     /// XML element `kanaName1` (string).
-    pub kana_name1: Option<String>,
+    pub kana_name1: Option<crate::CompactString>,
     /// XML element `kanaName2` (string).
-    pub kana_name2: Option<String>,
+    pub kana_name2: Option<crate::CompactString>,
     /// XML element `name1` (string).
-    pub name1: Option<String>,
+    pub name1: Option<crate::CompactString>,
     /// XML element `name2` (string).
-    pub name2: Option<String>,
+    pub name2: Option<crate::CompactString>,
     /// XML element `phoneNumber` (string).
-    pub phone_number: Option<String>,
+    pub phone_number: Option<crate::CompactString>,
     /// XML element `postName` (string).
-    pub post_name: Option<String>,
+    pub post_name: Option<crate::CompactString>,
     /// XML element `pref` (string).
-    pub pref: Option<String>,
+    pub pref: Option<crate::CompactString>,
     /// XML element `presidentName1` (string).
-    pub president_name1: Option<String>,
+    pub president_name1: Option<crate::CompactString>,
     /// XML element `presidentName2` (string).
-    pub president_name2: Option<String>,
+    pub president_name2: Option<crate::CompactString>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `tdbCode` (string).
-    pub tdb_code: Option<String>,
+    pub tdb_code: Option<crate::CompactString>,
     /// XML element `zip1` (string).
-    pub zip1: Option<String>,
+    pub zip1: Option<crate::CompactString>,
     /// XML element `zip2` (string).
-    pub zip2: Option<String>,
+    pub zip2: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for RegisterCorporateInfoForCertificateResult {
@@ -8871,9 +8871,9 @@ pub struct RemoteAccessVpnGatewayMeasuredRateSet {
     /// XML element `charge` (integer).
     pub charge: Option<i64>,
     /// XML element `type` (string).
-    pub r#type: Option<String>,
+    pub r#type: Option<crate::CompactString>,
     /// XML element `unit` (string).
-    pub unit: Option<String>,
+    pub unit: Option<crate::CompactString>,
     /// XML element `value` (integer).
     pub value: Option<i64>,
 }
@@ -8906,9 +8906,9 @@ pub struct RemoteAccessVpnGatewayMonthlyRateSet {
     /// XML element `charge` (integer).
     pub charge: Option<i64>,
     /// XML element `type` (string).
-    pub r#type: Option<String>,
+    pub r#type: Option<crate::CompactString>,
     /// XML element `unit` (string).
-    pub unit: Option<String>,
+    pub unit: Option<crate::CompactString>,
     /// XML element `value` (integer).
     pub value: Option<i64>,
 }
@@ -8941,7 +8941,7 @@ pub struct RemoteAccessVpnGatewaySet {
     /// XML element `count` (integer).
     pub count: Option<i64>,
     /// XML element `type` (string).
-    pub r#type: Option<String>,
+    pub r#type: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for RemoteAccessVpnGatewaySet {
@@ -8968,68 +8968,68 @@ impl crate::xml::FromXml for RemoteAccessVpnGatewaySet {
 )]
 pub struct ReplaceRouteRequest {
     /// Wire name `DestinationCidrBlock` (string). Required.
-    pub destination_cidr_block: Option<String>,
+    pub destination_cidr_block: Option<crate::CompactString>,
     /// Wire name `GatewayId` (string).
-    pub gateway_id: Option<String>,
+    pub gateway_id: Option<crate::CompactString>,
     /// Wire name `InstanceId` (string).
-    pub instance_id: Option<String>,
+    pub instance_id: Option<crate::CompactString>,
     /// Wire name `IpAddress` (string).
-    pub ip_address: Option<String>,
+    pub ip_address: Option<crate::CompactString>,
     /// Wire name `NetworkId` (string).
-    pub network_id: Option<String>,
+    pub network_id: Option<crate::CompactString>,
     /// Wire name `NetworkInterfaceId` (string).
-    pub network_interface_id: Option<String>,
+    pub network_interface_id: Option<crate::CompactString>,
     /// Wire name `NetworkName` (string).
-    pub network_name: Option<String>,
+    pub network_name: Option<crate::CompactString>,
     /// Wire name `RouteTableId` (string). Required.
-    pub route_table_id: Option<String>,
+    pub route_table_id: Option<crate::CompactString>,
     /// Wire name `VpcPeeringConnectionId` (string).
-    pub vpc_peering_connection_id: Option<String>,
+    pub vpc_peering_connection_id: Option<crate::CompactString>,
 }
 
 impl ReplaceRouteRequest {
     /// Sets [`destination_cidr_block`](Self::destination_cidr_block) and returns the input.
-    pub fn destination_cidr_block(mut self, value: impl Into<String>) -> Self {
+    pub fn destination_cidr_block(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.destination_cidr_block = Some(value.into());
         self
     }
     /// Sets [`gateway_id`](Self::gateway_id) and returns the input.
-    pub fn gateway_id(mut self, value: impl Into<String>) -> Self {
+    pub fn gateway_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.gateway_id = Some(value.into());
         self
     }
     /// Sets [`instance_id`](Self::instance_id) and returns the input.
-    pub fn instance_id(mut self, value: impl Into<String>) -> Self {
+    pub fn instance_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.instance_id = Some(value.into());
         self
     }
     /// Sets [`ip_address`](Self::ip_address) and returns the input.
-    pub fn ip_address(mut self, value: impl Into<String>) -> Self {
+    pub fn ip_address(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.ip_address = Some(value.into());
         self
     }
     /// Sets [`network_id`](Self::network_id) and returns the input.
-    pub fn network_id(mut self, value: impl Into<String>) -> Self {
+    pub fn network_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.network_id = Some(value.into());
         self
     }
     /// Sets [`network_interface_id`](Self::network_interface_id) and returns the input.
-    pub fn network_interface_id(mut self, value: impl Into<String>) -> Self {
+    pub fn network_interface_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.network_interface_id = Some(value.into());
         self
     }
     /// Sets [`network_name`](Self::network_name) and returns the input.
-    pub fn network_name(mut self, value: impl Into<String>) -> Self {
+    pub fn network_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.network_name = Some(value.into());
         self
     }
     /// Sets [`route_table_id`](Self::route_table_id) and returns the input.
-    pub fn route_table_id(mut self, value: impl Into<String>) -> Self {
+    pub fn route_table_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.route_table_id = Some(value.into());
         self
     }
     /// Sets [`vpc_peering_connection_id`](Self::vpc_peering_connection_id) and returns the input.
-    pub fn vpc_peering_connection_id(mut self, value: impl Into<String>) -> Self {
+    pub fn vpc_peering_connection_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.vpc_peering_connection_id = Some(value.into());
         self
     }
@@ -9084,7 +9084,7 @@ impl crate::operation::Operation for ReplaceRouteRequest {
 )]
 pub struct ReplaceRouteResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -9116,19 +9116,19 @@ impl crate::xml::FromXml for ReplaceRouteResult {
 )]
 pub struct RequestAdd {
     /// Wire name `Group` (string).
-    pub group: Option<String>,
+    pub group: Option<crate::CompactString>,
     /// Wire name `UserId` (string).
-    pub user_id: Option<String>,
+    pub user_id: Option<crate::CompactString>,
 }
 
 impl RequestAdd {
     /// Sets [`group`](Self::group) and returns the input.
-    pub fn group(mut self, value: impl Into<String>) -> Self {
+    pub fn group(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.group = Some(value.into());
         self
     }
     /// Sets [`user_id`](Self::user_id) and returns the input.
-    pub fn user_id(mut self, value: impl Into<String>) -> Self {
+    pub fn user_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.user_id = Some(value.into());
         self
     }
@@ -9150,47 +9150,47 @@ impl crate::wire::ToParams for RequestAdd {
 )]
 pub struct RequestCertInfo {
     /// Wire name `CountryName` (string).
-    pub country_name: Option<String>,
+    pub country_name: Option<crate::CompactString>,
     /// Wire name `EmailAddress` (string).
-    pub email_address: Option<String>,
+    pub email_address: Option<crate::CompactString>,
     /// Wire name `LocationName` (string).
-    pub location_name: Option<String>,
+    pub location_name: Option<crate::CompactString>,
     /// Wire name `OrganizationName` (string).
-    pub organization_name: Option<String>,
+    pub organization_name: Option<crate::CompactString>,
     /// Wire name `OrganizationUnitName` (string).
-    pub organization_unit_name: Option<String>,
+    pub organization_unit_name: Option<crate::CompactString>,
     /// Wire name `StateName` (string).
-    pub state_name: Option<String>,
+    pub state_name: Option<crate::CompactString>,
 }
 
 impl RequestCertInfo {
     /// Sets [`country_name`](Self::country_name) and returns the input.
-    pub fn country_name(mut self, value: impl Into<String>) -> Self {
+    pub fn country_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.country_name = Some(value.into());
         self
     }
     /// Sets [`email_address`](Self::email_address) and returns the input.
-    pub fn email_address(mut self, value: impl Into<String>) -> Self {
+    pub fn email_address(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.email_address = Some(value.into());
         self
     }
     /// Sets [`location_name`](Self::location_name) and returns the input.
-    pub fn location_name(mut self, value: impl Into<String>) -> Self {
+    pub fn location_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.location_name = Some(value.into());
         self
     }
     /// Sets [`organization_name`](Self::organization_name) and returns the input.
-    pub fn organization_name(mut self, value: impl Into<String>) -> Self {
+    pub fn organization_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.organization_name = Some(value.into());
         self
     }
     /// Sets [`organization_unit_name`](Self::organization_unit_name) and returns the input.
-    pub fn organization_unit_name(mut self, value: impl Into<String>) -> Self {
+    pub fn organization_unit_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.organization_unit_name = Some(value.into());
         self
     }
     /// Sets [`state_name`](Self::state_name) and returns the input.
-    pub fn state_name(mut self, value: impl Into<String>) -> Self {
+    pub fn state_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.state_name = Some(value.into());
         self
     }
@@ -9216,19 +9216,19 @@ impl crate::wire::ToParams for RequestCertInfo {
 )]
 pub struct RequestDDay {
     /// Wire name `EndingDDay` (string).
-    pub ending_d_day: Option<String>,
+    pub ending_d_day: Option<crate::CompactString>,
     /// Wire name `StartingDDay` (string).
-    pub starting_d_day: Option<String>,
+    pub starting_d_day: Option<crate::CompactString>,
 }
 
 impl RequestDDay {
     /// Sets [`ending_d_day`](Self::ending_d_day) and returns the input.
-    pub fn ending_d_day(mut self, value: impl Into<String>) -> Self {
+    pub fn ending_d_day(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.ending_d_day = Some(value.into());
         self
     }
     /// Sets [`starting_d_day`](Self::starting_d_day) and returns the input.
-    pub fn starting_d_day(mut self, value: impl Into<String>) -> Self {
+    pub fn starting_d_day(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.starting_d_day = Some(value.into());
         self
     }
@@ -9250,54 +9250,54 @@ impl crate::wire::ToParams for RequestDDay {
 )]
 pub struct RequestDay {
     /// Wire name `SetFriday` (string). Allowed values: `0`, `1`.
-    pub set_friday: Option<String>,
+    pub set_friday: Option<crate::CompactString>,
     /// Wire name `SetMonday` (string). Allowed values: `0`, `1`.
-    pub set_monday: Option<String>,
+    pub set_monday: Option<crate::CompactString>,
     /// Wire name `SetSaturday` (string). Allowed values: `0`, `1`.
-    pub set_saturday: Option<String>,
+    pub set_saturday: Option<crate::CompactString>,
     /// Wire name `SetSunday` (string). Allowed values: `0`, `1`.
-    pub set_sunday: Option<String>,
+    pub set_sunday: Option<crate::CompactString>,
     /// Wire name `SetThursday` (string). Allowed values: `0`, `1`.
-    pub set_thursday: Option<String>,
+    pub set_thursday: Option<crate::CompactString>,
     /// Wire name `SetTuesday` (string). Allowed values: `0`, `1`.
-    pub set_tuesday: Option<String>,
+    pub set_tuesday: Option<crate::CompactString>,
     /// Wire name `SetWednesday` (string). Allowed values: `0`, `1`.
-    pub set_wednesday: Option<String>,
+    pub set_wednesday: Option<crate::CompactString>,
 }
 
 impl RequestDay {
     /// Sets [`set_friday`](Self::set_friday) and returns the input.
-    pub fn set_friday(mut self, value: impl Into<String>) -> Self {
+    pub fn set_friday(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.set_friday = Some(value.into());
         self
     }
     /// Sets [`set_monday`](Self::set_monday) and returns the input.
-    pub fn set_monday(mut self, value: impl Into<String>) -> Self {
+    pub fn set_monday(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.set_monday = Some(value.into());
         self
     }
     /// Sets [`set_saturday`](Self::set_saturday) and returns the input.
-    pub fn set_saturday(mut self, value: impl Into<String>) -> Self {
+    pub fn set_saturday(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.set_saturday = Some(value.into());
         self
     }
     /// Sets [`set_sunday`](Self::set_sunday) and returns the input.
-    pub fn set_sunday(mut self, value: impl Into<String>) -> Self {
+    pub fn set_sunday(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.set_sunday = Some(value.into());
         self
     }
     /// Sets [`set_thursday`](Self::set_thursday) and returns the input.
-    pub fn set_thursday(mut self, value: impl Into<String>) -> Self {
+    pub fn set_thursday(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.set_thursday = Some(value.into());
         self
     }
     /// Sets [`set_tuesday`](Self::set_tuesday) and returns the input.
-    pub fn set_tuesday(mut self, value: impl Into<String>) -> Self {
+    pub fn set_tuesday(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.set_tuesday = Some(value.into());
         self
     }
     /// Sets [`set_wednesday`](Self::set_wednesday) and returns the input.
-    pub fn set_wednesday(mut self, value: impl Into<String>) -> Self {
+    pub fn set_wednesday(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.set_wednesday = Some(value.into());
         self
     }
@@ -9324,54 +9324,54 @@ impl crate::wire::ToParams for RequestDay {
 )]
 pub struct RequestDayOfNiftyUpdateAutoScalingGroup {
     /// Wire name `SetFriday` (string). Allowed values: `0`, `1`.
-    pub set_friday: Option<String>,
+    pub set_friday: Option<crate::CompactString>,
     /// Wire name `SetMonday` (string). Allowed values: `0`, `1`.
-    pub set_monday: Option<String>,
+    pub set_monday: Option<crate::CompactString>,
     /// Wire name `SetSaturday` (string). Allowed values: `0`, `1`.
-    pub set_saturday: Option<String>,
+    pub set_saturday: Option<crate::CompactString>,
     /// Wire name `SetSunday` (string). Allowed values: `0`, `1`.
-    pub set_sunday: Option<String>,
+    pub set_sunday: Option<crate::CompactString>,
     /// Wire name `SetThursday` (string). Allowed values: `0`, `1`.
-    pub set_thursday: Option<String>,
+    pub set_thursday: Option<crate::CompactString>,
     /// Wire name `SetTuesday` (string). Allowed values: `0`, `1`.
-    pub set_tuesday: Option<String>,
+    pub set_tuesday: Option<crate::CompactString>,
     /// Wire name `SetWednesday` (string). Allowed values: `0`, `1`.
-    pub set_wednesday: Option<String>,
+    pub set_wednesday: Option<crate::CompactString>,
 }
 
 impl RequestDayOfNiftyUpdateAutoScalingGroup {
     /// Sets [`set_friday`](Self::set_friday) and returns the input.
-    pub fn set_friday(mut self, value: impl Into<String>) -> Self {
+    pub fn set_friday(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.set_friday = Some(value.into());
         self
     }
     /// Sets [`set_monday`](Self::set_monday) and returns the input.
-    pub fn set_monday(mut self, value: impl Into<String>) -> Self {
+    pub fn set_monday(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.set_monday = Some(value.into());
         self
     }
     /// Sets [`set_saturday`](Self::set_saturday) and returns the input.
-    pub fn set_saturday(mut self, value: impl Into<String>) -> Self {
+    pub fn set_saturday(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.set_saturday = Some(value.into());
         self
     }
     /// Sets [`set_sunday`](Self::set_sunday) and returns the input.
-    pub fn set_sunday(mut self, value: impl Into<String>) -> Self {
+    pub fn set_sunday(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.set_sunday = Some(value.into());
         self
     }
     /// Sets [`set_thursday`](Self::set_thursday) and returns the input.
-    pub fn set_thursday(mut self, value: impl Into<String>) -> Self {
+    pub fn set_thursday(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.set_thursday = Some(value.into());
         self
     }
     /// Sets [`set_tuesday`](Self::set_tuesday) and returns the input.
-    pub fn set_tuesday(mut self, value: impl Into<String>) -> Self {
+    pub fn set_tuesday(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.set_tuesday = Some(value.into());
         self
     }
     /// Sets [`set_wednesday`](Self::set_wednesday) and returns the input.
-    pub fn set_wednesday(mut self, value: impl Into<String>) -> Self {
+    pub fn set_wednesday(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.set_wednesday = Some(value.into());
         self
     }
@@ -9398,12 +9398,12 @@ impl crate::wire::ToParams for RequestDayOfNiftyUpdateAutoScalingGroup {
 )]
 pub struct RequestDescription {
     /// Wire name `Value` (string).
-    pub value: Option<String>,
+    pub value: Option<crate::CompactString>,
 }
 
 impl RequestDescription {
     /// Sets [`value`](Self::value) and returns the input.
-    pub fn value(mut self, value: impl Into<String>) -> Self {
+    pub fn value(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.value = Some(value.into());
         self
     }
@@ -9425,9 +9425,9 @@ impl crate::wire::ToParams for RequestDescription {
 pub struct RequestFilter {
     /// Wire name `Value.N` (list of string).
     #[cfg_attr(feature = "serde", serde(rename = "ListOfRequestValue"))]
-    pub value: Vec<String>,
+    pub value: Vec<crate::CompactString>,
     /// Wire name `Name` (string). Allowed values: `iso-image-id`, `iso-image-name`, `availability-zone`, `description`.
-    pub name: Option<String>,
+    pub name: Option<crate::CompactString>,
 }
 
 impl RequestFilter {
@@ -9435,13 +9435,13 @@ impl RequestFilter {
     pub fn value<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.value = items.into_iter().map(Into::into).collect();
         self
     }
     /// Sets [`name`](Self::name) and returns the input.
-    pub fn name(mut self, value: impl Into<String>) -> Self {
+    pub fn name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.name = Some(value.into());
         self
     }
@@ -9464,9 +9464,9 @@ impl crate::wire::ToParams for RequestFilter {
 pub struct RequestFilterOfNiftyDescribeWebProxies {
     /// Wire name `Value.N` (list of string).
     #[cfg_attr(feature = "serde", serde(rename = "ListOfRequestValue"))]
-    pub value: Vec<String>,
+    pub value: Vec<crate::CompactString>,
     /// Wire name `Name` (string). Allowed values: `router-id`, `router-name`, `listen-network-id`, `listen-network-name`, `listen-port`, `proxy-bypass-network-id`, `proxy-bypass-network-name`, `option-name-server`.
-    pub name: Option<String>,
+    pub name: Option<crate::CompactString>,
 }
 
 impl RequestFilterOfNiftyDescribeWebProxies {
@@ -9474,13 +9474,13 @@ impl RequestFilterOfNiftyDescribeWebProxies {
     pub fn value<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.value = items.into_iter().map(Into::into).collect();
         self
     }
     /// Sets [`name`](Self::name) and returns the input.
-    pub fn name(mut self, value: impl Into<String>) -> Self {
+    pub fn name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.name = Some(value.into());
         self
     }
@@ -9542,7 +9542,7 @@ pub struct RequestLoadBalancersOfNiftyCreateAutoScalingGroup {
     /// Wire name `LoadBalancerPort` (integer).
     pub load_balancer_port: Option<i64>,
     /// Wire name `Name` (string).
-    pub name: Option<String>,
+    pub name: Option<crate::CompactString>,
 }
 
 impl RequestLoadBalancersOfNiftyCreateAutoScalingGroup {
@@ -9557,7 +9557,7 @@ impl RequestLoadBalancersOfNiftyCreateAutoScalingGroup {
         self
     }
     /// Sets [`name`](Self::name) and returns the input.
-    pub fn name(mut self, value: impl Into<String>) -> Self {
+    pub fn name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.name = Some(value.into());
         self
     }
@@ -9584,7 +9584,7 @@ pub struct RequestLoadBalancersOfNiftyUpdateAutoScalingGroup {
     /// Wire name `LoadBalancerPort` (integer).
     pub load_balancer_port: Option<i64>,
     /// Wire name `Name` (string).
-    pub name: Option<String>,
+    pub name: Option<crate::CompactString>,
 }
 
 impl RequestLoadBalancersOfNiftyUpdateAutoScalingGroup {
@@ -9599,7 +9599,7 @@ impl RequestLoadBalancersOfNiftyUpdateAutoScalingGroup {
         self
     }
     /// Sets [`name`](Self::name) and returns the input.
-    pub fn name(mut self, value: impl Into<String>) -> Self {
+    pub fn name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.name = Some(value.into());
         self
     }
@@ -9622,19 +9622,19 @@ impl crate::wire::ToParams for RequestLoadBalancersOfNiftyUpdateAutoScalingGroup
 )]
 pub struct RequestMonth {
     /// Wire name `EndingMonth` (string).
-    pub ending_month: Option<String>,
+    pub ending_month: Option<crate::CompactString>,
     /// Wire name `StartingMonth` (string).
-    pub starting_month: Option<String>,
+    pub starting_month: Option<crate::CompactString>,
 }
 
 impl RequestMonth {
     /// Sets [`ending_month`](Self::ending_month) and returns the input.
-    pub fn ending_month(mut self, value: impl Into<String>) -> Self {
+    pub fn ending_month(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.ending_month = Some(value.into());
         self
     }
     /// Sets [`starting_month`](Self::starting_month) and returns the input.
-    pub fn starting_month(mut self, value: impl Into<String>) -> Self {
+    pub fn starting_month(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.starting_month = Some(value.into());
         self
     }
@@ -9656,19 +9656,19 @@ impl crate::wire::ToParams for RequestMonth {
 )]
 pub struct RequestPlacementOfCreateImage {
     /// Wire name `AvailabilityZone` (string).
-    pub availability_zone: Option<String>,
+    pub availability_zone: Option<crate::CompactString>,
     /// Wire name `RegionName` (string).
-    pub region_name: Option<String>,
+    pub region_name: Option<crate::CompactString>,
 }
 
 impl RequestPlacementOfCreateImage {
     /// Sets [`availability_zone`](Self::availability_zone) and returns the input.
-    pub fn availability_zone(mut self, value: impl Into<String>) -> Self {
+    pub fn availability_zone(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.availability_zone = Some(value.into());
         self
     }
     /// Sets [`region_name`](Self::region_name) and returns the input.
-    pub fn region_name(mut self, value: impl Into<String>) -> Self {
+    pub fn region_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.region_name = Some(value.into());
         self
     }
@@ -9724,19 +9724,19 @@ impl crate::wire::ToParams for RequestRangeOfDescribeUserActivities {
 )]
 pub struct RequestRemove {
     /// Wire name `Group` (string).
-    pub group: Option<String>,
+    pub group: Option<crate::CompactString>,
     /// Wire name `UserId` (string).
-    pub user_id: Option<String>,
+    pub user_id: Option<crate::CompactString>,
 }
 
 impl RequestRemove {
     /// Sets [`group`](Self::group) and returns the input.
-    pub fn group(mut self, value: impl Into<String>) -> Self {
+    pub fn group(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.group = Some(value.into());
         self
     }
     /// Sets [`user_id`](Self::user_id) and returns the input.
-    pub fn user_id(mut self, value: impl Into<String>) -> Self {
+    pub fn user_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.user_id = Some(value.into());
         self
     }
@@ -9760,11 +9760,11 @@ pub struct RequestRule {
     /// Wire name `BreachDuration` (integer). Required.
     pub breach_duration: Option<i64>,
     /// Wire name `DataType` (string). Required.
-    pub data_type: Option<String>,
+    pub data_type: Option<crate::CompactString>,
     /// Wire name `Threshold` (number).
     pub threshold: Option<f64>,
     /// Wire name `UpperLowerCondition` (string). Allowed values: `upper`, `lower`.
-    pub upper_lower_condition: Option<String>,
+    pub upper_lower_condition: Option<crate::CompactString>,
 }
 
 impl RequestRule {
@@ -9774,7 +9774,7 @@ impl RequestRule {
         self
     }
     /// Sets [`data_type`](Self::data_type) and returns the input.
-    pub fn data_type(mut self, value: impl Into<String>) -> Self {
+    pub fn data_type(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.data_type = Some(value.into());
         self
     }
@@ -9784,7 +9784,7 @@ impl RequestRule {
         self
     }
     /// Sets [`upper_lower_condition`](Self::upper_lower_condition) and returns the input.
-    pub fn upper_lower_condition(mut self, value: impl Into<String>) -> Self {
+    pub fn upper_lower_condition(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.upper_lower_condition = Some(value.into());
         self
     }
@@ -9817,33 +9817,33 @@ impl crate::wire::ToParams for RequestRule {
 )]
 pub struct RequestRuleOfNiftyDescribeAlarmHistory {
     /// Wire name `FromDate` (string).
-    pub from_date: Option<String>,
+    pub from_date: Option<crate::CompactString>,
     /// Wire name `FunctionName` (string). Allowed values: `Server`, `LoadBalancer`, `DiskPartition`, `ElasticLoadBalancer`.
-    pub function_name: Option<String>,
+    pub function_name: Option<crate::CompactString>,
     /// Wire name `RuleName` (string).
-    pub rule_name: Option<String>,
+    pub rule_name: Option<crate::CompactString>,
     /// Wire name `ToDate` (string).
-    pub to_date: Option<String>,
+    pub to_date: Option<crate::CompactString>,
 }
 
 impl RequestRuleOfNiftyDescribeAlarmHistory {
     /// Sets [`from_date`](Self::from_date) and returns the input.
-    pub fn from_date(mut self, value: impl Into<String>) -> Self {
+    pub fn from_date(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.from_date = Some(value.into());
         self
     }
     /// Sets [`function_name`](Self::function_name) and returns the input.
-    pub fn function_name(mut self, value: impl Into<String>) -> Self {
+    pub fn function_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.function_name = Some(value.into());
         self
     }
     /// Sets [`rule_name`](Self::rule_name) and returns the input.
-    pub fn rule_name(mut self, value: impl Into<String>) -> Self {
+    pub fn rule_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.rule_name = Some(value.into());
         self
     }
     /// Sets [`to_date`](Self::to_date) and returns the input.
-    pub fn to_date(mut self, value: impl Into<String>) -> Self {
+    pub fn to_date(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.to_date = Some(value.into());
         self
     }
@@ -9867,40 +9867,40 @@ impl crate::wire::ToParams for RequestRuleOfNiftyDescribeAlarmHistory {
 )]
 pub struct RequestRuleOfNiftyDescribeAlarmRulesActivities {
     /// Wire name `DataType` (string).
-    pub data_type: Option<String>,
+    pub data_type: Option<crate::CompactString>,
     /// Wire name `FromDate` (string).
-    pub from_date: Option<String>,
+    pub from_date: Option<crate::CompactString>,
     /// Wire name `FunctionName` (string). Allowed values: `Server`, `LoadBalancer`, `DiskPartition`.
-    pub function_name: Option<String>,
+    pub function_name: Option<crate::CompactString>,
     /// Wire name `RuleName` (string).
-    pub rule_name: Option<String>,
+    pub rule_name: Option<crate::CompactString>,
     /// Wire name `ToDate` (string).
-    pub to_date: Option<String>,
+    pub to_date: Option<crate::CompactString>,
 }
 
 impl RequestRuleOfNiftyDescribeAlarmRulesActivities {
     /// Sets [`data_type`](Self::data_type) and returns the input.
-    pub fn data_type(mut self, value: impl Into<String>) -> Self {
+    pub fn data_type(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.data_type = Some(value.into());
         self
     }
     /// Sets [`from_date`](Self::from_date) and returns the input.
-    pub fn from_date(mut self, value: impl Into<String>) -> Self {
+    pub fn from_date(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.from_date = Some(value.into());
         self
     }
     /// Sets [`function_name`](Self::function_name) and returns the input.
-    pub fn function_name(mut self, value: impl Into<String>) -> Self {
+    pub fn function_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.function_name = Some(value.into());
         self
     }
     /// Sets [`rule_name`](Self::rule_name) and returns the input.
-    pub fn rule_name(mut self, value: impl Into<String>) -> Self {
+    pub fn rule_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.rule_name = Some(value.into());
         self
     }
     /// Sets [`to_date`](Self::to_date) and returns the input.
-    pub fn to_date(mut self, value: impl Into<String>) -> Self {
+    pub fn to_date(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.to_date = Some(value.into());
         self
     }
@@ -9925,19 +9925,19 @@ impl crate::wire::ToParams for RequestRuleOfNiftyDescribeAlarmRulesActivities {
 )]
 pub struct RequestRuleOfNiftyDescribeAlarms {
     /// Wire name `FunctionName` (string). Allowed values: `Server`, `LoadBalancer`, `DiskPartition`, `ElasticLoadBalancer`.
-    pub function_name: Option<String>,
+    pub function_name: Option<crate::CompactString>,
     /// Wire name `RuleName` (string).
-    pub rule_name: Option<String>,
+    pub rule_name: Option<crate::CompactString>,
 }
 
 impl RequestRuleOfNiftyDescribeAlarms {
     /// Sets [`function_name`](Self::function_name) and returns the input.
-    pub fn function_name(mut self, value: impl Into<String>) -> Self {
+    pub fn function_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.function_name = Some(value.into());
         self
     }
     /// Sets [`rule_name`](Self::rule_name) and returns the input.
-    pub fn rule_name(mut self, value: impl Into<String>) -> Self {
+    pub fn rule_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.rule_name = Some(value.into());
         self
     }
@@ -9961,11 +9961,11 @@ pub struct RequestRuleOfNiftyUpdateAlarm {
     /// Wire name `BreachDuration` (integer). Required.
     pub breach_duration: Option<i64>,
     /// Wire name `DataType` (string).
-    pub data_type: Option<String>,
+    pub data_type: Option<crate::CompactString>,
     /// Wire name `Threshold` (number).
     pub threshold: Option<f64>,
     /// Wire name `UpperLowerCondition` (string). Allowed values: `upper`, `lower`.
-    pub upper_lower_condition: Option<String>,
+    pub upper_lower_condition: Option<crate::CompactString>,
 }
 
 impl RequestRuleOfNiftyUpdateAlarm {
@@ -9975,7 +9975,7 @@ impl RequestRuleOfNiftyUpdateAlarm {
         self
     }
     /// Sets [`data_type`](Self::data_type) and returns the input.
-    pub fn data_type(mut self, value: impl Into<String>) -> Self {
+    pub fn data_type(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.data_type = Some(value.into());
         self
     }
@@ -9985,7 +9985,7 @@ impl RequestRuleOfNiftyUpdateAlarm {
         self
     }
     /// Sets [`upper_lower_condition`](Self::upper_lower_condition) and returns the input.
-    pub fn upper_lower_condition(mut self, value: impl Into<String>) -> Self {
+    pub fn upper_lower_condition(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.upper_lower_condition = Some(value.into());
         self
     }
@@ -10125,7 +10125,7 @@ pub struct RequestScalingTrigger {
     /// Wire name `BreachDuration` (integer).
     pub breach_duration: Option<i64>,
     /// Wire name `Resource` (string). Required. Allowed values: `Server-cpu`, `Server-memory`, `Server-network`, `LoadBalancer-network`.
-    pub resource: Option<String>,
+    pub resource: Option<crate::CompactString>,
     /// Wire name `UpperThreshold` (number). Required.
     pub upper_threshold: Option<f64>,
 }
@@ -10137,7 +10137,7 @@ impl RequestScalingTrigger {
         self
     }
     /// Sets [`resource`](Self::resource) and returns the input.
-    pub fn resource(mut self, value: impl Into<String>) -> Self {
+    pub fn resource(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.resource = Some(value.into());
         self
     }
@@ -10176,7 +10176,7 @@ pub struct RequestScalingTriggerOfNiftyUpdateAutoScalingGroup {
     /// Wire name `BreachDuration` (integer).
     pub breach_duration: Option<i64>,
     /// Wire name `Resource` (string). Required. Allowed values: `Server-cpu`, `Server-memory`, `Server-network`, `LoadBalancer-network`.
-    pub resource: Option<String>,
+    pub resource: Option<crate::CompactString>,
     /// Wire name `UpperThreshold` (number). Required.
     pub upper_threshold: Option<f64>,
 }
@@ -10188,7 +10188,7 @@ impl RequestScalingTriggerOfNiftyUpdateAutoScalingGroup {
         self
     }
     /// Sets [`resource`](Self::resource) and returns the input.
-    pub fn resource(mut self, value: impl Into<String>) -> Self {
+    pub fn resource(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.resource = Some(value.into());
         self
     }
@@ -10225,19 +10225,19 @@ impl crate::wire::ToParams for RequestScalingTriggerOfNiftyUpdateAutoScalingGrou
 )]
 pub struct RequestTimeZone {
     /// Wire name `EndingTimeZone` (string).
-    pub ending_time_zone: Option<String>,
+    pub ending_time_zone: Option<crate::CompactString>,
     /// Wire name `StartingTimeZone` (string).
-    pub starting_time_zone: Option<String>,
+    pub starting_time_zone: Option<crate::CompactString>,
 }
 
 impl RequestTimeZone {
     /// Sets [`ending_time_zone`](Self::ending_time_zone) and returns the input.
-    pub fn ending_time_zone(mut self, value: impl Into<String>) -> Self {
+    pub fn ending_time_zone(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.ending_time_zone = Some(value.into());
         self
     }
     /// Sets [`starting_time_zone`](Self::starting_time_zone) and returns the input.
-    pub fn starting_time_zone(mut self, value: impl Into<String>) -> Self {
+    pub fn starting_time_zone(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.starting_time_zone = Some(value.into());
         self
     }
@@ -10259,12 +10259,12 @@ impl crate::wire::ToParams for RequestTimeZone {
 )]
 pub struct RequestUsers {
     /// Wire name `UserId` (string). Required.
-    pub user_id: Option<String>,
+    pub user_id: Option<crate::CompactString>,
 }
 
 impl RequestUsers {
     /// Sets [`user_id`](Self::user_id) and returns the input.
-    pub fn user_id(mut self, value: impl Into<String>) -> Self {
+    pub fn user_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.user_id = Some(value.into());
         self
     }
@@ -10293,9 +10293,9 @@ pub struct ReservationSetOfNiftyDescribeAlarmHistory {
     /// XML element `alarmDateHistorySet`, a list of `item` entries (structure).
     pub alarm_date_history_set: Vec<AlarmDateHistorySet>,
     /// XML element `functionName` (string).
-    pub function_name: Option<String>,
+    pub function_name: Option<crate::CompactString>,
     /// XML element `ruleName` (string).
-    pub rule_name: Option<String>,
+    pub rule_name: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for ReservationSetOfNiftyDescribeAlarmHistory {
@@ -10325,9 +10325,9 @@ pub struct ReservationSetOfNiftyDescribeAlarmRulesActivities {
     /// XML element `alarmRulesActivitiesSet`, a list of `item` entries (structure).
     pub alarm_rules_activities_set: Vec<AlarmRulesActivitiesSet>,
     /// XML element `functionName` (string).
-    pub function_name: Option<String>,
+    pub function_name: Option<crate::CompactString>,
     /// XML element `ruleName` (string).
-    pub rule_name: Option<String>,
+    pub rule_name: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for ReservationSetOfNiftyDescribeAlarmRulesActivities {
@@ -10355,25 +10355,25 @@ impl crate::xml::FromXml for ReservationSetOfNiftyDescribeAlarmRulesActivities {
 )]
 pub struct ReservationSetOfNiftyDescribeAlarms {
     /// XML element `alarmCondition` (string).
-    pub alarm_condition: Option<String>,
+    pub alarm_condition: Option<crate::CompactString>,
     /// XML element `alarmState` (string).
-    pub alarm_state: Option<String>,
+    pub alarm_state: Option<crate::CompactString>,
     /// XML element `alarmTargetsSet`, a list of `item` entries (structure).
     pub alarm_targets_set: Vec<AlarmTargetsSet>,
     /// XML element `createdTime` (timestamp).
     pub created_time: Option<crate::xml::Timestamp>,
     /// XML element `description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// XML element `emailAddressSet`, a list of `item` entries (structure).
     pub email_address_set: Vec<EmailAddressSet>,
     /// XML element `functionName` (string).
-    pub function_name: Option<String>,
+    pub function_name: Option<crate::CompactString>,
     /// XML element `ruleName` (string).
-    pub rule_name: Option<String>,
+    pub rule_name: Option<crate::CompactString>,
     /// XML element `ruleSet`, a list of `item` entries (structure).
     pub rule_set: Vec<RuleSet>,
     /// XML element `zone` (string).
-    pub zone: Option<String>,
+    pub zone: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for ReservationSetOfNiftyDescribeAlarms {
@@ -10533,7 +10533,7 @@ pub struct RouterItemSet {
     /// XML element `count` (integer).
     pub count: Option<i64>,
     /// XML element `type` (string).
-    pub r#type: Option<String>,
+    pub r#type: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for RouterItemSet {
@@ -10562,9 +10562,9 @@ pub struct RouterMeasuredRateSet {
     /// XML element `charge` (integer).
     pub charge: Option<i64>,
     /// XML element `type` (string).
-    pub r#type: Option<String>,
+    pub r#type: Option<crate::CompactString>,
     /// XML element `unit` (string).
-    pub unit: Option<String>,
+    pub unit: Option<crate::CompactString>,
     /// XML element `value` (integer).
     pub value: Option<i64>,
 }
@@ -10597,9 +10597,9 @@ pub struct RouterMonthlyRateSet {
     /// XML element `charge` (integer).
     pub charge: Option<i64>,
     /// XML element `type` (string).
-    pub r#type: Option<String>,
+    pub r#type: Option<crate::CompactString>,
     /// XML element `unit` (string).
-    pub unit: Option<String>,
+    pub unit: Option<crate::CompactString>,
     /// XML element `value` (integer).
     pub value: Option<i64>,
 }
@@ -10634,11 +10634,11 @@ pub struct RuleSet {
     /// XML element `breachDuration` (integer).
     pub breach_duration: Option<i64>,
     /// XML element `dataType` (string).
-    pub data_type: Option<String>,
+    pub data_type: Option<crate::CompactString>,
     /// XML element `threshold` (number).
     pub threshold: Option<f64>,
     /// XML element `upperLowerCondition` (string).
-    pub upper_lower_condition: Option<String>,
+    pub upper_lower_condition: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for RuleSet {
@@ -10670,9 +10670,9 @@ pub struct RunningInstanceMeasuredRateSet {
     /// XML element `charge` (integer).
     pub charge: Option<i64>,
     /// XML element `type` (string).
-    pub r#type: Option<String>,
+    pub r#type: Option<crate::CompactString>,
     /// XML element `unit` (string).
-    pub unit: Option<String>,
+    pub unit: Option<crate::CompactString>,
     /// XML element `value` (integer).
     pub value: Option<i64>,
 }
@@ -10705,9 +10705,9 @@ pub struct RunningScaleOutInstanceSet {
     /// XML element `charge` (integer).
     pub charge: Option<i64>,
     /// XML element `type` (string).
-    pub r#type: Option<String>,
+    pub r#type: Option<crate::CompactString>,
     /// XML element `unit` (string).
-    pub unit: Option<String>,
+    pub unit: Option<crate::CompactString>,
     /// XML element `value` (integer).
     pub value: Option<i64>,
 }
@@ -10740,9 +10740,9 @@ pub struct RunningScaleOutOsSet {
     /// XML element `charge` (integer).
     pub charge: Option<i64>,
     /// XML element `type` (string).
-    pub r#type: Option<String>,
+    pub r#type: Option<crate::CompactString>,
     /// XML element `unit` (string).
-    pub unit: Option<String>,
+    pub unit: Option<crate::CompactString>,
     /// XML element `value` (integer).
     pub value: Option<i64>,
 }
@@ -10810,9 +10810,9 @@ pub struct SecurityGroupApplyTime {
     /// XML element `charge` (integer).
     pub charge: Option<i64>,
     /// XML element `type` (string).
-    pub r#type: Option<String>,
+    pub r#type: Option<crate::CompactString>,
     /// XML element `unit` (string).
-    pub unit: Option<String>,
+    pub unit: Option<crate::CompactString>,
     /// XML element `value` (integer).
     pub value: Option<i64>,
 }
@@ -10872,17 +10872,17 @@ impl crate::xml::FromXml for SecurityGroupInfoOfDescribeUsage {
 )]
 pub struct ServiceStatusSet {
     /// XML element `controlPanelStatus` (string).
-    pub control_panel_status: Option<String>,
+    pub control_panel_status: Option<crate::CompactString>,
     /// XML element `date` (string).
-    pub date: Option<String>,
+    pub date: Option<crate::CompactString>,
     /// XML element `diskStatus` (string).
-    pub disk_status: Option<String>,
+    pub disk_status: Option<crate::CompactString>,
     /// XML element `instanceStatus` (string).
-    pub instance_status: Option<String>,
+    pub instance_status: Option<crate::CompactString>,
     /// XML element `networkStatus` (string).
-    pub network_status: Option<String>,
+    pub network_status: Option<crate::CompactString>,
     /// XML element `storageStatus` (string).
-    pub storage_status: Option<String>,
+    pub storage_status: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for ServiceStatusSet {
@@ -10915,7 +10915,7 @@ pub struct SnapShot {
     /// XML element `charge` (integer).
     pub charge: Option<i64>,
     /// XML element `unit` (string).
-    pub unit: Option<String>,
+    pub unit: Option<crate::CompactString>,
     /// XML element `value` (integer).
     pub value: Option<i64>,
 }
@@ -10998,9 +10998,9 @@ pub struct StoppedInstanceMeasuredRateSet {
     /// XML element `charge` (integer).
     pub charge: Option<i64>,
     /// XML element `type` (string).
-    pub r#type: Option<String>,
+    pub r#type: Option<crate::CompactString>,
     /// XML element `unit` (string).
-    pub unit: Option<String>,
+    pub unit: Option<crate::CompactString>,
     /// XML element `value` (integer).
     pub value: Option<i64>,
 }
@@ -11033,9 +11033,9 @@ pub struct StoppedScaleOutInstanceSet {
     /// XML element `charge` (integer).
     pub charge: Option<i64>,
     /// XML element `type` (string).
-    pub r#type: Option<String>,
+    pub r#type: Option<crate::CompactString>,
     /// XML element `unit` (string).
-    pub unit: Option<String>,
+    pub unit: Option<crate::CompactString>,
     /// XML element `value` (integer).
     pub value: Option<i64>,
 }
@@ -11068,9 +11068,9 @@ pub struct StoppedScaleOutOsSet {
     /// XML element `charge` (integer).
     pub charge: Option<i64>,
     /// XML element `type` (string).
-    pub r#type: Option<String>,
+    pub r#type: Option<crate::CompactString>,
     /// XML element `unit` (string).
-    pub unit: Option<String>,
+    pub unit: Option<crate::CompactString>,
     /// XML element `value` (integer).
     pub value: Option<i64>,
 }
@@ -11101,9 +11101,9 @@ impl crate::xml::FromXml for StoppedScaleOutOsSet {
 )]
 pub struct TimeZone {
     /// XML element `endingTimeZone` (string).
-    pub ending_time_zone: Option<String>,
+    pub ending_time_zone: Option<crate::CompactString>,
     /// XML element `startingTimeZone` (string).
-    pub starting_time_zone: Option<String>,
+    pub starting_time_zone: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for TimeZone {
@@ -11132,7 +11132,7 @@ pub struct TriggerSet {
     /// XML element `breachDuration` (integer).
     pub breach_duration: Option<i64>,
     /// XML element `resource` (string).
-    pub resource: Option<String>,
+    pub resource: Option<crate::CompactString>,
     /// XML element `upperThreshold` (number).
     pub upper_threshold: Option<f64>,
 }
@@ -11162,33 +11162,33 @@ impl crate::xml::FromXml for TriggerSet {
 )]
 pub struct UploadIsoImageRequest {
     /// Wire name `AvailabilityZone` (string).
-    pub availability_zone: Option<String>,
+    pub availability_zone: Option<crate::CompactString>,
     /// Wire name `Description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// Wire name `IsoImageName` (string).
-    pub iso_image_name: Option<String>,
+    pub iso_image_name: Option<crate::CompactString>,
     /// Wire name `IsoUrl` (string). Required.
-    pub iso_url: Option<String>,
+    pub iso_url: Option<crate::CompactString>,
 }
 
 impl UploadIsoImageRequest {
     /// Sets [`availability_zone`](Self::availability_zone) and returns the input.
-    pub fn availability_zone(mut self, value: impl Into<String>) -> Self {
+    pub fn availability_zone(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.availability_zone = Some(value.into());
         self
     }
     /// Sets [`description`](Self::description) and returns the input.
-    pub fn description(mut self, value: impl Into<String>) -> Self {
+    pub fn description(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.description = Some(value.into());
         self
     }
     /// Sets [`iso_image_name`](Self::iso_image_name) and returns the input.
-    pub fn iso_image_name(mut self, value: impl Into<String>) -> Self {
+    pub fn iso_image_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.iso_image_name = Some(value.into());
         self
     }
     /// Sets [`iso_url`](Self::iso_url) and returns the input.
-    pub fn iso_url(mut self, value: impl Into<String>) -> Self {
+    pub fn iso_url(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.iso_url = Some(value.into());
         self
     }
@@ -11235,7 +11235,7 @@ impl crate::operation::Operation for UploadIsoImageRequest {
 )]
 pub struct UploadIsoImageResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -11267,27 +11267,27 @@ impl crate::xml::FromXml for UploadIsoImageResult {
 )]
 pub struct UploadSslCertificateRequest {
     /// Wire name `Certificate` (string). Required.
-    pub certificate: Option<String>,
+    pub certificate: Option<crate::CompactString>,
     /// Wire name `Ca` (string).
     #[cfg_attr(feature = "serde", serde(rename = "CertificateAuthority"))]
-    pub ca: Option<String>,
+    pub ca: Option<crate::CompactString>,
     /// Wire name `Key` (string). Required.
-    pub key: Option<String>,
+    pub key: Option<crate::CompactString>,
 }
 
 impl UploadSslCertificateRequest {
     /// Sets [`certificate`](Self::certificate) and returns the input.
-    pub fn certificate(mut self, value: impl Into<String>) -> Self {
+    pub fn certificate(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.certificate = Some(value.into());
         self
     }
     /// Sets [`ca`](Self::ca) and returns the input.
-    pub fn ca(mut self, value: impl Into<String>) -> Self {
+    pub fn ca(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.ca = Some(value.into());
         self
     }
     /// Sets [`key`](Self::key) and returns the input.
-    pub fn key(mut self, value: impl Into<String>) -> Self {
+    pub fn key(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.key = Some(value.into());
         self
     }
@@ -11336,13 +11336,13 @@ impl crate::operation::Operation for UploadSslCertificateRequest {
 )]
 pub struct UploadSslCertificateResult {
     /// XML element `fqdn` (string).
-    pub fqdn: Option<String>,
+    pub fqdn: Option<crate::CompactString>,
     /// XML element `fqdnId` (string).
-    pub fqdn_id: Option<String>,
+    pub fqdn_id: Option<crate::CompactString>,
     /// XML element `keyFingerprint` (string).
-    pub key_fingerprint: Option<String>,
+    pub key_fingerprint: Option<crate::CompactString>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for UploadSslCertificateResult {
@@ -11402,7 +11402,7 @@ pub struct Uploads {
     /// XML element `conversionTaskId` (integer).
     pub conversion_task_id: Option<i64>,
     /// XML element `expirationTime` (string).
-    pub expiration_time: Option<String>,
+    pub expiration_time: Option<crate::CompactString>,
     /// XML element `importInstance` (structure).
     pub import_instance: Option<ImportInstanceOfDescribeUploads>,
 }
@@ -11432,21 +11432,21 @@ impl crate::xml::FromXml for Uploads {
 )]
 pub struct UserActivitiesSet {
     /// XML element `categoryName` (string).
-    pub category_name: Option<String>,
+    pub category_name: Option<crate::CompactString>,
     /// XML element `dateTime` (timestamp).
     pub date_time: Option<crate::xml::Timestamp>,
     /// XML element `ipAddress` (string).
-    pub ip_address: Option<String>,
+    pub ip_address: Option<crate::CompactString>,
     /// XML element `operation` (string).
-    pub operation: Option<String>,
+    pub operation: Option<crate::CompactString>,
     /// XML element `operator` (string).
-    pub operator: Option<String>,
+    pub operator: Option<crate::CompactString>,
     /// XML element `result` (boolean).
     pub result: Option<bool>,
     /// XML element `serviceId` (string).
-    pub service_id: Option<String>,
+    pub service_id: Option<crate::CompactString>,
     /// XML element `uuid` (string).
-    pub uuid: Option<String>,
+    pub uuid: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for UserActivitiesSet {
@@ -11479,7 +11479,7 @@ impl crate::xml::FromXml for UserActivitiesSet {
 )]
 pub struct Users {
     /// XML element `UserId` (string).
-    pub user_id: Option<String>,
+    pub user_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for Users {
@@ -11507,9 +11507,9 @@ pub struct Vip {
     /// XML element `charge` (integer).
     pub charge: Option<i64>,
     /// XML element `type` (string).
-    pub r#type: Option<String>,
+    pub r#type: Option<crate::CompactString>,
     /// XML element `unit` (string).
-    pub unit: Option<String>,
+    pub unit: Option<crate::CompactString>,
     /// XML element `value` (integer).
     pub value: Option<i64>,
 }
@@ -11542,9 +11542,9 @@ pub struct VipMeasuredRate {
     /// XML element `charge` (integer).
     pub charge: Option<i64>,
     /// XML element `type` (string).
-    pub r#type: Option<String>,
+    pub r#type: Option<crate::CompactString>,
     /// XML element `unit` (string).
-    pub unit: Option<String>,
+    pub unit: Option<crate::CompactString>,
     /// XML element `value` (integer).
     pub value: Option<i64>,
 }
@@ -11577,9 +11577,9 @@ pub struct VipMeasuredRateSet {
     /// XML element `charge` (integer).
     pub charge: Option<i64>,
     /// XML element `type` (string).
-    pub r#type: Option<String>,
+    pub r#type: Option<crate::CompactString>,
     /// XML element `unit` (string).
-    pub unit: Option<String>,
+    pub unit: Option<crate::CompactString>,
     /// XML element `value` (integer).
     pub value: Option<i64>,
 }
@@ -11612,9 +11612,9 @@ pub struct VipSet {
     /// XML element `charge` (integer).
     pub charge: Option<i64>,
     /// XML element `type` (string).
-    pub r#type: Option<String>,
+    pub r#type: Option<crate::CompactString>,
     /// XML element `unit` (string).
-    pub unit: Option<String>,
+    pub unit: Option<crate::CompactString>,
     /// XML element `value` (integer).
     pub value: Option<i64>,
 }
@@ -11686,9 +11686,9 @@ pub struct VolumeMeasuredRateSet {
     /// XML element `charge` (integer).
     pub charge: Option<i64>,
     /// XML element `type` (string).
-    pub r#type: Option<String>,
+    pub r#type: Option<crate::CompactString>,
     /// XML element `unit` (string).
-    pub unit: Option<String>,
+    pub unit: Option<crate::CompactString>,
     /// XML element `value` (integer).
     pub value: Option<i64>,
 }
@@ -11721,9 +11721,9 @@ pub struct VolumeSetOfDescribeUsage {
     /// XML element `charge` (integer).
     pub charge: Option<i64>,
     /// XML element `type` (string).
-    pub r#type: Option<String>,
+    pub r#type: Option<crate::CompactString>,
     /// XML element `unit` (string).
-    pub unit: Option<String>,
+    pub unit: Option<crate::CompactString>,
     /// XML element `value` (integer).
     pub value: Option<i64>,
 }
@@ -11784,7 +11784,7 @@ pub struct VpnGatewayItemSet {
     /// XML element `count` (integer).
     pub count: Option<i64>,
     /// XML element `type` (string).
-    pub r#type: Option<String>,
+    pub r#type: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for VpnGatewayItemSet {
@@ -11813,9 +11813,9 @@ pub struct VpnGatewayMeasuredRateSet {
     /// XML element `charge` (integer).
     pub charge: Option<i64>,
     /// XML element `type` (string).
-    pub r#type: Option<String>,
+    pub r#type: Option<crate::CompactString>,
     /// XML element `unit` (string).
-    pub unit: Option<String>,
+    pub unit: Option<crate::CompactString>,
     /// XML element `value` (integer).
     pub value: Option<i64>,
 }
@@ -11848,9 +11848,9 @@ pub struct VpnGatewayMonthlyRateSet {
     /// XML element `charge` (integer).
     pub charge: Option<i64>,
     /// XML element `type` (string).
-    pub r#type: Option<String>,
+    pub r#type: Option<crate::CompactString>,
     /// XML element `unit` (string).
-    pub unit: Option<String>,
+    pub unit: Option<crate::CompactString>,
     /// XML element `value` (integer).
     pub value: Option<i64>,
 }
@@ -11883,17 +11883,17 @@ pub struct WebProxyOfNiftyDescribeWebProxies {
     /// XML element `bypassInterface` (structure).
     pub bypass_interface: Option<BypassInterface>,
     /// XML element `description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// XML element `listenInterface` (structure).
     pub listen_interface: Option<ListenInterface>,
     /// XML element `listenPort` (string).
-    pub listen_port: Option<String>,
+    pub listen_port: Option<crate::CompactString>,
     /// XML element `option` (structure).
     pub option: Option<OptionOfNiftyDescribeWebProxies>,
     /// XML element `routerId` (string).
-    pub router_id: Option<String>,
+    pub router_id: Option<crate::CompactString>,
     /// XML element `routerName` (string).
-    pub router_name: Option<String>,
+    pub router_name: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for WebProxyOfNiftyDescribeWebProxies {

@@ -13,17 +13,17 @@ use super::*;
 )]
 pub struct AddressesSet {
     /// XML element `availabilityZone` (string).
-    pub availability_zone: Option<String>,
+    pub availability_zone: Option<crate::CompactString>,
     /// XML element `description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// XML element `instanceId` (string).
-    pub instance_id: Option<String>,
+    pub instance_id: Option<crate::CompactString>,
     /// XML element `instanceUniqueId` (string).
-    pub instance_unique_id: Option<String>,
+    pub instance_unique_id: Option<crate::CompactString>,
     /// XML element `privateIpAddress` (string).
-    pub private_ip_address: Option<String>,
+    pub private_ip_address: Option<crate::CompactString>,
     /// XML element `publicIp` (string).
-    pub public_ip: Option<String>,
+    pub public_ip: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for AddressesSet {
@@ -54,9 +54,9 @@ impl crate::xml::FromXml for AddressesSet {
 )]
 pub struct AllocateAddressRequest {
     /// Wire name `Domain` (string).
-    pub domain: Option<String>,
+    pub domain: Option<crate::CompactString>,
     /// Wire name `InstanceId` (string).
-    pub instance_id: Option<String>,
+    pub instance_id: Option<crate::CompactString>,
     /// Wire name `NiftyPrivateIp` (boolean).
     pub nifty_private_ip: Option<bool>,
     /// Wire name `Placement` (structure).
@@ -65,12 +65,12 @@ pub struct AllocateAddressRequest {
 
 impl AllocateAddressRequest {
     /// Sets [`domain`](Self::domain) and returns the input.
-    pub fn domain(mut self, value: impl Into<String>) -> Self {
+    pub fn domain(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.domain = Some(value.into());
         self
     }
     /// Sets [`instance_id`](Self::instance_id) and returns the input.
-    pub fn instance_id(mut self, value: impl Into<String>) -> Self {
+    pub fn instance_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.instance_id = Some(value.into());
         self
     }
@@ -123,11 +123,11 @@ pub struct AllocateAddressResult {
     /// XML element `placement` (structure).
     pub placement: Option<Placement>,
     /// XML element `privateIpAddress` (string).
-    pub private_ip_address: Option<String>,
+    pub private_ip_address: Option<crate::CompactString>,
     /// XML element `publicIp` (string).
-    pub public_ip: Option<String>,
+    pub public_ip: Option<crate::CompactString>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for AllocateAddressResult {
@@ -159,24 +159,24 @@ impl crate::xml::FromXml for AllocateAddressResult {
 )]
 pub struct AssociateAddressRequest {
     /// Wire name `AllocationId` (string).
-    pub allocation_id: Option<String>,
+    pub allocation_id: Option<crate::CompactString>,
     /// Wire name `AllowReassociation` (boolean).
     pub allow_reassociation: Option<bool>,
     /// Wire name `InstanceId` (string). Required.
-    pub instance_id: Option<String>,
+    pub instance_id: Option<crate::CompactString>,
     /// Wire name `NetworkInterfaceId` (string).
-    pub network_interface_id: Option<String>,
+    pub network_interface_id: Option<crate::CompactString>,
     /// Wire name `NiftyReboot` (string). Allowed values: `force`, `true`, `false`.
-    pub nifty_reboot: Option<String>,
+    pub nifty_reboot: Option<crate::CompactString>,
     /// Wire name `PrivateIpAddress` (string).
-    pub private_ip_address: Option<String>,
+    pub private_ip_address: Option<crate::CompactString>,
     /// Wire name `PublicIp` (string).
-    pub public_ip: Option<String>,
+    pub public_ip: Option<crate::CompactString>,
 }
 
 impl AssociateAddressRequest {
     /// Sets [`allocation_id`](Self::allocation_id) and returns the input.
-    pub fn allocation_id(mut self, value: impl Into<String>) -> Self {
+    pub fn allocation_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.allocation_id = Some(value.into());
         self
     }
@@ -186,27 +186,27 @@ impl AssociateAddressRequest {
         self
     }
     /// Sets [`instance_id`](Self::instance_id) and returns the input.
-    pub fn instance_id(mut self, value: impl Into<String>) -> Self {
+    pub fn instance_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.instance_id = Some(value.into());
         self
     }
     /// Sets [`network_interface_id`](Self::network_interface_id) and returns the input.
-    pub fn network_interface_id(mut self, value: impl Into<String>) -> Self {
+    pub fn network_interface_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.network_interface_id = Some(value.into());
         self
     }
     /// Sets [`nifty_reboot`](Self::nifty_reboot) and returns the input.
-    pub fn nifty_reboot(mut self, value: impl Into<String>) -> Self {
+    pub fn nifty_reboot(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.nifty_reboot = Some(value.into());
         self
     }
     /// Sets [`private_ip_address`](Self::private_ip_address) and returns the input.
-    pub fn private_ip_address(mut self, value: impl Into<String>) -> Self {
+    pub fn private_ip_address(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.private_ip_address = Some(value.into());
         self
     }
     /// Sets [`public_ip`](Self::public_ip) and returns the input.
-    pub fn public_ip(mut self, value: impl Into<String>) -> Self {
+    pub fn public_ip(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.public_ip = Some(value.into());
         self
     }
@@ -256,7 +256,7 @@ impl crate::operation::Operation for AssociateAddressRequest {
 )]
 pub struct AssociateAddressResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -288,26 +288,26 @@ impl crate::xml::FromXml for AssociateAddressResult {
 )]
 pub struct AssociateMultiIpAddressGroupRequest {
     /// Wire name `InstanceUniqueId` (string). Required.
-    pub instance_unique_id: Option<String>,
+    pub instance_unique_id: Option<crate::CompactString>,
     /// Wire name `MultiIpAddressGroupId` (string). Required.
-    pub multi_ip_address_group_id: Option<String>,
+    pub multi_ip_address_group_id: Option<crate::CompactString>,
     /// Wire name `NiftyReboot` (string). Allowed values: `force`, `true`, `false`.
-    pub nifty_reboot: Option<String>,
+    pub nifty_reboot: Option<crate::CompactString>,
 }
 
 impl AssociateMultiIpAddressGroupRequest {
     /// Sets [`instance_unique_id`](Self::instance_unique_id) and returns the input.
-    pub fn instance_unique_id(mut self, value: impl Into<String>) -> Self {
+    pub fn instance_unique_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.instance_unique_id = Some(value.into());
         self
     }
     /// Sets [`multi_ip_address_group_id`](Self::multi_ip_address_group_id) and returns the input.
-    pub fn multi_ip_address_group_id(mut self, value: impl Into<String>) -> Self {
+    pub fn multi_ip_address_group_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.multi_ip_address_group_id = Some(value.into());
         self
     }
     /// Sets [`nifty_reboot`](Self::nifty_reboot) and returns the input.
-    pub fn nifty_reboot(mut self, value: impl Into<String>) -> Self {
+    pub fn nifty_reboot(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.nifty_reboot = Some(value.into());
         self
     }
@@ -356,7 +356,7 @@ impl crate::operation::Operation for AssociateMultiIpAddressGroupRequest {
 )]
 pub struct AssociateMultiIpAddressGroupResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -390,13 +390,13 @@ pub struct AssociateRouteTableRequest {
     /// Wire name `Agreement` (boolean).
     pub agreement: Option<bool>,
     /// Wire name `RouteTableId` (string). Required.
-    pub route_table_id: Option<String>,
+    pub route_table_id: Option<crate::CompactString>,
     /// Wire name `RouterId` (string).
-    pub router_id: Option<String>,
+    pub router_id: Option<crate::CompactString>,
     /// Wire name `RouterName` (string).
-    pub router_name: Option<String>,
+    pub router_name: Option<crate::CompactString>,
     /// Wire name `SubnetId` (string).
-    pub subnet_id: Option<String>,
+    pub subnet_id: Option<crate::CompactString>,
 }
 
 impl AssociateRouteTableRequest {
@@ -406,22 +406,22 @@ impl AssociateRouteTableRequest {
         self
     }
     /// Sets [`route_table_id`](Self::route_table_id) and returns the input.
-    pub fn route_table_id(mut self, value: impl Into<String>) -> Self {
+    pub fn route_table_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.route_table_id = Some(value.into());
         self
     }
     /// Sets [`router_id`](Self::router_id) and returns the input.
-    pub fn router_id(mut self, value: impl Into<String>) -> Self {
+    pub fn router_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.router_id = Some(value.into());
         self
     }
     /// Sets [`router_name`](Self::router_name) and returns the input.
-    pub fn router_name(mut self, value: impl Into<String>) -> Self {
+    pub fn router_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.router_name = Some(value.into());
         self
     }
     /// Sets [`subnet_id`](Self::subnet_id) and returns the input.
-    pub fn subnet_id(mut self, value: impl Into<String>) -> Self {
+    pub fn subnet_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.subnet_id = Some(value.into());
         self
     }
@@ -469,9 +469,9 @@ impl crate::operation::Operation for AssociateRouteTableRequest {
 )]
 pub struct AssociateRouteTableResult {
     /// XML element `associationId` (string).
-    pub association_id: Option<String>,
+    pub association_id: Option<crate::CompactString>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for AssociateRouteTableResult {
@@ -501,17 +501,17 @@ impl crate::xml::FromXml for AssociateRouteTableResult {
 )]
 pub struct AssociationOfCreateNetworkInterface {
     /// XML element `allocationId` (string).
-    pub allocation_id: Option<String>,
+    pub allocation_id: Option<crate::CompactString>,
     /// XML element `associationId` (string).
-    pub association_id: Option<String>,
+    pub association_id: Option<crate::CompactString>,
     /// XML element `ipOwnerId` (string).
-    pub ip_owner_id: Option<String>,
+    pub ip_owner_id: Option<crate::CompactString>,
     /// XML element `publicDnsName` (string).
-    pub public_dns_name: Option<String>,
+    pub public_dns_name: Option<crate::CompactString>,
     /// XML element `publicIp` (string).
-    pub public_ip: Option<String>,
+    pub public_ip: Option<crate::CompactString>,
     /// XML element `publicIpV6` (string).
-    pub public_ip_v6: Option<String>,
+    pub public_ip_v6: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for AssociationOfCreateNetworkInterface {
@@ -542,17 +542,17 @@ impl crate::xml::FromXml for AssociationOfCreateNetworkInterface {
 )]
 pub struct AssociationOfDescribeNetworkInterfaces {
     /// XML element `allocationId` (string).
-    pub allocation_id: Option<String>,
+    pub allocation_id: Option<crate::CompactString>,
     /// XML element `associationId` (string).
-    pub association_id: Option<String>,
+    pub association_id: Option<crate::CompactString>,
     /// XML element `ipOwnerId` (string).
-    pub ip_owner_id: Option<String>,
+    pub ip_owner_id: Option<crate::CompactString>,
     /// XML element `publicDnsName` (string).
-    pub public_dns_name: Option<String>,
+    pub public_dns_name: Option<crate::CompactString>,
     /// XML element `publicIp` (string).
-    pub public_ip: Option<String>,
+    pub public_ip: Option<crate::CompactString>,
     /// XML element `publicIpV6` (string).
-    pub public_ip_v6: Option<String>,
+    pub public_ip_v6: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for AssociationOfDescribeNetworkInterfaces {
@@ -585,13 +585,13 @@ pub struct AssociationSet {
     /// XML element `main` (boolean).
     pub main: Option<bool>,
     /// XML element `routeTableAssociationId` (string).
-    pub route_table_association_id: Option<String>,
+    pub route_table_association_id: Option<crate::CompactString>,
     /// XML element `routeTableId` (string).
-    pub route_table_id: Option<String>,
+    pub route_table_id: Option<crate::CompactString>,
     /// XML element `routerId` (string).
-    pub router_id: Option<String>,
+    pub router_id: Option<crate::CompactString>,
     /// XML element `routerName` (string).
-    pub router_name: Option<String>,
+    pub router_name: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for AssociationSet {
@@ -621,13 +621,13 @@ impl crate::xml::FromXml for AssociationSet {
 )]
 pub struct AssociationSetOfNiftyDescribeNatTables {
     /// XML element `associationId` (string).
-    pub association_id: Option<String>,
+    pub association_id: Option<crate::CompactString>,
     /// XML element `natTableId` (string).
-    pub nat_table_id: Option<String>,
+    pub nat_table_id: Option<crate::CompactString>,
     /// XML element `routerId` (string).
-    pub router_id: Option<String>,
+    pub router_id: Option<crate::CompactString>,
     /// XML element `routerName` (string).
-    pub router_name: Option<String>,
+    pub router_name: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for AssociationSetOfNiftyDescribeNatTables {
@@ -656,33 +656,33 @@ impl crate::xml::FromXml for AssociationSetOfNiftyDescribeNatTables {
 )]
 pub struct AttachNetworkInterfaceRequest {
     /// Wire name `InstanceId` (string).
-    pub instance_id: Option<String>,
+    pub instance_id: Option<crate::CompactString>,
     /// Wire name `InstanceUniqueId` (string).
-    pub instance_unique_id: Option<String>,
+    pub instance_unique_id: Option<crate::CompactString>,
     /// Wire name `NetworkInterfaceId` (string). Required.
-    pub network_interface_id: Option<String>,
+    pub network_interface_id: Option<crate::CompactString>,
     /// Wire name `NiftyReboot` (string). Allowed values: `force`, `true`, `false`.
-    pub nifty_reboot: Option<String>,
+    pub nifty_reboot: Option<crate::CompactString>,
 }
 
 impl AttachNetworkInterfaceRequest {
     /// Sets [`instance_id`](Self::instance_id) and returns the input.
-    pub fn instance_id(mut self, value: impl Into<String>) -> Self {
+    pub fn instance_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.instance_id = Some(value.into());
         self
     }
     /// Sets [`instance_unique_id`](Self::instance_unique_id) and returns the input.
-    pub fn instance_unique_id(mut self, value: impl Into<String>) -> Self {
+    pub fn instance_unique_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.instance_unique_id = Some(value.into());
         self
     }
     /// Sets [`network_interface_id`](Self::network_interface_id) and returns the input.
-    pub fn network_interface_id(mut self, value: impl Into<String>) -> Self {
+    pub fn network_interface_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.network_interface_id = Some(value.into());
         self
     }
     /// Sets [`nifty_reboot`](Self::nifty_reboot) and returns the input.
-    pub fn nifty_reboot(mut self, value: impl Into<String>) -> Self {
+    pub fn nifty_reboot(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.nifty_reboot = Some(value.into());
         self
     }
@@ -729,9 +729,9 @@ impl crate::operation::Operation for AttachNetworkInterfaceRequest {
 )]
 pub struct AttachNetworkInterfaceResult {
     /// XML element `attachmentId` (string).
-    pub attachment_id: Option<String>,
+    pub attachment_id: Option<crate::CompactString>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -764,19 +764,19 @@ impl crate::xml::FromXml for AttachNetworkInterfaceResult {
 )]
 pub struct AttachmentOfCreateNetworkInterface {
     /// XML element `attachTime` (string).
-    pub attach_time: Option<String>,
+    pub attach_time: Option<crate::CompactString>,
     /// XML element `attachmentId` (string).
-    pub attachment_id: Option<String>,
+    pub attachment_id: Option<crate::CompactString>,
     /// XML element `deleteOnTermination` (string).
-    pub delete_on_termination: Option<String>,
+    pub delete_on_termination: Option<crate::CompactString>,
     /// XML element `deviceIndex` (string).
-    pub device_index: Option<String>,
+    pub device_index: Option<crate::CompactString>,
     /// XML element `instanceId` (string).
-    pub instance_id: Option<String>,
+    pub instance_id: Option<crate::CompactString>,
     /// XML element `instanceOwnerId` (string).
-    pub instance_owner_id: Option<String>,
+    pub instance_owner_id: Option<crate::CompactString>,
     /// XML element `status` (string).
-    pub status: Option<String>,
+    pub status: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for AttachmentOfCreateNetworkInterface {
@@ -808,19 +808,19 @@ impl crate::xml::FromXml for AttachmentOfCreateNetworkInterface {
 )]
 pub struct AttachmentOfDescribeNetworkInterfaces {
     /// XML element `attachTime` (string).
-    pub attach_time: Option<String>,
+    pub attach_time: Option<crate::CompactString>,
     /// XML element `attachmentId` (string).
-    pub attachment_id: Option<String>,
+    pub attachment_id: Option<crate::CompactString>,
     /// XML element `deleteOnTermination` (string).
-    pub delete_on_termination: Option<String>,
+    pub delete_on_termination: Option<crate::CompactString>,
     /// XML element `deviceIndex` (string).
-    pub device_index: Option<String>,
+    pub device_index: Option<crate::CompactString>,
     /// XML element `instanceId` (string).
-    pub instance_id: Option<String>,
+    pub instance_id: Option<crate::CompactString>,
     /// XML element `instanceOwnerId` (string).
-    pub instance_owner_id: Option<String>,
+    pub instance_owner_id: Option<crate::CompactString>,
     /// XML element `status` (string).
-    pub status: Option<String>,
+    pub status: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for AttachmentOfDescribeNetworkInterfaces {
@@ -935,7 +935,7 @@ pub struct CreateDhcpOptionsResult {
     /// XML element `dhcpOptions` (structure).
     pub dhcp_options: Option<DhcpOptions>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for CreateDhcpOptionsResult {
@@ -965,18 +965,18 @@ impl crate::xml::FromXml for CreateDhcpOptionsResult {
 )]
 pub struct CreateMultiIpAddressGroupRequest {
     /// Wire name `Description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// Wire name `IpAddressCount` (integer). Required.
     pub ip_address_count: Option<i64>,
     /// Wire name `MultiIpAddressGroupName` (string). Required.
-    pub multi_ip_address_group_name: Option<String>,
+    pub multi_ip_address_group_name: Option<crate::CompactString>,
     /// Wire name `Placement` (structure). Required.
     pub placement: Option<RequestPlacementOfCreateMultiIpAddressGroup>,
 }
 
 impl CreateMultiIpAddressGroupRequest {
     /// Sets [`description`](Self::description) and returns the input.
-    pub fn description(mut self, value: impl Into<String>) -> Self {
+    pub fn description(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.description = Some(value.into());
         self
     }
@@ -986,7 +986,7 @@ impl CreateMultiIpAddressGroupRequest {
         self
     }
     /// Sets [`multi_ip_address_group_name`](Self::multi_ip_address_group_name) and returns the input.
-    pub fn multi_ip_address_group_name(mut self, value: impl Into<String>) -> Self {
+    pub fn multi_ip_address_group_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.multi_ip_address_group_name = Some(value.into());
         self
     }
@@ -1049,7 +1049,7 @@ pub struct CreateMultiIpAddressGroupResult {
     /// XML element `multiIpAddressGroup` (structure).
     pub multi_ip_address_group: Option<MultiIpAddressGroupOfCreateMultiIpAddressGroup>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -1082,28 +1082,28 @@ impl crate::xml::FromXml for CreateMultiIpAddressGroupResult {
 )]
 pub struct CreateNetworkInterfaceRequest {
     /// Wire name `Description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// Wire name `IpAddress` (string).
-    pub ip_address: Option<String>,
+    pub ip_address: Option<crate::CompactString>,
     /// Wire name `NiftyNetworkId` (string). Required.
-    pub nifty_network_id: Option<String>,
+    pub nifty_network_id: Option<crate::CompactString>,
     /// Wire name `Placement` (structure).
     pub placement: Option<RequestPlacementOfCreateNetworkInterface>,
 }
 
 impl CreateNetworkInterfaceRequest {
     /// Sets [`description`](Self::description) and returns the input.
-    pub fn description(mut self, value: impl Into<String>) -> Self {
+    pub fn description(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.description = Some(value.into());
         self
     }
     /// Sets [`ip_address`](Self::ip_address) and returns the input.
-    pub fn ip_address(mut self, value: impl Into<String>) -> Self {
+    pub fn ip_address(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.ip_address = Some(value.into());
         self
     }
     /// Sets [`nifty_network_id`](Self::nifty_network_id) and returns the input.
-    pub fn nifty_network_id(mut self, value: impl Into<String>) -> Self {
+    pub fn nifty_network_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.nifty_network_id = Some(value.into());
         self
     }
@@ -1157,7 +1157,7 @@ pub struct CreateNetworkInterfaceResult {
     /// XML element `networkInterface` (structure).
     pub network_interface: Option<NetworkInterface>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -1190,12 +1190,12 @@ impl crate::xml::FromXml for CreateNetworkInterfaceResult {
 )]
 pub struct CreateRouteTableRequest {
     /// Wire name `VpcId` (string).
-    pub vpc_id: Option<String>,
+    pub vpc_id: Option<crate::CompactString>,
 }
 
 impl CreateRouteTableRequest {
     /// Sets [`vpc_id`](Self::vpc_id) and returns the input.
-    pub fn vpc_id(mut self, value: impl Into<String>) -> Self {
+    pub fn vpc_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.vpc_id = Some(value.into());
         self
     }
@@ -1233,7 +1233,7 @@ impl crate::operation::Operation for CreateRouteTableRequest {
 )]
 pub struct CreateRouteTableResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `routeTable` (structure).
     pub route_table: Option<RouteTable>,
 }
@@ -1265,12 +1265,12 @@ impl crate::xml::FromXml for CreateRouteTableResult {
 )]
 pub struct DeleteDhcpOptionsRequest {
     /// Wire name `DhcpOptionsId` (string). Required.
-    pub dhcp_options_id: Option<String>,
+    pub dhcp_options_id: Option<crate::CompactString>,
 }
 
 impl DeleteDhcpOptionsRequest {
     /// Sets [`dhcp_options_id`](Self::dhcp_options_id) and returns the input.
-    pub fn dhcp_options_id(mut self, value: impl Into<String>) -> Self {
+    pub fn dhcp_options_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.dhcp_options_id = Some(value.into());
         self
     }
@@ -1314,7 +1314,7 @@ impl crate::operation::Operation for DeleteDhcpOptionsRequest {
 )]
 pub struct DeleteDhcpOptionsResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -1346,12 +1346,12 @@ impl crate::xml::FromXml for DeleteDhcpOptionsResult {
 )]
 pub struct DeleteMultiIpAddressGroupRequest {
     /// Wire name `MultiIpAddressGroupId` (string). Required.
-    pub multi_ip_address_group_id: Option<String>,
+    pub multi_ip_address_group_id: Option<crate::CompactString>,
 }
 
 impl DeleteMultiIpAddressGroupRequest {
     /// Sets [`multi_ip_address_group_id`](Self::multi_ip_address_group_id) and returns the input.
-    pub fn multi_ip_address_group_id(mut self, value: impl Into<String>) -> Self {
+    pub fn multi_ip_address_group_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.multi_ip_address_group_id = Some(value.into());
         self
     }
@@ -1395,7 +1395,7 @@ impl crate::operation::Operation for DeleteMultiIpAddressGroupRequest {
 )]
 pub struct DeleteMultiIpAddressGroupResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -1427,12 +1427,12 @@ impl crate::xml::FromXml for DeleteMultiIpAddressGroupResult {
 )]
 pub struct DeleteNetworkInterfaceRequest {
     /// Wire name `NetworkInterfaceId` (string). Required.
-    pub network_interface_id: Option<String>,
+    pub network_interface_id: Option<crate::CompactString>,
 }
 
 impl DeleteNetworkInterfaceRequest {
     /// Sets [`network_interface_id`](Self::network_interface_id) and returns the input.
-    pub fn network_interface_id(mut self, value: impl Into<String>) -> Self {
+    pub fn network_interface_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.network_interface_id = Some(value.into());
         self
     }
@@ -1476,7 +1476,7 @@ impl crate::operation::Operation for DeleteNetworkInterfaceRequest {
 )]
 pub struct DeleteNetworkInterfaceResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -1508,12 +1508,12 @@ impl crate::xml::FromXml for DeleteNetworkInterfaceResult {
 )]
 pub struct DeleteRouteTableRequest {
     /// Wire name `RouteTableId` (string). Required.
-    pub route_table_id: Option<String>,
+    pub route_table_id: Option<crate::CompactString>,
 }
 
 impl DeleteRouteTableRequest {
     /// Sets [`route_table_id`](Self::route_table_id) and returns the input.
-    pub fn route_table_id(mut self, value: impl Into<String>) -> Self {
+    pub fn route_table_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.route_table_id = Some(value.into());
         self
     }
@@ -1557,7 +1557,7 @@ impl crate::operation::Operation for DeleteRouteTableRequest {
 )]
 pub struct DeleteRouteTableResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -1589,13 +1589,13 @@ impl crate::xml::FromXml for DeleteRouteTableResult {
 )]
 pub struct DescribeAddressesRequest {
     /// Wire name `AllocationId.N` (list of string).
-    pub allocation_id: Vec<String>,
+    pub allocation_id: Vec<crate::CompactString>,
     /// Wire name `Filter.N` (list of structure).
     pub filter: Vec<RequestFilterOfDescribeAddresses>,
     /// Wire name `PrivateIpAddress.N` (list of string).
-    pub private_ip_address: Vec<String>,
+    pub private_ip_address: Vec<crate::CompactString>,
     /// Wire name `PublicIp.N` (list of string).
-    pub public_ip: Vec<String>,
+    pub public_ip: Vec<crate::CompactString>,
 }
 
 impl DescribeAddressesRequest {
@@ -1603,7 +1603,7 @@ impl DescribeAddressesRequest {
     pub fn allocation_id<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.allocation_id = items.into_iter().map(Into::into).collect();
         self
@@ -1617,7 +1617,7 @@ impl DescribeAddressesRequest {
     pub fn private_ip_address<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.private_ip_address = items.into_iter().map(Into::into).collect();
         self
@@ -1626,7 +1626,7 @@ impl DescribeAddressesRequest {
     pub fn public_ip<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.public_ip = items.into_iter().map(Into::into).collect();
         self
@@ -1670,7 +1670,7 @@ pub struct DescribeAddressesResult {
     /// XML element `addressesSet`, a list of `item` entries (structure).
     pub addresses_set: Vec<AddressesSet>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for DescribeAddressesResult {
@@ -1700,7 +1700,7 @@ impl crate::xml::FromXml for DescribeAddressesResult {
 )]
 pub struct DescribeDhcpOptionsRequest {
     /// Wire name `DhcpOptionsId.N` (list of string).
-    pub dhcp_options_id: Vec<String>,
+    pub dhcp_options_id: Vec<crate::CompactString>,
     /// Wire name `Filter.N` (list of structure).
     pub filter: Vec<RequestFilterOfDescribeDhcpOptions>,
 }
@@ -1710,7 +1710,7 @@ impl DescribeDhcpOptionsRequest {
     pub fn dhcp_options_id<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.dhcp_options_id = items.into_iter().map(Into::into).collect();
         self
@@ -1757,7 +1757,7 @@ pub struct DescribeDhcpOptionsResult {
     /// XML element `dhcpOptionsSet`, a list of `item` entries (structure).
     pub dhcp_options_set: Vec<DhcpOptionsSet>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for DescribeDhcpOptionsResult {
@@ -1787,7 +1787,7 @@ impl crate::xml::FromXml for DescribeDhcpOptionsResult {
 )]
 pub struct DescribeMultiIpAddressGroupsRequest {
     /// Wire name `MultiIpAddressGroupId.N` (list of string).
-    pub multi_ip_address_group_id: Vec<String>,
+    pub multi_ip_address_group_id: Vec<crate::CompactString>,
 }
 
 impl DescribeMultiIpAddressGroupsRequest {
@@ -1795,7 +1795,7 @@ impl DescribeMultiIpAddressGroupsRequest {
     pub fn multi_ip_address_group_id<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.multi_ip_address_group_id = items.into_iter().map(Into::into).collect();
         self
@@ -1836,7 +1836,7 @@ pub struct DescribeMultiIpAddressGroupsResult {
     /// XML element `multiIpAddressGroupsSet`, a list of `item` entries (structure).
     pub multi_ip_address_groups_set: Vec<MultiIpAddressGroupsSet>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for DescribeMultiIpAddressGroupsResult {
@@ -1868,7 +1868,7 @@ pub struct DescribeNetworkInterfacesRequest {
     /// Wire name `Filter.N` (list of structure).
     pub filter: Vec<RequestFilterOfDescribeNetworkInterfaces>,
     /// Wire name `NetworkInterfaceId.N` (list of string).
-    pub network_interface_id: Vec<String>,
+    pub network_interface_id: Vec<crate::CompactString>,
 }
 
 impl DescribeNetworkInterfacesRequest {
@@ -1881,7 +1881,7 @@ impl DescribeNetworkInterfacesRequest {
     pub fn network_interface_id<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.network_interface_id = items.into_iter().map(Into::into).collect();
         self
@@ -1923,7 +1923,7 @@ pub struct DescribeNetworkInterfacesResult {
     /// XML element `networkInterfaceSet`, a list of `item` entries (structure).
     pub network_interface_set: Vec<NetworkInterfaceSetOfDescribeNetworkInterfaces>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for DescribeNetworkInterfacesResult {
@@ -1955,7 +1955,7 @@ pub struct DescribeRouteTablesRequest {
     /// Wire name `Filter.N` (list of structure).
     pub filter: Vec<RequestFilterOfDescribeRouteTables>,
     /// Wire name `RouteTableId.N` (list of string).
-    pub route_table_id: Vec<String>,
+    pub route_table_id: Vec<crate::CompactString>,
 }
 
 impl DescribeRouteTablesRequest {
@@ -1968,7 +1968,7 @@ impl DescribeRouteTablesRequest {
     pub fn route_table_id<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.route_table_id = items.into_iter().map(Into::into).collect();
         self
@@ -2008,7 +2008,7 @@ impl crate::operation::Operation for DescribeRouteTablesRequest {
 )]
 pub struct DescribeRouteTablesResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `routeTableSet`, a list of `item` entries (structure).
     pub route_table_set: Vec<RouteTableSet>,
 }
@@ -2066,19 +2066,19 @@ impl crate::xml::FromXml for Destination {
 )]
 pub struct DetachNetworkInterfaceRequest {
     /// Wire name `AttachmentId` (string). Required.
-    pub attachment_id: Option<String>,
+    pub attachment_id: Option<crate::CompactString>,
     /// Wire name `NiftyReboot` (string). Allowed values: `force`, `true`, `false`.
-    pub nifty_reboot: Option<String>,
+    pub nifty_reboot: Option<crate::CompactString>,
 }
 
 impl DetachNetworkInterfaceRequest {
     /// Sets [`attachment_id`](Self::attachment_id) and returns the input.
-    pub fn attachment_id(mut self, value: impl Into<String>) -> Self {
+    pub fn attachment_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.attachment_id = Some(value.into());
         self
     }
     /// Sets [`nifty_reboot`](Self::nifty_reboot) and returns the input.
-    pub fn nifty_reboot(mut self, value: impl Into<String>) -> Self {
+    pub fn nifty_reboot(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.nifty_reboot = Some(value.into());
         self
     }
@@ -2123,7 +2123,7 @@ impl crate::operation::Operation for DetachNetworkInterfaceRequest {
 )]
 pub struct DetachNetworkInterfaceResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -2155,7 +2155,7 @@ impl crate::xml::FromXml for DetachNetworkInterfaceResult {
 )]
 pub struct DhcpConfig {
     /// XML element `dhcpConfigId` (string).
-    pub dhcp_config_id: Option<String>,
+    pub dhcp_config_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for DhcpConfig {
@@ -2181,7 +2181,7 @@ impl crate::xml::FromXml for DhcpConfig {
 )]
 pub struct DhcpConfigsSet {
     /// XML element `dhcpConfigId` (string).
-    pub dhcp_config_id: Option<String>,
+    pub dhcp_config_id: Option<crate::CompactString>,
     /// XML element `ipAddressPoolsSet`, a list of `item` entries (structure).
     pub ip_address_pools_set: Vec<IpAddressPoolsSet>,
     /// XML element `staticMappingsSet`, a list of `item` entries (structure).
@@ -2213,7 +2213,7 @@ impl crate::xml::FromXml for DhcpConfigsSet {
 )]
 pub struct DhcpConfigurationSet {
     /// XML element `key` (string).
-    pub key: Option<String>,
+    pub key: Option<crate::CompactString>,
     /// XML element `valueSet`, a list of `item` entries (structure).
     pub value_set: Vec<ValueSet>,
 }
@@ -2270,17 +2270,17 @@ impl crate::xml::FromXml for DhcpIpAddressInformation {
 )]
 pub struct DhcpIpAddressSet {
     /// XML element `clientName` (string).
-    pub client_name: Option<String>,
+    pub client_name: Option<crate::CompactString>,
     /// XML element `description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// XML element `ipAddress` (string).
-    pub ip_address: Option<String>,
+    pub ip_address: Option<crate::CompactString>,
     /// XML element `leaseExpiration` (timestamp).
     pub lease_expiration: Option<crate::xml::Timestamp>,
     /// XML element `leaseType` (string).
-    pub lease_type: Option<String>,
+    pub lease_type: Option<crate::CompactString>,
     /// XML element `macAddress` (string).
-    pub mac_address: Option<String>,
+    pub mac_address: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for DhcpIpAddressSet {
@@ -2313,7 +2313,7 @@ pub struct DhcpOptions {
     /// XML element `dhcpConfigurationSet`, a list of `item` entries (structure).
     pub dhcp_configuration_set: Vec<DhcpConfigurationSet>,
     /// XML element `dhcpOptionsId` (string).
-    pub dhcp_options_id: Option<String>,
+    pub dhcp_options_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for DhcpOptions {
@@ -2342,7 +2342,7 @@ pub struct DhcpOptionsSet {
     /// XML element `dhcpConfigurationSet`, a list of `item` entries (structure).
     pub dhcp_configuration_set: Vec<DhcpConfigurationSet>,
     /// XML element `dhcpOptionsId` (string).
-    pub dhcp_options_id: Option<String>,
+    pub dhcp_options_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for DhcpOptionsSet {
@@ -2371,9 +2371,9 @@ pub struct DhcpStatusInformationSet {
     /// XML element `dhcpIpAddressInformation` (structure).
     pub dhcp_ip_address_information: Option<DhcpIpAddressInformation>,
     /// XML element `networkId` (string).
-    pub network_id: Option<String>,
+    pub network_id: Option<crate::CompactString>,
     /// XML element `privateLanName` (string).
-    pub private_lan_name: Option<String>,
+    pub private_lan_name: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for DhcpStatusInformationSet {
@@ -2403,33 +2403,33 @@ impl crate::xml::FromXml for DhcpStatusInformationSet {
 )]
 pub struct DisassociateAddressRequest {
     /// Wire name `AssociationId` (string).
-    pub association_id: Option<String>,
+    pub association_id: Option<crate::CompactString>,
     /// Wire name `NiftyReboot` (string). Allowed values: `force`, `true`, `false`.
-    pub nifty_reboot: Option<String>,
+    pub nifty_reboot: Option<crate::CompactString>,
     /// Wire name `PrivateIpAddress` (string).
-    pub private_ip_address: Option<String>,
+    pub private_ip_address: Option<crate::CompactString>,
     /// Wire name `PublicIp` (string).
-    pub public_ip: Option<String>,
+    pub public_ip: Option<crate::CompactString>,
 }
 
 impl DisassociateAddressRequest {
     /// Sets [`association_id`](Self::association_id) and returns the input.
-    pub fn association_id(mut self, value: impl Into<String>) -> Self {
+    pub fn association_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.association_id = Some(value.into());
         self
     }
     /// Sets [`nifty_reboot`](Self::nifty_reboot) and returns the input.
-    pub fn nifty_reboot(mut self, value: impl Into<String>) -> Self {
+    pub fn nifty_reboot(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.nifty_reboot = Some(value.into());
         self
     }
     /// Sets [`private_ip_address`](Self::private_ip_address) and returns the input.
-    pub fn private_ip_address(mut self, value: impl Into<String>) -> Self {
+    pub fn private_ip_address(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.private_ip_address = Some(value.into());
         self
     }
     /// Sets [`public_ip`](Self::public_ip) and returns the input.
-    pub fn public_ip(mut self, value: impl Into<String>) -> Self {
+    pub fn public_ip(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.public_ip = Some(value.into());
         self
     }
@@ -2470,7 +2470,7 @@ impl crate::operation::Operation for DisassociateAddressRequest {
 )]
 pub struct DisassociateAddressResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -2502,26 +2502,26 @@ impl crate::xml::FromXml for DisassociateAddressResult {
 )]
 pub struct DisassociateMultiIpAddressGroupRequest {
     /// Wire name `InstanceUniqueId` (string). Required.
-    pub instance_unique_id: Option<String>,
+    pub instance_unique_id: Option<crate::CompactString>,
     /// Wire name `MultiIpAddressGroupId` (string). Required.
-    pub multi_ip_address_group_id: Option<String>,
+    pub multi_ip_address_group_id: Option<crate::CompactString>,
     /// Wire name `NiftyReboot` (string). Allowed values: `force`, `true`, `false`.
-    pub nifty_reboot: Option<String>,
+    pub nifty_reboot: Option<crate::CompactString>,
 }
 
 impl DisassociateMultiIpAddressGroupRequest {
     /// Sets [`instance_unique_id`](Self::instance_unique_id) and returns the input.
-    pub fn instance_unique_id(mut self, value: impl Into<String>) -> Self {
+    pub fn instance_unique_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.instance_unique_id = Some(value.into());
         self
     }
     /// Sets [`multi_ip_address_group_id`](Self::multi_ip_address_group_id) and returns the input.
-    pub fn multi_ip_address_group_id(mut self, value: impl Into<String>) -> Self {
+    pub fn multi_ip_address_group_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.multi_ip_address_group_id = Some(value.into());
         self
     }
     /// Sets [`nifty_reboot`](Self::nifty_reboot) and returns the input.
-    pub fn nifty_reboot(mut self, value: impl Into<String>) -> Self {
+    pub fn nifty_reboot(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.nifty_reboot = Some(value.into());
         self
     }
@@ -2570,7 +2570,7 @@ impl crate::operation::Operation for DisassociateMultiIpAddressGroupRequest {
 )]
 pub struct DisassociateMultiIpAddressGroupResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -2604,7 +2604,7 @@ pub struct DisassociateRouteTableRequest {
     /// Wire name `Agreement` (boolean).
     pub agreement: Option<bool>,
     /// Wire name `AssociationId` (string). Required.
-    pub association_id: Option<String>,
+    pub association_id: Option<crate::CompactString>,
 }
 
 impl DisassociateRouteTableRequest {
@@ -2614,7 +2614,7 @@ impl DisassociateRouteTableRequest {
         self
     }
     /// Sets [`association_id`](Self::association_id) and returns the input.
-    pub fn association_id(mut self, value: impl Into<String>) -> Self {
+    pub fn association_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.association_id = Some(value.into());
         self
     }
@@ -2659,7 +2659,7 @@ impl crate::operation::Operation for DisassociateRouteTableRequest {
 )]
 pub struct DisassociateRouteTableResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -2691,15 +2691,15 @@ impl crate::xml::FromXml for DisassociateRouteTableResult {
 )]
 pub struct ElasticLoadBalancerAssociationSet {
     /// XML element `elasticLoadBalancerId` (string).
-    pub elastic_load_balancer_id: Option<String>,
+    pub elastic_load_balancer_id: Option<crate::CompactString>,
     /// XML element `elasticLoadBalancerName` (string).
-    pub elastic_load_balancer_name: Option<String>,
+    pub elastic_load_balancer_name: Option<crate::CompactString>,
     /// XML element `main` (boolean).
     pub main: Option<bool>,
     /// XML element `routeTableAssociationId` (string).
-    pub route_table_association_id: Option<String>,
+    pub route_table_association_id: Option<crate::CompactString>,
     /// XML element `routeTableId` (string).
-    pub route_table_id: Option<String>,
+    pub route_table_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for ElasticLoadBalancerAssociationSet {
@@ -2729,13 +2729,13 @@ impl crate::xml::FromXml for ElasticLoadBalancerAssociationSet {
 )]
 pub struct ElasticLoadBalancingSet {
     /// XML element `elasticLoadBalancerName` (string).
-    pub elastic_load_balancer_name: Option<String>,
+    pub elastic_load_balancer_name: Option<crate::CompactString>,
     /// XML element `elasticLoadBalancerPort` (integer).
     pub elastic_load_balancer_port: Option<i64>,
     /// XML element `instancePort` (integer).
     pub instance_port: Option<i64>,
     /// XML element `protocol` (string).
-    pub protocol: Option<String>,
+    pub protocol: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for ElasticLoadBalancingSet {
@@ -2764,9 +2764,9 @@ impl crate::xml::FromXml for ElasticLoadBalancingSet {
 )]
 pub struct InboundInterface {
     /// XML element `networkId` (string).
-    pub network_id: Option<String>,
+    pub network_id: Option<crate::CompactString>,
     /// XML element `networkName` (string).
-    pub network_name: Option<String>,
+    pub network_name: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for InboundInterface {
@@ -2795,7 +2795,7 @@ pub struct IncreaseMultiIpAddressCountRequest {
     /// Wire name `IpAddressCount` (integer). Required.
     pub ip_address_count: Option<i64>,
     /// Wire name `MultiIpAddressGroupId` (string). Required.
-    pub multi_ip_address_group_id: Option<String>,
+    pub multi_ip_address_group_id: Option<crate::CompactString>,
 }
 
 impl IncreaseMultiIpAddressCountRequest {
@@ -2805,7 +2805,7 @@ impl IncreaseMultiIpAddressCountRequest {
         self
     }
     /// Sets [`multi_ip_address_group_id`](Self::multi_ip_address_group_id) and returns the input.
-    pub fn multi_ip_address_group_id(mut self, value: impl Into<String>) -> Self {
+    pub fn multi_ip_address_group_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.multi_ip_address_group_id = Some(value.into());
         self
     }
@@ -2853,7 +2853,7 @@ impl crate::operation::Operation for IncreaseMultiIpAddressCountRequest {
 )]
 pub struct IncreaseMultiIpAddressCountResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -2885,9 +2885,9 @@ impl crate::xml::FromXml for IncreaseMultiIpAddressCountResult {
 )]
 pub struct InstancesSetOfDescribeMultiIpAddressGroups {
     /// XML element `instanceId` (string).
-    pub instance_id: Option<String>,
+    pub instance_id: Option<crate::CompactString>,
     /// XML element `instanceUniqueId` (string).
-    pub instance_unique_id: Option<String>,
+    pub instance_unique_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for InstancesSetOfDescribeMultiIpAddressGroups {
@@ -2914,13 +2914,13 @@ impl crate::xml::FromXml for InstancesSetOfDescribeMultiIpAddressGroups {
 )]
 pub struct InstancesSetOfNiftyCreatePrivateLan {
     /// XML element `deviceIndex` (string).
-    pub device_index: Option<String>,
+    pub device_index: Option<crate::CompactString>,
     /// XML element `instanceId` (string).
-    pub instance_id: Option<String>,
+    pub instance_id: Option<crate::CompactString>,
     /// XML element `instanceUniqueId` (string).
-    pub instance_unique_id: Option<String>,
+    pub instance_unique_id: Option<crate::CompactString>,
     /// XML element `ipAddress` (string).
-    pub ip_address: Option<String>,
+    pub ip_address: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for InstancesSetOfNiftyCreatePrivateLan {
@@ -2949,13 +2949,13 @@ impl crate::xml::FromXml for InstancesSetOfNiftyCreatePrivateLan {
 )]
 pub struct InstancesSetOfNiftyDescribePrivateLans {
     /// XML element `deviceIndex` (string).
-    pub device_index: Option<String>,
+    pub device_index: Option<crate::CompactString>,
     /// XML element `instanceId` (string).
-    pub instance_id: Option<String>,
+    pub instance_id: Option<crate::CompactString>,
     /// XML element `instanceUniqueId` (string).
-    pub instance_unique_id: Option<String>,
+    pub instance_unique_id: Option<crate::CompactString>,
     /// XML element `ipAddress` (string).
-    pub ip_address: Option<String>,
+    pub ip_address: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for InstancesSetOfNiftyDescribePrivateLans {
@@ -2984,11 +2984,11 @@ impl crate::xml::FromXml for InstancesSetOfNiftyDescribePrivateLans {
 )]
 pub struct IpAddressPoolSet {
     /// XML element `description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// XML element `startIpAddress` (string).
-    pub start_ip_address: Option<String>,
+    pub start_ip_address: Option<crate::CompactString>,
     /// XML element `stopIpAddress` (string).
-    pub stop_ip_address: Option<String>,
+    pub stop_ip_address: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for IpAddressPoolSet {
@@ -3016,11 +3016,11 @@ impl crate::xml::FromXml for IpAddressPoolSet {
 )]
 pub struct IpAddressPoolsSet {
     /// XML element `description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// XML element `startIpAddress` (string).
-    pub start_ip_address: Option<String>,
+    pub start_ip_address: Option<crate::CompactString>,
     /// XML element `stopIpAddress` (string).
-    pub stop_ip_address: Option<String>,
+    pub stop_ip_address: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for IpAddressPoolsSet {
@@ -3048,7 +3048,7 @@ impl crate::xml::FromXml for IpAddressPoolsSet {
 )]
 pub struct IpAddressesSet {
     /// XML element `ipAddress` (string).
-    pub ip_address: Option<String>,
+    pub ip_address: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for IpAddressesSet {
@@ -3074,7 +3074,7 @@ impl crate::xml::FromXml for IpAddressesSet {
 )]
 pub struct Ipv6AddressesSet {
     /// XML element `ipv6Address` (string).
-    pub ipv6_address: Option<String>,
+    pub ipv6_address: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for Ipv6AddressesSet {
@@ -3100,26 +3100,26 @@ impl crate::xml::FromXml for Ipv6AddressesSet {
 )]
 pub struct ModifyMultiIpAddressGroupAttributeRequest {
     /// Wire name `Description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// Wire name `MultiIpAddressGroupId` (string). Required.
-    pub multi_ip_address_group_id: Option<String>,
+    pub multi_ip_address_group_id: Option<crate::CompactString>,
     /// Wire name `MultiIpAddressGroupName` (string).
-    pub multi_ip_address_group_name: Option<String>,
+    pub multi_ip_address_group_name: Option<crate::CompactString>,
 }
 
 impl ModifyMultiIpAddressGroupAttributeRequest {
     /// Sets [`description`](Self::description) and returns the input.
-    pub fn description(mut self, value: impl Into<String>) -> Self {
+    pub fn description(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.description = Some(value.into());
         self
     }
     /// Sets [`multi_ip_address_group_id`](Self::multi_ip_address_group_id) and returns the input.
-    pub fn multi_ip_address_group_id(mut self, value: impl Into<String>) -> Self {
+    pub fn multi_ip_address_group_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.multi_ip_address_group_id = Some(value.into());
         self
     }
     /// Sets [`multi_ip_address_group_name`](Self::multi_ip_address_group_name) and returns the input.
-    pub fn multi_ip_address_group_name(mut self, value: impl Into<String>) -> Self {
+    pub fn multi_ip_address_group_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.multi_ip_address_group_name = Some(value.into());
         self
     }
@@ -3165,7 +3165,7 @@ impl crate::operation::Operation for ModifyMultiIpAddressGroupAttributeRequest {
 )]
 pub struct ModifyMultiIpAddressGroupAttributeResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -3197,26 +3197,26 @@ impl crate::xml::FromXml for ModifyMultiIpAddressGroupAttributeResult {
 )]
 pub struct ModifyNetworkInterfaceAttributeRequest {
     /// Wire name `Description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// Wire name `IpAddress` (string).
-    pub ip_address: Option<String>,
+    pub ip_address: Option<crate::CompactString>,
     /// Wire name `NetworkInterfaceId` (string). Required.
-    pub network_interface_id: Option<String>,
+    pub network_interface_id: Option<crate::CompactString>,
 }
 
 impl ModifyNetworkInterfaceAttributeRequest {
     /// Sets [`description`](Self::description) and returns the input.
-    pub fn description(mut self, value: impl Into<String>) -> Self {
+    pub fn description(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.description = Some(value.into());
         self
     }
     /// Sets [`ip_address`](Self::ip_address) and returns the input.
-    pub fn ip_address(mut self, value: impl Into<String>) -> Self {
+    pub fn ip_address(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.ip_address = Some(value.into());
         self
     }
     /// Sets [`network_interface_id`](Self::network_interface_id) and returns the input.
-    pub fn network_interface_id(mut self, value: impl Into<String>) -> Self {
+    pub fn network_interface_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.network_interface_id = Some(value.into());
         self
     }
@@ -3262,7 +3262,7 @@ impl crate::operation::Operation for ModifyNetworkInterfaceAttributeRequest {
 )]
 pub struct ModifyNetworkInterfaceAttributeResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -3294,21 +3294,21 @@ impl crate::xml::FromXml for ModifyNetworkInterfaceAttributeResult {
 )]
 pub struct MultiIpAddressGroupOfCreateMultiIpAddressGroup {
     /// XML element `availabilityZone` (string).
-    pub availability_zone: Option<String>,
+    pub availability_zone: Option<crate::CompactString>,
     /// XML element `createTime` (string).
-    pub create_time: Option<String>,
+    pub create_time: Option<crate::CompactString>,
     /// XML element `description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// XML element `instancesSet` (string).
-    pub instances_set: Option<String>,
+    pub instances_set: Option<crate::CompactString>,
     /// XML element `multiIpAddressGroupId` (string).
-    pub multi_ip_address_group_id: Option<String>,
+    pub multi_ip_address_group_id: Option<crate::CompactString>,
     /// XML element `multiIpAddressGroupName` (string).
-    pub multi_ip_address_group_name: Option<String>,
+    pub multi_ip_address_group_name: Option<crate::CompactString>,
     /// XML element `multiIpAddressNetwork` (structure).
     pub multi_ip_address_network: Option<MultiIpAddressNetwork>,
     /// XML element `status` (string).
-    pub status: Option<String>,
+    pub status: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for MultiIpAddressGroupOfCreateMultiIpAddressGroup {
@@ -3341,21 +3341,21 @@ impl crate::xml::FromXml for MultiIpAddressGroupOfCreateMultiIpAddressGroup {
 )]
 pub struct MultiIpAddressGroupsSet {
     /// XML element `availabilityZone` (string).
-    pub availability_zone: Option<String>,
+    pub availability_zone: Option<crate::CompactString>,
     /// XML element `createTime` (string).
-    pub create_time: Option<String>,
+    pub create_time: Option<crate::CompactString>,
     /// XML element `description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// XML element `instancesSet`, a list of `item` entries (structure).
     pub instances_set: Vec<InstancesSetOfDescribeMultiIpAddressGroups>,
     /// XML element `multiIpAddressGroupId` (string).
-    pub multi_ip_address_group_id: Option<String>,
+    pub multi_ip_address_group_id: Option<crate::CompactString>,
     /// XML element `multiIpAddressGroupName` (string).
-    pub multi_ip_address_group_name: Option<String>,
+    pub multi_ip_address_group_name: Option<crate::CompactString>,
     /// XML element `multiIpAddressNetwork` (structure).
     pub multi_ip_address_network: Option<MultiIpAddressNetworkOfDescribeMultiIpAddressGroups>,
     /// XML element `status` (string).
-    pub status: Option<String>,
+    pub status: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for MultiIpAddressGroupsSet {
@@ -3388,11 +3388,11 @@ impl crate::xml::FromXml for MultiIpAddressGroupsSet {
 )]
 pub struct MultiIpAddressNetwork {
     /// XML element `defaultGateway` (string).
-    pub default_gateway: Option<String>,
+    pub default_gateway: Option<crate::CompactString>,
     /// XML element `ipAddressesSet` (string).
-    pub ip_addresses_set: Option<String>,
+    pub ip_addresses_set: Option<crate::CompactString>,
     /// XML element `subnetMask` (string).
-    pub subnet_mask: Option<String>,
+    pub subnet_mask: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for MultiIpAddressNetwork {
@@ -3420,11 +3420,11 @@ impl crate::xml::FromXml for MultiIpAddressNetwork {
 )]
 pub struct MultiIpAddressNetworkOfDescribeMultiIpAddressGroups {
     /// XML element `defaultGateway` (string).
-    pub default_gateway: Option<String>,
+    pub default_gateway: Option<crate::CompactString>,
     /// XML element `ipAddressesSet`, a list of `item` entries (structure).
     pub ip_addresses_set: Vec<IpAddressesSet>,
     /// XML element `subnetMask` (string).
-    pub subnet_mask: Option<String>,
+    pub subnet_mask: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for MultiIpAddressNetworkOfDescribeMultiIpAddressGroups {
@@ -3452,19 +3452,19 @@ impl crate::xml::FromXml for MultiIpAddressNetworkOfDescribeMultiIpAddressGroups
 )]
 pub struct NatRule {
     /// XML element `description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// XML element `destination` (structure).
     pub destination: Option<Destination>,
     /// XML element `inboundInterface` (structure).
     pub inbound_interface: Option<InboundInterface>,
     /// XML element `natType` (string).
-    pub nat_type: Option<String>,
+    pub nat_type: Option<crate::CompactString>,
     /// XML element `outboundInterface` (structure).
     pub outbound_interface: Option<OutboundInterface>,
     /// XML element `protocol` (string).
-    pub protocol: Option<String>,
+    pub protocol: Option<crate::CompactString>,
     /// XML element `ruleNumber` (string).
-    pub rule_number: Option<String>,
+    pub rule_number: Option<crate::CompactString>,
     /// XML element `source` (structure).
     pub source: Option<Source>,
     /// XML element `translation` (structure).
@@ -3502,19 +3502,19 @@ impl crate::xml::FromXml for NatRule {
 )]
 pub struct NatRuleSet {
     /// XML element `description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// XML element `destination` (structure).
     pub destination: Option<Destination>,
     /// XML element `inboundInterface` (structure).
     pub inbound_interface: Option<InboundInterface>,
     /// XML element `natType` (string).
-    pub nat_type: Option<String>,
+    pub nat_type: Option<crate::CompactString>,
     /// XML element `outboundInterface` (structure).
     pub outbound_interface: Option<OutboundInterface>,
     /// XML element `protocol` (string).
-    pub protocol: Option<String>,
+    pub protocol: Option<crate::CompactString>,
     /// XML element `ruleNumber` (string).
-    pub rule_number: Option<String>,
+    pub rule_number: Option<crate::CompactString>,
     /// XML element `source` (structure).
     pub source: Option<Source>,
     /// XML element `translation` (structure).
@@ -3552,7 +3552,7 @@ impl crate::xml::FromXml for NatRuleSet {
 )]
 pub struct NatTable {
     /// XML element `natTableId` (string).
-    pub nat_table_id: Option<String>,
+    pub nat_table_id: Option<crate::CompactString>,
     /// XML element `tagSet`, a list of `item` entries (structure).
     pub tag_set: Vec<TagSet>,
 }
@@ -3585,7 +3585,7 @@ pub struct NatTableSet {
     /// XML element `natRuleSet`, a list of `item` entries (structure).
     pub nat_rule_set: Vec<NatRuleSet>,
     /// XML element `natTableId` (string).
-    pub nat_table_id: Option<String>,
+    pub nat_table_id: Option<crate::CompactString>,
     /// XML element `tagSet`, a list of `item` entries (structure).
     pub tag_set: Vec<TagSet>,
 }
@@ -3620,47 +3620,47 @@ pub struct NetworkInterface {
     /// XML element `attachment` (structure).
     pub attachment: Option<AttachmentOfCreateNetworkInterface>,
     /// XML element `availabilityZone` (string).
-    pub availability_zone: Option<String>,
+    pub availability_zone: Option<crate::CompactString>,
     /// XML element `description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// XML element `groupSet`, a list of `item` entries (structure).
     pub group_set: Vec<GroupSet>,
     /// XML element `interfaceType` (string).
-    pub interface_type: Option<String>,
+    pub interface_type: Option<crate::CompactString>,
     /// XML element `ipv6AddressesSet`, a list of `item` entries (structure).
     pub ipv6_addresses_set: Vec<Ipv6AddressesSet>,
     /// XML element `macAddress` (string).
-    pub mac_address: Option<String>,
+    pub mac_address: Option<crate::CompactString>,
     /// XML element `networkInterfaceId` (string).
-    pub network_interface_id: Option<String>,
+    pub network_interface_id: Option<crate::CompactString>,
     /// XML element `niftyNetworkId` (string).
-    pub nifty_network_id: Option<String>,
+    pub nifty_network_id: Option<crate::CompactString>,
     /// XML element `niftyNetworkName` (string).
-    pub nifty_network_name: Option<String>,
+    pub nifty_network_name: Option<crate::CompactString>,
     /// XML element `ownerId` (string).
-    pub owner_id: Option<String>,
+    pub owner_id: Option<crate::CompactString>,
     /// XML element `privateDnsName` (string).
-    pub private_dns_name: Option<String>,
+    pub private_dns_name: Option<crate::CompactString>,
     /// XML element `privateIpAddress` (string).
-    pub private_ip_address: Option<String>,
+    pub private_ip_address: Option<crate::CompactString>,
     /// XML element `privateIpAddressV6` (string).
-    pub private_ip_address_v6: Option<String>,
+    pub private_ip_address_v6: Option<crate::CompactString>,
     /// XML element `privateIpAddressesSet`, a list of `item` entries (structure).
     pub private_ip_addresses_set: Vec<PrivateIpAddressesSetOfCreateNetworkInterface>,
     /// XML element `requesterId` (string).
-    pub requester_id: Option<String>,
+    pub requester_id: Option<crate::CompactString>,
     /// XML element `requesterManaged` (string).
-    pub requester_managed: Option<String>,
+    pub requester_managed: Option<crate::CompactString>,
     /// XML element `sourceDestCheck` (string).
-    pub source_dest_check: Option<String>,
+    pub source_dest_check: Option<crate::CompactString>,
     /// XML element `status` (string).
-    pub status: Option<String>,
+    pub status: Option<crate::CompactString>,
     /// XML element `subnetId` (string).
-    pub subnet_id: Option<String>,
+    pub subnet_id: Option<crate::CompactString>,
     /// XML element `tagSet`, a list of `item` entries (structure).
     pub tag_set: Vec<TagSet>,
     /// XML element `vpcId` (string).
-    pub vpc_id: Option<String>,
+    pub vpc_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for NetworkInterface {
@@ -3712,47 +3712,47 @@ pub struct NetworkInterfaceSetOfDescribeNetworkInterfaces {
     /// XML element `attachment` (structure).
     pub attachment: Option<AttachmentOfDescribeNetworkInterfaces>,
     /// XML element `availabilityZone` (string).
-    pub availability_zone: Option<String>,
+    pub availability_zone: Option<crate::CompactString>,
     /// XML element `description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// XML element `groupSet`, a list of `item` entries (structure).
     pub group_set: Vec<GroupSet>,
     /// XML element `interfaceType` (string).
-    pub interface_type: Option<String>,
+    pub interface_type: Option<crate::CompactString>,
     /// XML element `ipv6AddressesSet`, a list of `item` entries (structure).
     pub ipv6_addresses_set: Vec<Ipv6AddressesSet>,
     /// XML element `macAddress` (string).
-    pub mac_address: Option<String>,
+    pub mac_address: Option<crate::CompactString>,
     /// XML element `networkInterfaceId` (string).
-    pub network_interface_id: Option<String>,
+    pub network_interface_id: Option<crate::CompactString>,
     /// XML element `niftyNetworkId` (string).
-    pub nifty_network_id: Option<String>,
+    pub nifty_network_id: Option<crate::CompactString>,
     /// XML element `niftyNetworkName` (string).
-    pub nifty_network_name: Option<String>,
+    pub nifty_network_name: Option<crate::CompactString>,
     /// XML element `ownerId` (string).
-    pub owner_id: Option<String>,
+    pub owner_id: Option<crate::CompactString>,
     /// XML element `privateDnsName` (string).
-    pub private_dns_name: Option<String>,
+    pub private_dns_name: Option<crate::CompactString>,
     /// XML element `privateIpAddress` (string).
-    pub private_ip_address: Option<String>,
+    pub private_ip_address: Option<crate::CompactString>,
     /// XML element `privateIpAddressV6` (string).
-    pub private_ip_address_v6: Option<String>,
+    pub private_ip_address_v6: Option<crate::CompactString>,
     /// XML element `privateIpAddressesSet`, a list of `item` entries (structure).
     pub private_ip_addresses_set: Vec<PrivateIpAddressesSetOfDescribeNetworkInterfaces>,
     /// XML element `requesterId` (string).
-    pub requester_id: Option<String>,
+    pub requester_id: Option<crate::CompactString>,
     /// XML element `requesterManaged` (string).
-    pub requester_managed: Option<String>,
+    pub requester_managed: Option<crate::CompactString>,
     /// XML element `sourceDestCheck` (string).
-    pub source_dest_check: Option<String>,
+    pub source_dest_check: Option<crate::CompactString>,
     /// XML element `status` (string).
-    pub status: Option<String>,
+    pub status: Option<crate::CompactString>,
     /// XML element `subnetId` (string).
-    pub subnet_id: Option<String>,
+    pub subnet_id: Option<crate::CompactString>,
     /// XML element `tagSet`, a list of `item` entries (structure).
     pub tag_set: Vec<TagSet>,
     /// XML element `vpcId` (string).
-    pub vpc_id: Option<String>,
+    pub vpc_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for NetworkInterfaceSetOfDescribeNetworkInterfaces {
@@ -3800,9 +3800,9 @@ impl crate::xml::FromXml for NetworkInterfaceSetOfDescribeNetworkInterfaces {
 )]
 pub struct NetworkInterfaceSetOfNiftyCreatePrivateLan {
     /// XML element `ipAddress` (string).
-    pub ip_address: Option<String>,
+    pub ip_address: Option<crate::CompactString>,
     /// XML element `networkInterfaceId` (string).
-    pub network_interface_id: Option<String>,
+    pub network_interface_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for NetworkInterfaceSetOfNiftyCreatePrivateLan {
@@ -3831,15 +3831,15 @@ pub struct NetworkInterfaceSetOfNiftyCreateRouter {
     /// XML element `dhcp` (boolean).
     pub dhcp: Option<bool>,
     /// XML element `dhcpConfigId` (string).
-    pub dhcp_config_id: Option<String>,
+    pub dhcp_config_id: Option<crate::CompactString>,
     /// XML element `dhcpOptionsId` (string).
-    pub dhcp_options_id: Option<String>,
+    pub dhcp_options_id: Option<crate::CompactString>,
     /// XML element `ipAddress` (string).
-    pub ip_address: Option<String>,
+    pub ip_address: Option<crate::CompactString>,
     /// XML element `networkId` (string).
-    pub network_id: Option<String>,
+    pub network_id: Option<crate::CompactString>,
     /// XML element `networkName` (string).
-    pub network_name: Option<String>,
+    pub network_name: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for NetworkInterfaceSetOfNiftyCreateRouter {
@@ -3870,9 +3870,9 @@ impl crate::xml::FromXml for NetworkInterfaceSetOfNiftyCreateRouter {
 )]
 pub struct NetworkInterfaceSetOfNiftyDescribePrivateLans {
     /// XML element `ipAddress` (string).
-    pub ip_address: Option<String>,
+    pub ip_address: Option<crate::CompactString>,
     /// XML element `networkInterfaceId` (string).
-    pub network_interface_id: Option<String>,
+    pub network_interface_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for NetworkInterfaceSetOfNiftyDescribePrivateLans {
@@ -3899,23 +3899,23 @@ impl crate::xml::FromXml for NetworkInterfaceSetOfNiftyDescribePrivateLans {
 )]
 pub struct NetworkInterfaceSetOfNiftyDescribeRouters {
     /// XML element `cidrBlock` (string).
-    pub cidr_block: Option<String>,
+    pub cidr_block: Option<crate::CompactString>,
     /// XML element `description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// XML element `deviceIndex` (string).
-    pub device_index: Option<String>,
+    pub device_index: Option<crate::CompactString>,
     /// XML element `dhcp` (boolean).
     pub dhcp: Option<bool>,
     /// XML element `dhcpConfigId` (string).
-    pub dhcp_config_id: Option<String>,
+    pub dhcp_config_id: Option<crate::CompactString>,
     /// XML element `dhcpOptionsId` (string).
-    pub dhcp_options_id: Option<String>,
+    pub dhcp_options_id: Option<crate::CompactString>,
     /// XML element `ipAddress` (string).
-    pub ip_address: Option<String>,
+    pub ip_address: Option<crate::CompactString>,
     /// XML element `networkId` (string).
-    pub network_id: Option<String>,
+    pub network_id: Option<crate::CompactString>,
     /// XML element `networkName` (string).
-    pub network_name: Option<String>,
+    pub network_name: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for NetworkInterfaceSetOfNiftyDescribeRouters {
@@ -3951,11 +3951,11 @@ pub struct NiftyAssociateNatTableRequest {
     /// Wire name `Agreement` (boolean).
     pub agreement: Option<bool>,
     /// Wire name `NatTableId` (string). Required.
-    pub nat_table_id: Option<String>,
+    pub nat_table_id: Option<crate::CompactString>,
     /// Wire name `RouterId` (string).
-    pub router_id: Option<String>,
+    pub router_id: Option<crate::CompactString>,
     /// Wire name `RouterName` (string).
-    pub router_name: Option<String>,
+    pub router_name: Option<crate::CompactString>,
 }
 
 impl NiftyAssociateNatTableRequest {
@@ -3965,17 +3965,17 @@ impl NiftyAssociateNatTableRequest {
         self
     }
     /// Sets [`nat_table_id`](Self::nat_table_id) and returns the input.
-    pub fn nat_table_id(mut self, value: impl Into<String>) -> Self {
+    pub fn nat_table_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.nat_table_id = Some(value.into());
         self
     }
     /// Sets [`router_id`](Self::router_id) and returns the input.
-    pub fn router_id(mut self, value: impl Into<String>) -> Self {
+    pub fn router_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.router_id = Some(value.into());
         self
     }
     /// Sets [`router_name`](Self::router_name) and returns the input.
-    pub fn router_name(mut self, value: impl Into<String>) -> Self {
+    pub fn router_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.router_name = Some(value.into());
         self
     }
@@ -4022,9 +4022,9 @@ impl crate::operation::Operation for NiftyAssociateNatTableRequest {
 )]
 pub struct NiftyAssociateNatTableResult {
     /// XML element `associationId` (string).
-    pub association_id: Option<String>,
+    pub association_id: Option<crate::CompactString>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for NiftyAssociateNatTableResult {
@@ -4086,7 +4086,7 @@ pub struct NiftyCreateDhcpConfigResult {
     /// XML element `dhcpConfig` (structure).
     pub dhcp_config: Option<DhcpConfig>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for NiftyCreateDhcpConfigResult {
@@ -4116,33 +4116,33 @@ impl crate::xml::FromXml for NiftyCreateDhcpConfigResult {
 )]
 pub struct NiftyCreateDhcpIpAddressPoolRequest {
     /// Wire name `Description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// Wire name `DhcpConfigId` (string). Required.
-    pub dhcp_config_id: Option<String>,
+    pub dhcp_config_id: Option<crate::CompactString>,
     /// Wire name `StartIpAddress` (string). Required.
-    pub start_ip_address: Option<String>,
+    pub start_ip_address: Option<crate::CompactString>,
     /// Wire name `StopIpAddress` (string). Required.
-    pub stop_ip_address: Option<String>,
+    pub stop_ip_address: Option<crate::CompactString>,
 }
 
 impl NiftyCreateDhcpIpAddressPoolRequest {
     /// Sets [`description`](Self::description) and returns the input.
-    pub fn description(mut self, value: impl Into<String>) -> Self {
+    pub fn description(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.description = Some(value.into());
         self
     }
     /// Sets [`dhcp_config_id`](Self::dhcp_config_id) and returns the input.
-    pub fn dhcp_config_id(mut self, value: impl Into<String>) -> Self {
+    pub fn dhcp_config_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.dhcp_config_id = Some(value.into());
         self
     }
     /// Sets [`start_ip_address`](Self::start_ip_address) and returns the input.
-    pub fn start_ip_address(mut self, value: impl Into<String>) -> Self {
+    pub fn start_ip_address(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.start_ip_address = Some(value.into());
         self
     }
     /// Sets [`stop_ip_address`](Self::stop_ip_address) and returns the input.
-    pub fn stop_ip_address(mut self, value: impl Into<String>) -> Self {
+    pub fn stop_ip_address(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.stop_ip_address = Some(value.into());
         self
     }
@@ -4195,7 +4195,7 @@ impl crate::operation::Operation for NiftyCreateDhcpIpAddressPoolRequest {
 )]
 pub struct NiftyCreateDhcpIpAddressPoolResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -4227,33 +4227,33 @@ impl crate::xml::FromXml for NiftyCreateDhcpIpAddressPoolResult {
 )]
 pub struct NiftyCreateDhcpStaticMappingRequest {
     /// Wire name `Description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// Wire name `DhcpConfigId` (string). Required.
-    pub dhcp_config_id: Option<String>,
+    pub dhcp_config_id: Option<crate::CompactString>,
     /// Wire name `IpAddress` (string). Required.
-    pub ip_address: Option<String>,
+    pub ip_address: Option<crate::CompactString>,
     /// Wire name `MacAddress` (string). Required.
-    pub mac_address: Option<String>,
+    pub mac_address: Option<crate::CompactString>,
 }
 
 impl NiftyCreateDhcpStaticMappingRequest {
     /// Sets [`description`](Self::description) and returns the input.
-    pub fn description(mut self, value: impl Into<String>) -> Self {
+    pub fn description(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.description = Some(value.into());
         self
     }
     /// Sets [`dhcp_config_id`](Self::dhcp_config_id) and returns the input.
-    pub fn dhcp_config_id(mut self, value: impl Into<String>) -> Self {
+    pub fn dhcp_config_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.dhcp_config_id = Some(value.into());
         self
     }
     /// Sets [`ip_address`](Self::ip_address) and returns the input.
-    pub fn ip_address(mut self, value: impl Into<String>) -> Self {
+    pub fn ip_address(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.ip_address = Some(value.into());
         self
     }
     /// Sets [`mac_address`](Self::mac_address) and returns the input.
-    pub fn mac_address(mut self, value: impl Into<String>) -> Self {
+    pub fn mac_address(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.mac_address = Some(value.into());
         self
     }
@@ -4306,7 +4306,7 @@ impl crate::operation::Operation for NiftyCreateDhcpStaticMappingRequest {
 )]
 pub struct NiftyCreateDhcpStaticMappingResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -4338,21 +4338,21 @@ impl crate::xml::FromXml for NiftyCreateDhcpStaticMappingResult {
 )]
 pub struct NiftyCreateNatRuleRequest {
     /// Wire name `Description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// Wire name `Destination` (structure).
     pub destination: Option<RequestDestination>,
     /// Wire name `InboundInterface` (structure).
     pub inbound_interface: Option<RequestInboundInterface>,
     /// Wire name `NatTableId` (string). Required.
-    pub nat_table_id: Option<String>,
+    pub nat_table_id: Option<crate::CompactString>,
     /// Wire name `NatType` (string). Required. Allowed values: `snat`, `dnat`.
-    pub nat_type: Option<String>,
+    pub nat_type: Option<crate::CompactString>,
     /// Wire name `OutboundInterface` (structure).
     pub outbound_interface: Option<RequestOutboundInterface>,
     /// Wire name `Protocol` (string). Required. Allowed values: `ALL`, `TCP`, `UDP`, `TCP_UDP`, `ICMP`.
-    pub protocol: Option<String>,
+    pub protocol: Option<crate::CompactString>,
     /// Wire name `RuleNumber` (string). Required.
-    pub rule_number: Option<String>,
+    pub rule_number: Option<crate::CompactString>,
     /// Wire name `Source` (structure).
     pub source: Option<RequestSource>,
     /// Wire name `Translation` (structure).
@@ -4361,7 +4361,7 @@ pub struct NiftyCreateNatRuleRequest {
 
 impl NiftyCreateNatRuleRequest {
     /// Sets [`description`](Self::description) and returns the input.
-    pub fn description(mut self, value: impl Into<String>) -> Self {
+    pub fn description(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.description = Some(value.into());
         self
     }
@@ -4376,12 +4376,12 @@ impl NiftyCreateNatRuleRequest {
         self
     }
     /// Sets [`nat_table_id`](Self::nat_table_id) and returns the input.
-    pub fn nat_table_id(mut self, value: impl Into<String>) -> Self {
+    pub fn nat_table_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.nat_table_id = Some(value.into());
         self
     }
     /// Sets [`nat_type`](Self::nat_type) and returns the input.
-    pub fn nat_type(mut self, value: impl Into<String>) -> Self {
+    pub fn nat_type(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.nat_type = Some(value.into());
         self
     }
@@ -4391,12 +4391,12 @@ impl NiftyCreateNatRuleRequest {
         self
     }
     /// Sets [`protocol`](Self::protocol) and returns the input.
-    pub fn protocol(mut self, value: impl Into<String>) -> Self {
+    pub fn protocol(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.protocol = Some(value.into());
         self
     }
     /// Sets [`rule_number`](Self::rule_number) and returns the input.
-    pub fn rule_number(mut self, value: impl Into<String>) -> Self {
+    pub fn rule_number(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.rule_number = Some(value.into());
         self
     }
@@ -4470,9 +4470,9 @@ pub struct NiftyCreateNatRuleResult {
     /// XML element `natRule` (structure).
     pub nat_rule: Option<NatRule>,
     /// XML element `natTableId` (string).
-    pub nat_table_id: Option<String>,
+    pub nat_table_id: Option<crate::CompactString>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for NiftyCreateNatRuleResult {
@@ -4535,7 +4535,7 @@ pub struct NiftyCreateNatTableResult {
     /// XML element `natTable` (structure).
     pub nat_table: Option<NatTable>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for NiftyCreateNatTableResult {
@@ -4565,40 +4565,40 @@ impl crate::xml::FromXml for NiftyCreateNatTableResult {
 )]
 pub struct NiftyCreatePrivateLanRequest {
     /// Wire name `AccountingType` (string). Allowed values: `1`, `2`.
-    pub accounting_type: Option<String>,
+    pub accounting_type: Option<crate::CompactString>,
     /// Wire name `AvailabilityZone` (string).
-    pub availability_zone: Option<String>,
+    pub availability_zone: Option<crate::CompactString>,
     /// Wire name `CidrBlock` (string). Required.
-    pub cidr_block: Option<String>,
+    pub cidr_block: Option<crate::CompactString>,
     /// Wire name `Description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// Wire name `PrivateLanName` (string).
-    pub private_lan_name: Option<String>,
+    pub private_lan_name: Option<crate::CompactString>,
 }
 
 impl NiftyCreatePrivateLanRequest {
     /// Sets [`accounting_type`](Self::accounting_type) and returns the input.
-    pub fn accounting_type(mut self, value: impl Into<String>) -> Self {
+    pub fn accounting_type(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.accounting_type = Some(value.into());
         self
     }
     /// Sets [`availability_zone`](Self::availability_zone) and returns the input.
-    pub fn availability_zone(mut self, value: impl Into<String>) -> Self {
+    pub fn availability_zone(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.availability_zone = Some(value.into());
         self
     }
     /// Sets [`cidr_block`](Self::cidr_block) and returns the input.
-    pub fn cidr_block(mut self, value: impl Into<String>) -> Self {
+    pub fn cidr_block(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.cidr_block = Some(value.into());
         self
     }
     /// Sets [`description`](Self::description) and returns the input.
-    pub fn description(mut self, value: impl Into<String>) -> Self {
+    pub fn description(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.description = Some(value.into());
         self
     }
     /// Sets [`private_lan_name`](Self::private_lan_name) and returns the input.
-    pub fn private_lan_name(mut self, value: impl Into<String>) -> Self {
+    pub fn private_lan_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.private_lan_name = Some(value.into());
         self
     }
@@ -4648,7 +4648,7 @@ pub struct NiftyCreatePrivateLanResult {
     /// XML element `privateLan` (structure).
     pub private_lan: Option<PrivateLanOfNiftyCreatePrivateLan>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for NiftyCreatePrivateLanResult {
@@ -4678,34 +4678,34 @@ impl crate::xml::FromXml for NiftyCreatePrivateLanResult {
 )]
 pub struct NiftyCreateRouterRequest {
     /// Wire name `AccountingType` (string). Allowed values: `1`, `2`.
-    pub accounting_type: Option<String>,
+    pub accounting_type: Option<crate::CompactString>,
     /// Wire name `AvailabilityZone` (string).
-    pub availability_zone: Option<String>,
+    pub availability_zone: Option<crate::CompactString>,
     /// Wire name `Description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// Wire name `NetworkInterface.N` (list of structure).
     pub network_interface: Vec<RequestNetworkInterfaceOfNiftyCreateRouter>,
     /// Wire name `RouterName` (string).
-    pub router_name: Option<String>,
+    pub router_name: Option<crate::CompactString>,
     /// Wire name `SecurityGroup.N` (list of string).
-    pub security_group: Vec<String>,
+    pub security_group: Vec<crate::CompactString>,
     /// Wire name `Type` (string). Allowed values: `small`, `medium`, `large`.
-    pub r#type: Option<String>,
+    pub r#type: Option<crate::CompactString>,
 }
 
 impl NiftyCreateRouterRequest {
     /// Sets [`accounting_type`](Self::accounting_type) and returns the input.
-    pub fn accounting_type(mut self, value: impl Into<String>) -> Self {
+    pub fn accounting_type(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.accounting_type = Some(value.into());
         self
     }
     /// Sets [`availability_zone`](Self::availability_zone) and returns the input.
-    pub fn availability_zone(mut self, value: impl Into<String>) -> Self {
+    pub fn availability_zone(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.availability_zone = Some(value.into());
         self
     }
     /// Sets [`description`](Self::description) and returns the input.
-    pub fn description(mut self, value: impl Into<String>) -> Self {
+    pub fn description(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.description = Some(value.into());
         self
     }
@@ -4718,7 +4718,7 @@ impl NiftyCreateRouterRequest {
         self
     }
     /// Sets [`router_name`](Self::router_name) and returns the input.
-    pub fn router_name(mut self, value: impl Into<String>) -> Self {
+    pub fn router_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.router_name = Some(value.into());
         self
     }
@@ -4726,13 +4726,13 @@ impl NiftyCreateRouterRequest {
     pub fn security_group<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.security_group = items.into_iter().map(Into::into).collect();
         self
     }
     /// Sets [`type`](Self::r#type) and returns the input.
-    pub fn r#type(mut self, value: impl Into<String>) -> Self {
+    pub fn r#type(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.r#type = Some(value.into());
         self
     }
@@ -4776,7 +4776,7 @@ impl crate::operation::Operation for NiftyCreateRouterRequest {
 )]
 pub struct NiftyCreateRouterResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `router` (structure).
     pub router: Option<Router>,
 }
@@ -4812,17 +4812,17 @@ pub struct NiftyCreateWebProxyRequest {
     /// Wire name `BypassInterface` (structure).
     pub bypass_interface: Option<RequestBypassInterface>,
     /// Wire name `Description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// Wire name `ListenInterface` (structure).
     pub listen_interface: Option<RequestListenInterface>,
     /// Wire name `ListenPort` (string). Required.
-    pub listen_port: Option<String>,
+    pub listen_port: Option<crate::CompactString>,
     /// Wire name `Option` (structure).
     pub option: Option<RequestOption>,
     /// Wire name `RouterId` (string).
-    pub router_id: Option<String>,
+    pub router_id: Option<crate::CompactString>,
     /// Wire name `RouterName` (string).
-    pub router_name: Option<String>,
+    pub router_name: Option<crate::CompactString>,
 }
 
 impl NiftyCreateWebProxyRequest {
@@ -4837,7 +4837,7 @@ impl NiftyCreateWebProxyRequest {
         self
     }
     /// Sets [`description`](Self::description) and returns the input.
-    pub fn description(mut self, value: impl Into<String>) -> Self {
+    pub fn description(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.description = Some(value.into());
         self
     }
@@ -4847,7 +4847,7 @@ impl NiftyCreateWebProxyRequest {
         self
     }
     /// Sets [`listen_port`](Self::listen_port) and returns the input.
-    pub fn listen_port(mut self, value: impl Into<String>) -> Self {
+    pub fn listen_port(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.listen_port = Some(value.into());
         self
     }
@@ -4857,12 +4857,12 @@ impl NiftyCreateWebProxyRequest {
         self
     }
     /// Sets [`router_id`](Self::router_id) and returns the input.
-    pub fn router_id(mut self, value: impl Into<String>) -> Self {
+    pub fn router_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.router_id = Some(value.into());
         self
     }
     /// Sets [`router_name`](Self::router_name) and returns the input.
-    pub fn router_name(mut self, value: impl Into<String>) -> Self {
+    pub fn router_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.router_name = Some(value.into());
         self
     }
@@ -4913,7 +4913,7 @@ impl crate::operation::Operation for NiftyCreateWebProxyRequest {
 )]
 pub struct NiftyCreateWebProxyResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `webProxy` (structure).
     pub web_proxy: Option<WebProxy>,
 }
@@ -4945,12 +4945,12 @@ impl crate::xml::FromXml for NiftyCreateWebProxyResult {
 )]
 pub struct NiftyDeleteDhcpConfigRequest {
     /// Wire name `DhcpConfigId` (string). Required.
-    pub dhcp_config_id: Option<String>,
+    pub dhcp_config_id: Option<crate::CompactString>,
 }
 
 impl NiftyDeleteDhcpConfigRequest {
     /// Sets [`dhcp_config_id`](Self::dhcp_config_id) and returns the input.
-    pub fn dhcp_config_id(mut self, value: impl Into<String>) -> Self {
+    pub fn dhcp_config_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.dhcp_config_id = Some(value.into());
         self
     }
@@ -4994,7 +4994,7 @@ impl crate::operation::Operation for NiftyDeleteDhcpConfigRequest {
 )]
 pub struct NiftyDeleteDhcpConfigResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -5026,26 +5026,26 @@ impl crate::xml::FromXml for NiftyDeleteDhcpConfigResult {
 )]
 pub struct NiftyDeleteDhcpIpAddressPoolRequest {
     /// Wire name `DhcpConfigId` (string). Required.
-    pub dhcp_config_id: Option<String>,
+    pub dhcp_config_id: Option<crate::CompactString>,
     /// Wire name `StartIpAddress` (string). Required.
-    pub start_ip_address: Option<String>,
+    pub start_ip_address: Option<crate::CompactString>,
     /// Wire name `StopIpAddress` (string). Required.
-    pub stop_ip_address: Option<String>,
+    pub stop_ip_address: Option<crate::CompactString>,
 }
 
 impl NiftyDeleteDhcpIpAddressPoolRequest {
     /// Sets [`dhcp_config_id`](Self::dhcp_config_id) and returns the input.
-    pub fn dhcp_config_id(mut self, value: impl Into<String>) -> Self {
+    pub fn dhcp_config_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.dhcp_config_id = Some(value.into());
         self
     }
     /// Sets [`start_ip_address`](Self::start_ip_address) and returns the input.
-    pub fn start_ip_address(mut self, value: impl Into<String>) -> Self {
+    pub fn start_ip_address(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.start_ip_address = Some(value.into());
         self
     }
     /// Sets [`stop_ip_address`](Self::stop_ip_address) and returns the input.
-    pub fn stop_ip_address(mut self, value: impl Into<String>) -> Self {
+    pub fn stop_ip_address(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.stop_ip_address = Some(value.into());
         self
     }
@@ -5097,7 +5097,7 @@ impl crate::operation::Operation for NiftyDeleteDhcpIpAddressPoolRequest {
 )]
 pub struct NiftyDeleteDhcpIpAddressPoolResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -5129,26 +5129,26 @@ impl crate::xml::FromXml for NiftyDeleteDhcpIpAddressPoolResult {
 )]
 pub struct NiftyDeleteDhcpStaticMappingRequest {
     /// Wire name `DhcpConfigId` (string). Required.
-    pub dhcp_config_id: Option<String>,
+    pub dhcp_config_id: Option<crate::CompactString>,
     /// Wire name `IpAddress` (string). Required.
-    pub ip_address: Option<String>,
+    pub ip_address: Option<crate::CompactString>,
     /// Wire name `MacAddress` (string). Required.
-    pub mac_address: Option<String>,
+    pub mac_address: Option<crate::CompactString>,
 }
 
 impl NiftyDeleteDhcpStaticMappingRequest {
     /// Sets [`dhcp_config_id`](Self::dhcp_config_id) and returns the input.
-    pub fn dhcp_config_id(mut self, value: impl Into<String>) -> Self {
+    pub fn dhcp_config_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.dhcp_config_id = Some(value.into());
         self
     }
     /// Sets [`ip_address`](Self::ip_address) and returns the input.
-    pub fn ip_address(mut self, value: impl Into<String>) -> Self {
+    pub fn ip_address(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.ip_address = Some(value.into());
         self
     }
     /// Sets [`mac_address`](Self::mac_address) and returns the input.
-    pub fn mac_address(mut self, value: impl Into<String>) -> Self {
+    pub fn mac_address(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.mac_address = Some(value.into());
         self
     }
@@ -5200,7 +5200,7 @@ impl crate::operation::Operation for NiftyDeleteDhcpStaticMappingRequest {
 )]
 pub struct NiftyDeleteDhcpStaticMappingResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -5232,26 +5232,26 @@ impl crate::xml::FromXml for NiftyDeleteDhcpStaticMappingResult {
 )]
 pub struct NiftyDeleteNatRuleRequest {
     /// Wire name `NatTableId` (string). Required.
-    pub nat_table_id: Option<String>,
+    pub nat_table_id: Option<crate::CompactString>,
     /// Wire name `NatType` (string). Required. Allowed values: `snat`, `dnat`.
-    pub nat_type: Option<String>,
+    pub nat_type: Option<crate::CompactString>,
     /// Wire name `RuleNumber` (string). Required.
-    pub rule_number: Option<String>,
+    pub rule_number: Option<crate::CompactString>,
 }
 
 impl NiftyDeleteNatRuleRequest {
     /// Sets [`nat_table_id`](Self::nat_table_id) and returns the input.
-    pub fn nat_table_id(mut self, value: impl Into<String>) -> Self {
+    pub fn nat_table_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.nat_table_id = Some(value.into());
         self
     }
     /// Sets [`nat_type`](Self::nat_type) and returns the input.
-    pub fn nat_type(mut self, value: impl Into<String>) -> Self {
+    pub fn nat_type(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.nat_type = Some(value.into());
         self
     }
     /// Sets [`rule_number`](Self::rule_number) and returns the input.
-    pub fn rule_number(mut self, value: impl Into<String>) -> Self {
+    pub fn rule_number(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.rule_number = Some(value.into());
         self
     }
@@ -5303,7 +5303,7 @@ impl crate::operation::Operation for NiftyDeleteNatRuleRequest {
 )]
 pub struct NiftyDeleteNatRuleResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -5335,12 +5335,12 @@ impl crate::xml::FromXml for NiftyDeleteNatRuleResult {
 )]
 pub struct NiftyDeleteNatTableRequest {
     /// Wire name `NatTableId` (string). Required.
-    pub nat_table_id: Option<String>,
+    pub nat_table_id: Option<crate::CompactString>,
 }
 
 impl NiftyDeleteNatTableRequest {
     /// Sets [`nat_table_id`](Self::nat_table_id) and returns the input.
-    pub fn nat_table_id(mut self, value: impl Into<String>) -> Self {
+    pub fn nat_table_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.nat_table_id = Some(value.into());
         self
     }
@@ -5384,7 +5384,7 @@ impl crate::operation::Operation for NiftyDeleteNatTableRequest {
 )]
 pub struct NiftyDeleteNatTableResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -5416,19 +5416,19 @@ impl crate::xml::FromXml for NiftyDeleteNatTableResult {
 )]
 pub struct NiftyDeletePrivateLanRequest {
     /// Wire name `NetworkId` (string).
-    pub network_id: Option<String>,
+    pub network_id: Option<crate::CompactString>,
     /// Wire name `PrivateLanName` (string).
-    pub private_lan_name: Option<String>,
+    pub private_lan_name: Option<crate::CompactString>,
 }
 
 impl NiftyDeletePrivateLanRequest {
     /// Sets [`network_id`](Self::network_id) and returns the input.
-    pub fn network_id(mut self, value: impl Into<String>) -> Self {
+    pub fn network_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.network_id = Some(value.into());
         self
     }
     /// Sets [`private_lan_name`](Self::private_lan_name) and returns the input.
-    pub fn private_lan_name(mut self, value: impl Into<String>) -> Self {
+    pub fn private_lan_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.private_lan_name = Some(value.into());
         self
     }
@@ -5467,7 +5467,7 @@ impl crate::operation::Operation for NiftyDeletePrivateLanRequest {
 )]
 pub struct NiftyDeletePrivateLanResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -5499,19 +5499,19 @@ impl crate::xml::FromXml for NiftyDeletePrivateLanResult {
 )]
 pub struct NiftyDeleteRouterRequest {
     /// Wire name `RouterId` (string).
-    pub router_id: Option<String>,
+    pub router_id: Option<crate::CompactString>,
     /// Wire name `RouterName` (string).
-    pub router_name: Option<String>,
+    pub router_name: Option<crate::CompactString>,
 }
 
 impl NiftyDeleteRouterRequest {
     /// Sets [`router_id`](Self::router_id) and returns the input.
-    pub fn router_id(mut self, value: impl Into<String>) -> Self {
+    pub fn router_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.router_id = Some(value.into());
         self
     }
     /// Sets [`router_name`](Self::router_name) and returns the input.
-    pub fn router_name(mut self, value: impl Into<String>) -> Self {
+    pub fn router_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.router_name = Some(value.into());
         self
     }
@@ -5550,7 +5550,7 @@ impl crate::operation::Operation for NiftyDeleteRouterRequest {
 )]
 pub struct NiftyDeleteRouterResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -5584,9 +5584,9 @@ pub struct NiftyDeleteWebProxyRequest {
     /// Wire name `Agreement` (boolean).
     pub agreement: Option<bool>,
     /// Wire name `RouterId` (string).
-    pub router_id: Option<String>,
+    pub router_id: Option<crate::CompactString>,
     /// Wire name `RouterName` (string).
-    pub router_name: Option<String>,
+    pub router_name: Option<crate::CompactString>,
 }
 
 impl NiftyDeleteWebProxyRequest {
@@ -5596,12 +5596,12 @@ impl NiftyDeleteWebProxyRequest {
         self
     }
     /// Sets [`router_id`](Self::router_id) and returns the input.
-    pub fn router_id(mut self, value: impl Into<String>) -> Self {
+    pub fn router_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.router_id = Some(value.into());
         self
     }
     /// Sets [`router_name`](Self::router_name) and returns the input.
-    pub fn router_name(mut self, value: impl Into<String>) -> Self {
+    pub fn router_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.router_name = Some(value.into());
         self
     }
@@ -5641,7 +5641,7 @@ impl crate::operation::Operation for NiftyDeleteWebProxyRequest {
 )]
 pub struct NiftyDeleteWebProxyResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -5673,7 +5673,7 @@ impl crate::xml::FromXml for NiftyDeleteWebProxyResult {
 )]
 pub struct NiftyDescribeDhcpConfigsRequest {
     /// Wire name `DhcpConfigId.N` (list of string).
-    pub dhcp_config_id: Vec<String>,
+    pub dhcp_config_id: Vec<crate::CompactString>,
     /// Wire name `Filter.N` (list of structure).
     pub filter: Vec<RequestFilterOfNiftyDescribeDhcpConfigs>,
 }
@@ -5683,7 +5683,7 @@ impl NiftyDescribeDhcpConfigsRequest {
     pub fn dhcp_config_id<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.dhcp_config_id = items.into_iter().map(Into::into).collect();
         self
@@ -5730,7 +5730,7 @@ pub struct NiftyDescribeDhcpConfigsResult {
     /// XML element `dhcpConfigsSet`, a list of `item` entries (structure).
     pub dhcp_configs_set: Vec<DhcpConfigsSet>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for NiftyDescribeDhcpConfigsResult {
@@ -5760,19 +5760,19 @@ impl crate::xml::FromXml for NiftyDescribeDhcpConfigsResult {
 )]
 pub struct NiftyDescribeDhcpStatusRequest {
     /// Wire name `RouterId` (string).
-    pub router_id: Option<String>,
+    pub router_id: Option<crate::CompactString>,
     /// Wire name `RouterName` (string).
-    pub router_name: Option<String>,
+    pub router_name: Option<crate::CompactString>,
 }
 
 impl NiftyDescribeDhcpStatusRequest {
     /// Sets [`router_id`](Self::router_id) and returns the input.
-    pub fn router_id(mut self, value: impl Into<String>) -> Self {
+    pub fn router_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.router_id = Some(value.into());
         self
     }
     /// Sets [`router_name`](Self::router_name) and returns the input.
-    pub fn router_name(mut self, value: impl Into<String>) -> Self {
+    pub fn router_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.router_name = Some(value.into());
         self
     }
@@ -5813,11 +5813,11 @@ pub struct NiftyDescribeDhcpStatusResult {
     /// XML element `dhcpStatusInformationSet`, a list of `item` entries (structure).
     pub dhcp_status_information_set: Vec<DhcpStatusInformationSet>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `routerId` (string).
-    pub router_id: Option<String>,
+    pub router_id: Option<crate::CompactString>,
     /// XML element `routerName` (string).
-    pub router_name: Option<String>,
+    pub router_name: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for NiftyDescribeDhcpStatusResult {
@@ -5851,7 +5851,7 @@ pub struct NiftyDescribeNatTablesRequest {
     /// Wire name `Filter.N` (list of structure).
     pub filter: Vec<RequestFilterOfNiftyDescribeNatTables>,
     /// Wire name `NatTableId.N` (list of string).
-    pub nat_table_id: Vec<String>,
+    pub nat_table_id: Vec<crate::CompactString>,
 }
 
 impl NiftyDescribeNatTablesRequest {
@@ -5864,7 +5864,7 @@ impl NiftyDescribeNatTablesRequest {
     pub fn nat_table_id<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.nat_table_id = items.into_iter().map(Into::into).collect();
         self
@@ -5906,7 +5906,7 @@ pub struct NiftyDescribeNatTablesResult {
     /// XML element `natTableSet`, a list of `item` entries (structure).
     pub nat_table_set: Vec<NatTableSet>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for NiftyDescribeNatTablesResult {
@@ -5938,9 +5938,9 @@ pub struct NiftyDescribePrivateLansRequest {
     /// Wire name `Filter.N` (list of structure).
     pub filter: Vec<RequestFilterOfNiftyDescribePrivateLans>,
     /// Wire name `NetworkId.N` (list of string).
-    pub network_id: Vec<String>,
+    pub network_id: Vec<crate::CompactString>,
     /// Wire name `PrivateLanName.N` (list of string).
-    pub private_lan_name: Vec<String>,
+    pub private_lan_name: Vec<crate::CompactString>,
 }
 
 impl NiftyDescribePrivateLansRequest {
@@ -5953,7 +5953,7 @@ impl NiftyDescribePrivateLansRequest {
     pub fn network_id<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.network_id = items.into_iter().map(Into::into).collect();
         self
@@ -5962,7 +5962,7 @@ impl NiftyDescribePrivateLansRequest {
     pub fn private_lan_name<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.private_lan_name = items.into_iter().map(Into::into).collect();
         self
@@ -6005,7 +6005,7 @@ pub struct NiftyDescribePrivateLansResult {
     /// XML element `privateLanSet`, a list of `item` entries (structure).
     pub private_lan_set: Vec<PrivateLanSet>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for NiftyDescribePrivateLansResult {
@@ -6037,9 +6037,9 @@ pub struct NiftyDescribeRoutersRequest {
     /// Wire name `Filter.N` (list of structure).
     pub filter: Vec<RequestFilterOfNiftyDescribeRouters>,
     /// Wire name `RouterId.N` (list of string).
-    pub router_id: Vec<String>,
+    pub router_id: Vec<crate::CompactString>,
     /// Wire name `RouterName.N` (list of string).
-    pub router_name: Vec<String>,
+    pub router_name: Vec<crate::CompactString>,
 }
 
 impl NiftyDescribeRoutersRequest {
@@ -6052,7 +6052,7 @@ impl NiftyDescribeRoutersRequest {
     pub fn router_id<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.router_id = items.into_iter().map(Into::into).collect();
         self
@@ -6061,7 +6061,7 @@ impl NiftyDescribeRoutersRequest {
     pub fn router_name<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.router_name = items.into_iter().map(Into::into).collect();
         self
@@ -6102,7 +6102,7 @@ impl crate::operation::Operation for NiftyDescribeRoutersRequest {
 )]
 pub struct NiftyDescribeRoutersResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `routerSet`, a list of `item` entries (structure).
     pub router_set: Vec<RouterSetOfNiftyDescribeRouters>,
 }
@@ -6136,13 +6136,13 @@ pub struct NiftyDisableDhcpRequest {
     /// Wire name `Agreement` (boolean).
     pub agreement: Option<bool>,
     /// Wire name `NetworkId` (string).
-    pub network_id: Option<String>,
+    pub network_id: Option<crate::CompactString>,
     /// Wire name `NetworkName` (string).
-    pub network_name: Option<String>,
+    pub network_name: Option<crate::CompactString>,
     /// Wire name `RouterId` (string).
-    pub router_id: Option<String>,
+    pub router_id: Option<crate::CompactString>,
     /// Wire name `RouterName` (string).
-    pub router_name: Option<String>,
+    pub router_name: Option<crate::CompactString>,
 }
 
 impl NiftyDisableDhcpRequest {
@@ -6152,22 +6152,22 @@ impl NiftyDisableDhcpRequest {
         self
     }
     /// Sets [`network_id`](Self::network_id) and returns the input.
-    pub fn network_id(mut self, value: impl Into<String>) -> Self {
+    pub fn network_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.network_id = Some(value.into());
         self
     }
     /// Sets [`network_name`](Self::network_name) and returns the input.
-    pub fn network_name(mut self, value: impl Into<String>) -> Self {
+    pub fn network_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.network_name = Some(value.into());
         self
     }
     /// Sets [`router_id`](Self::router_id) and returns the input.
-    pub fn router_id(mut self, value: impl Into<String>) -> Self {
+    pub fn router_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.router_id = Some(value.into());
         self
     }
     /// Sets [`router_name`](Self::router_name) and returns the input.
-    pub fn router_name(mut self, value: impl Into<String>) -> Self {
+    pub fn router_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.router_name = Some(value.into());
         self
     }
@@ -6209,7 +6209,7 @@ impl crate::operation::Operation for NiftyDisableDhcpRequest {
 )]
 pub struct NiftyDisableDhcpResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -6243,7 +6243,7 @@ pub struct NiftyDisassociateNatTableRequest {
     /// Wire name `Agreement` (boolean).
     pub agreement: Option<bool>,
     /// Wire name `AssociationId` (string). Required.
-    pub association_id: Option<String>,
+    pub association_id: Option<crate::CompactString>,
 }
 
 impl NiftyDisassociateNatTableRequest {
@@ -6253,7 +6253,7 @@ impl NiftyDisassociateNatTableRequest {
         self
     }
     /// Sets [`association_id`](Self::association_id) and returns the input.
-    pub fn association_id(mut self, value: impl Into<String>) -> Self {
+    pub fn association_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.association_id = Some(value.into());
         self
     }
@@ -6298,7 +6298,7 @@ impl crate::operation::Operation for NiftyDisassociateNatTableRequest {
 )]
 pub struct NiftyDisassociateNatTableResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -6332,17 +6332,17 @@ pub struct NiftyEnableDhcpRequest {
     /// Wire name `Agreement` (boolean).
     pub agreement: Option<bool>,
     /// Wire name `DhcpConfigId` (string).
-    pub dhcp_config_id: Option<String>,
+    pub dhcp_config_id: Option<crate::CompactString>,
     /// Wire name `DhcpOptionsId` (string).
-    pub dhcp_options_id: Option<String>,
+    pub dhcp_options_id: Option<crate::CompactString>,
     /// Wire name `NetworkId` (string).
-    pub network_id: Option<String>,
+    pub network_id: Option<crate::CompactString>,
     /// Wire name `NetworkName` (string).
-    pub network_name: Option<String>,
+    pub network_name: Option<crate::CompactString>,
     /// Wire name `RouterId` (string).
-    pub router_id: Option<String>,
+    pub router_id: Option<crate::CompactString>,
     /// Wire name `RouterName` (string).
-    pub router_name: Option<String>,
+    pub router_name: Option<crate::CompactString>,
 }
 
 impl NiftyEnableDhcpRequest {
@@ -6352,32 +6352,32 @@ impl NiftyEnableDhcpRequest {
         self
     }
     /// Sets [`dhcp_config_id`](Self::dhcp_config_id) and returns the input.
-    pub fn dhcp_config_id(mut self, value: impl Into<String>) -> Self {
+    pub fn dhcp_config_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.dhcp_config_id = Some(value.into());
         self
     }
     /// Sets [`dhcp_options_id`](Self::dhcp_options_id) and returns the input.
-    pub fn dhcp_options_id(mut self, value: impl Into<String>) -> Self {
+    pub fn dhcp_options_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.dhcp_options_id = Some(value.into());
         self
     }
     /// Sets [`network_id`](Self::network_id) and returns the input.
-    pub fn network_id(mut self, value: impl Into<String>) -> Self {
+    pub fn network_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.network_id = Some(value.into());
         self
     }
     /// Sets [`network_name`](Self::network_name) and returns the input.
-    pub fn network_name(mut self, value: impl Into<String>) -> Self {
+    pub fn network_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.network_name = Some(value.into());
         self
     }
     /// Sets [`router_id`](Self::router_id) and returns the input.
-    pub fn router_id(mut self, value: impl Into<String>) -> Self {
+    pub fn router_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.router_id = Some(value.into());
         self
     }
     /// Sets [`router_name`](Self::router_name) and returns the input.
-    pub fn router_name(mut self, value: impl Into<String>) -> Self {
+    pub fn router_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.router_name = Some(value.into());
         self
     }
@@ -6421,7 +6421,7 @@ impl crate::operation::Operation for NiftyEnableDhcpRequest {
 )]
 pub struct NiftyEnableDhcpResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -6453,33 +6453,33 @@ impl crate::xml::FromXml for NiftyEnableDhcpResult {
 )]
 pub struct NiftyModifyAddressAttributeRequest {
     /// Wire name `Attribute` (string). Required. Allowed values: `description`.
-    pub attribute: Option<String>,
+    pub attribute: Option<crate::CompactString>,
     /// Wire name `PrivateIpAddress` (string).
-    pub private_ip_address: Option<String>,
+    pub private_ip_address: Option<crate::CompactString>,
     /// Wire name `PublicIp` (string).
-    pub public_ip: Option<String>,
+    pub public_ip: Option<crate::CompactString>,
     /// Wire name `Value` (string). Required.
-    pub value: Option<String>,
+    pub value: Option<crate::CompactString>,
 }
 
 impl NiftyModifyAddressAttributeRequest {
     /// Sets [`attribute`](Self::attribute) and returns the input.
-    pub fn attribute(mut self, value: impl Into<String>) -> Self {
+    pub fn attribute(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.attribute = Some(value.into());
         self
     }
     /// Sets [`private_ip_address`](Self::private_ip_address) and returns the input.
-    pub fn private_ip_address(mut self, value: impl Into<String>) -> Self {
+    pub fn private_ip_address(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.private_ip_address = Some(value.into());
         self
     }
     /// Sets [`public_ip`](Self::public_ip) and returns the input.
-    pub fn public_ip(mut self, value: impl Into<String>) -> Self {
+    pub fn public_ip(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.public_ip = Some(value.into());
         self
     }
     /// Sets [`value`](Self::value) and returns the input.
-    pub fn value(mut self, value: impl Into<String>) -> Self {
+    pub fn value(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.value = Some(value.into());
         self
     }
@@ -6529,7 +6529,7 @@ impl crate::operation::Operation for NiftyModifyAddressAttributeRequest {
 )]
 pub struct NiftyModifyAddressAttributeResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -6561,33 +6561,33 @@ impl crate::xml::FromXml for NiftyModifyAddressAttributeResult {
 )]
 pub struct NiftyModifyPrivateLanAttributeRequest {
     /// Wire name `Attribute` (string). Required. Allowed values: `privateLanName`, `cidrBlock`, `accountingType`, `description`.
-    pub attribute: Option<String>,
+    pub attribute: Option<crate::CompactString>,
     /// Wire name `NetworkId` (string).
-    pub network_id: Option<String>,
+    pub network_id: Option<crate::CompactString>,
     /// Wire name `PrivateLanName` (string).
-    pub private_lan_name: Option<String>,
+    pub private_lan_name: Option<crate::CompactString>,
     /// Wire name `Value` (string). Required.
-    pub value: Option<String>,
+    pub value: Option<crate::CompactString>,
 }
 
 impl NiftyModifyPrivateLanAttributeRequest {
     /// Sets [`attribute`](Self::attribute) and returns the input.
-    pub fn attribute(mut self, value: impl Into<String>) -> Self {
+    pub fn attribute(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.attribute = Some(value.into());
         self
     }
     /// Sets [`network_id`](Self::network_id) and returns the input.
-    pub fn network_id(mut self, value: impl Into<String>) -> Self {
+    pub fn network_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.network_id = Some(value.into());
         self
     }
     /// Sets [`private_lan_name`](Self::private_lan_name) and returns the input.
-    pub fn private_lan_name(mut self, value: impl Into<String>) -> Self {
+    pub fn private_lan_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.private_lan_name = Some(value.into());
         self
     }
     /// Sets [`value`](Self::value) and returns the input.
-    pub fn value(mut self, value: impl Into<String>) -> Self {
+    pub fn value(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.value = Some(value.into());
         self
     }
@@ -6637,7 +6637,7 @@ impl crate::operation::Operation for NiftyModifyPrivateLanAttributeRequest {
 )]
 pub struct NiftyModifyPrivateLanAttributeResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -6671,13 +6671,13 @@ pub struct NiftyModifyRouterAttributeRequest {
     /// Wire name `Agreement` (boolean).
     pub agreement: Option<bool>,
     /// Wire name `Attribute` (string). Required. Allowed values: `routerName`, `description`, `accountingType`, `type`, `groupId`.
-    pub attribute: Option<String>,
+    pub attribute: Option<crate::CompactString>,
     /// Wire name `RouterId` (string).
-    pub router_id: Option<String>,
+    pub router_id: Option<crate::CompactString>,
     /// Wire name `RouterName` (string).
-    pub router_name: Option<String>,
+    pub router_name: Option<crate::CompactString>,
     /// Wire name `Value` (string). Required.
-    pub value: Option<String>,
+    pub value: Option<crate::CompactString>,
 }
 
 impl NiftyModifyRouterAttributeRequest {
@@ -6687,22 +6687,22 @@ impl NiftyModifyRouterAttributeRequest {
         self
     }
     /// Sets [`attribute`](Self::attribute) and returns the input.
-    pub fn attribute(mut self, value: impl Into<String>) -> Self {
+    pub fn attribute(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.attribute = Some(value.into());
         self
     }
     /// Sets [`router_id`](Self::router_id) and returns the input.
-    pub fn router_id(mut self, value: impl Into<String>) -> Self {
+    pub fn router_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.router_id = Some(value.into());
         self
     }
     /// Sets [`router_name`](Self::router_name) and returns the input.
-    pub fn router_name(mut self, value: impl Into<String>) -> Self {
+    pub fn router_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.router_name = Some(value.into());
         self
     }
     /// Sets [`value`](Self::value) and returns the input.
-    pub fn value(mut self, value: impl Into<String>) -> Self {
+    pub fn value(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.value = Some(value.into());
         self
     }
@@ -6753,7 +6753,7 @@ impl crate::operation::Operation for NiftyModifyRouterAttributeRequest {
 )]
 pub struct NiftyModifyRouterAttributeResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -6787,13 +6787,13 @@ pub struct NiftyModifyWebProxyAttributeRequest {
     /// Wire name `Agreement` (boolean).
     pub agreement: Option<bool>,
     /// Wire name `Attribute` (string). Allowed values: `listenInterface.NetworkId`, `listenInterface.NetworkName`, `listenPort`, `bypassInterface.NetworkId`, `bypassInterface.NetworkName`, `option-nameServer`, `description`.
-    pub attribute: Option<String>,
+    pub attribute: Option<crate::CompactString>,
     /// Wire name `RouterId` (string).
-    pub router_id: Option<String>,
+    pub router_id: Option<crate::CompactString>,
     /// Wire name `RouterName` (string).
-    pub router_name: Option<String>,
+    pub router_name: Option<crate::CompactString>,
     /// Wire name `Value` (string). Required.
-    pub value: Option<String>,
+    pub value: Option<crate::CompactString>,
 }
 
 impl NiftyModifyWebProxyAttributeRequest {
@@ -6803,22 +6803,22 @@ impl NiftyModifyWebProxyAttributeRequest {
         self
     }
     /// Sets [`attribute`](Self::attribute) and returns the input.
-    pub fn attribute(mut self, value: impl Into<String>) -> Self {
+    pub fn attribute(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.attribute = Some(value.into());
         self
     }
     /// Sets [`router_id`](Self::router_id) and returns the input.
-    pub fn router_id(mut self, value: impl Into<String>) -> Self {
+    pub fn router_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.router_id = Some(value.into());
         self
     }
     /// Sets [`router_name`](Self::router_name) and returns the input.
-    pub fn router_name(mut self, value: impl Into<String>) -> Self {
+    pub fn router_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.router_name = Some(value.into());
         self
     }
     /// Sets [`value`](Self::value) and returns the input.
-    pub fn value(mut self, value: impl Into<String>) -> Self {
+    pub fn value(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.value = Some(value.into());
         self
     }
@@ -6866,7 +6866,7 @@ impl crate::operation::Operation for NiftyModifyWebProxyAttributeRequest {
 )]
 pub struct NiftyModifyWebProxyAttributeResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -6941,7 +6941,7 @@ impl crate::operation::Operation for NiftyRebootRoutersRequest {
 )]
 pub struct NiftyRebootRoutersResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -6973,19 +6973,19 @@ impl crate::xml::FromXml for NiftyRebootRoutersResult {
 )]
 pub struct NiftyReleaseRouterBackupStateRequest {
     /// Wire name `RouterId` (string).
-    pub router_id: Option<String>,
+    pub router_id: Option<crate::CompactString>,
     /// Wire name `RouterName` (string).
-    pub router_name: Option<String>,
+    pub router_name: Option<crate::CompactString>,
 }
 
 impl NiftyReleaseRouterBackupStateRequest {
     /// Sets [`router_id`](Self::router_id) and returns the input.
-    pub fn router_id(mut self, value: impl Into<String>) -> Self {
+    pub fn router_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.router_id = Some(value.into());
         self
     }
     /// Sets [`router_name`](Self::router_name) and returns the input.
-    pub fn router_name(mut self, value: impl Into<String>) -> Self {
+    pub fn router_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.router_name = Some(value.into());
         self
     }
@@ -7024,7 +7024,7 @@ impl crate::operation::Operation for NiftyReleaseRouterBackupStateRequest {
 )]
 pub struct NiftyReleaseRouterBackupStateResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -7058,15 +7058,15 @@ pub struct NiftyReplaceDhcpConfigRequest {
     /// Wire name `Agreement` (boolean).
     pub agreement: Option<bool>,
     /// Wire name `DhcpConfigId` (string). Required.
-    pub dhcp_config_id: Option<String>,
+    pub dhcp_config_id: Option<crate::CompactString>,
     /// Wire name `NetworkId` (string).
-    pub network_id: Option<String>,
+    pub network_id: Option<crate::CompactString>,
     /// Wire name `NetworkName` (string).
-    pub network_name: Option<String>,
+    pub network_name: Option<crate::CompactString>,
     /// Wire name `RouterId` (string).
-    pub router_id: Option<String>,
+    pub router_id: Option<crate::CompactString>,
     /// Wire name `RouterName` (string).
-    pub router_name: Option<String>,
+    pub router_name: Option<crate::CompactString>,
 }
 
 impl NiftyReplaceDhcpConfigRequest {
@@ -7076,27 +7076,27 @@ impl NiftyReplaceDhcpConfigRequest {
         self
     }
     /// Sets [`dhcp_config_id`](Self::dhcp_config_id) and returns the input.
-    pub fn dhcp_config_id(mut self, value: impl Into<String>) -> Self {
+    pub fn dhcp_config_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.dhcp_config_id = Some(value.into());
         self
     }
     /// Sets [`network_id`](Self::network_id) and returns the input.
-    pub fn network_id(mut self, value: impl Into<String>) -> Self {
+    pub fn network_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.network_id = Some(value.into());
         self
     }
     /// Sets [`network_name`](Self::network_name) and returns the input.
-    pub fn network_name(mut self, value: impl Into<String>) -> Self {
+    pub fn network_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.network_name = Some(value.into());
         self
     }
     /// Sets [`router_id`](Self::router_id) and returns the input.
-    pub fn router_id(mut self, value: impl Into<String>) -> Self {
+    pub fn router_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.router_id = Some(value.into());
         self
     }
     /// Sets [`router_name`](Self::router_name) and returns the input.
-    pub fn router_name(mut self, value: impl Into<String>) -> Self {
+    pub fn router_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.router_name = Some(value.into());
         self
     }
@@ -7145,7 +7145,7 @@ impl crate::operation::Operation for NiftyReplaceDhcpConfigRequest {
 )]
 pub struct NiftyReplaceDhcpConfigResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -7179,15 +7179,15 @@ pub struct NiftyReplaceDhcpOptionRequest {
     /// Wire name `Agreement` (boolean).
     pub agreement: Option<bool>,
     /// Wire name `DhcpOptionsId` (string). Required.
-    pub dhcp_options_id: Option<String>,
+    pub dhcp_options_id: Option<crate::CompactString>,
     /// Wire name `NetworkId` (string).
-    pub network_id: Option<String>,
+    pub network_id: Option<crate::CompactString>,
     /// Wire name `NetworkName` (string).
-    pub network_name: Option<String>,
+    pub network_name: Option<crate::CompactString>,
     /// Wire name `RouterId` (string).
-    pub router_id: Option<String>,
+    pub router_id: Option<crate::CompactString>,
     /// Wire name `RouterName` (string).
-    pub router_name: Option<String>,
+    pub router_name: Option<crate::CompactString>,
 }
 
 impl NiftyReplaceDhcpOptionRequest {
@@ -7197,27 +7197,27 @@ impl NiftyReplaceDhcpOptionRequest {
         self
     }
     /// Sets [`dhcp_options_id`](Self::dhcp_options_id) and returns the input.
-    pub fn dhcp_options_id(mut self, value: impl Into<String>) -> Self {
+    pub fn dhcp_options_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.dhcp_options_id = Some(value.into());
         self
     }
     /// Sets [`network_id`](Self::network_id) and returns the input.
-    pub fn network_id(mut self, value: impl Into<String>) -> Self {
+    pub fn network_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.network_id = Some(value.into());
         self
     }
     /// Sets [`network_name`](Self::network_name) and returns the input.
-    pub fn network_name(mut self, value: impl Into<String>) -> Self {
+    pub fn network_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.network_name = Some(value.into());
         self
     }
     /// Sets [`router_id`](Self::router_id) and returns the input.
-    pub fn router_id(mut self, value: impl Into<String>) -> Self {
+    pub fn router_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.router_id = Some(value.into());
         self
     }
     /// Sets [`router_name`](Self::router_name) and returns the input.
-    pub fn router_name(mut self, value: impl Into<String>) -> Self {
+    pub fn router_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.router_name = Some(value.into());
         self
     }
@@ -7266,7 +7266,7 @@ impl crate::operation::Operation for NiftyReplaceDhcpOptionRequest {
 )]
 pub struct NiftyReplaceDhcpOptionResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -7298,21 +7298,21 @@ impl crate::xml::FromXml for NiftyReplaceDhcpOptionResult {
 )]
 pub struct NiftyReplaceNatRuleRequest {
     /// Wire name `Description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// Wire name `Destination` (structure).
     pub destination: Option<RequestDestination>,
     /// Wire name `InboundInterface` (structure).
     pub inbound_interface: Option<RequestInboundInterface>,
     /// Wire name `NatTableId` (string). Required.
-    pub nat_table_id: Option<String>,
+    pub nat_table_id: Option<crate::CompactString>,
     /// Wire name `NatType` (string). Required. Allowed values: `snat`, `dnat`.
-    pub nat_type: Option<String>,
+    pub nat_type: Option<crate::CompactString>,
     /// Wire name `OutboundInterface` (structure).
     pub outbound_interface: Option<RequestOutboundInterface>,
     /// Wire name `Protocol` (string). Required. Allowed values: `ALL`, `TCP`, `UDP`, `TCP_UDP`, `ICMP`.
-    pub protocol: Option<String>,
+    pub protocol: Option<crate::CompactString>,
     /// Wire name `RuleNumber` (string). Required.
-    pub rule_number: Option<String>,
+    pub rule_number: Option<crate::CompactString>,
     /// Wire name `Source` (structure).
     pub source: Option<RequestSource>,
     /// Wire name `Translation` (structure).
@@ -7321,7 +7321,7 @@ pub struct NiftyReplaceNatRuleRequest {
 
 impl NiftyReplaceNatRuleRequest {
     /// Sets [`description`](Self::description) and returns the input.
-    pub fn description(mut self, value: impl Into<String>) -> Self {
+    pub fn description(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.description = Some(value.into());
         self
     }
@@ -7336,12 +7336,12 @@ impl NiftyReplaceNatRuleRequest {
         self
     }
     /// Sets [`nat_table_id`](Self::nat_table_id) and returns the input.
-    pub fn nat_table_id(mut self, value: impl Into<String>) -> Self {
+    pub fn nat_table_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.nat_table_id = Some(value.into());
         self
     }
     /// Sets [`nat_type`](Self::nat_type) and returns the input.
-    pub fn nat_type(mut self, value: impl Into<String>) -> Self {
+    pub fn nat_type(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.nat_type = Some(value.into());
         self
     }
@@ -7351,12 +7351,12 @@ impl NiftyReplaceNatRuleRequest {
         self
     }
     /// Sets [`protocol`](Self::protocol) and returns the input.
-    pub fn protocol(mut self, value: impl Into<String>) -> Self {
+    pub fn protocol(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.protocol = Some(value.into());
         self
     }
     /// Sets [`rule_number`](Self::rule_number) and returns the input.
-    pub fn rule_number(mut self, value: impl Into<String>) -> Self {
+    pub fn rule_number(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.rule_number = Some(value.into());
         self
     }
@@ -7430,9 +7430,9 @@ pub struct NiftyReplaceNatRuleResult {
     /// XML element `natRule` (structure).
     pub nat_rule: Option<NatRule>,
     /// XML element `natTableId` (string).
-    pub nat_table_id: Option<String>,
+    pub nat_table_id: Option<crate::CompactString>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for NiftyReplaceNatRuleResult {
@@ -7465,9 +7465,9 @@ pub struct NiftyReplaceNatTableAssociationRequest {
     /// Wire name `Agreement` (boolean).
     pub agreement: Option<bool>,
     /// Wire name `AssociationId` (string). Required.
-    pub association_id: Option<String>,
+    pub association_id: Option<crate::CompactString>,
     /// Wire name `NatTableId` (string). Required.
-    pub nat_table_id: Option<String>,
+    pub nat_table_id: Option<crate::CompactString>,
 }
 
 impl NiftyReplaceNatTableAssociationRequest {
@@ -7477,12 +7477,12 @@ impl NiftyReplaceNatTableAssociationRequest {
         self
     }
     /// Sets [`association_id`](Self::association_id) and returns the input.
-    pub fn association_id(mut self, value: impl Into<String>) -> Self {
+    pub fn association_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.association_id = Some(value.into());
         self
     }
     /// Sets [`nat_table_id`](Self::nat_table_id) and returns the input.
-    pub fn nat_table_id(mut self, value: impl Into<String>) -> Self {
+    pub fn nat_table_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.nat_table_id = Some(value.into());
         self
     }
@@ -7531,9 +7531,9 @@ impl crate::operation::Operation for NiftyReplaceNatTableAssociationRequest {
 )]
 pub struct NiftyReplaceNatTableAssociationResult {
     /// XML element `newAssociationId` (string).
-    pub new_association_id: Option<String>,
+    pub new_association_id: Option<crate::CompactString>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for NiftyReplaceNatTableAssociationResult {
@@ -7565,9 +7565,9 @@ pub struct NiftyReplaceRouterLatestVersionRequest {
     /// Wire name `Agreement` (boolean).
     pub agreement: Option<bool>,
     /// Wire name `RouterId` (string).
-    pub router_id: Option<String>,
+    pub router_id: Option<crate::CompactString>,
     /// Wire name `RouterName` (string).
-    pub router_name: Option<String>,
+    pub router_name: Option<crate::CompactString>,
 }
 
 impl NiftyReplaceRouterLatestVersionRequest {
@@ -7577,12 +7577,12 @@ impl NiftyReplaceRouterLatestVersionRequest {
         self
     }
     /// Sets [`router_id`](Self::router_id) and returns the input.
-    pub fn router_id(mut self, value: impl Into<String>) -> Self {
+    pub fn router_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.router_id = Some(value.into());
         self
     }
     /// Sets [`router_name`](Self::router_name) and returns the input.
-    pub fn router_name(mut self, value: impl Into<String>) -> Self {
+    pub fn router_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.router_name = Some(value.into());
         self
     }
@@ -7622,7 +7622,7 @@ impl crate::operation::Operation for NiftyReplaceRouterLatestVersionRequest {
 )]
 pub struct NiftyReplaceRouterLatestVersionResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -7654,19 +7654,19 @@ impl crate::xml::FromXml for NiftyReplaceRouterLatestVersionResult {
 )]
 pub struct NiftyRestoreRouterPreviousVersionRequest {
     /// Wire name `RouterId` (string).
-    pub router_id: Option<String>,
+    pub router_id: Option<crate::CompactString>,
     /// Wire name `RouterName` (string).
-    pub router_name: Option<String>,
+    pub router_name: Option<crate::CompactString>,
 }
 
 impl NiftyRestoreRouterPreviousVersionRequest {
     /// Sets [`router_id`](Self::router_id) and returns the input.
-    pub fn router_id(mut self, value: impl Into<String>) -> Self {
+    pub fn router_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.router_id = Some(value.into());
         self
     }
     /// Sets [`router_name`](Self::router_name) and returns the input.
-    pub fn router_name(mut self, value: impl Into<String>) -> Self {
+    pub fn router_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.router_name = Some(value.into());
         self
     }
@@ -7705,7 +7705,7 @@ impl crate::operation::Operation for NiftyRestoreRouterPreviousVersionRequest {
 )]
 pub struct NiftyRestoreRouterPreviousVersionResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -7741,11 +7741,11 @@ pub struct NiftyUpdateRouterNetworkInterfacesRequest {
     /// Wire name `NetworkInterface.N` (list of structure).
     pub network_interface: Vec<RequestNetworkInterfaceOfNiftyUpdateRouterNetworkInterfaces>,
     /// Wire name `NiftyReboot` (string). Allowed values: `force`, `true`.
-    pub nifty_reboot: Option<String>,
+    pub nifty_reboot: Option<crate::CompactString>,
     /// Wire name `RouterId` (string).
-    pub router_id: Option<String>,
+    pub router_id: Option<crate::CompactString>,
     /// Wire name `RouterName` (string).
-    pub router_name: Option<String>,
+    pub router_name: Option<crate::CompactString>,
 }
 
 impl NiftyUpdateRouterNetworkInterfacesRequest {
@@ -7763,17 +7763,17 @@ impl NiftyUpdateRouterNetworkInterfacesRequest {
         self
     }
     /// Sets [`nifty_reboot`](Self::nifty_reboot) and returns the input.
-    pub fn nifty_reboot(mut self, value: impl Into<String>) -> Self {
+    pub fn nifty_reboot(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.nifty_reboot = Some(value.into());
         self
     }
     /// Sets [`router_id`](Self::router_id) and returns the input.
-    pub fn router_id(mut self, value: impl Into<String>) -> Self {
+    pub fn router_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.router_id = Some(value.into());
         self
     }
     /// Sets [`router_name`](Self::router_name) and returns the input.
-    pub fn router_name(mut self, value: impl Into<String>) -> Self {
+    pub fn router_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.router_name = Some(value.into());
         self
     }
@@ -7815,7 +7815,7 @@ impl crate::operation::Operation for NiftyUpdateRouterNetworkInterfacesRequest {
 )]
 pub struct NiftyUpdateRouterNetworkInterfacesResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -7847,7 +7847,7 @@ impl crate::xml::FromXml for NiftyUpdateRouterNetworkInterfacesResult {
 )]
 pub struct OptionOfNiftyCreateWebProxy {
     /// XML element `nameServer` (string).
-    pub name_server: Option<String>,
+    pub name_server: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for OptionOfNiftyCreateWebProxy {
@@ -7873,9 +7873,9 @@ impl crate::xml::FromXml for OptionOfNiftyCreateWebProxy {
 )]
 pub struct OutboundInterface {
     /// XML element `networkId` (string).
-    pub network_id: Option<String>,
+    pub network_id: Option<crate::CompactString>,
     /// XML element `networkName` (string).
-    pub network_name: Option<String>,
+    pub network_name: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for OutboundInterface {
@@ -7904,11 +7904,11 @@ pub struct PrivateIpAddressesSetOfCreateNetworkInterface {
     /// XML element `association` (structure).
     pub association: Option<AssociationOfCreateNetworkInterface>,
     /// XML element `primary` (string).
-    pub primary: Option<String>,
+    pub primary: Option<crate::CompactString>,
     /// XML element `privateDnsName` (string).
-    pub private_dns_name: Option<String>,
+    pub private_dns_name: Option<crate::CompactString>,
     /// XML element `privateIpAddress` (string).
-    pub private_ip_address: Option<String>,
+    pub private_ip_address: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for PrivateIpAddressesSetOfCreateNetworkInterface {
@@ -7939,11 +7939,11 @@ pub struct PrivateIpAddressesSetOfDescribeNetworkInterfaces {
     /// XML element `association` (structure).
     pub association: Option<AssociationOfDescribeNetworkInterfaces>,
     /// XML element `primary` (string).
-    pub primary: Option<String>,
+    pub primary: Option<crate::CompactString>,
     /// XML element `privateDnsName` (string).
-    pub private_dns_name: Option<String>,
+    pub private_dns_name: Option<crate::CompactString>,
     /// XML element `privateIpAddress` (string).
-    pub private_ip_address: Option<String>,
+    pub private_ip_address: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for PrivateIpAddressesSetOfDescribeNetworkInterfaces {
@@ -7972,35 +7972,35 @@ impl crate::xml::FromXml for PrivateIpAddressesSetOfDescribeNetworkInterfaces {
 )]
 pub struct PrivateLanOfNiftyCreatePrivateLan {
     /// XML element `accountingType` (string).
-    pub accounting_type: Option<String>,
+    pub accounting_type: Option<crate::CompactString>,
     /// XML element `availabilityZone` (string).
-    pub availability_zone: Option<String>,
+    pub availability_zone: Option<crate::CompactString>,
     /// XML element `cidrBlock` (string).
-    pub cidr_block: Option<String>,
+    pub cidr_block: Option<crate::CompactString>,
     /// XML element `createdTime` (timestamp).
     pub created_time: Option<crate::xml::Timestamp>,
     /// XML element `description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// XML element `elasticLoadBalancingSet`, a list of `item` entries (structure).
     pub elastic_load_balancing_set: Vec<ElasticLoadBalancingSet>,
     /// XML element `instancesSet`, a list of `item` entries (structure).
     pub instances_set: Vec<InstancesSetOfNiftyCreatePrivateLan>,
     /// XML element `networkId` (string).
-    pub network_id: Option<String>,
+    pub network_id: Option<crate::CompactString>,
     /// XML element `networkInterfaceSet`, a list of `item` entries (structure).
     pub network_interface_set: Vec<NetworkInterfaceSetOfNiftyCreatePrivateLan>,
     /// XML element `nextMonthAccountingType` (string).
-    pub next_month_accounting_type: Option<String>,
+    pub next_month_accounting_type: Option<crate::CompactString>,
     /// XML element `privateLanName` (string).
-    pub private_lan_name: Option<String>,
+    pub private_lan_name: Option<crate::CompactString>,
     /// XML element `remoteAccessVpnGatewaySet`, a list of `item` entries (structure).
     pub remote_access_vpn_gateway_set: Vec<RemoteAccessVpnGatewaySetOfNiftyCreatePrivateLan>,
     /// XML element `routerSet`, a list of `item` entries (structure).
     pub router_set: Vec<RouterSetOfNiftyCreatePrivateLan>,
     /// XML element `sharingStatus` (string).
-    pub sharing_status: Option<String>,
+    pub sharing_status: Option<crate::CompactString>,
     /// XML element `state` (string).
-    pub state: Option<String>,
+    pub state: Option<crate::CompactString>,
     /// XML element `tagSet`, a list of `item` entries (structure).
     pub tag_set: Vec<TagSet>,
     /// XML element `vpnGatewaySet`, a list of `item` entries (structure).
@@ -8046,35 +8046,35 @@ impl crate::xml::FromXml for PrivateLanOfNiftyCreatePrivateLan {
 )]
 pub struct PrivateLanSet {
     /// XML element `accountingType` (string).
-    pub accounting_type: Option<String>,
+    pub accounting_type: Option<crate::CompactString>,
     /// XML element `availabilityZone` (string).
-    pub availability_zone: Option<String>,
+    pub availability_zone: Option<crate::CompactString>,
     /// XML element `cidrBlock` (string).
-    pub cidr_block: Option<String>,
+    pub cidr_block: Option<crate::CompactString>,
     /// XML element `createdTime` (timestamp).
     pub created_time: Option<crate::xml::Timestamp>,
     /// XML element `description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// XML element `elasticLoadBalancingSet`, a list of `item` entries (structure).
     pub elastic_load_balancing_set: Vec<ElasticLoadBalancingSet>,
     /// XML element `instancesSet`, a list of `item` entries (structure).
     pub instances_set: Vec<InstancesSetOfNiftyDescribePrivateLans>,
     /// XML element `networkId` (string).
-    pub network_id: Option<String>,
+    pub network_id: Option<crate::CompactString>,
     /// XML element `networkInterfaceSet`, a list of `item` entries (structure).
     pub network_interface_set: Vec<NetworkInterfaceSetOfNiftyDescribePrivateLans>,
     /// XML element `nextMonthAccountingType` (string).
-    pub next_month_accounting_type: Option<String>,
+    pub next_month_accounting_type: Option<crate::CompactString>,
     /// XML element `privateLanName` (string).
-    pub private_lan_name: Option<String>,
+    pub private_lan_name: Option<crate::CompactString>,
     /// XML element `remoteAccessVpnGatewaySet`, a list of `item` entries (structure).
     pub remote_access_vpn_gateway_set: Vec<RemoteAccessVpnGatewaySetOfNiftyDescribePrivateLans>,
     /// XML element `routerSet`, a list of `item` entries (structure).
     pub router_set: Vec<RouterSetOfNiftyDescribePrivateLans>,
     /// XML element `sharingStatus` (string).
-    pub sharing_status: Option<String>,
+    pub sharing_status: Option<crate::CompactString>,
     /// XML element `state` (string).
-    pub state: Option<String>,
+    pub state: Option<crate::CompactString>,
     /// XML element `tagSet`, a list of `item` entries (structure).
     pub tag_set: Vec<TagSet>,
     /// XML element `vpnGatewaySet`, a list of `item` entries (structure).
@@ -8120,11 +8120,11 @@ impl crate::xml::FromXml for PrivateLanSet {
 )]
 pub struct PropagatingVgwSet {
     /// XML element `gatewayId` (string).
-    pub gateway_id: Option<String>,
+    pub gateway_id: Option<crate::CompactString>,
     /// XML element `niftyGatewayName` (string).
-    pub nifty_gateway_name: Option<String>,
+    pub nifty_gateway_name: Option<crate::CompactString>,
     /// XML element `routeTableAssociationId` (string).
-    pub route_table_association_id: Option<String>,
+    pub route_table_association_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for PropagatingVgwSet {
@@ -8152,26 +8152,26 @@ impl crate::xml::FromXml for PropagatingVgwSet {
 )]
 pub struct ReleaseAddressRequest {
     /// Wire name `AllocationId` (string).
-    pub allocation_id: Option<String>,
+    pub allocation_id: Option<crate::CompactString>,
     /// Wire name `PrivateIpAddress` (string).
-    pub private_ip_address: Option<String>,
+    pub private_ip_address: Option<crate::CompactString>,
     /// Wire name `PublicIp` (string).
-    pub public_ip: Option<String>,
+    pub public_ip: Option<crate::CompactString>,
 }
 
 impl ReleaseAddressRequest {
     /// Sets [`allocation_id`](Self::allocation_id) and returns the input.
-    pub fn allocation_id(mut self, value: impl Into<String>) -> Self {
+    pub fn allocation_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.allocation_id = Some(value.into());
         self
     }
     /// Sets [`private_ip_address`](Self::private_ip_address) and returns the input.
-    pub fn private_ip_address(mut self, value: impl Into<String>) -> Self {
+    pub fn private_ip_address(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.private_ip_address = Some(value.into());
         self
     }
     /// Sets [`public_ip`](Self::public_ip) and returns the input.
-    pub fn public_ip(mut self, value: impl Into<String>) -> Self {
+    pub fn public_ip(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.public_ip = Some(value.into());
         self
     }
@@ -8211,7 +8211,7 @@ impl crate::operation::Operation for ReleaseAddressRequest {
 )]
 pub struct ReleaseAddressResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -8243,9 +8243,9 @@ impl crate::xml::FromXml for ReleaseAddressResult {
 )]
 pub struct ReleaseMultiIpAddressesRequest {
     /// Wire name `IpAddress.N` (list of string). Required.
-    pub ip_address: Vec<String>,
+    pub ip_address: Vec<crate::CompactString>,
     /// Wire name `MultiIpAddressGroupId` (string). Required.
-    pub multi_ip_address_group_id: Option<String>,
+    pub multi_ip_address_group_id: Option<crate::CompactString>,
 }
 
 impl ReleaseMultiIpAddressesRequest {
@@ -8253,13 +8253,13 @@ impl ReleaseMultiIpAddressesRequest {
     pub fn ip_address<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.ip_address = items.into_iter().map(Into::into).collect();
         self
     }
     /// Sets [`multi_ip_address_group_id`](Self::multi_ip_address_group_id) and returns the input.
-    pub fn multi_ip_address_group_id(mut self, value: impl Into<String>) -> Self {
+    pub fn multi_ip_address_group_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.multi_ip_address_group_id = Some(value.into());
         self
     }
@@ -8307,7 +8307,7 @@ impl crate::operation::Operation for ReleaseMultiIpAddressesRequest {
 )]
 pub struct ReleaseMultiIpAddressesResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -8339,13 +8339,13 @@ impl crate::xml::FromXml for ReleaseMultiIpAddressesResult {
 )]
 pub struct RemoteAccessVpnGatewaySetOfNiftyCreatePrivateLan {
     /// XML element `deviceIndex` (string).
-    pub device_index: Option<String>,
+    pub device_index: Option<crate::CompactString>,
     /// XML element `ipAddress` (string).
-    pub ip_address: Option<String>,
+    pub ip_address: Option<crate::CompactString>,
     /// XML element `remoteAccessVpnGatewayId` (string).
-    pub remote_access_vpn_gateway_id: Option<String>,
+    pub remote_access_vpn_gateway_id: Option<crate::CompactString>,
     /// XML element `remoteAccessVpnGatewayName` (string).
-    pub remote_access_vpn_gateway_name: Option<String>,
+    pub remote_access_vpn_gateway_name: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for RemoteAccessVpnGatewaySetOfNiftyCreatePrivateLan {
@@ -8376,13 +8376,13 @@ impl crate::xml::FromXml for RemoteAccessVpnGatewaySetOfNiftyCreatePrivateLan {
 )]
 pub struct RemoteAccessVpnGatewaySetOfNiftyDescribePrivateLans {
     /// XML element `deviceIndex` (string).
-    pub device_index: Option<String>,
+    pub device_index: Option<crate::CompactString>,
     /// XML element `ipAddress` (string).
-    pub ip_address: Option<String>,
+    pub ip_address: Option<crate::CompactString>,
     /// XML element `remoteAccessVpnGatewayId` (string).
-    pub remote_access_vpn_gateway_id: Option<String>,
+    pub remote_access_vpn_gateway_id: Option<crate::CompactString>,
     /// XML element `remoteAccessVpnGatewayName` (string).
-    pub remote_access_vpn_gateway_name: Option<String>,
+    pub remote_access_vpn_gateway_name: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for RemoteAccessVpnGatewaySetOfNiftyDescribePrivateLans {
@@ -8415,9 +8415,9 @@ pub struct ReplaceRouteTableAssociationRequest {
     /// Wire name `Agreement` (boolean).
     pub agreement: Option<bool>,
     /// Wire name `AssociationId` (string). Required.
-    pub association_id: Option<String>,
+    pub association_id: Option<crate::CompactString>,
     /// Wire name `RouteTableId` (string). Required.
-    pub route_table_id: Option<String>,
+    pub route_table_id: Option<crate::CompactString>,
 }
 
 impl ReplaceRouteTableAssociationRequest {
@@ -8427,12 +8427,12 @@ impl ReplaceRouteTableAssociationRequest {
         self
     }
     /// Sets [`association_id`](Self::association_id) and returns the input.
-    pub fn association_id(mut self, value: impl Into<String>) -> Self {
+    pub fn association_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.association_id = Some(value.into());
         self
     }
     /// Sets [`route_table_id`](Self::route_table_id) and returns the input.
-    pub fn route_table_id(mut self, value: impl Into<String>) -> Self {
+    pub fn route_table_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.route_table_id = Some(value.into());
         self
     }
@@ -8481,9 +8481,9 @@ impl crate::operation::Operation for ReplaceRouteTableAssociationRequest {
 )]
 pub struct ReplaceRouteTableAssociationResult {
     /// XML element `newAssociationId` (string).
-    pub new_association_id: Option<String>,
+    pub new_association_id: Option<crate::CompactString>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for ReplaceRouteTableAssociationResult {
@@ -8513,19 +8513,19 @@ impl crate::xml::FromXml for ReplaceRouteTableAssociationResult {
 )]
 pub struct RequestBypassInterface {
     /// Wire name `NetworkId` (string).
-    pub network_id: Option<String>,
+    pub network_id: Option<crate::CompactString>,
     /// Wire name `NetworkName` (string).
-    pub network_name: Option<String>,
+    pub network_name: Option<crate::CompactString>,
 }
 
 impl RequestBypassInterface {
     /// Sets [`network_id`](Self::network_id) and returns the input.
-    pub fn network_id(mut self, value: impl Into<String>) -> Self {
+    pub fn network_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.network_id = Some(value.into());
         self
     }
     /// Sets [`network_name`](Self::network_name) and returns the input.
-    pub fn network_name(mut self, value: impl Into<String>) -> Self {
+    pub fn network_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.network_name = Some(value.into());
         self
     }
@@ -8573,15 +8573,15 @@ impl crate::wire::ToParams for RequestDestination {
 )]
 pub struct RequestDhcpConfiguration {
     /// Wire name `Key` (string). Required. Allowed values: `default-router`, `domain-name`, `domain-name-servers`, `ntp-servers`, `netbios-name-servers`, `netbios-node-type`, `lease-time`.
-    pub key: Option<String>,
+    pub key: Option<crate::CompactString>,
     /// Wire name `Value.N` (list of string). Required.
     #[cfg_attr(feature = "serde", serde(rename = "ListOfRequestValue"))]
-    pub value: Vec<String>,
+    pub value: Vec<crate::CompactString>,
 }
 
 impl RequestDhcpConfiguration {
     /// Sets [`key`](Self::key) and returns the input.
-    pub fn key(mut self, value: impl Into<String>) -> Self {
+    pub fn key(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.key = Some(value.into());
         self
     }
@@ -8589,7 +8589,7 @@ impl RequestDhcpConfiguration {
     pub fn value<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.value = items.into_iter().map(Into::into).collect();
         self
@@ -8622,9 +8622,9 @@ impl crate::wire::ToParams for RequestDhcpConfiguration {
 pub struct RequestFilterOfDescribeAddresses {
     /// Wire name `Value.N` (list of string).
     #[cfg_attr(feature = "serde", serde(rename = "ListOfRequestValue"))]
-    pub value: Vec<String>,
+    pub value: Vec<crate::CompactString>,
     /// Wire name `Name` (string).
-    pub name: Option<String>,
+    pub name: Option<crate::CompactString>,
 }
 
 impl RequestFilterOfDescribeAddresses {
@@ -8632,13 +8632,13 @@ impl RequestFilterOfDescribeAddresses {
     pub fn value<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.value = items.into_iter().map(Into::into).collect();
         self
     }
     /// Sets [`name`](Self::name) and returns the input.
-    pub fn name(mut self, value: impl Into<String>) -> Self {
+    pub fn name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.name = Some(value.into());
         self
     }
@@ -8661,9 +8661,9 @@ impl crate::wire::ToParams for RequestFilterOfDescribeAddresses {
 pub struct RequestFilterOfDescribeDhcpOptions {
     /// Wire name `Value.N` (list of string).
     #[cfg_attr(feature = "serde", serde(rename = "ListOfRequestValue"))]
-    pub value: Vec<String>,
+    pub value: Vec<crate::CompactString>,
     /// Wire name `Name` (string). Allowed values: `dhcp-options-id`, `key`, `value`.
-    pub name: Option<String>,
+    pub name: Option<crate::CompactString>,
 }
 
 impl RequestFilterOfDescribeDhcpOptions {
@@ -8671,13 +8671,13 @@ impl RequestFilterOfDescribeDhcpOptions {
     pub fn value<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.value = items.into_iter().map(Into::into).collect();
         self
     }
     /// Sets [`name`](Self::name) and returns the input.
-    pub fn name(mut self, value: impl Into<String>) -> Self {
+    pub fn name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.name = Some(value.into());
         self
     }
@@ -8700,9 +8700,9 @@ impl crate::wire::ToParams for RequestFilterOfDescribeDhcpOptions {
 pub struct RequestFilterOfDescribeNetworkInterfaces {
     /// Wire name `Value.N` (list of string).
     #[cfg_attr(feature = "serde", serde(rename = "ListOfRequestValue"))]
-    pub value: Vec<String>,
+    pub value: Vec<crate::CompactString>,
     /// Wire name `Name` (string). Allowed values: `attachment.instance-id`, `availability-zone`, `description`, `network-interface-id`, `nifty-network-id`, `nifty-network-name`.
-    pub name: Option<String>,
+    pub name: Option<crate::CompactString>,
 }
 
 impl RequestFilterOfDescribeNetworkInterfaces {
@@ -8710,13 +8710,13 @@ impl RequestFilterOfDescribeNetworkInterfaces {
     pub fn value<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.value = items.into_iter().map(Into::into).collect();
         self
     }
     /// Sets [`name`](Self::name) and returns the input.
-    pub fn name(mut self, value: impl Into<String>) -> Self {
+    pub fn name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.name = Some(value.into());
         self
     }
@@ -8739,9 +8739,9 @@ impl crate::wire::ToParams for RequestFilterOfDescribeNetworkInterfaces {
 pub struct RequestFilterOfDescribeRouteTables {
     /// Wire name `Value.N` (list of string).
     #[cfg_attr(feature = "serde", serde(rename = "ListOfRequestValue"))]
-    pub value: Vec<String>,
+    pub value: Vec<crate::CompactString>,
     /// Wire name `Name` (string). Allowed values: `association.route-table-association-id`, `association.route-table-id`, `association.router-id`, `association.router-name`, `association.main`, `route-table-id`, `route.destination-cidr-block`, `route.gateway-id`, `route.vpc-peering-connection-id`, `route.origin`, `route.state`, `route.ip-address`, `route.network-id`.
-    pub name: Option<String>,
+    pub name: Option<crate::CompactString>,
 }
 
 impl RequestFilterOfDescribeRouteTables {
@@ -8749,13 +8749,13 @@ impl RequestFilterOfDescribeRouteTables {
     pub fn value<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.value = items.into_iter().map(Into::into).collect();
         self
     }
     /// Sets [`name`](Self::name) and returns the input.
-    pub fn name(mut self, value: impl Into<String>) -> Self {
+    pub fn name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.name = Some(value.into());
         self
     }
@@ -8778,9 +8778,9 @@ impl crate::wire::ToParams for RequestFilterOfDescribeRouteTables {
 pub struct RequestFilterOfNiftyDescribeDhcpConfigs {
     /// Wire name `Value.N` (list of string).
     #[cfg_attr(feature = "serde", serde(rename = "ListOfRequestValue"))]
-    pub value: Vec<String>,
+    pub value: Vec<crate::CompactString>,
     /// Wire name `Name` (string). Allowed values: `dhcp-config-id`, `ipaddress-pool-start`, `ipaddress-pool-stop`, `ipaddress-pool-description`, `static-mapping-ipaddress`, `static-mapping-macaddress`, `static-mapping-description`.
-    pub name: Option<String>,
+    pub name: Option<crate::CompactString>,
 }
 
 impl RequestFilterOfNiftyDescribeDhcpConfigs {
@@ -8788,13 +8788,13 @@ impl RequestFilterOfNiftyDescribeDhcpConfigs {
     pub fn value<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.value = items.into_iter().map(Into::into).collect();
         self
     }
     /// Sets [`name`](Self::name) and returns the input.
-    pub fn name(mut self, value: impl Into<String>) -> Self {
+    pub fn name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.name = Some(value.into());
         self
     }
@@ -8817,9 +8817,9 @@ impl crate::wire::ToParams for RequestFilterOfNiftyDescribeDhcpConfigs {
 pub struct RequestFilterOfNiftyDescribeNatTables {
     /// Wire name `Value.N` (list of string).
     #[cfg_attr(feature = "serde", serde(rename = "ListOfRequestValue"))]
-    pub value: Vec<String>,
+    pub value: Vec<crate::CompactString>,
     /// Wire name `Name` (string). Allowed values: `association.association-id`, `association.nat-table-id`, `association.router-id`, `nat-table-id`, `nat-rule.nat-type`, `nat-rule.rule-number`, `nat-rule.description`, `nat-rule.protocol`, `nat-rule.outbound-interface.network-id`, `nat-rule.outbound-interface.network-name`, `nat-rule.inbound-interface.network-id`, `nat-rule.inbound-interface.network-name`, `nat-rule.destination.address`, `nat-rule.destination.port`, `nat-rule.source.address`, `nat-rule.source.port`, `nat-rule.translation.address`, `nat-rule.translation.port`.
-    pub name: Option<String>,
+    pub name: Option<crate::CompactString>,
 }
 
 impl RequestFilterOfNiftyDescribeNatTables {
@@ -8827,13 +8827,13 @@ impl RequestFilterOfNiftyDescribeNatTables {
     pub fn value<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.value = items.into_iter().map(Into::into).collect();
         self
     }
     /// Sets [`name`](Self::name) and returns the input.
-    pub fn name(mut self, value: impl Into<String>) -> Self {
+    pub fn name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.name = Some(value.into());
         self
     }
@@ -8856,9 +8856,9 @@ impl crate::wire::ToParams for RequestFilterOfNiftyDescribeNatTables {
 pub struct RequestFilterOfNiftyDescribePrivateLans {
     /// Wire name `Value.N` (list of string).
     #[cfg_attr(feature = "serde", serde(rename = "ListOfRequestValue"))]
-    pub value: Vec<String>,
+    pub value: Vec<crate::CompactString>,
     /// Wire name `Name` (string). Allowed values: `availabilityZone, availability-zone`, `cidrBlock, cidr, cidr-block`, `state`, `network-id`, `private-lan-name`, `accountingType`, `description`.
-    pub name: Option<String>,
+    pub name: Option<crate::CompactString>,
 }
 
 impl RequestFilterOfNiftyDescribePrivateLans {
@@ -8866,13 +8866,13 @@ impl RequestFilterOfNiftyDescribePrivateLans {
     pub fn value<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.value = items.into_iter().map(Into::into).collect();
         self
     }
     /// Sets [`name`](Self::name) and returns the input.
-    pub fn name(mut self, value: impl Into<String>) -> Self {
+    pub fn name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.name = Some(value.into());
         self
     }
@@ -8895,9 +8895,9 @@ impl crate::wire::ToParams for RequestFilterOfNiftyDescribePrivateLans {
 pub struct RequestFilterOfNiftyDescribeRouters {
     /// Wire name `Value.N` (list of string).
     #[cfg_attr(feature = "serde", serde(rename = "ListOfRequestValue"))]
-    pub value: Vec<String>,
+    pub value: Vec<crate::CompactString>,
     /// Wire name `Name` (string). Allowed values: `availability-zone`, `state`, `router-id`, `router-name`, `description`, `accountingType`, `type`, `ip-address`, `version`, `latest-version-information`.
-    pub name: Option<String>,
+    pub name: Option<crate::CompactString>,
 }
 
 impl RequestFilterOfNiftyDescribeRouters {
@@ -8905,13 +8905,13 @@ impl RequestFilterOfNiftyDescribeRouters {
     pub fn value<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.value = items.into_iter().map(Into::into).collect();
         self
     }
     /// Sets [`name`](Self::name) and returns the input.
-    pub fn name(mut self, value: impl Into<String>) -> Self {
+    pub fn name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.name = Some(value.into());
         self
     }
@@ -8933,19 +8933,19 @@ impl crate::wire::ToParams for RequestFilterOfNiftyDescribeRouters {
 )]
 pub struct RequestInboundInterface {
     /// Wire name `NetworkId` (string).
-    pub network_id: Option<String>,
+    pub network_id: Option<crate::CompactString>,
     /// Wire name `NetworkName` (string).
-    pub network_name: Option<String>,
+    pub network_name: Option<crate::CompactString>,
 }
 
 impl RequestInboundInterface {
     /// Sets [`network_id`](Self::network_id) and returns the input.
-    pub fn network_id(mut self, value: impl Into<String>) -> Self {
+    pub fn network_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.network_id = Some(value.into());
         self
     }
     /// Sets [`network_name`](Self::network_name) and returns the input.
-    pub fn network_name(mut self, value: impl Into<String>) -> Self {
+    pub fn network_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.network_name = Some(value.into());
         self
     }
@@ -8967,19 +8967,19 @@ impl crate::wire::ToParams for RequestInboundInterface {
 )]
 pub struct RequestListenInterface {
     /// Wire name `NetworkId` (string).
-    pub network_id: Option<String>,
+    pub network_id: Option<crate::CompactString>,
     /// Wire name `NetworkName` (string).
-    pub network_name: Option<String>,
+    pub network_name: Option<crate::CompactString>,
 }
 
 impl RequestListenInterface {
     /// Sets [`network_id`](Self::network_id) and returns the input.
-    pub fn network_id(mut self, value: impl Into<String>) -> Self {
+    pub fn network_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.network_id = Some(value.into());
         self
     }
     /// Sets [`network_name`](Self::network_name) and returns the input.
-    pub fn network_name(mut self, value: impl Into<String>) -> Self {
+    pub fn network_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.network_name = Some(value.into());
         self
     }
@@ -9005,18 +9005,18 @@ pub struct RequestNetworkInterfaceOfNiftyCreateRouter {
     /// Wire name `Dhcp` (boolean).
     pub dhcp: Option<bool>,
     /// Wire name `DhcpConfigId` (string).
-    pub dhcp_config_id: Option<String>,
+    pub dhcp_config_id: Option<crate::CompactString>,
     /// Wire name `DhcpOptionsId` (string).
-    pub dhcp_options_id: Option<String>,
+    pub dhcp_options_id: Option<crate::CompactString>,
     /// Wire name `IpAddress` (string).
-    pub ip_address: Option<String>,
+    pub ip_address: Option<crate::CompactString>,
     /// Wire name `SecurityGroupId.N` (list of string).
     #[cfg_attr(feature = "serde", serde(rename = "ListOfRequestSecurityGroupId"))]
-    pub security_group_id: Vec<String>,
+    pub security_group_id: Vec<crate::CompactString>,
     /// Wire name `NetworkId` (string).
-    pub network_id: Option<String>,
+    pub network_id: Option<crate::CompactString>,
     /// Wire name `NetworkName` (string).
-    pub network_name: Option<String>,
+    pub network_name: Option<crate::CompactString>,
 }
 
 impl RequestNetworkInterfaceOfNiftyCreateRouter {
@@ -9031,17 +9031,17 @@ impl RequestNetworkInterfaceOfNiftyCreateRouter {
         self
     }
     /// Sets [`dhcp_config_id`](Self::dhcp_config_id) and returns the input.
-    pub fn dhcp_config_id(mut self, value: impl Into<String>) -> Self {
+    pub fn dhcp_config_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.dhcp_config_id = Some(value.into());
         self
     }
     /// Sets [`dhcp_options_id`](Self::dhcp_options_id) and returns the input.
-    pub fn dhcp_options_id(mut self, value: impl Into<String>) -> Self {
+    pub fn dhcp_options_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.dhcp_options_id = Some(value.into());
         self
     }
     /// Sets [`ip_address`](Self::ip_address) and returns the input.
-    pub fn ip_address(mut self, value: impl Into<String>) -> Self {
+    pub fn ip_address(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.ip_address = Some(value.into());
         self
     }
@@ -9049,18 +9049,18 @@ impl RequestNetworkInterfaceOfNiftyCreateRouter {
     pub fn security_group_id<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.security_group_id = items.into_iter().map(Into::into).collect();
         self
     }
     /// Sets [`network_id`](Self::network_id) and returns the input.
-    pub fn network_id(mut self, value: impl Into<String>) -> Self {
+    pub fn network_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.network_id = Some(value.into());
         self
     }
     /// Sets [`network_name`](Self::network_name) and returns the input.
-    pub fn network_name(mut self, value: impl Into<String>) -> Self {
+    pub fn network_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.network_name = Some(value.into());
         self
     }
@@ -9092,18 +9092,18 @@ pub struct RequestNetworkInterfaceOfNiftyUpdateRouterNetworkInterfaces {
     /// Wire name `Dhcp` (boolean).
     pub dhcp: Option<bool>,
     /// Wire name `DhcpConfigId` (string).
-    pub dhcp_config_id: Option<String>,
+    pub dhcp_config_id: Option<crate::CompactString>,
     /// Wire name `DhcpOptionsId` (string).
-    pub dhcp_options_id: Option<String>,
+    pub dhcp_options_id: Option<crate::CompactString>,
     /// Wire name `IpAddress` (string).
-    pub ip_address: Option<String>,
+    pub ip_address: Option<crate::CompactString>,
     /// Wire name `SecurityGroupId.N` (list of string).
     #[cfg_attr(feature = "serde", serde(rename = "ListOfRequestSecurityGroupId"))]
-    pub security_group_id: Vec<String>,
+    pub security_group_id: Vec<crate::CompactString>,
     /// Wire name `NetworkId` (string).
-    pub network_id: Option<String>,
+    pub network_id: Option<crate::CompactString>,
     /// Wire name `NetworkName` (string).
-    pub network_name: Option<String>,
+    pub network_name: Option<crate::CompactString>,
 }
 
 impl RequestNetworkInterfaceOfNiftyUpdateRouterNetworkInterfaces {
@@ -9118,17 +9118,17 @@ impl RequestNetworkInterfaceOfNiftyUpdateRouterNetworkInterfaces {
         self
     }
     /// Sets [`dhcp_config_id`](Self::dhcp_config_id) and returns the input.
-    pub fn dhcp_config_id(mut self, value: impl Into<String>) -> Self {
+    pub fn dhcp_config_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.dhcp_config_id = Some(value.into());
         self
     }
     /// Sets [`dhcp_options_id`](Self::dhcp_options_id) and returns the input.
-    pub fn dhcp_options_id(mut self, value: impl Into<String>) -> Self {
+    pub fn dhcp_options_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.dhcp_options_id = Some(value.into());
         self
     }
     /// Sets [`ip_address`](Self::ip_address) and returns the input.
-    pub fn ip_address(mut self, value: impl Into<String>) -> Self {
+    pub fn ip_address(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.ip_address = Some(value.into());
         self
     }
@@ -9136,18 +9136,18 @@ impl RequestNetworkInterfaceOfNiftyUpdateRouterNetworkInterfaces {
     pub fn security_group_id<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.security_group_id = items.into_iter().map(Into::into).collect();
         self
     }
     /// Sets [`network_id`](Self::network_id) and returns the input.
-    pub fn network_id(mut self, value: impl Into<String>) -> Self {
+    pub fn network_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.network_id = Some(value.into());
         self
     }
     /// Sets [`network_name`](Self::network_name) and returns the input.
-    pub fn network_name(mut self, value: impl Into<String>) -> Self {
+    pub fn network_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.network_name = Some(value.into());
         self
     }
@@ -9175,12 +9175,12 @@ impl crate::wire::ToParams for RequestNetworkInterfaceOfNiftyUpdateRouterNetwork
 )]
 pub struct RequestOption {
     /// Wire name `NameServer` (string).
-    pub name_server: Option<String>,
+    pub name_server: Option<crate::CompactString>,
 }
 
 impl RequestOption {
     /// Sets [`name_server`](Self::name_server) and returns the input.
-    pub fn name_server(mut self, value: impl Into<String>) -> Self {
+    pub fn name_server(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.name_server = Some(value.into());
         self
     }
@@ -9201,19 +9201,19 @@ impl crate::wire::ToParams for RequestOption {
 )]
 pub struct RequestOutboundInterface {
     /// Wire name `NetworkId` (string).
-    pub network_id: Option<String>,
+    pub network_id: Option<crate::CompactString>,
     /// Wire name `NetworkName` (string).
-    pub network_name: Option<String>,
+    pub network_name: Option<crate::CompactString>,
 }
 
 impl RequestOutboundInterface {
     /// Sets [`network_id`](Self::network_id) and returns the input.
-    pub fn network_id(mut self, value: impl Into<String>) -> Self {
+    pub fn network_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.network_id = Some(value.into());
         self
     }
     /// Sets [`network_name`](Self::network_name) and returns the input.
-    pub fn network_name(mut self, value: impl Into<String>) -> Self {
+    pub fn network_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.network_name = Some(value.into());
         self
     }
@@ -9235,12 +9235,12 @@ impl crate::wire::ToParams for RequestOutboundInterface {
 )]
 pub struct RequestPlacementOfAllocateAddress {
     /// Wire name `AvailabilityZone` (string).
-    pub availability_zone: Option<String>,
+    pub availability_zone: Option<crate::CompactString>,
 }
 
 impl RequestPlacementOfAllocateAddress {
     /// Sets [`availability_zone`](Self::availability_zone) and returns the input.
-    pub fn availability_zone(mut self, value: impl Into<String>) -> Self {
+    pub fn availability_zone(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.availability_zone = Some(value.into());
         self
     }
@@ -9261,12 +9261,12 @@ impl crate::wire::ToParams for RequestPlacementOfAllocateAddress {
 )]
 pub struct RequestPlacementOfCreateMultiIpAddressGroup {
     /// Wire name `AvailabilityZone` (string). Required.
-    pub availability_zone: Option<String>,
+    pub availability_zone: Option<crate::CompactString>,
 }
 
 impl RequestPlacementOfCreateMultiIpAddressGroup {
     /// Sets [`availability_zone`](Self::availability_zone) and returns the input.
-    pub fn availability_zone(mut self, value: impl Into<String>) -> Self {
+    pub fn availability_zone(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.availability_zone = Some(value.into());
         self
     }
@@ -9293,12 +9293,12 @@ impl crate::wire::ToParams for RequestPlacementOfCreateMultiIpAddressGroup {
 )]
 pub struct RequestPlacementOfCreateNetworkInterface {
     /// Wire name `AvailabilityZone` (string).
-    pub availability_zone: Option<String>,
+    pub availability_zone: Option<crate::CompactString>,
 }
 
 impl RequestPlacementOfCreateNetworkInterface {
     /// Sets [`availability_zone`](Self::availability_zone) and returns the input.
-    pub fn availability_zone(mut self, value: impl Into<String>) -> Self {
+    pub fn availability_zone(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.availability_zone = Some(value.into());
         self
     }
@@ -9319,26 +9319,26 @@ impl crate::wire::ToParams for RequestPlacementOfCreateNetworkInterface {
 )]
 pub struct RequestRouter {
     /// Wire name `NiftyReboot` (string). Allowed values: `force`, `true`.
-    pub nifty_reboot: Option<String>,
+    pub nifty_reboot: Option<crate::CompactString>,
     /// Wire name `RouterId` (string).
-    pub router_id: Option<String>,
+    pub router_id: Option<crate::CompactString>,
     /// Wire name `RouterName` (string).
-    pub router_name: Option<String>,
+    pub router_name: Option<crate::CompactString>,
 }
 
 impl RequestRouter {
     /// Sets [`nifty_reboot`](Self::nifty_reboot) and returns the input.
-    pub fn nifty_reboot(mut self, value: impl Into<String>) -> Self {
+    pub fn nifty_reboot(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.nifty_reboot = Some(value.into());
         self
     }
     /// Sets [`router_id`](Self::router_id) and returns the input.
-    pub fn router_id(mut self, value: impl Into<String>) -> Self {
+    pub fn router_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.router_id = Some(value.into());
         self
     }
     /// Sets [`router_name`](Self::router_name) and returns the input.
-    pub fn router_name(mut self, value: impl Into<String>) -> Self {
+    pub fn router_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.router_name = Some(value.into());
         self
     }
@@ -9361,14 +9361,14 @@ impl crate::wire::ToParams for RequestRouter {
 )]
 pub struct RequestSource {
     /// Wire name `Address` (string).
-    pub address: Option<String>,
+    pub address: Option<crate::CompactString>,
     /// Wire name `Port` (integer).
     pub port: Option<i64>,
 }
 
 impl RequestSource {
     /// Sets [`address`](Self::address) and returns the input.
-    pub fn address(mut self, value: impl Into<String>) -> Self {
+    pub fn address(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.address = Some(value.into());
         self
     }
@@ -9395,14 +9395,14 @@ impl crate::wire::ToParams for RequestSource {
 )]
 pub struct RequestTranslation {
     /// Wire name `Address` (string).
-    pub address: Option<String>,
+    pub address: Option<crate::CompactString>,
     /// Wire name `Port` (integer).
     pub port: Option<i64>,
 }
 
 impl RequestTranslation {
     /// Sets [`address`](Self::address) and returns the input.
-    pub fn address(mut self, value: impl Into<String>) -> Self {
+    pub fn address(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.address = Some(value.into());
         self
     }
@@ -9429,21 +9429,21 @@ impl crate::wire::ToParams for RequestTranslation {
 )]
 pub struct RouteSet {
     /// XML element `destinationCidrBlock` (string).
-    pub destination_cidr_block: Option<String>,
+    pub destination_cidr_block: Option<crate::CompactString>,
     /// XML element `ipAddress` (string).
-    pub ip_address: Option<String>,
+    pub ip_address: Option<crate::CompactString>,
     /// XML element `networkId` (string).
-    pub network_id: Option<String>,
+    pub network_id: Option<crate::CompactString>,
     /// XML element `networkName` (string).
-    pub network_name: Option<String>,
+    pub network_name: Option<crate::CompactString>,
     /// XML element `origin` (string).
-    pub origin: Option<String>,
+    pub origin: Option<crate::CompactString>,
     /// XML element `priority` (string).
-    pub priority: Option<String>,
+    pub priority: Option<crate::CompactString>,
     /// XML element `state` (string).
-    pub state: Option<String>,
+    pub state: Option<crate::CompactString>,
     /// XML element `vpcPeeringConnectionId` (string).
-    pub vpc_peering_connection_id: Option<String>,
+    pub vpc_peering_connection_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for RouteSet {
@@ -9476,11 +9476,11 @@ impl crate::xml::FromXml for RouteSet {
 )]
 pub struct RouteTable {
     /// XML element `associationSet` (string).
-    pub association_set: Option<String>,
+    pub association_set: Option<crate::CompactString>,
     /// XML element `elasticLoadBalancerAssociationSet` (string).
-    pub elastic_load_balancer_association_set: Option<String>,
+    pub elastic_load_balancer_association_set: Option<crate::CompactString>,
     /// XML element `routeTableId` (string).
-    pub route_table_id: Option<String>,
+    pub route_table_id: Option<crate::CompactString>,
     /// XML element `tagSet`, a list of `item` entries (structure).
     pub tag_set: Vec<TagSet>,
 }
@@ -9521,7 +9521,7 @@ pub struct RouteTableSet {
     /// XML element `routeSet`, a list of `item` entries (structure).
     pub route_set: Vec<RouteSet>,
     /// XML element `routeTableId` (string).
-    pub route_table_id: Option<String>,
+    pub route_table_id: Option<crate::CompactString>,
     /// XML element `tagSet`, a list of `item` entries (structure).
     pub tag_set: Vec<TagSet>,
 }
@@ -9556,27 +9556,27 @@ impl crate::xml::FromXml for RouteTableSet {
 )]
 pub struct Router {
     /// XML element `accountingType` (string).
-    pub accounting_type: Option<String>,
+    pub accounting_type: Option<crate::CompactString>,
     /// XML element `availabilityZone` (string).
-    pub availability_zone: Option<String>,
+    pub availability_zone: Option<crate::CompactString>,
     /// XML element `backupInformation` (structure).
     pub backup_information: Option<BackupInformation>,
     /// XML element `description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// XML element `groupSet`, a list of `item` entries (structure).
     pub group_set: Vec<GroupSet>,
     /// XML element `networkInterfaceSet`, a list of `item` entries (structure).
     pub network_interface_set: Vec<NetworkInterfaceSetOfNiftyCreateRouter>,
     /// XML element `nextMonthAccountingType` (string).
-    pub next_month_accounting_type: Option<String>,
+    pub next_month_accounting_type: Option<crate::CompactString>,
     /// XML element `routerId` (string).
-    pub router_id: Option<String>,
+    pub router_id: Option<crate::CompactString>,
     /// XML element `routerName` (string).
-    pub router_name: Option<String>,
+    pub router_name: Option<crate::CompactString>,
     /// XML element `state` (string).
-    pub state: Option<String>,
+    pub state: Option<crate::CompactString>,
     /// XML element `type` (string).
-    pub r#type: Option<String>,
+    pub r#type: Option<crate::CompactString>,
     /// XML element `versionInformation` (structure).
     pub version_information: Option<VersionInformationOfNiftyCreateRouter>,
 }
@@ -9615,13 +9615,13 @@ impl crate::xml::FromXml for Router {
 )]
 pub struct RouterSetOfNiftyCreatePrivateLan {
     /// XML element `deviceIndex` (string).
-    pub device_index: Option<String>,
+    pub device_index: Option<crate::CompactString>,
     /// XML element `ipAddress` (string).
-    pub ip_address: Option<String>,
+    pub ip_address: Option<crate::CompactString>,
     /// XML element `routerId` (string).
-    pub router_id: Option<String>,
+    pub router_id: Option<crate::CompactString>,
     /// XML element `routerName` (string).
-    pub router_name: Option<String>,
+    pub router_name: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for RouterSetOfNiftyCreatePrivateLan {
@@ -9650,13 +9650,13 @@ impl crate::xml::FromXml for RouterSetOfNiftyCreatePrivateLan {
 )]
 pub struct RouterSetOfNiftyDescribePrivateLans {
     /// XML element `deviceIndex` (string).
-    pub device_index: Option<String>,
+    pub device_index: Option<crate::CompactString>,
     /// XML element `ipAddress` (string).
-    pub ip_address: Option<String>,
+    pub ip_address: Option<crate::CompactString>,
     /// XML element `routerId` (string).
-    pub router_id: Option<String>,
+    pub router_id: Option<crate::CompactString>,
     /// XML element `routerName` (string).
-    pub router_name: Option<String>,
+    pub router_name: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for RouterSetOfNiftyDescribePrivateLans {
@@ -9685,39 +9685,39 @@ impl crate::xml::FromXml for RouterSetOfNiftyDescribePrivateLans {
 )]
 pub struct RouterSetOfNiftyDescribeRouters {
     /// XML element `accountingType` (string).
-    pub accounting_type: Option<String>,
+    pub accounting_type: Option<crate::CompactString>,
     /// XML element `availabilityZone` (string).
-    pub availability_zone: Option<String>,
+    pub availability_zone: Option<crate::CompactString>,
     /// XML element `backupInformation` (structure).
     pub backup_information: Option<BackupInformationOfNiftyDescribeRouters>,
     /// XML element `createdTime` (timestamp).
     pub created_time: Option<crate::xml::Timestamp>,
     /// XML element `description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// XML element `groupSet`, a list of `item` entries (structure).
     pub group_set: Vec<GroupSet>,
     /// XML element `natTableAssociationId` (string).
-    pub nat_table_association_id: Option<String>,
+    pub nat_table_association_id: Option<crate::CompactString>,
     /// XML element `natTableId` (string).
-    pub nat_table_id: Option<String>,
+    pub nat_table_id: Option<crate::CompactString>,
     /// XML element `networkInterfaceSet`, a list of `item` entries (structure).
     pub network_interface_set: Vec<NetworkInterfaceSetOfNiftyDescribeRouters>,
     /// XML element `nextMonthAccountingType` (string).
-    pub next_month_accounting_type: Option<String>,
+    pub next_month_accounting_type: Option<crate::CompactString>,
     /// XML element `routeTableAssociationId` (string).
-    pub route_table_association_id: Option<String>,
+    pub route_table_association_id: Option<crate::CompactString>,
     /// XML element `routeTableId` (string).
-    pub route_table_id: Option<String>,
+    pub route_table_id: Option<crate::CompactString>,
     /// XML element `routerId` (string).
-    pub router_id: Option<String>,
+    pub router_id: Option<crate::CompactString>,
     /// XML element `routerName` (string).
-    pub router_name: Option<String>,
+    pub router_name: Option<crate::CompactString>,
     /// XML element `state` (string).
-    pub state: Option<String>,
+    pub state: Option<crate::CompactString>,
     /// XML element `tagSet`, a list of `item` entries (structure).
     pub tag_set: Vec<TagSet>,
     /// XML element `type` (string).
-    pub r#type: Option<String>,
+    pub r#type: Option<crate::CompactString>,
     /// XML element `versionInformation` (structure).
     pub version_information: Option<VersionInformationOfNiftyDescribeRouters>,
 }
@@ -9762,7 +9762,7 @@ impl crate::xml::FromXml for RouterSetOfNiftyDescribeRouters {
 )]
 pub struct Source {
     /// XML element `address` (string).
-    pub address: Option<String>,
+    pub address: Option<crate::CompactString>,
     /// XML element `port` (integer).
     pub port: Option<i64>,
 }
@@ -9791,11 +9791,11 @@ impl crate::xml::FromXml for Source {
 )]
 pub struct StaticMappingsSet {
     /// XML element `description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// XML element `ipAddress` (string).
-    pub ip_address: Option<String>,
+    pub ip_address: Option<crate::CompactString>,
     /// XML element `macAddress` (string).
-    pub mac_address: Option<String>,
+    pub mac_address: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for StaticMappingsSet {
@@ -9823,7 +9823,7 @@ impl crate::xml::FromXml for StaticMappingsSet {
 )]
 pub struct Translation {
     /// XML element `address` (string).
-    pub address: Option<String>,
+    pub address: Option<crate::CompactString>,
     /// XML element `port` (integer).
     pub port: Option<i64>,
 }
@@ -9852,7 +9852,7 @@ impl crate::xml::FromXml for Translation {
 )]
 pub struct ValueSet {
     /// XML element `value` (string).
-    pub value: Option<String>,
+    pub value: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for ValueSet {
@@ -9880,7 +9880,7 @@ pub struct VersionInformationOfNiftyCreateRouter {
     /// XML element `isLatest` (boolean).
     pub is_latest: Option<bool>,
     /// XML element `version` (string).
-    pub version: Option<String>,
+    pub version: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for VersionInformationOfNiftyCreateRouter {
@@ -9909,7 +9909,7 @@ pub struct VersionInformationOfNiftyDescribeRouters {
     /// XML element `isLatest` (boolean).
     pub is_latest: Option<bool>,
     /// XML element `version` (string).
-    pub version: Option<String>,
+    pub version: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for VersionInformationOfNiftyDescribeRouters {
@@ -9936,13 +9936,13 @@ impl crate::xml::FromXml for VersionInformationOfNiftyDescribeRouters {
 )]
 pub struct VpnGatewaySetOfNiftyCreatePrivateLan {
     /// XML element `deviceIndex` (string).
-    pub device_index: Option<String>,
+    pub device_index: Option<crate::CompactString>,
     /// XML element `ipAddress` (string).
-    pub ip_address: Option<String>,
+    pub ip_address: Option<crate::CompactString>,
     /// XML element `niftyVpnGatewayName` (string).
-    pub nifty_vpn_gateway_name: Option<String>,
+    pub nifty_vpn_gateway_name: Option<crate::CompactString>,
     /// XML element `vpnGatewayId` (string).
-    pub vpn_gateway_id: Option<String>,
+    pub vpn_gateway_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for VpnGatewaySetOfNiftyCreatePrivateLan {
@@ -9971,13 +9971,13 @@ impl crate::xml::FromXml for VpnGatewaySetOfNiftyCreatePrivateLan {
 )]
 pub struct VpnGatewaySetOfNiftyDescribePrivateLans {
     /// XML element `deviceIndex` (string).
-    pub device_index: Option<String>,
+    pub device_index: Option<crate::CompactString>,
     /// XML element `ipAddress` (string).
-    pub ip_address: Option<String>,
+    pub ip_address: Option<crate::CompactString>,
     /// XML element `niftyVpnGatewayName` (string).
-    pub nifty_vpn_gateway_name: Option<String>,
+    pub nifty_vpn_gateway_name: Option<crate::CompactString>,
     /// XML element `vpnGatewayId` (string).
-    pub vpn_gateway_id: Option<String>,
+    pub vpn_gateway_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for VpnGatewaySetOfNiftyDescribePrivateLans {
@@ -10008,17 +10008,17 @@ pub struct WebProxy {
     /// XML element `bypassInterface` (structure).
     pub bypass_interface: Option<BypassInterface>,
     /// XML element `description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// XML element `listenInterface` (structure).
     pub listen_interface: Option<ListenInterface>,
     /// XML element `listenPort` (string).
-    pub listen_port: Option<String>,
+    pub listen_port: Option<crate::CompactString>,
     /// XML element `option` (structure).
     pub option: Option<OptionOfNiftyCreateWebProxy>,
     /// XML element `routerId` (string).
-    pub router_id: Option<String>,
+    pub router_id: Option<crate::CompactString>,
     /// XML element `routerName` (string).
-    pub router_name: Option<String>,
+    pub router_name: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for WebProxy {

@@ -15,15 +15,15 @@ pub struct AvailabilityZoneInfo {
     /// XML element `isDefault` (boolean).
     pub is_default: Option<bool>,
     /// XML element `messageSet` (string).
-    pub message_set: Option<String>,
+    pub message_set: Option<crate::CompactString>,
     /// XML element `regionName` (string).
-    pub region_name: Option<String>,
+    pub region_name: Option<crate::CompactString>,
     /// XML element `securityGroupSupported` (boolean).
     pub security_group_supported: Option<bool>,
     /// XML element `zoneName` (string).
-    pub zone_name: Option<String>,
+    pub zone_name: Option<crate::CompactString>,
     /// XML element `zoneState` (string).
-    pub zone_state: Option<String>,
+    pub zone_state: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for AvailabilityZoneInfo {
@@ -54,7 +54,7 @@ impl crate::xml::FromXml for AvailabilityZoneInfo {
 )]
 pub struct DescribeAvailabilityZonesRequest {
     /// Wire name `ZoneName.N` (list of string).
-    pub zone_name: Vec<String>,
+    pub zone_name: Vec<crate::CompactString>,
 }
 
 impl DescribeAvailabilityZonesRequest {
@@ -62,7 +62,7 @@ impl DescribeAvailabilityZonesRequest {
     pub fn zone_name<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.zone_name = items.into_iter().map(Into::into).collect();
         self
@@ -103,7 +103,7 @@ pub struct DescribeAvailabilityZonesResult {
     /// XML element `availabilityZoneInfo`, a list of `item` entries (structure).
     pub availability_zone_info: Vec<AvailabilityZoneInfo>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for DescribeAvailabilityZonesResult {
@@ -135,7 +135,7 @@ pub struct DescribeRegionsRequest {
     /// Wire name `Filter.N` (list of structure).
     pub filter: Vec<RequestFilterOfDescribeRegions>,
     /// Wire name `RegionName.N` (list of string).
-    pub region_name: Vec<String>,
+    pub region_name: Vec<crate::CompactString>,
 }
 
 impl DescribeRegionsRequest {
@@ -148,7 +148,7 @@ impl DescribeRegionsRequest {
     pub fn region_name<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.region_name = items.into_iter().map(Into::into).collect();
         self
@@ -190,7 +190,7 @@ pub struct DescribeRegionsResult {
     /// XML element `regionInfo`, a list of `item` entries (structure).
     pub region_info: Vec<RegionInfo>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for DescribeRegionsResult {
@@ -220,7 +220,7 @@ impl crate::xml::FromXml for DescribeRegionsResult {
 )]
 pub struct MessageSet {
     /// XML element `message` (string).
-    pub message: Option<String>,
+    pub message: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for MessageSet {
@@ -250,9 +250,9 @@ pub struct RegionInfo {
     /// XML element `messageSet`, a list of `item` entries (structure).
     pub message_set: Vec<MessageSet>,
     /// XML element `regionEndpoint` (string).
-    pub region_endpoint: Option<String>,
+    pub region_endpoint: Option<crate::CompactString>,
     /// XML element `regionName` (string).
-    pub region_name: Option<String>,
+    pub region_name: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for RegionInfo {
@@ -282,9 +282,9 @@ impl crate::xml::FromXml for RegionInfo {
 pub struct RequestFilterOfDescribeRegions {
     /// Wire name `Value.N` (list of string).
     #[cfg_attr(feature = "serde", serde(rename = "ListOfRequestValue"))]
-    pub value: Vec<String>,
+    pub value: Vec<crate::CompactString>,
     /// Wire name `Name` (string).
-    pub name: Option<String>,
+    pub name: Option<crate::CompactString>,
 }
 
 impl RequestFilterOfDescribeRegions {
@@ -292,13 +292,13 @@ impl RequestFilterOfDescribeRegions {
     pub fn value<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.value = items.into_iter().map(Into::into).collect();
         self
     }
     /// Sets [`name`](Self::name) and returns the input.
-    pub fn name(mut self, value: impl Into<String>) -> Self {
+    pub fn name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.name = Some(value.into());
         self
     }

@@ -13,16 +13,16 @@ use super::*;
 )]
 pub struct AuthorizeSecurityGroupIngressRequest {
     /// Wire name `GroupName` (string). Required.
-    pub group_name: Option<String>,
+    pub group_name: Option<crate::CompactString>,
     /// Wire name `IpPermissions.N` (list of structure).
     pub ip_permissions: Vec<RequestIpPermissions>,
     /// Wire name `UserId` (string).
-    pub user_id: Option<String>,
+    pub user_id: Option<crate::CompactString>,
 }
 
 impl AuthorizeSecurityGroupIngressRequest {
     /// Sets [`group_name`](Self::group_name) and returns the input.
-    pub fn group_name(mut self, value: impl Into<String>) -> Self {
+    pub fn group_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.group_name = Some(value.into());
         self
     }
@@ -32,7 +32,7 @@ impl AuthorizeSecurityGroupIngressRequest {
         self
     }
     /// Sets [`user_id`](Self::user_id) and returns the input.
-    pub fn user_id(mut self, value: impl Into<String>) -> Self {
+    pub fn user_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.user_id = Some(value.into());
         self
     }
@@ -78,7 +78,7 @@ impl crate::operation::Operation for AuthorizeSecurityGroupIngressRequest {
 )]
 pub struct AuthorizeSecurityGroupIngressResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -110,21 +110,21 @@ impl crate::xml::FromXml for AuthorizeSecurityGroupIngressResult {
 )]
 pub struct CreateSecurityGroupRequest {
     /// Wire name `GroupDescription` (string).
-    pub group_description: Option<String>,
+    pub group_description: Option<crate::CompactString>,
     /// Wire name `GroupName` (string). Required.
-    pub group_name: Option<String>,
+    pub group_name: Option<crate::CompactString>,
     /// Wire name `Placement` (structure).
     pub placement: Option<RequestPlacementOfCreateSecurityGroup>,
 }
 
 impl CreateSecurityGroupRequest {
     /// Sets [`group_description`](Self::group_description) and returns the input.
-    pub fn group_description(mut self, value: impl Into<String>) -> Self {
+    pub fn group_description(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.group_description = Some(value.into());
         self
     }
     /// Sets [`group_name`](Self::group_name) and returns the input.
-    pub fn group_name(mut self, value: impl Into<String>) -> Self {
+    pub fn group_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.group_name = Some(value.into());
         self
     }
@@ -175,7 +175,7 @@ impl crate::operation::Operation for CreateSecurityGroupRequest {
 )]
 pub struct CreateSecurityGroupResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -207,12 +207,12 @@ impl crate::xml::FromXml for CreateSecurityGroupResult {
 )]
 pub struct DeleteSecurityGroupRequest {
     /// Wire name `GroupName` (string). Required.
-    pub group_name: Option<String>,
+    pub group_name: Option<crate::CompactString>,
 }
 
 impl DeleteSecurityGroupRequest {
     /// Sets [`group_name`](Self::group_name) and returns the input.
-    pub fn group_name(mut self, value: impl Into<String>) -> Self {
+    pub fn group_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.group_name = Some(value.into());
         self
     }
@@ -256,7 +256,7 @@ impl crate::operation::Operation for DeleteSecurityGroupRequest {
 )]
 pub struct DeleteSecurityGroupResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -288,14 +288,14 @@ impl crate::xml::FromXml for DeleteSecurityGroupResult {
 )]
 pub struct DeregisterInstancesFromSecurityGroupRequest {
     /// Wire name `GroupName` (string). Required.
-    pub group_name: Option<String>,
+    pub group_name: Option<crate::CompactString>,
     /// Wire name `InstanceId.N` (list of string). Required.
-    pub instance_id: Vec<String>,
+    pub instance_id: Vec<crate::CompactString>,
 }
 
 impl DeregisterInstancesFromSecurityGroupRequest {
     /// Sets [`group_name`](Self::group_name) and returns the input.
-    pub fn group_name(mut self, value: impl Into<String>) -> Self {
+    pub fn group_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.group_name = Some(value.into());
         self
     }
@@ -303,7 +303,7 @@ impl DeregisterInstancesFromSecurityGroupRequest {
     pub fn instance_id<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.instance_id = items.into_iter().map(Into::into).collect();
         self
@@ -354,7 +354,7 @@ pub struct DeregisterInstancesFromSecurityGroupResult {
     /// XML element `instancesSet`, a list of `item` entries (structure).
     pub instances_set: Vec<InstancesSetOfDeregisterInstancesFromSecurityGroup>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for DeregisterInstancesFromSecurityGroupResult {
@@ -384,21 +384,21 @@ impl crate::xml::FromXml for DeregisterInstancesFromSecurityGroupResult {
 )]
 pub struct DescribeSecurityActivitiesRequest {
     /// Wire name `ActivityDate` (string).
-    pub activity_date: Option<String>,
+    pub activity_date: Option<crate::CompactString>,
     /// Wire name `GroupName` (string). Required.
-    pub group_name: Option<String>,
+    pub group_name: Option<crate::CompactString>,
     /// Wire name `Range` (structure).
     pub range: Option<RequestRange>,
 }
 
 impl DescribeSecurityActivitiesRequest {
     /// Sets [`activity_date`](Self::activity_date) and returns the input.
-    pub fn activity_date(mut self, value: impl Into<String>) -> Self {
+    pub fn activity_date(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.activity_date = Some(value.into());
         self
     }
     /// Sets [`group_name`](Self::group_name) and returns the input.
-    pub fn group_name(mut self, value: impl Into<String>) -> Self {
+    pub fn group_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.group_name = Some(value.into());
         self
     }
@@ -449,11 +449,11 @@ impl crate::operation::Operation for DescribeSecurityActivitiesRequest {
 )]
 pub struct DescribeSecurityActivitiesResult {
     /// XML element `groupName` (string).
-    pub group_name: Option<String>,
+    pub group_name: Option<crate::CompactString>,
     /// XML element `log` (string).
-    pub log: Option<String>,
+    pub log: Option<crate::CompactString>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for DescribeSecurityActivitiesResult {
@@ -486,7 +486,7 @@ pub struct DescribeSecurityGroupsRequest {
     /// Wire name `Filter.N` (list of structure).
     pub filter: Vec<RequestFilterOfDescribeSecurityGroups>,
     /// Wire name `GroupName.N` (list of string).
-    pub group_name: Vec<String>,
+    pub group_name: Vec<crate::CompactString>,
 }
 
 impl DescribeSecurityGroupsRequest {
@@ -499,7 +499,7 @@ impl DescribeSecurityGroupsRequest {
     pub fn group_name<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.group_name = items.into_iter().map(Into::into).collect();
         self
@@ -539,7 +539,7 @@ impl crate::operation::Operation for DescribeSecurityGroupsRequest {
 )]
 pub struct DescribeSecurityGroupsResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `securityGroupInfo`, a list of `item` entries (structure).
     pub security_group_info: Vec<SecurityGroupInfo>,
 }
@@ -571,9 +571,9 @@ impl crate::xml::FromXml for DescribeSecurityGroupsResult {
 )]
 pub struct Groups {
     /// XML element `groupName` (string).
-    pub group_name: Option<String>,
+    pub group_name: Option<crate::CompactString>,
     /// XML element `userId` (string).
-    pub user_id: Option<String>,
+    pub user_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for Groups {
@@ -600,7 +600,7 @@ impl crate::xml::FromXml for Groups {
 )]
 pub struct InstanceUniqueIdsSet {
     /// XML element `instanceUniqueId` (string).
-    pub instance_unique_id: Option<String>,
+    pub instance_unique_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for InstanceUniqueIdsSet {
@@ -626,7 +626,7 @@ impl crate::xml::FromXml for InstanceUniqueIdsSet {
 )]
 pub struct InstancesSetOfDeregisterInstancesFromSecurityGroup {
     /// XML element `instanceId` (string).
-    pub instance_id: Option<String>,
+    pub instance_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for InstancesSetOfDeregisterInstancesFromSecurityGroup {
@@ -652,7 +652,7 @@ impl crate::xml::FromXml for InstancesSetOfDeregisterInstancesFromSecurityGroup 
 )]
 pub struct InstancesSetOfDescribeSecurityGroups {
     /// XML element `instanceId` (string).
-    pub instance_id: Option<String>,
+    pub instance_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for InstancesSetOfDescribeSecurityGroups {
@@ -678,7 +678,7 @@ impl crate::xml::FromXml for InstancesSetOfDescribeSecurityGroups {
 )]
 pub struct InstancesSetOfRegisterInstancesWithSecurityGroup {
     /// XML element `instanceId` (string).
-    pub instance_id: Option<String>,
+    pub instance_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for InstancesSetOfRegisterInstancesWithSecurityGroup {
@@ -706,15 +706,15 @@ pub struct IpPermissions {
     /// XML element `addDatetime` (timestamp).
     pub add_datetime: Option<crate::xml::Timestamp>,
     /// XML element `description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// XML element `fromPort` (integer).
     pub from_port: Option<i64>,
     /// XML element `groups`, a list of `item` entries (structure).
     pub groups: Vec<Groups>,
     /// XML element `inOut` (string).
-    pub in_out: Option<String>,
+    pub in_out: Option<crate::CompactString>,
     /// XML element `ipProtocol` (string).
-    pub ip_protocol: Option<String>,
+    pub ip_protocol: Option<crate::CompactString>,
     /// XML element `ipRanges`, a list of `item` entries (structure).
     pub ip_ranges: Vec<IpRanges>,
     /// XML element `toPort` (integer).
@@ -751,7 +751,7 @@ impl crate::xml::FromXml for IpPermissions {
 )]
 pub struct IpRanges {
     /// XML element `cidrIp` (string).
-    pub cidr_ip: Option<String>,
+    pub cidr_ip: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for IpRanges {
@@ -777,14 +777,14 @@ impl crate::xml::FromXml for IpRanges {
 )]
 pub struct NiftyDeregisterRoutersFromSecurityGroupRequest {
     /// Wire name `GroupName` (string). Required.
-    pub group_name: Option<String>,
+    pub group_name: Option<crate::CompactString>,
     /// Wire name `RouterSet.N` (list of structure).
     pub router_set: Vec<RequestRouterSet>,
 }
 
 impl NiftyDeregisterRoutersFromSecurityGroupRequest {
     /// Sets [`group_name`](Self::group_name) and returns the input.
-    pub fn group_name(mut self, value: impl Into<String>) -> Self {
+    pub fn group_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.group_name = Some(value.into());
         self
     }
@@ -834,7 +834,7 @@ impl crate::operation::Operation for NiftyDeregisterRoutersFromSecurityGroupRequ
 )]
 pub struct NiftyDeregisterRoutersFromSecurityGroupResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `routerSet`, a list of `item` entries (structure).
     pub router_set: Vec<RouterSet>,
 }
@@ -866,14 +866,14 @@ impl crate::xml::FromXml for NiftyDeregisterRoutersFromSecurityGroupResult {
 )]
 pub struct NiftyDeregisterVpnGatewaysFromSecurityGroupRequest {
     /// Wire name `GroupName` (string). Required.
-    pub group_name: Option<String>,
+    pub group_name: Option<crate::CompactString>,
     /// Wire name `VpnGatewaySet.N` (list of structure).
     pub vpn_gateway_set: Vec<RequestVpnGatewaySet>,
 }
 
 impl NiftyDeregisterVpnGatewaysFromSecurityGroupRequest {
     /// Sets [`group_name`](Self::group_name) and returns the input.
-    pub fn group_name(mut self, value: impl Into<String>) -> Self {
+    pub fn group_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.group_name = Some(value.into());
         self
     }
@@ -923,7 +923,7 @@ impl crate::operation::Operation for NiftyDeregisterVpnGatewaysFromSecurityGroup
 )]
 pub struct NiftyDeregisterVpnGatewaysFromSecurityGroupResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `vpnGatewaySet`, a list of `item` entries (structure).
     pub vpn_gateway_set: Vec<VpnGatewaySet>,
 }
@@ -955,14 +955,14 @@ impl crate::xml::FromXml for NiftyDeregisterVpnGatewaysFromSecurityGroupResult {
 )]
 pub struct NiftyRegisterRoutersWithSecurityGroupRequest {
     /// Wire name `GroupName` (string). Required.
-    pub group_name: Option<String>,
+    pub group_name: Option<crate::CompactString>,
     /// Wire name `RouterSet.N` (list of structure).
     pub router_set: Vec<RequestRouterSet>,
 }
 
 impl NiftyRegisterRoutersWithSecurityGroupRequest {
     /// Sets [`group_name`](Self::group_name) and returns the input.
-    pub fn group_name(mut self, value: impl Into<String>) -> Self {
+    pub fn group_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.group_name = Some(value.into());
         self
     }
@@ -1012,7 +1012,7 @@ impl crate::operation::Operation for NiftyRegisterRoutersWithSecurityGroupReques
 )]
 pub struct NiftyRegisterRoutersWithSecurityGroupResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `routerSet`, a list of `item` entries (structure).
     pub router_set: Vec<RouterSet>,
 }
@@ -1044,14 +1044,14 @@ impl crate::xml::FromXml for NiftyRegisterRoutersWithSecurityGroupResult {
 )]
 pub struct NiftyRegisterVpnGatewaysWithSecurityGroupRequest {
     /// Wire name `GroupName` (string). Required.
-    pub group_name: Option<String>,
+    pub group_name: Option<crate::CompactString>,
     /// Wire name `VpnGatewaySet.N` (list of structure).
     pub vpn_gateway_set: Vec<RequestVpnGatewaySet>,
 }
 
 impl NiftyRegisterVpnGatewaysWithSecurityGroupRequest {
     /// Sets [`group_name`](Self::group_name) and returns the input.
-    pub fn group_name(mut self, value: impl Into<String>) -> Self {
+    pub fn group_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.group_name = Some(value.into());
         self
     }
@@ -1101,7 +1101,7 @@ impl crate::operation::Operation for NiftyRegisterVpnGatewaysWithSecurityGroupRe
 )]
 pub struct NiftyRegisterVpnGatewaysWithSecurityGroupResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `vpnGatewaySet`, a list of `item` entries (structure).
     pub vpn_gateway_set: Vec<VpnGatewaySet>,
 }
@@ -1133,14 +1133,14 @@ impl crate::xml::FromXml for NiftyRegisterVpnGatewaysWithSecurityGroupResult {
 )]
 pub struct RegisterInstancesWithSecurityGroupRequest {
     /// Wire name `GroupName` (string). Required.
-    pub group_name: Option<String>,
+    pub group_name: Option<crate::CompactString>,
     /// Wire name `InstanceId.N` (list of string). Required.
-    pub instance_id: Vec<String>,
+    pub instance_id: Vec<crate::CompactString>,
 }
 
 impl RegisterInstancesWithSecurityGroupRequest {
     /// Sets [`group_name`](Self::group_name) and returns the input.
-    pub fn group_name(mut self, value: impl Into<String>) -> Self {
+    pub fn group_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.group_name = Some(value.into());
         self
     }
@@ -1148,7 +1148,7 @@ impl RegisterInstancesWithSecurityGroupRequest {
     pub fn instance_id<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.instance_id = items.into_iter().map(Into::into).collect();
         self
@@ -1199,7 +1199,7 @@ pub struct RegisterInstancesWithSecurityGroupResult {
     /// XML element `instancesSet`, a list of `item` entries (structure).
     pub instances_set: Vec<InstancesSetOfRegisterInstancesWithSecurityGroup>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for RegisterInstancesWithSecurityGroupResult {
@@ -1230,9 +1230,9 @@ impl crate::xml::FromXml for RegisterInstancesWithSecurityGroupResult {
 pub struct RequestFilterOfDescribeSecurityGroups {
     /// Wire name `Value.N` (list of string).
     #[cfg_attr(feature = "serde", serde(rename = "ListOfRequestValue"))]
-    pub value: Vec<String>,
+    pub value: Vec<crate::CompactString>,
     /// Wire name `Name` (string). Allowed values: `description`, `group-name`.
-    pub name: Option<String>,
+    pub name: Option<crate::CompactString>,
 }
 
 impl RequestFilterOfDescribeSecurityGroups {
@@ -1240,13 +1240,13 @@ impl RequestFilterOfDescribeSecurityGroups {
     pub fn value<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.value = items.into_iter().map(Into::into).collect();
         self
     }
     /// Sets [`name`](Self::name) and returns the input.
-    pub fn name(mut self, value: impl Into<String>) -> Self {
+    pub fn name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.name = Some(value.into());
         self
     }
@@ -1268,19 +1268,19 @@ impl crate::wire::ToParams for RequestFilterOfDescribeSecurityGroups {
 )]
 pub struct RequestGroups {
     /// Wire name `GroupName` (string).
-    pub group_name: Option<String>,
+    pub group_name: Option<crate::CompactString>,
     /// Wire name `UserId` (string).
-    pub user_id: Option<String>,
+    pub user_id: Option<crate::CompactString>,
 }
 
 impl RequestGroups {
     /// Sets [`group_name`](Self::group_name) and returns the input.
-    pub fn group_name(mut self, value: impl Into<String>) -> Self {
+    pub fn group_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.group_name = Some(value.into());
         self
     }
     /// Sets [`user_id`](Self::user_id) and returns the input.
-    pub fn user_id(mut self, value: impl Into<String>) -> Self {
+    pub fn user_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.user_id = Some(value.into());
         self
     }
@@ -1302,13 +1302,13 @@ impl crate::wire::ToParams for RequestGroups {
 )]
 pub struct RequestIpPermissions {
     /// Wire name `Description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// Wire name `FromPort` (integer).
     pub from_port: Option<i64>,
     /// Wire name `InOut` (string). Allowed values: `IN`, `OUT`.
-    pub in_out: Option<String>,
+    pub in_out: Option<crate::CompactString>,
     /// Wire name `IpProtocol` (string). Allowed values: `ANY`, `TCP`, `UDP`, `ICMP`, `SSH`, `HTTP`, `HTTPS`, `RDP`, `GRE`, `ESP`, `AH`, `VRRP`, `L2TP`, `ICMPv6-all`.
-    pub ip_protocol: Option<String>,
+    pub ip_protocol: Option<crate::CompactString>,
     /// Wire name `Groups.N` (list of structure).
     #[cfg_attr(feature = "serde", serde(rename = "ListOfRequestGroups"))]
     pub groups: Vec<RequestGroups>,
@@ -1321,7 +1321,7 @@ pub struct RequestIpPermissions {
 
 impl RequestIpPermissions {
     /// Sets [`description`](Self::description) and returns the input.
-    pub fn description(mut self, value: impl Into<String>) -> Self {
+    pub fn description(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.description = Some(value.into());
         self
     }
@@ -1331,12 +1331,12 @@ impl RequestIpPermissions {
         self
     }
     /// Sets [`in_out`](Self::in_out) and returns the input.
-    pub fn in_out(mut self, value: impl Into<String>) -> Self {
+    pub fn in_out(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.in_out = Some(value.into());
         self
     }
     /// Sets [`ip_protocol`](Self::ip_protocol) and returns the input.
-    pub fn ip_protocol(mut self, value: impl Into<String>) -> Self {
+    pub fn ip_protocol(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.ip_protocol = Some(value.into());
         self
     }
@@ -1380,9 +1380,9 @@ pub struct RequestIpPermissionsOfRevokeSecurityGroupIngress {
     /// Wire name `FromPort` (integer).
     pub from_port: Option<i64>,
     /// Wire name `InOut` (string). Allowed values: `IN`, `OUT`.
-    pub in_out: Option<String>,
+    pub in_out: Option<crate::CompactString>,
     /// Wire name `IpProtocol` (string). Allowed values: `ANY`, `TCP`, `UDP`, `ICMP`, `SSH`, `HTTP`, `HTTPS`, `RDP`, `GRE`, `ESP`, `AH`, `VRRP`, `L2TP`, `ICMPv6-all`.
-    pub ip_protocol: Option<String>,
+    pub ip_protocol: Option<crate::CompactString>,
     /// Wire name `Groups.N` (list of structure).
     #[cfg_attr(feature = "serde", serde(rename = "ListOfRequestGroups"))]
     pub groups: Vec<RequestGroups>,
@@ -1400,12 +1400,12 @@ impl RequestIpPermissionsOfRevokeSecurityGroupIngress {
         self
     }
     /// Sets [`in_out`](Self::in_out) and returns the input.
-    pub fn in_out(mut self, value: impl Into<String>) -> Self {
+    pub fn in_out(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.in_out = Some(value.into());
         self
     }
     /// Sets [`ip_protocol`](Self::ip_protocol) and returns the input.
-    pub fn ip_protocol(mut self, value: impl Into<String>) -> Self {
+    pub fn ip_protocol(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.ip_protocol = Some(value.into());
         self
     }
@@ -1446,12 +1446,12 @@ impl crate::wire::ToParams for RequestIpPermissionsOfRevokeSecurityGroupIngress 
 )]
 pub struct RequestIpRanges {
     /// Wire name `CidrIp` (string).
-    pub cidr_ip: Option<String>,
+    pub cidr_ip: Option<crate::CompactString>,
 }
 
 impl RequestIpRanges {
     /// Sets [`cidr_ip`](Self::cidr_ip) and returns the input.
-    pub fn cidr_ip(mut self, value: impl Into<String>) -> Self {
+    pub fn cidr_ip(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.cidr_ip = Some(value.into());
         self
     }
@@ -1472,12 +1472,12 @@ impl crate::wire::ToParams for RequestIpRanges {
 )]
 pub struct RequestPlacementOfCreateSecurityGroup {
     /// Wire name `AvailabilityZone` (string).
-    pub availability_zone: Option<String>,
+    pub availability_zone: Option<crate::CompactString>,
 }
 
 impl RequestPlacementOfCreateSecurityGroup {
     /// Sets [`availability_zone`](Self::availability_zone) and returns the input.
-    pub fn availability_zone(mut self, value: impl Into<String>) -> Self {
+    pub fn availability_zone(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.availability_zone = Some(value.into());
         self
     }
@@ -1498,19 +1498,19 @@ impl crate::wire::ToParams for RequestPlacementOfCreateSecurityGroup {
 )]
 pub struct RequestRouterSet {
     /// Wire name `RouterId` (string).
-    pub router_id: Option<String>,
+    pub router_id: Option<crate::CompactString>,
     /// Wire name `RouterName` (string).
-    pub router_name: Option<String>,
+    pub router_name: Option<crate::CompactString>,
 }
 
 impl RequestRouterSet {
     /// Sets [`router_id`](Self::router_id) and returns the input.
-    pub fn router_id(mut self, value: impl Into<String>) -> Self {
+    pub fn router_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.router_id = Some(value.into());
         self
     }
     /// Sets [`router_name`](Self::router_name) and returns the input.
-    pub fn router_name(mut self, value: impl Into<String>) -> Self {
+    pub fn router_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.router_name = Some(value.into());
         self
     }
@@ -1532,19 +1532,19 @@ impl crate::wire::ToParams for RequestRouterSet {
 )]
 pub struct RequestVpnGatewaySet {
     /// Wire name `NiftyVpnGatewayName` (string).
-    pub nifty_vpn_gateway_name: Option<String>,
+    pub nifty_vpn_gateway_name: Option<crate::CompactString>,
     /// Wire name `VpnGatewayId` (string).
-    pub vpn_gateway_id: Option<String>,
+    pub vpn_gateway_id: Option<crate::CompactString>,
 }
 
 impl RequestVpnGatewaySet {
     /// Sets [`nifty_vpn_gateway_name`](Self::nifty_vpn_gateway_name) and returns the input.
-    pub fn nifty_vpn_gateway_name(mut self, value: impl Into<String>) -> Self {
+    pub fn nifty_vpn_gateway_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.nifty_vpn_gateway_name = Some(value.into());
         self
     }
     /// Sets [`vpn_gateway_id`](Self::vpn_gateway_id) and returns the input.
-    pub fn vpn_gateway_id(mut self, value: impl Into<String>) -> Self {
+    pub fn vpn_gateway_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.vpn_gateway_id = Some(value.into());
         self
     }
@@ -1566,16 +1566,16 @@ impl crate::wire::ToParams for RequestVpnGatewaySet {
 )]
 pub struct RevokeSecurityGroupIngressRequest {
     /// Wire name `GroupName` (string). Required.
-    pub group_name: Option<String>,
+    pub group_name: Option<crate::CompactString>,
     /// Wire name `IpPermissions.N` (list of structure).
     pub ip_permissions: Vec<RequestIpPermissionsOfRevokeSecurityGroupIngress>,
     /// Wire name `UserId` (string).
-    pub user_id: Option<String>,
+    pub user_id: Option<crate::CompactString>,
 }
 
 impl RevokeSecurityGroupIngressRequest {
     /// Sets [`group_name`](Self::group_name) and returns the input.
-    pub fn group_name(mut self, value: impl Into<String>) -> Self {
+    pub fn group_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.group_name = Some(value.into());
         self
     }
@@ -1588,7 +1588,7 @@ impl RevokeSecurityGroupIngressRequest {
         self
     }
     /// Sets [`user_id`](Self::user_id) and returns the input.
-    pub fn user_id(mut self, value: impl Into<String>) -> Self {
+    pub fn user_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.user_id = Some(value.into());
         self
     }
@@ -1634,7 +1634,7 @@ impl crate::operation::Operation for RevokeSecurityGroupIngressRequest {
 )]
 pub struct RevokeSecurityGroupIngressResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -1666,9 +1666,9 @@ impl crate::xml::FromXml for RevokeSecurityGroupIngressResult {
 )]
 pub struct RouterSet {
     /// XML element `routerId` (string).
-    pub router_id: Option<String>,
+    pub router_id: Option<crate::CompactString>,
     /// XML element `routerName` (string).
-    pub router_name: Option<String>,
+    pub router_name: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for RouterSet {
@@ -1695,9 +1695,9 @@ impl crate::xml::FromXml for RouterSet {
 )]
 pub struct SecurityGroupInfo {
     /// XML element `availabilityZone` (string).
-    pub availability_zone: Option<String>,
+    pub availability_zone: Option<crate::CompactString>,
     /// XML element `groupDescription` (string).
-    pub group_description: Option<String>,
+    pub group_description: Option<crate::CompactString>,
     /// XML element `groupLogFilterBroadcast` (boolean).
     pub group_log_filter_broadcast: Option<bool>,
     /// XML element `groupLogFilterNetBios` (boolean).
@@ -1705,11 +1705,11 @@ pub struct SecurityGroupInfo {
     /// XML element `groupLogLimit` (integer).
     pub group_log_limit: Option<i64>,
     /// XML element `groupName` (string).
-    pub group_name: Option<String>,
+    pub group_name: Option<crate::CompactString>,
     /// XML element `groupRuleLimit` (integer).
     pub group_rule_limit: Option<i64>,
     /// XML element `groupStatus` (string).
-    pub group_status: Option<String>,
+    pub group_status: Option<crate::CompactString>,
     /// XML element `instanceUniqueIdsSet`, a list of `item` entries (structure).
     pub instance_unique_ids_set: Vec<InstanceUniqueIdsSet>,
     /// XML element `instancesSet`, a list of `item` entries (structure).
@@ -1717,7 +1717,7 @@ pub struct SecurityGroupInfo {
     /// XML element `ipPermissions`, a list of `item` entries (structure).
     pub ip_permissions: Vec<IpPermissions>,
     /// XML element `ownerId` (string).
-    pub owner_id: Option<String>,
+    pub owner_id: Option<crate::CompactString>,
     /// XML element `routerSet`, a list of `item` entries (structure).
     pub router_set: Vec<RouterSet>,
     /// XML element `vpnGatewaySet`, a list of `item` entries (structure).
@@ -1760,7 +1760,7 @@ impl crate::xml::FromXml for SecurityGroupInfo {
 )]
 pub struct UpdateSecurityGroupRequest {
     /// Wire name `GroupDescriptionUpdate` (string).
-    pub group_description_update: Option<String>,
+    pub group_description_update: Option<crate::CompactString>,
     /// Wire name `GroupLogFilterBroadcast` (boolean).
     pub group_log_filter_broadcast: Option<bool>,
     /// Wire name `GroupLogFilterNetBios` (boolean).
@@ -1768,16 +1768,16 @@ pub struct UpdateSecurityGroupRequest {
     /// Wire name `GroupLogLimitUpdate` (integer).
     pub group_log_limit_update: Option<i64>,
     /// Wire name `GroupName` (string). Required.
-    pub group_name: Option<String>,
+    pub group_name: Option<crate::CompactString>,
     /// Wire name `GroupNameUpdate` (string).
-    pub group_name_update: Option<String>,
+    pub group_name_update: Option<crate::CompactString>,
     /// Wire name `GroupRuleLimitUpdate` (integer).
     pub group_rule_limit_update: Option<i64>,
 }
 
 impl UpdateSecurityGroupRequest {
     /// Sets [`group_description_update`](Self::group_description_update) and returns the input.
-    pub fn group_description_update(mut self, value: impl Into<String>) -> Self {
+    pub fn group_description_update(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.group_description_update = Some(value.into());
         self
     }
@@ -1797,12 +1797,12 @@ impl UpdateSecurityGroupRequest {
         self
     }
     /// Sets [`group_name`](Self::group_name) and returns the input.
-    pub fn group_name(mut self, value: impl Into<String>) -> Self {
+    pub fn group_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.group_name = Some(value.into());
         self
     }
     /// Sets [`group_name_update`](Self::group_name_update) and returns the input.
-    pub fn group_name_update(mut self, value: impl Into<String>) -> Self {
+    pub fn group_name_update(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.group_name_update = Some(value.into());
         self
     }
@@ -1857,7 +1857,7 @@ impl crate::operation::Operation for UpdateSecurityGroupRequest {
 )]
 pub struct UpdateSecurityGroupResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -1889,9 +1889,9 @@ impl crate::xml::FromXml for UpdateSecurityGroupResult {
 )]
 pub struct VpnGatewaySet {
     /// XML element `niftyVpnGatewayName` (string).
-    pub nifty_vpn_gateway_name: Option<String>,
+    pub nifty_vpn_gateway_name: Option<crate::CompactString>,
     /// XML element `vpnGatewayId` (string).
-    pub vpn_gateway_id: Option<String>,
+    pub vpn_gateway_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for VpnGatewaySet {

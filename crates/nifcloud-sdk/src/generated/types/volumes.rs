@@ -13,26 +13,26 @@ use super::*;
 )]
 pub struct AttachVolumeRequest {
     /// Wire name `Device` (string).
-    pub device: Option<String>,
+    pub device: Option<crate::CompactString>,
     /// Wire name `InstanceId` (string). Required.
-    pub instance_id: Option<String>,
+    pub instance_id: Option<crate::CompactString>,
     /// Wire name `VolumeId` (string). Required.
-    pub volume_id: Option<String>,
+    pub volume_id: Option<crate::CompactString>,
 }
 
 impl AttachVolumeRequest {
     /// Sets [`device`](Self::device) and returns the input.
-    pub fn device(mut self, value: impl Into<String>) -> Self {
+    pub fn device(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.device = Some(value.into());
         self
     }
     /// Sets [`instance_id`](Self::instance_id) and returns the input.
-    pub fn instance_id(mut self, value: impl Into<String>) -> Self {
+    pub fn instance_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.instance_id = Some(value.into());
         self
     }
     /// Sets [`volume_id`](Self::volume_id) and returns the input.
-    pub fn volume_id(mut self, value: impl Into<String>) -> Self {
+    pub fn volume_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.volume_id = Some(value.into());
         self
     }
@@ -81,21 +81,21 @@ impl crate::operation::Operation for AttachVolumeRequest {
 )]
 pub struct AttachVolumeResult {
     /// XML element `attachTime` (string).
-    pub attach_time: Option<String>,
+    pub attach_time: Option<crate::CompactString>,
     /// XML element `device` (string).
-    pub device: Option<String>,
+    pub device: Option<crate::CompactString>,
     /// XML element `instanceId` (string).
-    pub instance_id: Option<String>,
+    pub instance_id: Option<crate::CompactString>,
     /// XML element `instanceUniqueId` (string).
-    pub instance_unique_id: Option<String>,
+    pub instance_unique_id: Option<crate::CompactString>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `status` (string).
-    pub status: Option<String>,
+    pub status: Option<crate::CompactString>,
     /// XML element `volumeId` (string).
-    pub volume_id: Option<String>,
+    pub volume_id: Option<crate::CompactString>,
     /// XML element `volumeUniqueId` (string).
-    pub volume_unique_id: Option<String>,
+    pub volume_unique_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for AttachVolumeResult {
@@ -131,21 +131,21 @@ impl crate::xml::FromXml for AttachVolumeResult {
 )]
 pub struct AttachmentSet {
     /// XML element `attachTime` (string).
-    pub attach_time: Option<String>,
+    pub attach_time: Option<crate::CompactString>,
     /// XML element `deleteOnTermination` (string).
-    pub delete_on_termination: Option<String>,
+    pub delete_on_termination: Option<crate::CompactString>,
     /// XML element `device` (string).
-    pub device: Option<String>,
+    pub device: Option<crate::CompactString>,
     /// XML element `instanceId` (string).
-    pub instance_id: Option<String>,
+    pub instance_id: Option<crate::CompactString>,
     /// XML element `instanceUniqueId` (string).
-    pub instance_unique_id: Option<String>,
+    pub instance_unique_id: Option<crate::CompactString>,
     /// XML element `status` (string).
-    pub status: Option<String>,
+    pub status: Option<crate::CompactString>,
     /// XML element `volumeId` (string).
-    pub volume_id: Option<String>,
+    pub volume_id: Option<crate::CompactString>,
     /// XML element `volumeUniqueId` (string).
-    pub volume_unique_id: Option<String>,
+    pub volume_unique_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for AttachmentSet {
@@ -178,44 +178,44 @@ impl crate::xml::FromXml for AttachmentSet {
 )]
 pub struct CreateVolumeRequest {
     /// Wire name `AccountingType` (string). Allowed values: `1`, `2`.
-    pub accounting_type: Option<String>,
+    pub accounting_type: Option<crate::CompactString>,
     /// Wire name `Description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// Wire name `DiskType` (string).
-    pub disk_type: Option<String>,
+    pub disk_type: Option<crate::CompactString>,
     /// Wire name `InstanceId` (string).
-    pub instance_id: Option<String>,
+    pub instance_id: Option<crate::CompactString>,
     /// Wire name `InstanceUniqueId` (string).
-    pub instance_unique_id: Option<String>,
+    pub instance_unique_id: Option<crate::CompactString>,
     /// Wire name `Size` (integer). Required.
     pub size: Option<i64>,
     /// Wire name `VolumeId` (string).
-    pub volume_id: Option<String>,
+    pub volume_id: Option<crate::CompactString>,
 }
 
 impl CreateVolumeRequest {
     /// Sets [`accounting_type`](Self::accounting_type) and returns the input.
-    pub fn accounting_type(mut self, value: impl Into<String>) -> Self {
+    pub fn accounting_type(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.accounting_type = Some(value.into());
         self
     }
     /// Sets [`description`](Self::description) and returns the input.
-    pub fn description(mut self, value: impl Into<String>) -> Self {
+    pub fn description(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.description = Some(value.into());
         self
     }
     /// Sets [`disk_type`](Self::disk_type) and returns the input.
-    pub fn disk_type(mut self, value: impl Into<String>) -> Self {
+    pub fn disk_type(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.disk_type = Some(value.into());
         self
     }
     /// Sets [`instance_id`](Self::instance_id) and returns the input.
-    pub fn instance_id(mut self, value: impl Into<String>) -> Self {
+    pub fn instance_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.instance_id = Some(value.into());
         self
     }
     /// Sets [`instance_unique_id`](Self::instance_unique_id) and returns the input.
-    pub fn instance_unique_id(mut self, value: impl Into<String>) -> Self {
+    pub fn instance_unique_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.instance_unique_id = Some(value.into());
         self
     }
@@ -225,7 +225,7 @@ impl CreateVolumeRequest {
         self
     }
     /// Sets [`volume_id`](Self::volume_id) and returns the input.
-    pub fn volume_id(mut self, value: impl Into<String>) -> Self {
+    pub fn volume_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.volume_id = Some(value.into());
         self
     }
@@ -275,27 +275,27 @@ impl crate::operation::Operation for CreateVolumeRequest {
 )]
 pub struct CreateVolumeResult {
     /// XML element `accountingType` (string).
-    pub accounting_type: Option<String>,
+    pub accounting_type: Option<crate::CompactString>,
     /// XML element `availabilityZone` (string).
-    pub availability_zone: Option<String>,
+    pub availability_zone: Option<crate::CompactString>,
     /// XML element `createTime` (timestamp).
     pub create_time: Option<crate::xml::Timestamp>,
     /// XML element `description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// XML element `diskType` (string).
-    pub disk_type: Option<String>,
+    pub disk_type: Option<crate::CompactString>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `size` (integer).
     pub size: Option<i64>,
     /// XML element `snapshotId` (string).
-    pub snapshot_id: Option<String>,
+    pub snapshot_id: Option<crate::CompactString>,
     /// XML element `status` (string).
-    pub status: Option<String>,
+    pub status: Option<crate::CompactString>,
     /// XML element `volumeId` (string).
-    pub volume_id: Option<String>,
+    pub volume_id: Option<crate::CompactString>,
     /// XML element `volumeUniqueId` (string).
-    pub volume_unique_id: Option<String>,
+    pub volume_unique_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for CreateVolumeResult {
@@ -334,12 +334,12 @@ impl crate::xml::FromXml for CreateVolumeResult {
 )]
 pub struct DeleteVolumeRequest {
     /// Wire name `VolumeId` (string). Required.
-    pub volume_id: Option<String>,
+    pub volume_id: Option<crate::CompactString>,
 }
 
 impl DeleteVolumeRequest {
     /// Sets [`volume_id`](Self::volume_id) and returns the input.
-    pub fn volume_id(mut self, value: impl Into<String>) -> Self {
+    pub fn volume_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.volume_id = Some(value.into());
         self
     }
@@ -383,7 +383,7 @@ impl crate::operation::Operation for DeleteVolumeRequest {
 )]
 pub struct DeleteVolumeResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -415,7 +415,7 @@ impl crate::xml::FromXml for DeleteVolumeResult {
 )]
 pub struct DescribeVolumesRequest {
     /// Wire name `VolumeId.N` (list of string).
-    pub volume_id: Vec<String>,
+    pub volume_id: Vec<crate::CompactString>,
 }
 
 impl DescribeVolumesRequest {
@@ -423,7 +423,7 @@ impl DescribeVolumesRequest {
     pub fn volume_id<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.volume_id = items.into_iter().map(Into::into).collect();
         self
@@ -462,7 +462,7 @@ impl crate::operation::Operation for DescribeVolumesRequest {
 )]
 pub struct DescribeVolumesResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `volumeSet`, a list of `item` entries (structure).
     pub volume_set: Vec<VolumeSet>,
 }
@@ -496,13 +496,13 @@ pub struct DetachVolumeRequest {
     /// Wire name `Agreement` (boolean).
     pub agreement: Option<bool>,
     /// Wire name `Device` (string).
-    pub device: Option<String>,
+    pub device: Option<crate::CompactString>,
     /// Wire name `Force` (boolean).
     pub force: Option<bool>,
     /// Wire name `InstanceId` (string).
-    pub instance_id: Option<String>,
+    pub instance_id: Option<crate::CompactString>,
     /// Wire name `VolumeId` (string). Required.
-    pub volume_id: Option<String>,
+    pub volume_id: Option<crate::CompactString>,
 }
 
 impl DetachVolumeRequest {
@@ -512,7 +512,7 @@ impl DetachVolumeRequest {
         self
     }
     /// Sets [`device`](Self::device) and returns the input.
-    pub fn device(mut self, value: impl Into<String>) -> Self {
+    pub fn device(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.device = Some(value.into());
         self
     }
@@ -522,12 +522,12 @@ impl DetachVolumeRequest {
         self
     }
     /// Sets [`instance_id`](Self::instance_id) and returns the input.
-    pub fn instance_id(mut self, value: impl Into<String>) -> Self {
+    pub fn instance_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.instance_id = Some(value.into());
         self
     }
     /// Sets [`volume_id`](Self::volume_id) and returns the input.
-    pub fn volume_id(mut self, value: impl Into<String>) -> Self {
+    pub fn volume_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.volume_id = Some(value.into());
         self
     }
@@ -575,21 +575,21 @@ impl crate::operation::Operation for DetachVolumeRequest {
 )]
 pub struct DetachVolumeResult {
     /// XML element `attachTime` (string).
-    pub attach_time: Option<String>,
+    pub attach_time: Option<crate::CompactString>,
     /// XML element `device` (string).
-    pub device: Option<String>,
+    pub device: Option<crate::CompactString>,
     /// XML element `instanceId` (string).
-    pub instance_id: Option<String>,
+    pub instance_id: Option<crate::CompactString>,
     /// XML element `instanceUniqueId` (string).
-    pub instance_unique_id: Option<String>,
+    pub instance_unique_id: Option<crate::CompactString>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `status` (string).
-    pub status: Option<String>,
+    pub status: Option<crate::CompactString>,
     /// XML element `volumeId` (string).
-    pub volume_id: Option<String>,
+    pub volume_id: Option<crate::CompactString>,
     /// XML element `volumeUniqueId` (string).
-    pub volume_unique_id: Option<String>,
+    pub volume_unique_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for DetachVolumeResult {
@@ -625,19 +625,19 @@ impl crate::xml::FromXml for DetachVolumeResult {
 )]
 pub struct ExtendVolumeSizeRequest {
     /// Wire name `NiftyReboot` (string). Allowed values: `force`, `true`, `false`.
-    pub nifty_reboot: Option<String>,
+    pub nifty_reboot: Option<crate::CompactString>,
     /// Wire name `VolumeId` (string). Required.
-    pub volume_id: Option<String>,
+    pub volume_id: Option<crate::CompactString>,
 }
 
 impl ExtendVolumeSizeRequest {
     /// Sets [`nifty_reboot`](Self::nifty_reboot) and returns the input.
-    pub fn nifty_reboot(mut self, value: impl Into<String>) -> Self {
+    pub fn nifty_reboot(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.nifty_reboot = Some(value.into());
         self
     }
     /// Sets [`volume_id`](Self::volume_id) and returns the input.
-    pub fn volume_id(mut self, value: impl Into<String>) -> Self {
+    pub fn volume_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.volume_id = Some(value.into());
         self
     }
@@ -682,9 +682,9 @@ impl crate::operation::Operation for ExtendVolumeSizeRequest {
 )]
 pub struct ExtendVolumeSizeResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (string).
-    pub r#return: Option<String>,
+    pub r#return: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for ExtendVolumeSizeResult {
@@ -714,26 +714,26 @@ impl crate::xml::FromXml for ExtendVolumeSizeResult {
 )]
 pub struct ModifyVolumeAttributeRequest {
     /// Wire name `Attribute` (string). Allowed values: `accountingType`, `volumeName`, `description`.
-    pub attribute: Option<String>,
+    pub attribute: Option<crate::CompactString>,
     /// Wire name `Value` (string).
-    pub value: Option<String>,
+    pub value: Option<crate::CompactString>,
     /// Wire name `VolumeId` (string). Required.
-    pub volume_id: Option<String>,
+    pub volume_id: Option<crate::CompactString>,
 }
 
 impl ModifyVolumeAttributeRequest {
     /// Sets [`attribute`](Self::attribute) and returns the input.
-    pub fn attribute(mut self, value: impl Into<String>) -> Self {
+    pub fn attribute(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.attribute = Some(value.into());
         self
     }
     /// Sets [`value`](Self::value) and returns the input.
-    pub fn value(mut self, value: impl Into<String>) -> Self {
+    pub fn value(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.value = Some(value.into());
         self
     }
     /// Sets [`volume_id`](Self::volume_id) and returns the input.
-    pub fn volume_id(mut self, value: impl Into<String>) -> Self {
+    pub fn volume_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.volume_id = Some(value.into());
         self
     }
@@ -779,7 +779,7 @@ impl crate::operation::Operation for ModifyVolumeAttributeRequest {
 )]
 pub struct ModifyVolumeAttributeResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -811,29 +811,29 @@ impl crate::xml::FromXml for ModifyVolumeAttributeResult {
 )]
 pub struct VolumeSet {
     /// XML element `accountingType` (string).
-    pub accounting_type: Option<String>,
+    pub accounting_type: Option<crate::CompactString>,
     /// XML element `attachmentSet`, a list of `item` entries (structure).
     pub attachment_set: Vec<AttachmentSet>,
     /// XML element `availabilityZone` (string).
-    pub availability_zone: Option<String>,
+    pub availability_zone: Option<crate::CompactString>,
     /// XML element `createTime` (timestamp).
     pub create_time: Option<crate::xml::Timestamp>,
     /// XML element `description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// XML element `diskType` (string).
-    pub disk_type: Option<String>,
+    pub disk_type: Option<crate::CompactString>,
     /// XML element `nextMonthAccountingType` (string).
-    pub next_month_accounting_type: Option<String>,
+    pub next_month_accounting_type: Option<crate::CompactString>,
     /// XML element `size` (string).
-    pub size: Option<String>,
+    pub size: Option<crate::CompactString>,
     /// XML element `snapshotId` (string).
-    pub snapshot_id: Option<String>,
+    pub snapshot_id: Option<crate::CompactString>,
     /// XML element `status` (string).
-    pub status: Option<String>,
+    pub status: Option<crate::CompactString>,
     /// XML element `volumeId` (string).
-    pub volume_id: Option<String>,
+    pub volume_id: Option<crate::CompactString>,
     /// XML element `volumeUniqueId` (string).
-    pub volume_unique_id: Option<String>,
+    pub volume_unique_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for VolumeSet {

@@ -13,9 +13,9 @@ use super::*;
 )]
 pub struct AnalyzeResultSet {
     /// XML element `analyzeCode` (string).
-    pub analyze_code: Option<String>,
+    pub analyze_code: Option<crate::CompactString>,
     /// XML element `line` (string).
-    pub line: Option<String>,
+    pub line: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for AnalyzeResultSet {
@@ -42,17 +42,17 @@ impl crate::xml::FromXml for AnalyzeResultSet {
 )]
 pub struct AssociationOfCreateRemoteAccessVpnGateway {
     /// XML element `allocationId` (string).
-    pub allocation_id: Option<String>,
+    pub allocation_id: Option<crate::CompactString>,
     /// XML element `associationId` (string).
-    pub association_id: Option<String>,
+    pub association_id: Option<crate::CompactString>,
     /// XML element `ipOwnerId` (string).
-    pub ip_owner_id: Option<String>,
+    pub ip_owner_id: Option<crate::CompactString>,
     /// XML element `publicDnsName` (string).
-    pub public_dns_name: Option<String>,
+    pub public_dns_name: Option<crate::CompactString>,
     /// XML element `publicIp` (string).
-    pub public_ip: Option<String>,
+    pub public_ip: Option<crate::CompactString>,
     /// XML element `publicIpV6` (string).
-    pub public_ip_v6: Option<String>,
+    pub public_ip_v6: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for AssociationOfCreateRemoteAccessVpnGateway {
@@ -83,17 +83,17 @@ impl crate::xml::FromXml for AssociationOfCreateRemoteAccessVpnGateway {
 )]
 pub struct AssociationOfDescribeRemoteAccessVpnGateways {
     /// XML element `allocationId` (string).
-    pub allocation_id: Option<String>,
+    pub allocation_id: Option<crate::CompactString>,
     /// XML element `associationId` (string).
-    pub association_id: Option<String>,
+    pub association_id: Option<crate::CompactString>,
     /// XML element `ipOwnerId` (string).
-    pub ip_owner_id: Option<String>,
+    pub ip_owner_id: Option<crate::CompactString>,
     /// XML element `publicDnsName` (string).
-    pub public_dns_name: Option<String>,
+    pub public_dns_name: Option<crate::CompactString>,
     /// XML element `publicIp` (string).
-    pub public_ip: Option<String>,
+    pub public_ip: Option<crate::CompactString>,
     /// XML element `publicIpV6` (string).
-    pub public_ip_v6: Option<String>,
+    pub public_ip_v6: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for AssociationOfDescribeRemoteAccessVpnGateways {
@@ -124,19 +124,19 @@ impl crate::xml::FromXml for AssociationOfDescribeRemoteAccessVpnGateways {
 )]
 pub struct AttachmentOfCreateRemoteAccessVpnGateway {
     /// XML element `attachTime` (string).
-    pub attach_time: Option<String>,
+    pub attach_time: Option<crate::CompactString>,
     /// XML element `attachmentId` (string).
-    pub attachment_id: Option<String>,
+    pub attachment_id: Option<crate::CompactString>,
     /// XML element `deleteOnTermination` (string).
-    pub delete_on_termination: Option<String>,
+    pub delete_on_termination: Option<crate::CompactString>,
     /// XML element `deviceIndex` (string).
-    pub device_index: Option<String>,
+    pub device_index: Option<crate::CompactString>,
     /// XML element `instanceId` (string).
-    pub instance_id: Option<String>,
+    pub instance_id: Option<crate::CompactString>,
     /// XML element `instanceOwnerId` (string).
-    pub instance_owner_id: Option<String>,
+    pub instance_owner_id: Option<crate::CompactString>,
     /// XML element `status` (string).
-    pub status: Option<String>,
+    pub status: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for AttachmentOfCreateRemoteAccessVpnGateway {
@@ -168,19 +168,19 @@ impl crate::xml::FromXml for AttachmentOfCreateRemoteAccessVpnGateway {
 )]
 pub struct AttachmentOfDescribeRemoteAccessVpnGateways {
     /// XML element `attachTime` (string).
-    pub attach_time: Option<String>,
+    pub attach_time: Option<crate::CompactString>,
     /// XML element `attachmentId` (string).
-    pub attachment_id: Option<String>,
+    pub attachment_id: Option<crate::CompactString>,
     /// XML element `deleteOnTermination` (string).
-    pub delete_on_termination: Option<String>,
+    pub delete_on_termination: Option<crate::CompactString>,
     /// XML element `deviceIndex` (string).
-    pub device_index: Option<String>,
+    pub device_index: Option<crate::CompactString>,
     /// XML element `instanceId` (string).
-    pub instance_id: Option<String>,
+    pub instance_id: Option<crate::CompactString>,
     /// XML element `instanceOwnerId` (string).
-    pub instance_owner_id: Option<String>,
+    pub instance_owner_id: Option<crate::CompactString>,
     /// XML element `status` (string).
-    pub status: Option<String>,
+    pub status: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for AttachmentOfDescribeRemoteAccessVpnGateways {
@@ -212,7 +212,7 @@ impl crate::xml::FromXml for AttachmentOfDescribeRemoteAccessVpnGateways {
 )]
 pub struct AuthTypeSet {
     /// XML element `authType` (string).
-    pub auth_type: Option<String>,
+    pub auth_type: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for AuthTypeSet {
@@ -267,7 +267,7 @@ impl crate::xml::FromXml for BackupInformationOfDescribeVpnGateways {
 )]
 pub struct CipherSuiteSet {
     /// XML element `cipherSuite` (string).
-    pub cipher_suite: Option<String>,
+    pub cipher_suite: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for CipherSuiteSet {
@@ -293,15 +293,15 @@ impl crate::xml::FromXml for CipherSuiteSet {
 )]
 pub struct ConnectionSet {
     /// XML element `assignedIpAddress` (string).
-    pub assigned_ip_address: Option<String>,
+    pub assigned_ip_address: Option<crate::CompactString>,
     /// XML element `clientIpAddress` (string).
-    pub client_ip_address: Option<String>,
+    pub client_ip_address: Option<crate::CompactString>,
     /// XML element `connectionId` (string).
-    pub connection_id: Option<String>,
+    pub connection_id: Option<crate::CompactString>,
     /// XML element `remoteUserName` (string).
-    pub remote_user_name: Option<String>,
+    pub remote_user_name: Option<crate::CompactString>,
     /// XML element `startTime` (string).
-    pub start_time: Option<String>,
+    pub start_time: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for ConnectionSet {
@@ -333,17 +333,17 @@ pub struct CreateCustomerGatewayRequest {
     /// Wire name `BgpAsn` (integer).
     pub bgp_asn: Option<i64>,
     /// Wire name `IpAddress` (string). Required.
-    pub ip_address: Option<String>,
+    pub ip_address: Option<crate::CompactString>,
     /// Wire name `NiftyCustomerGatewayDescription` (string).
-    pub nifty_customer_gateway_description: Option<String>,
+    pub nifty_customer_gateway_description: Option<crate::CompactString>,
     /// Wire name `NiftyCustomerGatewayName` (string).
-    pub nifty_customer_gateway_name: Option<String>,
+    pub nifty_customer_gateway_name: Option<crate::CompactString>,
     /// Wire name `NiftyLanSideCidrBlock` (string).
-    pub nifty_lan_side_cidr_block: Option<String>,
+    pub nifty_lan_side_cidr_block: Option<crate::CompactString>,
     /// Wire name `NiftyLanSideIpAddress` (string).
-    pub nifty_lan_side_ip_address: Option<String>,
+    pub nifty_lan_side_ip_address: Option<crate::CompactString>,
     /// Wire name `Type` (string). Allowed values: `IPsec`, `IPsec VTI`, `L2TPv3 / IPsec`.
-    pub r#type: Option<String>,
+    pub r#type: Option<crate::CompactString>,
 }
 
 impl CreateCustomerGatewayRequest {
@@ -353,32 +353,32 @@ impl CreateCustomerGatewayRequest {
         self
     }
     /// Sets [`ip_address`](Self::ip_address) and returns the input.
-    pub fn ip_address(mut self, value: impl Into<String>) -> Self {
+    pub fn ip_address(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.ip_address = Some(value.into());
         self
     }
     /// Sets [`nifty_customer_gateway_description`](Self::nifty_customer_gateway_description) and returns the input.
-    pub fn nifty_customer_gateway_description(mut self, value: impl Into<String>) -> Self {
+    pub fn nifty_customer_gateway_description(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.nifty_customer_gateway_description = Some(value.into());
         self
     }
     /// Sets [`nifty_customer_gateway_name`](Self::nifty_customer_gateway_name) and returns the input.
-    pub fn nifty_customer_gateway_name(mut self, value: impl Into<String>) -> Self {
+    pub fn nifty_customer_gateway_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.nifty_customer_gateway_name = Some(value.into());
         self
     }
     /// Sets [`nifty_lan_side_cidr_block`](Self::nifty_lan_side_cidr_block) and returns the input.
-    pub fn nifty_lan_side_cidr_block(mut self, value: impl Into<String>) -> Self {
+    pub fn nifty_lan_side_cidr_block(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.nifty_lan_side_cidr_block = Some(value.into());
         self
     }
     /// Sets [`nifty_lan_side_ip_address`](Self::nifty_lan_side_ip_address) and returns the input.
-    pub fn nifty_lan_side_ip_address(mut self, value: impl Into<String>) -> Self {
+    pub fn nifty_lan_side_ip_address(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.nifty_lan_side_ip_address = Some(value.into());
         self
     }
     /// Sets [`type`](Self::r#type) and returns the input.
-    pub fn r#type(mut self, value: impl Into<String>) -> Self {
+    pub fn r#type(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.r#type = Some(value.into());
         self
     }
@@ -435,7 +435,7 @@ pub struct CreateCustomerGatewayResult {
     /// XML element `customerGateway` (structure).
     pub customer_gateway: Option<CustomerGateway>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for CreateCustomerGatewayResult {
@@ -468,24 +468,24 @@ pub struct CreateRemoteAccessVpnGatewayRequest {
     pub accounting_type: Option<i64>,
     /// Wire name `CACertificateId` (string).
     #[cfg_attr(feature = "serde", serde(rename = "CACertificateId"))]
-    pub ca_certificate_id: Option<String>,
+    pub ca_certificate_id: Option<crate::CompactString>,
     /// Wire name `CipherSuite.N` (list of string). Required.
-    pub cipher_suite: Vec<String>,
+    pub cipher_suite: Vec<crate::CompactString>,
     /// Wire name `Description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// Wire name `NetworkInterface.N` (list of structure). Required.
     pub network_interface: Vec<RequestNetworkInterfaceOfCreateRemoteAccessVpnGateway>,
     /// Wire name `Placement` (structure).
     pub placement: Option<RequestPlacementOfCreateRemoteAccessVpnGateway>,
     /// Wire name `PoolNetworkCidr` (string). Required.
-    pub pool_network_cidr: Option<String>,
+    pub pool_network_cidr: Option<crate::CompactString>,
     /// Wire name `RemoteAccessVpnGatewayName` (string).
-    pub remote_access_vpn_gateway_name: Option<String>,
+    pub remote_access_vpn_gateway_name: Option<crate::CompactString>,
     /// Wire name `RemoteAccessVpnGatewayType` (string). Allowed values: `small`, `medium`, `large`.
-    pub remote_access_vpn_gateway_type: Option<String>,
+    pub remote_access_vpn_gateway_type: Option<crate::CompactString>,
     /// Wire name `SSLCertificateId` (string). Required.
     #[cfg_attr(feature = "serde", serde(rename = "SSLCertificateId"))]
-    pub ssl_certificate_id: Option<String>,
+    pub ssl_certificate_id: Option<crate::CompactString>,
 }
 
 impl CreateRemoteAccessVpnGatewayRequest {
@@ -495,7 +495,7 @@ impl CreateRemoteAccessVpnGatewayRequest {
         self
     }
     /// Sets [`ca_certificate_id`](Self::ca_certificate_id) and returns the input.
-    pub fn ca_certificate_id(mut self, value: impl Into<String>) -> Self {
+    pub fn ca_certificate_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.ca_certificate_id = Some(value.into());
         self
     }
@@ -503,13 +503,13 @@ impl CreateRemoteAccessVpnGatewayRequest {
     pub fn cipher_suite<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.cipher_suite = items.into_iter().map(Into::into).collect();
         self
     }
     /// Sets [`description`](Self::description) and returns the input.
-    pub fn description(mut self, value: impl Into<String>) -> Self {
+    pub fn description(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.description = Some(value.into());
         self
     }
@@ -527,22 +527,22 @@ impl CreateRemoteAccessVpnGatewayRequest {
         self
     }
     /// Sets [`pool_network_cidr`](Self::pool_network_cidr) and returns the input.
-    pub fn pool_network_cidr(mut self, value: impl Into<String>) -> Self {
+    pub fn pool_network_cidr(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.pool_network_cidr = Some(value.into());
         self
     }
     /// Sets [`remote_access_vpn_gateway_name`](Self::remote_access_vpn_gateway_name) and returns the input.
-    pub fn remote_access_vpn_gateway_name(mut self, value: impl Into<String>) -> Self {
+    pub fn remote_access_vpn_gateway_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.remote_access_vpn_gateway_name = Some(value.into());
         self
     }
     /// Sets [`remote_access_vpn_gateway_type`](Self::remote_access_vpn_gateway_type) and returns the input.
-    pub fn remote_access_vpn_gateway_type(mut self, value: impl Into<String>) -> Self {
+    pub fn remote_access_vpn_gateway_type(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.remote_access_vpn_gateway_type = Some(value.into());
         self
     }
     /// Sets [`ssl_certificate_id`](Self::ssl_certificate_id) and returns the input.
-    pub fn ssl_certificate_id(mut self, value: impl Into<String>) -> Self {
+    pub fn ssl_certificate_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.ssl_certificate_id = Some(value.into());
         self
     }
@@ -619,7 +619,7 @@ pub struct CreateRemoteAccessVpnGatewayResult {
     /// XML element `remoteAccessVpnGateway` (structure).
     pub remote_access_vpn_gateway: Option<RemoteAccessVpnGateway>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -652,14 +652,14 @@ impl crate::xml::FromXml for CreateRemoteAccessVpnGatewayResult {
 )]
 pub struct CreateRemoteAccessVpnGatewayUsersRequest {
     /// Wire name `RemoteAccessVpnGatewayId` (string). Required.
-    pub remote_access_vpn_gateway_id: Option<String>,
+    pub remote_access_vpn_gateway_id: Option<crate::CompactString>,
     /// Wire name `RemoteUser.N` (list of structure). Required.
     pub remote_user: Vec<RequestRemoteUser>,
 }
 
 impl CreateRemoteAccessVpnGatewayUsersRequest {
     /// Sets [`remote_access_vpn_gateway_id`](Self::remote_access_vpn_gateway_id) and returns the input.
-    pub fn remote_access_vpn_gateway_id(mut self, value: impl Into<String>) -> Self {
+    pub fn remote_access_vpn_gateway_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.remote_access_vpn_gateway_id = Some(value.into());
         self
     }
@@ -715,13 +715,13 @@ impl crate::operation::Operation for CreateRemoteAccessVpnGatewayUsersRequest {
 )]
 pub struct CreateRemoteAccessVpnGatewayUsersResult {
     /// XML element `remoteAccessVpnGatewayId` (string).
-    pub remote_access_vpn_gateway_id: Option<String>,
+    pub remote_access_vpn_gateway_id: Option<crate::CompactString>,
     /// XML element `remoteAccessVpnGatewayName` (string).
-    pub remote_access_vpn_gateway_name: Option<String>,
+    pub remote_access_vpn_gateway_name: Option<crate::CompactString>,
     /// XML element `remoteUserSet`, a list of `item` entries (structure).
     pub remote_user_set: Vec<RemoteUserSet>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -760,23 +760,23 @@ pub struct CreateVpnConnectionRequest {
     /// Wire name `Agreement` (boolean).
     pub agreement: Option<bool>,
     /// Wire name `CustomerGatewayId` (string).
-    pub customer_gateway_id: Option<String>,
+    pub customer_gateway_id: Option<crate::CompactString>,
     /// Wire name `NiftyCustomerGatewayName` (string).
-    pub nifty_customer_gateway_name: Option<String>,
+    pub nifty_customer_gateway_name: Option<crate::CompactString>,
     /// Wire name `NiftyIpsecConfiguration` (structure).
     pub nifty_ipsec_configuration: Option<RequestNiftyIpsecConfiguration>,
     /// Wire name `NiftyTunnel` (structure).
     pub nifty_tunnel: Option<RequestNiftyTunnel>,
     /// Wire name `NiftyVpnConnectionDescription` (string).
-    pub nifty_vpn_connection_description: Option<String>,
+    pub nifty_vpn_connection_description: Option<crate::CompactString>,
     /// Wire name `NiftyVpnConnectionMtu` (string).
-    pub nifty_vpn_connection_mtu: Option<String>,
+    pub nifty_vpn_connection_mtu: Option<crate::CompactString>,
     /// Wire name `NiftyVpnGatewayName` (string).
-    pub nifty_vpn_gateway_name: Option<String>,
+    pub nifty_vpn_gateway_name: Option<crate::CompactString>,
     /// Wire name `Type` (string). Required. Allowed values: `IPsec`, `L2TPv3 / IPsec`, `IPsec VTI`.
-    pub r#type: Option<String>,
+    pub r#type: Option<crate::CompactString>,
     /// Wire name `VpnGatewayId` (string).
-    pub vpn_gateway_id: Option<String>,
+    pub vpn_gateway_id: Option<crate::CompactString>,
 }
 
 impl CreateVpnConnectionRequest {
@@ -786,12 +786,12 @@ impl CreateVpnConnectionRequest {
         self
     }
     /// Sets [`customer_gateway_id`](Self::customer_gateway_id) and returns the input.
-    pub fn customer_gateway_id(mut self, value: impl Into<String>) -> Self {
+    pub fn customer_gateway_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.customer_gateway_id = Some(value.into());
         self
     }
     /// Sets [`nifty_customer_gateway_name`](Self::nifty_customer_gateway_name) and returns the input.
-    pub fn nifty_customer_gateway_name(mut self, value: impl Into<String>) -> Self {
+    pub fn nifty_customer_gateway_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.nifty_customer_gateway_name = Some(value.into());
         self
     }
@@ -806,27 +806,27 @@ impl CreateVpnConnectionRequest {
         self
     }
     /// Sets [`nifty_vpn_connection_description`](Self::nifty_vpn_connection_description) and returns the input.
-    pub fn nifty_vpn_connection_description(mut self, value: impl Into<String>) -> Self {
+    pub fn nifty_vpn_connection_description(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.nifty_vpn_connection_description = Some(value.into());
         self
     }
     /// Sets [`nifty_vpn_connection_mtu`](Self::nifty_vpn_connection_mtu) and returns the input.
-    pub fn nifty_vpn_connection_mtu(mut self, value: impl Into<String>) -> Self {
+    pub fn nifty_vpn_connection_mtu(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.nifty_vpn_connection_mtu = Some(value.into());
         self
     }
     /// Sets [`nifty_vpn_gateway_name`](Self::nifty_vpn_gateway_name) and returns the input.
-    pub fn nifty_vpn_gateway_name(mut self, value: impl Into<String>) -> Self {
+    pub fn nifty_vpn_gateway_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.nifty_vpn_gateway_name = Some(value.into());
         self
     }
     /// Sets [`type`](Self::r#type) and returns the input.
-    pub fn r#type(mut self, value: impl Into<String>) -> Self {
+    pub fn r#type(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.r#type = Some(value.into());
         self
     }
     /// Sets [`vpn_gateway_id`](Self::vpn_gateway_id) and returns the input.
-    pub fn vpn_gateway_id(mut self, value: impl Into<String>) -> Self {
+    pub fn vpn_gateway_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.vpn_gateway_id = Some(value.into());
         self
     }
@@ -884,7 +884,7 @@ impl crate::operation::Operation for CreateVpnConnectionRequest {
 )]
 pub struct CreateVpnConnectionResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `vpnConnection` (structure).
     pub vpn_connection: Option<VpnConnection>,
 }
@@ -916,7 +916,7 @@ impl crate::xml::FromXml for CreateVpnConnectionResult {
 )]
 pub struct CreateVpnGatewayRequest {
     /// Wire name `AccountingType` (string). Allowed values: `1`, `2`.
-    pub accounting_type: Option<String>,
+    pub accounting_type: Option<crate::CompactString>,
     /// Wire name `NetworkInterface.N` (list of structure).
     pub network_interface: Vec<RequestNetworkInterfaceOfCreateVpnGateway>,
     /// Wire name `NiftyNetwork` (structure).
@@ -924,22 +924,22 @@ pub struct CreateVpnGatewayRequest {
     /// Wire name `NiftyRedundancy` (boolean).
     pub nifty_redundancy: Option<bool>,
     /// Wire name `NiftyVpnGatewayDescription` (string).
-    pub nifty_vpn_gateway_description: Option<String>,
+    pub nifty_vpn_gateway_description: Option<crate::CompactString>,
     /// Wire name `NiftyVpnGatewayName` (string).
-    pub nifty_vpn_gateway_name: Option<String>,
+    pub nifty_vpn_gateway_name: Option<crate::CompactString>,
     /// Wire name `NiftyVpnGatewayType` (string). Allowed values: `small`, `medium`, `large`.
-    pub nifty_vpn_gateway_type: Option<String>,
+    pub nifty_vpn_gateway_type: Option<crate::CompactString>,
     /// Wire name `Placement` (structure).
     pub placement: Option<RequestPlacementOfCreateVpnGateway>,
     /// Wire name `SecurityGroup.N` (list of string).
-    pub security_group: Vec<String>,
+    pub security_group: Vec<crate::CompactString>,
     /// Wire name `Type` (string).
-    pub r#type: Option<String>,
+    pub r#type: Option<crate::CompactString>,
 }
 
 impl CreateVpnGatewayRequest {
     /// Sets [`accounting_type`](Self::accounting_type) and returns the input.
-    pub fn accounting_type(mut self, value: impl Into<String>) -> Self {
+    pub fn accounting_type(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.accounting_type = Some(value.into());
         self
     }
@@ -962,17 +962,17 @@ impl CreateVpnGatewayRequest {
         self
     }
     /// Sets [`nifty_vpn_gateway_description`](Self::nifty_vpn_gateway_description) and returns the input.
-    pub fn nifty_vpn_gateway_description(mut self, value: impl Into<String>) -> Self {
+    pub fn nifty_vpn_gateway_description(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.nifty_vpn_gateway_description = Some(value.into());
         self
     }
     /// Sets [`nifty_vpn_gateway_name`](Self::nifty_vpn_gateway_name) and returns the input.
-    pub fn nifty_vpn_gateway_name(mut self, value: impl Into<String>) -> Self {
+    pub fn nifty_vpn_gateway_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.nifty_vpn_gateway_name = Some(value.into());
         self
     }
     /// Sets [`nifty_vpn_gateway_type`](Self::nifty_vpn_gateway_type) and returns the input.
-    pub fn nifty_vpn_gateway_type(mut self, value: impl Into<String>) -> Self {
+    pub fn nifty_vpn_gateway_type(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.nifty_vpn_gateway_type = Some(value.into());
         self
     }
@@ -985,13 +985,13 @@ impl CreateVpnGatewayRequest {
     pub fn security_group<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.security_group = items.into_iter().map(Into::into).collect();
         self
     }
     /// Sets [`type`](Self::r#type) and returns the input.
-    pub fn r#type(mut self, value: impl Into<String>) -> Self {
+    pub fn r#type(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.r#type = Some(value.into());
         self
     }
@@ -1043,7 +1043,7 @@ impl crate::operation::Operation for CreateVpnGatewayRequest {
 )]
 pub struct CreateVpnGatewayResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `vpnGateway` (structure).
     pub vpn_gateway: Option<VpnGateway>,
 }
@@ -1077,19 +1077,19 @@ pub struct CustomerGateway {
     /// XML element `createdTime` (timestamp).
     pub created_time: Option<crate::xml::Timestamp>,
     /// XML element `customerGatewayId` (string).
-    pub customer_gateway_id: Option<String>,
+    pub customer_gateway_id: Option<crate::CompactString>,
     /// XML element `ipAddress` (string).
-    pub ip_address: Option<String>,
+    pub ip_address: Option<crate::CompactString>,
     /// XML element `niftyCustomerGatewayDescription` (string).
-    pub nifty_customer_gateway_description: Option<String>,
+    pub nifty_customer_gateway_description: Option<crate::CompactString>,
     /// XML element `niftyCustomerGatewayName` (string).
-    pub nifty_customer_gateway_name: Option<String>,
+    pub nifty_customer_gateway_name: Option<crate::CompactString>,
     /// XML element `niftyLanSideCidrBlock` (string).
-    pub nifty_lan_side_cidr_block: Option<String>,
+    pub nifty_lan_side_cidr_block: Option<crate::CompactString>,
     /// XML element `niftyLanSideIpAddress` (string).
-    pub nifty_lan_side_ip_address: Option<String>,
+    pub nifty_lan_side_ip_address: Option<crate::CompactString>,
     /// XML element `state` (string).
-    pub state: Option<String>,
+    pub state: Option<crate::CompactString>,
     /// XML element `tagSet`, a list of `item` entries (structure).
     pub tag_set: Vec<TagSet>,
 }
@@ -1129,19 +1129,19 @@ pub struct CustomerGatewaySet {
     /// XML element `createdTime` (timestamp).
     pub created_time: Option<crate::xml::Timestamp>,
     /// XML element `customerGatewayId` (string).
-    pub customer_gateway_id: Option<String>,
+    pub customer_gateway_id: Option<crate::CompactString>,
     /// XML element `ipAddress` (string).
-    pub ip_address: Option<String>,
+    pub ip_address: Option<crate::CompactString>,
     /// XML element `niftyCustomerGatewayDescription` (string).
-    pub nifty_customer_gateway_description: Option<String>,
+    pub nifty_customer_gateway_description: Option<crate::CompactString>,
     /// XML element `niftyCustomerGatewayName` (string).
-    pub nifty_customer_gateway_name: Option<String>,
+    pub nifty_customer_gateway_name: Option<crate::CompactString>,
     /// XML element `niftyLanSideCidrBlock` (string).
-    pub nifty_lan_side_cidr_block: Option<String>,
+    pub nifty_lan_side_cidr_block: Option<crate::CompactString>,
     /// XML element `niftyLanSideIpAddress` (string).
-    pub nifty_lan_side_ip_address: Option<String>,
+    pub nifty_lan_side_ip_address: Option<crate::CompactString>,
     /// XML element `state` (string).
-    pub state: Option<String>,
+    pub state: Option<crate::CompactString>,
     /// XML element `tagSet`, a list of `item` entries (structure).
     pub tag_set: Vec<TagSet>,
 }
@@ -1179,19 +1179,19 @@ impl crate::xml::FromXml for CustomerGatewaySet {
 )]
 pub struct DeleteCustomerGatewayRequest {
     /// Wire name `CustomerGatewayId` (string).
-    pub customer_gateway_id: Option<String>,
+    pub customer_gateway_id: Option<crate::CompactString>,
     /// Wire name `NiftyCustomerGatewayName` (string).
-    pub nifty_customer_gateway_name: Option<String>,
+    pub nifty_customer_gateway_name: Option<crate::CompactString>,
 }
 
 impl DeleteCustomerGatewayRequest {
     /// Sets [`customer_gateway_id`](Self::customer_gateway_id) and returns the input.
-    pub fn customer_gateway_id(mut self, value: impl Into<String>) -> Self {
+    pub fn customer_gateway_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.customer_gateway_id = Some(value.into());
         self
     }
     /// Sets [`nifty_customer_gateway_name`](Self::nifty_customer_gateway_name) and returns the input.
-    pub fn nifty_customer_gateway_name(mut self, value: impl Into<String>) -> Self {
+    pub fn nifty_customer_gateway_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.nifty_customer_gateway_name = Some(value.into());
         self
     }
@@ -1230,7 +1230,7 @@ impl crate::operation::Operation for DeleteCustomerGatewayRequest {
 )]
 pub struct DeleteCustomerGatewayResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -1264,7 +1264,7 @@ pub struct DeleteRemoteAccessVpnGatewayConnectionsRequest {
     /// Wire name `Connection.N` (list of structure). Required.
     pub connection: Vec<RequestConnection>,
     /// Wire name `RemoteAccessVpnGatewayId` (string). Required.
-    pub remote_access_vpn_gateway_id: Option<String>,
+    pub remote_access_vpn_gateway_id: Option<crate::CompactString>,
 }
 
 impl DeleteRemoteAccessVpnGatewayConnectionsRequest {
@@ -1274,7 +1274,7 @@ impl DeleteRemoteAccessVpnGatewayConnectionsRequest {
         self
     }
     /// Sets [`remote_access_vpn_gateway_id`](Self::remote_access_vpn_gateway_id) and returns the input.
-    pub fn remote_access_vpn_gateway_id(mut self, value: impl Into<String>) -> Self {
+    pub fn remote_access_vpn_gateway_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.remote_access_vpn_gateway_id = Some(value.into());
         self
     }
@@ -1325,7 +1325,7 @@ impl crate::operation::Operation for DeleteRemoteAccessVpnGatewayConnectionsRequ
 )]
 pub struct DeleteRemoteAccessVpnGatewayConnectionsResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -1357,12 +1357,12 @@ impl crate::xml::FromXml for DeleteRemoteAccessVpnGatewayConnectionsResult {
 )]
 pub struct DeleteRemoteAccessVpnGatewayRequest {
     /// Wire name `RemoteAccessVpnGatewayId` (string). Required.
-    pub remote_access_vpn_gateway_id: Option<String>,
+    pub remote_access_vpn_gateway_id: Option<crate::CompactString>,
 }
 
 impl DeleteRemoteAccessVpnGatewayRequest {
     /// Sets [`remote_access_vpn_gateway_id`](Self::remote_access_vpn_gateway_id) and returns the input.
-    pub fn remote_access_vpn_gateway_id(mut self, value: impl Into<String>) -> Self {
+    pub fn remote_access_vpn_gateway_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.remote_access_vpn_gateway_id = Some(value.into());
         self
     }
@@ -1406,7 +1406,7 @@ impl crate::operation::Operation for DeleteRemoteAccessVpnGatewayRequest {
 )]
 pub struct DeleteRemoteAccessVpnGatewayResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -1438,14 +1438,14 @@ impl crate::xml::FromXml for DeleteRemoteAccessVpnGatewayResult {
 )]
 pub struct DeleteRemoteAccessVpnGatewayUsersRequest {
     /// Wire name `RemoteAccessVpnGatewayId` (string). Required.
-    pub remote_access_vpn_gateway_id: Option<String>,
+    pub remote_access_vpn_gateway_id: Option<crate::CompactString>,
     /// Wire name `RemoteUser.N` (list of structure). Required.
     pub remote_user: Vec<RequestRemoteUserOfDeleteRemoteAccessVpnGatewayUsers>,
 }
 
 impl DeleteRemoteAccessVpnGatewayUsersRequest {
     /// Sets [`remote_access_vpn_gateway_id`](Self::remote_access_vpn_gateway_id) and returns the input.
-    pub fn remote_access_vpn_gateway_id(mut self, value: impl Into<String>) -> Self {
+    pub fn remote_access_vpn_gateway_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.remote_access_vpn_gateway_id = Some(value.into());
         self
     }
@@ -1504,7 +1504,7 @@ impl crate::operation::Operation for DeleteRemoteAccessVpnGatewayUsersRequest {
 )]
 pub struct DeleteRemoteAccessVpnGatewayUsersResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -1538,7 +1538,7 @@ pub struct DeleteVpnConnectionRequest {
     /// Wire name `Agreement` (boolean).
     pub agreement: Option<bool>,
     /// Wire name `VpnConnectionId` (string). Required.
-    pub vpn_connection_id: Option<String>,
+    pub vpn_connection_id: Option<crate::CompactString>,
 }
 
 impl DeleteVpnConnectionRequest {
@@ -1548,7 +1548,7 @@ impl DeleteVpnConnectionRequest {
         self
     }
     /// Sets [`vpn_connection_id`](Self::vpn_connection_id) and returns the input.
-    pub fn vpn_connection_id(mut self, value: impl Into<String>) -> Self {
+    pub fn vpn_connection_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.vpn_connection_id = Some(value.into());
         self
     }
@@ -1593,7 +1593,7 @@ impl crate::operation::Operation for DeleteVpnConnectionRequest {
 )]
 pub struct DeleteVpnConnectionResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -1625,19 +1625,19 @@ impl crate::xml::FromXml for DeleteVpnConnectionResult {
 )]
 pub struct DeleteVpnGatewayRequest {
     /// Wire name `NiftyVpnGatewayName` (string).
-    pub nifty_vpn_gateway_name: Option<String>,
+    pub nifty_vpn_gateway_name: Option<crate::CompactString>,
     /// Wire name `VpnGatewayId` (string).
-    pub vpn_gateway_id: Option<String>,
+    pub vpn_gateway_id: Option<crate::CompactString>,
 }
 
 impl DeleteVpnGatewayRequest {
     /// Sets [`nifty_vpn_gateway_name`](Self::nifty_vpn_gateway_name) and returns the input.
-    pub fn nifty_vpn_gateway_name(mut self, value: impl Into<String>) -> Self {
+    pub fn nifty_vpn_gateway_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.nifty_vpn_gateway_name = Some(value.into());
         self
     }
     /// Sets [`vpn_gateway_id`](Self::vpn_gateway_id) and returns the input.
-    pub fn vpn_gateway_id(mut self, value: impl Into<String>) -> Self {
+    pub fn vpn_gateway_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.vpn_gateway_id = Some(value.into());
         self
     }
@@ -1676,7 +1676,7 @@ impl crate::operation::Operation for DeleteVpnGatewayRequest {
 )]
 pub struct DeleteVpnGatewayResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -1708,11 +1708,11 @@ impl crate::xml::FromXml for DeleteVpnGatewayResult {
 )]
 pub struct DescribeCustomerGatewaysRequest {
     /// Wire name `CustomerGatewayId.N` (list of string).
-    pub customer_gateway_id: Vec<String>,
+    pub customer_gateway_id: Vec<crate::CompactString>,
     /// Wire name `Filter.N` (list of structure).
     pub filter: Vec<RequestFilterOfDescribeCustomerGateways>,
     /// Wire name `NiftyCustomerGatewayName.N` (list of string).
-    pub nifty_customer_gateway_name: Vec<String>,
+    pub nifty_customer_gateway_name: Vec<crate::CompactString>,
 }
 
 impl DescribeCustomerGatewaysRequest {
@@ -1720,7 +1720,7 @@ impl DescribeCustomerGatewaysRequest {
     pub fn customer_gateway_id<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.customer_gateway_id = items.into_iter().map(Into::into).collect();
         self
@@ -1734,7 +1734,7 @@ impl DescribeCustomerGatewaysRequest {
     pub fn nifty_customer_gateway_name<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.nifty_customer_gateway_name = items.into_iter().map(Into::into).collect();
         self
@@ -1777,7 +1777,7 @@ pub struct DescribeCustomerGatewaysResult {
     /// XML element `customerGatewaySet`, a list of `item` entries (structure).
     pub customer_gateway_set: Vec<CustomerGatewaySet>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for DescribeCustomerGatewaysResult {
@@ -1807,12 +1807,12 @@ impl crate::xml::FromXml for DescribeCustomerGatewaysResult {
 )]
 pub struct DescribeRemoteAccessVpnGatewayActivitiesRequest {
     /// Wire name `RemoteAccessVpnGatewayId` (string). Required.
-    pub remote_access_vpn_gateway_id: Option<String>,
+    pub remote_access_vpn_gateway_id: Option<crate::CompactString>,
 }
 
 impl DescribeRemoteAccessVpnGatewayActivitiesRequest {
     /// Sets [`remote_access_vpn_gateway_id`](Self::remote_access_vpn_gateway_id) and returns the input.
-    pub fn remote_access_vpn_gateway_id(mut self, value: impl Into<String>) -> Self {
+    pub fn remote_access_vpn_gateway_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.remote_access_vpn_gateway_id = Some(value.into());
         self
     }
@@ -1856,13 +1856,13 @@ impl crate::operation::Operation for DescribeRemoteAccessVpnGatewayActivitiesReq
 )]
 pub struct DescribeRemoteAccessVpnGatewayActivitiesResult {
     /// XML element `log` (string).
-    pub log: Option<String>,
+    pub log: Option<crate::CompactString>,
     /// XML element `remoteAccessVpnGatewayId` (string).
-    pub remote_access_vpn_gateway_id: Option<String>,
+    pub remote_access_vpn_gateway_id: Option<crate::CompactString>,
     /// XML element `remoteAccessVpnGatewayName` (string).
-    pub remote_access_vpn_gateway_name: Option<String>,
+    pub remote_access_vpn_gateway_name: Option<crate::CompactString>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for DescribeRemoteAccessVpnGatewayActivitiesResult {
@@ -1896,12 +1896,12 @@ impl crate::xml::FromXml for DescribeRemoteAccessVpnGatewayActivitiesResult {
 )]
 pub struct DescribeRemoteAccessVpnGatewayClientConfigRequest {
     /// Wire name `RemoteAccessVpnGatewayId` (string). Required.
-    pub remote_access_vpn_gateway_id: Option<String>,
+    pub remote_access_vpn_gateway_id: Option<crate::CompactString>,
 }
 
 impl DescribeRemoteAccessVpnGatewayClientConfigRequest {
     /// Sets [`remote_access_vpn_gateway_id`](Self::remote_access_vpn_gateway_id) and returns the input.
-    pub fn remote_access_vpn_gateway_id(mut self, value: impl Into<String>) -> Self {
+    pub fn remote_access_vpn_gateway_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.remote_access_vpn_gateway_id = Some(value.into());
         self
     }
@@ -1945,11 +1945,11 @@ impl crate::operation::Operation for DescribeRemoteAccessVpnGatewayClientConfigR
 )]
 pub struct DescribeRemoteAccessVpnGatewayClientConfigResult {
     /// XML element `encoding` (string).
-    pub encoding: Option<String>,
+    pub encoding: Option<crate::CompactString>,
     /// XML element `fileData` (string).
-    pub file_data: Option<String>,
+    pub file_data: Option<crate::CompactString>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for DescribeRemoteAccessVpnGatewayClientConfigResult {
@@ -1980,12 +1980,12 @@ impl crate::xml::FromXml for DescribeRemoteAccessVpnGatewayClientConfigResult {
 )]
 pub struct DescribeRemoteAccessVpnGatewayConnectionsRequest {
     /// Wire name `RemoteAccessVpnGatewayId` (string). Required.
-    pub remote_access_vpn_gateway_id: Option<String>,
+    pub remote_access_vpn_gateway_id: Option<crate::CompactString>,
 }
 
 impl DescribeRemoteAccessVpnGatewayConnectionsRequest {
     /// Sets [`remote_access_vpn_gateway_id`](Self::remote_access_vpn_gateway_id) and returns the input.
-    pub fn remote_access_vpn_gateway_id(mut self, value: impl Into<String>) -> Self {
+    pub fn remote_access_vpn_gateway_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.remote_access_vpn_gateway_id = Some(value.into());
         self
     }
@@ -2031,11 +2031,11 @@ pub struct DescribeRemoteAccessVpnGatewayConnectionsResult {
     /// XML element `remoteAccessVpnGatewayConnection` (structure).
     pub remote_access_vpn_gateway_connection: Option<RemoteAccessVpnGatewayConnection>,
     /// XML element `remoteAccessVpnGatewayId` (string).
-    pub remote_access_vpn_gateway_id: Option<String>,
+    pub remote_access_vpn_gateway_id: Option<crate::CompactString>,
     /// XML element `remoteAccessVpnGatewayName` (string).
-    pub remote_access_vpn_gateway_name: Option<String>,
+    pub remote_access_vpn_gateway_name: Option<crate::CompactString>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for DescribeRemoteAccessVpnGatewayConnectionsResult {
@@ -2071,7 +2071,7 @@ impl crate::xml::FromXml for DescribeRemoteAccessVpnGatewayConnectionsResult {
 )]
 pub struct DescribeRemoteAccessVpnGatewaysRequest {
     /// Wire name `RemoteAccessVpnGatewayId.N` (list of string).
-    pub remote_access_vpn_gateway_id: Vec<String>,
+    pub remote_access_vpn_gateway_id: Vec<crate::CompactString>,
 }
 
 impl DescribeRemoteAccessVpnGatewaysRequest {
@@ -2079,7 +2079,7 @@ impl DescribeRemoteAccessVpnGatewaysRequest {
     pub fn remote_access_vpn_gateway_id<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.remote_access_vpn_gateway_id = items.into_iter().map(Into::into).collect();
         self
@@ -2120,7 +2120,7 @@ pub struct DescribeRemoteAccessVpnGatewaysResult {
     /// XML element `remoteAccessVpnGatewaySet`, a list of `item` entries (structure).
     pub remote_access_vpn_gateway_set: Vec<RemoteAccessVpnGatewaySetOfDescribeRemoteAccessVpnGateways>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for DescribeRemoteAccessVpnGatewaysResult {
@@ -2152,7 +2152,7 @@ pub struct DescribeVpnConnectionsRequest {
     /// Wire name `Filter.N` (list of structure).
     pub filter: Vec<RequestFilterOfDescribeVpnConnections>,
     /// Wire name `VpnConnectionId.N` (list of string).
-    pub vpn_connection_id: Vec<String>,
+    pub vpn_connection_id: Vec<crate::CompactString>,
 }
 
 impl DescribeVpnConnectionsRequest {
@@ -2165,7 +2165,7 @@ impl DescribeVpnConnectionsRequest {
     pub fn vpn_connection_id<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.vpn_connection_id = items.into_iter().map(Into::into).collect();
         self
@@ -2205,7 +2205,7 @@ impl crate::operation::Operation for DescribeVpnConnectionsRequest {
 )]
 pub struct DescribeVpnConnectionsResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `vpnConnectionSet`, a list of `item` entries (structure).
     pub vpn_connection_set: Vec<VpnConnectionSet>,
 }
@@ -2239,9 +2239,9 @@ pub struct DescribeVpnGatewaysRequest {
     /// Wire name `Filter.N` (list of structure).
     pub filter: Vec<RequestFilterOfDescribeVpnGateways>,
     /// Wire name `NiftyVpnGatewayName.N` (list of string).
-    pub nifty_vpn_gateway_name: Vec<String>,
+    pub nifty_vpn_gateway_name: Vec<crate::CompactString>,
     /// Wire name `VpnGatewayId.N` (list of string).
-    pub vpn_gateway_id: Vec<String>,
+    pub vpn_gateway_id: Vec<crate::CompactString>,
 }
 
 impl DescribeVpnGatewaysRequest {
@@ -2254,7 +2254,7 @@ impl DescribeVpnGatewaysRequest {
     pub fn nifty_vpn_gateway_name<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.nifty_vpn_gateway_name = items.into_iter().map(Into::into).collect();
         self
@@ -2263,7 +2263,7 @@ impl DescribeVpnGatewaysRequest {
     pub fn vpn_gateway_id<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.vpn_gateway_id = items.into_iter().map(Into::into).collect();
         self
@@ -2304,7 +2304,7 @@ impl crate::operation::Operation for DescribeVpnGatewaysRequest {
 )]
 pub struct DescribeVpnGatewaysResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `vpnGatewaySet`, a list of `item` entries (structure).
     pub vpn_gateway_set: Vec<VpnGatewaySetOfDescribeVpnGateways>,
 }
@@ -2336,47 +2336,47 @@ impl crate::xml::FromXml for DescribeVpnGatewaysResult {
 )]
 pub struct ModifyRemoteAccessVpnGatewayAttributeRequest {
     /// Wire name `AccountingType` (string). Allowed values: `1`, `2`.
-    pub accounting_type: Option<String>,
+    pub accounting_type: Option<crate::CompactString>,
     /// Wire name `ClientTunnelMode` (string). Allowed values: `split`, `full`.
-    pub client_tunnel_mode: Option<String>,
+    pub client_tunnel_mode: Option<crate::CompactString>,
     /// Wire name `Description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// Wire name `RemoteAccessVpnGatewayId` (string). Required.
-    pub remote_access_vpn_gateway_id: Option<String>,
+    pub remote_access_vpn_gateway_id: Option<crate::CompactString>,
     /// Wire name `RemoteAccessVpnGatewayName` (string).
-    pub remote_access_vpn_gateway_name: Option<String>,
+    pub remote_access_vpn_gateway_name: Option<crate::CompactString>,
     /// Wire name `RemoteAccessVpnGatewayType` (string). Allowed values: `small`, `medium`, `large`.
-    pub remote_access_vpn_gateway_type: Option<String>,
+    pub remote_access_vpn_gateway_type: Option<crate::CompactString>,
 }
 
 impl ModifyRemoteAccessVpnGatewayAttributeRequest {
     /// Sets [`accounting_type`](Self::accounting_type) and returns the input.
-    pub fn accounting_type(mut self, value: impl Into<String>) -> Self {
+    pub fn accounting_type(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.accounting_type = Some(value.into());
         self
     }
     /// Sets [`client_tunnel_mode`](Self::client_tunnel_mode) and returns the input.
-    pub fn client_tunnel_mode(mut self, value: impl Into<String>) -> Self {
+    pub fn client_tunnel_mode(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.client_tunnel_mode = Some(value.into());
         self
     }
     /// Sets [`description`](Self::description) and returns the input.
-    pub fn description(mut self, value: impl Into<String>) -> Self {
+    pub fn description(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.description = Some(value.into());
         self
     }
     /// Sets [`remote_access_vpn_gateway_id`](Self::remote_access_vpn_gateway_id) and returns the input.
-    pub fn remote_access_vpn_gateway_id(mut self, value: impl Into<String>) -> Self {
+    pub fn remote_access_vpn_gateway_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.remote_access_vpn_gateway_id = Some(value.into());
         self
     }
     /// Sets [`remote_access_vpn_gateway_name`](Self::remote_access_vpn_gateway_name) and returns the input.
-    pub fn remote_access_vpn_gateway_name(mut self, value: impl Into<String>) -> Self {
+    pub fn remote_access_vpn_gateway_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.remote_access_vpn_gateway_name = Some(value.into());
         self
     }
     /// Sets [`remote_access_vpn_gateway_type`](Self::remote_access_vpn_gateway_type) and returns the input.
-    pub fn remote_access_vpn_gateway_type(mut self, value: impl Into<String>) -> Self {
+    pub fn remote_access_vpn_gateway_type(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.remote_access_vpn_gateway_type = Some(value.into());
         self
     }
@@ -2435,7 +2435,7 @@ impl crate::operation::Operation for ModifyRemoteAccessVpnGatewayAttributeReques
 )]
 pub struct ModifyRemoteAccessVpnGatewayAttributeResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -2467,33 +2467,33 @@ impl crate::xml::FromXml for ModifyRemoteAccessVpnGatewayAttributeResult {
 )]
 pub struct ModifyRemoteAccessVpnGatewayUserAttributeRequest {
     /// Wire name `Description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// Wire name `Password` (string).
-    pub password: Option<String>,
+    pub password: Option<crate::CompactString>,
     /// Wire name `RemoteAccessVpnGatewayId` (string). Required.
-    pub remote_access_vpn_gateway_id: Option<String>,
+    pub remote_access_vpn_gateway_id: Option<crate::CompactString>,
     /// Wire name `UserName` (string). Required.
-    pub user_name: Option<String>,
+    pub user_name: Option<crate::CompactString>,
 }
 
 impl ModifyRemoteAccessVpnGatewayUserAttributeRequest {
     /// Sets [`description`](Self::description) and returns the input.
-    pub fn description(mut self, value: impl Into<String>) -> Self {
+    pub fn description(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.description = Some(value.into());
         self
     }
     /// Sets [`password`](Self::password) and returns the input.
-    pub fn password(mut self, value: impl Into<String>) -> Self {
+    pub fn password(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.password = Some(value.into());
         self
     }
     /// Sets [`remote_access_vpn_gateway_id`](Self::remote_access_vpn_gateway_id) and returns the input.
-    pub fn remote_access_vpn_gateway_id(mut self, value: impl Into<String>) -> Self {
+    pub fn remote_access_vpn_gateway_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.remote_access_vpn_gateway_id = Some(value.into());
         self
     }
     /// Sets [`user_name`](Self::user_name) and returns the input.
-    pub fn user_name(mut self, value: impl Into<String>) -> Self {
+    pub fn user_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.user_name = Some(value.into());
         self
     }
@@ -2543,7 +2543,7 @@ impl crate::operation::Operation for ModifyRemoteAccessVpnGatewayUserAttributeRe
 )]
 pub struct ModifyRemoteAccessVpnGatewayUserAttributeResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -2579,47 +2579,47 @@ pub struct NetworkInterfaceSetOfCreateRemoteAccessVpnGateway {
     /// XML element `attachment` (structure).
     pub attachment: Option<AttachmentOfCreateRemoteAccessVpnGateway>,
     /// XML element `availabilityZone` (string).
-    pub availability_zone: Option<String>,
+    pub availability_zone: Option<crate::CompactString>,
     /// XML element `description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// XML element `groupSet` (string).
-    pub group_set: Option<String>,
+    pub group_set: Option<crate::CompactString>,
     /// XML element `interfaceType` (string).
-    pub interface_type: Option<String>,
+    pub interface_type: Option<crate::CompactString>,
     /// XML element `ipv6AddressesSet` (string).
-    pub ipv6_addresses_set: Option<String>,
+    pub ipv6_addresses_set: Option<crate::CompactString>,
     /// XML element `macAddress` (string).
-    pub mac_address: Option<String>,
+    pub mac_address: Option<crate::CompactString>,
     /// XML element `networkInterfaceId` (string).
-    pub network_interface_id: Option<String>,
+    pub network_interface_id: Option<crate::CompactString>,
     /// XML element `niftyNetworkId` (string).
-    pub nifty_network_id: Option<String>,
+    pub nifty_network_id: Option<crate::CompactString>,
     /// XML element `niftyNetworkName` (string).
-    pub nifty_network_name: Option<String>,
+    pub nifty_network_name: Option<crate::CompactString>,
     /// XML element `ownerId` (string).
-    pub owner_id: Option<String>,
+    pub owner_id: Option<crate::CompactString>,
     /// XML element `privateDnsName` (string).
-    pub private_dns_name: Option<String>,
+    pub private_dns_name: Option<crate::CompactString>,
     /// XML element `privateIpAddress` (string).
-    pub private_ip_address: Option<String>,
+    pub private_ip_address: Option<crate::CompactString>,
     /// XML element `privateIpAddressV6` (string).
-    pub private_ip_address_v6: Option<String>,
+    pub private_ip_address_v6: Option<crate::CompactString>,
     /// XML element `privateIpAddressesSet` (string).
-    pub private_ip_addresses_set: Option<String>,
+    pub private_ip_addresses_set: Option<crate::CompactString>,
     /// XML element `requesterId` (string).
-    pub requester_id: Option<String>,
+    pub requester_id: Option<crate::CompactString>,
     /// XML element `requesterManaged` (string).
-    pub requester_managed: Option<String>,
+    pub requester_managed: Option<crate::CompactString>,
     /// XML element `sourceDestCheck` (string).
-    pub source_dest_check: Option<String>,
+    pub source_dest_check: Option<crate::CompactString>,
     /// XML element `status` (string).
-    pub status: Option<String>,
+    pub status: Option<crate::CompactString>,
     /// XML element `subnetId` (string).
-    pub subnet_id: Option<String>,
+    pub subnet_id: Option<crate::CompactString>,
     /// XML element `tagSet` (string).
-    pub tag_set: Option<String>,
+    pub tag_set: Option<crate::CompactString>,
     /// XML element `vpcId` (string).
-    pub vpc_id: Option<String>,
+    pub vpc_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for NetworkInterfaceSetOfCreateRemoteAccessVpnGateway {
@@ -2667,13 +2667,13 @@ impl crate::xml::FromXml for NetworkInterfaceSetOfCreateRemoteAccessVpnGateway {
 )]
 pub struct NetworkInterfaceSetOfCreateVpnGateway {
     /// XML element `ipAddress` (string).
-    pub ip_address: Option<String>,
+    pub ip_address: Option<crate::CompactString>,
     /// XML element `isOutsideNetwork` (boolean).
     pub is_outside_network: Option<bool>,
     /// XML element `networkId` (string).
-    pub network_id: Option<String>,
+    pub network_id: Option<crate::CompactString>,
     /// XML element `networkName` (string).
-    pub network_name: Option<String>,
+    pub network_name: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for NetworkInterfaceSetOfCreateVpnGateway {
@@ -2706,47 +2706,47 @@ pub struct NetworkInterfaceSetOfDescribeRemoteAccessVpnGateways {
     /// XML element `attachment` (structure).
     pub attachment: Option<AttachmentOfDescribeRemoteAccessVpnGateways>,
     /// XML element `availabilityZone` (string).
-    pub availability_zone: Option<String>,
+    pub availability_zone: Option<crate::CompactString>,
     /// XML element `description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// XML element `groupSet` (string).
-    pub group_set: Option<String>,
+    pub group_set: Option<crate::CompactString>,
     /// XML element `interfaceType` (string).
-    pub interface_type: Option<String>,
+    pub interface_type: Option<crate::CompactString>,
     /// XML element `ipv6AddressesSet` (string).
-    pub ipv6_addresses_set: Option<String>,
+    pub ipv6_addresses_set: Option<crate::CompactString>,
     /// XML element `macAddress` (string).
-    pub mac_address: Option<String>,
+    pub mac_address: Option<crate::CompactString>,
     /// XML element `networkInterfaceId` (string).
-    pub network_interface_id: Option<String>,
+    pub network_interface_id: Option<crate::CompactString>,
     /// XML element `niftyNetworkId` (string).
-    pub nifty_network_id: Option<String>,
+    pub nifty_network_id: Option<crate::CompactString>,
     /// XML element `niftyNetworkName` (string).
-    pub nifty_network_name: Option<String>,
+    pub nifty_network_name: Option<crate::CompactString>,
     /// XML element `ownerId` (string).
-    pub owner_id: Option<String>,
+    pub owner_id: Option<crate::CompactString>,
     /// XML element `privateDnsName` (string).
-    pub private_dns_name: Option<String>,
+    pub private_dns_name: Option<crate::CompactString>,
     /// XML element `privateIpAddress` (string).
-    pub private_ip_address: Option<String>,
+    pub private_ip_address: Option<crate::CompactString>,
     /// XML element `privateIpAddressV6` (string).
-    pub private_ip_address_v6: Option<String>,
+    pub private_ip_address_v6: Option<crate::CompactString>,
     /// XML element `privateIpAddressesSet` (string).
-    pub private_ip_addresses_set: Option<String>,
+    pub private_ip_addresses_set: Option<crate::CompactString>,
     /// XML element `requesterId` (string).
-    pub requester_id: Option<String>,
+    pub requester_id: Option<crate::CompactString>,
     /// XML element `requesterManaged` (string).
-    pub requester_managed: Option<String>,
+    pub requester_managed: Option<crate::CompactString>,
     /// XML element `sourceDestCheck` (string).
-    pub source_dest_check: Option<String>,
+    pub source_dest_check: Option<crate::CompactString>,
     /// XML element `status` (string).
-    pub status: Option<String>,
+    pub status: Option<crate::CompactString>,
     /// XML element `subnetId` (string).
-    pub subnet_id: Option<String>,
+    pub subnet_id: Option<crate::CompactString>,
     /// XML element `tagSet` (string).
-    pub tag_set: Option<String>,
+    pub tag_set: Option<crate::CompactString>,
     /// XML element `vpcId` (string).
-    pub vpc_id: Option<String>,
+    pub vpc_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for NetworkInterfaceSetOfDescribeRemoteAccessVpnGateways {
@@ -2794,19 +2794,19 @@ impl crate::xml::FromXml for NetworkInterfaceSetOfDescribeRemoteAccessVpnGateway
 )]
 pub struct NetworkInterfaceSetOfDescribeVpnGateways {
     /// XML element `cidrBlock` (string).
-    pub cidr_block: Option<String>,
+    pub cidr_block: Option<crate::CompactString>,
     /// XML element `description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// XML element `deviceIndex` (string).
-    pub device_index: Option<String>,
+    pub device_index: Option<crate::CompactString>,
     /// XML element `ipAddress` (string).
-    pub ip_address: Option<String>,
+    pub ip_address: Option<crate::CompactString>,
     /// XML element `isOutsideNetwork` (boolean).
     pub is_outside_network: Option<bool>,
     /// XML element `networkId` (string).
-    pub network_id: Option<String>,
+    pub network_id: Option<crate::CompactString>,
     /// XML element `networkName` (string).
-    pub network_name: Option<String>,
+    pub network_name: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for NetworkInterfaceSetOfDescribeVpnGateways {
@@ -2840,11 +2840,11 @@ pub struct NiftyAssociateRouteTableWithVpnGatewayRequest {
     /// Wire name `Agreement` (boolean).
     pub agreement: Option<bool>,
     /// Wire name `NiftyVpnGatewayName` (string).
-    pub nifty_vpn_gateway_name: Option<String>,
+    pub nifty_vpn_gateway_name: Option<crate::CompactString>,
     /// Wire name `RouteTableId` (string). Required.
-    pub route_table_id: Option<String>,
+    pub route_table_id: Option<crate::CompactString>,
     /// Wire name `VpnGatewayId` (string).
-    pub vpn_gateway_id: Option<String>,
+    pub vpn_gateway_id: Option<crate::CompactString>,
 }
 
 impl NiftyAssociateRouteTableWithVpnGatewayRequest {
@@ -2854,17 +2854,17 @@ impl NiftyAssociateRouteTableWithVpnGatewayRequest {
         self
     }
     /// Sets [`nifty_vpn_gateway_name`](Self::nifty_vpn_gateway_name) and returns the input.
-    pub fn nifty_vpn_gateway_name(mut self, value: impl Into<String>) -> Self {
+    pub fn nifty_vpn_gateway_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.nifty_vpn_gateway_name = Some(value.into());
         self
     }
     /// Sets [`route_table_id`](Self::route_table_id) and returns the input.
-    pub fn route_table_id(mut self, value: impl Into<String>) -> Self {
+    pub fn route_table_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.route_table_id = Some(value.into());
         self
     }
     /// Sets [`vpn_gateway_id`](Self::vpn_gateway_id) and returns the input.
-    pub fn vpn_gateway_id(mut self, value: impl Into<String>) -> Self {
+    pub fn vpn_gateway_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.vpn_gateway_id = Some(value.into());
         self
     }
@@ -2911,9 +2911,9 @@ impl crate::operation::Operation for NiftyAssociateRouteTableWithVpnGatewayReque
 )]
 pub struct NiftyAssociateRouteTableWithVpnGatewayResult {
     /// XML element `associationId` (string).
-    pub association_id: Option<String>,
+    pub association_id: Option<crate::CompactString>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for NiftyAssociateRouteTableWithVpnGatewayResult {
@@ -2943,19 +2943,19 @@ impl crate::xml::FromXml for NiftyAssociateRouteTableWithVpnGatewayResult {
 )]
 pub struct NiftyDescribeVpnGatewayActivitiesRequest {
     /// Wire name `NiftyVpnGatewayName` (string).
-    pub nifty_vpn_gateway_name: Option<String>,
+    pub nifty_vpn_gateway_name: Option<crate::CompactString>,
     /// Wire name `VpnGatewayId` (string).
-    pub vpn_gateway_id: Option<String>,
+    pub vpn_gateway_id: Option<crate::CompactString>,
 }
 
 impl NiftyDescribeVpnGatewayActivitiesRequest {
     /// Sets [`nifty_vpn_gateway_name`](Self::nifty_vpn_gateway_name) and returns the input.
-    pub fn nifty_vpn_gateway_name(mut self, value: impl Into<String>) -> Self {
+    pub fn nifty_vpn_gateway_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.nifty_vpn_gateway_name = Some(value.into());
         self
     }
     /// Sets [`vpn_gateway_id`](Self::vpn_gateway_id) and returns the input.
-    pub fn vpn_gateway_id(mut self, value: impl Into<String>) -> Self {
+    pub fn vpn_gateway_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.vpn_gateway_id = Some(value.into());
         self
     }
@@ -2996,13 +2996,13 @@ pub struct NiftyDescribeVpnGatewayActivitiesResult {
     /// XML element `analyzeResultSet`, a list of `item` entries (structure).
     pub analyze_result_set: Vec<AnalyzeResultSet>,
     /// XML element `log` (string).
-    pub log: Option<String>,
+    pub log: Option<crate::CompactString>,
     /// XML element `niftyVpnGatewayName` (string).
-    pub nifty_vpn_gateway_name: Option<String>,
+    pub nifty_vpn_gateway_name: Option<crate::CompactString>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `vpnGatewayId` (string).
-    pub vpn_gateway_id: Option<String>,
+    pub vpn_gateway_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for NiftyDescribeVpnGatewayActivitiesResult {
@@ -3037,7 +3037,7 @@ pub struct NiftyDisassociateRouteTableFromVpnGatewayRequest {
     /// Wire name `Agreement` (boolean).
     pub agreement: Option<bool>,
     /// Wire name `AssociationId` (string). Required.
-    pub association_id: Option<String>,
+    pub association_id: Option<crate::CompactString>,
 }
 
 impl NiftyDisassociateRouteTableFromVpnGatewayRequest {
@@ -3047,7 +3047,7 @@ impl NiftyDisassociateRouteTableFromVpnGatewayRequest {
         self
     }
     /// Sets [`association_id`](Self::association_id) and returns the input.
-    pub fn association_id(mut self, value: impl Into<String>) -> Self {
+    pub fn association_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.association_id = Some(value.into());
         self
     }
@@ -3092,7 +3092,7 @@ impl crate::operation::Operation for NiftyDisassociateRouteTableFromVpnGatewayRe
 )]
 pub struct NiftyDisassociateRouteTableFromVpnGatewayResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -3128,17 +3128,17 @@ pub struct NiftyIpsecConfiguration {
     /// XML element `encapsulatingSecurityPayloadLifetime` (integer).
     pub encapsulating_security_payload_lifetime: Option<i64>,
     /// XML element `encryptionAlgorithm` (string).
-    pub encryption_algorithm: Option<String>,
+    pub encryption_algorithm: Option<crate::CompactString>,
     /// XML element `hashingAlgorithm` (string).
-    pub hashing_algorithm: Option<String>,
+    pub hashing_algorithm: Option<crate::CompactString>,
     /// XML element `internetKeyExchange` (string).
-    pub internet_key_exchange: Option<String>,
+    pub internet_key_exchange: Option<crate::CompactString>,
     /// XML element `internetKeyExchangeLifetime` (integer).
     pub internet_key_exchange_lifetime: Option<i64>,
     /// XML element `mtu` (string).
-    pub mtu: Option<String>,
+    pub mtu: Option<crate::CompactString>,
     /// XML element `preSharedKey` (string).
-    pub pre_shared_key: Option<String>,
+    pub pre_shared_key: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for NiftyIpsecConfiguration {
@@ -3175,33 +3175,33 @@ impl crate::xml::FromXml for NiftyIpsecConfiguration {
 )]
 pub struct NiftyModifyCustomerGatewayAttributeRequest {
     /// Wire name `Attribute` (string). Required. Allowed values: `niftyCustomerGatewayName`, `niftyCustomerGatewayDescription`.
-    pub attribute: Option<String>,
+    pub attribute: Option<crate::CompactString>,
     /// Wire name `CustomerGatewayId` (string).
-    pub customer_gateway_id: Option<String>,
+    pub customer_gateway_id: Option<crate::CompactString>,
     /// Wire name `NiftyCustomerGatewayName` (string).
-    pub nifty_customer_gateway_name: Option<String>,
+    pub nifty_customer_gateway_name: Option<crate::CompactString>,
     /// Wire name `Value` (string). Required.
-    pub value: Option<String>,
+    pub value: Option<crate::CompactString>,
 }
 
 impl NiftyModifyCustomerGatewayAttributeRequest {
     /// Sets [`attribute`](Self::attribute) and returns the input.
-    pub fn attribute(mut self, value: impl Into<String>) -> Self {
+    pub fn attribute(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.attribute = Some(value.into());
         self
     }
     /// Sets [`customer_gateway_id`](Self::customer_gateway_id) and returns the input.
-    pub fn customer_gateway_id(mut self, value: impl Into<String>) -> Self {
+    pub fn customer_gateway_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.customer_gateway_id = Some(value.into());
         self
     }
     /// Sets [`nifty_customer_gateway_name`](Self::nifty_customer_gateway_name) and returns the input.
-    pub fn nifty_customer_gateway_name(mut self, value: impl Into<String>) -> Self {
+    pub fn nifty_customer_gateway_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.nifty_customer_gateway_name = Some(value.into());
         self
     }
     /// Sets [`value`](Self::value) and returns the input.
-    pub fn value(mut self, value: impl Into<String>) -> Self {
+    pub fn value(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.value = Some(value.into());
         self
     }
@@ -3251,7 +3251,7 @@ impl crate::operation::Operation for NiftyModifyCustomerGatewayAttributeRequest 
 )]
 pub struct NiftyModifyCustomerGatewayAttributeResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -3285,13 +3285,13 @@ pub struct NiftyModifyVpnGatewayAttributeRequest {
     /// Wire name `Agreement` (boolean).
     pub agreement: Option<bool>,
     /// Wire name `Attribute` (string). Required. Allowed values: `niftyVpnGatewayName`, `niftyVpnGatewayType`, `niftyVpnGatewayDescription`, `niftyVpnGatewayAccountingType`, `groupId`.
-    pub attribute: Option<String>,
+    pub attribute: Option<crate::CompactString>,
     /// Wire name `NiftyVpnGatewayName` (string).
-    pub nifty_vpn_gateway_name: Option<String>,
+    pub nifty_vpn_gateway_name: Option<crate::CompactString>,
     /// Wire name `Value` (string). Required.
-    pub value: Option<String>,
+    pub value: Option<crate::CompactString>,
     /// Wire name `VpnGatewayId` (string).
-    pub vpn_gateway_id: Option<String>,
+    pub vpn_gateway_id: Option<crate::CompactString>,
 }
 
 impl NiftyModifyVpnGatewayAttributeRequest {
@@ -3301,22 +3301,22 @@ impl NiftyModifyVpnGatewayAttributeRequest {
         self
     }
     /// Sets [`attribute`](Self::attribute) and returns the input.
-    pub fn attribute(mut self, value: impl Into<String>) -> Self {
+    pub fn attribute(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.attribute = Some(value.into());
         self
     }
     /// Sets [`nifty_vpn_gateway_name`](Self::nifty_vpn_gateway_name) and returns the input.
-    pub fn nifty_vpn_gateway_name(mut self, value: impl Into<String>) -> Self {
+    pub fn nifty_vpn_gateway_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.nifty_vpn_gateway_name = Some(value.into());
         self
     }
     /// Sets [`value`](Self::value) and returns the input.
-    pub fn value(mut self, value: impl Into<String>) -> Self {
+    pub fn value(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.value = Some(value.into());
         self
     }
     /// Sets [`vpn_gateway_id`](Self::vpn_gateway_id) and returns the input.
-    pub fn vpn_gateway_id(mut self, value: impl Into<String>) -> Self {
+    pub fn vpn_gateway_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.vpn_gateway_id = Some(value.into());
         self
     }
@@ -3367,7 +3367,7 @@ impl crate::operation::Operation for NiftyModifyVpnGatewayAttributeRequest {
 )]
 pub struct NiftyModifyVpnGatewayAttributeResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -3442,7 +3442,7 @@ impl crate::operation::Operation for NiftyRebootVpnGatewaysRequest {
 )]
 pub struct NiftyRebootVpnGatewaysResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -3474,19 +3474,19 @@ impl crate::xml::FromXml for NiftyRebootVpnGatewaysResult {
 )]
 pub struct NiftyReleaseVpnGatewayBackupStateRequest {
     /// Wire name `NiftyVpnGatewayName` (string).
-    pub nifty_vpn_gateway_name: Option<String>,
+    pub nifty_vpn_gateway_name: Option<crate::CompactString>,
     /// Wire name `VpnGatewayId` (string).
-    pub vpn_gateway_id: Option<String>,
+    pub vpn_gateway_id: Option<crate::CompactString>,
 }
 
 impl NiftyReleaseVpnGatewayBackupStateRequest {
     /// Sets [`nifty_vpn_gateway_name`](Self::nifty_vpn_gateway_name) and returns the input.
-    pub fn nifty_vpn_gateway_name(mut self, value: impl Into<String>) -> Self {
+    pub fn nifty_vpn_gateway_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.nifty_vpn_gateway_name = Some(value.into());
         self
     }
     /// Sets [`vpn_gateway_id`](Self::vpn_gateway_id) and returns the input.
-    pub fn vpn_gateway_id(mut self, value: impl Into<String>) -> Self {
+    pub fn vpn_gateway_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.vpn_gateway_id = Some(value.into());
         self
     }
@@ -3525,7 +3525,7 @@ impl crate::operation::Operation for NiftyReleaseVpnGatewayBackupStateRequest {
 )]
 pub struct NiftyReleaseVpnGatewayBackupStateResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -3559,9 +3559,9 @@ pub struct NiftyReplaceRouteTableAssociationWithVpnGatewayRequest {
     /// Wire name `Agreement` (boolean).
     pub agreement: Option<bool>,
     /// Wire name `AssociationId` (string). Required.
-    pub association_id: Option<String>,
+    pub association_id: Option<crate::CompactString>,
     /// Wire name `RouteTableId` (string). Required.
-    pub route_table_id: Option<String>,
+    pub route_table_id: Option<crate::CompactString>,
 }
 
 impl NiftyReplaceRouteTableAssociationWithVpnGatewayRequest {
@@ -3571,12 +3571,12 @@ impl NiftyReplaceRouteTableAssociationWithVpnGatewayRequest {
         self
     }
     /// Sets [`association_id`](Self::association_id) and returns the input.
-    pub fn association_id(mut self, value: impl Into<String>) -> Self {
+    pub fn association_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.association_id = Some(value.into());
         self
     }
     /// Sets [`route_table_id`](Self::route_table_id) and returns the input.
-    pub fn route_table_id(mut self, value: impl Into<String>) -> Self {
+    pub fn route_table_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.route_table_id = Some(value.into());
         self
     }
@@ -3625,9 +3625,9 @@ impl crate::operation::Operation for NiftyReplaceRouteTableAssociationWithVpnGat
 )]
 pub struct NiftyReplaceRouteTableAssociationWithVpnGatewayResult {
     /// XML element `newAssociationId` (string).
-    pub new_association_id: Option<String>,
+    pub new_association_id: Option<crate::CompactString>,
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for NiftyReplaceRouteTableAssociationWithVpnGatewayResult {
@@ -3659,9 +3659,9 @@ pub struct NiftyReplaceVpnGatewayLatestVersionRequest {
     /// Wire name `Agreement` (boolean).
     pub agreement: Option<bool>,
     /// Wire name `NiftyVpnGatewayName` (string).
-    pub nifty_vpn_gateway_name: Option<String>,
+    pub nifty_vpn_gateway_name: Option<crate::CompactString>,
     /// Wire name `VpnGatewayId` (string).
-    pub vpn_gateway_id: Option<String>,
+    pub vpn_gateway_id: Option<crate::CompactString>,
 }
 
 impl NiftyReplaceVpnGatewayLatestVersionRequest {
@@ -3671,12 +3671,12 @@ impl NiftyReplaceVpnGatewayLatestVersionRequest {
         self
     }
     /// Sets [`nifty_vpn_gateway_name`](Self::nifty_vpn_gateway_name) and returns the input.
-    pub fn nifty_vpn_gateway_name(mut self, value: impl Into<String>) -> Self {
+    pub fn nifty_vpn_gateway_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.nifty_vpn_gateway_name = Some(value.into());
         self
     }
     /// Sets [`vpn_gateway_id`](Self::vpn_gateway_id) and returns the input.
-    pub fn vpn_gateway_id(mut self, value: impl Into<String>) -> Self {
+    pub fn vpn_gateway_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.vpn_gateway_id = Some(value.into());
         self
     }
@@ -3716,7 +3716,7 @@ impl crate::operation::Operation for NiftyReplaceVpnGatewayLatestVersionRequest 
 )]
 pub struct NiftyReplaceVpnGatewayLatestVersionResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -3748,19 +3748,19 @@ impl crate::xml::FromXml for NiftyReplaceVpnGatewayLatestVersionResult {
 )]
 pub struct NiftyRestoreVpnGatewayPreviousVersionRequest {
     /// Wire name `NiftyVpnGatewayName` (string).
-    pub nifty_vpn_gateway_name: Option<String>,
+    pub nifty_vpn_gateway_name: Option<crate::CompactString>,
     /// Wire name `VpnGatewayId` (string).
-    pub vpn_gateway_id: Option<String>,
+    pub vpn_gateway_id: Option<crate::CompactString>,
 }
 
 impl NiftyRestoreVpnGatewayPreviousVersionRequest {
     /// Sets [`nifty_vpn_gateway_name`](Self::nifty_vpn_gateway_name) and returns the input.
-    pub fn nifty_vpn_gateway_name(mut self, value: impl Into<String>) -> Self {
+    pub fn nifty_vpn_gateway_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.nifty_vpn_gateway_name = Some(value.into());
         self
     }
     /// Sets [`vpn_gateway_id`](Self::vpn_gateway_id) and returns the input.
-    pub fn vpn_gateway_id(mut self, value: impl Into<String>) -> Self {
+    pub fn vpn_gateway_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.vpn_gateway_id = Some(value.into());
         self
     }
@@ -3799,7 +3799,7 @@ impl crate::operation::Operation for NiftyRestoreVpnGatewayPreviousVersionReques
 )]
 pub struct NiftyRestoreVpnGatewayPreviousVersionResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -3831,23 +3831,23 @@ impl crate::xml::FromXml for NiftyRestoreVpnGatewayPreviousVersionResult {
 )]
 pub struct NiftyTunnel {
     /// XML element `destinationPort` (string).
-    pub destination_port: Option<String>,
+    pub destination_port: Option<crate::CompactString>,
     /// XML element `encapsulation` (string).
-    pub encapsulation: Option<String>,
+    pub encapsulation: Option<crate::CompactString>,
     /// XML element `mode` (string).
-    pub mode: Option<String>,
+    pub mode: Option<crate::CompactString>,
     /// XML element `peerSessionId` (string).
-    pub peer_session_id: Option<String>,
+    pub peer_session_id: Option<crate::CompactString>,
     /// XML element `peerTunnelId` (string).
-    pub peer_tunnel_id: Option<String>,
+    pub peer_tunnel_id: Option<crate::CompactString>,
     /// XML element `sessionId` (string).
-    pub session_id: Option<String>,
+    pub session_id: Option<crate::CompactString>,
     /// XML element `sourcePort` (string).
-    pub source_port: Option<String>,
+    pub source_port: Option<crate::CompactString>,
     /// XML element `tunnelId` (string).
-    pub tunnel_id: Option<String>,
+    pub tunnel_id: Option<crate::CompactString>,
     /// XML element `type` (string).
-    pub r#type: Option<String>,
+    pub r#type: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for NiftyTunnel {
@@ -3885,11 +3885,11 @@ pub struct NiftyUpdateVpnGatewayNetworkInterfacesRequest {
     /// Wire name `NetworkInterface.N` (list of structure).
     pub network_interface: Vec<RequestNetworkInterfaceOfNiftyUpdateVpnGatewayNetworkInterfaces>,
     /// Wire name `NiftyReboot` (string). Allowed values: `force`, `true`.
-    pub nifty_reboot: Option<String>,
+    pub nifty_reboot: Option<crate::CompactString>,
     /// Wire name `NiftyVpnGatewayName` (string).
-    pub nifty_vpn_gateway_name: Option<String>,
+    pub nifty_vpn_gateway_name: Option<crate::CompactString>,
     /// Wire name `VpnGatewayId` (string).
-    pub vpn_gateway_id: Option<String>,
+    pub vpn_gateway_id: Option<crate::CompactString>,
 }
 
 impl NiftyUpdateVpnGatewayNetworkInterfacesRequest {
@@ -3907,17 +3907,17 @@ impl NiftyUpdateVpnGatewayNetworkInterfacesRequest {
         self
     }
     /// Sets [`nifty_reboot`](Self::nifty_reboot) and returns the input.
-    pub fn nifty_reboot(mut self, value: impl Into<String>) -> Self {
+    pub fn nifty_reboot(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.nifty_reboot = Some(value.into());
         self
     }
     /// Sets [`nifty_vpn_gateway_name`](Self::nifty_vpn_gateway_name) and returns the input.
-    pub fn nifty_vpn_gateway_name(mut self, value: impl Into<String>) -> Self {
+    pub fn nifty_vpn_gateway_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.nifty_vpn_gateway_name = Some(value.into());
         self
     }
     /// Sets [`vpn_gateway_id`](Self::vpn_gateway_id) and returns the input.
-    pub fn vpn_gateway_id(mut self, value: impl Into<String>) -> Self {
+    pub fn vpn_gateway_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.vpn_gateway_id = Some(value.into());
         self
     }
@@ -3959,7 +3959,7 @@ impl crate::operation::Operation for NiftyUpdateVpnGatewayNetworkInterfacesReque
 )]
 pub struct NiftyUpdateVpnGatewayNetworkInterfacesResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -3991,19 +3991,19 @@ impl crate::xml::FromXml for NiftyUpdateVpnGatewayNetworkInterfacesResult {
 )]
 pub struct RebootRemoteAccessVpnGatewayRequest {
     /// Wire name `NiftyReboot` (string). Allowed values: `force`, `true`.
-    pub nifty_reboot: Option<String>,
+    pub nifty_reboot: Option<crate::CompactString>,
     /// Wire name `RemoteAccessVpnGatewayId` (string). Required.
-    pub remote_access_vpn_gateway_id: Option<String>,
+    pub remote_access_vpn_gateway_id: Option<crate::CompactString>,
 }
 
 impl RebootRemoteAccessVpnGatewayRequest {
     /// Sets [`nifty_reboot`](Self::nifty_reboot) and returns the input.
-    pub fn nifty_reboot(mut self, value: impl Into<String>) -> Self {
+    pub fn nifty_reboot(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.nifty_reboot = Some(value.into());
         self
     }
     /// Sets [`remote_access_vpn_gateway_id`](Self::remote_access_vpn_gateway_id) and returns the input.
-    pub fn remote_access_vpn_gateway_id(mut self, value: impl Into<String>) -> Self {
+    pub fn remote_access_vpn_gateway_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.remote_access_vpn_gateway_id = Some(value.into());
         self
     }
@@ -4048,7 +4048,7 @@ impl crate::operation::Operation for RebootRemoteAccessVpnGatewayRequest {
 )]
 pub struct RebootRemoteAccessVpnGatewayResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -4080,51 +4080,51 @@ impl crate::xml::FromXml for RebootRemoteAccessVpnGatewayResult {
 )]
 pub struct RemoteAccessVpnGateway {
     /// XML element `accountingType` (string).
-    pub accounting_type: Option<String>,
+    pub accounting_type: Option<crate::CompactString>,
     /// XML element `authTypeSet`, a list of `item` entries (structure).
     pub auth_type_set: Vec<AuthTypeSet>,
     /// XML element `availabilityZone` (string).
-    pub availability_zone: Option<String>,
+    pub availability_zone: Option<crate::CompactString>,
     /// XML element `caCertificateId` (string).
-    pub ca_certificate_id: Option<String>,
+    pub ca_certificate_id: Option<crate::CompactString>,
     /// XML element `cipherSuiteSet`, a list of `item` entries (structure).
     pub cipher_suite_set: Vec<CipherSuiteSet>,
     /// XML element `clientDownloadEndpoint` (string).
-    pub client_download_endpoint: Option<String>,
+    pub client_download_endpoint: Option<crate::CompactString>,
     /// XML element `clientTunnelMode` (string).
-    pub client_tunnel_mode: Option<String>,
+    pub client_tunnel_mode: Option<crate::CompactString>,
     /// XML element `createdTime` (string).
-    pub created_time: Option<String>,
+    pub created_time: Option<crate::CompactString>,
     /// XML element `description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// XML element `groupSet` (string).
-    pub group_set: Option<String>,
+    pub group_set: Option<crate::CompactString>,
     /// XML element `isConfiguredNat` (string).
-    pub is_configured_nat: Option<String>,
+    pub is_configured_nat: Option<crate::CompactString>,
     /// XML element `networkInterfaceSet`, a list of `item` entries (structure).
     pub network_interface_set: Vec<NetworkInterfaceSetOfCreateRemoteAccessVpnGateway>,
     /// XML element `nextMonthAccountingType` (string).
-    pub next_month_accounting_type: Option<String>,
+    pub next_month_accounting_type: Option<crate::CompactString>,
     /// XML element `poolNetworkCidr` (string).
-    pub pool_network_cidr: Option<String>,
+    pub pool_network_cidr: Option<crate::CompactString>,
     /// XML element `poolNetworkGatewayIpAddress` (string).
-    pub pool_network_gateway_ip_address: Option<String>,
+    pub pool_network_gateway_ip_address: Option<crate::CompactString>,
     /// XML element `remoteAccessVpnGatewayId` (string).
-    pub remote_access_vpn_gateway_id: Option<String>,
+    pub remote_access_vpn_gateway_id: Option<crate::CompactString>,
     /// XML element `remoteAccessVpnGatewayName` (string).
-    pub remote_access_vpn_gateway_name: Option<String>,
+    pub remote_access_vpn_gateway_name: Option<crate::CompactString>,
     /// XML element `remoteAccessVpnGatewayType` (string).
-    pub remote_access_vpn_gateway_type: Option<String>,
+    pub remote_access_vpn_gateway_type: Option<crate::CompactString>,
     /// XML element `remoteUserSet` (string).
-    pub remote_user_set: Option<String>,
+    pub remote_user_set: Option<crate::CompactString>,
     /// XML element `routeTableAssociationId` (string).
-    pub route_table_association_id: Option<String>,
+    pub route_table_association_id: Option<crate::CompactString>,
     /// XML element `routeTableId` (string).
-    pub route_table_id: Option<String>,
+    pub route_table_id: Option<crate::CompactString>,
     /// XML element `sslCertificateId` (string).
-    pub ssl_certificate_id: Option<String>,
+    pub ssl_certificate_id: Option<crate::CompactString>,
     /// XML element `status` (string).
-    pub status: Option<String>,
+    pub status: Option<crate::CompactString>,
     /// XML element `versionInformation` (structure).
     pub version_information: Option<VersionInformationOfCreateRemoteAccessVpnGateway>,
 }
@@ -4210,51 +4210,51 @@ impl crate::xml::FromXml for RemoteAccessVpnGatewayConnection {
 )]
 pub struct RemoteAccessVpnGatewaySetOfDescribeRemoteAccessVpnGateways {
     /// XML element `accountingType` (string).
-    pub accounting_type: Option<String>,
+    pub accounting_type: Option<crate::CompactString>,
     /// XML element `authTypeSet`, a list of `item` entries (structure).
     pub auth_type_set: Vec<AuthTypeSet>,
     /// XML element `availabilityZone` (string).
-    pub availability_zone: Option<String>,
+    pub availability_zone: Option<crate::CompactString>,
     /// XML element `caCertificateId` (string).
-    pub ca_certificate_id: Option<String>,
+    pub ca_certificate_id: Option<crate::CompactString>,
     /// XML element `cipherSuiteSet`, a list of `item` entries (structure).
     pub cipher_suite_set: Vec<CipherSuiteSet>,
     /// XML element `clientDownloadEndpoint` (string).
-    pub client_download_endpoint: Option<String>,
+    pub client_download_endpoint: Option<crate::CompactString>,
     /// XML element `clientTunnelMode` (string).
-    pub client_tunnel_mode: Option<String>,
+    pub client_tunnel_mode: Option<crate::CompactString>,
     /// XML element `createdTime` (string).
-    pub created_time: Option<String>,
+    pub created_time: Option<crate::CompactString>,
     /// XML element `description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// XML element `groupSet` (string).
-    pub group_set: Option<String>,
+    pub group_set: Option<crate::CompactString>,
     /// XML element `isConfiguredNat` (string).
-    pub is_configured_nat: Option<String>,
+    pub is_configured_nat: Option<crate::CompactString>,
     /// XML element `networkInterfaceSet`, a list of `item` entries (structure).
     pub network_interface_set: Vec<NetworkInterfaceSetOfDescribeRemoteAccessVpnGateways>,
     /// XML element `nextMonthAccountingType` (string).
-    pub next_month_accounting_type: Option<String>,
+    pub next_month_accounting_type: Option<crate::CompactString>,
     /// XML element `poolNetworkCidr` (string).
-    pub pool_network_cidr: Option<String>,
+    pub pool_network_cidr: Option<crate::CompactString>,
     /// XML element `poolNetworkGatewayIpAddress` (string).
-    pub pool_network_gateway_ip_address: Option<String>,
+    pub pool_network_gateway_ip_address: Option<crate::CompactString>,
     /// XML element `remoteAccessVpnGatewayId` (string).
-    pub remote_access_vpn_gateway_id: Option<String>,
+    pub remote_access_vpn_gateway_id: Option<crate::CompactString>,
     /// XML element `remoteAccessVpnGatewayName` (string).
-    pub remote_access_vpn_gateway_name: Option<String>,
+    pub remote_access_vpn_gateway_name: Option<crate::CompactString>,
     /// XML element `remoteAccessVpnGatewayType` (string).
-    pub remote_access_vpn_gateway_type: Option<String>,
+    pub remote_access_vpn_gateway_type: Option<crate::CompactString>,
     /// XML element `remoteUserSet`, a list of `item` entries (structure).
     pub remote_user_set: Vec<RemoteUserSet>,
     /// XML element `routeTableAssociationId` (string).
-    pub route_table_association_id: Option<String>,
+    pub route_table_association_id: Option<crate::CompactString>,
     /// XML element `routeTableId` (string).
-    pub route_table_id: Option<String>,
+    pub route_table_id: Option<crate::CompactString>,
     /// XML element `sslCertificateId` (string).
-    pub ssl_certificate_id: Option<String>,
+    pub ssl_certificate_id: Option<crate::CompactString>,
     /// XML element `status` (string).
-    pub status: Option<String>,
+    pub status: Option<crate::CompactString>,
     /// XML element `versionInformation` (structure).
     pub version_information: Option<VersionInformationOfDescribeRemoteAccessVpnGateways>,
 }
@@ -4311,9 +4311,9 @@ impl crate::xml::FromXml for RemoteAccessVpnGatewaySetOfDescribeRemoteAccessVpnG
 )]
 pub struct RemoteUserSet {
     /// XML element `description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// XML element `userName` (string).
-    pub user_name: Option<String>,
+    pub user_name: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for RemoteUserSet {
@@ -4340,12 +4340,12 @@ impl crate::xml::FromXml for RemoteUserSet {
 )]
 pub struct ReplaceRemoteAccessVpnGatewayLatestVersionRequest {
     /// Wire name `RemoteAccessVpnGatewayId` (string). Required.
-    pub remote_access_vpn_gateway_id: Option<String>,
+    pub remote_access_vpn_gateway_id: Option<crate::CompactString>,
 }
 
 impl ReplaceRemoteAccessVpnGatewayLatestVersionRequest {
     /// Sets [`remote_access_vpn_gateway_id`](Self::remote_access_vpn_gateway_id) and returns the input.
-    pub fn remote_access_vpn_gateway_id(mut self, value: impl Into<String>) -> Self {
+    pub fn remote_access_vpn_gateway_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.remote_access_vpn_gateway_id = Some(value.into());
         self
     }
@@ -4389,7 +4389,7 @@ impl crate::operation::Operation for ReplaceRemoteAccessVpnGatewayLatestVersionR
 )]
 pub struct ReplaceRemoteAccessVpnGatewayLatestVersionResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -4421,12 +4421,12 @@ impl crate::xml::FromXml for ReplaceRemoteAccessVpnGatewayLatestVersionResult {
 )]
 pub struct RequestConnection {
     /// Wire name `ConnectionId` (string). Required.
-    pub connection_id: Option<String>,
+    pub connection_id: Option<crate::CompactString>,
 }
 
 impl RequestConnection {
     /// Sets [`connection_id`](Self::connection_id) and returns the input.
-    pub fn connection_id(mut self, value: impl Into<String>) -> Self {
+    pub fn connection_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.connection_id = Some(value.into());
         self
     }
@@ -4454,9 +4454,9 @@ impl crate::wire::ToParams for RequestConnection {
 pub struct RequestFilterOfDescribeCustomerGateways {
     /// Wire name `Value.N` (list of string).
     #[cfg_attr(feature = "serde", serde(rename = "ListOfRequestValue"))]
-    pub value: Vec<String>,
+    pub value: Vec<crate::CompactString>,
     /// Wire name `Name` (string). Allowed values: `customer-gateway-id`, `nifty-customer-gateway-name`, `ip-address`, `state`, `nifty-customer-gateway-description`.
-    pub name: Option<String>,
+    pub name: Option<crate::CompactString>,
 }
 
 impl RequestFilterOfDescribeCustomerGateways {
@@ -4464,13 +4464,13 @@ impl RequestFilterOfDescribeCustomerGateways {
     pub fn value<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.value = items.into_iter().map(Into::into).collect();
         self
     }
     /// Sets [`name`](Self::name) and returns the input.
-    pub fn name(mut self, value: impl Into<String>) -> Self {
+    pub fn name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.name = Some(value.into());
         self
     }
@@ -4493,9 +4493,9 @@ impl crate::wire::ToParams for RequestFilterOfDescribeCustomerGateways {
 pub struct RequestFilterOfDescribeVpnConnections {
     /// Wire name `Value.N` (list of string).
     #[cfg_attr(feature = "serde", serde(rename = "ListOfRequestValue"))]
-    pub value: Vec<String>,
+    pub value: Vec<crate::CompactString>,
     /// Wire name `Name` (string). Allowed values: `customer-gateway-configuration`, `customer-gateway-id`, `nifty-customer-gateway-name`, `state`, `option.static-routes-only`, `route.destination-cidr-block`, `type`, `vpn-connection-id`, `vpn-gateway-id`, `nifty-vpn-gateway-name`, `nifty-vpn-connection-description`, `nifty-internet-key-exchange`.
-    pub name: Option<String>,
+    pub name: Option<crate::CompactString>,
 }
 
 impl RequestFilterOfDescribeVpnConnections {
@@ -4503,13 +4503,13 @@ impl RequestFilterOfDescribeVpnConnections {
     pub fn value<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.value = items.into_iter().map(Into::into).collect();
         self
     }
     /// Sets [`name`](Self::name) and returns the input.
-    pub fn name(mut self, value: impl Into<String>) -> Self {
+    pub fn name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.name = Some(value.into());
         self
     }
@@ -4532,9 +4532,9 @@ impl crate::wire::ToParams for RequestFilterOfDescribeVpnConnections {
 pub struct RequestFilterOfDescribeVpnGateways {
     /// Wire name `Value.N` (list of string).
     #[cfg_attr(feature = "serde", serde(rename = "ListOfRequestValue"))]
-    pub value: Vec<String>,
+    pub value: Vec<crate::CompactString>,
     /// Wire name `Name` (string). Allowed values: `attachment.state`, `attachment.vpc-id`, `availability-zone`, `state`, `type`, `vpn-gateway-id`, `nifty-vpn-gateway-name`, `nifty-vpn-gateway-type`, `nifty-vpn-gateway-description`, `nifty-vpn-gateway-accountingType`, `ip-address`, `latest-version-information`, `version`.
-    pub name: Option<String>,
+    pub name: Option<crate::CompactString>,
 }
 
 impl RequestFilterOfDescribeVpnGateways {
@@ -4542,13 +4542,13 @@ impl RequestFilterOfDescribeVpnGateways {
     pub fn value<I>(mut self, items: I) -> Self
     where
         I: IntoIterator,
-        I::Item: Into<String>,
+        I::Item: Into<crate::CompactString>,
     {
         self.value = items.into_iter().map(Into::into).collect();
         self
     }
     /// Sets [`name`](Self::name) and returns the input.
-    pub fn name(mut self, value: impl Into<String>) -> Self {
+    pub fn name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.name = Some(value.into());
         self
     }
@@ -4570,19 +4570,19 @@ impl crate::wire::ToParams for RequestFilterOfDescribeVpnGateways {
 )]
 pub struct RequestNetworkInterfaceOfCreateRemoteAccessVpnGateway {
     /// Wire name `IpAddress` (string). Required.
-    pub ip_address: Option<String>,
+    pub ip_address: Option<crate::CompactString>,
     /// Wire name `NetworkId` (string). Required.
-    pub network_id: Option<String>,
+    pub network_id: Option<crate::CompactString>,
 }
 
 impl RequestNetworkInterfaceOfCreateRemoteAccessVpnGateway {
     /// Sets [`ip_address`](Self::ip_address) and returns the input.
-    pub fn ip_address(mut self, value: impl Into<String>) -> Self {
+    pub fn ip_address(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.ip_address = Some(value.into());
         self
     }
     /// Sets [`network_id`](Self::network_id) and returns the input.
-    pub fn network_id(mut self, value: impl Into<String>) -> Self {
+    pub fn network_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.network_id = Some(value.into());
         self
     }
@@ -4613,18 +4613,18 @@ impl crate::wire::ToParams for RequestNetworkInterfaceOfCreateRemoteAccessVpnGat
 )]
 pub struct RequestNetworkInterfaceOfCreateVpnGateway {
     /// Wire name `IpAddress` (string).
-    pub ip_address: Option<String>,
+    pub ip_address: Option<crate::CompactString>,
     /// Wire name `IsOutsideNetwork` (boolean).
     pub is_outside_network: Option<bool>,
     /// Wire name `NetworkId` (string).
-    pub network_id: Option<String>,
+    pub network_id: Option<crate::CompactString>,
     /// Wire name `NetworkName` (string).
-    pub network_name: Option<String>,
+    pub network_name: Option<crate::CompactString>,
 }
 
 impl RequestNetworkInterfaceOfCreateVpnGateway {
     /// Sets [`ip_address`](Self::ip_address) and returns the input.
-    pub fn ip_address(mut self, value: impl Into<String>) -> Self {
+    pub fn ip_address(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.ip_address = Some(value.into());
         self
     }
@@ -4634,12 +4634,12 @@ impl RequestNetworkInterfaceOfCreateVpnGateway {
         self
     }
     /// Sets [`network_id`](Self::network_id) and returns the input.
-    pub fn network_id(mut self, value: impl Into<String>) -> Self {
+    pub fn network_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.network_id = Some(value.into());
         self
     }
     /// Sets [`network_name`](Self::network_name) and returns the input.
-    pub fn network_name(mut self, value: impl Into<String>) -> Self {
+    pub fn network_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.network_name = Some(value.into());
         self
     }
@@ -4663,18 +4663,18 @@ impl crate::wire::ToParams for RequestNetworkInterfaceOfCreateVpnGateway {
 )]
 pub struct RequestNetworkInterfaceOfNiftyUpdateVpnGatewayNetworkInterfaces {
     /// Wire name `IpAddress` (string).
-    pub ip_address: Option<String>,
+    pub ip_address: Option<crate::CompactString>,
     /// Wire name `IsOutsideNetwork` (boolean).
     pub is_outside_network: Option<bool>,
     /// Wire name `NetworkId` (string).
-    pub network_id: Option<String>,
+    pub network_id: Option<crate::CompactString>,
     /// Wire name `NetworkName` (string).
-    pub network_name: Option<String>,
+    pub network_name: Option<crate::CompactString>,
 }
 
 impl RequestNetworkInterfaceOfNiftyUpdateVpnGatewayNetworkInterfaces {
     /// Sets [`ip_address`](Self::ip_address) and returns the input.
-    pub fn ip_address(mut self, value: impl Into<String>) -> Self {
+    pub fn ip_address(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.ip_address = Some(value.into());
         self
     }
@@ -4684,12 +4684,12 @@ impl RequestNetworkInterfaceOfNiftyUpdateVpnGatewayNetworkInterfaces {
         self
     }
     /// Sets [`network_id`](Self::network_id) and returns the input.
-    pub fn network_id(mut self, value: impl Into<String>) -> Self {
+    pub fn network_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.network_id = Some(value.into());
         self
     }
     /// Sets [`network_name`](Self::network_name) and returns the input.
-    pub fn network_name(mut self, value: impl Into<String>) -> Self {
+    pub fn network_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.network_name = Some(value.into());
         self
     }
@@ -4717,15 +4717,15 @@ pub struct RequestNiftyIpsecConfiguration {
     /// Wire name `EncapsulatingSecurityPayloadLifetime` (integer).
     pub encapsulating_security_payload_lifetime: Option<i64>,
     /// Wire name `EncryptionAlgorithm` (string). Allowed values: `AES128`, `AES256`, `3DES`.
-    pub encryption_algorithm: Option<String>,
+    pub encryption_algorithm: Option<crate::CompactString>,
     /// Wire name `HashAlgorithm` (string). Allowed values: `SHA1`, `MD5`, `SHA256`, `SHA384`, `SHA512`.
-    pub hash_algorithm: Option<String>,
+    pub hash_algorithm: Option<crate::CompactString>,
     /// Wire name `InternetKeyExchange` (string). Allowed values: `IKEv1`, `IKEv2`.
-    pub internet_key_exchange: Option<String>,
+    pub internet_key_exchange: Option<crate::CompactString>,
     /// Wire name `InternetKeyExchangeLifetime` (integer).
     pub internet_key_exchange_lifetime: Option<i64>,
     /// Wire name `PreSharedKey` (string).
-    pub pre_shared_key: Option<String>,
+    pub pre_shared_key: Option<crate::CompactString>,
 }
 
 impl RequestNiftyIpsecConfiguration {
@@ -4740,17 +4740,17 @@ impl RequestNiftyIpsecConfiguration {
         self
     }
     /// Sets [`encryption_algorithm`](Self::encryption_algorithm) and returns the input.
-    pub fn encryption_algorithm(mut self, value: impl Into<String>) -> Self {
+    pub fn encryption_algorithm(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.encryption_algorithm = Some(value.into());
         self
     }
     /// Sets [`hash_algorithm`](Self::hash_algorithm) and returns the input.
-    pub fn hash_algorithm(mut self, value: impl Into<String>) -> Self {
+    pub fn hash_algorithm(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.hash_algorithm = Some(value.into());
         self
     }
     /// Sets [`internet_key_exchange`](Self::internet_key_exchange) and returns the input.
-    pub fn internet_key_exchange(mut self, value: impl Into<String>) -> Self {
+    pub fn internet_key_exchange(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.internet_key_exchange = Some(value.into());
         self
     }
@@ -4760,7 +4760,7 @@ impl RequestNiftyIpsecConfiguration {
         self
     }
     /// Sets [`pre_shared_key`](Self::pre_shared_key) and returns the input.
-    pub fn pre_shared_key(mut self, value: impl Into<String>) -> Self {
+    pub fn pre_shared_key(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.pre_shared_key = Some(value.into());
         self
     }
@@ -4797,26 +4797,26 @@ impl crate::wire::ToParams for RequestNiftyIpsecConfiguration {
 )]
 pub struct RequestNiftyNetwork {
     /// Wire name `IpAddress` (string).
-    pub ip_address: Option<String>,
+    pub ip_address: Option<crate::CompactString>,
     /// Wire name `NetworkId` (string).
-    pub network_id: Option<String>,
+    pub network_id: Option<crate::CompactString>,
     /// Wire name `NetworkName` (string).
-    pub network_name: Option<String>,
+    pub network_name: Option<crate::CompactString>,
 }
 
 impl RequestNiftyNetwork {
     /// Sets [`ip_address`](Self::ip_address) and returns the input.
-    pub fn ip_address(mut self, value: impl Into<String>) -> Self {
+    pub fn ip_address(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.ip_address = Some(value.into());
         self
     }
     /// Sets [`network_id`](Self::network_id) and returns the input.
-    pub fn network_id(mut self, value: impl Into<String>) -> Self {
+    pub fn network_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.network_id = Some(value.into());
         self
     }
     /// Sets [`network_name`](Self::network_name) and returns the input.
-    pub fn network_name(mut self, value: impl Into<String>) -> Self {
+    pub fn network_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.network_name = Some(value.into());
         self
     }
@@ -4839,68 +4839,68 @@ impl crate::wire::ToParams for RequestNiftyNetwork {
 )]
 pub struct RequestNiftyTunnel {
     /// Wire name `DestinationPort` (string).
-    pub destination_port: Option<String>,
+    pub destination_port: Option<crate::CompactString>,
     /// Wire name `Encapsulation` (string). Allowed values: `IP`, `UDP`.
-    pub encapsulation: Option<String>,
+    pub encapsulation: Option<crate::CompactString>,
     /// Wire name `Mode` (string). Allowed values: `Unmanaged`, `Managed`.
-    pub mode: Option<String>,
+    pub mode: Option<crate::CompactString>,
     /// Wire name `PeerSessionId` (string).
-    pub peer_session_id: Option<String>,
+    pub peer_session_id: Option<crate::CompactString>,
     /// Wire name `PeerTunnelId` (string).
-    pub peer_tunnel_id: Option<String>,
+    pub peer_tunnel_id: Option<crate::CompactString>,
     /// Wire name `SessionId` (string).
-    pub session_id: Option<String>,
+    pub session_id: Option<crate::CompactString>,
     /// Wire name `SourcePort` (string).
-    pub source_port: Option<String>,
+    pub source_port: Option<crate::CompactString>,
     /// Wire name `TunnelId` (string).
-    pub tunnel_id: Option<String>,
+    pub tunnel_id: Option<crate::CompactString>,
     /// Wire name `Type` (string). Allowed values: `L2TPv3`.
-    pub r#type: Option<String>,
+    pub r#type: Option<crate::CompactString>,
 }
 
 impl RequestNiftyTunnel {
     /// Sets [`destination_port`](Self::destination_port) and returns the input.
-    pub fn destination_port(mut self, value: impl Into<String>) -> Self {
+    pub fn destination_port(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.destination_port = Some(value.into());
         self
     }
     /// Sets [`encapsulation`](Self::encapsulation) and returns the input.
-    pub fn encapsulation(mut self, value: impl Into<String>) -> Self {
+    pub fn encapsulation(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.encapsulation = Some(value.into());
         self
     }
     /// Sets [`mode`](Self::mode) and returns the input.
-    pub fn mode(mut self, value: impl Into<String>) -> Self {
+    pub fn mode(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.mode = Some(value.into());
         self
     }
     /// Sets [`peer_session_id`](Self::peer_session_id) and returns the input.
-    pub fn peer_session_id(mut self, value: impl Into<String>) -> Self {
+    pub fn peer_session_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.peer_session_id = Some(value.into());
         self
     }
     /// Sets [`peer_tunnel_id`](Self::peer_tunnel_id) and returns the input.
-    pub fn peer_tunnel_id(mut self, value: impl Into<String>) -> Self {
+    pub fn peer_tunnel_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.peer_tunnel_id = Some(value.into());
         self
     }
     /// Sets [`session_id`](Self::session_id) and returns the input.
-    pub fn session_id(mut self, value: impl Into<String>) -> Self {
+    pub fn session_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.session_id = Some(value.into());
         self
     }
     /// Sets [`source_port`](Self::source_port) and returns the input.
-    pub fn source_port(mut self, value: impl Into<String>) -> Self {
+    pub fn source_port(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.source_port = Some(value.into());
         self
     }
     /// Sets [`tunnel_id`](Self::tunnel_id) and returns the input.
-    pub fn tunnel_id(mut self, value: impl Into<String>) -> Self {
+    pub fn tunnel_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.tunnel_id = Some(value.into());
         self
     }
     /// Sets [`type`](Self::r#type) and returns the input.
-    pub fn r#type(mut self, value: impl Into<String>) -> Self {
+    pub fn r#type(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.r#type = Some(value.into());
         self
     }
@@ -4929,12 +4929,12 @@ impl crate::wire::ToParams for RequestNiftyTunnel {
 )]
 pub struct RequestPlacementOfCreateRemoteAccessVpnGateway {
     /// Wire name `AvailabilityZone` (string).
-    pub availability_zone: Option<String>,
+    pub availability_zone: Option<crate::CompactString>,
 }
 
 impl RequestPlacementOfCreateRemoteAccessVpnGateway {
     /// Sets [`availability_zone`](Self::availability_zone) and returns the input.
-    pub fn availability_zone(mut self, value: impl Into<String>) -> Self {
+    pub fn availability_zone(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.availability_zone = Some(value.into());
         self
     }
@@ -4955,12 +4955,12 @@ impl crate::wire::ToParams for RequestPlacementOfCreateRemoteAccessVpnGateway {
 )]
 pub struct RequestPlacementOfCreateVpnGateway {
     /// Wire name `AvailabilityZone` (string).
-    pub availability_zone: Option<String>,
+    pub availability_zone: Option<crate::CompactString>,
 }
 
 impl RequestPlacementOfCreateVpnGateway {
     /// Sets [`availability_zone`](Self::availability_zone) and returns the input.
-    pub fn availability_zone(mut self, value: impl Into<String>) -> Self {
+    pub fn availability_zone(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.availability_zone = Some(value.into());
         self
     }
@@ -4981,26 +4981,26 @@ impl crate::wire::ToParams for RequestPlacementOfCreateVpnGateway {
 )]
 pub struct RequestRemoteUser {
     /// Wire name `Description` (string).
-    pub description: Option<String>,
+    pub description: Option<crate::CompactString>,
     /// Wire name `Password` (string). Required.
-    pub password: Option<String>,
+    pub password: Option<crate::CompactString>,
     /// Wire name `UserName` (string). Required.
-    pub user_name: Option<String>,
+    pub user_name: Option<crate::CompactString>,
 }
 
 impl RequestRemoteUser {
     /// Sets [`description`](Self::description) and returns the input.
-    pub fn description(mut self, value: impl Into<String>) -> Self {
+    pub fn description(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.description = Some(value.into());
         self
     }
     /// Sets [`password`](Self::password) and returns the input.
-    pub fn password(mut self, value: impl Into<String>) -> Self {
+    pub fn password(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.password = Some(value.into());
         self
     }
     /// Sets [`user_name`](Self::user_name) and returns the input.
-    pub fn user_name(mut self, value: impl Into<String>) -> Self {
+    pub fn user_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.user_name = Some(value.into());
         self
     }
@@ -5032,12 +5032,12 @@ impl crate::wire::ToParams for RequestRemoteUser {
 )]
 pub struct RequestRemoteUserOfDeleteRemoteAccessVpnGatewayUsers {
     /// Wire name `UserName` (string). Required.
-    pub user_name: Option<String>,
+    pub user_name: Option<crate::CompactString>,
 }
 
 impl RequestRemoteUserOfDeleteRemoteAccessVpnGatewayUsers {
     /// Sets [`user_name`](Self::user_name) and returns the input.
-    pub fn user_name(mut self, value: impl Into<String>) -> Self {
+    pub fn user_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.user_name = Some(value.into());
         self
     }
@@ -5064,26 +5064,26 @@ impl crate::wire::ToParams for RequestRemoteUserOfDeleteRemoteAccessVpnGatewayUs
 )]
 pub struct RequestVpnGateway {
     /// Wire name `NiftyReboot` (string). Allowed values: `force`, `true`.
-    pub nifty_reboot: Option<String>,
+    pub nifty_reboot: Option<crate::CompactString>,
     /// Wire name `NiftyVpnGatewayName` (string).
-    pub nifty_vpn_gateway_name: Option<String>,
+    pub nifty_vpn_gateway_name: Option<crate::CompactString>,
     /// Wire name `VpnGatewayId` (string).
-    pub vpn_gateway_id: Option<String>,
+    pub vpn_gateway_id: Option<crate::CompactString>,
 }
 
 impl RequestVpnGateway {
     /// Sets [`nifty_reboot`](Self::nifty_reboot) and returns the input.
-    pub fn nifty_reboot(mut self, value: impl Into<String>) -> Self {
+    pub fn nifty_reboot(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.nifty_reboot = Some(value.into());
         self
     }
     /// Sets [`nifty_vpn_gateway_name`](Self::nifty_vpn_gateway_name) and returns the input.
-    pub fn nifty_vpn_gateway_name(mut self, value: impl Into<String>) -> Self {
+    pub fn nifty_vpn_gateway_name(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.nifty_vpn_gateway_name = Some(value.into());
         self
     }
     /// Sets [`vpn_gateway_id`](Self::vpn_gateway_id) and returns the input.
-    pub fn vpn_gateway_id(mut self, value: impl Into<String>) -> Self {
+    pub fn vpn_gateway_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.vpn_gateway_id = Some(value.into());
         self
     }
@@ -5107,19 +5107,19 @@ impl crate::wire::ToParams for RequestVpnGateway {
 pub struct SetRemoteAccessVpnGatewayCACertificateRequest {
     /// Wire name `CACertificateId` (string). Required.
     #[cfg_attr(feature = "serde", serde(rename = "CACertificateId"))]
-    pub ca_certificate_id: Option<String>,
+    pub ca_certificate_id: Option<crate::CompactString>,
     /// Wire name `RemoteAccessVpnGatewayId` (string). Required.
-    pub remote_access_vpn_gateway_id: Option<String>,
+    pub remote_access_vpn_gateway_id: Option<crate::CompactString>,
 }
 
 impl SetRemoteAccessVpnGatewayCACertificateRequest {
     /// Sets [`ca_certificate_id`](Self::ca_certificate_id) and returns the input.
-    pub fn ca_certificate_id(mut self, value: impl Into<String>) -> Self {
+    pub fn ca_certificate_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.ca_certificate_id = Some(value.into());
         self
     }
     /// Sets [`remote_access_vpn_gateway_id`](Self::remote_access_vpn_gateway_id) and returns the input.
-    pub fn remote_access_vpn_gateway_id(mut self, value: impl Into<String>) -> Self {
+    pub fn remote_access_vpn_gateway_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.remote_access_vpn_gateway_id = Some(value.into());
         self
     }
@@ -5167,7 +5167,7 @@ impl crate::operation::Operation for SetRemoteAccessVpnGatewayCACertificateReque
 )]
 pub struct SetRemoteAccessVpnGatewayCACertificateResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -5199,20 +5199,20 @@ impl crate::xml::FromXml for SetRemoteAccessVpnGatewayCACertificateResult {
 )]
 pub struct SetRemoteAccessVpnGatewaySSLCertificateRequest {
     /// Wire name `RemoteAccessVpnGatewayId` (string). Required.
-    pub remote_access_vpn_gateway_id: Option<String>,
+    pub remote_access_vpn_gateway_id: Option<crate::CompactString>,
     /// Wire name `SSLCertificateId` (string). Required.
     #[cfg_attr(feature = "serde", serde(rename = "SSLCertificateId"))]
-    pub ssl_certificate_id: Option<String>,
+    pub ssl_certificate_id: Option<crate::CompactString>,
 }
 
 impl SetRemoteAccessVpnGatewaySSLCertificateRequest {
     /// Sets [`remote_access_vpn_gateway_id`](Self::remote_access_vpn_gateway_id) and returns the input.
-    pub fn remote_access_vpn_gateway_id(mut self, value: impl Into<String>) -> Self {
+    pub fn remote_access_vpn_gateway_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.remote_access_vpn_gateway_id = Some(value.into());
         self
     }
     /// Sets [`ssl_certificate_id`](Self::ssl_certificate_id) and returns the input.
-    pub fn ssl_certificate_id(mut self, value: impl Into<String>) -> Self {
+    pub fn ssl_certificate_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.ssl_certificate_id = Some(value.into());
         self
     }
@@ -5260,7 +5260,7 @@ impl crate::operation::Operation for SetRemoteAccessVpnGatewaySSLCertificateRequ
 )]
 pub struct SetRemoteAccessVpnGatewaySSLCertificateResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -5292,12 +5292,12 @@ impl crate::xml::FromXml for SetRemoteAccessVpnGatewaySSLCertificateResult {
 )]
 pub struct UnsetRemoteAccessVpnGatewayCACertificateRequest {
     /// Wire name `RemoteAccessVpnGatewayId` (string). Required.
-    pub remote_access_vpn_gateway_id: Option<String>,
+    pub remote_access_vpn_gateway_id: Option<crate::CompactString>,
 }
 
 impl UnsetRemoteAccessVpnGatewayCACertificateRequest {
     /// Sets [`remote_access_vpn_gateway_id`](Self::remote_access_vpn_gateway_id) and returns the input.
-    pub fn remote_access_vpn_gateway_id(mut self, value: impl Into<String>) -> Self {
+    pub fn remote_access_vpn_gateway_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.remote_access_vpn_gateway_id = Some(value.into());
         self
     }
@@ -5341,7 +5341,7 @@ impl crate::operation::Operation for UnsetRemoteAccessVpnGatewayCACertificateReq
 )]
 pub struct UnsetRemoteAccessVpnGatewayCACertificateResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -5373,12 +5373,12 @@ impl crate::xml::FromXml for UnsetRemoteAccessVpnGatewayCACertificateResult {
 )]
 pub struct UnsetRemoteAccessVpnGatewaySSLCertificateRequest {
     /// Wire name `RemoteAccessVpnGatewayId` (string). Required.
-    pub remote_access_vpn_gateway_id: Option<String>,
+    pub remote_access_vpn_gateway_id: Option<crate::CompactString>,
 }
 
 impl UnsetRemoteAccessVpnGatewaySSLCertificateRequest {
     /// Sets [`remote_access_vpn_gateway_id`](Self::remote_access_vpn_gateway_id) and returns the input.
-    pub fn remote_access_vpn_gateway_id(mut self, value: impl Into<String>) -> Self {
+    pub fn remote_access_vpn_gateway_id(mut self, value: impl Into<crate::CompactString>) -> Self {
         self.remote_access_vpn_gateway_id = Some(value.into());
         self
     }
@@ -5422,7 +5422,7 @@ impl crate::operation::Operation for UnsetRemoteAccessVpnGatewaySSLCertificateRe
 )]
 pub struct UnsetRemoteAccessVpnGatewaySSLCertificateResult {
     /// XML element `requestId` (string).
-    pub request_id: Option<String>,
+    pub request_id: Option<crate::CompactString>,
     /// XML element `return` (boolean).
     pub r#return: Option<bool>,
 }
@@ -5454,9 +5454,9 @@ impl crate::xml::FromXml for UnsetRemoteAccessVpnGatewaySSLCertificateResult {
 )]
 pub struct VersionInformationOfCreateRemoteAccessVpnGateway {
     /// XML element `isLatest` (string).
-    pub is_latest: Option<String>,
+    pub is_latest: Option<crate::CompactString>,
     /// XML element `version` (string).
-    pub version: Option<String>,
+    pub version: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for VersionInformationOfCreateRemoteAccessVpnGateway {
@@ -5485,7 +5485,7 @@ pub struct VersionInformationOfCreateVpnGateway {
     /// XML element `isLatest` (boolean).
     pub is_latest: Option<bool>,
     /// XML element `version` (string).
-    pub version: Option<String>,
+    pub version: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for VersionInformationOfCreateVpnGateway {
@@ -5512,9 +5512,9 @@ impl crate::xml::FromXml for VersionInformationOfCreateVpnGateway {
 )]
 pub struct VersionInformationOfDescribeRemoteAccessVpnGateways {
     /// XML element `isLatest` (string).
-    pub is_latest: Option<String>,
+    pub is_latest: Option<crate::CompactString>,
     /// XML element `version` (string).
-    pub version: Option<String>,
+    pub version: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for VersionInformationOfDescribeRemoteAccessVpnGateways {
@@ -5543,7 +5543,7 @@ pub struct VersionInformationOfDescribeVpnGateways {
     /// XML element `isLatest` (boolean).
     pub is_latest: Option<bool>,
     /// XML element `version` (string).
-    pub version: Option<String>,
+    pub version: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for VersionInformationOfDescribeVpnGateways {
@@ -5574,11 +5574,11 @@ pub struct VgwTelemetry {
     /// XML element `lastStatusChange` (timestamp).
     pub last_status_change: Option<crate::xml::Timestamp>,
     /// XML element `outsideIpAddress` (string).
-    pub outside_ip_address: Option<String>,
+    pub outside_ip_address: Option<crate::CompactString>,
     /// XML element `status` (string).
-    pub status: Option<String>,
+    pub status: Option<crate::CompactString>,
     /// XML element `statusMessage` (string).
-    pub status_message: Option<String>,
+    pub status_message: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for VgwTelemetry {
@@ -5610,29 +5610,29 @@ pub struct VpnConnection {
     /// XML element `createdTime` (timestamp).
     pub created_time: Option<crate::xml::Timestamp>,
     /// XML element `customerGatewayId` (string).
-    pub customer_gateway_id: Option<String>,
+    pub customer_gateway_id: Option<crate::CompactString>,
     /// XML element `niftyCustomerGatewayName` (string).
-    pub nifty_customer_gateway_name: Option<String>,
+    pub nifty_customer_gateway_name: Option<crate::CompactString>,
     /// XML element `niftyIpsecConfiguration` (structure).
     pub nifty_ipsec_configuration: Option<NiftyIpsecConfiguration>,
     /// XML element `niftyTunnel` (structure).
     pub nifty_tunnel: Option<NiftyTunnel>,
     /// XML element `niftyVpnConnectionDescription` (string).
-    pub nifty_vpn_connection_description: Option<String>,
+    pub nifty_vpn_connection_description: Option<crate::CompactString>,
     /// XML element `niftyVpnGatewayName` (string).
-    pub nifty_vpn_gateway_name: Option<String>,
+    pub nifty_vpn_gateway_name: Option<crate::CompactString>,
     /// XML element `state` (string).
-    pub state: Option<String>,
+    pub state: Option<crate::CompactString>,
     /// XML element `tagSet`, a list of `item` entries (structure).
     pub tag_set: Vec<TagSet>,
     /// XML element `type` (string).
-    pub r#type: Option<String>,
+    pub r#type: Option<crate::CompactString>,
     /// XML element `vgwTelemetry`, a list of `item` entries (structure).
     pub vgw_telemetry: Vec<VgwTelemetry>,
     /// XML element `vpnConnectionId` (string).
-    pub vpn_connection_id: Option<String>,
+    pub vpn_connection_id: Option<crate::CompactString>,
     /// XML element `vpnGatewayId` (string).
-    pub vpn_gateway_id: Option<String>,
+    pub vpn_gateway_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for VpnConnection {
@@ -5674,31 +5674,31 @@ pub struct VpnConnectionSet {
     /// XML element `createdTime` (timestamp).
     pub created_time: Option<crate::xml::Timestamp>,
     /// XML element `customerGatewayConfiguration` (string).
-    pub customer_gateway_configuration: Option<String>,
+    pub customer_gateway_configuration: Option<crate::CompactString>,
     /// XML element `customerGatewayId` (string).
-    pub customer_gateway_id: Option<String>,
+    pub customer_gateway_id: Option<crate::CompactString>,
     /// XML element `niftyCustomerGatewayName` (string).
-    pub nifty_customer_gateway_name: Option<String>,
+    pub nifty_customer_gateway_name: Option<crate::CompactString>,
     /// XML element `niftyIpsecConfiguration` (structure).
     pub nifty_ipsec_configuration: Option<NiftyIpsecConfiguration>,
     /// XML element `niftyTunnel` (structure).
     pub nifty_tunnel: Option<NiftyTunnel>,
     /// XML element `niftyVpnConnectionDescription` (string).
-    pub nifty_vpn_connection_description: Option<String>,
+    pub nifty_vpn_connection_description: Option<crate::CompactString>,
     /// XML element `niftyVpnGatewayName` (string).
-    pub nifty_vpn_gateway_name: Option<String>,
+    pub nifty_vpn_gateway_name: Option<crate::CompactString>,
     /// XML element `state` (string).
-    pub state: Option<String>,
+    pub state: Option<crate::CompactString>,
     /// XML element `tagSet`, a list of `item` entries (structure).
     pub tag_set: Vec<TagSet>,
     /// XML element `type` (string).
-    pub r#type: Option<String>,
+    pub r#type: Option<crate::CompactString>,
     /// XML element `vgwTelemetry`, a list of `item` entries (structure).
     pub vgw_telemetry: Vec<VgwTelemetry>,
     /// XML element `vpnConnectionId` (string).
-    pub vpn_connection_id: Option<String>,
+    pub vpn_connection_id: Option<crate::CompactString>,
     /// XML element `vpnGatewayId` (string).
-    pub vpn_gateway_id: Option<String>,
+    pub vpn_gateway_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for VpnConnectionSet {
@@ -5741,9 +5741,9 @@ impl crate::xml::FromXml for VpnConnectionSet {
 )]
 pub struct VpnGateway {
     /// XML element `accountingType` (string).
-    pub accounting_type: Option<String>,
+    pub accounting_type: Option<crate::CompactString>,
     /// XML element `availabilityZone` (string).
-    pub availability_zone: Option<String>,
+    pub availability_zone: Option<crate::CompactString>,
     /// XML element `backupInformation` (structure).
     pub backup_information: Option<BackupInformation>,
     /// XML element `groupSet`, a list of `item` entries (structure).
@@ -5751,21 +5751,21 @@ pub struct VpnGateway {
     /// XML element `networkInterfaceSet`, a list of `item` entries (structure).
     pub network_interface_set: Vec<NetworkInterfaceSetOfCreateVpnGateway>,
     /// XML element `nextMonthAccountingType` (string).
-    pub next_month_accounting_type: Option<String>,
+    pub next_month_accounting_type: Option<crate::CompactString>,
     /// XML element `niftyRedundancy` (boolean).
     pub nifty_redundancy: Option<bool>,
     /// XML element `niftyVpnGatewayDescription` (string).
-    pub nifty_vpn_gateway_description: Option<String>,
+    pub nifty_vpn_gateway_description: Option<crate::CompactString>,
     /// XML element `niftyVpnGatewayName` (string).
-    pub nifty_vpn_gateway_name: Option<String>,
+    pub nifty_vpn_gateway_name: Option<crate::CompactString>,
     /// XML element `niftyVpnGatewayType` (string).
-    pub nifty_vpn_gateway_type: Option<String>,
+    pub nifty_vpn_gateway_type: Option<crate::CompactString>,
     /// XML element `state` (string).
-    pub state: Option<String>,
+    pub state: Option<crate::CompactString>,
     /// XML element `versionInformation` (structure).
     pub version_information: Option<VersionInformationOfCreateVpnGateway>,
     /// XML element `vpnGatewayId` (string).
-    pub vpn_gateway_id: Option<String>,
+    pub vpn_gateway_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for VpnGateway {
@@ -5805,11 +5805,11 @@ impl crate::xml::FromXml for VpnGateway {
 )]
 pub struct VpnGatewaySetOfDescribeVpnGateways {
     /// XML element `accountingType` (string).
-    pub accounting_type: Option<String>,
+    pub accounting_type: Option<crate::CompactString>,
     /// XML element `attachments` (string).
-    pub attachments: Option<String>,
+    pub attachments: Option<crate::CompactString>,
     /// XML element `availabilityZone` (string).
-    pub availability_zone: Option<String>,
+    pub availability_zone: Option<crate::CompactString>,
     /// XML element `backupInformation` (structure).
     pub backup_information: Option<BackupInformationOfDescribeVpnGateways>,
     /// XML element `createdTime` (timestamp).
@@ -5819,27 +5819,27 @@ pub struct VpnGatewaySetOfDescribeVpnGateways {
     /// XML element `networkInterfaceSet`, a list of `item` entries (structure).
     pub network_interface_set: Vec<NetworkInterfaceSetOfDescribeVpnGateways>,
     /// XML element `nextMonthAccountingType` (string).
-    pub next_month_accounting_type: Option<String>,
+    pub next_month_accounting_type: Option<crate::CompactString>,
     /// XML element `niftyRedundancy` (boolean).
     pub nifty_redundancy: Option<bool>,
     /// XML element `niftyVpnGatewayDescription` (string).
-    pub nifty_vpn_gateway_description: Option<String>,
+    pub nifty_vpn_gateway_description: Option<crate::CompactString>,
     /// XML element `niftyVpnGatewayName` (string).
-    pub nifty_vpn_gateway_name: Option<String>,
+    pub nifty_vpn_gateway_name: Option<crate::CompactString>,
     /// XML element `niftyVpnGatewayType` (string).
-    pub nifty_vpn_gateway_type: Option<String>,
+    pub nifty_vpn_gateway_type: Option<crate::CompactString>,
     /// XML element `routeTableAssociationId` (string).
-    pub route_table_association_id: Option<String>,
+    pub route_table_association_id: Option<crate::CompactString>,
     /// XML element `routeTableId` (string).
-    pub route_table_id: Option<String>,
+    pub route_table_id: Option<crate::CompactString>,
     /// XML element `state` (string).
-    pub state: Option<String>,
+    pub state: Option<crate::CompactString>,
     /// XML element `tagSet`, a list of `item` entries (structure).
     pub tag_set: Vec<TagSet>,
     /// XML element `versionInformation` (structure).
     pub version_information: Option<VersionInformationOfDescribeVpnGateways>,
     /// XML element `vpnGatewayId` (string).
-    pub vpn_gateway_id: Option<String>,
+    pub vpn_gateway_id: Option<crate::CompactString>,
 }
 
 impl crate::xml::FromXml for VpnGatewaySetOfDescribeVpnGateways {
