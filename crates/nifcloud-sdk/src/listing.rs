@@ -20,6 +20,9 @@ use memchr::{memchr, memmem};
 
 use crate::xml::{XmlError, is_entry_name};
 
+/// How much of a chunk [`ListSplitter::feed`] takes into its buffer at a time.
+const FEED_PIECE: usize = 16 * 1024;
+
 /// Cuts the entries of the list at one path out of a reply fed to it in chunks (see the module documentation).
 #[derive(Debug)]
 pub struct ListSplitter {
@@ -84,9 +87,13 @@ impl ListSplitter {
     /// Takes the next chunk of the reply and hands every entry it completes to `each`, as the entry's whole
     /// element (`<member>...</member>`). An error from `each` stops the reading and is returned.
     pub fn feed(&mut self, chunk: &[u8], mut each: impl FnMut(&str) -> Result<(), XmlError>) -> Result<(), XmlError> {
-        self.buf.extend_from_slice(chunk);
-        self.process(&mut each, false)?;
-        self.compact();
+        // In pieces: the buffer then holds one piece beside the entry being received, however large the chunks
+        // (hyper hands over up to a few hundred KB at once from a fast connection).
+        for piece in chunk.chunks(FEED_PIECE) {
+            self.buf.extend_from_slice(piece);
+            self.process(&mut each, false)?;
+            self.compact();
+        }
         Ok(())
     }
 

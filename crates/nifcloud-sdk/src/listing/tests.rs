@@ -170,4 +170,21 @@ fn the_buffer_holds_about_one_entry_and_one_chunk_not_the_reply() {
         "held at most {most} bytes of a {} byte reply",
         doc.len()
     );
+
+    // The whole reply in one chunk (a fast connection hands over large ones): still about one entry and a piece.
+    let mut s = ListSplitter::new(&LB_PATH);
+    let mut seen = 0;
+    s.feed(doc.as_bytes(), |_| {
+        seen += 1;
+        Ok(())
+    })
+    .expect("feeds");
+    s.finish(|_| Ok(())).expect("complete");
+    assert_eq!(seen, 200);
+    let most = s.buf.capacity();
+    assert!(
+        most <= 4 * (one.len() + FEED_PIECE),
+        "held at most {most} bytes of a {} byte reply fed as one chunk",
+        doc.len()
+    );
 }
