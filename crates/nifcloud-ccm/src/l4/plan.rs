@@ -43,8 +43,9 @@ pub struct ObservedPort {
     pub members: Arc<BTreeSet<Arc<str>>>,
     /// Whether `filter` lists who may connect or who may not.
     pub filter_type: FilterType,
-    /// The filter's addresses (`a.b.c.d`, `a.b.c.d/n`); empty, like `*.*.*.*`, means any source.
-    pub filter: BTreeSet<String>,
+    /// The filter's addresses (`a.b.c.d`, `a.b.c.d/n`); empty, like `*.*.*.*`, means any source. A listing keeps
+    /// one copy of each distinct filter (most are `*.*.*.*`).
+    pub filter: Arc<BTreeSet<String>>,
 }
 
 impl AsRef<Listener> for ObservedPort {
@@ -84,8 +85,8 @@ impl ObservedL4 {
 /// The L4 load balancers of a `DescribeLoadBalancers` reply, built entry by entry as the entries are read (one
 /// entry per port pair; see [`nifcloud_sdk::listing`]), keeping only what [`plan`] compares: a region-wide
 /// listing is large (500 load balancers with 200 members each, with the members' health states, are about 14 MB
-/// of XML), and each member server's name, and each distinct set of members, is kept once for the whole listing,
-/// however many load balancers list it.
+/// of XML), and each member server's name, each distinct set of members and each distinct filter is kept once for
+/// the whole listing, however many load balancers list it.
 #[derive(Debug, Default)]
 pub struct L4Listing {
     balancers: Vec<ObservedL4>,
@@ -95,6 +96,8 @@ pub struct L4Listing {
     servers: HashSet<Arc<str>>,
     /// Every set of members met so far.
     member_sets: HashSet<Arc<BTreeSet<Arc<str>>>>,
+    /// Every filter met so far.
+    filters: HashSet<Arc<BTreeSet<String>>>,
 }
 
 impl L4Listing {
@@ -127,14 +130,7 @@ impl L4Listing {
             .filter_map(|i| i.instance_id)
             .map(|id| shared(servers, &id))
             .collect();
-        let members = match self.member_sets.get(&members) {
-            Some(known) => known.clone(),
-            None => {
-                let members = Arc::new(members);
-                self.member_sets.insert(members.clone());
-                members
-            }
-        };
+        let members = shared_set(&mut self.member_sets, members);
         let filter_type = FilterType::from_wire(filter.filter_type.as_deref());
         let sources: BTreeSet<String> = filter
             .ip_addresses
@@ -142,9 +138,13 @@ impl L4Listing {
             .filter_map(|i| i.ip_address)
             .map(String::from)
             .collect();
+        let sources = shared_set(&mut self.filters, sources);
+        let ports = &mut self.balancers[idx].ports;
+        // Most load balancers have one or two port pairs: room for exactly these, not a growing Vec's four.
+        ports.reserve_exact(d.listener_descriptions.len());
         for ld in &d.listener_descriptions {
             let Some(l) = &ld.listener else { continue };
-            self.balancers[idx].ports.push(ObservedPort {
+            ports.push(ObservedPort {
                 listener: Listener {
                     port: l.load_balancer_port.unwrap_or_default(),
                     instance_port: l.instance_port.unwrap_or_default(),
@@ -174,6 +174,16 @@ impl L4Listing {
 }
 
 /// The one copy of `name` in `names`, added when new.
+/// The copy of `set` kept in `known` (kept there first when new).
+fn shared_set<T: Ord + std::hash::Hash>(known: &mut HashSet<Arc<BTreeSet<T>>>, set: BTreeSet<T>) -> Arc<BTreeSet<T>> {
+    if let Some(k) = known.get(&set) {
+        return k.clone();
+    }
+    let set = Arc::new(set);
+    known.insert(set.clone());
+    set
+}
+
 fn shared(names: &mut HashSet<Arc<str>>, name: &str) -> Arc<str> {
     if let Some(known) = names.get(name) {
         return known.clone();
@@ -239,7 +249,7 @@ impl DesiredL4 {
                     },
                     members: Arc::default(),
                     filter_type: FilterType::Allow,
-                    filter: [ANY_SOURCE.to_owned()].into(),
+                    filter: Arc::new([ANY_SOURCE.to_owned()].into()),
                 })
                 .collect(),
         }

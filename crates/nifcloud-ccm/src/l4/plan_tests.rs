@@ -43,7 +43,7 @@ fn converged(d: &DesiredL4) -> ObservedL4 {
                 listener: w.clone(),
                 members: Arc::new(d.members.clone()),
                 filter_type: FilterType::Allow,
-                filter: [ANY_SOURCE.to_owned()].into(),
+                filter: Arc::new([ANY_SOURCE.to_owned()].into()),
             })
             .collect(),
     }
@@ -71,7 +71,7 @@ fn nothing_to_do_when_converged() {
     assert_eq!(p, Plan::default());
     // An implicit "any" filter (empty list) equals an explicit one.
     let mut o = converged(&d);
-    o.ports[0].filter.clear();
+    o.ports[0].filter = Arc::default();
     assert_eq!(plan(&d, Some(&o)), Plan::default());
 }
 
@@ -146,7 +146,7 @@ fn every_attribute_is_reconciled() {
         (
             "filter from a list back to any, and a deny filter becomes allow: *.*.*.* is not added",
             |_, o| {
-                o.ports[0].filter = names(&["1.2.3.4"]);
+                o.ports[0].filter = Arc::new(names(&["1.2.3.4"]));
                 o.ports[0].filter_type = FilterType::Deny;
             },
             vec![L4Action::SetFilter {
@@ -350,7 +350,7 @@ fn filter_plan(wanted: &[&str], have: &[&str]) -> (Vec<L4Action>, bool) {
     let mut d = desired(vec![want(80, 30080)]);
     d.filter = names(wanted);
     let mut o = converged(&d);
-    o.ports[0].filter = names(have);
+    o.ports[0].filter = Arc::new(names(have));
     let p = plan(&d, Some(&o));
     (p.actions, p.reshapes)
 }
@@ -519,7 +519,15 @@ fn a_listing_groups_port_pairs_by_name_and_keeps_one_copy_of_each_member_name() 
         Arc::ptr_eq(&a.ports[0].members, &a.ports[1].members),
         "one copy of each set of members"
     );
-    assert_eq!(a.ports[0].filter, names(&[ANY_SOURCE]));
+    assert_eq!(*a.ports[0].filter, names(&[ANY_SOURCE]));
+    assert!(
+        Arc::ptr_eq(&a.ports[0].filter, &listed[1].ports[0].filter),
+        "one copy of each filter for the whole listing"
+    );
+    assert!(
+        a.ports.capacity() < 4,
+        "room for the port pairs listed, not a growing Vec's four"
+    );
     let node2 = |o: &ObservedL4, port: usize| o.ports[port].members.iter().find(|m| &***m == "node2").cloned();
     let (in_a, in_b) = (node2(a, 0).expect("member"), node2(&listed[1], 0).expect("member"));
     assert!(
