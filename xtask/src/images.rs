@@ -22,6 +22,9 @@ use crate::oci::{self, Entry, Layer};
 
 /// The musl target the images are built for.
 pub const TARGET: &str = "x86_64-unknown-linux-musl";
+/// The Cargo profile the images' binaries are built with (the workspace manifest's `[profile.image]`: built for
+/// size).
+pub const PROFILE: &str = "image";
 
 /// One image: its short name, cargo package, binary, and who it runs as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,29 +197,29 @@ pub fn build_image(
     Ok(oci::assemble(&runtime_config(spec, version), &layers)?)
 }
 
-/// Runs `cargo build --release --target x86_64-unknown-linux-musl` for the given packages with the C compiler
-/// `cc` for musl; returns the directory of the binaries.
+/// Runs `cargo build --profile image --target x86_64-unknown-linux-musl` for the given packages with the C
+/// compiler `cc` for musl; returns the directory of the binaries.
 fn cargo_build(root: &Path, specs: &[&ImageSpec], cc: &str) -> anyhow::Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(root)
-        .args(["build", "--release", "--locked", "--target", TARGET]);
+        .args(["build", "--profile", PROFILE, "--locked", "--target", TARGET]);
     for s in specs {
         cmd.args(["-p", s.package]);
     }
     cmd.env(prereq::CC_ENV, cc);
     eprintln!(
-        "images: cargo build --release --target {TARGET} ({}) with CC={cc}",
+        "images: cargo build --profile {PROFILE} --target {TARGET} ({}) with CC={cc}",
         specs.iter().map(|s| s.package).collect::<Vec<_>>().join(", ")
     );
     let status = cmd.status().context("run cargo build")?;
     if !status.success() {
-        anyhow::bail!("cargo build --release --target {TARGET} failed ({status}); its errors are above");
+        anyhow::bail!("cargo build --profile {PROFILE} --target {TARGET} failed ({status}); its errors are above");
     }
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
-    Ok(target_dir.join(TARGET).join("release"))
+    Ok(target_dir.join(TARGET).join(PROFILE))
 }
 
 /// One built image, for the summary.

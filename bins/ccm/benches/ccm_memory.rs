@@ -1,17 +1,21 @@
-//! The CCM's own memory at scale, and its NIFCLOUD calls: the release binary as its own process, against the
+//! The CCM's own memory at scale, and its NIFCLOUD calls: the binary as its own process, against the
 //! emulator binary in another process and the harness' real kube-apiserver (`../shared/harness`, started or
 //! reused through `k8s_harness`), with 200 Nodes and 500 `type: LoadBalancer` Services that the bench creates
 //! before the binary starts.
 //!
 //! `cargo bench -p nifcloud-cloud-controller-manager --bench ccm_memory`
 //!
-//! cargo builds the binary for the bench (the `bench` profile is the release one); the bench builds the emulator
-//! itself with `cargo build --release -p nifcloud-emulator` (a no-op when it is up to date). Without the harness it
-//! prints why and skips. Sizes and timings: `CCM_MEMORY_SERVICES` (500), `CCM_MEMORY_NODES` (200),
+//! The bench builds the emulator with `cargo build --release -p nifcloud-emulator` (a no-op when it is up to
+//! date). Without the harness it prints why and skips. Sizes and timings: `CCM_MEMORY_SERVICES` (500), `CCM_MEMORY_NODES` (200),
 //! `CCM_MEMORY_RESYNC` (`--service-resync-period`, 30s), `CCM_MEMORY_ROUNDS` (steady-state resync rounds measured,
-//! 2), `CCM_MEMORY_TIMEOUT` (seconds to wait for the initial sync, 600); `CCM_MEMORY_BINARY` runs another build of
-//! the binary instead (to profile it, a script that `exec`s `heaptrack` on an unstripped build, say: the RSS then
-//! printed is the profiler's, and the bench kills only the process it started, so kill the profiled one after).
+//! 2), `CCM_MEMORY_TIMEOUT` (seconds to wait for the initial sync, 600).
+//!
+//! The binary measured is the one the images ship: the bench builds it as `cargo xtask images` does (`--profile
+//! image --target x86_64-unknown-linux-musl`, static, musl's allocator); where that build fails (no musl target or
+//! C compiler for musl) it measures the glibc release build instead and says so. `CCM_MEMORY_BINARY` runs another
+//! build of the binary instead (to profile it, a script that `exec`s `heaptrack` on an unstripped build, say: the
+//! RSS then printed is the profiler's, and the bench kills only the process it started, so kill the profiled one
+//! after).
 //!
 //! What it prints: for the initial sync (the binary starts with every object already there, as after a restart or
 //! an upgrade, and it ends when every Service has `status.loadBalancer.ingress`) and for each steady-state resync
@@ -208,6 +212,42 @@ fn emulator_binary() -> PathBuf {
         other => panic!(
             "the emulator binary is needed at {}: `cargo build --release -p nifcloud-emulator` ({other:?})",
             path.display()
+        ),
+    }
+}
+
+/// The binary measured and what it is: `CCM_MEMORY_BINARY` when set; else the images' build of it, `cargo build
+/// --profile image --target x86_64-unknown-linux-musl` as `cargo xtask images` runs it (C compiler for musl:
+/// `CC_x86_64_unknown_linux_musl`, else `musl-gcc`); else, when that build fails here (no musl target or C
+/// compiler), the bench's own release build, with the reason.
+fn ccm_binary() -> (PathBuf, String) {
+    if let Some(path) = std::env::var_os("CCM_MEMORY_BINARY") {
+        return (path.into(), "the binary CCM_MEMORY_BINARY names".into());
+    }
+    const TARGET: &str = "x86_64-unknown-linux-musl";
+    let own = || PathBuf::from(env!("CARGO_BIN_EXE_nifcloud-cloud-controller-manager"));
+    let cc = std::env::var("CC_x86_64_unknown_linux_musl").unwrap_or_else(|_| "musl-gcc".into());
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    eprintln!("{BENCH}: cargo build --profile image --target {TARGET} -p nifcloud-cloud-controller-manager (CC={cc})");
+    let built = Command::new(&cargo)
+        .args(["build", "--profile", "image", "--locked", "--quiet", "--target", TARGET])
+        .args(["-p", "nifcloud-cloud-controller-manager"])
+        .env("CC_x86_64_unknown_linux_musl", &cc)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status();
+    let path = release_dir()
+        .parent()
+        .expect("target directory")
+        .join(TARGET)
+        .join("image/nifcloud-cloud-controller-manager");
+    match built {
+        Ok(s) if s.success() && path.is_file() => (path, "the images' binary (musl, profile image)".into()),
+        other => (
+            own(),
+            format!(
+                "the glibc release binary, because the images' musl build failed here ({other:?}; it needs the musl \
+                 target and a C compiler for musl)"
+            ),
         ),
     }
 }
@@ -513,6 +553,7 @@ async fn resync_round(emulator: SocketAddr, pid: u32, log: &Path, period: Durati
 }
 
 async fn scenario(client: Client, kubeconfig: PathBuf, sizes: Sizes, sfx: String, children: Arc<Children>) {
+    let (binary, which) = ccm_binary();
     let namespace = format!("ccm-memory-{sfx}");
     let dir = std::env::temp_dir().join(format!("{BENCH}-{sfx}"));
     std::fs::create_dir_all(&dir).expect("work directory");
@@ -529,8 +570,6 @@ async fn scenario(client: Client, kubeconfig: PathBuf, sizes: Sizes, sfx: String
     let (key, secret) = emulator_cfg.credentials.iter().next().expect("credentials");
     admin(emulator, "DELETE", "calls");
     let started = Instant::now();
-    let binary = std::env::var_os("CCM_MEMORY_BINARY")
-        .unwrap_or_else(|| env!("CARGO_BIN_EXE_nifcloud-cloud-controller-manager").into());
     let ccm = Command::new(&binary)
         .arg("--kubeconfig")
         .arg(&kubeconfig)
@@ -589,7 +628,7 @@ async fn scenario(client: Client, kubeconfig: PathBuf, sizes: Sizes, sfx: String
     }
 
     println!(
-        "{BENCH}: the release binary against the emulator binary and the harness' kube-apiserver: {} Nodes, {} \
+        "{BENCH}: {which}, against the emulator binary and the harness' kube-apiserver: {} Nodes, {} \
          LoadBalancer Services, --service-resync-period={}, --concurrent-service-syncs=2",
         sizes.nodes, sizes.services, sizes.resync
     );
