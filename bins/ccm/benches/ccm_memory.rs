@@ -6,9 +6,9 @@
 //! `cargo bench -p nifcloud-cloud-controller-manager --bench ccm_memory`
 //!
 //! The bench builds the emulator with `cargo build --release -p nifcloud-emulator` (a no-op when it is up to
-//! date). Without the harness it prints why and skips. Sizes and timings: `CCM_MEMORY_SERVICES` (500), `CCM_MEMORY_NODES` (200),
-//! `CCM_MEMORY_RESYNC` (`--service-resync-period`, 30s), `CCM_MEMORY_ROUNDS` (steady-state resync rounds measured,
-//! 2), `CCM_MEMORY_TIMEOUT` (seconds to wait for the initial sync, 600).
+//! date). Without the harness it prints why and skips. Sizes and timings: `CCM_MEMORY_SERVICES` (500),
+//! `CCM_MEMORY_NODES` (200), `CCM_MEMORY_RESYNC` (`--service-resync-period`, 30s), `CCM_MEMORY_ROUNDS`
+//! (steady-state resync rounds measured, 2), `CCM_MEMORY_TIMEOUT` (seconds to wait for the initial sync, 600).
 //!
 //! The binary measured is the one the images ship: the bench builds it as `cargo xtask images` does (`--profile
 //! image --target x86_64-unknown-linux-musl`, static, musl's allocator); where that build fails (no musl target or
@@ -225,7 +225,6 @@ fn ccm_binary() -> (PathBuf, String) {
         return (path.into(), "the binary CCM_MEMORY_BINARY names".into());
     }
     const TARGET: &str = "x86_64-unknown-linux-musl";
-    let own = || PathBuf::from(env!("CARGO_BIN_EXE_nifcloud-cloud-controller-manager"));
     let cc = std::env::var("CC_x86_64_unknown_linux_musl").unwrap_or_else(|_| "musl-gcc".into());
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     eprintln!("{BENCH}: cargo build --profile image --target {TARGET} -p nifcloud-cloud-controller-manager (CC={cc})");
@@ -243,7 +242,7 @@ fn ccm_binary() -> (PathBuf, String) {
     match built {
         Ok(s) if s.success() && path.is_file() => (path, "the images' binary (musl, profile image)".into()),
         other => (
-            own(),
+            env!("CARGO_BIN_EXE_nifcloud-cloud-controller-manager").into(),
             format!(
                 "the glibc release binary, because the images' musl build failed here ({other:?}; it needs the musl \
                  target and a C compiler for musl)"

@@ -34,9 +34,9 @@ pub mod types {
 }
 
 /// The string type of every text member of the generated types. Values of up to 24 bytes (identifiers, states,
-/// zones, addresses: nearly every value the API returns) are kept inline, with no allocation of their own, so a reply
-/// of 1,000 instances is read with a few thousand allocations rather than tens of thousands. It dereferences to
-/// `str`, compares with `&str` and `String`, and converts from and into `String`; re-exported so that users need no
+/// zones, addresses: nearly every value the API returns) are kept inline, with no allocation of their own; with
+/// `String`s, the output's own strings were most of the allocations of reading a reply. It dereferences to `str`,
+/// compares with `&str` and `String`, and converts from and into `String`; re-exported so that users need no
 /// dependency of their own.
 pub use compact_str::{CompactString, ToCompactString, format_compact};
 
