@@ -86,7 +86,7 @@ impl ObservedElb {
     /// Reads one load balancer of a `NiftyDescribeElasticLoadBalancers` reply (`None` without a name): the
     /// listing is read entry by entry as it arrives, keeping only this of each entry.
     pub fn from_description(d: &ElasticLoadBalancerDescriptions) -> Option<ObservedElb> {
-        let name = d.elastic_load_balancer_name.clone().filter(|n| !n.is_empty())?;
+        let name = d.elastic_load_balancer_name.as_deref().filter(|n| !n.is_empty())?;
         let mut listeners: Vec<ObservedElbListener> = d
             .elastic_load_balancer_listener_descriptions
             .iter()
@@ -121,7 +121,7 @@ impl ObservedElb {
             .collect();
         listeners.sort_by_key(|l| l.listener.key());
         Some(ObservedElb {
-            name: name.into(),
+            name: name.to_owned(),
             vip: d.dns_name.as_deref().unwrap_or_default().to_owned(),
             state: ElbState::from_wire(d.state.as_deref()),
             network_volume: d.network_volume.as_deref().and_then(|v| v.trim().parse().ok()),

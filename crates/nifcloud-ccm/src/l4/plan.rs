@@ -20,7 +20,9 @@
 //! addresses is removed then (by itself, once addresses are there to keep the filter closed). Either way the
 //! filter converges within one reconcile, and no plan adds or removes `*.*.*.*` again and again.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::hash::Hash;
 use std::sync::Arc;
 
 use nifcloud_cloud::Instance;
@@ -128,9 +130,9 @@ impl L4Listing {
             .instances
             .into_iter()
             .filter_map(|i| i.instance_id)
-            .map(|id| shared(servers, &id))
+            .map(|id| shared(servers, id.as_str()))
             .collect();
-        let members = shared_set(&mut self.member_sets, members);
+        let members = shared(&mut self.member_sets, members);
         let filter_type = FilterType::from_wire(filter.filter_type.as_deref());
         let sources: BTreeSet<String> = filter
             .ip_addresses
@@ -138,7 +140,7 @@ impl L4Listing {
             .filter_map(|i| i.ip_address)
             .map(String::from)
             .collect();
-        let sources = shared_set(&mut self.filters, sources);
+        let sources = shared(&mut self.filters, sources);
         let ports = &mut self.balancers[idx].ports;
         // Most load balancers have one or two port pairs: room for exactly these, not a growing Vec's four.
         ports.reserve_exact(d.listener_descriptions.len());
@@ -173,24 +175,20 @@ impl L4Listing {
     }
 }
 
-/// The one copy of `name` in `names`, added when new.
-/// The copy of `set` kept in `known` (kept there first when new).
-fn shared_set<T: Ord + std::hash::Hash>(known: &mut HashSet<Arc<BTreeSet<T>>>, set: BTreeSet<T>) -> Arc<BTreeSet<T>> {
-    if let Some(k) = known.get(&set) {
+/// The copy of `value` kept in `known` (kept there first when new): one copy of each member name, member set and
+/// filter for the whole listing.
+fn shared<T, V>(known: &mut HashSet<Arc<T>>, value: V) -> Arc<T>
+where
+    T: ?Sized + Eq + Hash,
+    V: Borrow<T>,
+    Arc<T>: From<V>,
+{
+    if let Some(k) = known.get(value.borrow()) {
         return k.clone();
     }
-    let set = Arc::new(set);
-    known.insert(set.clone());
-    set
-}
-
-fn shared(names: &mut HashSet<Arc<str>>, name: &str) -> Arc<str> {
-    if let Some(known) = names.get(name) {
-        return known.clone();
-    }
-    let name: Arc<str> = name.into();
-    names.insert(name.clone());
-    name
+    let value = Arc::from(value);
+    known.insert(value.clone());
+    value
 }
 
 /// An L4 load balancer as desired.

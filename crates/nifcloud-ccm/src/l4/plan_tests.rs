@@ -483,7 +483,7 @@ fn the_filter_plan_has_a_fixed_point_under_both_behaviours() {
 }
 
 #[test]
-fn a_listing_groups_port_pairs_by_name_and_keeps_one_copy_of_each_member_name() {
+fn a_listing_groups_port_pairs_by_name_and_keeps_one_copy_of_each_name_member_set_and_filter() {
     let entry = |name: &str, port: i64, members: &[&str]| -> LoadBalancerDescriptions {
         let members: String = members
             .iter()
